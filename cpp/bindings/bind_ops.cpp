@@ -1,0 +1,4 @@
+#include "bindings/bindings.hpp"
+namespace dnnfast::bindings {
+void bind_ops(py::module_&) {}
+}

@@ -1,0 +1,32 @@
+#include "bindings/bindings.hpp"
+#include "threads.hpp"
+
+namespace dnnfast::bindings {
+
+void bind_threads(py::module_& m) {
+    m.def("get_num_threads", &dnnfast::get_num_threads,
+          "Threads the kernels use now (set_num_threads value, else OpenMP's max).");
+    m.def("set_num_threads", [](int n) {
+        if (n < 0) throw std::invalid_argument("n must be >= 0 (0 follows OMP_NUM_THREADS)");
+        dnnfast::set_num_threads(n);
+    }, py::arg("n"));
+    m.def("has_openmp", []() {
+#ifdef _OPENMP
+        return true;
+#else
+        return false;
+#endif
+    });
+}
+
+}  // namespace dnnfast::bindings
+
+PYBIND11_MODULE(_core, m) {
+    namespace b = dnnfast::bindings;
+    m.doc() = "dnnfast compiled core (private): kernels for MLP training.";
+    m.attr("__version__") = DNNFAST_VERSION;
+    b::bind_threads(m);
+    b::bind_gemm(m);
+    b::bind_ops(m);
+    b::bind_network(m);
+}

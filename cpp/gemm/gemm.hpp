@@ -1,0 +1,42 @@
+// GEMM front end: C := alpha * op(A) * op(B) + beta * C, row-major.
+//
+// op(A) is M x K, op(B) is K x N, C is M x N. With Trans::T the operand is
+// read transposed in place (A stored K x M, or B stored N x K): the three
+// products of backprop -- A W, A^T dZ, dZ W^T -- never materialise a
+// transpose. Leading dimensions are in elements (row strides).
+//
+// An optional epilogue runs on each finished block of C (after the whole K
+// sum), while the block is still in cache: bias + activation on the forward
+// pass, the activation derivative on the backward pass.
+#pragma once
+#include <cstddef>
+
+namespace dnnfast {
+
+enum class Trans { N, T };
+
+// Called on the block C[i0:i0+m, j0:j0+n] (pointer c at its top-left, row
+// stride ldc) once it holds its final op(A) op(B) value. Must only touch that
+// block; may be called concurrently on disjoint blocks.
+template <class T>
+struct Epilogue {
+    void (*fn)(const void* ctx, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) = nullptr;
+    const void* ctx = nullptr;
+};
+
+// The fast GEMM (packed, cache-blocked, vectorised, multi-threaded).
+// Deterministic: the K sum of each C element is never split across threads,
+// so results are bit-identical for any thread count.
+template <class T>
+void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
+          const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t ldc,
+          const Epilogue<T>* ep = nullptr);
+
+// The simple GEMM: the algorithmic reference the fast one is tested against,
+// same signature and contract (epilogue included), one thread.
+template <class T>
+void gemm_reference(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
+                    const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t ldc,
+                    const Epilogue<T>* ep = nullptr);
+
+}  // namespace dnnfast
