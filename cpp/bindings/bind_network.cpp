@@ -1,4 +1,205 @@
+// Bindings of the C++ Network (one class per dtype: Network32, Network64).
+// The parameters live in a NumPy array owned by Python and are passed to each
+// call, so Python keeps the flat buffer and its per-layer views.
+#include <string>
+#include <vector>
+
 #include "bindings/bindings.hpp"
+#include "nn/network.hpp"
+
 namespace dnnfast::bindings {
-void bind_network(py::module_&) {}
+
+namespace {
+
+template <class T>
+struct NetworkPy {
+    Network<T> net;
+
+    NetworkPy(const std::vector<size_t>& sizes, const std::vector<int>& acts, const std::vector<double>& params,
+              int loss, bool fused)
+        : net(sizes, to_acts(acts), params, to_loss(loss), fused) {}
+
+    static std::vector<Act> to_acts(const std::vector<int>& ids) {
+        std::vector<Act> out;
+        for (int id : ids) {
+            if (id < 0 || id >= kNumActivations) throw std::invalid_argument("activations: unknown id");
+            out.push_back(static_cast<Act>(id));
+        }
+        return out;
+    }
+    static Loss to_loss(int id) {
+        if (id < 0 || id >= kNumLosses) throw std::invalid_argument("loss: unknown id");
+        return static_cast<Loss>(id);
+    }
+
+    size_t m_x() const { return net.layer(0).m_in; }
+    size_t m_y() const { return net.layer(net.num_layers() - 1).m_out; }
+
+    void check_params(const carray<T>& P) const {
+        if (P.ndim() != 1 || size_t(P.shape(0)) != net.num_params())
+            throw std::invalid_argument("params: expected a 1-D array of " + std::to_string(net.num_params()));
+    }
+    size_t check_X(const carray<T>& X) const {
+        require_2d(X, "X");
+        if (size_t(X.shape(1)) != m_x()) throw std::invalid_argument("X: wrong number of columns");
+        return X.shape(0);
+    }
+    void check_Y(const carray<T>& Y, size_t rows) const {
+        require_2d(Y, "Y");
+        if (size_t(Y.shape(0)) != rows || size_t(Y.shape(1)) != m_y())
+            throw std::invalid_argument("Y: expected shape (n, m_y)");
+    }
+    const T* check_w(const std::optional<carray<T>>& w, size_t rows) const {
+        if (!w) return nullptr;
+        if (w->ndim() != 1 || size_t(w->shape(0)) != rows)
+            throw std::invalid_argument("sample_weight: expected one weight per row");
+        return w->data();
+    }
+
+    py::list layout() const {
+        py::list out;
+        for (size_t l = 0; l < net.num_layers(); ++l) {
+            const LayerSpec& s = net.layer(l);
+            py::dict d;
+            d["m_in"] = s.m_in;
+            d["m_out"] = s.m_out;
+            d["w_offset"] = s.w_off;
+            d["b_offset"] = s.b_off;
+            d["alpha_offset"] = s.alpha_off == SIZE_MAX ? py::object(py::none()) : py::object(py::int_(s.alpha_off));
+            out.append(d);
+        }
+        return out;
+    }
+
+    py::tuple forward(const carray<T>& P, const carray<T>& X) {
+        check_params(P);
+        const size_t n = check_X(X);
+        py::list Zs, As;
+        std::vector<T*> zp, ap;
+        for (size_t l = 0; l < net.num_layers(); ++l) {
+            py::array_t<T> Z({n, net.layer(l).m_out}), A({n, net.layer(l).m_out});
+            zp.push_back(Z.mutable_data());
+            ap.push_back(A.mutable_data());
+            Zs.append(Z);
+            As.append(A);
+        }
+        { py::gil_scoped_release g; net.forward(P.data(), X.data(), n, zp.data(), ap.data()); }
+        return py::make_tuple(Zs, As);
+    }
+
+    py::array_t<T> predict(const carray<T>& P, const carray<T>& X) {
+        check_params(P);
+        const size_t n = check_X(X);
+        py::array_t<T> Y({n, m_y()});
+        T* y = Y.mutable_data();
+        { py::gil_scoped_release g; net.predict(P.data(), X.data(), n, y); }
+        return Y;
+    }
+
+    double cost(const carray<T>& P, const carray<T>& X, const carray<T>& Y, std::optional<carray<T>> w) {
+        check_params(P);
+        const size_t n = check_X(X);
+        check_Y(Y, n);
+        const T* wp = check_w(w, n);
+        py::gil_scoped_release g;
+        return net.cost(P.data(), X.data(), Y.data(), wp, n);
+    }
+
+    py::tuple loss_and_gradient(const carray<T>& P, const carray<T>& X, const carray<T>& Y,
+                                std::optional<carray<T>> w, std::optional<py::array_t<int64_t, py::array::c_style>> rows,
+                                double l2, py::array_t<T, py::array::c_style> G) {
+        check_params(P);
+        const size_t n_rows = check_X(X);
+        check_Y(Y, n_rows);
+        const T* wp = check_w(w, n_rows);
+        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
+            throw std::invalid_argument("grad: expected a 1-D array like params");
+        const int64_t* rp = nullptr;
+        size_t n = n_rows;
+        if (rows) {
+            if (rows->ndim() != 1) throw std::invalid_argument("rows must be 1-D");
+            rp = rows->data();
+            n = rows->shape(0);
+            for (size_t i = 0; i < n; ++i)
+                if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
+        }
+        if (n == 0) throw std::invalid_argument("no rows");
+        T* g = G.mutable_data();
+        double pen = 0, c = 0;
+        { py::gil_scoped_release rel; c = net.loss_and_gradient(P.data(), X.data(), Y.data(), wp, rp, n, T(l2), g, &pen); }
+        return py::make_tuple(c, pen);
+    }
+
+    py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const carray<T>& X, const carray<T>& Y,
+                          std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
+                          size_t batch, int kind, double lr, double momentum, double beta1, double beta2,
+                          double epsilon, double l2, std::optional<py::array_t<T, py::array::c_style>> s1,
+                          std::optional<py::array_t<T, py::array::c_style>> s2,
+                          std::optional<py::array_t<int64_t, py::array::c_style>> t) {
+        if (P.ndim() != 1 || size_t(P.shape(0)) != net.num_params())
+            throw std::invalid_argument("params: expected a 1-D array of " + std::to_string(net.num_params()));
+        const size_t n_rows = check_X(X);
+        check_Y(Y, n_rows);
+        const T* wp = check_w(w, n_rows);
+        if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
+        if (kind < 0 || kind > int(Optim::adam)) throw std::invalid_argument("optimizer: unknown kind");
+        auto state = [&](std::optional<py::array_t<T, py::array::c_style>>& s) -> T* {
+            if (!s) return nullptr;
+            if (s->ndim() != 1 || size_t(s->shape(0)) != net.num_params())
+                throw std::invalid_argument("optimizer state: expected a 1-D array like params");
+            return s->mutable_data();
+        };
+        T* sp1 = state(s1);
+        T* sp2 = state(s2);
+        int64_t* tp = nullptr;
+        if (t) {
+            if (t->size() != 1) throw std::invalid_argument("t: expected one step counter");
+            tp = t->mutable_data();
+        }
+        OptimizerConfig<T> opt;
+        opt.kind = static_cast<Optim>(kind);
+        opt.learning_rate = T(lr);
+        opt.momentum = T(momentum);
+        opt.beta1 = T(beta1);
+        opt.beta2 = T(beta2);
+        opt.epsilon = T(epsilon);
+        opt.l2 = T(l2);
+        T* p = P.mutable_data();
+        EpochResult r;
+        {
+            py::gil_scoped_release g;
+            r = net.train_epoch(p, X.data(), Y.data(), wp, n_rows, order.data(), order.shape(0), batch, opt, sp1,
+                                sp2, tp);
+        }
+        return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
+    }
+};
+
+template <class T>
+void bind_network_dtype(py::module_& m, const char* name) {
+    using N = NetworkPy<T>;
+    py::class_<N>(m, name)
+        .def(py::init<const std::vector<size_t>&, const std::vector<int>&, const std::vector<double>&, int, bool>(),
+             py::arg("sizes"), py::arg("activations"), py::arg("params"), py::arg("loss"), py::arg("fused") = true)
+        .def_property_readonly("num_params", [](const N& n) { return n.net.num_params(); })
+        .def("layout", &N::layout)
+        .def("forward", &N::forward, py::arg("params"), py::arg("X"))
+        .def("predict", &N::predict, py::arg("params"), py::arg("X"))
+        .def("cost", &N::cost, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w") = py::none())
+        .def("loss_and_gradient", &N::loss_and_gradient, py::arg("params"), py::arg("X"), py::arg("Y"),
+             py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
+        .def("train_epoch", &N::train_epoch, py::arg("params").noconvert(), py::arg("X"), py::arg("Y"),
+             py::arg("w"), py::arg("order"), py::arg("batch_size"), py::arg("optimizer"), py::arg("learning_rate"),
+             py::arg("momentum"), py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("l2"),
+             py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t").noconvert());
 }
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+    bind_network_dtype<float>(m, "Network32");
+    bind_network_dtype<double>(m, "Network64");
+    m.attr("OPTIMIZERS") = py::make_tuple("sgd", "momentum", "nesterov", "adam");
+}
+
+}  // namespace dnnfast::bindings

@@ -1,0 +1,200 @@
+"""One measurement in a fresh process: ``python worker.py '<json task>'``.
+
+The driver (``run.py``) starts this script once per peer and workload, with
+the thread count already fixed in the environment (OMP_NUM_THREADS and the
+BLAS variables), and reads the single JSON line it prints last. Every task
+warms up before it is timed; data come from ``peers.make_data`` with a fixed
+seed, so every peer sees the same numbers.
+
+Task kinds:
+  train    -- fit one network; reports seconds for ``epochs`` over ``rows``
+  gemm     -- time C = op(A) op(B) for a list of shapes; median seconds each
+  predict  -- latency of predict() on one row; median microseconds
+  memory   -- peak RSS of dnnfast.Network.fit on a large float32 X
+  info     -- versions, GEMM kernel name and measured FMA peaks
+"""
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+import numpy as np
+
+import peers
+
+
+def set_threads(peer, threads):
+    """Fix the thread count inside the process (the env vars are set by run.py)."""
+    if peer == "torch":
+        import torch
+        torch.set_num_threads(threads)
+    try:
+        import dnnfast
+        dnnfast.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def task_train(t):
+    wl = t["workload"]
+    X, Y = peers.make_data(t["rows"], wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    trainer = peers.TRAINERS[t["peer"]]
+    # Warm-up: one epoch over a slice, on a throw-away network, so that thread
+    # pools, allocators, lazy imports and code paths are hot before timing.
+    n_warm = min(len(X), max(wl["batch_size"] or 0, t.get("warm_rows", 512)))
+    fit = trainer(wl, seed=1)
+    fit(X[:n_warm], Y[:n_warm], 1)
+    fit = trainer(wl, seed=0)
+    t0 = time.perf_counter()
+    fit(X, Y, t["epochs"])
+    secs = time.perf_counter() - t0
+    return {"seconds": secs, "samples": t["rows"] * t["epochs"]}
+
+
+def _median_call_seconds(f, min_time, min_calls=3):
+    """Median seconds per call of f(), calling it until min_time has passed."""
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), len(times)
+
+
+def task_gemm(t):
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(t["dtype"])
+    if t["peer"] == "dnnfast":
+        from dnnfast import _core
+
+        def mul(A, B, ta, tb):
+            return lambda: _core.gemm(A, B, trans_a=ta, trans_b=tb)
+    else:
+        def mul(A, B, ta, tb):
+            # .T views, as a NumPy user writes A.T @ B: matmul hands the
+            # transposed layout to BLAS without a copy.
+            Av = A.T if ta else A
+            Bv = B.T if tb else B
+            return lambda: np.matmul(Av, Bv)
+    out = []
+    for case in t["cases"]:
+        M, N, K, ta, tb = case["M"], case["N"], case["K"], case["trans_a"], case["trans_b"]
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+        f = mul(A, B, ta, tb)
+        t0 = time.perf_counter()
+        f()  # warm-up (page faults, packing buffers, thread pool)
+        first = time.perf_counter() - t0
+        if first > 4 * t["min_time"]:  # a slow kernel: one more call is enough to time it
+            secs, calls = _median_call_seconds(f, 0.0, min_calls=1)
+        else:
+            f()
+            secs, calls = _median_call_seconds(f, t["min_time"])
+        out.append(dict(case, seconds=secs, calls=calls))
+    return {"cases": out}
+
+
+def task_predict(t):
+    wl = t["workload"]
+    X, Y = peers.make_data(256, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    predict = peers.PREDICTORS[t["peer"]](wl, X, Y)
+    x1 = np.ascontiguousarray(X[:1])
+    for _ in range(t["warm_calls"]):
+        predict(x1)
+    times = np.empty(t["calls"])
+    for i in range(t["calls"]):
+        t0 = time.perf_counter_ns()
+        predict(x1)
+        times[i] = time.perf_counter_ns() - t0
+    return {"median_us": float(np.median(times)) / 1e3, "p10_us": float(np.percentile(times, 10)) / 1e3,
+            "p90_us": float(np.percentile(times, 90)) / 1e3, "calls": t["calls"]}
+
+
+def _current_rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def task_memory(t):
+    import dnnfast
+    wl = t["workload"]
+    rng = np.random.default_rng(0)
+    # Generated straight into float32, so that no float64 temporary raises the
+    # peak before fit starts.
+    X = rng.standard_normal((t["rows"], wl["sizes"][0]), dtype=np.float32)
+    Y = rng.integers(0, wl["sizes"][-1], size=t["rows"], dtype=np.int64)
+    net = dnnfast.Network(sizes=wl["sizes"], activations=wl["activations"], loss=wl["loss"],
+                          dtype="float32", seed=0)
+    rss_before = _current_rss_bytes()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    net.fit(X, Y, epochs=t["epochs"], batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
+            shuffle=True)
+    secs = time.perf_counter() - t0
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"rss_before": rss_before, "peak_before": peak_before, "peak_after": peak_after,
+            "x_bytes": X.nbytes, "y_bytes": Y.nbytes, "seconds": secs}
+
+
+def task_info(t):
+    info = {"numpy": np.__version__, "python": sys.version.split()[0]}
+    try:
+        import dnnfast
+        from dnnfast import _core
+        info["dnnfast"] = getattr(dnnfast, "__version__", "?")
+        info["has_openmp"] = bool(getattr(_core, "has_openmp", lambda: None)())
+        kernel = getattr(_core, "gemm_kernel", None)
+        info["gemm_kernel"] = kernel() if kernel else None
+        peak = getattr(_core, "fma_peak_gflops", None)
+        info["fma_peak_gflops"] = {}
+        if peak is not None:
+            for dtype in ("float32", "float64"):
+                for th in t["threads_list"]:
+                    info["fma_peak_gflops"][f"{dtype}/{th}"] = float(peak(dtype, th))
+        info["has_network"] = hasattr(dnnfast, "Network")
+        try:
+            import dnnfast.reference  # noqa: F401
+            info["has_reference"] = True
+        except ImportError:
+            info["has_reference"] = False
+    except ImportError as e:
+        info["dnnfast_error"] = str(e)
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    try:
+        import sklearn
+        info["sklearn"] = sklearn.__version__
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = sorted({f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
+                               for p in threadpool_info() if p.get("user_api") == "blas"})
+    except ImportError:
+        pass
+    return info
+
+
+TASKS = {"train": task_train, "gemm": task_gemm, "predict": task_predict, "memory": task_memory,
+         "info": task_info}
+
+
+def main():
+    task = json.loads(sys.argv[1])
+    try:
+        set_threads(task.get("peer"), task["threads"])
+        result = {"ok": True, **TASKS[task["kind"]](task)}
+    except Exception as e:  # reported to the driver, which prints it in the table
+        traceback.print_exc(file=sys.stderr)
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0][:200]}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+#include "nn/activations.hpp"
+
+#include "threads.hpp"
+
+namespace dnnfast {
+
+// Rows are split across threads; each element's value does not depend on how.
+template <class T>
+void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* alpha, size_t alpha_stride) {
+    const int nt = threads_for(double(m) * double(n) * 8.0, 100000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long i = 0; i < (long long)m; ++i) {
+        const T* z = Z + size_t(i) * n;
+        T* a = A + size_t(i) * n;
+        if (act == Act::softmax) {
+            softmax_forward_rows(z, n, a, n, 1, n);
+        } else {
+            // Copy first so the block kernel can work in place on A.
+            if (a != z) for (size_t j = 0; j < n; ++j) a[j] = z[j];
+            activation_forward_block<T>(act, a, n, a, n, 1, n, 0, nullptr, alpha, alpha_stride);
+        }
+    }
+}
+
+template <class T>
+void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, size_t m, size_t n,
+                         const T* alpha, size_t alpha_stride) {
+    const int nt = threads_for(double(m) * double(n) * 4.0, 100000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long i = 0; i < (long long)m; ++i) {
+        const size_t o = size_t(i) * n;
+        if (act == Act::softmax)
+            softmax_backward_rows(A + o, n, dA + o, n, dZ + o, n, 1, n);
+        else
+            activation_backward_block<T>(act, Z + o, n, A + o, n, dA + o, n, dZ + o, n, 1, n, 0, alpha,
+                                         alpha_stride);
+    }
+}
+
+template <class T>
+void prelu_alpha_backward(const T* Z, const T* dA, T* dalpha, size_t m, size_t n) {
+    const int nt = threads_for(double(m) * double(n), 100000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long j = 0; j < (long long)n; ++j) {
+        T s = 0;
+        for (size_t i = 0; i < m; ++i) {
+            const T z = Z[i * n + size_t(j)];
+            if (z <= T(0)) s += dA[i * n + size_t(j)] * z;
+        }
+        dalpha[j] = s;
+    }
+}
+
+#define DNNFAST_INSTANTIATE_ACTIVATIONS(T)                                                                \
+    template void activation_forward<T>(Act, const T*, T*, size_t, size_t, const T*, size_t);            \
+    template void activation_backward<T>(Act, const T*, const T*, const T*, T*, size_t, size_t, const T*, \
+                                         size_t);                                                         \
+    template void prelu_alpha_backward<T>(const T*, const T*, T*, size_t, size_t);
+DNNFAST_INSTANTIATE_ACTIVATIONS(float)
+DNNFAST_INSTANTIATE_ACTIVATIONS(double)
+
+}  // namespace dnnfast

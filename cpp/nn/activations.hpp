@@ -1,0 +1,216 @@
+// Activations: the registry (one table), and forward/backward kernels side by
+// side. Element-wise activations are written as one struct each with
+//   f(z)            -> sigma(z)
+//   df(z, a, alpha) -> sigma'(z), using the saved output a where the maths
+//                      allows (A(1-A) for sigmoid, 1-A^2 for tanh),
+// and the block kernels below loop over them, so the GEMM epilogue and the
+// standalone ops share one definition. Softmax mixes a row, so it has its own
+// row kernels (max-subtracted forward, Jacobian-vector product backward).
+//
+// Parameters: `alpha` points at the activation's parameter; alpha_stride is 0
+// for a scalar (leaky_relu, elu) and 1 for one per unit (prelu). Unused for
+// the others (may be null).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+namespace dnnfast {
+
+enum class Act : int {
+    identity = 0, relu, leaky_relu, prelu, elu, sigmoid, tanh, arctan, softplus, binary_step, softmax
+};
+
+struct ActivationInfo {
+    const char* name;
+    Act act;
+    bool has_param;      // takes alpha
+    double default_param;
+    bool per_unit;       // alpha is one value per unit (prelu) rather than a scalar
+};
+
+// The registry: the one place an activation is named. Python mirrors it by
+// reading this table (dnnfast._core.activations()).
+inline constexpr ActivationInfo kActivations[] = {
+    {"identity", Act::identity, false, 0.0, false},
+    {"relu", Act::relu, false, 0.0, false},
+    {"leaky_relu", Act::leaky_relu, true, 0.1, false},
+    {"prelu", Act::prelu, true, 0.25, true},
+    {"elu", Act::elu, true, 1.0, false},
+    {"sigmoid", Act::sigmoid, false, 0.0, false},
+    {"tanh", Act::tanh, false, 0.0, false},
+    {"arctan", Act::arctan, false, 0.0, false},
+    {"softplus", Act::softplus, false, 0.0, false},
+    {"binary_step", Act::binary_step, false, 0.0, false},
+    {"softmax", Act::softmax, false, 0.0, false},
+};
+inline constexpr int kNumActivations = sizeof(kActivations) / sizeof(kActivations[0]);
+
+inline bool is_elementwise(Act a) { return a != Act::softmax; }
+
+// ---- element-wise activations: sigma and sigma' -----------------------------
+
+template <class T> struct IdentityAct {
+    static T f(T z, T) { return z; }
+    static T df(T, T, T) { return T(1); }
+};
+template <class T> struct ReluAct {
+    static T f(T z, T) { return z > T(0) ? z : T(0); }
+    static T df(T z, T, T) { return z > T(0) ? T(1) : T(0); }
+};
+// leaky_relu and prelu share the maths; they differ in where alpha lives.
+template <class T> struct LeakyReluAct {
+    static T f(T z, T alpha) { return z > T(0) ? z : alpha * z; }
+    static T df(T z, T, T alpha) { return z > T(0) ? T(1) : alpha; }
+};
+template <class T> struct EluAct {
+    // expm1 keeps alpha(e^z - 1) accurate for small |z|; for z -> -inf it
+    // tends to -alpha without overflow.
+    static T f(T z, T alpha) { return z >= T(0) ? z : alpha * std::expm1(z); }
+    static T df(T z, T a, T alpha) { return z >= T(0) ? T(1) : a + alpha; }
+};
+template <class T> struct SigmoidAct {
+    // Two branches so exp never sees a large positive argument.
+    static T f(T z, T) {
+        if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
+        const T e = std::exp(z);
+        return e / (T(1) + e);
+    }
+    static T df(T, T a, T) { return a * (T(1) - a); }
+};
+template <class T> struct TanhAct {
+    static T f(T z, T) { return std::tanh(z); }
+    static T df(T, T a, T) { return T(1) - a * a; }
+};
+template <class T> struct ArctanAct {
+    static T f(T z, T) { return std::atan(z); }
+    // For |z| > sqrt(max) z*z is inf and the derivative is 0, its true limit.
+    static T df(T z, T, T) { return T(1) / (T(1) + z * z); }
+};
+template <class T> struct SoftplusAct {
+    // ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|): no overflow, no lost answer.
+    static T f(T z, T) { return std::max(z, T(0)) + std::log1p(std::exp(-std::fabs(z))); }
+    static T df(T z, T, T) { return SigmoidAct<T>::f(z, T(0)); }
+};
+template <class T> struct BinaryStepAct {
+    static T f(T z, T) { return z >= T(0) ? T(1) : T(0); }
+    // sigma' is 0 everywhere (undefined at 0, defined as 0 there).
+    static T df(T, T, T) { return T(0); }
+};
+
+// Calls fn(ActStruct{}) for an element-wise activation; returns false for softmax.
+template <class T, class Fn>
+inline bool visit_elementwise(Act act, Fn&& fn) {
+    switch (act) {
+        case Act::identity: fn(IdentityAct<T>{}); return true;
+        case Act::relu: fn(ReluAct<T>{}); return true;
+        case Act::leaky_relu:
+        case Act::prelu: fn(LeakyReluAct<T>{}); return true;
+        case Act::elu: fn(EluAct<T>{}); return true;
+        case Act::sigmoid: fn(SigmoidAct<T>{}); return true;
+        case Act::tanh: fn(TanhAct<T>{}); return true;
+        case Act::arctan: fn(ArctanAct<T>{}); return true;
+        case Act::softplus: fn(SoftplusAct<T>{}); return true;
+        case Act::binary_step: fn(BinaryStepAct<T>{}); return true;
+        case Act::softmax: return false;
+    }
+    return false;
+}
+
+// ---- block kernels (m rows x n cols, row strides given; j0 = first unit) -----
+
+// A := sigma(Z) on a block; A may alias Z. When bias is non-null it is added to
+// Z first (Z := Z + b[j0 + j]), which is how the GEMM epilogue applies
+// Z = A W + b and sigma in one pass over the freshly computed block.
+template <class T>
+void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n,
+                              size_t j0, const T* bias, const T* alpha, size_t alpha_stride) {
+    visit_elementwise<T>(act, [&](auto op) {
+        using Op = decltype(op);
+        for (size_t i = 0; i < m; ++i) {
+            T* z = Z + i * ldz;
+            T* a = A + i * lda;
+            if (bias) for (size_t j = 0; j < n; ++j) z[j] += bias[j0 + j];
+            if (alpha_stride == 0) {
+                const T al = alpha ? alpha[0] : T(0);
+                for (size_t j = 0; j < n; ++j) a[j] = Op::f(z[j], al);
+            } else {
+                for (size_t j = 0; j < n; ++j) a[j] = Op::f(z[j], alpha[j0 + j]);
+            }
+        }
+    });
+}
+
+// dZ := dA (.) sigma'(Z) on a block (element-wise activations only); dZ may
+// alias dA.
+template <class T>
+void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size_t lda,
+                               const T* dA, size_t ldda, T* dZ, size_t lddz, size_t m, size_t n,
+                               size_t j0, const T* alpha, size_t alpha_stride) {
+    visit_elementwise<T>(act, [&](auto op) {
+        using Op = decltype(op);
+        for (size_t i = 0; i < m; ++i) {
+            const T* z = Z + i * ldz;
+            const T* a = A + i * lda;
+            const T* da = dA + i * ldda;
+            T* dz = dZ + i * lddz;
+            if (alpha_stride == 0) {
+                const T al = alpha ? alpha[0] : T(0);
+                for (size_t j = 0; j < n; ++j) dz[j] = da[j] * Op::df(z[j], a[j], al);
+            } else {
+                for (size_t j = 0; j < n; ++j) dz[j] = da[j] * Op::df(z[j], a[j], alpha[j0 + j]);
+            }
+        }
+    });
+}
+
+// ---- softmax: row kernels -----------------------------------------------------
+
+// A[i,:] = exp(Z[i,:] - max) / sum: max-subtracted, so no overflow for any
+// finite z, and the largest entry's exp is exactly 1 (sum >= 1, no 0/0).
+template <class T>
+void softmax_forward_rows(const T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n) {
+    for (size_t i = 0; i < m; ++i) {
+        const T* z = Z + i * ldz;
+        T* a = A + i * lda;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (size_t j = 0; j < n; ++j) mx = std::max(mx, z[j]);
+        T s = 0;
+        for (size_t j = 0; j < n; ++j) { a[j] = std::exp(z[j] - mx); s += a[j]; }
+        const T inv = T(1) / s;
+        for (size_t j = 0; j < n; ++j) a[j] *= inv;
+    }
+}
+
+// dZ[i,:] = A[i,:] (.) (dA[i,:] - dA[i,:].A[i,:]): the softmax Jacobian-vector
+// product, i.e. the double contraction of dA with the 4-index Jacobian, one
+// row at a time. Works for any upstream gradient dA (any loss). dZ may alias dA.
+template <class T>
+void softmax_backward_rows(const T* A, size_t lda, const T* dA, size_t ldda, T* dZ, size_t lddz,
+                           size_t m, size_t n) {
+    for (size_t i = 0; i < m; ++i) {
+        const T* a = A + i * lda;
+        const T* da = dA + i * ldda;
+        T* dz = dZ + i * lddz;
+        T dot = 0;
+        for (size_t j = 0; j < n; ++j) dot += da[j] * a[j];
+        for (size_t j = 0; j < n; ++j) dz[j] = a[j] * (da[j] - dot);
+    }
+}
+
+// ---- whole-matrix ops (rows split across threads; every element's value is
+// independent of the split) ----------------------------------------------------
+
+template <class T>
+void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* alpha, size_t alpha_stride);
+template <class T>
+void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, size_t m, size_t n,
+                         const T* alpha, size_t alpha_stride);
+// prelu's parameter gradient: dalpha[j] = sum_i dA[i,j] * (Z[i,j] <= 0 ? Z[i,j] : 0).
+// Columns are split across threads, each summing its rows in order.
+template <class T>
+void prelu_alpha_backward(const T* Z, const T* dA, T* dalpha, size_t m, size_t n);
+
+}  // namespace dnnfast

@@ -1,0 +1,123 @@
+#include "nn/linear.hpp"
+
+#include <algorithm>
+
+#include "threads.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace dnnfast {
+
+template <class T>
+void column_sums(const T* X, T* out, size_t m, size_t n) {
+    // Threads own disjoint column ranges and walk the rows in order: no
+    // reduction is split, so the sums are the same for any thread count.
+    const int nt = std::min<int>(threads_for(double(m) * double(n), 200000.0), int(std::max<size_t>(1, n / 16)));
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, tn = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        tn = omp_get_num_threads();
+#endif
+        const size_t j0 = n * size_t(t) / size_t(tn), j1 = n * size_t(t + 1) / size_t(tn);
+        for (size_t j = j0; j < j1; ++j) out[j] = T(0);
+        for (size_t i = 0; i < m; ++i) {
+            const T* x = X + i * n;
+            for (size_t j = j0; j < j1; ++j) out[j] += x[j];
+        }
+    }
+}
+
+template <class T>
+void linear_forward(T* Z, const T* A, const T* W, const T* b, size_t n, size_t m_in, size_t m_out) {
+    dense_forward<T>(Z, Z, A, W, b, n, m_in, m_out, Act::identity, nullptr, 0);
+}
+
+template <class T>
+void linear_backward(T* dW, T* db, T* dA, const T* A, const T* W, const T* dZ, size_t n, size_t m_in,
+                     size_t m_out) {
+    gemm<T>(Trans::T, Trans::N, m_in, m_out, n, T(1), A, m_in, dZ, m_out, T(0), dW, m_out);
+    column_sums(dZ, db, n, m_out);
+    if (dA) gemm<T>(Trans::N, Trans::T, n, m_in, m_out, T(1), dZ, m_out, W, m_out, T(0), dA, m_in);
+}
+
+namespace {
+
+template <class T>
+struct ForwardEpilogue {
+    Act act;
+    const T* bias;
+    const T* alpha;
+    size_t alpha_stride;
+    T* Z;       // the GEMM's C
+    T* A;       // where sigma(Z) goes
+    size_t ld;  // row stride of both
+
+    static void run(const void* ctx, T* c, size_t, size_t i0, size_t j0, size_t m, size_t n) {
+        const auto& e = *static_cast<const ForwardEpilogue*>(ctx);
+        if (e.act == Act::softmax) {  // bias only; softmax needs whole rows
+            for (size_t i = 0; i < m; ++i)
+                for (size_t j = 0; j < n; ++j) c[i * e.ld + j] += e.bias[j0 + j];
+            return;
+        }
+        activation_forward_block<T>(e.act, c, e.ld, e.A + i0 * e.ld + j0, e.ld, m, n, j0, e.bias, e.alpha,
+                                    e.alpha_stride);
+    }
+};
+
+template <class T>
+struct BackwardEpilogue {
+    Act act;
+    const T* Z;
+    const T* A;
+    const T* alpha;
+    size_t alpha_stride;
+    size_t ld;
+
+    static void run(const void* ctx, T* c, size_t, size_t i0, size_t j0, size_t m, size_t n) {
+        const auto& e = *static_cast<const BackwardEpilogue*>(ctx);
+        const size_t o = i0 * e.ld + j0;
+        activation_backward_block<T>(e.act, e.Z + o, e.ld, e.A + o, e.ld, c, e.ld, c, e.ld, m, n, j0, e.alpha,
+                                     e.alpha_stride);
+    }
+};
+
+}  // namespace
+
+template <class T>
+void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
+                   size_t m_out, Act act, const T* alpha, size_t alpha_stride) {
+    ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
+    Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
+    gemm<T>(Trans::N, Trans::N, n, m_out, m_in, T(1), A_in, m_in, W, m_out, T(0), Z, m_out, &ep);
+    if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, n, m_out, nullptr, 0);
+}
+
+template <class T>
+void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const T* A_prev, size_t n,
+                          size_t m_in, size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride) {
+    if (act_prev == Act::softmax) {
+        gemm<T>(Trans::N, Trans::T, n, m_in, m_out, T(1), dZ, m_out, W, m_out, T(0), D, m_in);
+        activation_backward<T>(Act::softmax, Z_prev, A_prev, D, D, n, m_in, nullptr, 0);
+        return;
+    }
+    BackwardEpilogue<T> ctx{act_prev, Z_prev, A_prev, alpha, alpha_stride, m_in};
+    Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx};
+    gemm<T>(Trans::N, Trans::T, n, m_in, m_out, T(1), dZ, m_out, W, m_out, T(0), D, m_in, &ep);
+}
+
+#define DNNFAST_INSTANTIATE_LINEAR(T)                                                                        \
+    template void linear_forward<T>(T*, const T*, const T*, const T*, size_t, size_t, size_t);             \
+    template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, size_t, size_t, size_t);    \
+    template void dense_forward<T>(T*, T*, const T*, const T*, const T*, size_t, size_t, size_t, Act,       \
+                                   const T*, size_t);                                                       \
+    template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \
+                                          size_t, Act, const T*, size_t);                                   \
+    template void column_sums<T>(const T*, T*, size_t, size_t);
+DNNFAST_INSTANTIATE_LINEAR(float)
+DNNFAST_INSTANTIATE_LINEAR(double)
+
+}  // namespace dnnfast

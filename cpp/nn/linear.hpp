@@ -1,0 +1,41 @@
+// The linear layer Z = A W + b, forward and backward side by side.
+//
+//   A  is n x m_in      W is m_in x m_out      b is 1 x m_out
+//   Z, dZ are n x m_out                        dA is n x m_in
+#pragma once
+#include <cstddef>
+
+#include "gemm/gemm.hpp"
+#include "nn/activations.hpp"
+
+namespace dnnfast {
+
+// Z = A W + b.
+template <class T>
+void linear_forward(T* Z, const T* A, const T* W, const T* b, size_t n, size_t m_in, size_t m_out);
+
+// dW = A^T dZ, db = 1^T dZ (column sums), dA = dZ W^T (skipped when dA is null).
+template <class T>
+void linear_backward(T* dW, T* db, T* dA, const T* A, const T* W, const T* dZ, size_t n, size_t m_in,
+                     size_t m_out);
+
+// Z = A_in W + b and A_out = sigma(Z) in one pass: bias and an element-wise
+// activation are applied by the GEMM epilogue on each finished block of Z;
+// softmax, which needs whole rows, runs after the GEMM. A_out may equal Z
+// (identity, or when Z need not be kept).
+template <class T>
+void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
+                   size_t m_out, Act act, const T* alpha, size_t alpha_stride);
+
+// dA_prev = dZ W^T, then dZ_prev = dA_prev (.) sigma'(Z_prev) applied by the
+// GEMM epilogue in the same buffer (element-wise activations); softmax runs the
+// JVP after. D (n x m_in) receives dZ_prev.
+template <class T>
+void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const T* A_prev, size_t n,
+                          size_t m_in, size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride);
+
+// out[j] = sum_i X[i, j], rows summed in order whatever the thread count.
+template <class T>
+void column_sums(const T* X, T* out, size_t m, size_t n);
+
+}  // namespace dnnfast

@@ -1,0 +1,121 @@
+#include "nn/losses.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "threads.hpp"
+
+namespace dnnfast {
+
+namespace {
+
+template <class T>
+inline T clip01(T p) {
+    const T eps = std::numeric_limits<T>::epsilon();
+    return std::min(std::max(p, eps), T(1) - eps);
+}
+
+// J_i for one row.
+template <class T>
+inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
+    double s = 0;
+    switch (loss) {
+        case Loss::sse:
+            for (size_t j = 0; j < n; ++j) { const double d = double(p[j]) - double(y[j]); s += d * d; }
+            return 0.5 * s;
+        case Loss::mse:
+            for (size_t j = 0; j < n; ++j) { const double d = double(p[j]) - double(y[j]); s += d * d; }
+            return s / double(n);
+        case Loss::bce:
+            for (size_t j = 0; j < n; ++j) {
+                const double q = clip01(p[j]);
+                s -= double(y[j]) * std::log(q) + (1.0 - double(y[j])) * std::log1p(-q);
+            }
+            return s;
+        case Loss::cce:
+            for (size_t j = 0; j < n; ++j)
+                if (y[j] != T(0)) s -= double(y[j]) * std::log(double(clip01(p[j])));
+            return s;
+    }
+    return s;
+}
+
+constexpr size_t kRowBlock = 256;  // fixed reduction blocks: thread-count independent
+
+}  // namespace
+
+template <class T>
+double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, const T* w) {
+    const size_t nblocks = (m + kRowBlock - 1) / kRowBlock;
+    if (nblocks <= 1) {
+        double s = 0;
+        for (size_t i = 0; i < m; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
+        return s;
+    }
+    std::vector<double> partial(nblocks, 0.0);
+    const int nt = threads_for(double(m) * double(n) * 20.0, 200000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long b = 0; b < (long long)nblocks; ++b) {
+        const size_t i0 = size_t(b) * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
+        double s = 0;
+        for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
+        partial[b] = s;
+    }
+    double s = 0;
+    for (double v : partial) s += v;
+    return s;
+}
+
+template <class T>
+void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, size_t n, T scale, const T* w) {
+    const int nt = threads_for(double(m) * double(n) * 4.0, 200000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long ii = 0; ii < (long long)m; ++ii) {
+        const size_t i = size_t(ii);
+        const T s = w ? scale * w[i] : scale;
+        const T* y = Y + i * n;
+        const T* p = Yhat + i * n;
+        T* d = dYhat + i * n;
+        switch (loss) {
+            case Loss::sse:
+                for (size_t j = 0; j < n; ++j) d[j] = s * (p[j] - y[j]);
+                break;
+            case Loss::mse: {
+                const T c = s * T(2) / T(n);
+                for (size_t j = 0; j < n; ++j) d[j] = c * (p[j] - y[j]);
+                break;
+            }
+            case Loss::bce:
+                for (size_t j = 0; j < n; ++j) {
+                    const T q = clip01(p[j]);
+                    d[j] = s * (q - y[j]) / (q * (T(1) - q));
+                }
+                break;
+            case Loss::cce:
+                for (size_t j = 0; j < n; ++j) d[j] = -s * y[j] / clip01(p[j]);
+                break;
+        }
+    }
+}
+
+template <class T>
+void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w) {
+    const int nt = threads_for(double(m) * double(n), 200000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long ii = 0; ii < (long long)m; ++ii) {
+        const size_t i = size_t(ii);
+        const T s = w ? scale * w[i] : scale;
+        for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - Y[i * n + j]);
+    }
+}
+
+#define DNNFAST_INSTANTIATE_LOSSES(T)                                                            \
+    template double loss_forward<T>(Loss, const T*, const T*, size_t, size_t, const T*);        \
+    template void loss_backward<T>(Loss, const T*, const T*, T*, size_t, size_t, T, const T*);  \
+    template void output_backward_fused<T>(const T*, const T*, T*, size_t, size_t, T, const T*);
+DNNFAST_INSTANTIATE_LOSSES(float)
+DNNFAST_INSTANTIATE_LOSSES(double)
+
+}  // namespace dnnfast

@@ -1,0 +1,311 @@
+#include "nn/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "checked.hpp"
+#include "nn/linear.hpp"
+#include "nn/optimizers.hpp"
+#include "threads.hpp"
+
+namespace dnnfast {
+
+namespace {
+
+// Rows per chunk for predict / cost on large inputs: bounds the workspace
+// while keeping the GEMMs big enough to run at full speed.
+constexpr size_t kChunkRows = 1024;
+
+// Copies rows `idx` of X (cols wide) into out, contiguously.
+template <class T>
+void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out) {
+    const int nt = threads_for(double(n) * double(cols), 200000.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long i = 0; i < (long long)n; ++i)
+        std::memcpy(out + size_t(i) * cols, X + size_t(idx[i]) * cols, cols * sizeof(T));
+}
+
+// True when idx[0..n) is start, start+1, ...: the batch is a slice of X and
+// can be used in place.
+inline bool is_contiguous(const int64_t* idx, size_t n) {
+    for (size_t i = 1; i < n; ++i)
+        if (idx[i] != idx[0] + int64_t(i)) return false;
+    return true;
+}
+
+}  // namespace
+
+template <class T>
+Network<T>::Network(const std::vector<size_t>& sizes, const std::vector<Act>& acts,
+                    const std::vector<double>& params, Loss loss, bool fused_output)
+    : loss_(loss), fused_(fused_output) {
+    if (sizes.size() < 2) throw std::invalid_argument("sizes: need at least an input and an output size");
+    if (acts.size() != sizes.size() - 1 || params.size() != acts.size())
+        throw std::invalid_argument("activations: need one per layer");
+    size_t off = 0;
+    for (size_t l = 0; l + 1 < sizes.size(); ++l) {
+        if (sizes[l] == 0 || sizes[l + 1] == 0) throw std::invalid_argument("sizes: must be positive");
+        LayerSpec s{sizes[l], sizes[l + 1], acts[l], params[l], 0, 0, SIZE_MAX};
+        s.w_off = off;
+        off = checked_add(off, checked_mul(s.m_in, s.m_out, "weights"), "parameters");
+        s.b_off = off;
+        off = checked_add(off, s.m_out, "parameters");
+        if (s.act == Act::prelu) {
+            s.alpha_off = off;
+            off = checked_add(off, s.m_out, "parameters");
+        }
+        layers_.push_back(s);
+        act_params_.push_back(T(params[l]));
+        max_width_ = std::max(max_width_, std::max(s.m_in, s.m_out));
+    }
+    n_params_ = off;
+    m_x_ = sizes.front();
+    m_y_ = sizes.back();
+}
+
+template <class T>
+const T* Network<T>::layer_alpha(const T* P, size_t l) const {
+    const LayerSpec& s = layers_[l];
+    return s.act == Act::prelu ? P + s.alpha_off : &act_params_[l];
+}
+
+template <class T>
+size_t Network<T>::layer_alpha_stride(size_t l) const {
+    return layers_[l].act == Act::prelu ? 1 : 0;
+}
+
+template <class T>
+void Network<T>::ensure_workspace(size_t rows) {
+    if (rows <= ws_rows_) return;
+    const size_t L = layers_.size();
+    Z_.resize(L);
+    A_.resize(L);
+    for (size_t l = 0; l < L; ++l) {
+        const size_t sz = checked_mul(rows, layers_[l].m_out, "workspace");
+        Z_[l].assign(sz, T(0));
+        // Identity layers keep A == Z; the buffer stays empty.
+        if (layers_[l].act != Act::identity) A_[l].assign(sz, T(0));
+    }
+    const size_t dsz = checked_mul(rows, max_width_, "workspace");
+    D0_.assign(dsz, T(0));
+    D1_.assign(dsz, T(0));
+    Xb_.assign(checked_mul(rows, m_x_, "workspace"), T(0));
+    Yb_.assign(checked_mul(rows, m_y_, "workspace"), T(0));
+    wb_.assign(rows, T(0));
+    G_.assign(n_params_, T(0));
+    ws_rows_ = rows;
+}
+
+// Forward through every layer into the workspace (Z_[l], A_[l]).
+template <class T>
+void Network<T>::forward_batch(const T* P, const T* X, size_t n, bool) {
+    const T* a_in = X;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const LayerSpec& s = layers_[l];
+        T* Z = Z_[l].data();
+        T* A = s.act == Act::identity ? Z : A_[l].data();
+        dense_forward<T>(Z, A, a_in, P + s.w_off, P + s.b_off, n, s.m_in, s.m_out, s.act, layer_alpha(P, l),
+                         layer_alpha_stride(l));
+        a_in = A;
+    }
+}
+
+// Backward for the batch whose forward pass is in the workspace: writes the
+// flat gradient into G and returns the data cost sum_i w_i J_i / D.
+template <class T>
+double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, T* G) {
+    const size_t L = layers_.size();
+    const LayerSpec& out = layers_[L - 1];
+    const T* Yhat = out.act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
+    double denom = double(n);
+    if (w) {
+        denom = 0;
+        for (size_t i = 0; i < n; ++i) denom += double(w[i]);
+    }
+    // A batch whose weights are all zero contributes nothing (and no 0/0).
+    const double inv = denom > 0 ? 1.0 / denom : 0.0;
+    const T scale = T(inv);
+    const double cost = loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) * inv;
+
+    // dZ[L]: fused when the output/loss pair allows it, else dA[L] then sigma'.
+    T* dZ = D0_.data();
+    T* spare = D1_.data();
+    const bool fusable = (loss_ == Loss::cce && out.act == Act::softmax) ||
+                         (loss_ == Loss::bce && out.act == Act::sigmoid);
+    if (fused_ && fusable) {
+        output_backward_fused<T>(Y, Yhat, dZ, n, m_y_, scale, w);
+    } else {
+        loss_backward<T>(loss_, Y, Yhat, dZ, n, m_y_, scale, w);
+        if (out.act == Act::prelu)
+            prelu_alpha_backward<T>(Z_[L - 1].data(), dZ, G + out.alpha_off, n, out.m_out);
+        activation_backward<T>(out.act, Z_[L - 1].data(), Yhat, dZ, dZ, n, out.m_out, layer_alpha(P, L - 1),
+                               layer_alpha_stride(L - 1));
+    }
+
+    for (size_t l = L; l-- > 0;) {
+        const LayerSpec& s = layers_[l];
+        const T* a_prev = X;
+        if (l > 0) a_prev = layers_[l - 1].act == Act::identity ? Z_[l - 1].data() : A_[l - 1].data();
+        // dW = A[l-1]^T dZ, db = column sums of dZ.
+        gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, T(1), a_prev, s.m_in, dZ, s.m_out, T(0), G + s.w_off,
+                s.m_out);
+        column_sums<T>(dZ, G + s.b_off, n, s.m_out);
+        if (l == 0) break;
+        // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
+        // prelu keeps dA to form its alpha gradient first.
+        const LayerSpec& p = layers_[l - 1];
+        const T* zp = Z_[l - 1].data();
+        if (p.act == Act::prelu) {
+            gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0), spare,
+                    s.m_in);
+            prelu_alpha_backward<T>(zp, spare, G + p.alpha_off, n, p.m_out);
+            activation_backward<T>(p.act, zp, a_prev, spare, spare, n, p.m_out, layer_alpha(P, l - 1), 1);
+        } else {
+            dense_backward_input<T>(spare, dZ, P + s.w_off, zp, a_prev, n, s.m_in, s.m_out, p.act,
+                                    layer_alpha(P, l - 1), layer_alpha_stride(l - 1));
+        }
+        std::swap(dZ, spare);
+    }
+    return cost;
+}
+
+// Adds the L2 term to G's weights and returns the penalty 0.5 l2 sum(W^2) / D.
+template <class T>
+double Network<T>::l2_penalty_and_grad(const T* P, T l2, double denom, T* G) {
+    if (l2 == T(0) || !(denom > 0)) return 0.0;
+    double sq = 0;
+    const T c = T(double(l2) / denom);
+    for (const LayerSpec& s : layers_) {
+        const size_t nw = s.m_in * s.m_out;
+        const T* W = P + s.w_off;
+        T* dW = G + s.w_off;
+        double part = 0;
+        for (size_t k = 0; k < nw; ++k) {
+            part += double(W[k]) * double(W[k]);
+            dW[k] += c * W[k];
+        }
+        sq += part;
+    }
+    return 0.5 * double(l2) * sq / denom;
+}
+
+// One optimizer step over the flat buffer.
+template <class T>
+void Network<T>::step(T* P, const T* G, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
+    optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
+}
+
+template <class T>
+void Network<T>::forward(const T* P, const T* X, size_t n, T* const* Zs, T* const* As) {
+    const T* a_in = X;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const LayerSpec& s = layers_[l];
+        dense_forward<T>(Zs[l], As[l], a_in, P + s.w_off, P + s.b_off, n, s.m_in, s.m_out, s.act,
+                         layer_alpha(P, l), layer_alpha_stride(l));
+        a_in = As[l];
+    }
+}
+
+template <class T>
+void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t chunk = std::min(n, kChunkRows);
+    ensure_workspace(chunk);
+    const size_t L = layers_.size();
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        const size_t m = std::min(chunk, n - i0);
+        forward_batch(P, X + i0 * m_x_, m, false);
+        const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
+        std::memcpy(Yhat + i0 * m_y_, out, m * m_y_ * sizeof(T));
+    }
+}
+
+template <class T>
+double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t chunk = std::min(n, kChunkRows);
+    ensure_workspace(chunk);
+    const size_t L = layers_.size();
+    double J = 0, denom = 0;
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        const size_t m = std::min(chunk, n - i0);
+        forward_batch(P, X + i0 * m_x_, m, false);
+        const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
+        J += loss_forward<T>(loss_, Y + i0 * m_y_, out, m, m_y_, w ? w + i0 : nullptr);
+    }
+    if (w) for (size_t i = 0; i < n; ++i) denom += double(w[i]);
+    else denom = double(n);
+    return J / denom;
+}
+
+template <class T>
+double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows,
+                                     size_t n, T l2, T* G, double* penalty) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ensure_workspace(n);
+    const T *Xb = X, *Yb = Y, *wb = w;
+    if (rows && !(n > 0 && is_contiguous(rows, n))) {
+        gather_rows(X, m_x_, rows, n, Xb_.data());
+        gather_rows(Y, m_y_, rows, n, Yb_.data());
+        if (w) gather_rows(w, 1, rows, n, wb_.data());
+        Xb = Xb_.data(); Yb = Yb_.data(); wb = w ? wb_.data() : nullptr;
+    } else if (rows) {
+        Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
+    }
+    forward_batch(P, Xb, n, true);
+    const double c = backward_batch(P, Xb, Yb, wb, n, G);
+    double denom = double(n);
+    if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
+    const double pen = l2_penalty_and_grad(P, l2, denom, G);
+    if (penalty) *penalty = pen;
+    return c;
+}
+
+template <class T>
+EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows,
+                                    const int64_t* order, size_t n_order, size_t batch,
+                                    const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (batch == 0) throw std::invalid_argument("batch_size must be positive");
+    for (size_t i = 0; i < n_order; ++i)
+        if (order[i] < 0 || size_t(order[i]) >= n_rows) throw std::out_of_range("order: row index out of range");
+    if ((opt.kind == Optim::momentum || opt.kind == Optim::nesterov || opt.kind == Optim::adam) && !s1)
+        throw std::invalid_argument("optimizer state buffer missing");
+    if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
+    ensure_workspace(std::min(batch, n_order));
+    EpochResult res;
+    for (size_t b0 = 0; b0 < n_order; b0 += batch) {
+        const size_t n = std::min(batch, n_order - b0);
+        const int64_t* idx = order + b0;
+        const T *Xb, *Yb, *wb = nullptr;
+        if (is_contiguous(idx, n)) {  // a slice of X: no copy
+            Xb = X + size_t(idx[0]) * m_x_;
+            Yb = Y + size_t(idx[0]) * m_y_;
+            if (w) wb = w + idx[0];
+        } else {
+            gather_rows(X, m_x_, idx, n, Xb_.data());
+            gather_rows(Y, m_y_, idx, n, Yb_.data());
+            if (w) { gather_rows(w, 1, idx, n, wb_.data()); wb = wb_.data(); }
+            Xb = Xb_.data();
+            Yb = Yb_.data();
+        }
+        forward_batch(P, Xb, n, true);
+        const double c = backward_batch(P, Xb, Yb, wb, n, G_.data());
+        double denom = double(n);
+        if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
+        const double pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
+        step(P, G_.data(), opt, s1, s2, t);
+        res.cost_sum += c * double(n);
+        res.penalty_sum += pen * double(n);
+        res.updates += 1;
+    }
+    return res;
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace dnnfast

@@ -1,0 +1,90 @@
+// The whole network: parameter layout, forward pass, loss and gradient, and
+// the training loop of one epoch, all on raw pointers.
+//
+// Parameters live in one flat buffer P; layer l owns, in order,
+//   W[l]  (m_in x m_out, row-major), b[l] (m_out), and for prelu alpha[l] (m_out).
+// The gradient G has the same layout, so every optimizer is one loop over it.
+//
+// Workspaces (activations, deltas, the gradient, gathered batch rows) are
+// sized once per batch size and reused: nothing is allocated inside an epoch.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "nn/activations.hpp"
+#include "nn/losses.hpp"
+#include "nn/optimizers.hpp"
+
+namespace dnnfast {
+
+struct LayerSpec {
+    size_t m_in, m_out;
+    Act act;
+    double param;  // leaky_relu / elu alpha (prelu's alphas live in P)
+    size_t w_off, b_off, alpha_off;
+};
+
+
+struct EpochResult {
+    double cost_sum = 0;     // sum over batches of n_batch * (data cost of the batch)
+    double penalty_sum = 0;  // sum over batches of n_batch * (L2 penalty of the batch)
+    size_t updates = 0;
+};
+
+template <class T>
+class Network {
+public:
+    // sizes: m_x, m_h[1], ..., m_y; acts/params: one per layer.
+    Network(const std::vector<size_t>& sizes, const std::vector<Act>& acts, const std::vector<double>& params,
+            Loss loss, bool fused_output);
+
+    size_t num_layers() const { return layers_.size(); }
+    size_t num_params() const { return n_params_; }
+    const LayerSpec& layer(size_t l) const { return layers_[l]; }
+    Loss loss() const { return loss_; }
+    bool fused() const { return fused_; }
+
+    // All layers' Z and A for n rows into caller buffers Zs[l], As[l] (n x m_out[l]).
+    void forward(const T* P, const T* X, size_t n, T* const* Zs, T* const* As);
+    // Yhat (n x m_y), rows processed in chunks with a bounded workspace.
+    void predict(const T* P, const T* X, size_t n, T* Yhat);
+    // C = sum_i w_i J_i / D over rows (D = sum of w, or n), chunked like predict.
+    double cost(const T* P, const T* X, const T* Y, const T* w, size_t n);
+    // Cost and flat gradient over the rows `rows` (or 0..n-1 when null); the
+    // L2 penalty is added to both when l2 > 0. Returns the data cost; the
+    // penalty goes to *penalty.
+    double loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n,
+                             T l2, T* G, double* penalty);
+    // One epoch: batches of `batch` rows taken from `order` (row indices of X),
+    // one optimizer step per batch. state1/state2 are the optimizer's buffers
+    // (velocity; Adam's m and v), each num_params() long or null when unused;
+    // *t counts Adam's steps.
+    EpochResult train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows, const int64_t* order,
+                            size_t n_order, size_t batch, const OptimizerConfig<T>& opt, T* state1, T* state2,
+                            int64_t* t);
+
+private:
+    void ensure_workspace(size_t rows);
+    void forward_batch(const T* P, const T* X, size_t n, bool keep_all);
+    double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, T* G);
+    double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
+    void step(T* P, const T* G, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t);
+    const T* layer_alpha(const T* P, size_t l) const;
+    size_t layer_alpha_stride(size_t l) const;
+
+    std::vector<LayerSpec> layers_;
+    Loss loss_;
+    bool fused_;
+    size_t n_params_ = 0, m_x_ = 0, m_y_ = 0, max_width_ = 0;
+    std::vector<T> act_params_;  // scalar activation parameters, one per layer
+
+    // Workspace for `ws_rows_` rows.
+    size_t ws_rows_ = 0;
+    std::vector<std::vector<T>> Z_, A_;
+    std::vector<T> D0_, D1_, G_, Xb_, Yb_, wb_;
+    std::mutex mutex_;  // one call at a time uses the workspace
+};
+
+}  // namespace dnnfast

@@ -1,0 +1,48 @@
+"""Data batching: the row indices of each update, for the three kinds of
+gradient descent (SPEC section 6).
+
+- batch (``batch_size=None``): one batch of all n rows per epoch;
+- stochastic (``batch_size=1``): one row per update;
+- mini-batch (``batch_size=k``): blocks of k rows, the last block shorter
+  when k does not divide n (it is used, and averaged over its own size).
+
+Rows are visited in order, or in a fresh permutation per epoch drawn from a
+seeded :class:`numpy.random.Generator` when ``shuffle=True``.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_batch_size(batch_size, n=None):
+    """Validate ``batch_size`` (None or a positive int); returns the effective size."""
+    if batch_size is None:
+        return n
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size must be None or a positive integer, got {batch_size!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return int(batch_size) if n is None else min(int(batch_size), n)
+
+
+def epoch_order(n, shuffle=False, rng=None):
+    """The order rows are visited in one epoch (int64 indices)."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    if rng is None:
+        raise ValueError("shuffle=True needs a numpy.random.Generator (rng)")
+    return rng.permutation(n).astype(np.int64, copy=False)
+
+
+def batch_indices(n, batch_size=None, shuffle=False, rng=None):
+    """Yield the index array of each batch of one epoch over n rows.
+
+    >>> [b.tolist() for b in batch_indices(5, 2)]
+    [[0, 1], [2, 3], [4]]
+    """
+    size = check_batch_size(batch_size, n)
+    order = epoch_order(n, shuffle, rng)
+    for start in range(0, n, size):
+        yield order[start:start + size]

@@ -1,0 +1,264 @@
+"""dnnfast.Network: the fully-connected network of SPEC section 7."""
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+
+from . import _core
+from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
+from ._validation import as_float_array, check_positive_float, check_positive_int
+from .batching import check_batch_size, epoch_order
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
+
+
+def _check_network_args(sizes, activations, loss, dtype):
+    """Validate the constructor's arguments -> (sizes, [ActivationSpec], loss, np.dtype)."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer sizes, got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"sizes must hold integers, got {s!r}")
+        if s <= 0:
+            raise ValueError(f"sizes must be positive, got {sizes}")
+    sizes = [int(s) for s in sizes]
+    if isinstance(activations, (str, tuple)):
+        activations = [activations] * (len(sizes) - 1)
+    activations = list(activations)
+    if len(activations) != len(sizes) - 1:
+        raise ValueError(f"activations needs one entry per layer ({len(sizes) - 1}), got {len(activations)}")
+    specs = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
+    loss = resolve_loss(loss)
+    key = dtype if isinstance(dtype, str) else np.dtype(dtype).name if dtype in (np.float32, np.float64) else None
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return sizes, specs, loss, np.dtype(_DTYPES[key])
+
+
+def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
+    """Initial (weights, biases, prelu alphas) drawn from ``rng``.
+
+    glorot: W ~ U(-r, r), r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010);
+    he:     W ~ U(-r, r), r = sqrt(6 / fan_in) (He et al. 2015, uniform form).
+    Biases start at 0, prelu's alphas at their initial value (0.25).
+    """
+    if init not in ("glorot", "he"):
+        raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
+    weights, biases, alphas = [], [], []
+    for m_in, m_out, spec in zip(sizes[:-1], sizes[1:], specs):
+        r = np.sqrt(6.0 / (m_in + m_out)) if init == "glorot" else np.sqrt(6.0 / m_in)
+        weights.append(rng.uniform(-r, r, size=(m_in, m_out)).astype(dtype))
+        biases.append(np.zeros((1, m_out), dtype=dtype))
+        alphas.append(np.full(m_out, spec.param, dtype=dtype) if spec.per_unit else None)
+    return weights, biases, alphas
+
+
+class History(dict):
+    """What ``fit`` returns: ``history["cost"]`` (or ``history.cost``) is the
+    training cost of each epoch (the mean of its batch costs, weighted by batch
+    size, each measured before its update); ``history["time"]`` the seconds
+    each epoch took."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+class Network:
+    """A fully-connected network trained by gradient descent.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths ``[m_x, m_h[1], ..., m_y]``.
+    activations : list
+        One per layer: a name (``"relu"``) or ``(name, {"alpha": value})``.
+        Names: identity, relu, leaky_relu, prelu, elu, sigmoid (logistic),
+        tanh, arctan, softplus, binary_step, softmax.
+    loss : {"sse", "mse", "bce", "cce"}
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the generator used for the initial weights and for shuffling.
+    init : {"glorot", "he"}
+        Weight initialisation (uniform forms); biases start at zero.
+    fused : bool
+        Use the fused output gradient for softmax+cce and sigmoid+bce.
+
+    Attributes
+    ----------
+    parameters : ndarray, shape (num_params,)
+        The flat parameter buffer; ``weights``, ``biases`` and ``alphas`` are views of it.
+    """
+
+    def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
+        self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        self.activations = [s.name for s in self._acts]
+        self.fused = bool(fused)
+        self._rng = np.random.default_rng(seed)
+        self._net = _CORE_CLASS[self.dtype](
+            self.sizes, [s.id for s in self._acts], [s.param for s in self._acts], LOSS_TABLE[self.loss][0],
+            self.fused)
+        self._layout = self._net.layout()
+        self.parameters = np.zeros(self._net.num_params, dtype=self.dtype)
+        weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        self.weights = weights
+        self.biases = biases
+        for view, a in zip(self.alphas, alphas):
+            if view is not None:
+                view[...] = a
+
+    # -- parameters: per-layer views of the one flat buffer -----------------
+
+    def _view(self, key, shape_of):
+        out = []
+        for lay in self._layout:
+            off = lay[key]
+            if off is None:
+                out.append(None)
+                continue
+            shape = shape_of(lay)
+            out.append(self.parameters[off:off + int(np.prod(shape))].reshape(shape))
+        return out
+
+    @property
+    def weights(self):
+        """W[l] for l = 1..L, shape (m_h[l-1], m_h[l]); views of ``parameters``."""
+        return self._view("w_offset", lambda lay: (lay["m_in"], lay["m_out"]))
+
+    @weights.setter
+    def weights(self, values):
+        self._assign(self.weights, values, "weights")
+
+    @property
+    def biases(self):
+        """b[l], shape (1, m_h[l]); views of ``parameters``."""
+        return self._view("b_offset", lambda lay: (1, lay["m_out"]))
+
+    @biases.setter
+    def biases(self, values):
+        self._assign(self.biases, values, "biases")
+
+    @property
+    def alphas(self):
+        """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
+        return self._view("alpha_offset", lambda lay: (lay["m_out"],))
+
+    def _assign(self, views, values, name):
+        values = list(values)
+        if len(values) != len(views):
+            raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
+        checked = []
+        for l, (view, v) in enumerate(zip(views, values)):
+            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=np.ndim(v))
+            if a.size != view.size or (a.ndim == 2 and a.shape != view.shape) or a.ndim not in (1, 2):
+                raise ValueError(f"{name}[{l}]: expected shape {view.shape}, got {a.shape}")
+            checked.append(a)
+        for view, a in zip(views, checked):  # all checked first: no half-assigned network
+            view[...] = a.reshape(view.shape)
+
+    @property
+    def num_params(self):
+        return self.parameters.size
+
+    # -- input checks ------------------------------------------------------
+
+    def _check_X(self, X, name="X"):
+        X = as_float_array(X, name, self.dtype)
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"{name} has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
+        return X
+
+    def _check_Y(self, Y, n, name="Y"):
+        m_y = self.sizes[-1]
+        arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
+        if arr.ndim == 1 and self.loss == "cce" and arr.dtype.kind in "iu":
+            if arr.shape[0] != n:
+                raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n} rows")
+            if arr.size and (arr.min() < 0 or arr.max() >= m_y):
+                raise ValueError(f"{name}: class labels must lie in [0, {m_y}), got {arr.min()}..{arr.max()}")
+            onehot = np.zeros((n, m_y), dtype=self.dtype)
+            onehot[np.arange(n), arr] = 1
+            return onehot
+        if arr.ndim == 1 and m_y == 1 and arr.dtype.kind in "biuf":
+            arr = arr.reshape(-1, 1)
+        Y = as_float_array(arr, name, self.dtype)
+        if Y.shape[0] != n:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n}")
+        if Y.shape[1] != m_y:
+            raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {m_y} outputs")
+        return Y
+
+    # -- the API of SPEC section 7 -----------------------------------------
+
+    def forward(self, X):
+        """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
+        ``As[0] = X``, ``As[l] = A[l]``."""
+        X = self._check_X(X)
+        Zs, As = self._net.forward(self.parameters, X)
+        return list(Zs), [X] + list(As)
+
+    def predict(self, X):
+        """Yhat = A[L], shape (n, m_y)."""
+        return self._net.predict(self.parameters, self._check_X(X))
+
+    def cost(self, X, Y):
+        """C = J(Y, Yhat) / n."""
+        X = self._check_X(X)
+        return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
+
+    def loss_and_gradient(self, X, Y):
+        """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
+        X = self._check_X(X)
+        Y = self._check_Y(Y, X.shape[0])
+        grad = np.empty_like(self.parameters)
+        c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
+        return c, grad
+
+    def gradients(self, X, Y):
+        """``(dWs, dbs)`` for one batch of all rows of X, without an update."""
+        _, grad = self.loss_and_gradient(X, Y)
+        dWs = [grad[l["w_offset"]:l["w_offset"] + l["m_in"] * l["m_out"]].reshape(l["m_in"], l["m_out"])
+               for l in self._layout]
+        dbs = [grad[l["b_offset"]:l["b_offset"] + l["m_out"]].reshape(1, l["m_out"]) for l in self._layout]
+        return dWs, dbs
+
+    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False):
+        """Train by gradient descent; returns a :class:`History`.
+
+        ``batch_size``: None = batch GD (one update per epoch), 1 = stochastic,
+        k = mini-batch (last shorter batch used, averaged over its own size).
+        ``shuffle``: a fresh permutation each epoch from the network's seeded
+        generator (or from ``seed`` when given). ``verbose``: print one line per epoch.
+        """
+        X = self._check_X(X)
+        Y = self._check_Y(Y, X.shape[0])
+        epochs = check_positive_int(epochs, "epochs", allow_zero=True)
+        learning_rate = check_positive_float(learning_rate, "learning_rate", upper=1.0)
+        n = X.shape[0]
+        size = check_batch_size(batch_size, n)
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        history = History(cost=[], time=[])
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            order = epoch_order(n, bool(shuffle), rng)
+            cost_sum, _, _ = self._net.train_epoch(
+                self.parameters, X, Y, None, order, size, 0, learning_rate, 0.0, 0.0, 0.0, 0.0, 0.0,
+                None, None, None)
+            history["cost"].append(cost_sum / n)
+            history["time"].append(time.perf_counter() - t0)
+            if verbose:
+                print(f"epoch {epoch + 1}/{epochs}  cost {history['cost'][-1]:.6f}  "
+                      f"{n / history['time'][-1]:,.0f} samples/s", flush=True)
+        return history
+
+    def __repr__(self):
+        acts = ", ".join(self.activations)
+        return f"Network(sizes={self.sizes}, activations=[{acts}], loss={self.loss!r}, dtype={self.dtype.name!r})"

@@ -1,0 +1,270 @@
+"""The yardstick: dnnfast's computation in plain NumPy, written literally from
+SPEC sections 2-5.
+
+Every function mirrors a C++ op of the same name and argument order
+(``activation_forward``, ``activation_backward``, ``prelu_alpha_backward``,
+``loss_forward``, ``loss_backward``, ``output_backward_fused``,
+``linear_forward``, ``linear_backward``, ``sgd_update``), and
+:class:`Network` mirrors :class:`dnnfast.Network` with the same constructor,
+the same initial weights for the same seed, and the same training schedule.
+Nothing here is tuned for speed: it is what the tests and the benchmarks
+measure dnnfast against.
+
+The softmax derivative is also given as the literal 4-index Jacobian
+(:func:`softmax_jacobian`) with the double contraction of the notes
+(:func:`softmax_backward_literal`), for small sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
+from .batching import batch_indices
+
+
+# ---------------------------------------------------------------------------
+# Activations (SPEC section 3): sigma and sigma', one table each.
+# ---------------------------------------------------------------------------
+
+def _sigmoid(z):
+    # exp only ever of a non-positive number: no overflow for any z.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+ACTIVATIONS = {
+    "identity": lambda z, a: z.copy(),
+    "relu": lambda z, a: np.maximum(z, 0),
+    "leaky_relu": lambda z, a: np.where(z > 0, z, a * z),
+    "prelu": lambda z, a: np.where(z > 0, z, a * z),
+    "elu": lambda z, a: np.where(z >= 0, z, a * np.expm1(np.minimum(z, 0))),
+    "sigmoid": lambda z, a: _sigmoid(z),
+    "tanh": lambda z, a: np.tanh(z),
+    "arctan": lambda z, a: np.arctan(z),
+    "softplus": lambda z, a: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
+    "binary_step": lambda z, a: (z >= 0).astype(z.dtype),
+    "softmax": lambda z, a: _softmax(z),
+}
+
+# sigma'(Z) for the element-wise activations, from Z and the saved output A.
+DERIVATIVES = {
+    "identity": lambda z, A, a: np.ones_like(z),
+    "relu": lambda z, A, a: (z > 0).astype(z.dtype),
+    "leaky_relu": lambda z, A, a: np.where(z > 0, 1, a).astype(z.dtype),
+    "prelu": lambda z, A, a: np.where(z > 0, 1, a).astype(z.dtype),
+    "elu": lambda z, A, a: np.where(z >= 0, 1, A + a).astype(z.dtype),
+    "sigmoid": lambda z, A, a: A * (1 - A),
+    "tanh": lambda z, A, a: 1 - A * A,
+    "arctan": lambda z, A, a: 1 / (1 + z * z),
+    "softplus": lambda z, A, a: _sigmoid(z),
+    "binary_step": lambda z, A, a: np.zeros_like(z),
+}
+
+
+def _alpha(name, alpha, dtype):
+    if alpha is None:
+        return dtype.type(0)
+    return np.asarray(alpha, dtype=dtype)
+
+
+def activation_forward(name, Z, alpha=None):
+    """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for prelu)."""
+    return ACTIVATIONS[name](Z, _alpha(name, alpha, Z.dtype)).astype(Z.dtype, copy=False)
+
+
+def softmax_jacobian(A):
+    """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3."""
+    n, m = A.shape
+    J = np.zeros((n, m, n, m), dtype=A.dtype)
+    for i in range(n):
+        for j in range(m):
+            for v in range(m):
+                J[i, j, i, v] = A[i, j] * (1 - A[i, j]) if j == v else -A[i, j] * A[i, v]
+    return J
+
+
+def softmax_backward_literal(A, dA):
+    """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes."""
+    return np.tensordot(dA, softmax_jacobian(A), axes=([0, 1], [0, 1]))
+
+
+def activation_backward(name, Z, A, dA, alpha=None):
+    """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
+    if name == "softmax":
+        return A * (dA - np.sum(dA * A, axis=1, keepdims=True))
+    return dA * DERIVATIVES[name](Z, A, _alpha(name, alpha, Z.dtype))
+
+
+def prelu_alpha_backward(Z, dA):
+    """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
+    return np.sum(dA * np.where(Z <= 0, Z, 0), axis=0)
+
+
+# ---------------------------------------------------------------------------
+# Losses (SPEC section 4): J and dJ/dYhat. Logarithms and the bce / cce
+# divisions take Yhat clipped to [eps, 1 - eps], eps = the dtype's epsilon.
+# ---------------------------------------------------------------------------
+
+def _clip(P):
+    eps = np.finfo(P.dtype).eps
+    return np.clip(P, eps, 1 - eps)
+
+
+LOSSES = {
+    "sse": lambda Y, P: 0.5 * np.sum((P - Y) ** 2, axis=1),
+    "mse": lambda Y, P: np.sum((P - Y) ** 2, axis=1) / Y.shape[1],
+    "bce": lambda Y, P: -np.sum(Y * np.log(_clip(P)) + (1 - Y) * np.log1p(-_clip(P)), axis=1),
+    "cce": lambda Y, P: -np.sum(np.where(Y != 0, Y * np.log(_clip(P)), 0), axis=1),
+}
+
+LOSS_GRADIENTS = {
+    "sse": lambda Y, P: P - Y,
+    "mse": lambda Y, P: 2 * (P - Y) / Y.shape[1],
+    "bce": lambda Y, P: (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
+    "cce": lambda Y, P: -Y / _clip(P),
+}
+
+
+def loss_forward(name, Y, Yhat, w=None):
+    """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
+    per_row = LOSSES[name](Y.astype(np.float64), Yhat.astype(np.float64))
+    return float(np.sum(per_row if w is None else w * per_row))
+
+
+def loss_backward(name, Y, Yhat, scale, w=None):
+    """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
+    g = scale * LOSS_GRADIENTS[name](Y, Yhat)
+    return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
+
+
+def output_backward_fused(Y, Yhat, scale, w=None):
+    """softmax + cce and sigmoid + bce: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
+    g = scale * (Yhat - Y)
+    return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# The linear layer (SPEC sections 2 and 5) and the update.
+# ---------------------------------------------------------------------------
+
+def linear_forward(A, W, b):
+    """Z = A W + b (b broadcast to every row)."""
+    return A @ W + b
+
+
+def linear_backward(A, W, dZ):
+    """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T."""
+    return A.T @ dZ, dZ.sum(axis=0, keepdims=True), dZ @ W.T
+
+
+def sgd_update(params, grads, learning_rate):
+    """In place: params -= learning_rate * grads."""
+    params -= params.dtype.type(learning_rate) * grads
+
+
+# ---------------------------------------------------------------------------
+# The whole network.
+# ---------------------------------------------------------------------------
+
+def forward(weights, biases, activations, X):
+    """Zs[l], As[l] for l = 1..L (As[0] = X is prepended). ``activations``: list of (name, alpha)."""
+    Zs, As = [], [X]
+    for W, b, (name, alpha) in zip(weights, biases, activations):
+        Z = linear_forward(As[-1], W, b)
+        Zs.append(Z)
+        As.append(activation_forward(name, Z, alpha))
+    return Zs, As
+
+
+def gradients(weights, biases, activations, loss, X, Y, fused=True):
+    """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
+    Zs, As = forward(weights, biases, activations, X)
+    n = X.shape[0]
+    Yhat = As[-1]
+    cost = loss_forward(loss, Y, Yhat) / n
+    out_name, out_alpha = activations[-1]
+    L = len(weights)
+    dWs, dbs, dalphas = [None] * L, [None] * L, [None] * L
+    if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid")):
+        dZ = output_backward_fused(Y, Yhat, 1.0 / n)
+    else:
+        dA = loss_backward(loss, Y, Yhat, 1.0 / n)
+        if out_name == "prelu":
+            dalphas[-1] = prelu_alpha_backward(Zs[-1], dA)
+        dZ = activation_backward(out_name, Zs[-1], Yhat, dA, out_alpha)
+    for l in range(L - 1, -1, -1):
+        dWs[l], dbs[l], dA = linear_backward(As[l], weights[l], dZ)
+        if l == 0:
+            break
+        name, alpha = activations[l - 1]
+        if name == "prelu":
+            dalphas[l - 1] = prelu_alpha_backward(Zs[l - 1], dA)
+        dZ = activation_backward(name, Zs[l - 1], As[l], dA, alpha)
+    return cost, dWs, dbs, dalphas
+
+
+class Network:
+    """dnnfast.Network in plain NumPy: same constructor, same initial
+    parameters for the same seed, same batches, same updates."""
+
+    def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot"):
+        from .network import _init_parameters, _check_network_args
+
+        self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        self._rng = np.random.default_rng(seed)
+        self.weights, self.biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        # Activation parameters: prelu's trainable vector, else the scalar.
+        self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
+                       for l, spec in enumerate(self._acts)]
+
+    def _activations(self):
+        return [(spec.name, self.alphas[l]) for l, spec in enumerate(self._acts)]
+
+    def _prepare(self, X, Y=None):
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if Y is None:
+            return X, None
+        Y = np.asarray(Y)
+        if Y.ndim == 1 and self.loss == "cce":
+            Y = np.eye(self.sizes[-1], dtype=self.dtype)[Y.astype(np.int64)]
+        return X, np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=self.dtype)
+
+    def forward(self, X):
+        X, _ = self._prepare(X)
+        Zs, As = forward(self.weights, self.biases, self._activations(), X)
+        return Zs, As
+
+    def predict(self, X):
+        return self.forward(X)[1][-1]
+
+    def cost(self, X, Y):
+        X, Y = self._prepare(X, Y)
+        return loss_forward(self.loss, Y, self.predict(X)) / X.shape[0]
+
+    def gradients(self, X, Y):
+        X, Y = self._prepare(X, Y)
+        _, dWs, dbs, _ = gradients(self.weights, self.biases, self._activations(), self.loss, X, Y)
+        return dWs, dbs
+
+    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None):
+        X, Y = self._prepare(X, Y)
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        history = []
+        for _ in range(epochs):
+            total = 0.0
+            for idx in batch_indices(X.shape[0], batch_size, shuffle=shuffle, rng=rng):
+                Xb, Yb = X[idx], Y[idx]
+                c, dWs, dbs, dalphas = gradients(self.weights, self.biases, self._activations(), self.loss, Xb, Yb)
+                for l in range(len(self.weights)):
+                    sgd_update(self.weights[l], dWs[l], learning_rate)
+                    sgd_update(self.biases[l], dbs[l], learning_rate)
+                    if dalphas[l] is not None:
+                        sgd_update(self.alphas[l], dalphas[l], learning_rate)
+                total += c * len(idx)
+            history.append(total / X.shape[0])
+        return {"cost": history}
