@@ -1,0 +1,68 @@
+"""python -m dnnfast: train a network on the shipped digits and report
+progress, test accuracy, and the speed against dnnfast.reference (NumPy)
+doing the same work."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from . import Network, __version__, get_num_threads, reference, set_num_threads
+from .datasets import load_digits, train_test_split
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m dnnfast", description=__doc__)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=0.1)
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64])
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=0, help="0 = OMP_NUM_THREADS / all cores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference run")
+    args = p.parse_args(argv)
+    if args.threads:
+        set_num_threads(args.threads)
+
+    X, y = load_digits()
+    X = X / 16.0
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_fraction=0.25, seed=args.seed)
+    sizes = [X.shape[1], *args.hidden, 10]
+    acts = ["relu"] * len(args.hidden) + ["softmax"]
+    print(f"dnnfast {__version__}: digits 8x8, {len(ytr)} train / {len(yte)} test rows, "
+          f"network {sizes} {acts[0]}/softmax + cce, {args.dtype}, batch {args.batch_size}, "
+          f"lr {args.learning_rate}, {get_num_threads()} thread(s)")
+
+    net = Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
+    fit_args = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, shuffle=True)
+    t0 = time.perf_counter()
+    for epoch in range(args.epochs):
+        h = net.fit(Xtr, ytr, epochs=1, **fit_args)
+        if epoch % 5 == 4 or epoch == 0 or epoch == args.epochs - 1:
+            acc = np.mean(net.predict(Xte).argmax(axis=1) == yte)
+            print(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
+                  flush=True)
+    t_fast = time.perf_counter() - t0
+    acc = float(np.mean(net.predict(Xte).argmax(axis=1) == yte))
+    rate = args.epochs * len(ytr) / t_fast
+    print(f"dnnfast:   {t_fast:7.3f} s for {args.epochs} epochs ({rate:,.0f} samples/s), test accuracy {acc:.2%}")
+
+    if not args.no_reference:
+        ref = reference.Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
+        t0 = time.perf_counter()
+        ref.fit(Xtr, ytr, epochs=args.epochs, **fit_args)
+        t_ref = time.perf_counter() - t0
+        ref_acc = float(np.mean(ref.predict(Xte).argmax(axis=1) == yte))
+        print(f"reference: {t_ref:7.3f} s (NumPy, same work), test accuracy {ref_acc:.2%}")
+        print(f"speed-up:  {t_ref / t_fast:.1f}x")
+    if acc < 0.95:
+        print(f"warning: test accuracy {acc:.2%} is below 95%", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
