@@ -1,0 +1,127 @@
+// The five-loop algorithm of GotoBLAS/BLIS: C is cut into NC-wide column
+// panels (jc), K into KC-deep slices (pc, B slice packed once and reused from
+// L3/L2), rows into MC-tall blocks (ic, A block packed and kept in L2), and
+// each block is swept by MR x NR micro-tiles (jr, ir) held in registers.
+//
+// Threads: C is split into a grid of rectangles aligned to MR x NR, and each
+// thread runs the five loops on its own rectangle with its own packed
+// buffers. No thread ever sums part of another's K range, and the pc slicing
+// does not depend on the split, so results are bit-identical for any thread
+// count.
+#include <algorithm>
+#include <cmath>
+
+#include "gemm/gemm_internal.hpp"
+#include "gemm/gemm_pack.hpp"
+#include "threads.hpp"
+
+namespace dnnfast {
+
+namespace {
+
+// Multiply-adds per thread below which a second thread costs more than it
+// saves (fork/join ~ 5-10 us, plus each thread packing its own panels).
+// Measured on the 2-core AMD EPYC dev machine (AVX2 float, 1 vs 2 threads,
+// square and MLP shapes): see the comment in gemm.cpp.
+constexpr double kMinWorkPerThread = 4.0e6;
+
+template <class T>
+void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, size_t i_end,
+                size_t j_begin, size_t j_end, size_t K, T alpha, const T* A, size_t lda,
+                const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep) {
+    const size_t MR = kr.mr, NR = kr.nr, MC = kr.mc, KC = kr.kc, NC = kr.nc;
+    static thread_local PackBuffer<T> a_buf, b_buf;
+    T* ap = a_buf.get(MC * KC);
+    T* bp = b_buf.get(KC * NC);
+    // jc: NC-wide column panels of C, so the packed KC x NC slice of B stays in L3.
+    for (size_t jc = j_begin; jc < j_end; jc += NC) {
+        const size_t nc = std::min(NC, j_end - jc);
+        // pc: KC-deep slices of the K sum, so one B micro-panel (KC x NR) fits in L1.
+        for (size_t pc = 0; pc < K; pc += KC) {
+            const size_t kc = std::min(KC, K - pc);
+            const T beta_p = pc == 0 ? beta : T(1);  // later slices accumulate
+            const bool last = pc + kc == K;
+            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, bp);
+            // ic: MC-tall row blocks of A, packed once per slice and kept in L2.
+            for (size_t ic = i_begin; ic < i_end; ic += MC) {
+                const size_t mc = std::min(MC, i_end - ic);
+                gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap);
+                // jr: NR-wide micro-panels of the packed B slice.
+                for (size_t jr = 0; jr < nc; jr += NR) {
+                    const size_t nr = std::min(NR, nc - jr);
+                    T* c = C + ic * ldc + jc + jr;
+                    // ir: MR-tall micro-panels of the packed A block, one register tile each.
+                    for (size_t ir = 0; ir < mc; ir += MR)
+                        kr.micro(kc, ap + ir * kc, bp + jr * kc, alpha, beta_p, c + ir * ldc, ldc,
+                                 std::min(MR, mc - ir), nr);
+                    // The mc x nr strip is final after the last slice and still in cache.
+                    if (last && ep) ep->fn(ep->ctx, c, ldc, ic, jc + jr, mc, nr);
+                }
+            }
+        }
+    }
+}
+
+// Rows/columns [begin, end) of part `p` of `parts`, in whole tiles of `tile`.
+void split(size_t n, size_t tile, int parts, int p, size_t& begin, size_t& end) {
+    const size_t tiles = (n + tile - 1) / tile;
+    begin = std::min(n, tiles * size_t(p) / size_t(parts) * tile);
+    end = std::min(n, tiles * size_t(p + 1) / size_t(parts) * tile);
+}
+
+// Chooses tm x tn = nt (rows x columns of the thread grid) minimising the
+// largest thread's kernel time plus its packing, in multiply-add units: a
+// packed element costs about one vector FMA's worth of kernel time.
+void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, int nt, int& tm,
+                 int& tn) {
+    double best = INFINITY;
+    tm = nt;
+    tn = 1;
+    for (int r = 1; r <= nt; ++r) {
+        if (nt % r) continue;
+        const int c = nt / r;
+        const double mt = double((M + MR - 1) / MR + r - 1) / r * MR;  // rows of the largest part
+        const double ntl = double((N + NR - 1) / NR + c - 1) / c * NR;
+        const double kernel = mt * ntl * double(K) / double(NR);
+        const double pack = mt * double(K) * std::ceil(ntl / double(NC)) + double(K) * ntl;
+        if (kernel + pack < best) {
+            best = kernel + pack;
+            tm = r;
+            tn = c;
+        }
+    }
+}
+
+}  // namespace
+
+template <class T>
+void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+                  T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
+                  size_t ldc, const Epilogue<T>* ep) {
+    const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
+    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
+    nt = int(std::min<size_t>(size_t(nt), tiles));
+    if (nt <= 1) {
+        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        return;
+    }
+    int tm, tn;
+    thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, nt, tm, tn);
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; ++t) {
+        size_t i0, i1, j0, j1;
+        split(M, kr.mr, tm, t / tn, i0, i1);
+        split(N, kr.nr, tn, t % tn, j0, j1);
+        if (i0 < i1 && j0 < j1)
+            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    }
+}
+
+template void gemm_blocked<float>(const KernelsFor<float>&, Trans, Trans, size_t, size_t, size_t,
+                                  float, const float*, size_t, const float*, size_t, float, float*,
+                                  size_t, const Epilogue<float>*);
+template void gemm_blocked<double>(const KernelsFor<double>&, Trans, Trans, size_t, size_t, size_t,
+                                   double, const double*, size_t, const double*, size_t, double,
+                                   double*, size_t, const Epilogue<double>*);
+
+}  // namespace dnnfast
