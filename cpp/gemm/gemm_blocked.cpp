@@ -8,6 +8,10 @@
 // buffers. No thread ever sums part of another's K range, and the pc slicing
 // does not depend on the split, so results are bit-identical for any thread
 // count.
+//
+// Thin C (N below a few NR, e.g. the 10 outputs of a classifier) wastes most
+// of each NR-wide tile, so it is computed as C^T = op(B)^T op(A)^T, where the
+// thin side meets the shorter MR; the kernel then stores its tiles transposed.
 #include <algorithm>
 #include <cmath>
 
@@ -25,10 +29,13 @@ namespace {
 // square and MLP shapes): see the comment in gemm.cpp.
 constexpr double kMinWorkPerThread = 4.0e6;
 
+// C(i, j) is at C[i * rsc + j * csc]; swapped: the problem is C^T, and the
+// epilogue gets blocks of the caller's C (rows and columns exchanged).
 template <class T>
 void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, size_t i_end,
                 size_t j_begin, size_t j_end, size_t K, T alpha, const T* A, size_t lda,
-                const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep) {
+                const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc, bool swapped,
+                const Epilogue<T>* ep) {
     const size_t MR = kr.mr, NR = kr.nr, MC = kr.mc, KC = kr.kc, NC = kr.nc;
     static thread_local PackBuffer<T> a_buf, b_buf;
     T* ap = a_buf.get(MC * KC);
@@ -49,13 +56,16 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 // jr: NR-wide micro-panels of the packed B slice.
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);
-                    T* c = C + ic * ldc + jc + jr;
+                    T* c = C + ic * rsc + (jc + jr) * csc;
                     // ir: MR-tall micro-panels of the packed A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR)
-                        kr.micro(kc, ap + ir * kc, bp + jr * kc, alpha, beta_p, c + ir * ldc, ldc,
-                                 std::min(MR, mc - ir), nr);
+                        kr.micro(kc, ap + ir * kc, bp + jr * kc, alpha, beta_p, c + ir * rsc, rsc,
+                                 csc, std::min(MR, mc - ir), nr);
                     // The mc x nr strip is final after the last slice and still in cache.
-                    if (last && ep) ep->fn(ep->ctx, c, ldc, ic, jc + jr, mc, nr);
+                    if (last && ep) {
+                        if (swapped) ep->fn(ep->ctx, c, csc, jc + jr, ic, nr, mc);
+                        else ep->fn(ep->ctx, c, rsc, ic, jc + jr, mc, nr);
+                    }
                 }
             }
         }
@@ -94,15 +104,35 @@ void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, 
 
 }  // namespace
 
+// Fraction of the tile area a rows x cols problem uses with mr x nr tiles.
+double tile_use(size_t rows, size_t cols, size_t mr, size_t nr) {
+    return double(rows) * double(cols) /
+           (double((rows + mr - 1) / mr * mr) * double((cols + nr - 1) / nr * nr));
+}
+
 template <class T>
 void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
                   T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
                   size_t ldc, const Epilogue<T>* ep) {
+    // Thin C: solve C^T = op(B)^T op(A)^T when that fills the tiles clearly
+    // better (the margin pays for the transposed, scalar tile stores).
+    size_t rsc = ldc, csc = 1;
+    bool swapped = false;
+    if (N < 4 * kr.nr && tile_use(N, M, kr.mr, kr.nr) > 1.15 * tile_use(M, N, kr.mr, kr.nr)) {
+        std::swap(M, N);
+        std::swap(A, B);
+        std::swap(lda, ldb);
+        const Trans t = ta;
+        ta = tb == Trans::N ? Trans::T : Trans::N;
+        tb = t == Trans::N ? Trans::T : Trans::N;
+        std::swap(rsc, csc);
+        swapped = true;
+    }
     const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
     int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
     nt = int(std::min<size_t>(size_t(nt), tiles));
     if (nt <= 1) {
-        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, swapped, ep);
         return;
     }
     int tm, tn;
@@ -113,7 +143,8 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         split(M, kr.mr, tm, t / tn, i0, i1);
         split(N, kr.nr, tn, t % tn, j0, j1);
         if (i0 < i1 && j0 < j1)
-            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc,
+                       swapped, ep);
     }
 }
 

@@ -9,10 +9,11 @@ namespace dnnfast {
 
 // Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
 // an MR x kc micro-panel (column of MR per k), Bp a kc x NR micro-panel (row of
-// NR per k), m <= MR and n <= NR (edge tiles included); beta == 0 overwrites C.
+// NR per k), m <= MR and n <= NR (edge tiles included), element (i, j) of C at
+// c[i * rsc + j * csc]; beta == 0 overwrites C.
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
-                             size_t ldc, size_t m, size_t n);
+                             size_t rsc, size_t csc, size_t m, size_t n);
 
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.

@@ -49,7 +49,7 @@ inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta) {
 // MR rows x NV vectors of accumulators live in registers for the whole kc loop.
 template <class T, class Ops, int MR, int NV>
 void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T alpha, T beta,
-                  T* c, size_t ldc, size_t m, size_t n) {
+                  T* c, size_t rsc, size_t csc, size_t m, size_t n) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t NR = NV * S::W;
@@ -58,6 +58,7 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+#pragma GCC unroll 4
     for (size_t k = 0; k < kc; ++k) {
         V b[NV];
 #pragma GCC unroll 8
@@ -71,18 +72,19 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
         ap += MR;
         bp += NR;
     }
-    if (m == size_t(MR) && n == NR) {
+    if (m == size_t(MR) && n == NR && csc == 1) {
 #pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(c + i * ldc, acc[i], alpha, beta);
+        for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
         return;
     }
-    // Edge tile: go through a full-size scratch tile, then copy the m x n part.
+    // Edge tile or transposed C: go through a full-size scratch tile, then
+    // copy the m x n part.
     alignas(64) T tile[MR * NR];
     for (size_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < n; ++j) tile[i * NR + j] = beta == T(0) ? T(0) : c[i * ldc + j];
+        for (size_t j = 0; j < n; ++j) tile[i * NR + j] = beta == T(0) ? T(0) : c[i * rsc + j * csc];
     for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
     for (size_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
+        for (size_t j = 0; j < n; ++j) c[i * rsc + j * csc] = tile[i * NR + j];
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
