@@ -4,8 +4,8 @@
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
 //
-// Single-thread thresholds (kMinWorkPerThread in gemm_blocked.cpp, and
-// kMinWorkPerThreadSmall in gemm_small.cpp): see the measurement notes there.
+// Single-thread thresholds (kMinWorkPerThread in gemm_blocked.cpp, with its
+// measurement, and kMinWorkPerThreadSmall in gemm_small.cpp).
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_internal.hpp"
 #include "gemm/gemm_kernels.hpp"

@@ -24,10 +24,12 @@ namespace dnnfast {
 namespace {
 
 // Multiply-adds per thread below which a second thread costs more than it
-// saves (fork/join ~ 5-10 us, plus each thread packing its own panels).
-// Measured on the 2-core AMD EPYC dev machine (AVX2 float, 1 vs 2 threads,
-// square and MLP shapes): see the comment in gemm.cpp.
-constexpr double kMinWorkPerThread = 4.0e6;
+// saves (fork/join, and each thread packing its own panels). Measured on the
+// 2-core AMD EPYC dev machine, AVX2 float n^3 squares, best of 300, 1 vs 2
+// threads: n=32 (3.3e4) 3 vs 3 us; n=40 (6.4e4) 4 vs 4-5 us; n=48 (1.1e5)
+// 5 vs 4 us; n=64 (2.6e5) 9 vs 6-7 us; n=128 (2.1e6) 55 vs 30 us. Break-even
+// near 1e5 in all; threads_for() asks for 2x this before adding a thread.
+constexpr double kMinWorkPerThread = 1.0e5;
 
 // C(i, j) is at C[i * rsc + j * csc]; swapped: the problem is C^T, and the
 // epilogue gets blocks of the caller's C (rows and columns exchanged).

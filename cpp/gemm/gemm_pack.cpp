@@ -6,7 +6,67 @@
 #include <cstring>
 #include <new>
 
+#include <emmintrin.h>  // SSE2: part of baseline x86-64
+
 namespace dnnfast {
+
+namespace {
+
+// dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc: the transposing
+// copy of both pack_a (A row-major) and pack_b (B stored N x K). Done in 4 x 4
+// (float) / 2 x 2 (double) register transposes, since one scalar store per
+// element made this copy cost as much as the kernel on thin products.
+template <class T>
+void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
+    for (size_t i = 0; i < rows; ++i)
+        for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
+}
+
+template <>
+void transpose_copy<float>(const float* src, size_t lds, size_t rows, size_t kc, float* dst,
+                           size_t ldd) {
+    size_t i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const float* s = src + i * lds;
+        size_t k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            __m128 r0 = _mm_loadu_ps(s + k), r1 = _mm_loadu_ps(s + lds + k);
+            __m128 r2 = _mm_loadu_ps(s + 2 * lds + k), r3 = _mm_loadu_ps(s + 3 * lds + k);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + k * ldd + i, r0);
+            _mm_storeu_ps(dst + (k + 1) * ldd + i, r1);
+            _mm_storeu_ps(dst + (k + 2) * ldd + i, r2);
+            _mm_storeu_ps(dst + (k + 3) * ldd + i, r3);
+        }
+        for (; k < kc; ++k)
+            for (size_t ii = 0; ii < 4; ++ii) dst[k * ldd + i + ii] = s[ii * lds + k];
+    }
+    for (; i < rows; ++i)
+        for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
+}
+
+template <>
+void transpose_copy<double>(const double* src, size_t lds, size_t rows, size_t kc, double* dst,
+                            size_t ldd) {
+    size_t i = 0;
+    for (; i + 2 <= rows; i += 2) {
+        const double* s = src + i * lds;
+        size_t k = 0;
+        for (; k + 2 <= kc; k += 2) {
+            const __m128d r0 = _mm_loadu_pd(s + k), r1 = _mm_loadu_pd(s + lds + k);
+            _mm_storeu_pd(dst + k * ldd + i, _mm_unpacklo_pd(r0, r1));
+            _mm_storeu_pd(dst + (k + 1) * ldd + i, _mm_unpackhi_pd(r0, r1));
+        }
+        for (; k < kc; ++k) {
+            dst[k * ldd + i] = s[k];
+            dst[k * ldd + i + 1] = s[lds + k];
+        }
+    }
+    for (; i < rows; ++i)
+        for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
+}
+
+}  // namespace
 
 template <class T>
 void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t mc, size_t kc,
@@ -15,10 +75,7 @@ void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t 
         const size_t m = mc - ir < mr ? mc - ir : mr;
         if (ta == Trans::N) {
             // op(A) = A: row i is contiguous over k, so read rows, write strided.
-            for (size_t i = 0; i < m; ++i) {
-                const T* src = A + (i0 + ir + i) * lda + k0;
-                for (size_t k = 0; k < kc; ++k) dst[k * mr + i] = src[k];
-            }
+            transpose_copy(A + (i0 + ir) * lda + k0, lda, m, kc, dst, mr);
             for (size_t i = m; i < mr; ++i)
                 for (size_t k = 0; k < kc; ++k) dst[k * mr + i] = T(0);
         } else {
@@ -48,10 +105,7 @@ void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t 
             }
         } else {
             // op(B) = B^T, B stored N x K: column j of op(B) is row j of B.
-            for (size_t j = 0; j < n; ++j) {
-                const T* src = B + (j0 + jr + j) * ldb + k0;
-                for (size_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
-            }
+            transpose_copy(B + (j0 + jr) * ldb + k0, ldb, n, kc, dst, nr);
             for (size_t j = n; j < nr; ++j)
                 for (size_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
         }

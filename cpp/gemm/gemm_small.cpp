@@ -13,8 +13,9 @@ namespace dnnfast {
 
 namespace {
 
-// Multiply-adds per thread for these memory-bound paths; measured like the
-// blocked path's threshold (see gemm.cpp).
+// Multiply-adds per thread for these memory-bound paths. Not measured
+// separately: set 2x the blocked path's measured break-even (gemm_blocked.cpp),
+// because each multiply-add here also moves one element of op(B) or C.
 constexpr double kMinWorkPerThreadSmall = 2.0e5;
 
 // Columns [begin, end) of part p of parts, in whole blocks of nb.
