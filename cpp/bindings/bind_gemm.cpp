@@ -1,29 +1,85 @@
 // GEMM bindings, for the tests and benchmarks: gemm(A, B, trans_a, trans_b)
-// and gemm_reference(...) on 2-D C-contiguous arrays of one float dtype.
+// and gemm_reference(...) on 2-D C-contiguous arrays of one float dtype, the
+// in-place update gemm_update(A, B, C, ...) with alpha/beta, an epilogue
+// probe, the kernel choice, and the FMA-peak probe.
+#include <string>
+
 #include "bindings/bindings.hpp"
+#include "gemm/fma_peak.hpp"
 #include "gemm/gemm.hpp"
+#include "gemm/gemm_kernels.hpp"
 
 namespace dnnfast::bindings {
 
 namespace {
 
-template <class T, bool Reference>
-py::array_t<T> gemm_py(const carray<T>& A, const carray<T>& B, bool trans_a, bool trans_b) {
+struct Shape {
+    size_t M, N, K, lda, ldb;
+    Trans ta, tb;
+};
+
+template <class T>
+Shape check_shapes(const carray<T>& A, const carray<T>& B, bool trans_a, bool trans_b) {
     require_2d(A, "A");
     require_2d(B, "B");
-    const size_t M = trans_a ? A.shape(1) : A.shape(0), K = trans_a ? A.shape(0) : A.shape(1);
-    const size_t Kb = trans_b ? B.shape(1) : B.shape(0), N = trans_b ? B.shape(0) : B.shape(1);
-    if (K != Kb) throw std::invalid_argument("A and B: inner dimensions differ");
-    py::array_t<T> C({M, N});
-    const Trans ta = trans_a ? Trans::T : Trans::N, tb = trans_b ? Trans::T : Trans::N;
-    const size_t lda = A.shape(1), ldb = B.shape(1);
-    T* c = C.mutable_data();
-    const T *a = A.data(), *b = B.data();
-    {
-        py::gil_scoped_release release;
-        if (Reference) gemm_reference<T>(ta, tb, M, N, K, T(1), a, lda, b, ldb, T(0), c, N);
-        else gemm<T>(ta, tb, M, N, K, T(1), a, lda, b, ldb, T(0), c, N);
-    }
+    Shape s;
+    s.M = trans_a ? A.shape(1) : A.shape(0);
+    s.K = trans_a ? A.shape(0) : A.shape(1);
+    const size_t Kb = trans_b ? B.shape(1) : B.shape(0);
+    s.N = trans_b ? B.shape(0) : B.shape(1);
+    if (s.K != Kb) throw std::invalid_argument("A and B: inner dimensions differ");
+    s.lda = A.shape(1);
+    s.ldb = B.shape(1);
+    s.ta = trans_a ? Trans::T : Trans::N;
+    s.tb = trans_b ? Trans::T : Trans::N;
+    return s;
+}
+
+template <class T>
+void run(bool reference, const Shape& s, T alpha, const T* a, const T* b, T beta, T* c,
+         const Epilogue<T>* ep = nullptr) {
+    py::gil_scoped_release release;
+    if (reference) gemm_reference<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, a, s.lda, b, s.ldb, beta, c, s.N, ep);
+    else gemm<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, a, s.lda, b, s.ldb, beta, c, s.N, ep);
+}
+
+template <class T, bool Reference>
+py::array_t<T> gemm_py(const carray<T>& A, const carray<T>& B, bool trans_a, bool trans_b) {
+    const Shape s = check_shapes(A, B, trans_a, trans_b);
+    py::array_t<T> C({s.M, s.N});
+    run<T>(Reference, s, T(1), A.data(), B.data(), T(0), C.mutable_data());
+    return C;
+}
+
+// C := alpha op(A) op(B) + beta C, in place.
+template <class T>
+void gemm_update_py(const carray<T>& A, const carray<T>& B, carray<T>& C, T alpha, T beta,
+                    bool trans_a, bool trans_b, bool reference) {
+    const Shape s = check_shapes(A, B, trans_a, trans_b);
+    require_2d(C, "C");
+    if (size_t(C.shape(0)) != s.M || size_t(C.shape(1)) != s.N)
+        throw std::invalid_argument("C must be M x N");
+    run<T>(reference, s, alpha, A.data(), B.data(), beta, C.mutable_data());
+}
+
+// Epilogue probe: c := 2 c + 1000 i + j on each block it is given. Called
+// twice, too early (before the last K slice), or with wrong (i0, j0), the
+// result differs from 2 op(A) op(B) + 1000 i + j.
+template <class T>
+void probe_epilogue(const void*, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) {
+    for (size_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n; ++j)
+            c[i * ldc + j] = T(2) * c[i * ldc + j] + T(1000) * T(i0 + i) + T(j0 + j);
+}
+
+template <class T>
+py::array_t<T> gemm_epilogue_probe_py(const carray<T>& A, const carray<T>& B, bool trans_a,
+                                      bool trans_b, bool reference) {
+    const Shape s = check_shapes(A, B, trans_a, trans_b);
+    py::array_t<T> C({s.M, s.N});
+    Epilogue<T> ep;
+    ep.fn = &probe_epilogue<T>;
+    run<T>(reference, s, T(1), A.data(), B.data(), T(0), C.mutable_data(), &ep);
     return C;
 }
 
@@ -33,6 +89,12 @@ void bind_gemm_dtype(py::module_& m) {
           py::arg("trans_b") = false, "op(A) @ op(B) with the fast GEMM.");
     m.def("gemm_reference", &gemm_py<T, true>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,
           py::arg("trans_b") = false, "op(A) @ op(B) with the simple reference GEMM.");
+    m.def("gemm_update", &gemm_update_py<T>, py::arg("A"), py::arg("B"), py::arg("C").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+          py::arg("reference") = false, "C := alpha op(A) op(B) + beta C in place.");
+    m.def("gemm_epilogue_probe", &gemm_epilogue_probe_py<T>, py::arg("A"), py::arg("B"),
+          py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("reference") = false,
+          "op(A) @ op(B) with the test epilogue c := 2c + 1000 i + j.");
 }
 
 }  // namespace
@@ -40,6 +102,23 @@ void bind_gemm_dtype(py::module_& m) {
 void bind_gemm(py::module_& m) {
     bind_gemm_dtype<float>(m);
     bind_gemm_dtype<double>(m);
+    m.def("gemm_kernel", []() { return std::string(active_kernels().label); },
+          "The micro-kernels in use, with their tile shapes.");
+    m.def("gemm_kernel_name", []() { return std::string(active_kernels().name); },
+          "Name of the kernel table in use (as DNNFAST_GEMM_KERNEL takes it).");
+    m.def("gemm_set_kernel", [](const std::string& name) { return std::string(set_active_kernels(name.c_str())); },
+          py::arg("name"),
+          "For tests: use the named kernels (generic, generic512, avx2, avx512, auto); an "
+          "unsupported name falls back to the default. Returns the name now in use.");
+    m.def("gemm_kernel_supported", [](const std::string& name) { return kernels_supported(name.c_str()); },
+          py::arg("name"));
+    m.def("fma_peak_gflops", [](const std::string& dtype, int threads) {
+        if (dtype != "float32" && dtype != "float64") throw std::invalid_argument("dtype: float32 or float64");
+        if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+        py::gil_scoped_release release;
+        return fma_peak_gflops(dtype == "float64", threads);
+    }, py::arg("dtype"), py::arg("threads"),
+          "Measured peak GFLOP/s (2 flops per FMA lane) of the active kernels' FMA units.");
 }
 
 }  // namespace dnnfast::bindings

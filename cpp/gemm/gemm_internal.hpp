@@ -1,0 +1,28 @@
+// The GEMM's internal paths, chosen by the front end (gemm.cpp). Each takes
+// the front end's already-checked arguments (M, N, K > 0, alpha != 0).
+#pragma once
+#include <cstddef>
+
+#include "gemm/gemm.hpp"
+#include "gemm/gemm_kernels.hpp"
+
+namespace dnnfast {
+
+// The packed five-loop algorithm (gemm_blocked.cpp), any shape.
+template <class T>
+void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+                  T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
+                  size_t ldc, const Epilogue<T>* ep);
+
+// M <= kSmallM: streams op(B) once, no packing (gemm_small.cpp).
+template <class T>
+void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+                  T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
+                  size_t ldc, const Epilogue<T>* ep);
+
+// K == 1: the outer product C := alpha * a b^T + beta * C (gemm_small.cpp).
+template <class T>
+void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
+                const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep);
+
+}  // namespace dnnfast

@@ -1,0 +1,68 @@
+// The kernel table: what one instruction set provides to the GEMM, and the
+// run-time choice of which table is used. Everything here is plain data and
+// function pointers, so that only the *_avx2.cpp / *_avx512.cpp files hold
+// code built with those instruction sets.
+#pragma once
+#include <cstddef>
+
+namespace dnnfast {
+
+// Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
+// an MR x kc micro-panel (column of MR per k), Bp a kc x NR micro-panel (row of
+// NR per k), m <= MR and n <= NR (edge tiles included), element (i, j) of C at
+// c[i * rsc + j * csc]; beta == 0 overwrites C.
+template <class T>
+using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
+                             size_t rsc, size_t csc, size_t m, size_t n);
+
+// Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
+// C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
+// small_nn streams B stored K x n (row stride ldb), small_nt takes dot products
+// with the rows of B stored n x K (row stride ldb).
+constexpr size_t kSmallM = 4;
+template <class T>
+using SmallKernel = void (*)(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B,
+                             size_t ldb, T beta, T* C, size_t ldc);
+
+template <class T>
+struct KernelsFor {
+    size_t mr, nr;      // register tile of the micro-kernel
+    size_t mc, kc, nc;  // cache blocking: A block MC x KC in L2, B micro-panel KC x NR in L1, B panel KC x NC in L3
+    size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
+    MicroKernel<T> micro;
+    SmallKernel<T> small_nn, small_nt;
+    double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
+    size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs
+};
+
+struct KernelSet {
+    const char* name;   // as accepted by DNNFAST_GEMM_KERNEL
+    const char* label;  // human-readable, with the tile shapes
+    KernelsFor<float> f32;
+    KernelsFor<double> f64;
+    template <class T>
+    const KernelsFor<T>& get() const;
+};
+template <>
+inline const KernelsFor<float>& KernelSet::get<float>() const { return f32; }
+template <>
+inline const KernelsFor<double>& KernelSet::get<double>() const { return f64; }
+
+// One table per instruction set (gemm_kernels_*.cpp). generic512 runs the
+// 512-bit template with baseline instructions: slow, for testing the AVX-512
+// tile shapes on machines without AVX-512.
+const KernelSet& kernels_generic();
+const KernelSet& kernels_generic512();
+const KernelSet& kernels_avx2();
+const KernelSet& kernels_avx512();
+
+// The table in use (cpu_features.cpp): the best the CPU supports, or the one
+// named by DNNFAST_GEMM_KERNEL when the CPU supports it. Chosen once.
+const KernelSet& active_kernels();
+// For tests: select by name ("auto" = the default choice). Returns the name
+// of the table now active (the default when `name` is unsupported or unknown).
+const char* set_active_kernels(const char* name);
+// Whether this CPU can run the named table.
+bool kernels_supported(const char* name);
+
+}  // namespace dnnfast

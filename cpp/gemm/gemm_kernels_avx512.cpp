@@ -1,0 +1,35 @@
+// AVX-512F kernels (built with -mavx512f ...; entered only after the CPU check
+// in cpu_features.cpp). 32 zmm registers: a 14 x 2-vector tile keeps 28
+// accumulators, 2 B vectors and 1 broadcast A value live. The same template
+// runs on AVX2 machines as the "generic512" table (gemm_kernels_generic.cpp).
+#include <immintrin.h>
+
+#include "gemm/gemm_simd.hpp"
+
+namespace dnnfast {
+namespace {
+
+struct OpsF {
+    typedef float V __attribute__((vector_size(64)));
+    static V splat(float s) { return _mm512_set1_ps(s); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+struct OpsD {
+    typedef double V __attribute__((vector_size(64)));
+    static V splat(double s) { return _mm512_set1_pd(s); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+};
+
+// Blocking for 32-48 KiB L1d, 1-2 MiB L2: B micro-panel KC x NR = 24 KiB,
+// A block MC x KC = 168 KiB (float, 224 x 192) / 168 KiB (double, 112 x 192).
+const KernelSet kSet = {
+    "avx512", "avx512f float 14x32 / double 14x16",
+    make_kernels<float, OpsF, 14, 2>(/*mc=*/224, /*kc=*/192, /*nc=*/2048),
+    make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/192, /*nc=*/2048),
+};
+
+}  // namespace
+
+const KernelSet& kernels_avx512() { return kSet; }
+
+}  // namespace dnnfast

@@ -1,0 +1,39 @@
+// Packing: copies a block of op(A) or op(B) into a contiguous buffer in the
+// order the micro-kernel reads it, zero-padding partial micro-panels. This is
+// where Trans::T is absorbed -- the kernels only ever see packed panels.
+#pragma once
+#include <cstddef>
+
+#include "gemm/gemm.hpp"
+
+namespace dnnfast {
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc/MR) micro-panels of MR x kc,
+// each stored k-major (MR values of one k adjacent).
+template <class T>
+void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t mc, size_t kc,
+                 size_t mr, T* dst);
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc/NR) micro-panels of kc x NR,
+// each stored k-major (NR values of one k adjacent).
+template <class T>
+void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t kc, size_t nc,
+                 size_t nr, T* dst);
+
+// A grow-only, 64-byte aligned scratch buffer: one per thread (thread_local),
+// so the training loop's thousands of calls allocate nothing once warm.
+template <class T>
+class PackBuffer {
+public:
+    PackBuffer() = default;
+    PackBuffer(const PackBuffer&) = delete;
+    PackBuffer& operator=(const PackBuffer&) = delete;
+    ~PackBuffer();
+    T* get(size_t n);  // at least n elements; contents unspecified
+
+private:
+    T* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+}  // namespace dnnfast

@@ -1,0 +1,229 @@
+// The micro-kernel, small-M kernels and FMA loop, written once over a vector
+// type (GCC/Clang vector extensions) and instantiated by each gemm_kernels_*.cpp
+// with its own vector width and FMA. Everything has internal linkage: each
+// instruction-set file must get its own copy, never one the linker picked from
+// a file built with wider instructions.
+#pragma once
+#include <cstddef>
+#include <cstring>
+
+#include "gemm/gemm_kernels.hpp"
+
+namespace dnnfast {
+namespace {
+
+// Ops: a struct with vector type V (lanes of T), splat(T) -> V and
+// fma(a, b, c) -> a * b + c for that instruction set.
+template <class T, class Ops>
+struct Simd {
+    using V = typename Ops::V;
+    static constexpr size_t W = sizeof(V) / sizeof(T);
+    static V load(const T* p) {  // unaligned
+        V v;
+        std::memcpy(&v, p, sizeof(V));
+        return v;
+    }
+    static void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+    static V load_aligned(const T* p) { return *reinterpret_cast<const V*>(p); }
+};
+
+// Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
+// so C may hold NaN). Full and edge tiles both go through here so that they
+// round identically.
+template <class T, class Ops, int NV>
+inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta) {
+    using S = Simd<T, Ops>;
+    const auto va = Ops::splat(alpha);
+    if (beta == T(0)) {
+        for (int v = 0; v < NV; ++v) S::store(c + v * S::W, va * acc[v]);
+    } else {
+        const auto vb = Ops::splat(beta);
+        for (int v = 0; v < NV; ++v) {
+            const auto r = va * acc[v];
+            S::store(c + v * S::W, Ops::fma(vb, S::load(c + v * S::W), r));
+        }
+    }
+}
+
+// The micro-kernel: see MicroKernel in gemm_kernels.hpp for the contract.
+// MR rows x NV vectors of accumulators live in registers for the whole kc loop.
+template <class T, class Ops, int MR, int NV>
+void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T alpha, T beta,
+                  T* c, size_t rsc, size_t csc, size_t m, size_t n) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    constexpr size_t NR = NV * S::W;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+#pragma GCC unroll 4
+    for (size_t k = 0; k < kc; ++k) {
+        V b[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) b[v] = S::load_aligned(bp + v * S::W);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V a = Ops::splat(ap[i]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(a, b[v], acc[i][v]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    if (m == size_t(MR) && n == NR && csc == 1) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
+        return;
+    }
+    // Edge tile or transposed C: go through a full-size scratch tile, then
+    // copy the m x n part.
+    alignas(64) T tile[MR * NR];
+    for (size_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n; ++j) tile[i * NR + j] = beta == T(0) ? T(0) : c[i * rsc + j * csc];
+    for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
+    for (size_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n; ++j) c[i * rsc + j * csc] = tile[i * NR + j];
+}
+
+// Stores alpha * s + beta * c for one scalar (tails of the small kernels).
+template <class T>
+inline T scale_store(T s, T alpha, T beta, T c) {
+    return beta == T(0) ? alpha * s : alpha * s + beta * c;
+}
+
+// small_nn for a fixed row count M: NV vectors x M rows of accumulators walk
+// down all K rows of B, so each C element gets its whole K sum in one chain.
+template <class T, class Ops, int M, int NV>
+void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
+                   size_t ldc) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    constexpr size_t NB = NV * S::W;
+    size_t j = 0;
+    for (; j + NB <= n; j += NB) {
+        V acc[M][NV];
+        for (int i = 0; i < M; ++i)
+            for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+        const T* b = B + j;
+        for (size_t k = 0; k < K; ++k, b += ldb) {
+            V bv[NV];
+            for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * S::W);
+            for (int i = 0; i < M; ++i) {
+                const V av = Ops::splat(a[i * K + k]);
+                for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(av, bv[v], acc[i][v]);
+            }
+        }
+        for (int i = 0; i < M; ++i) update_row<T, Ops, NV>(C + i * ldc + j, acc[i], alpha, beta);
+    }
+    for (; j < n; ++j) {  // the last n % NB columns (only at the global end: splits are NB-aligned)
+        for (int i = 0; i < M; ++i) {
+            T s = 0;
+            for (size_t k = 0; k < K; ++k) s += a[i * K + k] * B[k * ldb + j];
+            C[i * ldc + j] = scale_store(s, alpha, beta, C[i * ldc + j]);
+        }
+    }
+}
+
+template <class T, class Ops>
+void small_nn(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta,
+              T* C, size_t ldc) {
+    switch (M) {
+        case 1: small_nn_rows<T, Ops, 1, 4>(n, K, alpha, a, B, ldb, beta, C, ldc); break;
+        case 2: small_nn_rows<T, Ops, 2, 4>(n, K, alpha, a, B, ldb, beta, C, ldc); break;
+        case 3: small_nn_rows<T, Ops, 3, 4>(n, K, alpha, a, B, ldb, beta, C, ldc); break;
+        default:
+            for (size_t i = 0; i < M; i += 4) {
+                const size_t m = M - i < 4 ? M - i : 4;
+                if (m == 4) small_nn_rows<T, Ops, 4, 2>(n, K, alpha, a + i * K, B, ldb, beta, C + i * ldc, ldc);
+                else small_nn<T, Ops>(m, n, K, alpha, a + i * K, B, ldb, beta, C + i * ldc, ldc);
+            }
+    }
+}
+
+// One dot product a . b of length K: vector lanes over k, lanes summed in
+// order, then the k tail. Every (i, j) goes through exactly this arithmetic.
+template <class T, class Ops, int JB>
+inline void dots(size_t K, const T* a, const T* const* b, T* out) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    V acc[JB];
+    for (int j = 0; j < JB; ++j) acc[j] = V{};
+    size_t k = 0;
+    for (; k + S::W <= K; k += S::W) {
+        const V av = S::load(a + k);
+        for (int j = 0; j < JB; ++j) acc[j] = Ops::fma(av, S::load(b[j] + k), acc[j]);
+    }
+    for (int j = 0; j < JB; ++j) {
+        alignas(64) T lanes[S::W];
+        S::store(lanes, acc[j]);
+        T s = 0;
+        for (size_t l = 0; l < S::W; ++l) s += lanes[l];
+        for (size_t kk = k; kk < K; ++kk) s += a[kk] * b[j][kk];
+        out[j] = s;
+    }
+}
+
+template <class T, class Ops>
+void small_nt(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta,
+              T* C, size_t ldc) {
+    constexpr int JB = 4;  // B rows per pass: four independent FMA chains per row of A
+    for (size_t i = 0; i < M; ++i) {
+        const T* ai = a + i * K;
+        T* ci = C + i * ldc;
+        size_t j = 0;
+        for (; j + JB <= n; j += JB) {
+            const T* b[JB];
+            for (int jj = 0; jj < JB; ++jj) b[jj] = B + (j + jj) * ldb;
+            T s[JB];
+            dots<T, Ops, JB>(K, ai, b, s);
+            for (int jj = 0; jj < JB; ++jj) ci[j + jj] = scale_store(s[jj], alpha, beta, ci[j + jj]);
+        }
+        for (; j < n; ++j) {
+            const T* b[1] = {B + j * ldb};
+            T s[1];
+            dots<T, Ops, 1>(K, ai, b, s);
+            ci[j] = scale_store(s[0], alpha, beta, ci[j]);
+        }
+    }
+}
+
+// Peak-FMA probe: NACC independent accumulators (more than FMA latency x
+// FMA ports) updated in registers; the result only keeps the loop alive.
+template <class T, class Ops>
+double fma_loop(long iters) {
+    using V = typename Ops::V;
+    constexpr int NACC = 12;
+    V acc[NACC];
+    for (int r = 0; r < NACC; ++r) acc[r] = Ops::splat(T(r));
+    const V m = Ops::splat(T(0.999999)), add = Ops::splat(T(1e-6));
+    for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+        for (int r = 0; r < NACC; ++r) acc[r] = Ops::fma(acc[r], m, add);
+    }
+    T s = 0;
+    for (int r = 0; r < NACC; ++r) s += acc[r][0];
+    return double(s);
+}
+
+template <class T, class Ops, int MR, int NV>
+KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
+    constexpr size_t W = Simd<T, Ops>::W;
+    KernelsFor<T> k{};
+    k.mr = MR;
+    k.nr = NV * W;
+    k.mc = mc;
+    k.kc = kc;
+    k.nc = nc;
+    k.small_nb = 4 * W;  // the widest column block small_nn uses
+    k.micro = &micro_kernel<T, Ops, MR, NV>;
+    k.small_nn = &small_nn<T, Ops>;
+    k.small_nt = &small_nt<T, Ops>;
+    k.fma_loop = &fma_loop<T, Ops>;
+    k.fma_flops_per_iter = 12 * 2 * W;
+    return k;
+}
+
+}  // namespace
+}  // namespace dnnfast

@@ -1,0 +1,99 @@
+// The paths for the thin products of backprop at batch size 1, where packing
+// would cost as much as the arithmetic: M <= kSmallM (A W and dZ W^T with one
+// row: matrix-vector products) and K == 1 (A^T dZ with one row: an outer
+// product). Threads split the columns of C, never the K sum, so results are
+// bit-identical for any thread count.
+#include <algorithm>
+
+#include "gemm/gemm_internal.hpp"
+#include "gemm/gemm_pack.hpp"
+#include "threads.hpp"
+
+namespace dnnfast {
+
+namespace {
+
+// Multiply-adds per thread for these memory-bound paths. Not measured
+// separately: set 2x the blocked path's measured break-even (gemm_blocked.cpp),
+// because each multiply-add here also moves one element of op(B) or C.
+constexpr double kMinWorkPerThreadSmall = 2.0e5;
+
+// Columns [begin, end) of part p of parts, in whole blocks of nb.
+void split_cols(size_t n, size_t nb, int parts, int p, size_t& begin, size_t& end) {
+    const size_t blocks = (n + nb - 1) / nb;
+    begin = std::min(n, blocks * size_t(p) / size_t(parts) * nb);
+    end = std::min(n, blocks * size_t(p + 1) / size_t(parts) * nb);
+}
+
+}  // namespace
+
+template <class T>
+void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+                  T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
+                  size_t ldc, const Epilogue<T>* ep) {
+    // The kernels want op(A) as M contiguous rows of K; copying it is M*K, tiny
+    // next to streaming op(B) (K*N).
+    const T* a = A;
+    if (ta == Trans::T || lda != K) {
+        static thread_local PackBuffer<T> buf;
+        T* p = buf.get(M * K);
+        for (size_t i = 0; i < M; ++i)
+            for (size_t k = 0; k < K; ++k) p[i * K + k] = ta == Trans::N ? A[i * lda + k] : A[k * lda + i];
+        a = p;
+    }
+    const size_t nb = tb == Trans::N ? kr.small_nb : 4;
+    const size_t blocks = (N + nb - 1) / nb;
+    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThreadSmall);
+    nt = int(std::min<size_t>(size_t(nt), blocks));
+    const SmallKernel<T> kernel = tb == Trans::N ? kr.small_nn : kr.small_nt;
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+    for (int t = 0; t < nt; ++t) {
+        size_t j0, j1;
+        split_cols(N, nb, nt, t, j0, j1);
+        if (j0 >= j1) continue;
+        const T* b = tb == Trans::N ? B + j0 : B + j0 * ldb;
+        kernel(M, j1 - j0, K, alpha, a, b, ldb, beta, C + j0, ldc);
+        if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
+    }
+}
+
+template <class T>
+void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
+                const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep) {
+    // op(A) is a column (M x 1), op(B) a row (1 x N); make the row contiguous.
+    const T* b = B;
+    if (tb == Trans::T && ldb != 1) {
+        static thread_local PackBuffer<T> buf;
+        T* p = buf.get(N);
+        for (size_t j = 0; j < N; ++j) p[j] = B[j * ldb];
+        b = p;
+    }
+    const size_t a_stride = ta == Trans::N ? lda : 1;
+    int nt = threads_for(double(M) * double(N), kMinWorkPerThreadSmall);
+    nt = int(std::min<size_t>(size_t(nt), M));
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+    for (int t = 0; t < nt; ++t) {
+        const size_t i0 = M * size_t(t) / size_t(nt), i1 = M * size_t(t + 1) / size_t(nt);
+        for (size_t i = i0; i < i1; ++i) {
+            const T ai = A[i * a_stride];
+            T* __restrict c = C + i * ldc;
+            // Same rounding as the reference: s = a_i b_j, then alpha s + beta c.
+            if (beta == T(0))
+                for (size_t j = 0; j < N; ++j) c[j] = alpha * (ai * b[j]);
+            else
+                for (size_t j = 0; j < N; ++j) c[j] = alpha * (ai * b[j]) + beta * c[j];
+        }
+        if (ep && i1 > i0) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
+    }
+}
+
+#define DNNFAST_SMALL_INSTANTIATE(T)                                                              \
+    template void gemm_small_m<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, size_t, T,   \
+                                  const T*, size_t, const T*, size_t, T, T*, size_t,              \
+                                  const Epilogue<T>*);                                            \
+    template void gemm_rank1<T>(Trans, Trans, size_t, size_t, T, const T*, size_t, const T*,       \
+                                size_t, T, T*, size_t, const Epilogue<T>*);
+DNNFAST_SMALL_INSTANTIATE(float)
+DNNFAST_SMALL_INSTANTIATE(double)
+
+}  // namespace dnnfast

@@ -1,0 +1,149 @@
+"""The fast GEMM against the reference GEMM: shapes, transposes, alpha/beta,
+epilogue placement, thread-count determinism and every kernel table this CPU
+can run. Uses the installed dnnfast._core."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dnnfast import _core
+
+# Error allowed, relative to max(|op(A)| |op(B)|): both GEMMs round each
+# product and sum, in different orders (FMA or not, blocked K), so they differ
+# by a few units of round-off times sqrt(K).
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+DTYPES = [np.float32, np.float64]
+TRANS = [(False, False), (True, False), (False, True), (True, True)]
+
+# Kernel tables this CPU can run; each test runs under each of them.
+KERNELS = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+
+# M, N, K: degenerate sizes, edge tiles of every kernel (MR in 4/6/14, NR in
+# 4..32), the small-M and K == 1 paths, K beyond KC (several pc slices), N
+# beyond NC and M beyond MC.
+SHAPES = [
+    (1, 1, 1), (1, 7, 5), (5, 1, 9), (3, 3, 1), (1, 1, 300), (1, 300, 1), (300, 1, 1),
+    (2, 33, 17), (4, 100, 64), (5, 17, 3), (6, 16, 8), (7, 17, 9), (13, 31, 257),
+    (15, 33, 65), (29, 65, 193), (64, 10, 1024), (97, 130, 300), (300, 520, 700),
+    (5, 2100, 40), (250, 2070, 20), (64, 10, 128), (256, 10, 1024), (128, 10, 64), (300, 3, 50), (1, 784, 256), (1, 256, 784), (784, 256, 1),
+]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    previous = _core.gemm_kernel_name()
+    assert _core.gemm_set_kernel(request.param) == request.param
+    yield request.param
+    _core.gemm_set_kernel(previous)
+
+
+def operands(M, N, K, ta, tb, dtype, seed=0):
+    rng = np.random.default_rng(seed + 7 * M + 13 * N + 31 * K)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    return A, B
+
+
+def bound(A, B, ta, tb):
+    """max(|op(A)| |op(B)|) in float64: the scale of the rounding error."""
+    a = np.abs(A.T if ta else A).astype(np.float64)
+    b = np.abs(B.T if tb else B).astype(np.float64)
+    return max((a @ b).max(), np.finfo(np.float64).tiny)
+
+
+def assert_close(C, ref, scale, dtype):
+    assert C.shape == ref.shape and C.dtype == ref.dtype
+    assert np.all(np.isfinite(C))
+    err = np.abs(C.astype(np.float64) - ref.astype(np.float64)).max(initial=0.0)
+    assert err <= RTOL[dtype] * scale, f"error {err:.3g} > {RTOL[dtype]} * {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", SHAPES)
+def test_fast_matches_reference(kernel, M, N, K, ta, tb, dtype):
+    if kernel == "generic512" and M * N * K > 2e7:
+        pytest.skip("generic512 emulates 512-bit vectors: slow, large shapes covered by avx2")
+    A, B = operands(M, N, K, ta, tb, dtype)
+    C = _core.gemm(A, B, ta, tb)
+    assert_close(C, _core.gemm_reference(A, B, ta, tb), bound(A, B, ta, tb), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_numpy_large(dtype):
+    A, B = operands(300, 520, 700, False, False, dtype)
+    assert_close(_core.gemm(A, B), (A.astype(np.float64) @ B).astype(dtype), bound(A, B, False, False), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
+def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
+    A, B = operands(M, N, K, ta, tb, dtype)
+    C0 = np.random.default_rng(1).standard_normal((M, N)).astype(dtype)
+    if beta == 0.0:
+        C0[:] = np.nan  # beta == 0 must overwrite, not multiply NaN by zero
+    C, R = C0.copy(), C0.copy()
+    _core.gemm_update(A, B, C, alpha, beta, ta, tb)
+    _core.gemm_update(A, B, R, alpha, beta, ta, tb, reference=True)
+    scale = abs(alpha) * bound(A, B, ta, tb) + abs(beta) * np.nan_to_num(np.abs(C0)).max()
+    assert_close(C, R, scale, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", [(1, 50, 30), (4, 3000, 20), (200, 90, 1), (200, 10, 300), (37, 45, 600), (250, 2100, 300)])
+def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, ta, tb, dtype):
+    # The probe epilogue maps c -> 2c + 1000 i + j: applied twice, before the
+    # last K slice, or with wrong (i0, j0), the result is off by far more
+    # than round-off.
+    if kernel == "generic512" and M * N * K > 2e7:
+        pytest.skip("slow emulation")
+    A, B = operands(M, N, K, ta, tb, dtype)
+    C = _core.gemm_epilogue_probe(A, B, ta, tb)
+    R = _core.gemm_epilogue_probe(A, B, ta, tb, reference=True)
+    assert_close(C, R, 2 * bound(A, B, ta, tb) + 1000.0 * M + N, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", [(300, 520, 700), (1000, 20, 300), (1, 5000, 700), (3, 4100, 513), (2000, 1500, 1)])
+def test_bit_identical_for_any_thread_count(M, N, K, ta, tb, dtype):
+    A, B = operands(M, N, K, ta, tb, dtype)
+    saved = _core.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            results.append(_core.gemm(A, B, ta, tb))
+    finally:
+        _core.set_num_threads(saved)
+    assert results[0].tobytes() == results[1].tobytes()
+    assert results[0].tobytes() == results[2].tobytes()
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        _core.gemm(np.ones((3, 4)), np.ones((5, 6)))
+
+
+def test_kernel_env_var_selects_and_falls_back():
+    code = "from dnnfast import _core; print(_core.gemm_kernel_name())"
+    for name in ("generic", "generic512"):
+        env = dict(os.environ, DNNFAST_GEMM_KERNEL=name)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == name
+    env = dict(os.environ, DNNFAST_GEMM_KERNEL="no-such-isa")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() in KERNELS and "not supported" in out.stderr
+
+
+def test_kernel_label_and_fma_peak():
+    assert _core.gemm_kernel()
+    for dtype in ("float32", "float64"):
+        assert _core.fma_peak_gflops(dtype, 1) > 0.1
+    with pytest.raises(ValueError):
+        _core.fma_peak_gflops("int8", 1)
