@@ -30,7 +30,8 @@ def as_float_array(a, name, dtype, ndim=2):
         raise ValueError(f"{name} must be {ndim}-D, got an array of shape {arr.shape}{hint}")
     if arr.size == 0 and arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows)")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     # Checked after the conversion, so values too large for the dtype (which
     # become infinite there) are caught too.
     if not all_finite(out):

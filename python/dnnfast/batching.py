@@ -42,7 +42,13 @@ def batch_indices(n, batch_size=None, shuffle=False, rng=None):
     >>> [b.tolist() for b in batch_indices(5, 2)]
     [[0, 1], [2, 3], [4]]
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a non-negative integer, got {n!r}")
+    if n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n}")
     size = check_batch_size(batch_size, n)
     order = epoch_order(n, shuffle, rng)
+    if n == 0:  # no rows: no batches
+        return
     for start in range(0, n, size):
         yield order[start:start + size]

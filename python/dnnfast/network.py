@@ -28,7 +28,11 @@ def _check_network_args(sizes, activations, loss, dtype):
         if s <= 0:
             raise ValueError(f"sizes must be positive, got {sizes}")
     sizes = [int(s) for s in sizes]
-    if isinstance(activations, (str, tuple)):
+    # One spec for every layer: a name, or (name, {"alpha": ...}); a tuple of
+    # names is a per-layer list like any other sequence.
+    single = isinstance(activations, str) or (
+        isinstance(activations, tuple) and len(activations) == 2 and isinstance(activations[1], dict))
+    if single:
         activations = [activations] * (len(sizes) - 1)
     activations = list(activations)
     if len(activations) != len(sizes) - 1:
@@ -158,7 +162,10 @@ class Network:
         checked = []
         for l, (view, v) in enumerate(zip(views, values)):
             a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=np.ndim(v))
-            if a.size != view.size or (a.ndim == 2 and a.shape != view.shape) or a.ndim not in (1, 2):
+            # A 1-D array is accepted only for a single row (a bias (1, m)):
+            # a flat matrix would be reshaped silently.
+            flat_ok = a.ndim == 1 and (view.ndim == 1 or view.shape[0] == 1)
+            if a.size != view.size or (a.ndim == 2 and a.shape != view.shape) or not (a.ndim == 2 or flat_ok):
                 raise ValueError(f"{name}[{l}]: expected shape {view.shape}, got {a.shape}")
             checked.append(a)
         for view, a in zip(views, checked):  # all checked first: no half-assigned network

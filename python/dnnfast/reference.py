@@ -132,7 +132,10 @@ LOSS_GRADIENTS = {
 
 def loss_forward(name, Y, Yhat, w=None):
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
-    per_row = LOSSES[name](Y.astype(np.float64), Yhat.astype(np.float64))
+    # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
+    # loss does); the float64 clip inside LOSSES is then a no-op.
+    P = _clip(Yhat) if name in ("bce", "cce") else Yhat
+    per_row = LOSSES[name](Y.astype(np.float64), P.astype(np.float64))
     return float(np.sum(per_row if w is None else w * per_row))
 
 
