@@ -1,0 +1,100 @@
+"""Shared fixtures and tolerances for the dnnfast test suite.
+
+Tolerances are explicit and per dtype. ``assert_close`` compares against the
+NumPy reference with a relative tolerance and an absolute one taken relative
+to a scale (by default the largest magnitude of the expected array), so an
+entry that is near zero only because of cancellation is judged against the
+size of the numbers that produced it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import _core
+
+DTYPES = [np.float32, np.float64]
+
+# One op (element-wise, or a dot product of up to a few hundred terms).
+TOL = {
+    np.float32: dict(rtol=1e-5, atol=1e-6),
+    np.float64: dict(rtol=1e-12, atol=1e-13),
+}
+
+# A whole network (several layers of GEMMs, a loss) compared with the reference.
+NET_TOL = {
+    np.float32: dict(rtol=2e-5, atol=2e-6),
+    np.float64: dict(rtol=1e-11, atol=1e-12),
+}
+
+# A training trajectory (many updates, each amplifying earlier round-off).
+TRAIN_TOL = {
+    np.float32: dict(rtol=1e-3, atol=1e-4),
+    np.float64: dict(rtol=1e-9, atol=1e-10),
+}
+
+# Odd shapes: none is a multiple of any block size; n=1 and 1x1 included.
+SHAPES = [(1, 1), (1, 7), (7, 13), (67, 129), (300, 37)]
+
+ACTIVATION_NAMES = [row[0] for row in _core.ACTIVATIONS]
+ACT_ID = {row[0]: row[1] for row in _core.ACTIVATIONS}
+ACT_DEFAULT = {row[0]: row[3] for row in _core.ACTIVATIONS}
+LOSS_NAMES = [row[0] for row in _core.LOSSES]
+LOSS_ID = {row[0]: row[1] for row in _core.LOSSES}
+
+# The output activation each loss is meant for (SPEC section 4).
+NATURAL_OUTPUT = {"sse": "identity", "mse": "identity", "bce": "sigmoid", "cce": "softmax"}
+
+
+def assert_close(actual, expected, dtype, tol=None, scale=None, factor=1.0, err_msg=""):
+    """|actual - expected| <= factor * (rtol |expected| + atol_eff), where
+    atol_eff = max(atol, rtol * scale) and scale defaults to max |expected|."""
+    tol = (tol or TOL)[np.dtype(dtype).type]
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} {err_msg}"
+    if scale is None:
+        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    atol = max(tol["atol"], tol["rtol"] * scale)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected,
+                               rtol=factor * tol["rtol"], atol=factor * atol, err_msg=err_msg)
+
+
+def alpha_for(name, m, dtype, rng=None, value=None):
+    """The ``alpha`` array the single ops take: empty (no parameter), one
+    value (the scalar of leaky_relu / elu), or m values (prelu, per unit)."""
+    if name == "prelu":
+        if rng is None:
+            return np.full(m, ACT_DEFAULT["prelu"], dtype=dtype)
+        return rng.uniform(0.05, 0.5, size=m).astype(dtype)
+    if name in ("leaky_relu", "elu"):
+        return np.array([ACT_DEFAULT[name] if value is None else value], dtype=dtype)
+    return np.zeros(0, dtype=dtype)
+
+
+def ref_alpha(name, alpha):
+    """The reference's form of the same parameter (None, a scalar or a vector)."""
+    if alpha.size == 0:
+        return None
+    if name == "prelu":
+        return alpha
+    return alpha[0]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the thread count back to 'follow OpenMP' after a test that sets it."""
+    yield
+    dnnfast.set_num_threads(0)
+
+
+def onehot(labels, k, dtype):
+    out = np.zeros((len(labels), k), dtype=dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out

@@ -1,0 +1,271 @@
+"""Bad input gets a ValueError or TypeError whose message names the argument,
+before any array reaches the C++ core; a failed assignment leaves the network
+unchanged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import _core
+
+
+def make(dtype="float64", loss="cce", sizes=(4, 5, 3), acts=("tanh", "softmax")):
+    return dnnfast.Network(list(sizes), list(acts), loss=loss, dtype=dtype, seed=0)
+
+
+def good(n=6):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 4))
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    return X, Y
+
+
+# ---------------------------------------------------------------------------
+# Constructor
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes,exc", [
+    ([4, 0, 3], ValueError), ([4, -2, 3], ValueError), ([0, 3], ValueError), ([4], ValueError),
+    ([], ValueError), ([4, 2.5, 3], TypeError), ([4, True, 3], TypeError), ("4,3", TypeError),
+    (5, TypeError), ([4, "5", 3], TypeError),
+])
+def test_bad_sizes_raise_naming_sizes(sizes, exc):
+    with pytest.raises(exc, match="sizes"):
+        dnnfast.Network(sizes, "tanh", loss="sse")
+
+
+@pytest.mark.parametrize("acts,exc,match", [
+    (["tanh", "softmaxx"], ValueError, "unknown activation 'softmaxx'"),
+    (["", "softmax"], ValueError, "unknown activation"),
+    (["tanh"], ValueError, "activations"),
+    (["tanh", "softmax", "relu"], ValueError, "activations"),
+    ([3, "softmax"], TypeError, "activation"),
+    ([("relu", {"alpha": 0.1}), "softmax"], ValueError, "alpha"),
+    ([("leaky_relu", {"beta": 0.1}), "softmax"], ValueError, "beta"),
+    ([("leaky_relu", {"alpha": float("nan")}), "softmax"], ValueError, "alpha"),
+    ([("leaky_relu", {"alpha": "big"}), "softmax"], ValueError, "alpha"),
+    ([("leaky_relu", 0.1), "softmax"], TypeError, "activations"),
+])
+def test_bad_activations_raise_naming_activations(acts, exc, match):
+    with pytest.raises(exc, match=match):
+        dnnfast.Network([4, 5, 3], acts, loss="cce")
+
+
+def test_error_names_which_layer_has_the_unknown_activation():
+    with pytest.raises(ValueError, match=r"activations\[1\]"):
+        dnnfast.Network([4, 5, 3], ["tanh", "sofmax"], loss="cce")
+
+
+@pytest.mark.parametrize("loss,exc", [("hinge", ValueError), ("", ValueError), (None, TypeError),
+                                      (3, TypeError)])
+def test_unknown_loss_raises_naming_loss(loss, exc):
+    with pytest.raises(exc, match="loss"):
+        dnnfast.Network([4, 3], ["softmax"], loss=loss)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", np.int64, "complex128", None, "float"])
+def test_unsupported_dtype_raises_naming_dtype(dtype):
+    with pytest.raises((ValueError, TypeError), match="dtype"):
+        dnnfast.Network([4, 3], ["softmax"], loss="cce", dtype=dtype)
+
+
+def test_bad_init_raises_naming_init():
+    with pytest.raises(ValueError, match="init"):
+        dnnfast.Network([4, 3], ["softmax"], init="zeros")
+
+
+# ---------------------------------------------------------------------------
+# X and Y in every method
+# ---------------------------------------------------------------------------
+
+def methods(net, X, Y):
+    """Each public method that takes data, as a callable of (X, Y)."""
+    return {
+        "forward": lambda X, Y: net.forward(X),
+        "predict": lambda X, Y: net.predict(X),
+        "cost": lambda X, Y: net.cost(X, Y),
+        "gradients": lambda X, Y: net.gradients(X, Y),
+        "loss_and_gradient": lambda X, Y: net.loss_and_gradient(X, Y),
+        "fit": lambda X, Y: net.fit(X, Y, epochs=1),
+    }
+
+
+METHODS = ["forward", "predict", "cost", "gradients", "loss_and_gradient", "fit"]
+Y_METHODS = ["cost", "gradients", "loss_and_gradient", "fit"]
+
+
+def bad_X_cases():
+    X, _ = good()
+    nanX = X.copy(); nanX[2, 1] = np.nan
+    infX = X.copy(); infX[0, 0] = -np.inf
+    return [
+        pytest.param(X[:, :3], ValueError, "X has 3 columns", id="too-few-columns"),
+        pytest.param(np.hstack([X, X]), ValueError, "X has 8 columns", id="too-many-columns"),
+        pytest.param(X[0], ValueError, "X must be 2-D", id="1-D"),
+        pytest.param(X[None], ValueError, "X must be 2-D", id="3-D"),
+        pytest.param(np.float64(1.0), ValueError, "X must be 2-D", id="scalar"),
+        pytest.param(np.zeros((0, 4)), ValueError, "X is empty", id="empty"),
+        pytest.param(nanX, ValueError, "X contains NaN", id="nan"),
+        pytest.param(infX, ValueError, "X contains NaN or infinity", id="inf"),
+        pytest.param(np.full((6, 4), 1e300), ValueError, "X contains", id="overflows-float32"),
+        pytest.param(X.astype(object), TypeError, "X must have a real numeric dtype", id="object"),
+        pytest.param(X.astype(np.complex128), TypeError, "X must have a real numeric dtype", id="complex"),
+        pytest.param(X.astype(str), TypeError, "X must have a real numeric dtype", id="str"),
+        pytest.param([[1, 2, 3, 4], [1, 2]], TypeError, "X", id="ragged"),
+        pytest.param(np.zeros((6, 4), dtype="datetime64[s]"), TypeError, "X", id="datetime"),
+    ]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a clean exception, no stray warning
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("X,exc,match", bad_X_cases())
+def test_bad_X_raises_naming_X(method, X, exc, match):
+    net = make("float32")
+    _, Y = good()
+    P = net.parameters.copy()
+    with pytest.raises(exc, match=match):
+        methods(net, X, Y)[method](X, Y)
+    np.testing.assert_array_equal(net.parameters, P)
+
+
+def bad_Y_cases():
+    _, Y = good()
+    nanY = Y.copy(); nanY[1, 1] = np.nan
+    infY = Y.copy(); infY[1, 1] = np.inf
+    return [
+        pytest.param(Y[:5], ValueError, "Y has 5 rows but X has 6", id="fewer-rows"),
+        pytest.param(np.vstack([Y, Y]), ValueError, "Y has 12 rows", id="more-rows"),
+        pytest.param(Y[:, :2], ValueError, "Y has 2 columns but the network has 3 outputs", id="narrow"),
+        pytest.param(np.hstack([Y, Y]), ValueError, "Y has 6 columns", id="wide"),
+        pytest.param(Y[None], ValueError, "Y must be 2-D", id="3-D"),
+        pytest.param(Y.ravel().astype(np.float64), ValueError, "Y must be 2-D", id="1-D-floats"),
+        pytest.param(np.array([0, 1, 2, 3, 0, 1]), ValueError, r"Y: class labels must lie in \[0, 3\)",
+                     id="label-too-large"),
+        pytest.param(np.array([0, 1, -1, 2, 0, 1]), ValueError, "class labels", id="label-negative"),
+        pytest.param(np.array([0, 1, 2]), ValueError, "Y has 3 labels but X has 6", id="too-few-labels"),
+        pytest.param(nanY, ValueError, "Y contains NaN", id="nan"),
+        pytest.param(infY, ValueError, "Y contains NaN or infinity", id="inf"),
+        pytest.param(Y.astype(object), TypeError, "Y must have a real numeric dtype", id="object"),
+        pytest.param(Y.astype(np.complex64), TypeError, "Y must have a real numeric dtype", id="complex"),
+        pytest.param(Y.astype(str), TypeError, "Y must have a real numeric dtype", id="str"),
+        pytest.param(np.zeros((0, 3)), ValueError, "Y", id="empty"),
+    ]
+
+
+@pytest.mark.parametrize("method", Y_METHODS)
+@pytest.mark.parametrize("Y,exc,match", bad_Y_cases())
+def test_bad_Y_raises_naming_Y(method, Y, exc, match):
+    net = make("float64")
+    X, _ = good()
+    P = net.parameters.copy()
+    with pytest.raises(exc, match=match):
+        methods(net, X, Y)[method](X, Y)
+    np.testing.assert_array_equal(net.parameters, P)
+
+
+def test_integer_labels_are_only_for_cce():
+    net = make(loss="sse", acts=("tanh", "identity"))
+    X, _ = good()
+    with pytest.raises(ValueError, match="Y must be 2-D"):
+        net.cost(X, np.array([0, 1, 2, 0, 1, 2]))
+
+
+# ---------------------------------------------------------------------------
+# fit's scalar arguments
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=-3), ValueError, "batch_size"),
+    (dict(batch_size=2.0), TypeError, "batch_size"),
+    (dict(batch_size="8"), TypeError, "batch_size"),
+    (dict(batch_size=True), TypeError, "batch_size"),
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),
+    (dict(epochs=None), TypeError, "epochs"),
+    (dict(learning_rate=0), ValueError, "learning_rate"),
+    (dict(learning_rate=-0.1), ValueError, "learning_rate"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+    (dict(learning_rate=1.5), ValueError, "learning_rate"),
+    (dict(learning_rate="0.1"), TypeError, "learning_rate"),
+], ids=lambda v: str(v) if isinstance(v, dict) else "")
+def test_bad_fit_arguments_raise_naming_the_argument(kw, exc, match):
+    net = make()
+    X, Y = good()
+    P = net.parameters.copy()
+    args = dict(epochs=2, batch_size=2, learning_rate=0.1)
+    args.update(kw)
+    with pytest.raises(exc, match=match):
+        net.fit(X, Y, **args)
+    np.testing.assert_array_equal(net.parameters, P)
+
+
+# ---------------------------------------------------------------------------
+# Assigning parameters
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attr,values,exc,match", [
+    ("weights", lambda W: [W[0].T, W[1]], ValueError, r"weights\[0\]: expected shape \(4, 5\)"),
+    ("weights", lambda W: [W[0], W[1][:, :2]], ValueError, r"weights\[1\]"),
+    ("weights", lambda W: [W[0]], ValueError, "weights: expected 2 arrays"),
+    ("weights", lambda W: [W[0], W[1], W[1]], ValueError, "weights: expected 2 arrays"),
+    ("weights", lambda W: [W[0][None], W[1]], ValueError, r"weights\[0\]"),
+    ("weights", lambda W: [W[0], np.full_like(W[1], np.nan)], ValueError, r"weights\[1\].*NaN"),
+    ("weights", lambda W: [W[0], W[1].astype(complex)], TypeError, r"weights\[1\]"),
+    ("weights", lambda W: [W[0], W[1].astype(str)], TypeError, r"weights\[1\]"),
+    ("weights", lambda W: [W[0].ravel(), W[1]], ValueError, r"weights\[0\]: expected shape \(4, 5\)"),
+    ("biases", lambda W: [np.zeros((1, 5)), np.zeros((1, 4))], ValueError, r"biases\[1\]"),
+    ("biases", lambda W: [np.zeros(5), np.zeros(4)], ValueError, r"biases\[1\]"),
+    ("biases", lambda W: [np.zeros((5, 1)), np.zeros((1, 3))], ValueError, r"biases\[0\]"),
+])
+def test_wrong_parameter_assignment_raises_and_leaves_network_unchanged(attr, values, exc, match):
+    net = make()
+    before = net.parameters.copy()
+    W = [w.copy() + 1.0 for w in net.weights]  # different values: a partial write would show
+    with pytest.raises(exc, match=match):
+        setattr(net, attr, values(W))
+    np.testing.assert_array_equal(net.parameters, before)
+
+
+# ---------------------------------------------------------------------------
+# The single ops check shapes too (no pointer with a wrong shape reaches a kernel)
+# ---------------------------------------------------------------------------
+
+def test_ops_reject_mismatched_shapes():
+    Z = np.zeros((3, 4))
+    none = np.zeros(0)
+    with pytest.raises(ValueError, match="alpha"):
+        _core.activation_forward(3, Z, np.zeros(3))
+    with pytest.raises(ValueError, match="activation"):
+        _core.activation_forward(99, Z, none)
+    with pytest.raises(ValueError, match="Z and dA"):
+        _core.activation_backward(0, Z, Z, np.zeros((3, 5)), none)
+    with pytest.raises(ValueError, match="Z must be 2-D"):
+        _core.activation_forward(0, np.zeros(4), none)
+    with pytest.raises(ValueError, match="loss"):
+        _core.loss_forward(7, Z, Z)
+    with pytest.raises(ValueError, match="w"):
+        _core.loss_forward(0, Z, Z, np.ones(2))
+    with pytest.raises(ValueError, match="Y and Yhat"):
+        _core.loss_backward(0, Z, np.zeros((4, 3)), 1.0)
+    with pytest.raises(ValueError, match="W"):
+        _core.linear_forward(Z, np.zeros((5, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="b"):
+        _core.linear_forward(Z, np.zeros((4, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="dZ"):
+        _core.linear_backward(Z, np.zeros((4, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="Z_prev"):
+        _core.dense_backward_input(np.zeros((3, 2)), np.zeros((4, 2)), np.zeros((3, 5)), np.zeros((3, 5)), 0,
+                                   none)
+    with pytest.raises(ValueError, match="params and grads"):
+        _core.sgd_update(np.zeros(3), np.zeros(4), 0.1)
+    with pytest.raises(TypeError):
+        _core.sgd_update(np.zeros(3, dtype=np.float32), np.zeros(3), 0.1)  # no silent copy: in place only
+
+
+def test_one_dimensional_biases_are_accepted_as_rows():
+    net = make()
+    net.biases = [np.arange(5.0), np.arange(3.0)]
+    np.testing.assert_array_equal(net.biases[1], [[0.0, 1.0, 2.0]])

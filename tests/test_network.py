@@ -1,0 +1,367 @@
+"""dnnfast.Network against dnnfast.reference.Network: same seed -> same initial
+parameters, and the same forward pass, cost, gradients and training
+trajectory (float64 tight, float32 looser)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import reference as ref
+
+from conftest import (ACTIVATION_NAMES, DTYPES, NET_TOL, TRAIN_TOL, assert_close, onehot)
+
+
+def data(loss, rng, n, m_x, m_y, dtype=np.float64):
+    X = rng.standard_normal((n, m_x)).astype(dtype)
+    if loss == "cce":
+        return X, onehot(rng.integers(0, m_y, size=n), m_y, dtype)
+    if loss == "bce":
+        return X, (rng.random((n, m_y)) < 0.5).astype(dtype)
+    return X, rng.standard_normal((n, m_y)).astype(dtype)
+
+
+# (sizes, activations, loss): every activation appears, odd widths, n=1-wide layers.
+ARCHS = [
+    ([7, 13, 5], ["relu", "softmax"], "cce"),
+    ([3, 1, 1], ["tanh", "sigmoid"], "bce"),
+    ([13, 67, 9, 4], ["leaky_relu", "prelu", "sigmoid"], "bce"),
+    ([5, 11, 3], ["elu", "identity"], "sse"),
+    ([6, 9, 8, 2], ["arctan", "softplus", "relu"], "mse"),
+    ([4, 10, 6, 3], ["binary_step", "softmax", "prelu"], "sse"),
+    ([5, 6, 4, 3], ["tanh", ("leaky_relu", {"alpha": 0.2}), ("elu", {"alpha": 0.7})], "mse"),
+    ([37, 129, 3], ["logistic", "softmax"], "cce"),
+    ([5, 8, 6, 2], ["identity", "prelu", "tanh"], "sse"),  # identity hidden: A is Z
+]
+ARCH_IDS = ["-".join(a if isinstance(a, str) else a[0] for a in acts) + "-" + loss for _, acts, loss in ARCHS]
+
+
+def pair(sizes, acts, loss, dtype, seed=7, **kw):
+    name = np.dtype(dtype).name
+    return (dnnfast.Network(sizes, acts, loss=loss, dtype=name, seed=seed, **kw),
+            ref.Network(sizes, acts, loss=loss, dtype=name, seed=seed))
+
+
+def test_every_activation_is_covered_by_the_architectures():
+    used = {a if isinstance(a, str) else a[0] for _, acts, _ in ARCHS for a in acts}
+    used = {"sigmoid" if a == "logistic" else a for a in used}
+    assert used == set(ACTIVATION_NAMES)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,acts,loss", ARCHS, ids=ARCH_IDS)
+def test_same_seed_gives_reference_initial_parameters(sizes, acts, loss, dtype):
+    net, rnet = pair(sizes, acts, loss, dtype)
+    for l in range(len(sizes) - 1):
+        np.testing.assert_array_equal(net.weights[l], rnet.weights[l])
+        np.testing.assert_array_equal(net.biases[l], rnet.biases[l])
+        assert net.weights[l].dtype == dtype
+        if net.alphas[l] is not None:
+            np.testing.assert_array_equal(net.alphas[l], rnet.alphas[l])
+            np.testing.assert_array_equal(net.alphas[l], 0.25)
+
+
+def test_initial_weights_are_glorot_uniform_and_seeded():
+    net = dnnfast.Network([50, 30, 10], ["relu", "softmax"], dtype="float64", seed=1)
+    r = np.sqrt(6 / 80)
+    W = net.weights[0]
+    assert np.all(np.abs(W) <= r) and np.max(np.abs(W)) > 0.9 * r
+    np.testing.assert_array_equal(net.biases[0], 0)
+    again = dnnfast.Network([50, 30, 10], ["relu", "softmax"], dtype="float64", seed=1)
+    other = dnnfast.Network([50, 30, 10], ["relu", "softmax"], dtype="float64", seed=2)
+    np.testing.assert_array_equal(net.parameters, again.parameters)
+    assert not np.array_equal(net.parameters, other.parameters)
+
+
+def perturb_biases(net, rnet, rng):
+    """Non-zero biases (identical in both) so the bias path is tested."""
+    for l in range(len(net.biases)):
+        b = rng.uniform(-0.3, 0.3, size=net.biases[l].shape).astype(net.dtype)
+        net.biases[l][...] = b
+        rnet.biases[l][...] = b
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,acts,loss", ARCHS, ids=ARCH_IDS)
+def test_forward_predict_cost_gradients_match_reference(sizes, acts, loss, dtype, n, rng):
+    net, rnet = pair(sizes, acts, loss, dtype)
+    perturb_biases(net, rnet, rng)
+    X, Y = data(loss, rng, n, sizes[0], sizes[-1], dtype)
+    Zs, As = net.forward(X)
+    rZs, rAs = rnet.forward(X)
+    assert len(Zs) == len(sizes) - 1 and len(As) == len(sizes)
+    np.testing.assert_array_equal(As[0], X)
+    for l in range(len(Zs)):
+        assert Zs[l].dtype == dtype and As[l + 1].shape == (n, sizes[l + 1])
+        # the inputs of each layer differ by round-off: compare against the
+        # reference's own values with a network-level tolerance
+        assert_close(Zs[l], rZs[l], dtype, tol=NET_TOL, scale=max(1.0, np.max(np.abs(rZs[l]))))
+        if acts[l] != "binary_step":
+            assert_close(As[l + 1], rAs[l + 1], dtype, tol=NET_TOL, scale=1.0)
+    P = net.predict(X)
+    np.testing.assert_array_equal(P, As[-1])  # predict is forward's last A, bit for bit
+    c = net.cost(X, Y)
+    np.testing.assert_allclose(c, rnet.cost(X, Y), rtol=NET_TOL[dtype]["rtol"] * 10)
+    dWs, dbs = net.gradients(X, Y)
+    rdWs, rdbs = rnet.gradients(X, Y)
+    for l in range(len(dWs)):
+        s = max(np.max(np.abs(rdWs[l])), np.max(np.abs(rdbs[l])), 1e-3)
+        assert_close(dWs[l], rdWs[l], dtype, tol=NET_TOL, scale=s, factor=10, err_msg=f"dW[{l}]")
+        assert_close(dbs[l], rdbs[l], dtype, tol=NET_TOL, scale=s, factor=10, err_msg=f"db[{l}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,acts,loss", ARCHS, ids=ARCH_IDS)
+def test_flat_gradient_layout_matches_reference_including_alpha(sizes, acts, loss, dtype, rng):
+    net, rnet = pair(sizes, acts, loss, dtype)
+    X, Y = data(loss, rng, 23, sizes[0], sizes[-1], dtype)
+    c, g = net.loss_and_gradient(X, Y)
+    rc, rdWs, rdbs, rdas = ref.gradients(rnet.weights, rnet.biases, rnet._activations(), loss, X, Y)
+    np.testing.assert_allclose(c, rc, rtol=NET_TOL[dtype]["rtol"] * 10)
+    parts = []
+    for l in range(len(rdWs)):
+        parts += [rdWs[l].ravel(), rdbs[l].ravel()] + ([rdas[l].ravel()] if rdas[l] is not None else [])
+    expected = np.concatenate(parts)
+    assert_close(g, expected, dtype, tol=NET_TOL, scale=max(np.max(np.abs(expected)), 1e-3), factor=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,acts,loss", [
+    ([7, 13, 5], ["relu", "softmax"], "cce"),
+    ([13, 67, 9, 4], ["leaky_relu", "prelu", "sigmoid"], "bce"),
+    ([37, 129, 3], ["tanh", "softmax"], "cce"),
+    ([3, 1, 1], ["tanh", "sigmoid"], "bce"),
+], ids=["softmax-cce", "prelu-sigmoid-bce", "wide-softmax-cce", "1-unit-sigmoid-bce"])
+def test_fused_and_generic_output_paths_agree(sizes, acts, loss, dtype, rng):
+    fused = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=3, fused=True)
+    generic = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=3, fused=False)
+    np.testing.assert_array_equal(fused.parameters, generic.parameters)
+    X, Y = data(loss, rng, 41, sizes[0], sizes[-1], dtype)
+    assert np.all((fused.predict(X) > 1e-3) & (fused.predict(X) < 1 - 1e-3))  # not saturated
+    c1, g1 = fused.loss_and_gradient(X, Y)
+    c2, g2 = generic.loss_and_gradient(X, Y)
+    assert c1 == c2
+    assert_close(g1, g2, dtype, tol=NET_TOL, scale=np.max(np.abs(g2)), factor=10)
+
+
+FIT_CASES = [
+    dict(batch_size=None, shuffle=False),
+    dict(batch_size=1, shuffle=False),
+    dict(batch_size=1, shuffle=True),
+    dict(batch_size=8, shuffle=True),
+    dict(batch_size=7, shuffle=True),    # 7 does not divide 45: a short last batch
+    dict(batch_size=45, shuffle=True),   # one batch, shuffled
+    dict(batch_size=100, shuffle=False), # larger than n: one batch of n
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", FIT_CASES, ids=lambda k: f"bs{k['batch_size']}-{'shuffle' if k['shuffle'] else 'ordered'}")
+@pytest.mark.parametrize("sizes,acts,loss", [
+    ([6, 9, 4], ["tanh", "softmax"], "cce"),
+    ([6, 8, 5, 2], ["prelu", "elu", "sigmoid"], "bce"),
+    ([6, 7, 3], ["leaky_relu", "identity"], "sse"),
+], ids=["tanh-softmax-cce", "prelu-elu-sigmoid-bce", "leaky-identity-sse"])
+def test_fit_follows_the_reference_trajectory(sizes, acts, loss, kw, dtype):
+    rng = np.random.default_rng(0)
+    X, Y = data(loss, rng, 45, sizes[0], sizes[-1], dtype)
+    net, rnet = pair(sizes, acts, loss, dtype, seed=11)
+    hist = net.fit(X, Y, epochs=3, learning_rate=0.05, **kw)
+    rhist = rnet.fit(X, Y, epochs=3, learning_rate=0.05, **kw)
+    for l in range(len(sizes) - 1):
+        s = max(1.0, np.max(np.abs(rnet.weights[l])))
+        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
+        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
+        if net.alphas[l] is not None:
+            assert_close(net.alphas[l], rnet.alphas[l], dtype, tol=TRAIN_TOL, scale=1.0, err_msg=f"alpha[{l}]")
+    assert len(hist["cost"]) == 3
+    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+    # the parameters did move
+    fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=11)
+    assert not np.array_equal(fresh.parameters, net.parameters)
+
+
+def test_fit_with_explicit_seed_matches_reference_and_ignores_network_generator():
+    rng = np.random.default_rng(1)
+    X, Y = data("cce", rng, 30, 4, 3)
+    a, ra = pair([4, 5, 3], ["tanh", "softmax"], "cce", np.float64, seed=1)
+    b = dnnfast.Network([4, 5, 3], ["tanh", "softmax"], loss="cce", dtype="float64", seed=1)
+    b._rng.random(5)  # advance the network's own generator: must not matter with seed=
+    a.fit(X, Y, epochs=2, batch_size=4, shuffle=True, seed=99, learning_rate=0.1)
+    ra.fit(X, Y, epochs=2, batch_size=4, shuffle=True, seed=99, learning_rate=0.1)
+    b.fit(X, Y, epochs=2, batch_size=4, shuffle=True, seed=99, learning_rate=0.1)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+    for l in range(2):
+        assert_close(a.weights[l], ra.weights[l], np.float64, tol=TRAIN_TOL)
+
+
+def test_shuffle_changes_the_trajectory():
+    rng = np.random.default_rng(2)
+    X, Y = data("cce", rng, 30, 4, 3)
+    a = dnnfast.Network([4, 5, 3], ["tanh", "softmax"], loss="cce", dtype="float64", seed=1)
+    b = dnnfast.Network([4, 5, 3], ["tanh", "softmax"], loss="cce", dtype="float64", seed=1)
+    a.fit(X, Y, epochs=2, batch_size=4, shuffle=True, learning_rate=0.1)
+    b.fit(X, Y, epochs=2, batch_size=4, shuffle=False, learning_rate=0.1)
+    assert not np.array_equal(a.parameters, b.parameters)
+
+
+def test_mini_batch_of_n_equals_batch_gradient_descent():
+    rng = np.random.default_rng(3)
+    X, Y = data("sse", rng, 20, 4, 2)
+    a = dnnfast.Network([4, 6, 2], ["tanh", "identity"], loss="sse", dtype="float64", seed=1)
+    b = dnnfast.Network([4, 6, 2], ["tanh", "identity"], loss="sse", dtype="float64", seed=1)
+    a.fit(X, Y, epochs=3, batch_size=None, learning_rate=0.1)
+    b.fit(X, Y, epochs=3, batch_size=20, learning_rate=0.1)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+
+
+def test_one_batch_update_is_w_minus_lr_grad():
+    rng = np.random.default_rng(4)
+    X, Y = data("cce", rng, 10, 4, 3)
+    net = dnnfast.Network([4, 5, 3], ["prelu", "softmax"], loss="cce", dtype="float64", seed=1)
+    P0 = net.parameters.copy()
+    _, g = net.loss_and_gradient(X, Y)
+    hist = net.fit(X, Y, epochs=1, learning_rate=0.3)
+    np.testing.assert_allclose(net.parameters, P0 - 0.3 * g, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(hist.cost[0], dnnfast.Network([4, 5, 3], ["prelu", "softmax"], loss="cce",
+                                                             dtype="float64", seed=1).cost(X, Y), rtol=1e-15)
+
+
+def test_history_has_one_cost_and_time_per_epoch():
+    rng = np.random.default_rng(5)
+    X, Y = data("cce", rng, 12, 3, 2)
+    net = dnnfast.Network([3, 4, 2], ["relu", "softmax"], loss="cce", dtype="float32", seed=0)
+    hist = net.fit(X, Y, epochs=4, batch_size=5)
+    assert isinstance(hist, dnnfast.History)
+    assert len(hist["cost"]) == 4 and len(hist.cost) == 4 and len(hist["time"]) == 4
+    assert all(np.isfinite(hist.cost)) and all(t >= 0 for t in hist.time)
+    P = net.parameters.copy()
+    empty = net.fit(X, Y, epochs=0)
+    assert empty.cost == [] and empty.time == []
+    np.testing.assert_array_equal(net.parameters, P)  # zero epochs: no update
+    with pytest.raises(AttributeError):
+        hist.nonexistent
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_integer_labels_for_cce_equal_one_hot(dtype):
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 4, size=25)
+    X = rng.standard_normal((25, 5)).astype(dtype)
+    Yoh = onehot(labels, 4, dtype)
+    name = np.dtype(dtype).name
+    a = dnnfast.Network([5, 6, 4], ["tanh", "softmax"], loss="cce", dtype=name, seed=2)
+    b = dnnfast.Network([5, 6, 4], ["tanh", "softmax"], loss="cce", dtype=name, seed=2)
+    assert a.cost(X, labels) == a.cost(X, Yoh)
+    for x, y in zip(a.gradients(X, labels), a.gradients(X, Yoh)):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+    for lab in (labels.astype(np.int32), labels.astype(np.uint8), list(labels)):
+        assert a.cost(X, lab) == a.cost(X, Yoh)
+    a.fit(X, labels, epochs=2, batch_size=7, shuffle=True)
+    b.fit(X, Yoh, epochs=2, batch_size=7, shuffle=True)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+
+
+def test_weights_and_biases_are_assignable_views_of_parameters():
+    net = dnnfast.Network([3, 4, 2], ["tanh", "identity"], loss="sse", dtype="float64", seed=0)
+    Ws = [np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)]
+    bs = [np.ones((1, 4)), np.full((1, 2), 2.0)]
+    net.weights = Ws
+    net.biases = bs
+    np.testing.assert_array_equal(net.parameters[:12], np.arange(12.0))
+    np.testing.assert_array_equal(net.parameters[12:16], 1.0)
+    for got, want in zip(net.weights, Ws):
+        np.testing.assert_array_equal(got, want)
+    # list-of-lists and float32 input are converted to the network's dtype
+    net.weights = [w.astype(np.float32).tolist() for w in Ws]
+    np.testing.assert_array_equal(net.weights[1], Ws[1])
+    X = np.array([[0.1, -0.2, 0.3]])
+    np.testing.assert_allclose(net.predict(X), np.tanh(X @ Ws[0] + 1) @ Ws[1] + 2, rtol=1e-14)
+    # writing through a view changes the network
+    net.weights[0][0, 0] = 100.0
+    assert net.parameters[0] == 100.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaky_relu_and_elu_parameters_reach_the_core(dtype):
+    name = np.dtype(dtype).name
+    X = np.array([[-1.0, -2.0]], dtype=dtype)
+    for act, alpha, f in [("leaky_relu", 0.2, lambda z: np.where(z > 0, z, 0.2 * z)),
+                          ("elu", 0.5, lambda z: np.where(z >= 0, z, 0.5 * np.expm1(z)))]:
+        net = dnnfast.Network([2, 2], [(act, {"alpha": alpha})], loss="sse", dtype=name, seed=0)
+        net.weights = [np.eye(2)]
+        np.testing.assert_allclose(net.predict(X), f(X.astype(np.float64)), rtol=1e-6)
+        default = dnnfast.Network([2, 2], [act], loss="sse", dtype=name, seed=0)
+        default.weights = [np.eye(2)]
+        d = 0.1 if act == "leaky_relu" else 1.0
+        np.testing.assert_allclose(default.predict(X),
+                                   np.where(X > 0, X, d * (X if act == "leaky_relu" else np.expm1(X))),
+                                   rtol=1e-6)
+
+
+def test_predict_in_chunks_equals_one_forward():
+    """predict processes large inputs in chunks; the result must not depend on it."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((2500, 6))
+    net = dnnfast.Network([6, 9, 3], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    P = net.predict(X)
+    np.testing.assert_array_equal(P[1100:1200], net.predict(X[1100:1200]))
+    np.testing.assert_array_equal(P, net.forward(X)[1][-1])
+    rnet = ref.Network([6, 9, 3], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    Y = onehot(rng.integers(0, 3, 2500), 3, np.float64)
+    np.testing.assert_allclose(net.cost(X, Y), rnet.cost(X, Y), rtol=1e-12)
+
+
+def test_aliases_and_case_insensitive_names():
+    a = dnnfast.Network([3, 2], ["LOGISTIC"], loss="BCE", dtype="float64", seed=0)
+    b = dnnfast.Network([3, 2], ["sigmoid"], loss="bce", dtype="float64", seed=0)
+    assert a.activations == ["sigmoid"] and a.loss == "bce"
+    X = np.ones((2, 3))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert set(dnnfast.activation_names()) == set(ACTIVATION_NAMES)
+    assert dnnfast.loss_names() == ["sse", "mse", "bce", "cce"]
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "float32-into-float64", "int"])
+def test_any_memory_layout_of_X_gives_the_same_answer(layout):
+    rng = np.random.default_rng(8)
+    X = rng.integers(-3, 4, size=(9, 5)).astype(np.float64)
+    net = dnnfast.Network([5, 4, 2], ["tanh", "softmax"], loss="cce", dtype="float64", seed=0)
+    want = net.predict(X)
+    Xv = {"fortran": np.asfortranarray(X), "strided": np.repeat(X, 2, axis=1)[:, ::2],
+          "float32-into-float64": X.astype(np.float32), "int": X.astype(np.int64)}[layout]
+    np.testing.assert_array_equal(net.predict(Xv), want)
+
+
+def test_activations_may_be_one_spec_for_all_layers_or_any_sequence():
+    X = np.random.default_rng(9).standard_normal((4, 3))
+    base = dnnfast.Network([3, 4, 2], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    as_tuple = dnnfast.Network([3, 4, 2], ("relu", "softmax"), loss="cce", dtype="float64", seed=0)
+    assert as_tuple.activations == ["relu", "softmax"]
+    np.testing.assert_array_equal(as_tuple.predict(X), base.predict(X))
+    one = dnnfast.Network([3, 4, 2], ("leaky_relu", {"alpha": 0.3}), loss="sse", dtype="float64", seed=0)
+    assert one.activations == ["leaky_relu", "leaky_relu"]
+    assert dnnfast.Network([3, 4, 2], "tanh", loss="sse").activations == ["tanh", "tanh"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "generic"])
+@pytest.mark.parametrize("acts,loss", [(["tanh", "softmax"], "cce"), (["tanh", "sigmoid"], "bce")],
+                         ids=["softmax-cce", "sigmoid-bce"])
+def test_saturated_network_has_finite_cost_and_gradient(acts, loss, fused, dtype):
+    """Huge weights saturate the output; the clipped loss keeps cost and gradient finite."""
+    name = np.dtype(dtype).name
+    net = dnnfast.Network([3, 4, 3], acts, loss=loss, dtype=name, seed=0, fused=fused)
+    net.weights = [w * 1e4 for w in net.weights]
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((8, 3)).astype(dtype)
+    Y = onehot(rng.integers(0, 3, 8), 3, dtype)
+    P = net.predict(X)
+    assert np.any((P == 0) | (P == 1))  # really saturated
+    c, g = net.loss_and_gradient(X, Y)
+    assert np.isfinite(c) and np.all(np.isfinite(g))
+    assert c <= -np.log(np.finfo(dtype).eps) * 3 + 1e-3  # at most -ln(eps) per output
+    hist = net.fit(X, Y, epochs=2, batch_size=3, learning_rate=0.01)
+    assert np.all(np.isfinite(hist.cost)) and np.all(np.isfinite(net.parameters))

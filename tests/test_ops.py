@@ -1,0 +1,448 @@
+"""Every single C++ op against dnnfast.reference, in float32 and float64, on
+shapes that are not multiples of any block size; plus numerical stability of
+the activations and losses at extreme inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dnnfast import _core
+from dnnfast import reference as ref
+
+from conftest import (ACT_DEFAULT, ACT_ID, ACTIVATION_NAMES, DTYPES, LOSS_ID, LOSS_NAMES, SHAPES, TOL,
+                      alpha_for, assert_close, ref_alpha)
+
+
+def random_Z(rng, shape, dtype, scale=3.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def valid_targets(loss, rng, shape, dtype):
+    """(Y, Yhat) in the domain of the loss, Yhat away from saturation."""
+    if loss in ("sse", "mse"):
+        return rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    if loss == "bce":
+        Y = (rng.random(shape) < 0.5).astype(dtype)
+        return Y, rng.uniform(0.02, 0.98, size=shape).astype(dtype)
+    # cce: one-hot rows and softmax-like rows
+    labels = rng.integers(0, shape[1], size=shape[0])
+    Y = np.zeros(shape, dtype=dtype)
+    Y[np.arange(shape[0]), labels] = 1
+    P = rng.uniform(0.05, 1.0, size=shape)
+    return Y, (P / P.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------
+
+def test_activation_registry_matches_spec_table():
+    expected = {"identity": (False, 0.0), "relu": (False, 0.0), "leaky_relu": (True, 0.1),
+                "prelu": (True, 0.25), "elu": (True, 1.0), "sigmoid": (False, 0.0), "tanh": (False, 0.0),
+                "arctan": (False, 0.0), "softplus": (False, 0.0), "binary_step": (False, 0.0),
+                "softmax": (False, 0.0)}
+    got = {name: (has, default) for name, _, has, default, _ in _core.ACTIVATIONS}
+    assert got == expected
+    assert [r[0] for r in _core.ACTIVATIONS if r[4]] == ["prelu"]  # only prelu is per unit
+    assert sorted(r[1] for r in _core.ACTIVATIONS) == list(range(len(expected)))
+
+
+def test_loss_registry_matches_spec_table():
+    assert {name: fused for name, _, fused in _core.LOSSES} == {
+        "sse": "", "mse": "", "bce": "sigmoid", "cce": "softmax"}
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+ACT_PARAMS = [(name, None) for name in ACTIVATION_NAMES] + [("leaky_relu", 0.2), ("elu", 0.5)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name,value", ACT_PARAMS, ids=lambda p: str(p))
+def test_activation_forward_matches_reference(name, value, shape, dtype, rng):
+    Z = random_Z(rng, shape, dtype)
+    alpha = alpha_for(name, shape[1], dtype, rng=rng, value=value)
+    A = _core.activation_forward(ACT_ID[name], Z, alpha)
+    expected = ref.activation_forward(name, Z, ref_alpha(name, alpha))
+    assert A.dtype == dtype
+    assert_close(A, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name,value", ACT_PARAMS, ids=lambda p: str(p))
+def test_activation_backward_matches_reference(name, value, shape, dtype, rng):
+    Z = random_Z(rng, shape, dtype)
+    alpha = alpha_for(name, shape[1], dtype, rng=rng, value=value)
+    A = ref.activation_forward(name, Z, ref_alpha(name, alpha)).astype(dtype)
+    dA = rng.standard_normal(shape).astype(dtype)
+    dZ = _core.activation_backward(ACT_ID[name], Z, A, dA, alpha)
+    expected = ref.activation_backward(name, Z, A, dA, ref_alpha(name, alpha))
+    assert dZ.dtype == dtype
+    assert_close(dZ, expected, dtype, scale=float(np.max(np.abs(dA))))
+
+
+def test_activation_values_by_hand():
+    """A few values worked by hand (SPEC section 3), float64."""
+    Z = np.array([[-2.0, -0.5, 0.0, 0.5, 2.0]])
+    f = lambda name, alpha=np.zeros(0): _core.activation_forward(ACT_ID[name], Z, alpha)  # noqa: E731
+    np.testing.assert_array_equal(f("relu"), [[0, 0, 0, 0.5, 2]])
+    np.testing.assert_allclose(f("leaky_relu", np.array([0.1])), [[-0.2, -0.05, 0, 0.5, 2]], rtol=1e-15)
+    np.testing.assert_array_equal(f("binary_step"), [[0, 0, 1, 1, 1]])
+    np.testing.assert_allclose(f("elu", np.array([1.0])), [[np.expm1(-2), np.expm1(-0.5), 0, 0.5, 2]],
+                               rtol=1e-15)
+    np.testing.assert_allclose(f("sigmoid"), 1 / (1 + np.exp(-Z)), rtol=1e-15)
+    np.testing.assert_allclose(f("softplus"), np.log1p(np.exp(Z)), rtol=1e-15)
+    np.testing.assert_allclose(f("arctan"), np.arctan(Z), rtol=1e-15)
+    S = f("softmax")
+    np.testing.assert_allclose(S, np.exp(Z) / np.exp(Z).sum(), rtol=1e-14)
+    np.testing.assert_allclose(S.sum(), 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_prelu_alpha_backward_matches_reference(shape, dtype, rng):
+    Z = random_Z(rng, shape, dtype)
+    dA = rng.standard_normal(shape).astype(dtype)
+    got = _core.prelu_alpha_backward(Z, dA)
+    expected = ref.prelu_alpha_backward(Z, dA)
+    assert got.shape == (shape[1],)
+    # a column sum of n products: scale by the sum of magnitudes
+    assert_close(got, expected, dtype, scale=float(np.max(np.sum(np.abs(dA * Z), axis=0))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_softmax_jvp_equals_literal_4_index_contraction(shape, dtype, rng):
+    if shape[0] * shape[1] > 2000:
+        shape = (9, 11)  # the literal tensor is (n m)^2 entries
+    Z = random_Z(rng, shape, dtype)
+    A = _core.activation_forward(ACT_ID["softmax"], Z, np.zeros(0, dtype))
+    dA = rng.standard_normal(shape).astype(dtype)
+    dZ = _core.activation_backward(ACT_ID["softmax"], Z, A, dA, np.zeros(0, dtype))
+    literal = ref.softmax_backward_literal(A.astype(np.float64), dA.astype(np.float64))
+    assert_close(dZ, literal, dtype, scale=float(np.max(np.abs(dA))))
+
+
+def test_softmax_jacobian_is_the_spec_formula(rng):
+    n, m = 3, 4
+    A = ref.activation_forward("softmax", rng.standard_normal((n, m)))
+    J = ref.softmax_jacobian(A)
+    assert J.shape == (n, m, n, m)
+    for i in range(n):
+        for j in range(m):
+            for u in range(n):
+                for v in range(m):
+                    if i != u:
+                        want = 0.0
+                    elif j == v:
+                        want = A[i, j] * (1 - A[i, j])
+                    else:
+                        want = -A[i, j] * A[i, v]
+                    assert J[i, j, u, v] == want
+    # and it is the derivative of softmax: finite differences of one row
+    Z = rng.standard_normal((1, m))
+    A1 = ref.activation_forward("softmax", Z)
+    h = 1e-6
+    for v in range(m):
+        Zp, Zm = Z.copy(), Z.copy()
+        Zp[0, v] += h
+        Zm[0, v] -= h
+        col = (ref.activation_forward("softmax", Zp) - ref.activation_forward("softmax", Zm)) / (2 * h)
+        np.testing.assert_allclose(ref.softmax_jacobian(A1)[0, :, 0, v], col[0], rtol=1e-7, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Stability at extreme inputs
+# ---------------------------------------------------------------------------
+
+def huge_values(dtype):
+    big = float(np.finfo(dtype).max) / 2
+    return [1e4, 1e30, big]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "elu", "tanh", "arctan", "relu", "leaky_relu",
+                                  "prelu", "identity", "binary_step"])
+def test_activation_at_huge_inputs_is_finite_and_correct(name, dtype):
+    for v in huge_values(dtype):
+        Z = np.array([[v, -v]], dtype=dtype)
+        alpha = alpha_for(name, 2, dtype)
+        A = _core.activation_forward(ACT_ID[name], Z, alpha)
+        assert np.all(np.isfinite(A)), (name, v, A)
+        al = ACT_DEFAULT[name]
+        want = {
+            "sigmoid": [1.0, 0.0],
+            "softplus": [v, 0.0],
+            "elu": [v, -al],
+            "tanh": [1.0, -1.0],
+            "arctan": [np.arctan(v), -np.arctan(v)],
+            "relu": [v, 0.0],
+            "leaky_relu": [v, -al * v],
+            "prelu": [v, -al * v],
+            "identity": [v, -v],
+            "binary_step": [1.0, 0.0],
+        }[name]
+        assert_close(A, np.array([want]), dtype, err_msg=f"{name} at +-{v}")
+        dA = np.ones_like(Z)
+        dZ = _core.activation_backward(ACT_ID[name], Z, A, dA, alpha)
+        assert np.all(np.isfinite(dZ)), (name, v, dZ)
+        dwant = {
+            "sigmoid": [0.0, 0.0], "softplus": [1.0, 0.0], "elu": [1.0, 0.0], "tanh": [0.0, 0.0],
+            "arctan": [0.0, 0.0], "relu": [1.0, 0.0], "leaky_relu": [1.0, al], "prelu": [1.0, al],
+            "identity": [1.0, 1.0], "binary_step": [0.0, 0.0],
+        }[name]
+        np.testing.assert_allclose(dZ, np.array([dwant]), atol=1e-6 if v == 1e4 else 1e-20,
+                                   err_msg=f"{name}' at +-{v}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_at_huge_inputs_is_finite_and_correct(dtype):
+    for v in huge_values(dtype):
+        Z = np.array([[v, -v, 0.0], [v, v, -v], [-v, -v, -v], [v, v - 1, -v]], dtype=dtype)
+        A = _core.activation_forward(ACT_ID["softmax"], Z, np.zeros(0, dtype))
+        assert np.all(np.isfinite(A)), (v, A)
+        want = ref.activation_forward("softmax", Z.astype(np.float64))
+        assert_close(A, want, dtype, err_msg=f"softmax at +-{v}")
+        np.testing.assert_allclose(A[:3], [[1, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+        dZ = _core.activation_backward(ACT_ID["softmax"], Z, A, np.ones_like(Z), np.zeros(0, dtype))
+        assert np.all(np.isfinite(dZ))
+        np.testing.assert_allclose(dZ, 0, atol=1e-6)  # a constant dA does not move softmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["bce", "cce"])
+def test_loss_with_saturated_prediction_is_finite_and_clipped_at_eps(loss, dtype):
+    """Yhat exactly 0 or 1 on the wrong class costs -ln(eps) (eps = the dtype's
+    epsilon, see cpp/nn/losses.hpp), and the gradients stay finite."""
+    eps = np.finfo(dtype).eps
+    if loss == "cce":
+        Y = np.array([[1, 0, 0], [0, 1, 0]], dtype=dtype)
+        P = np.array([[0, 1, 0], [0, 1, 0]], dtype=dtype)  # row 0 wrong and saturated, row 1 right
+        want = -np.log(eps) - np.log(1 - eps)
+    else:
+        Y = np.array([[1, 0], [0, 1]], dtype=dtype)
+        P = np.array([[0, 1], [0, 1]], dtype=dtype)  # row 0 wrong twice, row 1 right twice
+        want = -2 * np.log(eps) - 2 * np.log1p(-eps)
+    J = _core.loss_forward(LOSS_ID[loss], Y, P)
+    assert np.isfinite(J)
+    np.testing.assert_allclose(J, want, rtol=1e-6)
+    np.testing.assert_allclose(J, ref.loss_forward(loss, Y, P), rtol=1e-6)
+    g = _core.loss_backward(LOSS_ID[loss], Y, P, 0.5)
+    assert np.all(np.isfinite(g))
+    assert_close(g, ref.loss_backward(loss, Y, P, 0.5), dtype)
+    fused = _core.output_backward_fused(Y, P, 0.5)
+    np.testing.assert_array_equal(fused, 0.5 * (P - Y))
+
+
+# ---------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_forward_matches_reference(loss, weighted, shape, dtype, rng):
+    Y, P = valid_targets(loss, rng, shape, dtype)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    J = _core.loss_forward(LOSS_ID[loss], Y, P, w)
+    expected = ref.loss_forward(loss, Y, P, w)
+    # accumulated in double on both sides: only the float32 inputs' log differ
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(J, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_backward_matches_reference(loss, weighted, shape, dtype, rng):
+    Y, P = valid_targets(loss, rng, shape, dtype)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    scale = 1.0 / shape[0]
+    g = _core.loss_backward(LOSS_ID[loss], Y, P, scale, w)
+    expected = ref.loss_backward(loss, Y, P, scale, w)
+    assert g.dtype == dtype
+    assert_close(g, expected, dtype)
+
+
+def test_loss_values_by_hand():
+    Y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    P = np.array([[0.8, 0.2], [0.4, 0.6]])
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["sse"], Y, P), 0.5 * (0.04 + 0.04 + 0.16 + 0.16))
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["mse"], Y, P), (0.08 + 0.32) / 2)
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["cce"], Y, P), -np.log(0.8) - np.log(0.6))
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["bce"], Y, P),
+                               -2 * np.log(0.8) - 2 * np.log(0.6))
+    w = np.array([2.0, 0.5])
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["cce"], Y, P, w),
+                               -2 * np.log(0.8) - 0.5 * np.log(0.6))
+    np.testing.assert_allclose(_core.loss_backward(LOSS_ID["mse"], Y, P, 1.0), 2 * (P - Y) / 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_output_backward_fused_matches_reference(weighted, shape, dtype, rng):
+    Y, P = valid_targets("cce", rng, shape, dtype)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    g = _core.output_backward_fused(Y, P, 0.25, w)
+    assert_close(g, ref.output_backward_fused(Y, P, 0.25, w), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 2), (7, 13), (67, 129), (300, 37)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_fused_softmax_cce_equals_generic_chain(weighted, shape, dtype, rng):
+    """output_backward_fused == activation_backward(softmax, loss_backward(cce))."""
+    labels = rng.integers(0, shape[1], size=shape[0])
+    Y = np.zeros(shape, dtype=dtype)
+    Y[np.arange(shape[0]), labels] = 1
+    Z = rng.standard_normal(shape).astype(dtype)
+    none = np.zeros(0, dtype)
+    A = _core.activation_forward(ACT_ID["softmax"], Z, none)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    scale = 1.0 / shape[0]
+    dA = _core.loss_backward(LOSS_ID["cce"], Y, A, scale, w)
+    generic = _core.activation_backward(ACT_ID["softmax"], Z, A, dA, none)
+    fused = _core.output_backward_fused(Y, A, scale, w)
+    # the generic path divides by A and multiplies back: a few ulps per entry
+    assert_close(generic, fused, dtype, scale=scale * (2.0 if weighted else 1.0), factor=4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (67, 129), (300, 37)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_fused_sigmoid_bce_equals_generic_chain_when_not_saturated(weighted, shape, dtype, rng):
+    Y = (rng.random(shape) < 0.5).astype(dtype)
+    Z = rng.uniform(-4, 4, size=shape).astype(dtype)  # sigmoid in (0.018, 0.982)
+    none = np.zeros(0, dtype)
+    A = _core.activation_forward(ACT_ID["sigmoid"], Z, none)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    scale = 1.0 / shape[0]
+    dA = _core.loss_backward(LOSS_ID["bce"], Y, A, scale, w)
+    generic = _core.activation_backward(ACT_ID["sigmoid"], Z, A, dA, none)
+    fused = _core.output_backward_fused(Y, A, scale, w)
+    assert_close(generic, fused, dtype, scale=scale * (2.0 if weighted else 1.0), factor=10)
+
+
+# ---------------------------------------------------------------------------
+# Linear layer, dense (fused epilogue) ops, column sums, sgd
+# ---------------------------------------------------------------------------
+
+# (n, m_in, m_out); the last spans several cache blocks of any blocked GEMM in every dimension
+LINEAR_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (67, 129, 33), (300, 37, 71), (131, 259, 517)]
+
+
+def linear_inputs(rng, n, mi, mo, dtype):
+    A = rng.standard_normal((n, mi)).astype(dtype)
+    W = (rng.standard_normal((mi, mo)) / np.sqrt(mi)).astype(dtype)
+    b = rng.standard_normal((1, mo)).astype(dtype)
+    return A, W, b
+
+
+def gemm_scale(X, Y):
+    """max over entries of sum_k |X_ik||Y_kj|: the size of the terms summed."""
+    return float(np.max(np.abs(X.astype(np.float64)) @ np.abs(Y.astype(np.float64))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,mi,mo", LINEAR_SHAPES)
+def test_linear_forward_matches_reference(n, mi, mo, dtype, rng):
+    A, W, b = linear_inputs(rng, n, mi, mo, dtype)
+    Z = _core.linear_forward(A, W, b)
+    assert Z.shape == (n, mo) and Z.dtype == dtype
+    expected = ref.linear_forward(A.astype(np.float64), W.astype(np.float64), b.astype(np.float64))
+    assert_close(Z, expected, dtype, scale=gemm_scale(A, W) + np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,mi,mo", LINEAR_SHAPES)
+def test_linear_backward_matches_reference(n, mi, mo, dtype, rng):
+    A, W, _ = linear_inputs(rng, n, mi, mo, dtype)
+    dZ = rng.standard_normal((n, mo)).astype(dtype)
+    dW, db, dA = _core.linear_backward(A, W, dZ)
+    eW, eb, eA = ref.linear_backward(A.astype(np.float64), W.astype(np.float64), dZ.astype(np.float64))
+    assert dW.shape == (mi, mo) and db.shape == (1, mo) and dA.shape == (n, mi)
+    assert_close(dW, eW, dtype, scale=gemm_scale(A.T, dZ))
+    assert_close(db, eb, dtype, scale=float(np.max(np.abs(dZ).sum(axis=0))))
+    assert_close(dA, eA, dtype, scale=gemm_scale(dZ, W.T))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,mi,mo", LINEAR_SHAPES)
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_dense_forward_equals_linear_then_activation(name, n, mi, mo, dtype, rng):
+    """Bias and activation fused in the GEMM epilogue == linear_forward then the activation."""
+    A, W, b = linear_inputs(rng, n, mi, mo, dtype)
+    alpha = alpha_for(name, mo, dtype, rng=rng)
+    Z, Aout = _core.dense_forward(A, W, b, ACT_ID[name], alpha)
+    Zref = ref.linear_forward(A.astype(np.float64), W.astype(np.float64), b.astype(np.float64))
+    s = gemm_scale(A, W) + np.max(np.abs(b))
+    assert_close(Z, Zref, dtype, scale=s)
+    # the activation of the op's own Z: exact same inputs for both
+    assert_close(Aout, ref.activation_forward(name, Z, ref_alpha(name, alpha)), dtype)
+    if name not in ("binary_step",):  # away from its jump, sigma(Z) is close to sigma(Zref)
+        Aref = ref.activation_forward(name, Zref, None if alpha.size == 0 else
+                                      (alpha.astype(np.float64) if name == "prelu" else float(alpha[0])))
+        assert_close(Aout, Aref, dtype, scale=max(s, 1.0), factor=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,mi,mo", LINEAR_SHAPES)
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_dense_backward_input_equals_matmul_then_derivative(name, n, mi, mo, dtype, rng):
+    """dZ_prev = (dZ W^T) (.) sigma'(Z_prev), the derivative fused in the GEMM epilogue."""
+    _, W, _ = linear_inputs(rng, n, mi, mo, dtype)
+    dZ = rng.standard_normal((n, mo)).astype(dtype)
+    Z_prev = random_Z(rng, (n, mi), dtype)
+    alpha = alpha_for(name, mi, dtype, rng=rng)
+    A_prev = ref.activation_forward(name, Z_prev, ref_alpha(name, alpha)).astype(dtype)
+    D = _core.dense_backward_input(dZ, W, Z_prev, A_prev, ACT_ID[name], alpha)
+    dA = _core.linear_backward(np.zeros((n, mi), dtype), W, dZ)[2]
+    expected = ref.activation_backward(name, Z_prev, A_prev, dA.astype(np.float64),
+                                       None if alpha.size == 0 else
+                                       (alpha.astype(np.float64) if name == "prelu" else float(alpha[0])))
+    assert D.shape == (n, mi)
+    assert_close(D, expected, dtype, scale=gemm_scale(dZ, W.T))
+    dA_ref = dZ.astype(np.float64) @ W.astype(np.float64).T
+    expected2 = ref.activation_backward(name, Z_prev.astype(np.float64), A_prev.astype(np.float64), dA_ref,
+                                        None if alpha.size == 0 else
+                                        (alpha.astype(np.float64) if name == "prelu" else float(alpha[0])))
+    assert_close(D, expected2, dtype, scale=gemm_scale(dZ, W.T), factor=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(1000, 3), (2, 500)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_column_sums_matches_numpy(shape, dtype, rng):
+    X = rng.standard_normal(shape).astype(dtype)
+    s = _core.column_sums(X)
+    assert s.shape == (1, shape[1]) and s.dtype == dtype
+    assert_close(s, X.astype(np.float64).sum(axis=0, keepdims=True), dtype,
+                 scale=float(np.max(np.abs(X).sum(axis=0))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 129, 300 * 37 + 1, 250001])
+def test_sgd_update_in_place_matches_reference(size, dtype, rng):
+    P = rng.standard_normal(size).astype(dtype)
+    G = rng.standard_normal(size).astype(dtype)
+    expected = P.copy()
+    ref.sgd_update(expected, G, 0.05)
+    before = P.copy()
+    out = _core.sgd_update(P, G, 0.05)
+    assert out is None
+    assert not np.array_equal(P, before)  # updated in place
+    assert_close(P, expected, dtype, scale=float(np.max(np.abs(before))))
+
+
+def test_ops_keep_float32_and_float64_apart(rng):
+    """Each dtype runs its own kernel: float32 inputs give float32 outputs."""
+    for dtype in DTYPES:
+        Z = rng.standard_normal((3, 4)).astype(dtype)
+        assert _core.activation_forward(ACT_ID["tanh"], Z, np.zeros(0, dtype)).dtype == dtype
+        assert _core.column_sums(Z).dtype == dtype
