@@ -1,6 +1,9 @@
 // Thread-count policy shared by every kernel.
 #pragma once
 #include <cstddef>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace dnnfast {
 
@@ -14,5 +17,46 @@ void set_num_threads(int n);
 // small problems run on one thread, where the fork/join would cost more than
 // it saves.
 int threads_for(double work, double min_work_per_thread);
+
+}  // namespace dnnfast
+
+namespace dnnfast {
+
+// for i in [0, n): f(i), split statically over nt threads. With nt <= 1 it is
+// a plain loop: no OpenMP region at all, which matters at batch size 1 where
+// a region's fork/join would cost more than the work.
+template <class F>
+inline void parallel_for(size_t n, int nt, F&& f) {
+    if (nt <= 1) {
+        for (size_t i = 0; i < n; ++i) f(i);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long long i = 0; i < static_cast<long long>(n); ++i) f(static_cast<size_t>(i));
+}
+
+}  // namespace dnnfast
+
+namespace dnnfast {
+
+// Splits [0, n) into nt contiguous ranges and calls f(begin, end) once per
+// range, each on its own thread. Used for column reductions: a thread owns
+// whole columns and walks the rows in order, so no sum is split.
+template <class F>
+inline void parallel_ranges(size_t n, int nt, F&& f) {
+    if (nt <= 1 || n < 2) {
+        f(size_t(0), n);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        size_t t = 0, tn = 1;
+#ifdef _OPENMP
+        t = size_t(omp_get_thread_num());
+        tn = size_t(omp_get_num_threads());
+#endif
+        f(n * t / tn, n * (t + 1) / tn);
+    }
+}
 
 }  // namespace dnnfast

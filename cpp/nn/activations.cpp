@@ -8,10 +8,9 @@ namespace dnnfast {
 template <class T>
 void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* alpha, size_t alpha_stride) {
     const int nt = threads_for(double(m) * double(n) * 8.0, 100000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long i = 0; i < (long long)m; ++i) {
-        const T* z = Z + size_t(i) * n;
-        T* a = A + size_t(i) * n;
+    parallel_for(m, nt, [&](size_t i) {
+        const T* z = Z + i * n;
+        T* a = A + i * n;
         if (act == Act::softmax) {
             softmax_forward_rows(z, n, a, n, 1, n);
         } else {
@@ -19,36 +18,36 @@ void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* 
             if (a != z) for (size_t j = 0; j < n; ++j) a[j] = z[j];
             activation_forward_block<T>(act, a, n, a, n, 1, n, 0, nullptr, alpha, alpha_stride);
         }
-    }
+    });
 }
 
 template <class T>
 void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, size_t m, size_t n,
                          const T* alpha, size_t alpha_stride) {
     const int nt = threads_for(double(m) * double(n) * 4.0, 100000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long i = 0; i < (long long)m; ++i) {
-        const size_t o = size_t(i) * n;
+    parallel_for(m, nt, [&](size_t i) {
+        const size_t o = i * n;
         if (act == Act::softmax)
             softmax_backward_rows(A + o, n, dA + o, n, dZ + o, n, 1, n);
         else
             activation_backward_block<T>(act, Z + o, n, A + o, n, dA + o, n, dZ + o, n, 1, n, 0, alpha,
                                          alpha_stride);
-    }
+    });
 }
 
 template <class T>
 void prelu_alpha_backward(const T* Z, const T* dA, T* dalpha, size_t m, size_t n) {
-    const int nt = threads_for(double(m) * double(n), 100000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long j = 0; j < (long long)n; ++j) {
-        T s = 0;
+    // Threads own column ranges and walk the rows in order (no split sum).
+    const int nt = std::min<int>(threads_for(double(m) * double(n), 100000.0), int(std::max<size_t>(1, n / 16)));
+    parallel_ranges(n, nt, [&](size_t j0, size_t j1) {
+        for (size_t j = j0; j < j1; ++j) dalpha[j] = T(0);
         for (size_t i = 0; i < m; ++i) {
-            const T z = Z[i * n + size_t(j)];
-            if (z <= T(0)) s += dA[i * n + size_t(j)] * z;
+            const T* z = Z + i * n;
+            const T* da = dA + i * n;
+            for (size_t j = j0; j < j1; ++j)
+                if (z[j] <= T(0)) dalpha[j] += da[j] * z[j];
         }
-        dalpha[j] = s;
-    }
+    });
 }
 
 #define DNNFAST_INSTANTIATE_ACTIVATIONS(T)                                                                \

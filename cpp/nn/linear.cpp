@@ -4,10 +4,6 @@
 
 #include "threads.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace dnnfast {
 
 template <class T>
@@ -15,20 +11,13 @@ void column_sums(const T* X, T* out, size_t m, size_t n) {
     // Threads own disjoint column ranges and walk the rows in order: no
     // reduction is split, so the sums are the same for any thread count.
     const int nt = std::min<int>(threads_for(double(m) * double(n), 200000.0), int(std::max<size_t>(1, n / 16)));
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0, tn = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        tn = omp_get_num_threads();
-#endif
-        const size_t j0 = n * size_t(t) / size_t(tn), j1 = n * size_t(t + 1) / size_t(tn);
+    parallel_ranges(n, nt, [&](size_t j0, size_t j1) {
         for (size_t j = j0; j < j1; ++j) out[j] = T(0);
         for (size_t i = 0; i < m; ++i) {
             const T* x = X + i * n;
             for (size_t j = j0; j < j1; ++j) out[j] += x[j];
         }
-    }
+    });
 }
 
 template <class T>

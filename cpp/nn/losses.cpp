@@ -56,13 +56,12 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
     }
     std::vector<double> partial(nblocks, 0.0);
     const int nt = threads_for(double(m) * double(n) * 20.0, 200000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long b = 0; b < (long long)nblocks; ++b) {
-        const size_t i0 = size_t(b) * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
+    parallel_for(nblocks, nt, [&](size_t b) {
+        const size_t i0 = b * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
         double s = 0;
         for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
         partial[b] = s;
-    }
+    });
     double s = 0;
     for (double v : partial) s += v;
     return s;
@@ -71,9 +70,7 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
 template <class T>
 void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, size_t n, T scale, const T* w) {
     const int nt = threads_for(double(m) * double(n) * 4.0, 200000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long ii = 0; ii < (long long)m; ++ii) {
-        const size_t i = size_t(ii);
+    parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
         const T* y = Y + i * n;
         const T* p = Yhat + i * n;
@@ -97,18 +94,16 @@ void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, siz
                 for (size_t j = 0; j < n; ++j) d[j] = -s * y[j] / clip01(p[j]);
                 break;
         }
-    }
+    });
 }
 
 template <class T>
 void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w) {
     const int nt = threads_for(double(m) * double(n), 200000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long ii = 0; ii < (long long)m; ++ii) {
-        const size_t i = size_t(ii);
+    parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
         for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - Y[i * n + j]);
-    }
+    });
 }
 
 #define DNNFAST_INSTANTIATE_LOSSES(T)                                                            \

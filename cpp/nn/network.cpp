@@ -23,9 +23,7 @@ constexpr size_t kChunkRows = 1024;
 template <class T>
 void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out) {
     const int nt = threads_for(double(n) * double(cols), 200000.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long i = 0; i < (long long)n; ++i)
-        std::memcpy(out + size_t(i) * cols, X + size_t(idx[i]) * cols, cols * sizeof(T));
+    parallel_for(n, nt, [&](size_t i) { std::memcpy(out + i * cols, X + size_t(idx[i]) * cols, cols * sizeof(T)); });
 }
 
 // True when idx[0..n) is start, start+1, ...: the batch is a slice of X and
@@ -113,11 +111,19 @@ void Network<T>::forward_batch(const T* P, const T* X, size_t n, bool) {
     }
 }
 
-// Backward for the batch whose forward pass is in the workspace: writes the
+// Backward for the batch whose forward pass is in the workspace. Writes the
 // flat gradient into G and returns the data cost sum_i w_i J_i / D.
+//
+// With sgd_lr > 0 it instead applies plain SGD as it goes (P -= sgd_lr * grad),
+// folding the update into the dW GEMM (W := W - lr A^T dZ, beta = 1): the
+// weight gradient is never written out and read back, which at batch size 1
+// is most of the memory traffic. G then only holds the small vectors (db,
+// prelu's dalpha) on their way into P. Each layer's dA is formed from its W
+// before that W is updated.
 template <class T>
-double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, T* G) {
+double Network<T>::backward_batch(T* P, const T* X, const T* Y, const T* w, size_t n, T* G, T sgd_lr) {
     const size_t L = layers_.size();
+    const bool update = sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
     const T* Yhat = out.act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
     double denom = double(n);
@@ -149,23 +155,33 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         const LayerSpec& s = layers_[l];
         const T* a_prev = X;
         if (l > 0) a_prev = layers_[l - 1].act == Act::identity ? Z_[l - 1].data() : A_[l - 1].data();
-        // dW = A[l-1]^T dZ, db = column sums of dZ.
-        gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, T(1), a_prev, s.m_in, dZ, s.m_out, T(0), G + s.w_off,
-                s.m_out);
-        column_sums<T>(dZ, G + s.b_off, n, s.m_out);
-        if (l == 0) break;
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
         // prelu keeps dA to form its alpha gradient first.
-        const LayerSpec& p = layers_[l - 1];
-        const T* zp = Z_[l - 1].data();
-        if (p.act == Act::prelu) {
-            gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0), spare,
-                    s.m_in);
-            prelu_alpha_backward<T>(zp, spare, G + p.alpha_off, n, p.m_out);
-            activation_backward<T>(p.act, zp, a_prev, spare, spare, n, p.m_out, layer_alpha(P, l - 1), 1);
-        } else {
-            dense_backward_input<T>(spare, dZ, P + s.w_off, zp, a_prev, n, s.m_in, s.m_out, p.act,
-                                    layer_alpha(P, l - 1), layer_alpha_stride(l - 1));
+        if (l > 0) {
+            const LayerSpec& p = layers_[l - 1];
+            const T* zp = Z_[l - 1].data();
+            if (p.act == Act::prelu) {
+                gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0),
+                        spare, s.m_in);
+                prelu_alpha_backward<T>(zp, spare, G + p.alpha_off, n, p.m_out);
+                activation_backward<T>(p.act, zp, a_prev, spare, spare, n, p.m_out, layer_alpha(P, l - 1), 1);
+            } else {
+                dense_backward_input<T>(spare, dZ, P + s.w_off, zp, a_prev, n, s.m_in, s.m_out, p.act,
+                                        layer_alpha(P, l - 1), layer_alpha_stride(l - 1));
+            }
+        }
+        // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
+        if (update)
+            gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1),
+                    P + s.w_off, s.m_out);
+        else
+            gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, T(1), a_prev, s.m_in, dZ, s.m_out, T(0), G + s.w_off,
+                    s.m_out);
+        column_sums<T>(dZ, G + s.b_off, n, s.m_out);
+        if (update) {
+            for (size_t j = 0; j < s.m_out; ++j) P[s.b_off + j] -= sgd_lr * G[s.b_off + j];
+            if (s.act == Act::prelu)
+                for (size_t j = 0; j < s.m_out; ++j) P[s.alpha_off + j] -= sgd_lr * G[s.alpha_off + j];
         }
         std::swap(dZ, spare);
     }
@@ -256,7 +272,7 @@ double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T
         Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
     }
     forward_batch(P, Xb, n, true);
-    const double c = backward_batch(P, Xb, Yb, wb, n, G);
+    const double c = backward_batch(const_cast<T*>(P), Xb, Yb, wb, n, G, T(0));  // G mode: P is only read
     double denom = double(n);
     if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
     const double pen = l2_penalty_and_grad(P, l2, denom, G);
@@ -276,6 +292,8 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
     ensure_workspace(std::min(batch, n_order));
+    // Plain SGD without a penalty is applied inside the backward pass.
+    const bool sgd_in_place = opt.kind == Optim::sgd && opt.l2 == T(0) && opt.learning_rate > T(0);
     EpochResult res;
     for (size_t b0 = 0; b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
@@ -293,11 +311,16 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             Yb = Yb_.data();
         }
         forward_batch(P, Xb, n, true);
-        const double c = backward_batch(P, Xb, Yb, wb, n, G_.data());
-        double denom = double(n);
-        if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
-        const double pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
-        step(P, G_.data(), opt, s1, s2, t);
+        double c, pen = 0;
+        if (sgd_in_place) {
+            c = backward_batch(P, Xb, Yb, wb, n, G_.data(), opt.learning_rate);
+        } else {
+            c = backward_batch(P, Xb, Yb, wb, n, G_.data(), T(0));
+            double denom = double(n);
+            if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
+            pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
+            step(P, G_.data(), opt, s1, s2, t);
+        }
         res.cost_sum += c * double(n);
         res.penalty_sum += pen * double(n);
         res.updates += 1;

@@ -12,22 +12,19 @@ void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T
     const int nt = threads_for(double(n), 100000.0);
     switch (opt.kind) {
         case Optim::sgd:
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (long long k = 0; k < (long long)n; ++k) P[k] -= lr * G[k];
+            parallel_for(n, nt, [&](size_t k) { P[k] -= lr * G[k]; });
             break;
         case Optim::momentum:
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (long long k = 0; k < (long long)n; ++k) {
+            parallel_for(n, nt, [&](size_t k) {
                 s1[k] = mu * s1[k] - lr * G[k];
                 P[k] += s1[k];
-            }
+            });
             break;
         case Optim::nesterov:
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (long long k = 0; k < (long long)n; ++k) {
+            parallel_for(n, nt, [&](size_t k) {
                 s1[k] = mu * s1[k] - lr * G[k];
                 P[k] += mu * s1[k] - lr * G[k];
-            }
+            });
             break;
         case Optim::adam: {
             *t += 1;
@@ -35,12 +32,11 @@ void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T
             const T b1 = opt.beta1, b2 = opt.beta2, eps = opt.epsilon;
             const T lr_t = T(double(lr) * std::sqrt(1.0 - std::pow(double(b2), tt)) /
                              (1.0 - std::pow(double(b1), tt)));
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (long long k = 0; k < (long long)n; ++k) {
+            parallel_for(n, nt, [&](size_t k) {
                 s1[k] = b1 * s1[k] + (T(1) - b1) * G[k];
                 s2[k] = b2 * s2[k] + (T(1) - b2) * G[k] * G[k];
                 P[k] -= lr_t * s1[k] / (std::sqrt(s2[k]) + eps);
-            }
+            });
             break;
         }
     }
