@@ -7,6 +7,7 @@
 
 #include "bindings/bindings.hpp"
 #include "nn/activations.hpp"
+#include "nn/checks.hpp"
 #include "nn/linear.hpp"
 #include "nn/losses.hpp"
 #include "nn/optimizers.hpp"
@@ -176,6 +177,13 @@ void bind_ops_dtype(py::module_& m) {
           dense_backward_input<T>(d, dZ.data(), W.data(), Z_prev.data(), A_prev.data(), n, mi, mo, ac, al, st); }
         return D;
     }, py::arg("dZ"), py::arg("W"), py::arg("Z_prev"), py::arg("A_prev"), py::arg("act_prev"), py::arg("alpha"));
+
+    m.def("all_finite", [](const py::array_t<T, py::array::c_style>& X) {
+        const T* x = X.data();
+        const size_t n = X.size();
+        py::gil_scoped_release g;
+        return all_finite<T>(x, n);
+    }, py::arg("X").noconvert(), "True when no element is NaN or infinite.");
 
     m.def("column_sums", [](const carray<T>& X) {
         require_2d(X, "X");

@@ -6,8 +6,7 @@ import numbers
 
 import numpy as np
 
-# Elements checked per step by all_finite: bounds the temporary boolean array.
-_FINITE_CHUNK = 1 << 20
+from . import _core
 
 
 def as_float_array(a, name, dtype, ndim=2):
@@ -16,6 +15,13 @@ def as_float_array(a, name, dtype, ndim=2):
     Accepts bool, integer and floating input; refuses object, string, complex
     and other dtypes rather than coercing them.
     """
+    # Fast path (one-row predict, training data already in shape): no
+    # conversion, one C++ pass for the finiteness check.
+    if (type(a) is np.ndarray and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous
+            and a.shape[0] > 0):
+        if not _core.all_finite(a):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return a
     if isinstance(a, np.ndarray):
         arr = a
     else:
@@ -40,11 +46,8 @@ def as_float_array(a, name, dtype, ndim=2):
 
 
 def all_finite(a):
-    flat = a.reshape(-1)
-    for start in range(0, flat.size, _FINITE_CHUNK):
-        if not np.isfinite(flat[start:start + _FINITE_CHUNK]).all():
-            return False
-    return True
+    """True when no element of the float array ``a`` is NaN or infinite (no temporary)."""
+    return _core.all_finite(np.ascontiguousarray(a))
 
 
 def check_positive_int(value, name, allow_zero=False):
