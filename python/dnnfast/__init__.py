@@ -13,6 +13,17 @@ from . import reference
 __version__ = _core.__version__
 
 __all__ = [
-    "Network", "History", "batch_indices", "reference", "activation_names", "loss_names",
-    "get_num_threads", "set_num_threads", "__version__",
+    "Network", "History", "MLPClassifier", "MLPRegressor", "batch_indices", "reference",
+    "activation_names", "loss_names", "get_num_threads", "set_num_threads", "__version__",
 ]
+
+
+def __getattr__(name):
+    # The scikit-learn-compatible estimators import scikit-learn's base classes
+    # when it is installed; loading them on first use keeps `import dnnfast`
+    # fast for everyone else.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")

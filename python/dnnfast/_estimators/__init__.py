@@ -1,0 +1,1 @@
+"""Internals of the scikit-learn compatible estimators (``dnnfast.estimators``)."""

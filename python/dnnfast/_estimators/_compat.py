@@ -1,0 +1,140 @@
+"""scikit-learn when it is installed, small stand-ins when it is not.
+
+The estimators inherit from ``sklearn.base`` classes when scikit-learn can be
+imported, so they integrate fully (clone, Pipeline, GridSearchCV, tags, HTML
+repr). Without it, the stand-ins below give the same public surface
+(``get_params``, ``set_params``, ``score``) with NumPy alone.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+try:  # pragma: no cover - exercised by both test environments
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+    from sklearn.metrics import accuracy_score as _sk_accuracy_score
+    from sklearn.metrics import r2_score as _sk_r2_score
+
+    HAVE_SKLEARN = True
+except ImportError:
+    HAVE_SKLEARN = False
+    _sk_accuracy_score = _sk_r2_score = None
+
+    class ConvergenceWarning(UserWarning):
+        """The optimizer stopped before it converged."""
+
+    class DataConversionWarning(UserWarning):
+        """The input had to be converted (e.g. a column vector y)."""
+
+    class NotFittedError(ValueError, AttributeError):
+        """The estimator is used before ``fit``."""
+
+    class BaseEstimator:
+        """get_params / set_params read from ``__init__``'s signature, as in scikit-learn."""
+
+        @classmethod
+        def _get_param_names(cls):
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values()
+                          if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+        def get_params(self, deep=True):
+            """The constructor parameters, ``{name: value}``."""
+            out = {}
+            for key in self._get_param_names():
+                value = getattr(self, key)
+                if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                    out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+                out[key] = value
+            return out
+
+        def set_params(self, **params):
+            """Set constructor parameters; returns self."""
+            valid = self.get_params(deep=True)
+            nested = {}
+            for key, value in params.items():
+                key, sep, sub = key.partition("__")
+                if key not in valid:
+                    raise ValueError(f"Invalid parameter {key!r} for estimator {self}. "
+                                     f"Valid parameters are: {sorted(self._get_param_names())!r}.")
+                if sep:
+                    nested.setdefault(key, {})[sub] = value
+                else:
+                    setattr(self, key, value)
+                    valid[key] = value
+            for key, sub in nested.items():
+                valid[key].set_params(**sub)
+            return self
+
+        def __repr__(self):
+            defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+            changed = []
+            for k, v in self.get_params(deep=False).items():
+                d = defaults.get(k, inspect.Parameter.empty)
+                same = False
+                try:
+                    same = bool(v is d or v == d)
+                except Exception:  # arrays and the like
+                    same = False
+                if not same:
+                    changed.append(f"{k}={v!r}")
+            return f"{type(self).__name__}({', '.join(changed)})"
+
+    class ClassifierMixin:
+        _estimator_type = "classifier"
+
+        def score(self, X, y, sample_weight=None):
+            """Mean accuracy of ``predict(X)`` against ``y``."""
+            return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    class RegressorMixin:
+        _estimator_type = "regressor"
+
+        def score(self, X, y, sample_weight=None):
+            """Coefficient of determination R² of ``predict(X)`` against ``y``."""
+            return r2_score(y, self.predict(X), sample_weight=sample_weight)
+
+
+def accuracy_score(y_true, y_pred, sample_weight=None):
+    """Fraction of rows predicted exactly (all labels of a row, for multi-label)."""
+    if _sk_accuracy_score is not None:
+        return _sk_accuracy_score(y_true, y_pred, sample_weight=sample_weight)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == 2 and y_true.shape[1] == 1:
+        y_true = y_true.ravel()
+    if y_pred.ndim == 2 and y_pred.shape[1] == 1:
+        y_pred = y_pred.ravel()
+    hit = (y_true == y_pred) if y_true.ndim == 1 else np.all(y_true == y_pred, axis=1)
+    return float(np.average(hit, weights=sample_weight))
+
+
+def r2_score(y_true, y_pred, sample_weight=None):
+    """R², averaged uniformly over outputs (scikit-learn's ``force_finite`` rules)."""
+    if _sk_r2_score is not None:
+        return _sk_r2_score(y_true, y_pred, sample_weight=sample_weight)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    y_true = y_true.reshape(len(y_true), -1)
+    y_pred = y_pred.reshape(len(y_pred), -1)
+    w = np.ones((len(y_true), 1)) if sample_weight is None else np.asarray(sample_weight, float).reshape(-1, 1)
+    num = np.sum(w * (y_true - y_pred) ** 2, axis=0)
+    mean = np.sum(w * y_true, axis=0) / np.sum(w)
+    den = np.sum(w * (y_true - mean) ** 2, axis=0)
+    scores = np.ones(y_true.shape[1])
+    ok = den != 0
+    scores[ok] = 1 - num[ok] / den[ok]
+    scores[(den == 0) & (num != 0)] = 0.0
+    return float(np.mean(scores))
+
+
+def check_random_state(seed):
+    """None -> NumPy's global RandomState, int -> a new RandomState(int), a RandomState -> itself."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.RandomState(seed)
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")

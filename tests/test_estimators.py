@@ -1,0 +1,457 @@
+"""dnnfast.estimators: behaviour beyond scikit-learn parity, and life without scikit-learn.
+
+The parity proofs are in test_sklearn_parity.py and scikit-learn's own checks
+in test_estimator_checks.py; this file checks the extras (weights, per-layer
+activations, history, progress, plots, gradient checks, threads) and that the
+estimators work, with the same numbers, when scikit-learn (or SciPy) cannot be
+imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast.estimators import MLPClassifier, MLPRegressor
+
+
+def _blobs(n=120, n_features=5, n_classes=3, seed=0):
+    rng = np.random.RandomState(seed)
+    centers = rng.normal(scale=3.0, size=(n_classes, n_features))
+    y = np.arange(n) % n_classes
+    X = centers[y] + rng.normal(size=(n, n_features))
+    return X, y
+
+
+def _regression(n=100, n_features=4, n_outputs=1, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features))
+    W = rng.normal(size=(n_features, n_outputs))
+    Y = np.tanh(X @ W) + 0.05 * rng.normal(size=(n, n_outputs))
+    return X, (Y.ravel() if n_outputs == 1 else Y)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ---------------------------------------------------------------------------
+# Without scikit-learn (and without SciPy)
+# ---------------------------------------------------------------------------
+
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked for this test)", name=name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def _run_without(blocked, body):
+    """Run ``body`` in a fresh interpreter where the packages in ``blocked`` cannot be imported;
+    returns the JSON it prints last."""
+    code = _BLOCKER.format(blocked=tuple(blocked)) + textwrap.dedent(body)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_FIT_EVERYTHING = """
+import json, pickle, numpy as np
+import dnnfast.estimators as est
+from dnnfast.estimators import MLPClassifier, MLPRegressor
+rng = np.random.RandomState(0)
+X = rng.normal(size=(90, 4)); y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+Xr = rng.normal(size=(80, 3)); yr = np.sin(Xr).sum(axis=1)
+out = {"sklearn_loaded": "sklearn" in __import__("sys").modules}
+clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0, solver="sgd",
+                    learning_rate_init=0.05, early_stopping=True).fit(X, y)
+out["clf_coef0"] = clf.coefs_[0].ravel().tolist()
+out["clf_scores"] = clf.validation_scores_
+out["clf_score"] = clf.score(X, y)
+out["proba_rows_sum_to_1"] = bool(np.allclose(clf.predict_proba(X).sum(axis=1), 1))
+out["params"] = sorted(clf.get_params())
+clf.set_params(alpha=0.5)
+out["alpha"] = clf.get_params()["alpha"]
+clf2 = pickle.loads(pickle.dumps(clf))
+out["pickle_same"] = bool(np.array_equal(clf2.predict_proba(X), clf.predict_proba(X)))
+reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=25, random_state=1, learning_rate_init=0.01).fit(Xr, yr)
+out["reg_coef0"] = reg.coefs_[0].ravel().tolist()
+out["reg_score"] = reg.score(Xr, yr)
+reg.partial_fit(Xr, yr)
+out["repr"] = repr(MLPRegressor(alpha=0.5))
+try:
+    MLPClassifier().predict(X)
+    out["unfitted"] = "no error"
+except Exception as exc:
+    out["unfitted"] = type(exc).__name__
+try:
+    MLPClassifier(solver="lbfgs", max_iter=5).fit(X, y)
+    out["lbfgs"] = "ok"
+except ImportError as exc:
+    out["lbfgs"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_works_without_sklearn_and_scipy():
+    out = _run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
+    assert out["sklearn_loaded"] is False
+    assert out["clf_score"] > 0.6 and out["reg_score"] > 0.3
+    assert out["proba_rows_sum_to_1"] and out["pickle_same"]
+    assert out["alpha"] == 0.5
+    assert "hidden_layer_sizes" in out["params"] and "n_iter_no_change" in out["params"]
+    assert out["repr"] == "MLPRegressor(alpha=0.5)"
+    assert out["unfitted"] == "NotFittedError"
+    assert "needs SciPy" in out["lbfgs"] and "pip install scipy" in out["lbfgs"]
+
+
+def test_lbfgs_works_with_scipy_but_without_sklearn():
+    pytest.importorskip("scipy")
+    out = _run_without(["sklearn"], _FIT_EVERYTHING)
+    assert out["lbfgs"] == "ok"
+
+
+def test_same_numbers_with_and_without_sklearn():
+    pytest.importorskip("sklearn")
+    out = _run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(90, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    Xr = rng.normal(size=(80, 3))
+    yr = np.sin(Xr).sum(axis=1)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0, solver="sgd",
+                        learning_rate_init=0.05, early_stopping=True).fit(X, y)
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=25, random_state=1, learning_rate_init=0.01).fit(Xr, yr)
+    assert clf.coefs_[0].ravel().tolist() == out["clf_coef0"]  # bit-identical
+    assert clf.validation_scores_ == out["clf_scores"]
+    assert reg.coefs_[0].ravel().tolist() == out["reg_coef0"]
+    assert reg.score(Xr, yr) == pytest.approx(out["reg_score"], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------
+
+def test_integer_sample_weight_equals_repeated_rows_full_batch():
+    pytest.importorskip("scipy")
+    X, y = _blobs(60)
+    w = np.random.RandomState(1).randint(0, 3, size=len(y))
+    a = MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, random_state=0,
+                      alpha=0.01).fit(X, y, sample_weight=w)
+    b = MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, random_state=0,
+                      alpha=0.01).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(p, q, rtol=1e-6, atol=1e-8)
+
+
+def test_unit_sample_weight_is_bit_identical_to_none():
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", max_iter=10, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y)))
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 3.0, 2: 0.5}])
+def test_class_weight_is_a_per_class_sample_weight(class_weight):
+    X, y = _blobs(90)
+    y = np.where(np.arange(90) < 60, y, 0)  # imbalanced
+    if class_weight == "balanced":
+        counts = np.bincount(y)
+        w = (len(y) / (len(counts) * counts))[y]
+    else:
+        w = np.array([3.0, 1.0, 0.5])[y]
+    kw = dict(hidden_layer_sizes=(6,), solver="adam", max_iter=15, random_state=0)
+    a = MLPClassifier(class_weight=class_weight, **kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+def test_class_weight_rejects_unknown_label():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="not present"):
+        MLPClassifier(class_weight={7: 2.0}, max_iter=2).fit(X, y)
+
+
+def test_negative_sample_weight_rejected():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        MLPClassifier(max_iter=2).fit(X, y, sample_weight=-np.ones(len(y)))
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+HIDDEN = ["identity", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "logistic", "tanh", "arctan",
+          "softplus", "binary_step", ("leaky_relu", {"alpha": 0.3}), ("elu", {"alpha": 0.5})]
+
+
+@pytest.mark.parametrize("activation", HIDDEN, ids=str)
+def test_every_hidden_activation_trains_and_has_correct_gradients(activation):
+    X, y = _blobs(60)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), activation=activation, max_iter=20, random_state=0,
+                        learning_rate_init=0.01).fit(X, y)
+    assert np.isfinite(clf.predict_proba(X)).all()
+    report = clf.check_gradients(X, y)
+    assert report["n_checked"] > 0
+    # Central differences in float64 with eps=1e-6: error O(eps^2 f''') plus
+    # round-off O(1e-16/eps); kinks (relu, leaky, prelu, elu at 0) are not hit
+    # by these data except with probability ~0.
+    assert report["max_abs_error"] < 1e-6, report["max_abs_error"]
+
+
+def test_per_layer_activations_list():
+    X, y = _regression()
+    reg = MLPRegressor(hidden_layer_sizes=(6, 5, 4), activation=["tanh", "prelu", ("leaky_relu", {"alpha": 0.2})],
+                       max_iter=30, random_state=0, learning_rate_init=0.01).fit(X, y)
+    assert [c.shape for c in reg.coefs_] == [(4, 6), (6, 5), (5, 4), (4, 1)]
+    assert reg.prelu_alphas_[1].shape == (5,) and reg.prelu_alphas_[0] is None
+    assert not np.allclose(reg.prelu_alphas_[1], 0.25)  # trained
+    assert reg.check_gradients(X, y)["max_abs_error"] < 1e-6
+    with pytest.raises(ValueError, match="one entry per hidden layer"):
+        MLPRegressor(hidden_layer_sizes=(6, 5), activation=["tanh"]).fit(X, y)
+
+
+def test_logistic_list_initialises_like_logistic_name():
+    X, y = _blobs()
+    a = MLPClassifier(hidden_layer_sizes=(5, 4), activation="logistic", max_iter=1, random_state=3,
+                      learning_rate_init=1e-300, solver="sgd").fit(X, y)
+    b = MLPClassifier(hidden_layer_sizes=(5, 4), activation=["logistic", "sigmoid"], max_iter=1, random_state=3,
+                      learning_rate_init=1e-300, solver="sgd").fit(X, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_unknown_or_softmax_hidden_activation_rejected():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="unknown activation"):
+        MLPClassifier(activation="swish").fit(X, y)
+    with pytest.raises(ValueError, match="output"):
+        MLPClassifier(activation="softmax").fit(X, y)
+
+
+def test_regressor_relu_output_activation():
+    X, y = _regression()
+    y = np.abs(y)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), output_activation="relu", max_iter=40, random_state=0,
+                       learning_rate_init=0.01).fit(X, y)
+    assert reg.out_activation_ == "relu"
+    assert (reg.predict(X) >= 0).all()
+    assert reg.check_gradients(X, y)["max_abs_error"] < 1e-6
+
+
+def test_multi_output_regression_and_multilabel_shapes():
+    X, Y = _regression(n_outputs=3)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, Y)
+    assert reg.predict(X).shape == (100, 3) and reg.n_outputs_ == 3
+    Yl = (Y > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, Yl)
+    assert clf.out_activation_ == "logistic"
+    assert clf.predict(X).shape == (100, 3) and clf.predict_proba(X).shape == (100, 3)
+    assert set(np.unique(clf.predict(X))) <= {0, 1}
+
+
+def test_binary_string_labels():
+    X, y = _blobs(n_classes=2)
+    labels = np.array(["no", "yes"])[y]
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=50, random_state=0, learning_rate_init=0.01).fit(X, labels)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
+    assert list(clf.classes_) == ["no", "yes"]
+    assert clf.predict_proba(X).shape == (len(y), 2)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-12)
+    assert clf.score(X, labels) > 0.9
+
+
+# ---------------------------------------------------------------------------
+# History, progress, plots, gradient checks
+# ---------------------------------------------------------------------------
+
+def test_history_per_epoch():
+    X, y = _blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=15, random_state=0, early_stopping=True,
+                        n_iter_no_change=100).fit(X, y)
+    h = clf.history_
+    assert set(h) == {"loss", "val_loss", "val_score", "time"}
+    assert all(len(v) == clf.n_iter_ == 15 for v in h.values())
+    assert h.loss == clf.loss_curve_
+    assert h.val_score == clf.validation_scores_
+    assert np.isfinite(h.val_loss).all() and all(t >= 0 for t in h.time)
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=0).fit(*_regression())
+    assert np.isnan(reg.history_["val_loss"]).all() and len(reg.history_["loss"]) == 5
+
+
+def test_history_for_lbfgs():
+    pytest.importorskip("scipy")
+    X, y = _blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=12, random_state=0).fit(X, y)
+    assert len(clf.history_["loss"]) == clf.n_iter_
+    assert clf.history_["loss"][-1] == pytest.approx(clf.loss_)
+    assert not hasattr(clf, "partial_fit")
+
+
+def test_validation_loss_is_the_data_loss_of_the_validation_rows():
+    from dnnfast._estimators._sampling import train_validation_split
+
+    X, y = _regression(n=200)
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=1, random_state=0, early_stopping=True,
+                       alpha=0.0).fit(X, y)
+    # The same draws as fit: the initial weights, then the validation split.
+    rng = np.random.RandomState(0)
+    for fan_in, fan_out in [(4, 6), (6, 1)]:
+        rng.uniform(size=(fan_in, fan_out))
+        rng.uniform(size=fan_out)
+    _, val = train_validation_split(len(y), 0.1, rng)
+    expected = 0.5 * np.mean((reg.predict(X[val]) - y[val]) ** 2)
+    assert reg.history_["val_loss"][-1] == pytest.approx(expected, rel=1e-10)
+
+
+def test_verbose_plain_text_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, y = _blobs()
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 3, loss = " in out
+
+
+def test_verbose_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    X, y = _blobs()
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err
+
+
+def test_plot_history_returns_figure():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    X, y = _blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0, early_stopping=True).fit(X, y)
+    fig = clf.plot_history()
+    assert isinstance(fig, Figure)
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert {"training loss", "validation loss", "validation score"} <= set(labels)
+
+
+def test_check_gradients_reports_a_wrong_gradient():
+    X, y = _blobs(40)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0, alpha=0.1).fit(X, y)
+    good = clf.check_gradients(X, y)
+    assert good["max_rel_error"] < 1e-5
+    # A step far too large for the curvature must show up as a large error.
+    bad = clf.check_gradients(X, y, eps=10.0)
+    assert bad["max_abs_error"] > 100 * good["max_abs_error"]
+
+
+# ---------------------------------------------------------------------------
+# Dtypes, threads, poisson, errors
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_float32_end_to_end(solver):
+    if solver == "lbfgs":
+        pytest.importorskip("scipy")
+    X, y = _blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(6,), solver=solver, max_iter=5, random_state=0).fit(
+        X.astype(np.float32), y)
+    assert all(c.dtype == np.float32 for c in clf.coefs_ + clf.intercepts_)
+    assert clf.predict_proba(X.astype(np.float32)).dtype == np.float32
+
+
+def test_thread_count_does_not_change_the_numbers():
+    X, y = _blobs(300, n_features=20)
+    kw = dict(hidden_layer_sizes=(64, 32), max_iter=3, random_state=0)
+    a = MLPClassifier(n_threads=1, **kw).fit(X, y)
+    b = MLPClassifier(n_threads=2, **kw).fit(X, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+    before = dnnfast.get_num_threads()
+    MLPClassifier(n_threads=1, max_iter=1).fit(X, y)
+    assert dnnfast.get_num_threads() == before  # restored
+
+
+def test_poisson_regression():
+    X, _ = _regression()
+    y = np.random.RandomState(0).poisson(np.exp(0.5 * X[:, 0]))
+    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=30, random_state=0,
+                       learning_rate_init=0.01).fit(X, y)
+    assert reg.out_activation_ == "exp" and (reg.predict(X) > 0).all()
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, -np.abs(y) - 1)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(solver="newton"), "solver"), (dict(alpha=-1.0), "alpha"), (dict(max_iter=0), "max_iter"),
+    (dict(learning_rate="cyclic"), "learning_rate"), (dict(hidden_layer_sizes=(3, 0)), "hidden_layer_sizes"),
+    (dict(momentum=1.5), "momentum"), (dict(validation_fraction=1.0), "validation_fraction"),
+])
+def test_bad_parameters_are_named(bad, match):
+    X, y = _blobs()
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**bad).fit(X, y)
+
+
+def test_input_errors():
+    X, y = _blobs()
+    clf = MLPClassifier(max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :3])
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MLPClassifier().fit(Xn, y)
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, y)
+
+
+# ---------------------------------------------------------------------------
+# The scikit-learn ecosystem
+# ---------------------------------------------------------------------------
+
+def test_pipeline_gridsearch_clone_pickle():
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _blobs(90)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=50, learning_rate_init=0.05, random_state=0))
+    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (8,)],
+                               "mlpclassifier__alpha": [1e-4, 1e-1]}, cv=3).fit(X, y)
+    assert grid.best_score_ > 0.8
+    est = clone(MLPRegressor(hidden_layer_sizes=(5,), activation=["tanh"], n_threads=1))
+    assert est.get_params()["activation"] == ["tanh"] and not hasattr(est, "coefs_")
+    fitted = grid.best_estimator_
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_lead_can_reexport():
+    # dnnfast/__init__.py re-exports the estimators once the lead adds the import line.
+    if hasattr(dnnfast, "MLPClassifier"):
+        assert dnnfast.MLPClassifier is MLPClassifier and dnnfast.MLPRegressor is MLPRegressor
