@@ -26,7 +26,7 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
     if (ep && !ep->fn) ep = nullptr;
     const KernelsFor<T>& kr = active_kernels().get<T>();
     if (K == 1)
-        gemm_rank1(ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        gemm_rank1(kr, ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (M <= kSmallM)
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else

@@ -22,7 +22,7 @@ void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
 
 // K == 1: the outer product C := alpha * a b^T + beta * C (gemm_small.cpp).
 template <class T>
-void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
+void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
                 const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep);
 
 }  // namespace dnnfast

@@ -13,9 +13,12 @@ namespace dnnfast {
 
 namespace {
 
-// Multiply-adds per thread for these memory-bound paths. Not measured
-// separately: set 2x the blocked path's measured break-even (gemm_blocked.cpp),
-// because each multiply-add here also moves one element of op(B) or C.
+// Multiply-adds per thread for these memory-bound paths: 2x the blocked
+// path's measured break-even (gemm_blocked.cpp), because each multiply-add
+// here also moves one element of op(B) or C. Checked on the W2 workload
+// (784-256-128-10 at batch size 1, 2-core EPYC): with 5e4 the 784 x 256 layer
+// went to two threads and training fell from 9.3-11.1k to 3.8-4.0k samples/s,
+// the fork/join per sample costing more than the halved weight traffic saves.
 constexpr double kMinWorkPerThreadSmall = 2.0e5;
 
 // Columns [begin, end) of part p of parts, in whole blocks of nb.
@@ -58,7 +61,7 @@ void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
 }
 
 template <class T>
-void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
+void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,
                 const T* B, size_t ldb, T beta, T* C, size_t ldc, const Epilogue<T>* ep) {
     // op(A) is a column (M x 1), op(B) a row (1 x N); make the row contiguous.
     const T* b = B;
@@ -69,21 +72,30 @@ void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, siz
         b = p;
     }
     const size_t a_stride = ta == Trans::N ? lda : 1;
+    // Threads split the columns, in the same blocks as gemm_small_m's A W: at
+    // batch size 1 the weight update W -= lr a^T dz then touches exactly the
+    // columns of W that the same thread read in the forward pass, so each
+    // core's share of W stays in its own L2 instead of bouncing between them.
+    const size_t nb = kr.small_nb;
     int nt = threads_for(double(M) * double(N), kMinWorkPerThreadSmall);
-    nt = int(std::min<size_t>(size_t(nt), M));
+    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
     for (int t = 0; t < nt; ++t) {
-        const size_t i0 = M * size_t(t) / size_t(nt), i1 = M * size_t(t + 1) / size_t(nt);
-        for (size_t i = i0; i < i1; ++i) {
+        size_t j0, j1;
+        split_cols(N, nb, nt, t, j0, j1);
+        if (j0 >= j1) continue;
+        const size_t n = j1 - j0;
+        for (size_t i = 0; i < M; ++i) {
             const T ai = A[i * a_stride];
-            T* __restrict c = C + i * ldc;
+            T* __restrict c = C + i * ldc + j0;
+            const T* __restrict bj = b + j0;
             // Same rounding as the reference: s = a_i b_j, then alpha s + beta c.
             if (beta == T(0))
-                for (size_t j = 0; j < N; ++j) c[j] = alpha * (ai * b[j]);
+                for (size_t j = 0; j < n; ++j) c[j] = alpha * (ai * bj[j]);
             else
-                for (size_t j = 0; j < N; ++j) c[j] = alpha * (ai * b[j]) + beta * c[j];
+                for (size_t j = 0; j < n; ++j) c[j] = alpha * (ai * bj[j]) + beta * c[j];
         }
-        if (ep && i1 > i0) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
+        if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, n);
     }
 }
 
@@ -91,7 +103,7 @@ void gemm_rank1(Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, siz
     template void gemm_small_m<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, size_t, T,   \
                                   const T*, size_t, const T*, size_t, T, T*, size_t,              \
                                   const Epilogue<T>*);                                            \
-    template void gemm_rank1<T>(Trans, Trans, size_t, size_t, T, const T*, size_t, const T*,       \
+    template void gemm_rank1<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, T, const T*, size_t, const T*,       \
                                 size_t, T, T*, size_t, const Epilogue<T>*);
 DNNFAST_SMALL_INSTANTIATE(float)
 DNNFAST_SMALL_INSTANTIATE(double)
