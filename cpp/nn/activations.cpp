@@ -7,7 +7,7 @@ namespace dnnfast {
 // Rows are split across threads; each element's value does not depend on how.
 template <class T>
 void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* alpha, size_t alpha_stride) {
-    const int nt = threads_for(double(m) * double(n) * 8.0, 100000.0);
+    const int nt = threads_for(double(m) * double(n) * activation_cost(act), kElementwiseMinWork);
     parallel_for(m, nt, [&](size_t i) {
         const T* z = Z + i * n;
         T* a = A + i * n;
@@ -24,7 +24,7 @@ void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* 
 template <class T>
 void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, size_t m, size_t n,
                          const T* alpha, size_t alpha_stride) {
-    const int nt = threads_for(double(m) * double(n) * 4.0, 100000.0);
+    const int nt = threads_for(double(m) * double(n) * activation_cost(act), kElementwiseMinWork);
     parallel_for(m, nt, [&](size_t i) {
         const size_t o = i * n;
         if (act == Act::softmax)
@@ -38,7 +38,7 @@ void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, si
 template <class T>
 void prelu_alpha_backward(const T* Z, const T* dA, T* dalpha, size_t m, size_t n) {
     // Threads own column ranges and walk the rows in order (no split sum).
-    const int nt = std::min<int>(threads_for(double(m) * double(n), 100000.0), int(std::max<size_t>(1, n / 16)));
+    const int nt = std::min<int>(threads_for(double(m) * double(n), kColumnSumMinWork), int(std::max<size_t>(1, n / 16)));
     parallel_ranges(n, nt, [&](size_t j0, size_t j1) {
         for (size_t j = j0; j < j1; ++j) dalpha[j] = T(0);
         for (size_t i = 0; i < m; ++i) {

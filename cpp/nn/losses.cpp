@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "nn/activations.hpp"  // kElementwiseMinWork
 #include "threads.hpp"
 
 namespace dnnfast {
@@ -55,7 +56,7 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
         return s;
     }
     std::vector<double> partial(nblocks, 0.0);
-    const int nt = threads_for(double(m) * double(n) * 20.0, 200000.0);
+    const int nt = threads_for(double(m) * double(n) * (loss == Loss::bce || loss == Loss::cce ? 20.0 : 1.0), kElementwiseMinWork);
     parallel_for(nblocks, nt, [&](size_t b) {
         const size_t i0 = b * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
         double s = 0;
@@ -69,7 +70,7 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
 
 template <class T>
 void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, size_t n, T scale, const T* w) {
-    const int nt = threads_for(double(m) * double(n) * 4.0, 200000.0);
+    const int nt = threads_for(double(m) * double(n) * 2.0, kElementwiseMinWork);
     parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
         const T* y = Y + i * n;
@@ -99,7 +100,7 @@ void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, siz
 
 template <class T>
 void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w) {
-    const int nt = threads_for(double(m) * double(n), 200000.0);
+    const int nt = threads_for(double(m) * double(n), kElementwiseMinWork);
     parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
         for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - Y[i * n + j]);

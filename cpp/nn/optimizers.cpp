@@ -9,7 +9,9 @@ namespace dnnfast {
 template <class T>
 void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
     const T lr = opt.learning_rate, mu = opt.momentum;
-    const int nt = threads_for(double(n), 100000.0);
+    // Measured (float32 sgd, 1 vs 2 threads): 200k parameters 25.2 / 26.3 us,
+    // 400k 72.7 / 47.6 us: a second thread pays from ~300k.
+    const int nt = threads_for(double(n), 150000.0);
     switch (opt.kind) {
         case Optim::sgd:
             parallel_for(n, nt, [&](size_t k) { P[k] -= lr * G[k]; });
