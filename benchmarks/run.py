@@ -25,9 +25,9 @@ MLP_W3 = dict(MLP_W1, sizes=[784, 1024, 1024, 10])
 # stays near 15 minutes on a 2-core machine.
 WORKLOADS = {
     "W1": dict(MLP_W1, batch_size=64, title="784-256-128-10 relu/relu/softmax+cce, float32, batch 64",
-               rows=(8192, 2048), epochs=(2, 1)),
+               rows=(8192, 2048), epochs=(1, 1)),
     "W2": dict(MLP_W1, batch_size=1, title="784-256-128-10, float32, batch 1 (stochastic)",
-               rows=(2000, 400), epochs=(1, 1)),
+               rows=(1000, 300), epochs=(1, 1)),
     "W3": dict(MLP_W3, batch_size=256, title="784-1024-1024-10 relu/relu/softmax+cce, float32, batch 256",
                rows=(4096, 1024), epochs=(1, 1)),
     "W4": dict(MLP_W1, dtype="float64", batch_size=64, title="784-256-128-10, float64, batch 64",
@@ -155,12 +155,12 @@ def first_error(results):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes, 3 repeats: a ~2 minute smoke run")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 2 repeats, 2 threads: a smoke run of a few minutes")
     ap.add_argument("--only", default=",".join(ALL_KEYS),
                     help="comma-separated subset of " + ",".join(ALL_KEYS) + " (default: all)")
     ap.add_argument("--threads", default=None,
                     help="comma-separated thread counts, each run for every peer (default 1,2; --quick: 2)")
-    ap.add_argument("--repeats", type=int, default=None, help="processes per peer and workload (default 5; --quick 3)")
+    ap.add_argument("--repeats", type=int, default=None, help="processes per peer and workload (default 5; --quick 2)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds before a worker is killed")
     ap.add_argument("--json", default=None, help="save the raw results to this file")
     args = ap.parse_args(argv)
@@ -171,9 +171,10 @@ def main(argv=None):
         ap.error(f"unknown workload(s) {bad}; choose from {ALL_KEYS}")
     q = 1 if args.quick else 0
     threads = [int(t) for t in (args.threads or ("2" if args.quick else "1,2")).split(",")]
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 5)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
 
     # ---- info: versions, kernel, FMA peaks (one process)
     peak_threads = sorted(set(threads) | {1, 2})
@@ -211,7 +212,7 @@ def main(argv=None):
             for th in threads:
                 jobs = [dict(id=f"G/{th}t/{p}", peer=p,
                              task=dict(kind="gemm", peer=p, threads=th, dtype="float32", cases=cases,
-                                       min_time=0.1 if args.quick else 0.25))
+                                       min_time=0.1 if args.quick else 0.15))
                         for p in ("numpy", "dnnfast")]
                 groups.append((key, th, jobs))
             if 1 not in threads:  # the 1-thread peak check needs its own run
@@ -256,6 +257,14 @@ def main(argv=None):
             for i, r in enumerate(out[j["id"]]):
                 runs_json.append({"id": j["id"], "repeat": i, "task": j["task"], "result": r})
 
+    # ---- the FMA peaks again: a peak is a maximum, and the machine may have
+    # been busier at the start than at the end
+    if peaks:
+        again = run_worker({"kind": "info", "peer": "dnnfast", "threads": max(threads),
+                            "threads_list": peak_threads}, args.timeout).get("fma_peak_gflops") or {}
+        for k, v in again.items():
+            peaks[k] = max(peaks.get(k, 0.0), v)
+
     # ---- report
     report = []
     p = report.append
@@ -266,17 +275,23 @@ def main(argv=None):
       + ("; QUICK run (small sizes)" if args.quick else ""))
     versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "torch", "sklearn", "dnnfast") if k in info)
     p(f"versions: {versions}")
+    p(f"load average (1 min) at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+      " (other work on the machine slows every peer; the interleaving shares it out)")
     if info.get("blas"):
         p(f"NumPy BLAS: {'; '.join(info['blas'])}")
     p(f"dnnfast GEMM kernel: {info.get('gemm_kernel') or 'n/a (gemm_kernel() not available)'}; "
       f"OpenMP: {info.get('has_openmp')}")
     if peaks:
-        p("measured FMA peak (dnnfast._core.fma_peak_gflops): "
+        p("measured FMA peak (dnnfast._core.fma_peak_gflops, best of the start and the end of the run): "
           + ", ".join(f"{k.replace('/', ' ')}t {v:.1f} GFLOP/s" for k, v in sorted(peaks.items())))
     else:
         p("measured FMA peak: n/a (dnnfast._core.fma_peak_gflops not available): peak fractions print n/a")
     p("GFLOP/s for training count 6*n*sum(m_in*m_out) per pass over n samples "
       "(forward 2*, backward 4*: dW = A^T dZ and dA = dZ W^T); element-wise work is not counted.")
+    p("No peer forms dA[0] (the input needs no gradient), so the work done is 2*m_0*m_1 per sample less and "
+      "these figures overstate it: by "
+      + ", ".join(f"{100 * 2 * WORKLOADS[k]['sizes'][0] * WORKLOADS[k]['sizes'][1] / (flops_per_sample(WORKLOADS[k]['sizes']) - 2 * WORKLOADS[k]['sizes'][0] * WORKLOADS[k]['sizes'][1]):.0f}% on {k}"
+                  for k in ("W1", "W3")) + " (W2, W4 as W1).")
     p("ratio = dnnfast samples/s / peer samples/s (above 1: dnnfast faster).")
 
     summary = {"train": {}, "gemm": {}, "predict": {}, "memory": None, "scaling": None}
@@ -484,15 +499,15 @@ def check_targets(keys, threads, s, peak):
         else:
             f = g1["dnnfast_gflops"] / pk
             add("G 1-thread GEMM 1024^3 float32 >= 75% of FMA peak", f, 0.75,
-                f"{g1['dnnfast_gflops']:.1f} of {pk:.1f} GFLOP/s = {100 * f:.0f}%")
+                f"{g1['dnnfast_gflops']:.1f} of {pk:.1f} GFLOP/s = {100 * f:.1f}%")
     if "P" in keys:
         for th in threads:
             lat = s["predict"].get(th, {})
             if "dnnfast" in lat and "torch" in lat:
                 r = lat["dnnfast"] / lat["torch"]
                 add(f"P [{th}t] predict(1 row) latency <= 1/5 of PyTorch", r, 0.2,
-                    f"{lat['dnnfast']:.1f} us vs {lat['torch']:.1f} us = {r:.2f} of PyTorch "
-                    f"({1 / r:.1f}x faster)", lower_is_better=True)
+                    f"{lat['dnnfast']:.1f} us vs PyTorch {lat['torch']:.1f} us: {r:.2f} of PyTorch's latency "
+                    f"(need <= 0.20)", lower_is_better=True)
             else:
                 add(f"P [{th}t] predict(1 row) latency <= 1/5 of PyTorch", None, 0.2,
                     "dnnfast error" if "dnnfast" not in lat else "PyTorch skipped (not installed)")

@@ -88,7 +88,9 @@ def task_gemm(t):
         t0 = time.perf_counter()
         f()  # warm-up (page faults, packing buffers, thread pool)
         first = time.perf_counter() - t0
-        if first > 4 * t["min_time"]:  # a slow kernel: one more call is enough to time it
+        if first > 5.0:  # a very slow kernel: the one call is the measurement
+            secs, calls = first, 1
+        elif first > 4 * t["min_time"]:  # a slow kernel: one more call is enough to time it
             secs, calls = _median_call_seconds(f, 0.0, min_calls=1)
         else:
             f()
@@ -153,7 +155,9 @@ def task_info(t):
         if peak is not None:
             for dtype in ("float32", "float64"):
                 for th in t["threads_list"]:
-                    info["fma_peak_gflops"][f"{dtype}/{th}"] = float(peak(dtype, th))
+                    # A peak is a maximum: the best of three, so a moment of
+                    # load on a shared machine does not lower it.
+                    info["fma_peak_gflops"][f"{dtype}/{th}"] = max(float(peak(dtype, th)) for _ in range(3))
         info["has_network"] = hasattr(dnnfast, "Network")
         try:
             import dnnfast.reference  # noqa: F401
