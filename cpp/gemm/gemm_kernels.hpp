@@ -24,6 +24,12 @@ template <class T>
 using SmallKernel = void (*)(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B,
                              size_t ldb, T beta, T* C, size_t ldc);
 
+// Rank-1 kernel (K == 1): C[i, 0:n] := alpha * (a[i * a_stride] * b[0:n]) + beta * C[i, 0:n]
+// for i < M (row stride ldc). At batch size 1 this is the weight update.
+template <class T>
+using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta,
+                             T* C, size_t ldc);
+
 template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
@@ -31,6 +37,7 @@ struct KernelsFor {
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;
     SmallKernel<T> small_nn, small_nt;
+    Rank1Kernel<T> rank1;
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs
 };

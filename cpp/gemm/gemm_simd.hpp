@@ -207,6 +207,33 @@ double fma_loop(long iters) {
     return double(s);
 }
 
+// The rank-1 kernel (contract in gemm_kernels.hpp). Every column goes through
+// the same formula, alpha * (a_i * b_j) then + beta * c, vector lanes and
+// tail alike.
+template <class T, class Ops>
+void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta, T* C,
+                size_t ldc) {
+    using S = Simd<T, Ops>;
+    const auto valpha = Ops::splat(alpha), vbeta = Ops::splat(beta);
+    for (size_t i = 0; i < M; ++i) {
+        const T ai = a[i * a_stride];
+        const auto va = Ops::splat(ai);
+        T* c = C + i * ldc;
+        size_t j = 0;
+        if (beta == T(0)) {
+            for (; j + S::W <= n; j += S::W) S::store(c + j, valpha * (va * S::load(b + j)));
+            for (; j < n; ++j) c[j] = alpha * (ai * b[j]);
+        } else {
+            for (; j + S::W <= n; j += S::W)
+                S::store(c + j, Ops::fma(vbeta, S::load(c + j), valpha * (va * S::load(b + j))));
+            for (; j < n; ++j) {
+                const T r = alpha * (ai * b[j]);
+                c[j] = Ops::fma(vbeta, Ops::splat(c[j]), Ops::splat(r))[0];
+            }
+        }
+    }
+}
+
 template <class T, class Ops, int MR, int NV>
 KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     constexpr size_t W = Simd<T, Ops>::W;
@@ -220,6 +247,7 @@ KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.micro = &micro_kernel<T, Ops, MR, NV>;
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
+    k.rank1 = &rank1_rows<T, Ops>;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;
     return k;

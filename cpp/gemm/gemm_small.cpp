@@ -85,16 +85,9 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
         split_cols(N, nb, nt, t, j0, j1);
         if (j0 >= j1) continue;
         const size_t n = j1 - j0;
-        for (size_t i = 0; i < M; ++i) {
-            const T ai = A[i * a_stride];
-            T* __restrict c = C + i * ldc + j0;
-            const T* __restrict bj = b + j0;
-            // Same rounding as the reference: s = a_i b_j, then alpha s + beta c.
-            if (beta == T(0))
-                for (size_t j = 0; j < n; ++j) c[j] = alpha * (ai * bj[j]);
-            else
-                for (size_t j = 0; j < n; ++j) c[j] = alpha * (ai * bj[j]) + beta * c[j];
-        }
+        // Vectorised for the instruction set in use: at batch size 1 this
+        // sweep over W is half of a training step.
+        kr.rank1(M, n, alpha, A, a_stride, b + j0, beta, C + j0, ldc);
         if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, n);
     }
 }
