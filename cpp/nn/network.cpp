@@ -28,6 +28,15 @@ void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out) 
 
 // True when idx[0..n) is start, start+1, ...: the batch is a slice of X and
 // can be used in place.
+// D, the denominator of a batch's cost: the sum of its row weights, or n.
+template <class T>
+double row_weight_sum(const T* w, size_t n) {
+    if (!w) return double(n);
+    double s = 0;
+    for (size_t i = 0; i < n; ++i) s += double(w[i]);
+    return s;
+}
+
 inline bool is_contiguous(const int64_t* idx, size_t n) {
     for (size_t i = 1; i < n; ++i)
         if (idx[i] != idx[0] + int64_t(i)) return false;
@@ -99,7 +108,7 @@ void Network<T>::ensure_workspace(size_t rows) {
 
 // Forward through every layer into the workspace (Z_[l], A_[l]).
 template <class T>
-void Network<T>::forward_batch(const T* P, const T* X, size_t n, bool) {
+void Network<T>::forward_batch(const T* P, const T* X, size_t n) {
     const T* a_in = X;
     for (size_t l = 0; l < layers_.size(); ++l) {
         const LayerSpec& s = layers_[l];
@@ -111,26 +120,24 @@ void Network<T>::forward_batch(const T* P, const T* X, size_t n, bool) {
     }
 }
 
-// Backward for the batch whose forward pass is in the workspace. Writes the
-// flat gradient into G and returns the data cost sum_i w_i J_i / D.
+// Backward for the batch whose forward pass is in the workspace, with D =
+// denom (row_weight_sum). Writes the flat gradient into G and returns the data
+// cost sum_i w_i J_i / D.
 //
-// With sgd_lr > 0 it instead applies plain SGD as it goes (P -= sgd_lr * grad),
+// With P_sgd (== P) and sgd_lr > 0 it instead applies plain SGD as it goes
+// (P -= sgd_lr * grad),
 // folding the update into the dW GEMM (W := W - lr A^T dZ, beta = 1): the
 // weight gradient is never written out and read back, which at batch size 1
 // is most of the memory traffic. G then only holds the small vectors (db,
 // prelu's dalpha) on their way into P. Each layer's dA is formed from its W
 // before that W is updated.
 template <class T>
-double Network<T>::backward_batch(T* P, const T* X, const T* Y, const T* w, size_t n, T* G, T sgd_lr) {
+double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
+                                  T* P_sgd, T sgd_lr) {
     const size_t L = layers_.size();
-    const bool update = sgd_lr > T(0);
+    const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
     const T* Yhat = out.act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
-    double denom = double(n);
-    if (w) {
-        denom = 0;
-        for (size_t i = 0; i < n; ++i) denom += double(w[i]);
-    }
     // A batch whose weights are all zero contributes nothing (and no 0/0).
     const double inv = denom > 0 ? 1.0 / denom : 0.0;
     const T scale = T(inv);
@@ -173,15 +180,15 @@ double Network<T>::backward_batch(T* P, const T* X, const T* Y, const T* w, size
         // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
         if (update)
             gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1),
-                    P + s.w_off, s.m_out);
+                    P_sgd + s.w_off, s.m_out);
         else
             gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, T(1), a_prev, s.m_in, dZ, s.m_out, T(0), G + s.w_off,
                     s.m_out);
         column_sums<T>(dZ, G + s.b_off, n, s.m_out);
         if (update) {
-            for (size_t j = 0; j < s.m_out; ++j) P[s.b_off + j] -= sgd_lr * G[s.b_off + j];
+            for (size_t j = 0; j < s.m_out; ++j) P_sgd[s.b_off + j] -= sgd_lr * G[s.b_off + j];
             if (s.act == Act::prelu)
-                for (size_t j = 0; j < s.m_out; ++j) P[s.alpha_off + j] -= sgd_lr * G[s.alpha_off + j];
+                for (size_t j = 0; j < s.m_out; ++j) P_sgd[s.alpha_off + j] -= sgd_lr * G[s.alpha_off + j];
         }
         std::swap(dZ, spare);
     }
@@ -208,12 +215,6 @@ double Network<T>::l2_penalty_and_grad(const T* P, T l2, double denom, T* G) {
     return 0.5 * double(l2) * sq / denom;
 }
 
-// One optimizer step over the flat buffer.
-template <class T>
-void Network<T>::step(T* P, const T* G, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
-    optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
-}
-
 template <class T>
 void Network<T>::forward(const T* P, const T* X, size_t n, T* const* Zs, T* const* As) {
     const T* a_in = X;
@@ -233,7 +234,7 @@ void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
     const size_t L = layers_.size();
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         const size_t m = std::min(chunk, n - i0);
-        forward_batch(P, X + i0 * m_x_, m, false);
+        forward_batch(P, X + i0 * m_x_, m);
         const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
         std::memcpy(Yhat + i0 * m_y_, out, m * m_y_ * sizeof(T));
     }
@@ -245,16 +246,14 @@ double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n
     const size_t chunk = std::min(n, kChunkRows);
     ensure_workspace(chunk);
     const size_t L = layers_.size();
-    double J = 0, denom = 0;
+    double J = 0;
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         const size_t m = std::min(chunk, n - i0);
-        forward_batch(P, X + i0 * m_x_, m, false);
+        forward_batch(P, X + i0 * m_x_, m);
         const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
         J += loss_forward<T>(loss_, Y + i0 * m_y_, out, m, m_y_, w ? w + i0 : nullptr);
     }
-    if (w) for (size_t i = 0; i < n; ++i) denom += double(w[i]);
-    else denom = double(n);
-    return J / denom;
+    return J / row_weight_sum(w, n);
 }
 
 template <class T>
@@ -271,10 +270,9 @@ double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T
     } else if (rows) {
         Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
     }
-    forward_batch(P, Xb, n, true);
-    const double c = backward_batch(const_cast<T*>(P), Xb, Yb, wb, n, G, T(0));  // G mode: P is only read
-    double denom = double(n);
-    if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
+    forward_batch(P, Xb, n);
+    const double denom = row_weight_sum(wb, n);
+    const double c = backward_batch(P, Xb, Yb, wb, n, denom, G, nullptr, T(0));
     const double pen = l2_penalty_and_grad(P, l2, denom, G);
     if (penalty) *penalty = pen;
     return c;
@@ -310,16 +308,15 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             Xb = Xb_.data();
             Yb = Yb_.data();
         }
-        forward_batch(P, Xb, n, true);
+        forward_batch(P, Xb, n);
+        const double denom = row_weight_sum(wb, n);
         double c, pen = 0;
         if (sgd_in_place) {
-            c = backward_batch(P, Xb, Yb, wb, n, G_.data(), opt.learning_rate);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), P, opt.learning_rate);
         } else {
-            c = backward_batch(P, Xb, Yb, wb, n, G_.data(), T(0));
-            double denom = double(n);
-            if (wb) { denom = 0; for (size_t i = 0; i < n; ++i) denom += double(wb[i]); }
+            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), nullptr, T(0));
             pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
-            step(P, G_.data(), opt, s1, s2, t);
+            optimizer_step<T>(P, G_.data(), n_params_, opt, s1, s2, t);
         }
         res.cost_sum += c * double(n);
         res.penalty_sum += pen * double(n);

@@ -67,10 +67,10 @@ public:
 
 private:
     void ensure_workspace(size_t rows);
-    void forward_batch(const T* P, const T* X, size_t n, bool keep_all);
-    double backward_batch(T* P, const T* X, const T* Y, const T* w, size_t n, T* G, T sgd_lr);
+    void forward_batch(const T* P, const T* X, size_t n);
+    double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
+                          T sgd_lr);
     double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
-    void step(T* P, const T* G, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t);
     const T* layer_alpha(const T* P, size_t l) const;
     size_t layer_alpha_stride(size_t l) const;
 
