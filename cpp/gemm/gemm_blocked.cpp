@@ -42,12 +42,16 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     static thread_local PackBuffer<T> a_buf, b_buf;
     T* ap = a_buf.get(MC * KC);
     T* bp = b_buf.get(KC * NC);
+    // Equal slices of at most KC (K = 784 is 2 x 392, not 512 + 272): a short
+    // last slice would pay a full C update for little work. Depends on K only.
+    const size_t slices = (K + KC - 1) / KC;
+    const size_t KS = std::min(KC, ((K + slices - 1) / slices + 7) / 8 * 8);
     // jc: NC-wide column panels of C, so the packed KC x NC slice of B stays in L3.
     for (size_t jc = j_begin; jc < j_end; jc += NC) {
         const size_t nc = std::min(NC, j_end - jc);
         // pc: KC-deep slices of the K sum, so one B micro-panel (KC x NR) fits in L1.
-        for (size_t pc = 0; pc < K; pc += KC) {
-            const size_t kc = std::min(KC, K - pc);
+        for (size_t pc = 0; pc < K; pc += KS) {
+            const size_t kc = std::min(KS, K - pc);
             const T beta_p = pc == 0 ? beta : T(1);  // later slices accumulate
             const bool last = pc + kc == K;
             gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, bp);

@@ -53,6 +53,20 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t NR = NV * S::W;
+    // Fetch the C tile while the kc loop runs: it is read (beta != 0) and
+    // written only at the end, and on large C it is not in L1/L2 any more.
+    // Without this, a 1024^3 float product ran 10-20% slower.
+    if (csc == 1) {
+        for (size_t i = 0; i < m; ++i) {
+            __builtin_prefetch(c + i * rsc, 1, 3);
+            __builtin_prefetch(c + i * rsc + n - 1, 1, 3);
+        }
+    } else {
+        for (size_t j = 0; j < n; ++j) {
+            __builtin_prefetch(c + j * csc, 1, 3);
+            __builtin_prefetch(c + j * csc + (m - 1) * rsc, 1, 3);
+        }
+    }
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
