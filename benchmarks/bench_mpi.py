@@ -78,8 +78,8 @@ def worker(key, mode, out):
     from dnnfast.distributed import Context
 
     ctx = Context()
-    lo = wl["rows"] * ctx.rank // ctx.size
-    hi = wl["rows"] * (ctx.rank + 1) // ctx.size
+    rows = ctx.block(wl["rows"])
+    lo, hi = rows.start, rows.stop
     net = dnnfast.Network(seed=0, **kwargs)
     with ctx:
         net.fit(X[lo:lo + 2048 // ctx.size], y[lo:lo + 2048 // ctx.size], epochs=1, **fit)  # warm-up

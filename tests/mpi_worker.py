@@ -75,7 +75,7 @@ def network_case(name, dtype, batch_size, shuffle, epochs=4):
         out[f"{name}/cost_single"] = np.array(single_hist.cost)
 
 
-def estimator_case(name, make, regression=False, weighted=False):
+def estimator_case(name, make, regression=False, weighted=False, partial=0):
     X, y = data(n=61, seed=2)
     if regression:
         y = np.column_stack([X[:, 0] * 2 - X[:, 1], np.sin(X[:, 2])])
@@ -85,11 +85,17 @@ def estimator_case(name, make, regression=False, weighted=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: few epochs on purpose
         est = make()
-        with Context():
-            est.fit(X[lo:hi], y[lo:hi], **kw)
         single = make()
+        kw_all = {} if w is None else {"sample_weight": w}
+        if partial:  # partial_fit, `partial` epochs
+            kw.update(classes=[0, 1, 2])
+            kw_all.update(classes=[0, 1, 2])
+        with Context():
+            for _ in range(max(partial, 1)):
+                (est.partial_fit if partial else est.fit)(X[lo:hi], y[lo:hi], **kw)
         if rank == 0:
-            single.fit(X, y, **({} if w is None else {"sample_weight": w}))
+            for _ in range(max(partial, 1)):
+                (single.partial_fit if partial else single.fit)(X, y, **kw_all)
     flat = np.concatenate([a.ravel() for a in est.coefs_ + est.intercepts_])
     ref = np.concatenate([a.ravel() for a in single.coefs_ + single.intercepts_]) if rank == 0 else flat
     save_params(name, flat, ref)
@@ -117,6 +123,12 @@ def main(path):
     estimator_case("reg_sgd_plain", lambda: dnnfast.MLPRegressor(
         hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=5, max_iter=3,
         learning_rate_init=0.01, random_state=3), regression=True)
+
+    estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
+        hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
+    blocks = comm.gather(Context().block(10), root=0)
+    if rank == 0:
+        out["blocks"] = np.array([(b.start, b.stop) for b in blocks])
 
     # Errors: raised on every rank, with the failing rank's message.
     X, y = data()

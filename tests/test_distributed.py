@@ -85,7 +85,7 @@ def test_network_fit_equals_one_process(run, name):
 
 
 @needs_mpi
-@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain"])
+@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "clf_partial_fit"])
 def test_estimators_equal_one_process(run, name):
     """MLPClassifier / MLPRegressor with sgd (momentum, invscaling, L2) and adam
     (with sample weights): float64 weights and loss curve equal one process's."""
@@ -101,6 +101,16 @@ def test_estimators_equal_one_process(run, name):
 def test_classes_are_those_of_all_ranks(run):
     """Class 2 is only in rank 0's shard; every rank's model still has 3 classes."""
     np.testing.assert_array_equal(run["clf_sgd/classes"], [0, 1, 2])
+
+
+@needs_mpi
+def test_block_splits_rows_evenly(run):
+    """Context.block(10): contiguous, in rank order, covering 0..10, sizes differing by at most 1."""
+    blocks = run["blocks"]
+    assert blocks[0, 0] == 0 and blocks[-1, 1] == 10
+    np.testing.assert_array_equal(blocks[1:, 0], blocks[:-1, 1])
+    sizes = blocks[:, 1] - blocks[:, 0]
+    assert sizes.max() - sizes.min() <= 1
 
 
 @needs_mpi

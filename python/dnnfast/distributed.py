@@ -171,6 +171,13 @@ class Context:
         self.comm.Bcast(buf, root=root)
         return buf
 
+    def block(self, n):
+        """``slice(lo, hi)``: this rank's share of ``n`` rows in an even
+        contiguous split (rank 0 first), for data every rank can index."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        return slice(int(n) * self.rank // self.size, int(n) * (self.rank + 1) // self.size)
+
     def shard(self, n_local):
         """``(offset, n_global)``: where this rank's rows start in the global
         order, and the total over ranks."""
