@@ -167,7 +167,28 @@ def main(path):
         with Context():
             dnnfast.MLPClassifier(early_stopping=True).fit(Xs, ys)
 
-    for name, fn in [("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
+    def step_fails_on_one_rank():
+        """An error inside a step (after the checks) on the last rank only."""
+        core = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0)
+
+        class Failing:
+            calls = 0
+
+            def gradient_sum(self, *args):
+                Failing.calls += 1
+                if rank == size - 1 and Failing.calls == 3:
+                    raise MemoryError("simulated failure in step 3")
+                return core._net.gradient_sum(*args)
+
+            def apply_gradient_sum(self, *args):
+                return core._net.apply_gradient_sum(*args)
+
+        Y = np.eye(3)[ys]
+        order = np.arange(X.shape[0], dtype=np.int64)
+        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, 5, 0, 0.1, 0, 0, 0, 0, 0,
+                              None, None, None, lo)
+
+    for name, fn in [("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
                      ("estimator_early_stopping", estimator_early_stopping)]:
         record_error(name, fn)

@@ -117,6 +117,7 @@ def test_block_splits_rows_evenly(run):
 @pytest.mark.parametrize("case, kind, text, only_rank", [
     ("nan_input", "ValueError", "X contains NaN", "last"),
     ("estimator_nan", "ValueError", "contains NaN", "last"),
+    ("step_fails", "MemoryError", "simulated failure in step 3", "last"),
     ("epochs_differ", "ValueError", "must be the same on every rank", None),
     ("diverges", "FloatingPointError", "training diverged", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
