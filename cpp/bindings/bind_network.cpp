@@ -35,7 +35,7 @@ struct NetworkPy {
     size_t m_x() const { return net.layer(0).m_in; }
     size_t m_y() const { return net.layer(net.num_layers() - 1).m_out; }
 
-    void check_params(const carray<T>& P) const {
+    void check_params(const py::array& P) const {
         if (P.ndim() != 1 || size_t(P.shape(0)) != net.num_params())
             throw std::invalid_argument("params: expected a 1-D array of " + std::to_string(net.num_params()));
     }
@@ -130,32 +130,24 @@ struct NetworkPy {
         return py::make_tuple(c, pen);
     }
 
-    py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const carray<T>& X, const carray<T>& Y,
-                          std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
-                          size_t batch, int kind, double lr, double momentum, double beta1, double beta2,
-                          double epsilon, double l2, std::optional<py::array_t<T, py::array::c_style>> s1,
-                          std::optional<py::array_t<T, py::array::c_style>> s2,
-                          std::optional<py::array_t<int64_t, py::array::c_style>> t) {
-        if (P.ndim() != 1 || size_t(P.shape(0)) != net.num_params())
-            throw std::invalid_argument("params: expected a 1-D array of " + std::to_string(net.num_params()));
-        const size_t n_rows = check_X(X);
-        check_Y(Y, n_rows);
-        const T* wp = check_w(w, n_rows);
-        if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
+    using OptState = std::optional<py::array_t<T, py::array::c_style>>;
+    using StepCount = std::optional<py::array_t<int64_t, py::array::c_style>>;
+
+    // An optimizer's state buffer (num_params long) or null when not given.
+    T* state(OptState& s) const {
+        if (!s) return nullptr;
+        if (s->ndim() != 1 || size_t(s->shape(0)) != net.num_params())
+            throw std::invalid_argument("optimizer state: expected a 1-D array like params");
+        return s->mutable_data();
+    }
+    static int64_t* step_count(StepCount& t) {
+        if (!t) return nullptr;
+        if (t->size() != 1) throw std::invalid_argument("t: expected one step counter");
+        return t->mutable_data();
+    }
+    static OptimizerConfig<T> config(int kind, double lr, double momentum, double beta1, double beta2,
+                                     double epsilon, double l2) {
         if (kind < 0 || kind > int(Optim::adam)) throw std::invalid_argument("optimizer: unknown kind");
-        auto state = [&](std::optional<py::array_t<T, py::array::c_style>>& s) -> T* {
-            if (!s) return nullptr;
-            if (s->ndim() != 1 || size_t(s->shape(0)) != net.num_params())
-                throw std::invalid_argument("optimizer state: expected a 1-D array like params");
-            return s->mutable_data();
-        };
-        T* sp1 = state(s1);
-        T* sp2 = state(s2);
-        int64_t* tp = nullptr;
-        if (t) {
-            if (t->size() != 1) throw std::invalid_argument("t: expected one step counter");
-            tp = t->mutable_data();
-        }
         OptimizerConfig<T> opt;
         opt.kind = static_cast<Optim>(kind);
         opt.learning_rate = T(lr);
@@ -164,6 +156,22 @@ struct NetworkPy {
         opt.beta2 = T(beta2);
         opt.epsilon = T(epsilon);
         opt.l2 = T(l2);
+        return opt;
+    }
+
+    py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const carray<T>& X, const carray<T>& Y,
+                          std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
+                          size_t batch, int kind, double lr, double momentum, double beta1, double beta2,
+                          double epsilon, double l2, OptState s1, OptState s2, StepCount t) {
+        check_params(P);
+        const size_t n_rows = check_X(X);
+        check_Y(Y, n_rows);
+        const T* wp = check_w(w, n_rows);
+        if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
+        const OptimizerConfig<T> opt = config(kind, lr, momentum, beta1, beta2, epsilon, l2);
+        T* sp1 = state(s1);
+        T* sp2 = state(s2);
+        int64_t* tp = step_count(t);
         T* p = P.mutable_data();
         EpochResult r;
         {
@@ -172,6 +180,44 @@ struct NetworkPy {
                                 sp2, tp);
         }
         return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
+    }
+
+    // Data-parallel training's two halves of a step (see network.hpp).
+    py::tuple gradient_sum(const carray<T>& P, const carray<T>& X, const carray<T>& Y, std::optional<carray<T>> w,
+                           const py::array_t<int64_t, py::array::c_style>& rows,
+                           py::array_t<T, py::array::c_style> G) {
+        check_params(P);
+        const size_t n_rows = check_X(X);
+        check_Y(Y, n_rows);
+        const T* wp = check_w(w, n_rows);
+        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
+            throw std::invalid_argument("grad: expected a 1-D array like params");
+        if (rows.ndim() != 1) throw std::invalid_argument("rows must be 1-D");
+        const int64_t* rp = rows.data();
+        const size_t n = rows.shape(0);
+        for (size_t i = 0; i < n; ++i)
+            if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
+        T* g = G.mutable_data();
+        double J = 0, wsum = 0;
+        { py::gil_scoped_release rel; J = net.gradient_sum(P.data(), X.data(), Y.data(), wp, rp, n, g, &wsum); }
+        return py::make_tuple(J, wsum);
+    }
+
+    double apply_gradient_sum(py::array_t<T, py::array::c_style> P, py::array_t<T, py::array::c_style> G,
+                              double denom, int kind, double lr, double momentum, double beta1, double beta2,
+                              double epsilon, double l2, OptState s1, OptState s2, StepCount t) {
+        check_params(P);
+        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
+            throw std::invalid_argument("grad: expected a 1-D array like params");
+        if (!(denom >= 0)) throw std::invalid_argument("denom must be >= 0");
+        const OptimizerConfig<T> opt = config(kind, lr, momentum, beta1, beta2, epsilon, l2);
+        T* sp1 = state(s1);
+        T* sp2 = state(s2);
+        int64_t* tp = step_count(t);
+        T* p = P.mutable_data();
+        T* g = G.mutable_data();
+        py::gil_scoped_release rel;
+        return net.apply_gradient_sum(p, g, denom, opt, sp1, sp2, tp);
     }
 };
 
@@ -190,6 +236,12 @@ void bind_network_dtype(py::module_& m, const char* name) {
              py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
         .def("train_epoch", &N::train_epoch, py::arg("params").noconvert(), py::arg("X"), py::arg("Y"),
              py::arg("w"), py::arg("order"), py::arg("batch_size"), py::arg("optimizer"), py::arg("learning_rate"),
+             py::arg("momentum"), py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("l2"),
+             py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t").noconvert())
+        .def("gradient_sum", &N::gradient_sum, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w"),
+             py::arg("rows"), py::arg("grad").noconvert())
+        .def("apply_gradient_sum", &N::apply_gradient_sum, py::arg("params").noconvert(),
+             py::arg("grad").noconvert(), py::arg("denom"), py::arg("optimizer"), py::arg("learning_rate"),
              py::arg("momentum"), py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("l2"),
              py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t").noconvert());
 }

@@ -325,6 +325,46 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     return res;
 }
 
+template <class T>
+double Network<T>::gradient_sum(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n,
+                                T* G, double* weight_sum) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    *weight_sum = 0;
+    if (n == 0) {  // this process holds no row of the batch: it adds nothing
+        std::fill(G, G + n_params_, T(0));
+        return 0.0;
+    }
+    ensure_workspace(n);
+    const T *Xb = X, *Yb = Y, *wb = w;
+    if (!is_contiguous(rows, n)) {
+        gather_rows(X, m_x_, rows, n, Xb_.data());
+        gather_rows(Y, m_y_, rows, n, Yb_.data());
+        if (w) gather_rows(w, 1, rows, n, wb_.data());
+        Xb = Xb_.data(); Yb = Yb_.data(); wb = w ? wb_.data() : nullptr;
+    } else {
+        Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
+    }
+    forward_batch(P, Xb, n);
+    *weight_sum = row_weight_sum(wb, n);
+    // D = 1: the output gradient is not scaled, so G is the plain sum over rows.
+    return backward_batch(P, Xb, Yb, wb, n, 1.0, G, nullptr, T(0));
+}
+
+template <class T>
+double Network<T>::apply_gradient_sum(T* P, T* G, double denom, const OptimizerConfig<T>& opt, T* s1, T* s2,
+                                      int64_t* t) {
+    if ((opt.kind == Optim::momentum || opt.kind == Optim::nesterov || opt.kind == Optim::adam) && !s1)
+        throw std::invalid_argument("optimizer state buffer missing");
+    if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
+    // As backward_batch: a batch whose weights are all zero contributes nothing.
+    const T scale = T(denom > 0 ? 1.0 / denom : 0.0);
+    const int nt = threads_for(double(n_params_), 150000.0);
+    parallel_for(n_params_, nt, [&](size_t k) { G[k] *= scale; });
+    const double pen = l2_penalty_and_grad(P, opt.l2, denom, G);
+    optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
+    return pen;
+}
+
 template class Network<float>;
 template class Network<double>;
 

@@ -65,6 +65,19 @@ public:
                             size_t n_order, size_t batch, const OptimizerConfig<T>& opt, T* state1, T* state2,
                             int64_t* t);
 
+    // Data-parallel training (python/dnnfast/distributed.py) splits one step
+    // of train_epoch in two, with the sum over processes in between:
+    // gradient_sum writes G = d/dP sum_i w_i J_i over the rows `rows` (n may be
+    // 0: G = 0), NOT divided by the batch's D, and returns sum_i w_i J_i, with
+    // sum_i w_i (or n) in *weight_sum;
+    double gradient_sum(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n, T* G,
+                        double* weight_sum);
+    // apply_gradient_sum takes the summed G of a batch of total weight D,
+    // divides it by D, adds the L2 term and takes the optimizer step, as
+    // train_epoch does; returns the penalty 0.5 l2 sum(W^2) / D.
+    double apply_gradient_sum(T* P, T* G, double denom, const OptimizerConfig<T>& opt, T* state1, T* state2,
+                              int64_t* t);
+
 private:
     void ensure_workspace(size_t rows);
     void forward_batch(const T* P, const T* X, size_t n);

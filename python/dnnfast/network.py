@@ -10,6 +10,7 @@ from . import _core
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import as_float_array, check_positive_float, check_positive_int
 from .batching import check_batch_size, epoch_order
+from .distributed import current as _distributed_context
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
@@ -244,7 +245,12 @@ class Network:
         k = mini-batch (last shorter batch used, averaged over its own size).
         ``shuffle``: a fresh permutation each epoch from the network's seeded
         generator (or from ``seed`` when given). ``verbose``: print one line per epoch.
+        Inside a :class:`dnnfast.distributed.Context`, X and Y are this rank's
+        shard and the training is data-parallel over all ranks.
         """
+        ctx = _distributed_context()
+        if ctx is not None:
+            return ctx.fit_network(self, X, Y, epochs, batch_size, learning_rate, shuffle, seed, verbose)
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs", allow_zero=True)

@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from .. import _core
+from ..distributed import collective
+from ..distributed import current as _distributed_context
 from .._registry import LOSS_TABLE, parse_activation
 from ._compat import (
     HAVE_SKLEARN,
@@ -407,17 +409,28 @@ class _BaseMLP(BaseEstimator):
     # -- fitting ---------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        self._check_params()
+        # Inside a dnnfast.distributed.Context every check is agreed by all
+        # ranks (an error on one is raised on all) and training is data-parallel.
+        ctx = _distributed_context()
+        collective(ctx, self._check_params)
+        if ctx is not None:
+            collective(ctx, self._check_distributed)
         hidden = self._hidden_sizes()
         hidden_specs = self._hidden_specs(len(hidden))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+
+        def weights():
+            sw = self._check_sample_weight(sample_weight, X)
+            return self._combine_class_weight(sw, y_raw, Y, X.dtype)
+
+        sw = collective(ctx, weights)
         n_samples, n_features = X.shape
-        sw = self._check_sample_weight(sample_weight, X)
-        sw = self._combine_class_weight(sw, y_raw, Y, X.dtype)
         Y = np.ascontiguousarray(Y, dtype=X.dtype)
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
+        if ctx is not None:
+            ctx.check_same("(n_features, n_outputs, dtype) of the data", (n_features, Y.shape[1], X.dtype.str))
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
@@ -437,8 +450,10 @@ class _BaseMLP(BaseEstimator):
         with _ThreadCount(self.n_threads, 6.0 * step_rows * macs):
             net = self._core_net(dtype)
             P = self._pack(net, dtype)
+            if ctx is not None:  # every rank starts from rank 0's weights
+                ctx.broadcast_(P)
             if self.solver in _STOCHASTIC_SOLVERS:
-                self._fit_stochastic(net, P, X, Y, sw, incremental)
+                self._fit_stochastic(net, P, X, Y, sw, incremental, ctx)
             else:
                 self._fit_lbfgs(net, P, X, Y, sw)
         if not np.isfinite(P).all():
@@ -446,6 +461,21 @@ class _BaseMLP(BaseEstimator):
                              "values and need to be preprocessed.")
         self._unpack(net, P)
         return self
+
+    def _check_distributed(self):
+        """What data-parallel training (dnnfast.distributed) cannot do: each
+        of these needs the whole data set in one process."""
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not supported under distributed training; "
+                             "use solver='sgd' or 'adam'")
+        if self.early_stopping:
+            raise ValueError("early_stopping=True is not supported under distributed training: hold out a "
+                             "validation set yourself and score it after fit")
+        if isinstance(getattr(self, "class_weight", None), str):
+            raise ValueError(f"class_weight={self.class_weight!r} is not supported under distributed "
+                             "training (it needs the class counts of all ranks); pass a dict")
+        if not self._is_classifier() and self.loss == "poisson":
+            raise ValueError("loss='poisson' is not supported under distributed training")
 
     def _initialize(self, Y, layer_units, dtype, hidden_specs):
         self.n_iter_ = 0
@@ -492,7 +522,7 @@ class _BaseMLP(BaseEstimator):
             return _OPTIMIZER_ID["sgd"]
         return _OPTIMIZER_ID["nesterov" if self.nesterovs_momentum else "momentum"]
 
-    def _fit_stochastic(self, net, P, X, Y, sw, incremental):
+    def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
         n_params = P.size
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = {
@@ -527,6 +557,11 @@ class _BaseMLP(BaseEstimator):
             train_rows = None
             X_val = Y_val = sw_val = y_val = None
             n_train = X.shape[0]
+        # Distributed: n_train and the epoch order are global; this rank's rows
+        # start at global row `offset`.
+        offset = 0
+        if ctx is not None:
+            offset, n_train = ctx.shard(X.shape[0])
 
         if self.batch_size == "auto":
             batch_size = min(200, n_train)
@@ -537,7 +572,8 @@ class _BaseMLP(BaseEstimator):
 
         data_scale = self._data_loss_scale()
         sample_idx = np.arange(n_train, dtype=np.int64)
-        progress = Progress(1 if incremental else self.max_iter, self.verbose, type(self).__name__)
+        verbose = self.verbose if ctx is None or ctx.rank == 0 else False
+        progress = Progress(1 if incremental else self.max_iter, verbose, type(self).__name__)
         best_P = self.__dict__.get("_best_params")
         if best_P is None or best_P.size != n_params:
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
@@ -545,13 +581,16 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 t0 = time.perf_counter()
-                if self.shuffle:
+                if self.shuffle and ctx is None:
                     sample_idx = shuffled(sample_idx, self._random_state)
+                elif self.shuffle:  # rank 0 draws, every rank follows
+                    sample_idx = ctx.global_order(n_train, lambda: shuffled(sample_idx, self._random_state))
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
                 order = np.ascontiguousarray(order, dtype=np.int64)
-                cost_sum, penalty_sum, _ = net.train_epoch(
-                    P, X, Y, sw, order, batch_size, kind, opt["learning_rate"], float(self.momentum),
-                    float(self.beta_1), float(self.beta_2), float(self.epsilon), float(self.alpha), s1, s2, t)
+                args = (P, X, Y, sw, order, batch_size, kind, opt["learning_rate"], float(self.momentum),
+                        float(self.beta_1), float(self.beta_2), float(self.epsilon), float(self.alpha), s1, s2, t)
+                cost_sum, penalty_sum, _ = (net.train_epoch(*args) if ctx is None
+                                            else ctx.train_epoch(net, *args, offset))
                 self.n_iter_ += 1
                 self.loss_ = float((cost_sum * data_scale + penalty_sum) / n_train)
                 self.t_ += n_train
@@ -909,10 +948,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return 1.0
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = self._validate_Xy(X, y, reset=reset, y_numeric=False)
+        ctx = _distributed_context()
+        X, y = collective(ctx, lambda: self._validate_Xy(X, y, reset=reset, y_numeric=False))
+        # Distributed: the classes are those of all ranks' shards together.
+        labels = ctx.union_labels(np.unique(y)) if ctx is not None and np.ndim(y) == 1 else y
+        return collective(ctx, lambda: self._binarize_targets(X, y, labels, incremental))
+
+    def _binarize_targets(self, X, y, labels, incremental):
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = unique_labels(y)
@@ -1176,10 +1221,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return 1.0 / self.n_outputs_ if self._core_loss() == "sse" else 1.0
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = self._validate_Xy(X, y, reset=reset, y_numeric=True)
-        if self.loss == "poisson" and np.any(np.asarray(y) < 0):
-            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
-        return X, np.asarray(y), y
+        def validate():
+            Xc, yc = self._validate_Xy(X, y, reset=reset, y_numeric=True)
+            if self.loss == "poisson" and np.any(np.asarray(yc) < 0):
+                raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
+            return Xc, np.asarray(yc), yc
+
+        return collective(_distributed_context(), validate)
 
     def _combine_class_weight(self, sw, y, Y, dtype):
         return sw

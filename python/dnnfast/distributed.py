@@ -1,0 +1,285 @@
+"""Data-parallel training over MPI (mpi4py): many processes, one model.
+
+Each process (an MPI *rank*) holds a shard of the training rows; together the
+shards are the data set, numbered rank 0's rows first, then rank 1's, and so
+on (the *global* row order). Training inside a :class:`Context` is then the
+same computation as one process training on all the rows:
+
+- the parameters are broadcast from rank 0 before training, so every rank
+  starts from rank 0's weights whatever its own seed;
+- each epoch, rank 0 draws the order of the global rows (with its generator,
+  as one process would) and broadcasts it;
+- each step, a *global* batch is the next ``batch_size`` indices of that
+  order; every rank computes the gradient SUM over the rows of the batch it
+  holds (nothing when it holds none), one in-place ``Allreduce`` adds the
+  sums of all ranks, and every rank divides by the batch's size (or weight)
+  and takes the same optimizer step, so the parameters stay bit-identical on
+  all ranks.
+
+The three kinds of gradient descent keep their meaning over the global rows:
+``batch_size=None`` is one update per epoch over all rows of all ranks;
+``batch_size=k`` one update per block of k global rows (the last block
+shorter); ``batch_size=1`` one update per row, computed by the rank that holds
+it while the others add zeros (correct, but no faster than one process).
+
+A global batch is split between the ranks by who holds its rows: with
+``shuffle=True`` each rank gets about ``k / R`` of every batch; without it a
+batch is a run of consecutive rows, which mostly lies on one rank.
+
+Errors: every check runs on every rank and the ranks then agree, so an error
+on one rank (bad input, a NaN, arguments that differ between ranks) is raised
+on all of them, with the failing rank's message, instead of leaving the others
+waiting in a collective.
+
+mpi4py is imported on first use: ``pip install "dnnfast[mpi]"`` installs it
+with MPICH's binary wheels (``mpiexec`` in the environment's ``bin``).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import numpy as np
+
+__all__ = ["Context", "current"]
+
+_local = threading.local()
+
+# Exception types that cross ranks as themselves; anything else arrives as RuntimeError.
+_PORTABLE = (ValueError, TypeError, FloatingPointError, MemoryError, IndexError, KeyError, ImportError,
+             OverflowError, ZeroDivisionError, NotImplementedError)
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError("dnnfast.distributed needs mpi4py and an MPI library: pip install \"dnnfast[mpi]\" "
+                          f"(mpi4py with MPICH's wheels) ({exc})") from None
+    return MPI
+
+
+def current():
+    """The innermost active :class:`Context` of this thread, or None."""
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def collective(ctx, fn):
+    """``fn()`` on this rank; with a context, an error on any rank is raised on all."""
+    if ctx is None:
+        return fn()
+    with ctx.errors():
+        return fn()
+
+
+class Context:
+    """Data-parallel training over an MPI communicator.
+
+    Inside ``with Context(comm):`` (``comm`` defaults to ``MPI.COMM_WORLD``),
+    :meth:`dnnfast.Network.fit` and the estimators' ``fit`` / ``partial_fit``
+    (solvers ``sgd`` and ``adam``) train on this rank's shard of the rows, as
+    one model with all ranks::
+
+        from dnnfast.distributed import Context
+        with Context():                         # run under mpiexec -n R
+            net.fit(X_shard, Y_shard, epochs=10, batch_size=256, shuffle=True)
+
+    Every rank must make the same calls with the same arguments (only the
+    data differ). Not supported across ranks, and refused with a message:
+    the ``lbfgs`` solver, ``early_stopping=True`` and
+    ``class_weight="balanced"`` (which need the whole data set at once).
+    """
+
+    def __init__(self, comm=None):
+        MPI = _mpi()
+        if comm is None:
+            comm = MPI.COMM_WORLD
+        if not isinstance(comm, MPI.Intracomm):
+            raise TypeError(f"comm must be an mpi4py intra-communicator (such as MPI.COMM_WORLD), got {comm!r}")
+        self._MPI = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def __enter__(self):
+        if not hasattr(_local, "stack"):
+            _local.stack = []
+        _local.stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _local.stack.remove(self)
+        return False
+
+    def __repr__(self):
+        return f"Context(rank={self.rank}, size={self.size})"
+
+    # -- agreement on errors ----------------------------------------------------
+
+    def agree(self, error=None):
+        """Collective: raise on every rank when ``error`` (an exception or None) is set on any.
+
+        The lowest failing rank's exception wins: that rank re-raises it, the
+        others raise the same type (RuntimeError for unusual types) with
+        ``"rank r of R: <message>"``.
+        """
+        MPI = self._MPI
+        mine = np.array([self.rank if error is not None else self.size], dtype=np.int64)
+        self.comm.Allreduce(MPI.IN_PLACE, mine, op=MPI.MIN)
+        failed = int(mine[0])
+        if failed == self.size:
+            return
+        payload = None
+        if self.rank == failed:
+            kind = type(error) if isinstance(error, _PORTABLE) else RuntimeError
+            payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error))
+        name, message = self.comm.bcast(payload, root=failed)
+        if self.rank == failed:
+            raise error
+        kind = next((k for k in _PORTABLE if k.__name__ == name), RuntimeError)
+        raise kind(f"rank {failed} of {self.size}: {message}")
+
+    @contextlib.contextmanager
+    def errors(self):
+        """Run a block of local work, then agree: an error on any rank is raised on all."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - every error is handed to the other ranks
+            self.agree(exc)
+            raise  # not reached: agree raised
+        self.agree(None)
+
+    def check_same(self, what, value):
+        """Collective: raise on all ranks unless ``value`` is equal on every rank."""
+        values = self.comm.allgather(value)
+        bad = [r for r, v in enumerate(values) if v != values[0]]
+        if bad:
+            raise ValueError(f"{what} must be the same on every rank: rank 0 has {values[0]!r}, "
+                             f"rank {bad[0]} has {values[bad[0]]!r}")
+
+    # -- collectives on buffers (no pickling) -------------------------------------
+
+    def sum_(self, buf):
+        """In-place sum of a NumPy buffer over all ranks."""
+        self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        return buf
+
+    def broadcast_(self, buf, root=0):
+        """In-place broadcast of a NumPy buffer from ``root``."""
+        self.comm.Bcast(buf, root=root)
+        return buf
+
+    def block(self, n):
+        """``slice(lo, hi)``: this rank's share of ``n`` rows in an even
+        contiguous split (rank 0 first), for data every rank can index."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        return slice(int(n) * self.rank // self.size, int(n) * (self.rank + 1) // self.size)
+
+    def shard(self, n_local):
+        """``(offset, n_global)``: where this rank's rows start in the global
+        order, and the total over ranks."""
+        counts = np.empty(self.size, dtype=np.int64)
+        self.comm.Allgather(np.array([n_local], dtype=np.int64), counts)
+        return int(counts[:self.rank].sum()), int(counts.sum())
+
+    def union_labels(self, labels):
+        """Collective: the labels of every rank, concatenated (a class absent
+        from one rank's shard is still a class of the model)."""
+        parts = self.comm.allgather(np.asarray(labels))
+        return np.concatenate(parts)
+
+    def global_order(self, n_global, draw):
+        """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank."""
+        order = np.empty(n_global, dtype=np.int64)
+        if self.rank == 0:
+            order[:] = draw()
+        return self.broadcast_(order)
+
+    # -- training ----------------------------------------------------------------
+
+    def train_epoch(self, net, P, X, Y, w, order, batch, kind, lr, momentum, beta1, beta2, epsilon, l2,
+                    s1, s2, t, offset):
+        """One epoch over the global ``order``, as the core's ``train_epoch``.
+
+        ``net`` is a core network (``_core.Network32/64``), ``X, Y, w`` this
+        rank's shard, whose first row is global row ``offset``. Returns the
+        global ``(cost_sum, penalty_sum, updates)``, the same numbers as the
+        core's ``train_epoch`` on all rows.
+        """
+        n_local = X.shape[0]
+        n_params = P.size
+        # The gradient and, in the same Allreduce, this rank's batch cost,
+        # weight sum and error flag.
+        buf = np.zeros(n_params + 3, dtype=P.dtype)
+        G = buf[:n_params]
+        local = order - offset
+        mine = (local >= 0) & (local < n_local)
+        cost_sum = penalty_sum = 0.0
+        updates = 0
+        n_order = order.shape[0]
+        for b0 in range(0, n_order, batch):
+            b1 = min(b0 + batch, n_order)
+            rows = local[b0:b1][mine[b0:b1]]
+            error = None
+            try:
+                J, wsum = net.gradient_sum(P, X, Y, w, rows, G)
+                buf[n_params:] = (J, wsum, 0.0)
+            except Exception as exc:  # noqa: BLE001 - reported to every rank just below
+                error = exc
+                buf[:] = 0
+                buf[-1] = 1.0
+            self.sum_(buf)
+            if buf[-1] != 0:
+                self.agree(error)
+            n = b1 - b0
+            # The batch's D: its row count (exact), or its total weight.
+            denom = float(n) if w is None else float(buf[n_params + 1])
+            pen = net.apply_gradient_sum(P, G, denom, kind, lr, momentum, beta1, beta2, epsilon, l2, s1, s2, t)
+            cost = float(buf[n_params]) / denom if denom > 0 else 0.0
+            cost_sum += cost * n
+            penalty_sum += pen * n
+            updates += 1
+        return cost_sum, penalty_sum, updates
+
+    def fit_network(self, network, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None,
+                    verbose=False):
+        """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``)."""
+        from ._validation import check_positive_float, check_positive_int
+        from .batching import check_batch_size, epoch_order
+        from .network import History
+
+        def validate():
+            Xc = network._check_X(X)
+            Yc = network._check_Y(Y, Xc.shape[0])
+            return (Xc, Yc, check_positive_int(epochs, "epochs", allow_zero=True),
+                    check_positive_float(learning_rate, "learning_rate", upper=1.0), check_batch_size(batch_size))
+
+        with self.errors():
+            Xc, Yc, n_epochs, lr, size = validate()
+        self.check_same("the network (sizes, activations, loss, dtype)",
+                        (network.sizes, network.activations, network.loss, network.dtype.name))
+        self.check_same("fit's arguments (epochs, batch_size, learning_rate, shuffle)",
+                        (n_epochs, size, lr, bool(shuffle)))
+        offset, n = self.shard(Xc.shape[0])
+        size = n if size is None else min(size, n)
+        self.broadcast_(network.parameters)
+        rng = network._rng if seed is None else np.random.default_rng(seed)
+        history = History(cost=[], time=[])
+        for epoch in range(n_epochs):
+            t0 = time.perf_counter()
+            order = self.global_order(n, lambda: epoch_order(n, bool(shuffle), rng))
+            cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, size, 0, lr,
+                                              0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, offset)
+            cost = cost_sum / n
+            if not np.isfinite(cost):  # the same on every rank: the sums were shared
+                raise FloatingPointError(f"training diverged: the cost is {cost} after epoch {epoch + 1}; "
+                                         "lower learning_rate or scale the inputs")
+            history["cost"].append(cost)
+            history["time"].append(time.perf_counter() - t0)
+            if verbose and self.rank == 0:
+                print(f"epoch {epoch + 1}/{n_epochs}  cost {cost:.6f}  "
+                      f"{n / history['time'][-1]:,.0f} samples/s  ({self.size} ranks)", flush=True)
+        return history

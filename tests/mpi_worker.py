@@ -1,0 +1,220 @@
+"""Run by test_distributed.py under ``mpiexec -n R``: trains data-parallel on
+every rank's shard and, on rank 0, the same models in one process on all the
+rows; rank 0 saves everything (each rank's parameters, the single-process
+parameters, the error each rank raised) to the .npz named on the command
+line. The comparisons are made by the test, not here.
+"""
+import json
+import sys
+import warnings
+
+import numpy as np
+from mpi4py import MPI
+
+import dnnfast
+from dnnfast.distributed import Context
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+out = {}
+errors = {}
+
+
+def shard_bounds(n):
+    """Unequal contiguous shards: rank r holds rows [lo, hi)."""
+    cuts = [0] + [int(n * (r + 1) * (r + 2) / (size * (size + 1))) for r in range(size)]
+    cuts[-1] = n
+    return cuts[rank], cuts[rank + 1]
+
+
+def data(n=53, m_x=6, classes=3, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, m_x))
+    y = rng.integers(0, classes, size=n)
+    # The last class only in the first rows: rank 0's shard alone holds it.
+    y[y == classes - 1] = 0
+    y[:4] = classes - 1
+    return X, y
+
+
+def save_params(name, local, single):
+    """Gather every rank's parameters to rank 0; rank 0 keeps them and the single-process ones."""
+    gathered = comm.gather(np.asarray(local), root=0)
+    if rank == 0:
+        for r, p in enumerate(gathered):
+            out[f"{name}/rank{r}"] = p
+        out[f"{name}/single"] = np.asarray(single)
+
+
+def record_error(name, fn):
+    """Run fn on every rank; rank 0 keeps (type, message) of the error each rank raised."""
+    try:
+        fn()
+        mine = None
+    except Exception as exc:  # noqa: BLE001 - the error is the result
+        mine = [type(exc).__name__, str(exc)]
+    gathered = comm.gather(mine, root=0)
+    if rank == 0:
+        errors[name] = gathered
+
+
+def network_case(name, dtype, batch_size, shuffle, epochs=4):
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    kwargs = dict(sizes=[6, 8, 5, 3], activations=["relu", "tanh", "softmax"], loss="cce", dtype=dtype)
+    fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=0.2, shuffle=shuffle)
+    # Ranks other than 0 start from other weights: the broadcast must fix that.
+    net = dnnfast.Network(seed=rank, **kwargs)
+    with Context():
+        hist = net.fit(X[lo:hi], y[lo:hi], **fit)
+    single = dnnfast.Network(seed=0, **kwargs)
+    single_hist = single.fit(X, y, **fit) if rank == 0 else None
+    save_params(name, net.parameters, single.parameters)
+    if rank == 0:
+        out[f"{name}/cost"] = np.array(hist.cost)
+        out[f"{name}/cost_single"] = np.array(single_hist.cost)
+
+
+def estimator_case(name, make, regression=False, weighted=False, partial=0):
+    X, y = data(n=61, seed=2)
+    if regression:
+        y = np.column_stack([X[:, 0] * 2 - X[:, 1], np.sin(X[:, 2])])
+    w = np.linspace(0.5, 2.0, X.shape[0]) if weighted else None
+    lo, hi = shard_bounds(X.shape[0])
+    kw = {} if w is None else {"sample_weight": w[lo:hi]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: few epochs on purpose
+        est = make()
+        single = make()
+        kw_all = {} if w is None else {"sample_weight": w}
+        if partial:  # partial_fit, `partial` epochs
+            kw.update(classes=[0, 1, 2])
+            kw_all.update(classes=[0, 1, 2])
+        with Context():
+            for _ in range(max(partial, 1)):
+                (est.partial_fit if partial else est.fit)(X[lo:hi], y[lo:hi], **kw)
+        if rank == 0:
+            for _ in range(max(partial, 1)):
+                (single.partial_fit if partial else single.fit)(X, y, **kw_all)
+    flat = np.concatenate([a.ravel() for a in est.coefs_ + est.intercepts_])
+    ref = np.concatenate([a.ravel() for a in single.coefs_ + single.intercepts_]) if rank == 0 else flat
+    save_params(name, flat, ref)
+    if rank == 0:
+        out[f"{name}/loss_curve"] = np.array(est.loss_curve_)
+        out[f"{name}/loss_curve_single"] = np.array(single.loss_curve_)
+        if not regression:
+            out[f"{name}/classes"] = est.classes_
+
+
+def main(path):
+    for dtype in ("float64", "float32"):
+        for batch_size in (None, 1, 7):
+            for shuffle in (False, True):
+                network_case(f"net_{dtype}_b{batch_size}_s{int(shuffle)}", dtype, batch_size, shuffle)
+
+    estimator_case("clf_sgd", lambda: dnnfast.MLPClassifier(
+        hidden_layer_sizes=(7,), solver="sgd", learning_rate="invscaling", learning_rate_init=0.1,
+        momentum=0.9, alpha=1e-3, batch_size=10, max_iter=5, random_state=0))
+    estimator_case("clf_adam", lambda: dnnfast.MLPClassifier(
+        hidden_layer_sizes=(9, 4), solver="adam", batch_size=16, max_iter=5, random_state=0))
+    estimator_case("reg_adam_weighted", lambda: dnnfast.MLPRegressor(
+        hidden_layer_sizes=(8,), solver="adam", batch_size=9, max_iter=6, random_state=3),
+        regression=True, weighted=True)
+    estimator_case("reg_sgd_plain", lambda: dnnfast.MLPRegressor(
+        hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=5, max_iter=3,
+        learning_rate_init=0.01, random_state=3), regression=True)
+
+    estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
+        hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
+    blocks = comm.gather(Context().block(10), root=0)
+    if rank == 0:
+        out["blocks"] = np.array([(b.start, b.stop) for b in blocks])
+
+    # Errors: raised on every rank, with the failing rank's message.
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    Xs, ys = X[lo:hi].copy(), y[lo:hi]
+    net = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0)
+    if rank == size - 1:
+        Xs_nan = Xs.copy()
+        Xs_nan[0, 0] = np.nan
+    else:
+        Xs_nan = Xs
+
+    def fit_nan():
+        with Context():
+            net.fit(Xs_nan, ys, epochs=1)
+
+    def fit_epochs_differ():
+        with Context():
+            net.fit(Xs, ys, epochs=1 + (rank == 1))
+
+    def fit_diverges():
+        big = dnnfast.Network([6, 4, 1], ["relu", "identity"], loss="sse", dtype="float64", seed=0)
+        with Context():
+            big.fit(Xs * 1e155, np.ones(Xs.shape[0]) * 1e155, epochs=2, learning_rate=1.0)
+
+    def estimator_bad_rank():
+        est = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2)
+        with Context():
+            est.fit(Xs_nan, ys)
+
+    def estimator_lbfgs():
+        with Context():
+            dnnfast.MLPClassifier(solver="lbfgs").fit(Xs, ys)
+
+    def estimator_early_stopping():
+        with Context():
+            dnnfast.MLPClassifier(early_stopping=True).fit(Xs, ys)
+
+    def step_fails_on_one_rank():
+        """An error inside a step (after the checks) on the last rank only."""
+        core = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0)
+
+        class Failing:
+            calls = 0
+
+            def gradient_sum(self, *args):
+                Failing.calls += 1
+                if rank == size - 1 and Failing.calls == 3:
+                    raise MemoryError("simulated failure in step 3")
+                return core._net.gradient_sum(*args)
+
+            def apply_gradient_sum(self, *args):
+                return core._net.apply_gradient_sum(*args)
+
+        Y = np.eye(3)[ys]
+        order = np.arange(X.shape[0], dtype=np.int64)
+        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, 5, 0, 0.1, 0, 0, 0, 0, 0,
+                              None, None, None, lo)
+
+    for name, fn in [("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
+                     ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
+                     ("estimator_early_stopping", estimator_early_stopping)]:
+        record_error(name, fn)
+
+    if rank == 0:
+        out["errors"] = np.array(json.dumps(errors))
+        out["size"] = np.array(size)
+        np.savez(path, **out)
+
+
+def uncaught():
+    """The last rank's shard holds a NaN and nobody catches the error: every
+    rank must exit with it (none may wait forever in a collective)."""
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    Xs = X[lo:hi].copy()
+    if rank == size - 1:
+        Xs[0, 0] = np.nan
+    net = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0)
+    with Context():
+        net.fit(Xs, y[lo:hi], epochs=1)
+    print("not reached", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--uncaught":
+        uncaught()
+    else:
+        main(sys.argv[1])

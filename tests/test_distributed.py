@@ -1,0 +1,161 @@
+"""Data-parallel training over MPI (dnnfast.distributed).
+
+The MPI runs are separate processes: ``mpiexec -n 2`` and ``-n 3`` on
+``mpi_worker.py``, which trains every case data-parallel on unequal shards
+and, on rank 0, in one process on all the rows; the comparisons are here.
+Skipped, with the reason, when mpi4py or mpiexec is not installed.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import distributed
+
+WORKER = Path(__file__).with_name("mpi_worker.py")
+TIMEOUT = 60  # seconds per mpiexec run: a hang fails the test instead of blocking CI
+
+
+def _mpiexec():
+    here = Path(sys.executable).with_name("mpiexec")  # MPICH's wheel installs it next to python
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+MPI_MISSING = None
+if importlib.util.find_spec("mpi4py") is None:
+    MPI_MISSING = 'mpi4py is not installed (pip install "dnnfast[mpi]")'
+elif _mpiexec() is None:
+    MPI_MISSING = "no mpiexec found (next to the Python executable or on PATH)"
+needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+
+
+def _launch(ranks, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # ranks share this machine's cores
+    return subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), *args],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env)
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2ranks", "3ranks"])
+def run(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("mpi") / "result.npz"
+    proc = _launch(request.param, str(path))
+    assert proc.returncode == 0, f"mpiexec failed:\n{proc.stdout}\n{proc.stderr}"
+    with np.load(path) as data:
+        result = {k: data[k] for k in data.files}
+    assert int(result["size"]) == request.param
+    result["errors"] = json.loads(str(result["errors"]))
+    return result
+
+
+def _cases(result, prefix):
+    names = sorted({k.split("/")[0] for k in result if k.startswith(prefix) and "/" in k})
+    assert names, f"no case starting with {prefix!r} was run"
+    return names
+
+
+def _ranks(result, name):
+    return [result[f"{name}/rank{r}"] for r in range(int(result["size"]))]
+
+
+NET_CASES = [f"net_{dt}_b{b}_s{s}" for dt in ("float64", "float32") for b in ("None", 1, 7) for s in (0, 1)]
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", NET_CASES)
+def test_network_fit_equals_one_process(run, name):
+    """Network.fit under mpiexec: the parameters after 4 epochs equal one
+    process's on all rows (same seed, same global order), for batch, stochastic
+    and mini-batch, shuffled or not, and are bit-identical on every rank."""
+    ranks = _ranks(run, name)
+    single = run[f"{name}/single"]
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}'s parameters differ from rank 0's"
+    rtol = 1e-12 if "float64" in name else 2e-5
+    scale = np.abs(single).max()
+    np.testing.assert_allclose(ranks[0], single, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(run[f"{name}/cost"], run[f"{name}/cost_single"], rtol=rtol)
+    assert not np.array_equal(single, 0)
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "clf_partial_fit"])
+def test_estimators_equal_one_process(run, name):
+    """MLPClassifier / MLPRegressor with sgd (momentum, invscaling, L2) and adam
+    (with sample weights): float64 weights and loss curve equal one process's."""
+    ranks = _ranks(run, name)
+    single = run[f"{name}/single"]
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}'s weights differ from rank 0's"
+    np.testing.assert_allclose(ranks[0], single, rtol=1e-12, atol=1e-12 * np.abs(single).max())
+    np.testing.assert_allclose(run[f"{name}/loss_curve"], run[f"{name}/loss_curve_single"], rtol=1e-12)
+
+
+@needs_mpi
+def test_classes_are_those_of_all_ranks(run):
+    """Class 2 is only in rank 0's shard; every rank's model still has 3 classes."""
+    np.testing.assert_array_equal(run["clf_sgd/classes"], [0, 1, 2])
+
+
+@needs_mpi
+def test_block_splits_rows_evenly(run):
+    """Context.block(10): contiguous, in rank order, covering 0..10, sizes differing by at most 1."""
+    blocks = run["blocks"]
+    assert blocks[0, 0] == 0 and blocks[-1, 1] == 10
+    np.testing.assert_array_equal(blocks[1:, 0], blocks[:-1, 1])
+    sizes = blocks[:, 1] - blocks[:, 0]
+    assert sizes.max() - sizes.min() <= 1
+
+
+@needs_mpi
+@pytest.mark.parametrize("case, kind, text, only_rank", [
+    ("nan_input", "ValueError", "X contains NaN", "last"),
+    ("estimator_nan", "ValueError", "contains NaN", "last"),
+    ("step_fails", "MemoryError", "simulated failure in step 3", "last"),
+    ("epochs_differ", "ValueError", "must be the same on every rank", None),
+    ("diverges", "FloatingPointError", "training diverged", None),
+    ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
+    ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),
+])
+def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank):
+    errors = run["errors"][case]
+    size = int(run["size"])
+    assert len(errors) == size
+    for r, err in enumerate(errors):
+        assert err is not None, f"rank {r} raised nothing"
+        assert err[0] == kind and text in err[1], (r, err)
+    if only_rank == "last":  # the other ranks name the failing one
+        for r, err in enumerate(errors[:-1]):
+            assert err[1].startswith(f"rank {size - 1} of {size}: "), (r, err)
+
+
+@needs_mpi
+def test_uncaught_error_stops_every_rank():
+    """Nobody catches the last rank's error: mpiexec ends (no hang) with a
+    failure, and every rank printed the message."""
+    proc = _launch(2, "--uncaught")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "not reached" not in out
+    assert out.count("X contains NaN") >= 2, out
+
+
+def test_missing_mpi4py_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
+    with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):
+        distributed.Context()
+
+
+def test_no_context_by_default():
+    """Outside a Context, fit is the ordinary one-process fit."""
+    assert distributed.current() is None
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    net = dnnfast.Network([3, 2], ["softmax"], dtype="float64", seed=0)
+    hist = net.fit(X, (X[:, 0] > 0).astype(np.int64), epochs=2)
+    assert len(hist.cost) == 2
