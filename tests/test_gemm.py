@@ -127,6 +127,34 @@ def test_bit_identical_for_any_thread_count(M, N, K, ta, tb, dtype):
     assert results[0].tobytes() == results[2].tobytes()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K,N", [(1, 7), (3, 40), (784, 256), (50, 37), (300, 1000), (2, 5000), (129, 65)])
+def test_rank1_gemv_is_the_two_calls_it_fuses(kernel, K, N, dtype):
+    # W := W + alpha u v^T then y := x W, in one sweep over W, must be the
+    # rank-1 update followed by the one-row product bit for bit (at batch
+    # size 1 training takes this path and must not change its results),
+    # for any thread count.
+    if kernel == "generic512" and K * N > 1e5:
+        pytest.skip("slow emulation")
+    rng = np.random.default_rng(K * 7 + N)
+    W0 = rng.standard_normal((K, N)).astype(dtype)
+    u, v, x = (rng.standard_normal((1, m)).astype(dtype) for m in (K, N, K))
+    alpha = dtype(-0.05)
+    W_ref = W0.copy()
+    _core.gemm_update(u, v, W_ref, alpha, 1.0, True, False)
+    y_ref = _core.gemm(x, W_ref)[0]
+    saved = _core.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            W = W0.copy()
+            y = _core.gemm_rank1_gemv(W, u[0], v[0], x[0], alpha)
+            assert W.tobytes() == W_ref.tobytes()
+            assert y.tobytes() == y_ref.tobytes()
+    finally:
+        _core.set_num_threads(saved)
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         _core.gemm(np.ones((3, 4)), np.ones((5, 6)))

@@ -83,8 +83,29 @@ py::array_t<T> gemm_epilogue_probe_py(const carray<T>& A, const carray<T>& B, bo
     return C;
 }
 
+// W := W + alpha u v^T then y := x W, in place on W (the fused SGD step of
+// stochastic training's first layer).
+template <class T>
+py::array_t<T> gemm_rank1_gemv_py(carray<T>& W, const carray<T>& u, const carray<T>& v, const carray<T>& x,
+                                  T alpha) {
+    require_2d(W, "W");
+    const size_t K = W.shape(0), N = W.shape(1);
+    if (size_t(u.size()) != K || size_t(x.size()) != K) throw std::invalid_argument("u and x: need W.shape[0] values");
+    if (size_t(v.size()) != N) throw std::invalid_argument("v: need W.shape[1] values");
+    py::array_t<T> y(N);
+    T* wp = W.mutable_data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release release;
+        gemm_rank1_gemv<T>(K, N, alpha, u.data(), v.data(), wp, N, x.data(), yp);
+    }
+    return y;
+}
+
 template <class T>
 void bind_gemm_dtype(py::module_& m) {
+    m.def("gemm_rank1_gemv", &gemm_rank1_gemv_py<T>, py::arg("W").noconvert(), py::arg("u"), py::arg("v"),
+          py::arg("x"), py::arg("alpha"), "W := W + alpha u v^T (in place), then return x W.");
     m.def("gemm", &gemm_py<T, false>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,
           py::arg("trans_b") = false, "op(A) @ op(B) with the fast GEMM.");
     m.def("gemm_reference", &gemm_py<T, true>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,

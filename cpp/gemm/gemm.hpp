@@ -32,6 +32,18 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
           const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t ldc,
           const Epilogue<T>* ep = nullptr);
 
+// Stochastic gradient descent's weight step fused with the next row's
+// product, in one sweep over W (K x N, row stride ldw):
+//   W := W + alpha u v^T,   then   y := x W   (x: 1 x K, y: 1 x N)
+// with the epilogue run on y (as a 1 x N block). Bit-identical to the two
+// calls it replaces -- gemm(T, N, K, N, 1, alpha, u, K, v, N, 1, W, ldw) and
+// gemm(N, N, 1, N, K, 1, x, K, W, ldw, 0, y, N, ep) -- but W is read and
+// written once instead of also being read again: at batch size 1 the first
+// layer's W is most of the memory traffic of a step.
+template <class T>
+void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, size_t ldw, const T* x,
+                     T* y, const Epilogue<T>* ep = nullptr);
+
 // The simple GEMM: the algorithmic reference the fast one is tested against,
 // same signature and contract (epilogue included), one thread.
 template <class T>

@@ -30,6 +30,14 @@ template <class T>
 using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta,
                              T* C, size_t ldc);
 
+// Rank-1 update then a row through the updated matrix, in one sweep over W
+// (K x n, row stride ldw): W := W + alpha * u v^T (as Rank1Kernel with beta =
+// 1), then y[0:n] := x W (as small_nn with one row, alpha = 1, beta = 0), each
+// element through exactly the arithmetic of those two kernels.
+template <class T>
+using Rank1GemvKernel = void (*)(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw,
+                                 const T* x, T* y);
+
 template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
@@ -38,6 +46,7 @@ struct KernelsFor {
     MicroKernel<T> micro;
     SmallKernel<T> small_nn, small_nt;
     Rank1Kernel<T> rank1;
+    Rank1GemvKernel<T> rank1_gemv;
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs
 };

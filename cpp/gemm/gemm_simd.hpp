@@ -25,6 +25,11 @@ struct Simd {
     }
     static void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
     static V load_aligned(const T* p) { return *reinterpret_cast<const V*>(p); }
+    // a * b + c for one scalar with the vector FMA's rounding: scalar tails
+    // that must round like their vector lanes (or like another kernel's
+    // tail) use this, never a plain a * b + c, which the compiler may or may
+    // not contract.
+    static T fma1(T a, T b, T c) { return Ops::fma(Ops::splat(a), Ops::splat(b), Ops::splat(c))[0]; }
 };
 
 // Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
@@ -134,7 +139,7 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
     for (; j < n; ++j) {  // the last n % NB columns (only at the global end: splits are NB-aligned)
         for (int i = 0; i < M; ++i) {
             T s = 0;
-            for (size_t k = 0; k < K; ++k) s += a[i * K + k] * B[k * ldb + j];
+            for (size_t k = 0; k < K; ++k) s = S::fma1(a[i * K + k], B[k * ldb + j], s);
             C[i * ldc + j] = scale_store(s, alpha, beta, C[i * ldc + j]);
         }
     }
@@ -248,6 +253,41 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
     }
 }
 
+// The rank-1 update and the next row's product in one sweep (contract in
+// gemm_kernels.hpp): row k of W is updated as rank1_rows does it (vector
+// lanes, then the scalar tail) and, still in registers, added into y as
+// small_nn_rows<1, 4> would add it (one FMA chain per column over k from
+// zero; the columns past the last whole 4-vector block by the scalar
+// expression). y stays in L1; W is read and written once instead of being
+// read a second time by the next forward pass.
+template <class T, class Ops>
+void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw, const T* x,
+                     T* y) {
+    using S = Simd<T, Ops>;
+    constexpr size_t NB = 4 * S::W;  // small_nn_rows<1, 4>'s column block
+    const size_t nvec = n / S::W * S::W, nblk = n / NB * NB;
+    const auto valpha = Ops::splat(alpha), vone = Ops::splat(T(1));
+    for (size_t j = 0; j < n; ++j) y[j] = T(0);
+    for (size_t k = 0; k < K; ++k) {
+        T* w = W + k * ldw;
+        const auto va = Ops::splat(u[k]);
+        const auto vx = Ops::splat(x[k]);
+        size_t j = 0;
+        for (; j < nblk; j += S::W) {
+            const auto wj = Ops::fma(vone, S::load(w + j), valpha * (va * S::load(v + j)));
+            S::store(w + j, wj);
+            S::store(y + j, Ops::fma(vx, wj, S::load(y + j)));
+        }
+        for (; j < nvec; j += S::W)
+            S::store(w + j, Ops::fma(vone, S::load(w + j), valpha * (va * S::load(v + j))));
+        for (; j < n; ++j) {
+            const T r = alpha * (u[k] * v[j]);
+            w[j] = Ops::fma(vone, Ops::splat(w[j]), Ops::splat(r))[0];
+        }
+        for (j = nblk; j < n; ++j) y[j] = S::fma1(x[k], w[j], y[j]);
+    }
+}
+
 template <class T, class Ops, int MR, int NV>
 KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     constexpr size_t W = Simd<T, Ops>::W;
@@ -262,6 +302,7 @@ KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
     k.rank1 = &rank1_rows<T, Ops>;
+    k.rank1_gemv = &rank1_gemv_rows<T, Ops>;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;
     return k;

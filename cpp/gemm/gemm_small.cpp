@@ -92,12 +92,40 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
     }
 }
 
+template <class T>
+void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, size_t ldw, const T* x,
+                     T* y, const Epilogue<T>* ep) {
+    if (N == 0) return;
+    if (ep && !ep->fn) ep = nullptr;
+    const KernelsFor<T>& kr = active_kernels().get<T>();
+    if (K == 0 || alpha == T(0)) {  // the degenerate cases, through the two calls it stands for
+        gemm<T>(Trans::T, Trans::N, K, N, 1, alpha, u, K, v, N, T(1), W, ldw);
+        gemm<T>(Trans::N, Trans::N, 1, N, K, T(1), x, K, W, ldw, T(0), y, N, ep);
+        return;
+    }
+    // The same column split (blocks of small_nb) and thread count as the two
+    // calls: each thread updates and reads the same columns of W.
+    const size_t nb = kr.small_nb;
+    int nt = threads_for(double(K) * double(N), kMinWorkPerThreadSmall);
+    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+    for (int t = 0; t < nt; ++t) {
+        size_t j0, j1;
+        split_cols(N, nb, nt, t, j0, j1);
+        if (j0 >= j1) continue;
+        kr.rank1_gemv(K, j1 - j0, alpha, u, v + j0, W + j0, ldw, x, y + j0);
+        if (ep) ep->fn(ep->ctx, y + j0, N, 0, j0, 1, j1 - j0);
+    }
+}
+
 #define DNNFAST_SMALL_INSTANTIATE(T)                                                              \
     template void gemm_small_m<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, size_t, T,   \
                                   const T*, size_t, const T*, size_t, T, T*, size_t,              \
                                   const Epilogue<T>*);                                            \
     template void gemm_rank1<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, T, const T*, size_t, const T*,       \
-                                size_t, T, T*, size_t, const Epilogue<T>*);
+                                size_t, T, T*, size_t, const Epilogue<T>*);                                            \
+    template void gemm_rank1_gemv<T>(size_t, size_t, T, const T*, const T*, T*, size_t, const T*, T*,                   \
+                                     const Epilogue<T>*);
 DNNFAST_SMALL_INSTANTIATE(float)
 DNNFAST_SMALL_INSTANTIATE(double)
 

@@ -86,6 +86,15 @@ void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t
 }
 
 template <class T>
+void dense_forward_row_after_step(T* Z, T* A_out, const T* x, T* W, const T* b, size_t m_in, size_t m_out,
+                                  Act act, const T* alpha, size_t alpha_stride, T step, const T* u, const T* v) {
+    ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
+    Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
+    gemm_rank1_gemv<T>(m_in, m_out, step, u, v, W, m_out, x, Z, &ep);
+    if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, 1, m_out, nullptr, 0);
+}
+
+template <class T>
 void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const T* A_prev, size_t n,
                           size_t m_in, size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride) {
     if (act_prev == Act::softmax) {
@@ -103,6 +112,8 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, size_t, size_t, size_t);    \
     template void dense_forward<T>(T*, T*, const T*, const T*, const T*, size_t, size_t, size_t, Act,       \
                                    const T*, size_t);                                                       \
+    template void dense_forward_row_after_step<T>(T*, T*, const T*, T*, const T*, size_t, size_t, Act,      \
+                                                  const T*, size_t, T, const T*, const T*);                 \
     template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \
                                           size_t, Act, const T*, size_t);                                   \
     template void column_sums<T>(const T*, T*, size_t, size_t);

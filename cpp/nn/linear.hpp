@@ -27,6 +27,14 @@ template <class T>
 void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
                    size_t m_out, Act act, const T* alpha, size_t alpha_stride);
 
+// dense_forward of one row x (n = 1) right after the step W := W + step u v^T
+// (u: m_in, v: m_out), both in one sweep over W (gemm_rank1_gemv): the
+// stochastic gradient step of the previous row fused with this row's forward
+// pass. Bit-identical to the step followed by dense_forward.
+template <class T>
+void dense_forward_row_after_step(T* Z, T* A_out, const T* x, T* W, const T* b, size_t m_in, size_t m_out,
+                                  Act act, const T* alpha, size_t alpha_stride, T step, const T* u, const T* v);
+
 // dA_prev = dZ W^T, then dZ_prev = dA_prev (.) sigma'(Z_prev) applied by the
 // GEMM epilogue in the same buffer (element-wise activations); softmax runs the
 // JVP after. D (n x m_in) receives dZ_prev.

@@ -103,14 +103,21 @@ void Network<T>::ensure_workspace(size_t rows) {
     Yb_.assign(checked_mul(rows, m_y_, "workspace"), T(0));
     wb_.assign(rows, T(0));
     G_.assign(n_params_, T(0));
+    step_u_.assign(m_x_, T(0));
+    step_v_.assign(layers_[0].m_out, T(0));
     ws_rows_ = rows;
 }
 
-// Forward through every layer into the workspace (Z_[l], A_[l]).
+// Forward through the layers from `first_layer` on into the workspace (Z_[l],
+// A_[l]); the layers before it are already there.
 template <class T>
-void Network<T>::forward_batch(const T* P, const T* X, size_t n) {
+void Network<T>::forward_batch(const T* P, const T* X, size_t n, size_t first_layer) {
     const T* a_in = X;
-    for (size_t l = 0; l < layers_.size(); ++l) {
+    if (first_layer > 0) {
+        const size_t p = first_layer - 1;
+        a_in = layers_[p].act == Act::identity ? Z_[p].data() : A_[p].data();
+    }
+    for (size_t l = first_layer; l < layers_.size(); ++l) {
         const LayerSpec& s = layers_[l];
         T* Z = Z_[l].data();
         T* A = s.act == Act::identity ? Z : A_[l].data();
@@ -130,10 +137,11 @@ void Network<T>::forward_batch(const T* P, const T* X, size_t n) {
 // weight gradient is never written out and read back, which at batch size 1
 // is most of the memory traffic. G then only holds the small vectors (db,
 // prelu's dalpha) on their way into P. Each layer's dA is formed from its W
-// before that W is updated.
+// before that W is updated. With defer_first (one row), the first layer's
+// step is left pending in step_u_ / step_v_ for train_epoch to make.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
-                                  T* P_sgd, T sgd_lr) {
+                                  T* P_sgd, T sgd_lr, bool defer_first) {
     const size_t L = layers_.size();
     const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
@@ -178,7 +186,11 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             }
         }
         // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
-        if (update)
+        if (update && l == 0 && defer_first && n == 1) {
+            std::memcpy(step_u_.data(), a_prev, s.m_in * sizeof(T));
+            std::memcpy(step_v_.data(), dZ, s.m_out * sizeof(T));
+            step_pending_ = true;
+        } else if (update)
             gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1),
                     P_sgd + s.w_off, s.m_out);
         else
@@ -290,9 +302,22 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
     ensure_workspace(std::min(batch, n_order));
-    // Plain SGD without a penalty is applied inside the backward pass.
+    // Plain SGD without a penalty is applied inside the backward pass; with one
+    // row per batch, the first layer's step is fused with the next row's
+    // forward pass (one sweep over its W instead of two).
     const bool sgd_in_place = opt.kind == Optim::sgd && opt.l2 == T(0) && opt.learning_rate > T(0);
+    const bool fuse_first = sgd_in_place && batch == 1;
+    const LayerSpec& first = layers_[0];
+    const T lr = opt.learning_rate;
+    auto make_pending_step = [&]() {
+        if (!step_pending_) return;
+        gemm<T>(Trans::T, Trans::N, first.m_in, first.m_out, 1, -lr, step_u_.data(), first.m_in,
+                step_v_.data(), first.m_out, T(1), P + first.w_off, first.m_out);
+        step_pending_ = false;
+    };
+    step_pending_ = false;
     EpochResult res;
+    try {
     for (size_t b0 = 0; b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
         const int64_t* idx = order + b0;
@@ -308,11 +333,22 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             Xb = Xb_.data();
             Yb = Yb_.data();
         }
-        forward_batch(P, Xb, n);
+        if (step_pending_ && n == 1) {
+            T* Z = Z_[0].data();
+            dense_forward_row_after_step<T>(Z, first.act == Act::identity ? Z : A_[0].data(), Xb, P + first.w_off,
+                                            P + first.b_off, first.m_in, first.m_out, first.act,
+                                            layer_alpha(P, 0), layer_alpha_stride(0), -lr, step_u_.data(),
+                                            step_v_.data());
+            step_pending_ = false;
+            forward_batch(P, Xb, n, 1);
+        } else {
+            make_pending_step();
+            forward_batch(P, Xb, n);
+        }
         const double denom = row_weight_sum(wb, n);
         double c, pen = 0;
         if (sgd_in_place) {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), P, opt.learning_rate);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), P, lr, fuse_first);
         } else {
             c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), nullptr, T(0));
             pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
@@ -322,6 +358,11 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         res.penalty_sum += pen * double(n);
         res.updates += 1;
     }
+    } catch (...) {
+        make_pending_step();  // P is left as after the last completed step
+        throw;
+    }
+    make_pending_step();  // the last row's
     return res;
 }
 

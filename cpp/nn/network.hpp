@@ -80,9 +80,9 @@ public:
 
 private:
     void ensure_workspace(size_t rows);
-    void forward_batch(const T* P, const T* X, size_t n);
+    void forward_batch(const T* P, const T* X, size_t n, size_t first_layer = 0);
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
-                          T sgd_lr);
+                          T sgd_lr, bool defer_first = false);
     double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
     const T* layer_alpha(const T* P, size_t l) const;
     size_t layer_alpha_stride(size_t l) const;
@@ -97,6 +97,11 @@ private:
     size_t ws_rows_ = 0;
     std::vector<std::vector<T>> Z_, A_;
     std::vector<T> D0_, D1_, G_, Xb_, Yb_, wb_;
+    // Stochastic SGD: the first layer's step W -= lr u v^T (u = the row, v =
+    // its dZ) waits for the next row's forward pass, which makes it in the
+    // same sweep over W (train_epoch, backward_batch with defer_first).
+    std::vector<T> step_u_, step_v_;
+    bool step_pending_ = false;
     std::mutex mutex_;  // one call at a time uses the workspace
 };
 
