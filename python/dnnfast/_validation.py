@@ -70,6 +70,19 @@ def as_float_array(a, name, dtype, ndim=2):
     return out
 
 
+def cast_finite(a, dtype, name):
+    """``a`` (already checked finite) as a C-contiguous array of ``dtype``;
+    a ValueError naming ``name`` when a value is too large for it (float64
+    data for a float32 model)."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    if out.dtype.kind == "f" and not all_finite(out):
+        raise ValueError(f"{name} has values too large for {np.dtype(dtype).name}")
+    return out
+
+
 def all_finite(a):
     """True when no element of the float array ``a`` is NaN or infinite (no temporary)."""
     return _core.all_finite(np.ascontiguousarray(a))

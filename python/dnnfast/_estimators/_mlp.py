@@ -24,7 +24,7 @@ from .. import _core
 from .._guards import (ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite,
                        locate_nonfinite)
 from .._registry import LOSS_TABLE, parse_activation
-from .._validation import as_array, check_estimator_input, check_memory, naming, network_bytes
+from .._validation import as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes
 from ._compat import (
     HAVE_SKLEARN,
     BaseEstimator,
@@ -414,6 +414,7 @@ class _BaseMLP(BaseEstimator):
     def _check_sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
+        check_estimator_input(sample_weight, "sample_weight")
         if HAVE_SKLEARN:
             sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         else:
@@ -446,7 +447,7 @@ class _BaseMLP(BaseEstimator):
         n_samples, n_features = X.shape
         sw = self._check_sample_weight(sample_weight, X)
         sw = self._combine_class_weight(sw, y_raw, Y, X.dtype)
-        Y = np.ascontiguousarray(Y, dtype=X.dtype)
+        Y = cast_finite(np.asarray(Y), X.dtype, "y")
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
         self.n_outputs_ = Y.shape[1]
@@ -461,9 +462,9 @@ class _BaseMLP(BaseEstimator):
                              "network's layers")
         dtype = self.coefs_[0].dtype
         if X.dtype != dtype:
-            X = X.astype(dtype)
-            Y = Y.astype(dtype)
-            sw = None if sw is None else sw.astype(dtype)
+            X = cast_finite(X, dtype, "X")
+            Y = cast_finite(Y, dtype, "y")
+            sw = None if sw is None else cast_finite(sw, dtype, "sample_weight")
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
@@ -762,7 +763,7 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = self._validate_X(X, reset=False)
         dtype = self.coefs_[0].dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = cast_finite(X, dtype, "X")
         macs = sum(c.size for c in self.coefs_)
         with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
             net = self._core_net(dtype)
