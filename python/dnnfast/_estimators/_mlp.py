@@ -754,7 +754,7 @@ class _BaseMLP(BaseEstimator):
         self.loss_ = float(res.fun)
         P[order] = res.x
         if self.on_nonfinite != "ignore" and not epoch_is_finite(self.loss_, P):
-            self._nonfinite(net, P, X, good, res.nit, unit="iteration")
+            self._nonfinite(net, P, X, good, max(res.nit, 1), unit="iteration")
 
     # -- prediction --------------------------------------------------------------
 
