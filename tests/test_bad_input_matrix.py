@@ -562,3 +562,8 @@ def test_memory_check_reads_the_available_memory():
     if avail is not None:
         with pytest.raises(ValueError, match="only .* is available"):
             check_memory(avail + (1 << 40), "sizes", "this")
+
+
+def test_reference_network_refuses_absurd_sizes_too():
+    with pytest.raises(ValueError, match=r"sizes.*memory"):
+        dnnfast.reference.Network([10 ** 12, 10 ** 12, 2], ["relu", "identity"], loss="sse")

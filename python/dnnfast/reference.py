@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
+from ._validation import check_memory, network_bytes
 from .batching import batch_indices
 
 
@@ -234,6 +235,8 @@ class Network:
         from .network import _init_parameters, _check_network_args
 
         self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
+        check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
         self._rng = np.random.default_rng(seed)
         self.weights, self.biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
