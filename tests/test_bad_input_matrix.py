@@ -567,3 +567,45 @@ def test_memory_check_reads_the_available_memory():
 def test_reference_network_refuses_absurd_sizes_too():
     with pytest.raises(ValueError, match=r"sizes.*memory"):
         dnnfast.reference.Network([10 ** 12, 10 ** 12, 2], ["relu", "identity"], loss="sse")
+
+
+def test_estimator_matrix_holds_without_scikit_learn():
+    """The NumPy-only path of the estimators (no scikit-learn installed) gives
+    the same answers to every X and y case, in a fresh interpreter where
+    scikit-learn cannot be imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"""
+import importlib.abc, json, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "sklearn":
+            raise ModuleNotFoundError("No module named 'sklearn' (blocked for this test)", name=name)
+sys.meta_path.insert(0, _Block())
+sys.path.insert(0, {here!r})
+import test_bad_input_matrix as m
+from dnnfast._estimators._compat import HAVE_SKLEARN
+assert not HAVE_SKLEARN
+failed = []
+for case in m.X_CASES:
+    for entry in m.EST_ENTRIES:
+        try:
+            m.test_estimator_entry_points_on_bad_X(entry, case)
+        except BaseException as e:
+            failed.append(f"{{case[0]}} {{entry}}: {{type(e).__name__}}: {{e}}"[:400])
+for entry, case in m.EST_Y_CASES:
+    try:
+        m.test_estimator_entry_points_on_bad_y(entry, case)
+    except BaseException as e:
+        failed.append(f"y {{case[0]}} {{entry}}: {{type(e).__name__}}: {{e}}"[:400])
+print(json.dumps(failed))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert failed == [], "\n".join(failed)

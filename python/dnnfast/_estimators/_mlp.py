@@ -342,7 +342,8 @@ class _BaseMLP(BaseEstimator):
                                       reset=reset)
             return np.ascontiguousarray(_densify(X))
         names = _feature_names(X)
-        X = np.ascontiguousarray(_np_check_array(X))
+        with naming("X"):
+            X = np.ascontiguousarray(_np_check_array(X))
         if reset:
             self.n_features_in_ = X.shape[1]
             if names is not None:
@@ -397,9 +398,16 @@ class _BaseMLP(BaseEstimator):
         numbers. With ``n_rows``, y must have that many rows."""
         if self._is_classifier():
             arr = as_array(y, "y", numeric_kinds="biufcOUS")
-            n_y = arr.shape[0] if arr.ndim else None
         else:
-            n_y = check_estimator_input(y, "y")
+            check_estimator_input(y, "y")
+            arr = as_array(y, "y", numeric_kinds="biufcO")
+        n_y = arr.shape[0] if arr.ndim else None
+        if arr.dtype.kind == "c":
+            raise ValueError("y: Complex data not supported")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # scikit-learn's messages
+            if np.isnan(arr).any():
+                raise ValueError("Input y contains NaN.")
+            raise ValueError(f"Input y contains infinity or a value too large for {arr.dtype!r}.")
         if n_rows is not None and n_y is not None and n_y != n_rows:
             raise ValueError(f"y has {n_y} rows but X has {n_rows} (inconsistent numbers of samples: "
                              f"[{n_rows}, {n_y}])")
