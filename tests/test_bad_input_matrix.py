@@ -609,3 +609,21 @@ print(json.dumps(failed))
     assert proc.returncode == 0, proc.stderr[-3000:]
     failed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert failed == [], "\n".join(failed)
+
+
+def test_ragged_parameter_assignment_names_the_layer():
+    net = make_net()
+    before = net.parameters.copy()
+    with pytest.raises(TypeError, match=r"weights\[0\]"):
+        net.weights = [[[1.0, 2.0], [1.0]], net.weights[1]]
+    np.testing.assert_array_equal(net.parameters, before)
+
+
+def test_pandas_data_frames_work_like_their_arrays():
+    pd = pytest.importorskip("pandas")
+    X, labels = data()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(M)])
+    np.testing.assert_array_equal(make_net().predict(df), make_net().predict(X))
+    got, _ = est_call("MLPClassifier.predict_proba", df, None)
+    want, _ = est_call("MLPClassifier.predict_proba", X, None)
+    assert_same(got, want)

@@ -166,7 +166,8 @@ class Network:
             raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
         checked = []
         for l, (view, v) in enumerate(zip(views, values)):
-            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=np.ndim(v))
+            v = as_array(v, f"{name}[{l}]")
+            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=v.ndim)
             # A 1-D array is accepted only for a single row (a bias (1, m)):
             # a flat matrix would be reshaped silently.
             flat_ok = a.ndim == 1 and (view.ndim == 1 or view.shape[0] == 1)
