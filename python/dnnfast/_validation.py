@@ -1,5 +1,10 @@
 """Input checks shared by the public API: every problem raises ValueError or
-TypeError naming the argument, before any array reaches the C++ core."""
+TypeError naming the argument, before any array reaches the C++ core.
+
+``Network`` converts its data with ``as_float_array``; the estimators run
+``check_estimator_input`` before scikit-learn's check_array (or the NumPy
+stand-in) and ``naming`` around it; both refuse sizes that cannot fit in
+memory with ``check_memory`` before anything is allocated."""
 from __future__ import annotations
 
 import numbers
