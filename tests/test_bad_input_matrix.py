@@ -368,16 +368,8 @@ def test_network_entry_points_on_bad_Y(entry, case):
         assert_same(got, want)
     else:
         net = make_net()
-        assert_refused(lambda: net_call.__wrapped__(net, entry, X, bad), "Y", net)
-
-
-def _run_on(net, entry, X, Y):
-    if entry == "fit":
-        return net.fit(X, Y, epochs=1)
-    return getattr(net, entry)(X, Y)
-
-
-net_call.__wrapped__ = _run_on
+        call = (lambda: net.fit(X, bad, epochs=1)) if entry == "fit" else (lambda: getattr(net, entry)(X, bad))
+        assert_refused(call, "Y", net)
 
 
 def _est_y_cases(kind):
@@ -519,11 +511,11 @@ FIT_ARG_CASES = [
 def test_network_fit_arguments(kw, exc, match):
     X, labels = data()
     net = make_net()
-    assert_refused_kw = dict(epochs=1, batch_size=4, learning_rate=0.1)
-    assert_refused_kw.update(kw)
+    args = dict(epochs=1, batch_size=4, learning_rate=0.1)
+    args.update(kw)
     before = net.parameters.copy()
     with pytest.raises(exc, match=match):
-        net.fit(X, labels, **assert_refused_kw)
+        net.fit(X, labels, **args)
     np.testing.assert_array_equal(net.parameters, before)
 
 
