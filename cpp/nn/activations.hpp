@@ -96,8 +96,15 @@ template <class T> struct TanhAct {
 };
 template <class T> struct ArctanAct {
     static T f(T z, T) { return std::atan(z); }
-    // For |z| > sqrt(max) z*z is inf and the derivative is 0, its true limit.
-    static T df(T z, T, T) { return T(1) / (T(1) + z * z); }
+    // 1 / (1 + z^2); for |z| > 1 as r^2 / (1 + r^2) with r = 1/z, so z^2
+    // never overflows and huge |z| gives the true limit, 0.
+    static T df(T z, T, T) {
+        if (std::fabs(z) > T(1)) {
+            const T r = T(1) / z;
+            return r * r / (T(1) + r * r);
+        }
+        return T(1) / (T(1) + z * z);
+    }
 };
 template <class T> struct SoftplusAct {
     // ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|): no overflow, no lost answer.
@@ -178,8 +185,10 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
 
 // ---- softmax: row kernels -----------------------------------------------------
 
-// A[i,:] = exp(Z[i,:] - max) / sum: max-subtracted, so no overflow for any
-// finite z, and the largest entry's exp is exactly 1 (sum >= 1, no 0/0).
+// A[i,:] = exp(Z[i,:] - max) / sum: max-subtracted, so exp never overflows
+// for any finite z (z - max may round to -inf when the row spans more than
+// the dtype's range; its exp is 0, the right answer), and the largest
+// entry's exp is exactly 1 (sum >= 1, no 0/0).
 template <class T>
 void softmax_forward_rows(const T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n) {
     for (size_t i = 0; i < m; ++i) {

@@ -68,6 +68,7 @@ Network<T>::Network(const std::vector<size_t>& sizes, const std::vector<Act>& ac
         act_params_.push_back(T(params[l]));
         max_width_ = std::max(max_width_, std::max(s.m_in, s.m_out));
     }
+    checked_mul(off, sizeof(T), "parameters");  // their size in bytes must be representable too
     n_params_ = off;
     m_x_ = sizes.front();
     m_y_ = sizes.back();
@@ -87,6 +88,13 @@ size_t Network<T>::layer_alpha_stride(size_t l) const {
 template <class T>
 void Network<T>::ensure_workspace(size_t rows) {
     if (rows <= ws_rows_) return;
+    // Every size below, in bytes, without wrapping (Python checks the total
+    // against the free memory before calling; this guards any other caller).
+    const char* what = "workspace";
+    size_t per_row = checked_add(checked_mul(2, max_width_, what), checked_add(m_x_, m_y_, what), what);
+    for (const LayerSpec& s : layers_) per_row = checked_add(per_row, checked_mul(2, s.m_out, what), what);
+    checked_mul(checked_add(checked_mul(rows, checked_add(per_row, 1, what), what), n_params_, what), sizeof(T),
+                what);
     const size_t L = layers_.size();
     Z_.resize(L);
     A_.resize(L);

@@ -1,19 +1,57 @@
 """Input checks shared by the public API: every problem raises ValueError or
-TypeError naming the argument, before any array reaches the C++ core."""
+TypeError naming the argument, before any array reaches the C++ core.
+
+``Network`` converts its data with ``as_float_array``; the estimators run
+``check_estimator_input`` before scikit-learn's check_array (or the NumPy
+stand-in) and ``naming`` around it; both refuse sizes that cannot fit in
+memory with ``check_memory`` before anything is allocated."""
 from __future__ import annotations
 
 import numbers
+import os
+import re
 
 import numpy as np
 
 from . import _core
 
 
-def as_float_array(a, name, dtype, ndim=2):
-    """``a`` as a C-contiguous array of ``dtype`` (no copy when it already is one).
+def as_array(a, name, numeric_kinds="biuf"):
+    """``a`` as a NumPy array whose dtype kind is in ``numeric_kinds``, or a
+    TypeError naming ``name``. No copy for an ndarray already of such a kind.
 
-    Accepts bool, integer and floating input; refuses object, string, complex
-    and other dtypes rather than coercing them.
+    Refused rather than coerced: object, string, bytes, complex, datetime64,
+    timedelta64 and structured dtypes; ragged nested lists; sparse matrices
+    (``.toarray()`` first); masked arrays with masked entries (their hidden
+    values would be used). A masked array with nothing masked is its data.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        if np.ma.getmask(a) is not np.ma.nomask and np.ma.getmaskarray(a).any():
+            raise TypeError(f"{name} is a masked array with masked entries; fill them (.filled(value)) "
+                            "or drop those rows first")
+        a = np.ma.getdata(a)
+    if isinstance(a, np.ndarray):
+        arr = a
+    elif hasattr(a, "toarray") and hasattr(a, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray()")
+    else:
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind not in numeric_kinds:
+        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+    return arr
+
+
+def as_float_array(a, name, dtype, ndim=2):
+    """``a`` as a C-contiguous, native-byte-order, finite array of ``dtype``
+    (no copy when it already is one).
+
+    Accepts bool, integer and floating input (float16 and bool convert
+    exactly); lists of numbers; strided, Fortran-ordered, read-only and
+    big-endian arrays (converted, same values). Everything ``as_array``
+    refuses is refused here too.
     """
     # Fast path (one-row predict, training data already in shape): no
     # conversion, one C++ pass for the finiteness check.
@@ -22,19 +60,11 @@ def as_float_array(a, name, dtype, ndim=2):
         if not _core.all_finite(a):
             raise ValueError(f"{name} contains NaN or infinity")
         return a
-    if isinstance(a, np.ndarray):
-        arr = a
-    else:
-        try:
-            arr = np.asarray(a)
-        except (ValueError, TypeError) as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be a numeric array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+    arr = as_array(a, name)
     if arr.ndim != ndim:
         hint = " (use reshape(1, -1) for a single row)" if ndim == 2 and arr.ndim == 1 else ""
         raise ValueError(f"{name} must be {ndim}-D, got an array of shape {arr.shape}{hint}")
-    if arr.size == 0 and arr.shape[0] == 0:
+    if ndim >= 1 and arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows)")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
         out = np.ascontiguousarray(arr, dtype=dtype)
@@ -42,6 +72,19 @@ def as_float_array(a, name, dtype, ndim=2):
     # become infinite there) are caught too.
     if not all_finite(out):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for {out.dtype})")
+    return out
+
+
+def cast_finite(a, dtype, name):
+    """``a`` (already checked finite) as a C-contiguous array of ``dtype``;
+    a ValueError naming ``name`` when a value is too large for it (float64
+    data for a float32 model)."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    if out.dtype.kind == "f" and not all_finite(out):
+        raise ValueError(f"{name} has values too large for {np.dtype(dtype).name}")
     return out
 
 
@@ -67,3 +110,150 @@ def check_positive_float(value, name, upper=None):
     if upper is not None and value > upper:
         raise ValueError(f"{name} must be <= {upper}, got {value}")
     return value
+
+
+def check_bool(value, name):
+    """``value`` as a bool; only True/False (and NumPy's bools) are accepted,
+    so that a string like "no" is not silently taken as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Memory: absurd sizes are refused before anything is allocated
+# ---------------------------------------------------------------------------
+
+#: Below this many bytes an allocation is not worth a look at the free memory
+#: (reading /proc/meminfo costs more than a small predict).
+_MEMORY_CHECK_FLOOR = 64 << 20
+
+
+def available_memory():
+    """Bytes of memory this process can still allocate, or None when unknown.
+
+    Linux's MemAvailable (free plus reclaimable cache), lowered to the
+    cgroup's remaining allowance where one is set; elsewhere the free
+    physical pages (os.sysconf)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    try:  # cgroup v2: the container's limit
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                left = int(limit) - int(f.read().strip())
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def _fmt_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.4g} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.4g} EiB"
+
+
+def check_memory(nbytes, name, what):
+    """Raise ValueError naming ``name`` when ``nbytes`` (an exact Python int)
+    cannot be allocated: more than an int64 can address, or more than the
+    memory available now."""
+    if nbytes >= 2 ** 63:
+        raise ValueError(f"{name}: {what} would need {_fmt_bytes(nbytes)} of memory, more than any "
+                         "machine can address (the size overflows int64)")
+    if nbytes < _MEMORY_CHECK_FLOOR:
+        return
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise ValueError(f"{name}: {what} would need {_fmt_bytes(nbytes)} of memory, but only "
+                         f"{_fmt_bytes(avail)} is available")
+
+
+def network_bytes(sizes, itemsize, per_unit_params=()):
+    """Exact bytes (Python ints: no overflow) of a network of layer widths
+    ``sizes``: ``(parameters, workspace per row)``.
+
+    parameters: the flat buffer P (weights, biases, and prelu alphas for the
+    layers listed in ``per_unit_params``); the core's gradient is as big
+    again. Workspace per row: what the C++ core allocates for each row of a
+    batch (Z and A per layer, two delta buffers of the widest layer, the
+    gathered X, Y and row weight); see Network<T>::ensure_workspace.
+    """
+    sizes = [int(s) for s in sizes]
+    widths = sizes[1:]
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], widths))
+    n_params += sum(widths[l] for l in per_unit_params)
+    per_row = 2 * sum(widths) + 2 * max(sizes) + sizes[0] + sizes[-1] + 1
+    return n_params * itemsize, per_row * itemsize
+
+
+def make_rng(seed, name="seed"):
+    """``numpy.random.default_rng(seed)``, with an error that names ``name``."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be None, a non-negative integer or a numpy Generator: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# The estimators: scikit-learn's check_array does the conversion (sparse
+# input, feature names, its own messages, which its estimator checks expect);
+# these checks run first and refuse what it would coerce silently.
+# ---------------------------------------------------------------------------
+
+def check_estimator_input(a, name, kinds="biufcO"):
+    """Refuse, with a TypeError naming ``name``, input that scikit-learn's
+    check_array would silently turn into numbers: str, bytes, datetime64,
+    timedelta64 and structured dtypes, object arrays holding strings, masked
+    arrays with masked entries, ragged nested lists. ``kinds``: the dtype
+    kinds let through (complex goes on to scikit-learn's own "Complex data
+    not supported" ValueError). Returns the number of rows, or None when
+    ``a`` has no shape (a scalar; check_array then says what it wants)."""
+    if hasattr(a, "toarray") and hasattr(a, "nnz"):  # sparse: scikit-learn checks it
+        return a.shape[0]
+    arr = as_array(a, name, numeric_kinds=kinds)
+    if arr.dtype.kind == "O":
+        for v in arr.flat:
+            if isinstance(v, (str, bytes)):
+                raise TypeError(f"{name} must be numeric, but holds the string {v!r}")
+    return arr.shape[0] if arr.ndim else None
+
+
+class naming:
+    """Context manager: a plain ValueError or TypeError raised inside whose
+    message does not name ``name`` gets it as a prefix ("X: Expected 2D
+    array, ..."), so every message says which argument is wrong."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind in (ValueError, TypeError) and not re.search(rf"\b{re.escape(self.name)}\b", str(exc)):
+            raise kind(f"{self.name}: {exc}").with_traceback(tb) from None
+        return False

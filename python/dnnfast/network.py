@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 
 import numpy as np
 
 from . import _core
+from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, describe, epoch_is_finite,
+                      locate_nonfinite)
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
-from ._validation import as_float_array, check_positive_float, check_positive_int
+from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
+                          check_positive_int, make_rng, network_bytes)
 from .batching import check_batch_size, epoch_order
 from .distributed import current as _distributed_context
 
@@ -106,8 +110,9 @@ class Network:
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
         self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
         self.activations = [s.name for s in self._acts]
-        self.fused = bool(fused)
-        self._rng = np.random.default_rng(seed)
+        self.fused = check_bool(fused, "fused")
+        self._rng = make_rng(seed)
+        self._check_size()
         self._net = _CORE_CLASS[self.dtype](
             self.sizes, [s.id for s in self._acts], [s.param for s in self._acts], LOSS_TABLE[self.loss][0],
             self.fused)
@@ -162,7 +167,8 @@ class Network:
             raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
         checked = []
         for l, (view, v) in enumerate(zip(views, values)):
-            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=np.ndim(v))
+            v = as_array(v, f"{name}[{l}]")
+            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=v.ndim)
             # A 1-D array is accepted only for a single row (a bias (1, m)):
             # a flat matrix would be reshaped silently.
             flat_ok = a.ndim == 1 and (view.ndim == 1 or view.shape[0] == 1)
@@ -178,6 +184,23 @@ class Network:
 
     # -- input checks ------------------------------------------------------
 
+    def _check_size(self):
+        """Refuse, before anything is allocated, a network that cannot fit in
+        memory: the parameters, the core's gradient and one-row workspace, and
+        the float64 draw of the largest W at initialisation."""
+        itemsize = self.dtype.itemsize
+        prelu = [l for l, s in enumerate(self._acts) if s.per_unit]
+        p_bytes, self._ws_per_row = network_bytes(self.sizes, itemsize, per_unit_params=prelu)
+        largest_w = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        need = 2 * p_bytes + self._ws_per_row + 16 * largest_w
+        check_memory(need, "sizes", f"a network of {p_bytes // itemsize:,} parameters")
+
+    def _check_rows(self, rows, out_elems=0, name="X"):
+        """Refuse a call whose workspace for ``rows`` rows at a time, plus
+        ``out_elems`` output elements, cannot be allocated."""
+        need = rows * self._ws_per_row + out_elems * self.dtype.itemsize
+        check_memory(need, name, f"{rows:,} rows at a time")
+
     def _check_X(self, X, name="X"):
         X = as_float_array(X, name, self.dtype)
         if X.shape[1] != self.sizes[0]:
@@ -186,7 +209,7 @@ class Network:
 
     def _check_Y(self, Y, n, name="Y"):
         m_y = self.sizes[-1]
-        arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
+        arr = as_array(Y, name)
         if arr.ndim == 1 and self.loss == "cce" and arr.dtype.kind in "iu":
             if arr.shape[0] != n:
                 raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n} rows")
@@ -210,22 +233,27 @@ class Network:
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
         ``As[0] = X``, ``As[l] = A[l]``."""
         X = self._check_X(X)
+        self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
         Zs, As = self._net.forward(self.parameters, X)
         return list(Zs), [X] + list(As)
 
     def predict(self, X):
         """Yhat = A[L], shape (n, m_y)."""
-        return self._net.predict(self.parameters, self._check_X(X))
+        X = self._check_X(X)
+        self._check_rows(min(X.shape[0], 1024), X.shape[0] * self.sizes[-1])
+        return self._net.predict(self.parameters, X)
 
     def cost(self, X, Y):
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
+        self._check_rows(min(X.shape[0], 1024))
         return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
 
     def loss_and_gradient(self, X, Y):
         """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
+        self._check_rows(X.shape[0], self.parameters.size)
         grad = np.empty_like(self.parameters)
         c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
         return c, grad
@@ -238,7 +266,8 @@ class Network:
         dbs = [grad[l["b_offset"]:l["b_offset"] + l["m_out"]].reshape(1, l["m_out"]) for l in self._layout]
         return dWs, dbs
 
-    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False):
+    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False,
+            on_nonfinite="raise"):
         """Train by gradient descent; returns a :class:`History`.
 
         ``batch_size``: None = batch GD (one update per epoch), 1 = stochastic,
@@ -247,6 +276,13 @@ class Network:
         generator (or from ``seed`` when given). ``verbose``: print one line per epoch.
         Inside a :class:`dnnfast.distributed.Context`, X and Y are this rank's
         shard and the training is data-parallel over all ranks.
+        ``on_nonfinite``: what an epoch whose cost or parameters come out NaN
+        or infinite does. "raise" (default): the parameters go back to their
+        values at the start of that epoch and :class:`dnnfast.NonFiniteError`
+        names the epoch and the first non-finite layer (its ``history``
+        attribute holds the epochs before); "warn": a
+        :class:`dnnfast.NonFiniteWarning` (once) and training goes on; "ignore":
+        no check. The check runs once per epoch, never inside the C++ loop.
         """
         ctx = _distributed_context()
         if ctx is not None:
@@ -255,22 +291,50 @@ class Network:
         Y = self._check_Y(Y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs", allow_zero=True)
         learning_rate = check_positive_float(learning_rate, "learning_rate", upper=1.0)
+        shuffle = check_bool(shuffle, "shuffle")
+        verbose = check_bool(verbose, "verbose")
+        on_nonfinite = check_on_nonfinite(on_nonfinite)
         n = X.shape[0]
         size = check_batch_size(batch_size, n)
-        rng = self._rng if seed is None else np.random.default_rng(seed)
+        rng = self._rng if seed is None else make_rng(seed)
+        self._check_rows(size, 2 * n)  # + the int64 row order of an epoch
         history = History(cost=[], time=[])
+        guard = on_nonfinite != "ignore"
+        if guard and not _core.all_finite(self.parameters):  # the user wrote NaN into parameters
+            self._nonfinite(on_nonfinite, 0, X, history, None)
+        warned = False
         for epoch in range(epochs):
             t0 = time.perf_counter()
-            order = epoch_order(n, bool(shuffle), rng)
+            order = epoch_order(n, shuffle, rng)
+            good = self.parameters.copy() if on_nonfinite == "raise" else None  # one snapshot per epoch
             cost_sum, _, _ = self._net.train_epoch(
                 self.parameters, X, Y, None, order, size, 0, learning_rate, 0.0, 0.0, 0.0, 0.0, 0.0,
                 None, None, None)
             history["cost"].append(cost_sum / n)
             history["time"].append(time.perf_counter() - t0)
+            if guard and not warned and not epoch_is_finite(cost_sum, self.parameters):
+                self._nonfinite(on_nonfinite, epoch + 1, X, history, good)
+                warned = True
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs}  cost {history['cost'][-1]:.6f}  "
                       f"{n / history['time'][-1]:,.0f} samples/s", flush=True)
         return history
+
+    def _nonfinite(self, on_nonfinite, epoch, X, history, good):
+        """Name where training went non-finite; restore ``good`` and raise, or warn."""
+        layer, where = locate_nonfinite(self._layout, self.parameters, self._net.forward, X)
+        msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
+        if on_nonfinite == "raise":
+            if good is not None:
+                self.parameters[...] = good
+                history["cost"].pop()
+                history["time"].pop()
+                msg += f"; the parameters are those from before epoch {epoch}"
+            msg += " (lower learning_rate, scale the data, or pass on_nonfinite='warn' to go on)"
+            exc = NonFiniteError(msg, epoch=epoch, layer=layer, where=where)
+            exc.history = history
+            raise exc
+        warnings.warn(msg, NonFiniteWarning, stacklevel=3)
 
     def __repr__(self):
         acts = ", ".join(self.activations)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
+from ._validation import check_memory, network_bytes
 from .batching import batch_indices
 
 
@@ -33,8 +34,21 @@ def _sigmoid(z):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    # z - max is <= 0, so exp never overflows; it may be below -finfo.max
+    # (a row holding both +max and -max), which is -inf, whose exp is the
+    # right answer, 0.
+    with np.errstate(over="ignore"):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _arctan_derivative(z):
+    # 1 / (1 + z^2), written as r^2 / (1 + r^2) with r = 1/z where |z| > 1,
+    # so z^2 never overflows (it tends to 0 for huge |z|, as it should).
+    big = np.abs(z) > 1
+    r = 1 / np.where(big, z, 1)
+    small = np.where(big, 0, z)
+    return np.where(big, r * r / (1 + r * r), 1 / (1 + small * small)).astype(z.dtype, copy=False)
 
 
 ACTIVATIONS = {
@@ -60,7 +74,7 @@ DERIVATIVES = {
     "elu": lambda z, A, a: np.where(z >= 0, 1, A + a).astype(z.dtype),
     "sigmoid": lambda z, A, a: A * (1 - A),
     "tanh": lambda z, A, a: 1 - A * A,
-    "arctan": lambda z, A, a: 1 / (1 + z * z),
+    "arctan": lambda z, A, a: _arctan_derivative(z),
     "softplus": lambda z, A, a: _sigmoid(z),
     "binary_step": lambda z, A, a: np.zeros_like(z),
 }
@@ -122,11 +136,13 @@ LOSSES = {
     "cce": lambda Y, P: -np.sum(np.where(Y != 0, Y * np.log(_clip(P)), 0), axis=1),
 }
 
+# scale * dJ/dYhat, the scale applied first (as the C++ loss does) so that a
+# representable result never overflows on the way (2 (Yhat - Y) near finfo.max).
 LOSS_GRADIENTS = {
-    "sse": lambda Y, P: P - Y,
-    "mse": lambda Y, P: 2 * (P - Y) / Y.shape[1],
-    "bce": lambda Y, P: (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
-    "cce": lambda Y, P: -Y / _clip(P),
+    "sse": lambda Y, P, s: s * (P - Y),
+    "mse": lambda Y, P, s: (2 * s / Y.shape[1]) * (P - Y),
+    "bce": lambda Y, P, s: s * (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
+    "cce": lambda Y, P, s: -s * Y / _clip(P),
 }
 
 
@@ -141,7 +157,7 @@ def loss_forward(name, Y, Yhat, w=None):
 
 def loss_backward(name, Y, Yhat, scale, w=None):
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
-    g = scale * LOSS_GRADIENTS[name](Y, Yhat)
+    g = LOSS_GRADIENTS[name](Y, Yhat, Yhat.dtype.type(scale))
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
 
@@ -219,6 +235,8 @@ class Network:
         from .network import _init_parameters, _check_network_args
 
         self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
+        check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
         self._rng = np.random.default_rng(seed)
         self.weights, self.biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.

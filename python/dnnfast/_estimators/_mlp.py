@@ -13,6 +13,7 @@ that buffer for each fit or prediction.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import time
 import warnings
@@ -22,7 +23,10 @@ import numpy as np
 from .. import _core
 from ..distributed import collective
 from ..distributed import current as _distributed_context
+from .._guards import (ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite,
+                       locate_nonfinite)
 from .._registry import LOSS_TABLE, parse_activation
+from .._validation import as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes
 from ._compat import (
     HAVE_SKLEARN,
     BaseEstimator,
@@ -71,6 +75,8 @@ def _np_check_array(X, name="X"):
             X = X.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} must be numeric: {exc}") from None
+    if X.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name} must have a real numeric dtype, got {X.dtype}")
     if X.ndim != 2:
@@ -202,6 +208,7 @@ class _BaseMLP(BaseEstimator):
         num("epsilon", 0, lo_open=True)
         num("n_iter_no_change", 1, allow_inf=True, integral=True)
         num("max_fun", 1, integral=True)
+        opt("on_nonfinite", set(ON_NONFINITE))
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be a bool, "
@@ -330,12 +337,15 @@ class _BaseMLP(BaseEstimator):
     # -- validation ----------------------------------------------------------
 
     def _validate_X(self, X, reset):
+        check_estimator_input(X, "X")
         if HAVE_SKLEARN:
-            X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
-                                  reset=reset)
+            with naming("X"):
+                X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
+                                      reset=reset)
             return np.ascontiguousarray(_densify(X))
         names = _feature_names(X)
-        X = np.ascontiguousarray(_np_check_array(X))
+        with naming("X"):
+            X = np.ascontiguousarray(_np_check_array(X))
         if reset:
             self.n_features_in_ = X.shape[1]
             if names is not None:
@@ -352,9 +362,11 @@ class _BaseMLP(BaseEstimator):
         if y is None:
             raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
                              "is None.")
+        self._check_y_kind(y, check_estimator_input(X, "X"))
         if HAVE_SKLEARN:
-            X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                                     y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
+            with naming("y"), naming("X"):
+                X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                                         y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
             X = np.ascontiguousarray(_densify(X))
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
@@ -382,9 +394,37 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         return X, y
 
+    def _check_y_kind(self, y, n_rows=None):
+        """The targets' pre-check (see ``check_estimator_input``): a
+        classifier's labels may be strings, a regressor's targets must be
+        numbers. With ``n_rows``, y must have that many rows."""
+        if self._is_classifier():
+            arr = as_array(y, "y", numeric_kinds="biufcOUS")
+        else:
+            check_estimator_input(y, "y")
+            arr = as_array(y, "y", numeric_kinds="biufcO")
+        n_y = arr.shape[0] if arr.ndim else None
+        if arr.dtype.kind == "c":
+            raise ValueError("y: Complex data not supported")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # scikit-learn's messages
+            if np.isnan(arr).any():
+                raise ValueError("Input y contains NaN.")
+            raise ValueError(f"Input y contains infinity or a value too large for {arr.dtype!r}.")
+        if n_rows is not None and n_y is not None and n_y != n_rows:
+            raise ValueError(f"y has {n_y} rows but X has {n_rows} (inconsistent numbers of samples: "
+                             f"[{n_rows}, {n_y}])")
+
+    def _check_score_input(self, X, y):
+        """score's checks before predict: fitted, y present and of the right kind and length."""
+        self._check_fitted()
+        if y is None:
+            raise ValueError("y: score needs the true targets, got None")
+        self._check_y_kind(y, check_estimator_input(X, "X"))
+
     def _check_sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
+        check_estimator_input(sample_weight, "sample_weight")
         if HAVE_SKLEARN:
             sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         else:
@@ -426,13 +466,15 @@ class _BaseMLP(BaseEstimator):
 
         sw = collective(ctx, weights)
         n_samples, n_features = X.shape
-        Y = np.ascontiguousarray(Y, dtype=X.dtype)
+        Y = cast_finite(np.asarray(Y), X.dtype, "y")
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
         if ctx is not None:
             ctx.check_same("(n_features, n_outputs, dtype) of the data", (n_features, Y.shape[1], X.dtype.str))
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
+        if first_pass:
+            self._check_size(layer_units, hidden_specs, X)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, hidden_specs)
@@ -441,9 +483,9 @@ class _BaseMLP(BaseEstimator):
                              "network's layers")
         dtype = self.coefs_[0].dtype
         if X.dtype != dtype:
-            X = X.astype(dtype)
-            Y = Y.astype(dtype)
-            sw = None if sw is None else sw.astype(dtype)
+            X = cast_finite(X, dtype, "X")
+            Y = cast_finite(Y, dtype, "y")
+            sw = None if sw is None else cast_finite(sw, dtype, "sample_weight")
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
@@ -456,9 +498,8 @@ class _BaseMLP(BaseEstimator):
                 self._fit_stochastic(net, P, X, Y, sw, incremental, ctx)
             else:
                 self._fit_lbfgs(net, P, X, Y, sw)
-        if not np.isfinite(P).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
-                             "values and need to be preprocessed.")
+        if self.on_nonfinite == "raise" and not _core.all_finite(P):
+            self._nonfinite(net, P, X, None, self.n_iter_)  # raises
         self._unpack(net, P)
         return self
 
@@ -476,6 +517,48 @@ class _BaseMLP(BaseEstimator):
                              "training (it needs the class counts of all ranks); pass a dict")
         if not self._is_classifier() and self.loss == "poisson":
             raise ValueError("loss='poisson' is not supported under distributed training")
+
+    def _nonfinite(self, net, P, X, good, epoch, unit="epoch"):
+        """Name where training went non-finite; with on_nonfinite='raise',
+        restore ``good`` (the parameters before that epoch), drop the
+        optimizer state (it holds the same non-finite values) and raise."""
+        if hasattr(net, "forward"):
+            forward = net.forward
+        else:  # the NumPy Poisson network: As[0] is X
+            def forward(P_, X_):
+                Zs, As = net._forward(P_, X_)
+                return Zs, As[1:]
+        layer, where = locate_nonfinite(net.layout(), P, forward, X)
+        msg = ("Solver produced non-finite parameter weights " + describe(epoch, layer, where, unit)
+               if where != "cost" else "Solver produced a non-finite loss " + describe(epoch, layer, where, unit))
+        if self.on_nonfinite != "raise":
+            warnings.warn(msg + ". Training goes on (on_nonfinite=%r)." % self.on_nonfinite, NonFiniteWarning,
+                          stacklevel=4)
+            return
+        if good is not None:
+            P[:] = good
+            msg += "; coefs_ and intercepts_ are those from before that " + unit
+        self.__dict__.pop("_optimizer", None)
+        if _core.all_finite(P):
+            self._unpack(net, P)
+        raise NonFiniteError(msg + ". The input data may contain large values and need to be preprocessed "
+                             "(or lower learning_rate_init).", epoch=epoch, layer=layer, where=where)
+
+    def _check_size(self, layer_units, hidden_specs, X):
+        """Refuse, before anything is allocated, a network that cannot fit in
+        memory: parameters, gradient and optimizer state (Adam: two more, L-BFGS:
+        SciPy's float64 copies and ten correction pairs), the core's workspace
+        for one batch, and the float64 draws of the largest layer."""
+        itemsize = X.dtype.itemsize
+        prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
+        p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
+        copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
+        rows = X.shape[0] if self.solver == "lbfgs" else (
+            min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
+        largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+        need = copies * p_bytes + rows * per_row + 16 * largest_w
+        check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
+                     f"(layers {layer_units})")
 
     def _initialize(self, Y, layer_units, dtype, hidden_specs):
         self.n_iter_ = 0
@@ -577,6 +660,8 @@ class _BaseMLP(BaseEstimator):
         best_P = self.__dict__.get("_best_params")
         if best_P is None or best_P.size != n_params:
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
+        guard = self.on_nonfinite != "ignore"
+        keep_good = self.on_nonfinite == "raise"
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -587,10 +672,14 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = ctx.global_order(n_train, lambda: shuffled(sample_idx, self._random_state))
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
                 order = np.ascontiguousarray(order, dtype=np.int64)
+                good = P.copy() if keep_good else None  # one snapshot per epoch
                 args = (P, X, Y, sw, order, batch_size, kind, opt["learning_rate"], float(self.momentum),
                         float(self.beta_1), float(self.beta_2), float(self.epsilon), float(self.alpha), s1, s2, t)
                 cost_sum, penalty_sum, _ = (net.train_epoch(*args) if ctx is None
                                             else ctx.train_epoch(net, *args, offset))
+                if guard and not epoch_is_finite(cost_sum + penalty_sum, P):
+                    self._nonfinite(net, P, X, good, self.n_iter_ + 1)  # raises, or warns once
+                    guard = False
                 self.n_iter_ += 1
                 self.loss_ = float((cost_sum * data_scale + penalty_sum) / n_train)
                 self.t_ += n_train
@@ -675,11 +764,17 @@ class _BaseMLP(BaseEstimator):
         history = self.history_
         progress = Progress(self.max_iter, self.verbose, type(self).__name__)
         clock = [time.perf_counter()]
+        # The last point with a finite loss and gradient, put back if the
+        # solver ends on a non-finite one (on_nonfinite='raise').
+        good = P.copy() if self.on_nonfinite == "raise" else None
 
         def loss_grad(x):
             P[order] = x
             data, penalty = net.loss_and_gradient(P, X, Y, sw, None, alpha, G)
-            return data * data_scale + penalty, G[order].astype(np.float64)
+            f = data * data_scale + penalty
+            if good is not None and math.isfinite(f) and _core.all_finite(G):
+                good[:] = P
+            return f, G[order].astype(np.float64)
 
         def callback(intermediate_result):
             now = time.perf_counter()
@@ -705,6 +800,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = min(res.nit, self.max_iter)
         self.loss_ = float(res.fun)
         P[order] = res.x
+        if self.on_nonfinite != "ignore" and not epoch_is_finite(self.loss_, P):
+            self._nonfinite(net, P, X, good, max(res.nit, 1), unit="iteration")
 
     # -- prediction --------------------------------------------------------------
 
@@ -713,7 +810,7 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = self._validate_X(X, reset=False)
         dtype = self.coefs_[0].dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = cast_finite(X, dtype, "X")
         macs = sum(c.size for c in self.coefs_)
         with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
             net = self._core_net(dtype)
@@ -870,6 +967,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ``dnnfast.get_num_threads()``, or one thread when a training step (a
         batch, forward and backward) is under 2e7 flops, where threading costs
         more than it gains. The numbers do not depend on it.
+    on_nonfinite : {'raise', 'warn', 'ignore'}, default='raise'
+        When an epoch (lbfgs: the solver's result) has a NaN or infinite loss
+        or parameters. 'raise': stop, put ``coefs_`` and ``intercepts_`` back
+        to their values before that epoch, and raise
+        :class:`dnnfast.NonFiniteError` (a ValueError, with scikit-learn's
+        message) naming the epoch and the first non-finite layer; 'warn': a
+        :class:`dnnfast.NonFiniteWarning` and training goes on, keeping the
+        non-finite values; 'ignore': no check. Checked once per epoch.
 
     Attributes
     ----------
@@ -900,7 +1005,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 class_weight=None, n_threads=None):
+                 class_weight=None, n_threads=None, on_nonfinite="raise"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -926,6 +1031,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.max_fun = max_fun
         self.class_weight = class_weight
         self.n_threads = n_threads
+        self.on_nonfinite = on_nonfinite
 
     # scikit-learn's classifier always optimises the log-loss.
     @property
@@ -1041,6 +1147,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self : MLPClassifier
         """
+        if y is not None:
+            self._check_y_kind(y, check_estimator_input(X, "X"))
         first = getattr(self, "classes_", None) is None
         if first:
             if classes is None:
@@ -1097,6 +1205,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - out, out]).T
         return out
 
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        self._check_score_input(X, y)
+        with naming("y"):
+            return super().score(X, y, sample_weight=sample_weight)
+
     def predict_log_proba(self, X):
         """Logarithm of ``predict_proba(X)``, shape (n_samples, n_classes)."""
         proba = self.predict_proba(X)
@@ -1135,6 +1260,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     n_threads : int or None, default=None
         Threads of the C++ core during fit and predict (None: as in
         :class:`MLPClassifier`).
+    on_nonfinite : {'raise', 'warn', 'ignore'}, default='raise'
+        As in :class:`MLPClassifier`.
 
     Attributes
     ----------
@@ -1150,7 +1277,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, output_activation=None, n_threads=None):
+                 max_fun=15000, output_activation=None, n_threads=None, on_nonfinite="raise"):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -1177,6 +1304,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
         self.output_activation = output_activation
         self.n_threads = n_threads
+        self.on_nonfinite = on_nonfinite
 
     def _check_params(self):
         super()._check_params()
@@ -1277,6 +1405,23 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _predict(self, X, check_input=True):
         out = self._forward(X, check_input=check_input)
         return out.ravel() if out.shape[1] == 1 else out
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R² of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        self._check_score_input(X, y)
+        with naming("y"):
+            return super().score(X, y, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted targets.
