@@ -5,6 +5,7 @@ Python API. ``dnnfast.reference`` holds the same computation in plain NumPy.
 """
 from . import _core
 from ._core import get_num_threads, set_num_threads
+from ._model_files import load
 from ._registry import activation_names, loss_names
 from .batching import batch_indices
 from .network import History, Network
@@ -13,7 +14,7 @@ from . import reference
 __version__ = _core.__version__
 
 __all__ = [
-    "Network", "History", "MLPClassifier", "MLPRegressor", "batch_indices", "reference",
+    "Network", "History", "MLPClassifier", "MLPRegressor", "load", "batch_indices", "reference",
     "activation_names", "loss_names", "get_num_threads", "set_num_threads", "__version__",
 ]
 
