@@ -193,7 +193,10 @@ class Network:
             raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
         checked = []
         for l, (view, v) in enumerate(zip(views, values)):
-            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=np.ndim(v))
+            ndim = np.ndim(v)
+            if ndim not in (1, 2):  # a scalar or a 3-D block is no layer's array
+                raise ValueError(f"{name}[{l}]: expected shape {view.shape}, got {np.shape(v)}")
+            a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=ndim)
             # A 1-D array is accepted only for a single row (a bias (1, m)):
             # a flat matrix would be reshaped silently.
             flat_ok = a.ndim == 1 and (view.ndim == 1 or view.shape[0] == 1)
