@@ -9,6 +9,9 @@ import json
 import os
 import pathlib
 import pickle
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 import warnings
 import zipfile
@@ -248,6 +251,43 @@ def test_unsaveable_parameter_raises_and_leaves_the_old_file(tmp_path):
     with pytest.raises(TypeError, match="hidden_layer_sizes"):
         reg.save(path)
     assert path.read_bytes() == before and _listing(tmp_path) == ["r.npz"]
+
+
+_WITHOUT_SKLEARN = """
+import importlib.abc, json, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sklearn", "scipy"):
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, _Block())
+import numpy as np, dnnfast
+clf = dnnfast.load(sys.argv[1])
+X = np.load(sys.argv[2])
+out = {"sklearn": "sklearn" in sys.modules, "proba": clf.predict_proba(X).tolist(),
+       "labels": clf.predict(X).tolist()}
+clf.partial_fit(X, clf.predict(X))
+clf.save(sys.argv[1])
+print(json.dumps(out))
+"""
+
+
+def test_file_moves_between_installs_with_and_without_sklearn(tmp_path):
+    clf, X, _ = _clf("multiclass")
+    clf.save(tmp_path / "c.npz")
+    np.save(tmp_path / "X.npy", X)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_WITHOUT_SKLEARN), str(tmp_path / "c.npz"),
+                           str(tmp_path / "X.npy")], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["sklearn"] is False
+    assert np.asarray(out["proba"]).tobytes() == clf.predict_proba(X).tobytes()
+    assert out["labels"] == clf.predict(X).tolist()
+    # ... and what it saved there, after one more epoch, loads here.
+    back = dnnfast.load(tmp_path / "c.npz")
+    assert back.n_iter_ == 1 and back.t_ == clf.t_ + X.shape[0]
+    clf.partial_fit(X, clf.predict(X))
+    assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
 
 
 # ---------------------------------------------------------------------------
@@ -569,7 +609,7 @@ def test_header_array_must_be_bytes(tmp_path):
             buf = io.BytesIO()
             np.lib.format.write_array(buf, arr)
             zf.writestr(name + ".npy", buf.getvalue())
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match="header.*dtype"):
         dnnfast.load(bad)
 
 
@@ -622,6 +662,9 @@ def _estimator_forgeries():
         "history_length_lies": (fitted("history", 10**9), "implies|shape"),
         "optimizer_nan": (optimizer_nan, "NaN"),
         "loss_not_a_number": (fitted("loss", "low"), "loss"),
+        "huge_int_param": (param("max_iter", 10**400), "out of range"),
+        "bad_random_state": (param("random_state", -5), "random_state|seed"),
+        "non_finite_without_tag": (param("tol", 1e999), "not allowed"),
     }
 
 

@@ -138,7 +138,8 @@ def atomic_write(path, arrays):
 # ---------------------------------------------------------------------------
 
 def _npy_member(zf, info, dtype, shape, what):
-    """Read one ``.npy`` member whose dtype and shape must be exactly ``dtype``, ``shape``."""
+    """Read one ``.npy`` member whose dtype and shape must be exactly ``dtype``, ``shape``
+    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it)."""
     with zf.open(info) as m:
         version = np.lib.format.read_magic(m)
         if version == (1, 0):
@@ -149,8 +150,11 @@ def _npy_member(zf, info, dtype, shape, what):
             raise ValueError(f"array {what!r}: unsupported .npy version {version}")
         if got_dtype != dtype or got_dtype.hasobject:
             raise ValueError(f"array {what!r}: dtype {got_dtype.str}, expected {dtype.str}")
-        if tuple(got_shape) != tuple(shape):
-            raise ValueError(f"array {what!r}: shape {tuple(got_shape)}, expected {tuple(shape)}")
+        if shape is None and len(got_shape) == 1:
+            shape = tuple(got_shape)
+        if shape is None or tuple(got_shape) != tuple(shape):
+            raise ValueError(f"array {what!r}: shape {tuple(got_shape)}, expected "
+                             f"{'a 1-D array' if shape is None else tuple(shape)}")
         if fortran and len(shape) > 1:
             raise ValueError(f"array {what!r}: Fortran order is not part of the format")
         nbytes = math.prod(shape) * dtype.itemsize
@@ -185,8 +189,7 @@ def _open_archive(f, file_size):
 
 
 def _parse_header(zf, info):
-    # The member's size is already bounded by the file's (_open_archive).
-    raw = _npy_member(zf, info, np.dtype("|u1"), (_npy_length(zf, info),), _HEADER)
+    raw = _npy_member(zf, info, np.dtype("|u1"), None, _HEADER)
     try:
         text = raw.tobytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -206,21 +209,6 @@ def _parse_header(zf, info):
     return header
 
 
-def _npy_length(zf, info):
-    """The element count a uint8 vector member declares (checked again when read)."""
-    with zf.open(info) as m:
-        version = np.lib.format.read_magic(m)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(m)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(m)
-        else:
-            raise ValueError(f"header: unsupported .npy version {version}")
-    if dtype != np.dtype("|u1") or len(shape) != 1:
-        raise ValueError(f"header must be a 1-D uint8 array, got {dtype.str} of shape {shape}")
-    return shape[0]
-
-
 # ---------------------------------------------------------------------------
 # Checked access to header fields
 # ---------------------------------------------------------------------------
@@ -235,7 +223,10 @@ def _field(d, key, kind, where, optional=False):
     if kind == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{where}.{key} must be a number, got {v!r:.60}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer beyond the float range
+            v = math.inf
         if not math.isfinite(v):
             raise ValueError(f"{where}.{key} must be finite, got {v}")
         return v
@@ -288,7 +279,11 @@ def decode_value(v, where, depth=0):
     """The inverse of :func:`encode_value`, refusing anything it cannot have written."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"{where}: nested too deeply")
-    if v is None or isinstance(v, (bool, str, int)):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        if abs(v) > 2**63:
+            raise ValueError(f"{where}: integer out of range")
         return v
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -655,6 +650,7 @@ def _estimator_expected(header, kind):
 
 
 def _estimator_build(plan, arrays):
+    from ._estimators._compat import check_random_state
     from ._estimators._mlp import MLPClassifier, MLPRegressor
     from ._estimators._progress import TrainingHistory
     from ._estimators._targets import LabelBinarizer
@@ -676,6 +672,10 @@ def _estimator_build(plan, arrays):
     L = len(sizes) - 1
     try:
         est._check_params()
+        try:
+            check_random_state(est.random_state)
+        except ValueError as exc:
+            raise ValueError(f"random_state: {exc}") from None
         hidden = est._hidden_sizes()
         est._hidden_specs(len(hidden))
         if hidden != sizes[1:-1]:
