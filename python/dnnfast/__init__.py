@@ -5,7 +5,6 @@ Python API. ``dnnfast.reference`` holds the same computation in plain NumPy.
 """
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from ._model_files import load
 from ._registry import activation_names, loss_names
 from .batching import batch_indices
 from .network import History, Network
@@ -27,4 +26,8 @@ def __getattr__(name):
         from . import estimators
 
         return getattr(estimators, name)
+    if name == "load":  # the model-file reader (zipfile, json) also loads on first use
+        from ._model_files import load
+
+        return load
     raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")

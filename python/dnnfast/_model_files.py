@@ -26,7 +26,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 import struct
 import zipfile
 import zlib
@@ -111,7 +110,7 @@ def atomic_write(path, arrays):
     base = os.path.basename(target)
     dot = b"." if isinstance(base, bytes) else "."
     while True:
-        suffix = secrets.token_hex(6) + ".tmp"
+        suffix = os.urandom(6).hex() + ".tmp"
         tmp = os.path.join(directory, dot + base + dot + (suffix.encode() if isinstance(base, bytes) else suffix))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
