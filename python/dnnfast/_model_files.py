@@ -727,12 +727,10 @@ def _estimator_build(plan, arrays):
         lb.sparse_input_ = fit["sparse_input"]
         est._label_binarizer = lb
         est.classes_ = classes
-        outs = ("softmax",) if y_type == "multiclass" else ("logistic",)
-    else:
-        outs = ("exp",) if est.loss == "poisson" else ("identity", "logistic") + tuple(
-            n for n in ACTIVATION_TABLE if n not in ("softmax", "sigmoid"))
-    if est.out_activation_ not in outs:
-        raise ValueError(f"header.fitted.out_activation {est.out_activation_!r:.40} does not fit this model")
+    # The output activation follows from the parameters (and the target type), as in fit.
+    if est.out_activation_ != est._output_activation_name():
+        raise ValueError(f"header.fitted.out_activation is {est.out_activation_!r:.40}, but the parameters "
+                         f"give {est._output_activation_name()!r}")
     # The saved network must be the one the parameters describe.
     try:
         got_sizes, got_specs, got_loss = est._architecture()
