@@ -14,7 +14,7 @@ from . import reference
 __version__ = _core.__version__
 
 __all__ = [
-    "Network", "History", "MLPClassifier", "MLPRegressor", "batch_indices", "reference",
+    "Network", "History", "MLPClassifier", "MLPRegressor", "load", "batch_indices", "reference",
     "activation_names", "loss_names", "get_num_threads", "set_num_threads", "NonFiniteError",
     "NonFiniteWarning", "__version__",
 ]
@@ -28,4 +28,8 @@ def __getattr__(name):
         from . import estimators
 
         return getattr(estimators, name)
+    if name == "load":  # the model-file reader (zipfile, json) also loads on first use
+        from ._model_files import load
+
+        return load
     raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")

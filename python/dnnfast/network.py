@@ -113,10 +113,7 @@ class Network:
         self.fused = check_bool(fused, "fused")
         self._rng = make_rng(seed)
         self._check_size()
-        self._net = _CORE_CLASS[self.dtype](
-            self.sizes, [s.id for s in self._acts], [s.param for s in self._acts], LOSS_TABLE[self.loss][0],
-            self.fused)
-        self._layout = self._net.layout()
+        self._build_core()
         self.parameters = np.zeros(self._net.num_params, dtype=self.dtype)
         weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         self.weights = weights
@@ -124,6 +121,41 @@ class Network:
         for view, a in zip(self.alphas, alphas):
             if view is not None:
                 view[...] = a
+
+    def _build_core(self):
+        """The C++ network of this spec (it holds no parameters: those stay in ``parameters``)."""
+        self._net = _CORE_CLASS[self.dtype](
+            self.sizes, [s.id for s in self._acts], [s.param for s in self._acts], LOSS_TABLE[self.loss][0],
+            self.fused)
+        self._layout = self._net.layout()
+
+    # -- saving, pickling, copying -------------------------------------------
+
+    def save(self, path):
+        """Write the network to ``path`` (str or os.PathLike) as a model file.
+
+        The file is a versioned ``.npz`` readable with NumPy alone (see
+        ``docs/model_files.md``); it is written atomically, so a failure leaves
+        any previous file at ``path`` as it was. ``dnnfast.load(path)`` reads it
+        back: same predictions, bit for bit, and the same shuffling generator.
+        """
+        from ._model_files import save
+
+        save(self, path)
+
+    def __getstate__(self):
+        # The C++ object is rebuilt from the spec; everything else pickles as is.
+        state = dict(self.__dict__)
+        state.pop("_net", None)
+        state.pop("_layout", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build_core()
+        if self.parameters.shape != (self._net.num_params,) or self.parameters.dtype != self.dtype:
+            raise ValueError(f"pickled parameters do not fit the network: {self.parameters.shape} "
+                             f"{self.parameters.dtype}, expected ({self._net.num_params},) {self.dtype}")
 
     # -- parameters: per-layer views of the one flat buffer -----------------
 
@@ -168,6 +200,8 @@ class Network:
         checked = []
         for l, (view, v) in enumerate(zip(views, values)):
             v = as_array(v, f"{name}[{l}]")
+            if v.ndim not in (1, 2):  # a scalar or a 3-D block is no layer's array
+                raise ValueError(f"{name}[{l}]: expected shape {view.shape}, got {v.shape}")
             a = as_float_array(v, f"{name}[{l}]", self.dtype, ndim=v.ndim)
             # A 1-D array is accepted only for a single row (a bias (1, m)):
             # a flat matrix would be reshaped silently.

@@ -334,6 +334,19 @@ class _BaseMLP(BaseEstimator):
         state.pop("_core", None)  # the C++ object is rebuilt on demand
         return state
 
+    def save(self, path):
+        """Write the fitted estimator to ``path`` (str or os.PathLike) as a model file.
+
+        A versioned ``.npz`` readable with NumPy alone (see ``docs/model_files.md``),
+        written atomically. ``dnnfast.load(path)`` gives back an estimator with
+        the same parameters, fitted attributes and solver state: the same
+        predictions, bit for bit, and ``partial_fit`` / ``warm_start`` continue
+        as they would have.
+        """
+        from .._model_files import save
+
+        save(self, path)
+
     # -- validation ----------------------------------------------------------
 
     def _validate_X(self, X, reset):

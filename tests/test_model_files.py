@@ -1,0 +1,697 @@
+"""Model files: ``save`` / ``dnnfast.load`` round trips bit for bit, writes
+atomically, and refuses every damaged, forged or newer file with a ValueError
+before allocating what it claims. Pickle and deepcopy work too."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import MLPClassifier, MLPRegressor
+from dnnfast import _model_files
+
+warnings.filterwarnings("ignore", message="Stochastic Optimizer")
+
+
+def _data(n=40, m=4, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.normal(size=(n, m))
+
+
+def _net(dtype="float64", fused=True):
+    net = dnnfast.Network([4, 6, 5, 3], ["prelu", ("leaky_relu", {"alpha": 0.2}), "softmax"], loss="cce",
+                          dtype=dtype, seed=1, fused=fused)
+    X = _data()
+    net.fit(X, np.arange(40) % 3, epochs=3, batch_size=8, learning_rate=0.1, shuffle=True)
+    return net, X
+
+
+def _clf(kind="multiclass", **kw):
+    X = _data()
+    y = {"binary": (X[:, 0] > 0).astype(int),
+         "multiclass": np.array(["ant", "bee", "cat"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0)],
+         "multilabel": np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 2] > 1], axis=1).astype(int)}[kind]
+    kw = {"hidden_layer_sizes": (7, 5), "max_iter": 8, "random_state": 0, **kw}
+    return MLPClassifier(**kw).fit(X, y), X, y
+
+
+def _reg(outputs=1, **kw):
+    X = _data()
+    y = np.sin(X[:, :outputs]) + X[:, 1:1 + outputs] ** 2
+    kw = {"hidden_layer_sizes": (6,), "max_iter": 8, "random_state": 0, **kw}
+    return MLPRegressor(**kw).fit(X, y.ravel() if outputs == 1 else y), X, y.ravel() if outputs == 1 else y
+
+
+def _listing(d):
+    return sorted(os.listdir(d))
+
+
+# ---------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_network_round_trip_is_bit_identical(tmp_path, dtype, fused):
+    net, X = _net(dtype, fused)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    back = dnnfast.load(path)
+    assert isinstance(back, dnnfast.Network)
+    assert (back.sizes, back.activations, back.loss, back.dtype, back.fused) == \
+        (net.sizes, net.activations, net.loss, net.dtype, net.fused)
+    assert back._acts == net._acts  # the leaky_relu alpha 0.2 included
+    np.testing.assert_array_equal(back.parameters, net.parameters)
+    np.testing.assert_array_equal(back.alphas[0], net.alphas[0])
+    assert not np.all(net.alphas[0] == 0.25)  # the prelu alphas were trained, and kept
+    assert back.predict(X).tobytes() == net.predict(X).tobytes()
+    # The shuffling generator is saved too: training continues identically.
+    y = np.arange(40) % 3
+    h1 = net.fit(X, y, epochs=2, batch_size=8, learning_rate=0.1, shuffle=True)
+    h2 = back.fit(X, y, epochs=2, batch_size=8, learning_rate=0.1, shuffle=True)
+    assert h1.cost == h2.cost
+    np.testing.assert_array_equal(back.parameters, net.parameters)
+
+
+@pytest.mark.parametrize("loss,acts", [("sse", ["elu", "identity"]), ("mse", ["tanh", "relu"]),
+                                       ("bce", ["softplus", "sigmoid"])])
+def test_network_losses_and_activations_round_trip(tmp_path, loss, acts):
+    net = dnnfast.Network([4, 3, 2], acts, loss=loss, dtype="float32", seed=3)
+    net.save(str(tmp_path / "n.npz"))
+    back = dnnfast.load(str(tmp_path / "n.npz"))
+    assert back.loss == loss and back.activations == net.activations
+    X = _data().astype(np.float32)
+    assert back.predict(X).tobytes() == net.predict(X).tobytes()
+
+
+def test_file_is_plain_numpy_without_pickle(tmp_path):
+    net, _ = _net()
+    net.save(tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(["header", "W1", "b1", "alpha1", "W2", "b2", "W3", "b3"])
+        header = json.loads(z["header"].tobytes().decode("utf-8"))
+        assert z["W1"].shape == (4, 6) and z["W1"].dtype == np.float64
+        np.testing.assert_array_equal(z["W2"], net.weights[1])
+    assert header["format"] == "dnnfast-model" and header["format_version"] == 1
+    assert header["dnnfast_version"] == dnnfast.__version__
+    assert header["kind"] == "Network" and header["sizes"] == [4, 6, 5, 3]
+    assert header["activations"][1] == {"name": "leaky_relu", "alpha": 0.2}
+    assert (header["loss"], header["dtype"], header["fused"]) == ("cce", "float64", True)
+
+
+def test_same_model_gives_same_bytes(tmp_path):
+    net, _ = _net()
+    net.save(tmp_path / "a.npz")
+    net.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def _same_fitted(a, b, X, timing=True):
+    for name in ("n_iter_", "t_", "loss_", "n_layers_", "n_outputs_", "n_features_in_", "out_activation_"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+        assert hasattr(a, name) == hasattr(b, name), name
+        if hasattr(a, name):
+            assert getattr(a, name) == getattr(b, name), name
+    assert set(a.history_) == set(b.history_)
+    for key in a.history_:
+        if key == "time" and not timing:  # seconds measured during the continued fits
+            continue
+        np.testing.assert_array_equal(a.history_[key], b.history_[key])
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert u.dtype == v.dtype and u.tobytes() == v.tobytes()
+    assert a.get_params() == b.get_params()
+    assert a.predict(X).tobytes() == b.predict(X).tobytes()
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_classifier_round_trip(tmp_path, kind):
+    clf, X, y = _clf(kind)
+    clf.save(tmp_path / "c.npz")
+    back = dnnfast.load(tmp_path / "c.npz")
+    assert type(back) is MLPClassifier
+    _same_fitted(clf, back, X)
+    assert back.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(back.classes_, clf.classes_)
+    assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
+    assert back.score(X, y) == clf.score(X, y)
+
+
+def test_classifier_object_labels_class_weight_and_prelu(tmp_path):
+    X = _data()
+    y = np.array(["no", "yes"], dtype=object)[(X[:, 0] > 0).astype(int)]
+    clf = MLPClassifier((5,), activation=["prelu"], max_iter=6, random_state=2, class_weight={"yes": 2.0},
+                        n_iter_no_change=np.inf).fit(X, y)
+    # Labels kept as Python str objects (as a LabelBinarizer fitted on objects keeps them).
+    clf.classes_ = clf._label_binarizer.classes_ = clf.classes_.astype(object)
+    clf.save(tmp_path / "c.npz")
+    back = dnnfast.load(tmp_path / "c.npz")
+    assert back.classes_.dtype == object and list(back.classes_) == ["no", "yes"]
+    assert back.get_params()["class_weight"] == {"yes": 2.0} and back.n_iter_no_change == np.inf
+    assert back.activation == ["prelu"]
+    np.testing.assert_array_equal(back.prelu_alphas_[0], clf.prelu_alphas_[0])
+    assert list(back.predict(X)) == list(clf.predict(X))
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_regressor_round_trip(tmp_path, outputs):
+    reg, X, y = _reg(outputs)
+    reg.save(tmp_path / "r.npz")
+    back = dnnfast.load(tmp_path / "r.npz")
+    assert type(back) is MLPRegressor
+    _same_fitted(reg, back, X)
+
+
+@pytest.mark.parametrize("kw", [dict(loss="poisson"), dict(output_activation="relu", activation="tanh"),
+                                dict(solver="lbfgs"), dict(solver="sgd", early_stopping=True, max_iter=12)])
+def test_regressor_variants_round_trip(tmp_path, kw):
+    pytest.importorskip("scipy")
+    X = _data()
+    y = np.abs(X[:, 0]) + 0.5
+    reg = MLPRegressor(**{"hidden_layer_sizes": (6,), "max_iter": 8, "random_state": 0, **kw}).fit(X, y)
+    reg.save(tmp_path / "r.npz")
+    _same_fitted(reg, dnnfast.load(tmp_path / "r.npz"), X)
+
+
+def test_float32_estimator_round_trip(tmp_path):
+    X = _data().astype(np.float32)
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=0).fit(X, X[:, 0] * 2)
+    reg.save(tmp_path / "r.npz")
+    back = dnnfast.load(tmp_path / "r.npz")
+    assert back.coefs_[0].dtype == np.float32
+    _same_fitted(reg, back, X)
+
+
+@pytest.mark.parametrize("solver,kw", [("adam", {}), ("sgd", {"momentum": 0.9}),
+                                       ("sgd", {"learning_rate": "invscaling", "nesterovs_momentum": False})])
+def test_loaded_classifier_continues_partial_fit_like_the_original(tmp_path, solver, kw):
+    clf, X, y = _clf("multiclass", solver=solver, learning_rate_init=0.05, **kw)
+    clf.save(tmp_path / "c.npz")
+    back = dnnfast.load(tmp_path / "c.npz")
+    for _ in range(3):
+        clf.partial_fit(X, y)
+        back.partial_fit(X, y)
+    _same_fitted(clf, back, X, timing=False)
+
+
+def test_loaded_regressor_continues_warm_start_like_the_original(tmp_path):
+    reg, X, y = _reg(2, warm_start=True, solver="sgd", learning_rate_init=0.01)
+    reg.save(tmp_path / "r.npz")
+    back = dnnfast.load(tmp_path / "r.npz")
+    reg.fit(X, y)
+    back.fit(X, y)
+    _same_fitted(reg, back, X, timing=False)
+
+
+def test_random_state_instance_is_saved_with_its_state(tmp_path):
+    X = _data()
+    y = X[:, 0]
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=np.random.RandomState(7), warm_start=True).fit(X, y)
+    reg.save(tmp_path / "r.npz")
+    back = dnnfast.load(tmp_path / "r.npz")
+    assert isinstance(back.random_state, np.random.RandomState)
+    reg.fit(X, y)   # the shuffles draw from the instance: both continue from the same state
+    back.fit(X, y)
+    assert back.coefs_[0].tobytes() == reg.coefs_[0].tobytes()
+
+
+def test_feature_names_round_trip(tmp_path):
+    reg, X, _ = _reg()
+    reg.feature_names_in_ = np.array(["a", "bb", "ccc", "d"], dtype=object)
+    reg.save(tmp_path / "r.npz")
+    back = dnnfast.load(tmp_path / "r.npz")
+    assert back.feature_names_in_.dtype == object and list(back.feature_names_in_) == ["a", "bb", "ccc", "d"]
+
+
+def test_unfitted_estimator_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="not fitted"):
+        MLPClassifier().save(tmp_path / "c.npz")
+    assert _listing(tmp_path) == []
+
+
+def test_unsaveable_parameter_raises_and_leaves_the_old_file(tmp_path):
+    reg, X, _ = _reg()
+    path = tmp_path / "r.npz"
+    reg.save(path)
+    before = path.read_bytes()
+    reg.set_params(hidden_layer_sizes=np.array([6]))
+    with pytest.raises(TypeError, match="hidden_layer_sizes"):
+        reg.save(path)
+    assert path.read_bytes() == before and _listing(tmp_path) == ["r.npz"]
+
+
+_WITHOUT_SKLEARN = """
+import importlib.abc, json, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sklearn", "scipy"):
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, _Block())
+import numpy as np, dnnfast
+clf = dnnfast.load(sys.argv[1])
+X = np.load(sys.argv[2])
+out = {"sklearn": "sklearn" in sys.modules, "proba": clf.predict_proba(X).tolist(),
+       "labels": clf.predict(X).tolist()}
+clf.partial_fit(X, clf.predict(X))
+clf.save(sys.argv[1])
+print(json.dumps(out))
+"""
+
+
+def test_file_moves_between_installs_with_and_without_sklearn(tmp_path):
+    clf, X, _ = _clf("multiclass")
+    clf.save(tmp_path / "c.npz")
+    np.save(tmp_path / "X.npy", X)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_WITHOUT_SKLEARN), str(tmp_path / "c.npz"),
+                           str(tmp_path / "X.npy")], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["sklearn"] is False
+    assert np.asarray(out["proba"]).tobytes() == clf.predict_proba(X).tobytes()
+    assert out["labels"] == clf.predict(X).tolist()
+    # ... and what it saved there, after one more epoch, loads here.
+    back = dnnfast.load(tmp_path / "c.npz")
+    assert back.n_iter_ == 1 and back.t_ == clf.t_ + X.shape[0]
+    clf.partial_fit(X, clf.predict(X))
+    assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
+
+
+# ---------------------------------------------------------------------------
+# Pickle and deepcopy
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_network_pickles_and_deepcopies(dtype):
+    net, X = _net(dtype)
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert other._net is not net._net
+        assert other.predict(X).tobytes() == net.predict(X).tobytes()
+        other.weights[0][:] = 0  # an independent buffer
+        assert np.any(net.weights[0] != 0)
+
+
+def test_loaded_estimator_pickles(tmp_path):
+    clf, X, _ = _clf()
+    clf.save(tmp_path / "c.npz")
+    back = pickle.loads(pickle.dumps(dnnfast.load(tmp_path / "c.npz")))
+    assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
+
+
+# ---------------------------------------------------------------------------
+# Paths and atomic writes
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [None, 3, 2.5, ["a.npz"], object()])
+def test_bad_path_types_raise_naming_path(path):
+    net, _ = _net()
+    with pytest.raises(TypeError, match="path"):
+        net.save(path)
+    with pytest.raises(TypeError, match="path"):
+        dnnfast.load(path)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        dnnfast.load(tmp_path / "absent.npz")
+
+
+def _crash_after(n_calls, exc=OSError("disk full")):
+    """A stand-in for write_array that writes n_calls arrays, then fails midway through the next."""
+    real = np.lib.format.write_array
+    calls = [0]
+
+    def write_array(fp, array, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] > n_calls:
+            fp.write(b"\x93NUMPY partial")
+            raise exc
+        return real(fp, array, *args, **kwargs)
+    return write_array
+
+
+@pytest.mark.parametrize("n_calls", [0, 1, 4])
+def test_crash_mid_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, n_calls):
+    net, _ = _net()
+    path = tmp_path / "model.npz"
+    net.save(path)
+    before, saved = path.read_bytes(), net.weights[0].copy()
+    net.weights[0][:] += 1.0
+    monkeypatch.setattr(np.lib.format, "write_array", _crash_after(n_calls))
+    with pytest.raises(OSError, match="disk full"):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert _listing(tmp_path) == ["model.npz"]
+    monkeypatch.undo()
+    np.testing.assert_array_equal(dnnfast.load(path).weights[0], saved)
+
+
+@pytest.mark.parametrize("step", ["fsync", "replace"])
+def test_failed_fsync_or_rename_keeps_the_old_file(tmp_path, monkeypatch, step):
+    net, _ = _net()
+    path = tmp_path / "model.npz"
+    net.save(path)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(f"{step} failed")
+    monkeypatch.setattr(_model_files.os, step, fail)
+    with pytest.raises(OSError, match=f"{step} failed"):
+        net.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and _listing(tmp_path) == ["model.npz"]
+
+
+def test_interrupt_mid_save_removes_the_temporary(tmp_path, monkeypatch):
+    net, _ = _net()
+    monkeypatch.setattr(np.lib.format, "write_array", _crash_after(2, KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        net.save(tmp_path / "new.npz")
+    assert _listing(tmp_path) == []
+
+
+def test_save_into_a_missing_directory_raises_and_creates_nothing(tmp_path):
+    net, _ = _net()
+    with pytest.raises(FileNotFoundError):
+        net.save(tmp_path / "no" / "such" / "dir.npz")
+    assert _listing(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------
+# Damaged, forged and newer files
+# ---------------------------------------------------------------------------
+
+def _members(path):
+    """(header dict, {name: array}) of a valid file, read independently of dnnfast."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return json.loads(arrays.pop("header").tobytes()), arrays
+
+
+def _write(path, header, arrays, compression=zipfile.ZIP_STORED, header_bytes=None):
+    """A forged file: any header (dict or raw bytes) and arrays, as a .npz."""
+    raw = header_bytes if header_bytes is not None else json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, arr in {"header": np.frombuffer(raw, np.uint8), **arrays}.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=True)
+            zf.writestr(name + ".npy", buf.getvalue())
+
+
+def _good(tmp_path, kind="net"):
+    path = tmp_path / "good.npz"
+    if kind == "net":
+        _net()[0].save(path)
+    else:
+        _clf()[0].save(path)
+    return path
+
+
+def _at(data, frac):
+    return int(len(data) * frac)
+
+
+def _flip(data, pos):
+    b = bytearray(data)
+    b[pos] ^= 0xFF
+    return bytes(b)
+
+
+def _raw_corruptions():
+    """name -> function(bytes of a valid file) -> bytes."""
+    def central_directory(d):
+        return _flip(d, d.rfind(b"PK\x01\x02") + 20)  # compressed size of the last member
+
+    def header_member(d):
+        return _flip(d, d.find(b'"format"') + 3)
+
+    def array_data(d):
+        return _flip(d, d.find(b"W2.npy") + 200)
+
+    return {
+        "empty": lambda d: b"",
+        "not_a_zip": lambda d: b"just some text, not an archive\n" * 10,
+        "truncated_to_4_bytes": lambda d: d[:4],
+        "truncated_at_10pct": lambda d: d[:_at(d, 0.1)],
+        "truncated_at_half": lambda d: d[:_at(d, 0.5)],
+        "truncated_at_90pct": lambda d: d[:_at(d, 0.9)],
+        "last_byte_missing": lambda d: d[:-1],
+        "end_record_missing": lambda d: d[:d.rfind(b"PK\x05\x06")],
+        "byte_flipped_in_header": header_member,
+        "byte_flipped_in_array_data": array_data,
+        "byte_flipped_in_zip_directory": central_directory,
+        "zeroed_middle": lambda d: d[:_at(d, 0.3)] + bytes(_at(d, 0.2)) + d[_at(d, 0.5):],
+    }
+
+
+@pytest.mark.parametrize("name", list(_raw_corruptions()))
+@pytest.mark.parametrize("kind", ["net", "clf"])
+def test_damaged_bytes_raise_value_error(tmp_path, name, kind):
+    good = _good(tmp_path, kind)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(_raw_corruptions()[name](good.read_bytes()))
+    with pytest.raises(ValueError):
+        dnnfast.load(bad)
+
+
+def _header_forgeries():
+    """name -> (function(header, arrays) -> (header, arrays) edited in place or anew, message regex)."""
+    def setter(key, value):
+        def f(h, a):
+            h[key] = value
+        return f
+
+    def drop(key):
+        def f(h, a):
+            del h[key]
+        return f
+
+    def arrays(fn):
+        def f(h, a):
+            fn(a)
+        return f
+
+    def huge(h, a):
+        h["sizes"] = [100_000, 100_000, 5, 3]
+        a["W1"] = np.zeros((1, 1))
+
+    def nan_weight(a):
+        a["W2"] = a["W2"].copy()
+        a["W2"][1, 1] = np.nan
+
+    def inf_bias(a):
+        a["b1"] = a["b1"].copy()
+        a["b1"][0] = np.inf
+
+    def unknown_activation(h, a):
+        h["activations"][0]["name"] = "swish"
+
+    def alpha_missing(h, a):
+        del h["activations"][1]["alpha"]
+
+    return {
+        "wrong_format_name": (setter("format", "other-format"), "not a dnnfast model file"),
+        "newer_version": (setter("format_version", 2), r"format version 2.*reads format versions 1 to 1"),
+        "version_zero": (setter("format_version", 0), "unknown model format version"),
+        "version_as_string": (setter("format_version", "1"), "format_version must be an integer"),
+        "missing_sizes": (drop("sizes"), "sizes"),
+        "missing_kind": (drop("kind"), "kind"),
+        "unknown_field": (setter("comment", "x"), "unknown field"),
+        "unknown_kind": (setter("kind", "SVM"), "kind"),
+        "dtype_float16": (setter("dtype", "float16"), "dtype"),
+        "dtype_not_matching_arrays": (setter("dtype", "float32"), "dtype"),
+        "negative_size": (setter("sizes", [4, -6, 5, 3]), "sizes"),
+        "zero_size": (setter("sizes", [4, 0, 5, 3]), "sizes"),
+        "bool_size": (setter("sizes", [4, True, 5, 3]), "sizes"),
+        "float_size": (setter("sizes", [4, 6.0, 5, 3]), "sizes"),
+        "huge_sizes": (huge, "bytes of arrays but the file has"),
+        "size_beyond_bound": (setter("sizes", [4, 2**40, 5, 3]), "sizes"),
+        "sizes_not_a_list": (setter("sizes", "4,6,5,3"), "sizes"),
+        "unknown_activation": (unknown_activation, "unknown activation"),
+        "activation_alpha_missing": (alpha_missing, "alpha"),
+        "unknown_loss": (setter("loss", "hinge"), "loss"),
+        "fused_not_bool": (setter("fused", 1), "fused"),
+        "rng_malformed": (setter("rng", {"bit_generator": "MT19937"}), "rng"),
+        "wrong_shape": (arrays(lambda a: a.__setitem__("W1", a["W1"].T.copy())), "shape"),
+        "wrong_array_dtype": (arrays(lambda a: a.__setitem__("b2", a["b2"].astype(np.float32))), "dtype"),
+        "int_weights": (arrays(lambda a: a.__setitem__("W3", a["W3"].astype(np.int64))), "dtype"),
+        "extra_array": (arrays(lambda a: a.__setitem__("W4", np.zeros((3, 3)))), "unexpected.*W4"),
+        "missing_array": (arrays(lambda a: a.pop("alpha1")), "missing.*alpha1"),
+        "nan_weight": (arrays(nan_weight), "NaN"),
+        "inf_bias": (arrays(inf_bias), "NaN or infinity"),
+        "pickled_object_array": (arrays(lambda a: a.__setitem__("b3", np.array([{"x": 1}, 2, 3], dtype=object))),
+                                 "dtype"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_header_forgeries()))
+def test_forged_files_raise_value_error_naming_the_problem(tmp_path, name):
+    header, arrays = _members(_good(tmp_path))
+    edit, match = _header_forgeries()[name]
+    edit(header, arrays)
+    bad = tmp_path / "bad.npz"
+    _write(bad, header, arrays)
+    with pytest.raises(ValueError, match=match):
+        dnnfast.load(bad)
+
+
+def test_forged_huge_network_does_not_allocate(tmp_path):
+    header, arrays = _members(_good(tmp_path))
+    header["sizes"] = [50_000, 50_000, 50_000, 3]  # 40 GB of float64 parameters
+    bad = tmp_path / "bad.npz"
+    _write(bad, header, arrays)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="implies"):
+            dnnfast.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+@pytest.mark.parametrize("raw,match", [
+    (b"\xff\xfe not utf-8", "UTF-8"), (b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"),
+    (b'{"format": NaN}', "not allowed"), (b"", "JSON"),
+    (b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
+])
+def test_bad_header_text_raises_value_error(tmp_path, raw, match):
+    _, arrays = _members(_good(tmp_path))
+    bad = tmp_path / "bad.npz"
+    _write(bad, None, arrays, header_bytes=raw)
+    with pytest.raises(ValueError, match=match):
+        dnnfast.load(bad)
+
+
+def test_archive_level_forgeries_raise_value_error(tmp_path):
+    header, arrays = _members(_good(tmp_path))
+    bad = tmp_path / "bad.npz"
+    _write(bad, header, arrays, compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="compressed"):
+        dnnfast.load(bad)
+    _write(bad, header, {})  # only a header
+    with pytest.raises(ValueError, match="missing"):
+        dnnfast.load(bad)
+    _write(bad, header, {k: v for k, v in arrays.items()})
+    with zipfile.ZipFile(bad, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zf.writestr("W1.npy", b"duplicate")
+    with pytest.raises(ValueError, match="repeated"):
+        dnnfast.load(bad)
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("W1.npy", b"")
+    with pytest.raises(ValueError, match="header"):
+        dnnfast.load(bad)
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("notes.txt", b"hello")
+    with pytest.raises(ValueError, match="notes.txt"):
+        dnnfast.load(bad)
+
+
+def test_header_array_must_be_bytes(tmp_path):
+    header, arrays = _members(_good(tmp_path))
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, arr in {"header": np.array([json.dumps(header)]), **arrays}.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, arr)
+            zf.writestr(name + ".npy", buf.getvalue())
+    with pytest.raises(ValueError, match="header.*dtype"):
+        dnnfast.load(bad)
+
+
+def test_directory_path_raises_value_error(tmp_path):
+    with pytest.raises(ValueError, match="directory"):
+        dnnfast.load(tmp_path)
+
+
+def _estimator_forgeries():
+    def fitted(key, value):
+        def f(h, a):
+            h["fitted"][key] = value
+        return f
+
+    def param(key, value):
+        def f(h, a):
+            h["params"][key] = value
+        return f
+
+    def drop_param(h, a):
+        del h["params"]["solver"]
+
+    def classes_count(h, a):
+        a["classes"] = a["classes"][:2]
+        h["fitted"]["classes"]["length"] = 2
+
+    def classes_unsorted(h, a):
+        a["classes"] = a["classes"][::-1].copy()
+
+    def classes_object(h, a):
+        h["fitted"]["classes"]["dtype"] = "|O"
+
+    def optimizer_nan(h, a):
+        a["optimizer_state1"] = a["optimizer_state1"].copy()
+        a["optimizer_state1"][3] = np.nan
+
+    return {
+        "bad_solver": (param("solver", "newton"), "solver"),
+        "missing_param": (drop_param, "missing.*solver"),
+        "unknown_param": (param("gamma", 1.0), "unknown.*gamma"),
+        "unknown_value_tag": (param("alpha", {"complex": [1, 2]}), "unknown value form"),
+        "hidden_sizes_mismatch": (param("hidden_layer_sizes", {"tuple": [7, 6]}), "hidden_layer_sizes"),
+        "activation_mismatch": (param("activation", "tanh"), "parameters describe"),
+        "bad_y_type": (fitted("y_type", "continuous"), "y_type"),
+        "classes_count": (classes_count, "classes"),
+        "classes_unsorted": (classes_unsorted, "sorted"),
+        "classes_object_dtype": (classes_object, "classes.dtype"),
+        "bad_out_activation": (fitted("out_activation", "logistic"), "out_activation"),
+        "negative_n_iter": (fitted("n_iter", -1), "n_iter"),
+        "history_length_lies": (fitted("history", 10**9), "implies|shape"),
+        "optimizer_nan": (optimizer_nan, "NaN"),
+        "loss_not_a_number": (fitted("loss", "low"), "loss"),
+        "huge_int_param": (param("max_iter", 10**400), "out of range"),
+        "bad_random_state": (param("random_state", -5), "random_state|seed"),
+        "non_finite_without_tag": (param("tol", 1e999), "not allowed"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_estimator_forgeries()))
+def test_forged_estimator_files_raise_value_error(tmp_path, name):
+    header, arrays = _members(_good(tmp_path, "clf"))
+    edit, match = _estimator_forgeries()[name]
+    edit(header, arrays)
+    bad = tmp_path / "bad.npz"
+    _write(bad, header, arrays)
+    with pytest.raises(ValueError, match=match):
+        dnnfast.load(bad)
+
+
+def test_every_truncation_of_a_small_file_raises_value_error(tmp_path):
+    net = dnnfast.Network([2, 1], "sigmoid", loss="bce", seed=0)
+    good = tmp_path / "good.npz"
+    net.save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.npz"
+    for cut in range(0, len(data), 7):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError):
+            dnnfast.load(bad)
+
+
+def test_load_accepts_pathlib_and_str(tmp_path):
+    net, X = _net()
+    net.save(str(tmp_path / "a.npz"))
+    assert dnnfast.load(pathlib.Path(tmp_path / "a.npz")).predict(X).tobytes() == net.predict(X).tobytes()
