@@ -119,7 +119,7 @@ def test_block_splits_rows_evenly(run):
     ("estimator_nan", "ValueError", "contains NaN", "last"),
     ("step_fails", "MemoryError", "simulated failure in step 3", "last"),
     ("epochs_differ", "ValueError", "must be the same on every rank", None),
-    ("diverges", "FloatingPointError", "training diverged", None),
+    ("diverges", "NonFiniteError", "training produced NaN or infinity", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
     ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),
 ])

@@ -245,8 +245,9 @@ class Context:
         return cost_sum, penalty_sum, updates
 
     def fit_network(self, network, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None,
-                    verbose=False):
+                    verbose=False, on_nonfinite="raise"):
         """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``)."""
+        from ._guards import check_on_nonfinite, epoch_is_finite
         from ._validation import check_positive_float, check_positive_int
         from .batching import check_batch_size, epoch_order
         from .network import History
@@ -255,10 +256,11 @@ class Context:
             Xc = network._check_X(X)
             Yc = network._check_Y(Y, Xc.shape[0])
             return (Xc, Yc, check_positive_int(epochs, "epochs", allow_zero=True),
-                    check_positive_float(learning_rate, "learning_rate", upper=1.0), check_batch_size(batch_size))
+                    check_positive_float(learning_rate, "learning_rate", upper=1.0), check_batch_size(batch_size),
+                    check_on_nonfinite(on_nonfinite))
 
         with self.errors():
-            Xc, Yc, n_epochs, lr, size = validate()
+            Xc, Yc, n_epochs, lr, size, on_nonfinite = validate()
         self.check_same("the network (sizes, activations, loss, dtype)",
                         (network.sizes, network.activations, network.loss, network.dtype.name))
         self.check_same("fit's arguments (epochs, batch_size, learning_rate, shuffle)",
@@ -268,17 +270,21 @@ class Context:
         self.broadcast_(network.parameters)
         rng = network._rng if seed is None else np.random.default_rng(seed)
         history = History(cost=[], time=[])
+        guard, warned = on_nonfinite != "ignore", False
         for epoch in range(n_epochs):
             t0 = time.perf_counter()
             order = self.global_order(n, lambda: epoch_order(n, bool(shuffle), rng))
+            good = network.parameters.copy() if on_nonfinite == "raise" else None
             cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, size, 0, lr,
                                               0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, offset)
             cost = cost_sum / n
-            if not np.isfinite(cost):  # the same on every rank: the sums were shared
-                raise FloatingPointError(f"training diverged: the cost is {cost} after epoch {epoch + 1}; "
-                                         "lower learning_rate or scale the inputs")
             history["cost"].append(cost)
             history["time"].append(time.perf_counter() - t0)
+            # As Network.fit's guard, and on every rank alike: the parameters
+            # and the cost sums are the same on all of them.
+            if guard and not warned and not epoch_is_finite(cost_sum, network.parameters):
+                network._nonfinite(on_nonfinite, epoch + 1, Xc, history, good)
+                warned = True
             if verbose and self.rank == 0:
                 print(f"epoch {epoch + 1}/{n_epochs}  cost {cost:.6f}  "
                       f"{n / history['time'][-1]:,.0f} samples/s  ({self.size} ranks)", flush=True)

@@ -320,7 +320,8 @@ class Network:
         """
         ctx = _distributed_context()
         if ctx is not None:
-            return ctx.fit_network(self, X, Y, epochs, batch_size, learning_rate, shuffle, seed, verbose)
+            return ctx.fit_network(self, X, Y, epochs, batch_size, learning_rate, shuffle, seed, verbose,
+                                   on_nonfinite)
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs", allow_zero=True)
