@@ -39,6 +39,10 @@ struct NetworkPy {
         if (P.ndim() != 1 || size_t(P.shape(0)) != net.num_params())
             throw std::invalid_argument("params: expected a 1-D array of " + std::to_string(net.num_params()));
     }
+    void check_grad(const py::array& G) const {
+        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
+            throw std::invalid_argument("grad: expected a 1-D array like params");
+    }
     size_t check_X(const carray<T>& X) const {
         require_2d(X, "X");
         if (size_t(X.shape(1)) != m_x()) throw std::invalid_argument("X: wrong number of columns");
@@ -112,8 +116,7 @@ struct NetworkPy {
         const size_t n_rows = check_X(X);
         check_Y(Y, n_rows);
         const T* wp = check_w(w, n_rows);
-        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
-            throw std::invalid_argument("grad: expected a 1-D array like params");
+        check_grad(G);
         const int64_t* rp = nullptr;
         size_t n = n_rows;
         if (rows) {
@@ -190,8 +193,7 @@ struct NetworkPy {
         const size_t n_rows = check_X(X);
         check_Y(Y, n_rows);
         const T* wp = check_w(w, n_rows);
-        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
-            throw std::invalid_argument("grad: expected a 1-D array like params");
+        check_grad(G);
         if (rows.ndim() != 1) throw std::invalid_argument("rows must be 1-D");
         const int64_t* rp = rows.data();
         const size_t n = rows.shape(0);
@@ -207,8 +209,7 @@ struct NetworkPy {
                               double denom, int kind, double lr, double momentum, double beta1, double beta2,
                               double epsilon, double l2, OptState s1, OptState s2, StepCount t) {
         check_params(P);
-        if (G.ndim() != 1 || size_t(G.shape(0)) != net.num_params())
-            throw std::invalid_argument("grad: expected a 1-D array like params");
+        check_grad(G);
         if (!(denom >= 0)) throw std::invalid_argument("denom must be >= 0");
         const OptimizerConfig<T> opt = config(kind, lr, momentum, beta1, beta2, epsilon, l2);
         T* sp1 = state(s1);

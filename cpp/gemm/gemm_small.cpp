@@ -28,6 +28,21 @@ void split_cols(size_t n, size_t nb, int parts, int p, size_t& begin, size_t& en
     end = std::min(n, blocks * size_t(p + 1) / size_t(parts) * nb);
 }
 
+// fn(j0, j1) on each thread's part of the N columns, in whole blocks of nb,
+// on as many threads as `work` multiply-adds are worth: the one column split
+// of every path here.
+template <class F>
+void for_column_parts(size_t N, size_t nb, double work, const F& fn) {
+    int nt = threads_for(work, kMinWorkPerThreadSmall);
+    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+    for (int t = 0; t < nt; ++t) {
+        size_t j0, j1;
+        split_cols(N, nb, nt, t, j0, j1);
+        if (j0 < j1) fn(j0, j1);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -45,19 +60,12 @@ void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         a = p;
     }
     const size_t nb = tb == Trans::N ? kr.small_nb : 4;
-    const size_t blocks = (N + nb - 1) / nb;
-    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThreadSmall);
-    nt = int(std::min<size_t>(size_t(nt), blocks));
     const SmallKernel<T> kernel = tb == Trans::N ? kr.small_nn : kr.small_nt;
-#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
-    for (int t = 0; t < nt; ++t) {
-        size_t j0, j1;
-        split_cols(N, nb, nt, t, j0, j1);
-        if (j0 >= j1) continue;
+    for_column_parts(N, nb, double(M) * double(N) * double(K), [&](size_t j0, size_t j1) {
         const T* b = tb == Trans::N ? B + j0 : B + j0 * ldb;
         kernel(M, j1 - j0, K, alpha, a, b, ldb, beta, C + j0, ldc);
         if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
-    }
+    });
 }
 
 template <class T>
@@ -76,20 +84,12 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
     // batch size 1 the weight update W -= lr a^T dz then touches exactly the
     // columns of W that the same thread read in the forward pass, so each
     // core's share of W stays in its own L2 instead of bouncing between them.
-    const size_t nb = kr.small_nb;
-    int nt = threads_for(double(M) * double(N), kMinWorkPerThreadSmall);
-    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
-#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
-    for (int t = 0; t < nt; ++t) {
-        size_t j0, j1;
-        split_cols(N, nb, nt, t, j0, j1);
-        if (j0 >= j1) continue;
-        const size_t n = j1 - j0;
+    for_column_parts(N, kr.small_nb, double(M) * double(N), [&](size_t j0, size_t j1) {
         // Vectorised for the instruction set in use: at batch size 1 this
         // sweep over W is half of a training step.
-        kr.rank1(M, n, alpha, A, a_stride, b + j0, beta, C + j0, ldc);
-        if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, n);
-    }
+        kr.rank1(M, j1 - j0, alpha, A, a_stride, b + j0, beta, C + j0, ldc);
+        if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
+    });
 }
 
 template <class T>
@@ -105,17 +105,10 @@ void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, 
     }
     // The same column split (blocks of small_nb) and thread count as the two
     // calls: each thread updates and reads the same columns of W.
-    const size_t nb = kr.small_nb;
-    int nt = threads_for(double(K) * double(N), kMinWorkPerThreadSmall);
-    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
-#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
-    for (int t = 0; t < nt; ++t) {
-        size_t j0, j1;
-        split_cols(N, nb, nt, t, j0, j1);
-        if (j0 >= j1) continue;
+    for_column_parts(N, kr.small_nb, double(K) * double(N), [&](size_t j0, size_t j1) {
         kr.rank1_gemv(K, j1 - j0, alpha, u, v + j0, W + j0, ldw, x, y + j0);
         if (ep) ep->fn(ep->ctx, y + j0, N, 0, j0, 1, j1 - j0);
-    }
+    });
 }
 
 #define DNNFAST_SMALL_INSTANTIATE(T)                                                              \
