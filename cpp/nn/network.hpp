@@ -7,6 +7,12 @@
 //
 // Workspaces (activations, deltas, the gradient, gathered batch rows) are
 // sized once per batch size and reused: nothing is allocated inside an epoch.
+//
+// Threads: one call at a time owns the network's workspace (mutex_). predict
+// and cost, which only read P, never wait for it: a call that finds it busy
+// uses a workspace of its own, so predictions from several threads run side
+// by side. The caller must not write P while another call reads it (the
+// Python layer's per-model lock sees to that).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -66,8 +72,16 @@ public:
                             int64_t* t);
 
 private:
-    void ensure_workspace(size_t rows);
-    void forward_batch(const T* P, const T* X, size_t n);
+    // Activations Z, A for up to `rows` rows; for training also the deltas,
+    // the gradient and the gathered batch rows, for up to `train_rows`.
+    struct Workspace {
+        size_t rows = 0, train_rows = 0;
+        std::vector<std::vector<T>> Z, A;
+        std::vector<T> D0, D1, G, Xb, Yb, wb;
+    };
+    void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
+    void forward_batch(Workspace& ws, const T* P, const T* X, size_t n) const;
+    const T* output(const Workspace& ws) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr);
     double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
@@ -80,11 +94,8 @@ private:
     size_t n_params_ = 0, m_x_ = 0, m_y_ = 0, max_width_ = 0;
     std::vector<T> act_params_;  // scalar activation parameters, one per layer
 
-    // Workspace for `ws_rows_` rows.
-    size_t ws_rows_ = 0;
-    std::vector<std::vector<T>> Z_, A_;
-    std::vector<T> D0_, D1_, G_, Xb_, Yb_, wb_;
-    std::mutex mutex_;  // one call at a time uses the workspace
+    Workspace ws_;
+    std::mutex mutex_;  // held by the one call using ws_
 };
 
 }  // namespace dnnfast
