@@ -9,8 +9,10 @@
 namespace dnnfast {
 
 static std::atomic<int> g_num_threads{0};
+static thread_local int t_num_threads = 0;
 
 int get_num_threads() {
+    if (t_num_threads > 0) return t_num_threads;
     const int n = g_num_threads.load(std::memory_order_relaxed);
     if (n > 0) return n;
 #ifdef _OPENMP
@@ -21,6 +23,12 @@ int get_num_threads() {
 }
 
 void set_num_threads(int n) { g_num_threads.store(n < 0 ? 0 : n, std::memory_order_relaxed); }
+
+int set_local_num_threads(int n) {
+    const int prev = t_num_threads;
+    t_num_threads = n < 0 ? 0 : n;
+    return prev;
+}
 
 int threads_for(double work, double min_work_per_thread) {
     const int max_t = get_num_threads();

@@ -144,14 +144,16 @@ class _ThreadCount:
         self.prev = None
 
     def __enter__(self):
+        # The calling thread's own count: other threads, and the process-wide
+        # count, are left alone (two estimators used from two threads at once
+        # cannot undo each other's setting).
         if self.n is not None:
-            self.prev = _core.get_num_threads()
-            _core.set_num_threads(int(self.n))
+            self.prev = _core.set_local_num_threads(int(self.n))
         return self
 
     def __exit__(self, *exc):
-        if self.prev is not None:
-            _core.set_num_threads(self.prev)
+        if self.n is not None:
+            _core.set_local_num_threads(self.prev)
         return False
 
 
