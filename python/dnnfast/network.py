@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from . import _core
+from ._locking import fits_model, reads_model
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import as_float_array, check_positive_float, check_positive_int
 from .batching import check_batch_size, epoch_order
@@ -155,6 +156,7 @@ class Network:
         """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
         return self._view("alpha_offset", lambda lay: (lay["m_out"],))
 
+    @fits_model
     def _assign(self, views, values, name):
         values = list(values)
         if len(values) != len(views):
@@ -205,6 +207,7 @@ class Network:
 
     # -- the API of SPEC section 7 -----------------------------------------
 
+    @reads_model
     def forward(self, X):
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
         ``As[0] = X``, ``As[l] = A[l]``."""
@@ -212,15 +215,18 @@ class Network:
         Zs, As = self._net.forward(self.parameters, X)
         return list(Zs), [X] + list(As)
 
+    @reads_model
     def predict(self, X):
         """Yhat = A[L], shape (n, m_y)."""
         return self._net.predict(self.parameters, self._check_X(X))
 
+    @reads_model
     def cost(self, X, Y):
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
         return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
 
+    @reads_model
     def loss_and_gradient(self, X, Y):
         """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
         X = self._check_X(X)
@@ -229,6 +235,7 @@ class Network:
         c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
         return c, grad
 
+    @reads_model
     def gradients(self, X, Y):
         """``(dWs, dbs)`` for one batch of all rows of X, without an update."""
         _, grad = self.loss_and_gradient(X, Y)
@@ -237,6 +244,7 @@ class Network:
         dbs = [grad[l["b_offset"]:l["b_offset"] + l["m_out"]].reshape(1, l["m_out"]) for l in self._layout]
         return dWs, dbs
 
+    @fits_model
     def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False):
         """Train by gradient descent; returns a :class:`History`.
 

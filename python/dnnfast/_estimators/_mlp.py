@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .._locking import fits_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from ._compat import (
     HAVE_SKLEARN,
@@ -703,6 +704,7 @@ class _BaseMLP(BaseEstimator):
         self._check_fitted()
         return plot_history(self.history_, ax=ax, title=title or type(self).__name__)
 
+    @reads_model
     def check_gradients(self, X, y, sample_weight=None, eps=1e-6, max_params=200, random_state=0):
         """Finite-difference check of the fitted model's gradient.
 
@@ -964,6 +966,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y_pred = self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
         return accuracy_score(y_true, y_pred, sample_weight=sw)
 
+    @fits_model
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X and y.
 
@@ -983,6 +986,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @_available_if(_check_solver)
+    @fits_model
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of the stochastic solver on (X, y).
 
@@ -1020,6 +1024,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
+    @reads_model
     def predict(self, X):
         """Predicted class labels.
 
@@ -1034,6 +1039,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._check_fitted()
         return self._predict(X)
 
+    @reads_model
     def predict_proba(self, X):
         """Class probabilities.
 
@@ -1196,6 +1202,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y_pred = out.ravel() if out.shape[1] == 1 else out
         return r2_score(y_true, y_pred, sample_weight=sw)
 
+    @fits_model
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X and y.
 
@@ -1213,6 +1220,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @_available_if(_check_solver)
+    @fits_model
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch of the stochastic solver on (X, y).
 
@@ -1232,6 +1240,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._forward(X, check_input=check_input)
         return out.ravel() if out.shape[1] == 1 else out
 
+    @reads_model
     def predict(self, X):
         """Predicted targets.
 
