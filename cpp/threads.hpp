@@ -23,6 +23,10 @@ int set_local_num_threads(int n);
 // small problems run on one thread, where the fork/join would cost more than
 // it saves.
 int threads_for(double work, double min_work_per_thread);
+// Records that an OpenMP team of more than one thread has run (threads_for
+// does it for every kernel): a process forked afterwards stays on one thread,
+// see threads.cpp.
+void note_team_started();
 
 // Column sums (bias and prelu gradients) are bound by memory bandwidth: on the
 // 2-core EPYC two threads never beat one up to 1.6M elements (262 vs 311 us),
