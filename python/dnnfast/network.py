@@ -101,6 +101,13 @@ class Network:
     ----------
     parameters : ndarray, shape (num_params,)
         The flat parameter buffer; ``weights``, ``biases`` and ``alphas`` are views of it.
+
+    Notes
+    -----
+    Thread safety: predictions (``predict``, ``cost``, ``forward``, ...) from
+    several threads run side by side; ``fit`` while another thread fits the
+    same network raises ``RuntimeError``; a prediction during a fit waits for
+    the fit to end. Writing into ``parameters`` directly is not guarded.
     """
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):

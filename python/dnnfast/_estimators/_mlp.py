@@ -834,7 +834,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Threads of the C++ core during fit and predict. None: the current
         ``dnnfast.get_num_threads()``, or one thread when a training step (a
         batch, forward and backward) is under 2e7 flops, where threading costs
-        more than it gains. The numbers do not depend on it.
+        more than it gains. The numbers do not depend on it. It applies to the
+        calling thread only.
 
     Attributes
     ----------
