@@ -91,6 +91,44 @@ def test_concurrent_estimator_predictions_equal_the_serial_ones(dtype, restore_t
     assert dnnfast.get_num_threads() == before
 
 
+def test_predictions_racing_repeated_fits_see_only_whole_fits():
+    """Readers hammer a network that another thread fits again and again:
+    every answer must be that of the parameters between two fits, never of
+    a fit's middle epoch or of a half-updated buffer."""
+    net = _network()
+    X, y = _data()
+    Xq = X[:5]
+    snapshots = [net.parameters.copy()]
+    done = threading.Event()
+
+    def fitter():
+        try:
+            for _ in range(12):
+                net.fit(X, y, epochs=2, batch_size=16, learning_rate=0.05, shuffle=True)
+                snapshots.append(net.parameters.copy())  # only this thread fits: no race here
+        finally:
+            done.set()
+
+    def reader():
+        seen = []
+        while not done.is_set():
+            seen.append(net.predict(Xq))
+        return seen
+
+    with ThreadPoolExecutor(3) as pool:
+        readers = [pool.submit(reader) for _ in range(2)]
+        pool.submit(fitter).result(TIMEOUT)
+        answers = [a for r in readers for a in r.result(TIMEOUT)]
+    probe = dnnfast.Network([20, 64, 3], ["tanh", "softmax"], "cce", "float64", seed=0)
+    allowed = []
+    for p in snapshots:
+        probe.parameters[:] = p
+        allowed.append(probe.predict(Xq))
+    assert answers
+    for a in answers:
+        assert any(np.array_equal(a, b) for b in allowed), "a prediction saw parameters in the middle of a fit"
+
+
 class _BlockedStream:
     """A stdout whose first write blocks until released: a verbose fit stops
     after its first epoch, holding the model."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from threading import get_ident
 
 
 class ModelLock:
@@ -30,41 +31,54 @@ class ModelLock:
     def __init__(self):
         self._mutex = threading.Lock()
         self._changed = threading.Condition(self._mutex)  # a fit ended, or the last read did
-        self._readers = 0        # threads inside a read section
+        self._readers = {}       # thread ident -> depth of its (nested) read sections
         self._writer = None      # ident of the thread fitting, or None
         self._writer_depth = 0
-        self._local = threading.local()  # .depth: this thread's nested read sections
 
     def __reduce__(self):
         # A pickled or copied model starts with a free lock of its own.
         return (ModelLock, ())
 
+    # Reads take no mutex unless a fit is near: a one-row predict costs a few
+    # microseconds, and the lock must not add much to it. This relies on the
+    # GIL making each dict operation and attribute access atomic and ordered:
+    # a read announces itself (in _readers) before it looks at _writer, and a
+    # fit claims _writer before it looks at _readers, so one of them always
+    # sees the other.
+
     def acquire_read(self):
-        local = self._local
-        depth = getattr(local, "depth", 0)
-        if depth == 0:
-            me = threading.get_ident()
-            with self._mutex:
-                # A read inside this thread's own fit goes ahead.
-                while self._writer is not None and self._writer != me:
-                    self._changed.wait()
-                self._readers += 1
-        local.depth = depth + 1
+        me = get_ident()
+        readers = self._readers
+        depth = readers.get(me, 0)
+        readers[me] = depth + 1  # only this thread writes its own entry
+        writer = self._writer
+        if depth or writer is None or writer == me:  # nested, no fit, or inside our own fit
+            return
+        with self._mutex:  # a fit holds or claims the model: step back and wait for it
+            del readers[me]
+            if not readers:
+                self._changed.notify_all()
+            while self._writer is not None:
+                self._changed.wait()
+            readers[me] = 1  # under the mutex: no fit can claim the model in between
 
     def release_read(self):
-        local = self._local
-        local.depth -= 1
-        if local.depth == 0:
+        me = get_ident()
+        readers = self._readers
+        depth = readers[me]
+        if depth > 1:
+            readers[me] = depth - 1
+            return
+        del readers[me]
+        if self._writer is not None:  # a fit may be waiting for the last read
             with self._mutex:
-                self._readers -= 1
-                if self._readers == 0 and self._writer is not None:
-                    self._changed.notify_all()
+                self._changed.notify_all()
 
     def acquire_write(self, what):
-        if getattr(self._local, "depth", 0):
-            raise RuntimeError(f"{what} cannot be fitted from inside one of its own predictions")
-        me = threading.get_ident()
+        me = get_ident()
         with self._mutex:
+            if me in self._readers:
+                raise RuntimeError(f"{what} cannot be fitted from inside one of its own predictions")
             if self._writer == me:
                 self._writer_depth += 1
                 return
@@ -75,7 +89,7 @@ class ModelLock:
             self._writer = me  # from here on new reads wait
             self._writer_depth = 1
             try:
-                while self._readers:
+                while self._readers:  # the reads in progress finish first
                     self._changed.wait()
             except BaseException:  # interrupted while waiting: give the model back
                 self._writer = None
@@ -107,7 +121,7 @@ def reads_model(method):
     """Decorator: ``method`` only reads the model (may run beside other reads)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        lock = model_lock(self)
+        lock = self.__dict__.get("_model_lock") or model_lock(self)
         lock.acquire_read()
         try:
             return method(self, *args, **kwargs)
