@@ -7,16 +7,26 @@
 
 namespace dnnfast {
 
-// Threads the kernels may use now: the value given to set_num_threads(), or,
+// Threads the kernels may use now: the calling thread's own count
+// (set_local_num_threads), else the value given to set_num_threads(), or,
 // when none was given (0), OpenMP's omp_get_max_threads() -- which follows
 // OMP_NUM_THREADS and threadpoolctl's limits. Always >= 1.
 int get_num_threads();
 // n >= 1 fixes the count; n == 0 returns to following OpenMP.
 void set_num_threads(int n);
+// The same for the calling thread only, over the process-wide count (n == 0
+// removes it); returns the previous value. A per-call thread count (the
+// estimators' n_threads) set this way cannot leak into, or be undone by,
+// another thread that sets its own at the same time.
+int set_local_num_threads(int n);
 // Threads worth using for `work` multiply-adds (or element operations):
 // small problems run on one thread, where the fork/join would cost more than
 // it saves.
 int threads_for(double work, double min_work_per_thread);
+// Records that an OpenMP team of more than one thread has run (threads_for
+// does it for every kernel): a process forked afterwards stays on one thread,
+// see threads.cpp.
+void note_team_started();
 
 // Column sums (bias and prelu gradients) are bound by memory bandwidth: on the
 // 2-core EPYC two threads never beat one up to 1.6M elements (262 vs 311 us),

@@ -66,3 +66,55 @@ def test_training_after_numpy_blas_calls_gives_the_same_weights(restore_threads)
         net.fit(X, y, epochs=2, batch_size=32, learning_rate=0.05)
         runs.append(net.parameters.copy())
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+# -- determinism: the promise is bit-identical weights for the same seed, run
+# after run and on any thread count. The layers are wide enough (512) that
+# every kind of step, batch size 1 included, goes above the kernels'
+# threading thresholds, so 2 and 3 threads really split the work.
+
+_KINDS = {"batch": None, "minibatch": 16, "stochastic": 1}
+
+
+def _fit_network(dtype, batch_size, threads):
+    dnnfast.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((120, 48)).astype(dtype)
+    y = np.arange(120) % 5
+    net = dnnfast.Network([48, 512, 512, 5], ["relu", "tanh", "softmax"], "cce", dtype, seed=3)
+    net.fit(X, y, epochs=2, batch_size=batch_size, learning_rate=0.05, shuffle=True)
+    return net.parameters.copy(), net.predict(X)
+
+
+@pytest.mark.parametrize("kind", list(_KINDS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_network_fit_is_bit_identical_across_runs_and_thread_counts(dtype, kind, restore_threads):
+    first_params, first_pred = _fit_network(dtype, _KINDS[kind], 1)
+    assert np.isfinite(first_params).all()
+    for threads in (1, 2, 3):  # 1 again: run to run
+        params, pred = _fit_network(dtype, _KINDS[kind], threads)
+        np.testing.assert_array_equal(params, first_params, err_msg=f"{threads} thread(s)")
+        np.testing.assert_array_equal(pred, first_pred, err_msg=f"{threads} thread(s)")
+
+
+@pytest.mark.parametrize("solver, extra", [("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.0}),
+                                           ("adam", {})], ids=["sgd-nesterov", "sgd-plain", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_estimator_fit_is_bit_identical_across_runs_and_thread_counts(dtype, solver, extra):
+    from dnnfast import MLPClassifier
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((160, 48)).astype(dtype)
+    y = np.arange(160) % 4
+    fits = []
+    for threads in (1, 1, 2, 3):
+        clf = MLPClassifier(hidden_layer_sizes=(512,), solver=solver, batch_size=40, max_iter=2,
+                            random_state=0, n_threads=threads, **extra)
+        with np.errstate(all="ignore"), pytest.warns(Warning):  # max_iter reached: ConvergenceWarning
+            clf.fit(X, y)
+        fits.append((clf.coefs_ + clf.intercepts_, clf.predict_proba(X)))
+    for threads, (params, proba) in zip((1, 2, 3), fits[1:]):
+        for p, q in zip(params, fits[0][0]):
+            assert p.dtype == dtype
+            np.testing.assert_array_equal(p, q, err_msg=f"{threads} thread(s)")
+        np.testing.assert_array_equal(proba, fits[0][1], err_msg=f"{threads} thread(s)")

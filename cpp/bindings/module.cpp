@@ -10,6 +10,10 @@ void bind_threads(py::module_& m) {
         if (n < 0) throw std::invalid_argument("n must be >= 0 (0 follows OMP_NUM_THREADS)");
         dnnfast::set_num_threads(n);
     }, py::arg("n"));
+    m.def("set_local_num_threads", [](int n) {
+        if (n < 0) throw std::invalid_argument("n must be >= 0 (0 removes the calling thread's own count)");
+        return dnnfast::set_local_num_threads(n);
+    }, py::arg("n"), "Thread count for the calling thread only (0 removes it); returns the previous one.");
     m.def("has_openmp", []() {
 #ifdef _OPENMP
         return true;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "gemm/gemm_kernels.hpp"
+#include "threads.hpp"
 
 namespace dnnfast {
 
@@ -28,6 +29,7 @@ double peak(int threads, double seconds) {
     }
     iters = std::max(1L, long(double(iters) * seconds / 3 / dt));
     threads = std::max(1, threads);
+    if (threads > 1) note_team_started();
     // Best of three timed runs: the machine may be shared, and the peak is
     // what the FMA units can do, not what a neighbour leaves over.
     double best = 0;

@@ -86,8 +86,8 @@ size_t Network<T>::layer_alpha_stride(size_t l) const {
 }
 
 template <class T>
-void Network<T>::ensure_workspace(size_t rows) {
-    if (rows <= ws_rows_) return;
+void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) const {
+    if (rows <= ws.rows && (!training || rows <= ws.train_rows)) return;
     // Every size below, in bytes, without wrapping (Python checks the total
     // against the free memory before calling; this guards any other caller).
     const char* what = "workspace";
@@ -96,39 +96,51 @@ void Network<T>::ensure_workspace(size_t rows) {
     checked_mul(checked_add(checked_mul(rows, checked_add(per_row, 1, what), what), n_params_, what), sizeof(T),
                 what);
     const size_t L = layers_.size();
-    Z_.resize(L);
-    A_.resize(L);
-    for (size_t l = 0; l < L; ++l) {
-        const size_t sz = checked_mul(rows, layers_[l].m_out, "workspace");
-        Z_[l].assign(sz, T(0));
-        // Identity layers keep A == Z; the buffer stays empty.
-        if (layers_[l].act != Act::identity) A_[l].assign(sz, T(0));
+    if (rows > ws.rows) {
+        ws.Z.resize(L);
+        ws.A.resize(L);
+        for (size_t l = 0; l < L; ++l) {
+            const size_t sz = checked_mul(rows, layers_[l].m_out, what);
+            ws.Z[l].assign(sz, T(0));
+            // Identity layers keep A == Z; the buffer stays empty.
+            if (layers_[l].act != Act::identity) ws.A[l].assign(sz, T(0));
+        }
+        ws.rows = rows;
     }
-    const size_t dsz = checked_mul(rows, max_width_, "workspace");
-    D0_.assign(dsz, T(0));
-    D1_.assign(dsz, T(0));
-    Xb_.assign(checked_mul(rows, m_x_, "workspace"), T(0));
-    Yb_.assign(checked_mul(rows, m_y_, "workspace"), T(0));
-    wb_.assign(rows, T(0));
-    G_.assign(n_params_, T(0));
-    step_u_.assign(m_x_, T(0));
-    step_v_.assign(layers_[0].m_out, T(0));
-    ws_rows_ = rows;
+    if (training && rows > ws.train_rows) {
+        const size_t dsz = checked_mul(rows, max_width_, what);
+        ws.D0.assign(dsz, T(0));
+        ws.D1.assign(dsz, T(0));
+        ws.Xb.assign(checked_mul(rows, m_x_, what), T(0));
+        ws.Yb.assign(checked_mul(rows, m_y_, what), T(0));
+        ws.wb.assign(rows, T(0));
+        ws.G.assign(n_params_, T(0));
+        ws.step_u.assign(m_x_, T(0));
+        ws.step_v.assign(layers_[0].m_out, T(0));
+        ws.train_rows = rows;
+    }
 }
 
-// Forward through the layers from `first_layer` on into the workspace (Z_[l],
-// A_[l]); the layers before it are already there.
+// The output layer's A (its Z for identity) in the workspace.
 template <class T>
-void Network<T>::forward_batch(const T* P, const T* X, size_t n, size_t first_layer) {
+const T* Network<T>::output(const Workspace& ws) const {
+    const size_t L = layers_.size();
+    return layers_[L - 1].act == Act::identity ? ws.Z[L - 1].data() : ws.A[L - 1].data();
+}
+
+// Forward through the layers from `first_layer` on into the workspace
+// (ws.Z[l], ws.A[l]); the layers before it are already there.
+template <class T>
+void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer) const {
     const T* a_in = X;
     if (first_layer > 0) {
         const size_t p = first_layer - 1;
-        a_in = layers_[p].act == Act::identity ? Z_[p].data() : A_[p].data();
+        a_in = layers_[p].act == Act::identity ? ws.Z[p].data() : ws.A[p].data();
     }
     for (size_t l = first_layer; l < layers_.size(); ++l) {
         const LayerSpec& s = layers_[l];
-        T* Z = Z_[l].data();
-        T* A = s.act == Act::identity ? Z : A_[l].data();
+        T* Z = ws.Z[l].data();
+        T* A = s.act == Act::identity ? Z : ws.A[l].data();
         dense_forward<T>(Z, A, a_in, P + s.w_off, P + s.b_off, n, s.m_in, s.m_out, s.act, layer_alpha(P, l),
                          layer_alpha_stride(l));
         a_in = A;
@@ -146,22 +158,22 @@ void Network<T>::forward_batch(const T* P, const T* X, size_t n, size_t first_la
 // is most of the memory traffic. G then only holds the small vectors (db,
 // prelu's dalpha) on their way into P. Each layer's dA is formed from its W
 // before that W is updated. With defer_first (one row), the first layer's
-// step is left pending in step_u_ / step_v_ for train_epoch to make.
+// step is left pending in ws_.step_u / step_v for train_epoch to make.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
                                   T* P_sgd, T sgd_lr, bool defer_first) {
     const size_t L = layers_.size();
     const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
-    const T* Yhat = out.act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
+    const T* Yhat = output(ws_);
     // A batch whose weights are all zero contributes nothing (and no 0/0).
     const double inv = denom > 0 ? 1.0 / denom : 0.0;
     const T scale = T(inv);
     const double cost = loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) * inv;
 
     // dZ[L]: fused when the output/loss pair allows it, else dA[L] then sigma'.
-    T* dZ = D0_.data();
-    T* spare = D1_.data();
+    T* dZ = ws_.D0.data();
+    T* spare = ws_.D1.data();
     const bool fusable = (loss_ == Loss::cce && out.act == Act::softmax) ||
                          (loss_ == Loss::bce && out.act == Act::sigmoid);
     if (fused_ && fusable) {
@@ -169,20 +181,20 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     } else {
         loss_backward<T>(loss_, Y, Yhat, dZ, n, m_y_, scale, w);
         if (out.act == Act::prelu)
-            prelu_alpha_backward<T>(Z_[L - 1].data(), dZ, G + out.alpha_off, n, out.m_out);
-        activation_backward<T>(out.act, Z_[L - 1].data(), Yhat, dZ, dZ, n, out.m_out, layer_alpha(P, L - 1),
+            prelu_alpha_backward<T>(ws_.Z[L - 1].data(), dZ, G + out.alpha_off, n, out.m_out);
+        activation_backward<T>(out.act, ws_.Z[L - 1].data(), Yhat, dZ, dZ, n, out.m_out, layer_alpha(P, L - 1),
                                layer_alpha_stride(L - 1));
     }
 
     for (size_t l = L; l-- > 0;) {
         const LayerSpec& s = layers_[l];
         const T* a_prev = X;
-        if (l > 0) a_prev = layers_[l - 1].act == Act::identity ? Z_[l - 1].data() : A_[l - 1].data();
+        if (l > 0) a_prev = layers_[l - 1].act == Act::identity ? ws_.Z[l - 1].data() : ws_.A[l - 1].data();
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
         // prelu keeps dA to form its alpha gradient first.
         if (l > 0) {
             const LayerSpec& p = layers_[l - 1];
-            const T* zp = Z_[l - 1].data();
+            const T* zp = ws_.Z[l - 1].data();
             if (p.act == Act::prelu) {
                 gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0),
                         spare, s.m_in);
@@ -195,9 +207,9 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         }
         // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
         if (update && l == 0 && defer_first && n == 1) {
-            std::memcpy(step_u_.data(), a_prev, s.m_in * sizeof(T));
-            std::memcpy(step_v_.data(), dZ, s.m_out * sizeof(T));
-            step_pending_ = true;
+            std::memcpy(ws_.step_u.data(), a_prev, s.m_in * sizeof(T));
+            std::memcpy(ws_.step_v.data(), dZ, s.m_out * sizeof(T));
+            ws_.step_pending = true;
         } else if (update)
             gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1),
                     P_sgd + s.w_off, s.m_out);
@@ -248,30 +260,31 @@ void Network<T>::forward(const T* P, const T* X, size_t n, T* const* Zs, T* cons
 
 template <class T>
 void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    // The shared workspace when it is free, else one of this call's own.
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    Workspace own;
+    Workspace& ws = lock.owns_lock() ? ws_ : own;
     const size_t chunk = std::min(n, kChunkRows);
-    ensure_workspace(chunk);
-    const size_t L = layers_.size();
+    ensure_workspace(ws, chunk, false);
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         const size_t m = std::min(chunk, n - i0);
-        forward_batch(P, X + i0 * m_x_, m);
-        const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
-        std::memcpy(Yhat + i0 * m_y_, out, m * m_y_ * sizeof(T));
+        forward_batch(ws, P, X + i0 * m_x_, m);
+        std::memcpy(Yhat + i0 * m_y_, output(ws), m * m_y_ * sizeof(T));
     }
 }
 
 template <class T>
 double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    Workspace own;
+    Workspace& ws = lock.owns_lock() ? ws_ : own;
     const size_t chunk = std::min(n, kChunkRows);
-    ensure_workspace(chunk);
-    const size_t L = layers_.size();
+    ensure_workspace(ws, chunk, false);
     double J = 0;
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         const size_t m = std::min(chunk, n - i0);
-        forward_batch(P, X + i0 * m_x_, m);
-        const T* out = layers_[L - 1].act == Act::identity ? Z_[L - 1].data() : A_[L - 1].data();
-        J += loss_forward<T>(loss_, Y + i0 * m_y_, out, m, m_y_, w ? w + i0 : nullptr);
+        forward_batch(ws, P, X + i0 * m_x_, m);
+        J += loss_forward<T>(loss_, Y + i0 * m_y_, output(ws), m, m_y_, w ? w + i0 : nullptr);
     }
     return J / row_weight_sum(w, n);
 }
@@ -280,17 +293,17 @@ template <class T>
 double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows,
                                      size_t n, T l2, T* G, double* penalty) {
     std::lock_guard<std::mutex> lock(mutex_);
-    ensure_workspace(n);
+    ensure_workspace(ws_, n, true);
     const T *Xb = X, *Yb = Y, *wb = w;
     if (rows && !(n > 0 && is_contiguous(rows, n))) {
-        gather_rows(X, m_x_, rows, n, Xb_.data());
-        gather_rows(Y, m_y_, rows, n, Yb_.data());
-        if (w) gather_rows(w, 1, rows, n, wb_.data());
-        Xb = Xb_.data(); Yb = Yb_.data(); wb = w ? wb_.data() : nullptr;
+        gather_rows(X, m_x_, rows, n, ws_.Xb.data());
+        gather_rows(Y, m_y_, rows, n, ws_.Yb.data());
+        if (w) gather_rows(w, 1, rows, n, ws_.wb.data());
+        Xb = ws_.Xb.data(); Yb = ws_.Yb.data(); wb = w ? ws_.wb.data() : nullptr;
     } else if (rows) {
         Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
     }
-    forward_batch(P, Xb, n);
+    forward_batch(ws_, P, Xb, n);
     const double denom = row_weight_sum(wb, n);
     const double c = backward_batch(P, Xb, Yb, wb, n, denom, G, nullptr, T(0));
     const double pen = l2_penalty_and_grad(P, l2, denom, G);
@@ -309,7 +322,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     if ((opt.kind == Optim::momentum || opt.kind == Optim::nesterov || opt.kind == Optim::adam) && !s1)
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
-    ensure_workspace(std::min(batch, n_order));
+    ensure_workspace(ws_, std::min(batch, n_order), true);
     // Plain SGD without a penalty is applied inside the backward pass; with one
     // row per batch, the first layer's step is fused with the next row's
     // forward pass (one sweep over its W instead of two).
@@ -318,12 +331,12 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     const LayerSpec& first = layers_[0];
     const T lr = opt.learning_rate;
     auto make_pending_step = [&]() {
-        if (!step_pending_) return;
-        gemm<T>(Trans::T, Trans::N, first.m_in, first.m_out, 1, -lr, step_u_.data(), first.m_in,
-                step_v_.data(), first.m_out, T(1), P + first.w_off, first.m_out);
-        step_pending_ = false;
+        if (!ws_.step_pending) return;
+        gemm<T>(Trans::T, Trans::N, first.m_in, first.m_out, 1, -lr, ws_.step_u.data(), first.m_in,
+                ws_.step_v.data(), first.m_out, T(1), P + first.w_off, first.m_out);
+        ws_.step_pending = false;
     };
-    step_pending_ = false;
+    ws_.step_pending = false;
     EpochResult res;
     try {
     for (size_t b0 = 0; b0 < n_order; b0 += batch) {
@@ -335,32 +348,32 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             Yb = Y + size_t(idx[0]) * m_y_;
             if (w) wb = w + idx[0];
         } else {
-            gather_rows(X, m_x_, idx, n, Xb_.data());
-            gather_rows(Y, m_y_, idx, n, Yb_.data());
-            if (w) { gather_rows(w, 1, idx, n, wb_.data()); wb = wb_.data(); }
-            Xb = Xb_.data();
-            Yb = Yb_.data();
+            gather_rows(X, m_x_, idx, n, ws_.Xb.data());
+            gather_rows(Y, m_y_, idx, n, ws_.Yb.data());
+            if (w) { gather_rows(w, 1, idx, n, ws_.wb.data()); wb = ws_.wb.data(); }
+            Xb = ws_.Xb.data();
+            Yb = ws_.Yb.data();
         }
-        if (step_pending_ && n == 1) {
-            T* Z = Z_[0].data();
-            dense_forward_row_after_step<T>(Z, first.act == Act::identity ? Z : A_[0].data(), Xb, P + first.w_off,
+        if (ws_.step_pending && n == 1) {
+            T* Z = ws_.Z[0].data();
+            dense_forward_row_after_step<T>(Z, first.act == Act::identity ? Z : ws_.A[0].data(), Xb, P + first.w_off,
                                             P + first.b_off, first.m_in, first.m_out, first.act,
-                                            layer_alpha(P, 0), layer_alpha_stride(0), -lr, step_u_.data(),
-                                            step_v_.data());
-            step_pending_ = false;
-            forward_batch(P, Xb, n, 1);
+                                            layer_alpha(P, 0), layer_alpha_stride(0), -lr, ws_.step_u.data(),
+                                            ws_.step_v.data());
+            ws_.step_pending = false;
+            forward_batch(ws_, P, Xb, n, 1);
         } else {
             make_pending_step();
-            forward_batch(P, Xb, n);
+            forward_batch(ws_, P, Xb, n);
         }
         const double denom = row_weight_sum(wb, n);
         double c, pen = 0;
         if (sgd_in_place) {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), P, lr, fuse_first);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, fuse_first);
         } else {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, G_.data(), nullptr, T(0));
-            pen = l2_penalty_and_grad(P, opt.l2, denom, G_.data());
-            optimizer_step<T>(P, G_.data(), n_params_, opt, s1, s2, t);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0));
+            pen = l2_penalty_and_grad(P, opt.l2, denom, ws_.G.data());
+            optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t);
         }
         res.cost_sum += c * double(n);
         res.penalty_sum += pen * double(n);
@@ -383,17 +396,17 @@ double Network<T>::gradient_sum(const T* P, const T* X, const T* Y, const T* w, 
         std::fill(G, G + n_params_, T(0));
         return 0.0;
     }
-    ensure_workspace(n);
+    ensure_workspace(ws_, n, true);
     const T *Xb = X, *Yb = Y, *wb = w;
     if (!is_contiguous(rows, n)) {
-        gather_rows(X, m_x_, rows, n, Xb_.data());
-        gather_rows(Y, m_y_, rows, n, Yb_.data());
-        if (w) gather_rows(w, 1, rows, n, wb_.data());
-        Xb = Xb_.data(); Yb = Yb_.data(); wb = w ? wb_.data() : nullptr;
+        gather_rows(X, m_x_, rows, n, ws_.Xb.data());
+        gather_rows(Y, m_y_, rows, n, ws_.Yb.data());
+        if (w) gather_rows(w, 1, rows, n, ws_.wb.data());
+        Xb = ws_.Xb.data(); Yb = ws_.Yb.data(); wb = w ? ws_.wb.data() : nullptr;
     } else {
         Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
     }
-    forward_batch(P, Xb, n);
+    forward_batch(ws_, P, Xb, n);
     *weight_sum = row_weight_sum(wb, n);
     // D = 1: the output gradient is not scaled, so G is the plain sum over rows.
     return backward_batch(P, Xb, Yb, wb, n, 1.0, G, nullptr, T(0));

@@ -7,6 +7,12 @@
 //
 // Workspaces (activations, deltas, the gradient, gathered batch rows) are
 // sized once per batch size and reused: nothing is allocated inside an epoch.
+//
+// Threads: one call at a time owns the network's workspace (mutex_). predict
+// and cost, which only read P, never wait for it: a call that finds it busy
+// uses a workspace of its own, so predictions from several threads run side
+// by side. The caller must not write P while another call reads it (the
+// Python layer's per-model lock sees to that).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -79,8 +85,21 @@ public:
                               int64_t* t);
 
 private:
-    void ensure_workspace(size_t rows);
-    void forward_batch(const T* P, const T* X, size_t n, size_t first_layer = 0);
+    // Activations Z, A for up to `rows` rows; for training also the deltas,
+    // the gradient, the gathered batch rows (up to `train_rows`), and, for
+    // stochastic SGD, the first layer's step W -= lr u v^T (u = the row, v =
+    // its dZ), which waits for the next row's forward pass to be made in the
+    // same sweep over W (train_epoch, backward_batch with defer_first).
+    struct Workspace {
+        size_t rows = 0, train_rows = 0;
+        std::vector<std::vector<T>> Z, A;
+        std::vector<T> D0, D1, G, Xb, Yb, wb;
+        std::vector<T> step_u, step_v;
+        bool step_pending = false;
+    };
+    void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
+    void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0) const;
+    const T* output(const Workspace& ws) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr, bool defer_first = false);
     double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
@@ -93,16 +112,8 @@ private:
     size_t n_params_ = 0, m_x_ = 0, m_y_ = 0, max_width_ = 0;
     std::vector<T> act_params_;  // scalar activation parameters, one per layer
 
-    // Workspace for `ws_rows_` rows.
-    size_t ws_rows_ = 0;
-    std::vector<std::vector<T>> Z_, A_;
-    std::vector<T> D0_, D1_, G_, Xb_, Yb_, wb_;
-    // Stochastic SGD: the first layer's step W -= lr u v^T (u = the row, v =
-    // its dZ) waits for the next row's forward pass, which makes it in the
-    // same sweep over W (train_epoch, backward_batch with defer_first).
-    std::vector<T> step_u_, step_v_;
-    bool step_pending_ = false;
-    std::mutex mutex_;  // one call at a time uses the workspace
+    Workspace ws_;
+    std::mutex mutex_;  // held by the one call using ws_
 };
 
 }  // namespace dnnfast

@@ -10,6 +10,7 @@ import numpy as np
 from . import _core
 from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, describe, epoch_is_finite,
                       locate_nonfinite)
+from ._locking import fits_model, reads_model
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
                           check_positive_int, make_rng, network_bytes)
@@ -105,6 +106,13 @@ class Network:
     ----------
     parameters : ndarray, shape (num_params,)
         The flat parameter buffer; ``weights``, ``biases`` and ``alphas`` are views of it.
+
+    Notes
+    -----
+    Thread safety: predictions (``predict``, ``cost``, ``forward``, ...) from
+    several threads run side by side; ``fit`` while another thread fits the
+    same network raises ``RuntimeError``; a prediction during a fit waits for
+    the fit to end. Writing into ``parameters`` directly is not guarded.
     """
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
@@ -131,6 +139,7 @@ class Network:
 
     # -- saving, pickling, copying -------------------------------------------
 
+    @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path):
         """Write the network to ``path`` (str or os.PathLike) as a model file.
 
@@ -193,6 +202,7 @@ class Network:
         """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
         return self._view("alpha_offset", lambda lay: (lay["m_out"],))
 
+    @fits_model
     def _assign(self, views, values, name):
         values = list(values)
         if len(values) != len(views):
@@ -263,6 +273,7 @@ class Network:
 
     # -- the API of SPEC section 7 -----------------------------------------
 
+    @reads_model
     def forward(self, X):
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
         ``As[0] = X``, ``As[l] = A[l]``."""
@@ -271,18 +282,21 @@ class Network:
         Zs, As = self._net.forward(self.parameters, X)
         return list(Zs), [X] + list(As)
 
+    @reads_model
     def predict(self, X):
         """Yhat = A[L], shape (n, m_y)."""
         X = self._check_X(X)
         self._check_rows(min(X.shape[0], 1024), X.shape[0] * self.sizes[-1])
         return self._net.predict(self.parameters, X)
 
+    @reads_model
     def cost(self, X, Y):
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
         self._check_rows(min(X.shape[0], 1024))
         return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
 
+    @reads_model
     def loss_and_gradient(self, X, Y):
         """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
         X = self._check_X(X)
@@ -292,6 +306,7 @@ class Network:
         c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
         return c, grad
 
+    @reads_model
     def gradients(self, X, Y):
         """``(dWs, dbs)`` for one batch of all rows of X, without an update."""
         _, grad = self.loss_and_gradient(X, Y)
@@ -300,6 +315,7 @@ class Network:
         dbs = [grad[l["b_offset"]:l["b_offset"] + l["m_out"]].reshape(1, l["m_out"]) for l in self._layout]
         return dWs, dbs
 
+    @fits_model
     def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False,
             on_nonfinite="raise"):
         """Train by gradient descent; returns a :class:`History`.

@@ -25,6 +25,7 @@ from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._guards import (ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite,
                        locate_nonfinite)
+from .._locking import fits_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes
 from ._compat import (
@@ -152,14 +153,16 @@ class _ThreadCount:
         self.prev = None
 
     def __enter__(self):
+        # The calling thread's own count: other threads, and the process-wide
+        # count, are left alone (two estimators used from two threads at once
+        # cannot undo each other's setting).
         if self.n is not None:
-            self.prev = _core.get_num_threads()
-            _core.set_num_threads(int(self.n))
+            self.prev = _core.set_local_num_threads(int(self.n))
         return self
 
     def __exit__(self, *exc):
-        if self.prev is not None:
-            _core.set_num_threads(self.prev)
+        if self.n is not None:
+            _core.set_local_num_threads(self.prev)
         return False
 
 
@@ -334,6 +337,7 @@ class _BaseMLP(BaseEstimator):
         state.pop("_core", None)  # the C++ object is rebuilt on demand
         return state
 
+    @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path):
         """Write the fitted estimator to ``path`` (str or os.PathLike) as a model file.
 
@@ -850,6 +854,7 @@ class _BaseMLP(BaseEstimator):
         self._check_fitted()
         return plot_history(self.history_, ax=ax, title=title or type(self).__name__)
 
+    @reads_model
     def check_gradients(self, X, y, sample_weight=None, eps=1e-6, max_params=200, random_state=0):
         """Finite-difference check of the fitted model's gradient.
 
@@ -979,7 +984,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Threads of the C++ core during fit and predict. None: the current
         ``dnnfast.get_num_threads()``, or one thread when a training step (a
         batch, forward and backward) is under 2e7 flops, where threading costs
-        more than it gains. The numbers do not depend on it.
+        more than it gains. The numbers do not depend on it. It applies to the
+        calling thread only.
     on_nonfinite : {'raise', 'warn', 'ignore'}, default='raise'
         When an epoch (lbfgs: the solver's result) has a NaN or infinite loss
         or parameters. 'raise': stop, put ``coefs_`` and ``intercepts_`` back
@@ -1126,6 +1132,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y_pred = self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
         return accuracy_score(y_true, y_pred, sample_weight=sw)
 
+    @fits_model
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X and y.
 
@@ -1145,6 +1152,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @_available_if(_check_solver)
+    @fits_model
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of the stochastic solver on (X, y).
 
@@ -1184,6 +1192,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
+    @reads_model
     def predict(self, X):
         """Predicted class labels.
 
@@ -1198,6 +1207,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._check_fitted()
         return self._predict(X)
 
+    @reads_model
     def predict_proba(self, X):
         """Class probabilities.
 
@@ -1383,6 +1393,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y_pred = out.ravel() if out.shape[1] == 1 else out
         return r2_score(y_true, y_pred, sample_weight=sw)
 
+    @fits_model
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X and y.
 
@@ -1400,6 +1411,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @_available_if(_check_solver)
+    @fits_model
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch of the stochastic solver on (X, y).
 
@@ -1436,6 +1448,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         with naming("y"):
             return super().score(X, y, sample_weight=sample_weight)
 
+    @reads_model
     def predict(self, X):
         """Predicted targets.
 
