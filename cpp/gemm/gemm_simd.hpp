@@ -53,9 +53,21 @@ inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta) {
 
 // The micro-kernel: see MicroKernel in gemm_kernels.hpp for the contract.
 // MR rows x NV vectors of accumulators live in registers for the whole kc loop.
-template <class T, class Ops, int MR, int NV>
+// An edge tile of m < MR rows runs the same loop over its m rows only (MC,
+// the rows computed; the micro-panel of A keeps its stride of MR per k): the
+// padding rows cost nothing, and every element gets the same FMA chain as in
+// a full tile. With 4 of 6 rows (the 64-row batches, and 10-row thin
+// products cut 6 + 4) the tile still has the 8 independent accumulators two
+// FMA ports of latency 4 need, so it runs at the full tile's rate.
+template <class T, class Ops, int MR, int NV, int MC = MR>
 void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T alpha, T beta,
                   T* c, size_t rsc, size_t csc, size_t m, size_t n) {
+    if constexpr (MC > 1) {
+        if (m < size_t(MC)) {
+            micro_kernel<T, Ops, MR, NV, MC - 1>(kc, ap, bp, alpha, beta, c, rsc, csc, m, n);
+            return;
+        }
+    }
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t NR = NV * S::W;
@@ -73,9 +85,9 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
             __builtin_prefetch(c + j * csc + (m - 1) * rsc, 1, 3);
         }
     }
-    V acc[MR][NV];
+    V acc[MC][NV];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MC; ++i)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = V{};
 #pragma GCC unroll 4
@@ -84,7 +96,7 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) b[v] = S::load_aligned(bp + v * S::W);
 #pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
+        for (int i = 0; i < MC; ++i) {
             const V a = Ops::splat(ap[i]);
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(a, b[v], acc[i][v]);
@@ -92,17 +104,17 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
         ap += MR;
         bp += NR;
     }
-    if (m == size_t(MR) && n == NR && csc == 1) {
+    if (n == NR && csc == 1) {  // m == MC here
 #pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
+        for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
         return;
     }
-    // Edge tile or transposed C: go through a full-size scratch tile, then
-    // copy the m x n part.
-    alignas(64) T tile[MR * NR];
+    // Column edge or transposed C: go through a scratch tile, then copy the
+    // m x n part.
+    alignas(64) T tile[MC * NR];
     for (size_t i = 0; i < m; ++i)
         for (size_t j = 0; j < n; ++j) tile[i * NR + j] = beta == T(0) ? T(0) : c[i * rsc + j * csc];
-    for (int i = 0; i < MR; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
+    for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
     for (size_t i = 0; i < m; ++i)
         for (size_t j = 0; j < n; ++j) c[i * rsc + j * csc] = tile[i * NR + j];
 }
