@@ -1,6 +1,8 @@
 // Thread-count policy shared by every kernel.
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -28,6 +30,49 @@ int threads_for(double work, double min_work_per_thread);
 // see threads.cpp.
 void note_team_started();
 
+// Busy cores. A team member that joins a team long after it was asked for
+// means another runnable thread holds its core: another process, or a
+// library's spinning threads (NumPy's OpenBLAS spins for about 0.1 s after
+// each of its calls). Every team then waits for that member's next time
+// slice, and a batch-64 product that takes 0.2 ms took 8 ms. So after a team
+// started that late, threads_for() answers 1 for a while, then tries again.
+// Results do not depend on the thread count, so this changes speed only.
+// The monotonic clock, in nanoseconds.
+int64_t team_clock_ns();
+// How late (ns) the last member of a team joined it; called by run_team.
+void note_team_start(int64_t delay_ns);
+// Teams started late so far in this process, and whether threads_for() is
+// answering 1 now because of one (for tests and diagnostics).
+int64_t late_team_count();
+bool teams_paused();
+// For tests: pretend that a team started `delay_ns` late just now.
+void simulate_late_team(int64_t delay_ns);
+
+// task(i) for every i in [0, nt), one per member of a team of nt threads
+// (nt > 1; a smaller team from OpenMP runs several each), timing how late the
+// members join. The one way the kernels start threads.
+template <class F>
+inline void run_team(int nt, F&& task) {
+#ifdef _OPENMP
+    const int64_t t0 = team_clock_ns();
+    std::atomic<int64_t> late{0};
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        if (t != 0) {
+            const int64_t d = team_clock_ns() - t0;
+            int64_t prev = late.load(std::memory_order_relaxed);
+            while (d > prev && !late.compare_exchange_weak(prev, d, std::memory_order_relaxed)) {
+            }
+        }
+        for (int i = t; i < nt; i += team) task(i);
+    }
+    note_team_start(late.load(std::memory_order_relaxed));
+#else
+    for (int i = 0; i < nt; ++i) task(i);
+#endif
+}
+
 // Column sums (bias and prelu gradients) are bound by memory bandwidth: on the
 // 2-core EPYC two threads never beat one up to 1.6M elements (262 vs 311 us),
 // so they split only very large inputs.
@@ -42,12 +87,14 @@ namespace dnnfast {
 // a region's fork/join would cost more than the work.
 template <class F>
 inline void parallel_for(size_t n, int nt, F&& f) {
-    if (nt <= 1) {
+    if (nt <= 1 || n < 2) {
         for (size_t i = 0; i < n; ++i) f(i);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long long i = 0; i < static_cast<long long>(n); ++i) f(static_cast<size_t>(i));
+    run_team(nt, [&](int t) {
+        const size_t end = n * size_t(t + 1) / size_t(nt);
+        for (size_t i = n * size_t(t) / size_t(nt); i < end; ++i) f(i);
+    });
 }
 
 }  // namespace dnnfast
@@ -63,15 +110,7 @@ inline void parallel_ranges(size_t n, int nt, F&& f) {
         f(size_t(0), n);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        size_t t = 0, tn = 1;
-#ifdef _OPENMP
-        t = size_t(omp_get_thread_num());
-        tn = size_t(omp_get_num_threads());
-#endif
-        f(n * t / tn, n * (t + 1) / tn);
-    }
+    run_team(nt, [&](int t) { f(n * size_t(t) / size_t(nt), n * size_t(t + 1) / size_t(nt)); });
 }
 
 }  // namespace dnnfast

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -66,6 +67,43 @@ def test_training_after_numpy_blas_calls_gives_the_same_weights(restore_threads)
         net.fit(X, y, epochs=2, batch_size=32, learning_rate=0.05)
         runs.append(net.parameters.copy())
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_team_that_starts_late_pauses_threads_for_a_while(restore_threads):
+    """A thread team whose member joined late (its core busy with another
+    process or NumPy's spinning BLAS threads) makes the kernels run on one
+    thread for a short pause, with the same results, then on threads again."""
+    core = dnnfast._core
+    if not core.has_openmp():
+        pytest.skip("built without OpenMP")
+    dnnfast.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    X = rng.random((512, 300), dtype=np.float32)
+    y = np.arange(512) % 5
+    A, B = rng.random((300, 400)), rng.random((400, 500))
+
+    def train():
+        net = dnnfast.Network([300, 512, 5], ["relu", "softmax"], "cce", "float32", seed=0)
+        net.fit(X, y, epochs=1, batch_size=64, learning_rate=0.05)
+        return net.parameters.copy()
+
+    # Real late teams can happen here too (an earlier test's NumPy products
+    # leave OpenBLAS spinning), so "not paused" is only asserted right after
+    # a sleep longer than the 50 ms pause, with no team started in between.
+    time.sleep(0.2)
+    assert not core.teams_paused()
+    weights, product = train(), core.gemm(A, B)
+    count = core.late_team_count()
+    core.simulate_late_team(500.0)  # under the 1 ms threshold: not late
+    assert core.late_team_count() == count
+    core.simulate_late_team(5000.0)  # 5 ms: late
+    assert core.late_team_count() == count + 1
+    assert core.teams_paused()
+    np.testing.assert_array_equal(train(), weights)
+    np.testing.assert_array_equal(core.gemm(A, B), product)
+    time.sleep(0.2)
+    assert not core.teams_paused()
+    np.testing.assert_array_equal(train(), weights)
 
 
 # -- determinism: the promise is bit-identical weights for the same seed, run

@@ -14,6 +14,13 @@ void bind_threads(py::module_& m) {
         if (n < 0) throw std::invalid_argument("n must be >= 0 (0 removes the calling thread's own count)");
         return dnnfast::set_local_num_threads(n);
     }, py::arg("n"), "Thread count for the calling thread only (0 removes it); returns the previous one.");
+    m.def("late_team_count", &dnnfast::late_team_count,
+          "Thread teams so far whose members joined late (their cores were busy).");
+    m.def("teams_paused", &dnnfast::teams_paused,
+          "True while kernels run on one thread because a team started late.");
+    m.def("simulate_late_team", [](double delay_us) {
+        dnnfast::simulate_late_team(int64_t(delay_us * 1000.0));
+    }, py::arg("delay_us"), "For tests: record a team that started delay_us late, now.");
     m.def("has_openmp", []() {
 #ifdef _OPENMP
         return true;

@@ -143,15 +143,14 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     }
     int tm, tn;
     thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, nt, tm, tn);
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int t = 0; t < nt; ++t) {
+    run_team(nt, [&](int t) {
         size_t i0, i1, j0, j1;
         split(M, kr.mr, tm, t / tn, i0, i1);
         split(N, kr.nr, tn, t % tn, j0, j1);
         if (i0 < i1 && j0 < j1)
             five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc,
                        swapped, ep);
-    }
+    });
 }
 
 template void gemm_blocked<float>(const KernelsFor<float>&, Trans, Trans, size_t, size_t, size_t,

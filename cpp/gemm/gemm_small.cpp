@@ -42,12 +42,11 @@ void for_column_parts(size_t N, size_t nb, double work, const F& fn) {
         if (N > 0) fn(size_t(0), N);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int t = 0; t < nt; ++t) {
+    run_team(nt, [&](int t) {
         size_t j0, j1;
         split_cols(N, nb, nt, t, j0, j1);
         if (j0 < j1) fn(j0, j1);
-    }
+    });
 }
 
 }  // namespace
