@@ -40,6 +40,12 @@ def set_threads(peer, threads):
 def task_train(t):
     wl = t["workload"]
     X, Y = peers.make_data(t["rows"], wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    # make_data's `X @ teacher` leaves NumPy's OpenBLAS threads spinning for
+    # about 0.1 s; a peer with threads of its own (dnnfast, PyTorch) timed in
+    # that window shares a core with them. Wait until they sleep, so that
+    # every peer is timed on its own (bench_busy_cores.py measures dnnfast in
+    # that situation).
+    time.sleep(0.3)
     trainer = peers.TRAINERS[t["peer"]]
     # Warm-up: one epoch over a slice, on a throw-away network, so that thread
     # pools, allocators, lazy imports and code paths are hot before timing.
