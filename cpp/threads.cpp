@@ -76,8 +76,6 @@ bool teams_paused() {
     return until != 0 && team_clock_ns() < until;
 }
 
-void simulate_late_team(int64_t delay_ns) { note_team_start(delay_ns); }
-
 int threads_for(double work, double min_work_per_thread) {
     const int max_t = get_num_threads();
     if (max_t <= 1 || work < 2 * min_work_per_thread) return 1;

@@ -45,14 +45,19 @@ void note_team_start(int64_t delay_ns);
 // answering 1 now because of one (for tests and diagnostics).
 int64_t late_team_count();
 bool teams_paused();
-// For tests: pretend that a team started `delay_ns` late just now.
-void simulate_late_team(int64_t delay_ns);
 
 // task(i) for every i in [0, nt), one per member of a team of nt threads
-// (nt > 1; a smaller team from OpenMP runs several each), timing how late the
-// members join. The one way the kernels start threads.
+// (a smaller team from OpenMP runs several each), timing how late the
+// members join. The one way the kernels start threads. nt <= 1 runs task(0)
+// with no OpenMP region at all: libgomp runs even a one-thread team through
+// its barrier, two futex system calls per region, which at batch size 1 cost
+// more than the product itself.
 template <class F>
 inline void run_team(int nt, F&& task) {
+    if (nt <= 1) {
+        task(0);
+        return;
+    }
 #ifdef _OPENMP
     const int64_t t0 = team_clock_ns();
     std::atomic<int64_t> late{0};

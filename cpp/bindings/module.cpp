@@ -19,7 +19,7 @@ void bind_threads(py::module_& m) {
     m.def("teams_paused", &dnnfast::teams_paused,
           "True while kernels run on one thread because a team started late.");
     m.def("simulate_late_team", [](double delay_us) {
-        dnnfast::simulate_late_team(int64_t(delay_us * 1000.0));
+        dnnfast::note_team_start(int64_t(delay_us * 1000.0));
     }, py::arg("delay_us"), "For tests: record a team that started delay_us late, now.");
     m.def("has_openmp", []() {
 #ifdef _OPENMP

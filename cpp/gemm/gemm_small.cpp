@@ -34,14 +34,7 @@ void split_cols(size_t n, size_t nb, int parts, int p, size_t& begin, size_t& en
 template <class F>
 void for_column_parts(size_t N, size_t nb, double work, const F& fn) {
     int nt = threads_for(work, kMinWorkPerThreadSmall);
-    nt = int(std::min<size_t>(size_t(nt), (N + nb - 1) / nb));
-    if (nt <= 1) {
-        // No OpenMP region at all: libgomp runs even a one-thread team
-        // through its barrier, two futex system calls per region, which at
-        // batch size 1 cost more than the product itself.
-        if (N > 0) fn(size_t(0), N);
-        return;
-    }
+    nt = int(std::max<size_t>(1, std::min<size_t>(size_t(nt), (N + nb - 1) / nb)));
     run_team(nt, [&](int t) {
         size_t j0, j1;
         split_cols(N, nb, nt, t, j0, j1);
