@@ -14,6 +14,12 @@ namespace dnnfast {
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
                              size_t rsc, size_t csc, size_t m, size_t n);
+// The same with A read in place, element (i, k) of the tile at a[i * a_rs +
+// k * a_ks], rows i < m only: no packing, for blocks of A used by few column
+// micro-panels. Same arithmetic, same bits, as MicroKernel on the packed panel.
+template <class T>
+using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha,
+                              T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n);
 
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
@@ -44,6 +50,7 @@ struct KernelsFor {
     size_t mc, kc, nc;  // cache blocking: A block MC x KC in L2, B micro-panel KC x NR in L1, B panel KC x NC in L3
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;
+    MicroKernelA<T> micro_a;
     SmallKernel<T> small_nn, small_nt;
     Rank1Kernel<T> rank1;
     Rank1GemvKernel<T> rank1_gemv;

@@ -51,20 +51,39 @@ inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta) {
     }
 }
 
-// The micro-kernel: see MicroKernel in gemm_kernels.hpp for the contract.
-// MR rows x NV vectors of accumulators live in registers for the whole kc loop.
-// An edge tile of m < MR rows runs the same loop over its m rows only (MC,
-// the rows computed; the micro-panel of A keeps its stride of MR per k): the
-// padding rows cost nothing, and every element gets the same FMA chain as in
-// a full tile. With 4 of 6 rows (the 64-row batches, and 10-row thin
-// products cut 6 + 4) the tile still has the 8 independent accumulators two
-// FMA ports of latency 4 need, so it runs at the full tile's rate.
-template <class T, class Ops, int MR, int NV, int MC = MR>
-void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T alpha, T beta,
-                  T* c, size_t rsc, size_t csc, size_t m, size_t n) {
+// How the micro-kernel reads its A operand, one k at a time: a packed
+// micro-panel (the MR values of one k adjacent, zero-padded), or A where it
+// lies, element (i, k) at p[i * rs + k * ks]. In place, rows past m are never
+// read: an edge tile computes only its own rows (below).
+template <class T, int MR>
+struct PackedA {
+    const T* __restrict p;
+    T at(int i) const { return p[i]; }
+    void next() { p += MR; }
+};
+template <class T>
+struct StridedA {
+    const T* p;
+    size_t rs, ks;
+    T at(int i) const { return p[size_t(i) * rs]; }
+    void next() { p += ks; }
+};
+
+// The micro-kernel: see MicroKernel / MicroKernelA in gemm_kernels.hpp for the
+// contract. MR rows x NV vectors of accumulators live in registers for the
+// whole kc loop. An edge tile of m < MR rows runs the same loop over its m rows
+// only (MC, the rows computed): the padding rows cost nothing, and every
+// element gets the same FMA chain as in a full tile. With 4 of 6 rows (the
+// 64-row batches, and 10-row thin products cut 6 + 4) the tile still has the
+// 8 independent accumulators two FMA ports of latency 4 need, so it runs at
+// the full tile's rate. The FMA chain of an element does not depend on how A
+// is read, so packed and in-place A give the same bits.
+template <class T, class Ops, int NV, int MC, class AR>
+void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, size_t rsc,
+                size_t csc, size_t m, size_t n) {
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
-            micro_kernel<T, Ops, MR, NV, MC - 1>(kc, ap, bp, alpha, beta, c, rsc, csc, m, n);
+            micro_tile<T, Ops, NV, MC - 1>(kc, a, bp, alpha, beta, c, rsc, csc, m, n);
             return;
         }
     }
@@ -97,11 +116,11 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
         for (int v = 0; v < NV; ++v) b[v] = S::load_aligned(bp + v * S::W);
 #pragma GCC unroll 32
         for (int i = 0; i < MC; ++i) {
-            const V a = Ops::splat(ap[i]);
+            const V av = Ops::splat(a.at(i));
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(a, b[v], acc[i][v]);
+            for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(av, b[v], acc[i][v]);
         }
-        ap += MR;
+        a.next();
         bp += NR;
     }
     if (n == NR && csc == 1) {  // m == MC here
@@ -117,6 +136,18 @@ void micro_kernel(size_t kc, const T* __restrict ap, const T* __restrict bp, T a
     for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
     for (size_t i = 0; i < m; ++i)
         for (size_t j = 0; j < n; ++j) c[i * rsc + j * csc] = tile[i * NR + j];
+}
+
+template <class T, class Ops, int MR, int NV>
+void micro_kernel(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
+                  size_t m, size_t n) {
+    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, alpha, beta, c, rsc, csc, m, n);
+}
+
+template <class T, class Ops, int MR, int NV>
+void micro_kernel_a(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha, T beta, T* c,
+                    size_t rsc, size_t csc, size_t m, size_t n) {
+    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, alpha, beta, c, rsc, csc, m, n);
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
@@ -345,6 +376,7 @@ KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.nc = nc;
     k.small_nb = 4 * W;  // the widest column block small_nn uses
     k.micro = &micro_kernel<T, Ops, MR, NV>;
+    k.micro_a = &micro_kernel_a<T, Ops, MR, NV>;
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
     k.rank1 = &rank1_rows<T, Ops>;
