@@ -1,0 +1,94 @@
+"""A/B of two builds of dnnfast's GEMM in ONE process, calls alternating.
+
+For changes to the C++ core that move a product by a few per cent: on a
+shared machine fresh processes differ from each other by 10-30% (caches,
+neighbours, frequency), which hides such a change in the suite's
+process-per-run figures. Here both builds' ``_core`` modules are loaded side
+by side and each case alternates old, new, old, new..., so both see the same
+conditions; every case first checks that both builds give the same bits.
+
+    pip install --target /tmp/old .           # (on the old commit)
+    pip install --target /tmp/new .           # (on the new one)
+    python benchmarks/ab_builds.py /tmp/old /tmp/new --threads 1 --dtype float32
+
+Each argument is a directory holding ``dnnfast/_core*.so`` (a ``--target``
+install, or site-packages) or the ``.so`` itself. The cases are the G
+workload's (run.py), squares included. Prints, per case, the median time of
+each build and old/new for the median and the 10th percentile (> 1: the new
+build is faster).
+"""
+import argparse
+import glob
+import importlib.util
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import gemm_cases  # noqa: E402
+
+
+def core_path(arg):
+    if os.path.isfile(arg):
+        return arg
+    found = sorted(glob.glob(os.path.join(arg, "dnnfast", "_core*.so")))
+    if not found:
+        raise SystemExit(f"{arg}: no dnnfast/_core*.so there")
+    return found[0]
+
+
+def load_core(path, tag):
+    """The extension module at path, as its own module (its name must end in _core)."""
+    spec = importlib.util.spec_from_file_location(f"{tag}._core", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ap.add_argument("--only", default="", help="comma-separated substrings of case labels")
+    ap.add_argument("--flops", type=float, default=3e7, help="multiply-adds timed per case and build")
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit("--threads must be >= 1")
+    old, new = load_core(core_path(args.old), "old"), load_core(core_path(args.new), "new")
+    for core in (old, new):
+        core.set_num_threads(args.threads)
+    dtype = np.dtype(args.dtype)
+    wanted = [s for s in args.only.split(",") if s]
+    rng = np.random.default_rng(0)
+    print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s), {dtype.name}")
+    print(f"{'case':14s} {'MxNxK':>15s} {'op':>6s} {'old us':>10s} {'new us':>10s} {'old/new':>8s} {'p10':>6s}")
+    for case in gemm_cases(quick=False):
+        if wanted and not any(w in case["label"] for w in wanted):
+            continue
+        M, N, K, ta, tb = case["M"], case["N"], case["K"], case["trans_a"], case["trans_b"]
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+        if old.gemm(A, B, ta, tb).tobytes() != new.gemm(A, B, ta, tb).tobytes():
+            print(f"{case['label']}: the two builds give different bits")
+        calls = int(min(4000, max(10, args.flops / (M * N * K))))
+        t_old, t_new = np.empty(calls), np.empty(calls)
+        for i in range(calls):
+            t0 = time.perf_counter_ns()
+            old.gemm(A, B, ta, tb)
+            t1 = time.perf_counter_ns()
+            new.gemm(A, B, ta, tb)
+            t_new[i] = time.perf_counter_ns() - t1
+            t_old[i] = t1 - t0
+        op = ("A^T" if ta else "A") + " " + ("B^T" if tb else "B")
+        med_o, med_n = np.median(t_old) / 1e3, np.median(t_new) / 1e3
+        p10 = np.percentile(t_old, 10) / np.percentile(t_new, 10)
+        print(f"{case['label']:14s} {f'{M}x{N}x{K}':>15s} {op:>6s} {med_o:10.1f} {med_n:10.1f} "
+              f"{med_o / med_n:8.2f} {p10:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
