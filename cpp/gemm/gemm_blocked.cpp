@@ -60,7 +60,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
             const T beta_p = pc == 0 ? beta : T(1);  // later slices accumulate
             const bool last = pc + kc == K;
             gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, bp);
-            // ic: MC-tall row blocks of A, packed once per slice and kept in L2.
+            // ic: MC-tall row blocks of A, packed once per slice and kept in L2 (or read in place).
             for (size_t ic = i_begin; ic < i_end; ic += MC) {
                 const size_t mc = std::min(MC, i_end - ic);
                 if (!a_in_place) gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap);
@@ -68,7 +68,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);
                     T* c = C + ic * rsc + (jc + jr) * csc;
-                    // ir: MR-tall micro-panels of the packed A block, one register tile each.
+                    // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         if (a_in_place)
                             kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + jr * kc, alpha,
