@@ -45,7 +45,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
-    T* ap = a_buf.get(MC * KC);
+    T* ap = a_in_place ? nullptr : a_buf.get(MC * KC);
     T* bp = b_buf.get(KC * NC);
     // Equal slices of at most KC (K = 784 is 2 x 392, not 512 + 272): a short
     // last slice would pay a full C update for little work. Depends on K only.
