@@ -537,15 +537,20 @@ def _header_forgeries():
     }
 
 
-@pytest.mark.parametrize("name", list(_header_forgeries()))
-def test_forged_files_raise_value_error_naming_the_problem(tmp_path, name):
-    header, arrays = _members(_good(tmp_path))
-    edit, match = _header_forgeries()[name]
+def _assert_forgery_raises(tmp_path, good, forgery):
+    """Apply forgery = (edit, match) to the members of the good file; load must raise ValueError(match)."""
+    header, arrays = _members(good)
+    edit, match = forgery
     edit(header, arrays)
     bad = tmp_path / "bad.npz"
     _write(bad, header, arrays)
     with pytest.raises(ValueError, match=match):
         dnnfast.load(bad)
+
+
+@pytest.mark.parametrize("name", list(_header_forgeries()))
+def test_forged_files_raise_value_error_naming_the_problem(tmp_path, name):
+    _assert_forgery_raises(tmp_path, _good(tmp_path), _header_forgeries()[name])
 
 
 def test_forged_huge_network_does_not_allocate(tmp_path):
@@ -670,13 +675,7 @@ def _estimator_forgeries():
 
 @pytest.mark.parametrize("name", list(_estimator_forgeries()))
 def test_forged_estimator_files_raise_value_error(tmp_path, name):
-    header, arrays = _members(_good(tmp_path, "clf"))
-    edit, match = _estimator_forgeries()[name]
-    edit(header, arrays)
-    bad = tmp_path / "bad.npz"
-    _write(bad, header, arrays)
-    with pytest.raises(ValueError, match=match):
-        dnnfast.load(bad)
+    _assert_forgery_raises(tmp_path, _good(tmp_path, "clf"), _estimator_forgeries()[name])
 
 
 def test_every_truncation_of_a_small_file_raises_value_error(tmp_path):
