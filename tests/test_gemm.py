@@ -155,6 +155,85 @@ def test_rank1_gemv_is_the_two_calls_it_fuses(kernel, K, N, dtype):
         _core.set_num_threads(saved)
 
 
+# Shapes of a training step's first layer, batch M through a K x N W: a few
+# rows, K beyond KC (several slices; 784 is the W1 workload's), N off the
+# panel width, the W1 and W3 layers themselves.
+PACKED_SHAPES = [(5, 7, 3), (64, 784, 256), (64, 784, 1024), (37, 1100, 70), (9, 1537, 33), (200, 40, 130),
+                 (6, 300, 8), (1, 784, 256), (130, 3, 500)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("M,K,N", PACKED_SHAPES)
+def test_product_with_packed_b_is_gemm(kernel, M, K, N, ta, dtype):
+    # With B packed beforehand the product skips packing it. Wherever
+    # gemm() takes its blocked path (packed_b_matches_gemm) the result is
+    # gemm()'s bit for bit, epilogue included, for any thread count;
+    # elsewhere it agrees with the reference GEMM to round-off.
+    if kernel == "generic512" and M * N * K > 2e7:
+        pytest.skip("slow emulation")
+    A, B = operands(M, N, K, ta, False, dtype)
+    ref = _core.gemm_reference(A, B, ta, False)
+    saved = _core.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            C = _core.gemm_packed_b(A, B, ta)
+            assert_close(C, ref, bound(A, B, ta, False), dtype)
+            if _core.packed_b_matches_gemm(np.dtype(dtype).name, M, K, N):
+                assert C.tobytes() == _core.gemm(A, B, ta).tobytes()
+                assert _core.gemm_packed_b(A, B, ta, probe=True).tobytes() == \
+                    _core.gemm_epilogue_probe(A, B, ta).tobytes()
+    finally:
+        _core.set_num_threads(saved)
+    R = _core.gemm_epilogue_probe(A, B, ta, reference=True)
+    assert_close(_core.gemm_packed_b(A, B, ta, probe=True), R, 2 * bound(A, B, ta, False) + 1000.0 * M + N, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", PACKED_SHAPES)
+@pytest.mark.parametrize("alpha,beta", [(-0.05, 1.0), (0.5, 0.75), (0.0, 1.0), (1.5, 0.0)])
+def test_update_of_packed_w_is_gemm(kernel, M, K, N, alpha, beta, dtype):
+    # W := alpha A^T dZ + beta W computed on W packed and written back in the
+    # packed layout, then unpacked (padding and slices round-trip): gemm()'s
+    # bits where packed_b_matches_gemm, the reference's values to round-off
+    # everywhere; alpha = 0, beta = 1 leaves W exactly as it was.
+    if kernel == "generic512" and M * N * K > 2e7:
+        pytest.skip("slow emulation")
+    rng = np.random.default_rng(M + 3 * K + 7 * N)
+    X = rng.standard_normal((M, K)).astype(dtype)
+    dZ = rng.standard_normal((M, N)).astype(dtype)
+    W0 = rng.standard_normal((K, N)).astype(dtype)
+    R = W0.copy()
+    _core.gemm_update(X, dZ, R, alpha, beta, True, False, reference=True)
+    G = W0.copy()
+    _core.gemm_update(X, dZ, G, alpha, beta, True, False)
+    scale = abs(alpha) * bound(X, dZ, True, False) + abs(beta) * np.abs(W0).max()
+    saved = _core.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            W = W0.copy()
+            _core.gemm_into_packed(X, dZ, W, alpha, beta, True, False)
+            assert_close(W, R, scale, dtype)
+            if alpha == 0.0 and beta == 1.0:
+                assert W.tobytes() == W0.tobytes()
+            if _core.packed_b_matches_gemm(np.dtype(dtype).name, M, K, N):
+                assert W.tobytes() == G.tobytes()
+    finally:
+        _core.set_num_threads(saved)
+
+
+def test_packed_shapes_cover_both_sides_of_the_rule():
+    # The cases above include layers that keep W packed and layers that do not.
+    rule = [_core.packed_b_matches_gemm("float32", M, K, N) for M, K, N in PACKED_SHAPES]
+    assert any(rule) and not all(rule)
+    assert _core.packed_b_matches_gemm("float64", 64, 784, 256)
+    assert not _core.packed_b_matches_gemm("float64", 4, 784, 256)  # a batch of 4 takes gemm's small path
+    with pytest.raises(ValueError, match="dtype"):
+        _core.packed_b_matches_gemm("int8", 64, 784, 256)
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         _core.gemm(np.ones((3, 4)), np.ones((5, 6)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dnnfast
+from dnnfast import _core
 from dnnfast import reference as ref
 
 from conftest import (ACTIVATION_NAMES, DTYPES, NET_TOL, TRAIN_TOL, assert_close, onehot)
@@ -180,6 +181,49 @@ def test_fit_follows_the_reference_trajectory(sizes, acts, loss, kw, dtype):
     # the parameters did move
     fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=11)
     assert not np.array_equal(fresh.parameters, net.parameters)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [8, 13, 50])
+def test_fit_keeping_the_first_layer_packed_follows_the_reference(batch_size, dtype):
+    # Plain SGD keeps the first layer's W packed across the batches of an
+    # epoch when the layer is wide enough (70 x 96 here). n = 107: the last
+    # batch has 3 rows with batch_size 13, and takes the unpacked path in the
+    # middle of the epoch.
+    name = np.dtype(dtype).name
+    assert _core.packed_b_matches_gemm(name, batch_size, 70, 96)
+    assert not _core.packed_b_matches_gemm(name, 107 % 13, 70, 96)
+    rng = np.random.default_rng(3)
+    X, Y = data("cce", rng, 107, 70, 4, dtype)
+    net, rnet = pair([70, 96, 4], ["relu", "softmax"], "cce", dtype, seed=5)
+    hist = net.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
+    rhist = rnet.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
+    for l in range(2):
+        s = max(1.0, np.max(np.abs(rnet.weights[l])))
+        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
+        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
+    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_first_layer_is_written_back_after_every_fit(dtype):
+    # One fit over all batches (W packed from the first batch to the end of
+    # the epoch) and one fit per batch (packed and unpacked around each)
+    # give the same bits; a fit leaves P's W up to date (the prediction
+    # after it reads P).
+    rng = np.random.default_rng(4)
+    X, Y = data("cce", rng, 3 * 40 + 3, 70, 4, dtype)
+    a = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    b = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    a.fit(X, Y, epochs=1, batch_size=40, learning_rate=0.1, shuffle=False)
+    for b0 in range(0, len(X), 40):
+        b.fit(X[b0:b0 + 40], Y[b0:b0 + 40], epochs=1, batch_size=40, learning_rate=0.1, shuffle=False)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+    fresh = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    assert not np.array_equal(fresh.weights[0], a.weights[0])
+    Z1 = np.maximum(X @ a.weights[0] + a.biases[0], 0) @ a.weights[1] + a.biases[1]
+    P = np.exp(Z1 - Z1.max(axis=1, keepdims=True))
+    assert_close(a.predict(X), P / P.sum(axis=1, keepdims=True), dtype, tol=NET_TOL)
 
 
 def test_fit_with_explicit_seed_matches_reference_and_ignores_network_generator():

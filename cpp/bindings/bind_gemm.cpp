@@ -1,13 +1,15 @@
 // GEMM bindings, for the tests and benchmarks: gemm(A, B, trans_a, trans_b)
 // and gemm_reference(...) on 2-D C-contiguous arrays of one float dtype, the
 // in-place update gemm_update(A, B, C, ...) with alpha/beta, an epilogue
-// probe, the kernel choice, and the FMA-peak probe.
+// probe, the products on a packed B, the kernel choice, and the FMA-peak
+// probe.
 #include <string>
 
 #include "bindings/bindings.hpp"
 #include "gemm/fma_peak.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_kernels.hpp"
+#include "gemm/packed_b.hpp"
 
 namespace dnnfast::bindings {
 
@@ -102,8 +104,47 @@ py::array_t<T> gemm_rank1_gemv_py(carray<T>& W, const carray<T>& u, const carray
     return y;
 }
 
+// op(A) @ B with B packed first (PackedB), through gemm_packed_b; with
+// probe, the epilogue of gemm_epilogue_probe.
+template <class T>
+py::array_t<T> gemm_packed_b_py(const carray<T>& A, const carray<T>& B, bool trans_a, bool probe) {
+    const Shape s = check_shapes(A, B, trans_a, false);
+    py::array_t<T> C({s.M, s.N});
+    T* c = C.mutable_data();
+    Epilogue<T> ep;
+    ep.fn = &probe_epilogue<T>;
+    {
+        py::gil_scoped_release release;
+        PackedB<T> Bp;
+        Bp.pack(B.data(), s.ldb, s.K, s.N);
+        gemm_packed_b<T>(s.ta, s.M, T(1), A.data(), s.lda, Bp, T(0), c, s.N, probe ? &ep : nullptr);
+    }
+    return C;
+}
+
+// W := alpha op(A) op(B) + beta W in place, W packed first, updated in the
+// packed layout (gemm_into_packed), then unpacked.
+template <class T>
+void gemm_into_packed_py(const carray<T>& A, const carray<T>& B, carray<T>& W, T alpha, T beta, bool trans_a,
+                         bool trans_b) {
+    const Shape s = check_shapes(A, B, trans_a, trans_b);
+    require_2d(W, "W");
+    if (size_t(W.shape(0)) != s.M || size_t(W.shape(1)) != s.N) throw std::invalid_argument("W must be M x N");
+    T* w = W.mutable_data();
+    py::gil_scoped_release release;
+    PackedB<T> Wp;
+    Wp.pack(w, s.N, s.M, s.N);
+    gemm_into_packed<T>(s.ta, s.tb, s.K, alpha, A.data(), s.lda, B.data(), s.ldb, beta, Wp);
+    Wp.unpack(w, s.N);
+}
+
 template <class T>
 void bind_gemm_dtype(py::module_& m) {
+    m.def("gemm_packed_b", &gemm_packed_b_py<T>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,
+          py::arg("probe") = false, "op(A) @ B with B packed beforehand (the first layer's product in training).");
+    m.def("gemm_into_packed", &gemm_into_packed_py<T>, py::arg("A"), py::arg("B"), py::arg("W").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+          "W := alpha op(A) op(B) + beta W in place, computed on W packed (the first layer's SGD update).");
     m.def("gemm_rank1_gemv", &gemm_rank1_gemv_py<T>, py::arg("W").noconvert(), py::arg("u"), py::arg("v"),
           py::arg("x"), py::arg("alpha"), "W := W + alpha u v^T (in place), then return x W.");
     m.def("gemm", &gemm_py<T, false>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,
@@ -131,6 +172,11 @@ void bind_gemm(py::module_& m) {
           py::arg("name"),
           "For tests: use the named kernels (generic, generic512, avx2, avx512, auto); an "
           "unsupported name falls back to the default. Returns the name now in use.");
+    m.def("packed_b_matches_gemm", [](const std::string& dtype, size_t M, size_t K, size_t N) {
+        if (dtype != "float32" && dtype != "float64") throw std::invalid_argument("dtype: float32 or float64");
+        return dtype == "float64" ? packed_b_matches_gemm<double>(M, K, N) : packed_b_matches_gemm<float>(M, K, N);
+    }, py::arg("dtype"), py::arg("M"), py::arg("K"), py::arg("N"),
+          "Whether training with batches of M rows keeps a K x N first-layer W packed.");
     m.def("gemm_kernel_supported", [](const std::string& name) { return kernels_supported(name.c_str()); },
           py::arg("name"));
     m.def("fma_peak_gflops", [](const std::string& dtype, int threads) {

@@ -15,11 +15,17 @@
 // its tiles transposed); with op(A) = A, A is read in place, unpacked, as it
 // is whenever its block serves only a few column micro-panels. Neither choice
 // changes any element's FMA chain.
+//
+// A weight matrix kept packed between products (PackedB, packed_b.hpp) runs
+// the same loops without packing B (gemm_packed_b), and takes its update in
+// the packed layout, as the C of a product per slice of its rows
+// (gemm_into_packed): same loops, same bits.
 #include <algorithm>
 #include <cmath>
 
 #include "gemm/gemm_internal.hpp"
 #include "gemm/gemm_pack.hpp"
+#include "gemm/packed_b.hpp"
 #include "threads.hpp"
 
 namespace dnnfast {
@@ -34,23 +40,36 @@ namespace {
 // near 1e5 in all; threads_for() asks for 2x this before adding a thread.
 constexpr double kMinWorkPerThread = 1.0e5;
 
-// C(i, j) is at C[i * rsc + j * csc]; swapped: the problem is C^T, and the
-// epilogue gets blocks of the caller's C (rows and columns exchanged).
+// Where the five loops find op(B) and put C. By default op(B) is packed
+// here, slice by slice, and C(i, j) is at C[i * rsc + j * csc]. Prepacked:
+// op(B) is a whole PackedB (the slice at row pc begins at b_packed + pc *
+// b_npad). c_panel != 0: C is itself in the PackedB layout (rsc = NR, csc =
+// 1), each NR-wide column panel c_panel elements after the one before it.
+// Swapped: the problem is C^T, and the epilogue gets blocks of the caller's
+// C (rows and columns exchanged).
+template <class T>
+struct Operands {
+    const T* b_packed = nullptr;
+    size_t b_npad = 0;
+    size_t c_panel = 0;
+    bool swapped = false;
+    bool a_in_place = false;
+};
+
 template <class T>
 void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, size_t i_end,
                 size_t j_begin, size_t j_end, size_t K, T alpha, const T* A, size_t lda,
-                const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc, bool swapped,
-                bool a_in_place, const Epilogue<T>* ep) {
+                const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc, const Operands<T>& io,
+                const Epilogue<T>* ep) {
     const size_t MR = kr.mr, NR = kr.nr, MC = kr.mc, KC = kr.kc, NC = kr.nc;
+    const bool swapped = io.swapped, a_in_place = io.a_in_place;
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
     T* ap = a_in_place ? nullptr : a_buf.get(MC * KC);
-    T* bp = b_buf.get(KC * NC);
-    // Equal slices of at most KC (K = 784 is 2 x 392, not 512 + 272): a short
-    // last slice would pay a full C update for little work. Depends on K only.
-    const size_t slices = (K + KC - 1) / KC;
-    const size_t KS = std::min(KC, ((K + slices - 1) / slices + 7) / 8 * 8);
+    T* const b_own = io.b_packed ? nullptr : b_buf.get(KC * NC);
+    const T* bp = b_own;
+    const size_t KS = k_slice_depth(K, KC);
     // jc: NC-wide column panels of C, so the packed KC x NC slice of B stays in L3.
     for (size_t jc = j_begin; jc < j_end; jc += NC) {
         const size_t nc = std::min(NC, j_end - jc);
@@ -59,7 +78,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
             const size_t kc = std::min(KS, K - pc);
             const T beta_p = pc == 0 ? beta : T(1);  // later slices accumulate
             const bool last = pc + kc == K;
-            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, bp);
+            // jc is a multiple of NR: its panel starts jc * kc into the slice.
+            if (io.b_packed)
+                bp = io.b_packed + pc * io.b_npad + jc * kc;
+            else
+                gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, b_own);
             // ic: MC-tall row blocks of A, packed once per slice and kept in L2 (or read in place).
             for (size_t ic = i_begin; ic < i_end; ic += MC) {
                 const size_t mc = std::min(MC, i_end - ic);
@@ -67,7 +90,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 // jr: NR-wide micro-panels of the packed B slice.
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);
-                    T* c = C + ic * rsc + (jc + jr) * csc;
+                    T* c = C + ic * rsc + (io.c_panel ? (jc + jr) / NR * io.c_panel : (jc + jr) * csc);
                     // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         if (a_in_place)
@@ -98,8 +121,8 @@ void split(size_t n, size_t tile, int parts, int p, size_t& begin, size_t& end) 
 // Chooses tm x tn = nt (rows x columns of the thread grid) minimising the
 // largest thread's kernel time plus its packing, in multiply-add units: a
 // packed element costs about one vector FMA's worth of kernel time.
-void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, int nt, int& tm,
-                 int& tn) {
+void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, bool b_prepacked, int nt,
+                 int& tm, int& tn) {
     double best = INFINITY;
     tm = nt;
     tn = 1;
@@ -109,7 +132,7 @@ void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, 
         const double mt = double((M + MR - 1) / MR + r - 1) / r * MR;  // rows of the largest part
         const double ntl = double((N + NR - 1) / NR + c - 1) / c * NR;
         const double kernel = mt * ntl * double(K) / double(NR);
-        const double pack = mt * double(K) * std::ceil(ntl / double(NC)) + double(K) * ntl;
+        const double pack = mt * double(K) * std::ceil(ntl / double(NC)) + (b_prepacked ? 0.0 : double(K) * ntl);
         if (kernel + pack < best) {
             best = kernel + pack;
             tm = r;
@@ -118,12 +141,46 @@ void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, 
     }
 }
 
-}  // namespace
+// The five loops on as many threads as the product is worth, each on its own
+// rectangle of C (aligned to MR x NR).
+template <class T>
+void run_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
+                 const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc,
+                 const Operands<T>& io, const Epilogue<T>* ep) {
+    const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
+    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
+    nt = int(std::min<size_t>(size_t(nt), tiles));
+    if (nt <= 1) {
+        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
+        return;
+    }
+    int tm, tn;
+    thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, io.b_packed != nullptr, nt, tm, tn);
+    run_team(nt, [&](int t) {
+        size_t i0, i1, j0, j1;
+        split(M, kr.mr, tm, t / tn, i0, i1);
+        split(N, kr.nr, tn, t % tn, j0, j1);
+        if (i0 < i1 && j0 < j1)
+            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
+    });
+}
 
 // Fraction of the tile area a rows x cols problem uses with mr x nr tiles.
 double tile_use(size_t rows, size_t cols, size_t mr, size_t nr) {
     return double(rows) * double(cols) /
            (double((rows + mr - 1) / mr * mr) * double((cols + nr - 1) / nr * nr));
+}
+
+// Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead (thin C).
+bool swaps(Trans ta, size_t M, size_t N, size_t mr, size_t nr) {
+    return ta == Trans::T && N < 4 * nr && tile_use(N, M, mr, nr) > 1.15 * tile_use(M, N, mr, nr);
+}
+
+}  // namespace
+
+size_t k_slice_depth(size_t K, size_t KC) {
+    const size_t slices = (K + KC - 1) / KC;
+    return std::min(KC, ((K + slices - 1) / slices + 7) / 8 * 8);
 }
 
 template <class T>
@@ -138,9 +195,8 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     // time, alternating in one process, float32): 256 x 10 x 1024 1.23x
     // faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
     size_t rsc = ldc, csc = 1;
-    bool swapped = false;
-    if (ta == Trans::T && N < 4 * kr.nr &&
-        tile_use(N, M, kr.mr, kr.nr) > 1.15 * tile_use(M, N, kr.mr, kr.nr)) {
+    Operands<T> io;
+    if (swaps(ta, M, N, kr.mr, kr.nr)) {
         std::swap(M, N);
         std::swap(A, B);
         std::swap(lda, ldb);
@@ -148,28 +204,68 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         ta = tb == Trans::N ? Trans::T : Trans::N;
         tb = t == Trans::N ? Trans::T : Trans::N;
         std::swap(rsc, csc);
-        swapped = true;
+        io.swapped = true;
     }
     // A block used by at most 4 column micro-panels is read where it lies:
     // packing it would cost about as much as those few passes over it.
-    const bool a_in_place = N <= 4 * kr.nr;
-    const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
-    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
-    nt = int(std::min<size_t>(size_t(nt), tiles));
-    if (nt <= 1) {
-        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, swapped, a_in_place, ep);
+    io.a_in_place = N <= 4 * kr.nr;
+    run_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
+}
+
+template <class T>
+bool packed_b_matches_gemm(size_t M, size_t K, size_t N) {
+    // gemm() takes the blocked path for K > 1 and M > kSmallM; the update
+    // (K x N from M rows, op(A) = A^T) is swapped only for N < 4 NR.
+    const KernelsFor<T>& kr = active_kernels().get<T>();
+    return M > kSmallM && K > kSmallM && N >= 4 * kr.nr;
+}
+
+template <class T>
+void gemm_packed_b(Trans ta, size_t M, T alpha, const T* A, size_t lda, const PackedB<T>& B, T beta, T* C,
+                   size_t ldc, const Epilogue<T>* ep) {
+    const size_t K = B.rows(), N = B.cols();
+    if (M == 0 || N == 0) return;
+    if (K == 0 || alpha == T(0)) {  // no product to add: gemm() scales C without reading B
+        gemm<T>(ta, Trans::N, M, N, K, alpha, A, lda, nullptr, N, beta, C, ldc, ep);
         return;
     }
-    int tm, tn;
-    thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, nt, tm, tn);
-    run_team(nt, [&](int t) {
-        size_t i0, i1, j0, j1;
-        split(M, kr.mr, tm, t / tn, i0, i1);
-        split(N, kr.nr, tn, t % tn, j0, j1);
-        if (i0 < i1 && j0 < j1)
-            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc,
-                       swapped, a_in_place, ep);
-    });
+    if (ep && !ep->fn) ep = nullptr;
+    const KernelsFor<T>& kr = B.kernels();
+    Operands<T> io;
+    io.b_packed = B.data();
+    io.b_npad = B.npad();
+    io.a_in_place = N <= 4 * kr.nr;
+    run_blocked<T>(kr, ta, Trans::N, M, N, K, alpha, A, lda, nullptr, 0, beta, C, ldc, 1, io, ep);
+}
+
+template <class T>
+void gemm_into_packed(Trans ta, Trans tb, size_t K, T alpha, const T* A, size_t lda, const T* B, size_t ldb,
+                      T beta, PackedB<T>& W) {
+    const size_t M = W.rows(), N = W.cols();
+    if (M == 0 || N == 0) return;
+    const KernelsFor<T>& kr = W.kernels();
+    const size_t NR = kr.nr, KS = W.depth();
+    // Row i of op(A) starts at a_row * i.
+    const size_t a_row = ta == Trans::N ? lda : 1;
+    // One product per slice of W's rows: within a slice, C(i, j) is at
+    // i * NR + j % NR of the panel of column j, and panels are kc * NR apart.
+    for (size_t p0 = 0; p0 < M; p0 += KS) {
+        const size_t kc = std::min(KS, M - p0);
+        T* c = W.data() + p0 * W.npad();
+        if (K == 0 || alpha == T(0)) {  // as gemm(): C := beta C
+            for (size_t jp = 0; jp < N; jp += NR)
+                for (size_t i = 0; i < kc; ++i)
+                    for (size_t j = 0; j < std::min(NR, N - jp); ++j) {
+                        T& v = c[jp * kc + i * NR + j];
+                        v = beta == T(0) ? T(0) : beta * v;
+                    }
+            continue;
+        }
+        Operands<T> io;
+        io.c_panel = NR * kc;
+        io.a_in_place = N <= 4 * NR;
+        run_blocked<T>(kr, ta, tb, kc, N, K, alpha, A + p0 * a_row, lda, B, ldb, beta, c, NR, 1, io, nullptr);
+    }
 }
 
 template void gemm_blocked<float>(const KernelsFor<float>&, Trans, Trans, size_t, size_t, size_t,
@@ -178,5 +274,14 @@ template void gemm_blocked<float>(const KernelsFor<float>&, Trans, Trans, size_t
 template void gemm_blocked<double>(const KernelsFor<double>&, Trans, Trans, size_t, size_t, size_t,
                                    double, const double*, size_t, const double*, size_t, double,
                                    double*, size_t, const Epilogue<double>*);
+
+#define DNNFAST_PACKED_INSTANTIATE(T)                                                                     \
+    template bool packed_b_matches_gemm<T>(size_t, size_t, size_t);                                      \
+    template void gemm_packed_b<T>(Trans, size_t, T, const T*, size_t, const PackedB<T>&, T, T*, size_t,   \
+                                   const Epilogue<T>*);                                                   \
+    template void gemm_into_packed<T>(Trans, Trans, size_t, T, const T*, size_t, const T*, size_t, T,     \
+                                      PackedB<T>&);
+DNNFAST_PACKED_INSTANTIATE(float)
+DNNFAST_PACKED_INSTANTIATE(double)
 
 }  // namespace dnnfast

@@ -2,6 +2,11 @@
 // packing moves data, its cost is O(MK + KN) against the O(MNK) kernel.
 #include "gemm/gemm_pack.hpp"
 
+#include "gemm/gemm_kernels.hpp"
+#include "gemm/packed_b.hpp"
+#include "checked.hpp"
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -194,12 +199,49 @@ T* PackBuffer<T>::get(size_t n) {
     return data_;
 }
 
+template <class T>
+void PackedB<T>::layout(size_t K, size_t N) {
+    kr_ = &active_kernels().get<T>();
+    const size_t NR = kr_->nr;
+    K_ = K;
+    N_ = N;
+    npad_ = checked_mul((N + NR - 1) / NR, NR, "packed matrix");
+    ks_ = K ? k_slice_depth(K, kr_->kc) : 0;
+    buf_.get(std::max<size_t>(1, checked_mul(K, npad_, "packed matrix")));
+}
+
+template <class T>
+void PackedB<T>::reserve(size_t K, size_t N) {
+    layout(K, N);
+}
+
+template <class T>
+void PackedB<T>::pack(const T* B, size_t ldb, size_t K, size_t N) {
+    layout(K, N);
+    for (size_t p0 = 0; p0 < K; p0 += ks_)
+        gemm_pack_b(Trans::N, B, ldb, p0, 0, std::min(ks_, K - p0), N, kr_->nr, buf_.data() + p0 * npad_);
+}
+
+template <class T>
+void PackedB<T>::unpack(T* B, size_t ldb) const {
+    const size_t NR = kr_ ? kr_->nr : 1;
+    for (size_t p0 = 0; p0 < K_; p0 += ks_) {
+        const size_t kc = std::min(ks_, K_ - p0);
+        const T* s = buf_.data() + p0 * npad_;
+        for (size_t j0 = 0; j0 < N_; j0 += NR, s += kc * NR) {
+            const size_t n = std::min(NR, N_ - j0);
+            for (size_t k = 0; k < kc; ++k) std::memcpy(B + (p0 + k) * ldb + j0, s + k * NR, n * sizeof(T));
+        }
+    }
+}
+
 #define DNNFAST_PACK_INSTANTIATE(T)                                                              \
     template void gemm_pack_a<T>(Trans, const T*, size_t, size_t, size_t, size_t, size_t, size_t, \
                                  T*);                                                            \
     template void gemm_pack_b<T>(Trans, const T*, size_t, size_t, size_t, size_t, size_t, size_t, \
                                  T*);                                                            \
-    template class PackBuffer<T>;
+    template class PackBuffer<T>;                                                                \
+    template class PackedB<T>;
 DNNFAST_PACK_INSTANTIATE(float)
 DNNFAST_PACK_INSTANTIATE(double)
 

@@ -30,6 +30,7 @@ public:
     PackBuffer& operator=(const PackBuffer&) = delete;
     ~PackBuffer();
     T* get(size_t n);  // at least n elements; contents unspecified
+    T* data() const { return data_; }  // as last returned by get(), or null
 
 private:
     T* data_ = nullptr;

@@ -74,24 +74,42 @@ struct BackwardEpilogue {
     }
 };
 
+// Z = product(epilogue), the epilogue adding the bias and applying an
+// element-wise activation to each finished block; softmax after, on whole rows.
+template <class T, class Product>
+void dense_forward_by(T* Z, T* A_out, const T* b, size_t n, size_t m_out, Act act, const T* alpha,
+                      size_t alpha_stride, const Product& product) {
+    ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
+    const Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
+    product(&ep);
+    if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, n, m_out, nullptr, 0);
+}
+
 }  // namespace
 
 template <class T>
 void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
                    size_t m_out, Act act, const T* alpha, size_t alpha_stride) {
-    ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
-    Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
-    gemm<T>(Trans::N, Trans::N, n, m_out, m_in, T(1), A_in, m_in, W, m_out, T(0), Z, m_out, &ep);
-    if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, n, m_out, nullptr, 0);
+    dense_forward_by(Z, A_out, b, n, m_out, act, alpha, alpha_stride, [&](const Epilogue<T>* ep) {
+        gemm<T>(Trans::N, Trans::N, n, m_out, m_in, T(1), A_in, m_in, W, m_out, T(0), Z, m_out, ep);
+    });
+}
+
+template <class T>
+void dense_forward(T* Z, T* A_out, const T* A_in, const PackedB<T>& W, const T* b, size_t n, Act act,
+                   const T* alpha, size_t alpha_stride) {
+    const size_t m_in = W.rows(), m_out = W.cols();
+    dense_forward_by(Z, A_out, b, n, m_out, act, alpha, alpha_stride, [&](const Epilogue<T>* ep) {
+        gemm_packed_b<T>(Trans::N, n, T(1), A_in, m_in, W, T(0), Z, m_out, ep);
+    });
 }
 
 template <class T>
 void dense_forward_row_after_step(T* Z, T* A_out, const T* x, T* W, const T* b, size_t m_in, size_t m_out,
                                   Act act, const T* alpha, size_t alpha_stride, T step, const T* u, const T* v) {
-    ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
-    Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
-    gemm_rank1_gemv<T>(m_in, m_out, step, u, v, W, m_out, x, Z, &ep);
-    if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, 1, m_out, nullptr, 0);
+    dense_forward_by(Z, A_out, b, 1, m_out, act, alpha, alpha_stride, [&](const Epilogue<T>* ep) {
+        gemm_rank1_gemv<T>(m_in, m_out, step, u, v, W, m_out, x, Z, ep);
+    });
 }
 
 template <class T>
@@ -112,6 +130,8 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, size_t, size_t, size_t);    \
     template void dense_forward<T>(T*, T*, const T*, const T*, const T*, size_t, size_t, size_t, Act,       \
                                    const T*, size_t);                                                       \
+    template void dense_forward<T>(T*, T*, const T*, const PackedB<T>&, const T*, size_t, Act, const T*,    \
+                                   size_t);                                                                 \
     template void dense_forward_row_after_step<T>(T*, T*, const T*, T*, const T*, size_t, size_t, Act,      \
                                                   const T*, size_t, T, const T*, const T*);                 \
     template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "gemm/gemm.hpp"
+#include "gemm/packed_b.hpp"
 #include "nn/activations.hpp"
 
 namespace dnnfast {
@@ -26,6 +27,13 @@ void linear_backward(T* dW, T* db, T* dA, const T* A, const T* W, const T* dZ, s
 template <class T>
 void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
                    size_t m_out, Act act, const T* alpha, size_t alpha_stride);
+
+// The same with W kept packed (the first layer during SGD training): the
+// product skips packing W and gives the same bits when
+// packed_b_matches_gemm(n, m_in, m_out).
+template <class T>
+void dense_forward(T* Z, T* A_out, const T* A_in, const PackedB<T>& W, const T* b, size_t n, Act act,
+                   const T* alpha, size_t alpha_stride);
 
 // dense_forward of one row x (n = 1) right after the step W := W + step u v^T
 // (u: m_in, v: m_out), both in one sweep over W (gemm_rank1_gemv): the

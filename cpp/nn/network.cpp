@@ -117,6 +117,7 @@ void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) con
         ws.G.assign(n_params_, T(0));
         ws.step_u.assign(m_x_, T(0));
         ws.step_v.assign(layers_[0].m_out, T(0));
+        ws.W0.reserve(m_x_, layers_[0].m_out);
         ws.train_rows = rows;
     }
 }
@@ -141,8 +142,11 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
         const LayerSpec& s = layers_[l];
         T* Z = ws.Z[l].data();
         T* A = s.act == Act::identity ? Z : ws.A[l].data();
-        dense_forward<T>(Z, A, a_in, P + s.w_off, P + s.b_off, n, s.m_in, s.m_out, s.act, layer_alpha(P, l),
-                         layer_alpha_stride(l));
+        if (l == 0 && ws.w0_packed)
+            dense_forward<T>(Z, A, a_in, ws.W0, P + s.b_off, n, s.act, layer_alpha(P, l), layer_alpha_stride(l));
+        else
+            dense_forward<T>(Z, A, a_in, P + s.w_off, P + s.b_off, n, s.m_in, s.m_out, s.act, layer_alpha(P, l),
+                             layer_alpha_stride(l));
         a_in = A;
     }
 }
@@ -210,7 +214,9 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             std::memcpy(ws_.step_u.data(), a_prev, s.m_in * sizeof(T));
             std::memcpy(ws_.step_v.data(), dZ, s.m_out * sizeof(T));
             ws_.step_pending = true;
-        } else if (update)
+        } else if (update && l == 0 && ws_.w0_packed)
+            gemm_into_packed<T>(Trans::T, Trans::N, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1), ws_.W0);
+        else if (update)
             gemm<T>(Trans::T, Trans::N, s.m_in, s.m_out, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1),
                     P_sgd + s.w_off, s.m_out);
         else
@@ -364,6 +370,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             forward_batch(ws_, P, Xb, n, 1);
         } else {
             make_pending_step();
+            keep_first_packed(P, sgd_in_place && !fuse_first && packed_b_matches_gemm<T>(n, first.m_in, first.m_out));
             forward_batch(ws_, P, Xb, n);
         }
         const double denom = row_weight_sum(wb, n);
@@ -381,10 +388,26 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     }
     } catch (...) {
         make_pending_step();  // P is left as after the last completed step
+        keep_first_packed(P, false);
         throw;
     }
     make_pending_step();  // the last row's
+    keep_first_packed(P, false);
     return res;
+}
+
+// Moves the first layer's W into ws_.W0 (keep) or back into P. The products
+// on the packed copy give the bits of those on P (packed_b_matches_gemm), so
+// where W lives changes speed only.
+template <class T>
+void Network<T>::keep_first_packed(T* P, bool keep) {
+    if (keep == ws_.w0_packed) return;
+    const LayerSpec& s = layers_[0];
+    if (keep)
+        ws_.W0.pack(P + s.w_off, s.m_out, s.m_in, s.m_out);
+    else
+        ws_.W0.unpack(P + s.w_off, s.m_out);
+    ws_.w0_packed = keep;
 }
 
 template <class T>

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <vector>
 
+#include "gemm/packed_b.hpp"
 #include "nn/activations.hpp"
 #include "nn/losses.hpp"
 #include "nn/optimizers.hpp"
@@ -96,6 +97,11 @@ private:
         std::vector<T> D0, D1, G, Xb, Yb, wb;
         std::vector<T> step_u, step_v;
         bool step_pending = false;
+        // Plain SGD, batches of more than a few rows: the first layer's W
+        // lives here, packed, from the first batch of train_epoch to its
+        // end (P's copy is stale meanwhile), so it is never packed again.
+        PackedB<T> W0;
+        bool w0_packed = false;
     };
     void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
     void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0) const;
@@ -103,6 +109,7 @@ private:
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr, bool defer_first = false);
     double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
+    void keep_first_packed(T* P, bool keep);
     const T* layer_alpha(const T* P, size_t l) const;
     size_t layer_alpha_stride(size_t l) const;
 
