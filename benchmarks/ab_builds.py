@@ -16,6 +16,12 @@ install, or site-packages) or the ``.so`` itself. The cases are the G
 workload's (run.py), squares included. Prints, per case, the median time of
 each build and old/new for the median and the 10th percentile (> 1: the new
 build is faster).
+
+``--train W1,W4`` compares training instead: one network per build, driven
+by the installed package's ``Network`` (its C++ part from each build), fits
+one epoch of the workload's data in turn, ``--repeats`` times each; prints
+the median epoch time of each build and old/new, and whether both networks
+ended with the same parameters.
 """
 import argparse
 import glob
@@ -40,7 +46,17 @@ def core_path(arg):
 
 
 def load_core(path, tag):
-    """The extension module at path, as its own module (its name must end in _core)."""
+    """The extension module at path, as its own module (its name must end in _core).
+
+    The installed package's own ``_core`` is reused: an extension cannot be
+    initialised twice in one process.
+    """
+    try:
+        import dnnfast
+        if os.path.samefile(path, dnnfast._core.__file__):
+            return dnnfast._core
+    except ImportError:
+        pass
     spec = importlib.util.spec_from_file_location(f"{tag}._core", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -55,12 +71,20 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--only", default="", help="comma-separated substrings of case labels")
     ap.add_argument("--flops", type=float, default=3e7, help="multiply-adds timed per case and build")
+    ap.add_argument("--train", default="", help="comma-separated training workloads (W1..W4) instead of GEMMs")
+    ap.add_argument("--repeats", type=int, default=11, help="epochs timed per build with --train")
     args = ap.parse_args(argv)
     if args.threads < 1:
         raise SystemExit("--threads must be >= 1")
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be >= 1")
     old, new = load_core(core_path(args.old), "old"), load_core(core_path(args.new), "new")
+    if old is new:
+        raise SystemExit("old and new are the same build")
     for core in (old, new):
         core.set_num_threads(args.threads)
+    if args.train:
+        return train_ab(old, new, [w for w in args.train.split(",") if w], args)
     dtype = np.dtype(args.dtype)
     wanted = [s for s in args.only.split(",") if s]
     rng = np.random.default_rng(0)
@@ -88,6 +112,37 @@ def main(argv=None):
         p10 = np.percentile(t_old, 10) / np.percentile(t_new, 10)
         print(f"{case['label']:14s} {f'{M}x{N}x{K}':>15s} {op:>6s} {med_o:10.1f} {med_n:10.1f} "
               f"{med_o / med_n:8.2f} {p10:6.2f}", flush=True)
+
+
+def train_ab(old, new, names, args):
+    import dnnfast
+    from peers import make_data
+    from run import WORKLOADS
+    print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
+    print(f"{'workload':9s} {'rows':>6s} {'old ms':>9s} {'new ms':>9s} {'old/new':>8s} {'p10':>6s}  same parameters")
+    for name in names:
+        if name not in WORKLOADS:
+            raise SystemExit(f"--train: unknown workload {name!r} (one of {', '.join(WORKLOADS)})")
+        wl = WORKLOADS[name]
+        rows = wl["rows"][0]
+        X, Y = make_data(rows, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+        nets = []
+        for core in (old, new):
+            net = dnnfast.Network(wl["sizes"], wl["activations"], loss=wl["loss"], dtype=wl["dtype"], seed=0)
+            net._build_core(core)
+            nets.append(net)
+        times = np.empty((args.repeats, 2))
+        for r in range(args.repeats):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter()
+                nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
+                            shuffle=True)
+                times[r, i] = time.perf_counter() - t0
+        med = np.median(times, axis=0) * 1e3
+        p10 = np.percentile(times, 10, axis=0)
+        same = nets[0].parameters.tobytes() == nets[1].parameters.tobytes()
+        print(f"{name:9s} {rows:6d} {med[0]:9.1f} {med[1]:9.1f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
+              f"{'yes' if same else 'NO'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -130,11 +130,15 @@ class Network:
             if view is not None:
                 view[...] = a
 
-    def _build_core(self):
-        """The C++ network of this spec (it holds no parameters: those stay in ``parameters``)."""
-        self._net = _CORE_CLASS[self.dtype](
-            self.sizes, [s.id for s in self._acts], [s.param for s in self._acts], LOSS_TABLE[self.loss][0],
-            self.fused)
+    def _build_core(self, core=None):
+        """The C++ network of this spec (it holds no parameters: those stay in ``parameters``).
+
+        ``core``: another build's ``_core`` module to take it from (benchmarks/ab_builds.py
+        compares two builds this way); by default this package's.
+        """
+        cls = _CORE_CLASS[self.dtype] if core is None else getattr(core, _CORE_CLASS[self.dtype].__name__)
+        self._net = cls(self.sizes, [s.id for s in self._acts], [s.param for s in self._acts],
+                        LOSS_TABLE[self.loss][0], self.fused)
         self._layout = self._net.layout()
 
     # -- saving, pickling, copying -------------------------------------------
