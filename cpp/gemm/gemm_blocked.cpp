@@ -141,27 +141,45 @@ void thread_grid(size_t M, size_t N, size_t K, size_t MR, size_t NR, size_t NC, 
     }
 }
 
-// The five loops on as many threads as the product is worth, each on its own
-// rectangle of C (aligned to MR x NR).
+// How a product is shared out: nt threads in a tm x tn grid of rectangles of
+// C (aligned to MR x NR). A function of the shape and thread count only.
+struct Grid {
+    int nt = 1, tm = 1, tn = 1;
+};
+
+template <class T>
+Grid plan_grid(const KernelsFor<T>& kr, size_t M, size_t N, size_t K, bool b_prepacked, int nt) {
+    const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
+    Grid g;
+    g.nt = int(std::max<size_t>(1, std::min<size_t>(size_t(nt), tiles)));
+    if (g.nt > 1) thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, b_prepacked, g.nt, g.tm, g.tn);
+    return g;
+}
+
+// Part t of the product under grid g (nothing for t >= g.nt).
+template <class T>
+void grid_part(const Grid& g, int t, const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+               T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc,
+               const Operands<T>& io, const Epilogue<T>* ep) {
+    if (t >= g.nt) return;
+    size_t i0 = 0, i1 = M, j0 = 0, j1 = N;
+    if (g.nt > 1) {
+        split(M, kr.mr, g.tm, t / g.tn, i0, i1);
+        split(N, kr.nr, g.tn, t % g.tn, j0, j1);
+    }
+    if (i0 < i1 && j0 < j1)
+        five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
+}
+
+// The five loops on as many threads as the product is worth.
 template <class T>
 void run_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
                  const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc,
                  const Operands<T>& io, const Epilogue<T>* ep) {
-    const size_t tiles = ((M + kr.mr - 1) / kr.mr) * ((N + kr.nr - 1) / kr.nr);
-    int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
-    nt = int(std::min<size_t>(size_t(nt), tiles));
-    if (nt <= 1) {
-        five_loops(kr, ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
-        return;
-    }
-    int tm, tn;
-    thread_grid(M, N, K, kr.mr, kr.nr, kr.nc, io.b_packed != nullptr, nt, tm, tn);
-    run_team(nt, [&](int t) {
-        size_t i0, i1, j0, j1;
-        split(M, kr.mr, tm, t / tn, i0, i1);
-        split(N, kr.nr, tn, t % tn, j0, j1);
-        if (i0 < i1 && j0 < j1)
-            five_loops(kr, ta, tb, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
+    const int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
+    const Grid g = plan_grid(kr, M, N, K, io.b_packed != nullptr, nt);
+    run_team(g.nt, [&](int t) {
+        grid_part(g, t, kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
     });
 }
 
@@ -247,25 +265,36 @@ void gemm_into_packed(Trans ta, Trans tb, size_t K, T alpha, const T* A, size_t 
     const size_t NR = kr.nr, KS = W.depth();
     // Row i of op(A) starts at a_row * i.
     const size_t a_row = ta == Trans::N ? lda : 1;
-    // One product per slice of W's rows: within a slice, C(i, j) is at
-    // i * NR + j % NR of the panel of column j, and panels are kc * NR apart.
-    for (size_t p0 = 0; p0 < M; p0 += KS) {
-        const size_t kc = std::min(KS, M - p0);
-        T* c = W.data() + p0 * W.npad();
-        if (K == 0 || alpha == T(0)) {  // as gemm(): C := beta C
+    if (K == 0 || alpha == T(0)) {  // as gemm(): W := beta W (beta == 0 overwrites)
+        for (size_t p0 = 0; p0 < M; p0 += KS) {
+            const size_t kc = std::min(KS, M - p0);
+            T* c = W.data() + p0 * W.npad();
             for (size_t jp = 0; jp < N; jp += NR)
                 for (size_t i = 0; i < kc; ++i)
                     for (size_t j = 0; j < std::min(NR, N - jp); ++j) {
                         T& v = c[jp * kc + i * NR + j];
                         v = beta == T(0) ? T(0) : beta * v;
                     }
-            continue;
         }
-        Operands<T> io;
-        io.c_panel = NR * kc;
-        io.a_in_place = N <= 4 * NR;
-        run_blocked<T>(kr, ta, tb, kc, N, K, alpha, A + p0 * a_row, lda, B, ldb, beta, c, NR, 1, io, nullptr);
+        return;
     }
+    // One product per slice of W's rows: within a slice, C(i, j) is at
+    // i * NR + j % NR of the panel of column j, and panels are kc * NR apart.
+    // The slices write disjoint rows, so one team does them all, each thread
+    // its own part of each slice.
+    const int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
+    Operands<T> io;
+    io.a_in_place = N <= 4 * NR;
+    run_team(nt, [&](int t) {
+        for (size_t p0 = 0; p0 < M; p0 += KS) {
+            const size_t kc = std::min(KS, M - p0);
+            Operands<T> sl = io;
+            sl.c_panel = NR * kc;
+            const Grid g = plan_grid(kr, kc, N, K, false, nt);
+            grid_part(g, t, kr, ta, tb, kc, N, K, alpha, A + p0 * a_row, lda, B, ldb, beta,
+                      W.data() + p0 * W.npad(), NR, size_t(1), sl, static_cast<const Epilogue<T>*>(nullptr));
+        }
+    });
 }
 
 template void gemm_blocked<float>(const KernelsFor<float>&, Trans, Trans, size_t, size_t, size_t,
