@@ -208,6 +208,13 @@ def network_bytes(sizes, itemsize, per_unit_params=()):
     return n_params * itemsize, per_row * itemsize
 
 
+def packed_first_w_bytes(sizes, itemsize):
+    """Bytes of the packed copy of the first layer's W that plain-SGD training
+    keeps (Network<T>::Workspace::W0): its columns padded to whole panels of
+    the GEMM, at most 31 more."""
+    return int(sizes[0]) * (int(sizes[1]) + 31) * itemsize
+
+
 def make_rng(seed, name="seed"):
     """``numpy.random.default_rng(seed)``, with an error that names ``name``."""
     if isinstance(seed, (bool, np.bool_)):

@@ -13,7 +13,7 @@ from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, desc
 from ._locking import fits_model, reads_model
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
-                          check_positive_int, make_rng, network_bytes)
+                          check_positive_int, make_rng, network_bytes, packed_first_w_bytes)
 from .batching import check_batch_size, epoch_order
 from .distributed import current as _distributed_context
 
@@ -234,13 +234,14 @@ class Network:
 
     def _check_size(self):
         """Refuse, before anything is allocated, a network that cannot fit in
-        memory: the parameters, the core's gradient and one-row workspace, and
-        the float64 draw of the largest W at initialisation."""
+        memory: the parameters, the core's gradient, packed first-layer W and
+        one-row workspace, and the float64 draw of the largest W at
+        initialisation."""
         itemsize = self.dtype.itemsize
         prelu = [l for l, s in enumerate(self._acts) if s.per_unit]
         p_bytes, self._ws_per_row = network_bytes(self.sizes, itemsize, per_unit_params=prelu)
         largest_w = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        need = 2 * p_bytes + self._ws_per_row + 16 * largest_w
+        need = 2 * p_bytes + packed_first_w_bytes(self.sizes, itemsize) + self._ws_per_row + 16 * largest_w
         check_memory(need, "sizes", f"a network of {p_bytes // itemsize:,} parameters")
 
     def _check_rows(self, rows, out_elems=0, name="X"):

@@ -27,7 +27,8 @@ from .._guards import (ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe,
                        locate_nonfinite)
 from .._locking import fits_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
-from .._validation import as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes
+from .._validation import (as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes,
+                           packed_first_w_bytes)
 from ._compat import (
     HAVE_SKLEARN,
     BaseEstimator,
@@ -565,7 +566,8 @@ class _BaseMLP(BaseEstimator):
         """Refuse, before anything is allocated, a network that cannot fit in
         memory: parameters, gradient and optimizer state (Adam: two more, L-BFGS:
         SciPy's float64 copies and ten correction pairs), the core's workspace
-        for one batch, and the float64 draws of the largest layer."""
+        for one batch with its packed first-layer W, and the float64 draws of
+        the largest layer."""
         itemsize = X.dtype.itemsize
         prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
         p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
@@ -573,7 +575,7 @@ class _BaseMLP(BaseEstimator):
         rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-        need = copies * p_bytes + rows * per_row + 16 * largest_w
+        need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
                      f"(layers {layer_units})")
 
