@@ -189,6 +189,14 @@ double tile_use(size_t rows, size_t cols, size_t mr, size_t nr) {
            (double((rows + mr - 1) / mr * mr) * double((cols + nr - 1) / nr * nr));
 }
 
+// Whether the five loops read op(A) in place for a product N wide: a block
+// of A used by at most 4 column micro-panels costs about as much to pack as
+// those few passes over it.
+template <class T>
+bool reads_a_in_place(const KernelsFor<T>& kr, size_t N) {
+    return N <= 4 * kr.nr;
+}
+
 // Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead (thin C).
 bool swaps(Trans ta, size_t M, size_t N, size_t mr, size_t nr) {
     return ta == Trans::T && N < 4 * nr && tile_use(N, M, mr, nr) > 1.15 * tile_use(M, N, mr, nr);
@@ -224,9 +232,7 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         std::swap(rsc, csc);
         io.swapped = true;
     }
-    // A block used by at most 4 column micro-panels is read where it lies:
-    // packing it would cost about as much as those few passes over it.
-    io.a_in_place = N <= 4 * kr.nr;
+    io.a_in_place = reads_a_in_place(kr, N);
     run_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, rsc, csc, io, ep);
 }
 
@@ -252,7 +258,7 @@ void gemm_packed_b(Trans ta, size_t M, T alpha, const T* A, size_t lda, const Pa
     Operands<T> io;
     io.b_packed = B.data();
     io.b_npad = B.npad();
-    io.a_in_place = N <= 4 * kr.nr;
+    io.a_in_place = reads_a_in_place(kr, N);
     run_blocked<T>(kr, ta, Trans::N, M, N, K, alpha, A, lda, nullptr, 0, beta, C, ldc, 1, io, ep);
 }
 
@@ -265,17 +271,9 @@ void gemm_into_packed(Trans ta, Trans tb, size_t K, T alpha, const T* A, size_t 
     const size_t NR = kr.nr, KS = W.depth();
     // Row i of op(A) starts at a_row * i.
     const size_t a_row = ta == Trans::N ? lda : 1;
-    if (K == 0 || alpha == T(0)) {  // as gemm(): W := beta W (beta == 0 overwrites)
-        for (size_t p0 = 0; p0 < M; p0 += KS) {
-            const size_t kc = std::min(KS, M - p0);
-            T* c = W.data() + p0 * W.npad();
-            for (size_t jp = 0; jp < N; jp += NR)
-                for (size_t i = 0; i < kc; ++i)
-                    for (size_t j = 0; j < std::min(NR, N - jp); ++j) {
-                        T& v = c[jp * kc + i * NR + j];
-                        v = beta == T(0) ? T(0) : beta * v;
-                    }
-        }
+    if (K == 0 || alpha == T(0)) {  // as gemm(): W := beta W (beta == 0 overwrites); padding included
+        T* w = W.data();
+        for (size_t e = 0, ne = M * W.npad(); e < ne; ++e) w[e] = beta == T(0) ? T(0) : beta * w[e];
         return;
     }
     // One product per slice of W's rows: within a slice, C(i, j) is at
@@ -284,15 +282,15 @@ void gemm_into_packed(Trans ta, Trans tb, size_t K, T alpha, const T* A, size_t 
     // its own part of each slice.
     const int nt = threads_for(double(M) * double(N) * double(K), kMinWorkPerThread);
     Operands<T> io;
-    io.a_in_place = N <= 4 * NR;
+    io.a_in_place = reads_a_in_place(kr, N);
     run_team(nt, [&](int t) {
         for (size_t p0 = 0; p0 < M; p0 += KS) {
             const size_t kc = std::min(KS, M - p0);
             Operands<T> sl = io;
             sl.c_panel = NR * kc;
             const Grid g = plan_grid(kr, kc, N, K, false, nt);
-            grid_part(g, t, kr, ta, tb, kc, N, K, alpha, A + p0 * a_row, lda, B, ldb, beta,
-                      W.data() + p0 * W.npad(), NR, size_t(1), sl, static_cast<const Epilogue<T>*>(nullptr));
+            grid_part<T>(g, t, kr, ta, tb, kc, N, K, alpha, A + p0 * a_row, lda, B, ldb, beta,
+                         W.data() + p0 * W.npad(), NR, 1, sl, nullptr);
         }
     });
 }
