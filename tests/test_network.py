@@ -183,19 +183,25 @@ def test_fit_follows_the_reference_trajectory(sizes, acts, loss, kw, dtype):
     assert not np.array_equal(fresh.parameters, net.parameters)
 
 
+# A first layer wide enough to be kept packed under every kernel table: the
+# rule asks for at least 4 column micro-panels, and the widest panel is
+# AVX-512's float NR = 32.
+WIDE = 128
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch_size", [8, 13, 50])
 def test_fit_keeping_the_first_layer_packed_follows_the_reference(batch_size, dtype):
     # Plain SGD keeps the first layer's W packed across the batches of an
-    # epoch when the layer is wide enough (70 x 96 here). n = 107: the last
+    # epoch when the layer is wide enough (70 x WIDE here). n = 107: the last
     # batch has 3 rows with batch_size 13, and takes the unpacked path in the
     # middle of the epoch.
     name = np.dtype(dtype).name
-    assert _core.packed_b_matches_gemm(name, batch_size, 70, 96)
-    assert not _core.packed_b_matches_gemm(name, 107 % 13, 70, 96)
+    assert _core.packed_b_matches_gemm(name, batch_size, 70, WIDE)
+    assert not _core.packed_b_matches_gemm(name, 107 % 13, 70, WIDE)
     rng = np.random.default_rng(3)
     X, Y = data("cce", rng, 107, 70, 4, dtype)
-    net, rnet = pair([70, 96, 4], ["relu", "softmax"], "cce", dtype, seed=5)
+    net, rnet = pair([70, WIDE, 4], ["relu", "softmax"], "cce", dtype, seed=5)
     hist = net.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
     rhist = rnet.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
     for l in range(2):
@@ -211,15 +217,16 @@ def test_packed_first_layer_is_written_back_after_every_fit(dtype):
     # the epoch) and one fit per batch (packed and unpacked around each)
     # give the same bits; a fit leaves P's W up to date (the prediction
     # after it reads P).
+    assert _core.packed_b_matches_gemm(np.dtype(dtype).name, 40, 70, WIDE)
     rng = np.random.default_rng(4)
     X, Y = data("cce", rng, 3 * 40 + 3, 70, 4, dtype)
-    a = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
-    b = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    a = dnnfast.Network([70, WIDE, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    b = dnnfast.Network([70, WIDE, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
     a.fit(X, Y, epochs=1, batch_size=40, learning_rate=0.1, shuffle=False)
     for b0 in range(0, len(X), 40):
         b.fit(X[b0:b0 + 40], Y[b0:b0 + 40], epochs=1, batch_size=40, learning_rate=0.1, shuffle=False)
     np.testing.assert_array_equal(a.parameters, b.parameters)
-    fresh = dnnfast.Network([70, 96, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
+    fresh = dnnfast.Network([70, WIDE, 4], ["relu", "softmax"], loss="cce", dtype=np.dtype(dtype).name, seed=6)
     assert not np.array_equal(fresh.weights[0], a.weights[0])
     Z1 = np.maximum(X @ a.weights[0] + a.biases[0], 0) @ a.weights[1] + a.biases[1]
     P = np.exp(Z1 - Z1.max(axis=1, keepdims=True))
