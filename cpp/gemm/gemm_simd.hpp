@@ -158,13 +158,16 @@ inline T scale_store(T s, T alpha, T beta, T c) {
 
 // small_nn for a fixed row count M: NV vectors x M rows of accumulators walk
 // down all K rows of B, so each C element gets its whole K sum in one chain.
+// Blocks of NV vectors, then of one vector, then single columns; the scalar
+// chain rounds like a vector lane (fma1), so every column gets the same bits
+// whichever of the three computes it, and a thread's part of the columns
+// may begin and end anywhere.
 template <class T, class Ops, int M, int NV>
-void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
-                   size_t ldc) {
+size_t small_nn_blocks(size_t j, size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
+                       size_t ldc) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t NB = NV * S::W;
-    size_t j = 0;
     for (; j + NB <= n; j += NB) {
         V acc[M][NV];
         for (int i = 0; i < M; ++i)
@@ -180,7 +183,16 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
         }
         for (int i = 0; i < M; ++i) update_row<T, Ops, NV>(C + i * ldc + j, acc[i], alpha, beta);
     }
-    for (; j < n; ++j) {  // the last n % NB columns (only at the global end: splits are NB-aligned)
+    return j;
+}
+
+template <class T, class Ops, int M, int NV>
+void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
+                   size_t ldc) {
+    using S = Simd<T, Ops>;
+    size_t j = small_nn_blocks<T, Ops, M, NV>(0, n, K, alpha, a, B, ldb, beta, C, ldc);
+    if constexpr (NV > 1) j = small_nn_blocks<T, Ops, M, 1>(j, n, K, alpha, a, B, ldb, beta, C, ldc);
+    for (; j < n; ++j) {  // the last n % W columns
         for (int i = 0; i < M; ++i) {
             T s = 0;
             for (size_t k = 0; k < K; ++k) s = S::fma1(a[i * K + k], B[k * ldb + j], s);
@@ -192,31 +204,47 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 // small_nn_rows<1, 4> by rows of B instead of column blocks: the sums of a
 // chunk of columns stay in L1 while B is read row after row, in memory order
 // (10-15% faster than walking 32 columns down all K rows when B comes from L3:
-// 784 x 256 floats, 16-18 vs 18-20 us). Each column gets the same FMA chain
-// over k from zero, and the columns past the last whole 4-vector block the
-// same scalar chain, so the results are those of small_nn_rows<1, 4>.
+// 784 x 256 floats, 16-18 vs 18-20 us). Four rows of B go into the sums per
+// pass over them: one load and one store of a sum vector per four FMAs
+// instead of per FMA, which had bound the loop to the store port (784 x 256
+// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). Each column gets the same FMA
+// chain over k from zero, and the columns past the last whole 4-vector block
+// the same scalar chain, so the results are those of small_nn_rows<1, 4>.
 template <class T, class Ops>
 void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
-    constexpr size_t NB = 4 * S::W;
-    constexpr size_t CHUNK = 64 * NB;  // 8 KiB of float sums
+    constexpr size_t CHUNK = 256 * S::W;  // 8 KiB of float sums
+    constexpr size_t KB = 4;              // rows of B per pass over the sums
     alignas(64) T acc[CHUNK];
-    const size_t nblk = n / NB * NB;
+    const size_t nvec = n / S::W * S::W;
     for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
         const size_t nc = std::min(CHUNK, n - j0);
-        const size_t nv = j0 + nc <= nblk ? nc : (nblk > j0 ? nblk - j0 : 0);  // vector columns of this chunk
+        const size_t nv = j0 + nc <= nvec ? nc : nvec - j0;  // vector columns of this chunk (CHUNK is whole vectors)
         for (size_t j = 0; j < nc; ++j) acc[j] = T(0);
-        for (size_t k = 0; k < K; ++k) {
+        size_t k = 0;
+        for (; k + KB <= K; k += KB) {
+            const T* b = B + k * ldb + j0;
+            V av[KB];
+            for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
+            for (size_t j = 0; j < nv; j += S::W) {
+                V s = S::load(acc + j);
+#pragma GCC unroll 4
+                for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
+                S::store(acc + j, s);
+            }
+            for (size_t j = nv; j < nc; ++j)
+                for (size_t q = 0; q < KB; ++q) acc[j] = S::fma1(a[k + q], b[q * ldb + j], acc[j]);
+        }
+        for (; k < K; ++k) {
             const T* b = B + k * ldb + j0;
             const V av = Ops::splat(a[k]);
             for (size_t j = 0; j < nv; j += S::W) S::store(acc + j, Ops::fma(av, S::load(b + j), S::load(acc + j)));
             for (size_t j = nv; j < nc; ++j) acc[j] = S::fma1(a[k], b[j], acc[j]);
         }
-        for (size_t j = 0; j < nv; j += NB) {
-            V v[4];
-            for (int q = 0; q < 4; ++q) v[q] = S::load(acc + j + q * S::W);
-            update_row<T, Ops, 4>(C + j0 + j, v, alpha, beta);
+        for (size_t j = 0; j < nv; j += S::W) {
+            const V v = S::load(acc + j);
+            update_row<T, Ops, 1>(C + j0 + j, &v, alpha, beta);
         }
         for (size_t j = nv; j < nc; ++j) C[j0 + j] = scale_store(acc[j], alpha, beta, C[j0 + j]);
     }
@@ -333,16 +361,16 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
 // The rank-1 update and the next row's product in one sweep (contract in
 // gemm_kernels.hpp): row k of W is updated as rank1_rows does it (vector
 // lanes, then the scalar tail) and, still in registers, added into y as
-// small_nn_rows<1, 4> would add it (one FMA chain per column over k from
-// zero; the columns past the last whole 4-vector block by the scalar
-// expression). y stays in L1; W is read and written once instead of being
-// read a second time by the next forward pass.
+// small_nn_row adds it (one FMA chain per column over k from zero, vector
+// lanes and scalar tail rounding alike). y stays in L1; W is read and written
+// once instead of being read a second time by the next forward pass. (Four
+// rows of W per pass over y, as small_nn_row does, measured no faster: the
+// loop is bound by W's load and store.)
 template <class T, class Ops>
 void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw, const T* x,
                      T* y) {
     using S = Simd<T, Ops>;
-    constexpr size_t NB = 4 * S::W;  // small_nn_rows<1, 4>'s column block
-    const size_t nvec = n / S::W * S::W, nblk = n / NB * NB;
+    const size_t nvec = n / S::W * S::W;
     const auto valpha = Ops::splat(alpha), vone = Ops::splat(T(1));
     for (size_t j = 0; j < n; ++j) y[j] = T(0);
     for (size_t k = 0; k < K; ++k) {
@@ -350,18 +378,16 @@ void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, 
         const auto va = Ops::splat(u[k]);
         const auto vx = Ops::splat(x[k]);
         size_t j = 0;
-        for (; j < nblk; j += S::W) {
+        for (; j < nvec; j += S::W) {
             const auto wj = Ops::fma(vone, S::load(w + j), valpha * (va * S::load(v + j)));
             S::store(w + j, wj);
             S::store(y + j, Ops::fma(vx, wj, S::load(y + j)));
         }
-        for (; j < nvec; j += S::W)
-            S::store(w + j, Ops::fma(vone, S::load(w + j), valpha * (va * S::load(v + j))));
         for (; j < n; ++j) {
             const T r = alpha * (u[k] * v[j]);
             w[j] = Ops::fma(vone, Ops::splat(w[j]), Ops::splat(r))[0];
+            y[j] = S::fma1(x[k], w[j], y[j]);
         }
-        for (j = nblk; j < n; ++j) y[j] = S::fma1(x[k], w[j], y[j]);
     }
 }
 
