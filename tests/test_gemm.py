@@ -155,6 +155,52 @@ def test_rank1_gemv_is_the_two_calls_it_fuses(kernel, K, N, dtype):
         _core.set_num_threads(saved)
 
 
+def at_offset(a, offset):
+    """A C-contiguous copy of `a` that starts `offset` elements into its buffer."""
+    buf = np.empty(a.size + offset, dtype=a.dtype)
+    out = buf[offset:].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 1, 3, 5, 7, 15])
+def test_small_paths_split_columns_anywhere_with_the_same_bits(kernel, offset, dtype):
+    # The one-to-four-row products, the rank-1 update and the fused update +
+    # product split their columns between threads at cache-line boundaries
+    # of W, wherever W lies: for every placement of the operands in memory
+    # the bits are those of one thread on aligned operands, on 1 to 3 threads
+    # (N = 1501: parts of any length, vector lanes and scalar tails alike).
+    if kernel == "generic512":
+        pytest.skip("slow emulation; the other tables cover the split")
+    K, N = 700, 1501
+    rng = np.random.default_rng(offset)
+    W0 = rng.standard_normal((K, N)).astype(dtype)
+    Bt = rng.standard_normal((N, K)).astype(dtype)
+    A = rng.standard_normal((4, K)).astype(dtype)
+    u, v, x = (rng.standard_normal((1, m)).astype(dtype) for m in (K, N, K))
+    alpha = dtype(-0.05)
+
+    def results(threads, off):
+        _core.set_num_threads(threads)
+        W = at_offset(W0, off)
+        out = [_core.gemm(at_offset(A[:m], off), W) for m in (1, 2, 3, 4)]
+        out += [_core.gemm(at_offset(A[:m], off), at_offset(Bt, off), False, True) for m in (1, 4)]
+        _core.gemm_update(at_offset(u, off), at_offset(v, off), W, alpha, 1.0, True, False)  # K == 1
+        out.append(W.copy())
+        out.append(_core.gemm_rank1_gemv(W, at_offset(u[0], off), at_offset(v[0], off), at_offset(x[0], off), alpha))
+        out.append(W)
+        return [o.tobytes() for o in out]
+
+    saved = _core.get_num_threads()
+    try:
+        expected = results(1, 0)
+        for t in (1, 2, 3):
+            assert results(t, offset) == expected, f"{t} threads"
+    finally:
+        _core.set_num_threads(saved)
+
+
 # Shapes of a training step's first layer, batch M through a K x N W: a few
 # rows, K beyond KC (several slices; 784 is the W1 workload's), N off the
 # panel width, the W1 and W3 layers themselves.
