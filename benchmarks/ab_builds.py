@@ -22,6 +22,10 @@ by the installed package's ``Network`` (its C++ part from each build), fits
 one epoch of the workload's data in turn, ``--repeats`` times each; prints
 the median epoch time of each build and old/new, and whether both networks
 ended with the same parameters.
+
+``--predict`` compares one-row ``predict`` latency (the P workload: the W1
+network, float32), calls alternating between the builds; prints the median
+and 10th percentile of each, and whether both gave the same bits.
 """
 import argparse
 import glob
@@ -73,6 +77,7 @@ def main(argv=None):
     ap.add_argument("--flops", type=float, default=3e7, help="multiply-adds timed per case and build")
     ap.add_argument("--train", default="", help="comma-separated training workloads (W1..W4) instead of GEMMs")
     ap.add_argument("--repeats", type=int, default=11, help="epochs timed per build with --train")
+    ap.add_argument("--predict", action="store_true", help="one-row predict latency instead of GEMMs")
     args = ap.parse_args(argv)
     if args.threads < 1:
         raise SystemExit("--threads must be >= 1")
@@ -85,6 +90,8 @@ def main(argv=None):
         core.set_num_threads(args.threads)
     if args.train:
         return train_ab(old, new, [w for w in args.train.split(",") if w], args)
+    if args.predict:
+        return predict_ab(old, new, args)
     dtype = np.dtype(args.dtype)
     wanted = [s for s in args.only.split(",") if s]
     rng = np.random.default_rng(0)
@@ -114,8 +121,40 @@ def main(argv=None):
               f"{med_o / med_n:8.2f} {p10:6.2f}", flush=True)
 
 
-def train_ab(old, new, names, args):
+def networks(old, new, wl):
+    """One network of the workload per build, the same initial parameters."""
     import dnnfast
+    nets = []
+    for core in (old, new):
+        net = dnnfast.Network(wl["sizes"], wl["activations"], loss=wl["loss"], dtype=wl["dtype"], seed=0)
+        net._build_core(core)
+        nets.append(net)
+    return nets
+
+
+def predict_ab(old, new, args, calls=20000):
+    from peers import make_data
+    from run import WORKLOADS
+    wl = WORKLOADS["W1"]
+    X, _ = make_data(1, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    nets = networks(old, new, wl)
+    same = nets[0].predict(X).tobytes() == nets[1].predict(X).tobytes()
+    for net in nets:
+        for _ in range(500):
+            net.predict(X)
+    t = np.empty((calls, 2))
+    for i in range(calls):
+        for b in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter_ns()
+            nets[b].predict(X)
+            t[i, b] = time.perf_counter_ns() - t0
+    med, p10 = np.median(t, axis=0) / 1e3, np.percentile(t, 10, axis=0) / 1e3
+    print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
+    print(f"predict, one row of W1: old {med[0]:.1f} us (p10 {p10[0]:.1f}), new {med[1]:.1f} us (p10 {p10[1]:.1f}); "
+          f"old/new {med[0] / med[1]:.3f} (p10 {p10[0] / p10[1]:.3f}); same bits: {'yes' if same else 'NO'}")
+
+
+def train_ab(old, new, names, args):
     from peers import make_data
     from run import WORKLOADS
     print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
@@ -126,11 +165,7 @@ def train_ab(old, new, names, args):
         wl = WORKLOADS[name]
         rows = wl["rows"][0]
         X, Y = make_data(rows, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
-        nets = []
-        for core in (old, new):
-            net = dnnfast.Network(wl["sizes"], wl["activations"], loss=wl["loss"], dtype=wl["dtype"], seed=0)
-            net._build_core(core)
-            nets.append(net)
+        nets = networks(old, new, wl)
         times = np.empty((args.repeats, 2))
         for r in range(args.repeats):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):
