@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import peers  # noqa: E402  (benchmarks/peers.py: the same data as run.py)
 from run import WORKLOADS, flops_per_sample  # noqa: E402
+from worker import _median_call_seconds  # noqa: E402
 
 
 def default_threads():
@@ -38,16 +39,6 @@ def default_threads():
         out.append(t)
         t *= 2
     return out + [n]
-
-
-def median_seconds(f, min_time, min_calls=3):
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_calls or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(argv=None):
@@ -111,7 +102,7 @@ def main(argv=None):
             dnnfast.set_num_threads(th)
             peak[th].append(_core.fma_peak_gflops("float32", th))
             for n in sizes:
-                gemm[n, th].append(2.0 * n ** 3 / median_seconds(product(n), 0.3) / 1e9)
+                gemm[n, th].append(2.0 * n ** 3 / _median_call_seconds(product(n), 0.3)[0] / 1e9)
             for w in train:
                 t0 = time.perf_counter()
                 fit(w, th)

@@ -11,8 +11,6 @@
 // Built with -DSWEEP_AVX512 the variants use 512-bit vectors (run only on a
 // CPU with AVX-512F), else 256-bit AVX2 + FMA. Every product's C[5][7] is
 // checked against a float64 dot product.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,33 +24,11 @@
 #include "gemm/gemm_simd.hpp"
 #include "threads.hpp"
 
-namespace dnnfast {
-namespace {
 #ifdef SWEEP_AVX512
-struct OpsF {
-    typedef float V __attribute__((vector_size(64)));
-    static V splat(float s) { return _mm512_set1_ps(s); }
-    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-};
-struct OpsD {
-    typedef double V __attribute__((vector_size(64)));
-    static V splat(double s) { return _mm512_set1_pd(s); }
-    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-};
+#include "gemm/ops_avx512.hpp"
 #else
-struct OpsF {
-    typedef float V __attribute__((vector_size(32)));
-    static V splat(float s) { return _mm256_set1_ps(s); }
-    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-};
-struct OpsD {
-    typedef double V __attribute__((vector_size(32)));
-    static V splat(double s) { return _mm256_set1_pd(s); }
-    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-};
+#include "gemm/ops_avx2.hpp"
 #endif
-}  // namespace
-}  // namespace dnnfast
 
 using namespace dnnfast;
 

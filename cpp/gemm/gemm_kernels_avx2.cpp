@@ -1,23 +1,11 @@
 // AVX2 + FMA kernels (built with -mavx2 -mfma; entered only after the CPU
 // check in cpu_features.cpp). 16 ymm registers: a 6 x 2-vector tile keeps 12
 // accumulators, 2 B vectors and 1 broadcast A value live.
-#include <immintrin.h>
-
 #include "gemm/gemm_simd.hpp"
+#include "gemm/ops_avx2.hpp"
 
 namespace dnnfast {
 namespace {
-
-struct OpsF {
-    typedef float V __attribute__((vector_size(32)));
-    static V splat(float s) { return _mm256_set1_ps(s); }
-    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-};
-struct OpsD {
-    typedef double V __attribute__((vector_size(32)));
-    static V splat(double s) { return _mm256_set1_pd(s); }
-    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-};
 
 // Blocking for 32-64 KiB L1d, 512 KiB-1 MiB L2: B micro-panel KC x NR = 32 KiB
 // (float) / 24 KiB (double), A block MC x KC = 240 KiB / 288 KiB, B panel

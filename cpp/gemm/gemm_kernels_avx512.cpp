@@ -2,23 +2,11 @@
 // in cpu_features.cpp). 32 zmm registers: a 14 x 2-vector tile keeps 28
 // accumulators, 2 B vectors and 1 broadcast A value live. The same template
 // runs on AVX2 machines as the "generic512" table (gemm_kernels_generic.cpp).
-#include <immintrin.h>
-
 #include "gemm/gemm_simd.hpp"
+#include "gemm/ops_avx512.hpp"
 
 namespace dnnfast {
 namespace {
-
-struct OpsF {
-    typedef float V __attribute__((vector_size(64)));
-    static V splat(float s) { return _mm512_set1_ps(s); }
-    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-};
-struct OpsD {
-    typedef double V __attribute__((vector_size(64)));
-    static V splat(double s) { return _mm512_set1_pd(s); }
-    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-};
 
 // Blocking for 48 KiB L1d, 2 MiB L2 (Sapphire Rapids): A block MC x KC =
 // 336 KiB (float, 224 x 384) / 168 KiB (double, 112 x 192). Float KC 384

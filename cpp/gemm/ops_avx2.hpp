@@ -1,0 +1,23 @@
+// AVX2 + FMA vector operations for the kernel template (gemm_simd.hpp): float
+// and double lanes of 256 bits. Included only by files built with -mavx2
+// -mfma (gemm_kernels_avx2.cpp, tools/gemm_sweep.cpp), each getting its own
+// internal copy.
+#pragma once
+#include <immintrin.h>
+
+namespace dnnfast {
+namespace {
+
+struct OpsF {
+    typedef float V __attribute__((vector_size(32)));
+    static V splat(float s) { return _mm256_set1_ps(s); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
+struct OpsD {
+    typedef double V __attribute__((vector_size(32)));
+    static V splat(double s) { return _mm256_set1_pd(s); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+};
+
+}  // namespace
+}  // namespace dnnfast

@@ -1,0 +1,23 @@
+// AVX-512F vector operations for the kernel template (gemm_simd.hpp): float
+// and double lanes of 512 bits. Included only by files built with
+// -mavx512f (gemm_kernels_avx512.cpp, tools/gemm_sweep.cpp), each getting its
+// own internal copy.
+#pragma once
+#include <immintrin.h>
+
+namespace dnnfast {
+namespace {
+
+struct OpsF {
+    typedef float V __attribute__((vector_size(64)));
+    static V splat(float s) { return _mm512_set1_ps(s); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+struct OpsD {
+    typedef double V __attribute__((vector_size(64)));
+    static V splat(double s) { return _mm512_set1_pd(s); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+};
+
+}  // namespace
+}  // namespace dnnfast
