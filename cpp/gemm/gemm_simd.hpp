@@ -207,9 +207,10 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 // 784 x 256 floats, 16-18 vs 18-20 us). Four rows of B go into the sums per
 // pass over them: one load and one store of a sum vector per four FMAs
 // instead of per FMA, which had bound the loop to the store port (784 x 256
-// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). Each column gets the same FMA
-// chain over k from zero, and the columns past the last whole 4-vector block
-// the same scalar chain, so the results are those of small_nn_rows<1, 4>.
+// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). Each
+// column gets the same FMA chain over k from zero, in a vector lane or, past
+// the last whole vector, in the scalar chain that rounds like one, so the
+// results are those of small_nn_rows<1, 4>.
 template <class T, class Ops>
 void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C) {
     using S = Simd<T, Ops>;

@@ -26,7 +26,7 @@ constexpr double kMinWorkPerThreadSmall = 2.0e5;
 
 // Columns [begin, end) of part p of parts: whole blocks of nb columns,
 // counted from `lead` columns before column 0 (lead < nb), so the first
-// block is nb - lead columns and the others begin at multiples of nb - lead.
+// block is nb - lead columns and the others begin at columns m nb - lead.
 void split_cols(size_t n, size_t nb, size_t lead, int parts, int p, size_t& begin, size_t& end) {
     const size_t blocks = (n + lead + nb - 1) / nb;
     const auto at = [&](int q) {
