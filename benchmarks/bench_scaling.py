@@ -77,11 +77,11 @@ def main(argv=None):
                                           dtype=wl["dtype"], seed=0)
     time.sleep(0.3)  # NumPy's BLAS threads from make_data go to sleep
 
-    def fit(w, th):
+    def fit(w, th, rows=None):
         wl = WORKLOADS[w]
         X, Y = data[w]
-        nets[w, th].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
-                        shuffle=True)
+        nets[w, th].fit(X[:rows], Y[:rows], epochs=1, batch_size=wl["batch_size"],
+                        learning_rate=wl["learning_rate"], shuffle=True)
 
     # Warm-up: every path at every count (thread pools, packing buffers, pages).
     for th in threads:
@@ -89,9 +89,7 @@ def main(argv=None):
         for n in sizes:
             product(n)()
         for w in train:
-            X, Y = data[w]
-            nets[w, th].fit(X[:512], Y[:512], epochs=1, batch_size=WORKLOADS[w]["batch_size"],
-                            learning_rate=WORKLOADS[w]["learning_rate"])
+            fit(w, th, rows=512)
 
     peak = {th: [] for th in threads}
     gemm = {(n, th): [] for n in sizes for th in threads}

@@ -79,9 +79,9 @@ struct Variant {
 
 // Operands of every product of a case, filled once (normal values).
 template <class T>
-struct Operands {
+struct CaseData {
     std::vector<std::vector<T>> A, B, C;
-    explicit Operands(const Case& c) {
+    explicit CaseData(const Case& c) {
         std::mt19937 gen(1);
         std::normal_distribution<double> d;
         for (const Product& p : c.products) {
@@ -95,7 +95,7 @@ struct Operands {
 };
 
 template <class T>
-void run_case(const KernelsFor<T>& kr, const Case& c, Operands<T>& o) {
+void run_case(const KernelsFor<T>& kr, const Case& c, CaseData<T>& o) {
     for (size_t i = 0; i < c.products.size(); ++i) {
         const Product& p = c.products[i];
         const size_t lda = p.ta == Trans::N ? p.K : p.M, ldb = p.tb == Trans::N ? p.N : p.K;
@@ -106,7 +106,7 @@ void run_case(const KernelsFor<T>& kr, const Case& c, Operands<T>& o) {
 
 // C[5][7] of the case's first product against a float64 dot product.
 template <class T>
-void check(const Case& c, const Operands<T>& o) {
+void check(const Case& c, const CaseData<T>& o) {
     const Product& p = c.products[0];
     double ref = 0;
     for (size_t k = 0; k < p.K; ++k) ref += double(o.A[0][5 * p.K + k]) * double(o.B[0][k * p.N + 7]);
@@ -118,7 +118,7 @@ void check(const Case& c, const Operands<T>& o) {
 }
 
 template <class T>
-double time_case(const KernelsFor<T>& kr, const Case& c, Operands<T>& o) {
+double time_case(const KernelsFor<T>& kr, const Case& c, CaseData<T>& o) {
     double flops = 0;
     for (const Product& p : c.products) flops += 2.0 * double(p.M) * double(p.N) * double(p.K);
     run_case(kr, c, o);  // warm: pages, packing buffers, thread pool
@@ -137,7 +137,7 @@ double time_case(const KernelsFor<T>& kr, const Case& c, Operands<T>& o) {
 template <class T>
 void sweep(std::vector<Variant<T>>& variants, int rounds, double peak) {
     const std::vector<Case>& cs = cases();
-    std::vector<Operands<T>> ops;
+    std::vector<CaseData<T>> ops;
     for (const Case& c : cs) ops.emplace_back(c);
     for (auto& v : variants) v.gflops.assign(cs.size(), {});
     for (int r = 0; r < rounds; ++r)
