@@ -81,7 +81,10 @@ def test_matches_numpy_large(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
-@pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520)])
+# (1, 300, 700) and (700, 300, 1): the one-row product and the rank-1 update
+# through W's row blocks (gemm_small.cpp).
+@pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
+                                   (700, 300, 1)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)
@@ -97,7 +100,8 @@ def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
-@pytest.mark.parametrize("M,N,K", [(1, 50, 30), (4, 3000, 20), (200, 90, 1), (200, 10, 300), (37, 45, 600), (250, 2100, 300)])
+@pytest.mark.parametrize("M,N,K", [(1, 50, 30), (4, 3000, 20), (200, 90, 1), (200, 10, 300), (37, 45, 600), (250, 2100, 300),
+                                   (1, 300, 700), (700, 90, 1)])
 def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, ta, tb, dtype):
     # The probe epilogue maps c -> 2c + 1000 i + j: applied twice, before the
     # last K slice, or with wrong (i0, j0), the result is off by far more
@@ -168,9 +172,11 @@ def at_offset(a, offset):
 def test_small_paths_split_columns_anywhere_with_the_same_bits(kernel, offset, dtype):
     # The one-to-four-row products, the rank-1 update and the fused update +
     # product split their columns between threads at cache-line boundaries
-    # of W, wherever W lies: for every placement of the operands in memory
-    # the bits are those of one thread on aligned operands, on 1 to 3 threads
-    # (N = 1501: parts of any length, vector lanes and scalar tails alike).
+    # of W, or (one row through this 700 x 1501 W, and the updates of it)
+    # W's rows into blocks fixed by the shape, wherever W lies: for every
+    # placement of the operands in memory the bits are those of one thread on
+    # aligned operands, on 1 to 3 threads (N = 1501: parts of any length,
+    # vector lanes and scalar tails alike).
     if kernel == "generic512":
         pytest.skip("slow emulation; the other tables cover the split")
     K, N = 700, 1501

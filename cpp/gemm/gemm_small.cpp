@@ -1,9 +1,12 @@
 // The paths for the thin products of backprop at batch size 1, where packing
 // would cost as much as the arithmetic: M <= kSmallM (A W and dZ W^T with one
 // row: matrix-vector products) and K == 1 (A^T dZ with one row: an outer
-// product). Threads split the columns of C, never the K sum, so results are
-// bit-identical for any thread count.
+// product). Threads split the columns of C, or, for a one-row product through
+// a large W, the rows of W into blocks fixed by the shape alone (row_blocks),
+// whose partial sums are added in one order whatever the thread count. So
+// results are bit-identical for any thread count.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "gemm/gemm_internal.hpp"
@@ -22,6 +25,8 @@ namespace {
 // (3.8-4.0k while the parts still shared cache lines, below), and one-row
 // predict gained 1-2 us of 21-23: each core's half of a row-major W, 512 of
 // every 1024 bytes, maps to half of its L2's sets and does not stay there.
+// Those two products now split W's rows instead (row_blocks, below); this
+// column split serves the 2-4 row products, dZ W^T and the smaller updates.
 constexpr double kMinWorkPerThreadSmall = 2.0e5;
 
 // Columns [begin, end) of part p of parts: whole blocks of nb columns,
@@ -61,6 +66,77 @@ void for_column_parts(size_t N, size_t nb, double work, const T* row, const F& f
     });
 }
 
+// One-row products through a large W (x W, and the fused update + product)
+// sum each column in row_blocks(K, N) blocks of consecutive rows of W, the
+// blocks' sums then added in block order; each thread takes whole blocks, so
+// its part of W is contiguous, and the weight update (gemm_rank1) gives each
+// thread the same rows. Splitting W by columns instead (for_column_parts)
+// gives each core 512 of every 1024 bytes of a 256-column float W, which map
+// to half the sets of its L2: a 784 x 256 W's half (401 KB) did not stay in a
+// 512 KiB L2 between calls, and two threads gained 1-2 us of 21-23 on one-row
+// predict. With row blocks (2-core EPYC, separate processes alternating):
+// W2 training at 2 threads went from 24.5-25.1k to 40.1-40.3k samples/s, and
+// at one thread from 25.3-25.9k to 30.3-30.8k (not explained: the same loads,
+// FMAs and stores, in four calls of 196 rows instead of one of 784). The
+// blocks depend on the shape only (never on the thread count, so neither do
+// the bits): at least kMinBlockRows rows and kMinBlockWork multiply-adds
+// each, at most kMaxBlocks.
+constexpr size_t kMinBlockRows = 64;
+constexpr double kMinBlockWork = 5.0e4;
+constexpr size_t kMaxBlocks = 8;
+// Multiply-adds per thread for the row-block split: two threads from 1e5 up.
+// 392 x 256 floats (1e5) took 9.4 us on one thread and 6.8-7.0 on two;
+// 784 x 256 14 and 7 (C++ loop, medians). Splitting 256 x 128 (3.3e4) too
+// measured within the noise: its fork and join cost what the split saves.
+constexpr double kMinWorkPerThreadRows = 5.0e4;
+
+size_t row_blocks(size_t K, size_t N) {
+    const size_t by_work = size_t(double(K) * double(N) / kMinBlockWork);
+    return std::max<size_t>(1, std::min({K / kMinBlockRows, by_work, kMaxBlocks}));
+}
+
+// Rows [k0, k1) of block b of nb blocks over K rows.
+void block_rows(size_t K, size_t nb, size_t b, size_t& k0, size_t& k1) {
+    k0 = K * b / nb;
+    k1 = K * (b + 1) / nb;
+}
+
+// fn(b, k0, k1) for every row block b of nb over K rows, on as many threads
+// as `work` multiply-adds are worth (at most nb); thread t takes the blocks
+// [nb t / nt, nb (t + 1) / nt), so its rows are contiguous.
+template <class F>
+void for_row_blocks(size_t K, size_t nb, double work, const F& fn) {
+    const int nt = int(std::min<size_t>(size_t(threads_for(work, kMinWorkPerThreadRows)), nb));
+    run_team(nt, [&](int t) {
+        for (size_t b = nb * size_t(t) / size_t(nt); b < nb * size_t(t + 1) / size_t(nt); ++b) {
+            size_t k0, k1;
+            block_rows(K, nb, b, k0, k1);
+            fn(b, k0, k1);
+        }
+    });
+}
+
+// Rows of partial sums, each on its own cache lines.
+template <class T>
+size_t partial_stride(size_t N) {
+    constexpr size_t line = 64 / sizeof(T);
+    return (N + line - 1) / line * line;
+}
+
+// y[j] := alpha * (P[0][j] + P[1][j] + ... + P[nb-1][j]) + beta * y[j] (beta
+// == 0 overwrites y), the blocks' sums added in block order (block 0's row
+// of P is overwritten): the one reduction of a row-block product, on the
+// calling thread.
+template <class T>
+void add_block_sums(size_t nb, size_t N, T* P, size_t ldp, T alpha, T beta, T* y) {
+    for (size_t b = 1; b < nb; ++b)  // into block 0's row, a contiguous (vectorised) pass per block
+        for (size_t j = 0; j < N; ++j) P[j] += P[b * ldp + j];
+    for (size_t j = 0; j < N; ++j) {
+        const T r = alpha * P[j];
+        y[j] = beta == T(0) ? r : std::fma(beta, y[j], r);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -77,11 +153,24 @@ void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
             for (size_t k = 0; k < K; ++k) p[i * K + k] = ta == Trans::N ? A[i * lda + k] : A[k * lda + i];
         a = p;
     }
+    const double work = double(M) * double(N) * double(K);
+    const size_t blocks = M == 1 && tb == Trans::N ? row_blocks(K, N) : 1;
+    if (blocks > 1) {
+        static thread_local PackBuffer<T> sums;
+        const size_t ldp = partial_stride<T>(N);
+        T* P = sums.get(blocks * ldp);
+        for_row_blocks(K, blocks, work, [&](size_t b, size_t k0, size_t k1) {
+            kr.small_nn(1, N, k1 - k0, T(1), a + k0, B + k0 * ldb, ldb, T(0), P + b * ldp, ldp);
+        });
+        add_block_sums(blocks, N, P, ldp, alpha, beta, C);
+        if (ep) ep->fn(ep->ctx, C, ldc, 0, 0, 1, N);
+        return;
+    }
     const size_t nb = tb == Trans::N ? kr.small_nb : 4;
     const SmallKernel<T> kernel = tb == Trans::N ? kr.small_nn : kr.small_nt;
     // A W is split along the lines of W (B), so that at batch size 1 each
     // thread reads the columns of W it updates later (gemm_rank1).
-    for_column_parts(N, nb, double(M) * double(N) * double(K), tb == Trans::N ? B : C, [&](size_t j0, size_t j1) {
+    for_column_parts(N, nb, work, tb == Trans::N ? B : C, [&](size_t j0, size_t j1) {
         const T* b = tb == Trans::N ? B + j0 : B + j0 * ldb;
         kernel(M, j1 - j0, K, alpha, a, b, ldb, beta, C + j0, ldc);
         if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
@@ -100,6 +189,17 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
         b = p;
     }
     const size_t a_stride = ta == Trans::N ? lda : 1;
+    // At batch size 1 the weight update W -= lr a^T dz: threads take the same
+    // row blocks of W as the one-row product through it (x W) reads, so each
+    // core's share of W stays in its own L2 from one step to the next.
+    const size_t blocks = row_blocks(M, N);
+    if (blocks > 1) {
+        for_row_blocks(M, blocks, double(M) * double(N), [&](size_t, size_t i0, size_t i1) {
+            kr.rank1(i1 - i0, N, alpha, A + i0 * a_stride, a_stride, b, beta, C + i0 * ldc, ldc);
+            if (ep) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
+        });
+        return;
+    }
     // Threads split the columns, in the same blocks as gemm_small_m's A W: at
     // batch size 1 the weight update W -= lr a^T dz then touches exactly the
     // columns of W that the same thread read in the forward pass, so each
@@ -123,8 +223,21 @@ void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, 
         gemm<T>(Trans::N, Trans::N, 1, N, K, T(1), x, K, W, ldw, T(0), y, N, ep);
         return;
     }
-    // The same column split (blocks of small_nb) and thread count as the two
-    // calls: each thread updates and reads the same columns of W.
+    // The same row blocks, or column split, and thread count as the two calls:
+    // each thread updates and reads the same part of W, and y gets the bits of
+    // the one-row product.
+    const size_t blocks = row_blocks(K, N);
+    if (blocks > 1) {
+        static thread_local PackBuffer<T> sums;
+        const size_t ldp = partial_stride<T>(N);
+        T* P = sums.get(blocks * ldp);
+        for_row_blocks(K, blocks, double(K) * double(N), [&](size_t b, size_t k0, size_t k1) {
+            kr.rank1_gemv(k1 - k0, N, alpha, u + k0, v, W + k0 * ldw, ldw, x + k0, P + b * ldp);
+        });
+        add_block_sums(blocks, N, P, ldp, T(1), T(0), y);
+        if (ep) ep->fn(ep->ctx, y, N, 0, 0, 1, N);
+        return;
+    }
     for_column_parts(N, kr.small_nb, double(K) * double(N), W, [&](size_t j0, size_t j1) {
         kr.rank1_gemv(K, j1 - j0, alpha, u, v + j0, W + j0, ldw, x, y + j0);
         if (ep) ep->fn(ep->ctx, y + j0, N, 0, j0, 1, j1 - j0);
