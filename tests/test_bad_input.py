@@ -129,6 +129,21 @@ def test_bad_X_raises_naming_X(method, X, exc, match):
     np.testing.assert_array_equal(net.parameters, P)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("rows,at", [(1, (0, 3)), (6, (5, 0)), (40, (39, 3))])
+def test_predict_refuses_non_finite_X_of_the_model_dtype(dtype, bad, rows, at):
+    # X already C-contiguous in the model's dtype is passed on unconverted,
+    # and the core's predict checks it in its own pass: the same refusal,
+    # whichever element is bad.
+    net = make(dtype)
+    X = np.random.default_rng(1).standard_normal((rows, 4)).astype(dtype)
+    assert net.predict(X).shape == (rows, 3)
+    X[at] = bad
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.predict(X)
+
+
 def bad_Y_cases():
     _, Y = good()
     nanY = Y.copy(); nanY[1, 1] = np.nan

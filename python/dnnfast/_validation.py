@@ -44,7 +44,7 @@ def as_array(a, name, numeric_kinds="biuf"):
     return arr
 
 
-def as_float_array(a, name, dtype, ndim=2):
+def as_float_array(a, name, dtype, ndim=2, check_finite=True):
     """``a`` as a C-contiguous, native-byte-order, finite array of ``dtype``
     (no copy when it already is one).
 
@@ -52,12 +52,16 @@ def as_float_array(a, name, dtype, ndim=2):
     exactly); lists of numbers; strided, Fortran-ordered, read-only and
     big-endian arrays (converted, same values). Everything ``as_array``
     refuses is refused here too.
+
+    ``check_finite=False``: an array already in shape is returned unchecked,
+    for a caller whose C++ call checks it in the same pass (predict); a
+    converted one is still checked here, since conversion can overflow.
     """
     # Fast path (one-row predict, training data already in shape): no
     # conversion, one C++ pass for the finiteness check.
     if (type(a) is np.ndarray and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous
             and a.shape[0] > 0):
-        if not _core.all_finite(a):
+        if check_finite and not _core.all_finite(a):
             raise ValueError(f"{name} contains NaN or infinity")
         return a
     arr = as_array(a, name)
@@ -178,12 +182,15 @@ def _fmt_bytes(n):
 def check_memory(nbytes, name, what):
     """Raise ValueError naming ``name`` when ``nbytes`` (an exact Python int)
     cannot be allocated: more than an int64 can address, or more than the
-    memory available now."""
+    memory available now. ``what`` (text, or a function that returns it, so
+    that a one-row predict formats no message) says what needs the memory."""
+    if nbytes < _MEMORY_CHECK_FLOOR:
+        return
+    if callable(what):
+        what = what()
     if nbytes >= 2 ** 63:
         raise ValueError(f"{name}: {what} would need {_fmt_bytes(nbytes)} of memory, more than any "
                          "machine can address (the size overflows int64)")
-    if nbytes < _MEMORY_CHECK_FLOOR:
-        return
     avail = available_memory()
     if avail is not None and nbytes > avail:
         raise ValueError(f"{name}: {what} would need {_fmt_bytes(nbytes)} of memory, but only "

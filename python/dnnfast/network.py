@@ -248,10 +248,10 @@ class Network:
         """Refuse a call whose workspace for ``rows`` rows at a time, plus
         ``out_elems`` output elements, cannot be allocated."""
         need = rows * self._ws_per_row + out_elems * self.dtype.itemsize
-        check_memory(need, name, f"{rows:,} rows at a time")
+        check_memory(need, name, lambda: f"{rows:,} rows at a time")  # formatted only on refusal
 
-    def _check_X(self, X, name="X"):
-        X = as_float_array(X, name, self.dtype)
+    def _check_X(self, X, name="X", check_finite=True):
+        X = as_float_array(X, name, self.dtype, check_finite=check_finite)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
         return X
@@ -290,7 +290,7 @@ class Network:
     @reads_model
     def predict(self, X):
         """Yhat = A[L], shape (n, m_y)."""
-        X = self._check_X(X)
+        X = self._check_X(X, check_finite=False)  # the core's predict checks it
         self._check_rows(min(X.shape[0], 1024), X.shape[0] * self.sizes[-1])
         return self._net.predict(self.parameters, X)
 
