@@ -37,15 +37,22 @@ def set_threads(peer, threads):
         pass
 
 
+def make_data_then_settle(rows, wl):
+    """``peers.make_data`` for the workload, then a wait: its `X @ teacher`
+    leaves NumPy's OpenBLAS threads spinning for about 0.1 s, and a peer with
+    threads of its own (dnnfast, PyTorch) timed in that window shares a core
+    with them. Waiting until they sleep times every peer on its own
+    (bench_busy_cores.py measures dnnfast in that situation). Without it, a
+    2-thread one-row predict measured 22-32 us instead of 17: dnnfast's first
+    teams start late there and it then runs on one thread for a while."""
+    data = peers.make_data(rows, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    time.sleep(0.3)
+    return data
+
+
 def task_train(t):
     wl = t["workload"]
-    X, Y = peers.make_data(t["rows"], wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
-    # make_data's `X @ teacher` leaves NumPy's OpenBLAS threads spinning for
-    # about 0.1 s; a peer with threads of its own (dnnfast, PyTorch) timed in
-    # that window shares a core with them. Wait until they sleep, so that
-    # every peer is timed on its own (bench_busy_cores.py measures dnnfast in
-    # that situation).
-    time.sleep(0.3)
+    X, Y = make_data_then_settle(t["rows"], wl)
     trainer = peers.TRAINERS[t["peer"]]
     # Warm-up: one epoch over a slice, on a throw-away network, so that thread
     # pools, allocators, lazy imports and code paths are hot before timing.
@@ -107,7 +114,7 @@ def task_gemm(t):
 
 def task_predict(t):
     wl = t["workload"]
-    X, Y = peers.make_data(256, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+    X, Y = make_data_then_settle(256, wl)
     predict = peers.PREDICTORS[t["peer"]](wl, X, Y)
     x1 = np.ascontiguousarray(X[:1])
     for _ in range(t["warm_calls"]):
