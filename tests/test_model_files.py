@@ -304,6 +304,19 @@ def test_network_pickles_and_deepcopies(dtype):
         assert np.any(net.weights[0] != 0)
 
 
+def test_network_unpickles_a_state_without_its_derived_sizes():
+    # What _check_size derives from `sizes` is derived again on unpickling:
+    # a state from an older version, without some of it, predicts the same.
+    net, X = _net("float32")
+    state = net.__getstate__()
+    for key in ("_ws_per_row", "_predict_rows_unchecked"):
+        state.pop(key)
+    other = dnnfast.Network.__new__(dnnfast.Network)
+    other.__setstate__(state)
+    assert other.predict(X).tobytes() == net.predict(X).tobytes()
+    assert other.predict(X[:1]).tobytes() == net.predict(X[:1]).tobytes()
+
+
 def test_loaded_estimator_pickles(tmp_path):
     clf, X, _ = _clf()
     clf.save(tmp_path / "c.npz")

@@ -128,6 +128,23 @@ def test_flat_gradient_layout_matches_reference_including_alpha(sizes, acts, los
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_predict_gives_the_same_bits_with_or_without_its_fast_path(dtype):
+    # An X already C-contiguous in the model's dtype, with few rows, goes
+    # straight to the core; converted input, and (here forced) the memory
+    # check of the other path, give the same predictions bit for bit.
+    net = dnnfast.Network([6, 9, 4], ["tanh", "softmax"], dtype=dtype, seed=0)
+    X = np.random.default_rng(0).standard_normal((7, 6)).astype(dtype)
+    fast = net.predict(X)
+    assert fast.tobytes() == net.predict(np.asfortranarray(X)).tobytes()
+    assert fast.tobytes() == net.predict(X.tolist()).tobytes()
+    assert net._predict_rows_unchecked >= 7
+    net._predict_rows_unchecked = 0
+    assert fast.tobytes() == net.predict(X).tobytes()
+    assert_close(fast, ref.Network([6, 9, 4], ["tanh", "softmax"], dtype=dtype, seed=0).predict(X), dtype,
+                 tol=NET_TOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes,acts,loss", [
     ([7, 13, 5], ["relu", "softmax"], "cce"),
     ([13, 67, 9, 4], ["leaky_relu", "prelu", "sigmoid"], "bce"),

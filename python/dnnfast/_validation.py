@@ -197,6 +197,12 @@ def check_memory(nbytes, name, what):
                          f"{_fmt_bytes(avail)} is available")
 
 
+def rows_below_memory_floor(bytes_per_row, cap):
+    """The most rows, at most ``cap``, whose ``bytes_per_row`` each stay below
+    the size under which ``check_memory`` looks at nothing."""
+    return min(cap, (_MEMORY_CHECK_FLOOR - 1) // bytes_per_row)
+
+
 def network_bytes(sizes, itemsize, per_unit_params=()):
     """Exact bytes (Python ints: no overflow) of a network of layer widths
     ``sizes``: ``(parameters, workspace per row)``.

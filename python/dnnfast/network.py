@@ -13,12 +13,15 @@ from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, desc
 from ._locking import fits_model, reads_model
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
-                          check_positive_int, make_rng, network_bytes, packed_first_w_bytes)
+                          check_positive_int, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
 from .batching import check_batch_size, epoch_order
 from .distributed import current as _distributed_context
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
+# Rows per pass of predict and cost on large inputs (kChunkRows, cpp/nn/network.cpp):
+# their workspace is this many rows at most.
+_PREDICT_CHUNK_ROWS = 1024
 
 
 def _check_network_args(sizes, activations, loss, dtype):
@@ -165,6 +168,7 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._check_size()  # and the values it derives, which older pickles lack
         self._build_core()
         if self.parameters.shape != (self._net.num_params,) or self.parameters.dtype != self.dtype:
             raise ValueError(f"pickled parameters do not fit the network: {self.parameters.shape} "
@@ -240,6 +244,10 @@ class Network:
         itemsize = self.dtype.itemsize
         prelu = [l for l, s in enumerate(self._acts) if s.per_unit]
         p_bytes, self._ws_per_row = network_bytes(self.sizes, itemsize, per_unit_params=prelu)
+        # Up to this many rows, predict's workspace and output are too small
+        # for a memory check (_check_rows would return at once).
+        self._predict_rows_unchecked = rows_below_memory_floor(self._ws_per_row + self.sizes[-1] * itemsize,
+                                                               _PREDICT_CHUNK_ROWS)
         largest_w = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         need = 2 * p_bytes + packed_first_w_bytes(self.sizes, itemsize) + self._ws_per_row + 16 * largest_w
         check_memory(need, "sizes", f"a network of {p_bytes // itemsize:,} parameters")
@@ -290,15 +298,21 @@ class Network:
     @reads_model
     def predict(self, X):
         """Yhat = A[L], shape (n, m_y)."""
-        X = self._check_X(X, check_finite=False)  # the core's predict checks it
-        self._check_rows(min(X.shape[0], 1024), X.shape[0] * self.sizes[-1])
+        # A one-row predict takes about 15 us, and each Python call in it
+        # about half a microsecond: an X already as _check_X would return it
+        # (as_float_array's fast path), with too few rows for a memory check,
+        # goes straight to the core. The core checks that X is finite.
+        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2 and X.flags.c_contiguous
+                and 0 < X.shape[0] <= self._predict_rows_unchecked and X.shape[1] == self.sizes[0]):
+            X = self._check_X(X, check_finite=False)
+            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
         return self._net.predict(self.parameters, X)
 
     @reads_model
     def cost(self, X, Y):
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
-        self._check_rows(min(X.shape[0], 1024))
+        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS))
         return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
 
     @reads_model
