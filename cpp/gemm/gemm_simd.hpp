@@ -207,7 +207,11 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 // 784 x 256 floats, 16-18 vs 18-20 us). Four rows of B go into the sums per
 // pass over them: one load and one store of a sum vector per four FMAs
 // instead of per FMA, which had bound the loop to the store port (784 x 256
-// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). Each
+// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). While a
+// pass runs, the next pass's four rows are prefetched, a line at a time: with
+// B in L3, one-row predict of the W1 network on one thread went from 20.6 to
+// 18.6 us (ab_builds.py --predict; the 784 x 256 product in a C++ loop
+// 13.4-14.8 -> 11.6-12.0 us); from L2 it changes nothing measurable. Each
 // column gets the same FMA chain over k from zero, in a vector lane or, past
 // the last whole vector, in the scalar chain that rounds like one, so the
 // results are those of small_nn_rows<1, 4>.
@@ -217,6 +221,7 @@ void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ld
     using V = typename Ops::V;
     constexpr size_t CHUNK = 256 * S::W;  // 8 KiB of float sums
     constexpr size_t KB = 4;              // rows of B per pass over the sums
+    constexpr size_t kLine = 64 / sizeof(T);
     alignas(64) T acc[CHUNK];
     const size_t nvec = n / S::W * S::W;
     for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
@@ -228,7 +233,10 @@ void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ld
             const T* b = B + k * ldb + j0;
             V av[KB];
             for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
+            const bool ahead = k + 2 * KB <= K;
             for (size_t j = 0; j < nv; j += S::W) {
+                if (ahead && j % kLine == 0)
+                    for (size_t q = KB; q < 2 * KB; ++q) __builtin_prefetch(b + q * ldb + j, 0, 3);
                 V s = S::load(acc + j);
 #pragma GCC unroll 4
                 for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
