@@ -5,7 +5,8 @@
 // on the thread count, so results stay bit-identical across thread counts.
 //
 // Single-thread thresholds (kMinWorkPerThread in gemm_blocked.cpp, with its
-// measurement, and kMinWorkPerThreadSmall in gemm_small.cpp).
+// measurement, and kMinWorkPerThreadSmall / kMinWorkPerThreadRows in
+// gemm_small.cpp).
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_internal.hpp"
 #include "gemm/gemm_kernels.hpp"
