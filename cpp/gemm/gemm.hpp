@@ -25,8 +25,10 @@ struct Epilogue {
 };
 
 // The fast GEMM (packed, cache-blocked, vectorised, multi-threaded).
-// Deterministic: the K sum of each C element is never split across threads,
-// so results are bit-identical for any thread count.
+// Deterministic: the order of the K sum of each C element never depends on
+// the thread count, so results are bit-identical for any thread count. The
+// sum is split between threads only for one row through a large B (gemm_small.cpp:
+// blocks of B's rows fixed by the shape, added in block order on one thread).
 template <class T>
 void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha,
           const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C, size_t ldc,
