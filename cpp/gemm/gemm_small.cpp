@@ -116,25 +116,27 @@ void for_row_blocks(size_t K, size_t nb, double work, const F& fn) {
     });
 }
 
-// Rows of partial sums, each on its own cache lines.
-template <class T>
-size_t partial_stride(size_t N) {
+// y[0:N] := alpha * (sum of the blocks' sums) + beta * y (beta == 0
+// overwrites y), then the epilogue on y: the one row-block product.
+// block_sum(k0, k1, p) writes the sum of W's rows [k0, k1) into p[0:N]; the
+// blocks run on the threads `work` multiply-adds are worth, and their sums,
+// each row on its own cache lines, are added in block order on the calling
+// thread.
+template <class T, class F>
+void row_block_product(size_t K, size_t N, size_t blocks, double work, T alpha, T beta, T* y,
+                       const Epilogue<T>* ep, const F& block_sum) {
+    static thread_local PackBuffer<T> sums;
     constexpr size_t line = 64 / sizeof(T);
-    return (N + line - 1) / line * line;
-}
-
-// y[j] := alpha * (P[0][j] + P[1][j] + ... + P[nb-1][j]) + beta * y[j] (beta
-// == 0 overwrites y), the blocks' sums added in block order (block 0's row
-// of P is overwritten): the one reduction of a row-block product, on the
-// calling thread.
-template <class T>
-void add_block_sums(size_t nb, size_t N, T* P, size_t ldp, T alpha, T beta, T* y) {
-    for (size_t b = 1; b < nb; ++b)  // into block 0's row, a contiguous (vectorised) pass per block
+    const size_t ldp = (N + line - 1) / line * line;
+    T* P = sums.get(blocks * ldp);
+    for_row_blocks(K, blocks, work, [&](size_t b, size_t k0, size_t k1) { block_sum(k0, k1, P + b * ldp); });
+    for (size_t b = 1; b < blocks; ++b)  // into block 0's row, a contiguous (vectorised) pass per block
         for (size_t j = 0; j < N; ++j) P[j] += P[b * ldp + j];
     for (size_t j = 0; j < N; ++j) {
         const T r = alpha * P[j];
         y[j] = beta == T(0) ? r : std::fma(beta, y[j], r);
     }
+    if (ep) ep->fn(ep->ctx, y, N, 0, 0, 1, N);
 }
 
 }  // namespace
@@ -156,14 +158,9 @@ void gemm_small_m(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     const double work = double(M) * double(N) * double(K);
     const size_t blocks = M == 1 && tb == Trans::N ? row_blocks(K, N) : 1;
     if (blocks > 1) {
-        static thread_local PackBuffer<T> sums;
-        const size_t ldp = partial_stride<T>(N);
-        T* P = sums.get(blocks * ldp);
-        for_row_blocks(K, blocks, work, [&](size_t b, size_t k0, size_t k1) {
-            kr.small_nn(1, N, k1 - k0, T(1), a + k0, B + k0 * ldb, ldb, T(0), P + b * ldp, ldp);
+        row_block_product(K, N, blocks, work, alpha, beta, C, ep, [&](size_t k0, size_t k1, T* p) {
+            kr.small_nn(1, N, k1 - k0, T(1), a + k0, B + k0 * ldb, ldb, T(0), p, N);
         });
-        add_block_sums(blocks, N, P, ldp, alpha, beta, C);
-        if (ep) ep->fn(ep->ctx, C, ldc, 0, 0, 1, N);
         return;
     }
     const size_t nb = tb == Trans::N ? kr.small_nb : 4;
@@ -228,14 +225,9 @@ void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, 
     // the one-row product.
     const size_t blocks = row_blocks(K, N);
     if (blocks > 1) {
-        static thread_local PackBuffer<T> sums;
-        const size_t ldp = partial_stride<T>(N);
-        T* P = sums.get(blocks * ldp);
-        for_row_blocks(K, blocks, double(K) * double(N), [&](size_t b, size_t k0, size_t k1) {
-            kr.rank1_gemv(k1 - k0, N, alpha, u + k0, v, W + k0 * ldw, ldw, x + k0, P + b * ldp);
+        row_block_product(K, N, blocks, double(K) * double(N), T(1), T(0), y, ep, [&](size_t k0, size_t k1, T* p) {
+            kr.rank1_gemv(k1 - k0, N, alpha, u + k0, v, W + k0 * ldw, ldw, x + k0, p);
         });
-        add_block_sums(blocks, N, P, ldp, T(1), T(0), y);
-        if (ep) ep->fn(ep->ctx, y, N, 0, 0, 1, N);
         return;
     }
     for_column_parts(N, kr.small_nb, double(K) * double(N), W, [&](size_t j0, size_t j1) {
