@@ -225,7 +225,8 @@ def main(argv=None):
             for th in threads:
                 jobs = [dict(id=f"P/{th}t/{p}", peer=p,
                              task=dict(kind="predict", peer=p, threads=th, workload=wl,
-                                       warm_calls=200, calls=1000 if args.quick else 3000))
+                                       warm_calls=200, calls=1000 if args.quick else 3000,
+                                       min_time=0.2 if args.quick else 1.5))
                         for p in PREDICT_PEERS if installed(p)]
                 groups.append((key, th, jobs))
         elif key == "M":
