@@ -128,10 +128,11 @@ def task_predict(t):
     for _ in range(t["warm_calls"]):
         predict(x1)
     # At least `calls` calls AND `min_time` seconds, the same time for every
-    # peer: this machine has spells of 40-500 ms in which a core runs 1.3-1.6x
-    # slower (seen within one process, at random times), so a window of
-    # 3000 x 15 us = 45 ms lands in one spell or none, and the per-process
-    # median of a fast peer would follow the spell, not the code.
+    # peer: this machine has spells, from 40 ms to seconds long, in which a
+    # core runs 1.3-1.7x slower (seen within one process, at random times), so
+    # a window of 3000 x 15 us = 45 ms lands in one spell or none, and the
+    # per-process median of a fast peer followed the spell more than PyTorch's
+    # 225 ms did.
     times = _call_seconds(lambda: predict(x1), t.get("min_time", 0.0), t["calls"]) * 1e6
     return {"median_us": float(np.median(times)), "p10_us": float(np.percentile(times, 10)),
             "p90_us": float(np.percentile(times, 90)), "calls": len(times)}
