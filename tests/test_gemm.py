@@ -82,9 +82,11 @@ def test_matches_numpy_large(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 # (1, 300, 700) and (700, 300, 1): the one-row product and the rank-1 update
-# through W's row blocks (gemm_small.cpp).
+# through W's row blocks (gemm_small.cpp). (128, 10, 64): column-edge tiles
+# (op(A) = A) and the swapped thin product, whose tiles C takes transposed
+# (op(A) = A^T), both through the micro-kernel's scratch tile.
 @pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
-                                   (700, 300, 1)])
+                                   (700, 300, 1), (128, 10, 64)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)

@@ -129,13 +129,27 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, 
         return;
     }
     // Column edge or transposed C: go through a scratch tile, then copy the
-    // m x n part.
+    // m x n part. C is read only for beta != 0 (update_row does not read the
+    // tile otherwise); the copies run along C's contiguous direction: rows
+    // of a column edge, columns of a transposed (swapped) C.
     alignas(64) T tile[MC * NR];
-    for (size_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < n; ++j) tile[i * NR + j] = beta == T(0) ? T(0) : c[i * rsc + j * csc];
+    if (csc == 1) {
+        if (beta != T(0))
+            for (size_t i = 0; i < m; ++i)
+                for (size_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rsc + j];
+#pragma GCC unroll 32
+        for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
+        return;
+    }
+    if (beta != T(0))
+        for (size_t j = 0; j < n; ++j)
+            for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
+#pragma GCC unroll 32
     for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
-    for (size_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < n; ++j) c[i * rsc + j * csc] = tile[i * NR + j];
+    for (size_t j = 0; j < n; ++j)
+        for (size_t i = 0; i < m; ++i) c[i * rsc + j * csc] = tile[i * NR + j];
 }
 
 template <class T, class Ops, int MR, int NV>
