@@ -133,23 +133,22 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, 
     // tile otherwise); the copies run along C's contiguous direction: rows
     // of a column edge, columns of a transposed (swapped) C.
     alignas(64) T tile[MC * NR];
-    if (csc == 1) {
-        if (beta != T(0))
+    if (beta != T(0)) {
+        if (csc == 1)
             for (size_t i = 0; i < m; ++i)
                 for (size_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rsc + j];
-#pragma GCC unroll 32
-        for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
-        for (size_t i = 0; i < m; ++i)
-            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
-        return;
+        else
+            for (size_t j = 0; j < n; ++j)
+                for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
     }
-    if (beta != T(0))
-        for (size_t j = 0; j < n; ++j)
-            for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
 #pragma GCC unroll 32
     for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
-    for (size_t j = 0; j < n; ++j)
-        for (size_t i = 0; i < m; ++i) c[i * rsc + j * csc] = tile[i * NR + j];
+    if (csc == 1)
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
+    else
+        for (size_t j = 0; j < n; ++j)
+            for (size_t i = 0; i < m; ++i) c[i * rsc + j * csc] = tile[i * NR + j];
 }
 
 template <class T, class Ops, int MR, int NV>
