@@ -99,13 +99,22 @@ struct NetworkPy {
         const size_t n = check_X(X);
         py::array_t<T> Y({n, m_y()});
         T* y = Y.mutable_data();
-        bool finite;
+        bool finite, out_finite = true;
         {
             py::gil_scoped_release g;
             finite = all_finite<T>(X.data(), n * m_x());
-            if (finite) net.predict(P.data(), X.data(), n, y);
+            if (finite) {
+                net.predict(P.data(), X.data(), n, y);
+                out_finite = all_finite<T>(y, n * m_y());
+            }
         }
         if (!finite) throw py::value_error("X contains NaN or infinity");
+        // Finite X, finite parameters and yet a non-finite output: X or the
+        // weights are too large for the dtype. Said here, never returned.
+        if (!out_finite)
+            throw py::value_error(std::string("predict: the output overflowed to NaN or infinity in ") +
+                                  (sizeof(T) == 4 ? "float32" : "float64") +
+                                  " (X or the parameters are too large for this dtype; scale X, or use float64)");
         return Y;
     }
 

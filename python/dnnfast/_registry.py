@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
+import numpy as np
+
 from . import _core
 
 #: name -> (id, has_param, default_param, per_unit)
@@ -61,6 +63,18 @@ def parse_activation(spec, where="activations"):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise ValueError(f"{where}: alpha of {key!r} must be a finite number, got {alpha!r}")
     return ActivationSpec(key, i, float(alpha), has_param, per_unit)
+
+
+def check_params_fit_dtype(specs, dtype, where="activations"):
+    """Refuse an activation parameter that is not finite in the network's
+    dtype (alpha = 1e300 is inf in float32 and would turn outputs into inf
+    or NaN without a word)."""
+    for i, spec in enumerate(specs):
+        with np.errstate(over="ignore"):  # the overflow is what is being asked about
+            in_dtype = float(dtype.type(spec.param))
+        if spec.has_param and not math.isfinite(in_dtype):
+            raise ValueError(f"{where}[{i}]: alpha of {spec.name!r} is {spec.param!r}, which is not finite in "
+                             f"{dtype.name} (largest finite value {float(np.finfo(dtype).max):.4g})")
 
 
 def resolve_loss(name, where="loss"):

@@ -11,7 +11,7 @@ from . import _core
 from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, describe, epoch_is_finite,
                       locate_nonfinite)
 from ._locking import fits_model, reads_model
-from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
+from ._registry import ACTIVATION_TABLE, LOSS_TABLE, check_params_fit_dtype, parse_activation, resolve_loss
 from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
                           check_positive_int, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
 from .batching import check_batch_size, epoch_order
@@ -51,7 +51,9 @@ def _check_network_args(sizes, activations, loss, dtype):
     key = dtype if isinstance(dtype, str) else np.dtype(dtype).name if dtype in (np.float32, np.float64) else None
     if key not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return sizes, specs, loss, np.dtype(_DTYPES[key])
+    dtype = np.dtype(_DTYPES[key])
+    check_params_fit_dtype(specs, dtype)
+    return sizes, specs, loss, dtype
 
 
 def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
@@ -277,6 +279,10 @@ class Network:
             return onehot
         if arr.ndim == 1 and m_y == 1 and arr.dtype.kind in "biuf":
             arr = arr.reshape(-1, 1)
+        if arr.ndim == 1 and self.loss == "cce":
+            raise ValueError(
+                f"{name}: a 1-D {name} for cce must hold integer class labels in [0, {m_y}), got dtype "
+                f"{arr.dtype}; pass {name}.astype(int) for labels, or a one-hot array of shape (n, {m_y})")
         Y = as_float_array(arr, name, self.dtype)
         if Y.shape[0] != n:
             raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n}")

@@ -16,6 +16,8 @@ The softmax derivative is also given as the literal 4-index Jacobian
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
@@ -227,18 +229,49 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     return cost, dWs, dbs, dalphas
 
 
+def _initial_parameters(sizes, specs, dtype, rng, init):
+    """Glorot & Bengio (2010) uniform weights, U(-r, r) with
+    r = sqrt(6 / (fan_in + fan_out)) (``init="he"``: r = sqrt(6 / fan_in)),
+    drawn layer by layer from ``rng``; zero biases; prelu alphas at their
+    initial value."""
+    if init not in ("glorot", "he"):
+        raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
+    weights, biases, alphas = [], [], []
+    for l in range(1, len(sizes)):
+        fan_in, fan_out = sizes[l - 1], sizes[l]
+        r = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
+        weights.append(np.asarray(rng.uniform(-r, r, size=(fan_in, fan_out)), dtype=dtype))
+        biases.append(np.zeros((1, fan_out), dtype=dtype))
+        spec = specs[l - 1]
+        alphas.append(np.full(fan_out, spec.param, dtype=dtype) if spec.per_unit else None)
+    return weights, biases, alphas
+
+
 class Network:
     """dnnfast.Network in plain NumPy: same constructor, same initial
     parameters for the same seed, same batches, same updates."""
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot"):
-        from .network import _init_parameters, _check_network_args
-
-        self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        # Its own checks and initialisation, written from the definitions, so
+        # that a test comparing the two classes compares two implementations.
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes: at least two positive layer sizes, got {sizes}")
+        if isinstance(activations, str) or (isinstance(activations, tuple) and len(activations) == 2
+                                            and isinstance(activations[1], dict)):
+            activations = [activations] * (len(sizes) - 1)
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(f"activations: one per layer ({len(sizes) - 1}), got {len(activations)}")
+        self.sizes = sizes
+        self._acts = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
+        self.loss = resolve_loss(loss)
+        if str(np.dtype(dtype)) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
         self._rng = np.random.default_rng(seed)
-        self.weights, self.biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        self.weights, self.biases, alphas = _initial_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
         self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
                        for l, spec in enumerate(self._acts)]
