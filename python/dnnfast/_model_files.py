@@ -10,22 +10,28 @@ Writing is atomic: the archive goes to a temporary file in the target's
 directory, is flushed and fsync'ed, then ``os.replace``'d onto the target, so
 a crash leaves either the old file or the new one, never half of one.
 
-Reading treats the file as hostile. Everything the header claims is checked
-before anything is allocated from it: the archive is listed, the header parsed
-and checked field by field, the arrays it implies are derived from the sizes
-(never read from a list in the file), and their total size must fit in the
-file, which bounds every allocation by the bytes actually on disk. Each array's
-dtype and shape must then be exactly the derived ones, its bytes pass the
-archive's CRC, and parameters must be finite. Every problem is a ValueError
-(a missing file stays FileNotFoundError).
+Reading treats the file as hostile. It must be a regular file (a device or a
+FIFO is refused before it is read). Everything the header claims is checked
+before anything is allocated from it: the archive is listed (a bounded number
+of stored members, each within the file), the header parsed and checked field
+by field, the arrays it implies are derived from the sizes (never read from a
+list in the file), and their total size must fit in the file and in the
+available memory, which bounds every allocation by the bytes actually in the
+file. Each array's .npy header is bounded in length and rank before it is
+parsed, its dtype and shape must be exactly the derived ones, its bytes pass
+the archive's CRC, and parameters must be finite. A Network's arrays are read
+straight into its parameter buffer. Every problem is a ValueError (a missing
+file stays FileNotFoundError).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
 import os
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -34,6 +40,7 @@ import numpy as np
 
 from . import _core
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE
+from ._validation import check_memory
 
 FORMAT_NAME = "dnnfast-model"
 #: The version this dnnfast writes; it reads every version from 1 up to it.
@@ -49,7 +56,16 @@ _HEADER = "header"
 _MAX_LAYERS = 10_000
 _MAX_WIDTH = 2**31 - 1
 _MAX_DEPTH = 32          # nesting of an estimator parameter's value
+# Members a model file can have: W, b, alpha per layer, the header and the estimators' arrays.
+_MAX_MEMBERS = 3 * _MAX_LAYERS + 64
+# dnnfast's .npy headers are under 128 bytes (numpy pads them to 64); numpy itself refuses
+# more than 10,000 only after reading them.
+_MAX_NPY_HEADER = 1024
+_READ_CHUNK = 1 << 20    # bytes read per call: the transient copy while reading an array
 _MT19937_KEYS = 624
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # What reading a damaged archive can raise from zipfile / numpy.lib.format
 # (besides ValueError): each becomes a ValueError naming the file.
@@ -69,6 +85,20 @@ def check_path(path):
     if len(path) == 0:
         raise ValueError("path is empty")
     return path
+
+
+def _file_kind(mode):
+    """What a non-regular file is, for messages."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _not_regular(path, mode, action):
+    return ValueError(f"path {path!r} is {_file_kind(mode)}, not a regular file: {action}")
 
 
 def _fsync_directory(directory):
@@ -136,23 +166,68 @@ def atomic_write(path, arrays):
 # Reading the archive
 # ---------------------------------------------------------------------------
 
-def _npy_member(zf, info, dtype, shape, what):
+# The header dict numpy writes (every version: keys sorted, a plain dtype string, a
+# tuple of integers). It is matched rather than evaluated: numpy's parser runs
+# ast.literal_eval, which a few hundred bytes of nested operators drive into a
+# MemoryError or RecursionError.
+_NPY_DICT = re.compile(r"\{\s*'descr'\s*:\s*'([<>|=]?[a-zA-Z][0-9]{0,9})'\s*,\s*'fortran_order'\s*:\s*(True|False)"
+                       r"\s*,\s*'shape'\s*:\s*\(([0-9L,\s]*)\)\s*,?\s*\}\s*")
+
+
+def _npy_header(m, what):
+    """-> (shape, fortran_order, dtype) from a ``.npy`` member's header, its length bounded
+    before it is read and its shape's rank before the shape is converted."""
+    magic = m.read(8)
+    if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
+        raise ValueError(f"array {what!r}: not a .npy member")
+    version = (magic[6], magic[7])
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"array {what!r}: unsupported .npy version {version}")
+    size = 2 if version == (1, 0) else 4
+    raw_len = m.read(size)
+    if len(raw_len) < size:
+        raise ValueError(f"array {what!r}: truncated .npy header")
+    length = int.from_bytes(raw_len, "little")
+    if length > _MAX_NPY_HEADER:
+        raise ValueError(f"array {what!r}: .npy header of {length} bytes; a model file's arrays need "
+                         f"at most {_MAX_NPY_HEADER}")
+    raw = m.read(length)
+    if len(raw) < length:
+        raise ValueError(f"array {what!r}: truncated .npy header")
+    match = _NPY_DICT.fullmatch(raw.decode("latin-1"))
+    if match is None:
+        raise ValueError(f"array {what!r}: .npy header {raw[:80]!r} is not one numpy writes for a plain array")
+    descr, fortran, dims = match.groups()
+    dims = [d.strip() for d in dims.split(",")]
+    if dims[-1] == "":  # the trailing comma of a tuple
+        dims.pop()
+    if len(dims) > 2:
+        raise ValueError(f"array {what!r}: its .npy header claims a shape of rank {len(dims)}; "
+                         "model arrays have 1 or 2 dimensions")
+    if not all(re.fullmatch(r"[0-9]{1,19}L?", d) for d in dims):
+        raise ValueError(f"array {what!r}: .npy header has a malformed shape {raw[:80]!r}")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise ValueError(f"array {what!r}: unknown dtype {descr!r} in its .npy header") from None
+    return tuple(int(d.rstrip("L")) for d in dims), fortran == "True", dtype
+
+
+def _npy_member(zf, info, dtype, shape, what, out=None):
     """Read one ``.npy`` member whose dtype and shape must be exactly ``dtype``, ``shape``
-    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it)."""
+    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it).
+
+    ``out``: a C-contiguous native-order array of that shape to read into (a view of a
+    network's parameters), instead of a new one. The data is read in pieces straight into
+    the array: no copy of the member's bytes is ever held whole."""
     with zf.open(info) as m:
-        version = np.lib.format.read_magic(m)
-        if version == (1, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(m)
-        elif version == (2, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(m)
-        else:
-            raise ValueError(f"array {what!r}: unsupported .npy version {version}")
+        got_shape, fortran, got_dtype = _npy_header(m, what)
         if got_dtype != dtype or got_dtype.hasobject:
             raise ValueError(f"array {what!r}: dtype {got_dtype.str}, expected {dtype.str}")
         if shape is None and len(got_shape) == 1:
-            shape = tuple(got_shape)
-        if shape is None or tuple(got_shape) != tuple(shape):
-            raise ValueError(f"array {what!r}: shape {tuple(got_shape)}, expected "
+            shape = got_shape
+        if shape is None or got_shape != tuple(shape):
+            raise ValueError(f"array {what!r}: shape {got_shape}, expected "
                              f"{'a 1-D array' if shape is None else tuple(shape)}")
         if fortran and len(shape) > 1:
             raise ValueError(f"array {what!r}: Fortran order is not part of the format")
@@ -160,15 +235,33 @@ def _npy_member(zf, info, dtype, shape, what):
         if info.file_size != m.tell() + nbytes:
             raise ValueError(f"array {what!r}: member holds {info.file_size - m.tell()} data bytes, "
                              f"expected {nbytes}")
-        data = m.read(nbytes)
-        if len(data) != nbytes or m.read(1):  # reading to the end checks the CRC
-            raise ValueError(f"array {what!r}: truncated")
-    native = dtype.newbyteorder("=") if dtype.kind in "biuf" else dtype
-    return np.frombuffer(data, dtype=dtype).astype(native).reshape(shape)
+        native = dtype.newbyteorder("=") if dtype.kind in "biuf" else dtype
+        if out is None:
+            out = np.empty(shape, dtype=native)
+        elif out.dtype != native or out.shape != tuple(shape) or not out.flags.c_contiguous:
+            raise AssertionError(f"array {what!r}: cannot read into {out.dtype} {out.shape}")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos = 0
+        while pos < nbytes:
+            n = m.readinto(view[pos:pos + _READ_CHUNK])
+            if not n:
+                raise ValueError(f"array {what!r}: truncated")
+            pos += n
+        if m.read(1):  # reading to the end checks the CRC
+            raise ValueError(f"array {what!r}: longer than its header says")
+    if native != dtype:  # a big-endian machine: the file is little-endian
+        out.byteswap(inplace=True)
+    return out
 
 
 def _open_archive(f, file_size):
     """-> (ZipFile, {name: ZipInfo}) after checking the member list."""
+    # The member count is bounded before zipfile builds an object for each entry of
+    # the central directory (a forged one lists one per 46 bytes of the file).
+    end_record = getattr(zipfile, "_EndRecData", lambda f: None)(f)
+    if end_record is not None and end_record[4] > _MAX_MEMBERS:  # _ECD_ENTRIES_TOTAL
+        raise ValueError(f"the archive lists {end_record[4]} members; a model file has at most {_MAX_MEMBERS}")
+    f.seek(0)
     zf = zipfile.ZipFile(f)
     infos = zf.infolist()
     members = {}
@@ -178,6 +271,10 @@ def _open_archive(f, file_size):
             raise ValueError(f"unexpected or repeated archive member {name!r}")
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise ValueError(f"member {name!r} is compressed or encrypted; the format stores arrays as is")
+        # Stored: the directory's two sizes agree, and the member lies within the file.
+        if info.compress_size != info.file_size or info.header_offset + info.file_size > file_size:
+            raise ValueError(f"member {name!r} claims {info.file_size} bytes ({info.compress_size} stored) "
+                             f"at offset {info.header_offset}, beyond the file's {file_size} bytes")
         members[name[:-4]] = info
     if _HEADER not in members:
         raise ValueError("no 'header' member: not a dnnfast model file")
@@ -453,17 +550,29 @@ def _network_expected(header):
     return plan, _parameter_arrays(sizes, specs, dtype)
 
 
-def _network_build(plan, arrays):
+def _network_unfilled(plan, expected):
+    """-> {array name: the view of the new network's parameters it is read into}.
+
+    The network (``plan["net"]``) is built with zeros for parameters, not drawn ones,
+    and the file's arrays are read straight into them: loading holds the model once,
+    never a second copy or an initialisation's float64 draw."""
     from .network import Network
 
     acts = [name if alpha is None else (name, {"alpha": alpha}) for name, alpha in plan["specs"]]
-    net = Network(plan["sizes"], acts, loss=plan["loss"], dtype=plan["dtype"].name, seed=0, fused=plan["fused"])
-    L = len(plan["specs"])
-    net.weights = [arrays[f"W{l}"] for l in range(1, L + 1)]
-    net.biases = [arrays[f"b{l}"] for l in range(1, L + 1)]
-    for l, view in enumerate(net.alphas, start=1):
-        if view is not None:
-            view[...] = arrays[f"alpha{l}"]
+    net = Network._unfilled(plan["sizes"], acts, plan["loss"], plan["dtype"].name, plan["fused"])
+    views = {}
+    for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
+        views[f"W{l}"], views[f"b{l}"] = W, b.reshape(-1)
+        if a is not None:
+            views[f"alpha{l}"] = a
+    if set(views) != set(expected):
+        raise ValueError("the saved layers do not match this dnnfast's parameter layout")
+    plan["net"] = net
+    return views
+
+
+def _network_build(plan, arrays):
+    net = plan["net"]  # its parameters already hold the file's arrays
     net._rng.bit_generator.state = plan["rng"]
     return net
 
@@ -809,13 +918,46 @@ def _read(f, file_size):
         if total > file_size:
             raise ValueError(f"the header implies {total} bytes of arrays but the file has {file_size}: "
                              "truncated or forged")
+        check_memory(total, "the model", f"its {len(expected)} arrays")
+        into = _network_unfilled(plan, expected) if kind == "Network" else {}
         arrays = {}
         for name, (dt, shape) in expected.items():
-            arr = _npy_member(zf, members[name], dt, shape, name)
-            if _FINITE.fullmatch(name) and not np.isfinite(arr).all():
+            arr = _npy_member(zf, members[name], dt, shape, name, into.get(name))
+            if _FINITE.fullmatch(name) and not _core.all_finite(arr):  # no temporary the size of arr
                 raise ValueError(f"array {name!r} holds NaN or infinity")
             arrays[name] = arr
     return (_network_build if kind == "Network" else _estimator_build)(plan, arrays)
+
+
+def _open_model_file(path):
+    """``path`` opened for reading, refusing anything but a regular file (after symbolic links).
+
+    Reading /dev/zero or a FIFO as an archive would never end (or never start), and opening
+    some devices acts on them: the kind is checked before the open, the open cannot block
+    (O_NONBLOCK), and the opened file is checked again in case it was swapped in between."""
+    def cannot(exc):
+        if isinstance(exc, FileNotFoundError):
+            return exc
+        return ValueError(f"cannot read model file {path!r}: {exc}")
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise cannot(exc) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode, "a model file is a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise cannot(exc) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode, "a model file is a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load(path):
@@ -832,18 +974,15 @@ def load(path):
     FileNotFoundError
         There is no file at ``path``.
     ValueError
-        The file is not a dnnfast model file, is damaged, forged, or of a newer
-        format version than this dnnfast reads (the message says which).
+        ``path`` is not a regular file (a directory, a device, a FIFO), or the
+        file is not a dnnfast model file, is damaged, forged, or of a newer
+        format version than this dnnfast reads (the message says which), or the
+        model it holds needs more memory than is available.
+    MemoryError
+        Memory ran out while reading all the same (the message names ``path``).
     """
     path = check_path(path)
-    if os.path.isdir(path):
-        raise ValueError(f"path {path!r} is a directory, not a model file")
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ValueError(f"cannot read model file {path!r}: {exc}") from exc
+    f = _open_model_file(path)
     try:
         with f:
             return _read(f, os.fstat(f.fileno()).st_size)
@@ -851,3 +990,6 @@ def load(path):
         raise ValueError(f"cannot load {path!r}: {exc}") from exc
     except _ARCHIVE_ERRORS as exc:
         raise ValueError(f"cannot load {path!r}: damaged archive ({type(exc).__name__}: {exc})") from exc
+    except MemoryError as exc:  # the checks above make this rare: memory taken meanwhile by others
+        raise MemoryError(f"cannot load {path!r}: out of memory while reading the model"
+                          f"{f' ({exc})' if str(exc) else ''}") from exc
