@@ -1,14 +1,20 @@
 """Model files against hostile paths and files: ``dnnfast.load`` reads only
-regular files, with memory bounded by the model before anything is allocated."""
+regular files, with memory bounded by the model before anything is allocated;
+``save`` writes through symbolic links, refuses devices, FIFOs and
+directories, keeps the replaced file's permissions, saves to any valid name,
+names the user's path in its errors, and cleans up after a killed save."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 import zipfile
 
@@ -21,6 +27,7 @@ from dnnfast import _model_files
 _PYTHONPATH = os.path.dirname(os.path.dirname(dnnfast.__file__))
 POSIX = os.name == "posix"
 needs_posix = pytest.mark.skipif(not POSIX, reason="POSIX file types and signals")
+needs_root = pytest.mark.skipif(not POSIX or os.geteuid() != 0, reason="only root may make device nodes or chown")
 
 
 def _net(sizes=(4, 6, 3), seed=1):
@@ -30,6 +37,10 @@ def _net(sizes=(4, 6, 3), seed=1):
 
 def _same(a, b):
     np.testing.assert_array_equal(a.parameters, b.parameters)
+
+
+def _temporaries(d):
+    return sorted(n for n in os.listdir(d) if n.endswith(".tmp"))
 
 
 def _python(code, timeout, check=True):
@@ -264,3 +275,217 @@ def test_directory_sizes_that_disagree_are_refused(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"member 'W1.npy' claims .* bytes \(1 stored\)"):
         dnnfast.load(bad)
+
+
+# ---------------------------------------------------------------------------
+# save: what it writes to
+# ---------------------------------------------------------------------------
+
+@needs_posix
+def test_save_writes_through_a_symlink(tmp_path):
+    old, new = _net(seed=1), _net(seed=2)
+    real = tmp_path / "models" / "real.npz"
+    real.parent.mkdir()
+    old.save(real)
+    link = tmp_path / "link.npz"
+    os.symlink(real, link)
+    new.save(link)
+    assert os.path.islink(link) and os.readlink(link) == str(real)
+    _same(dnnfast.load(real), new)
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "models"] and os.listdir(real.parent) == ["real.npz"]
+
+
+@needs_posix
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.npz"
+    os.symlink("target.npz", link)
+    _net().save(link)
+    assert os.path.islink(link) and (tmp_path / "target.npz").is_file()
+
+
+@needs_posix
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "symlink to fifo"])
+def test_save_refuses_a_target_that_is_not_a_regular_file(tmp_path, kind):
+    path = tmp_path / "model.npz"
+    check = path
+    if kind == "fifo":
+        os.mkfifo(path)
+        what = "FIFO"
+    elif kind == "symlink to fifo":
+        check = tmp_path / "pipe"
+        os.mkfifo(check)
+        os.symlink(check, path)
+        what = "FIFO"
+    elif kind == "directory":
+        path.mkdir()
+        what = "directory"
+    else:
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            pytest.skip("only root may make a device node")
+        # A private twin of /dev/null (same device numbers): root saving to /dev/null
+        # replaced the node by a file, and a test must not risk the real one.
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        what = "character device"
+    before = os.lstat(check)
+    with pytest.raises(ValueError, match=re.escape(f"{str(path)!r} is a {what}") + ".*not a regular file"):
+        _net().save(path)
+    after = os.lstat(check)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    assert _temporaries(tmp_path) == []
+
+
+@needs_posix
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "model.npz"
+    _net(seed=1).save(path)
+    os.chmod(path, 0o600)
+    _net(seed=2).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o640)
+    _net(seed=3).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+@needs_posix
+def test_new_file_gets_0666_less_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        _net().save(tmp_path / "model.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "model.npz").st_mode) == 0o640
+
+
+@needs_root
+def test_root_saving_over_a_users_file_keeps_its_owner(tmp_path):
+    path = tmp_path / "model.npz"
+    _net(seed=1).save(path)
+    os.chown(path, 4321, 4322)
+    _net(seed=2).save(path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (4321, 4322)
+
+
+@needs_posix
+def test_save_replaces_a_hard_linked_file_and_leaves_its_other_name(tmp_path):
+    """The documented choice: atomic replacement splits a hard link; the other name keeps the old model."""
+    old, new = _net(seed=1), _net(seed=2)
+    old.save(tmp_path / "a.npz")
+    os.link(tmp_path / "a.npz", tmp_path / "b.npz")
+    new.save(tmp_path / "a.npz")
+    _same(dnnfast.load(tmp_path / "a.npz"), new)
+    _same(dnnfast.load(tmp_path / "b.npz"), old)
+
+
+@pytest.mark.parametrize("length", [250, 255])
+def test_save_to_the_longest_file_name(tmp_path, length):
+    try:
+        name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        name_max = 255
+    if length > name_max:
+        pytest.skip(f"this file system's names are at most {name_max} bytes")
+    net = _net()
+    path = tmp_path / ("m" * (length - 4) + ".npz")
+    net.save(path)
+    net.save(path)
+    _same(dnnfast.load(path), net)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_save_into_a_missing_directory_names_the_users_path(tmp_path):
+    path = tmp_path / "no" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        _net().save(path)
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+
+
+@needs_posix
+@pytest.mark.skipif(POSIX and os.geteuid() == 0, reason="root may write to any directory")
+def test_save_into_a_read_only_directory_names_the_users_path(tmp_path):
+    os.chmod(tmp_path, 0o500)
+    try:
+        with pytest.raises(PermissionError) as info:
+            _net().save(tmp_path / "model.npz")
+    finally:
+        os.chmod(tmp_path, 0o700)
+    assert info.value.filename == str(tmp_path / "model.npz") and ".tmp" not in str(info.value)
+
+
+def test_failed_rename_names_the_users_path(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+
+    def replace(src, dst):
+        raise OSError(28, "No space left on device", src, dst)
+    monkeypatch.setattr(_model_files.os, "replace", replace)
+    with pytest.raises(OSError) as info:
+        _net().save(path)
+    assert info.value.filename == str(path) and info.value.filename2 is None and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------
+# save: temporaries of killed saves
+# ---------------------------------------------------------------------------
+
+_SAVE_FOR_EVER = """
+    import sys
+    import dnnfast
+    net = dnnfast.Network([2000, 2000, 10], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    print("ready", flush=True)
+    while True:
+        net.save(sys.argv[1])
+"""
+
+
+@needs_posix
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_next_save_removes_the_temporary_of_a_killed_save(tmp_path, sig):
+    """A save killed mid-write (SIGKILL; SIGTERM too, whose default action kills the process
+    without running Python code) leaves its temporary; the next save of that target removes it."""
+    path = tmp_path / "model.npz"
+    env = dict(os.environ, PYTHONPATH=_PYTHONPATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    left = []
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_SAVE_FOR_EVER), str(path)],
+                                stdout=subprocess.PIPE, env=env)
+        try:
+            assert proc.stdout.readline().strip() == b"ready"
+            deadline = time.monotonic() + 60
+            while not _temporaries(tmp_path) and time.monotonic() < deadline:  # a save in progress
+                time.sleep(0.001)
+            proc.send_signal(getattr(signal, sig))
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        left += _temporaries(tmp_path)
+    assert left, "no save was caught mid-write"
+    other = tmp_path / "other.npz"
+    _net().save(other)
+    assert _temporaries(tmp_path), "a save must not remove another target's temporaries"
+    net = _net()
+    net.save(path)
+    assert _temporaries(tmp_path) == []
+    _same(dnnfast.load(path), net)
+
+
+@needs_posix  # flock: without it stale temporaries are not cleaned
+def test_save_leaves_the_temporary_of_a_running_save_alone(tmp_path):
+    path = tmp_path / "model.npz"
+    stem = _model_files._tmp_stem("model.npz")
+    tmp, fd = _model_files._create_temporary(str(tmp_path), stem, str(path))  # as a save in progress holds it
+    try:
+        _net().save(path)
+        assert os.path.exists(tmp)
+    finally:
+        os.close(fd)
+    _net().save(path)
+    assert not os.path.exists(tmp)
+
+
+def test_temporary_name_is_short_and_fixed(tmp_path):
+    stem = _model_files._tmp_stem("m" * 255)
+    tmp, fd = _model_files._create_temporary(str(tmp_path), stem, "x")
+    os.close(fd)
+    assert len(os.path.basename(tmp)) == 34 and os.path.basename(tmp).startswith(".dnnfast-")

@@ -8,7 +8,9 @@ implementation. Nothing is pickled, in either direction.
 
 Writing is atomic: the archive goes to a temporary file in the target's
 directory, is flushed and fsync'ed, then ``os.replace``'d onto the target, so
-a crash leaves either the old file or the new one, never half of one.
+a crash leaves either the old file or the new one, never half of one. The
+target is the file a symbolic link points to, must be a regular file (or not
+exist yet), and keeps its permission bits.
 
 Reading treats the file as hostile. It must be a regular file (a device or a
 FIFO is refused before it is read). Everything the header claims is checked
@@ -25,6 +27,8 @@ file stays FileNotFoundError).
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import math
@@ -35,6 +39,11 @@ import stat
 import struct
 import zipfile
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, no stale-temporary cleanup
+    fcntl = None
 
 import numpy as np
 
@@ -65,6 +74,7 @@ _READ_CHUNK = 1 << 20    # bytes read per call: the transient copy while reading
 _MT19937_KEYS = 624
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # What reading a damaged archive can raise from zipfile / numpy.lib.format
@@ -101,6 +111,16 @@ def _not_regular(path, mode, action):
     return ValueError(f"path {path!r} is {_file_kind(mode)}, not a regular file: {action}")
 
 
+def _renamed(exc, path, *internal):
+    """``exc`` with the user's ``path`` in place of a file name only this module knows
+    (the temporary, or the resolved target), or None when it names neither."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    if exc.filename not in internal and exc.filename2 not in internal:
+        return None
+    return type(exc)(exc.errno, exc.strerror, path)
+
+
 def _fsync_directory(directory):
     """Make the rename durable where the platform allows opening a directory."""
     try:
@@ -127,38 +147,173 @@ def _write_archive(f, arrays):
                 np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+# Temporaries are named ".dnnfast-HHHHHHHH-RRRRRRRRRRRR.tmp": H, a hash of the
+# target's file name, lets a later save of that target find the ones a killed
+# save left; R keeps concurrent saves apart. 34 bytes whatever the target's
+# name, so any name the file system takes (255 bytes) can be saved to.
+_TMP_PREFIX = ".dnnfast-"
+_TMP_RANDOM = 12  # hex digits
+_TMP_SUFFIX = ".tmp"
+
+
+def _tmp_stem(base):
+    return f"{_TMP_PREFIX}{hashlib.sha256(os.fsencode(base)).hexdigest()[:8]}-"
+
+
+def _lock(fd):
+    """Take the temporary's lock without waiting; False if someone holds it. A save holds
+    the lock on its temporary until the rename; the kernel drops it when the process dies,
+    which is how a later save tells a dead save's temporary from a running one."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(directory, stem):
+    """Delete the temporaries of earlier saves of this target that died (SIGKILL, SIGTERM,
+    power loss) before renaming or removing them: those of this naming whose lock nobody holds.
+    Best effort: whatever cannot be opened, locked or removed is left alone."""
+    if fcntl is None:  # without flock a running save's temporary looks the same as a dead one's
+        return
+    as_bytes = isinstance(directory, bytes)
+    want = len(stem) + _TMP_RANDOM + len(_TMP_SUFFIX)
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return
+    with entries:
+        for entry in entries:
+            name = os.fsdecode(entry.name) if as_bytes else entry.name
+            if len(name) != want or not name.startswith(stem) or not name.endswith(_TMP_SUFFIX):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or not _lock(fd):
+                    continue  # a save is writing it
+                # Still that file under that name? A save that just finished renamed it onto its target.
+                now = os.lstat(entry.path)
+                if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def _resolve_target(path):
+    """-> (the file a save to ``path`` replaces, its stat or None when there is none yet).
+
+    Symbolic links are followed, as ``open`` would: a save through a link replaces the
+    file the link points to and leaves the link. Anything there but a regular file
+    (a directory, a device such as /dev/null, a FIFO, a socket) is refused: replacing it
+    would destroy it and writing into it would not be a model file."""
+    target = os.path.realpath(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return target, None
+    except OSError as exc:
+        raise _renamed(exc, path, target) or exc from None
+    if stat.S_ISLNK(st.st_mode):  # realpath stops at a loop of links
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode, "a model file is saved only as a regular file")
+    return target, st
+
+
+def _keep_metadata(fd, st):
+    """Give the temporary the replaced file's permission bits (and, where allowed, its owner
+    and group), so that a save changes the content only. A new file keeps what os.open gave
+    it: 0666 less the umask, like any file a program creates."""
+    if st is None:
+        return
+    own = os.fstat(fd)
+    if hasattr(os, "fchown") and (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid):
+        for uid in (st.st_uid, -1):  # only root may give a file away; a member of its group may keep the group
+            try:
+                os.fchown(fd, uid, st.st_gid)
+                break
+            except OSError:
+                continue
+    if hasattr(os, "fchmod"):  # after fchown, which may clear set-id bits
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def _create_temporary(directory, stem, path):
+    """-> (name, fd) of a new temporary in ``directory``, locked (see ``_lock``)."""
+    while True:
+        tmp = os.path.join(directory, os.fsencode(stem) if isinstance(directory, bytes) else stem)
+        tail = os.urandom(_TMP_RANDOM // 2).hex() + _TMP_SUFFIX
+        tmp += os.fsencode(tail) if isinstance(directory, bytes) else tail
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _renamed(exc, path, tmp) or exc from None
+        # Another save's cleanup may have taken it for stale between the open and the lock.
+        try:
+            ok = _lock(fd)
+            if ok:
+                now, st = os.lstat(tmp), os.fstat(fd)
+                ok = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            ok = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if ok:
+            return tmp, fd
+        os.close(fd)
+
+
 def atomic_write(path, arrays):
     """Write ``arrays`` (name -> ndarray, ``header`` first) to ``path`` atomically.
 
-    The temporary file lives in the target's directory (so ``os.replace`` is a
-    rename within one file system), is created with the umask's permissions
-    like any new file, and is removed on any error, leaving the old file as it was.
+    The archive goes to a temporary in the target's directory (so ``os.replace``
+    is a rename within one file system), is fsync'ed, then renamed onto the target;
+    a failure removes the temporary and leaves the old file as it was. ``path`` may
+    be a symbolic link (its target is replaced) and must otherwise be a regular file
+    or a new name; the replaced file's permissions are kept. A hard-linked target is
+    replaced by a new file: its other names keep the old content. A save killed before
+    it could remove its temporary (SIGKILL, or SIGTERM without a handler) leaves it
+    behind; the next save of the same target removes it. Every error names ``path``.
     """
     path = check_path(path)
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    base = os.path.basename(target)
-    dot = b"." if isinstance(base, bytes) else "."
-    while True:
-        suffix = os.urandom(6).hex() + ".tmp"
-        tmp = os.path.join(directory, dot + base + dot + (suffix.encode() if isinstance(base, bytes) else suffix))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
+    target, st = _resolve_target(path)
+    directory, base = os.path.split(target)
+    stem = _tmp_stem(base)
+    _remove_stale_temporaries(directory, stem)
+    tmp, fd = _create_temporary(directory, stem, path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        _keep_metadata(fd, st)
+        with os.fdopen(fd, "wb", closefd=False) as f:
             _write_archive(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        os.fsync(fd)
+        if fcntl is None:  # Windows renames no open file; there is no lock to hold anyway
+            os.close(fd)
+            fd = None
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        renamed = _renamed(exc, path, tmp, target)
+        if renamed is not None:
+            raise renamed from None
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # only now: the lock marks the temporary as in use until the rename
     _fsync_directory(directory)
 
 
