@@ -427,9 +427,11 @@ def _open_archive(f, file_size):
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise ValueError(f"member {name!r} is compressed or encrypted; the format stores arrays as is")
         # Stored: the directory's two sizes agree, and the member lies within the file.
-        if info.compress_size != info.file_size or info.header_offset + info.file_size > file_size:
-            raise ValueError(f"member {name!r} claims {info.file_size} bytes ({info.compress_size} stored) "
-                             f"at offset {info.header_offset}, beyond the file's {file_size} bytes")
+        if info.compress_size != info.file_size:
+            raise ValueError(f"member {name!r} claims {info.file_size} bytes but {info.compress_size} stored")
+        if info.header_offset + info.file_size > file_size:
+            raise ValueError(f"member {name!r} claims {info.file_size} bytes at offset {info.header_offset}, "
+                             f"beyond the file's {file_size} bytes")
         members[name[:-4]] = info
     if _HEADER not in members:
         raise ValueError("no 'header' member: not a dnnfast model file")
