@@ -707,8 +707,8 @@ def _network_expected(header):
     return plan, _parameter_arrays(sizes, specs, dtype)
 
 
-def _network_unfilled(plan, expected):
-    """-> {array name: the view of the new network's parameters it is read into}.
+def _network_unfilled(plan):
+    """-> {parameter array name: the view of the new network's parameters it is read into}.
 
     The network (``plan["net"]``) is built with zeros for parameters, not drawn ones,
     and the file's arrays are read straight into them: loading holds the model once,
@@ -722,7 +722,7 @@ def _network_unfilled(plan, expected):
         views[f"W{l}"], views[f"b{l}"] = W, b.reshape(-1)
         if a is not None:
             views[f"alpha{l}"] = a
-    if set(views) != set(expected):
+    if set(views) != set(_parameter_arrays(plan["sizes"], plan["specs"], plan["dtype"])):
         raise ValueError("the saved layers do not match this dnnfast's parameter layout")
     plan["net"] = net
     return views
@@ -1076,7 +1076,7 @@ def _read(f, file_size):
             raise ValueError(f"the header implies {total} bytes of arrays but the file has {file_size}: "
                              "truncated or forged")
         check_memory(total, "the model", f"its {len(expected)} arrays")
-        into = _network_unfilled(plan, expected) if kind == "Network" else {}
+        into = _network_unfilled(plan) if kind == "Network" else {}
         arrays = {}
         for name, (dt, shape) in expected.items():
             arr = _npy_member(zf, members[name], dt, shape, name, into.get(name))
