@@ -121,6 +121,16 @@ class Network:
     """
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
+        self._setup(sizes, activations, loss, dtype, seed, fused)
+        weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        self.weights = weights
+        self.biases = biases
+        for view, a in zip(self.alphas, alphas):
+            if view is not None:
+                view[...] = a
+
+    def _setup(self, sizes, activations, loss, dtype, seed, fused):
+        """Everything but the initial values: the checked spec, the generator, the core, zeroed parameters."""
         self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
         self.activations = [s.name for s in self._acts]
         self.fused = check_bool(fused, "fused")
@@ -128,12 +138,15 @@ class Network:
         self._check_size()
         self._build_core()
         self.parameters = np.zeros(self._net.num_params, dtype=self.dtype)
-        weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
-        self.weights = weights
-        self.biases = biases
-        for view, a in zip(self.alphas, alphas):
-            if view is not None:
-                view[...] = a
+
+    @classmethod
+    def _unfilled(cls, sizes, activations, loss, dtype, fused):
+        """A network whose parameters are zeros instead of drawn values, for ``dnnfast.load``,
+        which reads every parameter from the file straight into them: drawing initial weights
+        first would cost a transient float64 copy of the model and the time to draw it."""
+        net = cls.__new__(cls)
+        net._setup(sizes, activations, loss, dtype, 0, fused)
+        return net
 
     def _build_core(self, core=None):
         """The C++ network of this spec (it holds no parameters: those stay in ``parameters``).
