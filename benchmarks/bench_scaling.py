@@ -137,7 +137,7 @@ def main(argv=None):
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
     for w in train:
         print(f"{w}: {WORKLOADS[w]['title']}, {len(data[w][0])} rows, "
-              f"{flops_per_sample(WORKLOADS[w]['sizes']) / 1e6:.2f} MFLOP per sample (the work done, workloads.flops_per_sample)")
+              f"{flops_per_sample(WORKLOADS[w]['sizes']) / 1e6:.2f} MFLOP per sample (the work done: no dA[0])")
 
 
 if __name__ == "__main__":
