@@ -185,8 +185,8 @@ def main(path):
 
         Y = np.eye(3)[ys]
         order = np.arange(X.shape[0], dtype=np.int64)
-        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, 5, 0, 0.1, 0, 0, 0, 0, 0,
-                              None, None, None, lo)
+        options = dnnfast._core.TrainOptions(optimizer="sgd", learning_rate=0.1, batch_size=5)
+        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, options, None, None, None, lo)
 
     for name, fn in [("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),

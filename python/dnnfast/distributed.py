@@ -200,15 +200,16 @@ class Context:
 
     # -- training ----------------------------------------------------------------
 
-    def train_epoch(self, net, P, X, Y, w, order, batch, kind, lr, momentum, beta1, beta2, epsilon, l2,
-                    s1, s2, t, offset):
-        """One epoch over the global ``order``, as the core's ``train_epoch``.
+    def train_epoch(self, net, P, X, Y, w, order, options, s1, s2, t, offset, cost_sum=0.0, penalty_sum=0.0):
+        """The batches of the global ``order``, as the core's ``train_epoch``.
 
         ``net`` is a core network (``_core.Network32/64``), ``X, Y, w`` this
-        rank's shard, whose first row is global row ``offset``. Returns the
-        global ``(cost_sum, penalty_sum, updates)``, the same numbers as the
-        core's ``train_epoch`` on all rows.
+        rank's shard, whose first row is global row ``offset``; ``options`` a
+        ``_core.TrainOptions``. Returns the global ``(cost_sum, penalty_sum,
+        updates)``, the same numbers as the core's ``train_epoch`` on all rows
+        (``cost_sum`` / ``penalty_sum`` continue the given running totals).
         """
+        batch = options.batch_size
         n_local = X.shape[0]
         n_params = P.size
         # The gradient and, in the same Allreduce, this rank's batch cost,
@@ -217,7 +218,6 @@ class Context:
         G = buf[:n_params]
         local = order - offset
         mine = (local >= 0) & (local < n_local)
-        cost_sum = penalty_sum = 0.0
         updates = 0
         n_order = order.shape[0]
         for b0 in range(0, n_order, batch):
@@ -237,7 +237,7 @@ class Context:
             n = b1 - b0
             # The batch's D: its row count (exact), or its total weight.
             denom = float(n) if w is None else float(buf[n_params + 1])
-            pen = net.apply_gradient_sum(P, G, denom, kind, lr, momentum, beta1, beta2, epsilon, l2, s1, s2, t)
+            pen = net.apply_gradient_sum(P, G, denom, options, s1, s2, t)
             cost = float(buf[n_params]) / denom if denom > 0 else 0.0
             cost_sum += cost * n
             penalty_sum += pen * n
@@ -247,6 +247,7 @@ class Context:
     def fit_network(self, network, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None,
                     verbose=False, on_nonfinite="raise"):
         """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``)."""
+        from . import _core
         from ._guards import check_on_nonfinite, epoch_is_finite
         from ._validation import check_positive_float, check_positive_int
         from .batching import check_batch_size, epoch_order
@@ -275,8 +276,9 @@ class Context:
             t0 = time.perf_counter()
             order = self.global_order(n, lambda: epoch_order(n, bool(shuffle), rng))
             good = network.parameters.copy() if on_nonfinite == "raise" else None
-            cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, size, 0, lr,
-                                              0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, offset)
+            options = _core.TrainOptions(optimizer="sgd", learning_rate=lr, batch_size=size)
+            cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, options,
+                                              None, None, None, offset)
             cost = cost_sum / n
             history["cost"].append(cost)
             history["time"].append(time.perf_counter() - t0)

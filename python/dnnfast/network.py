@@ -378,8 +378,7 @@ class Network:
             order = epoch_order(n, shuffle, rng)
             good = self.parameters.copy() if on_nonfinite == "raise" else None  # one snapshot per epoch
             cost_sum, _, _ = self._net.train_epoch(
-                self.parameters, X, Y, None, order, size, 0, learning_rate, 0.0, 0.0, 0.0, 0.0, 0.0,
-                None, None, None)
+                self.parameters, X, Y, None, order, _core.TrainOptions(learning_rate=learning_rate, batch_size=size))
             history["cost"].append(cost_sum / n)
             history["time"].append(time.perf_counter() - t0)
             if guard and not warned and not epoch_is_finite(cost_sum, self.parameters):
