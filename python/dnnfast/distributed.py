@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 import numpy as np
 
@@ -244,50 +243,63 @@ class Context:
             updates += 1
         return cost_sum, penalty_sum, updates
 
-    def fit_network(self, network, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None,
-                    verbose=False, on_nonfinite="raise"):
-        """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``)."""
-        from . import _core
-        from ._guards import check_on_nonfinite, epoch_is_finite
-        from ._validation import check_positive_float, check_positive_int
-        from .batching import check_batch_size, epoch_order
-        from .network import History
+    def fit_network(self, network, X, Y, *args, **kwargs):
+        """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``): the
+        same training driver, with :meth:`step_provider` for the steps."""
+        with self:
+            return network.fit(X, Y, *args, **kwargs)
 
-        def validate():
-            Xc = network._check_X(X)
-            Yc = network._check_Y(Y, Xc.shape[0])
-            return (Xc, Yc, check_positive_int(epochs, "epochs", allow_zero=True),
-                    check_positive_float(learning_rate, "learning_rate", upper=1.0), check_batch_size(batch_size),
-                    check_on_nonfinite(on_nonfinite))
+    def step_provider(self, network, prepare):
+        """The training driver's step provider over this communicator
+        (dnnfast._train.driver): ``prepare()`` checks this rank's data and
+        returns ``(X, Y)``; an error on any rank is raised on all."""
+        return _DistributedSteps(self, network, prepare)
 
-        with self.errors():
-            Xc, Yc, n_epochs, lr, size, on_nonfinite = validate()
-        self.check_same("the network (sizes, activations, loss, dtype)",
-                        (network.sizes, network.activations, network.loss, network.dtype.name))
-        self.check_same("fit's arguments (epochs, batch_size, learning_rate, shuffle)",
-                        (n_epochs, size, lr, bool(shuffle)))
-        offset, n = self.shard(Xc.shape[0])
-        size = n if size is None else min(size, n)
-        self.broadcast_(network.parameters)
-        rng = network._rng if seed is None else np.random.default_rng(seed)
-        history = History(cost=[], time=[])
-        guard, warned = on_nonfinite != "ignore", False
-        for epoch in range(n_epochs):
-            t0 = time.perf_counter()
-            order = self.global_order(n, lambda: epoch_order(n, bool(shuffle), rng))
-            good = network.parameters.copy() if on_nonfinite == "raise" else None
-            options = _core.TrainOptions(optimizer="sgd", learning_rate=lr, batch_size=size)
-            cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, options,
-                                              None, None, None, offset)
-            cost = cost_sum / n
-            history["cost"].append(cost)
-            history["time"].append(time.perf_counter() - t0)
-            # As Network.fit's guard, and on every rank alike: the parameters
-            # and the cost sums are the same on all of them.
-            if guard and not warned and not epoch_is_finite(cost_sum, network.parameters):
-                network._nonfinite(on_nonfinite, epoch + 1, Xc, history, good)
-                warned = True
-            if verbose and self.rank == 0:
-                print(f"epoch {epoch + 1}/{n_epochs}  cost {cost:.6f}  "
-                      f"{n / history['time'][-1]:,.0f} samples/s  ({self.size} ranks)", flush=True)
-        return history
+
+class _DistributedSteps:
+    """The global row order (rank 0's draw, broadcast) and the summed-gradient
+    step (gradient_sum, one Allreduce, apply_gradient_sum): the only part of a
+    fit that differs from one process."""
+
+    def __init__(self, ctx, network, prepare):
+        self.ctx = ctx
+        with ctx.errors():
+            self.X, self.Y = prepare()
+        ctx.check_same("the network (sizes, activations, loss, dtype)",
+                       (network.sizes, network.activations, network.loss, network.dtype.name))
+        self.offset, self.n = ctx.shard(self.X.shape[0])
+        self.core, self.P = network._net, network.parameters
+        self.is_root = ctx.rank == 0
+        self.verbose_suffix = f"  ({ctx.size} ranks)"
+        self.rng = None  # the fit's generator; only rank 0's draws count
+
+    def collective(self, fn):
+        with self.ctx.errors():
+            return fn()
+
+    def check_same(self, fingerprint):
+        """Collective: every setting equal on every rank, else one ValueError
+        on all ranks naming the first setting that differs."""
+        values = self.ctx.comm.allgather(fingerprint)
+        for r, other in enumerate(values):
+            for (name, mine), (_, theirs) in zip(values[0], other):
+                if mine != theirs:
+                    raise ValueError(f"fit's argument {name} must be the same on every rank: rank 0 has "
+                                     f"{mine!r}, rank {r} has {theirs!r}")
+
+    def sum_floats(self, values):
+        buf = np.array(values, dtype=np.float64)
+        return self.ctx.sum_(buf).tolist()
+
+    def start(self):
+        self.ctx.broadcast_(self.P)  # every rank starts from rank 0's parameters
+
+    def epoch_order(self, shuffle):
+        from .batching import epoch_order
+
+        return self.ctx.global_order(self.n, lambda: epoch_order(self.n, shuffle, self.rng))
+
+    def run_steps(self, order, options, state, cost_sum, penalty_sum):
+        c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, None, order, options, state.state1,
+                                       state.state2, state.t, self.offset, cost_sum, penalty_sum)
+        return c, p
