@@ -406,7 +406,10 @@ class Network:
         ``validation_data``) are this rank's shard and the training is
         data-parallel over all ranks.
         """
-        return fit_network(self, X, Y, context=_distributed_context(), epochs=epochs, batch_size=batch_size,
+        from ._model_files import load_checkpoint, save_checkpoint
+
+        return fit_network(self, X, Y, context=_distributed_context(),
+                           checkpoint_io=(save_checkpoint, load_checkpoint), epochs=epochs, batch_size=batch_size,
                            learning_rate=learning_rate, shuffle=shuffle, seed=seed, verbose=verbose,
                            on_nonfinite=on_nonfinite, optimizer=optimizer, momentum=momentum, beta1=beta1,
                            beta2=beta2, epsilon=epsilon, weight_decay=weight_decay,

@@ -155,12 +155,11 @@ def check_settings(net, n, kw):
     checkpoint = kw["checkpoint"]
     resume = check_bool(kw["resume"], "resume")
     if checkpoint is not None:
-        from .._model_files import check_path
-        try:
-            checkpoint = check_path(checkpoint)
-        except TypeError:
-            raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}") \
-                from None
+        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
+            raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
+        checkpoint = os.fspath(checkpoint)
+        if len(checkpoint) == 0:
+            raise ValueError("checkpoint is an empty path")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
     return FitSettings(epochs=epochs, batch_size=size, learning_rate=lr, optimizer=optimizer, momentum=momentum,
@@ -297,9 +296,14 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     return history
 
 
-def fit_network(net, X, Y, context=None, **kw):
+def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     """Network.fit (in one process, or inside a distributed Context): validate,
-    build the callbacks, resume when asked, run the loop."""
+    build the callbacks, resume when asked, run the loop.
+
+    ``checkpoint_io``: ``(save(net, path, record), load(path) -> (net, record))``,
+    the model file's writer and reader, passed in by the model's layer so that
+    the driver imports no file format (and no model class).
+    """
     provider = None
 
     def prepare():
@@ -339,7 +343,7 @@ def fit_network(net, X, Y, context=None, **kw):
 
     state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
     if resume:
-        provider.collective(lambda: _resume(net, state, settings, checkpoint))
+        provider.collective(lambda: _resume(net, state, settings, checkpoint, checkpoint_io[1]))
     provider.start()  # MPI: rank 0's parameters on every rank
     run = Run(net, Xc, Yc, n, settings, state, provider)
 
@@ -358,8 +362,7 @@ def fit_network(net, X, Y, context=None, **kw):
         callbacks.append(progress)
     after = []
     if checkpoint is not None:
-        from .._model_files import save_checkpoint
-        after.append(lambda net_, epoch, logs: Checkpoint(checkpoint, save_checkpoint).bind(run).after_epoch(net_))
+        after.append(lambda net_, epoch, logs, cp=Checkpoint(checkpoint, checkpoint_io[0]).bind(run): cp.after_epoch(net_))
     if kw["verbose"]:
         after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
 
@@ -378,10 +381,8 @@ def fit_network(net, X, Y, context=None, **kw):
     return history
 
 
-def _resume(net, state, settings, path):
+def _resume(net, state, settings, path, load_checkpoint):
     """Take parameters and training state from the checkpoint at ``path`` (if it exists)."""
-    from .._model_files import load_checkpoint
-
     if not os.path.exists(path):
         return  # nothing saved yet: a fresh start
     saved, record = load_checkpoint(path)
