@@ -58,21 +58,31 @@ def record_error(name, fn):
         errors[name] = gathered
 
 
-def network_case(name, dtype, batch_size, shuffle, epochs=4):
+def network_case(name, dtype, batch_size, shuffle, epochs=4, extra=None, validation=False):
     X, y = data()
     lo, hi = shard_bounds(X.shape[0])
     kwargs = dict(sizes=[6, 8, 5, 3], activations=["relu", "tanh", "softmax"], loss="cce", dtype=dtype)
-    fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=0.2, shuffle=shuffle)
+    fit = dict(dict(epochs=epochs, batch_size=batch_size, learning_rate=0.2, shuffle=shuffle), **(extra or {}))
+    local_fit, single_fit = dict(fit), dict(fit)
+    if validation:  # each rank holds a shard of the validation rows too
+        Xv, yv = data(n=31, seed=5)
+        vlo, vhi = shard_bounds(Xv.shape[0])
+        local_fit["validation_data"] = (Xv[vlo:vhi], yv[vlo:vhi])
+        single_fit["validation_data"] = (Xv, yv)
     # Ranks other than 0 start from other weights: the broadcast must fix that.
     net = dnnfast.Network(seed=rank, **kwargs)
     with Context():
-        hist = net.fit(X[lo:hi], y[lo:hi], **fit)
+        hist = net.fit(X[lo:hi], y[lo:hi], **local_fit)
     single = dnnfast.Network(seed=0, **kwargs)
-    single_hist = single.fit(X, y, **fit) if rank == 0 else None
+    single_hist = single.fit(X, y, **single_fit) if rank == 0 else None
     save_params(name, net.parameters, single.parameters)
     if rank == 0:
         out[f"{name}/cost"] = np.array(hist.cost)
         out[f"{name}/cost_single"] = np.array(single_hist.cost)
+        for key in ("val_cost", "accuracy", "val_accuracy"):
+            if key in hist:
+                out[f"{name}/{key}"] = np.array(hist[key])
+                out[f"{name}/{key}_single"] = np.array(single_hist[key])
 
 
 def estimator_case(name, make, regression=False, weighted=False, partial=0):
@@ -111,6 +121,13 @@ def main(path):
         for batch_size in (None, 1, 7):
             for shuffle in (False, True):
                 network_case(f"net_{dtype}_b{batch_size}_s{int(shuffle)}", dtype, batch_size, shuffle)
+    # fit's training options (issue 17): the same driver, the summed-gradient step
+    network_case("opt_adam_wd", "float64", 7, True, extra=dict(optimizer="adam", learning_rate=0.01,
+                                                               weight_decay=1e-3, beta1=0.8))
+    network_case("opt_nesterov_schedule", "float64", None, False,
+                 extra=dict(optimizer="nesterov", momentum=0.7, learning_rate=lambda e: 0.3 / (1 + e)))
+    network_case("opt_momentum_val_es", "float64", 5, True, epochs=30, validation=True,
+                 extra=dict(optimizer="momentum", metrics=["accuracy"], early_stopping=True, patience=2))
 
     estimator_case("clf_sgd", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(7,), solver="sgd", learning_rate="invscaling", learning_rate_init=0.1,
@@ -188,7 +205,11 @@ def main(path):
         options = dnnfast._core.TrainOptions(optimizer="sgd", learning_rate=0.1, batch_size=5)
         Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, options, None, None, None, lo)
 
-    for name, fn in [("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
+    def fit_optimizer_differs():
+        with Context():
+            net.fit(Xs, ys, epochs=1, optimizer="adam" if rank == size - 1 else "sgd")
+
+    for name, fn in [("optimizer_differs", fit_optimizer_differs), ("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
                      ("estimator_early_stopping", estimator_early_stopping)]:
         record_error(name, fn)
