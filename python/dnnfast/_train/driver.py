@@ -18,6 +18,7 @@ at a step boundary, with the parameters of the last completed step.
 """
 from __future__ import annotations
 
+import _signal
 import contextlib
 import math
 import numbers
@@ -33,9 +34,10 @@ from .._guards import check_on_nonfinite
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng
 from ..batching import check_batch_size, epoch_order
-from .callbacks import (Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
+from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
 from .state import FitSettings, TrainState, first_difference
 
+_SIGINT = int(signal.SIGINT)
 #: Work per chunk between two returns to Python (seconds).
 CHUNK_SECONDS = 0.1
 _MONITORS = ("val_cost", "cost", "val_accuracy", "accuracy")
@@ -80,6 +82,8 @@ class LocalSteps:
 # ---------------------------------------------------------------------------
 
 def _check_rate_arg(value, name):
+    if type(value) is float and 0.0 < value <= 1.0:  # the common case, without the ABC checks
+        return value
     if callable(value) and not isinstance(value, numbers.Number):
         return value
     return check_positive_float(value, name, upper=1.0)
@@ -103,28 +107,44 @@ def _check_nonneg(value, name):
     return float(value)
 
 
+#: Network.fit's defaults: a value of the default's type equal to it needs no check
+#: (the checks cost more than a small fit's epoch).
+_DEFAULTS = {"optimizer": "sgd", "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+             "weight_decay": 0.0, "shuffle": False, "verbose": False, "progress": False, "on_nonfinite": "raise",
+             "early_stopping": False, "monitor": "val_cost", "patience": 10, "min_delta": 0.0,
+             "restore_best": True, "resume": False}
+
+
+def _arg(kw, key, check, *args):
+    v = kw[key]
+    d = _DEFAULTS[key]
+    if type(v) is type(d) and v == d:
+        return d
+    return check(v, key, *args)
+
+
 def check_settings(net, n, kw):
     """Validate Network.fit's arguments (every error names its argument) -> FitSettings."""
     epochs = check_positive_int(kw["epochs"], "epochs", allow_zero=True)
     size = check_batch_size(kw["batch_size"], n)
     lr = _check_rate_arg(kw["learning_rate"], "learning_rate")
-    optimizer = resolve_optimizer(kw["optimizer"])
-    momentum = _check_unit(kw["momentum"], "momentum")
-    beta1 = _check_unit(kw["beta1"], "beta1")
-    beta2 = _check_unit(kw["beta2"], "beta2")
-    epsilon = check_positive_float(kw["epsilon"], "epsilon")
-    weight_decay = _check_nonneg(kw["weight_decay"], "weight_decay")
-    shuffle = check_bool(kw["shuffle"], "shuffle")
-    check_bool(kw["verbose"], "verbose")
-    check_bool(kw["progress"], "progress")
-    on_nonfinite = check_on_nonfinite(kw["on_nonfinite"])
-    early = check_bool(kw["early_stopping"], "early_stopping")
+    optimizer = _arg(kw, "optimizer", resolve_optimizer)
+    momentum = _arg(kw, "momentum", _check_unit)
+    beta1 = _arg(kw, "beta1", _check_unit)
+    beta2 = _arg(kw, "beta2", _check_unit)
+    epsilon = _arg(kw, "epsilon", check_positive_float)
+    weight_decay = _arg(kw, "weight_decay", _check_nonneg)
+    shuffle = _arg(kw, "shuffle", check_bool)
+    _arg(kw, "verbose", check_bool)
+    _arg(kw, "progress", check_bool)
+    on_nonfinite = _arg(kw, "on_nonfinite", check_on_nonfinite)
+    early = _arg(kw, "early_stopping", check_bool)
     monitor = kw["monitor"]
     if monitor not in _MONITORS:
         raise ValueError(f"monitor must be one of {', '.join(map(repr, _MONITORS))}, got {monitor!r}")
-    patience = check_positive_int(kw["patience"], "patience")
-    min_delta = _check_nonneg(kw["min_delta"], "min_delta")
-    restore_best = check_bool(kw["restore_best"], "restore_best")
+    patience = _arg(kw, "patience", check_positive_int)
+    min_delta = _arg(kw, "min_delta", _check_nonneg)
+    restore_best = _arg(kw, "restore_best", check_bool)
     metrics = kw["metrics"]
     if metrics is None:
         metrics = ()
@@ -153,7 +173,7 @@ def check_settings(net, n, kw):
         if not hooks:
             raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has neither on_epoch_end nor on_batch_end")
     checkpoint = kw["checkpoint"]
-    resume = check_bool(kw["resume"], "resume")
+    resume = _arg(kw, "resume", check_bool)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, bytes, os.PathLike)):
             raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
@@ -192,16 +212,17 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def installed(self):
+        # _signal: signal.signal's wrapping of the result in an enum costs ~20 us a call
         ok = (threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+              and _signal.getsignal(_SIGINT) is signal.default_int_handler)
         if not ok:
             yield self
             return
-        signal.signal(signal.SIGINT, self.handler)
+        _signal.signal(_SIGINT, self.handler)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _signal.signal(_SIGINT, signal.default_int_handler)
 
     def check(self, history):
         if self.pending:
@@ -251,13 +272,20 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     chunker = _Chunker()
     batch = s.batch_size
     history = st.history
+    scheduled = callable(s.learning_rate)
+    batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    options = None
+    clock = time.perf_counter
     while st.epoch < s.epochs and not st.stopped:
         epoch = st.epoch
         lr = s.rate(epoch)
-        if callable(s.learning_rate):
+        if scheduled:
             provider.check_same([("learning_rate(%d)" % epoch, lr)])
-        options = train_options(s, lr)
-        t0 = time.perf_counter()
+        if options is None:
+            options = train_options(s, lr)
+        else:
+            options.learning_rate = lr
+        t0 = clock()
         order = provider.epoch_order(s.shuffle)
         for cb in callbacks:
             cb.on_epoch_begin(net, epoch)
@@ -267,32 +295,39 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         done = 0
         while done < n_batches:
             nb = chunker.batches(n_batches - done)
-            lo, hi = done * batch, min((done + nb) * batch, n_order)
-            tc = time.perf_counter()
-            cost_sum, penalty_sum = provider.run_steps(order[lo:hi], options, st, cost_sum, penalty_sum)
-            chunker.record(nb, time.perf_counter() - tc)
+            hi = min((done + nb) * batch, n_order)
+            tc = clock()
+            cost_sum, penalty_sum = provider.run_steps(order[done * batch:hi] if nb < n_batches else order, options,
+                                                       st, cost_sum, penalty_sum)
+            chunker.record(nb, clock() - tc)
             done += nb
             st.step += nb
-            logs = {"rows": hi, "cost": cost_sum / hi if hi else math.nan}
-            for cb in callbacks:
-                cb.on_batch_end(net, st.step, logs)
-            interrupts.check(history)
+            if batch_hooks:
+                logs = {"rows": hi, "cost": cost_sum / hi}
+                for cb in batch_hooks:
+                    cb.on_batch_end(net, st.step, logs)
+            if interrupts.pending:
+                interrupts.check(history)
         logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
         if guard is not None:
             guard.check_epoch(net, epoch, cost_sum + penalty_sum)
         stop = False
         for cb in callbacks:  # validation first: early stopping and the user see its values
             stop = bool(cb.on_epoch_end(net, epoch, logs)) or stop
-        logs["time"] = time.perf_counter() - t0
-        if callable(s.learning_rate):
+        logs["time"] = clock() - t0
+        if scheduled:
             logs["lr"] = lr
         for k, v in logs.items():
-            history.setdefault(k, []).append(float(v))
+            h = history.get(k)
+            if h is None:
+                h = history[k] = []
+            h.append(float(v))
         st.epoch += 1
         st.stopped = stop
         for fn in after_epoch:
             fn(net, epoch, logs)
-        interrupts.check(history)
+        if interrupts.pending:
+            interrupts.check(history)
     return history
 
 
@@ -339,7 +374,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         settings, user_cbs, checkpoint, resume, val = provider.collective(settings_and_data)
         rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
         provider.rng = rng
-    provider.check_same(settings.fingerprint())
+    if not isinstance(provider, LocalSteps):
+        provider.check_same(settings.fingerprint())
 
     state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
     if resume:
