@@ -85,6 +85,26 @@ def network_case(name, dtype, batch_size, shuffle, epochs=4, extra=None, validat
                 out[f"{name}/{key}_single"] = np.array(single_hist[key])
 
 
+def checkpoint_case(result_path):
+    """Checkpoint over 2 epochs, load, resume to 5 (every rank): equals 5 epochs in one go."""
+    import os
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    path = os.path.join(os.path.dirname(os.path.abspath(result_path)), "mpi_checkpoint.npz")
+    kwargs = dict(sizes=[6, 8, 3], activations=["tanh", "softmax"], loss="cce", dtype="float64")
+    fit = dict(batch_size=6, learning_rate=0.01, shuffle=True, optimizer="adam", weight_decay=1e-3)
+    straight = dnnfast.Network(seed=0, **kwargs)
+    with Context():
+        straight.fit(X[lo:hi], y[lo:hi], epochs=5, **fit)
+        first = dnnfast.Network(seed=0, **kwargs)
+        first.fit(X[lo:hi], y[lo:hi], epochs=2, checkpoint=path, **fit)
+        resumed = dnnfast.Network(seed=rank + 7, **kwargs)
+        hist = resumed.fit(X[lo:hi], y[lo:hi], epochs=5, checkpoint=path, resume=True, **fit)
+    save_params("checkpoint_resume", resumed.parameters, straight.parameters)
+    if rank == 0:
+        out["checkpoint_resume/epochs"] = np.array(len(hist["cost"]))
+
+
 def estimator_case(name, make, regression=False, weighted=False, partial=0):
     X, y = data(n=61, seed=2)
     if regression:
@@ -143,6 +163,7 @@ def main(path):
 
     estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
+    checkpoint_case(path)
     blocks = comm.gather(Context().block(10), root=0)
     if rank == 0:
         out["blocks"] = np.array([(b.start, b.stop) for b in blocks])

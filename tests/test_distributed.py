@@ -102,6 +102,15 @@ def test_fit_options_equal_one_process(run, name):
 
 
 @needs_mpi
+def test_checkpoint_resume_over_mpi(run):
+    """Rank 0 writes the checkpoint and reads it on resume, every rank takes it
+    over: 2 + 3 epochs equal 5 in one go, bit for bit, on every rank."""
+    for r, p in enumerate(_ranks(run, "checkpoint_resume")):
+        assert np.array_equal(p, run["checkpoint_resume/single"]), f"rank {r}"
+    assert int(run["checkpoint_resume/epochs"]) == 5
+
+
+@needs_mpi
 @pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "clf_partial_fit"])
 def test_estimators_equal_one_process(run, name):
     """MLPClassifier / MLPRegressor with sgd (momentum, invscaling, L2) and adam

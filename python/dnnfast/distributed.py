@@ -291,6 +291,10 @@ class _DistributedSteps:
         buf = np.array(values, dtype=np.float64)
         return self.ctx.sum_(buf).tolist()
 
+    def share(self, obj):
+        """Collective: rank 0's ``obj`` on every rank (a checkpoint read by rank 0)."""
+        return self.ctx.comm.bcast(obj, root=0)
+
     def start(self):
         self.ctx.broadcast_(self.P)  # every rank starts from rank 0's parameters
 

@@ -65,6 +65,9 @@ class LocalSteps:
     def sum_floats(self, values):
         return values
 
+    def share(self, obj):
+        return obj
+
     def start(self):
         pass
 
@@ -379,7 +382,12 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
 
     state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
     if resume:
-        provider.collective(lambda: _resume(net, state, settings, checkpoint, checkpoint_io[1]))
+        # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
+        saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
+                                    if provider.is_root else None)
+        saved = provider.share(saved)
+        if saved is not None:
+            _restore(net, state, *saved)
     provider.start()  # MPI: rank 0's parameters on every rank
     run = Run(net, Xc, Yc, n, settings, state, provider)
 
@@ -398,7 +406,9 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         callbacks.append(progress)
     after = []
     if checkpoint is not None:
-        after.append(lambda net_, epoch, logs, cp=Checkpoint(checkpoint, checkpoint_io[0]).bind(run): cp.after_epoch(net_))
+        cp = Checkpoint(checkpoint, checkpoint_io[0]).bind(run)
+        # rank 0 writes; a failed write is raised on every rank (no rank left waiting)
+        after.append(lambda net_, epoch, logs: provider.collective(lambda: cp.after_epoch(net_)))
     if kw["verbose"]:
         after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
 
@@ -417,10 +427,11 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     return history
 
 
-def _resume(net, state, settings, path, load_checkpoint):
-    """Take parameters and training state from the checkpoint at ``path`` (if it exists)."""
+def _read_checkpoint(net, settings, path, load_checkpoint):
+    """``(parameters, network rng state, record)`` of the checkpoint at ``path``,
+    checked against this fit; None when there is no file yet (a fresh start)."""
     if not os.path.exists(path):
-        return  # nothing saved yet: a fresh start
+        return None
     saved, record = load_checkpoint(path)
     if (saved.sizes, saved.activations, saved.loss, saved.dtype) != (net.sizes, net.activations, net.loss,
                                                                       net.dtype):
@@ -431,8 +442,11 @@ def _resume(net, state, settings, path, load_checkpoint):
     if diff is not None:
         name, was, now = diff
         raise ValueError(f"resume: the checkpoint was written with {name}={was!r}, this fit has {name}={now!r}")
-    net.parameters[...] = saved.parameters
-    net._rng.bit_generator.state = saved._rng.bit_generator.state
+    return saved.parameters, saved._rng.bit_generator.state, record
+
+
+def _restore(net, state, parameters, rng_state, record):
+    net.parameters[...] = parameters
+    net._rng.bit_generator.state = rng_state
     state.load_record(record)
-    if record.get("rng") is not None:
-        state.rng.bit_generator.state = record["rng"]
+    state.rng.bit_generator.state = record["rng"]
