@@ -255,3 +255,76 @@ def test_progress_plain_line(data, monkeypatch, capsys):
     _net().fit(X, Y, epochs=2, batch_size=BATCH, progress=True)
     err = capsys.readouterr().err
     assert "\repoch 2/2" in err and "samples/s" in err
+
+
+def _rewrite(path, out, header_edit=None, drop=()):
+    """Copy a model file with its header edited and members dropped."""
+    import json
+    import zipfile
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays["header"].tobytes().decode())
+    if header_edit:
+        header_edit(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    for k in drop:
+        del arrays[k]
+    with zipfile.ZipFile(out, "w") as zf:
+        for k, a in arrays.items():
+            with zf.open(k + ".npy", "w") as f:
+                np.lib.format.write_array(f, a)
+
+
+def test_checkpoint_file_members_are_checked(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    _net().fit(X, Y, epochs=2, batch_size=8, optimizer="adam", checkpoint=path, validation_data=(X, Y),
+               early_stopping=True)
+    with np.load(path) as z:  # NumPy alone reads it
+        assert {"train_state1", "train_state2", "train_best_params"} <= set(z.files)
+    net = dnnfast.load(path)
+    assert net._checkpoint["epoch"] == 2 and net._checkpoint["optimizer"] == "adam"
+    plain = tmp_path / "plain.npz"
+    net.save(plain)  # a plain save carries no training state
+    with pytest.raises(ValueError, match="without training state"):
+        _net().fit(X, Y, epochs=3, batch_size=8, optimizer="adam", checkpoint=plain, resume=True,
+                   validation_data=(X, Y), early_stopping=True)
+    cases = [
+        (lambda h: h["training"].update(optimizer="rmsprop"), (), "optimizer"),
+        (lambda h: h["training"].update(epoch=-1), (), "epoch"),
+        (lambda h: h["training"].update(history={"cost": ["x"]}), (), "history"),
+        (lambda h: h["training"].update(extra=1), (), "unknown field"),
+        (None, ("train_state2",), "missing"),
+        (lambda h: h["training"].update(best_params=False), (), "unexpected"),
+    ]
+    for i, (edit, drop, match) in enumerate(cases):
+        bad = tmp_path / f"bad{i}.npz"
+        _rewrite(path, bad, edit, drop)
+        with pytest.raises(ValueError, match=match):
+            dnnfast.load(bad)
+
+
+def test_keyboard_interrupt_between_chunks_keeps_the_step(data, monkeypatch):
+    """A SIGINT flag seen after a chunk: KeyboardInterrupt with the history,
+    the parameters those of the last completed step (in-process, no signal)."""
+    X, Y = data
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 0.0)  # one batch per chunk
+    steps = []
+
+    class Interrupt:
+        def on_batch_end(self, net, step, logs):
+            steps.append(net.parameters.copy())
+            if step == 7:  # in epoch 2 (5 batches an epoch)
+                import _signal
+                import signal
+                handler = _signal.getsignal(int(signal.SIGINT))
+                handler(signal.SIGINT, None)  # what Ctrl-C does: the driver's handler
+
+    net = _net()
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, Y, epochs=5, batch_size=BATCH, learning_rate=0.1, callbacks=[Interrupt()])
+    assert len(info.value.history["cost"]) == 1
+    assert np.array_equal(net.parameters, steps[-1])
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    net.fit(X, Y, epochs=1)  # the lock is free
