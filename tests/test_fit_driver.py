@@ -328,3 +328,35 @@ def test_keyboard_interrupt_between_chunks_keeps_the_step(data, monkeypatch):
     import signal
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     net.fit(X, Y, epochs=1)  # the lock is free
+
+
+@pytest.mark.parametrize("solver,est_kw,fit_kw", [
+    ("adam", {}, {"optimizer": "adam"}),
+    ("sgd", {"momentum": 0.9, "nesterovs_momentum": True}, {"optimizer": "nesterov", "momentum": 0.9}),
+    ("sgd", {"momentum": 0.8, "nesterovs_momentum": False}, {"optimizer": "momentum", "momentum": 0.8}),
+])
+def test_network_equals_the_estimator(data, solver, est_kw, fit_kw):
+    """Same architecture, initial weights, rows and settings: a Network and an
+    MLPClassifier end with the same weights and cost (scikit-learn's alpha is
+    weight_decay * batch_size when the batches are full)."""
+    import warnings
+    X, Y = data
+    y = Y.argmax(axis=1)
+    alpha, batch = 1e-2, 14  # 70 rows: 5 full batches
+    est = dnnfast.MLPClassifier(hidden_layer_sizes=(7,), activation="tanh", solver=solver, alpha=alpha,
+                                batch_size=batch, shuffle=False, max_iter=1, warm_start=True, random_state=0,
+                                tol=0, n_iter_no_change=100, learning_rate_init=0.01, learning_rate="constant",
+                                **est_kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        est.fit(X, y)  # its initial weights, one epoch on
+        W0, b0 = [c.copy() for c in est.coefs_], [c.copy() for c in est.intercepts_]
+        est.max_iter = 3
+        est.fit(X, y)  # warm start: from W0 with a fresh optimizer
+    net = _net()
+    net.weights = W0
+    net.biases = [b.reshape(1, -1) for b in b0]
+    h = net.fit(X, y, epochs=3, batch_size=batch, learning_rate=0.01, weight_decay=alpha / batch, **fit_kw)
+    for got, want in zip(net.weights + net.biases, est.coefs_ + [b.reshape(1, -1) for b in est.intercepts_]):
+        _close(got, want)
+    _close(h["cost"], est.loss_curve_[-3:])

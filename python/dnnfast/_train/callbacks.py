@@ -53,7 +53,7 @@ class NonFiniteGuard(Callback):
     def check_start(self, net):
         """The user wrote NaN into the parameters before the fit."""
         if not _core.all_finite(net.parameters):
-            self.fail(net, 0, restore=False)
+            self.fail(net, 0, restore=False, stacklevel=6)
 
     def on_epoch_begin(self, net, epoch):
         if self.mode == "raise":  # one snapshot per epoch
@@ -62,10 +62,12 @@ class NonFiniteGuard(Callback):
     def check_epoch(self, net, epoch, cost_sum):
         if self.warned or epoch_is_finite(cost_sum, net.parameters):
             return
-        self.fail(net, epoch + 1, restore=True)
+        self.fail(net, epoch + 1, restore=True, stacklevel=7)
         self.warned = True
 
-    def fail(self, net, epoch, restore):
+    def fail(self, net, epoch, restore, stacklevel):
+        """stacklevel: the frames up to the user's call of fit (fail, check_*, the driver,
+        Network.fit and its lock's wrapper)."""
         layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, self.run.X)
         msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
         if self.mode == "raise":
@@ -77,7 +79,7 @@ class NonFiniteGuard(Callback):
             exc = NonFiniteError(msg, epoch=epoch, layer=layer, where=where)
             exc.history = self.run.state.history
             raise exc
-        warnings.warn(msg, NonFiniteWarning, stacklevel=5)
+        warnings.warn(msg, NonFiniteWarning, stacklevel=stacklevel)
 
 
 def _accuracy_counts(net, X, Y, provider):

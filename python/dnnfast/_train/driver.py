@@ -250,8 +250,8 @@ class _Chunker:
         else:
             nb = int(CHUNK_SECONDS / max(self.per_batch, 1e-9))
             nb = max(1, min(nb, 8 * self.last))  # grow at most 8x per chunk: a fast estimate is not trusted at once
-        self.last = nb = min(nb, remaining)
-        return nb
+        self.last = nb  # not cut to the epoch's rest: the next epoch starts at this size
+        return min(nb, remaining)
 
     def record(self, nb, seconds):
         self.per_batch = seconds / nb
