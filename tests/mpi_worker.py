@@ -105,6 +105,36 @@ def checkpoint_case(result_path):
         out["checkpoint_resume/epochs"] = np.array(len(hist["cost"]))
 
 
+def interrupt_case():
+    """Ctrl-C seen by the last rank only (its handler called from a callback):
+    every rank stops at the same step with a KeyboardInterrupt, none hangs."""
+    import _signal
+    import signal
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    net = dnnfast.Network([6, 8, 3], ["tanh", "softmax"], dtype="float64", seed=0)
+
+    class CtrlC:
+        def on_batch_end(self, net, step, logs):
+            if rank == size - 1 and step >= 12:
+                _signal.getsignal(int(signal.SIGINT))(signal.SIGINT, None)
+
+    from dnnfast._train import driver
+    saved, driver.CHUNK_SECONDS = driver.CHUNK_SECONDS, 0.0  # a chunk per batch: many boundaries
+    caught = -1
+    try:
+        with Context():
+            net.fit(X[lo:hi], y[lo:hi], epochs=50, batch_size=5, learning_rate=0.1, callbacks=[CtrlC()])
+    except KeyboardInterrupt as exc:
+        caught = len(exc.history["cost"])
+    finally:
+        driver.CHUNK_SECONDS = saved
+    save_params("interrupt", net.parameters, net.parameters)
+    caught_all = comm.gather(caught, root=0)
+    if rank == 0:
+        out["interrupt/epochs"] = np.array(caught_all)
+
+
 def estimator_case(name, make, regression=False, weighted=False, partial=0):
     X, y = data(n=61, seed=2)
     if regression:
@@ -164,6 +194,7 @@ def main(path):
     estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
     checkpoint_case(path)
+    interrupt_case()
     blocks = comm.gather(Context().block(10), root=0)
     if rank == 0:
         out["blocks"] = np.array([(b.start, b.stop) for b in blocks])

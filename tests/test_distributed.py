@@ -102,6 +102,15 @@ def test_fit_options_equal_one_process(run, name):
 
 
 @needs_mpi
+def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(run):
+    epochs = run["interrupt/epochs"]
+    assert (epochs == epochs[0]).all() and epochs[0] == 1  # 11 batches an epoch: step 12 is in epoch 2
+    ranks = _ranks(run, "interrupt")
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}"
+
+
+@needs_mpi
 def test_checkpoint_resume_over_mpi(run):
     """Rank 0 writes the checkpoint and reads it on resume, every rank takes it
     over: 2 + 3 epochs equal 5 in one go, bit for bit, on every rank."""

@@ -291,6 +291,14 @@ class _DistributedSteps:
         buf = np.array(values, dtype=np.float64)
         return self.ctx.sum_(buf).tolist()
 
+    def agree(self, batches, interrupted):
+        """Collective, once per chunk: ``(rank 0's batch count, whether any rank
+        saw Ctrl-C)``, so every rank runs the same chunks and stops at the same
+        step boundary instead of leaving the others in a collective."""
+        buf = np.array([batches if self.ctx.rank == 0 else 0, int(bool(interrupted))], dtype=np.int64)
+        self.ctx.sum_(buf)
+        return int(buf[0]), bool(buf[1])
+
     def share(self, obj):
         """Collective: rank 0's ``obj`` on every rank (a checkpoint read by rank 0)."""
         return self.ctx.comm.bcast(obj, root=0)

@@ -227,8 +227,10 @@ class _Interrupts:
         finally:
             _signal.signal(_SIGINT, signal.default_int_handler)
 
-    def check(self, history):
-        if self.pending:
+    def check(self, history, provider=None):
+        """Raise KeyboardInterrupt when Ctrl-C was pressed (over MPI: on any rank, then on all)."""
+        pending = self.pending if provider is None else provider.agree(0, self.pending)[1]
+        if pending:
             self.pending = False
             exc = KeyboardInterrupt(f"fit interrupted after {len(history.get('cost', []))} completed epochs")
             exc.history = history
@@ -279,6 +281,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     options = None
     clock = time.perf_counter
+    agree = getattr(provider, "agree", None)
     while st.epoch < s.epochs and not st.stopped:
         epoch = st.epoch
         lr = s.rate(epoch)
@@ -298,6 +301,11 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         done = 0
         while done < n_batches:
             nb = chunker.batches(n_batches - done)
+            if agree is not None:  # MPI: rank 0's chunk size on every rank, and a Ctrl-C on any rank stops all
+                nb, pending = agree(nb, interrupts.pending)
+                if pending:
+                    interrupts.pending = True
+                    interrupts.check(history)
             hi = min((done + nb) * batch, n_order)
             tc = clock()
             cost_sum, penalty_sum = provider.run_steps(order[done * batch:hi] if nb < n_batches else order, options,
@@ -309,7 +317,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
                 logs = {"rows": hi, "cost": cost_sum / hi}
                 for cb in batch_hooks:
                     cb.on_batch_end(net, st.step, logs)
-            if interrupts.pending:
+            if agree is None and interrupts.pending:
                 interrupts.check(history)
         logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
         if guard is not None:
@@ -329,8 +337,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         st.stopped = stop
         for fn in after_epoch:
             fn(net, epoch, logs)
-        if interrupts.pending:
-            interrupts.check(history)
+        if agree is not None or interrupts.pending:
+            interrupts.check(history, provider if agree is not None else None)
     return history
 
 
@@ -423,7 +431,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                 progress.close()
         if early is not None:
             early.on_fit_end(net)
-        interrupts.check(history)  # a Ctrl-C during the last epoch's end still stops the program
+        # a Ctrl-C during the last epoch's end still stops the program
+        interrupts.check(history, provider if hasattr(provider, "agree") else None)
     return history
 
 
