@@ -69,6 +69,14 @@ def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
     return weights, biases, alphas
 
 
+def _checkpoint_io():
+    """The model file's checkpoint writer and reader, for the training driver
+    (which imports no file format); imported only by a fit with a checkpoint."""
+    from ._model_files import load_checkpoint, save_checkpoint
+
+    return save_checkpoint, load_checkpoint
+
+
 class Network:
     """A fully-connected network trained by gradient descent.
 
@@ -148,6 +156,7 @@ class Network:
         state = dict(self.__dict__)
         state.pop("_net", None)
         state.pop("_layout", None)
+        state.pop("_checkpoint", None)  # a loaded checkpoint's training state: resume reads it from the file
         return state
 
     def __setstate__(self, state):
@@ -406,10 +415,7 @@ class Network:
         ``validation_data``) are this rank's shard and the training is
         data-parallel over all ranks.
         """
-        from ._model_files import load_checkpoint, save_checkpoint
-
-        return fit_network(self, X, Y, context=_distributed_context(),
-                           checkpoint_io=(save_checkpoint, load_checkpoint), epochs=epochs, batch_size=batch_size,
+        return fit_network(self, X, Y, context=_distributed_context(), checkpoint_io=_checkpoint_io, epochs=epochs, batch_size=batch_size,
                            learning_rate=learning_rate, shuffle=shuffle, seed=seed, verbose=verbose,
                            on_nonfinite=on_nonfinite, optimizer=optimizer, momentum=momentum, beta1=beta1,
                            beta2=beta2, epsilon=epsilon, weight_decay=weight_decay,

@@ -346,9 +346,9 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     """Network.fit (in one process, or inside a distributed Context): validate,
     build the callbacks, resume when asked, run the loop.
 
-    ``checkpoint_io``: ``(save(net, path, record), load(path) -> (net, record))``,
-    the model file's writer and reader, passed in by the model's layer so that
-    the driver imports no file format (and no model class).
+    ``checkpoint_io``: a function returning ``(save(net, path, record), load(path)
+    -> (net, record))``, the model file's writer and reader, passed in by the
+    model's layer so that the driver imports no file format (and no model class).
     """
     provider = None
 
@@ -389,6 +389,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         provider.check_same(settings.fingerprint())
 
     state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
+    if checkpoint is not None:
+        checkpoint_io = checkpoint_io()
     if resume:
         # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
         saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
