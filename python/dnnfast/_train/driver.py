@@ -18,7 +18,6 @@ at a step boundary, with the parameters of the last completed step.
 """
 from __future__ import annotations
 
-import _signal
 import contextlib
 import math
 import numbers
@@ -37,6 +36,10 @@ from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
 from .state import FitSettings, TrainState, first_difference
 
+try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
+    import _signal
+except ImportError:  # not CPython
+    _signal = signal
 _SIGINT = int(signal.SIGINT)
 #: Work per chunk between two returns to Python (seconds).
 CHUNK_SECONDS = 0.1
