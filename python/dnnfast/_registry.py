@@ -1,6 +1,6 @@
 """The names users type, mirrored from the C++ registries (one table each).
 
-``dnnfast._core.ACTIVATIONS`` and ``dnnfast._core.LOSSES`` are the source of
+``dnnfast._core.ACTIVATIONS``, ``LOSSES`` and ``OPTIMIZERS`` are the source of
 truth; this module only parses user input against them.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ ACTIVATION_TABLE = {name: (i, hp, dp, pu) for name, i, hp, dp, pu in _core.ACTIV
 ACTIVATION_ALIASES = {"logistic": "sigmoid", "linear": "identity"}
 #: name -> (id, fused output activation or "")
 LOSS_TABLE = {name: (i, fused) for name, i, fused in _core.LOSSES}
+#: name -> (id, state buffers: 0 none, 1 a velocity, 2 Adam's m, v and step count)
+OPTIMIZER_TABLE = {name: (i, nb) for name, i, nb in _core.OPTIMIZERS}
 
 LOSS_EPSILON_NOTE = (
     "bce and cce take log of Yhat clipped to [eps, 1 - eps], eps = the dtype's machine epsilon "
@@ -83,4 +85,14 @@ def resolve_loss(name, where="loss"):
     key = name.lower()
     if key not in LOSS_TABLE:
         raise ValueError(f"{where}: unknown loss {name!r}; known: {', '.join(LOSS_TABLE)}")
+    return key
+
+
+def resolve_optimizer(name, where="optimizer"):
+    """An optimizer's name (case-insensitive) -> its registry name."""
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: must be a string name, got {type(name).__name__}")
+    key = name.lower()
+    if key not in OPTIMIZER_TABLE:
+        raise ValueError(f"{where}: unknown optimizer {name!r}; known: {', '.join(OPTIMIZER_TABLE)}")
     return key

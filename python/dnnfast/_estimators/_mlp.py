@@ -692,10 +692,18 @@ class _BaseMLP(BaseEstimator):
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
                 order = np.ascontiguousarray(order, dtype=np.int64)
                 good = P.copy() if keep_good else None  # one snapshot per epoch
-                args = (P, X, Y, sw, order, batch_size, kind, opt["learning_rate"], float(self.momentum),
-                        float(self.beta_1), float(self.beta_2), float(self.epsilon), float(self.alpha), s1, s2, t)
-                cost_sum, penalty_sum, _ = (net.train_epoch(*args) if ctx is None
-                                            else ctx.train_epoch(net, *args, offset))
+                options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
+                                             momentum=float(self.momentum), beta1=float(self.beta_1),
+                                             beta2=float(self.beta_2), epsilon=float(self.epsilon),
+                                             l2=float(self.alpha), batch_size=batch_size)
+                if isinstance(net, PoissonNetwork):  # the NumPy network keeps its positional signature
+                    cost_sum, penalty_sum, _ = net.train_epoch(
+                        P, X, Y, sw, order, batch_size, kind, options.learning_rate, options.momentum,
+                        options.beta1, options.beta2, options.epsilon, options.l2, s1, s2, t)
+                else:
+                    cost_sum, penalty_sum, _ = (net.train_epoch(P, X, Y, sw, order, options, s1, s2, t)
+                                                if ctx is None else
+                                                ctx.train_epoch(net, P, X, Y, sw, order, options, s1, s2, t, offset))
                 if guard and not epoch_is_finite(cost_sum + penalty_sum, P):
                     self._nonfinite(net, P, X, good, self.n_iter_ + 1)  # raises, or warns once
                     guard = False
