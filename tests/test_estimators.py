@@ -392,12 +392,55 @@ def test_thread_count_does_not_change_the_numbers():
     assert dnnfast.get_num_threads() == before  # restored
 
 
-def test_poisson_regression():
+def _poisson_numpy_fit(X, y, hidden, alpha, lr, epochs, seed):
+    """Full-batch gradient descent on half the Poisson deviance (scikit-learn's
+    poisson loss), relu hidden layer, exp output, L2 ``alpha``: written here
+    from the formulas, with scikit-learn's initialisation."""
+    rs = np.random.RandomState(seed)
+    units = [X.shape[1], hidden, 1]
+    Ws, bs = [], []
+    for fan_in, fan_out in zip(units[:-1], units[1:]):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        Ws.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
+        bs.append(rs.uniform(-bound, bound, fan_out))
+    n, Y = X.shape[0], y.reshape(-1, 1).astype(np.float64)
+    losses = []
+    for _ in range(epochs):
+        H = np.maximum(X @ Ws[0] + bs[0], 0)
+        P = np.exp(H @ Ws[1] + bs[1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1) / P), 0.0)
+        losses.append(float(np.mean(ylogy - Y + P)) + 0.5 * alpha * sum((W ** 2).sum() for W in Ws) / n)
+        d2 = (P - Y) / n
+        d1 = (d2 @ Ws[1].T) * (H > 0)
+        grads = [(X.T @ d1 + alpha * Ws[0] / n, d1.sum(0)), (H.T @ d2 + alpha * Ws[1] / n, d2.sum(0))]
+        for l, (gW, gb) in enumerate(grads):
+            Ws[l] = Ws[l] - lr * gW
+            bs[l] = bs[l] - lr * gb
+    return Ws, bs, losses
+
+
+def test_poisson_regression_matches_a_numpy_gradient_descent_loop():
+    """loss='poisson' is the core network with an exp output and the Poisson
+    loss: full-batch SGD equals the NumPy loop above (float64, 1e-10 relative),
+    and the fit lowers the deviance."""
     X, _ = _regression()
     y = np.random.RandomState(0).poisson(np.exp(0.5 * X[:, 0]))
-    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=30, random_state=0,
-                       learning_rate_init=0.01).fit(X, y)
+    kw = dict(hidden=6, alpha=1e-3, lr=0.05, epochs=15, seed=0)
+    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(kw["hidden"],), solver="sgd", momentum=0.0,
+                       batch_size=X.shape[0], shuffle=False, learning_rate_init=kw["lr"], alpha=kw["alpha"],
+                       max_iter=kw["epochs"], tol=0.0, n_iter_no_change=1000, random_state=kw["seed"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        reg.fit(X, y)
+    Ws, bs, losses = _poisson_numpy_fit(X, y, **kw)
     assert reg.out_activation_ == "exp" and (reg.predict(X) > 0).all()
+    np.testing.assert_allclose(reg.loss_curve_, losses, rtol=1e-10)
+    for got, want in zip(reg.coefs_ + reg.intercepts_, Ws + bs):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    H = np.maximum(X @ Ws[0] + bs[0], 0)
+    np.testing.assert_allclose(reg.predict(X), np.exp(H @ Ws[1] + bs[1]).ravel(), rtol=1e-10)
+    assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson").fit(X, -np.abs(y) - 1)
 

@@ -349,6 +349,10 @@ def _check_architecture(header, kind):
                "MLPRegressor": {"sse", "poisson"}}[kind]
     if loss not in allowed:
         raise ValueError(f"header.loss must be one of {sorted(allowed)} for {kind}, got {loss!r:.40}")
+    if kind == "MLPRegressor" and loss == "poisson" and specs[-1] == ("identity", None):
+        # Files written before exp joined the core's registry stored the
+        # Poisson output as identity (exp was applied outside the core).
+        specs[-1] = ("exp", None)
     fused = _field(header, "fused", bool, "header")
     if kind != "Network" and not fused:
         raise ValueError("header.fused must be true for the estimators")

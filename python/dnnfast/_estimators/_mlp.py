@@ -41,7 +41,6 @@ from ._compat import (
     check_random_state,
     r2_score,
 )
-from ._poisson import PoissonNetwork
 from ._progress import Progress, TrainingHistory, plot_history
 from ._sampling import shuffled, train_validation_split
 from ._targets import LabelBinarizer, type_of_target, unique_labels
@@ -283,11 +282,8 @@ class _BaseMLP(BaseEstimator):
         cached = self.__dict__.get("_core")
         if cached is not None and cached[0] == key:
             return cached[1]
-        if loss == "poisson":
-            net = PoissonNetwork(sizes, specs, dtype)
-        else:
-            net = _CORE_CLASS[np.dtype(dtype)](sizes, [s.id for s in specs], [s.param for s in specs],
-                                               LOSS_TABLE[loss][0], True)
+        net = _CORE_CLASS[np.dtype(dtype)](sizes, [s.id for s in specs], [s.param for s in specs],
+                                           LOSS_TABLE[loss][0], True)
         self.__dict__["_core"] = (key, net)
         return net
 
@@ -533,20 +529,12 @@ class _BaseMLP(BaseEstimator):
         if isinstance(getattr(self, "class_weight", None), str):
             raise ValueError(f"class_weight={self.class_weight!r} is not supported under distributed "
                              "training (it needs the class counts of all ranks); pass a dict")
-        if not self._is_classifier() and self.loss == "poisson":
-            raise ValueError("loss='poisson' is not supported under distributed training")
 
     def _nonfinite(self, net, P, X, good, epoch, unit="epoch"):
         """Name where training went non-finite; with on_nonfinite='raise',
         restore ``good`` (the parameters before that epoch), drop the
         optimizer state (it holds the same non-finite values) and raise."""
-        if hasattr(net, "forward"):
-            forward = net.forward
-        else:  # the NumPy Poisson network: As[0] is X
-            def forward(P_, X_):
-                Zs, As = net._forward(P_, X_)
-                return Zs, As[1:]
-        layer, where = locate_nonfinite(net.layout(), P, forward, X)
+        layer, where = locate_nonfinite(net.layout(), P, net.forward, X)
         msg = ("Solver produced non-finite parameter weights " + describe(epoch, layer, where, unit)
                if where != "cost" else "Solver produced a non-finite loss " + describe(epoch, layer, where, unit))
         if self.on_nonfinite != "raise":
@@ -1355,8 +1343,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "logistic" if spec.name == "sigmoid" else spec.name
 
     def _output_spec(self):
-        if self.out_activation_ == "exp":
-            return parse_activation("identity")  # the Poisson network applies exp itself
         if self.out_activation_ == "logistic":
             return parse_activation("sigmoid")
         if self.output_activation is not None:
