@@ -654,7 +654,8 @@ def _estimator_expected(header, kind):
 
 def _estimator_build(plan, arrays):
     from ._estimators._compat import check_random_state
-    from ._estimators._mlp import MLPClassifier, MLPRegressor
+    from ._estimators._classifier import MLPClassifier
+    from ._estimators._regressor import MLPRegressor
     from ._estimators._progress import TrainingHistory
     from ._estimators._targets import LabelBinarizer
 
