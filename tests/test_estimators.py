@@ -338,8 +338,9 @@ def test_verbose_progress_bar_with_tqdm(capsys):
     pytest.importorskip("tqdm")
     X, y = _blobs()
     MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "3/3" in err and "loss=" in err
+    assert "Iteration 3, loss = " in out  # scikit-learn's lines too, on stdout
 
 
 def test_plot_history_returns_figure():
@@ -390,6 +391,53 @@ def test_thread_count_does_not_change_the_numbers():
     before = dnnfast.get_num_threads()
     MLPClassifier(n_threads=1, max_iter=1).fit(X, y)
     assert dnnfast.get_num_threads() == before  # restored
+
+
+class _InterruptInEpoch:
+    """A core network whose ``epoch``-th train_epoch runs (the weights move)
+    and then raises KeyboardInterrupt, as a Ctrl-C during that epoch does."""
+
+    def __init__(self, net, epoch):
+        self.net, self.left = net, epoch
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def train_epoch(self, *args):
+        out = self.net.train_epoch(*args)
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+        return out
+
+
+@pytest.mark.parametrize("solver,early_stopping", [("adam", False), ("sgd", False), ("adam", True)])
+def test_interrupted_fit_warns_returns_and_keeps_the_state_of_the_last_whole_epoch(solver, early_stopping,
+                                                                                      monkeypatch):
+    """As scikit-learn: a KeyboardInterrupt in fit warns and returns. The
+    epoch it cut short is undone, so the weights, n_iter_, t_, loss_curve_
+    and the solver state are those of a fit that stopped after epoch 2."""
+    from dnnfast._estimators import _base
+
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=2, batch_size=32, random_state=0,
+              early_stopping=early_stopping, n_iter_no_change=100, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        whole = MLPClassifier(**kw).fit(X, y)
+    core_net = _base._BaseMLP._core_net
+    monkeypatch.setattr(_base._BaseMLP, "_core_net", lambda self, dtype: _InterruptInEpoch(core_net(self, dtype), 3))
+    cut = MLPClassifier(**{**kw, "max_iter": 10})
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert cut.fit(X, y) is cut
+    n_train = whole.t_ // 2
+    assert cut.n_iter_ == whole.n_iter_ == 2 and cut.t_ == whole.t_ == 2 * n_train
+    assert cut.loss_curve_ == whole.loss_curve_ and len(cut.history_["loss"]) == 2
+    assert cut.validation_scores_ == whole.validation_scores_
+    for a, b in zip(cut.coefs_ + cut.intercepts_, whole.coefs_ + whole.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for k in ("learning_rate", "state1", "state2", "t"):
+        np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
 
 
 def _poisson_numpy_fit(X, y, hidden, alpha, lr, epochs, seed):

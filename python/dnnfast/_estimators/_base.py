@@ -311,9 +311,11 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, hidden_specs)
-        elif [c.shape for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
-            raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the fitted "
-                             "network's layers")
+        else:
+            if [np.shape(c) for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
+                raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
+                                 "fitted network's layers")
+            self._complete_fit_state(layer_units)
         dtype = self.coefs_[0].dtype
         if X.dtype != dtype:
             X = cast_finite(X, dtype, "X")
@@ -354,20 +356,22 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         restore ``good`` (the parameters before that epoch), drop the
         optimizer state (it holds the same non-finite values) and raise."""
         layer, where = locate_nonfinite(net.layout(), P, net.forward, X)
-        msg = ("Solver produced non-finite parameter weights " + describe(epoch, layer, where, unit)
-               if where != "cost" else "Solver produced a non-finite loss " + describe(epoch, layer, where, unit))
+        detail = ("non-finite parameter weights " if where != "cost" else "a non-finite loss ") + \
+            describe(epoch, layer, where, unit)
         if self.on_nonfinite != "raise":
-            warnings.warn(msg + ". Training goes on (on_nonfinite=%r)." % self.on_nonfinite, NonFiniteWarning,
-                          stacklevel=4)
+            warnings.warn("Solver produced " + detail + ". Training goes on (on_nonfinite=%r)." % self.on_nonfinite,
+                          NonFiniteWarning, stacklevel=4)
             return
+        # scikit-learn's message first (code may match on it), then where.
+        msg = ("Solver produced non-finite parameter weights. The input data may contain large values and need "
+               "to be preprocessed (" + detail)
         if good is not None:
             P[:] = good
             msg += "; coefs_ and intercepts_ are those from before that " + unit
         self.__dict__.pop("_optimizer", None)
         if _core.all_finite(P):
             self._unpack(net, P)
-        raise NonFiniteError(msg + ". The input data may contain large values and need to be preprocessed "
-                             "(or lower learning_rate_init).", epoch=epoch, layer=layer, where=where)
+        raise NonFiniteError(msg + "; or lower learning_rate_init).", epoch=epoch, layer=layer, where=where)
 
     def _check_size(self, layer_units, hidden_specs, X):
         """Refuse, before anything is allocated, a network that cannot fit in
@@ -385,6 +389,30 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
                      f"(layers {layer_units})")
+
+    def _complete_fit_state(self, layer_units):
+        """Continuing a model whose weights were set by hand (scikit-learn's
+        test_fit sets coefs_, intercepts_ and a few counters, then calls
+        partial_fit): the fitted attributes it left out start as _initialize
+        starts them."""
+        d = self.__dict__
+        d.setdefault("n_iter_", 0)
+        d.setdefault("t_", 0)
+        d.setdefault("n_layers_", len(layer_units))
+        d.setdefault("out_activation_", self._output_activation_name())
+        if "history_" not in d:
+            self.history_ = TrainingHistory()
+        if self.solver in STOCHASTIC_SOLVERS:
+            d.setdefault("loss_curve_", [])
+            d.setdefault("_no_improvement_count", 0)
+            if self.early_stopping:
+                d.setdefault("validation_scores_", [])
+                d.setdefault("best_validation_score_", -np.inf)
+                d.setdefault("best_loss_", None)
+            else:
+                d.setdefault("best_loss_", np.inf)
+                d.setdefault("validation_scores_", None)
+                d.setdefault("best_validation_score_", None)
 
     def _initialize(self, Y, layer_units, dtype, hidden_specs):
         self.n_iter_ = 0

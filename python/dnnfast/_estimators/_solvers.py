@@ -11,13 +11,27 @@ import warnings
 import numpy as np
 
 from .. import _core
-from .._guards import epoch_is_finite
+from .._guards import NonFiniteWarning, epoch_is_finite
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 _OPTIMIZER_ID = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
+
+
+class SolverState(dict):
+    """The stochastic solver's state: ``learning_rate`` (the current rate),
+    ``state1`` (velocity, or Adam's first moment), ``state2`` (Adam's second
+    moment, else None) and ``t`` (Adam's step count), in the core's parameter
+    layout. Keys are attributes too, so ``est._optimizer.learning_rate``
+    reads as on scikit-learn's optimizer objects."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
 
 
 class LearningRateSchedule:
@@ -57,6 +71,39 @@ class LearningRateSchedule:
         return False
 
 
+class _EpochState:
+    """What one epoch of a stochastic solver changes, copied at its start so
+    that an interrupted epoch can be undone as a whole: the parameters, the
+    solver state and the fitted attributes it updates."""
+
+    _SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_", "_no_improvement_count")
+
+    def __init__(self, est, P, opt, best_P):
+        self.P = P.copy()
+        self.opt = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.items()}
+        self.scalars = {k: est.__dict__[k] for k in self._SCALARS if k in est.__dict__}
+        self.lengths = (len(est.loss_curve_), len(est.validation_scores_ or ()),
+                        {k: len(v) for k, v in est.history_.items()})
+        self.best_P = best_P
+
+    def restore(self, est, P, opt):
+        """Put everything back in place (the same arrays); returns the best parameters of before."""
+        P[...] = self.P
+        for k, v in self.opt.items():
+            if isinstance(v, np.ndarray):
+                opt[k][...] = v
+            else:
+                opt[k] = v
+        est.__dict__.update(self.scalars)
+        n_loss, n_val, n_hist = self.lengths
+        del est.loss_curve_[n_loss:]
+        if est.validation_scores_ is not None:
+            del est.validation_scores_[n_val:]
+        for k, n in n_hist.items():
+            del est.history_[k][n:]
+        return self.best_P
+
+
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
@@ -70,12 +117,14 @@ class _Solvers:
     def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
         n_params = P.size
         if not incremental or "_optimizer" not in self.__dict__:
-            self._optimizer = {
-                "learning_rate": float(self.learning_rate_init),
-                "state1": np.zeros(n_params, dtype=P.dtype),
-                "state2": np.zeros(n_params, dtype=P.dtype) if self.solver == "adam" else None,
-                "t": np.zeros(1, dtype=np.int64),
-            }
+            self._optimizer = SolverState(
+                learning_rate=float(self.learning_rate_init),
+                state1=np.zeros(n_params, dtype=P.dtype),
+                state2=np.zeros(n_params, dtype=P.dtype) if self.solver == "adam" else None,
+                t=np.zeros(1, dtype=np.int64),
+            )
+        elif not isinstance(self._optimizer, SolverState):  # as a model file restores it
+            self._optimizer = SolverState(self._optimizer)
         opt = self._optimizer
         kind = self._optimizer_kind()
         s1 = opt["state1"] if kind != 0 else None
@@ -89,7 +138,9 @@ class _Solvers:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
         if early_stopping:
-            stratify = Y[:, 0] if (self._is_classifier() and self.n_outputs_ == 1) else None
+            # scikit-learn stratifies on the binarized targets, a column: its
+            # message names the classes as the strings of that column's values.
+            stratify = (Y[:, 0] != 0) if (self._is_classifier() and self.n_outputs_ == 1) else None
             train_rows, val_rows = train_validation_split(X.shape[0], self.validation_fraction,
                                                           self._random_state, stratify)
             if val_rows.shape[0] < 2:
@@ -124,10 +175,11 @@ class _Solvers:
         if best_P is None or best_P.size != n_params:
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
         guard = self.on_nonfinite != "ignore"
-        keep_good = self.on_nonfinite == "raise"
+        epoch = None  # what an epoch may change, taken at its start (see _EpochState)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
+                epoch = _EpochState(self, P, opt, best_P)
                 t0 = time.perf_counter()
                 if self.shuffle and ctx is None:
                     sample_idx = shuffled(sample_idx, self._random_state)
@@ -135,13 +187,20 @@ class _Solvers:
                     sample_idx = ctx.global_order(n_train, lambda: shuffled(sample_idx, self._random_state))
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
                 order = np.ascontiguousarray(order, dtype=np.int64)
-                good = P.copy() if keep_good else None  # one snapshot per epoch
                 args = (P, X, Y, sw, order, batch_size, kind, opt["learning_rate"], float(self.momentum),
                         float(self.beta_1), float(self.beta_2), float(self.epsilon), float(self.alpha), s1, s2, t)
                 cost_sum, penalty_sum, _ = (net.train_epoch(*args) if ctx is None
                                             else ctx.train_epoch(net, *args, offset))
                 if guard and not epoch_is_finite(cost_sum + penalty_sum, P):
-                    self._nonfinite(net, P, X, good, self.n_iter_ + 1)  # raises, or warns once
+                    if early_stopping and self.on_nonfinite == "raise":
+                        # As scikit-learn: a diverging fit with early stopping
+                        # goes on (its validation scores are NaN) and ends with
+                        # the best epoch's weights, which are finite.
+                        warnings.warn("Solver produced non-finite parameter weights in epoch %d; training goes "
+                                      "on and keeps the weights of the best validation score (early_stopping)"
+                                      % (self.n_iter_ + 1), NonFiniteWarning, stacklevel=4)
+                    else:
+                        self._nonfinite(net, P, X, epoch.P, self.n_iter_ + 1)  # raises, or warns once
                     guard = False
                 self.n_iter_ += 1
                 self.loss_ = float((cost_sum * data_scale + penalty_sum) / n_train)
@@ -171,20 +230,27 @@ class _Solvers:
                 progress.update(self.n_iter_, self.loss_, val_score if early_stopping else None)
 
                 schedule.epoch_ends(opt, self.t_)
+                stop = False
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = "Validation score" if early_stopping else "Training loss"
                     msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
                            % (what, self.tol, self.n_iter_no_change))
-                    if schedule.no_improvement(opt, msg, progress):
-                        break
-                    self._no_improvement_count = 0
-
-                if incremental:
+                    stop = schedule.no_improvement(opt, msg, progress)
+                    if not stop:
+                        self._no_improvement_count = 0
+                epoch = None  # the epoch is complete: an interrupt from here on keeps it
+                if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
                                   "hasn't converged yet." % self.max_iter, ConvergenceWarning)
         except KeyboardInterrupt:
+            # As scikit-learn: warn and return. An epoch cut short (the core
+            # finishes the epoch it is in, so its weights may have moved) is
+            # undone, so n_iter_, t_, loss_curve_ and the solver state describe
+            # the weights kept.
+            if epoch is not None:
+                best_P = epoch.restore(self, P, opt)
             warnings.warn("Training interrupted by user.")
         finally:
             progress.close()
