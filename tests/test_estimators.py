@@ -546,3 +546,91 @@ def test_estimators_are_reexported_by_the_package():
     # `dnnfast.MLPClassifier` loads the estimators on first use (module __getattr__).
     assert dnnfast.MLPClassifier is MLPClassifier and dnnfast.MLPRegressor is MLPRegressor
     assert "MLPClassifier" in dnnfast.__all__ and "MLPRegressor" in dnnfast.__all__
+
+
+# ---------------------------------------------------------------------------
+# Parameters: one flat buffer, coefs_ / intercepts_ its views; predict on it
+# ---------------------------------------------------------------------------
+
+def _numpy_proba(clf, X):
+    A = X
+    for W, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1]):
+        A = np.maximum(A @ W + b, 0)
+    Z = A @ clf.coefs_[-1] + clf.intercepts_[-1]
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def _fitted_classifier(**kw):
+    X, y = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=3, random_state=0, **kw).fit(X, y), X, y
+
+
+def test_coefs_and_intercepts_are_views_of_one_flat_buffer_trained_in_place():
+    clf, X, y = _fitted_classifier()
+    P = clf._bound_params()
+    assert P is not None and P.ndim == 1
+    arrays = clf.coefs_ + clf.intercepts_
+    assert all(np.shares_memory(a, P) for a in arrays)
+    assert sum(a.size for a in arrays) == P.size
+    before = [a.copy() for a in arrays]
+    clf.partial_fit(X, y)
+    assert clf._bound_params() is P and all(a is b for a, b in zip(clf.coefs_ + clf.intercepts_, arrays))
+    assert not all(np.array_equal(a, b) for a, b in zip(arrays, before))  # moved, in place
+    clf.coefs_[0][0, 0] += 1.0  # an in-place edit is seen by the next prediction
+    np.testing.assert_allclose(clf.predict_proba(X[:3]), _numpy_proba(clf, X[:3]), rtol=1e-12)
+
+
+def test_coefs_set_by_the_user_are_used_and_bound_again():
+    """scikit-learn's own tests assign coefs_ and intercepts_ by hand."""
+    clf, X, y = _fitted_classifier()
+    rng = np.random.RandomState(1)
+    clf.coefs_ = [rng.normal(size=c.shape) for c in clf.coefs_]
+    clf.intercepts_ = [rng.normal(size=b.shape) for b in clf.intercepts_]
+    assert clf._bound_params() is None
+    np.testing.assert_allclose(clf.predict_proba(X[:1]), _numpy_proba(clf, X[:1]), rtol=1e-12)
+    clf.coefs_[1] = np.zeros_like(clf.coefs_[1])  # one array of the list replaced
+    np.testing.assert_allclose(clf.predict_proba(X[:4]), _numpy_proba(clf, X[:4]), rtol=1e-12)
+    clf.partial_fit(X, y)
+    assert all(np.shares_memory(a, clf._bound_params()) for a in clf.coefs_ + clf.intercepts_)
+
+
+def test_one_row_predict_without_checks_equals_the_checked_path(tmp_path):
+    clf, X, _ = _fitted_classifier()
+    row = np.ascontiguousarray(X[:1])
+    from dnnfast._estimators._base import _AS_IS
+
+    slow = clf.predict_proba(row.tolist())  # a list takes the full checks
+    assert clf in _AS_IS
+    np.testing.assert_array_equal(clf.predict_proba(row), slow)
+    np.testing.assert_array_equal(clf.predict(row), clf.predict(row.tolist()))
+    with pytest.raises(ValueError, match="Input X contains NaN"):  # scikit-learn's message, not the core's
+        clf.predict_proba(np.full_like(row, np.nan))
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.ones((1, X.shape[1] + 1)))
+    clf.set_params(activation="tanh")  # scikit-learn predicts with the activation set now
+    np.testing.assert_array_equal(clf.predict_proba(row), clf.predict_proba(row.tolist()))
+    assert not np.array_equal(clf.predict_proba(row), slow)
+    again = pickle.loads(pickle.dumps(clf))
+    assert again not in _AS_IS and again._bound_params() is not None  # bound again on unpickling
+    np.testing.assert_array_equal(again.predict_proba(row), clf.predict_proba(row))
+    clf.save(tmp_path / "clf.npz")
+    loaded = dnnfast.load(tmp_path / "clf.npz")
+    assert loaded._bound_params() is not None  # and on loading a model file
+    np.testing.assert_array_equal(loaded.predict_proba(row), clf.predict_proba(row))
+
+
+def test_array_predict_after_a_dataframe_fit_still_warns_about_feature_names():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    X, y = _blobs()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(df, y)
+    clf.predict(df.iloc[:1])
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="feature names"):
+            clf.predict(np.ascontiguousarray(X[:1]))

@@ -766,6 +766,7 @@ def _estimator_build(plan, arrays):
                           "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t}
     if "best_params" in arrays:
         est._best_params = core_order(arrays["best_params"])
+    est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit
     return est
 
 

@@ -8,13 +8,15 @@ shuffled and the validation split made exactly as scikit-learn does it (see
 
 Parameter layout: the core keeps, per layer, W (fan_in x fan_out, row-major),
 b and (prelu only) the alphas in one flat buffer; ``coefs_`` and
-``intercepts_`` are the per-layer arrays scikit-learn users expect, packed into
-that buffer for each fit or prediction.
+``intercepts_`` (and ``prelu_alphas_``) are views of that buffer, so fit trains
+them in place and predict uses them as they are. Arrays the user assigns are
+packed into a new buffer, once, at the next fit or predict.
 """
 from __future__ import annotations
 
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 
@@ -32,6 +34,12 @@ from ._progress import TrainingHistory
 from ._solvers import STOCHASTIC_SOLVERS, _Solvers
 
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
+
+# estimator -> (flat buffer, core network, architecture key, multiply-adds, n_features) of
+# its last checked prediction, for _forward_as_is. Kept outside the estimators'
+# __dict__: predict must leave their attributes as they are (scikit-learn's
+# check_dict_unchanged), and a copy or pickle must not carry it.
+_AS_IS = weakref.WeakKeyDictionary()
 
 
 def _available_if(check):
@@ -213,29 +221,60 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         return net
 
     def _pack(self, net, dtype):
-        """The flat core buffer from coefs_, intercepts_ (and prelu alphas)."""
+        """A new flat core buffer holding coefs_, intercepts_ (and prelu alphas)."""
         P = np.empty(net.num_params, dtype=dtype)
         for lay, W, b, a in zip(net.layout(), self.coefs_, self.intercepts_, self._alphas()):
-            P[lay["w_offset"]:lay["w_offset"] + W.size] = W.ravel()
-            P[lay["b_offset"]:lay["b_offset"] + b.size] = b
+            P[lay["w_offset"]:lay["w_offset"] + W.size] = np.asarray(W).ravel()
+            P[lay["b_offset"]:lay["b_offset"] + np.size(b)] = b
             if lay["alpha_offset"] is not None:
                 P[lay["alpha_offset"]:lay["alpha_offset"] + a.size] = a
         return P
 
-    def _unpack(self, net, P):
+    def _bind(self, net, P):
+        """Make ``P`` the parameters: coefs_, intercepts_ (and prelu_alphas_) become views of it."""
         coefs, intercepts, alphas = [], [], []
         for lay in net.layout():
             m_in, m_out = lay["m_in"], lay["m_out"]
-            coefs.append(P[lay["w_offset"]:lay["w_offset"] + m_in * m_out].reshape(m_in, m_out).copy())
-            intercepts.append(P[lay["b_offset"]:lay["b_offset"] + m_out].copy())
+            coefs.append(P[lay["w_offset"]:lay["w_offset"] + m_in * m_out].reshape(m_in, m_out))
+            intercepts.append(P[lay["b_offset"]:lay["b_offset"] + m_out])
             off = lay["alpha_offset"]
-            alphas.append(None if off is None else P[off:off + m_out].copy())
+            alphas.append(None if off is None else P[off:off + m_out])
         self.coefs_ = coefs
         self.intercepts_ = intercepts
         if any(a is not None for a in alphas):
             self.prelu_alphas_ = alphas
-        elif "prelu_alphas_" in self.__dict__:
-            del self.prelu_alphas_
+        else:
+            self.__dict__.pop("prelu_alphas_", None)
+            alphas = None
+        self.__dict__["_flat"] = (P, tuple(coefs), tuple(intercepts), None if alphas is None else tuple(alphas))
+
+    def _bound_params(self):
+        """The flat buffer of which coefs_, intercepts_ and prelu_alphas_ are still
+        the views, or None: after the user assigned new arrays (scikit-learn's own
+        tests set ``coefs_`` by hand), or after unpickling."""
+        flat = self.__dict__.get("_flat")
+        if flat is None:
+            return None
+        P, coefs, intercepts, alphas = flat
+        d = self.__dict__
+        for now, bound in ((d.get("coefs_"), coefs), (d.get("intercepts_"), intercepts),
+                           (d.get("prelu_alphas_"), alphas)):
+            if now is None or bound is None:
+                if now is not bound:
+                    return None
+            elif len(now) != len(bound) or any(a is not b for a, b in zip(now, bound)):
+                return None
+        return P
+
+    def _flat_params(self, net, dtype):
+        """The parameters as one flat buffer of ``dtype``: the bound one, else
+        coefs_ & co packed into a new one (bound to them when of their dtype)."""
+        P = self._bound_params()
+        if P is None or P.dtype != dtype:
+            P = self._pack(net, dtype)
+            if np.dtype(dtype) == np.asarray(self.coefs_[0]).dtype:
+                self._bind(net, P)
+        return P
 
     def _alphas(self):
         return getattr(self, "prelu_alphas_", None) or [None] * len(self.coefs_)
@@ -256,8 +295,28 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         except AttributeError:
             state = None
         state = dict(self.__dict__ if state is None else state)
-        state.pop("_core", None)  # the C++ object is rebuilt on demand
+        # The C++ object is rebuilt on demand, and the flat buffer with it:
+        # coefs_ & co pickle as separate arrays, no longer its views.
+        for key in ("_core", "_flat"):
+            state.pop(key, None)
         return state
+
+    def __setstate__(self, state):
+        restore = getattr(super(), "__setstate__", None)  # scikit-learn's, when installed
+        if restore is not None:
+            restore(state)
+        else:
+            self.__dict__.update(state)
+        self._bind_loaded()
+
+    def _bind_loaded(self):
+        """After unpickling or loading: make coefs_ & co views of one flat buffer
+        again (a copy of them), so that predict needs no packing."""
+        try:
+            dtype = self.coefs_[0].dtype
+            self._flat_params(self._core_net(dtype), dtype)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            pass  # not fitted, or not consistent: predict's checks will say so
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path):
@@ -326,7 +385,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
         with _ThreadCount(self.n_threads, 6.0 * step_rows * macs):
             net = self._core_net(dtype)
-            P = self._pack(net, dtype)
+            P = self._flat_params(net, dtype)  # coefs_ & co are its views: trained in place
             if ctx is not None:  # every rank starts from rank 0's weights
                 ctx.broadcast_(P)
             if self.solver in STOCHASTIC_SOLVERS:
@@ -335,7 +394,6 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 self._fit_lbfgs(net, P, X, Y, sw)
         if self.on_nonfinite == "raise" and not _core.all_finite(P):
             self._nonfinite(net, P, X, None, self.n_iter_)  # raises
-        self._unpack(net, P)
         return self
 
     def _check_distributed(self):
@@ -369,8 +427,6 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             P[:] = good
             msg += "; coefs_ and intercepts_ are those from before that " + unit
         self.__dict__.pop("_optimizer", None)
-        if _core.all_finite(P):
-            self._unpack(net, P)
         raise NonFiniteError(msg + "; or lower learning_rate_init).", epoch=epoch, layer=layer, where=where)
 
     def _check_size(self, layer_units, hidden_specs, X):
@@ -461,15 +517,51 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _forward(self, X, check_input=True):
         """Network outputs Ŷ, shape (n_samples, n_outputs_), in the model's dtype."""
         if check_input:
+            out = self._forward_as_is(X)
+            if out is not None:
+                return out
+            self._check_fitted()
             X = self._validate_X(X, reset=False)
         dtype = self.coefs_[0].dtype
         X = cast_finite(X, dtype, "X")
         macs = sum(c.size for c in self.coefs_)
         with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
             net = self._core_net(dtype)
-            return net.predict(self._pack(net, dtype), X)
+            # Arrays the user assigned are packed for this call only: predict
+            # leaves the estimator's attributes as they are.
+            P = self._bound_params()
+            if P is None or P.dtype != dtype:
+                P = self._pack(net, dtype)
+            out = net.predict(P, X)
+        if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
+            _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
+        return out
 
+    def _architecture_key(self):
+        """What the core network of a fitted model follows from besides coefs_'
+        shapes: the activations (settable after fit) and the output."""
+        act = self.activation
+        return (tuple(act) if isinstance(act, list) else act, self.out_activation_,
+                getattr(self, "output_activation", None))
 
+    def _forward_as_is(self, X):
+        """The outputs for an X that needs no checks or conversion (a 2-D
+        C-contiguous array of the model's dtype and width), straight from the
+        core network and flat buffer of the last prediction; None otherwise,
+        and the full path runs. A one-row call is then mostly the core's
+        predict: no scikit-learn check_array, no packing, no parsing."""
+        fast = _AS_IS.get(self)
+        if fast is None or type(X) is not np.ndarray:
+            return None
+        P, net, key, macs, m_x = fast
+        if not (X.dtype == P.dtype and X.ndim == 2 and X.shape[0] > 0 and X.shape[1] == m_x
+                and X.flags.c_contiguous) or self._bound_params() is not P or key != self._architecture_key():
+            return None
+        try:
+            with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
+                return net.predict(P, X)
+        except ValueError:  # NaN or infinity in X: the full path raises scikit-learn's message
+            return None
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "coefs_")

@@ -270,9 +270,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _predict(self, X, check_input=True):
         out = self._forward(X, check_input=check_input)
+        lb = self._label_binarizer
+        # What scikit-learn's LabelBinarizer.inverse_transform computes for a
+        # dense output (argmax; threshold 0.5), without its input checks,
+        # which cost a one-row predict many times the network.
+        if lb.y_type_ == "multiclass":
+            return lb.classes_.take(out.argmax(axis=1))
+        if lb.y_type_ == "binary" and len(lb.classes_) == 2:
+            return lb.classes_[(out.ravel() > 0.5).astype(np.intp)]
         if self.n_outputs_ == 1:
             out = out.ravel()
-        return self._label_binarizer.inverse_transform(out)
+        return lb.inverse_transform(out)
 
     @reads_model
     def predict(self, X):
@@ -286,8 +294,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_labels)
         """
-        self._check_fitted()
-        return self._predict(X)
+        return self._predict(X)  # checks that the model is fitted
 
     @reads_model
     def predict_proba(self, X):
@@ -302,8 +309,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         proba : ndarray of shape (n_samples, n_classes)
             In the order of ``classes_`` (per label for multi-label).
         """
-        self._check_fitted()
-        out = self._forward(X)
+        out = self._forward(X)  # checks that the model is fitted
         if self.n_outputs_ == 1:
             out = out.ravel()
         if out.ndim == 1:

@@ -210,5 +210,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        self._check_fitted()
-        return self._predict(X)
+        return self._predict(X)  # checks that the model is fitted
