@@ -15,6 +15,7 @@ packed into a new buffer, once, at the next fit or predict.
 from __future__ import annotations
 
 import numbers
+import operator
 import warnings
 import weakref
 
@@ -262,7 +263,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if now is None or bound is None:
                 if now is not bound:
                     return None
-            elif len(now) != len(bound) or any(a is not b for a, b in zip(now, bound)):
+            elif len(now) != len(bound) or not all(map(operator.is_, now, bound)):
                 return None
         return P
 
