@@ -135,10 +135,12 @@ def interrupt_case():
         out["interrupt/epochs"] = np.array(caught_all)
 
 
-def estimator_case(name, make, regression=False, weighted=False, partial=0):
+def estimator_case(name, make, regression=False, weighted=False, partial=0, counts=False):
     X, y = data(n=61, seed=2)
     if regression:
         y = np.column_stack([X[:, 0] * 2 - X[:, 1], np.sin(X[:, 2])])
+    if counts:  # non-negative targets, for loss="poisson"
+        y = np.floor(2 * np.exp(0.5 * X[:, 0]))
     w = np.linspace(0.5, 2.0, X.shape[0]) if weighted else None
     lo, hi = shard_bounds(X.shape[0])
     kw = {} if w is None else {"sample_weight": w[lo:hi]}
@@ -190,6 +192,10 @@ def main(path):
     estimator_case("reg_sgd_plain", lambda: dnnfast.MLPRegressor(
         hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=5, max_iter=3,
         learning_rate_init=0.01, random_state=3), regression=True)
+
+    estimator_case("reg_poisson", lambda: dnnfast.MLPRegressor(
+        loss="poisson", hidden_layer_sizes=(6,), solver="adam", batch_size=8, max_iter=4, random_state=2),
+        regression=True, counts=True)
 
     estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)

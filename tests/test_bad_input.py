@@ -64,6 +64,30 @@ def test_unknown_loss_raises_naming_loss(loss, exc):
         dnnfast.Network([4, 3], ["softmax"], loss=loss)
 
 
+@pytest.mark.parametrize("sizes,acts,loss,match", [
+    ([64, 64, 10], "relu", "cce", "'relu' applies to every layer, the output too"),
+    ([4, 5, 3], ["relu", "identity"], "cce", "output activation is 'identity'"),
+    ([4, 5, 3], ["relu", "sigmoid"], "cce", "output activation is 'sigmoid'"),
+    ([4, 5, 3], ["relu", "softmax"], "bce", "output activation is 'softmax'"),
+    ([4, 5, 1], ["relu", "identity"], "poisson", "output activation is 'identity'"),
+])
+def test_output_loss_pairing_that_cannot_learn_warns_naming_the_usual_pairing(sizes, acts, loss, match):
+    with pytest.warns(UserWarning, match=match) as record:
+        dnnfast.Network(sizes, acts, loss=loss)
+    assert "softmax + cce, sigmoid + bce, identity/relu + sse/mse, exp + poisson" in str(record[0].message)
+
+
+@pytest.mark.parametrize("acts,loss", [(["relu", "softmax"], "cce"), (["tanh", "sigmoid"], "bce"),
+                                       (["relu", "identity"], "sse"), (["relu", "relu"], "mse"),
+                                       (["tanh", "exp"], "poisson"), ("sigmoid", "bce")])
+def test_usual_output_loss_pairings_construct_without_a_warning(acts, loss):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dnnfast.Network([4, 5, 3], acts, loss=loss)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "int32", np.int64, "complex128", None, "float"])
 def test_unsupported_dtype_raises_naming_dtype(dtype):
     with pytest.raises((ValueError, TypeError), match="dtype"):

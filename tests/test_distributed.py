@@ -120,10 +120,12 @@ def test_checkpoint_resume_over_mpi(run):
 
 
 @needs_mpi
-@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "clf_partial_fit"])
+@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "reg_poisson",
+                                  "clf_partial_fit"])
 def test_estimators_equal_one_process(run, name):
     """MLPClassifier / MLPRegressor with sgd (momentum, invscaling, L2) and adam
-    (with sample weights): float64 weights and loss curve equal one process's."""
+    (with sample weights), and loss='poisson' (the core's exp + poisson):
+    float64 weights and loss curve equal one process's."""
     ranks = _ranks(run, name)
     single = run[f"{name}/single"]
     for r, p in enumerate(ranks[1:], 1):

@@ -67,11 +67,14 @@ def test_elementwise_activation_and_derivative_at_the_dtype_edges(name, dtype):
     # the limits at +-max, by hand
     al = ACT_DEFAULT[name]
     mx = float(np.finfo(dtype).max)
+    e_clip = np.exp(88.0 if dtype == np.float32 else 709.0)
     want = {
         "identity": ([mx, -mx], [1, 1]), "relu": ([mx, 0], [1, 0]), "leaky_relu": ([mx, -al * mx], [1, al]),
         "prelu": ([mx, -al * mx], [1, al]), "elu": ([mx, -al], [1, 0]), "sigmoid": ([1, 0], [0, 0]),
         "tanh": ([1, -1], [0, 0]), "arctan": ([np.pi / 2, -np.pi / 2], [0, 0]), "softplus": ([mx, 0], [1, 0]),
         "binary_step": ([1, 0], [0, 0]),
+        # exp's argument is clipped at 88 (float32) / 709 (float64); sigma' = A
+        "exp": ([e_clip, 0], [e_clip, 0]),
     }[name]
     np.testing.assert_allclose(A[0, :2], want[0], rtol=TOL[dtype]["rtol"])
     np.testing.assert_allclose(dZ[0, :2], want[1], rtol=TOL[dtype]["rtol"], atol=1e-30)

@@ -202,19 +202,19 @@ def test_network_second_fit_raises_and_predict_waits_for_the_fit(monkeypatch):
 
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_estimator_second_fit_raises_and_predict_waits_for_the_fit(method, monkeypatch):
-    from dnnfast._estimators import _mlp
+    from dnnfast._estimators import _solvers
 
     clf, _ = _estimators()
     X, y = _data()
     entered, release = threading.Event(), threading.Event()
 
-    class BlockingProgress(_mlp.Progress):
+    class BlockingProgress(_solvers.Progress):
         def update(self, *args, **kwargs):
             entered.set()
             assert release.wait(TIMEOUT)
             return super().update(*args, **kwargs)
 
-    monkeypatch.setattr(_mlp, "Progress", BlockingProgress)
+    monkeypatch.setattr(_solvers, "Progress", BlockingProgress)
     errors = []
 
     def start_fit():

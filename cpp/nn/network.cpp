@@ -179,7 +179,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     T* dZ = ws_.D0.data();
     T* spare = ws_.D1.data();
     const bool fusable = (loss_ == Loss::cce && out.act == Act::softmax) ||
-                         (loss_ == Loss::bce && out.act == Act::sigmoid);
+                         (loss_ == Loss::bce && out.act == Act::sigmoid) ||
+                         (loss_ == Loss::poisson && out.act == Act::exp);
     if (fused_ && fusable) {
         output_backward_fused<T>(Y, Yhat, dZ, n, m_y_, scale, w);
     } else {

@@ -602,6 +602,10 @@ def _check_architecture(header, kind):
                "MLPRegressor": {"sse", "poisson"}}[kind]
     if loss not in allowed:
         raise ValueError(f"header.loss must be one of {sorted(allowed)} for {kind}, got {loss!r:.40}")
+    if kind == "MLPRegressor" and loss == "poisson" and specs[-1] == ("identity", None):
+        # Files written before exp joined the core's registry stored the
+        # Poisson output as identity (exp was applied outside the core).
+        specs[-1] = ("exp", None)
     fused = _field(header, "fused", bool, "header")
     if kind != "Network" and not fused:
         raise ValueError("header.fused must be true for the estimators")
@@ -997,7 +1001,8 @@ def _estimator_expected(header, kind):
 
 def _estimator_build(plan, arrays):
     from ._estimators._compat import check_random_state
-    from ._estimators._mlp import MLPClassifier, MLPRegressor
+    from ._estimators._classifier import MLPClassifier
+    from ._estimators._regressor import MLPRegressor
     from ._estimators._progress import TrainingHistory
     from ._estimators._targets import LabelBinarizer
 
@@ -1108,6 +1113,7 @@ def _estimator_build(plan, arrays):
                           "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t}
     if "best_params" in arrays:
         est._best_params = core_order(arrays["best_params"])
+    est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit
     return est
 
 

@@ -23,7 +23,8 @@ OPTIMIZER_TABLE = {name: (i, nb) for name, i, nb in _core.OPTIMIZERS}
 
 LOSS_EPSILON_NOTE = (
     "bce and cce take log of Yhat clipped to [eps, 1 - eps], eps = the dtype's machine epsilon "
-    "(float32 1.19e-7, float64 2.22e-16)."
+    "(float32 1.19e-7, float64 2.22e-16); poisson takes log of, and divides by, Yhat clipped below at the "
+    "same eps."
 )
 
 

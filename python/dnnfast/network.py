@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -45,6 +46,17 @@ def _check_network_args(sizes, activations, loss, dtype):
         raise ValueError(f"activations needs one entry per layer ({len(sizes) - 1}), got {len(activations)}")
     specs = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
     loss = resolve_loss(loss)
+    # An output the loss was not written for trains to chance accuracy without
+    # an error (cce's -Y/Yhat on a relu output): say so, naming the usual pairing.
+    # (poisson needs only a positive output: softplus learns too.)
+    usual = {"cce": "softmax", "bce": "sigmoid", "poisson": "exp"}.get(loss)
+    fits = {"poisson": ("exp", "softplus")}.get(loss, (usual,))
+    if usual is not None and specs[-1].name not in fits:
+        how = (f"the single activation {specs[-1].name!r} applies to every layer, the output too"
+               if single and len(sizes) > 2 else f"the output activation is {specs[-1].name!r}")
+        warnings.warn(f"loss={loss!r} with {how}: this pairing does not learn; the usual pairings are "
+                      "softmax + cce, sigmoid + bce, identity/relu + sse/mse, exp + poisson "
+                      f"(e.g. activations=[..., {usual!r}])", UserWarning, stacklevel=3)
     key = dtype if isinstance(dtype, str) else np.dtype(dtype).name if dtype in (np.float32, np.float64) else None
     if key not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")

@@ -65,6 +65,8 @@ ACTIVATIONS = {
     "softplus": lambda z, a: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
     "binary_step": lambda z, a: (z >= 0).astype(z.dtype),
     "softmax": lambda z, a: _softmax(z),
+    # clipped where e^z would overflow, as the C++ ExpAct: 88 (float32), 709 (float64)
+    "exp": lambda z, a: np.exp(np.minimum(z, 88 if z.dtype == np.float32 else 709)),
 }
 
 # sigma'(Z) for the element-wise activations, from Z and the saved output A.
@@ -79,6 +81,7 @@ DERIVATIVES = {
     "arctan": lambda z, A, a: _arctan_derivative(z),
     "softplus": lambda z, A, a: _sigmoid(z),
     "binary_step": lambda z, A, a: np.zeros_like(z),
+    "exp": lambda z, A, a: A.copy(),
 }
 
 
@@ -123,7 +126,8 @@ def prelu_alpha_backward(Z, dA):
 
 # ---------------------------------------------------------------------------
 # Losses (SPEC section 4): J and dJ/dYhat. Logarithms and the bce / cce
-# divisions take Yhat clipped to [eps, 1 - eps], eps = the dtype's epsilon.
+# divisions take Yhat clipped to [eps, 1 - eps], eps = the dtype's epsilon;
+# poisson's (half the Poisson deviance) take Yhat clipped below at the same eps.
 # ---------------------------------------------------------------------------
 
 def _clip(P):
@@ -131,11 +135,22 @@ def _clip(P):
     return np.clip(P, eps, 1 - eps)
 
 
+def _clip_positive(P):
+    return np.maximum(P, np.finfo(P.dtype).eps)
+
+
+def _poisson(Y, P):
+    # y ln(y / Yhat) with 0 ln 0 = 0
+    safe = np.where(Y != 0, Y, 1)
+    return np.sum(np.where(Y != 0, Y * np.log(safe / _clip_positive(P)), 0) - Y + P, axis=1)
+
+
 LOSSES = {
     "sse": lambda Y, P: 0.5 * np.sum((P - Y) ** 2, axis=1),
     "mse": lambda Y, P: np.sum((P - Y) ** 2, axis=1) / Y.shape[1],
     "bce": lambda Y, P: -np.sum(Y * np.log(_clip(P)) + (1 - Y) * np.log1p(-_clip(P)), axis=1),
     "cce": lambda Y, P: -np.sum(np.where(Y != 0, Y * np.log(_clip(P)), 0), axis=1),
+    "poisson": _poisson,
 }
 
 # scale * dJ/dYhat, the scale applied first (as the C++ loss does) so that a
@@ -145,6 +160,7 @@ LOSS_GRADIENTS = {
     "mse": lambda Y, P, s: (2 * s / Y.shape[1]) * (P - Y),
     "bce": lambda Y, P, s: s * (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
     "cce": lambda Y, P, s: -s * Y / _clip(P),
+    "poisson": lambda Y, P, s: s * (1 - Y / _clip_positive(P)),
 }
 
 
@@ -152,7 +168,7 @@ def loss_forward(name, Y, Yhat, w=None):
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
     # loss does); the float64 clip inside LOSSES is then a no-op.
-    P = _clip(Yhat) if name in ("bce", "cce") else Yhat
+    P = _clip(Yhat) if name in ("bce", "cce") else _clip_positive(Yhat) if name == "poisson" else Yhat
     per_row = LOSSES[name](Y.astype(np.float64), P.astype(np.float64))
     return float(np.sum(per_row if w is None else w * per_row))
 
@@ -164,7 +180,7 @@ def loss_backward(name, Y, Yhat, scale, w=None):
 
 
 def output_backward_fused(Y, Yhat, scale, w=None):
-    """softmax + cce and sigmoid + bce: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
+    """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
     g = scale * (Yhat - Y)
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
@@ -211,7 +227,7 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     out_name, out_alpha = activations[-1]
     L = len(weights)
     dWs, dbs, dalphas = [None] * L, [None] * L, [None] * L
-    if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid")):
+    if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid"), ("poisson", "exp")):
         dZ = output_backward_fused(Y, Yhat, 1.0 / n)
     else:
         dA = loss_backward(loss, Y, Yhat, 1.0 / n)
