@@ -10,7 +10,7 @@ import numpy as np
 from . import _core
 from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, describe, epoch_is_finite,
                       locate_nonfinite)
-from ._locking import fits_model, reads_model
+from ._locking import copies_model, fits_model, reads_model, step_boundary
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
 from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
                           check_positive_int, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
@@ -159,6 +159,7 @@ class Network:
 
         save(self, path)
 
+    @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):
         # The C++ object is rebuilt from the spec; everything else pickles as is.
         state = dict(self.__dict__)
@@ -388,6 +389,7 @@ class Network:
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs}  cost {history['cost'][-1]:.6f}  "
                       f"{n / history['time'][-1]:,.0f} samples/s", flush=True)
+            step_boundary(self)  # a whole state here: a waiting copy or fork may take it
         return history
 
     def _nonfinite(self, on_nonfinite, epoch, X, history, good):

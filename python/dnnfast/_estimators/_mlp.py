@@ -25,7 +25,7 @@ from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._guards import (ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite,
                        locate_nonfinite)
-from .._locking import fits_model, reads_model
+from .._locking import copies_model, fits_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import (as_array, cast_finite, check_estimator_input, check_memory, naming, network_bytes,
                            packed_first_w_bytes)
@@ -329,6 +329,7 @@ class _BaseMLP(BaseEstimator):
                   if l["alpha_offset"] is not None]
         return np.concatenate(parts).astype(np.intp)
 
+    @copies_model  # during a fit: waits for its end (the fitted state is assembled there)
     def __getstate__(self):
         try:  # scikit-learn's BaseEstimator adds its version; object has one from Python 3.11
             state = super().__getstate__()
