@@ -111,7 +111,7 @@ def test_a_forked_child_that_asks_for_threads_runs_on_one_and_never_hangs(how, t
 # -- fork while another thread fits ------------------------------------------
 
 _FORK_DURING_A_FIT = """
-    import os, sys, threading
+    import os, sys, threading, time
     import numpy as np
     import dnnfast
     from dnnfast._locking import model_lock
@@ -130,6 +130,7 @@ _FORK_DURING_A_FIT = """
         fitter.start()
         while not model_lock(net).fitting:
             pass
+        time.sleep(0.05)  # into the epochs: the C++ loop runs without the GIL, the fork lands mid-epoch
         pid = os.fork()
         if pid == 0:
             # The fitting thread does not exist here: the lock must be free,
@@ -154,6 +155,51 @@ _FORK_DURING_A_FIT = """
         assert epochs, "the child saw parameters from the middle of an epoch"
         print(f"child saw epoch {epochs[0]}; ok")
 """
+
+
+_FORK_DURING_PREDICTIONS = """
+    import os, threading, time
+    import numpy as np
+    import dnnfast
+
+    if __name__ == "__main__":
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((4000, 64)), np.arange(4000) % 4
+        net = dnnfast.Network([64, 512, 4], ["tanh", "softmax"], "cce", "float64", seed=0)
+        stop = threading.Event()
+
+        def predict():
+            while not stop.is_set():
+                net.predict(X)
+
+        readers = [threading.Thread(target=predict) for _ in range(2)]
+        for t in readers:
+            t.start()
+        for _ in range(5):
+            time.sleep(0.02)  # into the predictions: they run without the GIL
+            pid = os.fork()
+            if pid == 0:
+                # A core call of another thread held the network's workspace
+                # mutex when a fork landed in it: this fit waited for ever.
+                try:
+                    net.fit(X[:100], y[:100], epochs=1, batch_size=10)
+                    net.predict(X[:3])
+                    os._exit(0)
+                except BaseException:
+                    os._exit(4)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        stop.set()
+        for t in readers:
+            t.join()
+        print("ok")
+"""
+
+
+@needs_fork
+def test_a_child_forked_during_predictions_in_other_threads_can_fit(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run_script(tmp_path, _FORK_DURING_PREDICTIONS)
 
 
 @needs_fork

@@ -26,8 +26,9 @@
 // every lock of the threads that do not exist in the child, and replaces the
 // process-wide mutex and condition variable, which a thread that is gone may
 // have held. The Python-level before-fork hook (fork_prepare) first waits
-// for fits running in other threads to reach a step boundary, so the child
-// never sees a model in the middle of a step.
+// until no other thread is inside a model's call (fits park at a step
+// boundary, reads finish), so the child never sees a model in the middle of
+// a step, nor a core network's workspace mutex held by a thread that is gone.
 #include "bindings/bindings.hpp"
 
 #include <pythread.h>
@@ -59,6 +60,15 @@ std::atomic<uint64_t> g_generation{0};
 Ident g_forker = 0;  // the thread inside os.fork()'s before hook, 0 = none (GIL-protected)
 
 Ident me() { return PyThread_get_thread_ident(); }
+
+// Model locks (reads and fits, any model) the calling thread holds. A thread
+// that holds none is the only kind a pending fork keeps waiting (below): one
+// that holds some finishes its calls, so the fork cannot wait for it for ever.
+thread_local int t_held = 0;
+
+// True while another thread prepares a fork and the calling thread holds no
+// model lock: it may not start a call into the core now.
+bool fork_gated(Ident t) { return g_forker != 0 && g_forker != t && t_held == 0; }
 
 void notify_all() {  // GIL held
     {
@@ -118,6 +128,7 @@ public:
         const Ident t = me();
         auto it = readers_.find(t);
         if (it == readers_.end()) throw std::runtime_error("model lock: release of a read this thread does not hold");
+        --t_held;
         if (--it->second == 0) {
             readers_.erase(it);
             if (readers_.empty() && writer_ != 0) notify_all();  // a fit waits for the last read
@@ -130,6 +141,7 @@ public:
             throw std::runtime_error(what_ + " cannot be fitted from inside one of its own predictions");
         if (writer_ == t) {
             ++writer_depth_;
+            ++t_held;
             return;
         }
         if (writer_ != 0)
@@ -141,7 +153,7 @@ public:
         try {
             // The reads in progress finish first, and no fit starts changing a
             // model while a fork is being prepared in another thread.
-            while (!readers_.empty() || (g_forker != 0 && g_forker != t)) wait_once();
+            while (!readers_.empty() || fork_gated(t)) wait_once();
         } catch (...) {  // interrupted: give the model back, as if never claimed
             writer_ = 0;
             writer_depth_ = 0;
@@ -149,11 +161,13 @@ public:
             throw;
         }
         active_ = true;
+        ++t_held;
     }
 
     void release_write() {
         if (writer_ != me() || writer_depth_ <= 0)
             throw std::runtime_error("model lock: release of a fit this thread does not hold");
+        --t_held;
         if (--writer_depth_ == 0) {
             writer_ = 0;
             active_ = false;
@@ -167,11 +181,14 @@ public:
     void step_boundary() {
         const Ident t = me();
         if (writer_ != t) return;  // not inside a fit of this model
-        if (copies_waiting_ == 0 && (g_forker == 0 || g_forker == t)) return;
+        // A fit that holds other models' locks too is not parked for a fork:
+        // the fork waits for those, and would wait for ever.
+        const bool fork_waits = g_forker != 0 && g_forker != t && t_held == writer_depth_;
+        if (copies_waiting_ == 0 && !fork_waits) return;
         active_ = false;
         notify_all();
         try {
-            while (copies_waiting_ != 0 || has_other_readers(t) || (g_forker != 0 && g_forker != t)) wait_once();
+            while (copies_waiting_ != 0 || has_other_readers(t) || (fork_waits && g_forker != 0)) wait_once();
         } catch (...) {  // interrupted while parked: the fit goes on (and raises) as it was
             active_ = true;
             throw;
@@ -182,6 +199,7 @@ public:
     bool fitting() const { return writer_ != 0; }
     bool reading() const { return !readers_.empty(); }
     bool changing_model() const { return active_; }
+    bool read_by_another_thread(Ident t) const { return has_other_readers(t); }
     Ident writer() const { return writer_; }
 
     // In a forked child only the forking thread exists: the states of the
@@ -205,12 +223,14 @@ private:
         auto it = readers_.find(t);
         if (it != readers_.end()) {  // nested
             ++it->second;
+            ++t_held;
             return;
         }
-        if (writer_ != 0 && writer_ != t) {
+        auto blocked = [&] { return (writer_ != 0 && writer_ != t && (!copy || active_)) || fork_gated(t); };
+        if (blocked()) {
             if (copy) ++copies_waiting_;
             try {
-                while (writer_ != 0 && writer_ != t && (!copy || active_)) wait_once();
+                while (blocked()) wait_once();
             } catch (...) {
                 if (copy && --copies_waiting_ == 0) notify_all();
                 throw;
@@ -218,6 +238,7 @@ private:
             if (copy) --copies_waiting_;  // now a reader: a parked fit waits for it to finish
         }
         readers_[t] = 1;
+        ++t_held;
     }
 
 public:
@@ -232,10 +253,13 @@ private:
     int copies_waiting_ = 0;
 };
 
-// os.fork()'s before hook: wait until no fit in another thread is changing
-// a model (each parks at its next step boundary, or ends), and keep new fits
-// from starting until the fork is done (fork_done in the parent; the child
-// starts afresh).
+// os.fork()'s before hook: wait until no other thread is inside a model's
+// call -- fits park at their next step boundary (or end), reads finish -- and
+// keep new ones from starting until the fork is done (fork_done in the
+// parent; the child starts afresh). Besides whole models, this keeps the
+// child from inheriting a core network's workspace mutex held by a thread
+// that does not exist there (a later fit in the child would wait for it for
+// ever).
 void fork_prepare() {
     const Ident t = me();
     while (g_forker != 0 && g_forker != t) wait_once();  // another thread forks: one at a time
@@ -245,7 +269,7 @@ void fork_prepare() {
         for (;;) {
             bool busy = false;
             for (ModelLock* l : registry())
-                if (l->changing_model() && l->writer() != t) busy = true;
+                if ((l->changing_model() && l->writer() != t) || l->read_by_another_thread(t)) busy = true;
             if (!busy) return;
             wait_once();
         }

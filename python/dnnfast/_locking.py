@@ -14,10 +14,13 @@ model at once. The rules, for a ``Network`` and for the estimators alike:
   epoch; the estimators: the end of the fit) and copies the model as it is
   there, a whole training state; the copy is taken under the lock, so a fit
   that starts while the copy is written out cannot tear it either;
-- ``os.fork()`` (and multiprocessing's 'fork') while another thread fits
-  waits in the same way, and the child starts with every lock free: the
-  fitting thread does not exist there, and the model is the whole state of
-  that boundary.
+- ``os.fork()`` (and multiprocessing's 'fork') while other threads use
+  models waits until none of them is inside a call: fits park at their next
+  step boundary, reads finish, new calls wait for the fork. The child starts
+  with every lock free (the other threads do not exist there), each model a
+  whole training state, and no core mutex held by a thread that is gone. A
+  fork by a C library that bypasses ``os.fork`` gets the free locks but not
+  the wait.
 
 The lock lives in the model's ``__dict__`` (``_model_lock``, made on first
 use) and pickles as a fresh one: an unpickled model, a ``copy.deepcopy`` or a
@@ -107,7 +110,8 @@ def step_boundary(model):
 
 
 if hasattr(os, "register_at_fork"):
-    # before: wait until no other thread's fit is in the middle of a step
-    # (and keep new fits from starting) so the child sees whole models; the
-    # child's locks are freed by a pthread_atfork handler in the core.
+    # before: wait until no other thread is inside a model's call (fits park
+    # at a step boundary, reads finish; new calls wait) so the child sees
+    # whole models; the child's locks are freed by a pthread_atfork handler
+    # in the core.
     os.register_at_fork(before=_core._locks_fork_prepare, after_in_parent=_core._locks_fork_done)
