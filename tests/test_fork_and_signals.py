@@ -5,7 +5,9 @@
 - A child forked while another thread fits a model gets a free lock and a
   whole training state (the fork waits for the fit's next step boundary).
 - A KeyboardInterrupt from a signal handler, wherever it lands in a read or
-  a fit, never leaves the lock held.
+  a fit, never leaves the lock held; a wait for a fit is interruptible.
+- A child forked while other threads predict can fit (no core mutex is left
+  held by a thread that is gone).
 - copy.deepcopy and pickle during a fit give a whole training state, never
   a torn one.
 
@@ -393,3 +395,52 @@ def test_pickles_of_an_estimator_during_a_warm_start_fit_are_whole_states():
         match = [s for s in states if s[1] == n_iter and s[2] == curve
                  and all(np.array_equal(a, b) for a, b in zip(s[0], coefs))]
         assert match, f"a pickle mixes states: n_iter_={n_iter}, {len(curve)} losses, coefs of another fit"
+
+
+class _BlockedStream:
+    """A stdout whose first write blocks until released: a verbose fit stops
+    after its first epoch, holding the model."""
+
+    def __init__(self):
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text):
+        self.entered.set()
+        assert self.release.wait(TIMEOUT)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_sigint_interrupts_a_prediction_waiting_for_a_fit_and_leaves_the_lock_as_it_was(monkeypatch):
+    """The wait for a fit runs in C++ with the GIL released; it must still
+    let the main thread's signal handlers run (Ctrl-C), and an interrupted
+    wait must leave nothing behind."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    X, y = _data()
+    net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)
+    stream = _BlockedStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    fitter = threading.Thread(target=lambda: net.fit(X, y, epochs=2, verbose=True))
+    fitter.start()
+    assert stream.entered.wait(TIMEOUT)  # the fit holds the model, parked in print
+    main = threading.main_thread().ident
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            net.predict(X)  # waits for the fit until the SIGINT
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+        stream.release.set()
+    fitter.join(TIMEOUT)
+    assert not fitter.is_alive()
+    lock = model_lock(net)
+    assert not lock.fitting and not lock.reading
+    assert _in_thread(lambda: net.predict(X)).shape == (200, 3)
