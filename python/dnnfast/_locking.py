@@ -40,7 +40,9 @@ table entry starts at the next instruction, and pending handlers run only at
 calls, backward jumps and function entry), nor between the block's end and
 the C ``__exit__`` call, so a lock that was taken is always given back.
 (CPython 3.9 checks for handlers after the with-block's POP_BLOCK, before
-``__exit__``: one instruction where an interrupt would still leak a lock.)
+``__exit__``: one instruction where an interrupt would still leak a lock.
+3.10 and 3.14 are not checked; the SIGINT tests in
+tests/test_fork_and_signals.py would show a leak on any version they run on.)
 ``acquire_*`` and ``release_*`` written by hand around a ``try:`` are not
 safe: the check at the end of the acquiring call can raise before the ``try:``
 (that was the bug: 124 SIGINTs into a loop of predictions and fits left a
