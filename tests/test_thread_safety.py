@@ -273,7 +273,9 @@ def test_copies_and_unpickled_models_have_a_free_lock_of_their_own():
     finally:
         lock.release_write()
     net = _network()
-    assert model_lock(copy.copy(net)) is model_lock(net)  # a shallow copy shares parameters and lock
+    shallow = copy.copy(net)  # a whole copy too: the state is copied under the lock (dnnfast/_locking.py)
+    assert model_lock(shallow) is not model_lock(net) and shallow.parameters is not net.parameters
+    np.testing.assert_array_equal(shallow.parameters, net.parameters)
     assert isinstance(pickle.loads(pickle.dumps(model_lock(net))), type(model_lock(net)))
 
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._locking import fits_model, reads_model
+from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, check_params_fit_dtype, parse_activation, resolve_loss
 from ._train.driver import fit_network
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
@@ -178,6 +178,7 @@ class Network:
 
         save(self, path)
 
+    @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):
         # The C++ object is rebuilt from the spec; everything else pickles as is.
         state = dict(self.__dict__)

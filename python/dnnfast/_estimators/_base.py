@@ -25,7 +25,7 @@ from .. import _core
 from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
-from .._locking import reads_model
+from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import cast_finite, check_memory, network_bytes, packed_first_w_bytes
 from ._compat import BaseEstimator, check_random_state
@@ -290,6 +290,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                   if l["alpha_offset"] is not None]
         return np.concatenate(parts).astype(np.intp)
 
+    @copies_model  # during a fit: waits for its end (the fitted state is assembled there)
     def __getstate__(self):
         try:  # scikit-learn's BaseEstimator adds its version; object has one from Python 3.11
             state = super().__getstate__()

@@ -29,6 +29,7 @@ import time
 
 from .. import _core
 from .._guards import check_on_nonfinite
+from .._locking import step_boundary
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng
 from ..batching import check_batch_size, epoch_order
@@ -339,6 +340,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         st.stopped = stop
         for fn in after_epoch:
             fn(net, epoch, logs)
+        step_boundary(net)  # a whole training state here: a waiting copy, pickle or fork may take it
         if agree is not None or interrupts.pending:
             interrupts.check(history, provider if agree is not None else None)
     return history
