@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import dnnfast
 from dnnfast import _core
 from dnnfast import reference as ref
 
@@ -170,3 +171,18 @@ def test_squared_losses_at_the_dtype_edges(loss, dtype):
     J_ok = _core.loss_forward(LOSS_ID[loss], Y[2:], P[2:])
     assert np.isfinite(J_ok)
     np.testing.assert_allclose(J_ok, ref.loss_forward(loss, Y[2:], P[2:]), rtol=1e-12)
+
+
+def test_poisson_cost_is_finite_when_y_over_yhat_underflows():
+    """y = 5e-324, yhat = 2: y / yhat underflows to 0 and log(0) = -inf; the
+    cost takes log(y) - log(yhat) there instead (found by test_properties)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # identity + poisson, on purpose
+        net = dnnfast.Network([1, 1], ["identity"], loss="poisson", dtype="float64", seed=0)
+    net.weights[0][:] = 1.0
+    X, Y = np.array([[2.0]]), np.array([[5e-324]])
+    c = net.cost(X, Y)
+    expected = 5e-324 * (np.log(5e-324) - np.log(2.0)) - 5e-324 + 2.0
+    assert np.isfinite(c) and abs(c - expected) <= 1e-15 * abs(expected)

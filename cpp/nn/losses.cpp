@@ -45,7 +45,13 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
         case Loss::poisson:
             for (size_t j = 0; j < n; ++j) {
                 const double yj = double(y[j]), q = double(clip_positive(p[j]));
-                s += (yj != 0.0 ? yj * std::log(yj / q) : 0.0) - yj + q;
+                // y log(y / q), except where y / q under- or overflows (y = 5e-324,
+                // q = 2): there the difference of the logs stays finite.
+                const double r = yj / q;
+                const double ylog = yj == 0.0 ? 0.0
+                                    : (r > 0.0 && std::isfinite(r)) ? yj * std::log(r)
+                                                                    : yj * (std::log(yj) - std::log(q));
+                s += ylog - yj + q;
             }
             return s;
     }
