@@ -132,7 +132,9 @@ struct NetworkPy {
 
     // Checks that X is finite itself (Network.predict leaves it to this
     // call): one pass fewer through Python on a one-row predict.
-    py::array_t<T> predict(const carray<T>& P, const carray<T>& X) {
+    // check_output=false: the estimators' validation score during a fit,
+    // which records a diverged model's NaN as scikit-learn does.
+    py::array_t<T> predict(const carray<T>& P, const carray<T>& X, bool check_output) {
         check_params(P);
         const size_t n = check_X(X);
         py::array_t<T> Y({n, m_y()});
@@ -143,7 +145,7 @@ struct NetworkPy {
             finite = all_finite<T>(X.data(), n * m_x());
             if (finite) {
                 net.predict(P.data(), X.data(), n, y);
-                out_finite = all_finite<T>(y, n * m_y());
+                if (check_output) out_finite = all_finite<T>(y, n * m_y());
             }
         }
         if (!finite) throw py::value_error("X contains NaN or infinity");
@@ -277,7 +279,7 @@ void bind_network_dtype(py::module_& m, const char* name) {
         .def_property_readonly("num_params", [](const N& n) { return n.net.num_params(); })
         .def("layout", &N::layout)
         .def("forward", &N::forward, py::arg("params"), py::arg("X"))
-        .def("predict", &N::predict, py::arg("params"), py::arg("X"))
+        .def("predict", &N::predict, py::arg("params"), py::arg("X"), py::arg("check_output") = true)
         .def("cost", &N::cost, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w") = py::none())
         .def("loss_and_gradient", &N::loss_and_gradient, py::arg("params"), py::arg("X"), py::arg("Y"),
              py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())

@@ -534,7 +534,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             P = self._bound_params()
             if P is None or P.dtype != dtype:
                 P = self._pack(net, dtype)
-            out = net.predict(P, X)
+            out = net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
             _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
         return out

@@ -263,7 +263,7 @@ class _Solvers:
 
     def _validation_score(self, net, P, X_val, Y_val, y_val, sw_val, data_scale):
         """(score, data loss) of the current parameters on the validation set."""
-        out = net.predict(P, X_val)
+        out = net.predict(P, X_val, False)  # a diverged model scores NaN, as in scikit-learn
         if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
             return float("nan"), float("nan")
         val_loss = float(net.cost(P, X_val, Y_val, sw_val)) * data_scale
