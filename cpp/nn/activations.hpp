@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "nn/vmath.hpp"
+
 namespace dnnfast {
 
 enum class Act : int {
@@ -136,6 +138,22 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
     return false;
 }
 
+// The vector kernel (vmath.hpp, the table of the active instruction set) for
+// a transcendental activation, or null: the scalar structs above then run.
+// Those structs remain the definition of the maths the vector kernels follow.
+template <class T>
+inline typename VMathFns<T>::Fwd vector_forward(Act act) {
+    const VMathFns<T>& v = active_vmath().template get<T>();
+    switch (act) {
+        case Act::elu: return v.elu;
+        case Act::sigmoid: return v.sigmoid;
+        case Act::tanh: return v.tanh;
+        case Act::arctan: return v.arctan;
+        case Act::softplus: return v.softplus;
+        default: return nullptr;
+    }
+}
+
 // ---- block kernels (m rows x n cols, row strides given; j0 = first unit) -----
 
 // A := sigma(Z) on a block; A may alias Z. When bias is non-null it is added to
@@ -144,6 +162,17 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
 template <class T>
 void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n,
                               size_t j0, const T* bias, const T* alpha, size_t alpha_stride) {
+    if (alpha_stride == 0) {
+        if (const auto fn = vector_forward<T>(act)) {
+            const T al = alpha ? alpha[0] : T(0);
+            for (size_t i = 0; i < m; ++i) {
+                T* z = Z + i * ldz;
+                if (bias) for (size_t j = 0; j < n; ++j) z[j] += bias[j0 + j];
+                fn(z, A + i * lda, n, al);
+            }
+            return;
+        }
+    }
     visit_elementwise<T>(act, [&](auto op) {
         using Op = decltype(op);
         for (size_t i = 0; i < m; ++i) {
@@ -166,6 +195,11 @@ template <class T>
 void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size_t lda,
                                const T* dA, size_t ldda, T* dZ, size_t lddz, size_t m, size_t n,
                                size_t j0, const T* alpha, size_t alpha_stride) {
+    if (act == Act::softplus) {  // the one sigma' that needs a transcendental
+        const auto fn = active_vmath().template get<T>().softplus_backward;
+        for (size_t i = 0; i < m; ++i) fn(Z + i * ldz, dA + i * ldda, dZ + i * lddz, n);
+        return;
+    }
     visit_elementwise<T>(act, [&](auto op) {
         using Op = decltype(op);
         for (size_t i = 0; i < m; ++i) {
@@ -191,13 +225,16 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
 // entry's exp is exactly 1 (sum >= 1, no 0/0).
 template <class T>
 void softmax_forward_rows(const T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n) {
+    const auto exp_shifted = active_vmath().template get<T>().exp_shifted;
     for (size_t i = 0; i < m; ++i) {
         const T* z = Z + i * ldz;
         T* a = A + i * lda;
         T mx = -std::numeric_limits<T>::infinity();
         for (size_t j = 0; j < n; ++j) mx = std::max(mx, z[j]);
+        exp_shifted(z, mx, a, n);
+        // Summed in order, not per lane: the same sum on every kernel table.
         T s = 0;
-        for (size_t j = 0; j < n; ++j) { a[j] = std::exp(z[j] - mx); s += a[j]; }
+        for (size_t j = 0; j < n; ++j) s += a[j];
         const T inv = T(1) / s;
         for (size_t j = 0; j < n; ++j) a[j] *= inv;
     }
