@@ -31,7 +31,7 @@ struct ActivationInfo {
     bool has_param;      // takes alpha
     double default_param;
     bool per_unit;       // alpha is one value per unit (prelu) rather than a scalar
-    double cost;         // time per element relative to relu (measured; sets the threading threshold)
+    double cost;         // time per element relative to relu (measured, float32 forward on one thread; sets the threading threshold)
 };
 
 // The registry: the one place an activation is named. Python mirrors it by
@@ -41,11 +41,11 @@ inline constexpr ActivationInfo kActivations[] = {
     {"relu", Act::relu, false, 0.0, false, 1},
     {"leaky_relu", Act::leaky_relu, true, 0.1, false, 1},
     {"prelu", Act::prelu, true, 0.25, true, 1},
-    {"elu", Act::elu, true, 1.0, false, 20},
-    {"sigmoid", Act::sigmoid, false, 0.0, false, 20},
-    {"tanh", Act::tanh, false, 0.0, false, 20},
-    {"arctan", Act::arctan, false, 0.0, false, 20},
-    {"softplus", Act::softplus, false, 0.0, false, 30},
+    {"elu", Act::elu, true, 1.0, false, 3},
+    {"sigmoid", Act::sigmoid, false, 0.0, false, 3},
+    {"tanh", Act::tanh, false, 0.0, false, 3},
+    {"arctan", Act::arctan, false, 0.0, false, 2},
+    {"softplus", Act::softplus, false, 0.0, false, 5},
     {"binary_step", Act::binary_step, false, 0.0, false, 1},
     {"softmax", Act::softmax, false, 0.0, false, 20},
 };
@@ -58,7 +58,7 @@ inline double activation_cost(Act a) { return kActivations[static_cast<int>(a)].
 // Element operations (in relu-equivalents) per thread below which a second
 // thread does not pay. Measured on the 2-core EPYC, float32, 1 vs 2 threads:
 // relu forward 100k elements 28.8 / 29.6 us, 200k 96.8 / 53.6 us; relu'
-// 100k 27.0 / 25.9 us, 200k 77.8 / 34.8 us; sigmoid (20x relu per element)
+// 100k 27.0 / 25.9 us, 200k 77.8 / 34.8 us; sigmoid (20x relu per element with libm, before vmath.hpp)
 // gains from 25k elements (159 / 113 us). Break-even ~150k relu-equivalents.
 inline constexpr double kElementwiseMinWork = 75000.0;
 
