@@ -189,3 +189,22 @@ def test_cce_log_per_term_every_table(dtype, on_table):
         J = on_table(t, run)
         rel = np.abs(J - exact) / np.maximum(np.abs(exact), 1e-300)
         assert rel.max() <= REL_BOUND, f"cce log {t}: {rel.max():.3g} at p={p[np.argmax(rel)]!r}"
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_row_width_does_not_change_a_bit(name, dtype, on_table, rng):
+    """The kernels take a row's tail as an overlapping last vector (rows
+    shorter than a vector: a padded buffer), so an element's value must not
+    depend on the row's width or its place in the row: widths 1..40 against
+    one long row, on every table."""
+    z = (rng.standard_normal(41 * 40) * 4).astype(dtype)
+    a = alpha(name, dtype)
+    for t in TABLES:
+        long_row = on_table(t, lambda: _core.activation_forward(ACT_ID[name], z.reshape(1, -1), a))[0]
+        for w in range(1, 41):
+            k = (z.size // w) * w
+            Z = np.ascontiguousarray(z[:k].reshape(-1, w))
+            got = on_table(t, lambda: _core.activation_forward(ACT_ID[name], Z, a)).ravel()
+            np.testing.assert_array_equal(got, long_row[:k], err_msg=f"{name} {t} width {w}")
