@@ -230,9 +230,10 @@ struct VMath {
             for (size_t l = 0; l < n; ++l) a[l] = buf[l];
             return;
         }
-        const V tail = f(load(z + n - L));
+        const bool ragged = n % L != 0;  // whole vectors: no tail to redo
+        const V tail = ragged ? f(load(z + n - L)) : V{};
         for (size_t j = 0; j + L <= n; j += L) store(a + j, f(load(z + j)));
-        store(a + n - L, tail);
+        if (ragged) store(a + n - L, tail);
     }
     template <class F>
     static DNNFAST_VINLINE void map2(const T* z, const T* d, T* a, size_t n, F f) {
@@ -243,9 +244,10 @@ struct VMath {
             for (size_t l = 0; l < n; ++l) a[l] = bz[l];
             return;
         }
-        const V tail = f(load(z + n - L), load(d + n - L));
+        const bool ragged = n % L != 0;  // whole vectors: no tail to redo
+        const V tail = ragged ? f(load(z + n - L), load(d + n - L)) : V{};
         for (size_t j = 0; j + L <= n; j += L) store(a + j, f(load(z + j), load(d + j)));
-        store(a + n - L, tail);
+        if (ragged) store(a + n - L, tail);
     }
 
     static void elu_rows(const T* z, T* a, size_t n, T alpha) {
