@@ -11,6 +11,7 @@
 #include "nn/linear.hpp"
 #include "nn/losses.hpp"
 #include "nn/optimizers.hpp"
+#include "nn/vmath.hpp"
 
 namespace dnnfast::bindings {
 
@@ -216,6 +217,9 @@ void bind_ops(py::module_& m) {
     for (const auto& l : kLosses) losses.append(py::make_tuple(l.name, int(l.loss), l.fused_output));
     m.attr("ACTIVATIONS") = acts;  // (name, id, has_param, default_param, per_unit)
     m.attr("LOSSES") = losses;      // (name, id, fused_output_activation)
+    m.def("vmath_kernel", []() { return std::string(active_vmath().name); },
+          "Name of the vector-maths table the transcendental activations, softmax and cce use "
+          "(follows gemm_set_kernel / DNNFAST_GEMM_KERNEL; generic512 uses the portable one).");
     bind_ops_dtype<float>(m);
     bind_ops_dtype<double>(m);
 }

@@ -4,20 +4,10 @@
 // types, which GCC lowers to SSE2 -- slow, but it runs the AVX-512 template
 // arithmetic and edge handling on machines without AVX-512.
 #include "gemm/gemm_simd.hpp"
+#include "gemm/ops_generic.hpp"
 
 namespace dnnfast {
 namespace {
-
-template <class T, size_t Bytes>
-struct OpsGeneric {
-    typedef T V __attribute__((vector_size(Bytes)));
-    static V splat(T s) {
-        V v;
-        for (size_t l = 0; l < Bytes / sizeof(T); ++l) v[l] = s;
-        return v;
-    }
-    static V fma(V a, V b, V c) { return a * b + c; }
-};
 
 // 16 xmm registers: a 4 x 2-vector tile (8 accumulators) leaves room for the
 // B vectors, the broadcast and the product of the separate multiply.

@@ -5,16 +5,20 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace dnnfast {
 namespace {
 
 struct OpsF {
     typedef float V __attribute__((vector_size(32)));
+    typedef int32_t VI __attribute__((vector_size(32)));  // same lanes as integers (vmath_impl.hpp)
     static V splat(float s) { return _mm256_set1_ps(s); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 };
 struct OpsD {
     typedef double V __attribute__((vector_size(32)));
+    typedef int64_t VI __attribute__((vector_size(32)));
     static V splat(double s) { return _mm256_set1_pd(s); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
 };

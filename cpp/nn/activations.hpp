@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "nn/vmath.hpp"
+
 namespace dnnfast {
 
 enum class Act : int {
@@ -29,7 +31,7 @@ struct ActivationInfo {
     bool has_param;      // takes alpha
     double default_param;
     bool per_unit;       // alpha is one value per unit (prelu) rather than a scalar
-    double cost;         // time per element relative to relu (measured; sets the threading threshold)
+    double cost;         // time per element relative to relu (measured, float32 forward on one thread; sets the threading threshold)
 };
 
 // The registry: the one place an activation is named. Python mirrors it by
@@ -39,11 +41,11 @@ inline constexpr ActivationInfo kActivations[] = {
     {"relu", Act::relu, false, 0.0, false, 1},
     {"leaky_relu", Act::leaky_relu, true, 0.1, false, 1},
     {"prelu", Act::prelu, true, 0.25, true, 1},
-    {"elu", Act::elu, true, 1.0, false, 20},
-    {"sigmoid", Act::sigmoid, false, 0.0, false, 20},
-    {"tanh", Act::tanh, false, 0.0, false, 20},
-    {"arctan", Act::arctan, false, 0.0, false, 20},
-    {"softplus", Act::softplus, false, 0.0, false, 30},
+    {"elu", Act::elu, true, 1.0, false, 3},
+    {"sigmoid", Act::sigmoid, false, 0.0, false, 3},
+    {"tanh", Act::tanh, false, 0.0, false, 3},
+    {"arctan", Act::arctan, false, 0.0, false, 2},
+    {"softplus", Act::softplus, false, 0.0, false, 5},
     {"binary_step", Act::binary_step, false, 0.0, false, 1},
     {"softmax", Act::softmax, false, 0.0, false, 20},
     {"exp", Act::exp, false, 0.0, false, 20},
@@ -57,7 +59,7 @@ inline double activation_cost(Act a) { return kActivations[static_cast<int>(a)].
 // Element operations (in relu-equivalents) per thread below which a second
 // thread does not pay. Measured on the 2-core EPYC, float32, 1 vs 2 threads:
 // relu forward 100k elements 28.8 / 29.6 us, 200k 96.8 / 53.6 us; relu'
-// 100k 27.0 / 25.9 us, 200k 77.8 / 34.8 us; sigmoid (20x relu per element)
+// 100k 27.0 / 25.9 us, 200k 77.8 / 34.8 us; sigmoid (20x relu per element with libm, before vmath.hpp)
 // gains from 25k elements (159 / 113 us). Break-even ~150k relu-equivalents.
 inline constexpr double kElementwiseMinWork = 75000.0;
 
@@ -147,6 +149,22 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
     return false;
 }
 
+// The vector kernel (vmath.hpp, the table of the active instruction set) for
+// a transcendental activation, or null: the scalar structs above then run.
+// Those structs remain the definition of the maths the vector kernels follow.
+template <class T>
+inline typename VMathFns<T>::Fwd vector_forward(Act act) {
+    const VMathFns<T>& v = active_vmath().template get<T>();
+    switch (act) {
+        case Act::elu: return v.elu;
+        case Act::sigmoid: return v.sigmoid;
+        case Act::tanh: return v.tanh;
+        case Act::arctan: return v.arctan;
+        case Act::softplus: return v.softplus;
+        default: return nullptr;
+    }
+}
+
 // ---- block kernels (m rows x n cols, row strides given; j0 = first unit) -----
 
 // A := sigma(Z) on a block; A may alias Z. When bias is non-null it is added to
@@ -155,6 +173,17 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
 template <class T>
 void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n,
                               size_t j0, const T* bias, const T* alpha, size_t alpha_stride) {
+    if (alpha_stride == 0) {
+        if (const auto fn = vector_forward<T>(act)) {
+            const T al = alpha ? alpha[0] : T(0);
+            for (size_t i = 0; i < m; ++i) {
+                T* z = Z + i * ldz;
+                if (bias) for (size_t j = 0; j < n; ++j) z[j] += bias[j0 + j];
+                fn(z, A + i * lda, n, al);
+            }
+            return;
+        }
+    }
     visit_elementwise<T>(act, [&](auto op) {
         using Op = decltype(op);
         for (size_t i = 0; i < m; ++i) {
@@ -177,6 +206,11 @@ template <class T>
 void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size_t lda,
                                const T* dA, size_t ldda, T* dZ, size_t lddz, size_t m, size_t n,
                                size_t j0, const T* alpha, size_t alpha_stride) {
+    if (act == Act::softplus) {  // the one sigma' that needs a transcendental
+        const auto fn = active_vmath().template get<T>().softplus_backward;
+        for (size_t i = 0; i < m; ++i) fn(Z + i * ldz, dA + i * ldda, dZ + i * lddz, n);
+        return;
+    }
     visit_elementwise<T>(act, [&](auto op) {
         using Op = decltype(op);
         for (size_t i = 0; i < m; ++i) {
@@ -202,13 +236,16 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
 // entry's exp is exactly 1 (sum >= 1, no 0/0).
 template <class T>
 void softmax_forward_rows(const T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n) {
+    const auto exp_shifted = active_vmath().template get<T>().exp_shifted;
     for (size_t i = 0; i < m; ++i) {
         const T* z = Z + i * ldz;
         T* a = A + i * lda;
         T mx = -std::numeric_limits<T>::infinity();
         for (size_t j = 0; j < n; ++j) mx = std::max(mx, z[j]);
+        exp_shifted(z, mx, a, n);
+        // Summed in order, not per lane: the same sum on every kernel table.
         T s = 0;
-        for (size_t j = 0; j < n; ++j) { a[j] = std::exp(z[j] - mx); s += a[j]; }
+        for (size_t j = 0; j < n; ++j) s += a[j];
         const T inv = T(1) / s;
         for (size_t j = 0; j < n; ++j) a[j] *= inv;
     }

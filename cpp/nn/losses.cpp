@@ -38,10 +38,22 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
                 s -= double(y[j]) * std::log(q) + (1.0 - double(y[j])) * std::log1p(-q);
             }
             return s;
-        case Loss::cce:
-            for (size_t j = 0; j < n; ++j)
-                if (y[j] != T(0)) s -= double(y[j]) * std::log(double(clip01(p[j])));
+        case Loss::cce: {
+            // The entries with y != 0, a chunk at a time through the vector
+            // log (vmath.hpp), then summed in column order as before.
+            const auto vlog = active_vmath().get<double>().log;
+            double q[64], yy[64];
+            size_t c = 0;
+            for (size_t j = 0; j < n; ++j) {
+                if (y[j] != T(0)) { q[c] = double(clip01(p[j])); yy[c] = double(y[j]); ++c; }
+                if (c == 64 || (j + 1 == n && c > 0)) {
+                    vlog(q, q, c);
+                    for (size_t k = 0; k < c; ++k) s -= yy[k] * q[k];
+                    c = 0;
+                }
+            }
             return s;
+        }
         case Loss::poisson:
             for (size_t j = 0; j < n; ++j) {
                 const double yj = double(y[j]), q = double(clip_positive(p[j]));

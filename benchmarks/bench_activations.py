@@ -1,0 +1,150 @@
+"""Cost of the transcendental activations in training (issue 19, target 1).
+
+    python benchmarks/bench_activations.py                          # both suites
+    python benchmarks/bench_activations.py --suite net --repeats 5
+    python benchmarks/bench_activations.py --builds before=/old/python,after=/new/python
+
+Suites:
+  net      ms per epoch of a float32 network 20000x100 -> (256, 128) -> 10
+           (softmax + cce, SGD, batch 200) per hidden activation, and the
+           ratio to the relu network's epoch.
+  sklearn  MLPClassifier(activation="tanh" / "logistic") fit time on digits
+           (default parameters, random_state=0), dnnfast against scikit-learn.
+
+Every measurement is its own fresh process (this script with --worker) with
+the thread count fixed in its environment and by dnnfast.set_num_threads;
+processes are interleaved (one round over every build / peer and activation,
+repeated) and the median is printed with the range. --builds names several
+dnnfast trees (the directory holding the `dnnfast` package, put first on
+PYTHONPATH) to compare builds in the same interleaved run; by default the
+dnnfast that Python finds. The load average is printed before and after: on
+a shared machine only ratios within one run mean anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+NET_ACTS = ["relu", "sigmoid", "elu", "arctan", "tanh", "softplus"]
+SK_ACTS = ["tanh", "logistic"]
+
+
+def work_net(act, threads):
+    import numpy as np
+    import dnnfast
+
+    dnnfast.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 100), dtype=np.float32)
+    Y = np.argmax(X @ rng.standard_normal((100, 10), dtype=np.float32), axis=1).astype(np.int64)
+
+    def net():
+        return dnnfast.Network(sizes=[100, 256, 128, 10], activations=[act, act, "softmax"], loss="cce",
+                               dtype="float32", seed=0)
+
+    net().fit(X[:2000], Y[:2000], epochs=1, batch_size=200, learning_rate=0.01)  # warm-up
+    n = net()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        n.fit(X, Y, epochs=1, batch_size=200, learning_rate=0.01)
+        times.append(time.perf_counter() - t0)
+    return {"ms": 1e3 * statistics.median(times)}
+
+
+def work_sklearn(peer, act, threads):
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from sklearn.datasets import load_digits
+
+    if peer == "sklearn":
+        from sklearn.neural_network import MLPClassifier
+    else:
+        import dnnfast
+        from dnnfast.estimators import MLPClassifier
+
+        dnnfast.set_num_threads(threads)
+    X, y = load_digits(return_X_y=True)
+    MLPClassifier(activation=act, max_iter=1, random_state=0).fit(X[:300], y[:300])  # warm-up
+    clf = MLPClassifier(activation=act, random_state=0)
+    t0 = time.perf_counter()
+    clf.fit(X, y)
+    return {"s": time.perf_counter() - t0, "n_iter": int(clf.n_iter_)}
+
+
+def spawn(task, pythonpath, threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+        env[var] = str(threads)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def med(xs):
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=["net", "sklearn", "all"], default="all")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--builds", default="", help="name=path,name=path (default: the dnnfast Python finds)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        t = json.loads(a.worker)
+        r = work_net(t["act"], t["threads"]) if t["suite"] == "net" else work_sklearn(t["peer"], t["act"], t["threads"])
+        print(json.dumps(r))
+        return
+    builds = dict(b.split("=", 1) for b in a.builds.split(",") if b) or {"dnnfast": ""}
+    print(f"threads={a.threads} repeats={a.repeats} load average before: {os.getloadavg()}")
+    if a.suite in ("net", "all"):
+        res = {(b, act): [] for b in builds for act in NET_ACTS}
+        for _ in range(a.repeats):
+            for act in NET_ACTS:
+                for b, path in builds.items():
+                    res[b, act].append(spawn({"suite": "net", "act": act, "threads": a.threads}, path, a.threads)["ms"])
+        print("\nfloat32 20000x100 -> (256, 128) -> 10, batch 200: ms per epoch, median [min-max]; ratio to relu")
+        print("| activation | " + " | ".join(builds) + " |")
+        print("|---|" + "---|" * len(builds))
+        for act in NET_ACTS:
+            cells = []
+            for b in builds:
+                m, lo, hi = med(res[b, act])
+                cells.append(f"{m:.1f} [{lo:.1f}-{hi:.1f}] {m / med(res[b, 'relu'])[0]:.2f}x")
+            print(f"| {act} | " + " | ".join(cells) + " |")
+    if a.suite in ("sklearn", "all"):
+        peers = {"sklearn": ("sklearn", "")} | {b: ("dnnfast", p) for b, p in builds.items()}
+        res = {(p, act): [] for p in peers for act in SK_ACTS}
+        for _ in range(a.repeats):
+            for act in SK_ACTS:
+                for name, (peer, path) in peers.items():
+                    res[name, act].append(spawn({"suite": "sklearn", "peer": peer, "act": act,
+                                                 "threads": a.threads}, path, a.threads))
+        print("\ndigits MLPClassifier(activation=...) fit s, median [min-max] (n_iter); speed-up over scikit-learn")
+        print("| activation | " + " | ".join(peers) + " |")
+        print("|---|" + "---|" * len(peers))
+        for act in SK_ACTS:
+            base = med([r["s"] for r in res["sklearn", act]])[0]
+            cells = []
+            for p in peers:
+                m, lo, hi = med([r["s"] for r in res[p, act]])
+                cells.append(f"{m:.3f} [{lo:.3f}-{hi:.3f}] ({res[p, act][0]['n_iter']}) {base / m:.2f}x")
+            print(f"| {act} | " + " | ".join(cells) + " |")
+    print(f"\nload average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+// The vector maths behind vmath.hpp, written once over a vector-op shim (Ops:
+// V, VI and splat, as in gemm/ops_*.hpp) and instantiated by each
+// vmath_*.cpp inside an anonymous namespace, so no symbol compiled with ISA
+// flags is shared with generic code, and the tables are constant-initialised.
+//
+// Algorithms (own derivations; coefficients fitted by tools/fit_vmath.py):
+//  exp/expm1: n = round(x / ln 2) by the 1.5*2^p "magic" add, r = x - n ln2
+//    with ln 2 split Cody-Waite style (hi has so few bits that n*hi is exact),
+//    expm1(r) = r + r^2 P(r) on |r| <= 0.35, exp = (1 + expm1(r)) 2^n1 2^n2
+//    (two scalings, so denormal results round once and overflow gives inf),
+//    expm1(x) = 2^n expm1(r) + (2^n - 1) (exact scaling, one rounding).
+//    float32: P minimax degree 5; float64: Taylor to r^13.
+//  log: x = 2^k m, m in [sqrt(1/2), sqrt(2)), s = (m-1)/(m+1),
+//    log m = 2s + s w R(w), w = s^2; log x = k ln2_hi + (log m + k ln2_lo).
+//    float32: R minimax degree 2; float64: Taylor (10 terms).
+//    log1p(u), 0 <= u <= 1: s = 1 + u, c = u - (s - 1) (exact), log s + c / s.
+//  atan: |x| > tan(3pi/8): pi/2 + atan(-1/|x|); > tan(pi/8): pi/4 +
+//    atan((|x|-1)/(|x|+1)); then atan t = t + t z P(z), z = t^2, |t| <= 0.4143,
+//    pi/2 and pi/4 as hi + lo. float32 only (P minimax degree 4); float64
+//    keeps libm.
+//  tanh = sign(x) q, q = t / (t + 2), t = expm1(2|x|), |x| clamped where tanh
+//    rounds to 1. sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
+//    softplus = max(z, 0) + log1p(exp(-|z|)).  elu = alpha expm1(z), z < 0.
+// Every input is clamped (NaN-preserving compares) before any 2^n is built,
+// so no intermediate overflows for any finite or infinite input; NaN in
+// gives NaN out. Measured error bounds: tests/test_activation_accuracy.py.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "nn/vmath.hpp"
+
+// Forced inline: the kernels are called twice in each row loop (body and
+// tail), and GCC would otherwise call them out of line, passing 512-bit
+// vectors through memory (measured: a 4-wide float64 tail cost 50 ns).
+#define DNNFAST_VINLINE __attribute__((always_inline)) inline
+#define DNNFAST_VINLINE_LAMBDA __attribute__((always_inline))
+
+namespace dnnfast {
+namespace {
+
+template <class T>
+struct VConst;
+
+template <>
+struct VConst<float> {
+    using I = int32_t;
+    static constexpr int kMant = 23;
+    static constexpr I kBias = 127;
+    static constexpr I kMantMask = 0x007fffff;
+    static constexpr I kSqrtHalfBits = 0x3f3504f3;  // sqrt(1/2) rounded
+    static constexpr I kOneBits = 0x3f800000;
+    static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    static constexpr float kLog2e = 1.44269504088896341f;
+    static constexpr float kLn2Hi = 0.693145751953125f;  // 16 bits: n * hi exact for |n| < 256
+    static constexpr float kLn2Lo = 1.428606765330187e-06f;
+    static constexpr float kExpLo = -104.0f;  // exp rounds to 0 below, to inf above kExpHi
+    static constexpr float kExpHi = 89.0f;
+    static constexpr float kExpm1Lo = -87.0f;  // expm1 is -1 below; 2^n stays normal
+    static constexpr float kExpm1Hi = 88.0f;
+    static constexpr float kTanhCut = 9.5f;  // tanh rounds to 1 beyond 9.01
+    static constexpr float kPio2Hi = 1.5707963705062866f, kPio2Lo = -4.371138828673793e-08f;
+    static constexpr float kPio4Hi = 0.7853981852531433f, kPio4Lo = -2.1855694143368964e-08f;
+    // expm1(r) = r + r^2 P(r), minimax for relative error on |r| <= 0.35.
+    static constexpr float kExpm1P[] = {0.5f, 0.1666666716337204f, 0.04166634380817413f,
+                                        0.008333271369338036f, 0.0013942047953605652f,
+                                        0.0001991501630982384f};
+    // 2 atanh(s) = 2s + s w R(w), w = s^2 <= 0.02944.
+    static constexpr float kLogR[] = {0.6666677594184875f, 0.3997744917869568f, 0.29874423146247864f};
+    // atan(t) = t + t z P(z), z = t^2 <= 0.1716.
+    static constexpr float kAtanP[] = {-0.33333316445350647f, 0.19998478889465332f, -0.14243625104427338f,
+                                       0.10594246536493301f, -0.060787782073020935f};
+};
+
+constexpr double fact(int k) { return k <= 1 ? 1.0 : k * fact(k - 1); }
+
+template <>
+struct VConst<double> {
+    using I = int64_t;
+    static constexpr int kMant = 52;
+    static constexpr I kBias = 1023;
+    static constexpr I kMantMask = 0x000fffffffffffffLL;
+    static constexpr I kSqrtHalfBits = 0x3fe6a09e667f3bcdLL;
+    static constexpr I kOneBits = 0x3ff0000000000000LL;
+    static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+    static constexpr double kLog2e = 1.4426950408889634;
+    static constexpr double kLn2Hi = 0.6931471806019545;  // 32 bits: n * hi exact for |n| < 2^21
+    static constexpr double kLn2Lo = -4.2009150726810846e-11;
+    static constexpr double kExpLo = -746.0;
+    static constexpr double kExpHi = 710.0;
+    static constexpr double kExpm1Lo = -708.0;
+    static constexpr double kExpm1Hi = 709.0;
+    static constexpr double kTanhCut = 19.5;  // tanh rounds to 1 beyond 19.06
+    static constexpr double kPio2Hi = 1.5707963267948966, kPio2Lo = 6.123233995736766e-17;
+    static constexpr double kPio4Hi = 0.7853981633974483, kPio4Lo = 3.061616997868383e-17;
+    // Taylor: truncation below 2e-17 relative on |r| <= 0.35.
+    static constexpr double kExpm1P[] = {1 / fact(2),  1 / fact(3),  1 / fact(4),  1 / fact(5),
+                                         1 / fact(6),  1 / fact(7),  1 / fact(8),  1 / fact(9),
+                                         1 / fact(10), 1 / fact(11), 1 / fact(12), 1 / fact(13)};
+    // Taylor 2/(2k+1): truncation below 1e-18 relative for w <= 0.02944.
+    static constexpr double kLogR[] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
+                                       2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
+    static constexpr double kAtanP[] = {0.0};  // unused: float64 atan stays in libm
+};
+
+template <class T, class Ops>
+struct VMath {
+    using V = typename Ops::V;
+    using VI = typename Ops::VI;
+    using C = VConst<T>;
+    using I = typename C::I;
+    static constexpr size_t L = sizeof(V) / sizeof(T);
+
+    static V sp(T s) { return Ops::splat(s); }
+    static VI spi(I s) { return VI{} + s; }
+    static V load(const T* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
+    static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+    static VI bits(V v) { return (VI)v; }
+    static V from_bits(VI i) { return (V)i; }
+    static V vabs(V x) { return from_bits(bits(x) & spi(~(I(1) << (8 * sizeof(T) - 1)))); }
+    static V copysign_of(V mag, V sgn) { return from_bits(bits(mag) | (bits(sgn) & spi(I(1) << (8 * sizeof(T) - 1)))); }
+    // NaN-preserving clamps: a NaN compares false and passes through.
+    static V clamp_lo(V x, T lo) { return x < sp(lo) ? sp(lo) : x; }
+    static V clamp_hi(V x, T hi) { return x > sp(hi) ? sp(hi) : x; }
+    static V pow2(VI n) { return from_bits((n + spi(C::kBias)) << C::kMant); }
+
+    // Horner for short polynomials; from 8 terms (the float64 Taylor ones)
+    // two Horner chains in x^2, even and odd terms, joined at the end: half
+    // the dependency chain, which bounded the float64 kernels' throughput.
+    template <size_t N>
+    static V horner(V x, const T (&c)[N]) {
+        if constexpr (N >= 8) {
+            const V x2 = x * x;
+            constexpr size_t ne = (N + 1) / 2, no = N / 2;  // c[0], c[2], ... and c[1], c[3], ...
+            V pe = sp(c[2 * (ne - 1)]);
+            for (size_t k = ne - 1; k-- > 0;) pe = pe * x2 + sp(c[2 * k]);
+            V po = sp(c[2 * (no - 1) + 1]);
+            for (size_t k = no - 1; k-- > 0;) po = po * x2 + sp(c[2 * k + 1]);
+            return pe + x * po;
+        } else {
+            V p = sp(c[N - 1]);
+            for (size_t k = N - 1; k-- > 0;) p = p * x + sp(c[k]);
+            return p;
+        }
+    }
+
+    // r and n with x = n ln2 + r; returns expm1(r).
+    DNNFAST_VINLINE static V reduce_expm1(V x, VI& n) {
+        const V k = x * sp(C::kLog2e) + sp(C::kMagic);
+        const V nf = k - sp(C::kMagic);
+        n = bits(k) - bits(sp(C::kMagic));
+        const V r = (x - nf * sp(C::kLn2Hi)) - nf * sp(C::kLn2Lo);
+        return r + (r * r) * horner(r, C::kExpm1P);
+    }
+    DNNFAST_VINLINE static V exp(V x) {
+        x = clamp_hi(clamp_lo(x, C::kExpLo), C::kExpHi);
+        VI n;
+        const V p = sp(T(1)) + reduce_expm1(x, n);
+        const VI n1 = n >> 1;
+        return (p * pow2(n1)) * pow2(n - n1);
+    }
+    DNNFAST_VINLINE static V expm1(V x) {
+        x = clamp_hi(clamp_lo(x, C::kExpm1Lo), C::kExpm1Hi);
+        VI n;
+        const V em = reduce_expm1(x, n);
+        const V s = pow2(n);
+        return s * em + (s - sp(T(1)));
+    }
+    // Positive normal x (or NaN).
+    DNNFAST_VINLINE static V log(V x) {
+        VI ix = bits(x) + spi(C::kOneBits - C::kSqrtHalfBits);
+        const VI k = (ix >> C::kMant) - spi(C::kBias);
+        ix = (ix & spi(C::kMantMask)) + spi(C::kSqrtHalfBits);
+        const V f = from_bits(ix) - sp(T(1));
+        const V s = f / (sp(T(2)) + f);
+        const V w = s * s;
+        const V lm = s * sp(T(2)) + (s * w) * horner(w, C::kLogR);
+        const V kf = from_bits(k + bits(sp(C::kMagic))) - sp(C::kMagic);  // exact int -> float
+        const V r = kf * sp(C::kLn2Hi) + (lm + kf * sp(C::kLn2Lo));
+        return x != x ? x : r;
+    }
+    // 0 <= u <= 1 (or NaN).
+    DNNFAST_VINLINE static V log1p01(V u) {
+        const V s = sp(T(1)) + u;
+        const V c = u - (s - sp(T(1)));
+        return log(s) + c / s;
+    }
+    DNNFAST_VINLINE static V atan(V x) {
+        const V ax = vabs(x);
+        const auto big = ax > sp(T(2.414213562373095));
+        const auto mid = ax > sp(T(0.41421356237309503));
+        const V num = big ? sp(T(-1)) : (mid ? ax - sp(T(1)) : ax);
+        const V den = big ? ax : (mid ? ax + sp(T(1)) : sp(T(1)));
+        const V t = num / den;
+        const V hi = big ? sp(C::kPio2Hi) : (mid ? sp(C::kPio4Hi) : sp(T(0)));
+        const V lo = big ? sp(C::kPio2Lo) : (mid ? sp(C::kPio4Lo) : sp(T(0)));
+        const V z = t * t;
+        const V p = t + (t * z) * horner(z, C::kAtanP);
+        return copysign_of(hi + (p + lo), x);
+    }
+    DNNFAST_VINLINE static V tanh(V x) {
+        const V ax = clamp_hi(vabs(x), C::kTanhCut);
+        const V t = expm1(ax + ax);
+        return copysign_of(t / (t + sp(T(2))), x);
+    }
+    DNNFAST_VINLINE static V sigmoid(V z) {
+        const V e = exp(-vabs(z));
+        return (z >= sp(T(0)) ? sp(T(1)) : e) / (sp(T(1)) + e);
+    }
+    DNNFAST_VINLINE static V softplus(V z) {
+        const V e = exp(-vabs(z));
+        return (z > sp(T(0)) ? z : sp(T(0))) + log1p01(e);
+    }
+    DNNFAST_VINLINE static V elu(V z, V alpha) {
+        const V em = expm1(z > sp(T(0)) ? sp(T(0)) : z);
+        return z >= sp(T(0)) ? z : alpha * em;
+    }
+
+    // Whole vectors; the tail as the last L elements (overlapping the body),
+    // loaded and computed before the body writes anything, so a may alias
+    // z; rows shorter than a vector through a padded buffer. Every element
+    // goes through the same lane arithmetic wherever it sits, so the result
+    // does not depend on the row length or where a block starts.
+    template <class F>
+    static DNNFAST_VINLINE void map(const T* z, T* a, size_t n, F f) {
+        if (n < L) {
+            T buf[L];
+            for (size_t l = 0; l < L; ++l) buf[l] = l < n ? z[l] : T(1);
+            store(buf, f(load(buf)));
+            for (size_t l = 0; l < n; ++l) a[l] = buf[l];
+            return;
+        }
+        const bool ragged = n % L != 0;  // whole vectors: no tail to redo
+        const V tail = ragged ? f(load(z + n - L)) : V{};
+        for (size_t j = 0; j + L <= n; j += L) store(a + j, f(load(z + j)));
+        if (ragged) store(a + n - L, tail);
+    }
+    template <class F>
+    static DNNFAST_VINLINE void map2(const T* z, const T* d, T* a, size_t n, F f) {
+        if (n < L) {
+            T bz[L], bd[L];
+            for (size_t l = 0; l < L; ++l) { bz[l] = l < n ? z[l] : T(1); bd[l] = l < n ? d[l] : T(1); }
+            store(bz, f(load(bz), load(bd)));
+            for (size_t l = 0; l < n; ++l) a[l] = bz[l];
+            return;
+        }
+        const bool ragged = n % L != 0;  // whole vectors: no tail to redo
+        const V tail = ragged ? f(load(z + n - L), load(d + n - L)) : V{};
+        for (size_t j = 0; j + L <= n; j += L) store(a + j, f(load(z + j), load(d + j)));
+        if (ragged) store(a + n - L, tail);
+    }
+
+    static void elu_rows(const T* z, T* a, size_t n, T alpha) {
+        const V al = sp(alpha);
+        map(z, a, n, [al](V v) DNNFAST_VINLINE_LAMBDA { return elu(v, al); });
+    }
+    static void sigmoid_rows(const T* z, T* a, size_t n, T) {
+        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return sigmoid(v); });
+    }
+    static void tanh_rows(const T* z, T* a, size_t n, T) {
+        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return tanh(v); });
+    }
+    static void atan_rows(const T* z, T* a, size_t n, T) {
+        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return atan(v); });
+    }
+    static void softplus_rows(const T* z, T* a, size_t n, T) {
+        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return softplus(v); });
+    }
+    static void softplus_backward_rows(const T* z, const T* da, T* dz, size_t n) {
+        map2(z, da, dz, n, [](V v, V d) DNNFAST_VINLINE_LAMBDA { return d * sigmoid(v); });
+    }
+    static void exp_shifted_rows(const T* z, T shift, T* a, size_t n) {
+        const V s = sp(shift);
+        map(z, a, n, [s](V v) DNNFAST_VINLINE_LAMBDA { return exp(v - s); });
+    }
+    static void log_rows(const T* x, T* y, size_t n) {
+        map(x, y, n, [](V v) DNNFAST_VINLINE_LAMBDA { return log(v); });  // padding lanes hold 1
+    }
+
+    static constexpr VMathFns<T> table(bool with_atan) {
+        return VMathFns<T>{&elu_rows,    &sigmoid_rows, &tanh_rows,
+                           with_atan ? &atan_rows : nullptr, &softplus_rows, &softplus_backward_rows,
+                           &exp_shifted_rows, &log_rows};
+    }
+};
+
+// Ops for float and double -> one VMathSet.
+template <class OpsF, class OpsD>
+constexpr VMathSet make_vmath(const char* name) {
+    return VMathSet{name, VMath<float, OpsF>::table(true), VMath<double, OpsD>::table(false)};
+}
+
+}  // namespace
+}  // namespace dnnfast
+
+#undef DNNFAST_VINLINE
+#undef DNNFAST_VINLINE_LAMBDA
