@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import gemm_cases  # noqa: E402
+from workloads import gemm_cases  # noqa: E402
 
 
 def core_path(arg):
@@ -134,7 +134,7 @@ def networks(old, new, wl):
 
 def predict_ab(old, new, args, calls=20000):
     from peers import make_data
-    from run import WORKLOADS
+    from workloads import WORKLOADS
     wl = WORKLOADS["W1"]
     X, _ = make_data(1, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
     nets = networks(old, new, wl)
@@ -156,7 +156,7 @@ def predict_ab(old, new, args, calls=20000):
 
 def train_ab(old, new, names, args):
     from peers import make_data
-    from run import WORKLOADS
+    from workloads import WORKLOADS
     print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
     print(f"{'workload':9s} {'rows':>6s} {'old ms':>9s} {'new ms':>9s} {'old/new':>8s} {'p10':>6s}  same parameters")
     for name in names:

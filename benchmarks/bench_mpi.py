@@ -115,10 +115,11 @@ def worker(key, mode, out):
                 times.append(time.perf_counter() - t0)
             grad[div] = statistics.median(times)
         times = []
+        sgd_options = dnnfast._core.TrainOptions(optimizer="sgd", learning_rate=0.05)
         for _ in range(15):
             G[:] = 0
             t0 = time.perf_counter()
-            core.apply_gradient_sum(P, G, 1.0, 0, 0.05, 0, 0, 0, 0, 0, None, None, None)
+            core.apply_gradient_sum(P, G, 1.0, sgd_options)
             times.append(time.perf_counter() - t0)
         result["grad_s"] = grad
         result["apply_s"] = statistics.median(times)

@@ -28,7 +28,7 @@ from dnnfast import _core
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import peers  # noqa: E402  (benchmarks/peers.py: the same data as run.py)
-from run import WORKLOADS, flops_per_sample  # noqa: E402
+from workloads import WORKLOADS, flops_per_sample  # noqa: E402
 from worker import _median_call_seconds  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def main(argv=None):
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
     for w in train:
         print(f"{w}: {WORKLOADS[w]['title']}, {len(data[w][0])} rows, "
-              f"{flops_per_sample(WORKLOADS[w]['sizes']) / 1e6:.2f} MFLOP per sample (6 * sum m_in m_out)")
+              f"{flops_per_sample(WORKLOADS[w]['sizes']) / 1e6:.2f} MFLOP per sample (the work done: no dA[0])")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ seed, so every peer sees the same numbers.
 
 Task kinds:
   train    -- fit fresh networks for ``epochs`` over ``rows`` until ``min_time``
-              seconds of fitting; reports the median fit's seconds
+              seconds of fitting; reports the median fit's seconds (and,
+              for JAX, the compile seconds, outside the fits)
   gemm     -- time C = op(A) op(B) for a list of shapes; median seconds each
   predict  -- latency of predict() on one row; median microseconds over
               at least `calls` calls and `min_time` seconds
@@ -29,6 +30,19 @@ import peers
 
 def set_threads(peer, threads):
     """Fix the thread count inside the process (the env vars are set by run.py)."""
+    if peer == "jax":
+        # XLA's CPU client reads no OMP/BLAS variable: it sizes its pools
+        # from the CPUs the process may use, when JAX starts (so set here,
+        # before its import). One thread: XLA's flags for no intra-op pool,
+        # the process left free to move between cores like the other peers.
+        # Fewer threads than CPUs otherwise: no flag sets a count, so the
+        # process is confined to that many CPUs.
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads == 1:
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                       " intra_op_parallelism_threads=1").strip()
+        elif threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
     if peer == "torch":
         import torch
         torch.set_num_threads(threads)
@@ -58,9 +72,17 @@ def task_train(t):
     trainer = peers.TRAINERS[t["peer"]]
     # Warm-up: one epoch over a slice, on a throw-away network, so that thread
     # pools, allocators, lazy imports and code paths are hot before timing.
-    n_warm = min(len(X), max(wl["batch_size"] or 0, t.get("warm_rows", 512)))
+    # A peer that compiles per shape (JAX) compiles first, timed on its own
+    # and reported as compile_seconds, then warms up on the full shape: a
+    # slice would compile another program.
     fit = trainer(wl, seed=1)
-    fit(X[:n_warm], Y[:n_warm], 1)
+    compile_seconds = None
+    if hasattr(fit, "compile"):
+        compile_seconds = fit.compile(X, Y, t["epochs"])
+        fit(X, Y, t["epochs"])
+    else:
+        n_warm = min(len(X), max(wl["batch_size"] or 0, t.get("warm_rows", 512)))
+        fit(X[:n_warm], Y[:n_warm], 1)
     # Fits of a fresh network (built untimed) until `min_time` seconds of
     # fitting have passed; the median fit is the figure. Every peer is timed
     # over about the same time, as in task_predict: one W1 fit is 0.11 s of
@@ -71,9 +93,14 @@ def task_train(t):
     while not times or sum(times) < t.get("min_time", 0.0):
         fit = trainer(wl, seed=0)
         t0 = time.perf_counter()
-        fit(X, Y, t["epochs"])
+        figures = fit(X, Y, t["epochs"])
         times.append(time.perf_counter() - t0)
-    return {"seconds": float(np.median(times)), "fits": len(times), "samples": t["rows"] * t["epochs"]}
+    out = {"seconds": float(np.median(times)), "fits": len(times), "samples": t["rows"] * t["epochs"]}
+    if compile_seconds is not None:
+        out["compile_seconds"] = compile_seconds
+    if isinstance(figures, dict):
+        out.update(figures)  # the last fit's, e.g. JAX's first and last losses
+    return out
 
 
 def _call_seconds(f, min_time, min_calls):
@@ -209,6 +236,11 @@ def task_info(t):
         import sklearn
         info["sklearn"] = sklearn.__version__
     except ImportError:
+        pass
+    try:  # the version without importing JAX, which starts its runtime
+        from importlib.metadata import PackageNotFoundError, version
+        info["jax"] = version("jax")
+    except PackageNotFoundError:
         pass
     try:
         from threadpoolctl import threadpool_info

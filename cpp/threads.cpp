@@ -18,7 +18,13 @@ static thread_local int t_num_threads = 0;
 // Set once a kernel has asked for more than one thread (an OpenMP team).
 static std::atomic<bool> g_team_started{false};
 
+// Set in a child forked after a team ran (see one_thread_after_fork below):
+// from then on every count is 1, whatever set_num_threads or a per-call
+// n_threads asks for.
+static std::atomic<bool> g_forked_after_team{false};
+
 int get_num_threads() {
+    if (g_forked_after_team.load(std::memory_order_relaxed)) return 1;
     if (t_num_threads > 0) return t_num_threads;
     const int n = g_num_threads.load(std::memory_order_relaxed);
     if (n > 0) return n;
@@ -71,6 +77,8 @@ void note_team_start(int64_t delay_ns) {
 
 int64_t late_team_count() { return g_late_teams.load(std::memory_order_relaxed); }
 
+bool forked_after_team() { return g_forked_after_team.load(std::memory_order_relaxed); }
+
 bool teams_paused() {
     const int64_t until = g_paused_until.load(std::memory_order_relaxed);
     return until != 0 && team_clock_ns() < until;
@@ -96,12 +104,16 @@ namespace {
 // GNU OpenMP cannot start a team in a process forked after its parent ran
 // one: the child waits for ever for pool threads that fork did not copy. So a
 // child forked (os.fork, multiprocessing's 'fork') after dnnfast has used
-// threads runs on one thread, which gives the same results, instead of
-// hanging. Children that must use threads: the 'spawn' or 'forkserver' start
+// threads runs every kernel on one thread, which gives the same results,
+// instead of hanging -- for good: a later set_num_threads(n) or a per-call
+// count (the estimators' n_threads) is accepted and changes nothing, and
+// get_num_threads() says 1, the count the kernels use. (Only clearing the
+// counts, as before, let the child's set_num_threads(2) start a team and
+// hang.) Children that must use threads: the 'spawn' or 'forkserver' start
 // methods.
 void one_thread_after_fork() {
     if (!g_team_started.load(std::memory_order_relaxed)) return;
-    g_num_threads.store(1, std::memory_order_relaxed);
+    g_forked_after_team.store(true, std::memory_order_relaxed);
     t_num_threads = 0;
 }
 

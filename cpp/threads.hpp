@@ -29,6 +29,9 @@ int threads_for(double work, double min_work_per_thread);
 // does it for every kernel): a process forked afterwards stays on one thread,
 // see threads.cpp.
 void note_team_started();
+// True in a process forked after its parent ran a team: every count is 1 there
+// (GNU OpenMP's pool did not survive the fork), see threads.cpp.
+bool forked_after_team();
 
 // Busy cores. A team member that joins a team long after it was asked for
 // means another runnable thread holds its core: another process, or a
@@ -56,6 +59,10 @@ template <class F>
 inline void run_team(int nt, F&& task) {
     if (nt <= 1) {
         task(0);
+        return;
+    }
+    if (forked_after_team()) {  // no team in a forked child (threads.cpp), whatever count a caller passes
+        for (int i = 0; i < nt; ++i) task(i);
         return;
     }
 #ifdef _OPENMP

@@ -44,7 +44,7 @@ LOSS_NAMES = [row[0] for row in _core.LOSSES]
 LOSS_ID = {row[0]: row[1] for row in _core.LOSSES}
 
 # The output activation each loss is meant for (SPEC section 4).
-NATURAL_OUTPUT = {"sse": "identity", "mse": "identity", "bce": "sigmoid", "cce": "softmax"}
+NATURAL_OUTPUT = {"sse": "identity", "mse": "identity", "bce": "sigmoid", "cce": "softmax", "poisson": "exp"}
 
 
 def assert_close(actual, expected, dtype, tol=None, scale=None, factor=1.0, err_msg=""):

@@ -58,27 +58,89 @@ def record_error(name, fn):
         errors[name] = gathered
 
 
-def network_case(name, dtype, batch_size, shuffle, epochs=4):
+def network_case(name, dtype, batch_size, shuffle, epochs=4, extra=None, validation=False):
     X, y = data()
     lo, hi = shard_bounds(X.shape[0])
     kwargs = dict(sizes=[6, 8, 5, 3], activations=["relu", "tanh", "softmax"], loss="cce", dtype=dtype)
-    fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=0.2, shuffle=shuffle)
+    fit = dict(dict(epochs=epochs, batch_size=batch_size, learning_rate=0.2, shuffle=shuffle), **(extra or {}))
+    local_fit, single_fit = dict(fit), dict(fit)
+    if validation:  # each rank holds a shard of the validation rows too
+        Xv, yv = data(n=31, seed=5)
+        vlo, vhi = shard_bounds(Xv.shape[0])
+        local_fit["validation_data"] = (Xv[vlo:vhi], yv[vlo:vhi])
+        single_fit["validation_data"] = (Xv, yv)
     # Ranks other than 0 start from other weights: the broadcast must fix that.
     net = dnnfast.Network(seed=rank, **kwargs)
     with Context():
-        hist = net.fit(X[lo:hi], y[lo:hi], **fit)
+        hist = net.fit(X[lo:hi], y[lo:hi], **local_fit)
     single = dnnfast.Network(seed=0, **kwargs)
-    single_hist = single.fit(X, y, **fit) if rank == 0 else None
+    single_hist = single.fit(X, y, **single_fit) if rank == 0 else None
     save_params(name, net.parameters, single.parameters)
     if rank == 0:
         out[f"{name}/cost"] = np.array(hist.cost)
         out[f"{name}/cost_single"] = np.array(single_hist.cost)
+        for key in ("val_cost", "accuracy", "val_accuracy"):
+            if key in hist:
+                out[f"{name}/{key}"] = np.array(hist[key])
+                out[f"{name}/{key}_single"] = np.array(single_hist[key])
 
 
-def estimator_case(name, make, regression=False, weighted=False, partial=0):
+def checkpoint_case(result_path):
+    """Checkpoint over 2 epochs, load, resume to 5 (every rank): equals 5 epochs in one go."""
+    import os
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    path = os.path.join(os.path.dirname(os.path.abspath(result_path)), "mpi_checkpoint.npz")
+    kwargs = dict(sizes=[6, 8, 3], activations=["tanh", "softmax"], loss="cce", dtype="float64")
+    fit = dict(batch_size=6, learning_rate=0.01, shuffle=True, optimizer="adam", weight_decay=1e-3)
+    straight = dnnfast.Network(seed=0, **kwargs)
+    with Context():
+        straight.fit(X[lo:hi], y[lo:hi], epochs=5, **fit)
+        first = dnnfast.Network(seed=0, **kwargs)
+        first.fit(X[lo:hi], y[lo:hi], epochs=2, checkpoint=path, **fit)
+        resumed = dnnfast.Network(seed=rank + 7, **kwargs)
+        hist = resumed.fit(X[lo:hi], y[lo:hi], epochs=5, checkpoint=path, resume=True, **fit)
+    save_params("checkpoint_resume", resumed.parameters, straight.parameters)
+    if rank == 0:
+        out["checkpoint_resume/epochs"] = np.array(len(hist["cost"]))
+
+
+def interrupt_case():
+    """Ctrl-C seen by the last rank only (its handler called from a callback):
+    every rank stops at the same step with a KeyboardInterrupt, none hangs."""
+    import _signal
+    import signal
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    net = dnnfast.Network([6, 8, 3], ["tanh", "softmax"], dtype="float64", seed=0)
+
+    class CtrlC:
+        def on_batch_end(self, net, step, logs):
+            if rank == size - 1 and step >= 12:
+                _signal.getsignal(int(signal.SIGINT))(signal.SIGINT, None)
+
+    from dnnfast._train import driver
+    saved, driver.CHUNK_SECONDS = driver.CHUNK_SECONDS, 0.0  # a chunk per batch: many boundaries
+    caught = -1
+    try:
+        with Context():
+            net.fit(X[lo:hi], y[lo:hi], epochs=50, batch_size=5, learning_rate=0.1, callbacks=[CtrlC()])
+    except KeyboardInterrupt as exc:
+        caught = len(exc.history["cost"])
+    finally:
+        driver.CHUNK_SECONDS = saved
+    save_params("interrupt", net.parameters, net.parameters)
+    caught_all = comm.gather(caught, root=0)
+    if rank == 0:
+        out["interrupt/epochs"] = np.array(caught_all)
+
+
+def estimator_case(name, make, regression=False, weighted=False, partial=0, counts=False):
     X, y = data(n=61, seed=2)
     if regression:
         y = np.column_stack([X[:, 0] * 2 - X[:, 1], np.sin(X[:, 2])])
+    if counts:  # non-negative targets, for loss="poisson"
+        y = np.floor(2 * np.exp(0.5 * X[:, 0]))
     w = np.linspace(0.5, 2.0, X.shape[0]) if weighted else None
     lo, hi = shard_bounds(X.shape[0])
     kw = {} if w is None else {"sample_weight": w[lo:hi]}
@@ -111,6 +173,13 @@ def main(path):
         for batch_size in (None, 1, 7):
             for shuffle in (False, True):
                 network_case(f"net_{dtype}_b{batch_size}_s{int(shuffle)}", dtype, batch_size, shuffle)
+    # fit's training options (issue 17): the same driver, the summed-gradient step
+    network_case("opt_adam_wd", "float64", 7, True, extra=dict(optimizer="adam", learning_rate=0.01,
+                                                               weight_decay=1e-3, beta1=0.8))
+    network_case("opt_nesterov_schedule", "float64", None, False,
+                 extra=dict(optimizer="nesterov", momentum=0.7, learning_rate=lambda e: 0.3 / (1 + e)))
+    network_case("opt_momentum_val_es", "float64", 5, True, epochs=30, validation=True,
+                 extra=dict(optimizer="momentum", metrics=["accuracy"], early_stopping=True, patience=2))
 
     estimator_case("clf_sgd", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(7,), solver="sgd", learning_rate="invscaling", learning_rate_init=0.1,
@@ -124,8 +193,14 @@ def main(path):
         hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=5, max_iter=3,
         learning_rate_init=0.01, random_state=3), regression=True)
 
+    estimator_case("reg_poisson", lambda: dnnfast.MLPRegressor(
+        loss="poisson", hidden_layer_sizes=(6,), solver="adam", batch_size=8, max_iter=4, random_state=2),
+        regression=True, counts=True)
+
     estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
+    checkpoint_case(path)
+    interrupt_case()
     blocks = comm.gather(Context().block(10), root=0)
     if rank == 0:
         out["blocks"] = np.array([(b.start, b.stop) for b in blocks])
@@ -185,10 +260,14 @@ def main(path):
 
         Y = np.eye(3)[ys]
         order = np.arange(X.shape[0], dtype=np.int64)
-        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, 5, 0, 0.1, 0, 0, 0, 0, 0,
-                              None, None, None, lo)
+        options = dnnfast._core.TrainOptions(optimizer="sgd", learning_rate=0.1, batch_size=5)
+        Context().train_epoch(Failing(), core.parameters, Xs, Y, None, order, options, None, None, None, lo)
 
-    for name, fn in [("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
+    def fit_optimizer_differs():
+        with Context():
+            net.fit(Xs, ys, epochs=1, optimizer="adam" if rank == size - 1 else "sgd")
+
+    for name, fn in [("optimizer_differs", fit_optimizer_differs), ("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
                      ("estimator_early_stopping", estimator_early_stopping)]:
         record_error(name, fn)

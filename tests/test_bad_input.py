@@ -64,6 +64,30 @@ def test_unknown_loss_raises_naming_loss(loss, exc):
         dnnfast.Network([4, 3], ["softmax"], loss=loss)
 
 
+@pytest.mark.parametrize("sizes,acts,loss,match", [
+    ([64, 64, 10], "relu", "cce", "'relu' applies to every layer, the output too"),
+    ([4, 5, 3], ["relu", "identity"], "cce", "output activation is 'identity'"),
+    ([4, 5, 3], ["relu", "sigmoid"], "cce", "output activation is 'sigmoid'"),
+    ([4, 5, 3], ["relu", "softmax"], "bce", "output activation is 'softmax'"),
+    ([4, 5, 1], ["relu", "identity"], "poisson", "output activation is 'identity'"),
+])
+def test_output_loss_pairing_that_cannot_learn_warns_naming_the_usual_pairing(sizes, acts, loss, match):
+    with pytest.warns(UserWarning, match=match) as record:
+        dnnfast.Network(sizes, acts, loss=loss)
+    assert "softmax + cce, sigmoid + bce, identity/relu + sse/mse, exp + poisson" in str(record[0].message)
+
+
+@pytest.mark.parametrize("acts,loss", [(["relu", "softmax"], "cce"), (["tanh", "sigmoid"], "bce"),
+                                       (["relu", "identity"], "sse"), (["relu", "relu"], "mse"),
+                                       (["tanh", "exp"], "poisson"), ("sigmoid", "bce")])
+def test_usual_output_loss_pairings_construct_without_a_warning(acts, loss):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dnnfast.Network([4, 5, 3], acts, loss=loss)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "int32", np.int64, "complex128", None, "float"])
 def test_unsupported_dtype_raises_naming_dtype(dtype):
     with pytest.raises((ValueError, TypeError), match="dtype"):
@@ -154,7 +178,8 @@ def bad_Y_cases():
         pytest.param(Y[:, :2], ValueError, "Y has 2 columns but the network has 3 outputs", id="narrow"),
         pytest.param(np.hstack([Y, Y]), ValueError, "Y has 6 columns", id="wide"),
         pytest.param(Y[None], ValueError, "Y must be 2-D", id="3-D"),
-        pytest.param(Y.ravel().astype(np.float64), ValueError, "Y must be 2-D", id="1-D-floats"),
+        pytest.param(Y.ravel().astype(np.float64), ValueError, "a 1-D Y for cce must hold integer class labels",
+                     id="1-D-floats"),
         pytest.param(np.array([0, 1, 2, 3, 0, 1]), ValueError, r"Y: class labels must lie in \[0, 3\)",
                      id="label-too-large"),
         pytest.param(np.array([0, 1, -1, 2, 0, 1]), ValueError, "class labels", id="label-negative"),

@@ -85,10 +85,47 @@ def test_network_fit_equals_one_process(run, name):
 
 
 @needs_mpi
-@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "clf_partial_fit"])
+@pytest.mark.parametrize("name", ["opt_adam_wd", "opt_nesterov_schedule", "opt_momentum_val_es"])
+def test_fit_options_equal_one_process(run, name):
+    """Network.fit's optimizers, weight decay, a schedule, validation, accuracy
+    and early stopping under mpiexec equal one process on all the rows."""
+    ranks = _ranks(run, name)
+    single = run[f"{name}/single"]
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}'s parameters differ from rank 0's"
+    np.testing.assert_allclose(ranks[0], single, rtol=1e-12, atol=1e-12 * np.abs(single).max())
+    for key in ("cost", "val_cost", "accuracy", "val_accuracy"):
+        if f"{name}/{key}_single" in run:
+            np.testing.assert_allclose(run[f"{name}/{key}"], run[f"{name}/{key}_single"], rtol=1e-12)
+    if name == "opt_momentum_val_es":
+        assert len(run[f"{name}/cost"]) < 30  # it stopped early, on every rank alike
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(run):
+    epochs = run["interrupt/epochs"]
+    assert (epochs == epochs[0]).all() and epochs[0] == 1  # 11 batches an epoch: step 12 is in epoch 2
+    ranks = _ranks(run, "interrupt")
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}"
+
+
+@needs_mpi
+def test_checkpoint_resume_over_mpi(run):
+    """Rank 0 writes the checkpoint and reads it on resume, every rank takes it
+    over: 2 + 3 epochs equal 5 in one go, bit for bit, on every rank."""
+    for r, p in enumerate(_ranks(run, "checkpoint_resume")):
+        assert np.array_equal(p, run["checkpoint_resume/single"]), f"rank {r}"
+    assert int(run["checkpoint_resume/epochs"]) == 5
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", ["clf_sgd", "clf_adam", "reg_adam_weighted", "reg_sgd_plain", "reg_poisson",
+                                  "clf_partial_fit"])
 def test_estimators_equal_one_process(run, name):
     """MLPClassifier / MLPRegressor with sgd (momentum, invscaling, L2) and adam
-    (with sample weights): float64 weights and loss curve equal one process's."""
+    (with sample weights), and loss='poisson' (the core's exp + poisson):
+    float64 weights and loss curve equal one process's."""
     ranks = _ranks(run, name)
     single = run[f"{name}/single"]
     for r, p in enumerate(ranks[1:], 1):
@@ -119,6 +156,7 @@ def test_block_splits_rows_evenly(run):
     ("estimator_nan", "ValueError", "contains NaN", "last"),
     ("step_fails", "MemoryError", "simulated failure in step 3", "last"),
     ("epochs_differ", "ValueError", "must be the same on every rank", None),
+    ("optimizer_differs", "ValueError", "fit's argument optimizer must be the same on every rank", None),
     ("diverges", "NonFiniteError", "training produced NaN or infinity", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
     ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),

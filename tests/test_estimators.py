@@ -338,8 +338,9 @@ def test_verbose_progress_bar_with_tqdm(capsys):
     pytest.importorskip("tqdm")
     X, y = _blobs()
     MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "3/3" in err and "loss=" in err
+    assert "Iteration 3, loss = " in out  # scikit-learn's lines too, on stdout
 
 
 def test_plot_history_returns_figure():
@@ -392,12 +393,102 @@ def test_thread_count_does_not_change_the_numbers():
     assert dnnfast.get_num_threads() == before  # restored
 
 
-def test_poisson_regression():
+class _InterruptInEpoch:
+    """A core network whose ``epoch``-th train_epoch runs (the weights move)
+    and then raises KeyboardInterrupt, as a Ctrl-C during that epoch does."""
+
+    def __init__(self, net, epoch):
+        self.net, self.left = net, epoch
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def train_epoch(self, *args):
+        out = self.net.train_epoch(*args)
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+        return out
+
+
+@pytest.mark.parametrize("solver,early_stopping", [("adam", False), ("sgd", False), ("adam", True)])
+def test_interrupted_fit_warns_returns_and_keeps_the_state_of_the_last_whole_epoch(solver, early_stopping,
+                                                                                      monkeypatch):
+    """As scikit-learn: a KeyboardInterrupt in fit warns and returns. The
+    epoch it cut short is undone, so the weights, n_iter_, t_, loss_curve_
+    and the solver state are those of a fit that stopped after epoch 2."""
+    from dnnfast._estimators import _base
+
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=2, batch_size=32, random_state=0,
+              early_stopping=early_stopping, n_iter_no_change=100, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        whole = MLPClassifier(**kw).fit(X, y)
+    core_net = _base._BaseMLP._core_net
+    monkeypatch.setattr(_base._BaseMLP, "_core_net", lambda self, dtype: _InterruptInEpoch(core_net(self, dtype), 3))
+    cut = MLPClassifier(**{**kw, "max_iter": 10})
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert cut.fit(X, y) is cut
+    n_train = whole.t_ // 2
+    assert cut.n_iter_ == whole.n_iter_ == 2 and cut.t_ == whole.t_ == 2 * n_train
+    assert cut.loss_curve_ == whole.loss_curve_ and len(cut.history_["loss"]) == 2
+    assert cut.validation_scores_ == whole.validation_scores_
+    for a, b in zip(cut.coefs_ + cut.intercepts_, whole.coefs_ + whole.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for k in ("learning_rate", "state1", "state2", "t"):
+        np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
+
+
+def _poisson_numpy_fit(X, y, hidden, alpha, lr, epochs, seed):
+    """Full-batch gradient descent on half the Poisson deviance (scikit-learn's
+    poisson loss), relu hidden layer, exp output, L2 ``alpha``: written here
+    from the formulas, with scikit-learn's initialisation."""
+    rs = np.random.RandomState(seed)
+    units = [X.shape[1], hidden, 1]
+    Ws, bs = [], []
+    for fan_in, fan_out in zip(units[:-1], units[1:]):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        Ws.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
+        bs.append(rs.uniform(-bound, bound, fan_out))
+    n, Y = X.shape[0], y.reshape(-1, 1).astype(np.float64)
+    losses = []
+    for _ in range(epochs):
+        H = np.maximum(X @ Ws[0] + bs[0], 0)
+        P = np.exp(H @ Ws[1] + bs[1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1) / P), 0.0)
+        losses.append(float(np.mean(ylogy - Y + P)) + 0.5 * alpha * sum((W ** 2).sum() for W in Ws) / n)
+        d2 = (P - Y) / n
+        d1 = (d2 @ Ws[1].T) * (H > 0)
+        grads = [(X.T @ d1 + alpha * Ws[0] / n, d1.sum(0)), (H.T @ d2 + alpha * Ws[1] / n, d2.sum(0))]
+        for l, (gW, gb) in enumerate(grads):
+            Ws[l] = Ws[l] - lr * gW
+            bs[l] = bs[l] - lr * gb
+    return Ws, bs, losses
+
+
+def test_poisson_regression_matches_a_numpy_gradient_descent_loop():
+    """loss='poisson' is the core network with an exp output and the Poisson
+    loss: full-batch SGD equals the NumPy loop above (float64, 1e-10 relative),
+    and the fit lowers the deviance."""
     X, _ = _regression()
     y = np.random.RandomState(0).poisson(np.exp(0.5 * X[:, 0]))
-    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=30, random_state=0,
-                       learning_rate_init=0.01).fit(X, y)
+    kw = dict(hidden=6, alpha=1e-3, lr=0.05, epochs=15, seed=0)
+    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(kw["hidden"],), solver="sgd", momentum=0.0,
+                       batch_size=X.shape[0], shuffle=False, learning_rate_init=kw["lr"], alpha=kw["alpha"],
+                       max_iter=kw["epochs"], tol=0.0, n_iter_no_change=1000, random_state=kw["seed"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        reg.fit(X, y)
+    Ws, bs, losses = _poisson_numpy_fit(X, y, **kw)
     assert reg.out_activation_ == "exp" and (reg.predict(X) > 0).all()
+    np.testing.assert_allclose(reg.loss_curve_, losses, rtol=1e-10)
+    for got, want in zip(reg.coefs_ + reg.intercepts_, Ws + bs):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    H = np.maximum(X @ Ws[0] + bs[0], 0)
+    np.testing.assert_allclose(reg.predict(X), np.exp(H @ Ws[1] + bs[1]).ravel(), rtol=1e-10)
+    assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson").fit(X, -np.abs(y) - 1)
 
@@ -455,3 +546,91 @@ def test_estimators_are_reexported_by_the_package():
     # `dnnfast.MLPClassifier` loads the estimators on first use (module __getattr__).
     assert dnnfast.MLPClassifier is MLPClassifier and dnnfast.MLPRegressor is MLPRegressor
     assert "MLPClassifier" in dnnfast.__all__ and "MLPRegressor" in dnnfast.__all__
+
+
+# ---------------------------------------------------------------------------
+# Parameters: one flat buffer, coefs_ / intercepts_ its views; predict on it
+# ---------------------------------------------------------------------------
+
+def _numpy_proba(clf, X):
+    A = X
+    for W, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1]):
+        A = np.maximum(A @ W + b, 0)
+    Z = A @ clf.coefs_[-1] + clf.intercepts_[-1]
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def _fitted_classifier(**kw):
+    X, y = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=3, random_state=0, **kw).fit(X, y), X, y
+
+
+def test_coefs_and_intercepts_are_views_of_one_flat_buffer_trained_in_place():
+    clf, X, y = _fitted_classifier()
+    P = clf._bound_params()
+    assert P is not None and P.ndim == 1
+    arrays = clf.coefs_ + clf.intercepts_
+    assert all(np.shares_memory(a, P) for a in arrays)
+    assert sum(a.size for a in arrays) == P.size
+    before = [a.copy() for a in arrays]
+    clf.partial_fit(X, y)
+    assert clf._bound_params() is P and all(a is b for a, b in zip(clf.coefs_ + clf.intercepts_, arrays))
+    assert not all(np.array_equal(a, b) for a, b in zip(arrays, before))  # moved, in place
+    clf.coefs_[0][0, 0] += 1.0  # an in-place edit is seen by the next prediction
+    np.testing.assert_allclose(clf.predict_proba(X[:3]), _numpy_proba(clf, X[:3]), rtol=1e-12)
+
+
+def test_coefs_set_by_the_user_are_used_and_bound_again():
+    """scikit-learn's own tests assign coefs_ and intercepts_ by hand."""
+    clf, X, y = _fitted_classifier()
+    rng = np.random.RandomState(1)
+    clf.coefs_ = [rng.normal(size=c.shape) for c in clf.coefs_]
+    clf.intercepts_ = [rng.normal(size=b.shape) for b in clf.intercepts_]
+    assert clf._bound_params() is None
+    np.testing.assert_allclose(clf.predict_proba(X[:1]), _numpy_proba(clf, X[:1]), rtol=1e-12)
+    clf.coefs_[1] = np.zeros_like(clf.coefs_[1])  # one array of the list replaced
+    np.testing.assert_allclose(clf.predict_proba(X[:4]), _numpy_proba(clf, X[:4]), rtol=1e-12)
+    clf.partial_fit(X, y)
+    assert all(np.shares_memory(a, clf._bound_params()) for a in clf.coefs_ + clf.intercepts_)
+
+
+def test_one_row_predict_without_checks_equals_the_checked_path(tmp_path):
+    clf, X, _ = _fitted_classifier()
+    row = np.ascontiguousarray(X[:1])
+    from dnnfast._estimators._base import _AS_IS
+
+    slow = clf.predict_proba(row.tolist())  # a list takes the full checks
+    assert clf in _AS_IS
+    np.testing.assert_array_equal(clf.predict_proba(row), slow)
+    np.testing.assert_array_equal(clf.predict(row), clf.predict(row.tolist()))
+    with pytest.raises(ValueError, match="Input X contains NaN"):  # scikit-learn's message, not the core's
+        clf.predict_proba(np.full_like(row, np.nan))
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.ones((1, X.shape[1] + 1)))
+    clf.set_params(activation="tanh")  # scikit-learn predicts with the activation set now
+    np.testing.assert_array_equal(clf.predict_proba(row), clf.predict_proba(row.tolist()))
+    assert not np.array_equal(clf.predict_proba(row), slow)
+    again = pickle.loads(pickle.dumps(clf))
+    assert again not in _AS_IS and again._bound_params() is not None  # bound again on unpickling
+    np.testing.assert_array_equal(again.predict_proba(row), clf.predict_proba(row))
+    clf.save(tmp_path / "clf.npz")
+    loaded = dnnfast.load(tmp_path / "clf.npz")
+    assert loaded._bound_params() is not None  # and on loading a model file
+    np.testing.assert_array_equal(loaded.predict_proba(row), clf.predict_proba(row))
+
+
+def test_array_predict_after_a_dataframe_fit_still_warns_about_feature_names():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    X, y = _blobs()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(df, y)
+    clf.predict(df.iloc[:1])
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="feature names"):
+            clf.predict(np.ascontiguousarray(X[:1]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import dnnfast
 from dnnfast import _core
 from dnnfast import reference as ref
 
@@ -67,11 +68,14 @@ def test_elementwise_activation_and_derivative_at_the_dtype_edges(name, dtype):
     # the limits at +-max, by hand
     al = ACT_DEFAULT[name]
     mx = float(np.finfo(dtype).max)
+    e_clip = np.exp(88.0 if dtype == np.float32 else 709.0)
     want = {
         "identity": ([mx, -mx], [1, 1]), "relu": ([mx, 0], [1, 0]), "leaky_relu": ([mx, -al * mx], [1, al]),
         "prelu": ([mx, -al * mx], [1, al]), "elu": ([mx, -al], [1, 0]), "sigmoid": ([1, 0], [0, 0]),
         "tanh": ([1, -1], [0, 0]), "arctan": ([np.pi / 2, -np.pi / 2], [0, 0]), "softplus": ([mx, 0], [1, 0]),
         "binary_step": ([1, 0], [0, 0]),
+        # exp's argument is clipped at 88 (float32) / 709 (float64); sigma' = A
+        "exp": ([e_clip, 0], [e_clip, 0]),
     }[name]
     np.testing.assert_allclose(A[0, :2], want[0], rtol=TOL[dtype]["rtol"])
     np.testing.assert_allclose(dZ[0, :2], want[1], rtol=TOL[dtype]["rtol"], atol=1e-30)
@@ -167,3 +171,18 @@ def test_squared_losses_at_the_dtype_edges(loss, dtype):
     J_ok = _core.loss_forward(LOSS_ID[loss], Y[2:], P[2:])
     assert np.isfinite(J_ok)
     np.testing.assert_allclose(J_ok, ref.loss_forward(loss, Y[2:], P[2:]), rtol=1e-12)
+
+
+def test_poisson_cost_is_finite_when_y_over_yhat_underflows():
+    """y = 5e-324, yhat = 2: y / yhat underflows to 0 and log(0) = -inf; the
+    cost takes log(y) - log(yhat) there instead (found by test_properties)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # identity + poisson, on purpose
+        net = dnnfast.Network([1, 1], ["identity"], loss="poisson", dtype="float64", seed=0)
+    net.weights[0][:] = 1.0
+    X, Y = np.array([[2.0]]), np.array([[5e-324]])
+    c = net.cost(X, Y)
+    expected = 5e-324 * (np.log(5e-324) - np.log(2.0)) - 5e-324 + 2.0
+    assert np.isfinite(c) and abs(c - expected) <= 1e-15 * abs(expected)

@@ -20,6 +20,10 @@ import dnnfast
 
 from conftest import ACTIVATION_NAMES, LOSS_NAMES, NATURAL_OUTPUT
 
+# Odd output/loss pairings are built on purpose here (every activation with
+# every loss); the constructor's warning about them is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:loss=.*this pairing does not learn:UserWarning")
+
 H = 1e-6
 RTOL = 1e-6
 ATOL_REL = 1e-8
@@ -31,6 +35,7 @@ OUTPUT_OK = {
     "mse": set(ACTIVATION_NAMES),
     "bce": {"sigmoid", "softmax"},
     "cce": {"softmax", "sigmoid"},
+    "poisson": {"exp", "softplus", "sigmoid", "softmax"},  # Yhat > 0
 }
 
 
@@ -39,6 +44,8 @@ def targets(loss, rng, n, m_y):
         return rng.standard_normal((n, m_y))
     if loss == "bce":
         return (rng.random((n, m_y)) < 0.5).astype(np.float64)
+    if loss == "poisson":  # counts, zeros included (the 0 ln 0 = 0 term)
+        return rng.poisson(1.5, size=(n, m_y)).astype(np.float64)
     Y = np.zeros((n, m_y))
     Y[np.arange(n), rng.integers(0, m_y, size=n)] = 1
     return Y
@@ -162,3 +169,24 @@ def test_parameter_layout_is_W_b_alpha_per_layer():
     np.testing.assert_array_equal(net.biases[1].ravel(), np.arange(60, 64))
     np.testing.assert_array_equal(net.alphas[1], np.arange(64, 68))
     assert net.alphas[0] is None and net.alphas[2] is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp_poisson_gradient_matches_finite_differences_in_both_dtypes(dtype):
+    """The fused exp + poisson output, fused and generic, in each dtype. float32's
+    analytic gradient is compared at the same (float32-rounded) point with
+    float64 central differences, to float32's precision (rtol 1e-4)."""
+    net64, X, Y = build([3, 4, 2], ["tanh", "exp"], "poisson", n=6, seed=1)
+    for fused in (True, False):
+        if dtype == "float64":
+            generic = dnnfast.Network([3, 4, 2], ["tanh", "exp"], loss="poisson", dtype="float64", fused=fused)
+            generic.parameters[...] = net64.parameters
+            check_gradient(generic, X, Y)
+            continue
+        net = dnnfast.Network([3, 4, 2], ["tanh", "exp"], loss="poisson", dtype="float32", fused=fused)
+        net.parameters[...] = net64.parameters.astype(np.float32)
+        net64.parameters[...] = net.parameters.astype(np.float64)
+        X32 = X.astype(np.float32)
+        _, g = net.loss_and_gradient(X32, Y.astype(np.float32))
+        num = numeric_gradient(net64, X32.astype(np.float64), Y)
+        np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-5 * max(np.abs(num).max(), 1e-3))

@@ -424,6 +424,24 @@ def _write(path, header, arrays, compression=zipfile.ZIP_STORED, header_bytes=No
             zf.writestr(name + ".npy", buf.getvalue())
 
 
+def test_poisson_regressor_file_with_the_output_stored_as_identity_loads_as_exp(tmp_path):
+    """Before exp joined the core's registry, a Poisson regressor's file stored
+    its output activation as identity (exp was applied outside the core)."""
+    X = _data()
+    y = np.floor(2 * np.exp(0.5 * X[:, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(5,), max_iter=4, random_state=0).fit(X, y)
+    reg.save(tmp_path / "new.npz")
+    header, arrays = _members(tmp_path / "new.npz")
+    assert header["activations"][-1] == {"name": "exp"}
+    header["activations"][-1] = {"name": "identity"}
+    _write(tmp_path / "old.npz", header, arrays)
+    old = dnnfast.load(tmp_path / "old.npz")
+    assert old.out_activation_ == "exp"
+    np.testing.assert_array_equal(old.predict(X), reg.predict(X))
+
+
 def _good(tmp_path, kind="net"):
     path = tmp_path / "good.npz"
     if kind == "net":

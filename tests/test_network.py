@@ -19,6 +19,8 @@ def data(loss, rng, n, m_x, m_y, dtype=np.float64):
         return X, onehot(rng.integers(0, m_y, size=n), m_y, dtype)
     if loss == "bce":
         return X, (rng.random((n, m_y)) < 0.5).astype(dtype)
+    if loss == "poisson":
+        return X, rng.poisson(1.5, size=(n, m_y)).astype(dtype)
     return X, rng.standard_normal((n, m_y)).astype(dtype)
 
 
@@ -33,6 +35,7 @@ ARCHS = [
     ([5, 6, 4, 3], ["tanh", ("leaky_relu", {"alpha": 0.2}), ("elu", {"alpha": 0.7})], "mse"),
     ([37, 129, 3], ["logistic", "softmax"], "cce"),
     ([5, 8, 6, 2], ["identity", "prelu", "tanh"], "sse"),  # identity hidden: A is Z
+    ([4, 7, 2], ["tanh", "exp"], "poisson"),
 ]
 ARCH_IDS = ["-".join(a if isinstance(a, str) else a[0] for a in acts) + "-" + loss for _, acts, loss in ARCHS]
 
@@ -150,13 +153,15 @@ def test_predict_gives_the_same_bits_with_or_without_its_fast_path(dtype):
     ([13, 67, 9, 4], ["leaky_relu", "prelu", "sigmoid"], "bce"),
     ([37, 129, 3], ["tanh", "softmax"], "cce"),
     ([3, 1, 1], ["tanh", "sigmoid"], "bce"),
-], ids=["softmax-cce", "prelu-sigmoid-bce", "wide-softmax-cce", "1-unit-sigmoid-bce"])
+    ([6, 9, 3], ["tanh", "exp"], "poisson"),
+], ids=["softmax-cce", "prelu-sigmoid-bce", "wide-softmax-cce", "1-unit-sigmoid-bce", "exp-poisson"])
 def test_fused_and_generic_output_paths_agree(sizes, acts, loss, dtype, rng):
     fused = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=3, fused=True)
     generic = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=3, fused=False)
     np.testing.assert_array_equal(fused.parameters, generic.parameters)
     X, Y = data(loss, rng, 41, sizes[0], sizes[-1], dtype)
-    assert np.all((fused.predict(X) > 1e-3) & (fused.predict(X) < 1 - 1e-3))  # not saturated
+    upper = np.inf if loss == "poisson" else 1 - 1e-3  # exp's output is a rate, not a probability
+    assert np.all((fused.predict(X) > 1e-3) & (fused.predict(X) < upper))  # not saturated
     c1, g1 = fused.loss_and_gradient(X, Y)
     c2, g2 = generic.loss_and_gradient(X, Y)
     assert c1 == c2
@@ -389,7 +394,7 @@ def test_aliases_and_case_insensitive_names():
     X = np.ones((2, 3))
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
     assert set(dnnfast.activation_names()) == set(ACTIVATION_NAMES)
-    assert dnnfast.loss_names() == ["sse", "mse", "bce", "cce"]
+    assert dnnfast.loss_names() == ["sse", "mse", "bce", "cce", "poisson"]
 
 
 @pytest.mark.parametrize("layout", ["fortran", "strided", "float32-into-float64", "int"])

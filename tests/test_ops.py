@@ -24,6 +24,8 @@ def valid_targets(loss, rng, shape, dtype):
     if loss == "bce":
         Y = (rng.random(shape) < 0.5).astype(dtype)
         return Y, rng.uniform(0.02, 0.98, size=shape).astype(dtype)
+    if loss == "poisson":  # counts (zeros included) and positive rates
+        return rng.poisson(2.0, size=shape).astype(dtype), rng.uniform(0.05, 5.0, size=shape).astype(dtype)
     # cce: one-hot rows and softmax-like rows
     labels = rng.integers(0, shape[1], size=shape[0])
     Y = np.zeros(shape, dtype=dtype)
@@ -40,7 +42,7 @@ def test_activation_registry_matches_spec_table():
     expected = {"identity": (False, 0.0), "relu": (False, 0.0), "leaky_relu": (True, 0.1),
                 "prelu": (True, 0.25), "elu": (True, 1.0), "sigmoid": (False, 0.0), "tanh": (False, 0.0),
                 "arctan": (False, 0.0), "softplus": (False, 0.0), "binary_step": (False, 0.0),
-                "softmax": (False, 0.0)}
+                "softmax": (False, 0.0), "exp": (False, 0.0)}
     got = {name: (has, default) for name, _, has, default, _ in _core.ACTIVATIONS}
     assert got == expected
     assert [r[0] for r in _core.ACTIVATIONS if r[4]] == ["prelu"]  # only prelu is per unit
@@ -49,7 +51,7 @@ def test_activation_registry_matches_spec_table():
 
 def test_loss_registry_matches_spec_table():
     assert {name: fused for name, _, fused in _core.LOSSES} == {
-        "sse": "", "mse": "", "bce": "sigmoid", "cce": "softmax"}
+        "sse": "", "mse": "", "bce": "sigmoid", "cce": "softmax", "poisson": "exp"}
 
 
 # ---------------------------------------------------------------------------
@@ -97,6 +99,7 @@ def test_activation_values_by_hand():
     np.testing.assert_allclose(f("sigmoid"), 1 / (1 + np.exp(-Z)), rtol=1e-15)
     np.testing.assert_allclose(f("softplus"), np.log1p(np.exp(Z)), rtol=1e-15)
     np.testing.assert_allclose(f("arctan"), np.arctan(Z), rtol=1e-15)
+    np.testing.assert_allclose(f("exp"), np.exp(Z), rtol=1e-15)
     S = f("softmax")
     np.testing.assert_allclose(S, np.exp(Z) / np.exp(Z).sum(), rtol=1e-14)
     np.testing.assert_allclose(S.sum(), 1.0, rtol=1e-15)
@@ -197,6 +200,60 @@ def test_activation_at_huge_inputs_is_finite_and_correct(name, dtype):
         }[name]
         np.testing.assert_allclose(dZ, np.array([dwant]), atol=1e-6 if v == 1e4 else 1e-20,
                                    err_msg=f"{name}' at +-{v}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_is_clipped_below_overflow_and_its_derivative_is_the_output(dtype):
+    """exp's argument is clipped at 88 (float32) / 709 (float64), just under
+    ln(max): e^z stays finite for every z, e^-huge is 0, and sigma' = A."""
+    clip = 88.0 if dtype == np.float32 else 709.0
+    none = np.zeros(0, dtype)
+    for v in huge_values(dtype) + [clip, clip + 1]:
+        Z = np.array([[v, -v]], dtype=dtype)
+        A = _core.activation_forward(ACT_ID["exp"], Z, none)
+        assert np.all(np.isfinite(A)), (v, A)
+        np.testing.assert_allclose(A, [[np.exp(min(v, clip)), np.exp(-v)]], rtol=4 * np.finfo(dtype).eps,
+                                   atol=float(np.finfo(dtype).tiny))  # e^-88 is subnormal in float32
+        assert_close(A, ref.activation_forward("exp", Z), dtype)
+        dZ = _core.activation_backward(ACT_ID["exp"], Z, A, np.ones_like(Z), none)
+        np.testing.assert_array_equal(dZ, A)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_loss_by_hand_and_at_a_zero_prediction(dtype):
+    """Half the Poisson deviance, y ln(y / Yhat) - y + Yhat with 0 ln 0 = 0;
+    Yhat = 0 (an exp that underflowed) is clipped at the dtype's eps, so the
+    value and the gradient stay finite."""
+    Y = np.array([[0.0, 2.0], [3.0, 1.0]], dtype=dtype)
+    P = np.array([[0.5, 1.0], [3.0, 4.0]], dtype=dtype)
+    want = 0.5 + (2 * np.log(2.0) - 2 + 1) + 0.0 + (np.log(0.25) - 1 + 4)
+    np.testing.assert_allclose(_core.loss_forward(LOSS_ID["poisson"], Y, P), want, rtol=1e-6)
+    np.testing.assert_allclose(_core.loss_backward(LOSS_ID["poisson"], Y, P, 1.0), 1 - Y / P, rtol=1e-6)
+    Z = np.array([[1.0, 0.0]], dtype=dtype)
+    zero = np.array([[0.0, 0.0]], dtype=dtype)
+    eps = float(np.finfo(dtype).eps)
+    J = _core.loss_forward(LOSS_ID["poisson"], Z, zero)
+    np.testing.assert_allclose(J, -np.log(eps) - 1 + eps, rtol=1e-6)
+    g = _core.loss_backward(LOSS_ID["poisson"], Z, zero, 1.0)
+    assert np.all(np.isfinite(g))
+    assert_close(g, ref.loss_backward("poisson", Z, zero, 1.0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (67, 129), (300, 37)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_fused_exp_poisson_equals_generic_chain(weighted, shape, dtype, rng):
+    """dZ = (Yhat - Y) / n: the generic path (1 - Y / Yhat) * Yhat agrees."""
+    Y = rng.poisson(2.0, size=shape).astype(dtype)
+    Z = rng.uniform(-3, 3, size=shape).astype(dtype)
+    none = np.zeros(0, dtype)
+    A = _core.activation_forward(ACT_ID["exp"], Z, none)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    scale = 1.0 / shape[0]
+    dA = _core.loss_backward(LOSS_ID["poisson"], Y, A, scale, w)
+    generic = _core.activation_backward(ACT_ID["exp"], Z, A, dA, none)
+    fused = _core.output_backward_fused(Y, A, scale, w)
+    assert_close(generic, fused, dtype, scale=scale * 20 * (2.0 if weighted else 1.0), factor=10)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -408,12 +465,16 @@ def test_dense_backward_input_equals_matmul_then_derivative(name, n, mi, mo, dty
                                        None if alpha.size == 0 else
                                        (alpha.astype(np.float64) if name == "prelu" else float(alpha[0])))
     assert D.shape == (n, mi)
-    assert_close(D, expected, dtype, scale=gemm_scale(dZ, W.T))
+    # sigma' scales the GEMM's round-off: up to e^|Z| for exp, at most ~1 for the others
+    ones = np.ones_like(Z_prev)
+    deriv = ref.activation_backward(name, Z_prev, A_prev, ones, None if alpha.size == 0 else ref_alpha(name, alpha))
+    scale = gemm_scale(dZ, W.T) * max(1.0, float(np.max(np.abs(deriv))))
+    assert_close(D, expected, dtype, scale=scale)
     dA_ref = dZ.astype(np.float64) @ W.astype(np.float64).T
     expected2 = ref.activation_backward(name, Z_prev.astype(np.float64), A_prev.astype(np.float64), dA_ref,
                                         None if alpha.size == 0 else
                                         (alpha.astype(np.float64) if name == "prelu" else float(alpha[0])))
-    assert_close(D, expected2, dtype, scale=gemm_scale(dZ, W.T), factor=2)
+    assert_close(D, expected2, dtype, scale=scale, factor=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

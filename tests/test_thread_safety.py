@@ -202,19 +202,19 @@ def test_network_second_fit_raises_and_predict_waits_for_the_fit(monkeypatch):
 
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_estimator_second_fit_raises_and_predict_waits_for_the_fit(method, monkeypatch):
-    from dnnfast._estimators import _mlp
+    from dnnfast._estimators import _solvers
 
     clf, _ = _estimators()
     X, y = _data()
     entered, release = threading.Event(), threading.Event()
 
-    class BlockingProgress(_mlp.Progress):
+    class BlockingProgress(_solvers.Progress):
         def update(self, *args, **kwargs):
             entered.set()
             assert release.wait(TIMEOUT)
             return super().update(*args, **kwargs)
 
-    monkeypatch.setattr(_mlp, "Progress", BlockingProgress)
+    monkeypatch.setattr(_solvers, "Progress", BlockingProgress)
     errors = []
 
     def start_fit():
@@ -273,7 +273,9 @@ def test_copies_and_unpickled_models_have_a_free_lock_of_their_own():
     finally:
         lock.release_write()
     net = _network()
-    assert model_lock(copy.copy(net)) is model_lock(net)  # a shallow copy shares parameters and lock
+    shallow = copy.copy(net)  # a whole copy too: the state is copied under the lock (dnnfast/_locking.py)
+    assert model_lock(shallow) is not model_lock(net) and shallow.parameters is not net.parameters
+    np.testing.assert_array_equal(shallow.parameters, net.parameters)
     assert isinstance(pickle.loads(pickle.dumps(model_lock(net))), type(model_lock(net)))
 
 

@@ -7,7 +7,9 @@ raises ValueError -- never another exception, never a crash.
 Two kinds of input, chosen by the first byte:
 
 - ``R`` + bytes: the bytes are the file. The seeds are valid files, so the
-  fuzzer mutates real archives (directory, local headers, .npy headers, data).
+  fuzzer mutates real archives (directory, local headers, .npy headers, data),
+  and the hostile files of issue 18 (oversized or high-rank .npy headers,
+  directory sizes that disagree, deflated members).
 - ``S`` + JSON + ``\\0`` + control bytes: a well-formed archive (correct CRCs)
   is built around the fuzzed header text, with the arrays of one of the seed
   models, which the control bytes drop, retype, reshape, poison with NaN or
@@ -132,10 +134,58 @@ def TestOneInput(data):
     model.predict(X)
 
 
+def _npy(shape, descr="<f8", version=1, length=None):
+    """A .npy member header that says ``shape`` (any text) and declares ``length`` header bytes."""
+    text = ("{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)).encode()
+    text += b" " * (63 - (len(text) + 10) % 64) + b"\n"
+    size = len(text) if length is None else length
+    return b"\x93NUMPY" + bytes([version, 0]) + size.to_bytes(2 if version == 1 else 4, "little") + text
+
+
+def _rewritten(data, compression=zipfile.ZIP_STORED, **replace):
+    """The archive ``data`` with members replaced (name -> bytes), as a new archive."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name in src.namelist():
+            zf.writestr(name, replace.get(name[:-4], src.read(name)))
+    return buf.getvalue()
+
+
+def _sizes_disagree(data):
+    """The second directory entry's stored size set to 1 (its uncompressed size unchanged)."""
+    d = bytearray(data)
+    entry = d.find(b"PK\x01\x02", d.find(b"PK\x01\x02") + 1)
+    d[entry + 20:entry + 24] = (1).to_bytes(4, "little")
+    return bytes(d)
+
+
+def _hostile_seeds():
+    """Files that once escaped the checks (issue 18), built from the first seed model; the
+    same cases are tests in tests/test_model_file_paths.py. A file's kind (device, FIFO)
+    and a sparse file's holes are not bytes, so those cases are tests only."""
+    net = _FILES[0]
+    return {
+        "npy_rank4_shape": _rewritten(net, W1=_npy("(1, 1, 1, 1)")),
+        "npy_9000_char_shape": _rewritten(net, W1=_npy("(" + "1, " * 3000 + ")")),
+        "npy_9000_digit_size": _rewritten(net, header=_npy("(" + "9" * 9000 + ",)", descr="|u1")),
+        "npy_nested_minus_shape": _rewritten(net, W1=_npy("(" + "-" * 900 + "1,)")),  # numpy: MemoryError
+        "npy_header_claims_4GiB": _rewritten(net, W1=_npy("(3, 4)", version=2, length=2**32 - 1)),
+        "directory_sizes_disagree": _sizes_disagree(net),
+        "deflated_members": _rewritten(net, compression=zipfile.ZIP_DEFLATED),
+    }
+
+
+_HOSTILE = _hostile_seeds()
+
+
 def _write_seeds(corpus):
     os.makedirs(corpus, exist_ok=True)
     if os.listdir(corpus):
         return
+    for name, data in _HOSTILE.items():
+        with open(os.path.join(corpus, f"hostile_{name}"), "wb") as f:
+            f.write(b"R" + data)
     for i, (data, (header, _)) in enumerate(zip(_FILES, _PARTS)):
         with open(os.path.join(corpus, f"raw{i}"), "wb") as f:
             f.write(b"R" + data)
@@ -152,7 +202,7 @@ def main():
         argv.append(corpus[0])
     _write_seeds(corpus[0])
     if not any(a.startswith("-max_len") for a in argv):
-        argv.append(f"-max_len={max(len(d) for d in _FILES) + 64}")
+        argv.append(f"-max_len={max(len(d) for d in _FILES + list(_HOSTILE.values())) + 64}")
     atheris.Setup(argv, TestOneInput)
     atheris.Fuzz()
 

@@ -12,6 +12,44 @@ namespace dnnfast::bindings {
 
 namespace {
 
+// The settings of a training call (train_epoch, apply_gradient_sum): one
+// object instead of a row of positional numbers. Built from keyword
+// arguments; Python (dnnfast._train) validates them with messages naming the
+// user's arguments, this only refuses what would be undefined in C++.
+struct TrainOptions {
+    int optimizer = 0;  // an id of kOptimizers
+    double learning_rate = 0.01, momentum = 0.9, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+    double l2 = 0.0, weight_decay = 0.0;  // see OptimizerConfig
+    size_t batch_size = 1;
+
+    template <class T>
+    OptimizerConfig<T> config() const {
+        if (optimizer < 0 || optimizer >= kNumOptimizers) throw std::invalid_argument("optimizer: unknown id");
+        OptimizerConfig<T> opt;
+        opt.kind = kOptimizers[optimizer].id;
+        opt.learning_rate = T(learning_rate);
+        opt.momentum = T(momentum);
+        opt.beta1 = T(beta1);
+        opt.beta2 = T(beta2);
+        opt.epsilon = T(epsilon);
+        opt.l2 = T(l2);
+        opt.weight_decay = T(weight_decay);
+        return opt;
+    }
+};
+
+int optimizer_id(const py::object& o) {
+    if (py::isinstance<py::str>(o)) {
+        const std::string name = o.cast<std::string>();
+        for (const OptimizerInfo& info : kOptimizers)
+            if (name == info.name) return int(info.id);
+        throw std::invalid_argument("optimizer: unknown name '" + name + "'");
+    }
+    const int id = o.cast<int>();
+    if (id < 0 || id >= kNumOptimizers) throw std::invalid_argument("optimizer: unknown id");
+    return id;
+}
+
 template <class T>
 struct NetworkPy {
     Network<T> net;
@@ -99,13 +137,22 @@ struct NetworkPy {
         const size_t n = check_X(X);
         py::array_t<T> Y({n, m_y()});
         T* y = Y.mutable_data();
-        bool finite;
+        bool finite, out_finite = true;
         {
             py::gil_scoped_release g;
             finite = all_finite<T>(X.data(), n * m_x());
-            if (finite) net.predict(P.data(), X.data(), n, y);
+            if (finite) {
+                net.predict(P.data(), X.data(), n, y);
+                out_finite = all_finite<T>(y, n * m_y());
+            }
         }
         if (!finite) throw py::value_error("X contains NaN or infinity");
+        // Finite X, finite parameters and yet a non-finite output: X or the
+        // weights are too large for the dtype. Said here, never returned.
+        if (!out_finite)
+            throw py::value_error(std::string("predict: the output overflowed to NaN or infinity in ") +
+                                  (sizeof(T) == 4 ? "float32" : "float64") +
+                                  " (X or the parameters are too large for this dtype; scale X, or use float64)");
         return Y;
     }
 
@@ -157,30 +204,20 @@ struct NetworkPy {
         if (t->size() != 1) throw std::invalid_argument("t: expected one step counter");
         return t->mutable_data();
     }
-    static OptimizerConfig<T> config(int kind, double lr, double momentum, double beta1, double beta2,
-                                     double epsilon, double l2) {
-        if (kind < 0 || kind > int(Optim::adam)) throw std::invalid_argument("optimizer: unknown kind");
-        OptimizerConfig<T> opt;
-        opt.kind = static_cast<Optim>(kind);
-        opt.learning_rate = T(lr);
-        opt.momentum = T(momentum);
-        opt.beta1 = T(beta1);
-        opt.beta2 = T(beta2);
-        opt.epsilon = T(epsilon);
-        opt.l2 = T(l2);
-        return opt;
-    }
-
+    // Runs the batches of `order` (whole batches of options.batch_size rows;
+    // the driver passes an epoch's order in chunks). cost_sum / penalty_sum:
+    // the running totals of the epoch so far, continued here batch by batch,
+    // so the epoch's sums have the same bits however the order was chunked.
     py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const carray<T>& X, const carray<T>& Y,
                           std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
-                          size_t batch, int kind, double lr, double momentum, double beta1, double beta2,
-                          double epsilon, double l2, OptState s1, OptState s2, StepCount t) {
+                          const TrainOptions& options, OptState s1, OptState s2, StepCount t, double cost_sum,
+                          double penalty_sum) {
         check_params(P);
         const size_t n_rows = check_X(X);
         check_Y(Y, n_rows);
         const T* wp = check_w(w, n_rows);
         if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
-        const OptimizerConfig<T> opt = config(kind, lr, momentum, beta1, beta2, epsilon, l2);
+        const OptimizerConfig<T> opt = options.config<T>();
         T* sp1 = state(s1);
         T* sp2 = state(s2);
         int64_t* tp = step_count(t);
@@ -188,8 +225,8 @@ struct NetworkPy {
         EpochResult r;
         {
             py::gil_scoped_release g;
-            r = net.train_epoch(p, X.data(), Y.data(), wp, n_rows, order.data(), order.shape(0), batch, opt, sp1,
-                                sp2, tp);
+            r = net.train_epoch(p, X.data(), Y.data(), wp, n_rows, order.data(), order.shape(0),
+                                options.batch_size, opt, sp1, sp2, tp, cost_sum, penalty_sum);
         }
         return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
     }
@@ -215,12 +252,12 @@ struct NetworkPy {
     }
 
     double apply_gradient_sum(py::array_t<T, py::array::c_style> P, py::array_t<T, py::array::c_style> G,
-                              double denom, int kind, double lr, double momentum, double beta1, double beta2,
-                              double epsilon, double l2, OptState s1, OptState s2, StepCount t) {
+                              double denom, const TrainOptions& options, OptState s1, OptState s2,
+                              StepCount t) {
         check_params(P);
         check_grad(G);
         if (!(denom >= 0)) throw std::invalid_argument("denom must be >= 0");
-        const OptimizerConfig<T> opt = config(kind, lr, momentum, beta1, beta2, epsilon, l2);
+        const OptimizerConfig<T> opt = options.config<T>();
         T* sp1 = state(s1);
         T* sp2 = state(s2);
         int64_t* tp = step_count(t);
@@ -245,23 +282,60 @@ void bind_network_dtype(py::module_& m, const char* name) {
         .def("loss_and_gradient", &N::loss_and_gradient, py::arg("params"), py::arg("X"), py::arg("Y"),
              py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
         .def("train_epoch", &N::train_epoch, py::arg("params").noconvert(), py::arg("X"), py::arg("Y"),
-             py::arg("w"), py::arg("order"), py::arg("batch_size"), py::arg("optimizer"), py::arg("learning_rate"),
-             py::arg("momentum"), py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("l2"),
-             py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t").noconvert())
+             py::arg("w"), py::arg("order"), py::arg("options"), py::arg("state1").noconvert() = py::none(),
+             py::arg("state2").noconvert() = py::none(), py::arg("t").noconvert() = py::none(),
+             py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
         .def("gradient_sum", &N::gradient_sum, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w"),
              py::arg("rows"), py::arg("grad").noconvert())
         .def("apply_gradient_sum", &N::apply_gradient_sum, py::arg("params").noconvert(),
-             py::arg("grad").noconvert(), py::arg("denom"), py::arg("optimizer"), py::arg("learning_rate"),
-             py::arg("momentum"), py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("l2"),
-             py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t").noconvert());
+             py::arg("grad").noconvert(), py::arg("denom"), py::arg("options"),
+             py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
+             py::arg("t").noconvert() = py::none());
 }
 
 }  // namespace
 
 void bind_network(py::module_& m) {
+    py::class_<TrainOptions>(m, "TrainOptions")
+        .def(py::init([](const py::object& optimizer, double learning_rate, double momentum, double beta1,
+                         double beta2, double epsilon, double l2, double weight_decay, size_t batch_size) {
+                 if (batch_size == 0) throw std::invalid_argument("batch_size must be positive");
+                 TrainOptions o;
+                 o.optimizer = optimizer_id(optimizer);
+                 o.learning_rate = learning_rate;
+                 o.momentum = momentum;
+                 o.beta1 = beta1;
+                 o.beta2 = beta2;
+                 o.epsilon = epsilon;
+                 o.l2 = l2;
+                 o.weight_decay = weight_decay;
+                 o.batch_size = batch_size;
+                 return o;
+             }),
+             py::kw_only(), py::arg("optimizer") = py::str("sgd"), py::arg("learning_rate") = 0.01,
+             py::arg("momentum") = 0.9, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
+             py::arg("epsilon") = 1e-8, py::arg("l2") = 0.0, py::arg("weight_decay") = 0.0,
+             py::arg("batch_size") = size_t(1))
+        .def_readwrite("optimizer", &TrainOptions::optimizer)
+        .def_readwrite("learning_rate", &TrainOptions::learning_rate)
+        .def_readwrite("momentum", &TrainOptions::momentum)
+        .def_readwrite("beta1", &TrainOptions::beta1)
+        .def_readwrite("beta2", &TrainOptions::beta2)
+        .def_readwrite("epsilon", &TrainOptions::epsilon)
+        .def_readwrite("l2", &TrainOptions::l2)
+        .def_readwrite("weight_decay", &TrainOptions::weight_decay)
+        .def_readwrite("batch_size", &TrainOptions::batch_size)
+        .def("__repr__", [](const TrainOptions& o) {
+            return "TrainOptions(optimizer='" + std::string(kOptimizers[o.optimizer].name) +
+                   "', learning_rate=" + std::to_string(o.learning_rate) +
+                   ", batch_size=" + std::to_string(o.batch_size) + ", ...)";
+        });
     bind_network_dtype<float>(m, "Network32");
     bind_network_dtype<double>(m, "Network64");
-    m.attr("OPTIMIZERS") = py::make_tuple("sgd", "momentum", "nesterov", "adam");
+    py::list optimizers;
+    for (const OptimizerInfo& info : kOptimizers)
+        optimizers.append(py::make_tuple(info.name, int(info.id), info.state_buffers));
+    m.attr("OPTIMIZERS") = optimizers;  // (name, id, state buffers)
 }
 
 }  // namespace dnnfast::bindings

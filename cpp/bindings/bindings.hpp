@@ -28,5 +28,6 @@ void bind_threads(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_ops(py::module_& m);
 void bind_network(py::module_& m);
+void bind_lock(py::module_& m);
 
 }  // namespace dnnfast::bindings

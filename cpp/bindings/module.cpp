@@ -40,4 +40,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_gemm(m);
     b::bind_ops(m);
     b::bind_network(m);
+    b::bind_lock(m);
 }

@@ -28,7 +28,7 @@ double peak(int threads, double seconds) {
         iters *= 2;
     }
     iters = std::max(1L, long(double(iters) * seconds / 3 / dt));
-    threads = std::max(1, threads);
+    threads = forked_after_team() ? 1 : std::max(1, threads);  // no team in a forked child: threads.cpp
     if (threads > 1) note_team_started();
     // Best of three timed runs: the machine may be shared, and the peak is
     // what the FMA units can do, not what a neighbour leaves over.

@@ -20,7 +20,7 @@
 namespace dnnfast {
 
 enum class Act : int {
-    identity = 0, relu, leaky_relu, prelu, elu, sigmoid, tanh, arctan, softplus, binary_step, softmax
+    identity = 0, relu, leaky_relu, prelu, elu, sigmoid, tanh, arctan, softplus, binary_step, softmax, exp
 };
 
 struct ActivationInfo {
@@ -46,6 +46,7 @@ inline constexpr ActivationInfo kActivations[] = {
     {"softplus", Act::softplus, false, 0.0, false, 30},
     {"binary_step", Act::binary_step, false, 0.0, false, 1},
     {"softmax", Act::softmax, false, 0.0, false, 20},
+    {"exp", Act::exp, false, 0.0, false, 20},
 };
 inline constexpr int kNumActivations = sizeof(kActivations) / sizeof(kActivations[0]);
 
@@ -117,6 +118,15 @@ template <class T> struct BinaryStepAct {
     static T df(T, T, T) { return T(0); }
 };
 
+template <class T> struct ExpAct {
+    // The output of a Poisson (log-link) model. z is clipped at 88 (float32)
+    // or 709 (float64), just under ln(max), so e^z is finite for every z (a
+    // larger z gives e^88 = 1.65e38 / e^709 = 8.2e307); sigma' = A, the saved
+    // output, so it is the same clipped value.
+    static T f(T z, T) { return std::exp(std::min(z, T(sizeof(T) == 4 ? 88 : 709))); }
+    static T df(T, T a, T) { return a; }
+};
+
 // Calls fn(ActStruct{}) for an element-wise activation; returns false for softmax.
 template <class T, class Fn>
 inline bool visit_elementwise(Act act, Fn&& fn) {
@@ -131,6 +141,7 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
         case Act::arctan: fn(ArctanAct<T>{}); return true;
         case Act::softplus: fn(SoftplusAct<T>{}); return true;
         case Act::binary_step: fn(BinaryStepAct<T>{}); return true;
+        case Act::exp: fn(ExpAct<T>{}); return true;
         case Act::softmax: return false;
     }
     return false;

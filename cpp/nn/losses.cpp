@@ -18,6 +18,9 @@ inline T clip01(T p) {
     return std::min(std::max(p, eps), T(1) - eps);
 }
 
+template <class T>
+inline T clip_positive(T p) { return std::max(p, std::numeric_limits<T>::epsilon()); }
+
 // J_i for one row.
 template <class T>
 inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
@@ -39,6 +42,18 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
             for (size_t j = 0; j < n; ++j)
                 if (y[j] != T(0)) s -= double(y[j]) * std::log(double(clip01(p[j])));
             return s;
+        case Loss::poisson:
+            for (size_t j = 0; j < n; ++j) {
+                const double yj = double(y[j]), q = double(clip_positive(p[j]));
+                // y log(y / q), except where y / q under- or overflows (y = 5e-324,
+                // q = 2): there the difference of the logs stays finite.
+                const double r = yj / q;
+                const double ylog = yj == 0.0 ? 0.0
+                                    : (r > 0.0 && std::isfinite(r)) ? yj * std::log(r)
+                                                                    : yj * (std::log(yj) - std::log(q));
+                s += ylog - yj + q;
+            }
+            return s;
     }
     return s;
 }
@@ -56,7 +71,7 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
         return s;
     }
     std::vector<double> partial(nblocks, 0.0);
-    const int nt = threads_for(double(m) * double(n) * (loss == Loss::bce || loss == Loss::cce ? 20.0 : 1.0), kElementwiseMinWork);
+    const int nt = threads_for(double(m) * double(n) * (loss == Loss::sse || loss == Loss::mse ? 1.0 : 20.0), kElementwiseMinWork);
     parallel_for(nblocks, nt, [&](size_t b) {
         const size_t i0 = b * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
         double s = 0;
@@ -93,6 +108,9 @@ void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, siz
                 break;
             case Loss::cce:
                 for (size_t j = 0; j < n; ++j) d[j] = -s * y[j] / clip01(p[j]);
+                break;
+            case Loss::poisson:
+                for (size_t j = 0; j < n; ++j) d[j] = s * (T(1) - y[j] / clip_positive(p[j]));
                 break;
         }
     });

@@ -9,12 +9,18 @@
 // [eps, 1 - eps] with eps = the dtype's machine epsilon (float32 1.19e-7,
 // float64 2.22e-16), so a saturated prediction costs -ln(eps) (15.9 / 36.0)
 // instead of infinity and its gradient stays finite.
+//
+// poisson is half the Poisson deviance, J_i = sum_j y ln(y / Yhat) - y + Yhat
+// (0 ln 0 = 0), as scikit-learn's MLPRegressor(loss="poisson"); it takes
+// Yhat clipped below at the same eps, so a prediction of 0 (an exp that
+// underflowed, or an output that can reach 0) gives a finite value and a
+// gradient 1 - y / Yhat no larger than y / eps.
 #pragma once
 #include <cstddef>
 
 namespace dnnfast {
 
-enum class Loss : int { sse = 0, mse, bce, cce };
+enum class Loss : int { sse = 0, mse, bce, cce, poisson };
 
 struct LossInfo {
     const char* name;
@@ -27,6 +33,7 @@ inline constexpr LossInfo kLosses[] = {
     {"mse", Loss::mse, ""},
     {"bce", Loss::bce, "sigmoid"},
     {"cce", Loss::cce, "softmax"},
+    {"poisson", Loss::poisson, "exp"},
 };
 inline constexpr int kNumLosses = sizeof(kLosses) / sizeof(kLosses[0]);
 
@@ -41,7 +48,7 @@ template <class T>
 void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, size_t n, T scale,
                    const T* w);
 
-// Fused output gradient for softmax + cce and sigmoid + bce:
+// Fused output gradient for softmax + cce, sigmoid + bce and exp + poisson:
 // dZ = scale * w_i * (Yhat - Y), which is what the generic path (loss
 // gradient, then activation derivative) gives, without its division by
 // Yhat(1 - Yhat) that loses everything when Yhat saturates.

@@ -179,7 +179,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     T* dZ = ws_.D0.data();
     T* spare = ws_.D1.data();
     const bool fusable = (loss_ == Loss::cce && out.act == Act::softmax) ||
-                         (loss_ == Loss::bce && out.act == Act::sigmoid);
+                         (loss_ == Loss::bce && out.act == Act::sigmoid) ||
+                         (loss_ == Loss::poisson && out.act == Act::exp);
     if (fused_ && fusable) {
         output_backward_fused<T>(Y, Yhat, dZ, n, m_y_, scale, w);
     } else {
@@ -233,12 +234,14 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     return cost;
 }
 
-// Adds the L2 term to G's weights and returns the penalty 0.5 l2 sum(W^2) / D.
+// Adds the L2 terms to G's weights and returns the penalty
+// 0.5 (l2 / D + weight_decay) sum(W^2) (see OptimizerConfig).
 template <class T>
-double Network<T>::l2_penalty_and_grad(const T* P, T l2, double denom, T* G) {
-    if (l2 == T(0) || !(denom > 0)) return 0.0;
+double Network<T>::l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G) {
+    const double coef = (opt.l2 != T(0) && denom > 0 ? double(opt.l2) / denom : 0.0) + double(opt.weight_decay);
+    if (coef == 0.0) return 0.0;
     double sq = 0;
-    const T c = T(double(l2) / denom);
+    const T c = T(coef);
     for (const LayerSpec& s : layers_) {
         const size_t nw = s.m_in * s.m_out;
         const T* W = P + s.w_off;
@@ -250,7 +253,9 @@ double Network<T>::l2_penalty_and_grad(const T* P, T l2, double denom, T* G) {
         }
         sq += part;
     }
-    return 0.5 * double(l2) * sq / denom;
+    // The scikit-learn form's rounding as before weight_decay existed.
+    const double l2_part = opt.l2 != T(0) && denom > 0 ? 0.5 * double(opt.l2) * sq / denom : 0.0;
+    return l2_part + 0.5 * double(opt.weight_decay) * sq;
 }
 
 template <class T>
@@ -312,7 +317,9 @@ double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T
     forward_batch(ws_, P, Xb, n);
     const double denom = row_weight_sum(wb, n);
     const double c = backward_batch(P, Xb, Yb, wb, n, denom, G, nullptr, T(0));
-    const double pen = l2_penalty_and_grad(P, l2, denom, G);
+    OptimizerConfig<T> pen_only;
+    pen_only.l2 = l2;
+    const double pen = l2_penalty_and_grad(P, pen_only, denom, G);
     if (penalty) *penalty = pen;
     return c;
 }
@@ -320,7 +327,8 @@ double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T
 template <class T>
 EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows,
                                     const int64_t* order, size_t n_order, size_t batch,
-                                    const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
+                                    const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t, double cost_sum,
+                                    double penalty_sum) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (batch == 0) throw std::invalid_argument("batch_size must be positive");
     for (size_t i = 0; i < n_order; ++i)
@@ -332,7 +340,8 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     // Plain SGD without a penalty is applied inside the backward pass; with one
     // row per batch, the first layer's step is fused with the next row's
     // forward pass (one sweep over its W instead of two).
-    const bool sgd_in_place = opt.kind == Optim::sgd && opt.l2 == T(0) && opt.learning_rate > T(0);
+    const bool sgd_in_place =
+        opt.kind == Optim::sgd && opt.l2 == T(0) && opt.weight_decay == T(0) && opt.learning_rate > T(0);
     const bool fuse_first = sgd_in_place && batch == 1;
     const LayerSpec& first = layers_[0];
     const T lr = opt.learning_rate;
@@ -344,6 +353,8 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     };
     ws_.step_pending = false;
     EpochResult res;
+    res.cost_sum = cost_sum;
+    res.penalty_sum = penalty_sum;
     try {
     for (size_t b0 = 0; b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
@@ -379,7 +390,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, fuse_first);
         } else {
             c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0));
-            pen = l2_penalty_and_grad(P, opt.l2, denom, ws_.G.data());
+            pen = l2_penalty_and_grad(P, opt, denom, ws_.G.data());
             optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t);
         }
         res.cost_sum += c * double(n);
@@ -445,7 +456,7 @@ double Network<T>::apply_gradient_sum(T* P, T* G, double denom, const OptimizerC
     const T scale = T(denom > 0 ? 1.0 / denom : 0.0);
     const int nt = threads_for(double(n_params_), 150000.0);
     parallel_for(n_params_, nt, [&](size_t k) { G[k] *= scale; });
-    const double pen = l2_penalty_and_grad(P, opt.l2, denom, G);
+    const double pen = l2_penalty_and_grad(P, opt, denom, G);
     optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
     return pen;
 }

@@ -67,10 +67,11 @@ public:
     // One epoch: batches of `batch` rows taken from `order` (row indices of X),
     // one optimizer step per batch. state1/state2 are the optimizer's buffers
     // (velocity; Adam's m and v), each num_params() long or null when unused;
-    // *t counts Adam's steps.
+    // *t counts Adam's steps. cost_sum / penalty_sum start the result's sums
+    // (a chunk of an epoch continues the epoch's running totals).
     EpochResult train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows, const int64_t* order,
                             size_t n_order, size_t batch, const OptimizerConfig<T>& opt, T* state1, T* state2,
-                            int64_t* t);
+                            int64_t* t, double cost_sum = 0, double penalty_sum = 0);
 
     // Data-parallel training (python/dnnfast/distributed.py) splits one step
     // of train_epoch in two, with the sum over processes in between:
@@ -108,7 +109,7 @@ private:
     const T* output(const Workspace& ws) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr, bool defer_first = false);
-    double l2_penalty_and_grad(const T* P, T l2, double denom, T* G);
+    double l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G);
     void keep_first_packed(T* P, bool keep);
     const T* layer_alpha(const T* P, size_t l) const;
     size_t layer_alpha_stride(size_t l) const;

@@ -4,12 +4,21 @@ A C++ core (hand-written GEMM, fused kernels, OpenMP) under a NumPy-checked
 Python API. ``dnnfast.reference`` holds the same computation in plain NumPy.
 """
 from . import _core
-from ._core import get_num_threads, set_num_threads
+from ._core import get_num_threads
 from ._guards import NonFiniteError, NonFiniteWarning
 from ._registry import activation_names, loss_names
 from .batching import batch_indices
 from .network import History, Network
+from ._validation import check_thread_count
 from . import reference
+
+
+def set_num_threads(n):
+    """Threads the kernels use from now on, in every thread of the process.
+
+    ``n`` is a positive integer, or 0 to follow ``OMP_NUM_THREADS`` (OpenMP's
+    default) again. Results do not depend on it (see README, "Threads")."""
+    _core.set_num_threads(check_thread_count(n, "n"))
 
 __version__ = _core.__version__
 

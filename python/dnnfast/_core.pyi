@@ -16,7 +16,23 @@ __version__: str
 ACTIVATIONS: list[tuple[str, int, bool, float, bool]]
 #: (name, id, fused output activation or "") for each loss
 LOSSES: list[tuple[str, int, str]]
-OPTIMIZERS: tuple[str, ...]
+#: (name, id, state buffers: 0 none, 1 velocity, 2 Adam's m, v and step count) for each optimizer
+OPTIMIZERS: list[tuple[str, int, int]]
+
+class TrainOptions:
+    """The settings of a training call; keyword-only, all with defaults."""
+    optimizer: int
+    learning_rate: float
+    momentum: float
+    beta1: float
+    beta2: float
+    epsilon: float
+    l2: float            # penalty 0.5 * l2 * sum(W^2) / D (D: the batch's rows or weight): scikit-learn's alpha
+    weight_decay: float  # penalty 0.5 * weight_decay * sum(W^2) per update: Network.fit's weight_decay
+    batch_size: int
+    def __init__(self, *, optimizer: int | str = "sgd", learning_rate: float = 0.01, momentum: float = 0.9,
+                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, l2: float = 0.0,
+                 weight_decay: float = 0.0, batch_size: int = 1) -> None: ...
 
 # threads
 def get_num_threads() -> int: ...
@@ -64,15 +80,14 @@ class _NetworkBase:
     def cost(self, params: _F, X: _F, Y: _F, w: Optional[_F] = None) -> float: ...
     def loss_and_gradient(self, params: _F, X: _F, Y: _F, w: Optional[_F], rows: Optional[_I64],
                           l2: float, grad: _F) -> tuple[float, float]: ...
-    def train_epoch(self, params: _F, X: _F, Y: _F, w: Optional[_F], order: _I64, batch_size: int,
-                    optimizer: int, learning_rate: float, momentum: float, beta1: float, beta2: float,
-                    epsilon: float, l2: float, state1: Optional[_F], state2: Optional[_F],
-                    t: Optional[_I64]) -> tuple[float, float, int]: ...
+    def train_epoch(self, params: _F, X: _F, Y: _F, w: Optional[_F], order: _I64, options: TrainOptions,
+                    state1: Optional[_F] = None, state2: Optional[_F] = None, t: Optional[_I64] = None,
+                    cost_sum: float = 0.0, penalty_sum: float = 0.0) -> tuple[float, float, int]: ...
     def gradient_sum(self, params: _F, X: _F, Y: _F, w: Optional[_F], rows: _I64,
                      grad: _F) -> tuple[float, float]: ...
-    def apply_gradient_sum(self, params: _F, grad: _F, denom: float, optimizer: int, learning_rate: float,
-                           momentum: float, beta1: float, beta2: float, epsilon: float, l2: float,
-                           state1: Optional[_F], state2: Optional[_F], t: Optional[_I64]) -> float: ...
+    def apply_gradient_sum(self, params: _F, grad: _F, denom: float, options: TrainOptions,
+                           state1: Optional[_F] = None, state2: Optional[_F] = None,
+                           t: Optional[_I64] = None) -> float: ...
 
 class Network32(_NetworkBase): ...
 class Network64(_NetworkBase): ...

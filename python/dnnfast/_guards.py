@@ -41,8 +41,16 @@ class NonFiniteError(ValueError):
         self.epoch, self.layer, self.where = epoch, layer, where
 
 
+# Tracebacks and reprs show the public name users import and catch
+# (dnnfast.NonFiniteError), not the private module that defines it.
+NonFiniteError.__module__ = "dnnfast"
+
+
 class NonFiniteWarning(RuntimeWarning):
     """Training produced NaN or infinity and ``on_nonfinite="warn"`` let it go on."""
+
+
+NonFiniteWarning.__module__ = "dnnfast"
 
 
 def check_on_nonfinite(value, name="on_nonfinite"):

@@ -8,112 +8,62 @@ model at once. The rules, for a ``Network`` and for the estimators alike:
 - a second ``fit`` / ``partial_fit`` while one runs raises ``RuntimeError``
   at once, touching nothing;
 - a read that arrives during a fit waits for the fit to end, then answers
-  with the fitted model; a fit that arrives during reads waits for them.
+  with the fitted model; a fit that arrives during reads waits for them;
+- a copy (``pickle``, ``copy.deepcopy``, ``copy.copy``) taken during a fit
+  waits for the fit's next step boundary (``Network.fit``: the end of an
+  epoch; the estimators: the end of the fit) and copies the model as it is
+  there, a whole training state; the copy is taken under the lock, so a fit
+  that starts while the copy is written out cannot tear it either;
+- ``os.fork()`` (and multiprocessing's 'fork') while other threads use
+  models waits until none of them is inside a call: fits park at their next
+  step boundary, reads finish, new calls wait for the fork. The child starts
+  with every lock free (the other threads do not exist there), each model a
+  whole training state, and no core mutex held by a thread that is gone. A
+  fork by a C library that bypasses ``os.fork`` gets the free locks but not
+  the wait.
 
 The lock lives in the model's ``__dict__`` (``_model_lock``, made on first
 use) and pickles as a fresh one: an unpickled model, a ``copy.deepcopy`` or a
 ``sklearn.base.clone`` has a free lock of its own. A thread may read inside
 its own fit, and nest reads, without deadlock.
+
+Asynchronous exceptions: a KeyboardInterrupt (any exception a signal handler
+raises) can arrive between any two bytecodes. The lock's state machine is in
+C++ (``cpp/bindings/bind_lock.cpp``): each transition runs with the GIL held
+and no Python code, so a handler never sees it half done, and an interrupted
+wait leaves the state as it was. The decorators below enter it only through
+``with lock:`` (a read) or ``with lock.fits:`` / ``with lock.copies:``, whose
+``__enter__`` and ``__exit__`` are C functions: CPython runs no signal handler
+between a C ``__enter__`` returning and the with-block's protection starting
+(CPython 3.11 to 3.13: BEFORE_WITH calls ``__enter__``, the block's exception
+table entry starts at the next instruction, and pending handlers run only at
+calls, backward jumps and function entry), nor between the block's end and
+the C ``__exit__`` call, so a lock that was taken is always given back.
+(CPython 3.9 checks for handlers after the with-block's POP_BLOCK, before
+``__exit__``: one instruction where an interrupt would still leak a lock.
+3.10 and 3.14 are not checked; the SIGINT tests in
+tests/test_fork_and_signals.py would show a leak on any version they run on.)
+``acquire_*`` and ``release_*`` written by hand around a ``try:`` are not
+safe: the check at the end of the acquiring call can raise before the ``try:``
+(that was the bug: 124 SIGINTs into a loop of predictions and fits left a
+read held).
 """
 from __future__ import annotations
 
+import copy
 import functools
-import threading
-from threading import get_ident
+import os
 
+from . import _core
 
-class ModelLock:
-    """A readers-writer lock where a writer (a fit) never waits for another writer.
-
-    Writers have priority: once a fit has claimed the model, new reads wait
-    for it, so a stream of predictions cannot hold a fit off for ever."""
-
-    def __init__(self):
-        self._mutex = threading.Lock()
-        self._changed = threading.Condition(self._mutex)  # a fit ended, or the last read did
-        self._readers = {}       # thread ident -> depth of its (nested) read sections
-        self._writer = None      # ident of the thread fitting, or None
-        self._writer_depth = 0
-
-    def __reduce__(self):
-        # A pickled or copied model starts with a free lock of its own.
-        return (ModelLock, ())
-
-    # Reads take no mutex unless a fit is near: a one-row predict costs a few
-    # microseconds, and the lock must not add much to it. This relies on the
-    # GIL making each dict operation and attribute access atomic and ordered:
-    # a read announces itself (in _readers) before it looks at _writer, and a
-    # fit claims _writer before it looks at _readers, so one of them always
-    # sees the other.
-
-    def acquire_read(self):
-        me = get_ident()
-        readers = self._readers
-        depth = readers.get(me, 0)
-        readers[me] = depth + 1  # only this thread writes its own entry
-        writer = self._writer
-        if depth or writer is None or writer == me:  # nested, no fit, or inside our own fit
-            return
-        with self._mutex:  # a fit holds or claims the model: step back and wait for it
-            del readers[me]
-            if not readers:
-                self._changed.notify_all()
-            while self._writer is not None:
-                self._changed.wait()
-            readers[me] = 1  # under the mutex: no fit can claim the model in between
-
-    def release_read(self):
-        me = get_ident()
-        readers = self._readers
-        depth = readers[me]
-        if depth > 1:
-            readers[me] = depth - 1
-            return
-        del readers[me]
-        if self._writer is not None:  # a fit may be waiting for the last read
-            with self._mutex:
-                self._changed.notify_all()
-
-    def acquire_write(self, what):
-        me = get_ident()
-        with self._mutex:
-            if me in self._readers:
-                raise RuntimeError(f"{what} cannot be fitted from inside one of its own predictions")
-            if self._writer == me:
-                self._writer_depth += 1
-                return
-            if self._writer is not None:
-                raise RuntimeError(f"{what} is already being fitted in another thread; fit a copy instead "
-                                   "(copy.deepcopy, or sklearn.base.clone for an estimator), or wait for "
-                                   "that fit to end")
-            self._writer = me  # from here on new reads wait
-            self._writer_depth = 1
-            try:
-                while self._readers:  # the reads in progress finish first
-                    self._changed.wait()
-            except BaseException:  # interrupted while waiting: give the model back
-                self._writer = None
-                self._changed.notify_all()
-                raise
-
-    def release_write(self):
-        with self._mutex:
-            self._writer_depth -= 1
-            if self._writer_depth == 0:
-                self._writer = None
-                self._changed.notify_all()
-
-    @property
-    def fitting(self):
-        """True while a fit holds (or is claiming) the model."""
-        return self._writer is not None
+ModelLock = _core.ModelLock
 
 
 def model_lock(model):
     """The lock of ``model``, made on first use and kept in its ``__dict__``."""
     lock = model.__dict__.get("_model_lock")
     if lock is None:  # setdefault is atomic: two first users get the same lock
-        lock = model.__dict__.setdefault("_model_lock", ModelLock())
+        lock = model.__dict__.setdefault("_model_lock", ModelLock(type(model).__name__))
     return lock
 
 
@@ -121,12 +71,8 @@ def reads_model(method):
     """Decorator: ``method`` only reads the model (may run beside other reads)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        lock = self.__dict__.get("_model_lock") or model_lock(self)
-        lock.acquire_read()
-        try:
+        with self.__dict__.get("_model_lock") or model_lock(self):  # `with lock:` is a read
             return method(self, *args, **kwargs)
-        finally:
-            lock.release_read()
     return wrapper
 
 
@@ -134,10 +80,40 @@ def fits_model(method):
     """Decorator: ``method`` changes the model (one at a time, no reads meanwhile)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        lock = model_lock(self)
-        lock.acquire_write(type(self).__name__)
-        try:
+        with model_lock(self).fits:
             return method(self, *args, **kwargs)
-        finally:
-            lock.release_write()
     return wrapper
+
+
+def copies_model(getstate):
+    """Decorator for ``__getstate__``: the state of a whole model, never a torn one.
+
+    Waits for a running fit's next step boundary (see :func:`step_boundary`),
+    and returns a deep copy made under the lock: pickle writes the state out,
+    and deepcopy copies it, after ``__getstate__`` returns, when a new fit may
+    already be changing the model's own arrays. (So ``copy.deepcopy`` copies
+    the arrays twice, and ``copy.copy`` makes a whole copy too.)"""
+    @functools.wraps(getstate)
+    def wrapper(self):
+        with model_lock(self).copies:
+            return copy.deepcopy(getstate(self))
+    return wrapper
+
+
+def step_boundary(model):
+    """Called by a training loop, inside its fit, where ``model`` is a whole
+    training state (``Network.fit``: after each epoch, once the non-finite
+    check has put the parameters back if it had to). A copy or a fork waiting
+    for the fit runs here while the fit waits; otherwise it costs one check.
+    A loop that never calls it makes copies and forks wait for the fit's end."""
+    lock = model.__dict__.get("_model_lock")
+    if lock is not None:
+        lock.step_boundary()
+
+
+if hasattr(os, "register_at_fork"):
+    # before: wait until no other thread is inside a model's call (fits park
+    # at a step boundary, reads finish; new calls wait) so the child sees
+    # whole models; the child's locks are freed by a pthread_atfork handler
+    # in the core.
+    os.register_at_fork(before=_core._locks_fork_prepare, after_in_parent=_core._locks_fork_done)

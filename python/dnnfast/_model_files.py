@@ -8,32 +8,47 @@ implementation. Nothing is pickled, in either direction.
 
 Writing is atomic: the archive goes to a temporary file in the target's
 directory, is flushed and fsync'ed, then ``os.replace``'d onto the target, so
-a crash leaves either the old file or the new one, never half of one.
+a crash leaves either the old file or the new one, never half of one. The
+target is the file a symbolic link points to, must be a regular file (or not
+exist yet), and keeps its permission bits.
 
-Reading treats the file as hostile. Everything the header claims is checked
-before anything is allocated from it: the archive is listed, the header parsed
-and checked field by field, the arrays it implies are derived from the sizes
-(never read from a list in the file), and their total size must fit in the
-file, which bounds every allocation by the bytes actually on disk. Each array's
-dtype and shape must then be exactly the derived ones, its bytes pass the
-archive's CRC, and parameters must be finite. Every problem is a ValueError
-(a missing file stays FileNotFoundError).
+Reading treats the file as hostile. It must be a regular file (a device or a
+FIFO is refused before it is read). Everything the header claims is checked
+before anything is allocated from it: the archive is listed (a bounded number
+of stored members, each within the file), the header parsed and checked field
+by field, the arrays it implies are derived from the sizes (never read from a
+list in the file), and their total size must fit in the file and in the
+available memory, which bounds every allocation by the bytes actually in the
+file. Each array's .npy header is bounded in length and rank before it is
+parsed, its dtype and shape must be exactly the derived ones, its bytes pass
+the archive's CRC, and parameters must be finite. A Network's arrays are read
+straight into its parameter buffer. Every problem is a ValueError (a missing
+file stays FileNotFoundError).
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
 import numbers
 import os
 import re
+import stat
 import struct
 import zipfile
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, no stale-temporary cleanup
+    fcntl = None
 
 import numpy as np
 
 from . import _core
 from ._registry import ACTIVATION_TABLE, LOSS_TABLE
+from ._validation import check_memory
 
 FORMAT_NAME = "dnnfast-model"
 #: The version this dnnfast writes; it reads every version from 1 up to it.
@@ -49,7 +64,17 @@ _HEADER = "header"
 _MAX_LAYERS = 10_000
 _MAX_WIDTH = 2**31 - 1
 _MAX_DEPTH = 32          # nesting of an estimator parameter's value
+# Members a model file can have: W, b, alpha per layer, the header and the estimators' arrays.
+_MAX_MEMBERS = 3 * _MAX_LAYERS + 64
+# dnnfast's .npy headers are under 128 bytes (numpy pads them to 64); numpy itself refuses
+# more than 10,000 only after reading them.
+_MAX_NPY_HEADER = 1024
+_READ_CHUNK = 1 << 20    # bytes read per call: the transient copy while reading an array
 _MT19937_KEYS = 624
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # What reading a damaged archive can raise from zipfile / numpy.lib.format
 # (besides ValueError): each becomes a ValueError naming the file.
@@ -69,6 +94,30 @@ def check_path(path):
     if len(path) == 0:
         raise ValueError("path is empty")
     return path
+
+
+def _file_kind(mode):
+    """What a non-regular file is, for messages."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _not_regular(path, mode, action):
+    return ValueError(f"path {path!r} is {_file_kind(mode)}, not a regular file: {action}")
+
+
+def _renamed(exc, path, *internal):
+    """``exc`` with the user's ``path`` in place of a file name only this module knows
+    (the temporary, or the resolved target), or None when it names neither."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    if exc.filename not in internal and exc.filename2 not in internal:
+        return None
+    return type(exc)(exc.errno, exc.strerror, path)
 
 
 def _fsync_directory(directory):
@@ -97,38 +146,173 @@ def _write_archive(f, arrays):
                 np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+# Temporaries are named ".dnnfast-HHHHHHHH-RRRRRRRRRRRR.tmp": H, a hash of the
+# target's file name, lets a later save of that target find the ones a killed
+# save left; R keeps concurrent saves apart. 34 bytes whatever the target's
+# name, so any name the file system takes (255 bytes) can be saved to.
+_TMP_PREFIX = ".dnnfast-"
+_TMP_RANDOM = 12  # hex digits
+_TMP_SUFFIX = ".tmp"
+
+
+def _tmp_stem(base):
+    return f"{_TMP_PREFIX}{hashlib.sha256(os.fsencode(base)).hexdigest()[:8]}-"
+
+
+def _lock(fd):
+    """Take the temporary's lock without waiting; False if someone holds it. A save holds
+    the lock on its temporary until the rename; the kernel drops it when the process dies,
+    which is how a later save tells a dead save's temporary from a running one."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(directory, stem):
+    """Delete the temporaries of earlier saves of this target that died (SIGKILL, SIGTERM,
+    power loss) before renaming or removing them: those of this naming whose lock nobody holds.
+    Best effort: whatever cannot be opened, locked or removed is left alone."""
+    if fcntl is None:  # without flock a running save's temporary looks the same as a dead one's
+        return
+    as_bytes = isinstance(directory, bytes)
+    want = len(stem) + _TMP_RANDOM + len(_TMP_SUFFIX)
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return
+    with entries:
+        for entry in entries:
+            name = os.fsdecode(entry.name) if as_bytes else entry.name
+            if len(name) != want or not name.startswith(stem) or not name.endswith(_TMP_SUFFIX):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or not _lock(fd):
+                    continue  # a save is writing it
+                # Still that file under that name? A save that just finished renamed it onto its target.
+                now = os.lstat(entry.path)
+                if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def _resolve_target(path):
+    """-> (the file a save to ``path`` replaces, its stat or None when there is none yet).
+
+    Symbolic links are followed, as ``open`` would: a save through a link replaces the
+    file the link points to and leaves the link. Anything there but a regular file
+    (a directory, a device such as /dev/null, a FIFO, a socket) is refused: replacing it
+    would destroy it and writing into it would not be a model file."""
+    target = os.path.realpath(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return target, None
+    except OSError as exc:
+        raise _renamed(exc, path, target) or exc from None
+    if stat.S_ISLNK(st.st_mode):  # realpath stops at a loop of links
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode, "a model file is saved only as a regular file")
+    return target, st
+
+
+def _keep_metadata(fd, st):
+    """Give the temporary the replaced file's permission bits (and, where allowed, its owner
+    and group), so that a save changes the content only. A new file keeps what os.open gave
+    it: 0666 less the umask, like any file a program creates."""
+    if st is None:
+        return
+    own = os.fstat(fd)
+    if hasattr(os, "fchown") and (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid):
+        for uid in (st.st_uid, -1):  # only root may give a file away; a member of its group may keep the group
+            try:
+                os.fchown(fd, uid, st.st_gid)
+                break
+            except OSError:
+                continue
+    if hasattr(os, "fchmod"):  # after fchown, which may clear set-id bits
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def _create_temporary(directory, stem, path):
+    """-> (name, fd) of a new temporary in ``directory``, locked (see ``_lock``)."""
+    while True:
+        tmp = os.path.join(directory, os.fsencode(stem) if isinstance(directory, bytes) else stem)
+        tail = os.urandom(_TMP_RANDOM // 2).hex() + _TMP_SUFFIX
+        tmp += os.fsencode(tail) if isinstance(directory, bytes) else tail
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _renamed(exc, path, tmp) or exc from None
+        # Another save's cleanup may have taken it for stale between the open and the lock.
+        try:
+            ok = _lock(fd)
+            if ok:
+                now, st = os.lstat(tmp), os.fstat(fd)
+                ok = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            ok = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if ok:
+            return tmp, fd
+        os.close(fd)
+
+
 def atomic_write(path, arrays):
     """Write ``arrays`` (name -> ndarray, ``header`` first) to ``path`` atomically.
 
-    The temporary file lives in the target's directory (so ``os.replace`` is a
-    rename within one file system), is created with the umask's permissions
-    like any new file, and is removed on any error, leaving the old file as it was.
+    The archive goes to a temporary in the target's directory (so ``os.replace``
+    is a rename within one file system), is fsync'ed, then renamed onto the target;
+    a failure removes the temporary and leaves the old file as it was. ``path`` may
+    be a symbolic link (its target is replaced) and must otherwise be a regular file
+    or a new name; the replaced file's permissions are kept. A hard-linked target is
+    replaced by a new file: its other names keep the old content. A save killed before
+    it could remove its temporary (SIGKILL, or SIGTERM without a handler) leaves it
+    behind; the next save of the same target removes it. Every error names ``path``.
     """
     path = check_path(path)
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    base = os.path.basename(target)
-    dot = b"." if isinstance(base, bytes) else "."
-    while True:
-        suffix = os.urandom(6).hex() + ".tmp"
-        tmp = os.path.join(directory, dot + base + dot + (suffix.encode() if isinstance(base, bytes) else suffix))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
+    target, st = _resolve_target(path)
+    directory, base = os.path.split(target)
+    stem = _tmp_stem(base)
+    _remove_stale_temporaries(directory, stem)
+    tmp, fd = _create_temporary(directory, stem, path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        _keep_metadata(fd, st)
+        with os.fdopen(fd, "wb", closefd=False) as f:
             _write_archive(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        os.fsync(fd)
+        if fcntl is None:  # Windows renames no open file; there is no lock to hold anyway
+            os.close(fd)
+            fd = None
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        renamed = _renamed(exc, path, tmp, target)
+        if renamed is not None:
+            raise renamed from None
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # only now: the lock marks the temporary as in use until the rename
     _fsync_directory(directory)
 
 
@@ -136,23 +320,68 @@ def atomic_write(path, arrays):
 # Reading the archive
 # ---------------------------------------------------------------------------
 
-def _npy_member(zf, info, dtype, shape, what):
+# The header dict numpy writes (every version: keys sorted, a plain dtype string, a
+# tuple of integers). It is matched rather than evaluated: numpy's parser runs
+# ast.literal_eval, which a few hundred bytes of nested operators drive into a
+# MemoryError or RecursionError.
+_NPY_DICT = re.compile(r"\{\s*'descr'\s*:\s*'([<>|=]?[a-zA-Z][0-9]{0,9})'\s*,\s*'fortran_order'\s*:\s*(True|False)"
+                       r"\s*,\s*'shape'\s*:\s*\(([0-9L,\s]*)\)\s*,?\s*\}\s*")
+
+
+def _npy_header(m, what):
+    """-> (shape, fortran_order, dtype) from a ``.npy`` member's header, its length bounded
+    before it is read and its shape's rank before the shape is converted."""
+    magic = m.read(8)
+    if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
+        raise ValueError(f"array {what!r}: not a .npy member")
+    version = (magic[6], magic[7])
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"array {what!r}: unsupported .npy version {version}")
+    size = 2 if version == (1, 0) else 4
+    raw_len = m.read(size)
+    if len(raw_len) < size:
+        raise ValueError(f"array {what!r}: truncated .npy header")
+    length = int.from_bytes(raw_len, "little")
+    if length > _MAX_NPY_HEADER:
+        raise ValueError(f"array {what!r}: .npy header of {length} bytes; a model file's arrays need "
+                         f"at most {_MAX_NPY_HEADER}")
+    raw = m.read(length)
+    if len(raw) < length:
+        raise ValueError(f"array {what!r}: truncated .npy header")
+    match = _NPY_DICT.fullmatch(raw.decode("latin-1"))
+    if match is None:
+        raise ValueError(f"array {what!r}: .npy header {raw[:80]!r} is not one numpy writes for a plain array")
+    descr, fortran, dims = match.groups()
+    dims = [d.strip() for d in dims.split(",")]
+    if dims[-1] == "":  # the trailing comma of a tuple
+        dims.pop()
+    if len(dims) > 2:
+        raise ValueError(f"array {what!r}: its .npy header claims a shape of rank {len(dims)}; "
+                         "model arrays have 1 or 2 dimensions")
+    if not all(re.fullmatch(r"[0-9]{1,19}L?", d) for d in dims):
+        raise ValueError(f"array {what!r}: .npy header has a malformed shape {raw[:80]!r}")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise ValueError(f"array {what!r}: unknown dtype {descr!r} in its .npy header") from None
+    return tuple(int(d.rstrip("L")) for d in dims), fortran == "True", dtype
+
+
+def _npy_member(zf, info, dtype, shape, what, out=None):
     """Read one ``.npy`` member whose dtype and shape must be exactly ``dtype``, ``shape``
-    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it)."""
+    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it).
+
+    ``out``: a C-contiguous native-order array of that shape to read into (a view of a
+    network's parameters), instead of a new one. The data is read in pieces straight into
+    the array: no copy of the member's bytes is ever held whole."""
     with zf.open(info) as m:
-        version = np.lib.format.read_magic(m)
-        if version == (1, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(m)
-        elif version == (2, 0):
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(m)
-        else:
-            raise ValueError(f"array {what!r}: unsupported .npy version {version}")
+        got_shape, fortran, got_dtype = _npy_header(m, what)
         if got_dtype != dtype or got_dtype.hasobject:
             raise ValueError(f"array {what!r}: dtype {got_dtype.str}, expected {dtype.str}")
         if shape is None and len(got_shape) == 1:
-            shape = tuple(got_shape)
-        if shape is None or tuple(got_shape) != tuple(shape):
-            raise ValueError(f"array {what!r}: shape {tuple(got_shape)}, expected "
+            shape = got_shape
+        if shape is None or got_shape != tuple(shape):
+            raise ValueError(f"array {what!r}: shape {got_shape}, expected "
                              f"{'a 1-D array' if shape is None else tuple(shape)}")
         if fortran and len(shape) > 1:
             raise ValueError(f"array {what!r}: Fortran order is not part of the format")
@@ -160,15 +389,33 @@ def _npy_member(zf, info, dtype, shape, what):
         if info.file_size != m.tell() + nbytes:
             raise ValueError(f"array {what!r}: member holds {info.file_size - m.tell()} data bytes, "
                              f"expected {nbytes}")
-        data = m.read(nbytes)
-        if len(data) != nbytes or m.read(1):  # reading to the end checks the CRC
-            raise ValueError(f"array {what!r}: truncated")
-    native = dtype.newbyteorder("=") if dtype.kind in "biuf" else dtype
-    return np.frombuffer(data, dtype=dtype).astype(native).reshape(shape)
+        native = dtype.newbyteorder("=") if dtype.kind in "biuf" else dtype
+        if out is None:
+            out = np.empty(shape, dtype=native)
+        elif out.dtype != native or out.shape != tuple(shape) or not out.flags.c_contiguous:
+            raise AssertionError(f"array {what!r}: cannot read into {out.dtype} {out.shape}")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos = 0
+        while pos < nbytes:
+            n = m.readinto(view[pos:pos + _READ_CHUNK])
+            if not n:
+                raise ValueError(f"array {what!r}: truncated")
+            pos += n
+        if m.read(1):  # reading to the end checks the CRC
+            raise ValueError(f"array {what!r}: longer than its header says")
+    if native != dtype:  # a big-endian machine: the file is little-endian
+        out.byteswap(inplace=True)
+    return out
 
 
 def _open_archive(f, file_size):
     """-> (ZipFile, {name: ZipInfo}) after checking the member list."""
+    # The member count is bounded before zipfile builds an object for each entry of
+    # the central directory (a forged one lists one per 46 bytes of the file).
+    end_record = getattr(zipfile, "_EndRecData", lambda f: None)(f)
+    if end_record is not None and end_record[4] > _MAX_MEMBERS:  # _ECD_ENTRIES_TOTAL
+        raise ValueError(f"the archive lists {end_record[4]} members; a model file has at most {_MAX_MEMBERS}")
+    f.seek(0)
     zf = zipfile.ZipFile(f)
     infos = zf.infolist()
     members = {}
@@ -178,6 +425,12 @@ def _open_archive(f, file_size):
             raise ValueError(f"unexpected or repeated archive member {name!r}")
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise ValueError(f"member {name!r} is compressed or encrypted; the format stores arrays as is")
+        # Stored: the directory's two sizes agree, and the member lies within the file.
+        if info.compress_size != info.file_size:
+            raise ValueError(f"member {name!r} claims {info.file_size} bytes but {info.compress_size} stored")
+        if info.header_offset + info.file_size > file_size:
+            raise ValueError(f"member {name!r} claims {info.file_size} bytes at offset {info.header_offset}, "
+                             f"beyond the file's {file_size} bytes")
         members[name[:-4]] = info
     if _HEADER not in members:
         raise ValueError("no 'header' member: not a dnnfast model file")
@@ -349,6 +602,10 @@ def _check_architecture(header, kind):
                "MLPRegressor": {"sse", "poisson"}}[kind]
     if loss not in allowed:
         raise ValueError(f"header.loss must be one of {sorted(allowed)} for {kind}, got {loss!r:.40}")
+    if kind == "MLPRegressor" and loss == "poisson" and specs[-1] == ("identity", None):
+        # Files written before exp joined the core's registry stored the
+        # Poisson output as identity (exp was applied outside the core).
+        specs[-1] = ("exp", None)
     fused = _field(header, "fused", bool, "header")
     if kind != "Network" and not fused:
         raise ValueError("header.fused must be true for the estimators")
@@ -432,40 +689,134 @@ def _check_rng(d):
     return {"bit_generator": "PCG64", "state": out, "has_uint32": has, "uinteger": uint}
 
 
-def network_file(net):
-    """(header, arrays) of a Network."""
+def network_file(net, training=None):
+    """(header, arrays) of a Network; ``training``: an optional training-state
+    record (header part, arrays in the core's order) from dnnfast._train."""
     header = _base_header("Network", net.sizes, net._acts, net.loss, net.dtype, net.fused)
     header["rng"] = _rng_state(net._rng)
+    extra = {}
+    if training is not None:
+        header["training"], extra = _training_header(net, *training)
     arrays = {_HEADER: _header_array(header)}
     for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
         arrays[f"W{l}"] = _le(W, net.dtype)
         arrays[f"b{l}"] = _le(b.ravel(), net.dtype)
         if a is not None:
             arrays[f"alpha{l}"] = _le(a, net.dtype)
+    arrays.update(extra)
     return arrays
 
 
 def _network_expected(header):
-    _check_keys(header, _BASE_FIELDS + ["rng"], [], "header")
+    _check_keys(header, _BASE_FIELDS + ["rng"], ["training"], "header")
     sizes, specs, loss, dtype, fused = _check_architecture(header, "Network")
     rng = _check_rng(header["rng"])
     plan = {"sizes": sizes, "specs": specs, "loss": loss, "dtype": dtype, "fused": fused, "rng": rng}
-    return plan, _parameter_arrays(sizes, specs, dtype)
+    expected = _parameter_arrays(sizes, specs, dtype)
+    if "training" in header:
+        plan["training"], arrays = _check_training(header["training"], _num_params(sizes, specs), dtype)
+        expected.update(arrays)
+    return plan, expected
 
 
-def _network_build(plan, arrays):
+def _network_unfilled(plan):
+    """-> {parameter array name: the view of the new network's parameters it is read into}.
+
+    The network (``plan["net"]``) is built with zeros for parameters, not drawn ones,
+    and the file's arrays are read straight into them: loading holds the model once,
+    never a second copy or an initialisation's float64 draw."""
     from .network import Network
 
     acts = [name if alpha is None else (name, {"alpha": alpha}) for name, alpha in plan["specs"]]
-    net = Network(plan["sizes"], acts, loss=plan["loss"], dtype=plan["dtype"].name, seed=0, fused=plan["fused"])
-    L = len(plan["specs"])
-    net.weights = [arrays[f"W{l}"] for l in range(1, L + 1)]
-    net.biases = [arrays[f"b{l}"] for l in range(1, L + 1)]
-    for l, view in enumerate(net.alphas, start=1):
-        if view is not None:
-            view[...] = arrays[f"alpha{l}"]
+    net = Network._unfilled(plan["sizes"], acts, plan["loss"], plan["dtype"].name, plan["fused"])
+    views = {}
+    for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
+        views[f"W{l}"], views[f"b{l}"] = W, b.reshape(-1)
+        if a is not None:
+            views[f"alpha{l}"] = a
+    if set(views) != set(_parameter_arrays(plan["sizes"], plan["specs"], plan["dtype"])):
+        raise ValueError("the saved layers do not match this dnnfast's parameter layout")
+    plan["net"] = net
+    return views
+
+
+def _network_build(plan, arrays):
+    net = plan["net"]  # its parameters already hold the file's arrays
     net._rng.bit_generator.state = plan["rng"]
+    if "training" in plan:  # a checkpoint: fit(..., checkpoint=path, resume=True) takes it up
+        record = dict(plan["training"])
+        order = _canonical_order(net._layout)
+        record["arrays"] = {}
+        for name in _TRAINING_ARRAYS:
+            if name in arrays:
+                flat = np.empty(net.num_params, dtype=net.dtype)
+                flat[order] = arrays[name]
+                record["arrays"][name] = flat
+        net._checkpoint = record
     return net
+
+
+# ---------------------------------------------------------------------------
+# Training state (optional members of a Network file: a checkpoint)
+# ---------------------------------------------------------------------------
+
+_TRAINING_ARRAYS = ("train_state1", "train_state2", "train_best_params")
+_TRAINING_FIELDS = ["epoch", "step", "optimizer", "t", "stopped", "wait", "best", "best_epoch", "history",
+                    "settings", "rng", "best_params"]
+
+
+def _training_header(net, header, arrays):
+    """The header's ``training`` object and the arrays (canonical order) of a record."""
+    order = _canonical_order(net._layout)
+    out = dict(header)
+    out["rng"] = _rng_state(header["rng"])
+    out["best"] = encode_value(header["best"], "training.best")
+    out["history"] = {k: [encode_value(float(x), "training.history") for x in v] for k, v in header["history"].items()}
+    out["settings"] = [[k, encode_value(v, "training.settings")] for k, v in header["settings"]]
+    return out, {name: _le(a[order], net.dtype) for name, a in arrays.items()}
+
+
+def _check_training(d, num_params, dtype):
+    """Check a header's ``training`` object -> (record, {array name: (dtype, shape)})."""
+    where = "header.training"
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be an object")
+    _check_keys(d, _TRAINING_FIELDS, [], where)
+    rec = {"epoch": _count(d, "epoch", where), "step": _count(d, "step", where, hi=2**62),
+           "t": _count(d, "t", where, hi=2**62), "wait": _count(d, "wait", where),
+           "stopped": _field(d, "stopped", bool, where), "optimizer": _field(d, "optimizer", str, where)}
+    from ._registry import OPTIMIZER_TABLE
+
+    if rec["optimizer"] not in OPTIMIZER_TABLE:
+        raise ValueError(f"{where}.optimizer: unknown optimizer {rec['optimizer']!r:.40}")
+    best = decode_value(d["best"], f"{where}.best")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+        raise ValueError(f"{where}.best must be a number or null")
+    rec["best"] = None if best is None else float(best)
+    rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
+    hist = _field(d, "history", dict, where)
+    rec["history"] = {}
+    for k, v in hist.items():
+        if not isinstance(v, list):
+            raise ValueError(f"{where}.history.{k:.40} must be a list")
+        vals = [decode_value(x, f"{where}.history") for x in v]
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
+            raise ValueError(f"{where}.history.{k:.40} must hold numbers")
+        rec["history"][k] = [float(x) for x in vals]
+    settings = _field(d, "settings", list, where)
+    if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in settings):
+        raise ValueError(f"{where}.settings must be a list of [name, value] pairs")
+    rec["settings"] = [(k, decode_value(v, f"{where}.settings")) for k, v in settings]
+    rec["rng"] = _check_rng(d["rng"])
+    buffers = OPTIMIZER_TABLE[rec["optimizer"]][1]
+    arrays = {}
+    if buffers >= 1:
+        arrays["train_state1"] = (dtype, (num_params,))
+    if buffers >= 2:
+        arrays["train_state2"] = (dtype, (num_params,))
+    if _field(d, "best_params", bool, where):
+        arrays["train_best_params"] = (dtype, (num_params,))
+    return rec, arrays
 
 
 # ---------------------------------------------------------------------------
@@ -650,7 +1001,8 @@ def _estimator_expected(header, kind):
 
 def _estimator_build(plan, arrays):
     from ._estimators._compat import check_random_state
-    from ._estimators._mlp import MLPClassifier, MLPRegressor
+    from ._estimators._classifier import MLPClassifier
+    from ._estimators._regressor import MLPRegressor
     from ._estimators._progress import TrainingHistory
     from ._estimators._targets import LabelBinarizer
 
@@ -761,6 +1113,7 @@ def _estimator_build(plan, arrays):
                           "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t}
     if "best_params" in arrays:
         est._best_params = core_order(arrays["best_params"])
+    est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit
     return est
 
 
@@ -778,7 +1131,18 @@ def save(obj, path):
 
 
 # Arrays that hold parameters (or their optimizer state): NaN or infinity there is damage.
-_FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state[12]|best_params")
+_FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state[12]|best_params|train_state[12]|train_best_params")
+
+
+def save_checkpoint(net, path, record):
+    """A Network with its training state (``record`` from dnnfast._train), atomically."""
+    atomic_write(check_path(path), network_file(net, record))
+
+
+def load_checkpoint(path):
+    """``(network, record)``: a model file and its training state (None in a plain model file)."""
+    net = load(path)
+    return net, net.__dict__.pop("_checkpoint", None)
 
 
 def _read(f, file_size):
@@ -809,13 +1173,46 @@ def _read(f, file_size):
         if total > file_size:
             raise ValueError(f"the header implies {total} bytes of arrays but the file has {file_size}: "
                              "truncated or forged")
+        check_memory(total, "the model", f"its {len(expected)} arrays")
+        into = _network_unfilled(plan) if kind == "Network" else {}
         arrays = {}
         for name, (dt, shape) in expected.items():
-            arr = _npy_member(zf, members[name], dt, shape, name)
-            if _FINITE.fullmatch(name) and not np.isfinite(arr).all():
+            arr = _npy_member(zf, members[name], dt, shape, name, into.get(name))
+            if _FINITE.fullmatch(name) and not _core.all_finite(arr):  # no temporary the size of arr
                 raise ValueError(f"array {name!r} holds NaN or infinity")
             arrays[name] = arr
     return (_network_build if kind == "Network" else _estimator_build)(plan, arrays)
+
+
+def _open_model_file(path):
+    """``path`` opened for reading, refusing anything but a regular file (after symbolic links).
+
+    Reading /dev/zero or a FIFO as an archive would never end (or never start), and opening
+    some devices acts on them: the kind is checked before the open, the open cannot block
+    (O_NONBLOCK), and the opened file is checked again in case it was swapped in between."""
+    def cannot(exc):
+        if isinstance(exc, FileNotFoundError):
+            return exc
+        return ValueError(f"cannot read model file {path!r}: {exc}")
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise cannot(exc) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode, "a model file is a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise cannot(exc) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode, "a model file is a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load(path):
@@ -832,18 +1229,15 @@ def load(path):
     FileNotFoundError
         There is no file at ``path``.
     ValueError
-        The file is not a dnnfast model file, is damaged, forged, or of a newer
-        format version than this dnnfast reads (the message says which).
+        ``path`` is not a regular file (a directory, a device, a FIFO), or the
+        file is not a dnnfast model file, is damaged, forged, or of a newer
+        format version than this dnnfast reads (the message says which), or the
+        model it holds needs more memory than is available.
+    MemoryError
+        Memory ran out while reading all the same (the message names ``path``).
     """
     path = check_path(path)
-    if os.path.isdir(path):
-        raise ValueError(f"path {path!r} is a directory, not a model file")
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ValueError(f"cannot read model file {path!r}: {exc}") from exc
+    f = _open_model_file(path)
     try:
         with f:
             return _read(f, os.fstat(f.fileno()).st_size)
@@ -851,3 +1245,6 @@ def load(path):
         raise ValueError(f"cannot load {path!r}: {exc}") from exc
     except _ARCHIVE_ERRORS as exc:
         raise ValueError(f"cannot load {path!r}: damaged archive ({type(exc).__name__}: {exc})") from exc
+    except MemoryError as exc:  # the checks above make this rare: memory taken meanwhile by others
+        raise MemoryError(f"cannot load {path!r}: out of memory while reading the model"
+                          f"{f' ({exc})' if str(exc) else ''}") from exc

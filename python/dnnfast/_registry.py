@@ -1,12 +1,14 @@
 """The names users type, mirrored from the C++ registries (one table each).
 
-``dnnfast._core.ACTIVATIONS`` and ``dnnfast._core.LOSSES`` are the source of
+``dnnfast._core.ACTIVATIONS``, ``LOSSES`` and ``OPTIMIZERS`` are the source of
 truth; this module only parses user input against them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+
+import numpy as np
 
 from . import _core
 
@@ -16,10 +18,13 @@ ACTIVATION_TABLE = {name: (i, hp, dp, pu) for name, i, hp, dp, pu in _core.ACTIV
 ACTIVATION_ALIASES = {"logistic": "sigmoid", "linear": "identity"}
 #: name -> (id, fused output activation or "")
 LOSS_TABLE = {name: (i, fused) for name, i, fused in _core.LOSSES}
+#: name -> (id, state buffers: 0 none, 1 a velocity, 2 Adam's m, v and step count)
+OPTIMIZER_TABLE = {name: (i, nb) for name, i, nb in _core.OPTIMIZERS}
 
 LOSS_EPSILON_NOTE = (
     "bce and cce take log of Yhat clipped to [eps, 1 - eps], eps = the dtype's machine epsilon "
-    "(float32 1.19e-7, float64 2.22e-16)."
+    "(float32 1.19e-7, float64 2.22e-16); poisson takes log of, and divides by, Yhat clipped below at the "
+    "same eps."
 )
 
 
@@ -63,10 +68,32 @@ def parse_activation(spec, where="activations"):
     return ActivationSpec(key, i, float(alpha), has_param, per_unit)
 
 
+def check_params_fit_dtype(specs, dtype, where="activations"):
+    """Refuse an activation parameter that is not finite in the network's
+    dtype (alpha = 1e300 is inf in float32 and would turn outputs into inf
+    or NaN without a word)."""
+    for i, spec in enumerate(specs):
+        with np.errstate(over="ignore"):  # the overflow is what is being asked about
+            in_dtype = float(dtype.type(spec.param))
+        if spec.has_param and not math.isfinite(in_dtype):
+            raise ValueError(f"{where}[{i}]: alpha of {spec.name!r} is {spec.param!r}, which is not finite in "
+                             f"{dtype.name} (largest finite value {float(np.finfo(dtype).max):.4g})")
+
+
 def resolve_loss(name, where="loss"):
     if not isinstance(name, str):
         raise TypeError(f"{where}: must be a string name, got {type(name).__name__}")
     key = name.lower()
     if key not in LOSS_TABLE:
         raise ValueError(f"{where}: unknown loss {name!r}; known: {', '.join(LOSS_TABLE)}")
+    return key
+
+
+def resolve_optimizer(name, where="optimizer"):
+    """An optimizer's name (case-insensitive) -> its registry name."""
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: must be a string name, got {type(name).__name__}")
+    key = name.lower()
+    if key not in OPTIMIZER_TABLE:
+        raise ValueError(f"{where}: unknown optimizer {name!r}; known: {', '.join(OPTIMIZER_TABLE)}")
     return key

@@ -105,6 +105,21 @@ def check_positive_int(value, name, allow_zero=False):
     return int(value)
 
 
+# The largest thread count accepted anywhere: OpenMP takes a C int, and no
+# machine has more hardware threads than this.
+MAX_THREADS = 1 << 16
+
+
+def check_thread_count(value, name, allow_zero=True):
+    """A thread count: an integer (not a bool) in [0 or 1, MAX_THREADS]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    lo = 0 if allow_zero else 1
+    if not lo <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be in [{lo}, {MAX_THREADS}], got {value}")
+    return int(value)
+
+
 def check_positive_float(value, name, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")

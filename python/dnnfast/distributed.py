@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 import numpy as np
 
@@ -200,15 +199,16 @@ class Context:
 
     # -- training ----------------------------------------------------------------
 
-    def train_epoch(self, net, P, X, Y, w, order, batch, kind, lr, momentum, beta1, beta2, epsilon, l2,
-                    s1, s2, t, offset):
-        """One epoch over the global ``order``, as the core's ``train_epoch``.
+    def train_epoch(self, net, P, X, Y, w, order, options, s1, s2, t, offset, cost_sum=0.0, penalty_sum=0.0):
+        """The batches of the global ``order``, as the core's ``train_epoch``.
 
         ``net`` is a core network (``_core.Network32/64``), ``X, Y, w`` this
-        rank's shard, whose first row is global row ``offset``. Returns the
-        global ``(cost_sum, penalty_sum, updates)``, the same numbers as the
-        core's ``train_epoch`` on all rows.
+        rank's shard, whose first row is global row ``offset``; ``options`` a
+        ``_core.TrainOptions``. Returns the global ``(cost_sum, penalty_sum,
+        updates)``, the same numbers as the core's ``train_epoch`` on all rows
+        (``cost_sum`` / ``penalty_sum`` continue the given running totals).
         """
+        batch = options.batch_size
         n_local = X.shape[0]
         n_params = P.size
         # The gradient and, in the same Allreduce, this rank's batch cost,
@@ -217,7 +217,6 @@ class Context:
         G = buf[:n_params]
         local = order - offset
         mine = (local >= 0) & (local < n_local)
-        cost_sum = penalty_sum = 0.0
         updates = 0
         n_order = order.shape[0]
         for b0 in range(0, n_order, batch):
@@ -237,55 +236,82 @@ class Context:
             n = b1 - b0
             # The batch's D: its row count (exact), or its total weight.
             denom = float(n) if w is None else float(buf[n_params + 1])
-            pen = net.apply_gradient_sum(P, G, denom, kind, lr, momentum, beta1, beta2, epsilon, l2, s1, s2, t)
+            pen = net.apply_gradient_sum(P, G, denom, options, s1, s2, t)
             cost = float(buf[n_params]) / denom if denom > 0 else 0.0
             cost_sum += cost * n
             penalty_sum += pen * n
             updates += 1
         return cost_sum, penalty_sum, updates
 
-    def fit_network(self, network, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None,
-                    verbose=False, on_nonfinite="raise"):
-        """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``)."""
-        from ._guards import check_on_nonfinite, epoch_is_finite
-        from ._validation import check_positive_float, check_positive_int
-        from .batching import check_batch_size, epoch_order
-        from .network import History
+    def fit_network(self, network, X, Y, *args, **kwargs):
+        """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``): the
+        same training driver, with :meth:`step_provider` for the steps."""
+        with self:
+            return network.fit(X, Y, *args, **kwargs)
 
-        def validate():
-            Xc = network._check_X(X)
-            Yc = network._check_Y(Y, Xc.shape[0])
-            return (Xc, Yc, check_positive_int(epochs, "epochs", allow_zero=True),
-                    check_positive_float(learning_rate, "learning_rate", upper=1.0), check_batch_size(batch_size),
-                    check_on_nonfinite(on_nonfinite))
+    def step_provider(self, network, prepare):
+        """The training driver's step provider over this communicator
+        (dnnfast._train.driver): ``prepare()`` checks this rank's data and
+        returns ``(X, Y)``; an error on any rank is raised on all."""
+        return _DistributedSteps(self, network, prepare)
 
-        with self.errors():
-            Xc, Yc, n_epochs, lr, size, on_nonfinite = validate()
-        self.check_same("the network (sizes, activations, loss, dtype)",
-                        (network.sizes, network.activations, network.loss, network.dtype.name))
-        self.check_same("fit's arguments (epochs, batch_size, learning_rate, shuffle)",
-                        (n_epochs, size, lr, bool(shuffle)))
-        offset, n = self.shard(Xc.shape[0])
-        size = n if size is None else min(size, n)
-        self.broadcast_(network.parameters)
-        rng = network._rng if seed is None else np.random.default_rng(seed)
-        history = History(cost=[], time=[])
-        guard, warned = on_nonfinite != "ignore", False
-        for epoch in range(n_epochs):
-            t0 = time.perf_counter()
-            order = self.global_order(n, lambda: epoch_order(n, bool(shuffle), rng))
-            good = network.parameters.copy() if on_nonfinite == "raise" else None
-            cost_sum, _, _ = self.train_epoch(network._net, network.parameters, Xc, Yc, None, order, size, 0, lr,
-                                              0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, offset)
-            cost = cost_sum / n
-            history["cost"].append(cost)
-            history["time"].append(time.perf_counter() - t0)
-            # As Network.fit's guard, and on every rank alike: the parameters
-            # and the cost sums are the same on all of them.
-            if guard and not warned and not epoch_is_finite(cost_sum, network.parameters):
-                network._nonfinite(on_nonfinite, epoch + 1, Xc, history, good)
-                warned = True
-            if verbose and self.rank == 0:
-                print(f"epoch {epoch + 1}/{n_epochs}  cost {cost:.6f}  "
-                      f"{n / history['time'][-1]:,.0f} samples/s  ({self.size} ranks)", flush=True)
-        return history
+
+class _DistributedSteps:
+    """The global row order (rank 0's draw, broadcast) and the summed-gradient
+    step (gradient_sum, one Allreduce, apply_gradient_sum): the only part of a
+    fit that differs from one process."""
+
+    def __init__(self, ctx, network, prepare):
+        self.ctx = ctx
+        with ctx.errors():
+            self.X, self.Y = prepare()
+        ctx.check_same("the network (sizes, activations, loss, dtype)",
+                       (network.sizes, network.activations, network.loss, network.dtype.name))
+        self.offset, self.n = ctx.shard(self.X.shape[0])
+        self.core, self.P = network._net, network.parameters
+        self.is_root = ctx.rank == 0
+        self.verbose_suffix = f"  ({ctx.size} ranks)"
+        self.rng = None  # the fit's generator; only rank 0's draws count
+
+    def collective(self, fn):
+        with self.ctx.errors():
+            return fn()
+
+    def check_same(self, fingerprint):
+        """Collective: every setting equal on every rank, else one ValueError
+        on all ranks naming the first setting that differs."""
+        values = self.ctx.comm.allgather(fingerprint)
+        for r, other in enumerate(values):
+            for (name, mine), (_, theirs) in zip(values[0], other):
+                if mine != theirs:
+                    raise ValueError(f"fit's argument {name} must be the same on every rank: rank 0 has "
+                                     f"{mine!r}, rank {r} has {theirs!r}")
+
+    def sum_floats(self, values):
+        buf = np.array(values, dtype=np.float64)
+        return self.ctx.sum_(buf).tolist()
+
+    def agree(self, batches, interrupted):
+        """Collective, once per chunk: ``(rank 0's batch count, whether any rank
+        saw Ctrl-C)``, so every rank runs the same chunks and stops at the same
+        step boundary instead of leaving the others in a collective."""
+        buf = np.array([batches if self.ctx.rank == 0 else 0, int(bool(interrupted))], dtype=np.int64)
+        self.ctx.sum_(buf)
+        return int(buf[0]), bool(buf[1])
+
+    def share(self, obj):
+        """Collective: rank 0's ``obj`` on every rank (a checkpoint read by rank 0)."""
+        return self.ctx.comm.bcast(obj, root=0)
+
+    def start(self):
+        self.ctx.broadcast_(self.P)  # every rank starts from rank 0's parameters
+
+    def epoch_order(self, shuffle):
+        from .batching import epoch_order
+
+        return self.ctx.global_order(self.n, lambda: epoch_order(self.n, shuffle, self.rng))
+
+    def run_steps(self, order, options, state, cost_sum, penalty_sum):
+        c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, None, order, options, state.state1,
+                                       state.state2, state.t, self.offset, cost_sum, penalty_sum)
+        return c, p

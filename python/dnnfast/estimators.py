@@ -13,6 +13,7 @@ per-epoch ``history_`` (training and validation loss, validation score,
 time), a progress bar (``verbose=True``), ``plot_history()`` and
 ``check_gradients(X, y)``.
 """
-from ._estimators._mlp import MLPClassifier, MLPRegressor
+from ._estimators._classifier import MLPClassifier
+from ._estimators._regressor import MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]

@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import numbers
-import time
 import warnings
 
 import numpy as np
 
 from . import _core
-from ._guards import (NonFiniteError, NonFiniteWarning, check_on_nonfinite, describe, epoch_is_finite,
-                      locate_nonfinite)
-from ._locking import fits_model, reads_model
-from ._registry import ACTIVATION_TABLE, LOSS_TABLE, parse_activation, resolve_loss
-from ._validation import (as_array, as_float_array, check_bool, check_memory, check_positive_float,
-                          check_positive_int, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
-from .batching import check_batch_size, epoch_order
+from ._locking import copies_model, fits_model, reads_model
+from ._registry import LOSS_TABLE, check_params_fit_dtype, parse_activation, resolve_loss
+from ._train.driver import fit_network
+from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
+from ._validation import (as_array, as_float_array, check_bool, check_memory, make_rng, network_bytes,
+                          packed_first_w_bytes, rows_below_memory_floor)
 from .distributed import current as _distributed_context
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -48,10 +46,23 @@ def _check_network_args(sizes, activations, loss, dtype):
         raise ValueError(f"activations needs one entry per layer ({len(sizes) - 1}), got {len(activations)}")
     specs = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
     loss = resolve_loss(loss)
+    # An output the loss was not written for trains to chance accuracy without
+    # an error (cce's -Y/Yhat on a relu output): say so, naming the usual pairing.
+    # (poisson needs only a positive output: softplus learns too.)
+    usual = {"cce": "softmax", "bce": "sigmoid", "poisson": "exp"}.get(loss)
+    fits = {"poisson": ("exp", "softplus")}.get(loss, (usual,))
+    if usual is not None and specs[-1].name not in fits:
+        how = (f"the single activation {specs[-1].name!r} applies to every layer, the output too"
+               if single and len(sizes) > 2 else f"the output activation is {specs[-1].name!r}")
+        warnings.warn(f"loss={loss!r} with {how}: this pairing does not learn; the usual pairings are "
+                      "softmax + cce, sigmoid + bce, identity/relu + sse/mse, exp + poisson "
+                      f"(e.g. activations=[..., {usual!r}])", UserWarning, stacklevel=3)
     key = dtype if isinstance(dtype, str) else np.dtype(dtype).name if dtype in (np.float32, np.float64) else None
     if key not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return sizes, specs, loss, np.dtype(_DTYPES[key])
+    dtype = np.dtype(_DTYPES[key])
+    check_params_fit_dtype(specs, dtype)
+    return sizes, specs, loss, dtype
 
 
 def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
@@ -72,17 +83,12 @@ def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
     return weights, biases, alphas
 
 
-class History(dict):
-    """What ``fit`` returns: ``history["cost"]`` (or ``history.cost``) is the
-    training cost of each epoch (the mean of its batch costs, weighted by batch
-    size, each measured before its update); ``history["time"]`` the seconds
-    each epoch took."""
+def _checkpoint_io():
+    """The model file's checkpoint writer and reader, for the training driver
+    (which imports no file format); imported only by a fit with a checkpoint."""
+    from ._model_files import load_checkpoint, save_checkpoint
 
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
+    return save_checkpoint, load_checkpoint
 
 
 class Network:
@@ -119,6 +125,16 @@ class Network:
     """
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
+        self._setup(sizes, activations, loss, dtype, seed, fused)
+        weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        self.weights = weights
+        self.biases = biases
+        for view, a in zip(self.alphas, alphas):
+            if view is not None:
+                view[...] = a
+
+    def _setup(self, sizes, activations, loss, dtype, seed, fused):
+        """Everything but the initial values: the checked spec, the generator, the core, zeroed parameters."""
         self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
         self.activations = [s.name for s in self._acts]
         self.fused = check_bool(fused, "fused")
@@ -126,12 +142,15 @@ class Network:
         self._check_size()
         self._build_core()
         self.parameters = np.zeros(self._net.num_params, dtype=self.dtype)
-        weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
-        self.weights = weights
-        self.biases = biases
-        for view, a in zip(self.alphas, alphas):
-            if view is not None:
-                view[...] = a
+
+    @classmethod
+    def _unfilled(cls, sizes, activations, loss, dtype, fused):
+        """A network whose parameters are zeros instead of drawn values, for ``dnnfast.load``,
+        which reads every parameter from the file straight into them: drawing initial weights
+        first would cost a transient float64 copy of the model and the time to draw it."""
+        net = cls.__new__(cls)
+        net._setup(sizes, activations, loss, dtype, 0, fused)
+        return net
 
     def _build_core(self, core=None):
         """The C++ network of this spec (it holds no parameters: those stay in ``parameters``).
@@ -159,11 +178,13 @@ class Network:
 
         save(self, path)
 
+    @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):
         # The C++ object is rebuilt from the spec; everything else pickles as is.
         state = dict(self.__dict__)
         state.pop("_net", None)
         state.pop("_layout", None)
+        state.pop("_checkpoint", None)  # a loaded checkpoint's training state: resume reads it from the file
         return state
 
     def __setstate__(self, state):
@@ -277,6 +298,10 @@ class Network:
             return onehot
         if arr.ndim == 1 and m_y == 1 and arr.dtype.kind in "biuf":
             arr = arr.reshape(-1, 1)
+        if arr.ndim == 1 and self.loss == "cce":
+            raise ValueError(
+                f"{name}: a 1-D {name} for cce must hold integer class labels in [0, {m_y}), got dtype "
+                f"{arr.dtype}; pass {name}.astype(int) for labels, or a one-hot array of shape (n, {m_y})")
         Y = as_float_array(arr, name, self.dtype)
         if Y.shape[0] != n:
             raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n}")
@@ -336,75 +361,99 @@ class Network:
 
     @fits_model
     def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False,
-            on_nonfinite="raise"):
+            on_nonfinite="raise", *, optimizer="sgd", momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8,
+            weight_decay=0.0, validation_data=None, metrics=None, early_stopping=False, monitor="val_cost",
+            patience=10, min_delta=0.0, restore_best=True, callbacks=None, progress=False, checkpoint=None,
+            resume=False):
         """Train by gradient descent; returns a :class:`History`.
 
-        ``batch_size``: None = batch GD (one update per epoch), 1 = stochastic,
-        k = mini-batch (last shorter batch used, averaged over its own size).
-        ``shuffle``: a fresh permutation each epoch from the network's seeded
-        generator (or from ``seed`` when given). ``verbose``: print one line per epoch.
-        Inside a :class:`dnnfast.distributed.Context`, X and Y are this rank's
-        shard and the training is data-parallel over all ranks.
-        ``on_nonfinite``: what an epoch whose cost or parameters come out NaN
-        or infinite does. "raise" (default): the parameters go back to their
-        values at the start of that epoch and :class:`dnnfast.NonFiniteError`
-        names the epoch and the first non-finite layer (its ``history``
-        attribute holds the epochs before); "warn": a
-        :class:`dnnfast.NonFiniteWarning` (once) and training goes on; "ignore":
-        no check. The check runs once per epoch, never inside the C++ loop.
-        """
-        ctx = _distributed_context()
-        if ctx is not None:
-            return ctx.fit_network(self, X, Y, epochs, batch_size, learning_rate, shuffle, seed, verbose,
-                                   on_nonfinite)
-        X = self._check_X(X)
-        Y = self._check_Y(Y, X.shape[0])
-        epochs = check_positive_int(epochs, "epochs", allow_zero=True)
-        learning_rate = check_positive_float(learning_rate, "learning_rate", upper=1.0)
-        shuffle = check_bool(shuffle, "shuffle")
-        verbose = check_bool(verbose, "verbose")
-        on_nonfinite = check_on_nonfinite(on_nonfinite)
-        n = X.shape[0]
-        size = check_batch_size(batch_size, n)
-        rng = self._rng if seed is None else make_rng(seed)
-        self._check_rows(size, 2 * n)  # + the int64 row order of an epoch
-        history = History(cost=[], time=[])
-        guard = on_nonfinite != "ignore"
-        if guard and not _core.all_finite(self.parameters):  # the user wrote NaN into parameters
-            self._nonfinite(on_nonfinite, 0, X, history, None)
-        warned = False
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            order = epoch_order(n, shuffle, rng)
-            good = self.parameters.copy() if on_nonfinite == "raise" else None  # one snapshot per epoch
-            cost_sum, _, _ = self._net.train_epoch(
-                self.parameters, X, Y, None, order, size, 0, learning_rate, 0.0, 0.0, 0.0, 0.0, 0.0,
-                None, None, None)
-            history["cost"].append(cost_sum / n)
-            history["time"].append(time.perf_counter() - t0)
-            if guard and not warned and not epoch_is_finite(cost_sum, self.parameters):
-                self._nonfinite(on_nonfinite, epoch + 1, X, history, good)
-                warned = True
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}  cost {history['cost'][-1]:.6f}  "
-                      f"{n / history['time'][-1]:,.0f} samples/s", flush=True)
-        return history
+        Parameters
+        ----------
+        X, Y : arrays
+            Training rows and targets (for ``cce``, one-hot rows or integer labels).
+        epochs : int
+            Epochs to run (with ``resume``: the total, counting the checkpoint's).
+        batch_size : int or None
+            None = batch GD (one update per epoch), 1 = stochastic, k = mini-batch
+            (last shorter batch used, averaged over its own size).
+        learning_rate : float or callable
+            A rate in (0, 1], or ``epoch -> rate`` (epoch 0-based), called once per epoch.
+        shuffle : bool
+            A fresh permutation each epoch from the network's seeded generator
+            (or from ``seed`` when given).
+        seed : int or None
+            A generator of its own for the shuffling.
+        verbose : bool
+            One line per epoch: cost, validation values, samples/s.
+        on_nonfinite : {"raise", "warn", "ignore"}
+            What an epoch whose cost or parameters come out NaN or infinite
+            does. "raise": the parameters (and optimizer state) go back to their
+            values at the start of that epoch and :class:`dnnfast.NonFiniteError`
+            names the epoch and the first non-finite layer (its ``history``
+            holds the epochs before); "warn": a :class:`dnnfast.NonFiniteWarning`
+            (once) and training goes on; "ignore": no check.
+        optimizer : {"sgd", "momentum", "nesterov", "adam"}
+            scikit-learn's update rules: ``v = momentum v - lr g; W += v``
+            (Nesterov: ``W += momentum v - lr g``); Adam with
+            ``lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``, ``W -= lr_t m / (sqrt(v) + epsilon)``.
+        momentum : float in [0, 1)
+        beta1, beta2 : float in [0, 1)
+        epsilon : float > 0
+        weight_decay : float >= 0
+            L2: ``weight_decay / 2 * sum of squared weights`` (biases and prelu
+            alphas excluded) is added to the cost of every update, so every
+            weight's gradient gains ``weight_decay * W`` whatever the batch
+            size. (scikit-learn's ``alpha`` is ``alpha / (2 n_batch) ||W||^2``:
+            ``weight_decay = alpha / batch_size`` for full batches.)
+            ``history["cost"]`` includes the penalty.
+        validation_data : (X_val, Y_val) or None
+            ``history["val_cost"]``: the cost on it after each epoch.
+        metrics : list of str or None
+            ``["accuracy"]``: ``history["accuracy"]`` on the training rows after
+            each epoch (and ``history["val_accuracy"]``); softmax outputs count
+            a row right when its argmax matches, sigmoid outputs each output
+            thresholded at 0.5. Other outputs: ValueError.
+        early_stopping : bool
+            Stop when ``monitor`` has not improved by more than ``min_delta``
+            for ``patience`` epochs.
+        monitor : {"val_cost", "cost", "val_accuracy", "accuracy"}
+        patience : int >= 1
+        min_delta : float >= 0
+        restore_best : bool
+            With early stopping, end with the parameters of the best epoch
+            (also when the epochs run out first).
+        callbacks : list
+            Objects with optional ``on_epoch_end(net, epoch, logs)`` (epoch
+            0-based; a true return stops the fit) and ``on_batch_end(net, step,
+            logs)`` (after each chunk of batches, about every 0.1 s; ``step``
+            counts the updates so far).
+        progress : bool
+            A progress bar that moves within the epoch (tqdm when installed,
+            else one line on stderr), with samples/s and the latest metrics.
+        checkpoint : str or os.PathLike or None
+            After every epoch, an atomic save of the model with its optimizer
+            state, generator state, history and epoch count
+            (``dnnfast.load(path)`` reads it as a Network).
+        resume : bool
+            With ``checkpoint``: when the file exists, take its parameters and
+            training state and run the remaining epochs of ``epochs``; the
+            result is bit-identical to a fit that was never interrupted. The
+            settings must be those of the checkpoint (``epochs`` may differ).
 
-    def _nonfinite(self, on_nonfinite, epoch, X, history, good):
-        """Name where training went non-finite; restore ``good`` and raise, or warn."""
-        layer, where = locate_nonfinite(self._layout, self.parameters, self._net.forward, X)
-        msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
-        if on_nonfinite == "raise":
-            if good is not None:
-                self.parameters[...] = good
-                history["cost"].pop()
-                history["time"].pop()
-                msg += f"; the parameters are those from before epoch {epoch}"
-            msg += " (lower learning_rate, scale the data, or pass on_nonfinite='warn' to go on)"
-            exc = NonFiniteError(msg, epoch=epoch, layer=layer, where=where)
-            exc.history = history
-            raise exc
-        warnings.warn(msg, NonFiniteWarning, stacklevel=3)
+        Ctrl-C stops the fit within about 0.1 s of work (one step when a
+        step is longer) with a KeyboardInterrupt whose ``history`` holds the
+        completed epochs; the parameters are those after the last completed
+        step. Inside a :class:`dnnfast.distributed.Context`, X and Y (and
+        ``validation_data``) are this rank's shard and the training is
+        data-parallel over all ranks.
+        """
+        return fit_network(self, X, Y, context=_distributed_context(), checkpoint_io=_checkpoint_io, epochs=epochs, batch_size=batch_size,
+                           learning_rate=learning_rate, shuffle=shuffle, seed=seed, verbose=verbose,
+                           on_nonfinite=on_nonfinite, optimizer=optimizer, momentum=momentum, beta1=beta1,
+                           beta2=beta2, epsilon=epsilon, weight_decay=weight_decay,
+                           validation_data=validation_data, metrics=metrics, early_stopping=early_stopping,
+                           monitor=monitor, patience=patience, min_delta=min_delta, restore_best=restore_best,
+                           callbacks=callbacks, progress=progress, checkpoint=checkpoint, resume=resume)
 
     def __repr__(self):
         acts = ", ".join(self.activations)

@@ -16,6 +16,8 @@ The softmax derivative is also given as the literal 4-index Jacobian
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
@@ -63,6 +65,8 @@ ACTIVATIONS = {
     "softplus": lambda z, a: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
     "binary_step": lambda z, a: (z >= 0).astype(z.dtype),
     "softmax": lambda z, a: _softmax(z),
+    # clipped where e^z would overflow, as the C++ ExpAct: 88 (float32), 709 (float64)
+    "exp": lambda z, a: np.exp(np.minimum(z, 88 if z.dtype == np.float32 else 709)),
 }
 
 # sigma'(Z) for the element-wise activations, from Z and the saved output A.
@@ -77,6 +81,7 @@ DERIVATIVES = {
     "arctan": lambda z, A, a: _arctan_derivative(z),
     "softplus": lambda z, A, a: _sigmoid(z),
     "binary_step": lambda z, A, a: np.zeros_like(z),
+    "exp": lambda z, A, a: A.copy(),
 }
 
 
@@ -121,7 +126,8 @@ def prelu_alpha_backward(Z, dA):
 
 # ---------------------------------------------------------------------------
 # Losses (SPEC section 4): J and dJ/dYhat. Logarithms and the bce / cce
-# divisions take Yhat clipped to [eps, 1 - eps], eps = the dtype's epsilon.
+# divisions take Yhat clipped to [eps, 1 - eps], eps = the dtype's epsilon;
+# poisson's (half the Poisson deviance) take Yhat clipped below at the same eps.
 # ---------------------------------------------------------------------------
 
 def _clip(P):
@@ -129,11 +135,22 @@ def _clip(P):
     return np.clip(P, eps, 1 - eps)
 
 
+def _clip_positive(P):
+    return np.maximum(P, np.finfo(P.dtype).eps)
+
+
+def _poisson(Y, P):
+    # y ln(y / Yhat) with 0 ln 0 = 0
+    safe = np.where(Y != 0, Y, 1)
+    return np.sum(np.where(Y != 0, Y * np.log(safe / _clip_positive(P)), 0) - Y + P, axis=1)
+
+
 LOSSES = {
     "sse": lambda Y, P: 0.5 * np.sum((P - Y) ** 2, axis=1),
     "mse": lambda Y, P: np.sum((P - Y) ** 2, axis=1) / Y.shape[1],
     "bce": lambda Y, P: -np.sum(Y * np.log(_clip(P)) + (1 - Y) * np.log1p(-_clip(P)), axis=1),
     "cce": lambda Y, P: -np.sum(np.where(Y != 0, Y * np.log(_clip(P)), 0), axis=1),
+    "poisson": _poisson,
 }
 
 # scale * dJ/dYhat, the scale applied first (as the C++ loss does) so that a
@@ -143,6 +160,7 @@ LOSS_GRADIENTS = {
     "mse": lambda Y, P, s: (2 * s / Y.shape[1]) * (P - Y),
     "bce": lambda Y, P, s: s * (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
     "cce": lambda Y, P, s: -s * Y / _clip(P),
+    "poisson": lambda Y, P, s: s * (1 - Y / _clip_positive(P)),
 }
 
 
@@ -150,7 +168,7 @@ def loss_forward(name, Y, Yhat, w=None):
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
     # loss does); the float64 clip inside LOSSES is then a no-op.
-    P = _clip(Yhat) if name in ("bce", "cce") else Yhat
+    P = _clip(Yhat) if name in ("bce", "cce") else _clip_positive(Yhat) if name == "poisson" else Yhat
     per_row = LOSSES[name](Y.astype(np.float64), P.astype(np.float64))
     return float(np.sum(per_row if w is None else w * per_row))
 
@@ -162,7 +180,7 @@ def loss_backward(name, Y, Yhat, scale, w=None):
 
 
 def output_backward_fused(Y, Yhat, scale, w=None):
-    """softmax + cce and sigmoid + bce: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
+    """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
     g = scale * (Yhat - Y)
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
@@ -209,7 +227,7 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     out_name, out_alpha = activations[-1]
     L = len(weights)
     dWs, dbs, dalphas = [None] * L, [None] * L, [None] * L
-    if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid")):
+    if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid"), ("poisson", "exp")):
         dZ = output_backward_fused(Y, Yhat, 1.0 / n)
     else:
         dA = loss_backward(loss, Y, Yhat, 1.0 / n)
@@ -227,18 +245,49 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     return cost, dWs, dbs, dalphas
 
 
+def _initial_parameters(sizes, specs, dtype, rng, init):
+    """Glorot & Bengio (2010) uniform weights, U(-r, r) with
+    r = sqrt(6 / (fan_in + fan_out)) (``init="he"``: r = sqrt(6 / fan_in)),
+    drawn layer by layer from ``rng``; zero biases; prelu alphas at their
+    initial value."""
+    if init not in ("glorot", "he"):
+        raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
+    weights, biases, alphas = [], [], []
+    for l in range(1, len(sizes)):
+        fan_in, fan_out = sizes[l - 1], sizes[l]
+        r = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
+        weights.append(np.asarray(rng.uniform(-r, r, size=(fan_in, fan_out)), dtype=dtype))
+        biases.append(np.zeros((1, fan_out), dtype=dtype))
+        spec = specs[l - 1]
+        alphas.append(np.full(fan_out, spec.param, dtype=dtype) if spec.per_unit else None)
+    return weights, biases, alphas
+
+
 class Network:
     """dnnfast.Network in plain NumPy: same constructor, same initial
     parameters for the same seed, same batches, same updates."""
 
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot"):
-        from .network import _init_parameters, _check_network_args
-
-        self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        # Its own checks and initialisation, written from the definitions, so
+        # that a test comparing the two classes compares two implementations.
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes: at least two positive layer sizes, got {sizes}")
+        if isinstance(activations, str) or (isinstance(activations, tuple) and len(activations) == 2
+                                            and isinstance(activations[1], dict)):
+            activations = [activations] * (len(sizes) - 1)
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(f"activations: one per layer ({len(sizes) - 1}), got {len(activations)}")
+        self.sizes = sizes
+        self._acts = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
+        self.loss = resolve_loss(loss)
+        if str(np.dtype(dtype)) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
         self._rng = np.random.default_rng(seed)
-        self.weights, self.biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
+        self.weights, self.biases, alphas = _initial_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
         self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
                        for l, spec in enumerate(self._acts)]

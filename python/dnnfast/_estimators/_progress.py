@@ -45,8 +45,9 @@ class TrainingHistory(dict):
 
 
 class Progress:
-    """One line per epoch: a tqdm bar when tqdm is installed, plain text
-    (scikit-learn's ``Iteration k, loss = ...`` lines) otherwise."""
+    """scikit-learn's ``Iteration k, loss = ...`` line per epoch on stdout (code
+    and tests read it there), and a tqdm bar on stderr when tqdm is installed
+    (the lines are then written above it)."""
 
     def __init__(self, total, enabled, desc="fit"):
         self.enabled = bool(enabled)
@@ -63,17 +64,19 @@ class Progress:
     def update(self, iteration, loss, val_score=None):
         if not self.enabled:
             return
+        lines = ["Iteration %d, loss = %.8f" % (iteration, loss)]
+        if val_score is not None:
+            lines.append("Validation score: %f" % val_score)
         if self._bar is not None:
+            for line in lines:
+                self._bar.write(line, file=sys.stdout)
             post = {"loss": f"{loss:.6g}"}
             if val_score is not None:
                 post["val_score"] = f"{val_score:.4f}"
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
         else:
-            print("Iteration %d, loss = %.8f" % (iteration, loss), file=sys.stdout)
-            if val_score is not None:
-                print("Validation score: %f" % val_score, file=sys.stdout)
-            sys.stdout.flush()
+            print("\n".join(lines), file=sys.stdout, flush=True)
 
     def message(self, text):
         if not self.enabled:

@@ -69,9 +69,11 @@ def train_validation_split(n_samples, validation_fraction, rng, stratify=None):
     classes, y_indices, class_counts = np.unique(stratify, return_inverse=True, return_counts=True)
     n_classes = classes.shape[0]
     if np.min(class_counts) < 2:
-        raise ValueError("The least populated classes in y have only 1 member, which is too few for "
-                         "a stratified validation split. Classes with too few members are: "
-                         f"{classes[class_counts < 2].tolist()}")
+        # scikit-learn's train_test_split stratifies on the label column as
+        # strings, so it names the classes that way (['True'] for a boolean column).
+        raise ValueError("The least populated classes in y have only 1 member, which is too few. The "
+                         "minimum number of groups for any class cannot be less than 2. Classes with too few "
+                         f"members are: {[str(c) for c in classes[class_counts < 2]]}")
     if n_train < n_classes or n_test < n_classes:
         raise ValueError(f"The validation split needs at least {n_classes} rows in each part "
                          f"(got train {n_train}, validation {n_test}).")

@@ -1,0 +1,116 @@
+"""What the suite measures: the workloads, the suites that group them, and the
+work each one counts. Imported by ``run.py``, ``worker.py``, ``compare.py``
+and the separate scripts; nothing here runs a measurement.
+"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+MLP_W1 = dict(sizes=[784, 256, 128, 10], activations=["relu", "relu", "softmax"], loss="cce",
+              dtype="float32", learning_rate=0.05)
+MLP_W3 = dict(MLP_W1, sizes=[784, 1024, 1024, 10])
+
+# Training workloads. rows / epochs: (full run, --quick), chosen so a full run
+# of everything stays near 15 minutes on a 2-core machine. `peers`: who trains
+# it; JAX's compiled scan is the peer of the small-batch and float64 shapes.
+WORKLOADS = {
+    "W1": dict(MLP_W1, batch_size=64, title="784-256-128-10 relu/relu/softmax+cce, float32, batch 64",
+               rows=(8192, 2048), epochs=(1, 1), peers=["reference", "torch", "sklearn", "jax", "dnnfast"]),
+    "W2": dict(MLP_W1, batch_size=1, title="784-256-128-10, float32, batch 1 (stochastic)",
+               rows=(1000, 300), epochs=(1, 1), peers=["reference", "torch", "sklearn", "jax", "dnnfast"]),
+    "W3": dict(MLP_W3, batch_size=256, title="784-1024-1024-10 relu/relu/softmax+cce, float32, batch 256",
+               rows=(4096, 1024), epochs=(1, 1), peers=["reference", "torch", "sklearn", "dnnfast"]),
+    "W4": dict(MLP_W1, dtype="float64", batch_size=64, title="784-256-128-10, float64, batch 64",
+               rows=(8192, 2048), epochs=(1, 1), peers=["reference", "torch", "sklearn", "jax", "dnnfast"]),
+}
+
+# One line per workload key, for --list and the README.
+DESCRIPTIONS = {k: f"train {w['title']}; {w['rows'][0]} rows, {w['epochs'][0]} epoch" for k, w in WORKLOADS.items()}
+DESCRIPTIONS.update({
+    "G": "float32 GEMM, dnnfast._core.gemm vs numpy.matmul: squares 256-2048 and every product of a W1/W3 step",
+    "P": "predict() latency of one row, W1 network (dnnfast, PyTorch, reference, scikit-learn)",
+    "M": "peak RSS of dnnfast.Network.fit on a 60000x784 float32 X, against size(X)+size(Y)+50 MB",
+    "S": "thread scaling: dnnfast on W3, 2 threads vs 1",
+})
+ALL_KEYS = ["W1", "W2", "W3", "W4", "G", "P", "M", "S"]
+
+# Suites: a name for a group of workloads, or for a separate script that the
+# entry point runs as it is (its own peers, processes and report).
+SUITES = {
+    "train": dict(keys=["W1", "W2", "W3", "W4"], about="training epochs against NumPy, PyTorch, "
+                  "scikit-learn and JAX"),
+    "gemm": dict(keys=["G"], about="the GEMM alone against numpy.matmul"),
+    "predict": dict(keys=["P"], about="one-row predict latency"),
+    "resources": dict(keys=["M", "S"], about="fit's peak memory and thread scaling"),
+    "estimators": dict(script="bench_sklearn.py", about="dnnfast.MLPClassifier against scikit-learn's "
+                       "(bench_sklearn.py)"),
+    "activations": dict(script="bench_activations.py", about="epochs per activation function "
+                        "(bench_activations.py)"),
+}
+SUITES["all"] = dict(keys=ALL_KEYS, scripts=["estimators", "activations"],
+                     about="every workload above, then the estimators and activations scripts")
+
+TRAIN_PEERS = ["reference", "torch", "sklearn", "jax", "dnnfast"]
+PREDICT_PEERS = ["reference", "torch", "sklearn", "dnnfast"]
+PEER_MODULE = {"reference": "dnnfast", "torch": "torch", "sklearn": "sklearn", "jax": "jax",
+               "dnnfast": "dnnfast", "numpy": "numpy"}
+PEER_NAME = {"reference": "NumPy (dnnfast.reference)", "torch": "PyTorch", "sklearn": "scikit-learn",
+             "jax": "JAX (jit lax.scan epoch)", "dnnfast": "dnnfast", "numpy": "numpy.matmul"}
+
+# A comparison is UNRELIABLE, not PASS/FAIL, when the machine was busier than
+# its cores (1-minute load average at the start or the end of the run) or
+# when a compared peer's repeats spread by more than this fraction of their
+# median, (max - min) / median. In the 127aa0c full run (BENCHMARKS.md) the
+# training spreads ran from 4% to 46%, and targets were decided by ratios
+# within 10-20% of their thresholds: beyond 25% the noise alone can decide.
+MAX_SPREAD = 0.25
+MIN_RUNS = 2  # one run shows no spread, so it cannot be judged
+
+
+def flops_per_sample(sizes):
+    """Floating-point operations of one training sample, counting the work
+    done: forward Z = A W (2 m_in m_out per layer), dW = A^T dZ (2 m_in m_out
+    per layer) and dA = dZ W^T for layers 2..L only -- no implementation forms
+    dA[0], the input needs no gradient. Element-wise work is not counted."""
+    prods = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * sum(prods) + 2 * sum(prods) + 2 * sum(prods[1:])
+
+
+def spread(xs):
+    """(max - min) / median of the repeats; None with fewer than MIN_RUNS."""
+    xs = sorted(xs)
+    if len(xs) < MIN_RUNS:
+        return None
+    m = median(xs)
+    return (xs[-1] - xs[0]) / m if m else None
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        return None
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def gemm_cases(quick):
+    """Squares, then every product that a training step of W1 and W3 computes."""
+    cases = [dict(label=f"square {s}", group="square", M=s, N=s, K=s, trans_a=False, trans_b=False)
+             for s in ((256, 512, 1024) if quick else (256, 512, 1024, 2048))]
+    for name, wl in (("W1", WORKLOADS["W1"]), ("W3", WORKLOADS["W3"])):
+        n = wl["batch_size"]
+        for l, (m_in, m_out) in enumerate(zip(wl["sizes"][:-1], wl["sizes"][1:]), start=1):
+            cases.append(dict(label=f"{name} L{l} A W", group=name, M=n, N=m_out, K=m_in,
+                              trans_a=False, trans_b=False))
+            cases.append(dict(label=f"{name} L{l} A^T dZ", group=name, M=m_in, N=m_out, K=n,
+                              trans_a=True, trans_b=False))
+            if l >= 2:  # dA[0] is never formed: the input needs no gradient
+                cases.append(dict(label=f"{name} L{l} dZ W^T", group=name, M=n, N=m_in, K=m_out,
+                                  trans_a=False, trans_b=True))
+    return cases
+
+
+def network_spec(key):
+    """The network and training parameters of a training workload, as the
+    workers take them (no rows, epochs, title or peer list)."""
+    return {k: v for k, v in WORKLOADS[key].items() if k not in ("rows", "epochs", "title", "peers")}

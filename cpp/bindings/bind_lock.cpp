@@ -1,0 +1,346 @@
+// The model lock's state machine (dnnfast/_locking.py holds the policy and
+// the decorators; this file holds what must be atomic).
+//
+// Why C++: a KeyboardInterrupt (any exception raised by a Python signal
+// handler) can arrive between any two bytecodes of Python code, and inside
+// the pure-Python parts of threading.Condition.wait, which re-takes its lock
+// in a Python-level `finally`. Each function below runs with the GIL held and
+// calls no Python code, so a signal handler cannot run in the middle of it:
+// the lock's state changes all at once or not at all. The only place a
+// handler can run is PyErr_CheckSignals() inside a wait, and every wait comes
+// before the state change it waits for (or undoes what came before it), so an
+// exception from there leaves the state as it was. The decorators enter
+// the lock with `with lock:` / `with lock.fits:` / `with lock.copies:`, whose
+// __enter__/__exit__ are these functions: CPython does not run signal
+// handlers between a C-level __enter__ returning and its with-block starting,
+// nor before a C-level __exit__ runs, so "acquired" and "will be released"
+// are established together (details and the CPython versions checked:
+// dnnfast/_locking.py).
+//
+// The GIL is the mutex of every lock's state. Waiting threads release it and
+// sleep on one process-wide condition variable, with a generation count so a
+// wake-up cannot be lost, waking at least every 50 ms to let the main thread
+// run its signal handlers (Ctrl-C interrupts a wait for a fit).
+//
+// fork: pthread_atfork's child handler (no Python code, one thread) frees
+// every lock of the threads that do not exist in the child, and replaces the
+// process-wide mutex and condition variable, which a thread that is gone may
+// have held. The Python-level before-fork hook (fork_prepare) first waits
+// until no other thread is inside a model's call (fits park at a step
+// boundary, reads finish), so the child never sees a model in the middle of
+// a step, nor a core network's workspace mutex held by a thread that is gone.
+#include "bindings/bindings.hpp"
+
+#include <pythread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define DNNFAST_LOCK_FORK_GUARD 1
+#endif
+
+namespace dnnfast::bindings {
+namespace {
+
+using Ident = unsigned long;
+
+// Replaced (the old ones leaked) in a forked child: a thread that no longer
+// exists may have held the mutex at the fork.
+std::mutex* g_wait_mutex = new std::mutex;
+std::condition_variable* g_wait_cv = new std::condition_variable;
+std::atomic<uint64_t> g_generation{0};
+
+Ident g_forker = 0;  // the thread inside os.fork()'s before hook, 0 = none (GIL-protected)
+
+Ident me() { return PyThread_get_thread_ident(); }
+
+// Model locks (reads and fits, any model) the calling thread holds. A thread
+// that holds none is the only kind a pending fork keeps waiting (below): one
+// that holds some finishes its calls, so the fork cannot wait for it for ever.
+thread_local int t_held = 0;
+
+// True while another thread prepares a fork and the calling thread holds no
+// model lock: it may not start a call into the core now.
+bool fork_gated(Ident t) { return g_forker != 0 && g_forker != t && t_held == 0; }
+
+void notify_all() {  // GIL held
+    {
+        std::lock_guard<std::mutex> lk(*g_wait_mutex);
+        g_generation.fetch_add(1, std::memory_order_relaxed);
+    }
+    g_wait_cv->notify_all();
+}
+
+// Sleeps until another thread calls notify_all() (or 50 ms pass), then runs
+// pending signal handlers. GIL held on entry and exit; throws what a
+// handler raised.
+void wait_once() {
+    const uint64_t gen = g_generation.load(std::memory_order_relaxed);
+    {
+        py::gil_scoped_release nogil;
+        std::unique_lock<std::mutex> lk(*g_wait_mutex);
+        g_wait_cv->wait_for(lk, std::chrono::milliseconds(50),
+                            [&] { return g_generation.load(std::memory_order_relaxed) != gen; });
+    }
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+class ModelLock;
+
+// `with lock.copies:` / `with lock.fits:` -- one guard object per lock and
+// kind, shared by every thread (the state is per thread). `with lock:` reads.
+struct Guard {
+    enum Kind { Copy, Write } kind;
+    ModelLock* lock;
+};
+
+std::unordered_set<ModelLock*>& registry() {  // every live lock (GIL-protected)
+    static auto* r = new std::unordered_set<ModelLock*>;
+    return *r;
+}
+
+class ModelLock {
+public:
+    explicit ModelLock(std::string what) : what_(std::move(what)) { registry().insert(this); }
+    ~ModelLock() { registry().erase(this); }
+    ModelLock(const ModelLock&) = delete;
+    ModelLock& operator=(const ModelLock&) = delete;
+
+    const std::string& what() const { return what_; }
+
+    // Reads: side by side; a read waits while another thread fits (or
+    // claims the model for a fit: writers have priority). Nested reads, and
+    // reads inside the thread's own fit, pass.
+    void acquire_read() { acquire_read_as(false); }
+
+    // A copy (pickle, deepcopy, fork): like a read, but it may also run while
+    // the fitting thread is parked at a step boundary.
+    void acquire_copy() { acquire_read_as(true); }
+
+    void release_read() {
+        const Ident t = me();
+        auto it = readers_.find(t);
+        if (it == readers_.end()) throw std::runtime_error("model lock: release of a read this thread does not hold");
+        --t_held;
+        if (--it->second == 0) {
+            readers_.erase(it);
+            if (readers_.empty() && writer_ != 0) notify_all();  // a fit waits for the last read
+        }
+    }
+
+    void acquire_write() {
+        const Ident t = me();
+        if (readers_.count(t))
+            throw std::runtime_error(what_ + " cannot be fitted from inside one of its own predictions");
+        if (writer_ == t) {
+            ++writer_depth_;
+            ++t_held;
+            return;
+        }
+        if (writer_ != 0)
+            throw std::runtime_error(what_ + " is already being fitted in another thread; fit a copy instead "
+                                             "(copy.deepcopy, or sklearn.base.clone for an estimator), or wait "
+                                             "for that fit to end");
+        writer_ = t;  // claimed: from here on new reads wait
+        writer_depth_ = 1;
+        try {
+            // The reads in progress finish first, and no fit starts changing a
+            // model while a fork is being prepared in another thread.
+            while (!readers_.empty() || fork_gated(t)) wait_once();
+        } catch (...) {  // interrupted: give the model back, as if never claimed
+            writer_ = 0;
+            writer_depth_ = 0;
+            notify_all();
+            throw;
+        }
+        active_ = true;
+        ++t_held;
+    }
+
+    void release_write() {
+        if (writer_ != me() || writer_depth_ <= 0)
+            throw std::runtime_error("model lock: release of a fit this thread does not hold");
+        --t_held;
+        if (--writer_depth_ == 0) {
+            writer_ = 0;
+            active_ = false;
+            notify_all();
+        }
+    }
+
+    // Called by the fitting thread where the model is a whole training state
+    // (between epochs). If a copy or a fork waits, the fit parks here until
+    // they are done; otherwise it costs one check.
+    void step_boundary() {
+        const Ident t = me();
+        if (writer_ != t) return;  // not inside a fit of this model
+        // A fit that holds other models' locks too is not parked for a fork:
+        // the fork waits for those, and would wait for ever.
+        const bool fork_waits = g_forker != 0 && g_forker != t && t_held == writer_depth_;
+        if (copies_waiting_ == 0 && !fork_waits) return;
+        active_ = false;
+        notify_all();
+        try {
+            while (copies_waiting_ != 0 || has_other_readers(t) || (fork_waits && g_forker != 0)) wait_once();
+        } catch (...) {  // interrupted while parked: the fit goes on (and raises) as it was
+            active_ = true;
+            throw;
+        }
+        active_ = true;
+    }
+
+    bool fitting() const { return writer_ != 0; }
+    bool reading() const { return !readers_.empty(); }
+    bool changing_model() const { return active_; }
+    bool read_by_another_thread(Ident t) const { return has_other_readers(t); }
+    Ident writer() const { return writer_; }
+
+    // In a forked child only the forking thread exists: the states of the
+    // others go. Runs without the GIL in pthread_atfork's child handler,
+    // where no other thread can run.
+    void after_fork_in_child(Ident t) {
+        for (auto it = readers_.begin(); it != readers_.end();) it = (it->first == t) ? std::next(it) : readers_.erase(it);
+        if (writer_ != t) {
+            writer_ = 0;
+            writer_depth_ = 0;
+            active_ = false;
+        }
+        copies_waiting_ = 0;
+    }
+
+private:
+    bool has_other_readers(Ident t) const { return readers_.size() > (readers_.count(t) ? 1u : 0u); }
+
+    void acquire_read_as(bool copy) {
+        const Ident t = me();
+        auto it = readers_.find(t);
+        if (it != readers_.end()) {  // nested
+            ++it->second;
+            ++t_held;
+            return;
+        }
+        auto blocked = [&] { return (writer_ != 0 && writer_ != t && (!copy || active_)) || fork_gated(t); };
+        if (blocked()) {
+            if (copy) ++copies_waiting_;
+            try {
+                while (blocked()) wait_once();
+            } catch (...) {
+                if (copy && --copies_waiting_ == 0) notify_all();
+                throw;
+            }
+            if (copy) --copies_waiting_;  // now a reader: a parked fit waits for it to finish
+        }
+        readers_[t] = 1;
+        ++t_held;
+    }
+
+public:
+    Guard copies_guard{Guard::Copy, this}, fits_guard{Guard::Write, this};
+
+private:
+    std::string what_;
+    std::unordered_map<Ident, int> readers_;  // thread -> depth of its nested reads
+    Ident writer_ = 0;                        // the fitting thread, 0 = none
+    int writer_depth_ = 0;
+    bool active_ = false;                     // the fit changes the model now (not parked, not claiming)
+    int copies_waiting_ = 0;
+};
+
+// os.fork()'s before hook: wait until no other thread is inside a model's
+// call -- fits park at their next step boundary (or end), reads finish -- and
+// keep new ones from starting until the fork is done (fork_done in the
+// parent; the child starts afresh). Besides whole models, this keeps the
+// child from inheriting a core network's workspace mutex held by a thread
+// that does not exist there (a later fit in the child would wait for it for
+// ever).
+void fork_prepare() {
+    const Ident t = me();
+    while (g_forker != 0 && g_forker != t) wait_once();  // another thread forks: one at a time
+    g_forker = t;
+    notify_all();  // wakes fits waiting to park
+    try {
+        for (;;) {
+            bool busy = false;
+            for (ModelLock* l : registry())
+                if ((l->changing_model() && l->writer() != t) || l->read_by_another_thread(t)) busy = true;
+            if (!busy) return;
+            wait_once();
+        }
+    } catch (...) {
+        g_forker = 0;
+        notify_all();
+        throw;
+    }
+}
+
+void fork_done() {  // after_in_parent
+    if (g_forker == me()) {
+        g_forker = 0;
+        notify_all();
+    }
+}
+
+#ifdef DNNFAST_LOCK_FORK_GUARD
+void locks_after_fork_in_child() {
+    g_wait_mutex = new std::mutex;  // the old ones may be held by threads that are gone: leaked
+    g_wait_cv = new std::condition_variable;
+    g_forker = 0;
+    const Ident t = PyThread_get_thread_ident();  // pthread_self(): the forking thread's, as in the parent
+    for (ModelLock* l : registry()) l->after_fork_in_child(t);
+}
+
+const int lock_fork_guard = pthread_atfork(nullptr, nullptr, locks_after_fork_in_child);
+#endif
+
+
+}  // namespace
+
+void bind_lock(py::module_& m) {
+    py::class_<ModelLock>(m, "ModelLock", "Readers-writer lock of one model (see dnnfast/_locking.py).")
+        .def(py::init<std::string>(), py::arg("what") = "the model")
+        .def("acquire_read", &ModelLock::acquire_read)
+        .def("release_read", &ModelLock::release_read)
+        .def("acquire_copy", &ModelLock::acquire_copy)
+        .def("acquire_write", [](ModelLock& l, py::object) { l.acquire_write(); }, py::arg("what") = py::none())
+        .def("release_write", &ModelLock::release_write)
+        .def("step_boundary", &ModelLock::step_boundary,
+             "Called by a fit where the model is whole: lets a waiting copy or fork in.")
+        .def_property_readonly("fitting", &ModelLock::fitting, "True while a fit holds (or claims) the model.")
+        .def_property_readonly("reading", &ModelLock::reading, "True while any read holds the model.")
+        .def_property_readonly("what", &ModelLock::what)
+        // `with lock:` is a read: the hot path (a one-row predict), so no guard object to look up.
+        .def("__enter__", &ModelLock::acquire_read)
+        .def("__exit__", [](ModelLock& l, py::args) {
+            l.release_read();
+            return false;
+        })
+        .def_property_readonly("copies", [](ModelLock& l) { return &l.copies_guard; },
+                               py::return_value_policy::reference_internal,
+                               "`with lock.copies:` a read that may run while the fit is parked at a step boundary.")
+        .def_property_readonly("fits", [](ModelLock& l) { return &l.fits_guard; }, py::return_value_policy::reference_internal,
+                               "`with lock.fits:` a fit (one at a time, no reads meanwhile).")
+        .def("__reduce__", [](const ModelLock& l) {  // a pickled or copied model starts with a free lock
+            return py::make_tuple(py::module_::import("dnnfast._core").attr("ModelLock"), py::make_tuple(l.what()));
+        });
+    py::class_<Guard>(m, "_LockGuard")
+        .def("__enter__", [](Guard& g) {
+            if (g.kind == Guard::Copy) g.lock->acquire_copy();
+            else g.lock->acquire_write();
+        })
+        .def("__exit__", [](Guard& g, py::args) {
+            if (g.kind == Guard::Write) g.lock->release_write();
+            else g.lock->release_read();
+            return false;
+        });
+    m.def("_locks_fork_prepare", &fork_prepare);
+    m.def("_locks_fork_done", &fork_done);
+}
+
+}  // namespace dnnfast::bindings

@@ -1,0 +1,574 @@
+"""The shared base of MLPClassifier and MLPRegressor: parameters, the core
+network, fit's common path, prediction.
+
+Policy lives in Python, arithmetic in C++: the weights are drawn, the epochs
+shuffled and the validation split made exactly as scikit-learn does it (see
+``_sampling``); the solvers are in ``_solvers``, the input checks in
+``_input``, the extras (plot_history, check_gradients) in ``_diagnostics``.
+
+Parameter layout: the core keeps, per layer, W (fan_in x fan_out, row-major),
+b and (prelu only) the alphas in one flat buffer; ``coefs_`` and
+``intercepts_`` (and ``prelu_alphas_``) are views of that buffer, so fit trains
+them in place and predict uses them as they are. Arrays the user assigns are
+packed into a new buffer, once, at the next fit or predict.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+import warnings
+import weakref
+
+import numpy as np
+
+from .. import _core
+from ..distributed import collective
+from ..distributed import current as _distributed_context
+from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
+from .._locking import copies_model, reads_model
+from .._registry import LOSS_TABLE, parse_activation
+from .._validation import cast_finite, check_memory, network_bytes, packed_first_w_bytes
+from ._compat import BaseEstimator, check_random_state
+from ._diagnostics import _Diagnostics
+from ._input import _InputChecks
+from ._progress import TrainingHistory
+from ._solvers import STOCHASTIC_SOLVERS, _Solvers
+
+_CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
+
+# estimator -> (flat buffer, core network, architecture key, multiply-adds, n_features) of
+# its last checked prediction, for _forward_as_is. Kept outside the estimators'
+# __dict__: predict must leave their attributes as they are (scikit-learn's
+# check_dict_unchanged), and a copy or pickle must not carry it.
+_AS_IS = weakref.WeakKeyDictionary()
+
+
+def _available_if(check):
+    """A method that exists only when ``check(self)`` passes (else AttributeError),
+    so ``hasattr(est, "partial_fit")`` is False for L-BFGS, as in scikit-learn."""
+
+    class _Descriptor:
+        def __init__(self, fn):
+            self.fn = fn
+            self.__doc__ = fn.__doc__
+            self.__name__ = fn.__name__
+
+        def __get__(self, obj, owner=None):
+            if obj is None:
+                return self.fn
+            check(obj)
+            return self.fn.__get__(obj, owner)
+
+    return _Descriptor
+
+
+def _check_solver(est):
+    if est.solver not in STOCHASTIC_SOLVERS:
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. {est.solver} is not "
+                             "stochastic.")
+    return True
+
+
+# Below this many flops per batch step (forward + backward, 6 * rows * sum of
+# fan_in * fan_out), fit runs the core on one thread when n_threads is None: a
+# step then takes well under a millisecond, and the fork/join of every
+# parallel region costs more than it saves -- many times more when the
+# machine is busier than its cores. The numbers do not depend on the thread
+# count (the core's reductions have a fixed order).
+_SMALL_STEP_FLOPS = 2e7
+
+
+class _ThreadCount:
+    """Runs the core with ``n_threads`` threads, restoring the previous count.
+
+    ``n_threads=None`` keeps the current count, except that a step of fewer
+    than ``_SMALL_STEP_FLOPS`` flops (``step_flops``) runs on one thread."""
+
+    def __init__(self, n_threads, step_flops=None):
+        if n_threads is None and step_flops is not None and step_flops < _SMALL_STEP_FLOPS:
+            n_threads = 1
+        self.n = n_threads
+        self.prev = None
+
+    def __enter__(self):
+        # The calling thread's own count: other threads, and the process-wide
+        # count, are left alone (two estimators used from two threads at once
+        # cannot undo each other's setting).
+        if self.n is not None:
+            self.prev = _core.set_local_num_threads(int(self.n))
+        return self
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            _core.set_local_num_threads(self.prev)
+        return False
+
+
+class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
+    """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
+
+    # -- parameters ----------------------------------------------------------
+
+    def _check_params(self):
+        def num(name, lo=None, hi=None, lo_open=False, hi_open=False, integral=False, allow_inf=False):
+            v = getattr(self, name)
+            kind = numbers.Integral if integral else numbers.Real
+            if allow_inf and isinstance(v, float) and v == np.inf:
+                return
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be "
+                                f"{'an int' if integral else 'a float'}, got {v!r}.")
+            if not np.isfinite(v) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
+                    (hi is not None and (v > hi or (hi_open and v == hi))):
+                rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open else ']'}"
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be in {rng}, got {v!r}.")
+
+        def opt(name, options):
+            v = getattr(self, name)
+            if not isinstance(v, str) or v not in options:
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be one of "
+                                 f"{sorted(options)}, got {v!r}.")
+
+        opt("solver", {"lbfgs", "sgd", "adam"})
+        opt("learning_rate", {"constant", "invscaling", "adaptive"})
+        num("alpha", 0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            num("batch_size", 1, integral=True)
+        num("learning_rate_init", 0, lo_open=True)
+        num("power_t", 0)
+        num("max_iter", 1, integral=True)
+        num("tol", 0)
+        num("momentum", 0, 1)
+        num("validation_fraction", 0, 1, hi_open=True)
+        num("beta_1", 0, 1, hi_open=True)
+        num("beta_2", 0, 1, hi_open=True)
+        num("epsilon", 0, lo_open=True)
+        num("n_iter_no_change", 1, allow_inf=True, integral=True)
+        num("max_fun", 1, integral=True)
+        opt("on_nonfinite", set(ON_NONFINITE))
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be a bool, "
+                                f"got {getattr(self, name)!r}.")
+        if self.n_threads is not None:
+            num("n_threads", 1, integral=True)
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+                raise TypeError(f"hidden_layer_sizes must hold integers, got {sizes!r}")
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+        return [int(s) for s in sizes]
+
+    def _hidden_specs(self, n_hidden):
+        """One parsed activation per hidden layer; ``activation`` is a name or a list."""
+        act = self.activation
+        if isinstance(act, (str, tuple)):
+            acts = [act] * n_hidden
+        elif isinstance(act, list):
+            acts = list(act)
+            if len(acts) != n_hidden:
+                raise ValueError(f"activation: a list needs one entry per hidden layer ({n_hidden}), "
+                                 f"got {len(acts)}")
+        else:
+            raise TypeError(f"activation must be a name or a list of names, got {act!r}")
+        specs = []
+        for i, a in enumerate(acts):
+            try:
+                spec = parse_activation(a, f"activation[{i}]" if isinstance(act, list) else "activation")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(str(exc)) from None
+            if spec.name == "softmax":
+                raise ValueError("activation: softmax is only available as an output activation")
+            specs.append(spec)
+        return specs
+
+    def _init_factor(self, specs, layer):
+        """scikit-learn's Glorot bound factor: 2 for logistic (sigmoid) layers, else 6.
+
+        A layer takes the factor of the hidden activation that follows it; the
+        output layer that of the last hidden layer (for a single name, every
+        layer gets the same factor, as in scikit-learn)."""
+        if isinstance(self.activation, (str, tuple)):
+            return 2.0 if self.activation == "logistic" else 6.0
+        if not specs:
+            return 6.0
+        spec = specs[min(layer, len(specs) - 1)]
+        return 2.0 if spec.name == "sigmoid" else 6.0
+
+    # -- the core network ----------------------------------------------------
+
+    def _architecture(self):
+        """(sizes, [ActivationSpec] per layer, loss name) of the fitted model."""
+        hidden = [c.shape[1] for c in self.coefs_[:-1]]
+        specs = self._hidden_specs(len(hidden)) + [self._output_spec()]
+        sizes = [self.coefs_[0].shape[0]] + hidden + [self.coefs_[-1].shape[1]]
+        return sizes, specs, self._core_loss()
+
+    def _core_net(self, dtype):
+        sizes, specs, loss = self._architecture()
+        key = (np.dtype(dtype).str, tuple(sizes), tuple((s.id, s.param) for s in specs), loss)
+        cached = self.__dict__.get("_core")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        net = _CORE_CLASS[np.dtype(dtype)](sizes, [s.id for s in specs], [s.param for s in specs],
+                                           LOSS_TABLE[loss][0], True)
+        self.__dict__["_core"] = (key, net)
+        return net
+
+    def _pack(self, net, dtype):
+        """A new flat core buffer holding coefs_, intercepts_ (and prelu alphas)."""
+        P = np.empty(net.num_params, dtype=dtype)
+        for lay, W, b, a in zip(net.layout(), self.coefs_, self.intercepts_, self._alphas()):
+            P[lay["w_offset"]:lay["w_offset"] + W.size] = np.asarray(W).ravel()
+            P[lay["b_offset"]:lay["b_offset"] + np.size(b)] = b
+            if lay["alpha_offset"] is not None:
+                P[lay["alpha_offset"]:lay["alpha_offset"] + a.size] = a
+        return P
+
+    def _bind(self, net, P):
+        """Make ``P`` the parameters: coefs_, intercepts_ (and prelu_alphas_) become views of it."""
+        coefs, intercepts, alphas = [], [], []
+        for lay in net.layout():
+            m_in, m_out = lay["m_in"], lay["m_out"]
+            coefs.append(P[lay["w_offset"]:lay["w_offset"] + m_in * m_out].reshape(m_in, m_out))
+            intercepts.append(P[lay["b_offset"]:lay["b_offset"] + m_out])
+            off = lay["alpha_offset"]
+            alphas.append(None if off is None else P[off:off + m_out])
+        self.coefs_ = coefs
+        self.intercepts_ = intercepts
+        if any(a is not None for a in alphas):
+            self.prelu_alphas_ = alphas
+        else:
+            self.__dict__.pop("prelu_alphas_", None)
+            alphas = None
+        self.__dict__["_flat"] = (P, tuple(coefs), tuple(intercepts), None if alphas is None else tuple(alphas))
+
+    def _bound_params(self):
+        """The flat buffer of which coefs_, intercepts_ and prelu_alphas_ are still
+        the views, or None: after the user assigned new arrays (scikit-learn's own
+        tests set ``coefs_`` by hand), or after unpickling."""
+        flat = self.__dict__.get("_flat")
+        if flat is None:
+            return None
+        P, coefs, intercepts, alphas = flat
+        d = self.__dict__
+        for now, bound in ((d.get("coefs_"), coefs), (d.get("intercepts_"), intercepts),
+                           (d.get("prelu_alphas_"), alphas)):
+            if now is None or bound is None:
+                if now is not bound:
+                    return None
+            elif len(now) != len(bound) or not all(map(operator.is_, now, bound)):
+                return None
+        return P
+
+    def _flat_params(self, net, dtype):
+        """The parameters as one flat buffer of ``dtype``: the bound one, else
+        coefs_ & co packed into a new one (bound to them when of their dtype)."""
+        P = self._bound_params()
+        if P is None or P.dtype != dtype:
+            P = self._pack(net, dtype)
+            if np.dtype(dtype) == np.asarray(self.coefs_[0]).dtype:
+                self._bind(net, P)
+        return P
+
+    def _alphas(self):
+        return getattr(self, "prelu_alphas_", None) or [None] * len(self.coefs_)
+
+    def _sklearn_order(self, net):
+        """Indices into the core buffer of scikit-learn's packing (every coef,
+        then every intercept; prelu alphas last), for L-BFGS."""
+        lay = net.layout()
+        parts = [np.arange(l["w_offset"], l["w_offset"] + l["m_in"] * l["m_out"]) for l in lay]
+        parts += [np.arange(l["b_offset"], l["b_offset"] + l["m_out"]) for l in lay]
+        parts += [np.arange(l["alpha_offset"], l["alpha_offset"] + l["m_out"]) for l in lay
+                  if l["alpha_offset"] is not None]
+        return np.concatenate(parts).astype(np.intp)
+
+    @copies_model  # during a fit: waits for its end (the fitted state is assembled there)
+    def __getstate__(self):
+        try:  # scikit-learn's BaseEstimator adds its version; object has one from Python 3.11
+            state = super().__getstate__()
+        except AttributeError:
+            state = None
+        state = dict(self.__dict__ if state is None else state)
+        # The C++ object is rebuilt on demand, and the flat buffer with it:
+        # coefs_ & co pickle as separate arrays, no longer its views.
+        for key in ("_core", "_flat"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        restore = getattr(super(), "__setstate__", None)  # scikit-learn's, when installed
+        if restore is not None:
+            restore(state)
+        else:
+            self.__dict__.update(state)
+        self._bind_loaded()
+
+    def _bind_loaded(self):
+        """After unpickling or loading: make coefs_ & co views of one flat buffer
+        again (a copy of them), so that predict needs no packing."""
+        try:
+            dtype = self.coefs_[0].dtype
+            self._flat_params(self._core_net(dtype), dtype)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            pass  # not fitted, or not consistent: predict's checks will say so
+
+    @reads_model  # a save during a fit waits for it: never a half-trained file
+    def save(self, path):
+        """Write the fitted estimator to ``path`` (str or os.PathLike) as a model file.
+
+        A versioned ``.npz`` readable with NumPy alone (see ``docs/model_files.md``),
+        written atomically. ``dnnfast.load(path)`` gives back an estimator with
+        the same parameters, fitted attributes and solver state: the same
+        predictions, bit for bit, and ``partial_fit`` / ``warm_start`` continue
+        as they would have.
+        """
+        from .._model_files import save
+
+        save(self, path)
+
+
+
+
+
+
+
+    # -- fitting ---------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        # Inside a dnnfast.distributed.Context every check is agreed by all
+        # ranks (an error on one is raised on all) and training is data-parallel.
+        ctx = _distributed_context()
+        collective(ctx, self._check_params)
+        if ctx is not None:
+            collective(ctx, self._check_distributed)
+        hidden = self._hidden_sizes()
+        hidden_specs = self._hidden_specs(len(hidden))
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+
+        def weights():
+            sw = self._check_sample_weight(sample_weight, X)
+            return self._combine_class_weight(sw, y_raw, Y, X.dtype)
+
+        sw = collective(ctx, weights)
+        n_samples, n_features = X.shape
+        Y = cast_finite(np.asarray(Y), X.dtype, "y")
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        if ctx is not None:
+            ctx.check_same("(n_features, n_outputs, dtype) of the data", (n_features, Y.shape[1], X.dtype.str))
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [n_features] + hidden + [self.n_outputs_]
+        if first_pass:
+            self._check_size(layer_units, hidden_specs, X)
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units, X.dtype, hidden_specs)
+        else:
+            if [np.shape(c) for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
+                raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
+                                 "fitted network's layers")
+            self._complete_fit_state(layer_units)
+        dtype = self.coefs_[0].dtype
+        if X.dtype != dtype:
+            X = cast_finite(X, dtype, "X")
+            Y = cast_finite(Y, dtype, "y")
+            sw = None if sw is None else cast_finite(sw, dtype, "sample_weight")
+        macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+        step_rows = X.shape[0] if self.solver == "lbfgs" else (
+            min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
+        with _ThreadCount(self.n_threads, 6.0 * step_rows * macs):
+            net = self._core_net(dtype)
+            P = self._flat_params(net, dtype)  # coefs_ & co are its views: trained in place
+            if ctx is not None:  # every rank starts from rank 0's weights
+                ctx.broadcast_(P)
+            if self.solver in STOCHASTIC_SOLVERS:
+                self._fit_stochastic(net, P, X, Y, sw, incremental, ctx)
+            else:
+                self._fit_lbfgs(net, P, X, Y, sw)
+        if self.on_nonfinite == "raise" and not _core.all_finite(P):
+            self._nonfinite(net, P, X, None, self.n_iter_)  # raises
+        return self
+
+    def _check_distributed(self):
+        """What data-parallel training (dnnfast.distributed) cannot do: each
+        of these needs the whole data set in one process."""
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not supported under distributed training; "
+                             "use solver='sgd' or 'adam'")
+        if self.early_stopping:
+            raise ValueError("early_stopping=True is not supported under distributed training: hold out a "
+                             "validation set yourself and score it after fit")
+        if isinstance(getattr(self, "class_weight", None), str):
+            raise ValueError(f"class_weight={self.class_weight!r} is not supported under distributed "
+                             "training (it needs the class counts of all ranks); pass a dict")
+
+    def _nonfinite(self, net, P, X, good, epoch, unit="epoch"):
+        """Name where training went non-finite; with on_nonfinite='raise',
+        restore ``good`` (the parameters before that epoch), drop the
+        optimizer state (it holds the same non-finite values) and raise."""
+        layer, where = locate_nonfinite(net.layout(), P, net.forward, X)
+        detail = ("non-finite parameter weights " if where != "cost" else "a non-finite loss ") + \
+            describe(epoch, layer, where, unit)
+        if self.on_nonfinite != "raise":
+            warnings.warn("Solver produced " + detail + ". Training goes on (on_nonfinite=%r)." % self.on_nonfinite,
+                          NonFiniteWarning, stacklevel=4)
+            return
+        # scikit-learn's message first (code may match on it), then where.
+        msg = ("Solver produced non-finite parameter weights. The input data may contain large values and need "
+               "to be preprocessed (" + detail)
+        if good is not None:
+            P[:] = good
+            msg += "; coefs_ and intercepts_ are those from before that " + unit
+        self.__dict__.pop("_optimizer", None)
+        raise NonFiniteError(msg + "; or lower learning_rate_init).", epoch=epoch, layer=layer, where=where)
+
+    def _check_size(self, layer_units, hidden_specs, X):
+        """Refuse, before anything is allocated, a network that cannot fit in
+        memory: parameters, gradient and optimizer state (Adam: two more, L-BFGS:
+        SciPy's float64 copies and ten correction pairs), the core's workspace
+        for one batch with its packed first-layer W, and the float64 draws of
+        the largest layer."""
+        itemsize = X.dtype.itemsize
+        prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
+        p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
+        copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
+        rows = X.shape[0] if self.solver == "lbfgs" else (
+            min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
+        largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+        need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
+        check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
+                     f"(layers {layer_units})")
+
+    def _complete_fit_state(self, layer_units):
+        """Continuing a model whose weights were set by hand (scikit-learn's
+        test_fit sets coefs_, intercepts_ and a few counters, then calls
+        partial_fit): the fitted attributes it left out start as _initialize
+        starts them."""
+        d = self.__dict__
+        d.setdefault("n_iter_", 0)
+        d.setdefault("t_", 0)
+        d.setdefault("n_layers_", len(layer_units))
+        d.setdefault("out_activation_", self._output_activation_name())
+        if "history_" not in d:
+            self.history_ = TrainingHistory()
+        if self.solver in STOCHASTIC_SOLVERS:
+            d.setdefault("loss_curve_", [])
+            d.setdefault("_no_improvement_count", 0)
+            if self.early_stopping:
+                d.setdefault("validation_scores_", [])
+                d.setdefault("best_validation_score_", -np.inf)
+                d.setdefault("best_loss_", None)
+            else:
+                d.setdefault("best_loss_", np.inf)
+                d.setdefault("validation_scores_", None)
+                d.setdefault("best_validation_score_", None)
+
+    def _initialize(self, Y, layer_units, dtype, hidden_specs):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._output_activation_name()
+        self.coefs_, self.intercepts_ = [], []
+        for i in range(self.n_layers_ - 1):
+            fan_in, fan_out = layer_units[i], layer_units[i + 1]
+            bound = np.sqrt(self._init_factor(hidden_specs, i) / (fan_in + fan_out))
+            coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = self._random_state.uniform(-bound, bound, fan_out)
+            self.coefs_.append(coef.astype(dtype, copy=False))
+            self.intercepts_.append(intercept.astype(dtype, copy=False))
+        specs = hidden_specs + [self._output_spec()]
+        if any(s.per_unit for s in specs):
+            self.prelu_alphas_ = [np.full(u, s.param, dtype=dtype) if s.per_unit else None
+                                  for s, u in zip(specs, layer_units[1:])]
+        elif "prelu_alphas_" in self.__dict__:
+            del self.prelu_alphas_
+        self.__dict__.pop("_optimizer", None)
+        self.__dict__.pop("_best_params", None)
+        self.history_ = TrainingHistory()
+        if self.solver in STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+        else:
+            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+                self.__dict__.pop(name, None)
+
+
+
+
+
+    # -- prediction --------------------------------------------------------------
+
+    def _forward(self, X, check_input=True):
+        """Network outputs Ŷ, shape (n_samples, n_outputs_), in the model's dtype."""
+        if check_input:
+            out = self._forward_as_is(X)
+            if out is not None:
+                return out
+            self._check_fitted()
+            X = self._validate_X(X, reset=False)
+        dtype = self.coefs_[0].dtype
+        X = cast_finite(X, dtype, "X")
+        macs = sum(c.size for c in self.coefs_)
+        with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
+            net = self._core_net(dtype)
+            # Arrays the user assigned are packed for this call only: predict
+            # leaves the estimator's attributes as they are.
+            P = self._bound_params()
+            if P is None or P.dtype != dtype:
+                P = self._pack(net, dtype)
+            out = net.predict(P, X)
+        if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
+            _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
+        return out
+
+    def _architecture_key(self):
+        """What the core network of a fitted model follows from besides coefs_'
+        shapes: the activations (settable after fit) and the output."""
+        act = self.activation
+        return (tuple(act) if isinstance(act, list) else act, self.out_activation_,
+                getattr(self, "output_activation", None))
+
+    def _forward_as_is(self, X):
+        """The outputs for an X that needs no checks or conversion (a 2-D
+        C-contiguous array of the model's dtype and width), straight from the
+        core network and flat buffer of the last prediction; None otherwise,
+        and the full path runs. A one-row call is then mostly the core's
+        predict: no scikit-learn check_array, no packing, no parsing."""
+        fast = _AS_IS.get(self)
+        if fast is None or type(X) is not np.ndarray:
+            return None
+        P, net, key, macs, m_x = fast
+        if not (X.dtype == P.dtype and X.ndim == 2 and X.shape[0] > 0 and X.shape[1] == m_x
+                and X.flags.c_contiguous) or self._bound_params() is not P or key != self._architecture_key():
+            return None
+        try:
+            with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
+                return net.predict(P, X)
+        except ValueError:  # NaN or infinity in X: the full path raises scikit-learn's message
+            return None
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "coefs_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

@@ -1,0 +1,175 @@
+"""Input checks of the estimators: scikit-learn's when it is installed, NumPy's
+otherwise (scikit-learn's ``check_array`` / ``validate_data`` and its messages)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .._validation import as_array, check_estimator_input, naming
+from ._compat import HAVE_SKLEARN, DataConversionWarning, NotFittedError
+
+if HAVE_SKLEARN:
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+
+    try:
+        from sklearn.utils.validation import validate_data as _sk_validate_data
+    except ImportError:  # scikit-learn < 1.6
+        def _sk_validate_data(est, *args, **kwargs):
+            return est._validate_data(*args, **kwargs)
+
+
+def _densify(X):
+    return X.toarray() if hasattr(X, "toarray") else X
+
+
+def _np_check_array(X, name="X"):
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    X = np.asarray(X)
+    if X.dtype.kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be numeric: {exc}") from None
+    if X.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must have a real numeric dtype, got {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2D array for {name}, got an array of shape {X.shape}; reshape your "
+                         "data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) "
+                         "for a single sample.")
+    if X.shape[0] < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+    if X.shape[1] < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X
+
+
+def _feature_names(X):
+    cols = getattr(X, "columns", None)
+    if cols is None:
+        return None
+    names = np.asarray(cols, dtype=object)
+    if len(names) and all(isinstance(c, str) for c in names):
+        return names
+    return None
+
+
+class _InputChecks:
+    """The estimators' argument checks (mixed into _BaseMLP)."""
+
+    def _validate_X(self, X, reset):
+        check_estimator_input(X, "X")
+        if HAVE_SKLEARN:
+            with naming("X"):
+                X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
+                                      reset=reset)
+            return np.ascontiguousarray(_densify(X))
+        names = _feature_names(X)
+        with naming("X"):
+            X = np.ascontiguousarray(_np_check_array(X))
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if names is not None:
+                self.feature_names_in_ = names
+            elif "feature_names_in_" in self.__dict__:
+                del self.feature_names_in_
+        else:
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+        return X
+
+    def _validate_Xy(self, X, y, reset, y_numeric):
+        if y is None:
+            raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
+                             "is None.")
+        self._check_y_kind(y, check_estimator_input(X, "X"))
+        if HAVE_SKLEARN:
+            with naming("y"), naming("X"):
+                X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                                         y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
+            X = np.ascontiguousarray(_densify(X))
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            return X, y
+        X = self._validate_X(X, reset)
+        y = np.asarray(y)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"[{X.shape[0]}, {y.shape[0]}]")
+        if y_numeric:
+            if y.dtype.kind == "O":
+                y = y.astype(np.float64)
+            if y.dtype.kind not in "biuf":
+                raise ValueError(f"y must be numeric for regression, got dtype {y.dtype}")
+            if y.dtype.kind != "f":
+                y = y.astype(np.float64)
+            if not np.isfinite(y).all():
+                raise ValueError("Input y contains NaN or infinity.")
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
+                          "shape of y to (n_samples, ), for example using ravel().", DataConversionWarning,
+                          stacklevel=3)
+            y = y.ravel()
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        return X, y
+
+    def _check_y_kind(self, y, n_rows=None):
+        """The targets' pre-check (see ``check_estimator_input``): a
+        classifier's labels may be strings, a regressor's targets must be
+        numbers. With ``n_rows``, y must have that many rows."""
+        if self._is_classifier():
+            arr = as_array(y, "y", numeric_kinds="biufcOUS")
+        else:
+            check_estimator_input(y, "y")
+            arr = as_array(y, "y", numeric_kinds="biufcO")
+        n_y = arr.shape[0] if arr.ndim else None
+        if arr.dtype.kind == "c":
+            raise ValueError("y: Complex data not supported")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # scikit-learn's messages
+            if np.isnan(arr).any():
+                raise ValueError("Input y contains NaN.")
+            raise ValueError(f"Input y contains infinity or a value too large for {arr.dtype!r}.")
+        if n_rows is not None and n_y is not None and n_y != n_rows:
+            raise ValueError(f"y has {n_y} rows but X has {n_rows} (inconsistent numbers of samples: "
+                             f"[{n_rows}, {n_y}])")
+
+    def _check_score_input(self, X, y):
+        """score's checks before predict: fitted, y present and of the right kind and length."""
+        self._check_fitted()
+        if y is None:
+            raise ValueError("y: score needs the true targets, got None")
+        self._check_y_kind(y, check_estimator_input(X, "X"))
+
+    def _check_sample_weight(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        check_estimator_input(sample_weight, "sample_weight")
+        if HAVE_SKLEARN:
+            sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        else:
+            sw = np.asarray(sample_weight, dtype=X.dtype)
+            if sw.ndim == 0:
+                sw = np.full(X.shape[0], sw, dtype=X.dtype)
+            if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+                raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
+            if not np.isfinite(sw).all():
+                raise ValueError("sample_weight contains NaN or infinity.")
+        if np.any(sw < 0):
+            raise ValueError("Negative values in data passed to sample_weight.")
+        return np.ascontiguousarray(sw, dtype=X.dtype)
+
+    def _check_fitted(self):
+        if HAVE_SKLEARN:
+            check_is_fitted(self)
+        elif not hasattr(self, "coefs_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")

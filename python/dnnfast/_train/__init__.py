@@ -1,0 +1,6 @@
+"""The training driver: one epoch loop for every fit (see driver.py).
+
+Layers: ``state`` (History, the training state, the settings) <- ``callbacks``
+(the built-in behaviours) <- ``driver`` (the loop and the step providers).
+Nothing here imports ``network``, ``distributed`` or the estimators.
+"""

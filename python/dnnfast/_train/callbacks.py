@@ -1,0 +1,268 @@
+"""The built-in behaviours of a fit, as callbacks over the driver's hooks.
+
+Every callback may define ``on_batch_end(net, step, logs)`` (after each chunk
+of batches; ``step`` counts the updates so far) and ``on_epoch_end(net, epoch,
+logs)`` (``epoch`` 0-based; a true return value stops the fit). The built-ins
+also see the run (``bind(run)``): the model, its settings, its state and the
+step provider, so that they work the same in one process and over MPI.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .. import _core
+from .._guards import NonFiniteError, NonFiniteWarning, describe, epoch_is_finite, locate_nonfinite
+
+
+class Callback:
+    """Base of the built-ins (user callbacks need not derive from it)."""
+    run = None
+
+    def bind(self, run):
+        self.run = run
+        return self
+
+    def on_epoch_begin(self, net, epoch):
+        pass
+
+    def on_batch_end(self, net, step, logs):
+        pass
+
+    def on_epoch_end(self, net, epoch, logs):
+        return False
+
+    def on_fit_end(self, net):
+        pass
+
+
+class NonFiniteGuard(Callback):
+    """Network.fit's ``on_nonfinite``: "raise" restores the epoch's starting
+    parameters (and optimizer state) and raises NonFiniteError naming the
+    epoch and the first non-finite layer; "warn" warns once and goes on."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.warned = False
+        self.good = None
+
+    def check_start(self, net):
+        """The user wrote NaN into the parameters before the fit."""
+        if not _core.all_finite(net.parameters):
+            self.fail(net, 0, restore=False, stacklevel=6)
+
+    def on_epoch_begin(self, net, epoch):
+        if self.mode == "raise":  # one snapshot per epoch
+            self.good = (net.parameters.copy(), self.run.state.snapshot())
+
+    def check_epoch(self, net, epoch, cost_sum):
+        if self.warned or epoch_is_finite(cost_sum, net.parameters):
+            return
+        self.fail(net, epoch + 1, restore=True, stacklevel=7)
+        self.warned = True
+
+    def fail(self, net, epoch, restore, stacklevel):
+        """stacklevel: the frames up to the user's call of fit (fail, check_*, the driver,
+        Network.fit and its lock's wrapper)."""
+        layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, self.run.X)
+        msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
+        if self.mode == "raise":
+            if restore and self.good is not None:
+                net.parameters[...] = self.good[0]
+                self.run.state.restore(self.good[1])
+                msg += f"; the parameters are those from before epoch {epoch}"
+            msg += " (lower learning_rate, scale the data, or pass on_nonfinite='warn' to go on)"
+            exc = NonFiniteError(msg, epoch=epoch, layer=layer, where=where)
+            exc.history = self.run.state.history
+            raise exc
+        warnings.warn(msg, NonFiniteWarning, stacklevel=stacklevel)
+
+
+def _accuracy_counts(net, X, Y, provider):
+    """(correct, total) of the model on (X, Y): argmax for softmax outputs,
+    each output thresholded at 0.5 for sigmoid outputs; summed over processes."""
+    correct = 0.0
+    total = 0.0
+    if X.shape[0]:
+        P = net.predict(X)
+        if net.activations[-1] == "softmax":
+            correct = float(np.count_nonzero(P.argmax(axis=1) == Y.argmax(axis=1)))
+            total = float(X.shape[0])
+        else:
+            correct = float(np.count_nonzero((P > 0.5) == (Y > 0.5)))
+            total = float(Y.size)
+    c, t = provider.sum_floats([correct, total])
+    return c / t if t > 0 else math.nan
+
+
+class Validation(Callback):
+    """``validation_data`` -> logs["val_cost"]; ``metrics=["accuracy"]`` ->
+    logs["accuracy"] (training rows, after the epoch) and logs["val_accuracy"]."""
+
+    def __init__(self, data, metrics):
+        self.data = data
+        self.metrics = metrics
+
+    def on_epoch_end(self, net, epoch, logs):
+        run = self.run
+        if self.data is not None:
+            Xv, Yv = self.data
+            local = net._net.cost(net.parameters, Xv, Yv) * Xv.shape[0] if Xv.shape[0] else 0.0
+            j, n = run.provider.sum_floats([local, float(Xv.shape[0])])
+            logs["val_cost"] = j / n
+        if "accuracy" in self.metrics:
+            logs["accuracy"] = _accuracy_counts(net, run.X, run.Y, run.provider)
+            if self.data is not None:
+                logs["val_accuracy"] = _accuracy_counts(net, *self.data, run.provider)
+        return False
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs; with ``restore_best`` the fit ends with the best
+    epoch's parameters (whether it stopped early or ran out of epochs)."""
+
+    def __init__(self, monitor, patience, min_delta, restore_best):
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.restore_best = restore_best
+        self.sign = 1.0 if monitor.endswith("accuracy") else -1.0  # larger is better for accuracy
+
+    def on_epoch_end(self, net, epoch, logs):
+        st = self.run.state
+        value = logs[self.monitor]
+        improved = st.best is None or (math.isfinite(value) and self.sign * (value - st.best) > self.min_delta)
+        if improved:
+            st.best, st.best_epoch, st.wait = float(value), epoch + 1, 0
+            if self.restore_best:
+                if st.best_params is None:
+                    st.best_params = net.parameters.copy()
+                else:
+                    st.best_params[...] = net.parameters
+            return False
+        st.wait += 1
+        return st.wait >= self.patience
+
+    def on_fit_end(self, net):
+        st = self.run.state
+        if self.restore_best and st.best_params is not None:
+            net.parameters[...] = st.best_params
+
+
+class UserCallback(Callback):
+    """A user's object: only the hooks it defines are called."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        self.epoch_end = getattr(obj, "on_epoch_end", None)
+        self.batch_end = getattr(obj, "on_batch_end", None)
+
+    def on_batch_end(self, net, step, logs):
+        if self.batch_end is not None:
+            self.batch_end(net, step, logs)
+
+    def on_epoch_end(self, net, epoch, logs):
+        return bool(self.epoch_end(net, epoch, dict(logs))) if self.epoch_end is not None else False
+
+
+class Checkpoint(Callback):
+    """After every epoch, an atomic save of the model with its training state."""
+
+    def __init__(self, path, save):
+        self.path = path
+        self.save = save  # save(net, path, training) -> the model file writer
+
+    def after_epoch(self, net):
+        run = self.run
+        if run.provider.is_root:
+            self.save(net, self.path, run.state.to_record(run.settings.fingerprint()))
+
+
+def _fmt_logs(logs):
+    parts = []
+    for k in ("cost", "val_cost", "accuracy", "val_accuracy"):
+        if k in logs:
+            parts.append(f"{k} {logs[k]:.6f}" if "cost" in k else f"{k} {logs[k]:.4f}")
+    return "  ".join(parts)
+
+
+class Verbose(Callback):
+    """One line per epoch (``verbose=True``)."""
+
+    def __init__(self, epochs, suffix=""):
+        self.epochs = epochs
+        self.suffix = suffix
+
+    def after_epoch(self, net, epoch, logs):
+        if self.run.provider.is_root:
+            rate = self.run.n / logs["time"] if logs["time"] > 0 else float("inf")
+            print(f"epoch {epoch + 1}/{self.epochs}  {_fmt_logs(logs)}  {rate:,.0f} samples/s{self.suffix}",
+                  flush=True)
+
+
+class Progress(Callback):
+    """``progress=True``: a bar over the epoch's rows that moves with every
+    chunk (about every 0.1 s): tqdm when installed, else one carriage-return
+    line on stderr; samples/s and the latest epoch's metrics."""
+
+    def __init__(self, epochs, n):
+        self.epochs = epochs
+        self.n = n
+        self.bar = None
+        self.last = {}
+        try:
+            import tqdm  # noqa: F401
+            self.tqdm = tqdm.tqdm
+        except ImportError:
+            self.tqdm = None
+
+    def on_epoch_begin(self, net, epoch):
+        if not self.run.provider.is_root:
+            return
+        self.epoch = epoch
+        self.t0 = time.perf_counter()
+        self.done = 0
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=self.n, desc=f"epoch {epoch + 1}/{self.epochs}", unit="row",
+                                 leave=False, dynamic_ncols=True)
+            if self.last:
+                self.bar.set_postfix_str(_fmt_logs(self.last))
+
+    def on_batch_end(self, net, step, logs):
+        if not self.run.provider.is_root:
+            return
+        rows = logs["rows"]
+        if self.bar is not None:
+            self.bar.update(rows - self.done)
+        else:
+            dt = time.perf_counter() - self.t0
+            rate = rows / dt if dt > 0 else 0.0
+            width = 30
+            fill = int(width * rows / self.n) if self.n else width
+            sys.stderr.write(f"\repoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
+                             f"{rows}/{self.n}  {rate:,.0f} samples/s  {_fmt_logs(self.last)}")
+            sys.stderr.flush()
+        self.done = rows
+
+    def on_epoch_end(self, net, epoch, logs):
+        self.last = dict(logs)
+        if self.bar is not None:  # one bar per epoch
+            self.bar.close()
+            self.bar = None
+        return False
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.tqdm is None and self.run is not None and self.run.provider.is_root:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def on_fit_end(self, net):
+        self.close()

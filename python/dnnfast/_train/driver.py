@@ -1,0 +1,467 @@
+"""The one epoch loop (DESIGN.md, "The training driver").
+
+    for epoch in range(state.epoch, epochs):
+        order = provider.epoch_order(...)          # local generator, or rank 0's broadcast
+        for chunk in whole batches of ~0.1 s:      # Ctrl-C and progress get control in between
+            provider.run_steps(chunk)              # C++, GIL released
+            callbacks.on_batch_end(...)
+        callbacks.on_epoch_end(...) -> stop?       # guard, validation, early stopping, user, checkpoint
+
+A *step provider* is all that differs between one process (``LocalSteps``:
+the core's ``train_epoch`` on a slice of the order) and MPI
+(``distributed.Context.step_provider``: the summed-gradient step).
+
+Ctrl-C: while a fit runs in the main thread, SIGINT only raises a flag that
+the loop reads between chunks, so an interrupt never lands inside an update,
+the restore of a snapshot or a checkpoint write: the KeyboardInterrupt comes
+at a step boundary, with the parameters of the last completed step.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import os
+import signal
+import threading
+import time
+
+
+from .. import _core
+from .._guards import check_on_nonfinite
+from .._locking import step_boundary
+from .._registry import OPTIMIZER_TABLE, resolve_optimizer
+from .._validation import check_bool, check_positive_float, check_positive_int, make_rng
+from ..batching import check_batch_size, epoch_order
+from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
+from .state import FitSettings, TrainState, first_difference
+
+try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
+    import _signal
+except ImportError:  # not CPython
+    _signal = signal
+_SIGINT = int(signal.SIGINT)
+#: Work per chunk between two returns to Python (seconds).
+CHUNK_SECONDS = 0.1
+_MONITORS = ("val_cost", "cost", "val_accuracy", "accuracy")
+_METRICS = ("accuracy",)
+
+
+# ---------------------------------------------------------------------------
+# Step providers
+# ---------------------------------------------------------------------------
+
+class LocalSteps:
+    """One process: the epoch order from the fit's generator, the steps by the core."""
+    is_root = True
+
+    def __init__(self, core, P, X, Y, rng):
+        self.core, self.P, self.X, self.Y, self.rng = core, P, X, Y, rng
+        self.n = X.shape[0]
+
+    def collective(self, fn):
+        return fn()
+
+    def check_same(self, fingerprint):
+        pass
+
+    def sum_floats(self, values):
+        return values
+
+    def share(self, obj):
+        return obj
+
+    def start(self):
+        pass
+
+    def epoch_order(self, shuffle):
+        return epoch_order(self.n, shuffle, self.rng)
+
+    def run_steps(self, order, options, state, cost_sum, penalty_sum):
+        c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, None, order, options, state.state1, state.state2,
+                                        state.t, cost_sum, penalty_sum)
+        return c, p
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+def _check_rate_arg(value, name):
+    if type(value) is float and 0.0 < value <= 1.0:  # the common case, without the ABC checks
+        return value
+    if callable(value) and not isinstance(value, numbers.Number):
+        return value
+    return check_positive_float(value, name, upper=1.0)
+
+
+def _check_unit(value, name, closed_high=False):
+    """A number in [0, 1) (or [0, 1])."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not (0.0 <= v < 1.0 or (closed_high and v == 1.0)):
+        raise ValueError(f"{name} must lie in [0, 1{']' if closed_high else ')'}, got {value!r}")
+    return v
+
+
+def _check_nonneg(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+#: Network.fit's defaults: a value of the default's type equal to it needs no check
+#: (the checks cost more than a small fit's epoch).
+_DEFAULTS = {"optimizer": "sgd", "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+             "weight_decay": 0.0, "shuffle": False, "verbose": False, "progress": False, "on_nonfinite": "raise",
+             "early_stopping": False, "monitor": "val_cost", "patience": 10, "min_delta": 0.0,
+             "restore_best": True, "resume": False}
+
+
+def _arg(kw, key, check, *args):
+    v = kw[key]
+    d = _DEFAULTS[key]
+    if type(v) is type(d) and v == d:
+        return d
+    return check(v, key, *args)
+
+
+def check_settings(net, n, kw):
+    """Validate Network.fit's arguments (every error names its argument) -> FitSettings."""
+    epochs = check_positive_int(kw["epochs"], "epochs", allow_zero=True)
+    size = check_batch_size(kw["batch_size"], n)
+    lr = _check_rate_arg(kw["learning_rate"], "learning_rate")
+    optimizer = _arg(kw, "optimizer", resolve_optimizer)
+    momentum = _arg(kw, "momentum", _check_unit)
+    beta1 = _arg(kw, "beta1", _check_unit)
+    beta2 = _arg(kw, "beta2", _check_unit)
+    epsilon = _arg(kw, "epsilon", check_positive_float)
+    weight_decay = _arg(kw, "weight_decay", _check_nonneg)
+    shuffle = _arg(kw, "shuffle", check_bool)
+    _arg(kw, "verbose", check_bool)
+    _arg(kw, "progress", check_bool)
+    on_nonfinite = _arg(kw, "on_nonfinite", check_on_nonfinite)
+    early = _arg(kw, "early_stopping", check_bool)
+    monitor = kw["monitor"]
+    if monitor not in _MONITORS:
+        raise ValueError(f"monitor must be one of {', '.join(map(repr, _MONITORS))}, got {monitor!r}")
+    patience = _arg(kw, "patience", check_positive_int)
+    min_delta = _arg(kw, "min_delta", _check_nonneg)
+    restore_best = _arg(kw, "restore_best", check_bool)
+    metrics = kw["metrics"]
+    if metrics is None:
+        metrics = ()
+    if isinstance(metrics, str) or not hasattr(metrics, "__iter__"):
+        raise TypeError(f"metrics must be a list of names such as ['accuracy'], got {metrics!r}")
+    metrics = tuple(metrics)
+    for m in metrics:
+        if m not in _METRICS:
+            raise ValueError(f"metrics: unknown metric {m!r}; known: {', '.join(_METRICS)}")
+    if metrics and net.activations[-1] not in ("softmax", "sigmoid"):
+        raise ValueError(f"metrics=['accuracy'] needs a softmax or sigmoid output layer; this network's output "
+                         f"is {net.activations[-1]!r}")
+    validation = kw["validation_data"] is not None
+    if early and monitor.startswith("val_") and not validation:
+        raise ValueError(f"early_stopping with monitor={monitor!r} needs validation_data=(X_val, Y_val) "
+                         "(or monitor='cost')")
+    if early and monitor.endswith("accuracy") and "accuracy" not in metrics:
+        raise ValueError(f"monitor={monitor!r} needs metrics=['accuracy']")
+    callbacks = kw["callbacks"]
+    if callbacks is None:
+        callbacks = []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of objects with on_epoch_end / on_batch_end, got {callbacks!r}")
+    for i, cb in enumerate(callbacks):
+        hooks = [h for h in ("on_epoch_end", "on_batch_end") if callable(getattr(cb, h, None))]
+        if not hooks:
+            raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has neither on_epoch_end nor on_batch_end")
+    checkpoint = kw["checkpoint"]
+    resume = _arg(kw, "resume", check_bool)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
+            raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
+        checkpoint = os.fspath(checkpoint)
+        if len(checkpoint) == 0:
+            raise ValueError("checkpoint is an empty path")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
+    return FitSettings(epochs=epochs, batch_size=size, learning_rate=lr, optimizer=optimizer, momentum=momentum,
+                       beta1=beta1, beta2=beta2, epsilon=epsilon, weight_decay=weight_decay, shuffle=shuffle,
+                       seeded=kw["seed"] is not None, on_nonfinite=on_nonfinite, early_stopping=early,
+                       monitor=monitor, patience=patience, min_delta=min_delta, restore_best=restore_best,
+                       metrics=metrics, validation=validation), callbacks, checkpoint, resume
+
+
+def train_options(settings, lr):
+    """The core's options object for one epoch."""
+    return _core.TrainOptions(optimizer=OPTIMIZER_TABLE[settings.optimizer][0], learning_rate=lr,
+                              momentum=settings.momentum, beta1=settings.beta1, beta2=settings.beta2,
+                              epsilon=settings.epsilon, weight_decay=settings.weight_decay,
+                              batch_size=settings.batch_size)
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C
+# ---------------------------------------------------------------------------
+
+class _Interrupts:
+    """SIGINT -> a flag read between chunks (main thread, default handler only)."""
+
+    def __init__(self):
+        self.pending = False
+
+    def handler(self, signum, frame):
+        self.pending = True  # a second Ctrl-C only sets it again: never a torn step
+
+    @contextlib.contextmanager
+    def installed(self):
+        # _signal: signal.signal's wrapping of the result in an enum costs ~20 us a call
+        ok = (threading.current_thread() is threading.main_thread()
+              and _signal.getsignal(_SIGINT) is signal.default_int_handler)
+        if not ok:
+            yield self
+            return
+        _signal.signal(_SIGINT, self.handler)
+        try:
+            yield self
+        finally:
+            _signal.signal(_SIGINT, signal.default_int_handler)
+
+    def check(self, history, provider=None):
+        """Raise KeyboardInterrupt when Ctrl-C was pressed (over MPI: on any rank, then on all)."""
+        pending = self.pending if provider is None else provider.agree(0, self.pending)[1]
+        if pending:
+            self.pending = False
+            exc = KeyboardInterrupt(f"fit interrupted after {len(history.get('cost', []))} completed epochs")
+            exc.history = history
+            raise exc
+
+
+class _Chunker:
+    """Whole batches per chunk, sized from the measured time per batch so
+    that a chunk is about CHUNK_SECONDS of work (a single batch may be longer:
+    one step is never split)."""
+
+    def __init__(self):
+        self.per_batch = None
+        self.last = 1
+
+    def batches(self, remaining):
+        if self.per_batch is None:
+            nb = 1
+        else:
+            nb = int(CHUNK_SECONDS / max(self.per_batch, 1e-9))
+            nb = max(1, min(nb, 8 * self.last))  # grow at most 8x per chunk: a fast estimate is not trusted at once
+        self.last = nb  # not cut to the epoch's rest: the next epoch starts at this size
+        return min(nb, remaining)
+
+    def record(self, nb, seconds):
+        self.per_batch = seconds / nb
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+class Run:
+    """One fit: model, data, settings, state, provider and callbacks."""
+
+    def __init__(self, net, X, Y, n, settings, state, provider):
+        self.net, self.X, self.Y, self.n = net, X, Y, n
+        self.settings, self.state, self.provider = settings, state, provider
+
+
+def run_epochs(run, guard, callbacks, after_epoch, interrupts):
+    """The epoch loop; returns the history."""
+    net, st, s, provider = run.net, run.state, run.settings, run.provider
+    chunker = _Chunker()
+    batch = s.batch_size
+    history = st.history
+    scheduled = callable(s.learning_rate)
+    batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    options = None
+    clock = time.perf_counter
+    agree = getattr(provider, "agree", None)
+    while st.epoch < s.epochs and not st.stopped:
+        epoch = st.epoch
+        lr = s.rate(epoch)
+        if scheduled:
+            provider.check_same([("learning_rate(%d)" % epoch, lr)])
+        if options is None:
+            options = train_options(s, lr)
+        else:
+            options.learning_rate = lr
+        t0 = clock()
+        order = provider.epoch_order(s.shuffle)
+        for cb in callbacks:
+            cb.on_epoch_begin(net, epoch)
+        n_order = order.shape[0]
+        n_batches = -(-n_order // batch) if n_order else 0
+        cost_sum = penalty_sum = 0.0
+        done = 0
+        while done < n_batches:
+            nb = chunker.batches(n_batches - done)
+            if agree is not None:  # MPI: rank 0's chunk size on every rank, and a Ctrl-C on any rank stops all
+                nb, pending = agree(nb, interrupts.pending)
+                if pending:
+                    interrupts.pending = True
+                    interrupts.check(history)
+            hi = min((done + nb) * batch, n_order)
+            tc = clock()
+            cost_sum, penalty_sum = provider.run_steps(order[done * batch:hi] if nb < n_batches else order, options,
+                                                       st, cost_sum, penalty_sum)
+            chunker.record(nb, clock() - tc)
+            done += nb
+            st.step += nb
+            if batch_hooks:
+                logs = {"rows": hi, "cost": cost_sum / hi}
+                for cb in batch_hooks:
+                    cb.on_batch_end(net, st.step, logs)
+            if agree is None and interrupts.pending:
+                interrupts.check(history)
+        logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
+        if guard is not None:
+            guard.check_epoch(net, epoch, cost_sum + penalty_sum)
+        stop = False
+        for cb in callbacks:  # validation first: early stopping and the user see its values
+            stop = bool(cb.on_epoch_end(net, epoch, logs)) or stop
+        logs["time"] = clock() - t0
+        if scheduled:
+            logs["lr"] = lr
+        for k, v in logs.items():
+            h = history.get(k)
+            if h is None:
+                h = history[k] = []
+            h.append(float(v))
+        st.epoch += 1
+        st.stopped = stop
+        for fn in after_epoch:
+            fn(net, epoch, logs)
+        step_boundary(net)  # a whole training state here: a waiting copy, pickle or fork may take it
+        if agree is not None or interrupts.pending:
+            interrupts.check(history, provider if agree is not None else None)
+    return history
+
+
+def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
+    """Network.fit (in one process, or inside a distributed Context): validate,
+    build the callbacks, resume when asked, run the loop.
+
+    ``checkpoint_io``: a function returning ``(save(net, path, record), load(path)
+    -> (net, record))``, the model file's writer and reader, passed in by the
+    model's layer so that the driver imports no file format (and no model class).
+    """
+    provider = None
+
+    def prepare():
+        Xc = net._check_X(X)
+        Yc = net._check_Y(Y, Xc.shape[0])
+        return Xc, Yc
+
+    if context is None:
+        Xc, Yc = prepare()
+        n = Xc.shape[0]
+    else:
+        provider = context.step_provider(net, prepare)  # checks on every rank, then agrees
+        Xc, Yc, n = provider.X, provider.Y, provider.n
+
+    def settings_and_data():
+        settings, user_cbs, checkpoint, resume = check_settings(net, n, kw)
+        val = None
+        if kw["validation_data"] is not None:
+            vd = kw["validation_data"]
+            if not isinstance(vd, (tuple, list)) or len(vd) != 2:
+                raise TypeError("validation_data must be a pair (X_val, Y_val)")
+            Xv = net._check_X(vd[0], name="validation_data[0]")
+            Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]")
+            val = (Xv, Yv)
+        net._check_rows(settings.batch_size, 2 * n)  # + the int64 row order of an epoch
+        return settings, user_cbs, checkpoint, resume, val
+
+    if provider is None:
+        settings, user_cbs, checkpoint, resume, val = settings_and_data()
+        rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+        provider = LocalSteps(net._net, net.parameters, Xc, Yc, rng)
+    else:
+        settings, user_cbs, checkpoint, resume, val = provider.collective(settings_and_data)
+        rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+        provider.rng = rng
+    if not isinstance(provider, LocalSteps):
+        provider.check_same(settings.fingerprint())
+
+    state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
+    if checkpoint is not None:
+        checkpoint_io = checkpoint_io()
+    if resume:
+        # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
+        saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
+                                    if provider.is_root else None)
+        saved = provider.share(saved)
+        if saved is not None:
+            _restore(net, state, *saved)
+    provider.start()  # MPI: rank 0's parameters on every rank
+    run = Run(net, Xc, Yc, n, settings, state, provider)
+
+    guard = None if settings.on_nonfinite == "ignore" else NonFiniteGuard(settings.on_nonfinite).bind(run)
+    callbacks = [] if guard is None else [guard]
+    if val is not None or settings.metrics:
+        callbacks.append(Validation(val, settings.metrics).bind(run))
+    early = None
+    if settings.early_stopping:
+        early = EarlyStopping(settings.monitor, settings.patience, settings.min_delta,
+                              settings.restore_best).bind(run)
+        callbacks.append(early)
+    callbacks += [UserCallback(cb).bind(run) for cb in user_cbs]
+    progress = Progress(settings.epochs, n).bind(run) if kw["progress"] else None
+    if progress is not None:
+        callbacks.append(progress)
+    after = []
+    if checkpoint is not None:
+        cp = Checkpoint(checkpoint, checkpoint_io[0]).bind(run)
+        # rank 0 writes; a failed write is raised on every rank (no rank left waiting)
+        after.append(lambda net_, epoch, logs: provider.collective(lambda: cp.after_epoch(net_)))
+    if kw["verbose"]:
+        after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
+
+    interrupts = _Interrupts()
+    with interrupts.installed():
+        if guard is not None and state.epoch == 0:
+            guard.check_start(net)
+        try:
+            history = run_epochs(run, guard, callbacks, after, interrupts)
+        finally:
+            if progress is not None:
+                progress.close()
+        if early is not None:
+            early.on_fit_end(net)
+        # a Ctrl-C during the last epoch's end still stops the program
+        interrupts.check(history, provider if hasattr(provider, "agree") else None)
+    return history
+
+
+def _read_checkpoint(net, settings, path, load_checkpoint):
+    """``(parameters, network rng state, record)`` of the checkpoint at ``path``,
+    checked against this fit; None when there is no file yet (a fresh start)."""
+    if not os.path.exists(path):
+        return None
+    saved, record = load_checkpoint(path)
+    if (saved.sizes, saved.activations, saved.loss, saved.dtype) != (net.sizes, net.activations, net.loss,
+                                                                      net.dtype):
+        raise ValueError(f"resume: the checkpoint {path!r} holds {saved!r}, not this network ({net!r})")
+    if record is None:
+        raise ValueError(f"resume: {path!r} is a model file without training state (not a checkpoint)")
+    diff = first_difference(record["settings"], settings.fingerprint())
+    if diff is not None:
+        name, was, now = diff
+        raise ValueError(f"resume: the checkpoint was written with {name}={was!r}, this fit has {name}={now!r}")
+    return saved.parameters, saved._rng.bit_generator.state, record
+
+
+def _restore(net, state, parameters, rng_state, record):
+    net.parameters[...] = parameters
+    net._rng.bit_generator.state = rng_state
+    state.load_record(record)
+    state.rng.bit_generator.state = record["rng"]

@@ -1,0 +1,73 @@
+"""Messages name the argument at fault and a fix that applies; values that
+would turn outputs into NaN or infinity are refused instead of returned."""
+import pickle
+
+import numpy as np
+import pytest
+
+import dnnfast
+
+
+def test_public_exceptions_show_their_public_module():
+    for cls in (dnnfast.NonFiniteError, dnnfast.NonFiniteWarning):
+        assert cls.__module__ == "dnnfast"
+        assert repr(cls) == f"<class 'dnnfast.{cls.__name__}'>"
+    err = pickle.loads(pickle.dumps(dnnfast.NonFiniteError("x")))
+    assert type(err) is dnnfast.NonFiniteError
+
+
+@pytest.mark.parametrize("bad, exc", [(True, TypeError), (np.bool_(True), TypeError), (1.0, TypeError),
+                                      ("2", TypeError), (-1, ValueError), (2**31, ValueError),
+                                      (2**40, ValueError)])
+def test_set_num_threads_refuses_non_counts_naming_n(bad, exc):
+    before = dnnfast.get_num_threads()
+    with pytest.raises(exc, match=r"\bn\b"):
+        dnnfast.set_num_threads(bad)
+    assert dnnfast.get_num_threads() == before
+
+
+def test_set_num_threads_accepts_counts_and_zero():
+    before = dnnfast.get_num_threads()
+    try:
+        dnnfast.set_num_threads(np.int64(1))
+        assert dnnfast.get_num_threads() == 1
+        dnnfast.set_num_threads(0)  # back to OpenMP's default
+    finally:
+        dnnfast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("act", [("leaky_relu", {"alpha": 1e300}), ("elu", {"alpha": -1e300}),
+                                 ("prelu", {"alpha": 1e39})])
+def test_activation_parameter_not_finite_in_float32_is_refused(act):
+    with pytest.raises(ValueError, match=r"activations\[0\].*not finite in float32"):
+        dnnfast.Network([4, 3], [act], loss="sse", dtype="float32")
+    dnnfast.Network([4, 3], [act], loss="sse", dtype="float64")  # finite there
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_that_overflows_raises_instead_of_returning_inf(dtype):
+    big = np.finfo(dtype).max
+    net = dnnfast.Network([4, 3], ["identity"], loss="sse", dtype=dtype, seed=0)
+    net.weights[0][:] = 1.0
+    X = np.full((2, 4), big / 2, dtype=dtype)
+    with pytest.raises(ValueError, match="overflowed .* " + dtype):
+        net.predict(X)
+    assert np.all(np.isfinite(net.predict(X / big)))  # the same network, ordinary input
+
+
+def test_predict_with_huge_weights_raises_instead_of_returning_nan():
+    net = dnnfast.Network([4, 8, 3], ["relu", "softmax"], loss="cce", dtype="float32", seed=0)
+    net.weights[0][:] = 3e38
+    with pytest.raises(ValueError, match="overflowed"):
+        net.predict(np.ones((5, 4), dtype=np.float32))
+
+
+def test_float_labels_for_cce_get_the_labels_hint_not_the_single_row_one():
+    net = dnnfast.Network([4, 3], ["softmax"], loss="cce", seed=0)
+    X = np.zeros((6, 4))
+    y = np.array([0, 1, 2, 0, 1, 2], dtype=float)
+    with pytest.raises(ValueError) as info:
+        net.fit(X, y)
+    msg = str(info.value)
+    assert "astype(int)" in msg and "reshape(1, -1)" not in msg
+    net.fit(X, y.astype(int))  # the hint works

@@ -1,0 +1,362 @@
+"""Network.fit's training options (SPEC section 7, issue 17), each against an
+independent NumPy loop in float64 built on dnnfast.reference's gradients;
+early stopping, callbacks, chunking, checkpoints and resume."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import reference
+from dnnfast._train import driver
+
+BATCH = 16
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(70, 5))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 0.8)
+    return X, np.eye(3)[y]
+
+
+def _net(seed=0):
+    return dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float64", seed=seed)
+
+
+def _numpy_fit(net, X, Y, epochs, lr, optimizer, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8,
+               weight_decay=0.0, batch=BATCH):
+    """scikit-learn's update rules, written out; returns (weights, biases, costs)."""
+    Ws = [W.copy() for W in net.weights]
+    bs = [b.copy() for b in net.biases]
+    acts = [(a, None) for a in net.activations]
+    params = Ws + bs
+    v = [np.zeros_like(p) for p in params]
+    m = [np.zeros_like(p) for p in params]
+    s = [np.zeros_like(p) for p in params]
+    t = 0
+    costs = []
+    n = X.shape[0]
+    for epoch in range(epochs):
+        rate = lr(epoch) if callable(lr) else lr
+        total = 0.0
+        for b0 in range(0, n, batch):
+            Xb, Yb = X[b0:b0 + batch], Y[b0:b0 + batch]
+            c, dWs, dbs, _ = reference.gradients(Ws, bs, acts, "cce", Xb, Yb)
+            penalty = 0.5 * weight_decay * sum(float((W * W).sum()) for W in Ws)
+            total += (c + penalty) * Xb.shape[0]
+            grads = [dW + weight_decay * W for dW, W in zip(dWs, Ws)] + list(dbs)
+            if optimizer == "adam":
+                t += 1
+            for k, (p, g) in enumerate(zip(params, grads)):
+                if optimizer == "sgd":
+                    p -= rate * g
+                elif optimizer in ("momentum", "nesterov"):
+                    v[k] = momentum * v[k] - rate * g
+                    p += (momentum * v[k] - rate * g) if optimizer == "nesterov" else v[k]
+                else:
+                    m[k] = beta1 * m[k] + (1 - beta1) * g
+                    s[k] = beta2 * s[k] + (1 - beta2) * g * g
+                    lr_t = rate * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                    p -= lr_t * m[k] / (np.sqrt(s[k]) + epsilon)
+        costs.append(total / n)
+    return Ws, bs, costs
+
+
+def _close(a, b, rtol=1e-12):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = max(np.abs(b).max(), 1e-300)
+    assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
+
+
+@pytest.mark.parametrize("optimizer,kw", [
+    ("sgd", {}),
+    ("momentum", {"momentum": 0.8}),
+    ("nesterov", {"momentum": 0.9}),
+    ("adam", {}),
+    ("adam", {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6}),
+    ("sgd", {"weight_decay": 1e-2}),
+    ("momentum", {"weight_decay": 3e-3}),
+    ("adam", {"weight_decay": 1e-3}),
+])
+def test_optimizers_match_numpy(data, optimizer, kw):
+    X, Y = data
+    lr = 0.01 if optimizer == "adam" else 0.1
+    net = _net()
+    Ws, bs, costs = _numpy_fit(net, X, Y, 4, lr, optimizer, **kw)
+    hist = net.fit(X, Y, epochs=4, batch_size=BATCH, learning_rate=lr, optimizer=optimizer, **kw)
+    for got, want in zip(net.weights + net.biases, Ws + bs):
+        _close(got, want)
+    _close(hist["cost"], costs)
+
+
+def test_callable_learning_rate_matches_numpy(data):
+    X, Y = data
+    schedule = lambda epoch: 0.2 / (1 + epoch)  # noqa: E731
+    net = _net()
+    Ws, bs, costs = _numpy_fit(net, X, Y, 5, schedule, "momentum")
+    hist = net.fit(X, Y, epochs=5, batch_size=BATCH, learning_rate=schedule, optimizer="momentum")
+    for got, want in zip(net.weights + net.biases, Ws + bs):
+        _close(got, want)
+    assert hist["lr"] == [schedule(e) for e in range(5)]
+
+
+def test_default_fit_unchanged(data):
+    """Plain SGD with the old arguments: the same bits as the core's epoch loop."""
+    X, Y = data
+    a, b = _net(), _net()
+    a.fit(X, Y, epochs=3, batch_size=8, learning_rate=0.1)
+    for _ in range(3):
+        b._net.train_epoch(b.parameters, X, Y, None, np.arange(70, dtype=np.int64),
+                           dnnfast._core.TrainOptions(learning_rate=0.1, batch_size=8))
+    assert np.array_equal(a.parameters, b.parameters)
+
+
+@pytest.mark.parametrize("batch,optimizer", [(1, "sgd"), (8, "sgd"), (3, "adam"), (None, "nesterov")])
+def test_chunking_changes_no_bit(data, monkeypatch, batch, optimizer):
+    """A chunk per batch and one chunk per epoch give the same parameters and costs."""
+    X, Y = data
+    runs = []
+    for seconds in (0.0, 1e9):
+        monkeypatch.setattr(driver, "CHUNK_SECONDS", seconds)
+        net = _net()
+        h = net.fit(X, Y, epochs=3, batch_size=batch, learning_rate=0.05, optimizer=optimizer, shuffle=True)
+        runs.append((net.parameters.copy(), h["cost"]))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+
+
+def test_validation_and_accuracy(data):
+    X, Y = data
+    net = _net()
+    h = net.fit(X, Y, epochs=2, batch_size=BATCH, learning_rate=0.1, validation_data=(X[:20], Y[:20]),
+                metrics=["accuracy"])
+    assert h["val_cost"][-1] == pytest.approx(net.cost(X[:20], Y[:20]), rel=1e-12)
+    P = net.predict(X)
+    assert h["accuracy"][-1] == np.mean(P.argmax(1) == Y.argmax(1))
+    assert h["val_accuracy"][-1] == np.mean(P[:20].argmax(1) == Y[:20].argmax(1))
+
+
+def test_early_stopping_restores_best(data):
+    X, Y = data
+    Xv, Yv = X[:25] + 0.7, Y[::-1][:25]  # a validation set that stops improving soon
+    seen = []
+
+    class Record:
+        def on_epoch_end(self, net, epoch, logs):
+            seen.append((logs["val_cost"], net.parameters.copy()))
+
+    net = _net()
+    h = net.fit(X, Y, epochs=200, batch_size=BATCH, learning_rate=0.3, optimizer="momentum",
+                validation_data=(Xv, Yv), early_stopping=True, patience=3, callbacks=[Record()])
+    assert len(h["cost"]) < 200
+    best = int(np.argmin(h["val_cost"]))
+    assert len(h["cost"]) == best + 1 + 3
+    assert np.array_equal(net.parameters, seen[best][1])
+    net2 = _net()
+    net2.fit(X, Y, epochs=200, batch_size=BATCH, learning_rate=0.3, optimizer="momentum",
+             validation_data=(Xv, Yv), early_stopping=True, patience=3, restore_best=False)
+    assert np.array_equal(net2.parameters, seen[-1][1])
+
+
+def test_callbacks_stop_and_batch_hook(data):
+    X, Y = data
+    steps = []
+
+    class Stop:
+        def on_batch_end(self, net, step, logs):
+            steps.append(step)
+
+        def on_epoch_end(self, net, epoch, logs):
+            return epoch == 2
+
+    h = _net().fit(X, Y, epochs=10, batch_size=BATCH, learning_rate=0.1, callbacks=[Stop()])
+    assert len(h["cost"]) == 3
+    assert steps == sorted(steps) and steps[-1] == 3 * 5  # 5 batches of 16 in 70 rows
+
+
+def test_resume_in_process_bit_identical(data, tmp_path):
+    X, Y = data
+    kw = dict(batch_size=8, learning_rate=0.01, optimizer="adam", shuffle=True, weight_decay=1e-3,
+              validation_data=(X[:10], Y[:10]), early_stopping=True, monitor="val_cost", patience=50)
+    ref = _net()
+    h_ref = ref.fit(X, Y, epochs=6, **kw)
+    path = tmp_path / "run.npz"
+    first = _net()
+    first.fit(X, Y, epochs=2, checkpoint=path, **kw)
+    loaded = dnnfast.load(path)
+    h = loaded.fit(X, Y, epochs=6, checkpoint=path, resume=True, **kw)
+    assert np.array_equal(loaded.parameters, ref.parameters)
+    assert h["cost"] == h_ref["cost"] and h["val_cost"] == h_ref["val_cost"]
+    again = dnnfast.load(path)
+    assert np.array_equal(again.parameters, ref.parameters) or kw["early_stopping"]
+    with pytest.raises(ValueError, match="learning_rate"):
+        _net().fit(X, Y, epochs=6, checkpoint=path, resume=True, **{**kw, "learning_rate": 0.02})
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"optimizer": 3}, "optimizer"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"momentum": "x"}, "momentum"),
+    ({"beta1": -0.1}, "beta1"),
+    ({"beta2": 1.5}, "beta2"),
+    ({"epsilon": 0.0}, "epsilon"),
+    ({"weight_decay": -1.0}, "weight_decay"),
+    ({"weight_decay": float("nan")}, "weight_decay"),
+    ({"learning_rate": "fast"}, "learning_rate"),
+    ({"validation_data": np.zeros((3, 5))}, "validation_data"),
+    ({"validation_data": (np.zeros((3, 4)), np.zeros((3, 3)))}, "validation_data"),
+    ({"metrics": ["f1"]}, "metrics"),
+    ({"metrics": "accuracy"}, "metrics"),
+    ({"early_stopping": True}, "validation_data"),
+    ({"early_stopping": 1}, "early_stopping"),
+    ({"monitor": "loss"}, "monitor"),
+    ({"patience": 0}, "patience"),
+    ({"min_delta": -1}, "min_delta"),
+    ({"restore_best": None}, "restore_best"),
+    ({"callbacks": object()}, "callbacks"),
+    ({"callbacks": [object()]}, "callbacks"),
+    ({"progress": "yes"}, "progress"),
+    ({"checkpoint": 3}, "checkpoint"),
+    ({"resume": True}, "checkpoint"),
+])
+def test_bad_arguments_are_named(data, kw, match):
+    X, Y = data
+    with pytest.raises((TypeError, ValueError), match=match):
+        _net().fit(X, Y, epochs=1, **kw)
+
+
+def test_accuracy_needs_softmax_or_sigmoid(data):
+    X, Y = data
+    net = dnnfast.Network([5, 3], ["identity"], loss="mse", dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="softmax or sigmoid"):
+        net.fit(X, Y, metrics=["accuracy"])
+
+
+def test_learning_rate_callable_bad_value(data):
+    X, Y = data
+    with pytest.raises(ValueError, match=r"learning_rate\(1\)"):
+        _net().fit(X, Y, epochs=3, learning_rate=lambda e: 0.1 if e == 0 else float("nan"))
+
+
+def test_progress_plain_line(data, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *a, **k):
+        if name == "tqdm":
+            raise ImportError("no tqdm")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    X, Y = data
+    _net().fit(X, Y, epochs=2, batch_size=BATCH, progress=True)
+    err = capsys.readouterr().err
+    assert "\repoch 2/2" in err and "samples/s" in err
+
+
+def _rewrite(path, out, header_edit=None, drop=()):
+    """Copy a model file with its header edited and members dropped."""
+    import json
+    import zipfile
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays["header"].tobytes().decode())
+    if header_edit:
+        header_edit(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    for k in drop:
+        del arrays[k]
+    with zipfile.ZipFile(out, "w") as zf:
+        for k, a in arrays.items():
+            with zf.open(k + ".npy", "w") as f:
+                np.lib.format.write_array(f, a)
+
+
+def test_checkpoint_file_members_are_checked(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    _net().fit(X, Y, epochs=2, batch_size=8, optimizer="adam", checkpoint=path, validation_data=(X, Y),
+               early_stopping=True)
+    with np.load(path) as z:  # NumPy alone reads it
+        assert {"train_state1", "train_state2", "train_best_params"} <= set(z.files)
+    net = dnnfast.load(path)
+    assert net._checkpoint["epoch"] == 2 and net._checkpoint["optimizer"] == "adam"
+    plain = tmp_path / "plain.npz"
+    net.save(plain)  # a plain save carries no training state
+    with pytest.raises(ValueError, match="without training state"):
+        _net().fit(X, Y, epochs=3, batch_size=8, optimizer="adam", checkpoint=plain, resume=True,
+                   validation_data=(X, Y), early_stopping=True)
+    cases = [
+        (lambda h: h["training"].update(optimizer="rmsprop"), (), "optimizer"),
+        (lambda h: h["training"].update(epoch=-1), (), "epoch"),
+        (lambda h: h["training"].update(history={"cost": ["x"]}), (), "history"),
+        (lambda h: h["training"].update(extra=1), (), "unknown field"),
+        (None, ("train_state2",), "missing"),
+        (lambda h: h["training"].update(best_params=False), (), "unexpected"),
+    ]
+    for i, (edit, drop, match) in enumerate(cases):
+        bad = tmp_path / f"bad{i}.npz"
+        _rewrite(path, bad, edit, drop)
+        with pytest.raises(ValueError, match=match):
+            dnnfast.load(bad)
+
+
+def test_keyboard_interrupt_between_chunks_keeps_the_step(data, monkeypatch):
+    """A SIGINT flag seen after a chunk: KeyboardInterrupt with the history,
+    the parameters those of the last completed step (in-process, no signal)."""
+    X, Y = data
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 0.0)  # one batch per chunk
+    steps = []
+
+    class Interrupt:
+        def on_batch_end(self, net, step, logs):
+            steps.append(net.parameters.copy())
+            if step == 7:  # in epoch 2 (5 batches an epoch)
+                import _signal
+                import signal
+                handler = _signal.getsignal(int(signal.SIGINT))
+                handler(signal.SIGINT, None)  # what Ctrl-C does: the driver's handler
+
+    net = _net()
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, Y, epochs=5, batch_size=BATCH, learning_rate=0.1, callbacks=[Interrupt()])
+    assert len(info.value.history["cost"]) == 1
+    assert np.array_equal(net.parameters, steps[-1])
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    net.fit(X, Y, epochs=1)  # the lock is free
+
+
+@pytest.mark.parametrize("solver,est_kw,fit_kw", [
+    ("adam", {}, {"optimizer": "adam"}),
+    ("sgd", {"momentum": 0.9, "nesterovs_momentum": True}, {"optimizer": "nesterov", "momentum": 0.9}),
+    ("sgd", {"momentum": 0.8, "nesterovs_momentum": False}, {"optimizer": "momentum", "momentum": 0.8}),
+])
+def test_network_equals_the_estimator(data, solver, est_kw, fit_kw):
+    """Same architecture, initial weights, rows and settings: a Network and an
+    MLPClassifier end with the same weights and cost (scikit-learn's alpha is
+    weight_decay * batch_size when the batches are full)."""
+    import warnings
+    X, Y = data
+    y = Y.argmax(axis=1)
+    alpha, batch = 1e-2, 14  # 70 rows: 5 full batches
+    est = dnnfast.MLPClassifier(hidden_layer_sizes=(7,), activation="tanh", solver=solver, alpha=alpha,
+                                batch_size=batch, shuffle=False, max_iter=1, warm_start=True, random_state=0,
+                                tol=0, n_iter_no_change=100, learning_rate_init=0.01, learning_rate="constant",
+                                **est_kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        est.fit(X, y)  # its initial weights, one epoch on
+        W0, b0 = [c.copy() for c in est.coefs_], [c.copy() for c in est.intercepts_]
+        est.max_iter = 3
+        est.fit(X, y)  # warm start: from W0 with a fresh optimizer
+    net = _net()
+    net.weights = W0
+    net.biases = [b.reshape(1, -1) for b in b0]
+    h = net.fit(X, y, epochs=3, batch_size=batch, learning_rate=0.01, weight_decay=alpha / batch, **fit_kw)
+    for got, want in zip(net.weights + net.biases, est.coefs_ + [b.reshape(1, -1) for b in est.intercepts_]):
+        _close(got, want)
+    _close(h["cost"], est.loss_curve_[-3:])

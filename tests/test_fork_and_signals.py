@@ -1,0 +1,446 @@
+"""The model lock under fork, signals and copies (dnnfast/_locking.py).
+
+- A child forked after multi-threaded OpenMP work runs on one thread, whatever
+  it asks for (GNU libgomp's pool does not survive fork), and says so.
+- A child forked while another thread fits a model gets a free lock and a
+  whole training state (the fork waits for the fit's next step boundary).
+- A KeyboardInterrupt from a signal handler, wherever it lands in a read or
+  a fit, never leaves the lock held; a wait for a fit is interruptible.
+- A child forked while other threads predict can fit (no core mutex is left
+  held by a thread that is gone).
+- copy.deepcopy and pickle during a fit give a whole training state, never
+  a torn one.
+
+Each case that could hang runs in a subprocess, or a thread, with a timeout.
+"""
+import copy
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast._locking import model_lock
+
+TIMEOUT = 60  # seconds: a deadlock fails the test instead of hanging the run
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+
+
+def _run_script(tmp_path, source, *args):
+    """Run `source` as a script in a session of its own; on a timeout kill the
+    whole session, forked children included (a hung child outlives its parent)."""
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(source))
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:  # the hang this file is about
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"timed out after {TIMEOUT} s: a hang")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # any child left behind
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0 and stdout.strip().endswith("ok"), (stdout[-2000:], stderr[-3000:])
+    return stdout
+
+
+# -- fork after multi-threaded work ------------------------------------------
+
+_FORK_ASKS_FOR_THREADS = """
+    import multiprocessing as mp, os, sys, warnings
+    import numpy as np
+    import dnnfast
+
+    def fit_in_child(seed):
+        X, y = data()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = dnnfast.MLPClassifier((128,), max_iter=2, batch_size=300, random_state=seed, n_threads=2).fit(X, y)
+        return [c.copy() for c in clf.coefs_], dnnfast.get_num_threads()
+
+    def data():
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((600, 256)), np.arange(600) % 4
+
+    if __name__ == "__main__":
+        dnnfast.set_num_threads(2)
+        X, y = data()
+        net = dnnfast.Network([256, 256, 4], ["relu", "softmax"], "cce", "float64", seed=0)
+        net.fit(X, y, epochs=1, batch_size=600, learning_rate=0.05)  # two-thread GEMMs: libgomp's pool exists
+        expected = net.predict(X)
+        if sys.argv[1] == "os.fork":
+            pid = os.fork()
+            if pid == 0:  # the child asks for threads again
+                dnnfast.set_num_threads(2)
+                same = np.array_equal(net.predict(X), expected)
+                prev = dnnfast._core.set_local_num_threads(2)
+                ok = same and dnnfast.get_num_threads() == 1
+                os._exit(0 if ok else 3)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "child saw threads or other answers"
+        else:
+            ref = [fit_in_child(s)[0] for s in (1, 2)]  # bit-identical on any thread count
+            with mp.get_context("fork").Pool(2) as pool:
+                got = pool.map(fit_in_child, (1, 2))
+            for (coefs, threads), want in zip(got, ref):
+                assert threads == 1, threads
+                assert all(np.array_equal(a, b) for a, b in zip(coefs, want))
+        assert dnnfast.get_num_threads() == 2  # the parent keeps its count
+        print("ok")
+"""
+
+
+@needs_fork
+@pytest.mark.parametrize("how", ["os.fork", "pool"])
+def test_a_forked_child_that_asks_for_threads_runs_on_one_and_never_hangs(how, tmp_path):
+    if not dnnfast._core.has_openmp():
+        pytest.skip("built without OpenMP")
+    _run_script(tmp_path, _FORK_ASKS_FOR_THREADS, how)
+
+
+# -- fork while another thread fits ------------------------------------------
+
+_FORK_DURING_A_FIT = """
+    import os, sys, threading, time
+    import numpy as np
+    import dnnfast
+    from dnnfast._locking import model_lock
+
+    EPOCHS = 40
+
+    def make():
+        return dnnfast.Network([64, 256, 4], ["tanh", "softmax"], "cce", "float64", seed=0)
+
+    if __name__ == "__main__":
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((2000, 64)), np.arange(2000) % 4
+        net = make()
+        out = sys.argv[1]
+        fitter = threading.Thread(target=lambda: net.fit(X, y, epochs=EPOCHS, batch_size=8, learning_rate=0.01))
+        fitter.start()
+        while not model_lock(net).fitting:
+            pass
+        time.sleep(0.05)  # into the epochs: the C++ loop runs without the GIL, the fork lands mid-epoch
+        pid = os.fork()
+        if pid == 0:
+            # The fitting thread does not exist here: the lock must be free,
+            # and the model a whole training state.
+            try:
+                np.save(out, net.parameters)
+                net.predict(X[:3])
+                net.fit(X[:50], y[:50], epochs=1)
+                os._exit(0)
+            except BaseException:
+                os._exit(4)
+        fitter.join()
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        seen = np.load(out)
+        twin = make()
+        states = [twin.parameters.copy()]
+        for _ in range(EPOCHS):  # fit(epochs=k) is k fits of one epoch, bit for bit
+            twin.fit(X, y, epochs=1, batch_size=8, learning_rate=0.01)
+            states.append(twin.parameters.copy())
+        assert np.array_equal(states[-1], net.parameters)
+        epochs = [k for k, s in enumerate(states) if np.array_equal(s, seen)]
+        assert epochs, "the child saw parameters from the middle of an epoch"
+        print(f"child saw epoch {epochs[0]}; ok")
+"""
+
+
+_FORK_DURING_PREDICTIONS = """
+    import os, threading, time
+    import numpy as np
+    import dnnfast
+
+    if __name__ == "__main__":
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((4000, 64)), np.arange(4000) % 4
+        net = dnnfast.Network([64, 512, 4], ["tanh", "softmax"], "cce", "float64", seed=0)
+        stop = threading.Event()
+
+        def predict():
+            while not stop.is_set():
+                net.predict(X)
+
+        readers = [threading.Thread(target=predict) for _ in range(2)]
+        for t in readers:
+            t.start()
+        for _ in range(5):
+            time.sleep(0.02)  # into the predictions: they run without the GIL
+            pid = os.fork()
+            if pid == 0:
+                # A core call of another thread held the network's workspace
+                # mutex when a fork landed in it: this fit waited for ever.
+                try:
+                    net.fit(X[:100], y[:100], epochs=1, batch_size=10)
+                    net.predict(X[:3])
+                    os._exit(0)
+                except BaseException:
+                    os._exit(4)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        stop.set()
+        for t in readers:
+            t.join()
+        print("ok")
+"""
+
+
+@needs_fork
+def test_a_child_forked_during_predictions_in_other_threads_can_fit(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run_script(tmp_path, _FORK_DURING_PREDICTIONS)
+
+
+@needs_fork
+def test_a_child_forked_during_a_fit_gets_a_free_lock_and_a_whole_state(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python 3.12+)
+        _run_script(tmp_path, _FORK_DURING_A_FIT, str(tmp_path / "seen.npy"))
+
+
+# -- asynchronous exceptions -------------------------------------------------
+
+def _data(n=200, m=10, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, m)), np.arange(n) % k
+
+
+def _in_thread(fn):
+    """fn() in another thread; fails the test if it does not end in time."""
+    result, errors = [], []
+
+    def run():
+        try:
+            result.append(fn())
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(TIMEOUT)
+    assert not t.is_alive(), "blocked: the model lock was left held"
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+_SIGINT_SENDER = """
+import os, random, sys, time
+pid, rnd = int(sys.argv[1]), random.Random(0)
+while True:
+    time.sleep(rnd.uniform(0, 3e-4))
+    os.kill(pid, 2)
+"""
+
+
+def _interrupt_in_a_loop(calls, interrupts=400):
+    """Run calls() in a loop in the main thread while another process sends
+    this one real SIGINTs at random moments (a process, not a thread: a
+    thread could send only when this one lets go of the GIL), until
+    `interrupts` of them have raised KeyboardInterrupt inside a call."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    armed = [False]
+    caught = [0]
+
+    def handler(signum, frame):
+        if armed[0]:  # only inside a call: never in this loop's own bookkeeping
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    sender = subprocess.Popen([sys.executable, "-c", _SIGINT_SENDER, str(os.getpid())])
+    try:
+        rounds = 0
+        while caught[0] < interrupts and rounds < 1000 * interrupts:
+            rounds += 1
+            try:
+                armed[0] = True
+                calls()
+                armed[0] = False
+            except KeyboardInterrupt:
+                caught[0] += 1
+            except RuntimeError as e:  # a lock left held by an earlier interrupt
+                armed[0] = False
+                raise AssertionError(f"after {caught[0]} interrupts: {e}") from None
+    finally:
+        armed[0] = False
+        sender.kill()
+        sender.wait()
+        time.sleep(0.05)  # a signal still on its way meets the harmless handler
+        signal.signal(signal.SIGINT, old)
+    assert caught[0] >= interrupts
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+def test_sigint_during_predictions_and_fits_never_leaves_the_lock_held():
+    X, y = _data()
+    net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)
+    row = X[:1].copy()
+
+    def calls():
+        net.predict(row)
+        net.predict(row)
+        net.fit(X[:20], y[:20], epochs=1, batch_size=10)
+        net.cost(row, y[:1])
+
+    _interrupt_in_a_loop(calls)
+    # Other threads can fit and predict: nothing is left held.
+    _in_thread(lambda: net.fit(X, y, epochs=1))
+    assert _in_thread(lambda: net.predict(X)).shape == (200, 3)
+    net.fit(X, y, epochs=1)  # and this thread too
+    lock = model_lock(net)
+    assert not lock.fitting and not lock.reading
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+def test_sigint_during_estimator_calls_never_leaves_the_lock_held():
+    X, y = _data()
+    clf = dnnfast.MLPClassifier((8,), max_iter=1, batch_size=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+
+        def calls():
+            clf.predict(X[:1])
+            clf.partial_fit(X[:20], y[:20])
+            pickle.dumps(clf)
+
+        _interrupt_in_a_loop(calls, interrupts=150)
+        _in_thread(lambda: clf.partial_fit(X, y))
+    assert _in_thread(lambda: clf.predict_proba(X)).shape == (200, 3)
+    assert not model_lock(clf).fitting and not model_lock(clf).reading
+
+
+# -- copies during a fit -----------------------------------------------------
+
+def _epoch_states(make, X, y, epochs, **kw):
+    twin = make()
+    states = [twin.parameters.copy()]
+    for _ in range(epochs):
+        twin.fit(X, y, epochs=1, **kw)
+        states.append(twin.parameters.copy())
+    return states
+
+
+def test_copies_and_pickles_of_a_network_during_a_fit_are_whole_training_states():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((400, 32)), np.arange(400) % 4
+    kw = dict(batch_size=4, learning_rate=0.01)
+    epochs = 15
+
+    def make():
+        return dnnfast.Network([32, 128, 4], ["tanh", "softmax"], "cce", "float64", seed=0)
+
+    states = _epoch_states(make, X, y, epochs, **kw)
+    net = make()
+    fitter = threading.Thread(target=lambda: net.fit(X, y, epochs=epochs, **kw))
+    copies = []
+    fitter.start()
+    while fitter.is_alive() and len(copies) < 200:
+        copies.append(copy.deepcopy(net))
+        copies.append(pickle.loads(pickle.dumps(net)))
+    fitter.join(TIMEOUT)
+    assert not fitter.is_alive()
+    seen = set()
+    for c in copies:
+        k = [i for i, s in enumerate(states) if np.array_equal(s, c.parameters)]
+        assert k, "a copy taken during a fit holds parameters from the middle of an epoch"
+        seen.add(k[0])
+        assert not model_lock(c).fitting
+    np.testing.assert_array_equal(net.parameters, states[-1])
+
+
+def test_pickles_of_an_estimator_during_a_warm_start_fit_are_whole_states():
+    X, y = _data(n=600, m=20, k=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((64,), max_iter=3, batch_size=2, random_state=0, warm_start=True,
+                                    tol=0.0, n_iter_no_change=10**6).fit(X, y)
+
+        def whole(c):
+            return ([a.copy() for a in c.coefs_], c.n_iter_, list(c.loss_curve_))
+
+        states = [whole(clf)]
+        fits = 4
+        copies = []
+
+        def fit_again():
+            for _ in range(fits):
+                clf.fit(X, y)
+                states.append(whole(clf))  # only this thread fits: no race here
+
+        fitter = threading.Thread(target=fit_again)
+        fitter.start()
+        while fitter.is_alive() and len(copies) < 300:
+            copies.append(pickle.loads(pickle.dumps(clf)))
+            copies.append(copy.deepcopy(clf))
+        fitter.join(TIMEOUT)
+        assert not fitter.is_alive()
+    for c in copies:
+        coefs, n_iter, curve = whole(c)
+        match = [s for s in states if s[1] == n_iter and s[2] == curve
+                 and all(np.array_equal(a, b) for a, b in zip(s[0], coefs))]
+        assert match, f"a pickle mixes states: n_iter_={n_iter}, {len(curve)} losses, coefs of another fit"
+
+
+class _BlockedStream:
+    """A stdout whose first write blocks until released: a verbose fit stops
+    after its first epoch, holding the model."""
+
+    def __init__(self):
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text):
+        self.entered.set()
+        assert self.release.wait(TIMEOUT)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_sigint_interrupts_a_prediction_waiting_for_a_fit_and_leaves_the_lock_as_it_was(monkeypatch):
+    """The wait for a fit runs in C++ with the GIL released; it must still
+    let the main thread's signal handlers run (Ctrl-C), and an interrupted
+    wait must leave nothing behind."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    X, y = _data()
+    net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)
+    stream = _BlockedStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    fitter = threading.Thread(target=lambda: net.fit(X, y, epochs=2, verbose=True))
+    fitter.start()
+    assert stream.entered.wait(TIMEOUT)  # the fit holds the model, parked in print
+    main = threading.main_thread().ident
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            net.predict(X)  # waits for the fit until the SIGINT
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+        stream.release.set()
+    fitter.join(TIMEOUT)
+    assert not fitter.is_alive()
+    lock = model_lock(net)
+    assert not lock.fitting and not lock.reading
+    assert _in_thread(lambda: net.predict(X)).shape == (200, 3)
