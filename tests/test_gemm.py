@@ -310,3 +310,33 @@ def test_kernel_label_and_fma_peak():
         assert _core.fma_peak_gflops(dtype, 1) > 0.1
     with pytest.raises(ValueError):
         _core.fma_peak_gflops("int8", 1)
+
+
+def _cpu_features():
+    """This CPU's features as NumPy's own run-time detection (CPUID) sees them:
+    an independent check of dnnfast's choice, and right under qemu too."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # NumPy < 2
+        from numpy.core._multiarray_umath import __cpu_features__
+    return __cpu_features__
+
+
+def test_automatic_kernel_matches_cpu_features():
+    f = _cpu_features()
+    avx2 = f.get("AVX2", False) and f.get("FMA3", False)
+    avx512 = avx2 and all(f.get(k, False) for k in ("AVX512F", "AVX512DQ", "AVX512VL", "AVX512BW"))
+    expected = "avx512" if avx512 else "avx2" if avx2 else "generic"
+    assert _core.gemm_kernel_supported("avx2") == bool(avx2)
+    assert _core.gemm_kernel_supported("avx512") == bool(avx512)
+    assert _core.gemm_kernel_supported("generic") and _core.gemm_kernel_supported("generic512")
+    previous = _core.gemm_kernel_name()
+    try:
+        assert _core.gemm_set_kernel("auto") == expected
+    finally:
+        _core.gemm_set_kernel(previous)
+    # In a fresh process, with the choice left to dnnfast.
+    env = {k: v for k, v in os.environ.items() if k != "DNNFAST_GEMM_KERNEL"}
+    code = "from dnnfast import _core; print(_core.gemm_kernel_name())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

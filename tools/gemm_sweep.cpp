@@ -21,16 +21,21 @@
 
 #include "gemm/fma_peak.hpp"
 #include "gemm/gemm_internal.hpp"
-#include "gemm/gemm_simd.hpp"
 #include "threads.hpp"
 
+// The kernel template in the same ISA namespace as the package's own copy.
 #ifdef SWEEP_AVX512
+#define DNNFAST_KERNEL_NS isa_avx512
+#include "gemm/gemm_simd.hpp"
 #include "gemm/ops_avx512.hpp"
 #else
+#define DNNFAST_KERNEL_NS isa_avx2
+#include "gemm/gemm_simd.hpp"
 #include "gemm/ops_avx2.hpp"
 #endif
 
 using namespace dnnfast;
+using namespace dnnfast::DNNFAST_KERNEL_NS;
 
 namespace {
 

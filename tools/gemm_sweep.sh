@@ -22,7 +22,7 @@ esac
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD:-$(mktemp -d -t dnnfast-sweep.XXXXXX)}"
 mkdir -p "$build"
-cxx="${CXX:-g++} -std=c++17 -O3 -fno-trapping-math -fno-math-errno -fopenmp -I$repo/cpp"
+cxx="${CXX:-g++} -std=c++17 -O3 -fno-trapping-math -fno-math-errno -fopenmp -DDNNFAST_X86_KERNELS -I$repo/cpp"
 
 # The GEMM sources as CMakeLists.txt builds them: ISA flags for the
 # *_avx2.cpp / *_avx512.cpp kernel tables only.

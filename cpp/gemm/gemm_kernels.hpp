@@ -1,7 +1,9 @@
 // The kernel table: what one instruction set provides to the GEMM, and the
 // run-time choice of which table is used. Everything here is plain data and
 // function pointers, so that only the *_avx2.cpp / *_avx512.cpp files hold
-// code built with those instruction sets.
+// code built with those instruction sets. (Those files include this header:
+// it must keep defining no function, inline or template, that generic code
+// also uses -- see the rule in cpu_features.cpp.)
 #pragma once
 #include <cstddef>
 
@@ -71,13 +73,16 @@ inline const KernelsFor<float>& KernelSet::get<float>() const { return f32; }
 template <>
 inline const KernelsFor<double>& KernelSet::get<double>() const { return f64; }
 
-// One table per instruction set (gemm_kernels_*.cpp). generic512 runs the
-// 512-bit template with baseline instructions: slow, for testing the AVX-512
-// tile shapes on machines without AVX-512.
-const KernelSet& kernels_generic();
-const KernelSet& kernels_generic512();
-const KernelSet& kernels_avx2();
-const KernelSet& kernels_avx512();
+// One table per instruction set, each constant-initialised data (no code runs
+// to build it) defined in its gemm_kernels_*.cpp. generic512 runs the 512-bit
+// template with baseline instructions: slow, for testing the AVX-512 tile
+// shapes on machines without AVX-512. The tables built with ISA flags
+// (isa_avx2::gemm_kernels, isa_avx512::gemm_kernels) are declared only where
+// they are chosen, in cpu_features.cpp, after the CPU check.
+namespace generic {
+extern const KernelSet gemm_kernels;
+extern const KernelSet gemm_kernels512;
+}  // namespace generic
 
 // The table in use (cpu_features.cpp): the best the CPU supports, or the one
 // named by DNNFAST_GEMM_KERNEL when the CPU supports it. Chosen once.

@@ -2,11 +2,15 @@
 // in cpu_features.cpp). 32 zmm registers: a 14 x 2-vector tile keeps 28
 // accumulators, 2 B vectors and 1 broadcast A value live. The same template
 // runs on AVX2 machines as the "generic512" table (gemm_kernels_generic.cpp).
+// Everything here is in namespace isa_avx512 and the table is
+// constant-initialised data: see the rule in cpu_features.cpp.
+#if defined(__x86_64__) || defined(_M_X64)
+#define DNNFAST_KERNEL_NS isa_avx512
 #include "gemm/gemm_simd.hpp"
 #include "gemm/ops_avx512.hpp"
 
 namespace dnnfast {
-namespace {
+namespace isa_avx512 {
 
 // Blocking for 48 KiB L1d, 2 MiB L2 (Sapphire Rapids): A block MC x KC =
 // 336 KiB (float, 224 x 384) / 168 KiB (double, 112 x 192). Float KC 384
@@ -15,14 +19,13 @@ namespace {
 // faster on 1 and 4 threads, 1-9% on 16 (fewer C updates per FMA); MC 448 or
 // 840, and tiles 12x32, 8x48 and 6x64, were no better on one thread. Double:
 // MC 224 / KC 256 and tiles 12x16 and 8x24 were no better.
-const KernelSet kSet = {
+extern const KernelSet gemm_kernels;  // external: cpu_features.cpp picks it
+constexpr KernelSet gemm_kernels = {
     "avx512", "avx512f float 14x32 / double 14x16",
     make_kernels<float, OpsF, 14, 2>(/*mc=*/224, /*kc=*/384, /*nc=*/2048),
     make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/192, /*nc=*/2048),
 };
 
-}  // namespace
-
-const KernelSet& kernels_avx512() { return kSet; }
-
+}  // namespace isa_avx512
 }  // namespace dnnfast
+#endif

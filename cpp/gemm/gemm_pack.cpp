@@ -1,5 +1,7 @@
-// Packing of A and B blocks (see gemm_pack.hpp). Built for baseline x86-64:
-// packing moves data, its cost is O(MK + KN) against the O(MNK) kernel.
+// Packing of A and B blocks (see gemm_pack.hpp). Built for the target's
+// baseline (no ISA flags): packing moves data, its cost is O(MK + KN) against
+// the O(MNK) kernel. The SSE2 transposes below are x86-64 only (SSE2 is part
+// of its baseline); other CPUs use the plain loop.
 #include "gemm/gemm_pack.hpp"
 
 #include "gemm/gemm_kernels.hpp"
@@ -11,7 +13,10 @@
 #include <cstring>
 #include <new>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#define DNNFAST_PACK_SSE2 1
 #include <emmintrin.h>  // SSE2: part of baseline x86-64
+#endif
 
 namespace dnnfast {
 
@@ -27,6 +32,7 @@ void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, si
         for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
 }
 
+#ifdef DNNFAST_PACK_SSE2
 template <>
 void transpose_copy<float>(const float* src, size_t lds, size_t rows, size_t kc, float* dst,
                            size_t ldd) {
@@ -87,6 +93,7 @@ void transpose_copy<double>(const double* src, size_t lds, size_t rows, size_t k
     for (; i < rows; ++i)
         for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
 }
+#endif  // DNNFAST_PACK_SSE2
 
 // Panels of a row-major source whose panel rows are contiguous -- op(A) = A^T
 // (A stored K x M, MR values of one k adjacent) and op(B) = B (K x N, NR

@@ -1,16 +1,26 @@
 // The micro-kernel, small-M kernels and FMA loop, written once over a vector
 // type (GCC/Clang vector extensions) and instantiated by each gemm_kernels_*.cpp
-// with its own vector width and FMA. Everything has internal linkage: each
-// instruction-set file must get its own copy, never one the linker picked from
-// a file built with wider instructions.
+// with its own vector width and FMA. Everything has internal linkage and lives
+// in the includer's namespace DNNFAST_KERNEL_NS (isa_avx2, isa_avx512 in files
+// built with those flags; generic otherwise): each instruction-set file gets
+// its own copy, never one the linker picked from a file built with wider
+// instructions, and the ISA copies carry the isa_ name that the build and the
+// CI scan use to tell them apart (rule in cpu_features.cpp). For the same
+// reason nothing here calls a standard-library template that might be emitted
+// out of line (a shared COMDAT copy): std::memcpy is a builtin, std::min is
+// not used.
 #pragma once
-#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
 #include "gemm/gemm_kernels.hpp"
 
+#ifndef DNNFAST_KERNEL_NS
+#error "define DNNFAST_KERNEL_NS (isa_<name> in a file built with ISA flags) before including gemm_simd.hpp"
+#endif
+
 namespace dnnfast {
+namespace DNNFAST_KERNEL_NS {
 namespace {
 
 // Ops: a struct with vector type V (lanes of T), splat(T) -> V and
@@ -238,7 +248,7 @@ void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ld
     alignas(64) T acc[CHUNK];
     const size_t nvec = n / S::W * S::W;
     for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
-        const size_t nc = std::min(CHUNK, n - j0);
+        const size_t nc = n - j0 < CHUNK ? n - j0 : CHUNK;
         const size_t nv = j0 + nc <= nvec ? nc : nvec - j0;  // vector columns of this chunk (CHUNK is whole vectors)
         for (size_t j = 0; j < nc; ++j) acc[j] = T(0);
         size_t k = 0;
@@ -413,8 +423,10 @@ void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, 
     }
 }
 
+// constexpr: a table is constant-initialised data, so no code of the
+// including file runs when the module is loaded.
 template <class T, class Ops, int MR, int NV>
-KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
+constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     constexpr size_t W = Simd<T, Ops>::W;
     KernelsFor<T> k{};
     k.mr = MR;
@@ -435,4 +447,5 @@ KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
 }
 
 }  // namespace
+}  // namespace DNNFAST_KERNEL_NS
 }  // namespace dnnfast

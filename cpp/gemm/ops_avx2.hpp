@@ -1,13 +1,17 @@
 // AVX2 + FMA vector operations for the kernel template (gemm_simd.hpp): float
 // and double lanes of 256 bits. Included only by files built with -mavx2
 // -mfma (gemm_kernels_avx2.cpp, tools/gemm_sweep.cpp), each getting its own
-// internal copy.
+// internal copy, in namespace isa_avx2.
 #pragma once
+#if !(defined(__x86_64__) || defined(_M_X64))
+#error "ops_avx2.hpp is x86-64 only: include it only from *_avx2.cpp files"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
 
 namespace dnnfast {
+namespace isa_avx2 {
 namespace {
 
 struct OpsF {
@@ -24,4 +28,5 @@ struct OpsD {
 };
 
 }  // namespace
+}  // namespace isa_avx2
 }  // namespace dnnfast

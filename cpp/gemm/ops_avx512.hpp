@@ -1,13 +1,17 @@
 // AVX-512F vector operations for the kernel template (gemm_simd.hpp): float
 // and double lanes of 512 bits. Included only by files built with
 // -mavx512f (gemm_kernels_avx512.cpp, tools/gemm_sweep.cpp), each getting its
-// own internal copy.
+// own internal copy, in namespace isa_avx512.
 #pragma once
+#if !(defined(__x86_64__) || defined(_M_X64))
+#error "ops_avx512.hpp is x86-64 only: include it only from *_avx512.cpp files"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
 
 namespace dnnfast {
+namespace isa_avx512 {
 namespace {
 
 struct OpsF {
@@ -24,4 +28,5 @@ struct OpsD {
 };
 
 }  // namespace
+}  // namespace isa_avx512
 }  // namespace dnnfast

@@ -43,10 +43,6 @@ inline const VMathFns<float>& VMathSet::get<float>() const { return f32; }
 template <>
 inline const VMathFns<double>& VMathSet::get<double>() const { return f64; }
 
-const VMathSet& vmath_generic();
-const VMathSet& vmath_avx2();
-const VMathSet& vmath_avx512();
-
 // The table matching the active GEMM kernels (generic and generic512 -> the
 // portable one).
 const VMathSet& active_vmath();

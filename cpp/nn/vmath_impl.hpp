@@ -1,7 +1,9 @@
 // The vector maths behind vmath.hpp, written once over a vector-op shim (Ops:
 // V, VI and splat, as in gemm/ops_*.hpp) and instantiated by each
-// vmath_*.cpp inside an anonymous namespace, so no symbol compiled with ISA
-// flags is shared with generic code, and the tables are constant-initialised.
+// vmath_*.cpp inside namespace dnnfast::DNNFAST_VMATH_NS (isa_<name> in a file
+// built with ISA flags) and an anonymous one, so no symbol compiled with ISA
+// flags is shared with generic code (the rule in gemm/cpu_features.cpp), and
+// the tables are constant-initialised.
 //
 // Algorithms (own derivations; coefficients fitted by tools/fit_vmath.py):
 //  exp/expm1: n = round(x / ln 2) by the 1.5*2^p "magic" add, r = x - n ln2
@@ -36,7 +38,12 @@
 #define DNNFAST_VINLINE __attribute__((always_inline)) inline
 #define DNNFAST_VINLINE_LAMBDA __attribute__((always_inline))
 
+#ifndef DNNFAST_VMATH_NS
+#error "define DNNFAST_VMATH_NS (isa_<name> in a file built with ISA flags) before including vmath_impl.hpp"
+#endif
+
 namespace dnnfast {
+namespace DNNFAST_VMATH_NS {
 namespace {
 
 template <class T>
@@ -291,6 +298,7 @@ constexpr VMathSet make_vmath(const char* name) {
 }
 
 }  // namespace
+}  // namespace DNNFAST_VMATH_NS
 }  // namespace dnnfast
 
 #undef DNNFAST_VINLINE

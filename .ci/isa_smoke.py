@@ -1,0 +1,46 @@
+"""Uses the installed dnnfast the way a new user would; run by check_isa.sh
+under qemu-x86_64 -cpu MODEL, so that every instruction is checked against
+that CPU model.
+
+    python .ci/isa_smoke.py EXPECTED_KERNEL   (generic | avx2 | avx512)
+"""
+import sys
+import warnings
+
+import numpy as np
+
+import dnnfast
+from dnnfast import _core
+
+expected = sys.argv[1]
+name = _core.gemm_kernel_name()
+print(f"isa_smoke: kernel {name} ({_core.gemm_kernel()}); dnnfast {dnnfast.__version__}, numpy {np.__version__}")
+assert name == expected, f"kernel table {name!r}, expected {expected!r} on this CPU model"
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((64, 8))
+y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+for dtype in ("float32", "float64"):
+    net = dnnfast.Network(sizes=[8, 16, 2], activations=["relu", "softmax"], loss="cce", dtype=dtype, seed=0)
+    hist = net.fit(X, y, epochs=5, batch_size=16, learning_rate=0.1)
+    P = net.predict(X)
+    assert P.shape == (64, 2) and P.dtype == np.dtype(dtype) and np.all(np.isfinite(P))
+    assert hist.cost[-1] < hist.cost[0], hist.cost
+    # The same forward pass in plain NumPy (dnnfast.reference).
+    ref = dnnfast.reference.Network(sizes=[8, 16, 2], activations=["relu", "softmax"], loss="cce",
+                                     dtype=dtype, seed=0)
+    for w, b, w_ref, b_ref in zip(net.weights, net.biases, ref.weights, ref.biases):
+        w_ref[:] = w
+        b_ref[:] = b
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(P, ref.predict(X), rtol=tol, atol=tol)
+    print(f"isa_smoke: Network {dtype}: cost {hist.cost[0]:.4f} -> {hist.cost[-1]:.4f}, predict matches reference")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # not converged after the few epochs emulation affords
+    clf = dnnfast.MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=30,
+                                random_state=0).fit(X, y)
+acc = (clf.predict(X) == y).mean()
+assert acc > 0.8, acc
+print(f"isa_smoke: MLPClassifier fit: training accuracy {acc:.2f}")
+print("isa_smoke: OK")
