@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import dnnfast
-from dnnfast import _archive as archive, _model_files
+from dnnfast import _archive as archive, _network_file
 
 _PYTHONPATH = os.path.dirname(os.path.dirname(dnnfast.__file__))
 POSIX = os.name == "posix"
@@ -148,7 +148,7 @@ def test_load_peak_memory_is_about_the_model(tmp_path, content):
     if content == "sparse zeros":
         net.parameters[:] = 0
         buf = io.BytesIO()
-        archive._write_archive(buf, _model_files.network_file(net))
+        archive._write_archive(buf, _network_file.network_file(net))
         _write_sparse(path, buf.getvalue())
         if os.stat(path).st_blocks * 512 > 8 << 20:
             pytest.skip("this file system does not keep holes")
@@ -183,7 +183,7 @@ def test_memory_error_while_loading_names_the_file(tmp_path, monkeypatch):
 
     def out_of_memory(*args):
         raise MemoryError()
-    monkeypatch.setattr(_model_files, "_parse_header", out_of_memory)
+    monkeypatch.setattr(archive, "_parse_header", out_of_memory)
     with pytest.raises(MemoryError, match=r"cannot load .*m\.npz.*out of memory"):
         dnnfast.load(path)
 
@@ -222,7 +222,7 @@ def _archive(path, members):
 def _header_member():
     net = _net()
     buf = io.BytesIO()
-    archive._write_archive(buf, _model_files.network_file(net))
+    archive._write_archive(buf, _network_file.network_file(net))
     with zipfile.ZipFile(buf) as zf:
         return {n[:-4]: zf.read(n) for n in zf.namelist()}
 

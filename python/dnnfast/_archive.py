@@ -41,6 +41,7 @@ import os
 import re
 import stat
 import struct
+import typing
 import zipfile
 import zlib
 
@@ -694,3 +695,83 @@ def _open_model_file(path):
     except BaseException:
         os.close(fd)
         raise
+
+
+# ---------------------------------------------------------------------------
+# Reading a model file
+# ---------------------------------------------------------------------------
+
+class Codec(typing.NamedTuple):
+    """How the reader turns one kind of model file into an object (the codec beside its class).
+
+    ``expected(header, kind)`` checks the header -> ``(plan, {array name: (dtype, shape)})``;
+    ``unfilled(plan)`` -> ``{array name: array}`` read in place (the rest are read into new
+    arrays); ``build(plan, arrays)`` -> the object."""
+    expected: typing.Callable
+    unfilled: typing.Callable
+    build: typing.Callable
+
+
+# Arrays that hold parameters (or their optimizer state): NaN or infinity there is damage.
+_FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state[12]|best_params|train_state[12]|train_best_params")
+
+
+def _read(f, file_size, codecs):
+    zf, members = _open_archive(f, file_size)
+    with zf:
+        header = _parse_header(zf, members[_HEADER])
+        fmt = header.get("format")
+        if fmt != FORMAT_NAME:
+            raise ValueError(f"not a dnnfast model file (header.format is {fmt!r:.40}, expected {FORMAT_NAME!r})")
+        version = _field(header, "format_version", int, "header")
+        written_by = header.get("dnnfast_version")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"the file is in model format version {version} (written by dnnfast "
+                             f"{written_by!s:.20}); this dnnfast ({_core.__version__}) reads format versions "
+                             f"1 to {FORMAT_VERSION}: upgrade dnnfast to read it")
+        if version < 1:
+            raise ValueError(f"unknown model format version {version}")
+        _field(header, "dnnfast_version", str, "header")
+        kind = _field(header, "kind", str, "header")
+        if kind not in KINDS:
+            raise ValueError(f"header.kind must be one of {list(KINDS)}, got {kind!r:.40}")
+        if kind not in codecs:
+            raise ValueError(f"header.kind is {kind!r}; expected {' or '.join(map(repr, codecs))} here")
+        codec = codecs[kind]
+        plan, expected = codec.expected(header, kind)
+        names = set(members) - {_HEADER}
+        if names != set(expected):
+            missing, extra = sorted(set(expected) - names), sorted(names - set(expected))
+            raise ValueError(f"the archive's arrays do not match its header: missing {missing}, unexpected {extra}")
+        total = sum(math.prod(shape) * dt.itemsize for dt, shape in expected.values())
+        if total > file_size:
+            raise ValueError(f"the header implies {total} bytes of arrays but the file has {file_size}: "
+                             "truncated or forged")
+        check_memory(total, "the model", f"its {len(expected)} arrays")
+        into = codec.unfilled(plan)
+        arrays = {}
+        for name, (dt, shape) in expected.items():
+            arr = _npy_member(zf, members[name], dt, shape, name, into.get(name))
+            if _FINITE.fullmatch(name) and not _core.all_finite(arr):  # no temporary the size of arr
+                raise ValueError(f"array {name!r} holds NaN or infinity")
+            arrays[name] = arr
+    return codec.build(plan, arrays)
+
+
+def read_model(path, codecs):
+    """The object in the model file at ``path``; ``codecs``: {header kind: Codec} accepted here.
+
+    Every failure is a ValueError naming ``path`` (a missing file: FileNotFoundError),
+    as ``dnnfast.load`` documents."""
+    path = check_path(path)
+    f = _open_model_file(path)
+    try:
+        with f:
+            return _read(f, os.fstat(f.fileno()).st_size, codecs)
+    except ValueError as exc:
+        raise ValueError(f"cannot load {path!r}: {exc}") from exc
+    except _ARCHIVE_ERRORS as exc:
+        raise ValueError(f"cannot load {path!r}: damaged archive ({type(exc).__name__}: {exc})") from exc
+    except MemoryError as exc:  # the checks above make this rare: memory taken meanwhile by others
+        raise MemoryError(f"cannot load {path!r}: out of memory while reading the model"
+                          f"{f' ({exc})' if str(exc) else ''}") from exc

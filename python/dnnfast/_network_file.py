@@ -4,12 +4,13 @@ The archive itself (reading, writing, checked header fields) is ``_archive.py``;
 the format is documented in ``docs/model_files.md``."""
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
 
 from ._archive import (
-    _BASE_FIELDS, _HEADER, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
+    _BASE_FIELDS, _HEADER, Codec, atomic_write, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
     _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
 )
 
@@ -70,16 +71,15 @@ def _network_expected(header):
     return plan, expected
 
 
-def _network_unfilled(plan):
+def _network_unfilled(cls, plan):
     """-> {parameter array name: the view of the new network's parameters it is read into}.
 
     The network (``plan["net"]``) is built with zeros for parameters, not drawn ones,
     and the file's arrays are read straight into them: loading holds the model once,
-    never a second copy or an initialisation's float64 draw."""
-    from .network import Network
-
+    never a second copy or an initialisation's float64 draw. ``cls``: network.Network
+    (which imports this module, so it is handed in)."""
     acts = [name if alpha is None else (name, {"alpha": alpha}) for name, alpha in plan["specs"]]
-    net = Network._unfilled(plan["sizes"], acts, plan["loss"], plan["dtype"].name, plan["fused"])
+    net = cls._unfilled(plan["sizes"], acts, plan["loss"], plan["dtype"].name, plan["fused"])
     views = {}
     for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
         views[f"W{l}"], views[f"b{l}"] = W, b.reshape(-1)
@@ -168,3 +168,32 @@ def _check_training(d, num_params, dtype):
     if _field(d, "best_params", bool, where):
         arrays["train_best_params"] = (dtype, (num_params,))
     return rec, arrays
+
+
+# ---------------------------------------------------------------------------
+# Saving and reading (Network.save, a fit's checkpoints; dnnfast.load takes network_codec)
+# ---------------------------------------------------------------------------
+
+def network_codec(cls):
+    """The reader's Codec of a Network file, building instances of ``cls``."""
+    return Codec(lambda header, kind: _network_expected(header), functools.partial(_network_unfilled, cls),
+                 _network_build)
+
+
+def save_network(net, path, training=None):
+    """Write ``net`` (with a training-state record from dnnfast._train: a checkpoint) atomically."""
+    path = check_path(path)
+    atomic_write(path, network_file(net, training))
+
+
+def save_checkpoint(net, path, record):
+    """A Network with its training state (``record`` from dnnfast._train), atomically."""
+    save_network(net, path, record)
+
+
+def load_checkpoint(path, cls):
+    """``(network, record)``: a Network file and its training state (None in a plain model file).
+
+    Only a Network file is a checkpoint: any other kind is a ValueError naming ``path``."""
+    net = read_model(path, {"Network": network_codec(cls)})
+    return net, net.__dict__.pop("_checkpoint", None)

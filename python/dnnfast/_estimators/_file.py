@@ -4,14 +4,15 @@ The archive itself (reading, writing, checked header fields) is ``dnnfast._archi
 the format is documented in ``docs/model_files.md``."""
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
 
 from .._archive import (
-    KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, _base_header, _canonical_order,
+    KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
     _check_architecture, _check_keys, _count, _field, _header_array, _le, _num_params, _parameter_arrays,
-    decode_value, encode_value,
+    atomic_write, check_path, decode_value, encode_value,
 )
 
 
@@ -29,10 +30,6 @@ def _encode_params(est, arrays):
         else:
             params[key] = encode_value(value, f"parameter {key!r}")
     return params
-
-
-def _list_or_none(v):
-    return None if v is None else [float(x) for x in v]
 
 
 def estimator_file(est):
@@ -191,15 +188,15 @@ def _estimator_expected(header, kind):
     return plan, expected
 
 
-def _estimator_build(plan, arrays):
+def _estimator_build(estimator_class, plan, arrays):
+    # Imported here: they import scikit-learn when installed, which loading a Network file
+    # (one process's memory peak, test_model_file_paths.py) does without.
     from ._compat import check_random_state
-    from ._classifier import MLPClassifier
-    from ._regressor import MLPRegressor
     from ._progress import TrainingHistory
     from ._targets import LabelBinarizer
 
     kind, fit, sizes = plan["kind"], plan["fitted"], plan["sizes"]
-    cls = MLPClassifier if kind == "MLPClassifier" else MLPRegressor
+    cls = estimator_class(kind)
     params = dict(plan["params"])
     names = set(cls._get_param_names())
     if set(params) | ({"random_state"} if plan["random_state"] else set()) != names:
@@ -307,3 +304,19 @@ def _estimator_build(plan, arrays):
         est._best_params = core_order(arrays["best_params"])
     est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit
     return est
+
+
+# ---------------------------------------------------------------------------
+# Saving and reading (the estimators' save; dnnfast.load takes estimator_codec)
+# ---------------------------------------------------------------------------
+
+def estimator_codec(estimator_class):
+    """The reader's Codec of an estimator file; ``estimator_class(kind)`` -> MLPClassifier or
+    MLPRegressor (the classes import this module, so they are handed in)."""
+    return Codec(_estimator_expected, lambda plan: {}, functools.partial(_estimator_build, estimator_class))
+
+
+def save_estimator(est, path):
+    """Write the fitted ``est`` to ``path`` atomically."""
+    path = check_path(path)
+    atomic_write(path, estimator_file(est))
