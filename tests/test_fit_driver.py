@@ -289,6 +289,11 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
     with pytest.raises(ValueError, match="without training state"):
         _net().fit(X, Y, epochs=3, batch_size=8, optimizer="adam", checkpoint=plain, resume=True,
                    validation_data=(X, Y), early_stopping=True)
+    estimator = tmp_path / "estimator.npz"  # only a Network file is a checkpoint: a clear error, not AttributeError
+    dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, Y.argmax(1)).save(estimator)
+    with pytest.raises(ValueError, match=r"estimator\.npz.*header\.kind is 'MLPClassifier'; expected 'Network'"):
+        _net().fit(X, Y, epochs=3, batch_size=8, optimizer="adam", checkpoint=estimator, resume=True,
+                   validation_data=(X, Y), early_stopping=True)
     cases = [
         (lambda h: h["training"].update(optimizer="rmsprop"), (), "optimizer"),
         (lambda h: h["training"].update(epoch=-1), (), "epoch"),

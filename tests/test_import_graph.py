@@ -109,13 +109,41 @@ def test_training_driver_imports_no_model_or_mpi_module():
             assert not bad, f"{name} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("lazy", [
-    False,
-    # Remaining on this branch: reference -> network -> _model_files -> _estimators -> reference, which the
-    # layering of issue 17 item 4 (file codecs beside their classes, _poisson.py deleted) removes.
-    pytest.param(True, marks=pytest.mark.xfail(reason="circle through _model_files / _estimators: issue 17 item 4",
-                                               strict=False)),
-], ids=["module-level", "with-lazy"])
+@pytest.mark.parametrize("lazy", [False, True], ids=["module-level", "with-lazy"])
 def test_no_import_circle(lazy):
     cycle = find_cycle(import_graph(lazy))
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def _reaches(graph, start):
+    """Every module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_model_files_are_layered():
+    """DESIGN.md "Layers", io/: the archive at the bottom, each codec beside its class
+    (and below it), ``load`` on top; lazy imports count."""
+    graph = import_graph()
+    # The archive reader/writer imports no model, codec or training module.
+    assert graph["dnnfast._archive"] <= {"dnnfast._core", "dnnfast._registry", "dnnfast._validation"}, \
+        sorted(graph["dnnfast._archive"])
+    # A codec is handed its class: it reaches neither its class, nor the other codec, nor the top.
+    for codec, forbidden in [
+        ("dnnfast._network_file", ("dnnfast.network", "dnnfast._estimators", "dnnfast._model_files")),
+        ("dnnfast._estimators._file", ("dnnfast.network", "dnnfast._network_file", "dnnfast._model_files",
+                                       "dnnfast._estimators._base", "dnnfast._estimators._classifier",
+                                       "dnnfast._estimators._regressor")),
+    ]:
+        bad = sorted(m for m in _reaches(graph, codec) if m.startswith(forbidden))
+        assert not bad, f"{codec} reaches {bad}"
+    # The classes save through their own codec, never through the top.
+    assert "dnnfast._network_file" in graph["dnnfast.network"]
+    assert "dnnfast._estimators._file" in graph["dnnfast._estimators._base"]
+    importers = sorted(m for m, deps in graph.items() if "dnnfast._model_files" in deps)
+    assert importers == ["dnnfast"], f"only dnnfast.load imports the top of the model files: {importers}"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import dnnfast
-from dnnfast import _model_files
+from dnnfast import _archive as archive, _network_file
 
 _PYTHONPATH = os.path.dirname(os.path.dirname(dnnfast.__file__))
 POSIX = os.name == "posix"
@@ -148,7 +148,7 @@ def test_load_peak_memory_is_about_the_model(tmp_path, content):
     if content == "sparse zeros":
         net.parameters[:] = 0
         buf = io.BytesIO()
-        _model_files._write_archive(buf, _model_files.network_file(net))
+        archive._write_archive(buf, _network_file.network_file(net))
         _write_sparse(path, buf.getvalue())
         if os.stat(path).st_blocks * 512 > 8 << 20:
             pytest.skip("this file system does not keep holes")
@@ -183,7 +183,7 @@ def test_memory_error_while_loading_names_the_file(tmp_path, monkeypatch):
 
     def out_of_memory(*args):
         raise MemoryError()
-    monkeypatch.setattr(_model_files, "_parse_header", out_of_memory)
+    monkeypatch.setattr(archive, "_parse_header", out_of_memory)
     with pytest.raises(MemoryError, match=r"cannot load .*m\.npz.*out of memory"):
         dnnfast.load(path)
 
@@ -222,7 +222,7 @@ def _archive(path, members):
 def _header_member():
     net = _net()
     buf = io.BytesIO()
-    _model_files._write_archive(buf, _model_files.network_file(net))
+    archive._write_archive(buf, _network_file.network_file(net))
     with zipfile.ZipFile(buf) as zf:
         return {n[:-4]: zf.read(n) for n in zf.namelist()}
 
@@ -423,7 +423,7 @@ def test_failed_rename_names_the_users_path(tmp_path, monkeypatch):
 
     def replace(src, dst):
         raise OSError(28, "No space left on device", src, dst)
-    monkeypatch.setattr(_model_files.os, "replace", replace)
+    monkeypatch.setattr(archive.os, "replace", replace)
     with pytest.raises(OSError) as info:
         _net().save(path)
     assert info.value.filename == str(path) and info.value.filename2 is None and ".tmp" not in str(info.value)
@@ -479,8 +479,8 @@ def test_next_save_removes_the_temporary_of_a_killed_save(tmp_path, sig):
 @needs_posix  # flock: without it stale temporaries are not cleaned
 def test_save_leaves_the_temporary_of_a_running_save_alone(tmp_path):
     path = tmp_path / "model.npz"
-    stem = _model_files._tmp_stem("model.npz")
-    tmp, fd = _model_files._create_temporary(str(tmp_path), stem, str(path))  # as a save in progress holds it
+    stem = archive._tmp_stem("model.npz")
+    tmp, fd = archive._create_temporary(str(tmp_path), stem, str(path))  # as a save in progress holds it
     try:
         _net().save(path)
         assert os.path.exists(tmp)
@@ -491,7 +491,7 @@ def test_save_leaves_the_temporary_of_a_running_save_alone(tmp_path):
 
 
 def test_temporary_name_is_short_and_fixed(tmp_path):
-    stem = _model_files._tmp_stem("m" * 255)
-    tmp, fd = _model_files._create_temporary(str(tmp_path), stem, "x")
+    stem = archive._tmp_stem("m" * 255)
+    tmp, fd = archive._create_temporary(str(tmp_path), stem, "x")
     os.close(fd)
     assert len(os.path.basename(tmp)) == 34 and os.path.basename(tmp).startswith(".dnnfast-")

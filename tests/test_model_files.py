@@ -21,7 +21,7 @@ import pytest
 
 import dnnfast
 from dnnfast import MLPClassifier, MLPRegressor
-from dnnfast import _model_files
+from dnnfast import _archive
 
 warnings.filterwarnings("ignore", message="Stochastic Optimizer")
 
@@ -381,7 +381,7 @@ def test_failed_fsync_or_rename_keeps_the_old_file(tmp_path, monkeypatch, step):
 
     def fail(*args, **kwargs):
         raise OSError(f"{step} failed")
-    monkeypatch.setattr(_model_files.os, step, fail)
+    monkeypatch.setattr(_archive.os, step, fail)
     with pytest.raises(OSError, match=f"{step} failed"):
         net.save(path)
     monkeypatch.undo()

@@ -35,7 +35,10 @@ with atheris.instrument_imports():  # coverage feedback from dnnfast and the arc
     import zipfile
 
     import dnnfast
+    import dnnfast._archive
+    import dnnfast._estimators._file
     import dnnfast._model_files
+    import dnnfast._network_file
 
 warnings.simplefilter("ignore")
 _DIR = tempfile.mkdtemp(prefix="dnnfast-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)

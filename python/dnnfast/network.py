@@ -1,6 +1,7 @@
 """dnnfast.Network: the fully-connected network of SPEC section 7."""
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
@@ -84,11 +85,11 @@ def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
 
 
 def _checkpoint_io():
-    """The model file's checkpoint writer and reader, for the training driver
+    """The Network codec's checkpoint writer and reader, for the training driver
     (which imports no file format); imported only by a fit with a checkpoint."""
-    from ._model_files import load_checkpoint, save_checkpoint
+    from ._network_file import load_checkpoint, save_checkpoint
 
-    return save_checkpoint, load_checkpoint
+    return save_checkpoint, functools.partial(load_checkpoint, cls=Network)
 
 
 class Network:
@@ -174,9 +175,9 @@ class Network:
         any previous file at ``path`` as it was. ``dnnfast.load(path)`` reads it
         back: same predictions, bit for bit, and the same shuffling generator.
         """
-        from ._model_files import save
+        from ._network_file import save_network  # the archive (zipfile, json) loads on first use
 
-        save(self, path)
+        save_network(self, path)
 
     @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):

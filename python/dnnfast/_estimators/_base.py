@@ -330,9 +330,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         predictions, bit for bit, and ``partial_fit`` / ``warm_start`` continue
         as they would have.
         """
-        from .._model_files import save
+        from ._file import save_estimator  # the archive (zipfile, json) loads on first use
 
-        save(self, path)
+        save_estimator(self, path)
 
 
 

@@ -134,7 +134,7 @@ class TrainState:
         return header, arrays
 
     def load_record(self, record):
-        """Take over a checkpoint's record (read by _model_files, checked there)."""
+        """Take over a checkpoint's record (read by _network_file, checked there)."""
         if record["optimizer"] != self.optimizer:
             raise ValueError(f"resume: the checkpoint was written with optimizer={record['optimizer']!r}, "
                              f"this fit has optimizer={self.optimizer!r}")

@@ -1,0 +1,199 @@
+"""The Network's file codec: its header and arrays, and a checkpoint's training members.
+
+The archive itself (reading, writing, checked header fields) is ``_archive.py``;
+the format is documented in ``docs/model_files.md``."""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from ._archive import (
+    _BASE_FIELDS, _HEADER, Codec, atomic_write, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
+    _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
+)
+
+
+def _rng_state(rng):
+    st = rng.bit_generator.state
+    if st.get("bit_generator") != "PCG64":
+        raise ValueError(f"cannot save a network whose generator is {st.get('bit_generator')}; "
+                         "only PCG64 (numpy.random.default_rng) has a file form")
+    return {"bit_generator": "PCG64", "state": hex(st["state"]["state"]), "inc": hex(st["state"]["inc"]),
+            "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+
+
+def _check_rng(d):
+    if not isinstance(d, dict):
+        raise ValueError("header.rng must be an object")
+    _check_keys(d, ["bit_generator", "state", "inc", "has_uint32", "uinteger"], [], "header.rng")
+    if d["bit_generator"] != "PCG64":
+        raise ValueError(f"header.rng.bit_generator must be 'PCG64', got {d['bit_generator']!r:.40}")
+    out = {}
+    for key in ("state", "inc"):
+        v = _field(d, key, str, "header.rng")
+        if not re.fullmatch(r"0x[0-9a-f]{1,32}", v):
+            raise ValueError(f"header.rng.{key} must be a hex string of at most 128 bits")
+        out[key] = int(v, 16)
+    has = _count(d, "has_uint32", "header.rng", 0, 1)
+    uint = _count(d, "uinteger", "header.rng", 0, 2**32 - 1)
+    return {"bit_generator": "PCG64", "state": out, "has_uint32": has, "uinteger": uint}
+
+
+def network_file(net, training=None):
+    """(header, arrays) of a Network; ``training``: an optional training-state
+    record (header part, arrays in the core's order) from dnnfast._train."""
+    header = _base_header("Network", net.sizes, net._acts, net.loss, net.dtype, net.fused)
+    header["rng"] = _rng_state(net._rng)
+    extra = {}
+    if training is not None:
+        header["training"], extra = _training_header(net, *training)
+    arrays = {_HEADER: _header_array(header)}
+    for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
+        arrays[f"W{l}"] = _le(W, net.dtype)
+        arrays[f"b{l}"] = _le(b.ravel(), net.dtype)
+        if a is not None:
+            arrays[f"alpha{l}"] = _le(a, net.dtype)
+    arrays.update(extra)
+    return arrays
+
+
+def _network_expected(header):
+    _check_keys(header, _BASE_FIELDS + ["rng"], ["training"], "header")
+    sizes, specs, loss, dtype, fused = _check_architecture(header, "Network")
+    rng = _check_rng(header["rng"])
+    plan = {"sizes": sizes, "specs": specs, "loss": loss, "dtype": dtype, "fused": fused, "rng": rng}
+    expected = _parameter_arrays(sizes, specs, dtype)
+    if "training" in header:
+        plan["training"], arrays = _check_training(header["training"], _num_params(sizes, specs), dtype)
+        expected.update(arrays)
+    return plan, expected
+
+
+def _network_unfilled(cls, plan):
+    """-> {parameter array name: the view of the new network's parameters it is read into}.
+
+    The network (``plan["net"]``) is built with zeros for parameters, not drawn ones,
+    and the file's arrays are read straight into them: loading holds the model once,
+    never a second copy or an initialisation's float64 draw. ``cls``: network.Network
+    (which imports this module, so it is handed in)."""
+    acts = [name if alpha is None else (name, {"alpha": alpha}) for name, alpha in plan["specs"]]
+    net = cls._unfilled(plan["sizes"], acts, plan["loss"], plan["dtype"].name, plan["fused"])
+    views = {}
+    for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
+        views[f"W{l}"], views[f"b{l}"] = W, b.reshape(-1)
+        if a is not None:
+            views[f"alpha{l}"] = a
+    if set(views) != set(_parameter_arrays(plan["sizes"], plan["specs"], plan["dtype"])):
+        raise ValueError("the saved layers do not match this dnnfast's parameter layout")
+    plan["net"] = net
+    return views
+
+
+def _network_build(plan, arrays):
+    net = plan["net"]  # its parameters already hold the file's arrays
+    net._rng.bit_generator.state = plan["rng"]
+    if "training" in plan:  # a checkpoint: fit(..., checkpoint=path, resume=True) takes it up
+        record = dict(plan["training"])
+        order = _canonical_order(net._layout)
+        record["arrays"] = {}
+        for name in _TRAINING_ARRAYS:
+            if name in arrays:
+                flat = np.empty(net.num_params, dtype=net.dtype)
+                flat[order] = arrays[name]
+                record["arrays"][name] = flat
+        net._checkpoint = record
+    return net
+
+
+# ---------------------------------------------------------------------------
+# Training state (optional members of a Network file: a checkpoint)
+# ---------------------------------------------------------------------------
+
+_TRAINING_ARRAYS = ("train_state1", "train_state2", "train_best_params")
+_TRAINING_FIELDS = ["epoch", "step", "optimizer", "t", "stopped", "wait", "best", "best_epoch", "history",
+                    "settings", "rng", "best_params"]
+
+
+def _training_header(net, header, arrays):
+    """The header's ``training`` object and the arrays (canonical order) of a record."""
+    order = _canonical_order(net._layout)
+    out = dict(header)
+    out["rng"] = _rng_state(header["rng"])
+    out["best"] = encode_value(header["best"], "training.best")
+    out["history"] = {k: [encode_value(float(x), "training.history") for x in v] for k, v in header["history"].items()}
+    out["settings"] = [[k, encode_value(v, "training.settings")] for k, v in header["settings"]]
+    return out, {name: _le(a[order], net.dtype) for name, a in arrays.items()}
+
+
+def _check_training(d, num_params, dtype):
+    """Check a header's ``training`` object -> (record, {array name: (dtype, shape)})."""
+    where = "header.training"
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be an object")
+    _check_keys(d, _TRAINING_FIELDS, [], where)
+    rec = {"epoch": _count(d, "epoch", where), "step": _count(d, "step", where, hi=2**62),
+           "t": _count(d, "t", where, hi=2**62), "wait": _count(d, "wait", where),
+           "stopped": _field(d, "stopped", bool, where), "optimizer": _field(d, "optimizer", str, where)}
+    from ._registry import OPTIMIZER_TABLE
+
+    if rec["optimizer"] not in OPTIMIZER_TABLE:
+        raise ValueError(f"{where}.optimizer: unknown optimizer {rec['optimizer']!r:.40}")
+    best = decode_value(d["best"], f"{where}.best")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+        raise ValueError(f"{where}.best must be a number or null")
+    rec["best"] = None if best is None else float(best)
+    rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
+    hist = _field(d, "history", dict, where)
+    rec["history"] = {}
+    for k, v in hist.items():
+        if not isinstance(v, list):
+            raise ValueError(f"{where}.history.{k:.40} must be a list")
+        vals = [decode_value(x, f"{where}.history") for x in v]
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
+            raise ValueError(f"{where}.history.{k:.40} must hold numbers")
+        rec["history"][k] = [float(x) for x in vals]
+    settings = _field(d, "settings", list, where)
+    if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in settings):
+        raise ValueError(f"{where}.settings must be a list of [name, value] pairs")
+    rec["settings"] = [(k, decode_value(v, f"{where}.settings")) for k, v in settings]
+    rec["rng"] = _check_rng(d["rng"])
+    buffers = OPTIMIZER_TABLE[rec["optimizer"]][1]
+    arrays = {}
+    if buffers >= 1:
+        arrays["train_state1"] = (dtype, (num_params,))
+    if buffers >= 2:
+        arrays["train_state2"] = (dtype, (num_params,))
+    if _field(d, "best_params", bool, where):
+        arrays["train_best_params"] = (dtype, (num_params,))
+    return rec, arrays
+
+
+# ---------------------------------------------------------------------------
+# Saving and reading (Network.save, a fit's checkpoints; dnnfast.load takes network_codec)
+# ---------------------------------------------------------------------------
+
+def network_codec(cls):
+    """The reader's Codec of a Network file, building instances of ``cls``."""
+    return Codec(lambda header, kind: _network_expected(header), functools.partial(_network_unfilled, cls),
+                 _network_build)
+
+
+def save_network(net, path, training=None):
+    """Write ``net`` (with a training-state record from dnnfast._train: a checkpoint) atomically."""
+    path = check_path(path)
+    atomic_write(path, network_file(net, training))
+
+
+def save_checkpoint(net, path, record):
+    """A Network with its training state (``record`` from dnnfast._train), atomically."""
+    save_network(net, path, record)
+
+
+def load_checkpoint(path, cls):
+    """``(network, record)``: a Network file and its training state (None in a plain model file).
+
+    Only a Network file is a checkpoint: any other kind is a ValueError naming ``path``."""
+    net = read_model(path, {"Network": network_codec(cls)})
+    return net, net.__dict__.pop("_checkpoint", None)
