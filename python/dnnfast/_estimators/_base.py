@@ -27,7 +27,7 @@ from ..distributed import current as _distributed_context
 from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
-from .._validation import cast_finite, check_memory, network_bytes, packed_first_w_bytes
+from .._validation import cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes
 from ._compat import BaseEstimator, check_random_state
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks
@@ -118,7 +118,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if isinstance(v, bool) or not isinstance(v, kind):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be "
                                 f"{'an int' if integral else 'a float'}, got {v!r}.")
-            if not np.isfinite(v) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
+            # An int is finite however large (np.isfinite cannot take one beyond int64).
+            if (not integral and not np.isfinite(v)) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
                     (hi is not None and (v > hi or (hi_open and v == hi))):
                 rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open else ']'}"
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be in {rng}, got {v!r}.")
@@ -150,8 +151,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be a bool, "
                                 f"got {getattr(self, name)!r}.")
-        if self.n_threads is not None:
-            num("n_threads", 1, integral=True)
+        if self.n_threads is not None:  # the thread-count policy of dnnfast.set_num_threads
+            check_thread_count(self.n_threads, "n_threads", allow_zero=False)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes

@@ -165,7 +165,7 @@ class _Solvers:
         else:
             if self.batch_size > n_train:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
-            batch_size = int(np.clip(self.batch_size, 1, n_train))
+            batch_size = max(1, min(int(self.batch_size), n_train))  # Python ints: any size
 
         data_scale = self._data_loss_scale()
         sample_idx = np.arange(n_train, dtype=np.int64)
