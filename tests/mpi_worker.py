@@ -278,6 +278,70 @@ def main(path):
         np.savez(path, **out)
 
 
+# Estimator settings that differ on the last rank (issue 18): each must raise
+# one ValueError on every rank naming the setting. The first three hung in a
+# collective, the others trained different models without a word.
+MISMATCH_CASES = {
+    "learning_rate_init": ("learning_rate_init", 1e-3, 2e-3),
+    "solver": ("solver", "sgd", "adam"),
+    "alpha": ("alpha", 1e-4, 1e-3),
+    "class_weight": ("class_weight", {0: 1.0}, {0: 2.0}),
+    "max_iter": ("max_iter", 3, 4),
+    "batch_size": ("batch_size", 5, 7),
+    "hidden_layer_sizes": ("hidden_layer_sizes", (5,), (6,)),
+    "partial_fit_classes": (None, [0, 1, 2], [0, 1, 2, 3]),
+}
+CASE_TIMEOUT = 20  # seconds: a hanging case ends the job (os._exit) instead of blocking it
+
+
+def mismatch(path, names):
+    """One mpiexec run for every mismatch case; rank 0 appends one JSON line
+    per case to ``path`` as it ends ({"case", "errors"}), or {"case", "hung"}
+    when a case runs past CASE_TIMEOUT (the job then stops)."""
+    import os
+    import threading
+
+    X, y = data(n=40, seed=3)
+    lo, hi = shard_bounds(X.shape[0])
+    last = rank == size - 1
+    for name in names:
+        param, value, other = MISMATCH_CASES[name]
+
+        def hung(name=name):
+            if rank == 0:
+                with open(path, "a") as f:
+                    f.write(json.dumps({"case": name, "hung": True}) + "\n")
+            os._exit(3)
+
+        timer = threading.Timer(CASE_TIMEOUT, hung)
+        timer.daemon = True
+        timer.start()
+
+        def fit():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Context():
+                    if param is None:  # partial_fit's classes argument
+                        est = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", batch_size=8,
+                                                    random_state=0)
+                        est.partial_fit(X[lo:hi], y[lo:hi], classes=other if last else value)
+                    else:
+                        kw = {"hidden_layer_sizes": (4,), "solver": "sgd", "batch_size": 8, "max_iter": 3,
+                              "random_state": 0, param: other if last else value}
+                        dnnfast.MLPClassifier(**kw).fit(X[lo:hi], y[lo:hi])
+
+        try:
+            fit()
+            mine = None
+        except Exception as exc:  # noqa: BLE001 - the error is the result
+            mine = [type(exc).__name__, str(exc)]
+        gathered = comm.gather(mine, root=0)
+        timer.cancel()
+        if rank == 0:
+            with open(path, "a") as f:
+                f.write(json.dumps({"case": name, "errors": gathered}) + "\n")
+
+
 def uncaught():
     """The last rank's shard holds a NaN and nobody catches the error: every
     rank must exit with it (none may wait forever in a collective)."""
@@ -295,5 +359,7 @@ def uncaught():
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()
+    elif sys.argv[1] == "--mismatch":  # --mismatch PATH [CASE ...]
+        mismatch(sys.argv[2], sys.argv[3:] or list(MISMATCH_CASES))
     else:
         main(sys.argv[1])

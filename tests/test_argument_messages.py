@@ -71,3 +71,55 @@ def test_float_labels_for_cce_get_the_labels_hint_not_the_single_row_one():
     msg = str(info.value)
     assert "astype(int)" in msg and "reshape(1, -1)" not in msg
     net.fit(X, y.astype(int))  # the hint works
+
+
+# -- the estimators (issue 18) -------------------------------------------------
+
+_X = np.random.default_rng(0).normal(size=(20, 3))
+_Y = np.arange(20) % 2
+
+
+@pytest.mark.parametrize("est", [dnnfast.MLPClassifier, dnnfast.MLPRegressor])
+@pytest.mark.parametrize("X, y, name, text", [
+    (np.full((20, 3), np.nan), _Y, "X", "Input X contains NaN"),
+    (np.ones(20), _Y, "X", "Expected 2D array"),
+    (np.ones((20, 3, 2)), _Y, "X", "dim 3"),
+    (_X, np.ones((20, 2, 2)), "y", "dim 3"),
+    (_X, np.full(20, np.nan), "y", "Input y contains NaN"),
+])
+def test_estimator_messages_name_the_argument_at_fault(est, X, y, name, text):
+    """X's problems name X (not "y: Input X ..."), y's name y."""
+    other = "y" if name == "X" else "X"
+    with pytest.raises(ValueError, match=text) as info:
+        est(max_iter=2).fit(X, y)
+    msg = str(info.value)
+    assert not msg.startswith(f"{other}:"), msg
+    assert name in msg.split(".")[0], msg
+
+
+@pytest.mark.parametrize("cw, text", [({0: -1.0}, "class 0"), ({0: np.nan}, "class 0"), ({1: np.inf}, "class 1"),
+                                      ({0: 0, 1: 0}, "sum to zero"), ({0: True}, "class 0")])
+def test_class_weight_like_sample_weight(cw, text):
+    """Negative, non-finite or all-zero class weights are refused, as the same sample_weight is."""
+    with pytest.raises(ValueError, match="class_weight") as info:
+        dnnfast.MLPClassifier(max_iter=2, class_weight=cw).fit(_X, _Y)
+    assert text in str(info.value)
+
+
+def test_class_weight_zero_for_one_class_is_fine():
+    dnnfast.MLPClassifier(max_iter=50, class_weight={0: 0.0}, random_state=0).fit(_X, _Y)
+
+
+def test_huge_batch_size_is_clipped_with_a_warning():
+    """scikit-learn clips batch_size to n_samples; an int beyond int64 must not crash the check."""
+    with pytest.warns(UserWarning, match="batch_size"):
+        est = dnnfast.MLPClassifier(max_iter=3, batch_size=10**30, random_state=0).fit(_X, _Y)
+    ref = dnnfast.MLPClassifier(max_iter=3, batch_size=20, random_state=0).fit(_X, _Y)
+    for a, b in zip(est.coefs_, ref.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad, exc", [(2**40, ValueError), (0, ValueError), (True, TypeError), (2.0, TypeError)])
+def test_estimator_n_threads_is_a_thread_count(bad, exc):
+    with pytest.raises(exc, match="n_threads"):
+        dnnfast.MLPClassifier(max_iter=2, n_threads=bad).fit(_X, _Y)

@@ -184,6 +184,42 @@ def test_uncaught_error_stops_every_rank():
     assert out.count("X contains NaN") >= 2, out
 
 
+MISMATCH_CASES = ["learning_rate_init", "solver", "alpha", "class_weight", "max_iter", "batch_size",
+                  "hidden_layer_sizes", "partial_fit_classes"]
+
+
+@pytest.fixture(scope="module")
+def mismatches(tmp_path_factory):
+    """One ``mpiexec -n 2`` run for every case (the worker stops a case that
+    runs past its own timeout and records it as hung)."""
+    path = tmp_path_factory.mktemp("mpi") / "mismatch.jsonl"
+    try:
+        _launch(2, "--mismatch", str(path), *MISMATCH_CASES)
+    except subprocess.TimeoutExpired:
+        pass  # the cases not written below are reported as not reached
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {d["case"]: d for d in map(json.loads, lines)}
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", MISMATCH_CASES)
+def test_estimator_settings_differing_between_ranks_raise_on_all(mismatches, case):
+    """An estimator setting (or partial_fit's classes) that differs on one
+    rank: every rank raises the same ValueError naming it and both values --
+    no hang, no silently different models."""
+    assert case in mismatches, f"{case}: not reached (an earlier case hung or mpiexec failed)"
+    result = mismatches[case]
+    assert not result.get("hung"), f"{case}: the ranks hung"
+    errors = result["errors"]
+    assert len(errors) == 2
+    name = "classes" if case == "partial_fit_classes" else case
+    for r, err in enumerate(errors):
+        assert err is not None, f"rank {r} raised nothing"
+        assert err[0] == "ValueError" and f"{name} must be the same on every rank" in err[1], (r, err)
+        assert "rank 1 has" in err[1], (r, err)
+    assert errors[0] == errors[1]
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

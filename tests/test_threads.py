@@ -1,4 +1,5 @@
 """Thread-count policy: set_num_threads, OMP_NUM_THREADS, threadpoolctl."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -156,3 +157,32 @@ def test_estimator_fit_is_bit_identical_across_runs_and_thread_counts(dtype, sol
             assert p.dtype == dtype
             np.testing.assert_array_equal(p, q, err_msg=f"{threads} thread(s)")
         np.testing.assert_array_equal(proba, fits[0][1], err_msg=f"{threads} thread(s)")
+
+
+_LBFGS_SCRIPT = """
+import hashlib, warnings
+import numpy as np
+import dnnfast
+warnings.simplefilter("ignore")  # ConvergenceWarning: few iterations on purpose
+rng = np.random.default_rng(0)
+X = rng.normal(size=(200, 20))
+y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int)
+# ~36,000 parameters: long enough vectors for OpenBLAS to split its reductions over threads
+est = dnnfast.MLPClassifier(hidden_layer_sizes=(300, 100), solver="lbfgs", max_iter=25, random_state=0).fit(X, y)
+print(hashlib.sha256(b"".join(a.tobytes() for a in est.coefs_ + est.intercepts_)).hexdigest())
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="solver='lbfgs' needs SciPy")
+def test_lbfgs_weights_do_not_depend_on_blas_threads():
+    """L-BFGS-B runs in SciPy's BLAS; its threaded reductions gave different
+    weights for OPENBLAS_NUM_THREADS=1 and 2. The solver pins BLAS to one
+    thread (threadpoolctl), so the weights are bit-identical on any count."""
+    digests = set()
+    for n in ("1", "2"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+        out = subprocess.run([sys.executable, "-c", _LBFGS_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, digests

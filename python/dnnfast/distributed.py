@@ -158,6 +158,21 @@ class Context:
             raise ValueError(f"{what} must be the same on every rank: rank 0 has {values[0]!r}, "
                              f"rank {bad[0]} has {values[bad[0]]!r}")
 
+    def check_same_settings(self, fingerprint, what):
+        """Collective: ``fingerprint`` (a list of ``(name, value)``, values
+        comparable with ``==`` after pickling) equal on every rank, else one
+        ValueError, the same on all ranks, naming the first setting that
+        differs (``_train.state.first_difference``) and the two values."""
+        from ._train.state import first_difference
+
+        values = self.comm.allgather(fingerprint)
+        for r, other in enumerate(values[1:], 1):
+            diff = first_difference(values[0], other, skip=())
+            if diff is not None:
+                name, mine, theirs = diff
+                raise ValueError(f"{what} {name} must be the same on every rank: rank 0 has {mine!r}, "
+                                 f"rank {r} has {theirs!r}")
+
     # -- collectives on buffers (no pickling) -------------------------------------
 
     def sum_(self, buf):
@@ -280,12 +295,7 @@ class _DistributedSteps:
     def check_same(self, fingerprint):
         """Collective: every setting equal on every rank, else one ValueError
         on all ranks naming the first setting that differs."""
-        values = self.ctx.comm.allgather(fingerprint)
-        for r, other in enumerate(values):
-            for (name, mine), (_, theirs) in zip(values[0], other):
-                if mine != theirs:
-                    raise ValueError(f"fit's argument {name} must be the same on every rank: rank 0 has "
-                                     f"{mine!r}, rank {r} has {theirs!r}")
+        self.ctx.check_same_settings(fingerprint, "fit's argument")
 
     def sum_floats(self, values):
         buf = np.array(values, dtype=np.float64)

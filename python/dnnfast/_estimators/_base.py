@@ -27,7 +27,7 @@ from ..distributed import current as _distributed_context
 from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
-from .._validation import cast_finite, check_memory, network_bytes, packed_first_w_bytes
+from .._validation import cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes
 from ._compat import BaseEstimator, check_random_state
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks
@@ -104,6 +104,28 @@ class _ThreadCount:
         return False
 
 
+def _comparable(value):
+    """A setting in a form that compares by value after pickling to another
+    process: sequences as lists, NumPy scalars as Python numbers, dicts as
+    sorted pairs, a generator instance by its type (under MPI only rank 0
+    draws: the initial weights and the epoch order are broadcast from it)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, dict):
+        return sorted(([_comparable(k), _comparable(v)] for k, v in value.items()), key=repr)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return f"<{type(value).__name__} instance>"
+    return repr(value)
+
+
 class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
 
@@ -118,7 +140,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if isinstance(v, bool) or not isinstance(v, kind):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be "
                                 f"{'an int' if integral else 'a float'}, got {v!r}.")
-            if not np.isfinite(v) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
+            # An int is finite however large (np.isfinite cannot take one beyond int64).
+            if (not integral and not np.isfinite(v)) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
                     (hi is not None and (v > hi or (hi_open and v == hi))):
                 rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open else ']'}"
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be in {rng}, got {v!r}.")
@@ -150,8 +173,18 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be a bool, "
                                 f"got {getattr(self, name)!r}.")
-        if self.n_threads is not None:
-            num("n_threads", 1, integral=True)
+        if self.n_threads is not None:  # the thread-count policy of dnnfast.set_num_threads
+            check_thread_count(self.n_threads, "n_threads", allow_zero=False)
+
+    # Parameters that do not change what a fit computes: the progress output,
+    # and the thread count (results are bit-identical on any thread count).
+    _LOCAL_PARAMS = frozenset({"verbose", "n_threads"})
+
+    def _settings_fingerprint(self):
+        """(name, value) of every parameter that shapes the computation, for
+        the ranks' agreement at fit start (Context.check_same_settings)."""
+        return [(name, _comparable(v)) for name, v in sorted(self.get_params(deep=False).items())
+                if name not in self._LOCAL_PARAMS]
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -349,6 +382,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         collective(ctx, self._check_params)
         if ctx is not None:
             collective(ctx, self._check_distributed)
+            # Before any collective whose count or size depends on a setting
+            # (max_iter, batch_size, hidden_layer_sizes ...): a mismatch would
+            # hang there, or train different models on different ranks.
+            ctx.check_same_settings(self._settings_fingerprint(), f"{type(self).__name__}'s parameter")
         hidden = self._hidden_sizes()
         hidden_specs = self._hidden_specs(len(hidden))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
@@ -364,7 +401,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
         if ctx is not None:
-            ctx.check_same("(n_features, n_outputs, dtype) of the data", (n_features, Y.shape[1], X.dtype.str))
+            # classes first: different classes (partial_fit's argument) also differ in n_outputs.
+            ctx.check_same_settings([("classes", _comparable(getattr(self, "classes_", None))),
+                                     ("n_features", n_features), ("n_outputs", Y.shape[1]), ("dtype", X.dtype.name),
+                                     ("continues a fitted model", not first_pass)], "the data's")
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
         if first_pass:

@@ -1,6 +1,8 @@
 """MLPClassifier: scikit-learn's estimator on the C++ core."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..distributed import collective
@@ -198,7 +200,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if pos.size == 0:
                     raise ValueError(f"class_weight: class label {label!r} not present in the data "
                                      f"(classes: {classes.tolist()})")
+                if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) or \
+                        not np.isfinite(weight) or weight < 0:
+                    raise ValueError(f"class_weight: the weight of class {label!r} must be a finite number >= 0, "
+                                     f"got {weight!r}")
                 per_class[pos[0]] = float(weight)
+            # As for sample_weight: all-zero weights would train on nothing.
+            if not per_class.sum() > 0:
+                raise ValueError(f"class_weight: the weights of the classes {classes.tolist()} sum to zero; "
+                                 "at least one class needs a positive weight")
         else:
             raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {cw!r}")
         w = per_class[idx].astype(dtype)

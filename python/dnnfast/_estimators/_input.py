@@ -10,7 +10,12 @@ from .._validation import as_array, check_estimator_input, naming
 from ._compat import HAVE_SKLEARN, DataConversionWarning, NotFittedError
 
 if HAVE_SKLEARN:
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+    from sklearn.utils.validation import _check_sample_weight, check_consistent_length, check_is_fitted, column_or_1d
+
+    try:
+        from sklearn.utils.validation import _check_y
+    except ImportError:  # private: if a release drops it, X and y are checked together (messages unprefixed)
+        _check_y = None
 
     try:
         from sklearn.utils.validation import validate_data as _sk_validate_data
@@ -91,10 +96,23 @@ class _InputChecks:
             raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
                              "is None.")
         self._check_y_kind(y, check_estimator_input(X, "X"))
+        if HAVE_SKLEARN and _check_y is not None:
+            # scikit-learn's check_X_y in its two steps, so that each message
+            # names its own argument (one naming() around both would prefix X's
+            # problems with "y:").
+            with naming("X"):
+                X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
+                                      reset=reset)
+            with naming("y"):
+                y = _check_y(y, multi_output=True, y_numeric=y_numeric, estimator=self)
+            check_consistent_length(X, y)
+            X = np.ascontiguousarray(_densify(X))
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            return X, y
         if HAVE_SKLEARN:
-            with naming("y"), naming("X"):
-                X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                                         y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
+            X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                                     y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
             X = np.ascontiguousarray(_densify(X))
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)

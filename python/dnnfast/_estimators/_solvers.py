@@ -4,6 +4,7 @@ epoch's bookkeeping, stopping and learning-rate schedule here) and lbfgs
 ``_fit_stochastic`` / ``_fit_lbfgs`` and ``_stochastic_optimizers``."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -104,6 +105,23 @@ class _EpochState:
         return self.best_P
 
 
+def _one_blas_thread():
+    """L-BFGS-B's dot products and updates run in SciPy's BLAS, whose
+    multi-threaded reductions sum in an order that depends on its thread count
+    (OPENBLAS_NUM_THREADS=1 and 2 gave different weights); on one BLAS thread
+    lbfgs is bit-identical on any thread count, as dnnfast promises. The
+    vectors are the parameters (small work next to the core's gradient, which
+    keeps its own threads: threadpoolctl's "blas" API leaves OpenMP alone)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        # threadpoolctl comes with scikit-learn; without it, BLAS runs on its own
+        # thread count and lbfgs weights may differ between BLAS thread counts
+        # (README's promise table says so).
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
@@ -165,7 +183,7 @@ class _Solvers:
         else:
             if self.batch_size > n_train:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
-            batch_size = int(np.clip(self.batch_size, 1, n_train))
+            batch_size = max(1, min(int(self.batch_size), n_train))  # Python ints: any size
 
         data_scale = self._data_loss_scale()
         sample_idx = np.arange(n_train, dtype=np.int64)
@@ -305,8 +323,9 @@ class _Solvers:
         x0 = P[order].astype(np.float64)
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         try:
-            res = scipy.optimize.minimize(loss_grad, x0, method="L-BFGS-B", jac=True, options=options,
-                                          callback=callback)
+            with _one_blas_thread():
+                res = scipy.optimize.minimize(loss_grad, x0, method="L-BFGS-B", jac=True, options=options,
+                                              callback=callback)
         finally:
             progress.close()
         if res.status != 0:
