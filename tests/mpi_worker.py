@@ -267,7 +267,12 @@ def main(path):
         with Context():
             net.fit(Xs, ys, epochs=1, optimizer="adam" if rank == size - 1 else "sgd")
 
-    for name, fn in [("optimizer_differs", fit_optimizer_differs), ("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
+    def fit_on_nonfinite_differs():  # issue 18: rank 0 raised, rank 1 hung
+        with Context():
+            net.fit(Xs, ys, epochs=1, on_nonfinite="warn" if rank == size - 1 else "raise")
+
+    for name, fn in [("optimizer_differs", fit_optimizer_differs), ("on_nonfinite_differs", fit_on_nonfinite_differs),
+                     ("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
                      ("estimator_early_stopping", estimator_early_stopping)]:
         record_error(name, fn)

@@ -157,6 +157,7 @@ def test_block_splits_rows_evenly(run):
     ("step_fails", "MemoryError", "simulated failure in step 3", "last"),
     ("epochs_differ", "ValueError", "must be the same on every rank", None),
     ("optimizer_differs", "ValueError", "fit's argument optimizer must be the same on every rank", None),
+    ("on_nonfinite_differs", "ValueError", "fit's argument on_nonfinite must be the same on every rank", None),
     ("diverges", "NonFiniteError", "training produced NaN or infinity", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
     ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),
