@@ -58,15 +58,19 @@ def _env():
     return env
 
 
-def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
-    p = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def _ctrl_c(child, signals=1):
+    """Run ``child`` until it prints "started", send SIGINT ``signals`` times
+    0.3 s later (well inside its first epoch, seconds long: the old loops
+    waited for the epoch's end), and return ``(its JSON line, the time.time()
+    of the signal, seconds until the line came)``."""
+    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=_env())
     try:
         assert p.stdout.readline().strip() == "started"
-        time.sleep(0.3)  # well inside the first epoch (seconds long): the old loop waited for its end
-        t0 = time.perf_counter()
-        p.send_signal(signal.SIGINT)
-        p.send_signal(signal.SIGINT)  # a second Ctrl-C right after must not tear the model either
+        time.sleep(0.3)
+        t_signal, t0 = time.time(), time.perf_counter()
+        for _ in range(signals):
+            p.send_signal(signal.SIGINT)
         line = p.stdout.readline()
         elapsed = time.perf_counter() - t0
         out, err = p.communicate(timeout=60)
@@ -74,7 +78,12 @@ def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0, err
-    result = json.loads(line)
+    return json.loads(line), t_signal, elapsed
+
+
+def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
+    # a second Ctrl-C right after the first must not tear the model either
+    result, _, elapsed = _ctrl_c(CTRL_C_CHILD, signals=2)
     assert result == {"history": 0, "finite": True, "refit": 1}
     # 0.5 s promised; the slack is for a loaded machine (the old loop took the
     # rest of the epoch: seconds here).
@@ -128,20 +137,7 @@ def test_ctrl_c_stops_an_estimator_fit_quickly_warns_and_keeps_the_last_whole_ep
     into its first epoch: it stops at the driver's next chunk boundary, warns and
     returns as scikit-learn does, and having undone the epoch it cut short,
     its weights, n_iter_, t_, loss_curve_ and solver state are the fit's start."""
-    p = subprocess.Popen([sys.executable, "-c", ESTIMATOR_CTRL_C_CHILD], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env())
-    try:
-        assert p.stdout.readline().strip() == "started"
-        time.sleep(0.3)  # inside the first epoch (seconds long): the old loop waited for its end
-        t_signal = time.time()
-        p.send_signal(signal.SIGINT)
-        line = p.stdout.readline()
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 0, err
-    result = json.loads(line)
+    result, t_signal, _ = _ctrl_c(ESTIMATOR_CTRL_C_CHILD)
     assert result["warned"] == ["Training interrupted by user."]
     assert result["n_iter"] == 0 and result["t"] == 0 and result["loss_curve"] == [] and result["history"] == 0
     assert result["weights_are_initial"] and result["optimizer_fresh"] and result["finite"]
