@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _core
 from .._guards import NonFiniteWarning, epoch_is_finite
+from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback
 from .._train.driver import LocalSteps, Run, drive
 from .._train.state import History
@@ -22,7 +23,6 @@ from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
-_OPTIMIZER_ID = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 
 
 class SolverState(dict):
@@ -267,12 +267,13 @@ class _StochasticPolicies(Callback):
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
-    def _optimizer_kind(self):
+    def _optimizer_name(self):
+        """The core optimizer (the registry's name) of this solver and momentum."""
         if self.solver == "adam":
-            return _OPTIMIZER_ID["adam"]
+            return "adam"
         if self.momentum == 0:
-            return _OPTIMIZER_ID["sgd"]
-        return _OPTIMIZER_ID["nesterov" if self.nesterovs_momentum else "momentum"]
+            return "sgd"
+        return "nesterov" if self.nesterovs_momentum else "momentum"
 
     def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
         """sgd / adam: the training driver's epoch loop (dnnfast._train.driver)
@@ -289,8 +290,8 @@ class _Solvers:
         elif not isinstance(self._optimizer, SolverState):  # as a model file restores it
             self._optimizer = SolverState(self._optimizer)
         opt = self._optimizer
-        kind = self._optimizer_kind()
-        if kind != 0 and opt["state1"].size != n_params:
+        kind, n_buffers = OPTIMIZER_TABLE[self._optimizer_name()]  # the core's id; state buffers it uses
+        if n_buffers >= 1 and opt["state1"].size != n_params:
             raise ValueError("optimizer state does not match the network; refit without warm start")
 
         if self.early_stopping and incremental:
@@ -327,8 +328,8 @@ class _Solvers:
             provider = LocalSteps(net, P, X, Y, None, w=sw, draw=order.draw)
         else:
             provider = ctx.estimator_steps(net, P, X, Y, sw, order.draw)
-        state = _LoopState(opt["state1"] if kind != 0 else None, opt["state2"] if kind == 3 else None,
-                           opt["t"] if kind == 3 else None)
+        state = _LoopState(opt["state1"] if n_buffers >= 1 else None, opt["state2"] if n_buffers >= 2 else None,
+                           opt["t"] if n_buffers >= 2 else None)
         settings = _LoopSettings(1 if incremental else self.max_iter, batch_size, self.shuffle, opt)
         options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
                                      momentum=float(self.momentum), beta1=float(self.beta_1),
