@@ -135,6 +135,65 @@ def interrupt_case():
         out["interrupt/epochs"] = np.array(caught_all)
 
 
+def estimator_interrupt_case():
+    """Ctrl-C seen by the last rank only, in an estimator's second epoch (its
+    handler called from the step): every rank warns, undoes the cut epoch and
+    returns with the first epoch's weights and attributes, none hangs."""
+    import _signal
+    import signal
+    from dnnfast._estimators import _base
+    from dnnfast._train import driver
+
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+
+    class CtrlC:
+        steps = 0
+
+        def __init__(self, net):
+            self.net = net
+
+        def __getattr__(self, name):
+            return getattr(self.net, name)
+
+        def apply_gradient_sum(self, *args):
+            out = self.net.apply_gradient_sum(*args)
+            CtrlC.steps += 1
+            if rank == size - 1 and CtrlC.steps == 14:  # 11 batches an epoch: step 14 is in epoch 2
+                _signal.getsignal(int(signal.SIGINT))(signal.SIGINT, None)
+            return out
+
+    def make(max_iter):
+        return dnnfast.MLPClassifier(hidden_layer_sizes=(8,), solver="adam", batch_size=5, max_iter=max_iter,
+                                     shuffle=True, random_state=0)
+
+    core_net = _base._BaseMLP._core_net
+    _base._BaseMLP._core_net = lambda self, dtype: CtrlC(core_net(self, dtype))
+    saved, driver.CHUNK_SECONDS = driver.CHUNK_SECONDS, 0.0  # a chunk per batch: many boundaries
+    est = make(50)
+    try:
+        with warnings.catch_warnings(record=True) as caught, Context():
+            warnings.simplefilter("always")
+            est.fit(X[lo:hi], y[lo:hi])
+    finally:
+        driver.CHUNK_SECONDS = saved
+        _base._BaseMLP._core_net = core_net
+    single = None
+    if rank == 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter reached
+            single = make(1).fit(X, y)
+    flat = np.concatenate([a.ravel() for a in est.coefs_ + est.intercepts_])
+    ref = np.concatenate([a.ravel() for a in single.coefs_ + single.intercepts_]) if rank == 0 else flat
+    save_params("est_interrupt", flat, ref)
+    seen = comm.gather((est.n_iter_, est.t_, len(est.loss_curve_), int(est._optimizer["t"][0]),
+                        sum("interrupted" in str(w.message) for w in caught)), root=0)
+    if rank == 0:
+        out["est_interrupt/seen"] = np.array(seen)
+        out["est_interrupt/seen_single"] = np.array([single.n_iter_, single.t_, len(single.loss_curve_),
+                                                int(single._optimizer["t"][0]), 1])
+
+
 def estimator_case(name, make, regression=False, weighted=False, partial=0, counts=False):
     X, y = data(n=61, seed=2)
     if regression:
@@ -201,6 +260,7 @@ def main(path):
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
     checkpoint_case(path)
     interrupt_case()
+    estimator_interrupt_case()
     blocks = comm.gather(Context().block(10), root=0)
     if rank == 0:
         out["blocks"] = np.array([(b.start, b.stop) for b in blocks])

@@ -111,6 +111,21 @@ def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(run):
 
 
 @needs_mpi
+def test_ctrl_c_on_one_rank_stops_an_estimator_on_all_at_its_last_whole_epoch(run):
+    """The estimators' fit runs through the driver: a Ctrl-C seen by one rank
+    in epoch 2 stops every rank at the same chunk; each warns and keeps epoch
+    1 (weights, n_iter_, t_, loss_curve_, Adam's step count), as one process
+    fitting one epoch on all rows."""
+    seen = run["est_interrupt/seen"]
+    assert (seen == run["est_interrupt/seen_single"]).all(), seen
+    ranks = _ranks(run, "est_interrupt")
+    for r, p in enumerate(ranks[1:], 1):
+        assert np.array_equal(p, ranks[0]), f"rank {r}"
+    single = run["est_interrupt/single"]
+    np.testing.assert_allclose(ranks[0], single, rtol=1e-12, atol=1e-12 * np.abs(single).max())
+
+
+@needs_mpi
 def test_checkpoint_resume_over_mpi(run):
     """Rank 0 writes the checkpoint and reads it on resume, every rank takes it
     over: 2 + 3 epochs equal 5 in one go, bit for bit, on every rank."""

@@ -393,20 +393,21 @@ def test_thread_count_does_not_change_the_numbers():
     assert dnnfast.get_num_threads() == before  # restored
 
 
-class _InterruptInEpoch:
-    """A core network whose ``epoch``-th train_epoch runs (the weights move)
-    and then raises KeyboardInterrupt, as a Ctrl-C during that epoch does."""
+class _InterruptAfterRows:
+    """A core network whose training raises KeyboardInterrupt after the
+    chunk of steps that takes it past ``rows`` rows (the weights have moved),
+    as a Ctrl-C during that chunk does."""
 
-    def __init__(self, net, epoch):
-        self.net, self.left = net, epoch
+    def __init__(self, net, rows):
+        self.net, self.left = net, rows
 
     def __getattr__(self, name):
         return getattr(self.net, name)
 
     def train_epoch(self, *args):
         out = self.net.train_epoch(*args)
-        self.left -= 1
-        if self.left == 0:
+        self.left -= args[4].shape[0]  # the rows of this chunk of the epoch's order
+        if self.left < 0:
             raise KeyboardInterrupt
         return out
 
@@ -415,8 +416,9 @@ class _InterruptInEpoch:
 def test_interrupted_fit_warns_returns_and_keeps_the_state_of_the_last_whole_epoch(solver, early_stopping,
                                                                                       monkeypatch):
     """As scikit-learn: a KeyboardInterrupt in fit warns and returns. The
-    epoch it cut short is undone, so the weights, n_iter_, t_, loss_curve_
-    and the solver state are those of a fit that stopped after epoch 2."""
+    epoch it cut short (between the driver's chunks, part way through epoch
+    3) is undone, so the weights, n_iter_, t_, loss_curve_ and the solver
+    state are those of a fit that stopped after epoch 2."""
     from dnnfast._estimators import _base
 
     X, y = _blobs()
@@ -426,7 +428,8 @@ def test_interrupted_fit_warns_returns_and_keeps_the_state_of_the_last_whole_epo
         warnings.simplefilter("ignore")  # max_iter reached
         whole = MLPClassifier(**kw).fit(X, y)
     core_net = _base._BaseMLP._core_net
-    monkeypatch.setattr(_base._BaseMLP, "_core_net", lambda self, dtype: _InterruptInEpoch(core_net(self, dtype), 3))
+    monkeypatch.setattr(_base._BaseMLP, "_core_net",
+                        lambda self, dtype: _InterruptAfterRows(core_net(self, dtype), whole.t_ + 1))
     cut = MLPClassifier(**{**kw, "max_iter": 10})
     with pytest.warns(UserWarning, match="interrupted"):
         assert cut.fit(X, y) is cut

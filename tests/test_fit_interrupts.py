@@ -1,6 +1,7 @@
-"""Ctrl-C and SIGKILL against Network.fit, in subprocesses (issue 17):
-SIGINT stops a fit between chunks of ~0.1 s with a KeyboardInterrupt that
-carries the history and leaves a finite, unlocked, usable model; a run killed
+"""Ctrl-C and SIGKILL against Network.fit and the estimators, in subprocesses
+(issue 17): SIGINT stops a fit between chunks of ~0.1 s, Network.fit with a
+KeyboardInterrupt that carries the history, an estimator with scikit-learn's
+warning, and leaves a finite, unlocked, usable model; a run killed
 at any point and resumed from its checkpoint ends bit-identical to one that
 was never interrupted."""
 from __future__ import annotations
@@ -57,15 +58,19 @@ def _env():
     return env
 
 
-def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
-    p = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def _ctrl_c(child, signals=1):
+    """Run ``child`` until it prints "started", send SIGINT ``signals`` times
+    0.3 s later (well inside its first epoch, seconds long: the old loops
+    waited for the epoch's end), and return ``(its JSON line, the time.time()
+    of the signal, seconds until the line came)``."""
+    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=_env())
     try:
         assert p.stdout.readline().strip() == "started"
-        time.sleep(0.3)  # well inside the first epoch (seconds long): the old loop waited for its end
-        t0 = time.perf_counter()
-        p.send_signal(signal.SIGINT)
-        p.send_signal(signal.SIGINT)  # a second Ctrl-C right after must not tear the model either
+        time.sleep(0.3)
+        t_signal, t0 = time.time(), time.perf_counter()
+        for _ in range(signals):
+            p.send_signal(signal.SIGINT)
         line = p.stdout.readline()
         elapsed = time.perf_counter() - t0
         out, err = p.communicate(timeout=60)
@@ -73,11 +78,73 @@ def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0, err
-    result = json.loads(line)
+    return json.loads(line), t_signal, elapsed
+
+
+def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
+    # a second Ctrl-C right after the first must not tear the model either
+    result, _, elapsed = _ctrl_c(CTRL_C_CHILD, signals=2)
     assert result == {"history": 0, "finite": True, "refit": 1}
     # 0.5 s promised; the slack is for a loaded machine (the old loop took the
     # rest of the epoch: seconds here).
     assert elapsed < 2.0, elapsed
+
+
+ESTIMATOR_CTRL_C_CHILD = textwrap.dedent("""
+    import json, sys, time, warnings
+    import numpy as np
+    from dnnfast.estimators import MLPClassifier
+    from dnnfast._estimators import _base
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=30000)
+
+    class Started:  # says so as the fit's training starts, keeping its initial weights
+        P = P0 = None
+        def __init__(self, net):
+            self.net = net
+        def __getattr__(self, name):
+            return getattr(self.net, name)
+        def train_epoch(self, *args):
+            if Started.P is None:
+                Started.P, Started.P0 = args[0], args[0].copy()
+                print("started", flush=True)
+            return self.net.train_epoch(*args)
+
+    core_net = _base._BaseMLP._core_net
+    _base._BaseMLP._core_net = lambda self, dtype: Started(core_net(self, dtype))
+    est = MLPClassifier(hidden_layer_sizes=(1024, 1024), solver="adam", batch_size=32, max_iter=1000, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    t_returned = time.time()
+    opt = est._optimizer
+    out = {"returned": t_returned, "warned": [str(w.message) for w in caught],
+           "n_iter": est.n_iter_, "t": est.t_, "loss_curve": list(est.loss_curve_), "history": len(est.history_["loss"]),
+           "weights_are_initial": bool(np.array_equal(Started.P, Started.P0)),
+           "optimizer_fresh": bool(not opt["state1"].any() and not opt["state2"].any() and opt["t"][0] == 0),
+           "finite": bool(np.isfinite(Started.P).all())}
+    est.predict(X[:5])                             # usable, lock released
+    est.partial_fit(X[:64], y[:64])                # a fit again: the lock is free
+    out["refit"] = est.n_iter_
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_an_estimator_fit_quickly_warns_and_keeps_the_last_whole_epoch():
+    """An MLPClassifier fit (one epoch: ~8 s on one thread) gets SIGINT 0.3 s
+    into its first epoch: it stops at the driver's next chunk boundary, warns and
+    returns as scikit-learn does, and having undone the epoch it cut short,
+    its weights, n_iter_, t_, loss_curve_ and solver state are the fit's start."""
+    result, t_signal, _ = _ctrl_c(ESTIMATOR_CTRL_C_CHILD)
+    assert result["warned"] == ["Training interrupted by user."]
+    assert result["n_iter"] == 0 and result["t"] == 0 and result["loss_curve"] == [] and result["history"] == 0
+    assert result["weights_are_initial"] and result["optimizer_fresh"] and result["finite"]
+    assert result["refit"] == 1
+    # 0.5 s promised; the slack is for a loaded machine (the old loop took the
+    # rest of the epoch: seconds here).
+    assert result["returned"] - t_signal < 2.0, result["returned"] - t_signal
 
 
 RESUME_CHILD = textwrap.dedent("""

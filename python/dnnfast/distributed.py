@@ -268,7 +268,18 @@ class Context:
         """The training driver's step provider over this communicator
         (dnnfast._train.driver): ``prepare()`` checks this rank's data and
         returns ``(X, Y)``; an error on any rank is raised on all."""
-        return _DistributedSteps(self, network, prepare)
+        with self.errors():
+            X, Y = prepare()
+        self.check_same("the network (sizes, activations, loss, dtype)",
+                        (network.sizes, network.activations, network.loss, network.dtype.name))
+        return _DistributedSteps(self, network._net, network.parameters, X, Y)
+
+    def estimator_steps(self, core, P, X, Y, w, draw):
+        """The step provider of an estimator's sgd / adam fit (checked and
+        agreed by the estimator): this rank's shard ``X, Y, w`` of a core
+        network ``core`` with parameters ``P``; ``draw(shuffle)`` gives the
+        epoch's order of the global rows (only rank 0's counts)."""
+        return _DistributedSteps(self, core, P, X, Y, w, draw)
 
 
 class _DistributedSteps:
@@ -276,14 +287,12 @@ class _DistributedSteps:
     step (gradient_sum, one Allreduce, apply_gradient_sum): the only part of a
     fit that differs from one process."""
 
-    def __init__(self, ctx, network, prepare):
+    def __init__(self, ctx, core, P, X, Y, w=None, draw=None):
         self.ctx = ctx
-        with ctx.errors():
-            self.X, self.Y = prepare()
-        ctx.check_same("the network (sizes, activations, loss, dtype)",
-                       (network.sizes, network.activations, network.loss, network.dtype.name))
+        self.X, self.Y, self.w = X, Y, w
         self.offset, self.n = ctx.shard(self.X.shape[0])
-        self.core, self.P = network._net, network.parameters
+        self.core, self.P = core, P
+        self.draw = draw
         self.is_root = ctx.rank == 0
         self.verbose_suffix = f"  ({ctx.size} ranks)"
         self.rng = None  # the fit's generator; only rank 0's draws count
@@ -317,11 +326,13 @@ class _DistributedSteps:
         self.ctx.broadcast_(self.P)  # every rank starts from rank 0's parameters
 
     def epoch_order(self, shuffle):
+        if self.draw is not None:
+            return self.ctx.global_order(self.n, lambda: self.draw(shuffle))
         from .batching import epoch_order
 
         return self.ctx.global_order(self.n, lambda: epoch_order(self.n, shuffle, self.rng))
 
     def run_steps(self, order, options, state, cost_sum, penalty_sum):
-        c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, None, order, options, state.state1,
+        c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, self.w, order, options, state.state1,
                                        state.state2, state.t, self.offset, cost_sum, penalty_sum)
         return c, p

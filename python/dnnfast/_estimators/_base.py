@@ -451,7 +451,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             raise ValueError(f"class_weight={self.class_weight!r} is not supported under distributed "
                              "training (it needs the class counts of all ranks); pass a dict")
 
-    def _nonfinite(self, net, P, X, good, epoch, unit="epoch"):
+    def _nonfinite(self, net, P, X, good, epoch, unit="epoch", stacklevel=4):
         """Name where training went non-finite; with on_nonfinite='raise',
         restore ``good`` (the parameters before that epoch), drop the
         optimizer state (it holds the same non-finite values) and raise."""
@@ -460,7 +460,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             describe(epoch, layer, where, unit)
         if self.on_nonfinite != "raise":
             warnings.warn("Solver produced " + detail + ". Training goes on (on_nonfinite=%r)." % self.on_nonfinite,
-                          NonFiniteWarning, stacklevel=4)
+                          NonFiniteWarning, stacklevel=stacklevel)
             return
         # scikit-learn's message first (code may match on it), then where.
         msg = ("Solver produced non-finite parameter weights. The input data may contain large values and need "

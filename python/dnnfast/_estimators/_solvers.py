@@ -1,5 +1,6 @@
-"""The solvers: sgd and adam (one core ``train_epoch`` call per epoch, the
-epoch's bookkeeping, stopping and learning-rate schedule here) and lbfgs
+"""The solvers: sgd and adam (the training driver's epoch loop, with
+scikit-learn's bookkeeping, stopping and learning-rate schedule as its
+callbacks here) and lbfgs
 (SciPy's L-BFGS-B on the core's ``loss_and_gradient``), as scikit-learn's
 ``_fit_stochastic`` / ``_fit_lbfgs`` and ``_stochastic_optimizers``."""
 from __future__ import annotations
@@ -13,12 +14,15 @@ import numpy as np
 
 from .. import _core
 from .._guards import NonFiniteWarning, epoch_is_finite
+from .._registry import OPTIMIZER_TABLE
+from .._train.callbacks import Callback
+from .._train.driver import LocalSteps, Run, drive
+from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
-_OPTIMIZER_ID = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 
 
 class SolverState(dict):
@@ -122,17 +126,159 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+class _EpochOrder:
+    """The epoch order as scikit-learn draws it: ``sample_idx`` shuffled in
+    place every epoch with the estimator's RandomState (each shuffle permutes
+    the previous order), mapped to the training rows when some are held out."""
+
+    def __init__(self, n_train, train_rows, random_state):
+        self.idx = np.arange(n_train, dtype=np.int64)
+        self.train_rows = train_rows
+        self.random_state = random_state
+
+    def draw(self, shuffle):
+        if shuffle:
+            self.idx = shuffled(self.idx, self.random_state)
+        order = self.idx if self.train_rows is None else self.train_rows[self.idx]
+        return np.ascontiguousarray(order, dtype=np.int64)
+
+
+class _LoopSettings:
+    """What the driver's loop reads of the settings; the rate is the solver
+    state's, which the schedule changes between epochs."""
+    learning_rate = None  # not a callable schedule (driver: no per-epoch agreement needed)
+
+    def __init__(self, epochs, batch_size, shuffle, opt):
+        self.epochs, self.batch_size, self.shuffle, self.opt = epochs, batch_size, bool(shuffle), opt
+
+    def rate(self, epoch):
+        return float(self.opt["learning_rate"])
+
+
+class _LoopState:
+    """The driver's view of the solver state (the same arrays, trained in place)."""
+
+    def __init__(self, state1, state2, t):
+        self.state1, self.state2, self.t = state1, state2, t
+        self.epoch = self.step = 0
+        self.stopped = False
+        self.history = History()
+
+
+class _StochasticPolicies(Callback):
+    """scikit-learn's ``_fit_stochastic`` bookkeeping as callbacks over the
+    driver's hooks: at each epoch's start a copy of what the epoch changes
+    (``_EpochState``, undone if Ctrl-C cuts the epoch short, and the
+    non-finite guard's restore point); at its end ``n_iter_``, ``t_``,
+    ``loss_curve_``, validation and ``best_*``, ``_no_improvement_count``,
+    the history, the verbose line, the learning-rate schedule, stopping on
+    ``tol`` / ``n_iter_no_change`` and the max_iter warning."""
+
+    def __init__(self, est, net, P, X, opt, validation, incremental, progress):
+        self.est, self.net, self.P, self.X, self.opt = est, net, P, X, opt
+        self.validation = validation
+        self.incremental = incremental
+        self.progress = progress
+        self.schedule = LearningRateSchedule(est.solver, est.learning_rate, est.learning_rate_init, est.power_t)
+        self.data_scale = est._data_loss_scale()
+        self.y_val = None if validation is None else est._targets_from_outputs(validation[1])
+        best_P = est.__dict__.get("_best_params")
+        if best_P is None or best_P.size != P.size:
+            best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
+        self.best_P = best_P
+        self.epoch = None  # what the running epoch may change, taken at its start
+        self.checking = est.on_nonfinite != "ignore"
+
+    def guard(self):
+        return self if self.checking else None
+
+    def on_epoch_begin(self, est, epoch):
+        self.epoch = _EpochState(est, self.P, self.opt, self.best_P)
+        self.t0 = time.perf_counter()
+
+    def undo_epoch(self):
+        if self.epoch is not None:
+            self.best_P = self.epoch.restore(self.est, self.P, self.opt)
+            self.epoch = None
+
+    def check_epoch(self, est, epoch, cost):
+        """The driver's non-finite hook, after each epoch (once: raise, or warn and go on)."""
+        if not self.checking or epoch_is_finite(cost, self.P):
+            return
+        self.checking = False
+        if self.validation is not None and est.on_nonfinite == "raise":
+            # As scikit-learn: a diverging fit with early stopping goes on
+            # (its validation scores are NaN) and ends with the best epoch's
+            # weights, which are finite.
+            warnings.warn("Solver produced non-finite parameter weights in epoch %d; training goes on and keeps "
+                          "the weights of the best validation score (early_stopping)" % (epoch + 1),
+                          NonFiniteWarning, stacklevel=7)
+        else:
+            est._nonfinite(self.net, self.P, self.X, self.epoch.P, epoch + 1, stacklevel=7)  # raises, or warns
+
+    def on_epoch_end(self, est, epoch, logs):
+        cost_sum, penalty_sum = self.run.totals
+        n_train = self.run.n
+        est.n_iter_ += 1
+        est.loss_ = float((cost_sum * self.data_scale + penalty_sum) / n_train)
+        est.t_ += n_train
+        est.loss_curve_.append(est.loss_)
+        val_loss = val_score = float("nan")
+        early_stopping = self.validation is not None
+        if early_stopping:
+            X_val, Y_val, sw_val = self.validation
+            val_score, val_loss = est._validation_score(self.net, self.P, X_val, Y_val, self.y_val, sw_val,
+                                                        self.data_scale)
+            est.validation_scores_.append(val_score)
+            if val_score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if val_score > est.best_validation_score_:
+                est.best_validation_score_ = val_score
+                self.best_P = self.P.copy()
+        else:
+            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if est.loss_curve_[-1] < est.best_loss_:
+                est.best_loss_ = est.loss_curve_[-1]
+        est.history_.append(loss=est.loss_, val_loss=val_loss, val_score=val_score,
+                            time=time.perf_counter() - self.t0)
+        self.progress.update(est.n_iter_, est.loss_, val_score if early_stopping else None)
+
+        self.schedule.epoch_ends(self.opt, est.t_)
+        stop = False
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if early_stopping else "Training loss"
+            msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
+                   % (what, est.tol, est.n_iter_no_change))
+            stop = self.schedule.no_improvement(self.opt, msg, self.progress)
+            if not stop:
+                est._no_improvement_count = 0
+        self.epoch = None  # the epoch is complete: an interrupt from here on keeps it
+        if not stop and not self.incremental and est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                          "hasn't converged yet." % est.max_iter, ConvergenceWarning)
+        return stop
+
+
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
-    def _optimizer_kind(self):
+    def _optimizer_name(self):
+        """The core optimizer (the registry's name) of this solver and momentum."""
         if self.solver == "adam":
-            return _OPTIMIZER_ID["adam"]
+            return "adam"
         if self.momentum == 0:
-            return _OPTIMIZER_ID["sgd"]
-        return _OPTIMIZER_ID["nesterov" if self.nesterovs_momentum else "momentum"]
+            return "sgd"
+        return "nesterov" if self.nesterovs_momentum else "momentum"
 
     def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
+        """sgd / adam: the training driver's epoch loop (dnnfast._train.driver)
+        runs the epochs in chunks of ~0.1 s with Ctrl-C between them;
+        scikit-learn's policies are the callback ``_StochasticPolicies``."""
         n_params = P.size
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = SolverState(
@@ -144,18 +290,14 @@ class _Solvers:
         elif not isinstance(self._optimizer, SolverState):  # as a model file restores it
             self._optimizer = SolverState(self._optimizer)
         opt = self._optimizer
-        kind = self._optimizer_kind()
-        s1 = opt["state1"] if kind != 0 else None
-        s2 = opt["state2"] if kind == 3 else None
-        t = opt["t"] if kind == 3 else None
-        if s1 is not None and s1.size != n_params:
+        kind, n_buffers = OPTIMIZER_TABLE[self._optimizer_name()]  # the core's id; state buffers it uses
+        if n_buffers >= 1 and opt["state1"].size != n_params:
             raise ValueError("optimizer state does not match the network; refit without warm start")
-        schedule = LearningRateSchedule(self.solver, self.learning_rate, self.learning_rate_init, self.power_t)
 
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        early_stopping = self.early_stopping
-        if early_stopping:
+        validation = None
+        if self.early_stopping:
             # scikit-learn stratifies on the binarized targets, a column: its
             # message names the classes as the strings of that column's values.
             stratify = (Y[:, 0] != 0) if (self._is_classifier() and self.n_outputs_ == 1) else None
@@ -164,19 +306,15 @@ class _Solvers:
             if val_rows.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
                                  "of your dataset.")
-            X_val, Y_val = X[val_rows], Y[val_rows]
-            sw_val = None if sw is None else sw[val_rows]
-            y_val = self._targets_from_outputs(Y_val)
+            validation = (X[val_rows], Y[val_rows], None if sw is None else sw[val_rows])
             n_train = train_rows.shape[0]
         else:
             train_rows = None
-            X_val = Y_val = sw_val = y_val = None
             n_train = X.shape[0]
-        # Distributed: n_train and the epoch order are global; this rank's rows
-        # start at global row `offset`.
-        offset = 0
+        # Distributed: n_train and the epoch order are global (the provider
+        # knows where this rank's rows start).
         if ctx is not None:
-            offset, n_train = ctx.shard(X.shape[0])
+            _, n_train = ctx.shard(X.shape[0])
 
         if self.batch_size == "auto":
             batch_size = min(200, n_train)
@@ -185,99 +323,41 @@ class _Solvers:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch_size = max(1, min(int(self.batch_size), n_train))  # Python ints: any size
 
-        data_scale = self._data_loss_scale()
-        sample_idx = np.arange(n_train, dtype=np.int64)
+        order = _EpochOrder(n_train, train_rows, self._random_state)
+        if ctx is None:
+            provider = LocalSteps(net, P, X, Y, None, w=sw, draw=order.draw)
+        else:
+            provider = ctx.estimator_steps(net, P, X, Y, sw, order.draw)
+        state = _LoopState(opt["state1"] if n_buffers >= 1 else None, opt["state2"] if n_buffers >= 2 else None,
+                           opt["t"] if n_buffers >= 2 else None)
+        settings = _LoopSettings(1 if incremental else self.max_iter, batch_size, self.shuffle, opt)
+        options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
+                                     momentum=float(self.momentum), beta1=float(self.beta_1),
+                                     beta2=float(self.beta_2), epsilon=float(self.epsilon),
+                                     l2=float(self.alpha), batch_size=batch_size)
+
+        def make_options(lr):
+            options.learning_rate = lr
+            return options
+
+        run = Run(self, X, Y, n_train, settings, state, provider, options=make_options, boundary=False)
         verbose = self.verbose if ctx is None or ctx.rank == 0 else False
         progress = Progress(1 if incremental else self.max_iter, verbose, type(self).__name__)
-        best_P = self.__dict__.get("_best_params")
-        if best_P is None or best_P.size != n_params:
-            best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
-        guard = self.on_nonfinite != "ignore"
-        epoch = None  # what an epoch may change, taken at its start (see _EpochState)
+        policies = _StochasticPolicies(self, net, P, X, opt, validation, incremental, progress).bind(run)
+        self.n_iter_ = 0
         try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                epoch = _EpochState(self, P, opt, best_P)
-                t0 = time.perf_counter()
-                if self.shuffle and ctx is None:
-                    sample_idx = shuffled(sample_idx, self._random_state)
-                elif self.shuffle:  # rank 0 draws, every rank follows
-                    sample_idx = ctx.global_order(n_train, lambda: shuffled(sample_idx, self._random_state))
-                order = sample_idx if train_rows is None else train_rows[sample_idx]
-                order = np.ascontiguousarray(order, dtype=np.int64)
-                options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
-                                             momentum=float(self.momentum), beta1=float(self.beta_1),
-                                             beta2=float(self.beta_2), epsilon=float(self.epsilon),
-                                             l2=float(self.alpha), batch_size=batch_size)
-                cost_sum, penalty_sum, _ = (net.train_epoch(P, X, Y, sw, order, options, s1, s2, t)
-                                            if ctx is None else
-                                            ctx.train_epoch(net, P, X, Y, sw, order, options, s1, s2, t, offset))
-                if guard and not epoch_is_finite(cost_sum + penalty_sum, P):
-                    if early_stopping and self.on_nonfinite == "raise":
-                        # As scikit-learn: a diverging fit with early stopping
-                        # goes on (its validation scores are NaN) and ends with
-                        # the best epoch's weights, which are finite.
-                        warnings.warn("Solver produced non-finite parameter weights in epoch %d; training goes "
-                                      "on and keeps the weights of the best validation score (early_stopping)"
-                                      % (self.n_iter_ + 1), NonFiniteWarning, stacklevel=4)
-                    else:
-                        self._nonfinite(net, P, X, epoch.P, self.n_iter_ + 1)  # raises, or warns once
-                    guard = False
-                self.n_iter_ += 1
-                self.loss_ = float((cost_sum * data_scale + penalty_sum) / n_train)
-                self.t_ += n_train
-                self.loss_curve_.append(self.loss_)
-
-                val_loss = val_score = float("nan")
-                if early_stopping:
-                    val_score, val_loss = self._validation_score(net, P, X_val, Y_val, y_val, sw_val, data_scale)
-                    self.validation_scores_.append(val_score)
-                    if val_score < self.best_validation_score_ + self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if val_score > self.best_validation_score_:
-                        self.best_validation_score_ = val_score
-                        best_P = P.copy()
-                else:
-                    if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if self.loss_curve_[-1] < self.best_loss_:
-                        self.best_loss_ = self.loss_curve_[-1]
-                self.history_.append(loss=self.loss_, val_loss=val_loss, val_score=val_score,
-                                     time=time.perf_counter() - t0)
-                progress.update(self.n_iter_, self.loss_, val_score if early_stopping else None)
-
-                schedule.epoch_ends(opt, self.t_)
-                stop = False
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
-                           % (what, self.tol, self.n_iter_no_change))
-                    stop = schedule.no_improvement(opt, msg, progress)
-                    if not stop:
-                        self._no_improvement_count = 0
-                epoch = None  # the epoch is complete: an interrupt from here on keeps it
-                if stop or incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
-                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning)
+            drive(run, policies.guard(), [policies], close=[progress.close])
         except KeyboardInterrupt:
-            # As scikit-learn: warn and return. An epoch cut short (the core
-            # finishes the epoch it is in, so its weights may have moved) is
-            # undone, so n_iter_, t_, loss_curve_ and the solver state describe
-            # the weights kept.
-            if epoch is not None:
-                best_P = epoch.restore(self, P, opt)
+            # As scikit-learn: warn and return. The driver stops between
+            # chunks of an epoch; that epoch, cut short, is undone (weights,
+            # solver state, fitted attributes), so n_iter_, t_, loss_curve_
+            # and the solver state describe the weights kept: those of the
+            # last whole epoch.
+            policies.undo_epoch()
             warnings.warn("Training interrupted by user.")
-        finally:
-            progress.close()
-        self._best_params = best_P
-        if early_stopping:
-            P[:] = best_P
+        self._best_params = policies.best_P
+        if validation is not None:
+            P[:] = policies.best_P
 
     def _validation_score(self, net, P, X_val, Y_val, y_val, sw_val, data_scale):
         """(score, data loss) of the current parameters on the validation set."""

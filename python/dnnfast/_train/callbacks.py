@@ -53,7 +53,7 @@ class NonFiniteGuard(Callback):
     def check_start(self, net):
         """The user wrote NaN into the parameters before the fit."""
         if not _core.all_finite(net.parameters):
-            self.fail(net, 0, restore=False, stacklevel=6)
+            self.fail(net, 0, restore=False, stacklevel=8)
 
     def on_epoch_begin(self, net, epoch):
         if self.mode == "raise":  # one snapshot per epoch
@@ -62,7 +62,7 @@ class NonFiniteGuard(Callback):
     def check_epoch(self, net, epoch, cost_sum):
         if self.warned or epoch_is_finite(cost_sum, net.parameters):
             return
-        self.fail(net, epoch + 1, restore=True, stacklevel=7)
+        self.fail(net, epoch + 1, restore=True, stacklevel=8)
         self.warned = True
 
     def fail(self, net, epoch, restore, stacklevel):

@@ -11,6 +11,11 @@ A *step provider* is all that differs between one process (``LocalSteps``:
 the core's ``train_epoch`` on a slice of the order) and MPI
 (``distributed.Context.step_provider``: the summed-gradient step).
 
+Two kinds of fit run through this loop: ``Network.fit`` (``fit_network``
+builds its settings and callbacks) and the estimators' sgd / adam ``fit`` and
+``partial_fit`` (``_estimators/_solvers.py`` hands ``drive`` a Run with its
+own epoch order, options and scikit-learn's policies as callbacks).
+
 Ctrl-C: while a fit runs in the main thread, SIGINT only raises a flag that
 the loop reads between chunks, so an interrupt never lands inside an update,
 the restore of a snapshot or a checkpoint write: the KeyboardInterrupt comes
@@ -55,9 +60,10 @@ class LocalSteps:
     """One process: the epoch order from the fit's generator, the steps by the core."""
     is_root = True
 
-    def __init__(self, core, P, X, Y, rng):
-        self.core, self.P, self.X, self.Y, self.rng = core, P, X, Y, rng
+    def __init__(self, core, P, X, Y, rng, w=None, draw=None):
+        self.core, self.P, self.X, self.Y, self.rng, self.w = core, P, X, Y, rng, w
         self.n = X.shape[0]
+        self.draw = draw  # draw(shuffle) -> the epoch's order, when the fit has its own (the estimators)
 
     def collective(self, fn):
         return fn()
@@ -75,11 +81,13 @@ class LocalSteps:
         pass
 
     def epoch_order(self, shuffle):
+        if self.draw is not None:
+            return self.draw(shuffle)
         return epoch_order(self.n, shuffle, self.rng)
 
     def run_steps(self, order, options, state, cost_sum, penalty_sum):
-        c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, None, order, options, state.state1, state.state2,
-                                        state.t, cost_sum, penalty_sum)
+        c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, self.w, order, options, state.state1,
+                                        state.state2, state.t, cost_sum, penalty_sum)
         return c, p
 
 
@@ -267,11 +275,23 @@ class _Chunker:
 # ---------------------------------------------------------------------------
 
 class Run:
-    """One fit: model, data, settings, state, provider and callbacks."""
+    """One fit: model, data, settings, state and step provider.
 
-    def __init__(self, net, X, Y, n, settings, state, provider):
+    ``settings`` needs ``epochs``, ``batch_size``, ``shuffle``,
+    ``learning_rate`` (callable: checked across ranks per epoch) and
+    ``rate(epoch)``; ``state`` needs ``state1``, ``state2``, ``t``, ``epoch``,
+    ``step``, ``stopped`` and ``history`` (a TrainState has them all).
+    ``options(lr)`` makes the core's TrainOptions (default: Network.fit's);
+    ``boundary``: the loop offers the model to waiting copies and forks
+    after each epoch (``_locking.step_boundary``).
+    """
+
+    def __init__(self, net, X, Y, n, settings, state, provider, options=None, boundary=True):
         self.net, self.X, self.Y, self.n = net, X, Y, n
         self.settings, self.state, self.provider = settings, state, provider
+        self.options = options if options is not None else (lambda lr: train_options(settings, lr))
+        self.boundary = boundary
+        self.totals = (0.0, 0.0)  # (cost_sum, penalty_sum) of the last epoch, set before its callbacks
 
 
 def run_epochs(run, guard, callbacks, after_epoch, interrupts):
@@ -291,7 +311,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         if scheduled:
             provider.check_same([("learning_rate(%d)" % epoch, lr)])
         if options is None:
-            options = train_options(s, lr)
+            options = run.options(lr)
         else:
             options.learning_rate = lr
         t0 = clock()
@@ -322,6 +342,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
                     cb.on_batch_end(net, st.step, logs)
             if agree is None and interrupts.pending:
                 interrupts.check(history)
+        run.totals = (cost_sum, penalty_sum)  # the epoch's sums, for callbacks that weigh them their own way
         logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
         if guard is not None:
             guard.check_epoch(net, epoch, cost_sum + penalty_sum)
@@ -340,7 +361,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         st.stopped = stop
         for fn in after_epoch:
             fn(net, epoch, logs)
-        step_boundary(net)  # a whole training state here: a waiting copy, pickle or fork may take it
+        if run.boundary:
+            step_boundary(net)  # a whole training state here: a waiting copy, pickle or fork may take it
         if agree is not None or interrupts.pending:
             interrupts.check(history, provider if agree is not None else None)
     return history
@@ -426,17 +448,34 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     if kw["verbose"]:
         after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
 
-    interrupts = _Interrupts()
-    with interrupts.installed():
+    def start():
         if guard is not None and state.epoch == 0:
             guard.check_start(net)
+
+    return drive(run, guard, callbacks, after, start=start, close=[] if progress is None else [progress.close],
+                 finish=[] if early is None else [lambda: early.on_fit_end(net)])
+
+
+def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
+    """Run the epoch loop with Ctrl-C taken between chunks; returns the history.
+
+    ``start()`` runs first (with the Ctrl-C flag installed), ``close`` always
+    at the end, ``finish`` after a loop that was not interrupted. A Ctrl-C
+    raises KeyboardInterrupt (with ``.history``) at a step boundary: between
+    chunks, or after an epoch.
+    """
+    interrupts = _Interrupts()
+    provider = run.provider
+    with interrupts.installed():
+        if start is not None:
+            start()
         try:
             history = run_epochs(run, guard, callbacks, after, interrupts)
         finally:
-            if progress is not None:
-                progress.close()
-        if early is not None:
-            early.on_fit_end(net)
+            for fn in close:
+                fn()
+        for fn in finish:
+            fn()
         # a Ctrl-C during the last epoch's end still stops the program
         interrupts.check(history, provider if hasattr(provider, "agree") else None)
     return history
