@@ -19,7 +19,6 @@ import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
 
 CTRL_C_CHILD = textwrap.dedent("""
     import json, sys, time
@@ -52,8 +51,9 @@ CTRL_C_CHILD = textwrap.dedent("""
 
 
 def _env():
+    # The child imports the same dnnfast as this process: the installed one
+    # in CI (PYTHONPATH, if a developer set it, is passed on as it is).
     env = dict(os.environ)
-    env["PYTHONPATH"] = PYTHON_DIR + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
