@@ -20,12 +20,59 @@ def set_num_threads(n):
     default) again. Results do not depend on it (see README, "Threads")."""
     _core.set_num_threads(check_thread_count(n, "n"))
 
+
+
+def to_onnx(model, path=None, *, opset=None):
+    """Export a ``Network``, ``MLPClassifier`` or ``MLPRegressor`` to ONNX.
+
+    onnxruntime runs the graph to dnnfast's round-off, in the model's dtype
+    (float32 or float64): one ``Gemm`` per layer, then the layer's activation.
+
+    Parameters
+    ----------
+    model : Network, MLPClassifier or MLPRegressor
+        A network, or a fitted estimator.
+    path : str or os.PathLike, optional
+        Also write the model there (atomically: a failure leaves any file
+        there as it was).
+    opset : int, optional
+        The ai.onnx opset, 13 or later; by default 21 (or onnx's latest if
+        that is older).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input ``X`` (n, n_features) in the model's dtype. Outputs, as skl2onnx
+        gives them for scikit-learn's MLPs: a ``Network``'s ``output``
+        (n, m_y), as ``predict``; a classifier's ``label`` (n,) of int64 or
+        string classes, or (n, n_labels) of int64 0/1 when multi-label, as
+        ``predict``, and ``probabilities`` (n, n_classes), as
+        ``predict_proba``; a regressor's ``variable`` (n, n_outputs), as
+        ``predict`` (2-D also for one output).
+
+    Raises
+    ------
+    ImportError
+        Without the ``onnx`` package: ``pip install 'dnnfast[onnx]'``.
+
+    Notes
+    -----
+    With skl2onnx installed, ``skl2onnx.to_onnx`` also converts the
+    estimators, inside a scikit-learn ``Pipeline`` too (they are registered
+    with it once both are imported).
+    """
+    if not callable(getattr(type(model), "to_onnx", None)) or not hasattr(type(model), "_onnx_spec"):
+        raise TypeError(f"model: expected a dnnfast Network, MLPClassifier or MLPRegressor, "
+                        f"got {type(model).__name__}")
+    return model.to_onnx(path, opset=opset)
+
+
 __version__ = _core.__version__
 
 __all__ = [
     "Network", "History", "MLPClassifier", "MLPRegressor", "load", "batch_indices", "reference",
     "activation_names", "loss_names", "get_num_threads", "set_num_threads", "NonFiniteError",
-    "NonFiniteWarning", "__version__",
+    "NonFiniteWarning", "to_onnx", "__version__",
 ]
 
 
@@ -42,3 +89,8 @@ def __getattr__(name):
 
         return load
     raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazily loaded names too (MLPClassifier, MLPRegressor, load), for completion.
+    return sorted(set(globals()) | set(__all__))

@@ -179,6 +179,26 @@ class Network:
 
         save_network(self, path)
 
+    @reads_model  # during a fit: waits for it, never a torn model
+    def _onnx_spec(self):
+        from ._onnx import OnnxSpec
+
+        layers = [(W.copy(), b.ravel().copy(), act.name,
+                   alpha.copy() if alpha is not None else (act.param if act.has_param else None))
+                  for W, b, alpha, act in zip(self.weights, self.biases, self.alphas, self._acts)]
+        return OnnxSpec(self.dtype, layers, "network")
+
+    def to_onnx(self, path=None, *, opset=None):
+        """The network as an ONNX model (``onnx.ModelProto``), also written to ``path`` if given.
+
+        Input ``X`` (n, m_x), output ``output`` (n, m_y) = ``predict(X)``, in
+        the network's dtype. See ``dnnfast.to_onnx``; needs ``dnnfast[onnx]``.
+        """
+        from . import _onnx
+
+        _onnx.import_onnx()  # the missing extra is said before any work
+        return _onnx.export(self._onnx_spec(), path, opset, type(self).__name__)
+
     @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):
         # The C++ object is rebuilt from the spec; everything else pickles as is.

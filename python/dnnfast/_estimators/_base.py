@@ -373,6 +373,33 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
 
 
+    # -- ONNX ------------------------------------------------------------------
+
+    @reads_model  # during a fit: waits for it, never a torn model
+    def _onnx_spec(self):
+        from .._onnx import OnnxSpec
+
+        self._check_fitted()
+        _, specs, _ = self._architecture()
+        dtype = np.asarray(self.coefs_[0]).dtype
+        layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
+                   np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
+                  for W, b, alpha, act in zip(self.coefs_, self.intercepts_, self._alphas(), specs)]
+        if not self._is_classifier():
+            return OnnxSpec(dtype, layers, "regressor")
+        return OnnxSpec(dtype, layers, "classifier", np.asarray(self.classes_), self._label_binarizer.y_type_)
+
+    def to_onnx(self, path=None, *, opset=None):
+        """The fitted estimator as an ONNX model (``onnx.ModelProto``), also written to ``path`` if given.
+
+        The inputs and outputs are skl2onnx's for scikit-learn's MLPs (see
+        ``dnnfast.to_onnx``); needs ``dnnfast[onnx]``.
+        """
+        from .. import _onnx
+
+        _onnx.import_onnx()  # the missing extra is said before any work
+        return _onnx.export(self._onnx_spec(), path, opset, type(self).__name__)
+
     # -- fitting ---------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
