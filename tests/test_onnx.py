@@ -271,3 +271,13 @@ def test_skl2onnx_regressor_and_zipmap(rng):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     label, maps = sess.run(None, {"X": X[:5].astype(np.float32)})
     assert sorted(maps[0]) == [-3, 7]
+
+
+def test_skl2onnx_nocl_gives_class_indices(rng):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    X = inputs(rng, 100, 5, np.float32)
+    clf = _fit(dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=10, random_state=0), X,
+               CLASSIFIER_TARGETS["multiclass-str"](X))
+    model = skl2onnx.to_onnx(clf, X[:1], options={"zipmap": False, "nocl": True})
+    label, proba = run(model, X)
+    assert label.tolist() == np.searchsorted(clf.classes_, clf.predict(X)).tolist()

@@ -89,10 +89,17 @@ class _Builder:
         self._add_node = add_node     # (op, inputs, outputs, name, domain, attrs)
         self._add_const = add_const   # (name, ndarray) -> None
         self._unique = unique         # (hint) -> a fresh name
+        self._scalars = {}
 
     def const(self, hint, value, dtype=None):
+        value = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+        key = (value.dtype.str, value.shape, value.tobytes()) if value.size == 1 and value.dtype != object else None
+        if key in self._scalars:  # one initializer per scalar value, however often the graph uses it
+            return self._scalars[key]
         name = self._unique(hint)
-        self._add_const(name, np.asarray(value, dtype=self.dtype if dtype is None else dtype))
+        self._add_const(name, value)
+        if key is not None:
+            self._scalars[key] = name
         return name
 
     def op(self, op_type, inputs, out=None, domain="", **attrs):
@@ -171,9 +178,8 @@ class _Builder:
             s = self.op("Add", [self.const("one", 1.0), u])
             fix = self.op("Div", [self.op("Sub", [u, self.op("Sub", [s, self.const("one", 1.0)])]), s])
             return self.op("Add", [self.op("Relu", [z]), self.op("Add", [self.op("Log", [s]), fix])], out)
-        if name == "binary_step":  # 1 where z >= 0, else 0 (NaN gives 1, as the core's z >= 0 ? 1 : 0 does not;
-            # predict refuses non-finite X, so only an overflow to inf inside the network reaches it)
-            return self.op("Where", [self.op("Less", [z, zero()]), zero(), self.const("one", 1.0)], out)
+        if name == "binary_step":  # z >= 0 ? 1 : 0, as the core (NaN gives 0)
+            return self.op("Where", [self.op("GreaterOrEqual", [z, zero()]), self.const("one", 1.0), zero()], out)
         if name == "softmax":
             return self.op("Softmax", [z], out, axis=-1)
         if name == "exp":
@@ -304,11 +310,21 @@ def _input_dtype(operator):
     return np.float64 if isinstance(operator.inputs[0].type, DoubleTensorType) else np.float32
 
 
+def _skl2onnx_spec(operator, scope):
+    """The estimator's OnnxSpec; with skl2onnx's option nocl=True, labels are class indices."""
+    spec = operator.raw_operator._onnx_spec()
+    if spec.kind == "classifier" and scope.get_options(operator.raw_operator, dict(nocl=False))["nocl"]:
+        if spec.multilabel:
+            raise NotImplementedError("skl2onnx option nocl=True: not for a multi-label classifier")
+        spec.classes = np.arange(len(spec.classes), dtype=np.int64)
+    return spec
+
+
 def _skl2onnx_shape(operator):
     """skl2onnx's shape calculator: the outputs' types from the fitted estimator."""
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
-    spec = operator.raw_operator._onnx_spec()
+    spec = _skl2onnx_spec(operator, operator.scope_inst)
     n = operator.inputs[0].get_first_dimension()
     elem = DoubleTensorType if _input_dtype(operator) == np.float64 else FloatTensorType
     if spec.kind != "classifier":
@@ -325,7 +341,7 @@ def _skl2onnx_convert(scope, operator, container):
     from onnx import numpy_helper
 
     dtype = _input_dtype(operator)
-    spec = operator.raw_operator._onnx_spec().astype(dtype)
+    spec = _skl2onnx_spec(operator, scope).astype(dtype)
 
     def add_node(op, ins, outs, name, domain, attrs):
         container.add_node(op, ins, outs, name=name, op_domain=domain or "", **attrs)
