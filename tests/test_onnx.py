@@ -139,13 +139,6 @@ def test_missing_onnx_names_the_extra(tmp_path):
     assert "dnnfast[onnx]" in out.stdout, out.stdout + out.stderr
 
 
-def test_dir_lists_the_lazy_names():
-    names = dir(dnnfast)
-    for name in ("MLPClassifier", "MLPRegressor", "load", "to_onnx", "Network"):
-        assert name in names
-    assert set(dnnfast.__all__) <= set(names)
-
-
 # -- the estimators -------------------------------------------------------------------
 
 def _fit(est, X, y):

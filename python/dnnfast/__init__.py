@@ -3,6 +3,10 @@
 A C++ core (hand-written GEMM, fused kernels, OpenMP) under a NumPy-checked
 Python API. ``dnnfast.reference`` holds the same computation in plain NumPy.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from . import _core
 from ._core import get_num_threads
 from ._guards import NonFiniteError, NonFiniteWarning
@@ -12,8 +16,15 @@ from .network import History, Network
 from ._validation import check_thread_count
 from . import reference
 
+if TYPE_CHECKING:  # what __getattr__ loads on first use, as type checkers should see it
+    import onnx
 
-def set_num_threads(n):
+    from ._model_files import load
+    from ._types import PathLike
+    from .estimators import MLPClassifier, MLPRegressor
+
+
+def set_num_threads(n: int) -> None:
     """Threads the kernels use from now on, in every thread of the process.
 
     ``n`` is a positive integer, or 0 to follow ``OMP_NUM_THREADS`` (OpenMP's
@@ -22,7 +33,8 @@ def set_num_threads(n):
 
 
 
-def to_onnx(model, path=None, *, opset=None):
+def to_onnx(model: Network | MLPClassifier | MLPRegressor, path: PathLike | None = None, *,
+            opset: int | None = None) -> onnx.ModelProto:
     """Export a ``Network``, ``MLPClassifier`` or ``MLPRegressor`` to ONNX.
 
     onnxruntime runs the graph to dnnfast's round-off, in the model's dtype
@@ -76,7 +88,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # The scikit-learn-compatible estimators import scikit-learn's base classes
     # when it is installed; loading them on first use keeps `import dnnfast`
     # fast for everyone else.
@@ -91,6 +103,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     # The lazily loaded names too (MLPClassifier, MLPRegressor, load), for completion.
     return sorted(set(globals()) | set(__all__))
