@@ -16,8 +16,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 FloatArray = NDArray[np.floating[Any]]
 #: A number, or a callable epoch -> learning rate.
 LearningRate = Union[float, Callable[[int], float]]
-#: What ``seed`` / ``random_state`` take.
-Seed = Union[int, np.random.Generator, np.random.RandomState, None]
+#: What the estimators' ``random_state`` takes.
+Seed = Union[int, np.random.RandomState, None]
 
 __all__ = ["Activation", "ArrayLike", "DTypeLike", "FloatArray", "LearningRate", "NDArray", "PathLike", "Seed",
            "Sequence"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, TypeVar
+from typing import Any, Iterator, Literal, TypeVar
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class Context:
         _local.stack.append(self)
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         _local.stack.remove(self)
         return False
 

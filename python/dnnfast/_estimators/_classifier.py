@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .._types import ArrayLike, FloatArray, NDArray, Seed
 
-_Self = TypeVar("_Self")
+_Self = TypeVar("_Self", bound="MLPClassifier")
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .._types import ArrayLike, FloatArray, NDArray, Seed
 
-_Self = TypeVar("_Self")
+_Self = TypeVar("_Self", bound="MLPRegressor")
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
