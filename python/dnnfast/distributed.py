@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypeVar
 
 import numpy as np
 
@@ -73,6 +73,12 @@ def collective(ctx, fn):
     with ctx.errors():
         return fn()
 
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from ._train.state import History
+    from ._types import FloatArray
 
 _Buf = TypeVar("_Buf", bound=np.ndarray)  # type: ignore[type-arg]  # any NumPy buffer, returned as given
 
@@ -203,13 +209,13 @@ class Context:
         self.comm.Allgather(np.array([n_local], dtype=np.int64), counts)
         return int(counts[:self.rank].sum()), int(counts.sum())
 
-    def union_labels(self, labels):
+    def union_labels(self, labels: ArrayLike) -> NDArray[Any]:
         """Collective: the labels of every rank, concatenated (a class absent
         from one rank's shard is still a class of the model)."""
         parts = self.comm.allgather(np.asarray(labels))
         return np.concatenate(parts)
 
-    def global_order(self, n_global, draw):
+    def global_order(self, n_global: int, draw: Callable[[], NDArray[np.int64]]) -> NDArray[np.int64]:
         """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank."""
         order = np.empty(n_global, dtype=np.int64)
         if self.rank == 0:
@@ -218,7 +224,9 @@ class Context:
 
     # -- training ----------------------------------------------------------------
 
-    def train_epoch(self, net, P, X, Y, w, order, options, s1, s2, t, offset, cost_sum=0.0, penalty_sum=0.0):
+    def train_epoch(self, net: Any, P: FloatArray, X: FloatArray, Y: FloatArray, w: FloatArray | None,
+                    order: NDArray[np.int64], options: Any, s1: FloatArray | None, s2: FloatArray | None, t: Any,
+                    offset: int, cost_sum: float = 0.0, penalty_sum: float = 0.0) -> Any:
         """The batches of the global ``order``, as the core's ``train_epoch``.
 
         ``net`` is a core network (``_core.Network32/64``), ``X, Y, w`` this
@@ -262,13 +270,13 @@ class Context:
             updates += 1
         return cost_sum, penalty_sum, updates
 
-    def fit_network(self, network, X, Y, *args, **kwargs):
+    def fit_network(self, network: Any, X: ArrayLike, Y: ArrayLike, *args: Any, **kwargs: Any) -> History:
         """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``): the
         same training driver, with :meth:`step_provider` for the steps."""
         with self:
             return network.fit(X, Y, *args, **kwargs)
 
-    def step_provider(self, network, prepare):
+    def step_provider(self, network: Any, prepare: Callable[[], tuple[Any, Any]]) -> Any:
         """The training driver's step provider over this communicator
         (dnnfast._train.driver): ``prepare()`` checks this rank's data and
         returns ``(X, Y)``; an error on any rank is raised on all."""
