@@ -3,12 +3,12 @@
 Every array argument is a C-contiguous float32 or float64 ndarray (one dtype
 per call); the public API in dnnfast validates and converts before calling.
 """
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from numpy.typing import NDArray
 
-_F = NDArray[np.floating]
+_F = NDArray[np.floating[Any]]
 _I64 = NDArray[np.int64]
 
 __version__: str
@@ -75,7 +75,7 @@ class _NetworkBase:
                  fused: bool = True) -> None: ...
     @property
     def num_params(self) -> int: ...
-    def layout(self) -> list[dict]: ...
+    def layout(self) -> list[dict[str, Optional[int]]]: ...
     def forward(self, params: _F, X: _F) -> tuple[list[_F], list[_F]]: ...
     def predict(self, params: _F, X: _F, check_output: bool = ...) -> _F: ...
     def cost(self, params: _F, X: _F, Y: _F, w: Optional[_F] = None) -> float: ...

@@ -53,10 +53,13 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from typing import Any, Callable, TypeVar
 
 from . import _core
 
 ModelLock = _core.ModelLock
+# The decorators return a function of the same signature, so type checkers see the method's own.
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def model_lock(model):
@@ -67,25 +70,25 @@ def model_lock(model):
     return lock
 
 
-def reads_model(method):
+def reads_model(method: _F) -> _F:
     """Decorator: ``method`` only reads the model (may run beside other reads)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self.__dict__.get("_model_lock") or model_lock(self):  # `with lock:` is a read
             return method(self, *args, **kwargs)
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
-def fits_model(method):
+def fits_model(method: _F) -> _F:
     """Decorator: ``method`` changes the model (one at a time, no reads meanwhile)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with model_lock(self).fits:
             return method(self, *args, **kwargs)
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
-def copies_model(getstate):
+def copies_model(getstate: _F) -> _F:
     """Decorator for ``__getstate__``: the state of a whole model, never a torn one.
 
     Waits for a running fit's next step boundary (see :func:`step_boundary`),
@@ -97,7 +100,7 @@ def copies_model(getstate):
     def wrapper(self):
         with model_lock(self).copies:
             return copy.deepcopy(getstate(self))
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 def step_boundary(model):

@@ -13,10 +13,17 @@ The format is documented in ``docs/model_files.md``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._archive import read_model
 from ._estimators._file import estimator_codec
 from ._network_file import network_codec
 from .network import Network
+
+if TYPE_CHECKING:
+    from ._estimators._classifier import MLPClassifier
+    from ._estimators._regressor import MLPRegressor
+    from ._types import PathLike
 
 
 def _estimator_class(kind):
@@ -34,7 +41,7 @@ _CODECS = {"Network": network_codec(Network),
            "MLPClassifier": estimator_codec(_estimator_class), "MLPRegressor": estimator_codec(_estimator_class)}
 
 
-def load(path):
+def load(path: PathLike) -> Network | MLPClassifier | MLPRegressor:
     """Read a model file written by ``save``; returns a Network, MLPClassifier or MLPRegressor.
 
     Parameters

@@ -37,12 +37,12 @@ class ActivationSpec:
     per_unit: bool     # prelu: one trainable alpha per unit
 
 
-def activation_names():
+def activation_names() -> list[str]:
     """The activation names (without aliases)."""
     return list(ACTIVATION_TABLE)
 
 
-def loss_names():
+def loss_names() -> list[str]:
     return list(LOSS_TABLE)
 
 

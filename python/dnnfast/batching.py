@@ -12,8 +12,12 @@ seeded :class:`numpy.random.Generator` when ``shuffle=True``.
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 def check_batch_size(batch_size, n=None):
@@ -36,7 +40,8 @@ def epoch_order(n, shuffle=False, rng=None):
     return rng.permutation(n).astype(np.int64, copy=False)
 
 
-def batch_indices(n, batch_size=None, shuffle=False, rng=None):
+def batch_indices(n: int, batch_size: int | None = None, shuffle: bool = False,
+                  rng: np.random.Generator | None = None) -> Iterator[NDArray[np.int64]]:
     """Yield the index array of each batch of one epoch over n rows.
 
     >>> [b.tolist() for b in batch_indices(5, 2)]

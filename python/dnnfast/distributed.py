@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypeVar
 
 import numpy as np
 
@@ -73,6 +74,15 @@ def collective(ctx, fn):
         return fn()
 
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from ._train.state import History
+    from ._types import FloatArray
+
+_Buf = TypeVar("_Buf", bound=np.ndarray)  # type: ignore[type-arg]  # any NumPy buffer, returned as given
+
+
 class Context:
     """Data-parallel training over an MPI communicator.
 
@@ -91,7 +101,7 @@ class Context:
     ``class_weight="balanced"`` (which need the whole data set at once).
     """
 
-    def __init__(self, comm=None):
+    def __init__(self, comm: Any = None) -> None:
         MPI = _mpi()
         if comm is None:
             comm = MPI.COMM_WORLD
@@ -102,22 +112,22 @@ class Context:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
 
-    def __enter__(self):
+    def __enter__(self) -> Context:
         if not hasattr(_local, "stack"):
             _local.stack = []
         _local.stack.append(self)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         _local.stack.remove(self)
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Context(rank={self.rank}, size={self.size})"
 
     # -- agreement on errors ----------------------------------------------------
 
-    def agree(self, error=None):
+    def agree(self, error: BaseException | None = None) -> None:
         """Collective: raise on every rank when ``error`` (an exception or None) is set on any.
 
         The lowest failing rank's exception wins: that rank re-raises it, the
@@ -141,7 +151,7 @@ class Context:
         raise kind(f"rank {failed} of {self.size}: {message}")
 
     @contextlib.contextmanager
-    def errors(self):
+    def errors(self) -> Iterator[None]:
         """Run a block of local work, then agree: an error on any rank is raised on all."""
         try:
             yield
@@ -150,7 +160,7 @@ class Context:
             raise  # not reached: agree raised
         self.agree(None)
 
-    def check_same(self, what, value):
+    def check_same(self, what: str, value: object) -> None:
         """Collective: raise on all ranks unless ``value`` is equal on every rank."""
         values = self.comm.allgather(value)
         bad = [r for r, v in enumerate(values) if v != values[0]]
@@ -158,7 +168,7 @@ class Context:
             raise ValueError(f"{what} must be the same on every rank: rank 0 has {values[0]!r}, "
                              f"rank {bad[0]} has {values[bad[0]]!r}")
 
-    def check_same_settings(self, fingerprint, what):
+    def check_same_settings(self, fingerprint: list[tuple[str, object]], what: str) -> None:
         """Collective: ``fingerprint`` (a list of ``(name, value)``, values
         comparable with ``==`` after pickling) equal on every rank, else one
         ValueError, the same on all ranks, naming the first setting that
@@ -175,37 +185,37 @@ class Context:
 
     # -- collectives on buffers (no pickling) -------------------------------------
 
-    def sum_(self, buf):
+    def sum_(self, buf: _Buf) -> _Buf:
         """In-place sum of a NumPy buffer over all ranks."""
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         return buf
 
-    def broadcast_(self, buf, root=0):
+    def broadcast_(self, buf: _Buf, root: int = 0) -> _Buf:
         """In-place broadcast of a NumPy buffer from ``root``."""
         self.comm.Bcast(buf, root=root)
         return buf
 
-    def block(self, n):
+    def block(self, n: int) -> slice:
         """``slice(lo, hi)``: this rank's share of ``n`` rows in an even
         contiguous split (rank 0 first), for data every rank can index."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         return slice(int(n) * self.rank // self.size, int(n) * (self.rank + 1) // self.size)
 
-    def shard(self, n_local):
+    def shard(self, n_local: int) -> tuple[int, int]:
         """``(offset, n_global)``: where this rank's rows start in the global
         order, and the total over ranks."""
         counts = np.empty(self.size, dtype=np.int64)
         self.comm.Allgather(np.array([n_local], dtype=np.int64), counts)
         return int(counts[:self.rank].sum()), int(counts.sum())
 
-    def union_labels(self, labels):
+    def union_labels(self, labels: ArrayLike) -> NDArray[Any]:
         """Collective: the labels of every rank, concatenated (a class absent
         from one rank's shard is still a class of the model)."""
         parts = self.comm.allgather(np.asarray(labels))
         return np.concatenate(parts)
 
-    def global_order(self, n_global, draw):
+    def global_order(self, n_global: int, draw: Callable[[], NDArray[np.int64]]) -> NDArray[np.int64]:
         """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank."""
         order = np.empty(n_global, dtype=np.int64)
         if self.rank == 0:
@@ -214,7 +224,9 @@ class Context:
 
     # -- training ----------------------------------------------------------------
 
-    def train_epoch(self, net, P, X, Y, w, order, options, s1, s2, t, offset, cost_sum=0.0, penalty_sum=0.0):
+    def train_epoch(self, net: Any, P: FloatArray, X: FloatArray, Y: FloatArray, w: FloatArray | None,
+                    order: NDArray[np.int64], options: Any, s1: FloatArray | None, s2: FloatArray | None, t: Any,
+                    offset: int, cost_sum: float = 0.0, penalty_sum: float = 0.0) -> Any:
         """The batches of the global ``order``, as the core's ``train_epoch``.
 
         ``net`` is a core network (``_core.Network32/64``), ``X, Y, w`` this
@@ -258,13 +270,13 @@ class Context:
             updates += 1
         return cost_sum, penalty_sum, updates
 
-    def fit_network(self, network, X, Y, *args, **kwargs):
+    def fit_network(self, network: Any, X: ArrayLike, Y: ArrayLike, *args: Any, **kwargs: Any) -> History:
         """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``): the
         same training driver, with :meth:`step_provider` for the steps."""
         with self:
             return network.fit(X, Y, *args, **kwargs)
 
-    def step_provider(self, network, prepare):
+    def step_provider(self, network: Any, prepare: Callable[[], tuple[Any, Any]]) -> Any:
         """The training driver's step provider over this communicator
         (dnnfast._train.driver): ``prepare()`` checks this rank's data and
         returns ``(X, Y)``; an error on any rank is raised on all."""

@@ -15,5 +15,9 @@ time), a progress bar (``verbose=True``), ``plot_history()`` and
 """
 from ._estimators._classifier import MLPClassifier
 from ._estimators._regressor import MLPRegressor
+from ._onnx import register_skl2onnx_when_imported
+
+# skl2onnx.to_onnx converts pipelines that hold them (when skl2onnx is installed).
+register_skl2onnx_when_imported(MLPClassifier, MLPRegressor)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import numbers
 import warnings
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -15,6 +16,11 @@ from ._train.state import History  # noqa: F401 - dnnfast.network.History, as be
 from ._validation import (as_array, as_float_array, check_bool, check_memory, make_rng, network_bytes,
                           packed_first_w_bytes, rows_below_memory_floor)
 from .distributed import current as _distributed_context
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ._types import Activation, ArrayLike, DTypeLike, FloatArray, LearningRate, PathLike
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
@@ -125,7 +131,9 @@ class Network:
     the fit to end. Writing into ``parameters`` directly is not guarded.
     """
 
-    def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot", fused=True):
+    def __init__(self, sizes: Sequence[int], activations: Sequence[Activation], loss: str = "cce",
+                 dtype: DTypeLike = "float32", seed: int | np.random.Generator | None = None, init: str = "glorot",
+                 fused: bool = True) -> None:
         self._setup(sizes, activations, loss, dtype, seed, fused)
         weights, biases, alphas = _init_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         self.weights = weights
@@ -167,7 +175,7 @@ class Network:
     # -- saving, pickling, copying -------------------------------------------
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the network to ``path`` (str or os.PathLike) as a model file.
 
         The file is a versioned ``.npz`` readable with NumPy alone (see
@@ -178,6 +186,26 @@ class Network:
         from ._network_file import save_network  # the archive (zipfile, json) loads on first use
 
         save_network(self, path)
+
+    @reads_model  # during a fit: waits for it, never a torn model
+    def _onnx_spec(self):
+        from ._onnx import OnnxSpec
+
+        layers = [(W.copy(), b.ravel().copy(), act.name,
+                   alpha.copy() if alpha is not None else (act.param if act.has_param else None))
+                  for W, b, alpha, act in zip(self.weights, self.biases, self.alphas, self._acts)]
+        return OnnxSpec(self.dtype, layers, "network")
+
+    def to_onnx(self, path: PathLike | None = None, *, opset: int | None = None) -> onnx.ModelProto:
+        """The network as an ONNX model (``onnx.ModelProto``), also written to ``path`` if given.
+
+        Input ``X`` (n, m_x), output ``output`` (n, m_y) = ``predict(X)``, in
+        the network's dtype. See ``dnnfast.to_onnx``; needs ``dnnfast[onnx]``.
+        """
+        from . import _onnx
+
+        _onnx.import_onnx()  # the missing extra is said before any work
+        return _onnx.export(self._onnx_spec(), path, opset, type(self).__name__)
 
     @copies_model  # during a fit: the state at its next epoch boundary, never a torn one
     def __getstate__(self):
@@ -210,25 +238,25 @@ class Network:
         return out
 
     @property
-    def weights(self):
+    def weights(self) -> list[FloatArray]:
         """W[l] for l = 1..L, shape (m_h[l-1], m_h[l]); views of ``parameters``."""
         return self._view("w_offset", lambda lay: (lay["m_in"], lay["m_out"]))
 
     @weights.setter
-    def weights(self, values):
+    def weights(self, values: Sequence[ArrayLike]) -> None:
         self._assign(self.weights, values, "weights")
 
     @property
-    def biases(self):
+    def biases(self) -> list[FloatArray]:
         """b[l], shape (1, m_h[l]); views of ``parameters``."""
         return self._view("b_offset", lambda lay: (1, lay["m_out"]))
 
     @biases.setter
-    def biases(self, values):
+    def biases(self, values: Sequence[ArrayLike]) -> None:
         self._assign(self.biases, values, "biases")
 
     @property
-    def alphas(self):
+    def alphas(self) -> list[FloatArray | None]:
         """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
         return self._view("alpha_offset", lambda lay: (lay["m_out"],))
 
@@ -253,7 +281,7 @@ class Network:
             view[...] = a.reshape(view.shape)
 
     @property
-    def num_params(self):
+    def num_params(self) -> int:
         return self.parameters.size
 
     # -- input checks ------------------------------------------------------
@@ -313,7 +341,7 @@ class Network:
     # -- the API of SPEC section 7 -----------------------------------------
 
     @reads_model
-    def forward(self, X):
+    def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
         ``As[0] = X``, ``As[l] = A[l]``."""
         X = self._check_X(X)
@@ -322,7 +350,7 @@ class Network:
         return list(Zs), [X] + list(As)
 
     @reads_model
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> FloatArray:
         """Yhat = A[L], shape (n, m_y)."""
         # A one-row predict takes about 15 us, and each Python call in it
         # about half a microsecond: an X already as _check_X would return it
@@ -335,14 +363,14 @@ class Network:
         return self._net.predict(self.parameters, X)
 
     @reads_model
-    def cost(self, X, Y):
+    def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
         self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS))
         return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
 
     @reads_model
-    def loss_and_gradient(self, X, Y):
+    def loss_and_gradient(self, X: ArrayLike, Y: ArrayLike) -> tuple[float, FloatArray]:
         """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
@@ -352,7 +380,7 @@ class Network:
         return c, grad
 
     @reads_model
-    def gradients(self, X, Y):
+    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """``(dWs, dbs)`` for one batch of all rows of X, without an update."""
         _, grad = self.loss_and_gradient(X, Y)
         dWs = [grad[l["w_offset"]:l["w_offset"] + l["m_in"] * l["m_out"]].reshape(l["m_in"], l["m_out"])
@@ -361,11 +389,14 @@ class Network:
         return dWs, dbs
 
     @fits_model
-    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None, verbose=False,
-            on_nonfinite="raise", *, optimizer="sgd", momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8,
-            weight_decay=0.0, validation_data=None, metrics=None, early_stopping=False, monitor="val_cost",
-            patience=10, min_delta=0.0, restore_best=True, callbacks=None, progress=False, checkpoint=None,
-            resume=False):
+    def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
+            learning_rate: LearningRate = 0.01, shuffle: bool = False, seed: int | np.random.Generator | None = None,
+            verbose: bool = False, on_nonfinite: str = "raise", *, optimizer: str = "sgd", momentum: float = 0.9,
+            beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, weight_decay: float = 0.0,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None, metrics: Sequence[str] | None = None,
+            early_stopping: bool = False, monitor: str = "val_cost", patience: int = 10, min_delta: float = 0.0,
+            restore_best: bool = True, callbacks: Sequence[Any] | None = None, progress: bool = False,
+            checkpoint: PathLike | None = None, resume: bool = False) -> History:
         """Train by gradient descent; returns a :class:`History`.
 
         Parameters

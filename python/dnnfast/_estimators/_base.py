@@ -18,6 +18,7 @@ import numbers
 import operator
 import warnings
 import weakref
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
@@ -34,6 +35,13 @@ from ._input import _InputChecks
 from ._progress import TrainingHistory
 from ._solvers import STOCHASTIC_SOLVERS, _Solvers
 
+if TYPE_CHECKING:
+    import onnx
+
+    from .._types import PathLike
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
 
 # estimator -> (flat buffer, core network, architecture key, multiply-adds, n_features) of
@@ -43,7 +51,7 @@ _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _cor
 _AS_IS = weakref.WeakKeyDictionary()
 
 
-def _available_if(check):
+def _available_if(check: Callable[[Any], Any]) -> Callable[[_F], _F]:
     """A method that exists only when ``check(self)`` passes (else AttributeError),
     so ``hasattr(est, "partial_fit")`` is False for L-BFGS, as in scikit-learn."""
 
@@ -59,7 +67,7 @@ def _available_if(check):
             check(obj)
             return self.fn.__get__(obj, owner)
 
-    return _Descriptor
+    return _Descriptor  # type: ignore[return-value]  # a descriptor that gives the method
 
 
 def _check_solver(est):
@@ -354,7 +362,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             pass  # not fitted, or not consistent: predict's checks will say so
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the fitted estimator to ``path`` (str or os.PathLike) as a model file.
 
         A versioned ``.npz`` readable with NumPy alone (see ``docs/model_files.md``),
@@ -372,6 +380,33 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
 
 
+
+    # -- ONNX ------------------------------------------------------------------
+
+    @reads_model  # during a fit: waits for it, never a torn model
+    def _onnx_spec(self):
+        from .._onnx import OnnxSpec
+
+        self._check_fitted()
+        _, specs, _ = self._architecture()
+        dtype = np.asarray(self.coefs_[0]).dtype
+        layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
+                   np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
+                  for W, b, alpha, act in zip(self.coefs_, self.intercepts_, self._alphas(), specs)]
+        if not self._is_classifier():
+            return OnnxSpec(dtype, layers, "regressor")
+        return OnnxSpec(dtype, layers, "classifier", np.asarray(self.classes_), self._label_binarizer.y_type_)
+
+    def to_onnx(self, path: PathLike | None = None, *, opset: int | None = None) -> onnx.ModelProto:
+        """The fitted estimator as an ONNX model (``onnx.ModelProto``), also written to ``path`` if given.
+
+        The inputs and outputs are skl2onnx's for scikit-learn's MLPs (see
+        ``dnnfast.to_onnx``); needs ``dnnfast[onnx]``.
+        """
+        from .. import _onnx
+
+        _onnx.import_onnx()  # the missing extra is said before any work
+        return _onnx.export(self._onnx_spec(), path, opset, type(self).__name__)
 
     # -- fitting ---------------------------------------------------------------
 

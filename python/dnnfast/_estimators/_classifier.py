@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 import numpy as np
 
@@ -13,6 +14,13 @@ from .._validation import check_estimator_input, naming
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
 from ._targets import LabelBinarizer, type_of_target, unique_labels
+
+if TYPE_CHECKING:
+    from scipy.sparse import spmatrix
+
+    from .._types import ArrayLike, FloatArray, NDArray, Seed
+
+_Self = TypeVar("_Self", bound="MLPClassifier")
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -103,12 +111,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Per epoch: ``loss``, ``val_loss``, ``val_score``, ``time``.
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 class_weight=None, n_threads=None, on_nonfinite="raise"):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: Any = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+                 max_iter: int = 200, shuffle: bool = True, random_state: Seed = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 max_fun: int = 15000, class_weight: dict[Any, float] | str | None = None,
+                 n_threads: int | None = None, on_nonfinite: str = "raise") -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -225,7 +236,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return accuracy_score(y_true, y_pred, sample_weight=sw)
 
     @fits_model
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Self:
         """Fit the model to X and y.
 
         Parameters
@@ -245,7 +256,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @_available_if(_check_solver)
     @fits_model
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> _Self:
         """One epoch of the stochastic solver on (X, y).
 
         Parameters
@@ -293,7 +305,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return lb.inverse_transform(out)
 
     @reads_model
-    def predict(self, X):
+    def predict(self, X: ArrayLike | spmatrix) -> NDArray[Any]:
         """Predicted class labels.
 
         Parameters
@@ -307,7 +319,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._predict(X)  # checks that the model is fitted
 
     @reads_model
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike | spmatrix) -> FloatArray:
         """Class probabilities.
 
         Parameters
@@ -326,7 +338,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - out, out]).T
         return out
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Mean accuracy of ``predict(X)`` against ``y``.
 
         Parameters
@@ -343,7 +355,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with naming("y"):
             return super().score(X, y, sample_weight=sample_weight)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike | spmatrix) -> FloatArray:
         """Logarithm of ``predict_proba(X)``, shape (n_samples, n_classes)."""
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)

@@ -2,16 +2,21 @@
 gradient check of a fitted estimator."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .._locking import reads_model
 from ._progress import plot_history
 
+if TYPE_CHECKING:
+    from .._types import ArrayLike, Seed
+
 
 class _Diagnostics:
     """plot_history and check_gradients (mixed into _BaseMLP)."""
 
-    def plot_history(self, ax=None, title=None):
+    def plot_history(self, ax: Any = None, title: str | None = None) -> Any:
         """Draw the learning curves of the last fit with matplotlib.
 
         Training loss per epoch, the validation loss and score when
@@ -31,7 +36,8 @@ class _Diagnostics:
         return plot_history(self.history_, ax=ax, title=title or type(self).__name__)
 
     @reads_model
-    def check_gradients(self, X, y, sample_weight=None, eps=1e-6, max_params=200, random_state=0):
+    def check_gradients(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, eps: float = 1e-6,
+                        max_params: int = 200, random_state: Seed = 0) -> Any:
         """Finite-difference check of the fitted model's gradient.
 
         Compares the analytic gradient of the training objective (data loss

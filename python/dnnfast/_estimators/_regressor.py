@@ -1,6 +1,8 @@
 """MLPRegressor: scikit-learn's estimator on the C++ core."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
+
 import numpy as np
 
 from ..distributed import collective
@@ -10,6 +12,13 @@ from .._registry import parse_activation
 from .._validation import naming
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import RegressorMixin, r2_score
+
+if TYPE_CHECKING:
+    from scipy.sparse import spmatrix
+
+    from .._types import ArrayLike, FloatArray, NDArray, Seed
+
+_Self = TypeVar("_Self", bound="MLPRegressor")
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -47,12 +56,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         (n_units[i], n_units[i+1]) and ``intercepts_[i]`` (n_units[i+1],).
     """
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
-                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, output_activation=None, n_threads=None, on_nonfinite="raise"):
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: Any = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True, random_state: Seed = None,
+                 tol: float = 1e-4, verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 max_fun: int = 15000, output_activation: Any = None, n_threads: int | None = None,
+                 on_nonfinite: str = "raise") -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -144,7 +156,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return r2_score(y_true, y_pred, sample_weight=sw)
 
     @fits_model
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Self:
         """Fit the model to X and y.
 
         Parameters
@@ -162,7 +174,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     @_available_if(_check_solver)
     @fits_model
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Self:
         """One epoch of the stochastic solver on (X, y).
 
         Parameters
@@ -181,7 +193,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._forward(X, check_input=check_input)
         return out.ravel() if out.shape[1] == 1 else out
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Coefficient of determination R² of ``predict(X)`` against ``y``.
 
         Parameters
@@ -199,7 +211,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return super().score(X, y, sample_weight=sample_weight)
 
     @reads_model
-    def predict(self, X):
+    def predict(self, X: ArrayLike | spmatrix) -> FloatArray:
         """Predicted targets.
 
         Parameters

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from typing import Dict, List
 
 import numpy as np
 
 from .._registry import OPTIMIZER_TABLE
 
 
-class History(dict):
+class History(Dict[str, List[float]]):
     """What ``fit`` returns: ``history["cost"]`` (or ``history.cost``) is the
     training cost of each epoch (the mean of its batch costs, weighted by batch
     size, each measured before its update, plus the weight-decay penalty when
@@ -19,7 +20,7 @@ class History(dict):
     ``val_accuracy``), and ``lr`` holds each epoch's learning rate when it is
     a schedule."""
 
-    def __getattr__(self, key):
+    def __getattr__(self, key: str) -> List[float]:
         try:
             return self[key]
         except KeyError:

@@ -1,0 +1,23 @@
+"""Type aliases of the public API's annotations (read by type checkers only:
+the modules import this under ``typing.TYPE_CHECKING``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, Sequence, Tuple, Union
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+#: An activation: a name, or (name, {"alpha": value}).
+Activation = Union[str, Tuple[str, Mapping[str, float]]]
+#: A file name.
+PathLike = Union[str, "os.PathLike[str]"]
+#: A float32 or float64 array.
+FloatArray = NDArray[np.floating[Any]]
+#: A number, or a callable epoch -> learning rate.
+LearningRate = Union[float, Callable[[int], float]]
+#: What the estimators' ``random_state`` takes.
+Seed = Union[int, np.random.RandomState, None]
+
+__all__ = ["Activation", "ArrayLike", "DTypeLike", "FloatArray", "LearningRate", "NDArray", "PathLike", "Seed",
+           "Sequence"]

@@ -1,0 +1,79 @@
+"""The public API is typed: ``mypy --strict`` accepts a user script that uses
+it and catches a wrong keyword (``epochz=1``), which an untyped API lets pass
+as Any (skipped without mypy); ``dir(dnnfast)`` lists the lazily loaded names."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dnnfast
+
+
+def test_dir_lists_the_lazy_names():
+    names = dir(dnnfast)
+    for name in ("MLPClassifier", "MLPRegressor", "load", "to_onnx", "Network"):
+        assert name in names
+    assert set(dnnfast.__all__) <= set(names)
+
+USER_SCRIPT = """
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+import dnnfast
+from dnnfast.distributed import Context
+
+
+def train(X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
+    net = dnnfast.Network([4, 8, 3], ["relu", ("leaky_relu", {"alpha": 0.2})], loss="cce", seed=0)
+    hist: dnnfast.History = net.fit(X, y, epochs=2, batch_size=4, optimizer="adam",
+                                    validation_data=(X, y), metrics=["accuracy"])
+    P: npt.NDArray[np.floating[npt.NBitBase]] = net.predict(X)
+    Zs, As = net.forward(X)
+    dWs, dbs = net.gradients(X, y)
+    W: list[npt.NDArray[np.floating[npt.NBitBase]]] = net.weights
+    clf = dnnfast.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3).fit(X, y)
+    proba = clf.predict_proba(X)
+    reg = dnnfast.MLPRegressor(loss="poisson").partial_fit(X, X[:, 0])
+    score: float = reg.score(X, X[:, 0])
+    loaded = dnnfast.load("model.npz")
+    if isinstance(loaded, dnnfast.MLPClassifier):
+        loaded.predict(X)
+    for batch in dnnfast.batch_indices(len(X), 2, shuffle=True, rng=np.random.default_rng(0)):
+        net.cost(X[batch], y[batch])
+    dnnfast.set_num_threads(dnnfast.get_num_threads())
+    with Context() as ctx:
+        ctx.agree(None)
+    return float(P.sum() + proba.sum() + len(hist["cost"]) + len(Zs) + len(dWs) + len(W) + score)
+"""
+
+
+def mypy(tmp_path, code):
+    script = tmp_path / "user.py"
+    script.write_text(textwrap.dedent(code))
+    # The dnnfast under test: from the source tree (MYPYPATH) or installed (this Python's site-packages).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(dnnfast.__file__)))
+    env = dict(os.environ)
+    if os.path.basename(package_root) not in ("site-packages", "dist-packages"):
+        env["MYPYPATH"] = package_root
+    # follow-imports=silent: dnnfast's own modules are read for their types, but
+    # only the user's script is judged (it is what --strict is about here).
+    cmd = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
+           "--cache-dir", str(tmp_path / "cache"), "--python-executable", sys.executable, str(script)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_strict_user_script_passes_and_a_wrong_keyword_fails(tmp_path):
+    pytest.importorskip("mypy")
+    wrong = USER_SCRIPT.replace("epochs=2", "epochz=2")
+    assert wrong != USER_SCRIPT
+    # One mypy run for both: the good function, and the same with the typo appended
+    code = USER_SCRIPT + wrong.split("\n\n\n", 1)[1].replace("def train(", "def train_typo(")
+    out = mypy(tmp_path, code)
+    errors = [line for line in out.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and 'Unexpected keyword argument "epochz"' in errors[0], out.stdout + out.stderr
