@@ -300,6 +300,35 @@ def test_history_per_epoch():
     assert np.isnan(reg.history_["val_loss"]).all() and len(reg.history_["loss"]) == 5
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_in_blocks_of_rows_matches_one_evaluation(monkeypatch, weighted):
+    """lbfgs evaluates large data in blocks of rows (Ctrl-C is read between
+    them); the blocks' sum, divided once and with the L2 term added once,
+    is the one-call loss and gradient up to rounding, and a fixed function
+    of the shape (two fits: the same bits)."""
+    pytest.importorskip("scipy")
+    from dnnfast._estimators import _solvers
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(301, 5))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int)
+    sw = rng.uniform(0.5, 2.0, size=301) if weighted else None
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(7,), solver="lbfgs", alpha=0.3, max_iter=30,
+                             random_state=0).fit(X, y, sample_weight=sw)
+
+    whole = fit()
+    monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)  # blocks of 64 rows: 5 blocks
+    assert _solvers.lbfgs_block_rows(whole.coefs_[0].size) == 64
+    blocks, again = fit(), fit()
+    assert blocks.n_iter_ == whole.n_iter_
+    assert blocks.loss_ == pytest.approx(whole.loss_, rel=1e-9)
+    for a, b, c in zip(whole.coefs_ + whole.intercepts_, blocks.coefs_ + blocks.intercepts_,
+                       again.coefs_ + again.intercepts_):
+        np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
+        np.testing.assert_array_equal(c, b)
+
+
 def test_history_for_lbfgs():
     pytest.importorskip("scipy")
     X, y = _blobs()

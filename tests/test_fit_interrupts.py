@@ -147,6 +147,69 @@ def test_ctrl_c_stops_an_estimator_fit_quickly_warns_and_keeps_the_last_whole_ep
     assert result["returned"] - t_signal < 2.0, result["returned"] - t_signal
 
 
+LBFGS_CTRL_C_CHILD = textwrap.dedent("""
+    import json, sys, time, warnings
+    import numpy as np
+    from dnnfast.estimators import MLPClassifier
+    from dnnfast._estimators import _base
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30000, 784)).astype(np.float32)  # one full-batch evaluation: seconds on one thread
+    y = rng.integers(0, 10, size=30000)
+
+    class Started:  # says so as the first evaluation starts, keeping the initial weights
+        P = P0 = None
+        def __init__(self, net):
+            self.net = net
+        def __getattr__(self, name):
+            attr = getattr(self.net, name)
+            if name not in ("loss_and_gradient", "gradient_sum"):
+                return attr
+            def evaluate(*args):
+                if Started.P is None:
+                    Started.P, Started.P0 = args[0], args[0].copy()
+                    print("started", flush=True)
+                return attr(*args)
+            return evaluate
+
+    core_net = _base._BaseMLP._core_net
+    _base._BaseMLP._core_net = lambda self, dtype: Started(core_net(self, dtype))
+    est = MLPClassifier(hidden_layer_sizes=(1024, 1024), solver="lbfgs", max_iter=50, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    t_returned = time.time()
+    out = {"returned": t_returned, "warned": [str(w.message) for w in caught], "n_iter": est.n_iter_,
+           "history": len(est.history_["loss"]),
+           "weights_are_initial": bool(np.array_equal(Started.P, Started.P0)),
+           "finite": bool(all(np.isfinite(c).all() for c in est.coefs_ + est.intercepts_))}
+    est.predict(X[:5])                             # usable, lock released
+    _base._BaseMLP._core_net = core_net
+    est.set_params(max_iter=1).fit(X[:64], y[:64])  # a fit again: the lock is free
+    out["refit"] = est.n_iter_
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_an_lbfgs_fit_within_an_evaluation():
+    """An lbfgs fit whose one full-batch evaluation takes seconds on one
+    thread gets SIGINT 0.3 s into its first evaluation: the evaluation, run
+    in blocks of rows with the driver's Ctrl-C flag read between them, stops
+    at the next block; the fit warns and returns as the stochastic solvers
+    do, keeping the last whole iteration (here the start) with n_iter_ and
+    history_ to match."""
+    result, t_signal, _ = _ctrl_c(LBFGS_CTRL_C_CHILD)
+    assert result["warned"] == ["Training interrupted by user."]
+    assert result["n_iter"] == result["history"]
+    if result["n_iter"] == 0:
+        assert result["weights_are_initial"]
+    assert result["finite"]
+    assert result["refit"] == 1
+    # 0.5 s promised; the slack is for a loaded machine (the old evaluation
+    # ran to its end: seconds here, then raised out of fit).
+    assert result["returned"] - t_signal < 2.0, result["returned"] - t_signal
+
+
 RESUME_CHILD = textwrap.dedent("""
     import sys
     import numpy as np

@@ -1,7 +1,8 @@
 """The solvers: sgd and adam (the training driver's epoch loop, with
 scikit-learn's bookkeeping, stopping and learning-rate schedule as its
 callbacks here) and lbfgs
-(SciPy's L-BFGS-B on the core's ``loss_and_gradient``), as scikit-learn's
+(SciPy's L-BFGS-B on the core's loss and gradient, in blocks of rows with
+Ctrl-C read between them), as scikit-learn's
 ``_fit_stochastic`` / ``_fit_lbfgs`` and ``_stochastic_optimizers``."""
 from __future__ import annotations
 
@@ -16,13 +17,28 @@ from .. import _core
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback
-from .._train.driver import LocalSteps, Run, drive
+from .._train.driver import LocalSteps, Run, _Interrupts, drive
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
+#: lbfgs evaluates its loss and gradient in blocks of rows of about this many
+#: flops (~0.1 s at one thread or less), with Ctrl-C read between blocks. The block is
+#: fixed by the shape alone (never by measured time), so the blocks' sums, and
+#: the weights, have the same bits on every run and thread count.
+LBFGS_BLOCK_FLOPS = 5e9
+
+
+def lbfgs_block_rows(n_params):
+    """Rows per block of an lbfgs evaluation: ~6 flops per parameter and row
+    (forward and backward), at least 64 rows so the products stay efficient."""
+    return max(64, int(LBFGS_BLOCK_FLOPS // (6 * max(int(n_params), 1))))
+
+
+class _Interrupted(Exception):
+    """Ctrl-C seen between the blocks of an lbfgs evaluation."""
 
 
 class SolverState(dict):
@@ -369,6 +385,11 @@ class _Solvers:
         return float(score), val_loss
 
     def _fit_lbfgs(self, net, P, X, Y, sw):
+        """SciPy's L-BFGS-B. The loss and gradient are evaluated in blocks of
+        rows (``lbfgs_block_rows``) with the training driver's Ctrl-C flag
+        read between them: an interrupt stops the fit within a block's work,
+        keeps the last completed iteration's weights, warns and returns, as
+        the stochastic solvers do."""
         try:
             import scipy.optimize
         except ImportError:
@@ -384,13 +405,56 @@ class _Solvers:
         # The last point with a finite loss and gradient, put back if the
         # solver ends on a non-finite one (on_nonfinite='raise').
         good = P.copy() if self.on_nonfinite == "raise" else None
+        n = X.shape[0]
+        block = lbfgs_block_rows(P.size)
+        interrupts = _Interrupts()
+        if n > block:
+            # The weights' entries of the core buffer, for the L2 term added
+            # once to the blocks' sum (as loss_and_gradient adds it).
+            w_slices = [slice(l["w_offset"], l["w_offset"] + l["m_in"] * l["m_out"]) for l in net.layout()]
+            G64 = np.empty(P.size, dtype=np.float64)
+
+        def evaluate():
+            """(data loss, penalty) at P, gradient in G."""
+            if n <= block:  # one block: the core's one call (bits as before)
+                if interrupts.pending:
+                    raise _Interrupted
+                return net.loss_and_gradient(P, X, Y, sw, None, alpha, G)
+            # Blocks in row order, summed in float64 in that order: a fixed
+            # order given the shape, whatever the thread count or timing.
+            J = D = 0.0
+            G64[:] = 0.0
+            for r0 in range(0, n, block):
+                if interrupts.pending:
+                    raise _Interrupted
+                rows = np.arange(r0, min(r0 + block, n), dtype=np.int64)
+                Jb, Db = net.gradient_sum(P, X, Y, sw, rows, G)
+                J += Jb
+                D += Db
+                np.add(G64, G, out=G64)
+            scale = 1.0 / D if D > 0 else 0.0
+            np.multiply(G64, scale, out=G64)
+            sq = 0.0
+            if alpha != 0 and D > 0:
+                for sl in w_slices:
+                    W = P[sl].astype(np.float64)
+                    sq += float(W @ W)
+                    G64[sl] += (alpha / D) * W
+            G[:] = G64
+            return J * scale, (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
+
+        # The last completed iteration (the start before the first): what an
+        # interrupted fit keeps.
+        last = {"x": None, "fun": float("nan"), "nit": 0}
 
         def loss_grad(x):
             P[order] = x
-            data, penalty = net.loss_and_gradient(P, X, Y, sw, None, alpha, G)
+            data, penalty = evaluate()
             f = data * data_scale + penalty
             if good is not None and math.isfinite(f) and _core.all_finite(G):
                 good[:] = P
+            if last["nit"] == 0 and not math.isfinite(last["fun"]) and np.array_equal(x, x0):
+                last["fun"] = f  # the start's loss
             return f, G[order].astype(np.float64)
 
         def callback(intermediate_result):
@@ -399,15 +463,37 @@ class _Solvers:
             history.append(loss=loss, time=now - clock[0])
             progress.update(len(history["loss"]), loss)
             clock[0] = now
+            last["x"] = np.array(intermediate_result.x, copy=True)
+            last["fun"] = loss
+            last["nit"] += 1
 
         x0 = P[order].astype(np.float64)
+        last["x"] = x0.copy()
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
+        res = None
         try:
-            with _one_blas_thread():
-                res = scipy.optimize.minimize(loss_grad, x0, method="L-BFGS-B", jac=True, options=options,
-                                              callback=callback)
+            with interrupts.installed(), _one_blas_thread():
+                try:
+                    res = scipy.optimize.minimize(loss_grad, x0, method="L-BFGS-B", jac=True, options=options,
+                                                  callback=callback)
+                except _Interrupted:
+                    pass
         finally:
             progress.close()
+        if res is None:
+            # As scikit-learn's stochastic solvers: warn and return, with the
+            # weights, n_iter_, loss_ and history of the last whole iteration.
+            P[order] = last["x"]
+            self.n_iter_ = last["nit"]
+            self.loss_ = float(last["fun"])
+            warnings.warn("Training interrupted by user.")
+            # loss_ is NaN when Ctrl-C came before the start's loss was known:
+            # only the weights (the start's or an iterate's) are checked here.
+            if self.on_nonfinite != "ignore" and not _core.all_finite(P):
+                self._nonfinite(net, P, X, good, max(self.n_iter_, 1), unit="iteration")
+            return
+        if interrupts.pending:  # Ctrl-C after the last block: the fit is whole, but say it was seen
+            warnings.warn("Training interrupted by user.")
         if res.status != 0:
             msg = res.message.decode("latin1") if isinstance(res.message, bytes) else res.message
             warnings.warn(f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n{msg}.\n\n"
