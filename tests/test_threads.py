@@ -1,6 +1,7 @@
 """Thread-count policy: set_num_threads, OMP_NUM_THREADS, threadpoolctl."""
 import importlib.util
 import os
+import warnings
 import subprocess
 import sys
 import time
@@ -186,3 +187,28 @@ def test_lbfgs_weights_do_not_depend_on_blas_threads():
         assert out.returncode == 0, out.stderr
         digests.add(out.stdout.strip())
     assert len(digests) == 1, digests
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="solver='lbfgs' needs SciPy")
+def test_lbfgs_in_blocks_of_rows_is_bit_identical_on_any_thread_count(monkeypatch):
+    """lbfgs sums the loss and gradient of fixed blocks of rows (Ctrl-C is
+    read between them) in row order: the blocks come from the shape, never
+    from timing, so the weights have the same bits on 1, 2 and 3 threads."""
+    from dnnfast import MLPClassifier
+    from dnnfast._estimators import _solvers
+    monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1e6)  # 8 blocks of 64 rows here
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 20))
+    y = np.arange(500) % 3
+    fits = []
+    for threads in (1, 1, 2, 3):
+        clf = MLPClassifier(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=15, random_state=0,
+                            n_threads=threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: few iterations on purpose
+            clf.fit(X, y)
+        fits.append(clf.coefs_ + clf.intercepts_)
+    assert _solvers.lbfgs_block_rows(sum(p.size for p in fits[0])) < X.shape[0]
+    for threads, params in zip((1, 2, 3), fits[1:]):
+        for p, q in zip(params, fits[0]):
+            np.testing.assert_array_equal(p, q, err_msg=f"{threads} thread(s)")
