@@ -80,20 +80,20 @@ def check_params_fit_dtype(specs, dtype, where="activations"):
                              f"{dtype.name} (largest finite value {float(np.finfo(dtype).max):.4g})")
 
 
-def resolve_loss(name, where="loss"):
+def _resolve(name, table, kind, where):
+    """A registry name typed by the user (case-insensitive) -> its key in ``table``."""
     if not isinstance(name, str):
         raise TypeError(f"{where}: must be a string name, got {type(name).__name__}")
     key = name.lower()
-    if key not in LOSS_TABLE:
-        raise ValueError(f"{where}: unknown loss {name!r}; known: {', '.join(LOSS_TABLE)}")
+    if key not in table:
+        raise ValueError(f"{where}: unknown {kind} {name!r}; known: {', '.join(table)}")
     return key
+
+
+def resolve_loss(name, where="loss"):
+    return _resolve(name, LOSS_TABLE, "loss", where)
 
 
 def resolve_optimizer(name, where="optimizer"):
     """An optimizer's name (case-insensitive) -> its registry name."""
-    if not isinstance(name, str):
-        raise TypeError(f"{where}: must be a string name, got {type(name).__name__}")
-    key = name.lower()
-    if key not in OPTIMIZER_TABLE:
-        raise ValueError(f"{where}: unknown optimizer {name!r}; known: {', '.join(OPTIMIZER_TABLE)}")
-    return key
+    return _resolve(name, OPTIMIZER_TABLE, "optimizer", where)
