@@ -8,6 +8,8 @@ size of the numbers that produced it.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,21 @@ def onehot(labels, k, dtype):
     out = np.zeros((len(labels), k), dtype=dtype)
     out[np.arange(len(labels)), labels] = 1
     return out
+
+
+class BlockedStream:
+    """A stdout whose first write blocks until released (or ``timeout`` s): a
+    verbose fit stops after its first epoch, holding the model."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text):
+        self.entered.set()
+        assert self.release.wait(self.timeout)
+        return len(text)
+
+    def flush(self):
+        pass

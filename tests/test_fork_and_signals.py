@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import dnnfast
+from conftest import BlockedStream
 from dnnfast._locking import model_lock
 
 TIMEOUT = 60  # seconds: a deadlock fails the test instead of hanging the run
@@ -397,23 +398,6 @@ def test_pickles_of_an_estimator_during_a_warm_start_fit_are_whole_states():
         assert match, f"a pickle mixes states: n_iter_={n_iter}, {len(curve)} losses, coefs of another fit"
 
 
-class _BlockedStream:
-    """A stdout whose first write blocks until released: a verbose fit stops
-    after its first epoch, holding the model."""
-
-    def __init__(self):
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def write(self, text):
-        self.entered.set()
-        assert self.release.wait(TIMEOUT)
-        return len(text)
-
-    def flush(self):
-        pass
-
-
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
 def test_sigint_interrupts_a_prediction_waiting_for_a_fit_and_leaves_the_lock_as_it_was(monkeypatch):
     """The wait for a fit runs in C++ with the GIL released; it must still
@@ -423,7 +407,7 @@ def test_sigint_interrupts_a_prediction_waiting_for_a_fit_and_leaves_the_lock_as
         pytest.skip("signal handlers run in the main thread only")
     X, y = _data()
     net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)
-    stream = _BlockedStream()
+    stream = BlockedStream(TIMEOUT)
     monkeypatch.setattr(sys, "stdout", stream)
     fitter = threading.Thread(target=lambda: net.fit(X, y, epochs=2, verbose=True))
     fitter.start()

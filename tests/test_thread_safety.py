@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import dnnfast
+from conftest import BlockedStream
 from dnnfast._locking import model_lock
 
 TIMEOUT = 60  # seconds: a deadlock fails the test instead of hanging the run
@@ -129,23 +130,6 @@ def test_predictions_racing_repeated_fits_see_only_whole_fits():
         assert any(np.array_equal(a, b) for b in allowed), "a prediction saw parameters in the middle of a fit"
 
 
-class _BlockedStream:
-    """A stdout whose first write blocks until released: a verbose fit stops
-    after its first epoch, holding the model."""
-
-    def __init__(self):
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def write(self, text):
-        self.entered.set()
-        assert self.release.wait(TIMEOUT)
-        return len(text)
-
-    def flush(self):
-        pass
-
-
 def _check_fit_excludes_and_predict_waits(model, start_fit, fit_again, predict, X):
     """start_fit() blocks inside a fit until `release()`; meanwhile another
     fit raises and a prediction waits, then sees the fitted model."""
@@ -172,7 +156,7 @@ def _check_fit_excludes_and_predict_waits(model, start_fit, fit_again, predict, 
 def test_network_second_fit_raises_and_predict_waits_for_the_fit(monkeypatch):
     net = _network()
     X, y = _data()
-    stream = _BlockedStream()
+    stream = BlockedStream(TIMEOUT)
     monkeypatch.setattr(sys, "stdout", stream)
     errors = []
 
