@@ -183,12 +183,6 @@ void run_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N
     });
 }
 
-// Fraction of the tile area a rows x cols problem uses with mr x nr tiles.
-double tile_use(size_t rows, size_t cols, size_t mr, size_t nr) {
-    return double(rows) * double(cols) /
-           (double((rows + mr - 1) / mr * mr) * double((cols + nr - 1) / nr * nr));
-}
-
 // Whether the five loops read op(A) in place for a product N wide: a block
 // of A used by at most 4 column micro-panels costs about as much to pack as
 // those few passes over it.
@@ -197,9 +191,33 @@ bool reads_a_in_place(const KernelsFor<T>& kr, size_t N) {
     return N <= 4 * kr.nr;
 }
 
-// Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead (thin C).
-bool swaps(Trans ta, size_t M, size_t N, size_t mr, size_t nr) {
-    return ta == Trans::T && N < 4 * nr && tile_use(N, M, mr, nr) > 1.15 * tile_use(M, N, mr, nr);
+// Kernel work per k of an M x N C, in element multiply-adds: the micro-tile
+// runs a short row edge with exactly its rows (m < MR), but every column
+// tile is NR wide.
+double kernel_work(size_t M, size_t N, size_t nr) {
+    return double(M) * double((N + nr - 1) / nr * nr);
+}
+
+// Cost of the transposing copy that packs op(B)^T = A (stored M x K) as the
+// swapped problem's B, per element, in the same units: 2 x 2 (double) / 4 x 4
+// (float) register transposes cost about as much per element as a vector
+// FMA does per lane group. Measured on the thin products of a classifier's
+// output layer (Zen 4, AVX-512, one thread, median of calls): float64 200 x
+// 1 x 100 went from 13.4 to 3.9 us swapped, 200 x 3 x 100 from 13.9 to 4.6,
+// 200 x 10 x 100 from 16.1 to 11.0; a wider C pays more in the kernel than
+// the copy saves, which this weight decides.
+constexpr double kTransposeCopyWork = 8.0;
+
+// Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead: thin C (N
+// below a few NR, e.g. the 1-10 outputs of a model) fills NR-wide tiles
+// poorly, while its N rows make exact micro-tiles in the swapped problem.
+// With op(A) = A the swapped B operand is A read across its rows, packed by
+// a transposing copy, whose cost is counted; op(A) = A^T packs by rows.
+bool swaps(Trans ta, size_t M, size_t N, size_t nr) {
+    if (N >= 4 * nr) return false;
+    double swapped = kernel_work(N, M, nr);
+    if (ta == Trans::N) swapped += kTransposeCopyWork * double(M);
+    return swapped * 1.15 < kernel_work(M, N, nr);
 }
 
 }  // namespace
@@ -213,16 +231,13 @@ template <class T>
 void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
                   T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
                   size_t ldc, const Epilogue<T>* ep) {
-    // Thin C (N below a few NR, e.g. the 10 outputs of a classifier).
-    // op(A) = A^T: solve C^T = op(B)^T op(A)^T when that fills the tiles
-    // clearly better (the margin pays for the transposed, scalar tile stores).
-    // op(A) = A is not swapped: its rows would become a B operand packed by a
-    // transposing copy; it is read in place below instead. Measured (median
-    // time, alternating in one process, float32): 256 x 10 x 1024 1.23x
-    // faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
+    // Thin C: solve C^T = op(B)^T op(A)^T when that costs clearly less (the
+    // margin pays for the transposed, scalar tile stores). Measured (median
+    // time, alternating in one process, float32, op(A) = A^T): 256 x 10 x
+    // 1024 1.23x faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
     size_t rsc = ldc, csc = 1;
     Operands<T> io;
-    if (swaps(ta, M, N, kr.mr, kr.nr)) {
+    if (swaps(ta, M, N, kr.nr)) {
         std::swap(M, N);
         std::swap(A, B);
         std::swap(lda, ldb);
