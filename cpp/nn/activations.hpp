@@ -165,6 +165,20 @@ inline typename VMathFns<T>::Fwd vector_forward(Act act) {
     }
 }
 
+// The vector block kernel (bias, then sigma) for the piecewise-linear
+// activations with one alpha, or null.
+template <class T>
+inline typename VMathFns<T>::BlockFwd vector_block_forward(Act act) {
+    const VMathFns<T>& v = active_vmath().template get<T>();
+    switch (act) {
+        case Act::identity: return v.identity_block;
+        case Act::relu: return v.relu_block;
+        case Act::leaky_relu:
+        case Act::prelu: return v.leaky_block;
+        default: return nullptr;
+    }
+}
+
 // ---- block kernels (m rows x n cols, row strides given; j0 = first unit) -----
 
 // A := sigma(Z) on a block; A may alias Z. When bias is non-null it is added to
@@ -174,6 +188,10 @@ template <class T>
 void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_t m, size_t n,
                               size_t j0, const T* bias, const T* alpha, size_t alpha_stride) {
     if (alpha_stride == 0) {
+        if (const auto fn = vector_block_forward<T>(act)) {
+            fn(Z, ldz, A, lda, m, n, bias ? bias + j0 : nullptr, alpha ? alpha[0] : T(0));
+            return;
+        }
         if (const auto fn = vector_forward<T>(act)) {
             const T al = alpha ? alpha[0] : T(0);
             for (size_t i = 0; i < m; ++i) {
@@ -209,6 +227,12 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
     if (act == Act::softplus) {  // the one sigma' that needs a transcendental
         const auto fn = active_vmath().template get<T>().softplus_backward;
         for (size_t i = 0; i < m; ++i) fn(Z + i * ldz, dA + i * ldda, dZ + i * lddz, n);
+        return;
+    }
+    if (alpha_stride == 0 && (act == Act::relu || act == Act::leaky_relu || act == Act::prelu)) {
+        const VMathFns<T>& v = active_vmath().template get<T>();
+        (act == Act::relu ? v.relu_backward_block : v.leaky_backward_block)(Z, ldz, dA, ldda, dZ, lddz, m, n,
+                                                                            alpha ? alpha[0] : T(0));
         return;
     }
     visit_elementwise<T>(act, [&](auto op) {

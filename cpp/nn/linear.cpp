@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "nn/vmath.hpp"
 #include "threads.hpp"
 
 namespace dnnfast {
@@ -11,13 +12,8 @@ void column_sums(const T* X, T* out, size_t m, size_t n) {
     // Threads own disjoint column ranges and walk the rows in order: no
     // reduction is split, so the sums are the same for any thread count.
     const int nt = std::min<int>(threads_for(double(m) * double(n), kColumnSumMinWork), int(std::max<size_t>(1, n / 16)));
-    parallel_ranges(n, nt, [&](size_t j0, size_t j1) {
-        for (size_t j = j0; j < j1; ++j) out[j] = T(0);
-        for (size_t i = 0; i < m; ++i) {
-            const T* x = X + i * n;
-            for (size_t j = j0; j < j1; ++j) out[j] += x[j];
-        }
-    });
+    const auto sums = active_vmath().template get<T>().column_sums;
+    parallel_ranges(n, nt, [&](size_t j0, size_t j1) { sums(X + j0, n, m, j1 - j0, out + j0); });
 }
 
 template <class T>

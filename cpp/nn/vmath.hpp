@@ -29,6 +29,31 @@ struct VMathFns {
     // y[j] = log(x[j]) for positive normal x (the clipped cce probabilities);
     // y may alias x. NaN gives NaN.
     void (*log)(const T* x, T* y, size_t n);
+
+    // The element-wise work around the GEMM, in the instruction set's vectors
+    // (the portable build of these loops is SSE2 on x86-64: a relu layer's
+    // forward and backward passes, the bias gradient and the Adam step were
+    // a quarter of a small model's training step). Same maths, operation for
+    // operation, as the scalar definitions (activations.hpp, optimizers.cpp),
+    // so every table gives the same bits.
+    //
+    // On an m x n block (row strides given): Z[i, j] += bias[j] when bias is
+    // non-null, then A[i, j] = f(Z[i, j]); A may alias Z. relu: z > 0 ? z :
+    // 0; leaky: z > 0 ? z : alpha z; identity: z.
+    using BlockFwd = void (*)(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha);
+    BlockFwd identity_block, relu_block, leaky_block;
+    // dZ[i, j] = dA[i, j] * f'(Z[i, j]); dZ may alias dA. relu': z > 0 ? 1 :
+    // 0; leaky': z > 0 ? 1 : alpha.
+    using BlockBwd = void (*)(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
+                              size_t n, T alpha);
+    BlockBwd relu_backward_block, leaky_backward_block;
+    // out[j] = sum over i of X[i, j], rows added in order (the bias gradient).
+    void (*column_sums)(const T* x, size_t ldx, size_t m, size_t n, T* out);
+    // The optimizers' updates of n parameters p from gradients g, with their
+    // state s1 (velocity / first moment) and s2 (second moment).
+    void (*sgd)(T* p, const T* g, size_t n, T lr);
+    void (*momentum)(T* p, const T* g, T* s1, size_t n, T lr, T mu, bool nesterov);
+    void (*adam)(T* p, const T* g, T* s1, T* s2, size_t n, T lr_t, T b1, T b2, T eps);
 };
 
 struct VMathSet {

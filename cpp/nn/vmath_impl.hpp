@@ -27,6 +27,7 @@
 // so no intermediate overflows for any finite or infinite input; NaN in
 // gives NaN out. Measured error bounds: tests/test_activation_accuracy.py.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -284,10 +285,91 @@ struct VMath {
         map(x, y, n, [](V v) DNNFAST_VINLINE_LAMBDA { return log(v); });  // padding lanes hold 1
     }
 
+    // The element-wise kernels (vmath.hpp): plain loops, which the compiler
+    // vectorises for this file's instruction set; -ffp-contract=off keeps
+    // every operation as written, so the bits are the scalar definitions'.
+    template <int Kind>  // 0 identity, 1 relu, 2 leaky
+    static T unit(T z, T alpha) {
+        if constexpr (Kind == 0) return z;
+        else if constexpr (Kind == 1) return z > T(0) ? z : T(0);
+        else return z > T(0) ? z : alpha * z;
+    }
+    template <int Kind>
+    static void unit_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
+        for (size_t i = 0; i < m; ++i) {
+            T* zi = z + i * ldz;
+            T* ai = a + i * lda;
+            if (bias)
+                for (size_t j = 0; j < n; ++j) zi[j] += bias[j];
+            if (Kind != 0 || ai != zi)
+                for (size_t j = 0; j < n; ++j) ai[j] = unit<Kind>(zi[j], alpha);
+        }
+    }
+    template <int Kind>  // 1 relu, 2 leaky
+    static void unit_backward_block(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz,
+                                    size_t m, size_t n, T alpha) {
+        const T low = Kind == 1 ? T(0) : alpha;
+        for (size_t i = 0; i < m; ++i) {
+            const T* zi = z + i * ldz;
+            const T* dai = da + i * ldda;
+            T* dzi = dz + i * lddz;
+            for (size_t j = 0; j < n; ++j) dzi[j] = dai[j] * (zi[j] > T(0) ? T(1) : low);
+        }
+    }
+    static void column_sums_block(const T* x, size_t ldx, size_t m, size_t n, T* out) {
+        // Column strips of 4 vectors kept in registers down all the rows.
+        constexpr size_t S = 4 * L;
+        size_t j = 0;
+        for (; j + S <= n; j += S) {
+            V acc[4] = {};
+            for (size_t i = 0; i < m; ++i)
+                for (size_t v = 0; v < 4; ++v) acc[v] = acc[v] + load(x + i * ldx + j + v * L);
+            for (size_t v = 0; v < 4; ++v) store(out + j + v * L, acc[v]);
+        }
+        for (; j + L <= n; j += L) {
+            V acc = {};
+            for (size_t i = 0; i < m; ++i) acc = acc + load(x + i * ldx + j);
+            store(out + j, acc);
+        }
+        for (; j < n; ++j) {
+            T s = 0;
+            for (size_t i = 0; i < m; ++i) s += x[i * ldx + j];
+            out[j] = s;
+        }
+    }
+    static void sgd_step(T* __restrict p, const T* __restrict g, size_t n, T lr) {
+        for (size_t k = 0; k < n; ++k) p[k] -= lr * g[k];
+    }
+    static void momentum_step(T* __restrict p, const T* __restrict g, T* __restrict s1, size_t n, T lr, T mu,
+                              bool nesterov) {
+        if (nesterov)
+            for (size_t k = 0; k < n; ++k) {
+                s1[k] = mu * s1[k] - lr * g[k];
+                p[k] += mu * s1[k] - lr * g[k];
+            }
+        else
+            for (size_t k = 0; k < n; ++k) {
+                s1[k] = mu * s1[k] - lr * g[k];
+                p[k] += s1[k];
+            }
+    }
+    static void adam_step(T* __restrict p, const T* __restrict g, T* __restrict s1, T* __restrict s2, size_t n,
+                          T lr_t, T b1, T b2, T eps) {
+        const T c1 = T(1) - b1, c2 = T(1) - b2;
+        for (size_t k = 0; k < n; ++k) {
+            s1[k] = b1 * s1[k] + c1 * g[k];
+            s2[k] = b2 * s2[k] + c2 * g[k] * g[k];
+            p[k] -= lr_t * s1[k] / (std::sqrt(s2[k]) + eps);
+        }
+    }
+
     static constexpr VMathFns<T> table(bool with_atan) {
         return VMathFns<T>{&elu_rows,    &sigmoid_rows, &tanh_rows,
                            with_atan ? &atan_rows : nullptr, &softplus_rows, &softplus_backward_rows,
-                           &exp_shifted_rows, &log_rows};
+                           &exp_shifted_rows, &log_rows,
+                           &unit_block<0>, &unit_block<1>, &unit_block<2>,
+                           &unit_backward_block<1>, &unit_backward_block<2>,
+                           &column_sums_block, &sgd_step, &momentum_step, &adam_step};
     }
 };
 

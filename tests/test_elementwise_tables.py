@@ -1,0 +1,159 @@
+"""The element-wise kernels around the GEMM (cpp/nn/vmath.hpp: bias + relu /
+leaky_relu / identity, their derivatives, the bias gradient's column sums,
+and the sgd / momentum / nesterov / adam steps) on every kernel table this
+CPU can run: each must give, bit for bit, the scalar definition written out
+in NumPy operation by operation (the same IEEE operations in the same order),
+so every table gives the same bits. Sizes cover whole vectors, tails, rows
+shorter than a vector and blocks with a row stride."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dnnfast import _core
+
+from conftest import ACT_ID, DTYPES
+
+TABLES = [k for k in ("generic", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+OPT_ID = {name: i for name, i, _ in _core.OPTIMIZERS}
+
+
+@pytest.fixture
+def table(request):
+    previous = _core.gemm_kernel_name()
+    assert _core.gemm_set_kernel(request.param) == request.param
+    yield request.param
+    _core.gemm_set_kernel(previous)
+
+
+def same_bits(got, want):
+    """Bitwise equality (so -0 differs from +0); NaN matches NaN."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    nan = np.isnan(got) & np.isnan(want)
+    ints = {4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
+    diff = (got.view(ints) != want.view(ints)) & ~nan
+    assert not diff.any(), f"{diff.sum()} elements differ, first at {np.argwhere(diff)[0]}: " \
+        f"{got[tuple(np.argwhere(diff)[0])]!r} vs {want[tuple(np.argwhere(diff)[0])]!r}"
+
+
+def values(dtype, shape, rng):
+    """Random values with zeros of both signs, extremes, infinities and NaN."""
+    fi = np.finfo(dtype)
+    v = rng.standard_normal(shape).astype(dtype)
+    flat = v.reshape(-1)
+    special = np.array([0.0, -0.0, fi.max, -fi.max, np.inf, -np.inf, np.nan, fi.tiny, -fi.tiny,
+                        float(fi.smallest_subnormal), -float(fi.smallest_subnormal)], dtype)
+    k = min(flat.size, special.size)
+    flat[rng.choice(flat.size, k, replace=False)] = special[:k]
+    return v
+
+
+def forward_def(name, z, alpha):
+    if name == "identity":
+        return z.copy()
+    if name == "relu":
+        return np.where(z > 0, z, z.dtype.type(0))
+    return np.where(z > 0, z, alpha * z)
+
+
+SHAPES = [(1, 1), (3, 5), (2, 16), (7, 33), (64, 100), (5, 257)]
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_piecewise_linear_forward_and_backward(table, dtype, name, shape, rng):
+    alpha = np.array([0.1 if name == "leaky_relu" else 0.0], dtype)[: 1 if name == "leaky_relu" else 0]
+    a = dtype(alpha[0]) if alpha.size else dtype(0)
+    Z = values(dtype, shape, rng)
+    with np.errstate(all="ignore"):
+        same_bits(_core.activation_forward(ACT_ID[name], Z, alpha), forward_def(name, Z, a))
+        if name == "identity":
+            return
+        A = forward_def(name, Z, a)
+        dA = values(dtype, shape, rng)
+        slope = np.where(Z > 0, dtype(1), dtype(0) if name == "relu" else a)
+        same_bits(_core.activation_backward(ACT_ID[name], Z, A, dA, alpha), dA * slope)
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu"])
+@pytest.mark.parametrize("shape", [(3, 5), (50, 100), (37, 130)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bias_then_activation_in_the_gemm_epilogue(table, dtype, name, shape, rng):
+    """dense_forward through the identity matrix: the GEMM gives X exactly,
+    and the epilogue adds the bias and applies sigma on blocks of C."""
+    m, n = shape
+    X = rng.standard_normal((m, n)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    alpha = np.array([0.2], dtype) if name == "leaky_relu" else np.zeros(0, dtype)
+    Z, A = _core.dense_forward(X, np.eye(n, dtype=dtype), b, ACT_ID[name], alpha)
+    z = X + b
+    same_bits(Z, z)
+    same_bits(A, forward_def(name, z, dtype(0.2)))
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(200, 1), (3, 70)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_column_sums_add_rows_in_order(table, dtype, shape, rng):
+    X = rng.standard_normal(shape).astype(dtype)
+    want = np.zeros((1, shape[1]), dtype)
+    for row in X:
+        want = want + row
+    same_bits(_core.column_sums(X), want)
+
+
+def optimizer_def(name, P, G, s1, s2, t, lr, mu, b1, b2, eps):
+    """The scalar definitions of cpp/nn/optimizers.cpp, operation by operation."""
+    T = P.dtype.type
+    lr, mu, b1, b2, eps = T(lr), T(mu), T(b1), T(b2), T(eps)
+    if name == "sgd":
+        return P - lr * G, s1, s2, t
+    if name == "momentum":
+        s1 = mu * s1 - lr * G
+        return P + s1, s1, s2, t
+    if name == "nesterov":
+        s1 = mu * s1 - lr * G
+        return P + (mu * s1 - lr * G), s1, s2, t
+    t += 1
+    lr_t = T(float(lr) * np.sqrt(1.0 - float(b2) ** t) / (1.0 - float(b1) ** t))
+    s1 = b1 * s1 + (T(1) - b1) * G
+    s2 = b2 * s2 + (T(1) - b2) * G * G
+    return P - lr_t * s1 / (np.sqrt(s2) + eps), s1, s2, t
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("size", [1, 7, 100, 3103])
+def test_optimizer_steps(table, dtype, name, size, rng):
+    P = rng.standard_normal(size).astype(dtype)
+    s1 = np.zeros(size, dtype)
+    s2 = np.zeros(size, dtype)
+    wP, ws1, ws2, wt = P.copy(), s1.copy(), s2.copy(), 0
+    t = 0
+    hyper = dict(lr=0.01, mu=0.9, b1=0.9, b2=0.999, eps=1e-8)
+    for _ in range(3):  # a few steps, so the state buffers matter
+        G = rng.standard_normal(size).astype(dtype)
+        t = _core.optimizer_update(OPT_ID[name], P, G, s1, s2, t, hyper["lr"], hyper["mu"], hyper["b1"],
+                                   hyper["b2"], hyper["eps"])
+        wP, ws1, ws2, wt = optimizer_def(name, wP, G, ws1, ws2, wt, **hyper)
+    same_bits(P, wP)
+    if name != "sgd":
+        same_bits(s1, ws1)
+    if name == "adam":
+        same_bits(s2, ws2)
+        assert t == wt == 3
+
+
+def test_optimizer_update_checks_its_buffers():
+    P = np.zeros(4)
+    with pytest.raises(ValueError, match="grads"):
+        _core.optimizer_update(OPT_ID["sgd"], P, np.zeros(3), P, P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
+    with pytest.raises(ValueError, match="state1"):
+        _core.optimizer_update(OPT_ID["adam"], P, np.zeros(4), np.zeros(3), P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
+    with pytest.raises(ValueError, match="kind"):
+        _core.optimizer_update(99, P, np.zeros(4), P, P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
