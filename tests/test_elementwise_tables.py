@@ -1,5 +1,5 @@
 """The element-wise kernels around the GEMM (cpp/nn/vmath.hpp: bias + relu /
-leaky_relu / identity, their derivatives, the bias gradient's column sums,
+leaky_relu / identity, their derivatives and tanh's and sigmoid's, the bias gradient's column sums,
 and the sgd / momentum / nesterov / adam steps) on every kernel table this
 CPU can run: each must give, bit for bit, the scalar definition written out
 in NumPy operation by operation (the same IEEE operations in the same order),
@@ -76,6 +76,21 @@ def test_piecewise_linear_forward_and_backward(table, dtype, name, shape, rng):
         dA = values(dtype, shape, rng)
         slope = np.where(Z > 0, dtype(1), dtype(0) if name == "relu" else a)
         same_bits(_core.activation_backward(ACT_ID[name], Z, A, dA, alpha), dA * slope)
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_derivatives_from_the_output(table, dtype, name, shape, rng):
+    """tanh' = 1 - a a and sigmoid' = a (1 - a), from the saved output A."""
+    A = values(dtype, shape, rng)
+    Z = values(dtype, shape, rng)  # not read by these two
+    dA = values(dtype, shape, rng)
+    one = dtype(1)
+    with np.errstate(all="ignore"):
+        want = dA * (one - A * A) if name == "tanh" else dA * (A * (one - A))
+        same_bits(_core.activation_backward(ACT_ID[name], Z, A, dA, np.zeros(0, dtype)), want)
 
 
 @pytest.mark.parametrize("table", TABLES, indirect=True)

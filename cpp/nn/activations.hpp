@@ -194,6 +194,13 @@ void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_
         }
         if (const auto fn = vector_forward<T>(act)) {
             const T al = alpha ? alpha[0] : T(0);
+            if (ldz == n && lda == n) {  // contiguous rows: one call (a 1-unit output layer has rows of 1)
+                if (bias)
+                    for (size_t i = 0; i < m; ++i)
+                        for (size_t j = 0; j < n; ++j) Z[i * n + j] += bias[j0 + j];
+                fn(Z, A, m * n, al);
+                return;
+            }
             for (size_t i = 0; i < m; ++i) {
                 T* z = Z + i * ldz;
                 if (bias) for (size_t j = 0; j < n; ++j) z[j] += bias[j0 + j];
@@ -233,6 +240,11 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
         const VMathFns<T>& v = active_vmath().template get<T>();
         (act == Act::relu ? v.relu_backward_block : v.leaky_backward_block)(Z, ldz, dA, ldda, dZ, lddz, m, n,
                                                                             alpha ? alpha[0] : T(0));
+        return;
+    }
+    if (act == Act::tanh || act == Act::sigmoid) {
+        const VMathFns<T>& v = active_vmath().template get<T>();
+        (act == Act::tanh ? v.tanh_backward_block : v.sigmoid_backward_block)(A, lda, dA, ldda, dZ, lddz, m, n);
         return;
     }
     visit_elementwise<T>(act, [&](auto op) {

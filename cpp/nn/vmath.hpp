@@ -47,6 +47,10 @@ struct VMathFns {
     using BlockBwd = void (*)(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
                               size_t n, T alpha);
     BlockBwd relu_backward_block, leaky_backward_block;
+    // The same from the saved output A: tanh' = 1 - a a, sigmoid' = a (1 - a).
+    using BlockBwdA = void (*)(const T* a, size_t lda, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
+                               size_t n);
+    BlockBwdA tanh_backward_block, sigmoid_backward_block;
     // out[j] = sum over i of X[i, j], rows added in order (the bias gradient).
     void (*column_sums)(const T* x, size_t ldx, size_t m, size_t n, T* out);
     // The optimizers' updates of n parameters p from gradients g, with their

@@ -295,25 +295,64 @@ struct VMath {
         else return z > T(0) ? z : alpha * z;
     }
     template <int Kind>
+    static V unit(V z, V alpha) {
+        if constexpr (Kind == 0) return z;
+        else if constexpr (Kind == 1) return z > sp(0) ? z : sp(0);
+        else return z > sp(0) ? z : alpha * z;
+    }
+    // Explicit vectors, not loops left to the vectoriser: the GEMM epilogue
+    // calls these on strips one or two vectors wide, where the vectorised
+    // loops' alias checks and remainder handling cost more than the work.
+    template <int Kind>
     static void unit_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
+        const V al = sp(alpha);
         for (size_t i = 0; i < m; ++i) {
             T* zi = z + i * ldz;
             T* ai = a + i * lda;
-            if (bias)
-                for (size_t j = 0; j < n; ++j) zi[j] += bias[j];
-            if (Kind != 0 || ai != zi)
-                for (size_t j = 0; j < n; ++j) ai[j] = unit<Kind>(zi[j], alpha);
+            size_t j = 0;
+            for (; j + L <= n; j += L) {
+                V v = load(zi + j);
+                if (bias) {
+                    v = v + load(bias + j);
+                    store(zi + j, v);
+                }
+                if (Kind != 0 || ai != zi) store(ai + j, unit<Kind>(v, al));
+            }
+            for (; j < n; ++j) {
+                T v = zi[j];
+                if (bias) zi[j] = v = v + bias[j];
+                ai[j] = unit<Kind>(v, alpha);
+            }
         }
     }
     template <int Kind>  // 1 relu, 2 leaky
     static void unit_backward_block(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz,
                                     size_t m, size_t n, T alpha) {
         const T low = Kind == 1 ? T(0) : alpha;
+        const V one = sp(1), lowv = sp(low);
         for (size_t i = 0; i < m; ++i) {
             const T* zi = z + i * ldz;
             const T* dai = da + i * ldda;
             T* dzi = dz + i * lddz;
-            for (size_t j = 0; j < n; ++j) dzi[j] = dai[j] * (zi[j] > T(0) ? T(1) : low);
+            size_t j = 0;
+            for (; j + L <= n; j += L) store(dzi + j, load(dai + j) * (load(zi + j) > sp(0) ? one : lowv));
+            for (; j < n; ++j) dzi[j] = dai[j] * (zi[j] > T(0) ? T(1) : low);
+        }
+    }
+    template <int Kind>  // 0 tanh, 1 sigmoid
+    static void output_backward_block(const T* a, size_t lda, const T* da, size_t ldda, T* dz, size_t lddz,
+                                      size_t m, size_t n) {
+        const V one = sp(1);
+        for (size_t i = 0; i < m; ++i) {
+            const T* ai = a + i * lda;
+            const T* dai = da + i * ldda;
+            T* dzi = dz + i * lddz;
+            size_t j = 0;
+            for (; j + L <= n; j += L) {
+                const V av = load(ai + j);
+                store(dzi + j, load(dai + j) * (Kind == 0 ? one - av * av : av * (one - av)));
+            }
+            for (; j < n; ++j) dzi[j] = dai[j] * (Kind == 0 ? T(1) - ai[j] * ai[j] : ai[j] * (T(1) - ai[j]));
         }
     }
     static void column_sums_block(const T* x, size_t ldx, size_t m, size_t n, T* out) {
@@ -369,6 +408,7 @@ struct VMath {
                            &exp_shifted_rows, &log_rows,
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
+                           &output_backward_block<0>, &output_backward_block<1>,
                            &column_sums_block, &sgd_step, &momentum_step, &adam_step};
     }
 };
