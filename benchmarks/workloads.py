@@ -42,7 +42,7 @@ SUITES = {
     "gemm": dict(keys=["G"], about="the GEMM alone against numpy.matmul"),
     "predict": dict(keys=["P"], about="one-row predict latency"),
     "resources": dict(keys=["M", "S"], about="fit's peak memory and thread scaling"),
-    "estimators": dict(script="bench_sklearn.py", about="dnnfast.MLPClassifier against scikit-learn's "
+    "estimators": dict(script="bench_sklearn.py", about="the estimators' fit against scikit-learn's "
                        "(bench_sklearn.py)"),
     "activations": dict(script="bench_activations.py", about="epochs per activation function "
                         "(bench_activations.py)"),
