@@ -15,7 +15,6 @@ from dnnfast import _core
 from conftest import ACT_ID, DTYPES
 
 TABLES = [k for k in ("generic", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
-OPT_ID = {name: i for name, i, _ in _core.OPTIMIZERS}
 
 
 @pytest.fixture
@@ -151,10 +150,11 @@ def test_optimizer_steps(table, dtype, name, size, rng):
     wP, ws1, ws2, wt = P.copy(), s1.copy(), s2.copy(), 0
     t = 0
     hyper = dict(lr=0.01, mu=0.9, b1=0.9, b2=0.999, eps=1e-8)
+    options = _core.TrainOptions(optimizer=name, learning_rate=hyper["lr"], momentum=hyper["mu"],
+                                 beta1=hyper["b1"], beta2=hyper["b2"], epsilon=hyper["eps"])
     for _ in range(3):  # a few steps, so the state buffers matter
         G = rng.standard_normal(size).astype(dtype)
-        t = _core.optimizer_update(OPT_ID[name], P, G, s1, s2, t, hyper["lr"], hyper["mu"], hyper["b1"],
-                                   hyper["b2"], hyper["eps"])
+        t = _core.optimizer_update(options, P, G, s1, s2, t)
         wP, ws1, ws2, wt = optimizer_def(name, wP, G, ws1, ws2, wt, **hyper)
     same_bits(P, wP)
     if name != "sgd":
@@ -167,8 +167,6 @@ def test_optimizer_steps(table, dtype, name, size, rng):
 def test_optimizer_update_checks_its_buffers():
     P = np.zeros(4)
     with pytest.raises(ValueError, match="grads"):
-        _core.optimizer_update(OPT_ID["sgd"], P, np.zeros(3), P, P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
+        _core.optimizer_update(_core.TrainOptions(optimizer="sgd"), P, np.zeros(3), P, P, 0)
     with pytest.raises(ValueError, match="state1"):
-        _core.optimizer_update(OPT_ID["adam"], P, np.zeros(4), np.zeros(3), P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
-    with pytest.raises(ValueError, match="kind"):
-        _core.optimizer_update(99, P, np.zeros(4), P, P, 0, 0.1, 0.9, 0.9, 0.999, 1e-8)
+        _core.optimizer_update(_core.TrainOptions(optimizer="adam"), P, np.zeros(4), np.zeros(3), P, 0)

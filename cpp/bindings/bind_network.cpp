@@ -270,6 +270,26 @@ struct NetworkPy {
     }
 };
 
+// One step of the options' optimizer on flat buffers, in place (the tests
+// hold every kernel table to the scalar definition with it); t is Adam's
+// step count before the step, returned after it.
+template <class T>
+int64_t optimizer_update(const TrainOptions& options, py::array_t<T, py::array::c_style> P, const carray<T>& G,
+                         py::array_t<T, py::array::c_style> s1, py::array_t<T, py::array::c_style> s2, int64_t t) {
+    const OptimizerConfig<T> opt = options.config<T>();
+    const size_t n = P.size();
+    if (size_t(G.size()) != n) throw std::invalid_argument("grads must have the size of params");
+    const int buffers = kOptimizers[options.optimizer].state_buffers;
+    if ((buffers >= 1 && size_t(s1.size()) != n) || (buffers >= 2 && size_t(s2.size()) != n))
+        throw std::invalid_argument("state1/state2 must have the size of params");
+    T* p = P.mutable_data();
+    T* a = buffers >= 1 ? s1.mutable_data() : nullptr;
+    T* b = buffers >= 2 ? s2.mutable_data() : nullptr;
+    py::gil_scoped_release g;
+    optimizer_step<T>(p, G.data(), n, opt, a, b, &t);
+    return t;
+}
+
 template <class T>
 void bind_network_dtype(py::module_& m, const char* name) {
     using N = NetworkPy<T>;
@@ -332,6 +352,12 @@ void bind_network(py::module_& m) {
                    "', learning_rate=" + std::to_string(o.learning_rate) +
                    ", batch_size=" + std::to_string(o.batch_size) + ", ...)";
         });
+    m.def("optimizer_update", &optimizer_update<float>, py::arg("options"), py::arg("params").noconvert(),
+          py::arg("grads"), py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t"),
+          "In place: one step of options' optimizer; returns Adam's new step count.");
+    m.def("optimizer_update", &optimizer_update<double>, py::arg("options"), py::arg("params").noconvert(),
+          py::arg("grads"), py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t"),
+          "In place: one step of options' optimizer; returns Adam's new step count.");
     bind_network_dtype<float>(m, "Network32");
     bind_network_dtype<double>(m, "Network64");
     py::list optimizers;

@@ -207,38 +207,6 @@ void bind_ops_dtype(py::module_& m) {
     }, py::arg("params").noconvert(), py::arg("grads"), py::arg("learning_rate"),
        "In place: params -= learning_rate * grads.");
 
-    // One step of any registered optimizer, in place, on flat buffers (the
-    // state buffers as optimizer_step reads them); t is Adam's step count
-    // before the step, returned after it.
-    m.def("optimizer_update", [](int kind, py::array_t<T, py::array::c_style> P, const carray<T>& G,
-                                 py::array_t<T, py::array::c_style> s1, py::array_t<T, py::array::c_style> s2,
-                                 int64_t t, double lr, double momentum, double beta1, double beta2,
-                                 double epsilon) {
-        if (kind < 0 || kind >= kNumOptimizers) throw std::invalid_argument("kind: not an optimizer id");
-        const size_t n = P.size();
-        if (size_t(G.size()) != n) throw std::invalid_argument("grads must have the size of params");
-        const int buffers = kOptimizers[kind].state_buffers;
-        if ((buffers >= 1 && size_t(s1.size()) != n) || (buffers >= 2 && size_t(s2.size()) != n))
-            throw std::invalid_argument("state1/state2 must have the size of params");
-        OptimizerConfig<T> opt;
-        opt.kind = Optim(kind);
-        opt.learning_rate = T(lr);
-        opt.momentum = T(momentum);
-        opt.beta1 = T(beta1);
-        opt.beta2 = T(beta2);
-        opt.epsilon = T(epsilon);
-        T* p = P.mutable_data();
-        T* a = buffers >= 1 ? s1.mutable_data() : nullptr;
-        T* b = buffers >= 2 ? s2.mutable_data() : nullptr;
-        {
-            py::gil_scoped_release g;
-            optimizer_step<T>(p, G.data(), n, opt, a, b, &t);
-        }
-        return t;
-    }, py::arg("kind"), py::arg("params").noconvert(), py::arg("grads"), py::arg("state1").noconvert(),
-       py::arg("state2").noconvert(), py::arg("t"), py::arg("learning_rate"), py::arg("momentum"),
-       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
-       "In place: one step of optimizer `kind` (an id of OPTIMIZERS); returns Adam's new step count.");
 }
 
 }  // namespace
