@@ -13,7 +13,7 @@ from .._registry import parse_activation
 from .._validation import check_estimator_input, naming
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
-from ._targets import LabelBinarizer, type_of_target, unique_labels
+from ._targets import LabelBinarizer, binarize_simple, type_of_target, unique_labels
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -175,12 +175,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return collective(ctx, lambda: self._binarize_targets(X, y, labels, incremental))
 
     def _binarize_targets(self, X, y, labels, incremental):
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+        fresh = not hasattr(self, "classes_") or (not self.warm_start and not incremental)
+        fast = binarize_simple(y, None if fresh else self._label_binarizer) if labels is y or not fresh else None
+        if fresh and fast is not None:
+            self._label_binarizer, Y = fast
+            self.classes_ = self._label_binarizer.classes_
+            return X, Y, y
+        if fresh:
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = unique_labels(y)
+            classes = np.unique(y) if fast is not None else unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in the "
@@ -188,7 +194,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
-        Y = self._label_binarizer.transform(y).astype(bool)
+        Y = fast[1] if fast is not None else self._label_binarizer.transform(y).astype(bool)
         return X, Y, y
 
     def _combine_class_weight(self, sw, y, Y, dtype):

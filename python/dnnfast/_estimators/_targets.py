@@ -1,5 +1,12 @@
 """Class labels <-> network outputs: scikit-learn's ``LabelBinarizer`` when it
-is installed, a NumPy stand-in with the same behaviour otherwise."""
+is installed, a NumPy stand-in with the same behaviour otherwise.
+
+``binarize_simple`` is the fit's fast path for the common case, a 1-D array of
+integer, string or integral float labels: scikit-learn's ``type_of_target``,
+``unique_labels`` and ``label_binarize`` cost about 1.5 ms a fit (more than
+200 epochs of a small data set's arithmetic) and reach the same result as one
+``np.unique`` here. Everything else (multi-label, object arrays, lists, column
+vectors) goes through the binarizer's own checks."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,6 +64,39 @@ class _NumpyLabelBinarizer:
         if len(self.classes_) == 1:
             return np.repeat(self.classes_, len(Y))
         return self.classes_[(Y > 0.5).astype(int)]
+
+
+def binarize_simple(y, fitted=None):
+    """For a 1-D integer, unsigned, str or finite integral float array:
+    ``(binarizer, Y)``, the binarizer fitted on ``y`` (or ``fitted``, whose
+    classes must hold every label of ``y``) and ``Y`` the
+    boolean outputs ``binarizer.transform(y)`` would give. ``None`` for any
+    other ``y``: the caller takes the general path."""
+    if type(y) is not np.ndarray or y.ndim != 1 or y.shape[0] == 0 or y.dtype.kind not in "iuUf":
+        return None
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and np.array_equal(y, np.floor(y))):
+        return None  # continuous or non-finite: the general path raises scikit-learn's error
+    if fitted is None:
+        classes, pos = np.unique(y, return_inverse=True)
+        lb = LabelBinarizer()
+        lb.y_type_ = "multiclass" if len(classes) > 2 else "binary"
+        lb.classes_ = classes
+        if HAVE_SKLEARN:
+            lb.sparse_input_ = False
+    else:
+        lb = fitted
+        classes = lb.classes_
+        if lb.y_type_ == "multilabel-indicator" or classes.dtype.kind != y.dtype.kind:
+            return None
+        pos = np.searchsorted(classes, y)
+        if pos.max() >= len(classes) or not np.array_equal(classes[pos], y):
+            return None  # a label outside the classes: the general path names it
+    if lb.y_type_ == "binary":
+        Y = (pos == 1).reshape(-1, 1) if len(classes) == 2 else np.zeros((len(y), 1), dtype=bool)
+    else:
+        Y = np.zeros((len(y), len(classes)), dtype=bool)
+        Y[np.arange(len(y)), pos] = True
+    return lb, Y
 
 
 if HAVE_SKLEARN:
