@@ -8,12 +8,16 @@ namespace dnnfast {
 template <class T>
 void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* alpha, size_t alpha_stride) {
     const int nt = threads_for(double(m) * double(n) * activation_cost(act), kElementwiseMinWork);
+    if (act == Act::softmax) {  // row ranges: narrow rows go through the vector exp together
+        parallel_ranges(m, nt, [&](size_t i0, size_t i1) {
+            softmax_forward_rows(Z + i0 * n, n, A + i0 * n, n, i1 - i0, n);
+        });
+        return;
+    }
     parallel_for(m, nt, [&](size_t i) {
         const T* z = Z + i * n;
         T* a = A + i * n;
-        if (act == Act::softmax) {
-            softmax_forward_rows(z, n, a, n, 1, n);
-        } else {
+        {
             // Copy first so the block kernel can work in place on A.
             if (a != z) for (size_t j = 0; j < n; ++j) a[j] = z[j];
             activation_forward_block<T>(act, a, n, a, n, 1, n, 0, nullptr, alpha, alpha_stride);

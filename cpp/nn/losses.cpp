@@ -70,6 +70,46 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
     return s;
 }
 
+// sum over rows [i0, i1) of w_i J_i, the rows added in order. A cce row
+// with few classes has one or two entries with y != 0; rows up to kNarrow
+// wide have theirs gathered many rows at a time for one call of the vector
+// log (one call per row cost as much as the rest of the loss), each row's
+// terms then summed in column order as row_loss does: the same bits, since
+// the vector log computes each lane alike wherever it sits.
+template <class T>
+double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
+    constexpr size_t kNarrow = 64, kBuf = 256;
+    double s = 0;
+    if (loss != Loss::cce || n > kNarrow) {
+        for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
+        return s;
+    }
+    const auto vlog = active_vmath().get<double>().log;
+    double q[kBuf], yy[kBuf];
+    unsigned char count[kBuf];
+    const size_t rows = kBuf / n;
+    for (size_t b0 = i0; b0 < i1; b0 += rows) {
+        const size_t b1 = std::min(i1, b0 + rows);
+        size_t c = 0;
+        for (size_t i = b0; i < b1; ++i) {
+            const T* y = Y + i * n;
+            const T* p = Yhat + i * n;
+            const size_t c0 = c;
+            for (size_t j = 0; j < n; ++j)
+                if (y[j] != T(0)) { q[c] = double(clip01(p[j])); yy[c] = double(y[j]); ++c; }
+            count[i - b0] = static_cast<unsigned char>(c - c0);
+        }
+        if (c > 0) vlog(q, q, c);
+        size_t k = 0;
+        for (size_t i = b0; i < b1; ++i) {
+            double r = 0;
+            for (size_t e = 0; e < count[i - b0]; ++e, ++k) r -= yy[k] * q[k];
+            s += (w ? double(w[i]) : 1.0) * r;
+        }
+    }
+    return s;
+}
+
 constexpr size_t kRowBlock = 256;  // fixed reduction blocks: thread-count independent
 
 }  // namespace
@@ -78,17 +118,13 @@ template <class T>
 double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, const T* w) {
     const size_t nblocks = (m + kRowBlock - 1) / kRowBlock;
     if (nblocks <= 1) {
-        double s = 0;
-        for (size_t i = 0; i < m; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
-        return s;
+        return rows_loss(loss, Y, Yhat, 0, m, n, w);
     }
     std::vector<double> partial(nblocks, 0.0);
     const int nt = threads_for(double(m) * double(n) * (loss == Loss::sse || loss == Loss::mse ? 1.0 : 20.0), kElementwiseMinWork);
     parallel_for(nblocks, nt, [&](size_t b) {
         const size_t i0 = b * kRowBlock, i1 = std::min(m, i0 + kRowBlock);
-        double s = 0;
-        for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
-        partial[b] = s;
+        partial[b] = rows_loss(loss, Y, Yhat, i0, i1, n, w);
     });
     double s = 0;
     for (double v : partial) s += v;
