@@ -84,9 +84,11 @@ def test_matches_numpy_large(dtype):
 # (1, 300, 700) and (700, 300, 1): the one-row product and the rank-1 update
 # through W's row blocks (gemm_small.cpp). (128, 10, 64): column-edge tiles
 # (op(A) = A) and the swapped thin product, whose tiles C takes transposed
-# (op(A) = A^T), both through the micro-kernel's scratch tile.
+# (op(A) = A^T), both through the micro-kernel's scratch tile. (300, 3, 50)
+# and (9, 1, 40): N <= kSmallN, C^T through the small-M kernels and a scratch
+# (gemm_small_n), where beta's C has to go in and out transposed.
 @pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
-                                   (700, 300, 1), (128, 10, 64)])
+                                   (700, 300, 1), (128, 10, 64), (300, 3, 50), (9, 1, 40)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)
@@ -103,7 +105,7 @@ def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", [(1, 50, 30), (4, 3000, 20), (200, 90, 1), (200, 10, 300), (37, 45, 600), (250, 2100, 300),
-                                   (1, 300, 700), (700, 90, 1)])
+                                   (1, 300, 700), (700, 90, 1), (200, 2, 300)])
 def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, ta, tb, dtype):
     # The probe epilogue maps c -> 2c + 1000 i + j: applied twice, before the
     # last K slice, or with wrong (i0, j0), the result is off by far more
@@ -118,7 +120,8 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
-@pytest.mark.parametrize("M,N,K", [(300, 520, 700), (1000, 20, 300), (1, 5000, 700), (3, 4100, 513), (2000, 1500, 1)])
+@pytest.mark.parametrize("M,N,K", [(300, 520, 700), (1000, 20, 300), (1, 5000, 700), (3, 4100, 513), (2000, 1500, 1),
+                                   (4100, 3, 513)])
 def test_bit_identical_for_any_thread_count(M, N, K, ta, tb, dtype):
     A, B = operands(M, N, K, ta, tb, dtype)
     saved = _core.get_num_threads()

@@ -1,5 +1,6 @@
 // Fast GEMM front end: handles the degenerate cases, then picks a path --
-// outer product (K == 1), matrix-vector style (M <= kSmallM), or the packed
+// outer product (K == 1), matrix-vector style (M <= kSmallM, or N <= kSmallN
+// on the transposed problem), or the packed
 // five-loop algorithm -- with the micro-kernels of the instruction set chosen
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
@@ -30,6 +31,8 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
         gemm_rank1(kr, ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (M <= kSmallM)
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else if (N <= kSmallN)
+        gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else
         gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }

@@ -28,6 +28,8 @@ using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, c
 // small_nn streams B stored K x n (row stride ldb), small_nt takes dot products
 // with the rows of B stored n x K (row stride ldb).
 constexpr size_t kSmallM = 4;
+// N <= kSmallN (and M > kSmallM): the same kernels on C^T (gemm_small_n).
+constexpr size_t kSmallN = 3;
 template <class T>
 using SmallKernel = void (*)(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B,
                              size_t ldb, T beta, T* C, size_t ldc);
