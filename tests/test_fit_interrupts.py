@@ -236,7 +236,9 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     import dnnfast
 
     path = str(tmp_path / "run.npz")
-    epochs = 10
+    # Enough epochs that the kills land before the end: an epoch here takes
+    # about 6 ms, so the 0.05 s pause alone lets the child run ~8 more.
+    epochs = 40
     ref_path = str(tmp_path / "ref.npz")
     subprocess.run([sys.executable, "-c", RESUME_CHILD, ref_path, str(epochs)], check=True, env=_env(),
                    timeout=300, stdout=subprocess.DEVNULL)
