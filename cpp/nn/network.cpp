@@ -101,8 +101,9 @@ void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) con
         ws.A.resize(L);
         for (size_t l = 0; l < L; ++l) {
             const size_t sz = checked_mul(rows, layers_[l].m_out, what);
-            ws.Z[l].assign(sz, T(0));
-            // Identity layers keep A == Z; the buffer stays empty.
+            // Identity layers keep A == Z, relu layers Z in A (pre_activation):
+            // one buffer each.
+            if (layers_[l].act != Act::relu) ws.Z[l].assign(sz, T(0));
             if (layers_[l].act != Act::identity) ws.A[l].assign(sz, T(0));
         }
         ws.rows = rows;
@@ -129,8 +130,20 @@ const T* Network<T>::output(const Workspace& ws) const {
     return layers_[L - 1].act == Act::identity ? ws.Z[L - 1].data() : ws.A[L - 1].data();
 }
 
+// Where layer l's Z (the pre-activation) is kept. A relu layer keeps none of
+// its own: relu' is z > 0, which is a > 0 for a = (z > 0 ? z : 0), NaN and
+// -0 included, so the backward pass reads A there, and the forward GEMM's
+// epilogue writes relu(z + b) once over its own output instead of storing
+// z + b and relu(z + b) both (the epilogue's stores were a seventh of a small
+// relu model's step).
+template <class T>
+T* Network<T>::pre_activation(Workspace& ws, size_t l) const {
+    return layers_[l].act == Act::relu ? ws.A[l].data() : ws.Z[l].data();
+}
+
 // Forward through the layers from `first_layer` on into the workspace
-// (ws.Z[l], ws.A[l]); the layers before it are already there.
+// (Z where pre_activation keeps it, ws.A[l]); the layers before it are
+// already there.
 template <class T>
 void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer) const {
     const T* a_in = X;
@@ -140,7 +153,7 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
     }
     for (size_t l = first_layer; l < layers_.size(); ++l) {
         const LayerSpec& s = layers_[l];
-        T* Z = ws.Z[l].data();
+        T* Z = pre_activation(ws, l);
         T* A = s.act == Act::identity ? Z : ws.A[l].data();
         if (l == 0 && ws.w0_packed)
             dense_forward<T>(Z, A, a_in, ws.W0, P + s.b_off, n, s.act, layer_alpha(P, l), layer_alpha_stride(l));
@@ -187,7 +200,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         loss_backward<T>(loss_, Y, Yhat, dZ, n, m_y_, scale, w);
         if (out.act == Act::prelu)
             prelu_alpha_backward<T>(ws_.Z[L - 1].data(), dZ, G + out.alpha_off, n, out.m_out);
-        activation_backward<T>(out.act, ws_.Z[L - 1].data(), Yhat, dZ, dZ, n, out.m_out, layer_alpha(P, L - 1),
+        activation_backward<T>(out.act, pre_activation(ws_, L - 1), Yhat, dZ, dZ, n, out.m_out, layer_alpha(P, L - 1),
                                layer_alpha_stride(L - 1));
     }
 
@@ -199,7 +212,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         // prelu keeps dA to form its alpha gradient first.
         if (l > 0) {
             const LayerSpec& p = layers_[l - 1];
-            const T* zp = ws_.Z[l - 1].data();
+            const T* zp = pre_activation(ws_, l - 1);
             if (p.act == Act::prelu) {
                 gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0),
                         spare, s.m_in);
@@ -372,7 +385,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
             Yb = ws_.Yb.data();
         }
         if (ws_.step_pending && n == 1) {
-            T* Z = ws_.Z[0].data();
+            T* Z = pre_activation(ws_, 0);
             dense_forward_row_after_step<T>(Z, first.act == Act::identity ? Z : ws_.A[0].data(), Xb, P + first.w_off,
                                             P + first.b_off, first.m_in, first.m_out, first.act,
                                             layer_alpha(P, 0), layer_alpha_stride(0), -lr, ws_.step_u.data(),

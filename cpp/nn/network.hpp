@@ -107,6 +107,7 @@ private:
     void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
     void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0) const;
     const T* output(const Workspace& ws) const;
+    T* pre_activation(Workspace& ws, size_t l) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr, bool defer_first = false);
     double l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G);

@@ -303,24 +303,27 @@ struct VMath {
     // Explicit vectors, not loops left to the vectoriser: the GEMM epilogue
     // calls these on strips one or two vectors wide, where the vectorised
     // loops' alias checks and remainder handling cost more than the work.
+    // With A on Z (a == z, a relu layer that keeps no Z) each element is
+    // stored once, as f(z + b).
     template <int Kind>
     static void unit_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
         const V al = sp(alpha);
         for (size_t i = 0; i < m; ++i) {
             T* zi = z + i * ldz;
             T* ai = a + i * lda;
+            const bool keep_z = bias && ai != zi;  // Z holds z + b apart from A
+            const bool write_a = Kind != 0 || ai != zi || bias;
             size_t j = 0;
             for (; j + L <= n; j += L) {
                 V v = load(zi + j);
-                if (bias) {
-                    v = v + load(bias + j);
-                    store(zi + j, v);
-                }
-                if (Kind != 0 || ai != zi) store(ai + j, unit<Kind>(v, al));
+                if (bias) v = v + load(bias + j);
+                if (keep_z) store(zi + j, v);
+                if (write_a) store(ai + j, unit<Kind>(v, al));
             }
             for (; j < n; ++j) {
                 T v = zi[j];
-                if (bias) zi[j] = v = v + bias[j];
+                if (bias) v = v + bias[j];
+                if (keep_z) zi[j] = v;
                 ai[j] = unit<Kind>(v, alpha);
             }
         }
