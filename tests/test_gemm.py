@@ -86,9 +86,12 @@ def test_matches_numpy_large(dtype):
 # (op(A) = A) and the swapped thin product, whose tiles C takes transposed
 # (op(A) = A^T), both through the micro-kernel's scratch tile. (300, 3, 50)
 # and (9, 1, 40): N <= kSmallN, C^T through the small-M kernels and a scratch
-# (gemm_small_n), where beta's C has to go in and out transposed.
+# (gemm_small_n), where beta's C has to go in and out transposed. (300, 70,
+# 4) and (9, 21, 2): K <= kSmallK, rows from a copied op(B) (gemm_small_k),
+# its last columns through a scratch.
 @pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
-                                   (700, 300, 1), (128, 10, 64), (300, 3, 50), (9, 1, 40)])
+                                   (700, 300, 1), (128, 10, 64), (300, 3, 50), (9, 1, 40), (300, 70, 4),
+                                   (9, 21, 2)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)
@@ -105,7 +108,7 @@ def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", [(1, 50, 30), (4, 3000, 20), (200, 90, 1), (200, 10, 300), (37, 45, 600), (250, 2100, 300),
-                                   (1, 300, 700), (700, 90, 1), (200, 2, 300)])
+                                   (1, 300, 700), (700, 90, 1), (200, 2, 300), (3000, 90, 3)])
 def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, ta, tb, dtype):
     # The probe epilogue maps c -> 2c + 1000 i + j: applied twice, before the
     # last K slice, or with wrong (i0, j0), the result is off by far more
@@ -121,7 +124,7 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", [(300, 520, 700), (1000, 20, 300), (1, 5000, 700), (3, 4100, 513), (2000, 1500, 1),
-                                   (4100, 3, 513)])
+                                   (4100, 3, 513), (4100, 300, 3)])
 def test_bit_identical_for_any_thread_count(M, N, K, ta, tb, dtype):
     A, B = operands(M, N, K, ta, tb, dtype)
     saved = _core.get_num_threads()

@@ -1,6 +1,6 @@
 // Fast GEMM front end: handles the degenerate cases, then picks a path --
 // outer product (K == 1), matrix-vector style (M <= kSmallM, or N <= kSmallN
-// on the transposed problem), or the packed
+// on the transposed problem), rows from a copied op(B) (K <= kSmallK), or the packed
 // five-loop algorithm -- with the micro-kernels of the instruction set chosen
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
@@ -33,6 +33,8 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (N <= kSmallN)
         gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else if (K <= kSmallK)
+        gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else
         gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }

@@ -27,6 +27,13 @@ void gemm_small_n(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
                   T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
                   size_t ldc, const Epilogue<T>* ep);
 
+// 2 <= K <= kSmallK, M > kSmallM: rows of C from op(B) copied once
+// (gemm_small.cpp).
+template <class T>
+void gemm_small_k(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,
+                  T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
+                  size_t ldc, const Epilogue<T>* ep);
+
 // K == 1: the outer product C := alpha * a b^T + beta * C (gemm_small.cpp).
 template <class T>
 void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, T alpha, const T* A, size_t lda,

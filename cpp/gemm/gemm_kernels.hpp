@@ -40,6 +40,17 @@ template <class T>
 using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta,
                              T* C, size_t ldc);
 
+// Short-K kernel (2 <= K <= kSmallK, e.g. dZ W^T through a classifier's few
+// outputs): C[i, 0:n] := alpha * sum_k a(i, k) bp[k, 0:n] + beta * C[i, 0:n]
+// for i < m, a(i, k) at a[i * a_rs + k * a_ks], bp the K rows of op(B) with
+// row stride ldbp (a whole number of vectors, zero-padded past n). Each
+// element is the FMA chain over k from zero, stored as the micro-kernel
+// stores it, so the bits are those of the five loops.
+constexpr size_t kSmallK = 4;
+template <class T>
+using SmallKKernel = void (*)(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks,
+                              const T* bp, size_t ldbp, T beta, T* C, size_t ldc);
+
 // Rank-1 update then a row through the updated matrix, in one sweep over W
 // (K x n, row stride ldw): W := W + alpha * u v^T (as Rank1Kernel with beta =
 // 1), then y[0:n] := x W (as small_nn with one row, alpha = 1, beta = 0), each
@@ -57,6 +68,7 @@ struct KernelsFor {
     MicroKernelA<T> micro_a;
     SmallKernel<T> small_nn, small_nt;
     Rank1Kernel<T> rank1;
+    SmallKKernel<T> small_k;
     Rank1GemvKernel<T> rank1_gemv;
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs

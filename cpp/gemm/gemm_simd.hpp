@@ -408,6 +408,45 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
     }
 }
 
+// The short-K kernel (contract in gemm_kernels.hpp): four vectors of a row
+// at a time, each an FMA chain over the K rows of bp from zero, then stored
+// by update_row, as micro_tile stores a tile; the last columns through a
+// vector-wide scratch (bp is zero-padded), so every column gets the same
+// arithmetic.
+template <class T, class Ops>
+void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp,
+                  size_t ldbp, T beta, T* C, size_t ldc) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    constexpr size_t kMaxK = kSmallK;
+    for (size_t i = 0; i < m; ++i) {
+        V av[kMaxK];
+        for (size_t k = 0; k < K; ++k) av[k] = Ops::splat(a[i * a_rs + k * a_ks]);
+        T* c = C + i * ldc;
+        size_t j = 0;
+        for (; j + 4 * S::W <= n; j += 4 * S::W) {
+            V acc[4] = {};
+            for (size_t k = 0; k < K; ++k)
+                for (int v = 0; v < 4; ++v) acc[v] = Ops::fma(av[k], S::load(bp + k * ldbp + j + v * S::W), acc[v]);
+            update_row<T, Ops, 4>(c + j, acc, alpha, beta);
+        }
+        for (; j < n; j += S::W) {
+            V acc = V{};
+            for (size_t k = 0; k < K; ++k) acc = Ops::fma(av[k], S::load(bp + k * ldbp + j), acc);
+            if (j + S::W <= n) {
+                update_row<T, Ops, 1>(c + j, &acc, alpha, beta);
+            } else {
+                alignas(64) T ct[S::W] = {};
+                const size_t r = n - j;
+                if (beta != T(0))
+                    for (size_t l = 0; l < r; ++l) ct[l] = c[j + l];
+                update_row<T, Ops, 1>(ct, &acc, alpha, beta);
+                for (size_t l = 0; l < r; ++l) c[j + l] = ct[l];
+            }
+        }
+    }
+}
+
 // The rank-1 update and the next row's product in one sweep (contract in
 // gemm_kernels.hpp): row k of W is updated as rank1_rows does it (vector
 // lanes, then the scalar tail) and, still in registers, added into y as
@@ -458,6 +497,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
     k.rank1 = &rank1_rows<T, Ops>;
+    k.small_k = &small_k_rows<T, Ops>;
     k.rank1_gemv = &rank1_gemv_rows<T, Ops>;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;
