@@ -70,6 +70,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     T* const b_own = io.b_packed ? nullptr : b_buf.get(KC * NC);
     const T* bp = b_own;
     const size_t KS = k_slice_depth(K, KC);
+    // One row micro-panel (a product with few rows: dW = A^T dZ of an input
+    // with a dozen features): each element of op(B) is used once, so its
+    // full NR-wide panels are read where they lie instead of being packed
+    // first (only the column edge is packed). Same FMA chains, same bits.
+    const bool b_in_place = tb == Trans::N && !io.b_packed && !a_in_place && i_end - i_begin <= MR;
     // jc: NC-wide column panels of C, so the packed KC x NC slice of B stays in L3.
     for (size_t jc = j_begin; jc < j_end; jc += NC) {
         const size_t nc = std::min(NC, j_end - jc);
@@ -79,10 +84,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
             const T beta_p = pc == 0 ? beta : T(1);  // later slices accumulate
             const bool last = pc + kc == K;
             // jc is a multiple of NR: its panel starts jc * kc into the slice.
+            const size_t n_full = b_in_place ? nc / NR * NR : 0;  // columns read in place
             if (io.b_packed)
                 bp = io.b_packed + pc * io.b_npad + jc * kc;
-            else
-                gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, NR, b_own);
+            else if (n_full < nc)
+                gemm_pack_b(tb, B, ldb, pc, jc + n_full, kc, nc - n_full, NR, b_own);
             // ic: MC-tall row blocks of A, packed once per slice and kept in L2 (or read in place).
             for (size_t ic = i_begin; ic < i_end; ic += MC) {
                 const size_t mc = std::min(MC, i_end - ic);
@@ -93,11 +99,14 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                     T* c = C + ic * rsc + (io.c_panel ? (jc + jr) / NR * io.c_panel : (jc + jr) * csc);
                     // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
-                        if (a_in_place)
+                        if (jr < n_full)
+                            kr.micro_b(kc, ap + ir * kc, B + pc * ldb + jc + jr, ldb, alpha, beta_p, c + ir * rsc,
+                                       rsc, csc, std::min(MR, mc - ir), nr);
+                        else if (a_in_place)
                             kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + jr * kc, alpha,
                                        beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr);
                         else
-                            kr.micro(kc, ap + ir * kc, bp + jr * kc, alpha, beta_p, c + ir * rsc, rsc,
+                            kr.micro(kc, ap + ir * kc, bp + (jr - n_full) * kc, alpha, beta_p, c + ir * rsc, rsc,
                                      csc, std::min(MR, mc - ir), nr);
                     }
                     // The mc x nr strip is final after the last slice and still in cache.

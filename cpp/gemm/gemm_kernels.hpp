@@ -23,6 +23,12 @@ template <class T>
 using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha,
                               T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n);
 
+// The same with op(B) = B read in place: row k of the NR-wide micro-panel at
+// b + k * b_ks, n == NR only (a full panel). Same bits as MicroKernel.
+template <class T>
+using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c,
+                              size_t rsc, size_t csc, size_t m, size_t n);
+
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
 // small_nn streams B stored K x n (row stride ldb), small_nt takes dot products
@@ -66,6 +72,7 @@ struct KernelsFor {
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;
     MicroKernelA<T> micro_a;
+    MicroKernelB<T> micro_b;
     SmallKernel<T> small_nn, small_nt;
     Rank1Kernel<T> rank1;
     SmallKKernel<T> small_k;

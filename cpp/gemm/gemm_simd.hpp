@@ -88,12 +88,16 @@ struct StridedA {
 // 8 independent accumulators two FMA ports of latency 4 need, so it runs at
 // the full tile's rate. The FMA chain of an element does not depend on how A
 // is read, so packed and in-place A give the same bits.
-template <class T, class Ops, int NV, int MC, class AR>
-void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, size_t rsc,
+//
+// B is a packed micro-panel (NR values of each k adjacent, aligned), or, with
+// BInPlace, op(B) = B where it lies: NR contiguous values of row k at
+// bp + k * b_ks, loaded unaligned. The FMA chains are the same either way.
+template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false>
+void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
                 size_t csc, size_t m, size_t n) {
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
-            micro_tile<T, Ops, NV, MC - 1>(kc, a, bp, alpha, beta, c, rsc, csc, m, n);
+            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
             return;
         }
     }
@@ -123,7 +127,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, 
     for (size_t k = 0; k < kc; ++k) {
         V b[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) b[v] = S::load_aligned(bp + v * S::W);
+        for (int v = 0; v < NV; ++v) b[v] = BInPlace ? S::load(bp + v * S::W) : S::load_aligned(bp + v * S::W);
 #pragma GCC unroll 32
         for (int i = 0; i < MC; ++i) {
             const V av = Ops::splat(a.at(i));
@@ -131,7 +135,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, 
             for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(av, b[v], acc[i][v]);
         }
         a.next();
-        bp += NR;
+        bp += BInPlace ? b_ks : NR;
     }
     if (n == NR && csc == 1) {  // m == MC here
 #pragma GCC unroll 32
@@ -164,13 +168,20 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
                   size_t m, size_t n) {
-    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, alpha, beta, c, rsc, csc, m, n);
+    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_a(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha, T beta, T* c,
                     size_t rsc, size_t csc, size_t m, size_t n) {
-    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, alpha, beta, c, rsc, csc, m, n);
+    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n);
+}
+
+template <class T, class Ops, int MR, int NV>
+void micro_kernel_b(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
+                    size_t csc, size_t m, size_t n) {
+    micro_tile<T, Ops, NV, MR, PackedA<T, MR>, true>(kc, PackedA<T, MR>{ap}, b, b_ks, alpha, beta, c, rsc, csc, m,
+                                                     n);
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
@@ -494,6 +505,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.small_nb = 4 * W;  // the widest column block small_nn uses
     k.micro = &micro_kernel<T, Ops, MR, NV>;
     k.micro_a = &micro_kernel_a<T, Ops, MR, NV>;
+    k.micro_b = &micro_kernel_b<T, Ops, MR, NV>;
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
     k.rank1 = &rank1_rows<T, Ops>;
