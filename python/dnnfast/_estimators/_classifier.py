@@ -176,7 +176,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _binarize_targets(self, X, y, labels, incremental):
         fresh = not hasattr(self, "classes_") or (not self.warm_start and not incremental)
-        fast = binarize_simple(y, None if fresh else self._label_binarizer) if labels is y or not fresh else None
+        fast = None  # (binarizer, Y) from the plain-array path, where y allows it
+        if not fresh:
+            fast = binarize_simple(y, self._label_binarizer)
+        elif labels is y:  # not distributed: the classes are y's own
+            fast = binarize_simple(y)
         if fresh and fast is not None:
             self._label_binarizer, Y = fast
             self.classes_ = self._label_binarizer.classes_
