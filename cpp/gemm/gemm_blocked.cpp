@@ -201,32 +201,34 @@ bool reads_a_in_place(const KernelsFor<T>& kr, size_t N) {
 }
 
 // Kernel work per k of an M x N C, in element multiply-adds: the micro-tile
-// runs a short row edge with exactly its rows (m < MR), but every column
-// tile is NR wide.
-double kernel_work(size_t M, size_t N, size_t nr) {
-    return double(M) * double((N + nr - 1) / nr * nr);
+// runs a short row edge with exactly its rows (m < MR), and a column edge
+// one vector wide when it fits in one (micro_tile), else NR wide.
+double kernel_work(size_t M, size_t N, size_t nr, size_t lanes) {
+    const size_t edge = N % nr;
+    const size_t cols = N / nr * nr + (edge == 0 ? 0 : edge <= lanes ? lanes : nr);
+    return double(M) * double(cols);
 }
 
 // Cost of the transposing copy that packs op(B)^T = A (stored M x K) as the
-// swapped problem's B, per element, in the same units: 2 x 2 (double) / 4 x 4
-// (float) register transposes cost about as much per element as a vector
-// FMA does per lane group. Measured on the thin products of a classifier's
-// output layer (Zen 4, AVX-512, float64, one thread, best of 5 loops through
-// the binding): 200 x 1 x 100 (A W) 13.4 -> 8.1 us swapped, 100 x 1 x 200
-// (A^T dZ) 14.2 -> 7.3, 200 x 3 x 100 13.9 -> 11.5, 100 x 3 x 200 14.8 ->
-// 9.8; 200 x 10 x 100 stays unswapped (the weight decides it).
-constexpr double kTransposeCopyWork = 8.0;
+// swapped problem's B, per element, in the same units. Fitted to a sweep of
+// op(A) = A products, K = 100, M in {32, 64, 200, 500}, N in 4..56, each
+// timed both ways (Zen 4, AVX-512, one thread, best of 2 x 5 loops through
+// the binding): with the 1.15 margin below, 2.0 chooses within 1.5% (float)
+// and 1.3% (double) of the faster way on average; the earlier 8.0, fitted
+// before narrow column edges ran one vector wide, 6.7% (float), e.g. 64 x
+// 100 x 10 unswapped in 3.6 us against 3.0 swapped.
+constexpr double kTransposeCopyWork = 2.0;
 
 // Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead: thin C (N
 // below a few NR, e.g. the 1-10 outputs of a model) fills NR-wide tiles
 // poorly, while its N rows make exact micro-tiles in the swapped problem.
 // With op(A) = A the swapped B operand is A read across its rows, packed by
 // a transposing copy, whose cost is counted; op(A) = A^T packs by rows.
-bool swaps(Trans ta, size_t M, size_t N, size_t nr) {
+bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes) {
     if (N >= 4 * nr) return false;
-    double swapped = kernel_work(N, M, nr);
+    double swapped = kernel_work(N, M, nr, lanes);
     if (ta == Trans::N) swapped += kTransposeCopyWork * double(M);
-    return swapped * 1.15 < kernel_work(M, N, nr);
+    return swapped * 1.15 < kernel_work(M, N, nr, lanes);
 }
 
 }  // namespace
@@ -246,7 +248,7 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     // 1024 1.23x faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
     size_t rsc = ldc, csc = 1;
     Operands<T> io;
-    if (swaps(ta, M, N, kr.nr)) {
+    if (swaps(ta, M, N, kr.nr, kr.lanes)) {
         std::swap(M, N);
         std::swap(A, B);
         std::swap(lda, ldb);

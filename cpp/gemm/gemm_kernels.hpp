@@ -68,6 +68,7 @@ using Rank1GemvKernel = void (*)(size_t K, size_t n, T alpha, const T* u, const 
 template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
+    size_t lanes;       // of one vector: a column edge of at most this many runs one vector wide
     size_t mc, kc, nc;  // cache blocking: A block MC x KC in L2, B micro-panel KC x NR in L1, B panel KC x NC in L3
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;

@@ -92,18 +92,30 @@ struct StridedA {
 // B is a packed micro-panel (NR values of each k adjacent, aligned), or, with
 // BInPlace, op(B) = B where it lies: NR contiguous values of row k at
 // bp + k * b_ks, loaded unaligned. The FMA chains are the same either way.
-template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false>
+//
+// A column edge of at most one vector (n <= W: the last 4 of 100 hidden
+// units in float64, the 10 outputs of a classifier in float32 AVX-512) runs
+// with NV = 1, reading the first vector of each packed NVB-vector row: half
+// the FMAs of the full-width edge tile, and each element's chain unchanged.
+template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false, int NVB = NV>
 void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
                 size_t csc, size_t m, size_t n) {
-    if constexpr (MC > 1) {
-        if (m < size_t(MC)) {
-            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    if constexpr (NV > 1 && !BInPlace) {
+        if (n <= S::W) {
+            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
             return;
         }
     }
-    using S = Simd<T, Ops>;
-    using V = typename Ops::V;
-    constexpr size_t NR = NV * S::W;
+    if constexpr (MC > 1) {
+        if (m < size_t(MC)) {
+            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
+            return;
+        }
+    }
+    constexpr size_t NR = NV * S::W;       // columns this tile computes
+    constexpr size_t NRB = NVB * S::W;     // row stride of the packed B micro-panel
     // Fetch the C tile while the kc loop runs: it is read (beta != 0) and
     // written only at the end, and on large C it is not in L1/L2 any more.
     // Without this, a 1024^3 float product ran 10-20% slower.
@@ -135,7 +147,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
             for (int v = 0; v < NV; ++v) acc[i][v] = Ops::fma(av, b[v], acc[i][v]);
         }
         a.next();
-        bp += BInPlace ? b_ks : NR;
+        bp += BInPlace ? b_ks : NRB;
     }
     if (n == NR && csc == 1) {  // m == MC here
 #pragma GCC unroll 32
@@ -499,6 +511,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     KernelsFor<T> k{};
     k.mr = MR;
     k.nr = NV * W;
+    k.lanes = W;
     k.mc = mc;
     k.kc = kc;
     k.nc = nc;
