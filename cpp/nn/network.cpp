@@ -23,7 +23,19 @@ constexpr size_t kChunkRows = 1024;
 template <class T>
 void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out) {
     const int nt = threads_for(double(n) * double(cols), 200000.0);
-    parallel_for(n, nt, [&](size_t i) { std::memcpy(out + i * cols, X + size_t(idx[i]) * cols, cols * sizeof(T)); });
+    // Shuffled rows of an X larger than the caches come from memory, and the
+    // hardware prefetcher cannot guess the next row: fetch the one kAhead
+    // rows on while copying this one. (Float64 20000 x 100, batches of 200,
+    // one thread, perf: the row copies 31 -> 20 us a batch; 6 rows ahead 22.)
+    constexpr size_t kAhead = 16;
+    const size_t row_bytes = cols * sizeof(T);
+    parallel_for(n, nt, [&](size_t i) {
+        if (i + kAhead < n) {
+            const char* next = reinterpret_cast<const char*>(X + size_t(idx[i + kAhead]) * cols);
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(next + b, 0, 0);
+        }
+        std::memcpy(out + i * cols, X + size_t(idx[i]) * cols, row_bytes);
+    });
 }
 
 // True when idx[0..n) is start, start+1, ...: the batch is a slice of X and
