@@ -149,24 +149,10 @@ inline bool visit_elementwise(Act act, Fn&& fn) {
     return false;
 }
 
-// The vector kernel (vmath.hpp, the table of the active instruction set) for
-// a transcendental activation, or null: the scalar structs above then run.
-// Those structs remain the definition of the maths the vector kernels follow.
-template <class T>
-inline typename VMathFns<T>::Fwd vector_forward(Act act) {
-    const VMathFns<T>& v = active_vmath().template get<T>();
-    switch (act) {
-        case Act::elu: return v.elu;
-        case Act::sigmoid: return v.sigmoid;
-        case Act::tanh: return v.tanh;
-        case Act::arctan: return v.arctan;
-        case Act::softplus: return v.softplus;
-        default: return nullptr;
-    }
-}
-
-// The vector block kernel (bias, then sigma) for the piecewise-linear
-// activations with one alpha, or null.
+// The vector block kernel (vmath.hpp, the table of the active instruction
+// set: bias, then sigma) for an activation with one alpha, or null: the
+// scalar structs above then run. Those structs remain the definition of the
+// maths the vector kernels follow.
 template <class T>
 inline typename VMathFns<T>::BlockFwd vector_block_forward(Act act) {
     const VMathFns<T>& v = active_vmath().template get<T>();
@@ -175,6 +161,11 @@ inline typename VMathFns<T>::BlockFwd vector_block_forward(Act act) {
         case Act::relu: return v.relu_block;
         case Act::leaky_relu:
         case Act::prelu: return v.leaky_block;
+        case Act::elu: return v.elu;
+        case Act::sigmoid: return v.sigmoid;
+        case Act::tanh: return v.tanh;
+        case Act::arctan: return v.arctan;
+        case Act::softplus: return v.softplus;
         default: return nullptr;
     }
 }
@@ -190,22 +181,6 @@ void activation_forward_block(Act act, T* Z, size_t ldz, T* A, size_t lda, size_
     if (alpha_stride == 0) {
         if (const auto fn = vector_block_forward<T>(act)) {
             fn(Z, ldz, A, lda, m, n, bias ? bias + j0 : nullptr, alpha ? alpha[0] : T(0));
-            return;
-        }
-        if (const auto fn = vector_forward<T>(act)) {
-            const T al = alpha ? alpha[0] : T(0);
-            if (ldz == n && lda == n) {  // contiguous rows: one call (a 1-unit output layer has rows of 1)
-                if (bias)
-                    for (size_t i = 0; i < m; ++i)
-                        for (size_t j = 0; j < n; ++j) Z[i * n + j] += bias[j0 + j];
-                fn(Z, A, m * n, al);
-                return;
-            }
-            for (size_t i = 0; i < m; ++i) {
-                T* z = Z + i * ldz;
-                if (bias) for (size_t j = 0; j < n; ++j) z[j] += bias[j0 + j];
-                fn(z, A + i * lda, n, al);
-            }
             return;
         }
     }

@@ -17,11 +17,12 @@ namespace dnnfast {
 
 template <class T>
 struct VMathFns {
-    // a[j] = sigma(z[j]) for j < n; a may alias z. alpha is elu's parameter
-    // (ignored by the others). A null entry means "no vector kernel": the
-    // caller uses the scalar std:: one (float64 arctan).
-    using Fwd = void (*)(const T* z, T* a, size_t n, T alpha);
-    Fwd elu, sigmoid, tanh, arctan, softplus;
+    // On an m x n block (row strides given): Z[i, j] += bias[j] when bias is
+    // non-null, then A[i, j] = f(Z[i, j]); A may alias Z. alpha is elu's
+    // parameter (ignored by the others). A null entry means "no vector
+    // kernel": the caller uses the scalar std:: one (float64 arctan).
+    using BlockFwd = void (*)(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha);
+    BlockFwd elu, sigmoid, tanh, arctan, softplus;
     // dz[j] = da[j] * sigmoid(z[j]) (softplus'); dz may alias da.
     void (*softplus_backward)(const T* z, const T* da, T* dz, size_t n);
     // a[j] = exp(z[j] - shift) (softmax); a may alias z.
@@ -37,10 +38,8 @@ struct VMathFns {
     // operation, as the scalar definitions (activations.hpp, optimizers.cpp),
     // so every table gives the same bits.
     //
-    // On an m x n block (row strides given): Z[i, j] += bias[j] when bias is
-    // non-null, then A[i, j] = f(Z[i, j]); A may alias Z. relu: z > 0 ? z :
-    // 0; leaky: z > 0 ? z : alpha z; identity: z.
-    using BlockFwd = void (*)(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha);
+    // The same block form: relu: z > 0 ? z : 0; leaky: z > 0 ? z : alpha z;
+    // identity: z.
     BlockFwd identity_block, relu_block, leaky_block;
     // dZ[i, j] = dA[i, j] * f'(Z[i, j]); dZ may alias dA. relu': z > 0 ? 1 :
     // 0; leaky': z > 0 ? 1 : alpha.

@@ -258,21 +258,57 @@ struct VMath {
         if (ragged) store(a + n - L, tail);
     }
 
-    static void elu_rows(const T* z, T* a, size_t n, T alpha) {
+    // A block (the GEMM epilogue's strip of m rows, n columns, or a whole
+    // contiguous array): z := z + bias (row-broadcast, when given), then
+    // a := f(z). One call per strip, with the row loop and the constants
+    // inside, instead of a call per row of one or two vectors. Rows narrower
+    // than a vector (a column edge, such as the last 4 of 100 units in
+    // float64) are copied side by side into a buffer so that each vector
+    // holds several of them. Lanes are computed alike wherever an element
+    // sits, so the bits do not depend on the strip's shape.
+    template <class F>
+    static DNNFAST_VINLINE void map_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n,
+                                          const T* bias, F f) {
+        if (bias)
+            for (size_t i = 0; i < m; ++i) {
+                T* zi = z + i * ldz;
+                size_t j = 0;
+                for (; j + L <= n; j += L) store(zi + j, load(zi + j) + load(bias + j));
+                for (; j < n; ++j) zi[j] = zi[j] + bias[j];
+            }
+        if (m == 1 || (ldz == n && lda == n)) {  // contiguous
+            map(z, a, m * n, f);
+        } else if (n >= L) {
+            for (size_t i = 0; i < m; ++i) map(z + i * ldz, a + i * lda, n, f);
+        } else {
+            constexpr size_t kBuf = 16 * L;
+            T buf[kBuf];
+            const size_t rows = kBuf / n;
+            for (size_t i0 = 0; i0 < m; i0 += rows) {
+                const size_t r = m - i0 < rows ? m - i0 : rows;
+                for (size_t i = 0; i < r; ++i)
+                    for (size_t j = 0; j < n; ++j) buf[i * n + j] = z[(i0 + i) * ldz + j];
+                map(buf, buf, r * n, f);
+                for (size_t i = 0; i < r; ++i)
+                    for (size_t j = 0; j < n; ++j) a[(i0 + i) * lda + j] = buf[i * n + j];
+            }
+        }
+    }
+    static void elu_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
         const V al = sp(alpha);
-        map(z, a, n, [al](V v) DNNFAST_VINLINE_LAMBDA { return elu(v, al); });
+        map_block(z, ldz, a, lda, m, n, bias, [al](V v) DNNFAST_VINLINE_LAMBDA { return elu(v, al); });
     }
-    static void sigmoid_rows(const T* z, T* a, size_t n, T) {
-        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return sigmoid(v); });
+    static void sigmoid_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
+        map_block(z, ldz, a, lda, m, n, bias, [](V v) DNNFAST_VINLINE_LAMBDA { return sigmoid(v); });
     }
-    static void tanh_rows(const T* z, T* a, size_t n, T) {
-        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return tanh(v); });
+    static void tanh_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
+        map_block(z, ldz, a, lda, m, n, bias, [](V v) DNNFAST_VINLINE_LAMBDA { return tanh(v); });
     }
-    static void atan_rows(const T* z, T* a, size_t n, T) {
-        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return atan(v); });
+    static void atan_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
+        map_block(z, ldz, a, lda, m, n, bias, [](V v) DNNFAST_VINLINE_LAMBDA { return atan(v); });
     }
-    static void softplus_rows(const T* z, T* a, size_t n, T) {
-        map(z, a, n, [](V v) DNNFAST_VINLINE_LAMBDA { return softplus(v); });
+    static void softplus_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
+        map_block(z, ldz, a, lda, m, n, bias, [](V v) DNNFAST_VINLINE_LAMBDA { return softplus(v); });
     }
     static void softplus_backward_rows(const T* z, const T* da, T* dz, size_t n) {
         map2(z, da, dz, n, [](V v, V d) DNNFAST_VINLINE_LAMBDA { return d * sigmoid(v); });
@@ -406,8 +442,8 @@ struct VMath {
     }
 
     static constexpr VMathFns<T> table(bool with_atan) {
-        return VMathFns<T>{&elu_rows,    &sigmoid_rows, &tanh_rows,
-                           with_atan ? &atan_rows : nullptr, &softplus_rows, &softplus_backward_rows,
+        return VMathFns<T>{&elu_block,   &sigmoid_block, &tanh_block,
+                           with_atan ? &atan_block : nullptr, &softplus_block, &softplus_backward_rows,
                            &exp_shifted_rows, &log_rows,
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
