@@ -62,7 +62,15 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 const T* B, size_t ldb, T beta, T* C, size_t rsc, size_t csc, const Operands<T>& io,
                 const Epilogue<T>* ep) {
     const size_t MR = kr.mr, NR = kr.nr, MC = kr.mc, KC = kr.kc, NC = kr.nc;
-    const bool swapped = io.swapped, a_in_place = io.a_in_place;
+    const bool swapped = io.swapped;
+    // One row micro-panel (a product with few rows: dW = A^T dZ of an input
+    // with a dozen features, or a swapped thin product's 10 rows): each
+    // element of op(B) is used once, so its full NR-wide panels are read
+    // where they lie instead of being packed first (only the column edge is
+    // packed), and the few rows of A are packed rather than read in place,
+    // which the in-place B kernel needs. Same FMA chains, same bits.
+    const bool b_in_place = tb == Trans::N && !io.b_packed && i_end - i_begin <= MR;
+    const bool a_in_place = io.a_in_place && !b_in_place;
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
@@ -70,11 +78,6 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     T* const b_own = io.b_packed ? nullptr : b_buf.get(KC * NC);
     const T* bp = b_own;
     const size_t KS = k_slice_depth(K, KC);
-    // One row micro-panel (a product with few rows: dW = A^T dZ of an input
-    // with a dozen features): each element of op(B) is used once, so its
-    // full NR-wide panels are read where they lie instead of being packed
-    // first (only the column edge is packed). Same FMA chains, same bits.
-    const bool b_in_place = tb == Trans::N && !io.b_packed && !a_in_place && i_end - i_begin <= MR;
     // jc: NC-wide column panels of C, so the packed KC x NC slice of B stays in L3.
     for (size_t jc = j_begin; jc < j_end; jc += NC) {
         const size_t nc = std::min(NC, j_end - jc);
