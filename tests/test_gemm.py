@@ -87,11 +87,11 @@ def test_matches_numpy_large(dtype):
 # (op(A) = A^T), both through the micro-kernel's scratch tile. (300, 3, 50)
 # and (9, 1, 40): N <= kSmallN, C^T through the small-M kernels and a scratch
 # (gemm_small_n), where beta's C has to go in and out transposed. (300, 70,
-# 4) and (9, 21, 2): K <= kSmallK, rows from a copied op(B) (gemm_small_k),
-# its last columns through a scratch.
+# 4), (200, 37, 6) and (9, 21, 2): K <= kSmallK (6), rows from a copied
+# op(B) (gemm_small_k), its last columns through a scratch.
 @pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
                                    (700, 300, 1), (128, 10, 64), (300, 3, 50), (9, 1, 40), (300, 70, 4),
-                                   (9, 21, 2)])
+                                   (200, 37, 6), (9, 21, 2)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)
