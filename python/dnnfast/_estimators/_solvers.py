@@ -17,7 +17,7 @@ from .. import _core
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback
-from .._train.driver import LocalSteps, Run, _Interrupts, drive
+from .._train.driver import Interrupts, LocalSteps, Run, drive
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -407,7 +407,7 @@ class _Solvers:
         good = P.copy() if self.on_nonfinite == "raise" else None
         n = X.shape[0]
         block = lbfgs_block_rows(P.size)
-        interrupts = _Interrupts()
+        interrupts = Interrupts()
         if n > block:
             # The weights' entries of the core buffer, for the L2 term added
             # once to the blocks' sum (as loss_and_gradient adds it).

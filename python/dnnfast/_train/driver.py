@@ -215,8 +215,9 @@ def train_options(settings, lr):
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
-class _Interrupts:
-    """SIGINT -> a flag read between chunks (main thread, default handler only)."""
+class Interrupts:
+    """SIGINT -> a flag read between chunks (main thread, default handler only).
+    The epoch loop's, and lbfgs's between its function evaluations (``_solvers``)."""
 
     def __init__(self):
         self.pending = False
@@ -464,7 +465,7 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
     raises KeyboardInterrupt (with ``.history``) at a step boundary: between
     chunks, or after an epoch.
     """
-    interrupts = _Interrupts()
+    interrupts = Interrupts()
     provider = run.provider
     with interrupts.installed():
         if start is not None:
