@@ -89,6 +89,17 @@ def rng():
     return np.random.default_rng(12345)
 
 
+@pytest.fixture(autouse=True)
+def no_thread_count_left_behind():
+    """A test must not leave a per-thread core thread count on the thread
+    that runs the tests (the estimators set one for each call): a leaked one
+    silently runs every later call on that count, and surfaced only as
+    failures of later thread tests."""
+    yield
+    left = _core.set_local_num_threads(0)
+    assert left == 0, f"this test left a thread count of {left} on the test thread"
+
+
 @pytest.fixture
 def restore_threads():
     """Put the thread count back to 'follow OpenMP' after a test that sets it."""

@@ -320,10 +320,17 @@ def test_sigint_during_estimator_calls_never_leaves_the_lock_held():
             clf.partial_fit(X[:20], y[:20])
             pickle.dumps(clf)
 
+        threads = dnnfast.get_num_threads()
         _interrupt_in_a_loop(calls, interrupts=150)
         _in_thread(lambda: clf.partial_fit(X, y))
     assert _in_thread(lambda: clf.predict_proba(X)).shape == (200, 3)
     assert not model_lock(clf).fitting and not model_lock(clf).reading
+    # The one-thread count of these small calls did not outlive them: an
+    # interrupt in the middle of setting or restoring it had left this thread
+    # on one thread for good.
+    left = dnnfast._core.set_local_num_threads(0)
+    assert left == 0, f"a thread count of {left} was left on this thread"
+    assert dnnfast.get_num_threads() == threads
 
 
 # -- copies during a fit -----------------------------------------------------

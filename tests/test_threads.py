@@ -212,3 +212,29 @@ def test_lbfgs_in_blocks_of_rows_is_bit_identical_on_any_thread_count(monkeypatc
     for threads, params in zip((1, 2, 3), fits[1:]):
         for p, q in zip(params, fits[0]):
             np.testing.assert_array_equal(p, q, err_msg=f"{threads} thread(s)")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ValueError])
+def test_local_thread_count_is_restored_however_the_call_ends(error):
+    """The estimators' per-call count (call_with_local_num_threads): set and
+    put back in C++ around the call, whether it returns or raises."""
+    before = dnnfast._core.set_local_num_threads(0)
+    try:
+        seen = []
+        assert dnnfast._core.call_with_local_num_threads(3, lambda a, b: seen.append(dnnfast.get_num_threads()) or a + b,
+                                                 1, 2) == 3
+        assert seen == [3]
+
+        def fails():
+            seen.append(dnnfast.get_num_threads())
+            raise error("inside")
+
+        with pytest.raises(error, match="inside"):
+            dnnfast._core.call_with_local_num_threads(1, fails)
+        assert seen == [3, 1]
+        assert dnnfast._core.set_local_num_threads(0) == 0  # nothing left behind
+        with pytest.raises(ValueError, match="n must be >= 0"):
+            dnnfast._core.call_with_local_num_threads(-1, fails)
+        assert seen == [3, 1]  # fn was not called
+    finally:
+        dnnfast._core.set_local_num_threads(before)

@@ -14,6 +14,20 @@ void bind_threads(py::module_& m) {
         if (n < 0) throw std::invalid_argument("n must be >= 0 (0 removes the calling thread's own count)");
         return dnnfast::set_local_num_threads(n);
     }, py::arg("n"), "Thread count for the calling thread only (0 removes it); returns the previous one.");
+    m.def("call_with_local_num_threads", [](int n, py::function fn, py::args args) {
+        if (n < 0) throw std::invalid_argument("n must be >= 0 (0 removes the calling thread's own count)");
+        // Set and restored here, around the call, so that no Python code runs
+        // between setting the count and the guard that puts it back: a
+        // Ctrl-C (KeyboardInterrupt) landing in a Python-level context
+        // manager's __enter__ or __exit__ had left the thread on one thread
+        // for good.
+        struct Restore {
+            int prev;
+            ~Restore() { dnnfast::set_local_num_threads(prev); }
+        } restore{dnnfast::set_local_num_threads(n)};
+        return fn(*args);
+    }, py::arg("n"), py::arg("fn"),
+       "fn(*args) with the calling thread's own thread count n, the previous one restored however fn ends.");
     m.def("late_team_count", &dnnfast::late_team_count,
           "Thread teams so far whose members joined late (their cores were busy).");
     m.def("teams_paused", &dnnfast::teams_paused,

@@ -3,7 +3,7 @@
 Every array argument is a C-contiguous float32 or float64 ndarray (one dtype
 per call); the public API in dnnfast validates and converts before calling.
 """
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +38,7 @@ class TrainOptions:
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def set_local_num_threads(n: int) -> int: ...
+def call_with_local_num_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any: ...
 def has_openmp() -> bool: ...
 
 # GEMM

@@ -86,30 +86,22 @@ def _check_solver(est):
 _SMALL_STEP_FLOPS = 2e7
 
 
-class _ThreadCount:
-    """Runs the core with ``n_threads`` threads, restoring the previous count.
+def _with_thread_count(n_threads, step_flops, fn, *args):
+    """fn(*args) with the core on ``n_threads`` threads, the previous count
+    restored however fn ends; ``n_threads=None`` keeps the current count,
+    except that a step of fewer than ``_SMALL_STEP_FLOPS`` flops
+    (``step_flops``) runs on one thread.
 
-    ``n_threads=None`` keeps the current count, except that a step of fewer
-    than ``_SMALL_STEP_FLOPS`` flops (``step_flops``) runs on one thread."""
-
-    def __init__(self, n_threads, step_flops=None):
-        if n_threads is None and step_flops is not None and step_flops < _SMALL_STEP_FLOPS:
-            n_threads = 1
-        self.n = n_threads
-        self.prev = None
-
-    def __enter__(self):
-        # The calling thread's own count: other threads, and the process-wide
-        # count, are left alone (two estimators used from two threads at once
-        # cannot undo each other's setting).
-        if self.n is not None:
-            self.prev = _core.set_local_num_threads(int(self.n))
-        return self
-
-    def __exit__(self, *exc):
-        if self.n is not None:
-            _core.set_local_num_threads(self.prev)
-        return False
+    The calling thread's own count: other threads, and the process-wide
+    count, are left alone (two estimators used from two threads at once
+    cannot undo each other's setting). It is set and restored in C++ around
+    the call: as a Python context manager, a Ctrl-C landing in its
+    ``__enter__`` or ``__exit__`` left the thread on one thread for good."""
+    if n_threads is None and step_flops < _SMALL_STEP_FLOPS:
+        n_threads = 1
+    if n_threads is None:
+        return fn(*args)
+    return _core.call_with_local_num_threads(int(n_threads), fn, *args)
 
 
 def _comparable(value):
@@ -460,7 +452,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
-        with _ThreadCount(self.n_threads, 6.0 * step_rows * macs):
+        def train():
             net = self._core_net(dtype)
             P = self._flat_params(net, dtype)  # coefs_ & co are its views: trained in place
             if ctx is not None:  # every rank starts from rank 0's weights
@@ -469,6 +461,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 self._fit_stochastic(net, P, X, Y, sw, incremental, ctx)
             else:
                 self._fit_lbfgs(net, P, X, Y, sw)
+            return net, P
+
+        net, P = _with_thread_count(self.n_threads, 6.0 * step_rows * macs, train)
         if self.on_nonfinite == "raise" and not _core.all_finite(P):
             self._nonfinite(net, P, X, None, self.n_iter_)  # raises
         return self
@@ -602,14 +597,16 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         dtype = self.coefs_[0].dtype
         X = cast_finite(X, dtype, "X")
         macs = sum(c.size for c in self.coefs_)
-        with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
+        def forward():
             net = self._core_net(dtype)
             # Arrays the user assigned are packed for this call only: predict
             # leaves the estimator's attributes as they are.
             P = self._bound_params()
             if P is None or P.dtype != dtype:
                 P = self._pack(net, dtype)
-            out = net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+            return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+
+        net, P, out = _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, forward)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
             _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
         return out
@@ -635,8 +632,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 and X.flags.c_contiguous) or self._bound_params() is not P or key != self._architecture_key():
             return None
         try:
-            with _ThreadCount(self.n_threads, 2.0 * X.shape[0] * macs):
-                return net.predict(P, X)
+            return _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, net.predict, P, X)
         except ValueError:  # NaN or infinity in X: the full path raises scikit-learn's message
             return None
 
