@@ -19,8 +19,8 @@ void bind_threads(py::module_& m) {
         // Set and restored here, around the call, so that no Python code runs
         // between setting the count and the guard that puts it back: a
         // Ctrl-C (KeyboardInterrupt) landing in a Python-level context
-        // manager's __enter__ or __exit__ had left the thread on one thread
-        // for good.
+        // manager's __enter__ or __exit__ could leave the thread on that
+        // count for good.
         struct Restore {
             int prev;
             ~Restore() { dnnfast::set_local_num_threads(prev); }

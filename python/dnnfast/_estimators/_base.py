@@ -96,7 +96,8 @@ def _with_thread_count(n_threads, step_flops, fn, *args):
     count, are left alone (two estimators used from two threads at once
     cannot undo each other's setting). It is set and restored in C++ around
     the call: as a Python context manager, a Ctrl-C landing in its
-    ``__enter__`` or ``__exit__`` left the thread on one thread for good."""
+    ``__enter__`` or ``__exit__`` could leave the thread on that count for
+    good."""
     if n_threads is None and step_flops < _SMALL_STEP_FLOPS:
         n_threads = 1
     if n_threads is None:
