@@ -8,6 +8,7 @@
 #endif
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace dnnfast {
@@ -19,12 +20,21 @@ struct OpsF {
     typedef int32_t VI __attribute__((vector_size(32)));  // same lanes as integers (vmath_impl.hpp)
     static V splat(float s) { return _mm256_set1_ps(s); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    // Lanes [0, r) from p, the rest zero; nothing past p + r is read (r < 8).
+    static V load_head(const float* p, size_t r) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(r)), lane));
+    }
 };
 struct OpsD {
     typedef double V __attribute__((vector_size(32)));
     typedef int64_t VI __attribute__((vector_size(32)));
     static V splat(double s) { return _mm256_set1_pd(s); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V load_head(const double* p, size_t r) {
+        const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(r)), lane));
+    }
 };
 
 }  // namespace

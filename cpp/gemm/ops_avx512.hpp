@@ -8,6 +8,7 @@
 #endif
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace dnnfast {
@@ -19,12 +20,15 @@ struct OpsF {
     typedef int32_t VI __attribute__((vector_size(64)));  // same lanes as integers (vmath_impl.hpp)
     static V splat(float s) { return _mm512_set1_ps(s); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    // Lanes [0, r) from p, the rest zero; nothing past p + r is read (r < 16).
+    static V load_head(const float* p, size_t r) { return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p); }
 };
 struct OpsD {
     typedef double V __attribute__((vector_size(64)));
     typedef int64_t VI __attribute__((vector_size(64)));
     static V splat(double s) { return _mm512_set1_pd(s); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    static V load_head(const double* p, size_t r) { return _mm512_maskz_loadu_pd(__mmask8((1u << r) - 1), p); }
 };
 
 }  // namespace

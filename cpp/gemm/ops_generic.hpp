@@ -23,6 +23,12 @@ struct OpsGeneric {
         return v;
     }
     static V fma(V a, V b, V c) { return a * b + c; }
+    // Lanes [0, r) from p, the rest zero; nothing past p + r is read.
+    static V load_head(const T* p, size_t r) {
+        V v = {};
+        for (size_t l = 0; l < r; ++l) v[l] = p[l];
+        return v;
+    }
 };
 
 }  // namespace
