@@ -95,26 +95,44 @@ class LearningRateSchedule:
 class _EpochState:
     """What one epoch of a stochastic solver changes, copied at its start so
     that an interrupted epoch can be undone as a whole: the parameters, the
-    solver state and the fitted attributes it updates."""
+    solver state and the fitted attributes it updates. Made once per fit:
+    each epoch refills the same buffers (``take``); a fresh copy of every
+    array and dictionary took 4.2 us a call, a quarter of the Python time of
+    an epoch of a small set (wine)."""
 
     _SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_", "_no_improvement_count")
 
-    def __init__(self, est, P, opt, best_P):
-        self.P = P.copy()
-        self.opt = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.items()}
-        self.scalars = {k: est.__dict__[k] for k in self._SCALARS if k in est.__dict__}
+    def __init__(self, est, P, opt):
+        self.est, self.opt = est, opt
+        # The arrays keep their identity through a fit (the core trains them in place).
+        self.arrays = [(P, np.empty_like(P))] + [(v, np.empty_like(v)) for v in opt.values()
+                                                 if isinstance(v, np.ndarray)]
+        self.value_keys = [k for k, v in opt.items() if not isinstance(v, np.ndarray)]
+        self.P = self.arrays[0][1]
+        self.taken = False
+
+    def take(self, best_P):
+        """Copy the state at the start of an epoch."""
+        for src, dst in self.arrays:
+            dst[...] = src  # (np.copyto costs 0.2 us more a call)
+        est = self.est
+        d = est.__dict__
+        opt = self.opt
+        self.values = [(k, opt[k]) for k in self.value_keys]
+        self.scalars = {k: d[k] for k in self._SCALARS if k in d}
         self.lengths = (len(est.loss_curve_), len(est.validation_scores_ or ()),
                         {k: len(v) for k, v in est.history_.items()})
         self.best_P = best_P
+        self.taken = True
 
-    def restore(self, est, P, opt):
+    def restore(self):
         """Put everything back in place (the same arrays); returns the best parameters of before."""
-        P[...] = self.P
-        for k, v in self.opt.items():
-            if isinstance(v, np.ndarray):
-                opt[k][...] = v
-            else:
-                opt[k] = v
+        self.taken = False
+        for src, dst in self.arrays:
+            src[...] = dst
+        est = self.est
+        for k, v in self.values:
+            self.opt[k] = v
         est.__dict__.update(self.scalars)
         n_loss, n_val, n_hist = self.lengths
         del est.loss_curve_[n_loss:]
@@ -202,20 +220,19 @@ class _StochasticPolicies(Callback):
         if best_P is None or best_P.size != P.size:
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
         self.best_P = best_P
-        self.epoch = None  # what the running epoch may change, taken at its start
+        self.epoch = _EpochState(est, P, opt)  # what the running epoch may change, taken at its start
         self.checking = est.on_nonfinite != "ignore"
 
     def guard(self):
         return self if self.checking else None
 
     def on_epoch_begin(self, est, epoch):
-        self.epoch = _EpochState(est, self.P, self.opt, self.best_P)
+        self.epoch.take(self.best_P)
         self.t0 = time.perf_counter()
 
     def undo_epoch(self):
-        if self.epoch is not None:
-            self.best_P = self.epoch.restore(self.est, self.P, self.opt)
-            self.epoch = None
+        if self.epoch.taken:
+            self.best_P = self.epoch.restore()
 
     def check_epoch(self, est, epoch, cost):
         """The driver's non-finite hook, after each epoch (once: raise, or warn and go on)."""
@@ -273,7 +290,7 @@ class _StochasticPolicies(Callback):
             stop = self.schedule.no_improvement(self.opt, msg, self.progress)
             if not stop:
                 est._no_improvement_count = 0
-        self.epoch = None  # the epoch is complete: an interrupt from here on keeps it
+        self.epoch.taken = False  # the epoch is complete: an interrupt from here on keeps it
         if not stop and not self.incremental and est.n_iter_ == est.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
                           "hasn't converged yet." % est.max_iter, ConvergenceWarning)
