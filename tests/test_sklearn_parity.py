@@ -223,16 +223,20 @@ def test_validation_split_matches_train_test_split(n, fraction, stratified):
     np.testing.assert_array_equal(val, ref_val)
 
 
-def test_shuffle_matches_sklearn_utils_shuffle():
+@pytest.mark.parametrize("n", [0, 1, 2, 37, 569])
+def test_shuffle_matches_sklearn_utils_shuffle(n):
     from sklearn.utils import shuffle
 
-    idx = np.arange(37)
+    idx = np.arange(n, dtype=np.int64)[::-1].copy()  # an order that is not arange
     a, b = np.random.RandomState(9), np.random.RandomState(9)
     ref, ours = idx, idx
     for _ in range(3):
         ref = shuffle(ref, random_state=a)
         ours = shuffled(ours, b)
         np.testing.assert_array_equal(ref, ours)
+        assert ours.dtype == np.int64
+    assert a.randint(1 << 30) == b.randint(1 << 30)  # the generators drew alike
+    np.testing.assert_array_equal(idx, np.arange(n)[::-1])  # the order passed in is not changed
 
 
 @pytest.mark.parametrize("kind,data,solver", [(C, "iris", "adam"), (R, "diabetes", "sgd"),

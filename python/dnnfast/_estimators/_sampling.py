@@ -14,10 +14,12 @@ import numpy as np
 
 def shuffled(sample_idx, rng):
     """``sklearn.utils.shuffle(sample_idx, random_state=rng)``: a permutation of
-    the current order (one ``rng.shuffle`` of ``arange(n)``)."""
-    perm = np.arange(sample_idx.shape[0])
-    rng.shuffle(perm)
-    return sample_idx[perm]
+    the current order. scikit-learn shuffles ``arange(n)`` and indexes with it;
+    the same swaps made on a copy of the order itself give the same array
+    from the same draws, without the index array (3.6 -> 3.0 us for 178 rows)."""
+    out = sample_idx.copy()
+    rng.shuffle(out)
+    return out
 
 
 def approximate_mode(class_counts, n_draws, rng):
