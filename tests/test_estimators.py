@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -423,9 +424,9 @@ def test_thread_count_does_not_change_the_numbers():
 
 
 class _InterruptAfterRows:
-    """A core network whose training raises KeyboardInterrupt after the
-    chunk of steps that takes it past ``rows`` rows (the weights have moved),
-    as a Ctrl-C during that chunk does."""
+    """A core network that sends itself SIGINT (a Ctrl-C: the fit's handler
+    sets its flag) in the chunk of steps that takes it past ``rows`` rows,
+    after the steps (the weights have moved)."""
 
     def __init__(self, net, rows):
         self.net, self.left = net, rows
@@ -436,36 +437,69 @@ class _InterruptAfterRows:
     def train_epoch(self, *args):
         out = self.net.train_epoch(*args)
         self.left -= args[4].shape[0]  # the rows of this chunk of the epoch's order
-        if self.left < 0:
-            raise KeyboardInterrupt
+        if self.left < 0 <= self.left + args[4].shape[0]:
+            os.kill(os.getpid(), signal.SIGINT)
         return out
+
+
+def _interrupted_fit(X, y, kw, rows, chunk_seconds, monkeypatch):
+    """A fit of up to 10 epochs that gets Ctrl-C after ``rows`` rows of steps,
+    the driver's chunks sized for ``chunk_seconds``."""
+    from dnnfast._estimators import _base
+    from dnnfast._train import driver
+
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", chunk_seconds)
+    core_net = _base._BaseMLP._core_net
+    monkeypatch.setattr(_base._BaseMLP, "_core_net",
+                        lambda self, dtype: _InterruptAfterRows(core_net(self, dtype), rows))
+    cut = MLPClassifier(**{**kw, "max_iter": 10})
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert cut.fit(X, y) is cut
+    return cut
 
 
 @pytest.mark.parametrize("solver,early_stopping", [("adam", False), ("sgd", False), ("adam", True)])
 def test_interrupted_fit_warns_returns_and_keeps_the_state_of_the_last_whole_epoch(solver, early_stopping,
                                                                                       monkeypatch):
     """As scikit-learn: a KeyboardInterrupt in fit warns and returns. The
-    epoch it cut short (between the driver's chunks, part way through epoch
-    3) is undone, so the weights, n_iter_, t_, loss_curve_ and the solver
-    state are those of a fit that stopped after epoch 2."""
-    from dnnfast._estimators import _base
-
+    epoch that Ctrl-C cut short (between the driver's chunks, here one batch
+    each, part way through epoch 3) is undone, so the weights, n_iter_, t_,
+    loss_curve_ and the solver state are those of a fit that stopped after
+    epoch 2."""
     X, y = _blobs()
     kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=2, batch_size=32, random_state=0,
               early_stopping=early_stopping, n_iter_no_change=100, momentum=0.9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter reached
         whole = MLPClassifier(**kw).fit(X, y)
-    core_net = _base._BaseMLP._core_net
-    monkeypatch.setattr(_base._BaseMLP, "_core_net",
-                        lambda self, dtype: _InterruptAfterRows(core_net(self, dtype), whole.t_ + 1))
-    cut = MLPClassifier(**{**kw, "max_iter": 10})
-    with pytest.warns(UserWarning, match="interrupted"):
-        assert cut.fit(X, y) is cut
+    cut = _interrupted_fit(X, y, kw, whole.t_ + 1, 0.0, monkeypatch)
     n_train = whole.t_ // 2
     assert cut.n_iter_ == whole.n_iter_ == 2 and cut.t_ == whole.t_ == 2 * n_train
     assert cut.loss_curve_ == whole.loss_curve_ and len(cut.history_["loss"]) == 2
     assert cut.validation_scores_ == whole.validation_scores_
+    for a, b in zip(cut.coefs_ + cut.intercepts_, whole.coefs_ + whole.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for k in ("learning_rate", "state1", "state2", "t"):
+        np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_ctrl_c_in_an_epoch_run_as_one_chunk_ends_that_epoch_then_returns(solver, monkeypatch):
+    """Chunks sized for a long time (from the second epoch on, each epoch is
+    one chunk: its steps in one core call). A Ctrl-C during epoch 3's chunk
+    cannot cut it short, so that epoch ends with its bookkeeping and the fit
+    returns after it, warning: the state of a 3-epoch fit (nothing to undo,
+    and no copy of the solver state was made for it)."""
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=3, batch_size=32, random_state=0,
+              n_iter_no_change=100, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        whole = MLPClassifier(**kw).fit(X, y)
+    two = whole.t_ // 3 * 2
+    cut = _interrupted_fit(X, y, kw, two + 1, 1e6, monkeypatch)
+    assert cut.n_iter_ == whole.n_iter_ == 3 and cut.t_ == whole.t_
+    assert cut.loss_curve_ == whole.loss_curve_ and len(cut.history_["loss"]) == 3
     for a, b in zip(cut.coefs_ + cut.intercepts_, whole.coefs_ + whole.intercepts_):
         np.testing.assert_array_equal(a, b)
     for k in ("learning_rate", "state1", "state2", "t"):

@@ -111,8 +111,14 @@ class _EpochState:
         self.P = self.arrays[0][1]
         self.taken = False
 
-    def take(self, best_P):
-        """Copy the state at the start of an epoch."""
+    def take(self, best_P, whole=True):
+        """Copy the state at the start of an epoch; with ``whole`` False (an
+        epoch nothing can cut short: ``Run.atomic``) only the parameters,
+        which the non-finite guard puts back."""
+        if not whole:
+            self.P[...] = self.arrays[0][0]
+            self.taken = False
+            return
         for src, dst in self.arrays:
             dst[...] = src  # (np.copyto costs 0.2 us more a call)
         est = self.est
@@ -227,7 +233,7 @@ class _StochasticPolicies(Callback):
         return self if self.checking else None
 
     def on_epoch_begin(self, est, epoch):
-        self.epoch.take(self.best_P)
+        self.epoch.take(self.best_P, whole=not self.run.atomic)
         self.t0 = time.perf_counter()
 
     def undo_epoch(self):

@@ -221,6 +221,7 @@ class Interrupts:
 
     def __init__(self):
         self.pending = False
+        self.active = False  # the handler is installed: Ctrl-C only sets the flag
 
     def handler(self, signum, frame):
         self.pending = True  # a second Ctrl-C only sets it again: never a torn step
@@ -234,9 +235,11 @@ class Interrupts:
             yield self
             return
         _signal.signal(_SIGINT, self.handler)
+        self.active = True
         try:
             yield self
         finally:
+            self.active = False
             _signal.signal(_SIGINT, signal.default_int_handler)
 
     def check(self, history, provider=None):
@@ -293,6 +296,10 @@ class Run:
         self.options = options if options is not None else (lambda lr: train_options(settings, lr))
         self.boundary = boundary
         self.totals = (0.0, 0.0)  # (cost_sum, penalty_sum) of the last epoch, set before its callbacks
+        # Set before each epoch's on_epoch_begin: True when the epoch runs as
+        # one chunk with Ctrl-C taken as a flag, so nothing can stop it
+        # between its first step and its callbacks (nothing to prepare to undo).
+        self.atomic = False
 
 
 def run_epochs(run, guard, callbacks, after_epoch, interrupts):
@@ -317,14 +324,17 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
             options.learning_rate = lr
         t0 = clock()
         order = provider.epoch_order(s.shuffle)
-        for cb in callbacks:
-            cb.on_epoch_begin(net, epoch)
         n_order = order.shape[0]
         n_batches = -(-n_order // batch) if n_order else 0
+        nb = chunker.batches(n_batches) if n_batches else 0  # the first chunk
+        run.atomic = agree is None and interrupts.active and nb >= n_batches
+        for cb in callbacks:
+            cb.on_epoch_begin(net, epoch)
         cost_sum = penalty_sum = 0.0
         done = 0
         while done < n_batches:
-            nb = chunker.batches(n_batches - done)
+            if done:
+                nb = chunker.batches(n_batches - done)
             if agree is not None:  # MPI: rank 0's chunk size on every rank, and a Ctrl-C on any rank stops all
                 nb, pending = agree(nb, interrupts.pending)
                 if pending:
@@ -341,8 +351,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
                 logs = {"rows": hi, "cost": cost_sum / hi}
                 for cb in batch_hooks:
                     cb.on_batch_end(net, st.step, logs)
-            if agree is None and interrupts.pending:
-                interrupts.check(history)
+            if agree is None and interrupts.pending and done < n_batches:
+                interrupts.check(history)  # between chunks; after the last one, at the epoch's end
         run.totals = (cost_sum, penalty_sum)  # the epoch's sums, for callbacks that weigh them their own way
         logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
         if guard is not None:
