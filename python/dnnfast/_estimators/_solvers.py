@@ -283,8 +283,7 @@ class _StochasticPolicies(Callback):
                 est._no_improvement_count = 0
             if est.loss_curve_[-1] < est.best_loss_:
                 est.best_loss_ = est.loss_curve_[-1]
-        est.history_.append(loss=est.loss_, val_loss=val_loss, val_score=val_score,
-                            time=time.perf_counter() - self.t0)
+        est.history_.add_epoch(est.loss_, val_loss, val_score, time.perf_counter() - self.t0)
         self.progress.update(est.n_iter_, est.loss_, val_score if early_stopping else None)
 
         self.schedule.epoch_ends(self.opt, est.t_)

@@ -310,7 +310,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     history = st.history
     scheduled = callable(s.learning_rate)
     batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
-    options = None
+    options = last_lr = None
     clock = time.perf_counter
     agree = getattr(provider, "agree", None)
     while st.epoch < s.epochs and not st.stopped:
@@ -320,8 +320,9 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
             provider.check_same([("learning_rate(%d)" % epoch, lr)])
         if options is None:
             options = run.options(lr)
-        else:
+        elif lr != last_lr:  # (the core object's setter costs a binding call)
             options.learning_rate = lr
+        last_lr = lr
         t0 = clock()
         order = provider.epoch_order(s.shuffle)
         n_order = order.shape[0]
