@@ -440,14 +440,7 @@ inline void dots(size_t K, const T* a, const T* const* b, T* out) {
         const V av = S::load(a + k);
         for (int j = 0; j < JB; ++j) acc[j] = Ops::fma(av, S::load(b[j] + k), acc[j]);
     }
-    for (int j = 0; j < JB; ++j) {  // dot_finish's arithmetic, written out (the call cost 0.3 us at 1 x 128 x 256 float32)
-        alignas(64) T lanes[S::W];
-        S::store(lanes, acc[j]);
-        T s = 0;
-        for (size_t l = 0; l < S::W; ++l) s += lanes[l];
-        for (size_t kk = k; kk < K; ++kk) s += a[kk] * b[j][kk];
-        out[j] = s;
-    }
+    for (int j = 0; j < JB; ++j) out[j] = dot_finish<T, Ops>(acc[j], k, K, a, b[j]);
 }
 
 template <class T, class Ops>
