@@ -121,6 +121,56 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
     assert_close(C, R, 2 * bound(A, B, ta, tb) + 1000.0 * M + N, dtype)
 
 
+# Shapes of relu layers' products: a column edge of at most one vector and
+# wider ones, row edges, K split into slices (600, 1100), one row
+# micro-panel (B read in place), few columns (A read in place), the small
+# paths (M <= 4, N <= 3, K <= 6), which call the epilogue function instead.
+RELU_SHAPES = [(178, 100, 13), (13, 100, 178), (64, 256, 784), (200, 10, 300), (37, 45, 600), (97, 130, 1100),
+               (5, 33, 17), (300, 520, 70), (3, 50, 30), (200, 2, 40), (150, 64, 5), (1, 37, 20)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", RELU_SHAPES)
+def test_relu_epilogue_in_the_kernel_stores_is_the_epilogue_function(kernel, M, N, K, ta, tb, dtype):
+    # A relu layer's bias and relu applied by the micro-kernel as it stores a
+    # tile (Epilogue::relu_bias) give the bits of the epilogue function run
+    # on the stored block, for any thread count, B packed beforehand or not;
+    # both agree with the reference GEMM's. Row 0 of op(A) holds a NaN: relu
+    # maps its row of C to 0 in both (one-row products are left finite).
+    if kernel == "generic512" and M * N * K > 2e7:
+        pytest.skip("slow emulation")
+    A, B = operands(M, N, K, ta, tb, dtype)
+    if M > 1:
+        A[0, 0] = np.nan  # element (0, 0) of op(A) either way
+    bias = np.random.default_rng(M + N).standard_normal(N).astype(dtype)
+    bias[::3] -= 4.0  # columns mostly cut to zero
+    ref = _core.gemm_bias_relu(A, B, bias, ta, tb, reference=True)
+    saved = _core.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            C = _core.gemm_bias_relu(A, B, bias, ta, tb)
+            assert C.tobytes() == _core.gemm_bias_relu(A, B, bias, ta, tb, fused=False).tobytes()
+            if not tb:
+                P = _core.gemm_bias_relu(A, B, bias, ta, packed=True)
+                assert P.tobytes() == _core.gemm_bias_relu(A, B, bias, ta, fused=False, packed=True).tobytes()
+    finally:
+        _core.set_num_threads(saved)
+    r = 1 if M > 1 else 0
+    assert np.all(C[:r] == 0) and np.all(ref[:r] == 0)
+    assert np.all(C >= 0) and (C[r:] > 0).mean() > 0.1
+    assert_close(C[r:], ref[r:], bound(A[r:] if not ta else A[:, r:], B, ta, tb), dtype)
+
+
+def test_relu_epilogue_bias_must_match_the_columns():
+    A, B = operands(5, 7, 3, False, False, np.float64)
+    with pytest.raises(ValueError, match="bias"):
+        _core.gemm_bias_relu(A, B, np.zeros(6))
+    with pytest.raises(ValueError, match="bias"):
+        _core.gemm_bias_relu(A, B, np.zeros((1, 7)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", [(300, 520, 700), (1000, 20, 300), (1, 5000, 700), (3, 4100, 513), (2000, 1500, 1),

@@ -85,6 +85,45 @@ py::array_t<T> gemm_epilogue_probe_py(const carray<T>& A, const carray<T>& B, bo
     return C;
 }
 
+// relu(op(A) op(B) + bias) through a relu layer's epilogue: bias and relu
+// done as the kernel stores each tile (fused, Epilogue::relu_bias), or by
+// the epilogue function on each finished block (what the reference GEMM and
+// the small-product paths do); with packed, B is packed first (gemm_packed_b).
+template <class T>
+struct BiasRelu {
+    const T* bias;
+    static void run(const void* ctx, T* c, size_t ldc, size_t, size_t j0, size_t m, size_t n) {
+        const T* b = static_cast<const BiasRelu*>(ctx)->bias + j0;
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) {
+                const T v = c[i * ldc + j] + b[j];
+                c[i * ldc + j] = v > T(0) ? v : T(0);
+            }
+    }
+};
+
+template <class T>
+py::array_t<T> gemm_bias_relu_py(const carray<T>& A, const carray<T>& B, const carray<T>& bias, bool trans_a,
+                                 bool trans_b, bool fused, bool packed, bool reference) {
+    const Shape s = check_shapes(A, B, trans_a, trans_b);
+    if (bias.ndim() != 1 || size_t(bias.shape(0)) != s.N)
+        throw std::invalid_argument("bias must be 1-D with N = op(B).shape[1] values");
+    if (packed && (trans_b || reference)) throw std::invalid_argument("packed: B untransposed, not the reference");
+    py::array_t<T> C({s.M, s.N});
+    T* c = C.mutable_data();
+    const BiasRelu<T> ctx{bias.data()};
+    const Epilogue<T> ep{&BiasRelu<T>::run, &ctx, fused ? bias.data() : nullptr};
+    if (!packed) {
+        run<T>(reference, s, T(1), A.data(), B.data(), T(0), c, &ep);
+        return C;
+    }
+    py::gil_scoped_release release;
+    PackedB<T> Bp;
+    Bp.pack(B.data(), s.ldb, s.K, s.N);
+    gemm_packed_b<T>(s.ta, s.M, T(1), A.data(), s.lda, Bp, T(0), c, s.N, &ep);
+    return C;
+}
+
 // W := W + alpha u v^T then y := x W, in place on W (the fused SGD step of
 // stochastic training's first layer).
 template <class T>
@@ -157,6 +196,10 @@ void bind_gemm_dtype(py::module_& m) {
     m.def("gemm_epilogue_probe", &gemm_epilogue_probe_py<T>, py::arg("A"), py::arg("B"),
           py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("reference") = false,
           "op(A) @ op(B) with the test epilogue c := 2c + 1000 i + j.");
+    m.def("gemm_bias_relu", &gemm_bias_relu_py<T>, py::arg("A"), py::arg("B"), py::arg("bias"),
+          py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("fused") = true, py::arg("packed") = false,
+          py::arg("reference") = false,
+          "relu(op(A) @ op(B) + bias): a relu layer's epilogue, fused into the kernel's stores or not.");
 }
 
 }  // namespace

@@ -18,10 +18,17 @@ enum class Trans { N, T };
 // Called on the block C[i0:i0+m, j0:j0+n] (pointer c at its top-left, row
 // stride ldc) once it holds its final op(A) op(B) value. Must only touch that
 // block; may be called concurrently on disjoint blocks.
+//
+// relu_bias, when set, says that fn is exactly C[i, j] := relu(C[i, j] +
+// relu_bias[j]) (relu(v) = v > 0 ? v : 0): the micro-kernel may then apply it
+// to a tile in its registers as it stores the tile, and fn is not called on
+// the blocks so written. Same operations, same bits; C is stored once
+// instead of stored, read back and stored again.
 template <class T>
 struct Epilogue {
     void (*fn)(const void* ctx, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) = nullptr;
     const void* ctx = nullptr;
+    const T* relu_bias = nullptr;
 };
 
 // The fast GEMM (packed, cache-blocked, vectorised, multi-threaded).

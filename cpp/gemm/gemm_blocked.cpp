@@ -71,6 +71,9 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // which the in-place B kernel needs. Same FMA chains, same bits.
     const bool b_in_place = tb == Trans::N && !io.b_packed && i_end - i_begin <= MR;
     const bool a_in_place = io.a_in_place && !b_in_place;
+    // A relu layer's bias and relu applied by the micro-kernel as it stores
+    // the last slice's tiles (Epilogue::relu_bias): C in rows, not swapped.
+    const T* const relu_bias = ep && ep->relu_bias && !swapped && !io.c_panel && csc == 1 ? ep->relu_bias : nullptr;
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
@@ -100,20 +103,21 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);
                     T* c = C + ic * rsc + (io.c_panel ? (jc + jr) / NR * io.c_panel : (jc + jr) * csc);
+                    const T* rb = last && relu_bias ? relu_bias + jc + jr : nullptr;
                     // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         if (jr < n_full)
                             kr.micro_b(kc, ap + ir * kc, B + pc * ldb + jc + jr, ldb, alpha, beta_p, c + ir * rsc,
-                                       rsc, csc, std::min(MR, mc - ir), nr);
+                                       rsc, csc, std::min(MR, mc - ir), nr, rb);
                         else if (a_in_place)
                             kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + jr * kc, alpha,
-                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr);
+                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb);
                         else
                             kr.micro(kc, ap + ir * kc, bp + (jr - n_full) * kc, alpha, beta_p, c + ir * rsc, rsc,
-                                     csc, std::min(MR, mc - ir), nr);
+                                     csc, std::min(MR, mc - ir), nr, rb);
                     }
                     // The mc x nr strip is final after the last slice and still in cache.
-                    if (last && ep) {
+                    if (last && ep && !rb) {
                         if (swapped) ep->fn(ep->ctx, c, csc, jc + jr, ic, nr, mc);
                         else ep->fn(ep->ctx, c, rsc, ic, jc + jr, mc, nr);
                     }

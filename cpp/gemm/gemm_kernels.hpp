@@ -12,22 +12,24 @@ namespace dnnfast {
 // Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
 // an MR x kc micro-panel (column of MR per k), Bp a kc x NR micro-panel (row of
 // NR per k), m <= MR and n <= NR (edge tiles included), element (i, j) of C at
-// c[i * rsc + j * csc]; beta == 0 overwrites C.
+// c[i * rsc + j * csc]; beta == 0 overwrites C. With relu_bias (columns
+// 0:n of the tile; rsc >= csc == 1 only) each stored element is then
+// relu(value + relu_bias[j]) (Epilogue::relu_bias); nullptr stores the value.
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
-                             size_t rsc, size_t csc, size_t m, size_t n);
+                             size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
 // The same with A read in place, element (i, k) of the tile at a[i * a_rs +
 // k * a_ks], rows i < m only: no packing, for blocks of A used by few column
 // micro-panels. Same arithmetic, same bits, as MicroKernel on the packed panel.
 template <class T>
 using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha,
-                              T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n);
+                              T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
 
 // The same with op(B) = B read in place: row k of the NR-wide micro-panel at
 // b + k * b_ks, n == NR only (a full panel). Same bits as MicroKernel.
 template <class T>
 using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c,
-                              size_t rsc, size_t csc, size_t m, size_t n);
+                              size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
 
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.

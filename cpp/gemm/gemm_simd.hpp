@@ -62,20 +62,31 @@ struct Simd {
     static T fma1(T a, T b, T c) { return Ops::fma(Ops::splat(a), Ops::splat(b), Ops::splat(c))[0]; }
 };
 
+// relu(x + b): the forward epilogue's relu layer (Epilogue::relu_bias), as
+// the vector maths computes it (x + b, then x > 0 ? x : 0: NaN and -0 give 0).
+template <class T, class Ops>
+inline typename Ops::V bias_relu(typename Ops::V x, const T* b) {
+    const typename Ops::V v = x + Simd<T, Ops>::load(b), zero = {};
+    return v > zero ? v : zero;
+}
+
 // Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
-// so C may hold NaN). Full and edge tiles both go through here so that they
-// round identically.
+// so C may hold NaN), then relu(c + rb[j]) with rb (NV vectors of it readable).
+// Full and edge tiles both go through here so that they round identically.
 template <class T, class Ops, int NV>
-inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta) {
+inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta, const T* rb = nullptr) {
     using S = Simd<T, Ops>;
     const auto va = Ops::splat(alpha);
     if (beta == T(0)) {
-        for (int v = 0; v < NV; ++v) S::store(c + v * S::W, va * acc[v]);
+        for (int v = 0; v < NV; ++v) {
+            const auto r = va * acc[v];
+            S::store(c + v * S::W, rb ? bias_relu<T, Ops>(r, rb + v * S::W) : r);
+        }
     } else {
         const auto vb = Ops::splat(beta);
         for (int v = 0; v < NV; ++v) {
-            const auto r = va * acc[v];
-            S::store(c + v * S::W, Ops::fma(vb, S::load(c + v * S::W), r));
+            const auto r = Ops::fma(vb, S::load(c + v * S::W), va * acc[v]);
+            S::store(c + v * S::W, rb ? bias_relu<T, Ops>(r, rb + v * S::W) : r);
         }
     }
 }
@@ -116,20 +127,23 @@ struct StridedA {
 // units in float64, the 10 outputs of a classifier in float32 AVX-512) runs
 // with NV = 1, reading the first vector of each packed NVB-vector row: half
 // the FMAs of the full-width edge tile, and each element's chain unchanged.
+//
+// rb (Epilogue::relu_bias, csc == 1 only): the stored tile is relu(C + rb[j])
+// (update_row), a relu layer's forward pass done in the registers.
 template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false, int NVB = NV>
 void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                size_t csc, size_t m, size_t n) {
+                size_t csc, size_t m, size_t n, const T* rb) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
-            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
+            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb);
             return;
         }
     }
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
-            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n);
+            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb);
             return;
         }
     }
@@ -169,14 +183,25 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         bp += BInPlace ? b_ks : NRB;
     }
     if (n == NR && csc == 1) {  // m == MC here
+        if (rb) {
 #pragma GCC unroll 32
-        for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
+            for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, rb);
+        } else {
+#pragma GCC unroll 32
+            for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
+        }
         return;
     }
     // Column edge or transposed C: go through a scratch tile, then copy the
     // m x n part. C is read only for beta != 0 (update_row does not read the
     // tile otherwise); the copies run along C's contiguous direction: rows
-    // of a column edge, columns of a transposed (swapped) C.
+    // of a column edge, columns of a transposed (swapped) C. The bias of a
+    // column edge is copied into a full-width row: nothing past rb + n is read.
+    alignas(64) T rb_edge[NR] = {};
+    if (rb) {
+        for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
+        rb = rb_edge;
+    }
     alignas(64) T tile[MC * NR];
     if (beta != T(0)) {
         if (csc == 1)
@@ -187,7 +212,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
                 for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
     }
 #pragma GCC unroll 32
-    for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta);
+    for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta, rb);
     if (csc == 1)
         for (size_t i = 0; i < m; ++i)
             for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
@@ -198,21 +223,21 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
-                  size_t m, size_t n) {
-    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n);
+                  size_t m, size_t n, const T* rb) {
+    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_a(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha, T beta, T* c,
-                    size_t rsc, size_t csc, size_t m, size_t n) {
-    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n);
+                    size_t rsc, size_t csc, size_t m, size_t n, const T* rb) {
+    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_b(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                    size_t csc, size_t m, size_t n) {
+                    size_t csc, size_t m, size_t n, const T* rb) {
     micro_tile<T, Ops, NV, MR, PackedA<T, MR>, true>(kc, PackedA<T, MR>{ap}, b, b_ks, alpha, beta, c, rsc, csc, m,
-                                                     n);
+                                                     n, rb);
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).

@@ -76,7 +76,8 @@ template <class T, class Product>
 void dense_forward_by(T* Z, T* A_out, const T* b, size_t n, size_t m_out, Act act, const T* alpha,
                       size_t alpha_stride, const Product& product) {
     ForwardEpilogue<T> ctx{act, b, alpha, alpha_stride, Z, A_out, m_out};
-    const Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx};
+    // A relu layer that keeps no Z (A on Z): the kernel may store relu(z + b) itself.
+    const Epilogue<T> ep{&ForwardEpilogue<T>::run, &ctx, act == Act::relu && A_out == Z ? b : nullptr};
     product(&ep);
     if (act == Act::softmax) activation_forward<T>(Act::softmax, Z, A_out, n, m_out, nullptr, 0);
 }
