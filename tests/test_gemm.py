@@ -124,51 +124,73 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
 # Shapes of relu layers' products: a column edge of at most one vector and
 # wider ones, row edges, K split into slices (600, 1100), one row
 # micro-panel (B read in place), few columns (A read in place), the small
-# paths (M <= 4, N <= 3, K <= 6), which call the epilogue function instead.
+# paths (M <= 4, N <= 3 call the epilogue function; K <= 6 and K = 1, the
+# rank-1 update by rows and by columns, apply the mask themselves).
 RELU_SHAPES = [(178, 100, 13), (13, 100, 178), (64, 256, 784), (200, 10, 300), (37, 45, 600), (97, 130, 1100),
-               (5, 33, 17), (300, 520, 70), (3, 50, 30), (200, 2, 40), (150, 64, 5), (1, 37, 20)]
+               (5, 33, 17), (300, 520, 70), (3, 50, 30), (200, 2, 40), (150, 64, 5), (150, 37, 3), (1, 37, 20),
+               (200, 100, 1), (3000, 700, 1)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", RELU_SHAPES)
-def test_relu_epilogue_in_the_kernel_stores_is_the_epilogue_function(kernel, M, N, K, ta, tb, dtype):
-    # A relu layer's bias and relu applied by the micro-kernel as it stores a
-    # tile (Epilogue::relu_bias) give the bits of the epilogue function run
-    # on the stored block, for any thread count, B packed beforehand or not;
-    # both agree with the reference GEMM's. Row 0 of op(A) holds a NaN: relu
-    # maps its row of C to 0 in both (one-row products are left finite).
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_relu_epilogue_in_the_kernel_stores_is_the_epilogue_function(kernel, direction, M, N, K, ta, tb, dtype):
+    # A relu layer's epilogue applied by the kernels as they store C
+    # (Epilogue::relu_bias forward, relu_mask backward) gives the bits of the
+    # epilogue function run on the stored block, for any thread count, B
+    # packed beforehand or not; both agree with the reference GEMM's. Row 0
+    # of op(A) holds a NaN (one-row products are left finite): forward, relu
+    # maps its row to 0; backward, it stays NaN wherever the mask is 0 too,
+    # as NaN * 0 does in the vector maths.
     if kernel == "generic512" and M * N * K > 2e7:
         pytest.skip("slow emulation")
     A, B = operands(M, N, K, ta, tb, dtype)
-    if M > 1:
+    r = 1 if M > 1 else 0
+    if r:
         A[0, 0] = np.nan  # element (0, 0) of op(A) either way
-    bias = np.random.default_rng(M + N).standard_normal(N).astype(dtype)
-    bias[::3] -= 4.0  # columns mostly cut to zero
-    ref = _core.gemm_bias_relu(A, B, bias, ta, tb, reference=True)
+    rng = np.random.default_rng(M + N)
+    if direction == "forward":
+        data = rng.standard_normal(N).astype(dtype)
+        data[::3] -= 4.0  # columns mostly cut to zero
+        product = _core.gemm_bias_relu
+    else:
+        data = rng.standard_normal((M, N)).astype(dtype)  # a relu layer's z: relu' is z > 0
+        data[:, ::5] = -0.0
+        data[1::4, 1::3] = np.nan
+        product = _core.gemm_relu_mask
+    ref = product(A, B, data, ta, tb, reference=True)
     saved = _core.get_num_threads()
     try:
         for t in (1, 2, 3):
             _core.set_num_threads(t)
-            C = _core.gemm_bias_relu(A, B, bias, ta, tb)
-            assert C.tobytes() == _core.gemm_bias_relu(A, B, bias, ta, tb, fused=False).tobytes()
+            C = product(A, B, data, ta, tb)
+            assert C.tobytes() == product(A, B, data, ta, tb, fused=False).tobytes()
             if not tb:
-                P = _core.gemm_bias_relu(A, B, bias, ta, packed=True)
-                assert P.tobytes() == _core.gemm_bias_relu(A, B, bias, ta, fused=False, packed=True).tobytes()
+                P = product(A, B, data, ta, packed=True)
+                assert P.tobytes() == product(A, B, data, ta, fused=False, packed=True).tobytes()
     finally:
         _core.set_num_threads(saved)
-    r = 1 if M > 1 else 0
-    assert np.all(C[:r] == 0) and np.all(ref[:r] == 0)
-    assert np.all(C >= 0) and (C[r:] > 0).mean() > 0.1
+    if direction == "forward":
+        assert np.all(C[:r] == 0) and np.all(ref[:r] == 0)
+        assert np.all(C >= 0) and (C[r:] > 0).mean() > 0.1
+    else:
+        assert np.all(np.isnan(C[:r])) and np.all(np.isnan(ref[:r]))
+        cut = ~(data[r:] > 0)
+        assert np.all(C[r:][cut] == 0) and cut.mean() > 0.3 and np.all(C[r:][~cut] != 0)
     assert_close(C[r:], ref[r:], bound(A[r:] if not ta else A[:, r:], B, ta, tb), dtype)
 
 
-def test_relu_epilogue_bias_must_match_the_columns():
+def test_relu_epilogue_bias_and_mask_must_match_the_product():
     A, B = operands(5, 7, 3, False, False, np.float64)
     with pytest.raises(ValueError, match="bias"):
         _core.gemm_bias_relu(A, B, np.zeros(6))
     with pytest.raises(ValueError, match="bias"):
         _core.gemm_bias_relu(A, B, np.zeros((1, 7)))
+    with pytest.raises(ValueError, match="mask"):
+        _core.gemm_relu_mask(A, B, np.zeros((5, 6)))
+    with pytest.raises(ValueError, match="mask"):
+        _core.gemm_relu_mask(A, B, np.zeros(35))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -85,34 +85,46 @@ py::array_t<T> gemm_epilogue_probe_py(const carray<T>& A, const carray<T>& B, bo
     return C;
 }
 
-// relu(op(A) op(B) + bias) through a relu layer's epilogue: bias and relu
-// done as the kernel stores each tile (fused, Epilogue::relu_bias), or by
-// the epilogue function on each finished block (what the reference GEMM and
-// the small-product paths do); with packed, B is packed first (gemm_packed_b).
+// A relu layer's epilogues: relu(op(A) op(B) + bias) (forward) and
+// op(A) op(B) * (mask > 0 ? 1 : 0) (backward, the mask laid out as C), done as
+// the kernels store C (fused: Epilogue::relu_bias / relu_mask) or by the
+// epilogue function on each finished block (what the reference GEMM and the
+// paths without the fused form do); with packed, B is packed first
+// (gemm_packed_b).
 template <class T>
-struct BiasRelu {
+struct ReluEpilogue {
     const T* bias;
-    static void run(const void* ctx, T* c, size_t ldc, size_t, size_t j0, size_t m, size_t n) {
-        const T* b = static_cast<const BiasRelu*>(ctx)->bias + j0;
+    const T* mask;
+    size_t ld;
+    static void run(const void* ctx, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) {
+        const auto& e = *static_cast<const ReluEpilogue*>(ctx);
         for (size_t i = 0; i < m; ++i)
             for (size_t j = 0; j < n; ++j) {
-                const T v = c[i * ldc + j] + b[j];
-                c[i * ldc + j] = v > T(0) ? v : T(0);
+                T& v = c[i * ldc + j];
+                if (e.bias) {
+                    const T x = v + e.bias[j0 + j];
+                    v = x > T(0) ? x : T(0);
+                } else {
+                    v = v * (e.mask[(i0 + i) * e.ld + j0 + j] > T(0) ? T(1) : T(0));
+                }
             }
     }
 };
 
-template <class T>
-py::array_t<T> gemm_bias_relu_py(const carray<T>& A, const carray<T>& B, const carray<T>& bias, bool trans_a,
-                                 bool trans_b, bool fused, bool packed, bool reference) {
+template <class T, bool Backward>
+py::array_t<T> gemm_relu_py(const carray<T>& A, const carray<T>& B, const carray<T>& data, bool trans_a,
+                            bool trans_b, bool fused, bool packed, bool reference) {
     const Shape s = check_shapes(A, B, trans_a, trans_b);
-    if (bias.ndim() != 1 || size_t(bias.shape(0)) != s.N)
+    if (!Backward && (data.ndim() != 1 || size_t(data.shape(0)) != s.N))
         throw std::invalid_argument("bias must be 1-D with N = op(B).shape[1] values");
+    if (Backward && (data.ndim() != 2 || size_t(data.shape(0)) != s.M || size_t(data.shape(1)) != s.N))
+        throw std::invalid_argument("mask must be M x N, the shape of op(A) @ op(B)");
     if (packed && (trans_b || reference)) throw std::invalid_argument("packed: B untransposed, not the reference");
     py::array_t<T> C({s.M, s.N});
     T* c = C.mutable_data();
-    const BiasRelu<T> ctx{bias.data()};
-    const Epilogue<T> ep{&BiasRelu<T>::run, &ctx, fused ? bias.data() : nullptr};
+    const ReluEpilogue<T> ctx{Backward ? nullptr : data.data(), Backward ? data.data() : nullptr, s.N};
+    Epilogue<T> ep{&ReluEpilogue<T>::run, &ctx};
+    if (fused) (Backward ? ep.relu_mask : ep.relu_bias) = data.data();
     if (!packed) {
         run<T>(reference, s, T(1), A.data(), B.data(), T(0), c, &ep);
         return C;
@@ -196,10 +208,14 @@ void bind_gemm_dtype(py::module_& m) {
     m.def("gemm_epilogue_probe", &gemm_epilogue_probe_py<T>, py::arg("A"), py::arg("B"),
           py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("reference") = false,
           "op(A) @ op(B) with the test epilogue c := 2c + 1000 i + j.");
-    m.def("gemm_bias_relu", &gemm_bias_relu_py<T>, py::arg("A"), py::arg("B"), py::arg("bias"),
+    m.def("gemm_bias_relu", &gemm_relu_py<T, false>, py::arg("A"), py::arg("B"), py::arg("bias"),
           py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("fused") = true, py::arg("packed") = false,
           py::arg("reference") = false,
-          "relu(op(A) @ op(B) + bias): a relu layer's epilogue, fused into the kernel's stores or not.");
+          "relu(op(A) @ op(B) + bias): a relu layer's forward epilogue, fused into the kernels' stores or not.");
+    m.def("gemm_relu_mask", &gemm_relu_py<T, true>, py::arg("A"), py::arg("B"), py::arg("mask"),
+          py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("fused") = true, py::arg("packed") = false,
+          py::arg("reference") = false,
+          "op(A) @ op(B) * (mask > 0): a relu layer's backward epilogue, fused into the kernels' stores or not.");
 }
 
 }  // namespace

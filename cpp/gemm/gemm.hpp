@@ -19,16 +19,22 @@ enum class Trans { N, T };
 // stride ldc) once it holds its final op(A) op(B) value. Must only touch that
 // block; may be called concurrently on disjoint blocks.
 //
-// relu_bias, when set, says that fn is exactly C[i, j] := relu(C[i, j] +
-// relu_bias[j]) (relu(v) = v > 0 ? v : 0): the micro-kernel may then apply it
-// to a tile in its registers as it stores the tile, and fn is not called on
-// the blocks so written. Same operations, same bits; C is stored once
-// instead of stored, read back and stored again.
+// Two epilogues of a relu layer may also be given as data, saying that fn is
+// exactly one of them:
+//   relu_bias: C[i, j] := relu(C[i, j] + relu_bias[j]), relu(v) = v > 0 ? v : 0
+//     (the forward pass of a relu layer that keeps no Z);
+//   relu_mask: C[i, j] := C[i, j] * (relu_mask[i * ldc + j] > 0 ? 1 : 0), the
+//     mask laid out as C (the backward pass into a relu layer: dZ = dA relu'(z)
+//     read from its A).
+// The kernels may then apply it to the values in their registers as they
+// store them, and fn is not called on the blocks so written. Same operations,
+// same bits; C is stored once instead of stored, read back and stored again.
 template <class T>
 struct Epilogue {
     void (*fn)(const void* ctx, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) = nullptr;
     const void* ctx = nullptr;
     const T* relu_bias = nullptr;
+    const T* relu_mask = nullptr;
 };
 
 // The fast GEMM (packed, cache-blocked, vectorised, multi-threaded).

@@ -71,9 +71,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // which the in-place B kernel needs. Same FMA chains, same bits.
     const bool b_in_place = tb == Trans::N && !io.b_packed && i_end - i_begin <= MR;
     const bool a_in_place = io.a_in_place && !b_in_place;
-    // A relu layer's bias and relu applied by the micro-kernel as it stores
-    // the last slice's tiles (Epilogue::relu_bias): C in rows, not swapped.
-    const T* const relu_bias = ep && ep->relu_bias && !swapped && !io.c_panel && csc == 1 ? ep->relu_bias : nullptr;
+    // A relu layer's epilogue applied by the micro-kernel as it stores the
+    // last slice's tiles (Epilogue::relu_bias / relu_mask): C in rows, not swapped.
+    const bool in_kernel = ep && !swapped && !io.c_panel && csc == 1;
+    const T* const relu_bias = in_kernel ? ep->relu_bias : nullptr;
+    const T* const relu_mask = in_kernel && !relu_bias ? ep->relu_mask : nullptr;
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
@@ -104,20 +106,22 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                     const size_t nr = std::min(NR, nc - jr);
                     T* c = C + ic * rsc + (io.c_panel ? (jc + jr) / NR * io.c_panel : (jc + jr) * csc);
                     const T* rb = last && relu_bias ? relu_bias + jc + jr : nullptr;
+                    const T* rm = last && relu_mask ? relu_mask + (c - C) : nullptr;  // laid out as C
                     // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
+                        const T* rmi = rm ? rm + ir * rsc : nullptr;
                         if (jr < n_full)
                             kr.micro_b(kc, ap + ir * kc, B + pc * ldb + jc + jr, ldb, alpha, beta_p, c + ir * rsc,
-                                       rsc, csc, std::min(MR, mc - ir), nr, rb);
+                                       rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
                         else if (a_in_place)
                             kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + jr * kc, alpha,
-                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb);
+                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
                         else
                             kr.micro(kc, ap + ir * kc, bp + (jr - n_full) * kc, alpha, beta_p, c + ir * rsc, rsc,
-                                     csc, std::min(MR, mc - ir), nr, rb);
+                                     csc, std::min(MR, mc - ir), nr, rb, rmi);
                     }
                     // The mc x nr strip is final after the last slice and still in cache.
-                    if (last && ep && !rb) {
+                    if (last && ep && !rb && !rm) {
                         if (swapped) ep->fn(ep->ctx, c, csc, jc + jr, ic, nr, mc);
                         else ep->fn(ep->ctx, c, rsc, ic, jc + jr, mc, nr);
                     }

@@ -12,24 +12,28 @@ namespace dnnfast {
 // Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
 // an MR x kc micro-panel (column of MR per k), Bp a kc x NR micro-panel (row of
 // NR per k), m <= MR and n <= NR (edge tiles included), element (i, j) of C at
-// c[i * rsc + j * csc]; beta == 0 overwrites C. With relu_bias (columns
-// 0:n of the tile; rsc >= csc == 1 only) each stored element is then
-// relu(value + relu_bias[j]) (Epilogue::relu_bias); nullptr stores the value.
+// c[i * rsc + j * csc]; beta == 0 overwrites C. With C in rows (csc == 1)
+// the stored value may then go through a relu layer's epilogue
+// (Epilogue::relu_bias / relu_mask, at most one of them set): relu(value +
+// relu_bias[j]) (columns 0:n of the tile), or value * (relu_mask[i * rsc + j]
+// > 0 ? 1 : 0) (relu_mask at the tile's top-left, laid out as C).
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
-                             size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
+                             size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias, const T* relu_mask);
 // The same with A read in place, element (i, k) of the tile at a[i * a_rs +
 // k * a_ks], rows i < m only: no packing, for blocks of A used by few column
 // micro-panels. Same arithmetic, same bits, as MicroKernel on the packed panel.
 template <class T>
 using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha,
-                              T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
+                              T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias,
+                              const T* relu_mask);
 
 // The same with op(B) = B read in place: row k of the NR-wide micro-panel at
 // b + k * b_ks, n == NR only (a full panel). Same bits as MicroKernel.
 template <class T>
 using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c,
-                              size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias);
+                              size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias,
+                              const T* relu_mask);
 
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
@@ -43,24 +47,26 @@ using SmallKernel = void (*)(size_t M, size_t n, size_t K, T alpha, const T* a, 
                              size_t ldb, T beta, T* C, size_t ldc);
 
 // Rank-1 kernel (K == 1): C[i, 0:n] := alpha * (a[i * a_stride] * b[0:n]) + beta * C[i, 0:n]
-// for i < M (row stride ldc). At batch size 1 this is the weight update.
+// for i < M (row stride ldc), then times (relu_mask[i * ldc + j] > 0 ? 1 : 0)
+// where relu_mask is set (as the micro-kernel). At batch size 1 this is the
+// weight update.
 template <class T>
 using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta,
-                             T* C, size_t ldc);
+                             T* C, size_t ldc, const T* relu_mask);
 
 // Short-K kernel (2 <= K <= kSmallK, e.g. dZ W^T through a classifier's few
 // outputs): C[i, 0:n] := alpha * sum_k a(i, k) bp[k, 0:n] + beta * C[i, 0:n]
 // for i < m, a(i, k) at a[i * a_rs + k * a_ks], bp the K rows of op(B) with
 // row stride ldbp (a whole number of vectors, zero-padded past n). Each
 // element is the FMA chain over k from zero, stored as the micro-kernel
-// stores it, so the bits are those of the five loops. Against the five
+// stores it (relu_mask included), so the bits are those of the five loops. Against the five
 // loops (Zen 4, AVX-512, one thread, M 64-200, N 64-256, both dtypes and
 // transposes of B): 1.03-1.7x faster at K = 5-6, even at 8, 0.8-0.97x at
 // 10-16.
 constexpr size_t kSmallK = 6;
 template <class T>
 using SmallKKernel = void (*)(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks,
-                              const T* bp, size_t ldbp, T beta, T* C, size_t ldc);
+                              const T* bp, size_t ldbp, T beta, T* C, size_t ldc, const T* relu_mask);
 
 // Rank-1 update then a row through the updated matrix, in one sweep over W
 // (K x n, row stride ldw): W := W + alpha * u v^T (as Rank1Kernel with beta =

@@ -19,6 +19,11 @@
 #error "define DNNFAST_KERNEL_NS (isa_<name> in a file built with ISA flags) before including gemm_simd.hpp"
 #endif
 
+// The tile's store helpers are inlined into every kernel whatever the
+// compiler's size heuristics say: called out of line, a tile's accumulators
+// went through memory (digits' training step 1.4 -> 2.5 ms).
+#define DNNFAST_KERNEL_INLINE inline __attribute__((always_inline))
+
 namespace dnnfast {
 namespace DNNFAST_KERNEL_NS {
 namespace {
@@ -65,28 +70,48 @@ struct Simd {
 // relu(x + b): the forward epilogue's relu layer (Epilogue::relu_bias), as
 // the vector maths computes it (x + b, then x > 0 ? x : 0: NaN and -0 give 0).
 template <class T, class Ops>
-inline typename Ops::V bias_relu(typename Ops::V x, const T* b) {
+DNNFAST_KERNEL_INLINE typename Ops::V bias_relu(typename Ops::V x, const T* b) {
     const typename Ops::V v = x + Simd<T, Ops>::load(b), zero = {};
     return v > zero ? v : zero;
 }
 
+// x * relu'(z) read from a relu layer's a = relu(z) (Epilogue::relu_mask), as
+// the vector maths computes it: x * (a > 0 ? 1 : 0), so NaN and inf in x
+// stay NaN where the mask is 0, as they do there.
+template <class T, class Ops>
+DNNFAST_KERNEL_INLINE typename Ops::V relu_masked(typename Ops::V x, const T* a) {
+    const typename Ops::V zero = {}, one = Ops::splat(T(1));
+    return x * (Simd<T, Ops>::load(a) > zero ? one : zero);
+}
+template <class T>
+inline T relu_masked(T x, T a) {
+    return x * (a > T(0) ? T(1) : T(0));
+}
+
 // Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
-// so C may hold NaN), then relu(c + rb[j]) with rb (NV vectors of it readable).
-// Full and edge tiles both go through here so that they round identically.
+// so C may hold NaN), then relu(c + rb[j]) with rb, or c * relu'(rm[j]) with
+// rm (NV vectors of either readable). Full and edge tiles both go through
+// here so that they round identically.
+template <class T, class Ops>
+DNNFAST_KERNEL_INLINE typename Ops::V relu_epilogue(typename Ops::V r, const T* rb, const T* rm) {
+    return rb ? bias_relu<T, Ops>(r, rb) : rm ? relu_masked<T, Ops>(r, rm) : r;
+}
 template <class T, class Ops, int NV>
-inline void update_row(T* c, const typename Ops::V* acc, T alpha, T beta, const T* rb = nullptr) {
+DNNFAST_KERNEL_INLINE void update_row(T* c, const typename Ops::V* acc, T alpha, T beta, const T* rb = nullptr,
+                       const T* rm = nullptr) {
     using S = Simd<T, Ops>;
     const auto va = Ops::splat(alpha);
     if (beta == T(0)) {
         for (int v = 0; v < NV; ++v) {
-            const auto r = va * acc[v];
-            S::store(c + v * S::W, rb ? bias_relu<T, Ops>(r, rb + v * S::W) : r);
+            const size_t o = size_t(v) * S::W;
+            S::store(c + o, relu_epilogue<T, Ops>(va * acc[v], rb ? rb + o : nullptr, rm ? rm + o : nullptr));
         }
     } else {
         const auto vb = Ops::splat(beta);
         for (int v = 0; v < NV; ++v) {
-            const auto r = Ops::fma(vb, S::load(c + v * S::W), va * acc[v]);
-            S::store(c + v * S::W, rb ? bias_relu<T, Ops>(r, rb + v * S::W) : r);
+            const size_t o = size_t(v) * S::W;
+            const auto r = Ops::fma(vb, S::load(c + o), va * acc[v]);
+            S::store(c + o, relu_epilogue<T, Ops>(r, rb ? rb + o : nullptr, rm ? rm + o : nullptr));
         }
     }
 }
@@ -128,22 +153,24 @@ struct StridedA {
 // with NV = 1, reading the first vector of each packed NVB-vector row: half
 // the FMAs of the full-width edge tile, and each element's chain unchanged.
 //
-// rb (Epilogue::relu_bias, csc == 1 only): the stored tile is relu(C + rb[j])
-// (update_row), a relu layer's forward pass done in the registers.
+// rb / rm (Epilogue::relu_bias / relu_mask, csc == 1 only): the stored tile
+// is relu(C + rb[j]), or C * relu'(rm[i * rsc + j]) (update_row): a relu
+// layer's forward or backward step done in the registers.
 template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false, int NVB = NV>
 void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                size_t csc, size_t m, size_t n, const T* rb) {
+                size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
-            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb);
+            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm);
             return;
         }
     }
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
-            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb);
+            micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb,
+                                                              rm);
             return;
         }
     }
@@ -186,6 +213,10 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         if (rb) {
 #pragma GCC unroll 32
             for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, rb);
+        } else if (rm) {
+#pragma GCC unroll 32
+            for (int i = 0; i < MC; ++i)
+                update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, nullptr, rm + i * rsc);
         } else {
 #pragma GCC unroll 32
             for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
@@ -196,7 +227,8 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     // m x n part. C is read only for beta != 0 (update_row does not read the
     // tile otherwise); the copies run along C's contiguous direction: rows
     // of a column edge, columns of a transposed (swapped) C. The bias of a
-    // column edge is copied into a full-width row: nothing past rb + n is read.
+    // column edge is copied into a full-width row (nothing past rb + n is
+    // read); the mask is applied as the m x n part is copied out.
     alignas(64) T rb_edge[NR] = {};
     if (rb) {
         for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
@@ -213,7 +245,10 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     }
 #pragma GCC unroll 32
     for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(tile + i * NR, acc[i], alpha, beta, rb);
-    if (csc == 1)
+    if (rm)
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = relu_masked(tile[i * NR + j], rm[i * rsc + j]);
+    else if (csc == 1)
         for (size_t i = 0; i < m; ++i)
             for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
     else
@@ -223,21 +258,21 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
-                  size_t m, size_t n, const T* rb) {
-    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb);
+                  size_t m, size_t n, const T* rb, const T* rm) {
+    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_a(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha, T beta, T* c,
-                    size_t rsc, size_t csc, size_t m, size_t n, const T* rb) {
-    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb);
+                    size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
+    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_b(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                    size_t csc, size_t m, size_t n, const T* rb) {
+                    size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
     micro_tile<T, Ops, NV, MR, PackedA<T, MR>, true>(kc, PackedA<T, MR>{ap}, b, b_ks, alpha, beta, c, rsc, csc, m,
-                                                     n, rb);
+                                                     n, rb, rm);
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
@@ -530,7 +565,7 @@ double fma_loop(long iters) {
 // tail alike.
 template <class T, class Ops>
 void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const T* b, T beta, T* C,
-                size_t ldc) {
+                size_t ldc, const T* rm) {
     using S = Simd<T, Ops>;
     const auto valpha = Ops::splat(alpha), vbeta = Ops::splat(beta);
     for (size_t i = 0; i < M; ++i) {
@@ -538,6 +573,18 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
         const auto va = Ops::splat(ai);
         T* c = C + i * ldc;
         size_t j = 0;
+        if (rm) {  // a relu layer's dZ: the values below, masked
+            const T* mi = rm + i * ldc;
+            for (; j + S::W <= n; j += S::W) {
+                const auto r = valpha * (va * S::load(b + j));
+                S::store(c + j, relu_masked<T, Ops>(beta == T(0) ? r : Ops::fma(vbeta, S::load(c + j), r), mi + j));
+            }
+            for (; j < n; ++j) {
+                const T r = alpha * (ai * b[j]);
+                c[j] = relu_masked(beta == T(0) ? r : Ops::fma(vbeta, Ops::splat(c[j]), Ops::splat(r))[0], mi[j]);
+            }
+            continue;
+        }
         if (beta == T(0)) {
             for (; j + S::W <= n; j += S::W) S::store(c + j, valpha * (va * S::load(b + j)));
             for (; j < n; ++j) c[j] = alpha * (ai * b[j]);
@@ -554,12 +601,12 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
 
 // The short-K kernel (contract in gemm_kernels.hpp): four vectors of a row
 // at a time, each an FMA chain over the K rows of bp from zero, then stored
-// by update_row, as micro_tile stores a tile; the last columns through a
-// vector-wide scratch (bp is zero-padded), so every column gets the same
-// arithmetic.
+// by update_row, as micro_tile stores a tile (relu_mask included); the last
+// columns through a vector-wide scratch (bp is zero-padded), so every column
+// gets the same arithmetic.
 template <class T, class Ops>
 void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp,
-                  size_t ldbp, T beta, T* C, size_t ldc) {
+                  size_t ldbp, T beta, T* C, size_t ldc, const T* rm) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t kMaxK = kSmallK;
@@ -567,25 +614,26 @@ void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs
         V av[kMaxK];
         for (size_t k = 0; k < K; ++k) av[k] = Ops::splat(a[i * a_rs + k * a_ks]);
         T* c = C + i * ldc;
+        const T* mi = rm ? rm + i * ldc : nullptr;
         size_t j = 0;
         for (; j + 4 * S::W <= n; j += 4 * S::W) {
             V acc[4] = {};
             for (size_t k = 0; k < K; ++k)
                 for (int v = 0; v < 4; ++v) acc[v] = Ops::fma(av[k], S::load(bp + k * ldbp + j + v * S::W), acc[v]);
-            update_row<T, Ops, 4>(c + j, acc, alpha, beta);
+            update_row<T, Ops, 4>(c + j, acc, alpha, beta, nullptr, mi ? mi + j : nullptr);
         }
         for (; j < n; j += S::W) {
             V acc = V{};
             for (size_t k = 0; k < K; ++k) acc = Ops::fma(av[k], S::load(bp + k * ldbp + j), acc);
             if (j + S::W <= n) {
-                update_row<T, Ops, 1>(c + j, &acc, alpha, beta);
+                update_row<T, Ops, 1>(c + j, &acc, alpha, beta, nullptr, mi ? mi + j : nullptr);
             } else {
                 alignas(64) T ct[S::W] = {};
                 const size_t r = n - j;
                 if (beta != T(0))
                     for (size_t l = 0; l < r; ++l) ct[l] = c[j + l];
                 update_row<T, Ops, 1>(ct, &acc, alpha, beta);
-                for (size_t l = 0; l < r; ++l) c[j + l] = ct[l];
+                for (size_t l = 0; l < r; ++l) c[j + l] = mi ? relu_masked(ct[l], mi[j + l]) : ct[l];
             }
         }
     }

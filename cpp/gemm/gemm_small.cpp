@@ -220,6 +220,7 @@ void gemm_small_k(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         for (size_t j = N; j < ldbp; ++j) row[j] = T(0);
     }
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
+    const T* const mask = ep ? ep->relu_mask : nullptr;  // relu' applied as the kernel stores (Epilogue)
     // Rows per epilogue call: about 16 KiB of C, so it is still in L1.
     const size_t rows = std::max<size_t>(1, 16384 / sizeof(T) / std::max<size_t>(1, N));
     const int nt = int(std::min<size_t>(size_t(threads_for(double(M) * double(N) * double(K), kMinWorkPerThreadSmall)),
@@ -228,8 +229,9 @@ void gemm_small_k(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
         const size_t i_begin = M * size_t(t) / size_t(nt), i_end = M * size_t(t + 1) / size_t(nt);
         for (size_t i0 = i_begin; i0 < i_end; i0 += rows) {
             const size_t m = std::min(rows, i_end - i0);
-            kr.small_k(m, N, K, alpha, A + i0 * a_rs, a_rs, a_ks, bp, ldbp, beta, C + i0 * ldc, ldc);
-            if (ep) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, m, N);
+            kr.small_k(m, N, K, alpha, A + i0 * a_rs, a_rs, a_ks, bp, ldbp, beta, C + i0 * ldc, ldc,
+                       mask ? mask + i0 * ldc : nullptr);
+            if (ep && !mask) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, m, N);
         }
     });
 }
@@ -246,14 +248,16 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
         b = p;
     }
     const size_t a_stride = ta == Trans::N ? lda : 1;
+    const T* const mask = ep ? ep->relu_mask : nullptr;  // relu' applied as the kernel stores (Epilogue)
     // At batch size 1 the weight update W -= lr a^T dz: threads take the same
     // row blocks of W as the one-row product through it (x W) reads, so each
     // core's share of W stays in its own L2 from one step to the next.
     const size_t blocks = row_blocks(M, N);
     if (blocks > 1) {
         for_row_blocks(M, blocks, double(M) * double(N), [&](size_t, size_t i0, size_t i1) {
-            kr.rank1(i1 - i0, N, alpha, A + i0 * a_stride, a_stride, b, beta, C + i0 * ldc, ldc);
-            if (ep) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
+            kr.rank1(i1 - i0, N, alpha, A + i0 * a_stride, a_stride, b, beta, C + i0 * ldc, ldc,
+                     mask ? mask + i0 * ldc : nullptr);
+            if (ep && !mask) ep->fn(ep->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
         });
         return;
     }
@@ -264,8 +268,8 @@ void gemm_rank1(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N,
     for_column_parts(N, kr.small_nb, double(M) * double(N), C, [&](size_t j0, size_t j1) {
         // Vectorised for the instruction set in use: at batch size 1 this
         // sweep over W is half of a training step.
-        kr.rank1(M, j1 - j0, alpha, A, a_stride, b + j0, beta, C + j0, ldc);
-        if (ep) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
+        kr.rank1(M, j1 - j0, alpha, A, a_stride, b + j0, beta, C + j0, ldc, mask ? mask + j0 : nullptr);
+        if (ep && !mask) ep->fn(ep->ctx, C + j0, ldc, 0, j0, M, j1 - j0);
     });
 }
 

@@ -118,7 +118,8 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
         return;
     }
     BackwardEpilogue<T> ctx{act_prev, Z_prev, A_prev, alpha, alpha_stride, m_in};
-    Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx};
+    // relu' is z > 0, Z_prev laid out as D: the kernel may apply it as it stores D.
+    Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx, nullptr, act_prev == Act::relu ? Z_prev : nullptr};
     gemm<T>(Trans::N, Trans::T, n, m_in, m_out, T(1), dZ, m_out, W, m_out, T(0), D, m_in, &ep);
 }
 
