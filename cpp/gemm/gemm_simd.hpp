@@ -75,9 +75,9 @@ DNNFAST_KERNEL_INLINE typename Ops::V bias_relu(typename Ops::V x, const T* b) {
     return v > zero ? v : zero;
 }
 
-// x * relu'(z) read from a relu layer's a = relu(z) (Epilogue::relu_mask), as
-// the vector maths computes it: x * (a > 0 ? 1 : 0), so NaN and inf in x
-// stay NaN where the mask is 0, as they do there.
+// x * relu'(z) for a relu layer's stored z (Epilogue::relu_mask), as the
+// vector maths computes it: x * (z > 0 ? 1 : 0), so NaN and inf in x stay
+// NaN where the mask is 0, as they do there.
 template <class T, class Ops>
 DNNFAST_KERNEL_INLINE typename Ops::V relu_masked(typename Ops::V x, const T* a) {
     const typename Ops::V zero = {}, one = Ops::splat(T(1));
@@ -88,17 +88,18 @@ inline T relu_masked(T x, T a) {
     return x * (a > T(0) ? T(1) : T(0));
 }
 
-// Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
-// so C may hold NaN), then relu(c + rb[j]) with rb, or c * relu'(rm[j]) with
-// rm (NV vectors of either readable). Full and edge tiles both go through
-// here so that they round identically.
 template <class T, class Ops>
 DNNFAST_KERNEL_INLINE typename Ops::V relu_epilogue(typename Ops::V r, const T* rb, const T* rm) {
     return rb ? bias_relu<T, Ops>(r, rb) : rm ? relu_masked<T, Ops>(r, rm) : r;
 }
+
+// Writes one row of a tile: c := alpha * acc + beta * c (beta == 0 overwrites,
+// so C may hold NaN), then relu(c + rb[j]) with rb, or c * relu'(rm[j]) with
+// rm (NV vectors of either readable). Full and edge tiles both go through
+// here so that they round identically.
 template <class T, class Ops, int NV>
 DNNFAST_KERNEL_INLINE void update_row(T* c, const typename Ops::V* acc, T alpha, T beta, const T* rb = nullptr,
-                       const T* rm = nullptr) {
+                                      const T* rm = nullptr) {
     using S = Simd<T, Ops>;
     const auto va = Ops::splat(alpha);
     if (beta == T(0)) {
