@@ -73,7 +73,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     const bool a_in_place = io.a_in_place && !b_in_place;
     // A relu layer's epilogue applied by the micro-kernel as it stores the
     // last slice's tiles (Epilogue::relu_bias / relu_mask): C in rows, not swapped.
-    const bool in_kernel = ep && !swapped && !io.c_panel && csc == 1;
+    const bool in_kernel = kr.fused_relu && ep && !swapped && !io.c_panel && csc == 1;
     const T* const relu_bias = in_kernel ? ep->relu_bias : nullptr;
     const T* const relu_mask = in_kernel && !relu_bias ? ep->relu_mask : nullptr;
     // Element (i, k) of op(A) in place.

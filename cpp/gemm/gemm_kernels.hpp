@@ -12,11 +12,12 @@ namespace dnnfast {
 // Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
 // an MR x kc micro-panel (column of MR per k), Bp a kc x NR micro-panel (row of
 // NR per k), m <= MR and n <= NR (edge tiles included), element (i, j) of C at
-// c[i * rsc + j * csc]; beta == 0 overwrites C. With C in rows (csc == 1)
-// the stored value may then go through a relu layer's epilogue
-// (Epilogue::relu_bias / relu_mask, at most one of them set): relu(value +
-// relu_bias[j]) (columns 0:n of the tile), or value * (relu_mask[i * rsc + j]
-// > 0 ? 1 : 0) (relu_mask at the tile's top-left, laid out as C).
+// c[i * rsc + j * csc]; beta == 0 overwrites C. In a table with fused_relu,
+// with C in rows (csc == 1), the stored value may then go through a relu
+// layer's epilogue (Epilogue::relu_bias / relu_mask, at most one of them
+// set): relu(value + relu_bias[j]) (columns 0:n of the tile), or value *
+// (relu_mask[i * rsc + j] > 0 ? 1 : 0) (relu_mask at the tile's top-left,
+// laid out as C). Without fused_relu both must be null.
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
                              size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias, const T* relu_mask);
@@ -89,6 +90,7 @@ struct KernelsFor {
     Rank1Kernel<T> rank1;
     SmallKKernel<T> small_k;
     Rank1GemvKernel<T> rank1_gemv;
+    bool fused_relu;  // the micro-kernels take relu_bias / relu_mask (the ISA-flagged tables)
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs
 };

@@ -24,6 +24,18 @@
 // went through memory (digits' training step 1.4 -> 2.5 ms).
 #define DNNFAST_KERNEL_INLINE inline __attribute__((always_inline))
 
+// Whether the micro-kernels apply a relu layer's epilogue as they store a
+// tile (KernelsFor::fused_relu): in the tables built with AVX2 / AVX-512
+// flags. The generic tables leave it to the epilogue function: their code
+// is built for any CPU, and for aarch64, where the 512-bit generic tile's
+// store loops written out three times took the file's compile from 1 to 6
+// minutes.
+#if defined(__AVX2__)
+constexpr bool kFusedStores = true;
+#else
+constexpr bool kFusedStores = false;
+#endif
+
 namespace dnnfast {
 namespace DNNFAST_KERNEL_NS {
 namespace {
@@ -211,17 +223,21 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         bp += BInPlace ? b_ks : NRB;
     }
     if (n == NR && csc == 1) {  // m == MC here
-        if (rb) {
+        if constexpr (kFusedStores) {
+            if (rb) {
 #pragma GCC unroll 32
-            for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, rb);
-        } else if (rm) {
+                for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, rb);
+                return;
+            }
+            if (rm) {
 #pragma GCC unroll 32
-            for (int i = 0; i < MC; ++i)
-                update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, nullptr, rm + i * rsc);
-        } else {
-#pragma GCC unroll 32
-            for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
+                for (int i = 0; i < MC; ++i)
+                    update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta, nullptr, rm + i * rsc);
+                return;
+            }
         }
+#pragma GCC unroll 32
+        for (int i = 0; i < MC; ++i) update_row<T, Ops, NV>(c + i * rsc, acc[i], alpha, beta);
         return;
     }
     // Column edge or transposed C: go through a scratch tile, then copy the
@@ -231,10 +247,11 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     // column edge is copied into a full-width row (nothing past rb + n is
     // read); the mask is applied as the m x n part is copied out.
     alignas(64) T rb_edge[NR] = {};
-    if (rb) {
+    if (kFusedStores && rb) {
         for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
         rb = rb_edge;
     }
+    if constexpr (!kFusedStores) rb = rm = nullptr;
     alignas(64) T tile[MC * NR];
     if (beta != T(0)) {
         if (csc == 1)
@@ -694,6 +711,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.rank1 = &rank1_rows<T, Ops>;
     k.small_k = &small_k_rows<T, Ops>;
     k.rank1_gemv = &rank1_gemv_rows<T, Ops>;
+    k.fused_relu = kFusedStores;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;
     return k;
