@@ -91,13 +91,13 @@ DNNFAST_KERNEL_INLINE typename Ops::V bias_relu(typename Ops::V x, const T* b) {
 // vector maths computes it: x * (z > 0 ? 1 : 0), so NaN and inf in x stay
 // NaN where the mask is 0, as they do there.
 template <class T, class Ops>
-DNNFAST_KERNEL_INLINE typename Ops::V relu_masked(typename Ops::V x, const T* a) {
+DNNFAST_KERNEL_INLINE typename Ops::V relu_masked(typename Ops::V x, const T* z) {
     const typename Ops::V zero = {}, one = Ops::splat(T(1));
-    return x * (Simd<T, Ops>::load(a) > zero ? one : zero);
+    return x * (Simd<T, Ops>::load(z) > zero ? one : zero);
 }
 template <class T>
-inline T relu_masked(T x, T a) {
-    return x * (a > T(0) ? T(1) : T(0));
+inline T relu_masked(T x, T z) {
+    return x * (z > T(0) ? T(1) : T(0));
 }
 
 template <class T, class Ops>
@@ -246,12 +246,12 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     // of a column edge, columns of a transposed (swapped) C. The bias of a
     // column edge is copied into a full-width row (nothing past rb + n is
     // read); the mask is applied as the m x n part is copied out.
+    if constexpr (!kFusedStores) rb = rm = nullptr;
     alignas(64) T rb_edge[NR] = {};
-    if (kFusedStores && rb) {
+    if (rb) {
         for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
         rb = rb_edge;
     }
-    if constexpr (!kFusedStores) rb = rm = nullptr;
     alignas(64) T tile[MC * NR];
     if (beta != T(0)) {
         if (csc == 1)
