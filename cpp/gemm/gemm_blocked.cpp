@@ -40,6 +40,15 @@ namespace {
 // near 1e5 in all; threads_for() asks for 2x this before adding a thread.
 constexpr double kMinWorkPerThread = 1.0e5;
 
+// Row micro-panels of a block that may read one op(B) = B panel in place
+// instead of packing it (five_loops). Swept on the Zen 4 (one thread, M up
+// to 6 panels, K in {64, 200, 500}, N in {100, 256, 512, 784}, both dtypes,
+// the avx512, avx2 and generic tables, 720 products): faster in 624, by up
+// to 1.9x; 2-9% slower in 5 of the 6-panel ones with K = 200 (float64,
+// AVX2 / generic tiles); the other 42 losses were the 4 KiB strides that
+// five_loops excludes. Beyond 6 panels the AVX2 float64 tiles lost up to 20%.
+constexpr size_t kBInPlacePanels = 5;
+
 // Where the five loops find op(B) and put C. By default op(B) is packed
 // here, slice by slice, and C(i, j) is at C[i * rsc + j * csc]. Prepacked:
 // op(B) is a whole PackedB (the slice at row pc begins at b_packed + pc *
@@ -63,13 +72,21 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                 const Epilogue<T>* ep) {
     const size_t MR = kr.mr, NR = kr.nr, MC = kr.mc, KC = kr.kc, NC = kr.nc;
     const bool swapped = io.swapped;
-    // One row micro-panel (a product with few rows: dW = A^T dZ of an input
-    // with a dozen features, or a swapped thin product's 10 rows): each
-    // element of op(B) is used once, so its full NR-wide panels are read
-    // where they lie instead of being packed first (only the column edge is
-    // packed), and the few rows of A are packed rather than read in place,
-    // which the in-place B kernel needs. Same FMA chains, same bits.
-    const bool b_in_place = tb == Trans::N && !io.b_packed && i_end - i_begin <= MR;
+    // Few rows (dW = A^T dZ of an input with a few dozen features, or a
+    // swapped thin product's 10 rows): each NR-wide panel of op(B) = B serves
+    // at most kBInPlacePanels row micro-panels, so it is read where it lies
+    // instead of being packed first (only the column edge is packed), and
+    // the row panels after the first find it in L1. Not where A would itself
+    // be read in place (N <= 4 NR: one row panel only, as A's reads then
+    // cost more than the pack saved), nor where B's rows are a multiple of
+    // 4 KiB apart (every k in the same L1 set, so the panel does not stay
+    // in L1: up to 1.9x slower with the AVX2 and generic float64 tiles).
+    // The rows of A are then packed, which the in-place B kernel needs.
+    // Same FMA chains, same bits.
+    const size_t rows = i_end - i_begin;
+    const bool b_in_place = tb == Trans::N && !io.b_packed &&
+                            (rows <= MR || (rows <= kBInPlacePanels * MR && !io.a_in_place &&
+                                            ldb * sizeof(T) % 4096 != 0));
     const bool a_in_place = io.a_in_place && !b_in_place;
     // A relu layer's epilogue applied by the micro-kernel as it stores the
     // last slice's tiles (Epilogue::relu_bias / relu_mask): C in rows, not swapped.
