@@ -23,9 +23,12 @@ namespace dnnfast {
 namespace {
 
 // dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc: the transposing
-// copy of both pack_a (A row-major) and pack_b (B stored N x K). Done in 4 x 4
-// (float) / 2 x 2 (double) register transposes, since one scalar store per
-// element made this copy cost as much as the kernel on thin products.
+// copy of both pack_a (A row-major) and pack_b (B stored N x K), one panel
+// (rows <= MR or NR) at a time. Done in 4 x 4 (float) / 2 x 2 (double)
+// register transposes, since one scalar store per element made this copy
+// cost as much as the kernel on thin products; k outermost, so that the
+// stores fill each k's panel row in order rather than walk down the panel
+// (which made the copy store-bound).
 template <class T>
 void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
     for (size_t i = 0; i < rows; ++i)
@@ -36,62 +39,58 @@ void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, si
 template <>
 void transpose_copy<float>(const float* src, size_t lds, size_t rows, size_t kc, float* dst,
                            size_t ldd) {
-    size_t i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        const float* s = src + i * lds;
-        size_t k = 0;
-        for (; k + 4 <= kc; k += 4) {
-            __m128 r0 = _mm_loadu_ps(s + k), r1 = _mm_loadu_ps(s + lds + k);
-            __m128 r2 = _mm_loadu_ps(s + 2 * lds + k), r3 = _mm_loadu_ps(s + 3 * lds + k);
+    const size_t r4 = rows / 4 * 4;
+    size_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        float* d = dst + k * ldd;
+        size_t i = 0;
+        for (; i < r4; i += 4) {
+            const float* s = src + i * lds + k;
+            __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
+            __m128 r2 = _mm_loadu_ps(s + 2 * lds), r3 = _mm_loadu_ps(s + 3 * lds);
             _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(dst + k * ldd + i, r0);
-            _mm_storeu_ps(dst + (k + 1) * ldd + i, r1);
-            _mm_storeu_ps(dst + (k + 2) * ldd + i, r2);
-            _mm_storeu_ps(dst + (k + 3) * ldd + i, r3);
+            _mm_storeu_ps(d + i, r0);
+            _mm_storeu_ps(d + ldd + i, r1);
+            _mm_storeu_ps(d + 2 * ldd + i, r2);
+            _mm_storeu_ps(d + 3 * ldd + i, r3);
         }
-        for (; k < kc; ++k)
-            for (size_t ii = 0; ii < 4; ++ii) dst[k * ldd + i + ii] = s[ii * lds + k];
-    }
-    if (i + 2 <= rows) {  // two rows left (MR = 6, 14): 2 x 4 transposes
-        const float* s = src + i * lds;
-        size_t k = 0;
-        for (; k + 4 <= kc; k += 4) {
-            const __m128 r0 = _mm_loadu_ps(s + k), r1 = _mm_loadu_ps(s + lds + k);
+        if (i + 2 <= rows) {  // two rows left (MR = 6, 14): a 2 x 4 transpose
+            const float* s = src + i * lds + k;
+            const __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
             const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
-            _mm_storel_pi(reinterpret_cast<__m64*>(dst + k * ldd + i), lo);
-            _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (k + 1) * ldd + i), lo);
-            _mm_storel_pi(reinterpret_cast<__m64*>(dst + (k + 2) * ldd + i), hi);
-            _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (k + 3) * ldd + i), hi);
+            _mm_storel_pi(reinterpret_cast<__m64*>(d + i), lo);
+            _mm_storeh_pi(reinterpret_cast<__m64*>(d + ldd + i), lo);
+            _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * ldd + i), hi);
+            _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * ldd + i), hi);
+            i += 2;
         }
-        for (; k < kc; ++k) {
-            dst[k * ldd + i] = s[k];
-            dst[k * ldd + i + 1] = s[lds + k];
-        }
-        i += 2;
+        for (; i < rows; ++i)
+            for (size_t q = 0; q < 4; ++q) d[q * ldd + i] = src[i * lds + k + q];
     }
-    for (; i < rows; ++i)
-        for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
+    for (; k < kc; ++k)
+        for (size_t i = 0; i < rows; ++i) dst[k * ldd + i] = src[i * lds + k];
 }
 
 template <>
 void transpose_copy<double>(const double* src, size_t lds, size_t rows, size_t kc, double* dst,
                             size_t ldd) {
-    size_t i = 0;
-    for (; i + 2 <= rows; i += 2) {
-        const double* s = src + i * lds;
-        size_t k = 0;
-        for (; k + 2 <= kc; k += 2) {
-            const __m128d r0 = _mm_loadu_pd(s + k), r1 = _mm_loadu_pd(s + lds + k);
-            _mm_storeu_pd(dst + k * ldd + i, _mm_unpacklo_pd(r0, r1));
-            _mm_storeu_pd(dst + (k + 1) * ldd + i, _mm_unpackhi_pd(r0, r1));
+    const size_t r2 = rows / 2 * 2;
+    size_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+        double* d = dst + k * ldd;
+        for (size_t i = 0; i < r2; i += 2) {
+            const double* s = src + i * lds + k;
+            const __m128d r0 = _mm_loadu_pd(s), r1 = _mm_loadu_pd(s + lds);
+            _mm_storeu_pd(d + i, _mm_unpacklo_pd(r0, r1));
+            _mm_storeu_pd(d + ldd + i, _mm_unpackhi_pd(r0, r1));
         }
-        for (; k < kc; ++k) {
-            dst[k * ldd + i] = s[k];
-            dst[k * ldd + i + 1] = s[lds + k];
+        if (r2 < rows) {
+            d[r2] = src[r2 * lds + k];
+            d[ldd + r2] = src[r2 * lds + k + 1];
         }
     }
-    for (; i < rows; ++i)
-        for (size_t k = 0; k < kc; ++k) dst[k * ldd + i] = src[i * lds + k];
+    if (k < kc)
+        for (size_t i = 0; i < rows; ++i) dst[k * ldd + i] = src[i * lds + k];
 }
 #endif  // DNNFAST_PACK_SSE2
 
