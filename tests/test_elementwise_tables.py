@@ -109,9 +109,13 @@ def test_bias_then_activation_in_the_gemm_epilogue(table, dtype, name, shape, rn
     same_bits(A, forward_def(name, z, dtype(0.2)))
 
 
+# Widths around the kernels' strips of up to 8 vectors and their ragged edge.
+COLUMN_SHAPES = SHAPES + [(200, 1), (3, 70), (6, 9), (9, 96), (4, 136), (3, 1031)]
+
+
 @pytest.mark.parametrize("table", TABLES, indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES + [(200, 1), (3, 70)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("shape", COLUMN_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_column_sums_add_rows_in_order(table, dtype, shape, rng):
     X = rng.standard_normal(shape).astype(dtype)
     want = np.zeros((1, shape[1]), dtype)
