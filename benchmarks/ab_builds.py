@@ -28,6 +28,7 @@ network, float32), calls alternating between the builds; prints the median
 and 10th percentile of each, and whether both gave the same bits.
 """
 import argparse
+import contextlib
 import glob
 import importlib.util
 import os
@@ -154,6 +155,19 @@ def predict_ab(old, new, args, calls=20000):
           f"old/new {med[0] / med[1]:.3f} (p10 {p10[0] / p10[1]:.3f}); same bits: {'yes' if same else 'NO'}")
 
 
+@contextlib.contextmanager
+def options_from(core):
+    """The training driver builds each epoch's TrainOptions from the package's
+    own ``_core``; a network of another build takes only that build's type."""
+    from dnnfast._train import driver
+    own = driver._core
+    driver._core = core
+    try:
+        yield
+    finally:
+        driver._core = own
+
+
 def train_ab(old, new, names, args):
     from peers import make_data
     from workloads import WORKLOADS
@@ -169,10 +183,11 @@ def train_ab(old, new, names, args):
         times = np.empty((args.repeats, 2))
         for r in range(args.repeats):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                t0 = time.perf_counter()
-                nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
-                            shuffle=True)
-                times[r, i] = time.perf_counter() - t0
+                with options_from((old, new)[i]):
+                    t0 = time.perf_counter()
+                    nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
+                                shuffle=True)
+                    times[r, i] = time.perf_counter() - t0
         med = np.median(times, axis=0) * 1e3
         p10 = np.percentile(times, 10, axis=0)
         same = nets[0].parameters.tobytes() == nets[1].parameters.tobytes()

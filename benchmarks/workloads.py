@@ -27,7 +27,8 @@ WORKLOADS = {
 # One line per workload key, for --list and the README.
 DESCRIPTIONS = {k: f"train {w['title']}; {w['rows'][0]} rows, {w['epochs'][0]} epoch" for k, w in WORKLOADS.items()}
 DESCRIPTIONS.update({
-    "G": "float32 GEMM, dnnfast._core.gemm vs numpy.matmul: squares 256-2048 and every product of a W1/W3 step",
+    "G": ("float32 GEMM, dnnfast._core.gemm vs numpy.matmul: squares 256-2048, every product of a W1/W3 step, "
+          "and the first layer's on 13-64 features"),
     "P": "predict() latency of one row, W1 network (dnnfast, PyTorch, reference, scikit-learn)",
     "M": "peak RSS of dnnfast.Network.fit on a 60000x784 float32 X, against size(X)+size(Y)+50 MB",
     "S": "thread scaling: dnnfast on W3, 2 threads vs 1",
@@ -93,8 +94,15 @@ def median(xs):
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
+# The estimators' data sets (bench_sklearn.py) by their feature counts:
+# wine 13, breast_cancer 30, digits 64; batch 200, 100 hidden units.
+TABULAR_FEATURES, TABULAR_BATCH, TABULAR_HIDDEN = (13, 30, 64), 200, 100
+
+
 def gemm_cases(quick):
-    """Squares, then every product that a training step of W1 and W3 computes."""
+    """Squares, every product that a training step of W1 and W3 computes,
+    then the first layer's products on small tabular data (no target: the
+    few rows of dW = X^T dZ)."""
     cases = [dict(label=f"square {s}", group="square", M=s, N=s, K=s, trans_a=False, trans_b=False)
              for s in ((256, 512, 1024) if quick else (256, 512, 1024, 2048))]
     for name, wl in (("W1", WORKLOADS["W1"]), ("W3", WORKLOADS["W3"])):
@@ -107,6 +115,10 @@ def gemm_cases(quick):
             if l >= 2:  # dA[0] is never formed: the input needs no gradient
                 cases.append(dict(label=f"{name} L{l} dZ W^T", group=name, M=n, N=m_in, K=m_out,
                                   trans_a=False, trans_b=True))
+    n, h = TABULAR_BATCH, TABULAR_HIDDEN
+    for f in TABULAR_FEATURES:
+        cases.append(dict(label=f"tabular {f} X W", group="tabular", M=n, N=h, K=f, trans_a=False, trans_b=False))
+        cases.append(dict(label=f"tabular {f} X^T dZ", group="tabular", M=f, N=h, K=n, trans_a=True, trans_b=False))
     return cases
 
 
