@@ -26,9 +26,13 @@ namespace {
 // copy of both pack_a (A row-major) and pack_b (B stored N x K), one panel
 // (rows <= MR or NR) at a time. Done in 4 x 4 (float) / 2 x 2 (double)
 // register transposes, since one scalar store per element made this copy
-// cost as much as the kernel on thin products; k outermost, so that the
-// stores fill each k's panel row in order rather than walk down the panel
-// (which made the copy store-bound).
+// cost as much as the kernel on thin products. In blocks of k four cache
+// lines of a source row long: a row group reads its lines whole, in order,
+// before the next group, and the block's stores stay within a few KiB of
+// the panel. (Walking down the whole panel per row group made the copy
+// store-bound; all rows per k step, with rows 4 KiB apart and so in one L1
+// set, re-read every line: 256 x 1024 x 10 float32 took 2x as long; blocks
+// of one line left float64 there 15% slower than the whole-panel walk.)
 template <class T>
 void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
     for (size_t i = 0; i < rows; ++i)
@@ -39,58 +43,65 @@ void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, si
 template <>
 void transpose_copy<float>(const float* src, size_t lds, size_t rows, size_t kc, float* dst,
                            size_t ldd) {
+    constexpr size_t KB = 64;  // four 64-byte lines of a row
     const size_t r4 = rows / 4 * 4;
-    size_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        float* d = dst + k * ldd;
+    for (size_t kb = 0; kb < kc; kb += KB) {
+        const size_t ke = kb + KB < kc ? kb + KB : kc;
+        const size_t k4 = kb + (ke - kb) / 4 * 4;
         size_t i = 0;
-        for (; i < r4; i += 4) {
-            const float* s = src + i * lds + k;
-            __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
-            __m128 r2 = _mm_loadu_ps(s + 2 * lds), r3 = _mm_loadu_ps(s + 3 * lds);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(d + i, r0);
-            _mm_storeu_ps(d + ldd + i, r1);
-            _mm_storeu_ps(d + 2 * ldd + i, r2);
-            _mm_storeu_ps(d + 3 * ldd + i, r3);
-        }
-        if (i + 2 <= rows) {  // two rows left (MR = 6, 14): a 2 x 4 transpose
-            const float* s = src + i * lds + k;
-            const __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
-            const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
-            _mm_storel_pi(reinterpret_cast<__m64*>(d + i), lo);
-            _mm_storeh_pi(reinterpret_cast<__m64*>(d + ldd + i), lo);
-            _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * ldd + i), hi);
-            _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * ldd + i), hi);
+        for (; i < r4; i += 4)
+            for (size_t k = kb; k < k4; k += 4) {
+                const float* s = src + i * lds + k;
+                float* d = dst + k * ldd + i;
+                __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
+                __m128 r2 = _mm_loadu_ps(s + 2 * lds), r3 = _mm_loadu_ps(s + 3 * lds);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                _mm_storeu_ps(d, r0);
+                _mm_storeu_ps(d + ldd, r1);
+                _mm_storeu_ps(d + 2 * ldd, r2);
+                _mm_storeu_ps(d + 3 * ldd, r3);
+            }
+        if (i + 2 <= rows) {  // two rows left (MR = 6, 14): 2 x 4 transposes
+            for (size_t k = kb; k < k4; k += 4) {
+                const float* s = src + i * lds + k;
+                float* d = dst + k * ldd + i;
+                const __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
+                const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
+                _mm_storel_pi(reinterpret_cast<__m64*>(d), lo);
+                _mm_storeh_pi(reinterpret_cast<__m64*>(d + ldd), lo);
+                _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * ldd), hi);
+                _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * ldd), hi);
+            }
             i += 2;
         }
         for (; i < rows; ++i)
-            for (size_t q = 0; q < 4; ++q) d[q * ldd + i] = src[i * lds + k + q];
+            for (size_t k = kb; k < k4; ++k) dst[k * ldd + i] = src[i * lds + k];
+        for (size_t k = k4; k < ke; ++k)
+            for (size_t ii = 0; ii < rows; ++ii) dst[k * ldd + ii] = src[ii * lds + k];
     }
-    for (; k < kc; ++k)
-        for (size_t i = 0; i < rows; ++i) dst[k * ldd + i] = src[i * lds + k];
 }
 
 template <>
 void transpose_copy<double>(const double* src, size_t lds, size_t rows, size_t kc, double* dst,
                             size_t ldd) {
+    constexpr size_t KB = 32;  // four 64-byte lines of a row
     const size_t r2 = rows / 2 * 2;
-    size_t k = 0;
-    for (; k + 2 <= kc; k += 2) {
-        double* d = dst + k * ldd;
-        for (size_t i = 0; i < r2; i += 2) {
-            const double* s = src + i * lds + k;
-            const __m128d r0 = _mm_loadu_pd(s), r1 = _mm_loadu_pd(s + lds);
-            _mm_storeu_pd(d + i, _mm_unpacklo_pd(r0, r1));
-            _mm_storeu_pd(d + ldd + i, _mm_unpackhi_pd(r0, r1));
-        }
-        if (r2 < rows) {
-            d[r2] = src[r2 * lds + k];
-            d[ldd + r2] = src[r2 * lds + k + 1];
-        }
+    for (size_t kb = 0; kb < kc; kb += KB) {
+        const size_t ke = kb + KB < kc ? kb + KB : kc;
+        const size_t k2 = kb + (ke - kb) / 2 * 2;
+        for (size_t i = 0; i < r2; i += 2)
+            for (size_t k = kb; k < k2; k += 2) {
+                const double* s = src + i * lds + k;
+                double* d = dst + k * ldd + i;
+                const __m128d r0 = _mm_loadu_pd(s), r1 = _mm_loadu_pd(s + lds);
+                _mm_storeu_pd(d, _mm_unpacklo_pd(r0, r1));
+                _mm_storeu_pd(d + ldd, _mm_unpackhi_pd(r0, r1));
+            }
+        if (r2 < rows)
+            for (size_t k = kb; k < k2; ++k) dst[k * ldd + r2] = src[r2 * lds + k];
+        if (k2 < ke)
+            for (size_t i = 0; i < rows; ++i) dst[k2 * ldd + i] = src[i * lds + k2];
     }
-    if (k < kc)
-        for (size_t i = 0; i < rows; ++i) dst[k * ldd + i] = src[i * lds + k];
 }
 #endif  // DNNFAST_PACK_SSE2
 
