@@ -1,5 +1,5 @@
 // Packing: copies a block of op(A) or op(B) into a contiguous buffer in the
-// order the micro-kernel reads it, zero-padding partial micro-panels. This is
+// order the micro-kernel reads it, zero-padding partial micro-panels of B. This is
 // where Trans::T is absorbed -- the kernels only ever see packed panels.
 #pragma once
 #include <cstddef>
@@ -9,7 +9,8 @@
 namespace dnnfast {
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc/MR) micro-panels of MR x kc,
-// each stored k-major (MR values of one k adjacent).
+// each stored k-major (MR values of one k adjacent). A partial last panel's
+// padding rows are not written (the micro-tile does not read them).
 template <class T>
 void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t mc, size_t kc,
                  size_t mr, T* dst);
