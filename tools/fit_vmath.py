@@ -1,14 +1,19 @@
-"""The float32 polynomial coefficients of cpp/nn/vmath_impl.hpp.
+"""The fitted polynomial coefficients of cpp/nn/vmath_impl.hpp.
 
-    python tools/fit_vmath.py        # a few minutes (Decimal arithmetic)
+    python tools/fit_vmath.py        # a few minutes (Decimal arithmetic; mpmath for float64 atan)
 
 Weighted near-minimax fits (Lawson's iteratively reweighted least squares on
 a dense Chebyshev grid), the target functions evaluated to 50 digits with
 Python's decimal module, the weights those of the error that matters (|r| for
 expm1's relative error, w for log, z for atan: the polynomial's error is
 scaled by them in the result). For each function, the lowest degree whose
-weighted error is below 2^-27 (a quarter ulp). float64 uses Taylor series
-(see the header): fitting to 2^-56 needs more than float64 least squares.
+weighted error is below 2^-27 (a quarter ulp). float64 expm1 and log use
+Taylor series (see the header): fitting to 2^-56 needs more than float64
+least squares. float64 atan, whose Taylor series would need about 20 terms
+on |t| <= tan(pi/8), is a Chebyshev fit done in 50-digit arithmetic by
+mpmath (a development tool only, not a dependency of dnnfast): the lowest
+degree whose weighted error z |P - P*|, P evaluated by Horner in float64,
+is below 2^-55 on a grid of the interval.
 """
 import numpy as np
 from decimal import Decimal as D, getcontext
@@ -65,3 +70,30 @@ for dt, tgt in (('f', 2.0 ** -27),):
             c, err = fit(g, wf, a, b, deg)
             if err < tgt: break
         show(dt + " " + name + " deg%d" % deg, c, err, dt)
+
+
+def fit_atan64():
+    import mpmath as mp  # development tool only
+    mp.mp.dps = 50
+    zmax = (mp.mpf(tmax)) ** 2
+
+    def g(z):
+        if z == 0:
+            return mp.mpf(-1) / 3
+        t = mp.sqrt(z)
+        return (mp.atan(t) - t) / (t * z)
+    for deg in range(6, 16):
+        poly = mp.chebyfit(g, [0, zmax], deg + 1)
+        c = [float(v) for v in poly[::-1]]  # increasing powers of z
+        worst = 0.0
+        for z in np.linspace(0.0, float(zmax), 1001):
+            p = 0.0
+            for ci in reversed(c):
+                p = p * z + ci
+            worst = max(worst, float(abs(mp.mpf(p) - g(mp.mpf(z))) * z))
+        if worst < 2.0 ** -55:
+            show("d atan deg%d" % deg, c, worst, 'd')
+            return
+
+
+fit_atan64()

@@ -19,8 +19,8 @@ template <class T>
 struct VMathFns {
     // On an m x n block (row strides given): Z[i, j] += bias[j] when bias is
     // non-null, then A[i, j] = f(Z[i, j]); A may alias Z. alpha is elu's
-    // parameter (ignored by the others). A null entry means "no vector
-    // kernel": the caller uses the scalar std:: one (float64 arctan).
+    // parameter (ignored by the others). A null entry would mean "no vector
+    // kernel": the caller then uses the scalar struct (activations.hpp).
     using BlockFwd = void (*)(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha);
     BlockFwd elu, sigmoid, tanh, arctan, softplus;
     // dz[j] = da[j] * sigmoid(z[j]) (softplus'); dz may alias da.
