@@ -1,13 +1,13 @@
 """Cost of the transcendental activations in training (issue 19, target 1).
 
     python benchmarks/bench_activations.py                          # both suites
-    python benchmarks/bench_activations.py --suite net --repeats 5
+    python benchmarks/bench_activations.py --suite net --repeats 5 [--dtype float64]
     python benchmarks/bench_activations.py --builds before=/old/python,after=/new/python
 
 Suites:
-  net      ms per epoch of a float32 network 20000x100 -> (256, 128) -> 10
-           (softmax + cce, SGD, batch 200) per hidden activation, and the
-           ratio to the relu network's epoch.
+  net      ms per epoch of a network 20000x100 -> (256, 128) -> 10 (softmax
+           + cce, SGD, batch 200; float32, or --dtype float64) per hidden
+           activation, and the ratio to the relu network's epoch.
   sklearn  MLPClassifier(activation="tanh" / "logistic") fit time on digits
            (default parameters, random_state=0), dnnfast against scikit-learn.
 
@@ -34,18 +34,18 @@ NET_ACTS = ["relu", "sigmoid", "elu", "arctan", "tanh", "softplus"]
 SK_ACTS = ["tanh", "logistic"]
 
 
-def work_net(act, threads):
+def work_net(act, threads, dtype="float32"):
     import numpy as np
     import dnnfast
 
     dnnfast.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((20000, 100), dtype=np.float32)
-    Y = np.argmax(X @ rng.standard_normal((100, 10), dtype=np.float32), axis=1).astype(np.int64)
+    X = rng.standard_normal((20000, 100)).astype(dtype)
+    Y = np.argmax(X @ rng.standard_normal((100, 10)).astype(dtype), axis=1).astype(np.int64)
 
     def net():
         return dnnfast.Network(sizes=[100, 256, 128, 10], activations=[act, act, "softmax"], loss="cce",
-                               dtype="float32", seed=0)
+                               dtype=dtype, seed=0)
 
     net().fit(X[:2000], Y[:2000], epochs=1, batch_size=200, learning_rate=0.01)  # warm-up
     n = net()
@@ -100,12 +100,13 @@ def main():
     ap.add_argument("--suite", choices=["net", "sklearn", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of the net suite")
     ap.add_argument("--builds", default="", help="name=path,name=path (default: the dnnfast Python finds)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         t = json.loads(a.worker)
-        r = work_net(t["act"], t["threads"]) if t["suite"] == "net" else work_sklearn(t["peer"], t["act"], t["threads"])
+        r = work_net(t["act"], t["threads"], t["dtype"]) if t["suite"] == "net" else work_sklearn(t["peer"], t["act"], t["threads"])
         print(json.dumps(r))
         return
     builds = dict(b.split("=", 1) for b in a.builds.split(",") if b) or {"dnnfast": ""}
@@ -115,8 +116,9 @@ def main():
         for _ in range(a.repeats):
             for act in NET_ACTS:
                 for b, path in builds.items():
-                    res[b, act].append(spawn({"suite": "net", "act": act, "threads": a.threads}, path, a.threads)["ms"])
-        print("\nfloat32 20000x100 -> (256, 128) -> 10, batch 200: ms per epoch, median [min-max]; ratio to relu")
+                    res[b, act].append(spawn({"suite": "net", "act": act, "threads": a.threads, "dtype": a.dtype}, path,
+                                                 a.threads)["ms"])
+        print(f"\n{a.dtype} 20000x100 -> (256, 128) -> 10, batch 200: ms per epoch, median [min-max]; ratio to relu")
         print("| activation | " + " | ".join(builds) + " |")
         print("|---|" + "---|" * len(builds))
         for act in NET_ACTS:
