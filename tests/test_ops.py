@@ -313,6 +313,22 @@ def test_loss_forward_matches_reference(loss, weighted, shape, dtype, rng):
     np.testing.assert_allclose(J, expected, rtol=rtol)
 
 
+def test_bce_loss_term_by_term_to_round_off():
+    """Each bce term, one 1 x 1 call at a time, against libm's log and log1p
+    in float64: the vector logs (log1p(-q) from log(1 - q) and its rounding
+    error) stay within a few ulp, down to q = 1e-12, where log(1 - q) alone
+    would be wrong in the fifth digit, and up to 1 - eps."""
+    eps = np.finfo(np.float64).eps
+    qs = np.concatenate([np.geomspace(eps, 0.5, 300), 1 - np.geomspace(eps, 0.5, 300), [0.5, 1 - eps]])
+    worst = 0.0
+    for y in (0.0, 1.0, 0.3):
+        for q in qs:
+            J = _core.loss_forward(LOSS_ID["bce"], np.array([[y]]), np.array([[q]]))
+            want = -(y * np.log(q) + (1 - y) * np.log1p(-q))
+            worst = max(worst, abs(J - want) / abs(want))
+    assert worst <= 1e-15, worst
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
