@@ -13,17 +13,22 @@ namespace dnnfast {
 namespace isa_avx512 {
 
 // Blocking for 48 KiB L1d, 2 MiB L2 (Sapphire Rapids): A block MC x KC =
-// 336 KiB (float, 224 x 384) / 168 KiB (double, 112 x 192). Float KC 384
+// 336 KiB (float, 224 x 384) / 224 KiB (double, 112 x 256). Float KC 384
 // (a B micro-panel of 48 KiB, streamed from L2) was chosen over 192 by an
 // interleaved sweep on a 16-core Xeon with AVX-512 (n^3, n = 512-2048): 1-3%
 // faster on 1 and 4 threads, 1-9% on 16 (fewer C updates per FMA); MC 448 or
-// 840, and tiles 12x32, 8x48 and 6x64, were no better on one thread. Double:
-// MC 224 / KC 256 and tiles 12x16 and 8x24 were no better.
+// 840, and tiles 12x32, 8x48 and 6x64, were no better on one thread.
+// Double KC 256, not 192: in the Xeon's one-thread sweep
+// (../shared/measurements) MC 224 / KC 256 was at or above 112 / 192 in
+// every column (2048^3 65% of the peak against 61%); on the Zen 4 (one
+// thread, float64) 1024^3 went 49.6 -> 51.1 GFLOP/s with KC 256 and MC 112,
+// MC 224 being 1% slower there, and K = 200 (the estimators' default
+// batch, in every weight gradient) is one slice instead of two.
 extern const KernelSet gemm_kernels;  // external: cpu_features.cpp picks it
 constexpr KernelSet gemm_kernels = {
     "avx512", "avx512f float 14x32 / double 14x16",
     make_kernels<float, OpsF, 14, 2>(/*mc=*/224, /*kc=*/384, /*nc=*/2048),
-    make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/192, /*nc=*/2048),
+    make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/256, /*nc=*/2048),
 };
 
 }  // namespace isa_avx512

@@ -32,7 +32,7 @@ constexpr KernelSet gemm_kernels = {
 constexpr KernelSet gemm_kernels512 = {
     "generic512", "generic512 (avx512 template on " DNNFAST_GENERIC_VECTORS ") float 14x32 / double 14x16",
     make_kernels<float, OpsGeneric<float, 64>, 14, 2>(/*mc=*/224, /*kc=*/384, /*nc=*/2048),
-    make_kernels<double, OpsGeneric<double, 64>, 14, 2>(/*mc=*/112, /*kc=*/192, /*nc=*/2048),
+    make_kernels<double, OpsGeneric<double, 64>, 14, 2>(/*mc=*/112, /*kc=*/256, /*nc=*/2048),
 };
 
 }  // namespace generic
