@@ -146,7 +146,17 @@ template <class T>
 struct StridedA {
     const T* p;
     size_t rs, ks;
-    T at(int i) const { return p[size_t(i) * rs]; }
+    const T* row = nullptr;  // row i of the current k, as at(i) walks down
+    // The rows are read in order 0, 1, ... for each k (micro_tile), so one
+    // pointer steps down them: with a precomputed offset per row, the
+    // 10-row tile of a swapped 10-output product ran out of general
+    // registers and reloaded offsets from the stack every k.
+    T at(int i) {
+        if (i == 0) row = p;
+        const T v = *row;
+        row += rs;
+        return v;
+    }
     void next() { p += ks; }
 };
 
