@@ -70,16 +70,21 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
     return s;
 }
 
-// bce over rows [i0, i1), n <= 64 wide: both logs of every entry through
-// the vector log (vmath.hpp), many rows per call, then each row's terms
-// summed in column order as row_loss sums them. log1p(-q) = log(s) + e / s,
-// s = 1 - q rounded and e = -q - (s - 1) its exact rounding error (s - 1 is
-// exact: Sterbenz for s >= 1/2; for q > 1/2, s itself is exact and e = 0);
-// the next term, e^2 / 2 s^2, is below 2^-106. Two libm calls per entry had
-// been 3% of a breast_cancer epoch (one output, batch 200).
+// Rows up to kNarrow wide go through the vector log kLogBuf entries at a
+// time (rows_loss, bce_rows_loss).
+constexpr size_t kNarrow = 64, kLogBuf = 256;
+
+// bce over rows [i0, i1), n <= kNarrow wide: both logs of every entry
+// through the vector log (vmath.hpp), many rows per call, then each row's
+// terms summed in column order as row_loss sums them. log1p(-q) = log(s) +
+// e / s, s = 1 - q rounded and e = -q - (s - 1) its exact rounding error (s
+// - 1 is exact: Sterbenz for s >= 1/2; for q > 1/2, s itself is exact and e
+// = 0), the correction vmath's log1p01 makes for u >= 0; the next term,
+// e^2 / 2 s^2, is below 2^-106. Two libm calls per entry had been 3% of a
+// breast_cancer epoch (one output, batch 200).
 template <class T>
 double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
-    constexpr size_t kBuf = 256;
+    constexpr size_t kBuf = kLogBuf;
     const auto vlog = active_vmath().get<double>().log;
     double lq[kBuf], sv[kBuf], ls[kBuf], err[kBuf];
     const size_t rows = kBuf / n;
@@ -117,7 +122,7 @@ double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, 
 // the vector log computes each lane alike wherever it sits.
 template <class T>
 double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
-    constexpr size_t kNarrow = 64, kBuf = 256;
+    constexpr size_t kBuf = kLogBuf;
     double s = 0;
     if (loss == Loss::bce && n > 0 && n <= kNarrow) return bce_rows_loss(Y, Yhat, i0, i1, n, w);
     if (loss != Loss::cce || n > kNarrow) {
