@@ -12,6 +12,7 @@
 #pragma once
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "gemm/gemm_kernels.hpp"
 
@@ -132,6 +133,20 @@ DNNFAST_KERNEL_INLINE void update_row(T* c, const typename Ops::V* acc, T alpha,
     }
 }
 
+// Ops::Half, where an instruction set defines it: the same operations on
+// vectors of half the width. On the Zen 4 a 512-bit FMA takes both 256-bit
+// FMA pipes, so a column edge that fills at most half a vector runs in half
+// the FMA cycles on the narrower vectors.
+template <class Ops, class = void>
+struct HalfOps {
+    static constexpr bool exists = false;
+};
+template <class Ops>
+struct HalfOps<Ops, std::void_t<typename Ops::Half>> {
+    static constexpr bool exists = true;
+    using type = typename Ops::Half;
+};
+
 // How the micro-kernel reads its A operand, one k at a time: a packed
 // micro-panel (the MR values of one k adjacent, zero-padded), or A where it
 // lies, element (i, k) at p[i * rs + k * ks]. In place, rows past m are never
@@ -177,7 +192,9 @@ struct StridedA {
 // A column edge of at most one vector (n <= W: the last 4 of 100 hidden
 // units in float64, the 10 outputs of a classifier in float32 AVX-512) runs
 // with NV = 1, reading the first vector of each packed NVB-vector row: half
-// the FMAs of the full-width edge tile, and each element's chain unchanged.
+// the FMAs of the full-width edge tile, and each element's chain unchanged;
+// one of at most half a vector (those 4 float64 columns on AVX-512) runs on
+// Ops::Half's vectors, where the instruction set has them.
 //
 // rb / rm (Epilogue::relu_bias / relu_mask, csc == 1 only): the stored tile
 // is relu(C + rb[j]), or C * relu'(rm[i * rsc + j]) (update_row): a relu
@@ -190,6 +207,13 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
             micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            return;
+        }
+    }
+    if constexpr (NV == 1 && HalfOps<Ops>::exists) {
+        if (n <= S::W / 2) {
+            micro_tile<T, typename HalfOps<Ops>::type, 1, MC, AR, BInPlace, 2 * NVB>(kc, a, bp, b_ks, alpha, beta, c,
+                                                                                  rsc, csc, m, n, rb, rm);
             return;
         }
     }

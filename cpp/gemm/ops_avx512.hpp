@@ -15,7 +15,26 @@ namespace dnnfast {
 namespace isa_avx512 {
 namespace {
 
+// 256-bit halves: the micro-tile's column edge of at most half a vector
+// (the last 4 of 100 float64 columns) runs on these (HalfOps in
+// gemm_simd.hpp); each element gets the same FMA chain, so the same bits.
+struct OpsHalfF {
+    typedef float V __attribute__((vector_size(32)));
+    typedef int32_t VI __attribute__((vector_size(32)));
+    static V splat(float s) { return _mm256_set1_ps(s); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V load_head(const float* p, size_t r) { return _mm256_maskz_loadu_ps(__mmask8((1u << r) - 1), p); }
+};
+struct OpsHalfD {
+    typedef double V __attribute__((vector_size(32)));
+    typedef int64_t VI __attribute__((vector_size(32)));
+    static V splat(double s) { return _mm256_set1_pd(s); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V load_head(const double* p, size_t r) { return _mm256_maskz_loadu_pd(__mmask8((1u << r) - 1), p); }
+};
+
 struct OpsF {
+    using Half = OpsHalfF;
     typedef float V __attribute__((vector_size(64)));
     typedef int32_t VI __attribute__((vector_size(64)));  // same lanes as integers (vmath_impl.hpp)
     static V splat(float s) { return _mm512_set1_ps(s); }
@@ -24,6 +43,7 @@ struct OpsF {
     static V load_head(const float* p, size_t r) { return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p); }
 };
 struct OpsD {
+    using Half = OpsHalfD;
     typedef double V __attribute__((vector_size(64)));
     typedef int64_t VI __attribute__((vector_size(64)));
     static V splat(double s) { return _mm512_set1_pd(s); }
