@@ -700,3 +700,54 @@ def test_array_predict_after_a_dataframe_fit_still_warns_about_feature_names():
     for _ in range(2):
         with pytest.warns(UserWarning, match="feature names"):
             clf.predict(np.ascontiguousarray(X[:1]))
+
+
+@pytest.mark.parametrize("bit_generator", [None, np.random.PCG64, np.random.Philox])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 64, 65, 66, 569, 4097])
+def test_epoch_shuffle_is_randomstate_shuffle_draw_for_draw(bit_generator, n):
+    """The estimators' epoch shuffle (made by the core on the generator's bit
+    generator) gives RandomState.shuffle's permutation and leaves the
+    generator where RandomState.shuffle leaves it, over several epochs, on
+    any NumPy bit generator; n = 2^k + 1 and + 2 have the most rejected draws."""
+    from dnnfast._estimators._sampling import shuffled
+
+    def make(seed):
+        return np.random.RandomState(seed if bit_generator is None else bit_generator(seed))
+
+    for seed in (0, 1, 7):
+        ours, ref = make(seed), make(seed)
+        order = np.arange(n, dtype=np.int64)[::-1].copy()
+        expected = order.copy()
+        for _ in range(4):
+            order = shuffled(order, ours)
+            ref.shuffle(expected)
+            np.testing.assert_array_equal(order, expected)
+        assert ours.randint(1 << 30) == ref.randint(1 << 30)
+
+
+def test_epoch_shuffle_leaves_a_randomstate_subclass_its_own_shuffle():
+    from dnnfast._estimators._sampling import shuffled
+
+    class Reversing(np.random.RandomState):
+        def shuffle(self, x):
+            x[...] = x[::-1].copy()
+
+    out = shuffled(np.arange(5, dtype=np.int64), Reversing(0))
+    np.testing.assert_array_equal(out, [4, 3, 2, 1, 0])
+
+
+def test_legacy_shuffle_binding_rejects_what_is_not_a_bit_generator_and_an_int64_vector():
+    from dnnfast import _core
+
+    bg = np.random.RandomState(0)._bit_generator
+    with pytest.raises(TypeError, match="bitgen"):
+        _core.legacy_shuffle(object(), np.arange(4, dtype=np.int64))
+    with pytest.raises(TypeError):
+        _core.legacy_shuffle(bg.capsule, np.arange(4, dtype=np.int32))
+    with pytest.raises(ValueError, match="1-D"):
+        _core.legacy_shuffle(bg.capsule, np.zeros((2, 2), dtype=np.int64))
+    frozen = np.arange(4, dtype=np.int64)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _core.legacy_shuffle(bg.capsule, frozen)
+    np.testing.assert_array_equal(frozen, np.arange(4))

@@ -11,6 +11,7 @@
 #include "nn/linear.hpp"
 #include "nn/losses.hpp"
 #include "nn/optimizers.hpp"
+#include "nn/sampling.hpp"
 #include "nn/vmath.hpp"
 
 namespace dnnfast::bindings {
@@ -221,6 +222,19 @@ void bind_ops(py::module_& m) {
     m.def("vmath_kernel", []() { return std::string(active_vmath().name); },
           "Name of the vector-maths table the transcendental activations, softmax and cce use "
           "(follows gemm_set_kernel / DNNFAST_GEMM_KERNEL; generic512 uses the portable one).");
+    m.def("legacy_shuffle", [](const py::object& bitgen, py::array_t<int64_t, py::array::c_style> x) {
+        if (!PyCapsule_IsValid(bitgen.ptr(), "BitGenerator"))
+            throw py::type_error("bitgen must be a NumPy bit generator's capsule (BitGenerator.capsule)");
+        if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+        if (!x.writeable()) throw std::invalid_argument("x must be writeable");
+        const size_t n = size_t(x.shape(0));
+        if (n > (size_t(1) << 32)) throw std::invalid_argument("x: more than 2**32 elements");
+        const auto* g = static_cast<const NumpyBitGen*>(PyCapsule_GetPointer(bitgen.ptr(), "BitGenerator"));
+        legacy_shuffle(*g, x.mutable_data(), n);  // with the GIL: the caller holds the generator's lock
+    }, py::arg("bitgen"), py::arg("x").noconvert(),
+       "x shuffled in place as numpy.random.RandomState.shuffle(x) does it with that bit generator: "
+       "the same draws, so the same permutation and the same generator state after. The caller holds "
+       "the bit generator's lock.");
     bind_ops_dtype<float>(m);
     bind_ops_dtype<double>(m);
 }
