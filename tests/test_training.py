@@ -192,3 +192,43 @@ def test_batch_indices_rejects_bad_batch_size_and_missing_rng():
         list(dnnfast.batch_indices(5, 2.5))
     with pytest.raises(ValueError, match="rng"):
         list(dnnfast.batch_indices(5, 2, shuffle=True))
+
+
+@pytest.mark.parametrize("table", [k for k in ("generic", "avx2", "avx512", "generic512")
+                                   if dnnfast._core.gemm_kernel_supported(k)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes,batch", [([30, 100, 1], 200), ([13, 100, 3], 178), ([13, 9, 3], 50),
+                                         ([64, 40, 10], 64), ([5, 7, 2], 300), ([30, 2, 1], 40)])
+def test_gathered_batch_gives_the_bits_of_the_batch_in_place(table, dtype, sizes, batch):
+    """A shuffled batch is gathered as [X_b | 1], and the first layer's db
+    comes out of its dW product (Network::bias_by_product) where that keeps
+    each bit; a batch that is a slice of X is used in place, db by column
+    sums. Training on rows `perm` of X and on X[perm] in order must give the
+    same parameters bit for bit, with every optimizer state and the L2 term.
+    (Sizes: 30 and 13 inputs take the product; 64 is a whole number of
+    micro-tile rows on the 14-row tables, 300 rows more than one K slice on
+    some, and 2 hidden units gemm_small_n: those keep the column sums.)"""
+    previous = dnnfast._core.gemm_kernel_name()
+    assert dnnfast._core.gemm_set_kernel(table) == table
+    try:
+        rng = np.random.default_rng(11)
+        n = 2 * batch + batch // 3
+        X = rng.normal(size=(n, sizes[0])).astype(dtype)
+        Y = rng.uniform(0.05, 0.95, size=(n, sizes[-1])).astype(dtype)
+        perm = rng.permutation(n).astype(np.int64)
+        runs = []
+        for Xs, Ys, order in ((X, Y, perm), (X[perm], Y[perm], np.arange(n, dtype=np.int64))):
+            net = dnnfast.Network(sizes, ["relu", "sigmoid"], loss="bce", dtype=dtype, seed=4)
+            P = net.parameters.copy()
+            s1, s2 = np.zeros_like(P), np.zeros_like(P)
+            t = np.zeros(1, dtype=np.int64)
+            opts = dnnfast._core.TrainOptions(optimizer="adam", learning_rate=0.01, batch_size=batch, l2=1e-3)
+            costs = [net._net.train_epoch(P, Xs, Ys, None, order, opts, s1, s2, t)[:2] for _ in range(3)]
+            runs.append((P, s1, s2, costs))
+        for got, want in zip(runs[0], runs[1]):
+            if isinstance(got, np.ndarray):
+                np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+            else:
+                assert got == want
+    finally:
+        dnnfast._core.gemm_set_kernel(previous)

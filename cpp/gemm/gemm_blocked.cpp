@@ -299,6 +299,12 @@ bool packed_b_matches_gemm(size_t M, size_t K, size_t N) {
 }
 
 template <class T>
+bool gemm_one_chain_with_spare_row(size_t M, size_t N, size_t K) {
+    const KernelsFor<T>& kr = active_kernels().get<T>();
+    return K <= kr.kc && N > kSmallN && M % kr.mr != 0;
+}
+
+template <class T>
 void gemm_packed_b(Trans ta, size_t M, T alpha, const T* A, size_t lda, const PackedB<T>& B, T beta, T* C,
                    size_t ldc, const Epilogue<T>* ep) {
     const size_t K = B.rows(), N = B.cols();
@@ -358,6 +364,7 @@ template void gemm_blocked<double>(const KernelsFor<double>&, Trans, Trans, size
 
 #define DNNFAST_PACKED_INSTANTIATE(T)                                                                     \
     template bool packed_b_matches_gemm<T>(size_t, size_t, size_t);                                      \
+    template bool gemm_one_chain_with_spare_row<T>(size_t, size_t, size_t);                                      \
     template void gemm_packed_b<T>(Trans, size_t, T, const T*, size_t, const PackedB<T>&, T, T*, size_t,   \
                                    const Epilogue<T>*);                                                   \
     template void gemm_into_packed<T>(Trans, Trans, size_t, T, const T*, size_t, const T*, size_t, T,     \

@@ -64,6 +64,14 @@ private:
 template <class T>
 bool packed_b_matches_gemm(size_t M, size_t K, size_t N);
 
+// Whether gemm() computing an (M + 1) x N C with this K sums each element
+// in one FMA chain from k = 0 in order (K within one slice, and not the few
+// columns of gemm_small_n, whose one-row products sum K in blocks), and the
+// row M fits in the last row tile of M rows (M not a multiple of the
+// micro-tile's rows). Network::bias_by_product.
+template <class T>
+bool gemm_one_chain_with_spare_row(size_t M, size_t N, size_t K);
+
 // C := alpha op(A) B + beta C (+ epilogue), B packed: gemm() with op(B) = B,
 // without packing it. Same bits as gemm() on the unpacked B.
 template <class T>

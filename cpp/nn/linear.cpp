@@ -86,9 +86,9 @@ void dense_forward_by(T* Z, T* A_out, const T* b, size_t n, size_t m_out, Act ac
 
 template <class T>
 void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
-                   size_t m_out, Act act, const T* alpha, size_t alpha_stride) {
+                   size_t m_out, Act act, const T* alpha, size_t alpha_stride, size_t lda) {
     dense_forward_by(Z, A_out, b, n, m_out, act, alpha, alpha_stride, [&](const Epilogue<T>* ep) {
-        gemm<T>(Trans::N, Trans::N, n, m_out, m_in, T(1), A_in, m_in, W, m_out, T(0), Z, m_out, ep);
+        gemm<T>(Trans::N, Trans::N, n, m_out, m_in, T(1), A_in, lda ? lda : m_in, W, m_out, T(0), Z, m_out, ep);
     });
 }
 
@@ -127,7 +127,7 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
     template void linear_forward<T>(T*, const T*, const T*, const T*, size_t, size_t, size_t);             \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, size_t, size_t, size_t);    \
     template void dense_forward<T>(T*, T*, const T*, const T*, const T*, size_t, size_t, size_t, Act,       \
-                                   const T*, size_t);                                                       \
+                                   const T*, size_t, size_t);                                               \
     template void dense_forward<T>(T*, T*, const T*, const PackedB<T>&, const T*, size_t, Act, const T*,    \
                                    size_t);                                                                 \
     template void dense_forward_row_after_step<T>(T*, T*, const T*, T*, const T*, size_t, size_t, Act,      \

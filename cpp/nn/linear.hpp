@@ -23,10 +23,11 @@ void linear_backward(T* dW, T* db, T* dA, const T* A, const T* W, const T* dZ, s
 // Z = A_in W + b and A_out = sigma(Z) in one pass: bias and an element-wise
 // activation are applied by the GEMM epilogue on each finished block of Z;
 // softmax, which needs whole rows, runs after the GEMM. A_out may equal Z
-// (identity, or when Z need not be kept).
+// (identity, or when Z need not be kept). Row i of A_in is at A_in + i * lda
+// (lda 0: m_in).
 template <class T>
 void dense_forward(T* Z, T* A_out, const T* A_in, const T* W, const T* b, size_t n, size_t m_in,
-                   size_t m_out, Act act, const T* alpha, size_t alpha_stride);
+                   size_t m_out, Act act, const T* alpha, size_t alpha_stride, size_t lda = 0);
 
 // The same with W kept packed (the first layer during SGD training): the
 // product skips packing W and gives the same bits when

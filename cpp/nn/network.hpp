@@ -95,7 +95,7 @@ private:
     struct Workspace {
         size_t rows = 0, train_rows = 0;
         std::vector<std::vector<T>> Z, A;
-        std::vector<T> D0, D1, G, Xb, Yb, wb;
+        std::vector<T> D0, D1, G, Xb, Yb, wb;  // Xb: m_x + 1 wide (gather_rows_ones)
         std::vector<T> step_u, step_v;
         bool step_pending = false;
         // Plain SGD, batches of more than a few rows: the first layer's W
@@ -105,11 +105,14 @@ private:
         bool w0_packed = false;
     };
     void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
-    void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0) const;
+    // X's rows are x_ld apart (0: m_x, the input's width).
+    void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0,
+                       size_t x_ld = 0) const;
     const T* output(const Workspace& ws) const;
     T* pre_activation(Workspace& ws, size_t l) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
-                          T sgd_lr, bool defer_first = false);
+                          T sgd_lr, bool defer_first = false, size_t x_ld = 0);
+    bool bias_by_product(size_t n) const;
     double l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G);
     void keep_first_packed(T* P, bool keep);
     const T* layer_alpha(const T* P, size_t l) const;
