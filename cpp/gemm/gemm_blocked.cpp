@@ -88,6 +88,17 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                             (rows <= MR || (rows <= kBInPlacePanels * MR && !io.a_in_place &&
                                             ldb * sizeof(T) % 4096 != 0));
     const bool a_in_place = io.a_in_place && !b_in_place;
+    // With B read in place and op(A) = A^T, A is read in place too: the MR
+    // values of one k lie contiguous in A as in a packed micro-panel, so
+    // the pack only copied them. Only where those MR values span more than
+    // a cache line (float64 on the 14-row tiles): narrower, each line of A
+    // is shared by two or more row panels and fetched again for each, and
+    // it lost (AVX2 table: 13 x 178 x 100 float64 +11%, 30 x 200 x 100
+    // float32 +15%; AVX-512 float32 30 x 200 x 100 +1-2%) where float64 on
+    // the 14-row tiles gained (Zen 4: 13 x 178 x 100 -5%, 31 x 200 x 100,
+    // breast_cancer's dW1 = [X | 1]^T dZ, -3%). Not where A's rows are a
+    // multiple of 4 KiB apart (as B above).
+    const bool ab_in_place = b_in_place && ta == Trans::T && MR * sizeof(T) > 64 && lda * sizeof(T) % 4096 != 0;
     // A relu layer's epilogue applied by the micro-kernel as it stores the
     // last slice's tiles (Epilogue::relu_bias / relu_mask): C in rows, not swapped.
     const bool in_kernel = kr.fused_relu && ep && !swapped && !io.c_panel && csc == 1;
@@ -96,7 +107,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // Element (i, k) of op(A) in place.
     const size_t a_rs = ta == Trans::N ? lda : 1, a_ks = ta == Trans::N ? 1 : lda;
     static thread_local PackBuffer<T> a_buf, b_buf;
-    T* ap = a_in_place ? nullptr : a_buf.get(MC * KC);
+    T* ap = a_in_place || ab_in_place ? nullptr : a_buf.get(MC * KC);
     T* const b_own = io.b_packed ? nullptr : b_buf.get(KC * NC);
     const T* bp = b_own;
     const size_t KS = k_slice_depth(K, KC);
@@ -117,7 +128,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
             // ic: MC-tall row blocks of A, packed once per slice and kept in L2 (or read in place).
             for (size_t ic = i_begin; ic < i_end; ic += MC) {
                 const size_t mc = std::min(MC, i_end - ic);
-                if (!a_in_place) gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap);
+                if (!a_in_place && !ab_in_place) gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap);
                 // jr: NR-wide micro-panels of the packed B slice.
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);
@@ -127,11 +138,15 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                     // ir: MR-tall micro-panels of the A block, one register tile each.
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const T* rmi = rm ? rm + ir * rsc : nullptr;
-                        if (jr < n_full)
+                        if (jr < n_full && ab_in_place)
+                            kr.micro_ab(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, B + pc * ldb + jc + jr,
+                                        ldb, alpha, beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb,
+                                        rmi);
+                        else if (jr < n_full)
                             kr.micro_b(kc, ap + ir * kc, B + pc * ldb + jc + jr, ldb, alpha, beta_p, c + ir * rsc,
                                        rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
-                        else if (a_in_place)
-                            kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + jr * kc, alpha,
+                        else if (a_in_place || ab_in_place)
+                            kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + (jr - n_full) * kc, alpha,
                                        beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
                         else
                             kr.micro(kc, ap + ir * kc, bp + (jr - n_full) * kc, alpha, beta_p, c + ir * rsc, rsc,

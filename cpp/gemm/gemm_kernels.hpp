@@ -36,6 +36,15 @@ using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T
                               size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias,
                               const T* relu_mask);
 
+// Both read in place: A as MicroKernelA, op(B) = B as MicroKernelB (n == NR).
+// For A^T B with few rows of C (dW = X^T dZ of a few dozen features): the
+// MR values of one k of op(A) = A^T lie contiguous in A, as in a packed
+// micro-panel, so packing them only copied them. Same bits.
+template <class T>
+using MicroKernelAB = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* b, size_t b_ks,
+                               T alpha, T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n,
+                               const T* relu_bias, const T* relu_mask);
+
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
 // small_nn streams B stored K x n (row stride ldb), small_nt takes dot products
@@ -86,6 +95,7 @@ struct KernelsFor {
     MicroKernel<T> micro;
     MicroKernelA<T> micro_a;
     MicroKernelB<T> micro_b;
+    MicroKernelAB<T> micro_ab;
     SmallKernel<T> small_nn, small_nt;
     Rank1Kernel<T> rank1;
     SmallKKernel<T> small_k;

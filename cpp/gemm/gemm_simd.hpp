@@ -340,6 +340,13 @@ void micro_kernel_b(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T 
                                                      n, rb, rm);
 }
 
+template <class T, class Ops, int MR, int NV>
+void micro_kernel_ab(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* b, size_t b_ks, T alpha, T beta,
+                     T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
+    micro_tile<T, Ops, NV, MR, StridedA<T>, true>(kc, StridedA<T>{a, a_rs, a_ks}, b, b_ks, alpha, beta, c, rsc, csc,
+                                                  m, n, rb, rm);
+}
+
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
 template <class T>
 inline T scale_store(T s, T alpha, T beta, T c) {
@@ -753,6 +760,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.micro = &micro_kernel<T, Ops, MR, NV>;
     k.micro_a = &micro_kernel_a<T, Ops, MR, NV>;
     k.micro_b = &micro_kernel_b<T, Ops, MR, NV>;
+    k.micro_ab = &micro_kernel_ab<T, Ops, MR, NV>;
     k.small_nn = &small_nn<T, Ops>;
     k.small_nt = &small_nt<T, Ops>;
     k.rank1 = &rank1_rows<T, Ops>;
