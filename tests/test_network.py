@@ -36,6 +36,10 @@ ARCHS = [
     ([37, 129, 3], ["logistic", "softmax"], "cce"),
     ([5, 8, 6, 2], ["identity", "prelu", "tanh"], "sse"),  # identity hidden: A is Z
     ([4, 7, 2], ["tanh", "exp"], "poisson"),
+    # one output under relu layers narrowing towards it: the output layer's
+    # dZ below is written over the last hidden layer's A (the narrowest
+    # buffer), and the wider dZ above it must go back into a D buffer
+    ([12, 40, 30, 20, 1], ["relu", "relu", "relu", "sigmoid"], "bce"),
 ]
 ARCH_IDS = ["-".join(a if isinstance(a, str) else a[0] for a in acts) + "-" + loss for _, acts, loss in ARCHS]
 

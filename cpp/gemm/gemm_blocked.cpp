@@ -379,7 +379,7 @@ template void gemm_blocked<double>(const KernelsFor<double>&, Trans, Trans, size
 
 #define DNNFAST_PACKED_INSTANTIATE(T)                                                                     \
     template bool packed_b_matches_gemm<T>(size_t, size_t, size_t);                                      \
-    template bool gemm_one_chain_with_spare_row<T>(size_t, size_t, size_t);                                      \
+    template bool gemm_one_chain_with_spare_row<T>(size_t, size_t, size_t);                               \
     template void gemm_packed_b<T>(Trans, size_t, T, const T*, size_t, const PackedB<T>&, T, T*, size_t,   \
                                    const Epilogue<T>*);                                                   \
     template void gemm_into_packed<T>(Trans, Trans, size_t, T, const T*, size_t, const T*, size_t, T,     \

@@ -210,8 +210,16 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     const double cost = loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) * inv;
 
     // dZ[L]: fused when the output/loss pair allows it, else dA[L] then sigma'.
-    T* dZ = ws_.D0.data();
-    T* spare = ws_.D1.data();
+    // dZ moves between D0 and D1 (each max_width_ wide), or into a relu
+    // layer's A (dz_over_a, below); spare is always the D buffer dZ is not in.
+    T* const d0 = ws_.D0.data();
+    T* const d1 = ws_.D1.data();
+    T* dZ = d0;
+    T* spare = d1;
+    const auto move_to = [&](T* next) {  // dZ := next; spare := a D buffer other than next
+        dZ = next;
+        spare = next == d0 ? d1 : d0;
+    };
     const bool fusable = (loss_ == Loss::cce && out.act == Act::softmax) ||
                          (loss_ == Loss::bce && out.act == Act::sigmoid) ||
                          (loss_ == Loss::poisson && out.act == Act::exp);
@@ -261,8 +269,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             // adjacent in G: b_off = w_off + m_in * m_out.)
             gemm<T>(Trans::T, Trans::N, s.m_in + 1, s.m_out, n, T(1), X, x_ld, dZ, s.m_out, T(0), G + s.w_off,
                     s.m_out);
-            std::swap(dZ, spare);
-            continue;
+            continue;  // (the first layer: no dZ below it)
         }
         if (update && l == 0 && defer_first && n == 1) {
             std::memcpy(ws_.step_u.data(), a_prev, s.m_in * sizeof(T));
@@ -285,10 +292,10 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         if (dz_over_a) {
             T* a = ws_.A[l - 1].data();  // relu keeps its Z there too (pre_activation)
             dense_backward_input<T>(a, dZ, P + s.w_off, a, a, n, s.m_in, s.m_out, Act::relu, nullptr, 0);
-            dZ = a;
+            move_to(a);  // spare stays a D buffer: a is only m_in wide
             continue;
         }
-        std::swap(dZ, spare);
+        move_to(spare);
     }
     return cost;
 }

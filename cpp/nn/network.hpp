@@ -95,7 +95,7 @@ private:
     struct Workspace {
         size_t rows = 0, train_rows = 0;
         std::vector<std::vector<T>> Z, A;
-        std::vector<T> D0, D1, G, Xb, Yb, wb;  // Xb: m_x + 1 wide (gather_rows_ones)
+        std::vector<T> D0, D1, G, Xb, Yb, wb;  // Xb: m_x + 1 wide (Network::bias_by_product)
         std::vector<T> step_u, step_v;
         bool step_pending = false;
         // Plain SGD, batches of more than a few rows: the first layer's W
