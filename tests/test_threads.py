@@ -111,7 +111,9 @@ def test_a_team_that_starts_late_pauses_threads_for_a_while(restore_threads):
 # -- determinism: the promise is bit-identical weights for the same seed, run
 # after run and on any thread count. The layers are wide enough (512) that
 # every kind of step, batch size 1 included, goes above the kernels'
-# threading thresholds, so 2 and 3 threads really split the work.
+# threading thresholds, so 2 and 3 threads really split the work; the
+# whole-batch kind also gathers its shuffled 120 x 512 rows on 3 threads
+# (gather_rows in cpp/nn/network.cpp).
 
 _KINDS = {"batch": None, "minibatch": 16, "stochastic": 1}
 
@@ -119,9 +121,9 @@ _KINDS = {"batch": None, "minibatch": 16, "stochastic": 1}
 def _fit_network(dtype, batch_size, threads):
     dnnfast.set_num_threads(threads)
     rng = np.random.default_rng(7)
-    X = rng.standard_normal((120, 48)).astype(dtype)
+    X = rng.standard_normal((120, 512)).astype(dtype)
     y = np.arange(120) % 5
-    net = dnnfast.Network([48, 512, 512, 5], ["relu", "tanh", "softmax"], "cce", dtype, seed=3)
+    net = dnnfast.Network([512, 512, 512, 5], ["relu", "tanh", "softmax"], "cce", dtype, seed=3)
     net.fit(X, y, epochs=2, batch_size=batch_size, learning_rate=0.05, shuffle=True)
     return net.parameters.copy(), net.predict(X)
 
