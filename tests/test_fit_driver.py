@@ -127,6 +127,25 @@ def test_chunking_changes_no_bit(data, monkeypatch, batch, optimizer):
     assert runs[0][1] == runs[1][1]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunking_changes_no_bit_in_stochastic_windows(monkeypatch, dtype):
+    """One row a step on a first W beyond 32 KiB runs in windows of
+    _core.STOCHASTIC_WINDOW rows, and each chunk starts a window: the driver
+    cuts such epochs at whole windows, so chunks of one batch and one chunk
+    per epoch give the same bits (75 rows: two whole windows and a short one)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((75, 80)).astype(dtype)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 75)]
+    runs = []
+    for seconds in (0.0, 1e9):
+        monkeypatch.setattr(driver, "CHUNK_SECONDS", seconds)
+        net = dnnfast.Network([80, 128, 3], ["relu", "softmax"], loss="cce", dtype=dtype, seed=1)
+        h = net.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.05, shuffle=True, seed=3)
+        runs.append((net.parameters.copy(), h["cost"]))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+
+
 def test_validation_and_accuracy(data):
     X, Y = data
     net = _net()

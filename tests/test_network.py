@@ -238,6 +238,36 @@ def test_fit_keeping_the_first_layer_packed_follows_the_reference(batch_size, dt
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+@pytest.mark.parametrize("sizes,acts,loss", [
+    ([70, WIDE, 4], ["relu", "softmax"], "cce"),
+    ([70, WIDE, 9, 3], ["prelu", "tanh", "identity"], "mse"),
+    ([300, 40], ["softmax"], "cce"),
+], ids=["relu-softmax", "prelu-tanh-identity", "one-layer"])
+def test_stochastic_sgd_in_windows_follows_the_reference(sizes, acts, loss, shuffle, dtype):
+    # Plain SGD one row a step on a first W larger than 32 KiB (70 x 128 is
+    # 35 KiB in float32) takes the rows in windows of STOCHASTIC_WINDOW: the
+    # first layer's products for a window at once, each row corrected for
+    # the steps before it. n = 107 ends each epoch on a short window.
+    assert sizes[0] * sizes[1] * np.dtype(dtype).itemsize > 32 * 1024
+    assert 107 % _core.STOCHASTIC_WINDOW != 0
+    rng = np.random.default_rng(8)
+    X, Y = data(loss, rng, 107, sizes[0], sizes[-1], dtype)
+    net, rnet = pair(sizes, acts, loss, dtype, seed=9)
+    hist = net.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.02, shuffle=shuffle, seed=4)
+    rhist = rnet.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.02, shuffle=shuffle, seed=4)
+    for l in range(len(sizes) - 1):
+        s = max(1.0, np.max(np.abs(rnet.weights[l])))
+        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
+        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
+        if net.alphas[l] is not None:
+            assert_close(net.alphas[l], rnet.alphas[l], dtype, tol=TRAIN_TOL, scale=1.0, err_msg=f"alpha[{l}]")
+    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+    fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=9)
+    assert not np.array_equal(fresh.weights[0], net.weights[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_packed_first_layer_is_written_back_after_every_fit(dtype):
     # One fit over all batches (W packed from the first batch to the end of
     # the epoch) and one fit per batch (packed and unpacked around each)

@@ -364,6 +364,9 @@ void bind_network(py::module_& m) {
     for (const OptimizerInfo& info : kOptimizers)
         optimizers.append(py::make_tuple(info.name, int(info.id), info.state_buffers));
     m.attr("OPTIMIZERS") = optimizers;  // (name, id, state buffers)
+    // Rows per window of stochastic plain SGD (network.hpp): the training
+    // driver cuts batch-size-1 epochs into chunks of whole windows.
+    m.attr("STOCHASTIC_WINDOW") = kStochasticWindow;
 }
 
 }  // namespace dnnfast::bindings

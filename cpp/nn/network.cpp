@@ -434,8 +434,14 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     EpochResult res;
     res.cost_sum = cost_sum;
     res.penalty_sum = penalty_sum;
+    // Stochastic plain SGD on a first W larger than L1: in windows
+    // (train_window), which sweep that W twice a window instead of once a row.
+    const bool windowed =
+        fuse_first && first.m_in * first.m_out * sizeof(T) > kStochasticWindowMinBytes;
     try {
-    for (size_t b0 = 0; b0 < n_order; b0 += batch) {
+    for (size_t b0 = 0; windowed && b0 < n_order; b0 += kStochasticWindow)
+        train_window(P, X, Y, w, order + b0, std::min(kStochasticWindow, n_order - b0), lr, res);
+    for (size_t b0 = 0; !windowed && b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
         const int64_t* idx = order + b0;
         const T *Xb, *Yb, *wb = nullptr;
@@ -487,6 +493,69 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     make_pending_step();  // the last row's
     keep_first_packed(P, false);
     return res;
+}
+
+// One window of stochastic plain-SGD steps (train_epoch): rows idx[0..k),
+// the steps of one row at a time up to round-off. Row j's first-layer
+// pre-activation is x_j W_j + b, W_j = W - lr sum_{i<j} x_i dz_i^T the first
+// W after the window's steps before it: x_j W (one product for the window)
+// - lr sum_{i<j} (x_j . x_i) dz_i (the window's Gram matrix), plus b as
+// stepped so far. The layers above step row by row in place as before (dA
+// from each W before its step), and the first W takes the window's steps
+// as one product at its end: two sweeps of it a window instead of one a
+// row. If a step throws, the steps completed are applied before it goes on.
+template <class T>
+void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, T lr,
+                              EpochResult& res) {
+    const LayerSpec& f = layers_[0];
+    const size_t mx = m_x_, m1 = f.m_out, kw = kStochasticWindow;
+    const auto at_least = [](std::vector<T>& v, size_t n) {
+        if (v.size() < n) v.assign(n, T(0));
+    };
+    at_least(ws_.win_x, kw * mx);
+    at_least(ws_.win_z, kw * m1);
+    at_least(ws_.win_gram, kw * kw);
+    at_least(ws_.win_dz, kw * m1);
+    const T* xw = X + size_t(idx[0]) * mx;
+    if (!is_contiguous(idx, k)) {
+        gather_rows(X, mx, idx, k, ws_.win_x.data());
+        xw = ws_.win_x.data();
+    }
+    T* const W = P + f.w_off;
+    T* const zw = ws_.win_z.data();
+    T* const gram = ws_.win_gram.data();
+    T* const dzw = ws_.win_dz.data();
+    gemm<T>(Trans::N, Trans::N, k, m1, mx, T(1), xw, mx, W, m1, T(0), zw, m1);
+    if (k > 1) gemm<T>(Trans::N, Trans::T, k, k, mx, T(1), xw, mx, xw, mx, T(0), gram, k);
+    size_t done = 0;
+    const auto step_first = [&] {
+        if (done) gemm<T>(Trans::T, Trans::N, mx, m1, done, -lr, xw, mx, dzw, m1, T(1), W, m1);
+    };
+    try {
+        for (size_t j = 0; j < k; ++j) {
+            const T* x = xw + j * mx;
+            const T* wb = w ? w + idx[j] : nullptr;
+            T* z = pre_activation(ws_, 0);
+            std::memcpy(z, zw + j * m1, m1 * sizeof(T));
+            if (j) gemm<T>(Trans::N, Trans::N, 1, m1, j, -lr, gram + j * k, k, dzw, m1, T(1), z, m1);
+            const T* b = P + f.b_off;
+            for (size_t c = 0; c < m1; ++c) z[c] += b[c];
+            if (f.act != Act::identity)
+                activation_forward<T>(f.act, z, ws_.A[0].data(), 1, m1, layer_alpha(P, 0), layer_alpha_stride(0));
+            forward_batch(ws_, P, x, 1, 1);
+            const double c = backward_batch(P, x, Y + size_t(idx[j]) * m_y_, wb, 1, row_weight_sum(wb, 1),
+                                            ws_.G.data(), P, lr, true);
+            std::memcpy(dzw + j * m1, ws_.step_v.data(), m1 * sizeof(T));  // (backward left x, dz there)
+            ws_.step_pending = false;
+            ++done;
+            res.cost_sum += c;
+            res.updates += 1;
+        }
+    } catch (...) {
+        step_first();
+        throw;
+    }
+    step_first();
 }
 
 // Whether a gathered batch of n rows goes in as [X_b | 1], so that the

@@ -18,6 +18,8 @@ ACTIVATIONS: list[tuple[str, int, bool, float, bool]]
 LOSSES: list[tuple[str, int, str]]
 #: (name, id, state buffers: 0 none, 1 velocity, 2 Adam's m, v and step count) for each optimizer
 OPTIMIZERS: list[tuple[str, int, int]]
+#: rows per window of stochastic plain SGD: a one-row-batch epoch is cut into chunks of whole windows
+STOCHASTIC_WINDOW: int
 
 class TrainOptions:
     """The settings of a training call; keyword-only, all with defaults."""

@@ -255,18 +255,23 @@ class Interrupts:
 class _Chunker:
     """Whole batches per chunk, sized from the measured time per batch so
     that a chunk is about CHUNK_SECONDS of work (a single batch may be longer:
-    one step is never split)."""
+    one step is never split), in multiples of ``unit`` batches: with one row
+    a batch, the core's stochastic window (``_core.STOCHASTIC_WINDOW``), which
+    each chunk starts afresh, so that where the chunks fall (the machine's
+    speed) never changes a bit."""
 
-    def __init__(self):
+    def __init__(self, unit=1):
         self.per_batch = None
-        self.last = 1
+        self.unit = unit
+        self.last = unit
 
     def batches(self, remaining):
         if self.per_batch is None:
-            nb = 1
+            nb = self.unit
         else:
             nb = int(CHUNK_SECONDS / max(self.per_batch, 1e-9))
             nb = max(1, min(nb, 8 * self.last))  # grow at most 8x per chunk: a fast estimate is not trusted at once
+            nb = max(self.unit, nb // self.unit * self.unit)
         self.last = nb  # not cut to the epoch's rest: the next epoch starts at this size
         return min(nb, remaining)
 
@@ -305,8 +310,8 @@ class Run:
 def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     """The epoch loop; returns the history."""
     net, st, s, provider = run.net, run.state, run.settings, run.provider
-    chunker = _Chunker()
     batch = s.batch_size
+    chunker = _Chunker(_core.STOCHASTIC_WINDOW if batch == 1 else 1)
     history = st.history
     scheduled = callable(s.learning_rate)
     batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
