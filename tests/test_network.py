@@ -172,6 +172,19 @@ def test_fused_and_generic_output_paths_agree(sizes, acts, loss, dtype, rng):
     assert_close(g1, g2, dtype, tol=NET_TOL, scale=np.max(np.abs(g2)), factor=10)
 
 
+def assert_follows_reference(net, rnet, hist, rhist, dtype):
+    """After the same fit: every layer's W, b (and prelu's alphas) and the
+    cost history of net against the reference network's, within TRAIN_TOL
+    (weights relative to the layer's largest reference weight, at least 1)."""
+    for l in range(len(rnet.weights)):
+        s = max(1.0, np.max(np.abs(rnet.weights[l])))
+        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
+        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
+        if net.alphas[l] is not None:
+            assert_close(net.alphas[l], rnet.alphas[l], dtype, tol=TRAIN_TOL, scale=1.0, err_msg=f"alpha[{l}]")
+    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+
+
 FIT_CASES = [
     dict(batch_size=None, shuffle=False),
     dict(batch_size=1, shuffle=False),
@@ -196,14 +209,8 @@ def test_fit_follows_the_reference_trajectory(sizes, acts, loss, kw, dtype):
     net, rnet = pair(sizes, acts, loss, dtype, seed=11)
     hist = net.fit(X, Y, epochs=3, learning_rate=0.05, **kw)
     rhist = rnet.fit(X, Y, epochs=3, learning_rate=0.05, **kw)
-    for l in range(len(sizes) - 1):
-        s = max(1.0, np.max(np.abs(rnet.weights[l])))
-        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
-        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
-        if net.alphas[l] is not None:
-            assert_close(net.alphas[l], rnet.alphas[l], dtype, tol=TRAIN_TOL, scale=1.0, err_msg=f"alpha[{l}]")
     assert len(hist["cost"]) == 3
-    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+    assert_follows_reference(net, rnet, hist, rhist, dtype)
     # the parameters did move
     fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=11)
     assert not np.array_equal(fresh.parameters, net.parameters)
@@ -230,11 +237,7 @@ def test_fit_keeping_the_first_layer_packed_follows_the_reference(batch_size, dt
     net, rnet = pair([70, WIDE, 4], ["relu", "softmax"], "cce", dtype, seed=5)
     hist = net.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
     rhist = rnet.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.05, shuffle=True)
-    for l in range(2):
-        s = max(1.0, np.max(np.abs(rnet.weights[l])))
-        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
-        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
-    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+    assert_follows_reference(net, rnet, hist, rhist, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -256,13 +259,7 @@ def test_stochastic_sgd_in_windows_follows_the_reference(sizes, acts, loss, shuf
     net, rnet = pair(sizes, acts, loss, dtype, seed=9)
     hist = net.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.02, shuffle=shuffle, seed=4)
     rhist = rnet.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.02, shuffle=shuffle, seed=4)
-    for l in range(len(sizes) - 1):
-        s = max(1.0, np.max(np.abs(rnet.weights[l])))
-        assert_close(net.weights[l], rnet.weights[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"W[{l}]")
-        assert_close(net.biases[l], rnet.biases[l], dtype, tol=TRAIN_TOL, scale=s, err_msg=f"b[{l}]")
-        if net.alphas[l] is not None:
-            assert_close(net.alphas[l], rnet.alphas[l], dtype, tol=TRAIN_TOL, scale=1.0, err_msg=f"alpha[{l}]")
-    assert_close(np.array(hist["cost"]), np.array(rhist["cost"]), dtype, tol=TRAIN_TOL)
+    assert_follows_reference(net, rnet, hist, rhist, dtype)
     fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=9)
     assert not np.array_equal(fresh.weights[0], net.weights[0])
 
