@@ -146,6 +146,20 @@ def test_chunking_changes_no_bit_in_stochastic_windows(monkeypatch, dtype):
     assert runs[0][1] == runs[1][1]
 
 
+def test_a_one_row_fit_checks_the_memory_of_a_window(data, monkeypatch):
+    """One-row steps may go in windows of STOCHASTIC_WINDOW rows: the memory
+    check before the fit asks for that many rows' workspace, not one."""
+    import dnnfast.network as network_module
+    asked = []
+    monkeypatch.setattr(network_module, "check_memory",
+                        lambda need, name, what: asked.append(what() if callable(what) else what))
+    X, Y = data
+    for batch, rows in ((1, dnnfast._core.STOCHASTIC_WINDOW), (BATCH, BATCH)):
+        asked.clear()
+        _net().fit(X, Y, epochs=1, batch_size=batch, learning_rate=0.1)
+        assert f"{rows:,} rows at a time" in asked
+
+
 def test_validation_and_accuracy(data):
     X, Y = data
     net = _net()

@@ -514,6 +514,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
         rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
+        if rows == 1:  # one-row steps may go in windows of rows (the core's stochastic SGD)
+            rows = min(_core.STOCHASTIC_WINDOW, X.shape[0])
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "

@@ -417,7 +417,10 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             Xv = net._check_X(vd[0], name="validation_data[0]")
             Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]")
             val = (Xv, Yv)
-        net._check_rows(settings.batch_size, 2 * n)  # + the int64 row order of an epoch
+        # + the int64 row order of an epoch; one-row steps may go in windows of
+        # STOCHASTIC_WINDOW rows (their X rows and first-layer values)
+        rows = _core.STOCHASTIC_WINDOW if settings.batch_size == 1 else settings.batch_size
+        net._check_rows(rows, 2 * n)
         return settings, user_cbs, checkpoint, resume, val
 
     if provider is None:
