@@ -236,6 +236,14 @@ def network_bytes(sizes, itemsize, per_unit_params=()):
     return n_params * itemsize, per_row * itemsize
 
 
+def workspace_rows(batch_size):
+    """Rows the core trains at a time for batches of ``batch_size`` rows: one-row
+    steps may go in windows of ``_core.STOCHASTIC_WINDOW`` rows (plain SGD on a
+    wide first layer), whose rows of X and first-layer values it allocates too.
+    What the memory checks before a fit count."""
+    return _core.STOCHASTIC_WINDOW if batch_size == 1 else batch_size
+
+
 def packed_first_w_bytes(sizes, itemsize):
     """Bytes of the packed copy of the first layer's W that plain-SGD training
     keeps (Network<T>::Workspace::W0): its columns padded to whole panels of

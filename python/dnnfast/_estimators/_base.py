@@ -28,7 +28,8 @@ from ..distributed import current as _distributed_context
 from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
-from .._validation import cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes
+from .._validation import (cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
+                           workspace_rows)
 from ._compat import BaseEstimator, check_random_state
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks
@@ -512,10 +513,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
         p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
         copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
-        rows = X.shape[0] if self.solver == "lbfgs" else (
-            min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
-        if rows == 1:  # one-row steps may go in windows of rows (the core's stochastic SGD)
-            rows = min(_core.STOCHASTIC_WINDOW, X.shape[0])
+        n = X.shape[0]
+        batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+        rows = n if self.solver == "lbfgs" else min(workspace_rows(batch), n)
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "

@@ -36,7 +36,7 @@ from .. import _core
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
-from .._validation import check_bool, check_positive_float, check_positive_int, make_rng
+from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
 from .state import FitSettings, TrainState, first_difference
@@ -417,10 +417,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             Xv = net._check_X(vd[0], name="validation_data[0]")
             Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]")
             val = (Xv, Yv)
-        # + the int64 row order of an epoch; one-row steps may go in windows of
-        # STOCHASTIC_WINDOW rows (their X rows and first-layer values)
-        rows = _core.STOCHASTIC_WINDOW if settings.batch_size == 1 else settings.batch_size
-        net._check_rows(rows, 2 * n)
+        net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
         return settings, user_cbs, checkpoint, resume, val
 
     if provider is None:
