@@ -432,8 +432,8 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 // 18.6 us (ab_builds.py --predict; the 784 x 256 product in a C++ loop
 // 13.4-14.8 -> 11.6-12.0 us); from L2 it changes nothing measurable. Each
 // column gets the same FMA chain over k from zero, in a vector lane or, past
-// the last whole vector, in the scalar chain that rounds like one, so the
-// results are those of small_nn_rows<1, 4>.
+// the last whole vector, in a lane of one more vector, so the results are
+// those of small_nn_rows<1, 4>.
 template <class T, class Ops>
 void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C) {
     using S = Simd<T, Ops>;
@@ -447,34 +447,54 @@ void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ld
         const size_t nc = n - j0 < CHUNK ? n - j0 : CHUNK;
         const size_t nv = j0 + nc <= nvec ? nc : nvec - j0;  // vector columns of this chunk (CHUNK is whole vectors)
         for (size_t j = 0; j < nc; ++j) acc[j] = T(0);
-        size_t k = 0;
-        for (; k + KB <= K; k += KB) {
-            const T* b = B + k * ldb + j0;
-            V av[KB];
-            for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
-            const bool ahead = k + 2 * KB <= K;
-            for (size_t j = 0; j < nv; j += S::W) {
-                if (ahead && j % kLine == 0)
-                    for (size_t q = KB; q < 2 * KB; ++q) __builtin_prefetch(b + q * ldb + j, 0, 3);
-                V s = S::load(acc + j);
+        // The last nc - nv columns (fewer than a vector) in the lanes of one
+        // vector, each lane the column's FMA chain over k from zero: as
+        // scalar chains through acc they were one dependent FMA after
+        // another, two cycles each (1 x 784 x 10 floats, through the
+        // binding, 5.3 us).
+        const size_t r = nc - nv;
+        V tail{};
+        // The k loop, compiled apart for chunks with and without such a
+        // tail, so that the vector columns' loop is the same without one.
+        const auto sweep = [&](auto has_tail) {
+            size_t k = 0;
+            for (; k + KB <= K; k += KB) {
+                const T* b = B + k * ldb + j0;
+                V av[KB];
+                for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
+                const bool ahead = k + 2 * KB <= K;
+                for (size_t j = 0; j < nv; j += S::W) {
+                    if (ahead && j % kLine == 0)
+                        for (size_t q = KB; q < 2 * KB; ++q) __builtin_prefetch(b + q * ldb + j, 0, 3);
+                    V s = S::load(acc + j);
 #pragma GCC unroll 4
-                for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
-                S::store(acc + j, s);
+                    for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
+                    S::store(acc + j, s);
+                }
+                if constexpr (decltype(has_tail)::value)
+                    for (size_t q = 0; q < KB; ++q) tail = Ops::fma(av[q], Ops::load_head(b + q * ldb + nv, r), tail);
             }
-            for (size_t j = nv; j < nc; ++j)
-                for (size_t q = 0; q < KB; ++q) acc[j] = S::fma1(a[k + q], b[q * ldb + j], acc[j]);
-        }
-        for (; k < K; ++k) {
-            const T* b = B + k * ldb + j0;
-            const V av = Ops::splat(a[k]);
-            for (size_t j = 0; j < nv; j += S::W) S::store(acc + j, Ops::fma(av, S::load(b + j), S::load(acc + j)));
-            for (size_t j = nv; j < nc; ++j) acc[j] = S::fma1(a[k], b[j], acc[j]);
-        }
+            for (; k < K; ++k) {
+                const T* b = B + k * ldb + j0;
+                const V av = Ops::splat(a[k]);
+                for (size_t j = 0; j < nv; j += S::W)
+                    S::store(acc + j, Ops::fma(av, S::load(b + j), S::load(acc + j)));
+                if constexpr (decltype(has_tail)::value) tail = Ops::fma(av, Ops::load_head(b + nv, r), tail);
+            }
+        };
+        if (r) sweep(std::true_type{});
+        else sweep(std::false_type{});
         for (size_t j = 0; j < nv; j += S::W) {
             const V v = S::load(acc + j);
             update_row<T, Ops, 1>(C + j0 + j, &v, alpha, beta);
         }
-        for (size_t j = nv; j < nc; ++j) C[j0 + j] = scale_store(acc[j], alpha, beta, C[j0 + j]);
+        if (r) {  // stored through update_row as small_nn_rows stores its tail
+            alignas(64) T ct[S::W] = {};
+            if (beta != T(0))
+                for (size_t l = 0; l < r; ++l) ct[l] = C[j0 + nv + l];
+            update_row<T, Ops, 1>(ct, &tail, alpha, beta);
+            for (size_t l = 0; l < r; ++l) C[j0 + nv + l] = ct[l];
+        }
     }
 }
 
