@@ -484,8 +484,8 @@ size_t row_blocks_in_registers(size_t j, size_t nvec, size_t K, T alpha, const T
 // 18.6 us (ab_builds.py --predict; the 784 x 256 product in a C++ loop
 // 13.4-14.8 -> 11.6-12.0 us); from L2 it changes nothing measurable. Each
 // column gets the same FMA chain over k from zero, in a vector lane or, past
-// the last whole vector, in a lane of one more vector, so the results are
-// those of small_nn_rows<1, 4>.
+// the last whole vector, in the scalar chain that rounds like one, so the
+// results are those of small_nn_rows<1, 4>.
 template <class T, class Ops>
 void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C) {
     using S = Simd<T, Ops>;
@@ -509,48 +509,34 @@ void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ld
         const size_t nc = n - j0 < CHUNK ? n - j0 : CHUNK;
         const size_t nv = j0 + nc <= nvec ? nc : nvec - j0;  // vector columns of this chunk (CHUNK is whole vectors)
         for (size_t j = 0; j < nc; ++j) acc[j] = T(0);
-        // The last nc - nv columns (fewer than a vector) in the lanes of one
-        // vector, each lane the column's FMA chain over k from zero: as
-        // scalar chains through acc they were one dependent FMA after
-        // another, two cycles each (1 x 784 x 10 floats through the
-        // binding, when the AVX-512 table ran this loop: 5.2 -> 2.1 us).
-        const size_t r = nc - nv;
-        V tail{};
-        // The k loop, compiled apart for chunks with and without such a
-        // tail, so that the vector columns' loop is the same without one.
-        const auto sweep = [&](auto has_tail) {
-            size_t k = 0;
-            for (; k + KB <= K; k += KB) {
-                const T* b = B + k * ldb + j0;
-                V av[KB];
-                for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
-                const bool ahead = k + 2 * KB <= K;
-                for (size_t j = 0; j < nv; j += S::W) {
-                    if (ahead && j % kLine == 0)
-                        for (size_t q = KB; q < 2 * KB; ++q) __builtin_prefetch(b + q * ldb + j, 0, 3);
-                    V s = S::load(acc + j);
+        size_t k = 0;
+        for (; k + KB <= K; k += KB) {
+            const T* b = B + k * ldb + j0;
+            V av[KB];
+            for (size_t q = 0; q < KB; ++q) av[q] = Ops::splat(a[k + q]);
+            const bool ahead = k + 2 * KB <= K;
+            for (size_t j = 0; j < nv; j += S::W) {
+                if (ahead && j % kLine == 0)
+                    for (size_t q = KB; q < 2 * KB; ++q) __builtin_prefetch(b + q * ldb + j, 0, 3);
+                V s = S::load(acc + j);
 #pragma GCC unroll 4
-                    for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
-                    S::store(acc + j, s);
-                }
-                if constexpr (decltype(has_tail)::value)
-                    for (size_t q = 0; q < KB; ++q) tail = Ops::fma(av[q], Ops::load_head(b + q * ldb + nv, r), tail);
+                for (size_t q = 0; q < KB; ++q) s = Ops::fma(av[q], S::load(b + q * ldb + j), s);
+                S::store(acc + j, s);
             }
-            for (; k < K; ++k) {
-                const T* b = B + k * ldb + j0;
-                const V av = Ops::splat(a[k]);
-                for (size_t j = 0; j < nv; j += S::W)
-                    S::store(acc + j, Ops::fma(av, S::load(b + j), S::load(acc + j)));
-                if constexpr (decltype(has_tail)::value) tail = Ops::fma(av, Ops::load_head(b + nv, r), tail);
-            }
-        };
-        if (r) sweep(std::true_type{});
-        else sweep(std::false_type{});
+            for (size_t j = nv; j < nc; ++j)
+                for (size_t q = 0; q < KB; ++q) acc[j] = S::fma1(a[k + q], b[q * ldb + j], acc[j]);
+        }
+        for (; k < K; ++k) {
+            const T* b = B + k * ldb + j0;
+            const V av = Ops::splat(a[k]);
+            for (size_t j = 0; j < nv; j += S::W) S::store(acc + j, Ops::fma(av, S::load(b + j), S::load(acc + j)));
+            for (size_t j = nv; j < nc; ++j) acc[j] = S::fma1(a[k], b[j], acc[j]);
+        }
         for (size_t j = 0; j < nv; j += S::W) {
             const V v = S::load(acc + j);
             update_row<T, Ops, 1>(C + j0 + j, &v, alpha, beta);
         }
-        if (r) update_head<T, Ops>(C + j0 + nv, tail, r, alpha, beta);
+        for (size_t j = nv; j < nc; ++j) C[j0 + j] = scale_store(acc[j], alpha, beta, C[j0 + j]);
     }
 }
 
