@@ -401,7 +401,6 @@ size_t small_nn_blocks(size_t j, size_t n, size_t K, T alpha, const T* a, const 
 template <class T, class Ops, int M, int NV>
 void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
                    size_t ldc) {
-    using S = Simd<T, Ops>;
     using V = typename Ops::V;
     size_t j = small_nn_blocks<T, Ops, M, NV>(0, n, K, alpha, a, B, ldb, beta, C, ldc);
     if constexpr (NV > 1) j = small_nn_blocks<T, Ops, M, 1>(j, n, K, alpha, a, B, ldb, beta, C, ldc);
