@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
-from workloads import (ALL_KEYS, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS, SUITES, TRAIN_PEERS,
-                       WORKLOADS, DESCRIPTIONS, flops_per_sample, gemm_cases, median, network_spec, spread)
+from workloads import (ALL_KEYS, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS, SUITES,
+                       TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, flops_per_sample, gemm_cases, median, network_spec,
+                       spread)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "worker.py")
@@ -196,6 +197,25 @@ def fmt_spread(xs):
     return "n/a" if sp is None else f"{100 * sp:.0f}%"
 
 
+def median_cores(results):
+    """The median over a peer's processes of the cores each kept busy (its
+    CPU seconds per second of the timed part); None where not reported."""
+    cs = [r["cores"] for r in results if r.get("ok") and r.get("cores") is not None]
+    return median(cs) if cs else None
+
+
+def fmt_cores(c):
+    return "n/a" if c is None else f"{c:.2f}"
+
+
+def excess_cores(cores, threads):
+    """Why a comparison at `threads` threads is unfair (empty: it is not):
+    each compared peer that kept more cores busy than that. cores: {name:
+    median cores or None}."""
+    return [f"{name} kept {c:.2f} cores busy at {threads} thread{'s' if threads != 1 else ''}"
+            for name, c in cores.items() if c is not None and c > MAX_CORES_OVER * threads]
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):
@@ -356,8 +376,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
       "is not counted. " + ", ".join(f"{k} {flops_per_sample(WORKLOADS[k]['sizes']) / 1e6:.3f}"
                                       for k in ("W1", "W3")) + " MFLOP per sample (W2, W4 as W1).")
     p("ratio = dnnfast samples/s / peer samples/s (above 1: dnnfast faster); spread = (max-min)/median "
-      f"of the processes; a target is UNRELIABLE when the load average exceeds the CPUs or a compared "
-      f"peer's spread exceeds {100 * MAX_SPREAD:.0f}% (or it has one run).")
+      "of the processes; cores = the process's CPU seconds per second of the timed part, all its threads "
+      "(median of the processes); a target is UNRELIABLE when the load average exceeds the CPUs, a compared "
+      f"peer's spread exceeds {100 * MAX_SPREAD:.0f}% (or it has one run), or a compared peer kept more "
+      f"than {MAX_CORES_OVER:g}x its thread count of cores busy.")
 
     summary = {"train": {}, "gemm": {}, "predict": {}, "memory": None, "scaling": None}
     peak_low = set()  # (dtype, threads) whose measured peak some rate of this run exceeded
@@ -370,7 +392,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 p("")
                 p(f"{key}: {wl['title']}; {wl['rows'][q]} rows x {wl['epochs'][q]} epoch(s), lr {wl['learning_rate']}, "
                   f"{th} thread(s)")
-                sps, errs, runs, extra = {}, {}, {}, {}
+                sps, errs, runs, extra, cores = {}, {}, {}, {}, {}
                 for peer in wl["peers"]:
                     rs = results.get(f"{key}/{th}t/{peer}")
                     if rs is None:
@@ -378,6 +400,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                                       else "skipped (not installed)")
                         continue
                     runs[peer] = [r["samples"] / r["seconds"] for r in rs if r.get("ok")]
+                    cores[peer] = median_cores(rs)
                     if runs[peer]:
                         sps[peer] = median(runs[peer])
                         good = [r for r in rs if r.get("ok")]
@@ -396,9 +419,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                     pk = peak(wl["dtype"], th)
                     ratio = sps["dnnfast"] / sps[peer] if "dnnfast" in sps else None
                     rows.append([PEER_NAME[peer], f"{sps[peer]:,.0f}", f"{min(rs):,.0f}-{max(rs):,.0f}",
-                                 fmt_spread(rs), f"{gf:.2f}", fmt_peak(gf, pk, low), len(rs),
+                                 fmt_spread(rs), fmt_cores(cores[peer]), f"{gf:.2f}", fmt_peak(gf, pk, low), len(rs),
                                  "-" if peer == "dnnfast" else fmt_ratio(ratio)])
-                p(table(["peer", "samples/s", "range", "spread", "GFLOP/s", "% peak", "runs", "dnnfast/peer"], rows))
+                p(table(["peer", "samples/s", "range", "spread", "cores", "GFLOP/s", "% peak", "runs",
+                         "dnnfast/peer"], rows))
                 if low:
                     p(PEAK_LOW_NOTE)
                     peak_low.add((wl["dtype"], th))
@@ -407,7 +431,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                       f"samples/s); mean loss of the first tenth of the mini-batches {e['loss_first']:.3f}, "
                       f"of the last tenth {e['loss_last']:.3f}")
                 summary["train"][f"{key}/{th}"] = {"samples_per_s": sps, "runs": runs, "errors": errs,
-                                                   "compile": extra}
+                                                   "compile": extra, "cores": cores}
         elif key == "G":
             for th in sorted({g[1] for g in groups if g[0] == "G"}):
                 p("")
@@ -455,7 +479,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
             for th in threads:
                 p("")
                 p(f"P: predict() latency of ONE row, W1 network, {th} thread(s); median of many calls")
-                lat, lat_runs = {}, {}
+                lat, lat_runs, cores = {}, {}, {}
                 rows = []
                 for peer in PREDICT_PEERS:
                     rs = results.get(f"P/{th}t/{peer}")
@@ -468,15 +492,16 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                         continue
                     lat_runs[peer] = [r["median_us"] for r in good]
                     lat[peer] = median(lat_runs[peer])
+                    cores[peer] = median_cores(rs)
                     rows.append([PEER_NAME[peer], f"{lat[peer]:.1f}",
                                  f"{median([r['p10_us'] for r in good]):.1f}-{median([r['p90_us'] for r in good]):.1f}",
-                                 fmt_spread(lat_runs[peer]), None])
+                                 fmt_spread(lat_runs[peer]), fmt_cores(cores[peer]), None])
                 for r in rows:
-                    if len(r) == 5 and r[4] is None:
+                    if len(r) == 6 and r[5] is None:
                         peer = [k for k, v in PEER_NAME.items() if v == r[0]][0]
-                        r[4] = "-" if peer == "dnnfast" or "dnnfast" not in lat else fmt_ratio(lat[peer] / lat["dnnfast"])
-                p(table(["peer", "median us", "p10-p90 us", "spread", "peer/dnnfast"], rows))
-                summary["predict"][th] = {"median_us": lat, "runs": lat_runs}
+                        r[5] = "-" if peer == "dnnfast" or "dnnfast" not in lat else fmt_ratio(lat[peer] / lat["dnnfast"])
+                p(table(["peer", "median us", "p10-p90 us", "spread", "cores", "peer/dnnfast"], rows))
+                summary["predict"][th] = {"median_us": lat, "runs": lat_runs, "cores": cores}
         elif key == "M":
             th = max(threads)
             rs = results.get(f"M/{th}t/dnnfast", [])
@@ -558,13 +583,16 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
     def train_ratio(key, th, peer):
         t = s["train"].get(f"{key}/{th}")
         if not t:
-            return None, "not measured", None
+            return None, "not measured", None, []
         sps = t["samples_per_s"]
         if "dnnfast" not in sps:
-            return None, f"dnnfast {t['errors'].get('dnnfast')}", None
+            return None, f"dnnfast {t['errors'].get('dnnfast')}", None, []
         if peer not in sps:
-            return None, f"{PEER_NAME[peer]} {t['errors'].get(peer)}", None
-        return sps["dnnfast"] / sps[peer], None, {"dnnfast": t["runs"]["dnnfast"], PEER_NAME[peer]: t["runs"][peer]}
+            return None, f"{PEER_NAME[peer]} {t['errors'].get(peer)}", None, []
+        cores = t.get("cores", {})
+        over = excess_cores({"dnnfast": cores.get("dnnfast"), PEER_NAME[peer]: cores.get(peer)}, th)
+        return (sps["dnnfast"] / sps[peer], None, {"dnnfast": t["runs"]["dnnfast"], PEER_NAME[peer]: t["runs"][peer]},
+                over)
 
     # (workload, peer, ratio needed, thread counts it applies to; None: all).
     # W1: 2x NumPy and 2x PyTorch at one and two threads (issue 19, target 2).
@@ -575,9 +603,9 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
         for key, peer, need, only in train_targets:
             if key not in keys or (only and th not in only):
                 continue
-            r, why, series = train_ratio(key, th, peer)
+            r, why, series, over = train_ratio(key, th, peer)
             add(f"{key} [{th}t] dnnfast >= {need:g}x {PEER_NAME[peer]}", r, need,
-                None if r is not None else why, series=series)
+                None if r is not None else why, series=series, also=over)
     # W1's share of the one-thread float32 FMA peak, counting the work done
     # (issue 19, target 2): 65% with the AVX-512 tables, 80% with AVX2.
     t1 = s["train"].get("W1/1") if "W1" in keys and 1 in threads else None
@@ -627,9 +655,11 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
             name = f"P [{th}t] predict(1 row) latency <= 1/5 of PyTorch"
             if "dnnfast" in lat and "torch" in lat:
                 r = lat["dnnfast"] / lat["torch"]
+                cores = pr.get("cores", {})
                 add(name, r, 0.2, f"{lat['dnnfast']:.1f} us vs PyTorch {lat['torch']:.1f} us: {r:.2f} of PyTorch's "
                     f"latency (need <= 0.20)", lower_is_better=True,
-                    series={"dnnfast": pr["runs"]["dnnfast"], "PyTorch": pr["runs"]["torch"]})
+                    series={"dnnfast": pr["runs"]["dnnfast"], "PyTorch": pr["runs"]["torch"]},
+                    also=excess_cores({"dnnfast": cores.get("dnnfast"), "PyTorch": cores.get("torch")}, th))
             else:
                 add(name, None, 0.2, "dnnfast error" if "dnnfast" not in lat else "PyTorch skipped (not installed)")
     if "M" in keys:

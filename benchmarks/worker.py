@@ -33,15 +33,17 @@ def set_threads(peer, threads):
     if peer == "jax":
         # XLA's CPU client reads no OMP/BLAS variable: it sizes its pools
         # from the CPUs the process may use, when JAX starts (so set here,
-        # before its import). One thread: XLA's flags for no intra-op pool,
-        # the process left free to move between cores like the other peers.
-        # Fewer threads than CPUs otherwise: no flag sets a count, so the
-        # process is confined to that many CPUs.
+        # before its import), and no flag sets a thread count. Its flags for
+        # no intra-op pool are not enough at one thread: the runtime still
+        # runs independent operations of the program at once on its other
+        # threads (the W1 epoch used 1.7 CPU-seconds per second on the 2-core
+        # machine, 107k samples/s; 64-80k on one core). So the process is
+        # confined to as many CPUs as threads, one included.
         cpus = sorted(os.sched_getaffinity(0))
         if threads == 1:
             os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                                        " intra_op_parallelism_threads=1").strip()
-        elif threads < len(cpus):
+        if threads < len(cpus):
             os.sched_setaffinity(0, cpus[:threads])
     if peer == "torch":
         import torch
@@ -89,13 +91,17 @@ def task_train(t):
     # dnnfast's and 0.25-0.3 s of the others', and a single fit of the faster
     # peer fell inside or outside the machine's slow spells (see there) more
     # often than the slower peers' did.
-    times = []
+    # The process's CPU time over the fits, all its threads, says how many
+    # cores the peer kept busy: the check that a peer at n threads used n.
+    times, cpu = [], 0.0
     while not times or sum(times) < t.get("min_time", 0.0):
         fit = trainer(wl, seed=0)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         figures = fit(X, Y, t["epochs"])
         times.append(time.perf_counter() - t0)
-    out = {"seconds": float(np.median(times)), "fits": len(times), "samples": t["rows"] * t["epochs"]}
+        cpu += time.process_time() - c0
+    out = {"seconds": float(np.median(times)), "fits": len(times), "samples": t["rows"] * t["epochs"],
+           "cores": cpu / sum(times)}
     if compile_seconds is not None:
         out["compile_seconds"] = compile_seconds
     if isinstance(figures, dict):
@@ -105,19 +111,22 @@ def task_train(t):
 
 def _call_seconds(f, min_time, min_calls):
     """Seconds of each call of f(), calling it at least min_calls times and
-    until min_time has passed."""
+    until min_time has passed; and the cores the calls kept busy (process
+    CPU seconds per second)."""
     times = []
+    c0 = time.process_time()
     start = time.perf_counter()
     while len(times) < min_calls or time.perf_counter() - start < min_time:
         t0 = time.perf_counter()
         f()
         times.append(time.perf_counter() - t0)
-    return np.array(times)
+    cores = (time.process_time() - c0) / max(time.perf_counter() - start, 1e-9)
+    return np.array(times), cores
 
 
 def _median_call_seconds(f, min_time, min_calls=3):
     """Median seconds per call of f(), calling it until min_time has passed."""
-    times = _call_seconds(f, min_time, min_calls)
+    times, _ = _call_seconds(f, min_time, min_calls)
     return float(np.median(times)), len(times)
 
 
@@ -171,9 +180,10 @@ def task_predict(t):
     # a window of 3000 x 15 us = 45 ms lands in one spell or none, and the
     # per-process median of a fast peer followed the spell more than PyTorch's
     # 225 ms did.
-    times = _call_seconds(lambda: predict(x1), t.get("min_time", 0.0), t["calls"]) * 1e6
+    times, cores = _call_seconds(lambda: predict(x1), t.get("min_time", 0.0), t["calls"])
+    times = times * 1e6
     return {"median_us": float(np.median(times)), "p10_us": float(np.percentile(times, 10)),
-            "p90_us": float(np.percentile(times, 90)), "calls": len(times)}
+            "p90_us": float(np.percentile(times, 90)), "calls": len(times), "cores": cores}
 
 
 def _current_rss_bytes():

@@ -66,6 +66,11 @@ PEER_NAME = {"reference": "NumPy (dnnfast.reference)", "torch": "PyTorch", "skle
 # within 10-20% of their thresholds: beyond 25% the noise alone can decide.
 MAX_SPREAD = 0.25
 MIN_RUNS = 2  # one run shows no spread, so it cannot be judged
+# ... or when a compared peer at n threads kept more than this many times n
+# cores busy (its process's CPU seconds per second of the timed part): the
+# ratio then compares unequal machines. Found so: JAX's runtime at "one
+# thread" ran W1 on 1.7 cores (worker.set_threads now confines it).
+MAX_CORES_OVER = 1.1
 
 
 def flops_per_sample(sizes):
