@@ -14,8 +14,10 @@ median: a 20 ms fit timed once is mostly noise. The table gives the median of
 the processes' medians. Only the ratio within one run means anything.
 
 A workload with a target prints PASS or FAIL against it, or UNRELIABLE when
-the machine was busier than its cores or a peer's processes spread by more
-than the suite's limit (benchmarks/workloads.py, MAX_SPREAD).
+the machine was busier than its cores, a peer's processes spread by more
+than the suite's limit (benchmarks/workloads.py, MAX_SPREAD), or a peer kept
+more cores busy than its threads allow (MAX_CORES_OVER; "cores" is each
+process's CPU seconds per second of fitting).
 
 Workloads (X standardised with its mean and standard deviation, float64):
   breast_cancer, wine, digits   MLPClassifier() with default parameters on
@@ -39,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from workloads import MAX_SPREAD, spread
+from workloads import MAX_CORES_OVER, MAX_SPREAD, spread
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -101,15 +103,17 @@ def worker(task):
     X, y = load(wl["data"])
     params = dict(wl["params"], random_state=0)
     Est(**dict(params, max_iter=1)).fit(X[:500], y[:500])  # warm-up
-    times = []
+    times, cpu = [], 0.0
     t_end = time.perf_counter() + TIMED_SECONDS
     while not times or (len(times) < MAX_FITS and time.perf_counter() < t_end):
         est = Est(**params)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         est.fit(X, y)
         times.append(time.perf_counter() - t0)
+        cpu += time.process_time() - c0
+    # cores: the process's CPU seconds per second of fitting, all its threads.
     print(json.dumps({"seconds": statistics.median(times), "fits": len(times), "n_iter": int(est.n_iter_),
-                      "loss": float(est.loss_), "score": float(est.score(X, y))}))
+                      "loss": float(est.loss_), "score": float(est.score(X, y)), "cores": cpu / sum(times)}))
 
 
 def run_one(peer, workload, threads, timeout):
@@ -155,13 +159,14 @@ def main():
     print(f"\nfit time, median of {args.repeats} processes (threads={args.threads}); load average "
           f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, {cpus} CPUs\n")
     print("| workload | dnnfast s | scikit-learn s | speed-up | target | spread (dnnfast / sklearn) | "
-          "n_iter (dnnfast / sklearn) |")
-    print("|---|---|---|---|---|---|---|")
+          "cores (dnnfast / sklearn) | n_iter (dnnfast / sklearn) |")
+    print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for k in keys:
         med = {p: statistics.median(x["seconds"] for x in results[k][p]) for p in PEERS}
         sp = {p: spread([x["seconds"] for x in results[k][p]]) for p in PEERS}
         its = {p: results[k][p][0]["n_iter"] for p in PEERS}
+        cores = {p: statistics.median(x["cores"] for x in results[k][p]) for p in PEERS}
         ratio = med["sklearn"] / med["dnnfast"]
         target = WORKLOADS[k]["target"]
         status = ""
@@ -169,12 +174,14 @@ def main():
             why = [f"load {load:.1f} > {cpus} CPUs"] if load > cpus else []
             why += [f"{p} spread {'n/a' if v is None else f'{100 * v:.0f}%'}" for p, v in sp.items()
                     if v is None or v > MAX_SPREAD]
+            why += [f"{p} kept {c:.2f} cores busy" for p, c in cores.items() if c > MAX_CORES_OVER * args.threads]
             verdict = "PASS" if ratio >= target else "FAIL"
             status = f"{verdict} (>= {target:g}x)" if not why else f"UNRELIABLE ({verdict}; {', '.join(why)})"
-        summary[k] = dict(median_seconds=med, speedup=ratio, n_iter=its, spread=sp, target=target, status=status)
+        summary[k] = dict(median_seconds=med, speedup=ratio, n_iter=its, spread=sp, cores=cores, target=target,
+                          status=status)
         sps = " / ".join("-" if v is None else f"{100 * v:.0f}%" for v in sp.values())
         print(f"| {k} | {med['dnnfast']:.4f} | {med['sklearn']:.4f} | {ratio:.2f}x | {status or '-'} | {sps} | "
-              f"{its['dnnfast']} / {its['sklearn']} |")
+              f"{cores['dnnfast']:.2f} / {cores['sklearn']:.2f} | {its['dnnfast']} / {its['sklearn']} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "repeats": args.repeats, "runs": results, "summary": summary},
