@@ -288,6 +288,26 @@ def test_small_paths_split_columns_anywhere_with_the_same_bits(kernel, offset, d
         _core.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_row_dots_sum_their_lanes_as_four_rows_do(kernel, dtype):
+    # C = a B^T for one row of a (a one-row step's dA) sums the lanes of W
+    # dot products at once, transposed in registers; with two to four rows
+    # each dot's lanes are summed one by one. Same order, so the same bits:
+    # every K about a vector's width (tails, K below one vector) and N off a
+    # multiple of W rows (the rows after the last W go one by one).
+    if kernel == "generic512":
+        pytest.skip("slow emulation; the other tables cover the kernels")
+    for K in (1, 3, 7, 8, 15, 16, 17, 31, 100, 128, 130, 700):
+        for N in (5, 16, 37, 256):
+            rng = np.random.default_rng(K * 1000 + N)
+            A = rng.standard_normal((4, K)).astype(dtype)
+            Bt = rng.standard_normal((N, K)).astype(dtype)
+            one = _core.gemm(A[:1], Bt, False, True)
+            four = _core.gemm(A, Bt, False, True)
+            assert one.tobytes() == four[:1].tobytes(), f"K={K} N={N}"
+            assert_close(one, _core.gemm_reference(A[:1], Bt, False, True), bound(A[:1], Bt, False, True), dtype)
+
+
 # Shapes of a training step's first layer, batch M through a K x N W: a few
 # rows, K beyond KC (several slices; 784 is the W1 workload's), N off the
 # panel width, the W1 and W3 layers themselves.
