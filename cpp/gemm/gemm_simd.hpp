@@ -556,14 +556,16 @@ void small_nn(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B, siz
     }
 }
 
-// The end of one dot product a . b of length K, its vector part summed in
-// acc (lanes over k < k_end): lanes summed in order, then the k tail. Every
-// (i, j) of small_nt goes through exactly this arithmetic.
+// The k tail of a dot product a . b, added to the sum s of its vector part.
 template <class T>
 inline T dot_tail(T s, size_t k_end, size_t K, const T* a, const T* b) {
     for (size_t k = k_end; k < K; ++k) s += a[k] * b[k];
     return s;
 }
+
+// The end of one dot product a . b of length K, its vector part summed in
+// acc (lanes over k < k_end): lanes summed in order, then the k tail. Every
+// (i, j) of small_nt goes through exactly this arithmetic.
 template <class T, class Ops>
 inline T dot_finish(typename Ops::V acc, size_t k_end, size_t K, const T* a, const T* b) {
     using S = Simd<T, Ops>;
