@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from workloads import MAX_CORES_OVER, MAX_SPREAD, spread
+from workloads import MAX_SPREAD, excess_cores, spread
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -174,7 +174,7 @@ def main():
             why = [f"load {load:.1f} > {cpus} CPUs"] if load > cpus else []
             why += [f"{p} spread {'n/a' if v is None else f'{100 * v:.0f}%'}" for p, v in sp.items()
                     if v is None or v > MAX_SPREAD]
-            why += [f"{p} kept {c:.2f} cores busy" for p, c in cores.items() if c > MAX_CORES_OVER * args.threads]
+            why += excess_cores(cores, args.threads)
             verdict = "PASS" if ratio >= target else "FAIL"
             status = f"{verdict} (>= {target:g}x)" if not why else f"UNRELIABLE ({verdict}; {', '.join(why)})"
         summary[k] = dict(median_seconds=med, speedup=ratio, n_iter=its, spread=sp, cores=cores, target=target,

@@ -16,8 +16,8 @@ import sys
 import time
 
 from workloads import (ALL_KEYS, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS, SUITES,
-                       TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, flops_per_sample, gemm_cases, median, network_spec,
-                       spread)
+                       TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, flops_per_sample, gemm_cases, median,
+                       network_spec, spread)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "worker.py")
@@ -207,13 +207,6 @@ def median_cores(results):
 def fmt_cores(c):
     return "n/a" if c is None else f"{c:.2f}"
 
-
-def excess_cores(cores, threads):
-    """Why a comparison at `threads` threads is unfair (empty: it is not):
-    each compared peer that kept more cores busy than that. cores: {name:
-    median cores or None}."""
-    return [f"{name} kept {c:.2f} cores busy at {threads} thread{'s' if threads != 1 else ''}"
-            for name, c in cores.items() if c is not None and c > MAX_CORES_OVER * threads]
 
 
 # --------------------------------------------------------------------------- main

@@ -91,6 +91,14 @@ def spread(xs):
     return (xs[-1] - xs[0]) / m if m else None
 
 
+def excess_cores(cores, threads):
+    """Why a comparison at `threads` threads is unfair (empty: it is not):
+    each compared peer that kept more than MAX_CORES_OVER x threads cores
+    busy. cores: {name: median cores, or None where not reported}."""
+    return [f"{name} kept {c:.2f} cores busy at {threads} thread{'s' if threads != 1 else ''}"
+            for name, c in cores.items() if c is not None and c > MAX_CORES_OVER * threads]
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
