@@ -240,6 +240,50 @@ def test_rank1_gemv_is_the_two_calls_it_fuses(kernel, K, N, dtype):
         _core.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N", [(1, 7), (3, 40), (256, 128), (128, 10), (50, 37), (17, 16), (33, 2),
+                                 (300, 1000), (129, 65), (40, 1), (5, 0)])
+def test_dot_rank1_is_the_product_then_a_one_rounding_step(kernel, M, N, dtype):
+    # y := v W^T then W := W + u (alpha v) in one sweep over W (a stochastic
+    # step's dA through a hidden layer and that layer's step): y must be the
+    # one-row product through W^T bit for bit, and each W element the step
+    # rounded once after alpha v_j is rounded, for any thread count. With
+    # float32 operands the float64 sum below is that value before its one
+    # rounding (u_i (alpha v_j) is exact in float64); with float64 it is within
+    # two roundings. The tables without FMA hardware (generic on x86) round
+    # the product too: within an ulp. N < 2 takes the two separate calls.
+    if kernel == "generic512" and M * N > 1e5:
+        pytest.skip("slow emulation")
+    rng = np.random.default_rng(M * 7 + N)
+    W0 = rng.standard_normal((M, N)).astype(dtype)
+    u, v = (rng.standard_normal((1, m)).astype(dtype) for m in (M, N))
+    alpha = dtype(-0.05)
+    y_ref = _core.gemm(v, W0, False, True)[0]
+    if N < 2:
+        W_ref = W0.copy()
+        _core.gemm_update(u, v, W_ref, alpha, 1.0, True, False)
+    else:
+        step = u[0].astype(np.float64)[:, None] * (alpha * v[0]).astype(np.float64)[None, :]
+        exact = W0.astype(np.float64) + step
+    saved = _core.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            W = W0.copy()
+            y = _core.gemm_dot_rank1(W, u[0], v[0], alpha)
+            assert y.tobytes() == y_ref.tobytes()
+            if N < 2:
+                assert W.tobytes() == W_ref.tobytes()
+            elif dtype == np.float32 and kernel.startswith("avx"):
+                assert W.tobytes() == exact.astype(np.float32).tobytes()
+            else:
+                eps = np.finfo(dtype).eps
+                bound = 2 * eps * (np.abs(W0) + np.abs(step))
+                assert np.all(np.abs(W.astype(np.float64) - exact) <= bound)
+    finally:
+        _core.set_num_threads(saved)
+
+
 def at_offset(a, offset):
     """A C-contiguous copy of `a` that starts `offset` elements into its buffer."""
     buf = np.empty(a.size + offset, dtype=a.dtype)
@@ -251,10 +295,11 @@ def at_offset(a, offset):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 1, 3, 5, 7, 15])
 def test_small_paths_split_columns_anywhere_with_the_same_bits(kernel, offset, dtype):
-    # The one-to-four-row products, the rank-1 update and the fused update +
-    # product split their columns between threads at cache-line boundaries
-    # of W, or (one row through this 700 x 1501 W, and the updates of it)
-    # W's rows into blocks fixed by the shape, wherever W lies: for every
+    # The one-to-four-row products, the rank-1 update and the two fused
+    # sweeps (step + product, product through W^T + step) split their
+    # columns between threads at cache-line boundaries of W, or (one row
+    # through this 700 x 1501 W, and the updates of it) W's rows into
+    # blocks fixed by the shape, wherever W lies: for every
     # placement of the operands in memory the bits are those of one thread on
     # aligned operands, on 1 to 3 threads (N = 1501: parts of any length,
     # vector lanes and scalar tails alike).
@@ -276,6 +321,8 @@ def test_small_paths_split_columns_anywhere_with_the_same_bits(kernel, offset, d
         _core.gemm_update(at_offset(u, off), at_offset(v, off), W, alpha, 1.0, True, False)  # K == 1
         out.append(W.copy())
         out.append(_core.gemm_rank1_gemv(W, at_offset(u[0], off), at_offset(v[0], off), at_offset(x[0], off), alpha))
+        out.append(W.copy())
+        out.append(_core.gemm_dot_rank1(W, at_offset(u[0], off), at_offset(v[0], off), alpha))
         out.append(W)
         return [o.tobytes() for o in out]
 

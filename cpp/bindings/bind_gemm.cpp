@@ -155,6 +155,24 @@ py::array_t<T> gemm_rank1_gemv_py(carray<T>& W, const carray<T>& u, const carray
     return y;
 }
 
+// y := v W^T, then W := W + alpha u v^T in place on W (a stochastic step's
+// dA through a hidden layer, fused with that layer's step); returns y.
+template <class T>
+py::array_t<T> gemm_dot_rank1_py(carray<T>& W, const carray<T>& u, const carray<T>& v, T alpha) {
+    require_2d(W, "W");
+    const size_t M = W.shape(0), N = W.shape(1);
+    if (size_t(u.size()) != M) throw std::invalid_argument("u: need W.shape[0] values");
+    if (size_t(v.size()) != N) throw std::invalid_argument("v: need W.shape[1] values");
+    py::array_t<T> y(M);
+    T* wp = W.mutable_data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release release;
+        gemm_dot_rank1<T>(M, N, alpha, u.data(), v.data(), wp, N, yp);
+    }
+    return y;
+}
+
 // op(A) @ B with B packed first (PackedB), through gemm_packed_b; with
 // probe, the epilogue of gemm_epilogue_probe.
 template <class T>
@@ -198,6 +216,8 @@ void bind_gemm_dtype(py::module_& m) {
           "W := alpha op(A) op(B) + beta W in place, computed on W packed (the first layer's SGD update).");
     m.def("gemm_rank1_gemv", &gemm_rank1_gemv_py<T>, py::arg("W").noconvert(), py::arg("u"), py::arg("v"),
           py::arg("x"), py::arg("alpha"), "W := W + alpha u v^T (in place), then return x W.");
+    m.def("gemm_dot_rank1", &gemm_dot_rank1_py<T>, py::arg("W").noconvert(), py::arg("u"), py::arg("v"),
+          py::arg("alpha"), "y := v W^T, then W := W + alpha u v^T (in place); returns y.");
     m.def("gemm", &gemm_py<T, false>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,
           py::arg("trans_b") = false, "op(A) @ op(B) with the fast GEMM.");
     m.def("gemm_reference", &gemm_py<T, true>, py::arg("A"), py::arg("B"), py::arg("trans_a") = false,

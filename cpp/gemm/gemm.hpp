@@ -59,6 +59,18 @@ template <class T>
 void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, size_t ldw, const T* x,
                      T* y, const Epilogue<T>* ep = nullptr);
 
+// Stochastic gradient descent's dA through a layer and that layer's weight
+// step, in one sweep over W (M x N, row stride ldw):
+//   y := v W^T   (v: 1 x N, y: 1 x M, the epilogue run on y),   then
+//   W[i, j] := W[i, j] + u[i] (alpha v[j])   (alpha v[j] rounded, then one FMA)
+// y has the bits of gemm(N, T, 1, M, N, 1, v, N, W, ldw, 0, y, M, ep). The
+// step rounds once where gemm(T, N, M, N, 1, alpha, u, M, v, N, 1, W, ldw)
+// rounds alpha (u v) + W three times; W is read once instead of twice. (N <
+// 2 or alpha = 0: those two calls.)
+template <class T>
+void gemm_dot_rank1(size_t M, size_t N, T alpha, const T* u, const T* v, T* W, size_t ldw, T* y,
+                    const Epilogue<T>* ep = nullptr);
+
 // The simple GEMM: the algorithmic reference the fast one is tested against,
 // same signature and contract (epilogue included), one thread.
 template <class T>

@@ -86,6 +86,16 @@ template <class T>
 using Rank1GemvKernel = void (*)(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw,
                                  const T* x, T* y);
 
+// A one-row product through W^T, then a rank-1 step of W, in one sweep over
+// W (m x n, row stride ldw): y[0:m] := v W^T (as small_nt with one row,
+// alpha = 1, beta = 0: the same bits), then W[i, j] := W[i, j] + u[i] *
+// (alpha * v[j]), alpha * v[j] rounded, then one FMA (one rounding of the
+// step where Rank1Kernel's formula, which must match the micro-kernel's,
+// has three, and one multiply an element instead of two): a stochastic
+// step's dA through a layer's W, and that W's step.
+template <class T>
+using DotRank1Kernel = void (*)(size_t m, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw, T* y);
+
 template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
@@ -100,6 +110,7 @@ struct KernelsFor {
     Rank1Kernel<T> rank1;
     SmallKKernel<T> small_k;
     Rank1GemvKernel<T> rank1_gemv;
+    DotRank1Kernel<T> dot_rank1;
     bool fused_relu;  // the micro-kernels take relu_bias / relu_mask (the ISA-flagged tables)
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs

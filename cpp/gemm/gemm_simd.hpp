@@ -556,10 +556,13 @@ void small_nn(size_t M, size_t n, size_t K, T alpha, const T* a, const T* B, siz
     }
 }
 
-// The k tail of a dot product a . b, added to the sum s of its vector part.
-template <class T>
+// The k tail of a dot product a . b, added to the sum s of its vector part:
+// one FMA a term (Ops::fma, as the vector lanes would add it; the compiler
+// contracted the plain s += a b to the same on the FMA tables), so that
+// tail_dots can add W tails at once in vector lanes with the same bits.
+template <class T, class Ops>
 inline T dot_tail(T s, size_t k_end, size_t K, const T* a, const T* b) {
-    for (size_t k = k_end; k < K; ++k) s += a[k] * b[k];
+    for (size_t k = k_end; k < K; ++k) s = Simd<T, Ops>::fma1(a[k], b[k], s);
     return s;
 }
 
@@ -573,7 +576,7 @@ inline T dot_finish(typename Ops::V acc, size_t k_end, size_t K, const T* a, con
     S::store(lanes, acc);
     T s = 0;
     for (size_t l = 0; l < S::W; ++l) s += lanes[l];
-    return dot_tail(s, k_end, K, a, b);
+    return dot_tail<T, Ops>(s, k_end, K, a, b);
 }
 
 // The lane sums of dot_finish for W accumulators at once, where the compiler
@@ -610,12 +613,25 @@ DNNFAST_KERNEL_INLINE void transpose_lanes(V* r) {
     if constexpr (Q > 1) transpose_lanes<V, W, Q / 2>(r);
 }
 template <class T, class Ops>
-DNNFAST_KERNEL_INLINE void lane_sums(typename Ops::V* acc, T* out) {
+DNNFAST_KERNEL_INLINE typename Ops::V lane_sums(typename Ops::V* acc) {
     using S = Simd<T, Ops>;
     transpose_lanes<typename Ops::V, S::W>(acc);
     typename Ops::V s = {};
     for (size_t l = 0; l < S::W; ++l) s = s + acc[l];
-    S::store(out, s);
+    return s;
+}
+// The k tails of W dot products at once: s holds their sums so far (lane
+// j: row j's), t the tails of the W rows of b (Ops::load_head, r < W values
+// from column k_end each), transposed here in registers so that t[k] holds
+// column k_end + k of the W rows; each is added as dot_tail adds it (one FMA
+// a term, in k order), so lane j gets row j's dot_tail bits. One row at a
+// time those were chains of r dependent scalar FMAs: 10 columns (the dA of
+// a 10-output layer) took about 3 cycles a term.
+template <class T, class Ops>
+DNNFAST_KERNEL_INLINE typename Ops::V tail_dots(typename Ops::V s, typename Ops::V* t, size_t r, const T* a) {
+    transpose_lanes<typename Ops::V, Simd<T, Ops>::W>(t);
+    for (size_t k = 0; k < r; ++k) s = Ops::fma(Ops::splat(a[k]), t[k], s);
+    return s;
 }
 #endif
 #endif
@@ -705,8 +721,13 @@ inline void dots_w(size_t K, const T* a, const T* b, size_t ldb, T* out) {
         const T* row = b + k;
         for (size_t j = 0; j < W; ++j, row += ldb) acc[j] = Ops::fma(av, S::load(row), acc[j]);
     }
-    lane_sums<T, Ops>(acc, out);
-    for (size_t j = 0; j < W; ++j) out[j] = dot_tail(out[j], k, K, a, b + j * ldb);
+    V s = lane_sums<T, Ops>(acc);
+    if (k < K) {
+        V t[W];
+        for (size_t j = 0; j < W; ++j) t[j] = Ops::load_head(b + j * ldb + k, K - k);
+        s = tail_dots<T, Ops>(s, t, K - k, a + k);
+    }
+    S::store(out, s);
 }
 #endif
 
@@ -888,6 +909,65 @@ void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, 
     }
 }
 
+// The one-row product through W^T and the step in one sweep (contract in
+// gemm_kernels.hpp): each vector of row i of W is loaded once, added into
+// the row's dot with v as small_nt_row adds it, and, still in a register,
+// stepped by one FMA, w + u_i (alpha v_j), and stored. The lanes are summed
+// as small_nt_row sums them (lane_sums and tail_dots, or dot_finish one row
+// at a time), the tail columns dotted with their old values.
+template <class T, class Ops>
+void dot_rank1_rows(size_t m, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw, T* y) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    const size_t nv = n / S::W * S::W;
+    const V valpha = Ops::splat(alpha);
+    size_t i = 0;
+#ifdef DNNFAST_VECTOR_LANE_SUMS
+    // W rows at a time, each vector of v loaded once for them.
+    constexpr size_t R = S::W;
+    const V svt = nv < n ? valpha * Ops::load_head(v + nv, n - nv) : V{};  // alpha v of the tail columns
+    for (; i + R <= m; i += R) {
+        V acc[R];
+        for (size_t r = 0; r < R; ++r) acc[r] = V{};
+        for (size_t j = 0; j < nv; j += S::W) {
+            const V vj = S::load(v + j);
+            T* w = W + i * ldw + j;
+            for (size_t r = 0; r < R; ++r, w += ldw) {
+                const V wj = S::load(w);
+                acc[r] = Ops::fma(vj, wj, acc[r]);
+                S::store(w, Ops::fma(Ops::splat(u[i + r]), valpha * vj, wj));
+            }
+        }
+        V s = lane_sums<T, Ops>(acc);
+        if (nv < n) {
+            // The tail columns: stepped from the old values kept in t, which
+            // tail_dots then adds. All R loads before the first store: a
+            // masked store spans a whole vector of addresses, which covers
+            // the next row's tail, and a load behind it waited for it (a 10-
+            // column W, 128 x 10 float32, less the binding: 1.1 -> 0.25 us).
+            V t[R];
+            for (size_t r = 0; r < R; ++r) t[r] = Ops::load_head(W + (i + r) * ldw + nv, n - nv);
+            for (size_t r = 0; r < R; ++r)
+                Ops::store_head(W + (i + r) * ldw + nv, Ops::fma(Ops::splat(u[i + r]), svt, t[r]), n - nv);
+            s = tail_dots<T, Ops>(s, t, n - nv, v + nv);
+        }
+        S::store(y + i, s);
+    }
+#endif
+    for (; i < m; ++i) {
+        T* w = W + i * ldw;
+        const V ui = Ops::splat(u[i]);
+        V acc = V{};
+        for (size_t j = 0; j < nv; j += S::W) {
+            const V vj = S::load(v + j), wj = S::load(w + j);
+            acc = Ops::fma(vj, wj, acc);
+            S::store(w + j, Ops::fma(ui, valpha * vj, wj));
+        }
+        y[i] = dot_finish<T, Ops>(acc, nv, n, v, w);
+        for (size_t j = nv; j < n; ++j) w[j] = S::fma1(u[i], alpha * v[j], w[j]);
+    }
+}
+
 // constexpr: a table is constant-initialised data, so no code of the
 // including file runs when the module is loaded.
 template <class T, class Ops, int MR, int NV>
@@ -910,6 +990,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.rank1 = &rank1_rows<T, Ops>;
     k.small_k = &small_k_rows<T, Ops>;
     k.rank1_gemv = &rank1_gemv_rows<T, Ops>;
+    k.dot_rank1 = &dot_rank1_rows<T, Ops>;
     k.fused_relu = kFusedStores;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;

@@ -300,6 +300,27 @@ void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, 
     });
 }
 
+template <class T>
+void gemm_dot_rank1(size_t M, size_t N, T alpha, const T* u, const T* v, T* W, size_t ldw, T* y,
+                    const Epilogue<T>* ep) {
+    if (M == 0) return;
+    if (ep && !ep->fn) ep = nullptr;
+    // One column (the product's K = 1 takes the rank-1 path), or no step:
+    // through the two calls it stands for.
+    if (N < 2 || alpha == T(0)) {
+        gemm<T>(Trans::N, Trans::T, 1, M, N, T(1), v, N, W, ldw, T(0), y, M, ep);
+        gemm<T>(Trans::T, Trans::N, M, N, 1, alpha, u, M, v, N, T(1), W, ldw);
+        return;
+    }
+    const KernelsFor<T>& kr = active_kernels().get<T>();
+    // Each row's dot is whole on one thread, so any split gives the same
+    // bits; the row blocks of the rank-1 update keep each core on its rows.
+    for_row_blocks(M, row_blocks(M, N), double(M) * double(N), [&](size_t, size_t i0, size_t i1) {
+        kr.dot_rank1(i1 - i0, N, alpha, u + i0, v, W + i0 * ldw, ldw, y + i0);
+    });
+    if (ep) ep->fn(ep->ctx, y, M, 0, 0, 1, M);
+}
+
 #define DNNFAST_SMALL_INSTANTIATE(T)                                                              \
     template void gemm_small_m<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, size_t, T,   \
                                   const T*, size_t, const T*, size_t, T, T*, size_t,              \
@@ -313,7 +334,8 @@ void gemm_rank1_gemv(size_t K, size_t N, T alpha, const T* u, const T* v, T* W, 
     template void gemm_rank1<T>(const KernelsFor<T>&, Trans, Trans, size_t, size_t, T, const T*, size_t, const T*,       \
                                 size_t, T, T*, size_t, const Epilogue<T>*);                                            \
     template void gemm_rank1_gemv<T>(size_t, size_t, T, const T*, const T*, T*, size_t, const T*, T*,                   \
-                                     const Epilogue<T>*);
+                                     const Epilogue<T>*);                                                               \
+    template void gemm_dot_rank1<T>(size_t, size_t, T, const T*, const T*, T*, size_t, T*, const Epilogue<T>*);
 DNNFAST_SMALL_INSTANTIATE(float)
 DNNFAST_SMALL_INSTANTIATE(double)
 

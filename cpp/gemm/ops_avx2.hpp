@@ -25,6 +25,11 @@ struct OpsF {
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(r)), lane));
     }
+    // Lanes [0, r) to p; nothing past p + r is written (r < 8).
+    static void store_head(float* p, V v, size_t r) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(r)), lane), v);
+    }
 };
 struct OpsD {
     typedef double V __attribute__((vector_size(32)));
@@ -34,6 +39,10 @@ struct OpsD {
     static V load_head(const double* p, size_t r) {
         const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
         return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(r)), lane));
+    }
+    static void store_head(double* p, V v, size_t r) {
+        const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(r)), lane), v);
     }
 };
 

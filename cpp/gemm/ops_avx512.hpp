@@ -41,6 +41,8 @@ struct OpsF {
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     // Lanes [0, r) from p, the rest zero; nothing past p + r is read (r < 16).
     static V load_head(const float* p, size_t r) { return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p); }
+    // Lanes [0, r) to p; nothing past p + r is written (r < 16).
+    static void store_head(float* p, V v, size_t r) { _mm512_mask_storeu_ps(p, __mmask16((1u << r) - 1), v); }
 };
 struct OpsD {
     using Half = OpsHalfD;
@@ -49,6 +51,7 @@ struct OpsD {
     static V splat(double s) { return _mm512_set1_pd(s); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
     static V load_head(const double* p, size_t r) { return _mm512_maskz_loadu_pd(__mmask8((1u << r) - 1), p); }
+    static void store_head(double* p, V v, size_t r) { _mm512_mask_storeu_pd(p, __mmask8((1u << r) - 1), v); }
 };
 
 }  // namespace

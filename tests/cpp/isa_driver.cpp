@@ -91,6 +91,17 @@ void gemm_all(std::mt19937& rng) {
     check(std::memcmp(W.data(), W2.data(), W.size() * sizeof(T)) == 0 &&
               std::memcmp(y.data(), y2.data(), y.size() * sizeof(T)) == 0,
           "gemm_rank1_gemv differs from the two gemm calls it fuses");
+
+    // The fused product through W^T + step: y bit for bit the one-row
+    // product, W the step within an ulp or two of the rank-1 update's.
+    std::vector<T> W3 = W, W4 = W, yt(K), yt2(K);
+    gemm_dot_rank1<T>(K, N, T(-0.1), u.data(), v.data(), W3.data(), N, yt.data());
+    gemm<T>(Trans::N, Trans::T, 1, K, N, T(1), v.data(), N, W4.data(), N, T(0), yt2.data(), K);
+    gemm<T>(Trans::T, Trans::N, K, N, 1, T(-0.1), u.data(), K, v.data(), N, T(1), W4.data(), N);
+    double werr = 0;
+    for (size_t i = 0; i < W3.size(); ++i) werr = std::fmax(werr, std::fabs(double(W3[i]) - double(W4[i])));
+    check(std::memcmp(yt.data(), yt2.data(), yt.size() * sizeof(T)) == 0 && werr <= 8 * double(rtol<T>()),
+          "gemm_dot_rank1 differs from the product and step it fuses");
 }
 
 template <class T>
