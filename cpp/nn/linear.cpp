@@ -1,6 +1,7 @@
 #include "nn/linear.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "nn/vmath.hpp"
 #include "threads.hpp"
@@ -123,6 +124,17 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
     gemm<T>(Trans::N, Trans::T, n, m_in, m_out, T(1), dZ, m_out, W, m_out, T(0), D, m_in, &ep);
 }
 
+template <class T>
+void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev, const T* A_prev, size_t m_in,
+                                        size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step,
+                                        const T* u) {
+    if (act_prev == Act::softmax || act_prev == Act::prelu)
+        throw std::logic_error("dense_backward_input_row_then_step: softmax and prelu take the separate calls");
+    BackwardEpilogue<T> ctx{act_prev, Z_prev, A_prev, alpha, alpha_stride, m_in};
+    const Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx, nullptr, nullptr};
+    gemm_dot_rank1<T>(m_in, m_out, step, u, dZ, W, m_out, D, &ep);
+}
+
 #define DNNFAST_INSTANTIATE_LINEAR(T)                                                                        \
     template void linear_forward<T>(T*, const T*, const T*, const T*, size_t, size_t, size_t);             \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, size_t, size_t, size_t);    \
@@ -134,6 +146,8 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
                                                   const T*, size_t, T, const T*, const T*);                 \
     template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \
                                           size_t, Act, const T*, size_t);                                   \
+    template void dense_backward_input_row_then_step<T>(T*, const T*, T*, const T*, const T*, size_t, size_t, \
+                                                        Act, const T*, size_t, T, const T*);                \
     template void column_sums<T>(const T*, T*, size_t, size_t);
 DNNFAST_INSTANTIATE_LINEAR(float)
 DNNFAST_INSTANTIATE_LINEAR(double)

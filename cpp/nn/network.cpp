@@ -249,12 +249,23 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         // 6.6% -> 5.8% of the core's samples in its epoch loop). Not while
         // updating W in place, where dA must come first.
         const bool dz_over_a = l > 0 && !update && s.m_out == 1 && layers_[l - 1].act == Act::relu;
+        // One row's step on a layer above the first: dA through W and W's
+        // step in one sweep over W (gemm_dot_rank1: dA's bits, the step
+        // one FMA an element). W2 (784-256-128-10 float32, batch size 1,
+        // Zen 4, one thread, processes alternating): 58.3k -> 68.1k
+        // samples/s, with the 10-output layer's dot tails in vector lanes.
+        const bool dz_then_step = update && n == 1 && l > 0 && P_sgd == P && s.m_out > 1 &&
+                                  layers_[l - 1].act != Act::softmax && layers_[l - 1].act != Act::prelu;
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
         // prelu keeps dA to form its alpha gradient first.
         if (l > 0 && !dz_over_a) {
             const LayerSpec& p = layers_[l - 1];
             const T* zp = pre_activation(ws_, l - 1);
-            if (p.act == Act::prelu) {
+            if (dz_then_step) {
+                dense_backward_input_row_then_step<T>(spare, dZ, P_sgd + s.w_off, zp, a_prev, s.m_in, s.m_out, p.act,
+                                                      layer_alpha(P, l - 1), layer_alpha_stride(l - 1), -sgd_lr,
+                                                      a_prev);
+            } else if (p.act == Act::prelu) {
                 gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0),
                         spare, s.m_in);
                 prelu_alpha_backward<T>(zp, spare, G + p.alpha_off, n, p.m_out);
@@ -278,6 +289,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             std::memcpy(ws_.step_u.data(), a_prev, s.m_in * sizeof(T));
             std::memcpy(ws_.step_v.data(), dZ, s.m_out * sizeof(T));
             ws_.step_pending = true;
+        } else if (dz_then_step) {
+            // (W stepped above, with dA)
         } else if (update && l == 0 && ws_.w0_packed)
             gemm_into_packed<T>(Trans::T, Trans::N, n, -sgd_lr, a_prev, s.m_in, dZ, s.m_out, T(1), ws_.W0);
         else if (update)
