@@ -198,11 +198,12 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
 // weight gradient is never written out and read back, which at batch size 1
 // is most of the memory traffic. G then only holds the small vectors (db,
 // prelu's dalpha) on their way into P. Each layer's dA is formed from its W
-// before that W is updated. With defer_first (one row), the first layer's
-// step is left pending in ws_.step_u / step_v for train_epoch to make.
+// before that W is updated. With first_dz (one row), the first layer's
+// step is left to the caller: its dZ is copied to first_dz, and its u is the
+// row x itself.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
-                                  T* P_sgd, T sgd_lr, bool defer_first, size_t x_ld) {
+                                  T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld) {
     const size_t L = layers_.size();
     const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
@@ -285,10 +286,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                     s.m_out);
             continue;  // (the first layer: no dZ below it)
         }
-        if (update && l == 0 && defer_first && n == 1) {
-            std::memcpy(ws_.step_u.data(), a_prev, s.m_in * sizeof(T));
-            std::memcpy(ws_.step_v.data(), dZ, s.m_out * sizeof(T));
-            ws_.step_pending = true;
+        if (update && l == 0 && first_dz && n == 1) {
+            std::memcpy(first_dz, dZ, s.m_out * sizeof(T));
         } else if (dz_then_step) {
             // (W stepped above, with dA)
         } else if (update && l == 0 && ws_.w0_packed)
@@ -488,9 +487,14 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         const double denom = row_weight_sum(wb, n);
         double c, pen = 0;
         if (sgd_in_place) {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, fuse_first);
+            const bool defer = fuse_first && n == 1;  // the step made with the next row's forward pass
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, defer ? ws_.step_v.data() : nullptr);
+            if (defer) {
+                std::memcpy(ws_.step_u.data(), Xb, first.m_in * sizeof(T));
+                ws_.step_pending = true;
+            }
         } else {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0), false, x_ld);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0), nullptr, x_ld);
             pen = l2_penalty_and_grad(P, opt, denom, ws_.G.data());
             optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t);
         }
@@ -557,9 +561,7 @@ void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const in
                 activation_forward<T>(f.act, z, ws_.A[0].data(), 1, m1, layer_alpha(P, 0), layer_alpha_stride(0));
             forward_batch(ws_, P, x, 1, 1);
             const double c = backward_batch(P, x, Y + size_t(idx[j]) * m_y_, wb, 1, row_weight_sum(wb, 1),
-                                            ws_.G.data(), P, lr, true);
-            std::memcpy(dzw + j * m1, ws_.step_v.data(), m1 * sizeof(T));  // (backward left x, dz there)
-            ws_.step_pending = false;
+                                            ws_.G.data(), P, lr, dzw + j * m1);
             ++done;
             res.cost_sum += c;
             res.updates += 1;

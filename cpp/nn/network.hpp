@@ -104,7 +104,7 @@ private:
     // the gradient, the gathered batch rows (up to `train_rows`), and, for
     // stochastic SGD, the first layer's step W -= lr u v^T (u = the row, v =
     // its dZ), which waits for the next row's forward pass to be made in the
-    // same sweep over W (train_epoch, backward_batch with defer_first).
+    // same sweep over W (train_epoch, backward_batch with first_dz).
     struct Workspace {
         size_t rows = 0, train_rows = 0;
         std::vector<std::vector<T>> Z, A;
@@ -126,7 +126,7 @@ private:
     const T* output(const Workspace& ws) const;
     T* pre_activation(Workspace& ws, size_t l) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
-                          T sgd_lr, bool defer_first = false, size_t x_ld = 0);
+                          T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0);
     bool bias_by_product(size_t n) const;
     void train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, T lr,
                       EpochResult& res);
