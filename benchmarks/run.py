@@ -208,7 +208,6 @@ def fmt_cores(c):
     return "n/a" if c is None else f"{c:.2f}"
 
 
-
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):

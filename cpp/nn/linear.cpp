@@ -126,13 +126,12 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
 
 template <class T>
 void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev, const T* A_prev, size_t m_in,
-                                        size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step,
-                                        const T* u) {
+                                        size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step) {
     if (act_prev == Act::softmax || act_prev == Act::prelu)
         throw std::logic_error("dense_backward_input_row_then_step: softmax and prelu take the separate calls");
     BackwardEpilogue<T> ctx{act_prev, Z_prev, A_prev, alpha, alpha_stride, m_in};
     const Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx, nullptr, nullptr};
-    gemm_dot_rank1<T>(m_in, m_out, step, u, dZ, W, m_out, D, &ep);
+    gemm_dot_rank1<T>(m_in, m_out, step, A_prev, dZ, W, m_out, D, &ep);
 }
 
 #define DNNFAST_INSTANTIATE_LINEAR(T)                                                                        \
@@ -147,7 +146,7 @@ void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev
     template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \
                                           size_t, Act, const T*, size_t);                                   \
     template void dense_backward_input_row_then_step<T>(T*, const T*, T*, const T*, const T*, size_t, size_t, \
-                                                        Act, const T*, size_t, T, const T*);                \
+                                                        Act, const T*, size_t, T);                          \
     template void column_sums<T>(const T*, T*, size_t, size_t);
 DNNFAST_INSTANTIATE_LINEAR(float)
 DNNFAST_INSTANTIATE_LINEAR(double)

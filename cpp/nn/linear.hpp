@@ -52,13 +52,12 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
                           size_t m_in, size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride);
 
 // dense_backward_input of one row (n = 1), then W's stochastic step
-// W := W + u (step dZ)^T (u: the layer's input row), both in one sweep over
-// W (gemm_dot_rank1: D has dense_backward_input's bits, the step one
-// rounding). Not for act_prev softmax or prelu.
+// W := W + A_prev (step dZ)^T (A_prev: the layer's input row), both in one
+// sweep over W (gemm_dot_rank1: D has dense_backward_input's bits, the step
+// one rounding). Not for act_prev softmax or prelu.
 template <class T>
 void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev, const T* A_prev, size_t m_in,
-                                        size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step,
-                                        const T* u);
+                                        size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step);
 
 // out[j] = sum_i X[i, j], rows summed in order whatever the thread count.
 template <class T>

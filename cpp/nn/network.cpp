@@ -264,8 +264,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             const T* zp = pre_activation(ws_, l - 1);
             if (dz_then_step) {
                 dense_backward_input_row_then_step<T>(spare, dZ, P_sgd + s.w_off, zp, a_prev, s.m_in, s.m_out, p.act,
-                                                      layer_alpha(P, l - 1), layer_alpha_stride(l - 1), -sgd_lr,
-                                                      a_prev);
+                                                      layer_alpha(P, l - 1), layer_alpha_stride(l - 1), -sgd_lr);
             } else if (p.act == Act::prelu) {
                 gemm<T>(Trans::N, Trans::T, n, s.m_in, s.m_out, T(1), dZ, s.m_out, P + s.w_off, s.m_out, T(0),
                         spare, s.m_in);
