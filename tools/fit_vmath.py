@@ -96,4 +96,20 @@ def fit_atan64():
             return
 
 
+def exp2_tables():
+    """kExp2J16 / kExp2J16Lo: 2^(j/16) = hi + lo, hi correctly rounded to
+    the dtype, lo the rest rounded (exp's table reduction)."""
+    for dt, np_t in (('f', np.float32), ('d', np.float64)):
+        hi, lo = [], []
+        for j in range(16):
+            v = D(2) ** (D(j) / 16)
+            h = np_t(float(v))  # float() rounds the 60 digits once; float32 may round twice:
+            h = min((np.nextafter(h, np_t(0)), h, np.nextafter(h, np_t(2))), key=lambda c: abs(D(float(c)) - v))
+            hi.append(float(h).hex())
+            lo.append(float(np_t(float(v - D(float(h))))).hex())
+        print(dt, "exp2 hi", hi)
+        print(dt, "exp2 lo", lo)
+
+
+exp2_tables()
 fit_atan64()

@@ -30,6 +30,14 @@ struct OpsF {
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(r)), lane), v);
     }
+    // t[j] in each lane, j in [0, 16) (vmath_impl.hpp's exp): each half of
+    // the table permuted, then bit 3 of j (moved to the sign bit) picks.
+    static V lookup16(const float* t, VI j) {
+        const __m256i i = (__m256i)j;
+        const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), i);
+        const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t + 8), i);
+        return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
+    }
 };
 struct OpsD {
     typedef double V __attribute__((vector_size(32)));
@@ -44,6 +52,8 @@ struct OpsD {
         const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
         _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(r)), lane), v);
     }
+    // t[j], j in [0, 16).
+    static V lookup16(const double* t, VI j) { return _mm256_i64gather_pd(t, (__m256i)j, 8); }
 };
 
 }  // namespace

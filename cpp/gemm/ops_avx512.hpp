@@ -43,6 +43,8 @@ struct OpsF {
     static V load_head(const float* p, size_t r) { return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p); }
     // Lanes [0, r) to p; nothing past p + r is written (r < 16).
     static void store_head(float* p, V v, size_t r) { _mm512_mask_storeu_ps(p, __mmask16((1u << r) - 1), v); }
+    // t[j] in each lane, j in [0, 16) (vmath_impl.hpp's exp): one register.
+    static V lookup16(const float* t, VI j) { return _mm512_permutexvar_ps((__m512i)j, _mm512_loadu_ps(t)); }
 };
 struct OpsD {
     using Half = OpsHalfD;
@@ -52,6 +54,10 @@ struct OpsD {
     static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
     static V load_head(const double* p, size_t r) { return _mm512_maskz_loadu_pd(__mmask8((1u << r) - 1), p); }
     static void store_head(double* p, V v, size_t r) { _mm512_mask_storeu_pd(p, __mmask8((1u << r) - 1), v); }
+    // t[j], j in [0, 16): a permute of two registers.
+    static V lookup16(const double* t, VI j) {
+        return _mm512_permutex2var_pd(_mm512_loadu_pd(t), (__m512i)j, _mm512_loadu_pd(t + 8));
+    }
 };
 
 }  // namespace

@@ -29,6 +29,12 @@ struct OpsGeneric {
         for (size_t l = 0; l < r; ++l) v[l] = p[l];
         return v;
     }
+    // t[j] in each lane, j in [0, 16) (vmath_impl.hpp's exp).
+    static V lookup16(const T* t, VI j) {
+        V v;
+        for (size_t l = 0; l < Bytes / sizeof(T); ++l) v[l] = t[j[l]];
+        return v;
+    }
 };
 
 }  // namespace

@@ -6,12 +6,19 @@
 // the tables are constant-initialised.
 //
 // Algorithms (own derivations; coefficients fitted by tools/fit_vmath.py):
-//  exp/expm1: n = round(x / ln 2) by the 1.5*2^p "magic" add, r = x - n ln2
-//    with ln 2 split Cody-Waite style (hi has so few bits that n*hi is exact),
-//    expm1(r) = r + r^2 P(r) on |r| <= 0.35, exp = (1 + expm1(r)) 2^n1 2^n2
-//    (two scalings, so denormal results round once and overflow gives inf),
+//  expm1 (tanh, elu): n = round(x / ln 2) by the 1.5*2^p "magic" add,
+//    r = x - n ln2 with ln 2 split Cody-Waite style (hi has so few bits that
+//    n*hi is exact), expm1(r) = r + r^2 P(r) on |r| <= 0.35,
 //    expm1(x) = 2^n expm1(r) + (2^n - 1) (exact scaling, one rounding).
 //    float32: P minimax degree 5; float64: Taylor to r^13.
+//  exp (sigmoid, softplus, softmax): the same reduction by ln2/16, x =
+//    (16 m + j) ln2/16 + r, |r| <= ln2/32, so P needs half the terms
+//    (float32 Taylor to r^3, float64 to r^7); exp = (T_j + (T_j expm1(r) +
+//    t_j)) 2^m1 2^m2, where 2^(j/16) = T_j + t_j (hi and lo tables, looked up
+//    per lane by Ops::lookup16), so only the last addition rounds at the
+//    result's scale; two scalings, so denormal results round once and
+//    overflow gives inf. expm1 keeps the coarse reduction: 2^(j/16) - 1
+//    would cancel against T_j's rounding near 0.
 //  log: x = 2^k m, m in [sqrt(1/2), sqrt(2)), s = (m-1)/(m+1),
 //    log m = 2s + s w R(w), w = s^2; log x = k ln2_hi + (log m + k ln2_lo).
 //    float32: R minimax degree 2; float64: Taylor (10 terms).
@@ -67,6 +74,19 @@ struct VConst<float> {
     static constexpr float kExpm1Lo = -87.0f;  // expm1 is -1 below; 2^n stays normal
     static constexpr float kExpm1Hi = 88.0f;
     static constexpr float kTanhCut = 9.5f;  // tanh rounds to 1 beyond 9.01
+    // exp's reduction by ln2/16: n < 2^12 in magnitude, so hi has 12 bits.
+    static constexpr float kLog2e16 = 23.083120654223414f;
+    static constexpr float kLn2Hi16 = 0.0433197021484375f;  // 2839 / 2^16
+    static constexpr float kLn2Lo16 = 1.996636559080389e-06f;
+    static constexpr float kExpP16[] = {0.5f, 0.16666666666666666f};
+    alignas(64) static constexpr float kExp2J16[16] = {
+        0x1p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
+        0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+        0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+    alignas(64) static constexpr float kExp2J16Lo[16] = {  // 2^(j/16) - kExp2J16[j], rounded
+        0x0p+0f, 0x1.9f3122p-25f, -0x1.c15742p-27f, 0x1.ceac48p-25f, 0x1.4636e2p-25f, 0x1.824684p-25f,
+        -0x1.593abcp-25f, -0x1.5bd5ecp-27f, 0x1.9fcef4p-26f, -0x1.829fd0p-25f, 0x1.15506ep-27f, 0x1.51f848p-27f,
+        -0x1.a94b14p-26f, -0x1.3d56b2p-27f, -0x1.822dbcp-27f, 0x1.52486cp-27f};
     static constexpr float kPio2Hi = 1.5707963705062866f, kPio2Lo = -4.371138828673793e-08f;
     static constexpr float kPio4Hi = 0.7853981852531433f, kPio4Lo = -2.1855694143368964e-08f;
     // expm1(r) = r + r^2 P(r), minimax for relative error on |r| <= 0.35.
@@ -99,6 +119,23 @@ struct VConst<double> {
     static constexpr double kExpm1Lo = -708.0;
     static constexpr double kExpm1Hi = 709.0;
     static constexpr double kTanhCut = 19.5;  // tanh rounds to 1 beyond 19.06
+    // exp's reduction by ln2/16 (n < 2^15 in magnitude: n hi exact).
+    static constexpr double kLog2e16 = 23.083120654223414;
+    static constexpr double kLn2Hi16 = kLn2Hi / 16;  // exact: a power of two
+    static constexpr double kLn2Lo16 = kLn2Lo / 16;
+    // Taylor: truncation below 1.3e-18 relative on |r| <= ln2/32.
+    static constexpr double kExpP16[] = {1 / fact(2), 1 / fact(3), 1 / fact(4),
+                                         1 / fact(5), 1 / fact(6), 1 / fact(7)};
+    alignas(64) static constexpr double kExp2J16[16] = {
+        0x1p+0,           0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
+        0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
+        0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+        0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0};
+    alignas(64) static constexpr double kExp2J16Lo[16] = {
+        0x0p+0, 0x1.8a62e4adc610bp-54, -0x1.19041b9d78a76p-55, 0x1.9b07eb6c70573p-54,
+        0x1.6f46ad23182e4p-55, 0x1.ada0911f09ebcp-55, 0x1.d4397afec42e2p-56, 0x1.6324c054647adp-54,
+        -0x1.bdd3413b26456p-54, -0x1.41577ee04992fp-55, 0x1.6e9f156864b27p-54, 0x1.c7c46b071f2bep-56,
+        0x1.7a1cd345dcc81p-54, 0x1.11065895048ddp-55, 0x1.2ed02d75b3707p-55, -0x1.e9c23179c2893p-54};
     static constexpr double kPio2Hi = 1.5707963267948966, kPio2Lo = 6.123233995736766e-17;
     static constexpr double kPio4Hi = 0.7853981633974483, kPio4Lo = 3.061616997868383e-17;
     // Taylor: truncation below 2e-17 relative on |r| <= 0.35.
@@ -173,10 +210,16 @@ struct VMath {
     DNNFAST_VINLINE static V exp(V x) {
         x = clamp_lo(x, C::kExpLo);
         if constexpr (!NonPositive) x = clamp_hi(x, C::kExpHi);
-        VI n;
-        const V p = sp(T(1)) + reduce_expm1(x, n);
-        const VI n1 = n >> 1;
-        return (p * pow2(n1)) * pow2(n - n1);
+        const V k = x * sp(C::kLog2e16) + sp(C::kMagic);
+        const V nf = k - sp(C::kMagic);
+        const VI n = bits(k) - bits(sp(C::kMagic));  // n = 16 m + j, 0 <= j < 16
+        const V r = (x - nf * sp(C::kLn2Hi16)) - nf * sp(C::kLn2Lo16);
+        const V em = r + (r * r) * horner(r, C::kExpP16);
+        const VI j = n & spi(15);
+        const V t = Ops::lookup16(C::kExp2J16, j);  // 2^(j/16) = t + tl, tl below half an ulp of t
+        const V p = t + (t * em + Ops::lookup16(C::kExp2J16Lo, j));
+        const VI m = n >> 4, m1 = m >> 1;
+        return (p * pow2(m1)) * pow2(m - m1);
     }
     template <bool InRange = false>
     DNNFAST_VINLINE static V expm1(V x) {
