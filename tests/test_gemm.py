@@ -75,6 +75,24 @@ def test_fast_matches_reference(kernel, M, N, K, ta, tb, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("M", [20, 64, 130, 200])
+def test_a_column_does_not_depend_on_the_product_width(kernel, M, ta, dtype):
+    """C[:, :N] of op(A) B[:, :N] has the bits of the same columns of the
+    wider product, whichever way the narrow one runs: full tiles, column
+    edges of one vector, of one and a half (float64 9-12 columns and float32
+    17-24 on AVX-512, on half-width vectors), or swapped (C^T)."""
+    K = 100
+    rng = np.random.default_rng(M)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((K, 48)).astype(dtype)
+    wide = _core.gemm(A, B, ta, False)
+    for N in list(range(7, 26)) + [33, 40]:
+        C = _core.gemm(A, np.ascontiguousarray(B[:, :N]), ta, False)
+        np.testing.assert_array_equal(C, wide[:, :N], err_msg=f"N = {N}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_numpy_large(dtype):
     A, B = operands(300, 520, 700, False, False, dtype)
     assert_close(_core.gemm(A, B), (A.astype(np.float64) @ B).astype(dtype), bound(A, B, False, False), dtype)

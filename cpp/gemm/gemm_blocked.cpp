@@ -245,10 +245,16 @@ bool reads_a_in_place(const KernelsFor<T>& kr, size_t N) {
 
 // Kernel work per k of an M x N C, in element multiply-adds: the micro-tile
 // runs a short row edge with exactly its rows (m < MR), and a column edge
-// one vector wide when it fits in one (micro_tile), else NR wide.
-double kernel_work(size_t M, size_t N, size_t nr, size_t lanes) {
+// one vector wide when it fits in one (micro_tile), one and a half wide when
+// it fits there and the table has half-width vectors (micro_tile_half_last),
+// else NR wide.
+double kernel_work(size_t M, size_t N, size_t nr, size_t lanes, bool half_edge) {
     const size_t edge = N % nr;
-    const size_t cols = N / nr * nr + (edge == 0 ? 0 : edge <= lanes ? lanes : nr);
+    const size_t cols = N / nr * nr +
+                        (edge == 0                                   ? 0
+                         : edge <= lanes                             ? lanes
+                         : half_edge && edge <= lanes + lanes / 2 ? lanes + lanes / 2
+                                                                     : nr);
     return double(M) * double(cols);
 }
 
@@ -267,11 +273,23 @@ constexpr double kTransposeCopyWork = 2.0;
 // poorly, while its N rows make exact micro-tiles in the swapped problem.
 // With op(A) = A the swapped B operand is A read across its rows, packed by
 // a transposing copy, whose cost is counted; op(A) = A^T packs by rows.
-bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes) {
+//
+// The unswapped problem's edge of one and a half vectors is counted as such
+// only where the swapped one would pay the transposing copy, and from
+// kHalfEdgeMinRows rows. Measured (Zen 4, AVX-512, one thread, K = 100,
+// best of 2 x 9 loops through the binding, against choosing by the full
+// vector's cost): op(A) = A, N in 9..12 float64 / 17..24 float32: 200 and
+// 500 rows 1.09-1.28x faster (200 x 100 x 10 float64 12.9 -> 11.2 us), 64
+// rows 0.95-1.12x, 32 rows 0.86-1.05x; op(A) = A^T, where the swapped B
+// packs by rows: 0.76-1.05x, so not there.
+constexpr size_t kHalfEdgeMinRows = 128;
+
+bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes, bool half_edge) {
     if (N >= 4 * nr) return false;
-    double swapped = kernel_work(N, M, nr, lanes);
+    double swapped = kernel_work(N, M, nr, lanes, half_edge);
     if (ta == Trans::N) swapped += kTransposeCopyWork * double(M);
-    return swapped * 1.15 < kernel_work(M, N, nr, lanes);
+    const bool half_here = half_edge && ta == Trans::N && M >= kHalfEdgeMinRows;
+    return swapped * 1.15 < kernel_work(M, N, nr, lanes, half_here);
 }
 
 }  // namespace
@@ -291,7 +309,7 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     // 1024 1.23x faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
     size_t rsc = ldc, csc = 1;
     Operands<T> io;
-    if (swaps(ta, M, N, kr.nr, kr.lanes)) {
+    if (swaps(ta, M, N, kr.nr, kr.lanes, kr.half_edge)) {
         std::swap(M, N);
         std::swap(A, B);
         std::swap(lda, ldb);

@@ -100,6 +100,7 @@ template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
     size_t lanes;       // of one vector: a column edge of at most this many runs one vector wide
+    bool half_edge;     // an edge of lanes + lanes / 2 runs one vector and a half-width one wide
     size_t mc, kc, nc;  // cache blocking: A block MC x KC in L2, B micro-panel KC x NR in L1, B panel KC x NC in L3
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;

@@ -188,6 +188,104 @@ struct StridedA {
     void next() { p += ks; }
 };
 
+// A tile's column edge or transposed C (micro_tile's accumulators, alpha
+// already applied): through a scratch tile, then the m x n part copied. C
+// is read only for beta != 0 (update_row does not read the tile
+// otherwise); the copies run along C's contiguous direction: rows of a
+// column edge, columns of a transposed (swapped) C. The bias of a column
+// edge is copied into a full-width row (nothing past rb + n is read); the
+// mask is applied as the m x n part is copied out.
+template <class T, class Ops, int NV, int MC>
+DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&acc)[MC][NV], T alpha, T beta, T* c,
+                                                      size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
+                                                      const T* rm) {
+    constexpr size_t NR = NV * Simd<T, Ops>::W;
+    if constexpr (!kFusedStores) rb = rm = nullptr;
+    alignas(64) T rb_edge[NR] = {};
+    if (rb) {
+        for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
+        rb = rb_edge;
+    }
+    alignas(64) T tile[MC * NR];
+    if (beta != T(0)) {
+        if (csc == 1)
+            for (size_t i = 0; i < m; ++i)
+                for (size_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rsc + j];
+        else
+            for (size_t j = 0; j < n; ++j)
+                for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < MC; ++i) update_row<T, Ops, NV, false>(tile + i * NR, acc[i], alpha, beta, rb);
+    if (rm)
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = relu_masked(tile[i * NR + j], rm[i * rsc + j]);
+    else if (csc == 1)
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
+    else
+        for (size_t j = 0; j < n; ++j)
+            for (size_t i = 0; i < m; ++i) c[i * rsc + j * csc] = tile[i * NR + j];
+}
+
+// A packed tile whose columns fill one vector and at most half of a second
+// (the 10 outputs of a classifier in float64 AVX-512: 8 + 2 of 16): the
+// second vector's accumulators on Ops::Half. On the Zen 4 a 512-bit FMA
+// takes both 256-bit pipes, so a row's k step costs 1.5 FMA cycles instead
+// of 2. Each element gets the same FMA chain as in the full tile, so the
+// same bits; the tile is stored through the scratch path as a two-vector
+// tile whose second vector has zero upper lanes.
+template <class T, class Ops, int MC, class AR, int NVB>
+void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
+                          size_t m, size_t n, const T* rb, const T* rm) {
+    if constexpr (MC > 1) {
+        if (m < size_t(MC)) {
+            micro_tile_half_last<T, Ops, MC - 1, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            return;
+        }
+    }
+    using H = typename HalfOps<Ops>::type;
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    using VH = typename H::V;
+    constexpr size_t NRB = NVB * S::W;
+    if (csc == 1) {
+        for (size_t i = 0; i < m; ++i) {
+            __builtin_prefetch(c + i * rsc, 1, 3);
+            __builtin_prefetch(c + i * rsc + n - 1, 1, 3);
+        }
+    }
+    V acc[MC];
+    VH acch[MC];
+#pragma GCC unroll 32
+    for (int i = 0; i < MC; ++i) {
+        acc[i] = V{};
+        acch[i] = VH{};
+    }
+#pragma GCC unroll 4
+    for (size_t k = 0; k < kc; ++k) {
+        const V b0 = S::load_aligned(bp);
+        const VH b1 = Simd<T, H>::load_aligned(bp + S::W);
+#pragma GCC unroll 32
+        for (int i = 0; i < MC; ++i) {
+            const T ai = a.at(i);
+            acc[i] = Ops::fma(Ops::splat(ai), b0, acc[i]);
+            acch[i] = H::fma(H::splat(ai), b1, acch[i]);
+        }
+        a.next();
+        bp += NRB;
+    }
+    V out[MC][2];
+#pragma GCC unroll 32
+    for (int i = 0; i < MC; ++i) {
+        out[i][0] = alpha != T(1) ? Ops::splat(alpha) * acc[i] : acc[i];
+        const VH h = alpha != T(1) ? H::splat(alpha) * acch[i] : acch[i];
+        out[i][1] = V{};
+        std::memcpy(&out[i][1], &h, sizeof h);
+    }
+    store_tile_through_scratch<T, Ops, 2, MC>(out, alpha, beta, c, rsc, csc, m, n, rb, rm);
+}
+
 // The micro-kernel: see MicroKernel / MicroKernelA in gemm_kernels.hpp for the
 // contract. MR rows x NV vectors of accumulators live in registers for the
 // whole kc loop. An edge tile of m < MR rows runs the same loop over its m rows
@@ -220,6 +318,12 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
             micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            return;
+        }
+    }
+    if constexpr (NV == 2 && !BInPlace && HalfOps<Ops>::exists) {
+        if (n > S::W && n <= S::W + S::W / 2) {
+            micro_tile_half_last<T, Ops, MC, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm);
             return;
         }
     }
@@ -300,38 +404,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         for (int i = 0; i < MC; ++i) update_row<T, Ops, NV, false>(c + i * rsc, acc[i], alpha, beta);
         return;
     }
-    // Column edge or transposed C: go through a scratch tile, then copy the
-    // m x n part. C is read only for beta != 0 (update_row does not read the
-    // tile otherwise); the copies run along C's contiguous direction: rows
-    // of a column edge, columns of a transposed (swapped) C. The bias of a
-    // column edge is copied into a full-width row (nothing past rb + n is
-    // read); the mask is applied as the m x n part is copied out.
-    if constexpr (!kFusedStores) rb = rm = nullptr;
-    alignas(64) T rb_edge[NR] = {};
-    if (rb) {
-        for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
-        rb = rb_edge;
-    }
-    alignas(64) T tile[MC * NR];
-    if (beta != T(0)) {
-        if (csc == 1)
-            for (size_t i = 0; i < m; ++i)
-                for (size_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rsc + j];
-        else
-            for (size_t j = 0; j < n; ++j)
-                for (size_t i = 0; i < m; ++i) tile[i * NR + j] = c[i * rsc + j * csc];
-    }
-#pragma GCC unroll 32
-    for (int i = 0; i < MC; ++i) update_row<T, Ops, NV, false>(tile + i * NR, acc[i], alpha, beta, rb);
-    if (rm)
-        for (size_t i = 0; i < m; ++i)
-            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = relu_masked(tile[i * NR + j], rm[i * rsc + j]);
-    else if (csc == 1)
-        for (size_t i = 0; i < m; ++i)
-            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
-    else
-        for (size_t j = 0; j < n; ++j)
-            for (size_t i = 0; i < m; ++i) c[i * rsc + j * csc] = tile[i * NR + j];
+    store_tile_through_scratch<T, Ops, NV, MC>(acc, alpha, beta, c, rsc, csc, m, n, rb, rm);
 }
 
 template <class T, class Ops, int MR, int NV>
@@ -977,6 +1050,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.mr = MR;
     k.nr = NV * W;
     k.lanes = W;
+    k.half_edge = NV == 2 && HalfOps<Ops>::exists;
     k.mc = mc;
     k.kc = kc;
     k.nc = nc;
