@@ -10,7 +10,7 @@ void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* 
     const int nt = threads_for(double(m) * double(n) * activation_cost(act), kElementwiseMinWork);
     if (act == Act::softmax) {  // row ranges: narrow rows go through the vector exp together
         parallel_ranges(m, nt, [&](size_t i0, size_t i1) {
-            softmax_forward_rows(Z + i0 * n, n, A + i0 * n, n, i1 - i0, n);
+            softmax_forward_rows(Z + i0 * n, A + i0 * n, i1 - i0, n);
         });
         return;
     }
