@@ -305,7 +305,9 @@ void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T be
 // with NV = 1, reading the first vector of each packed NVB-vector row: half
 // the FMAs of the full-width edge tile, and each element's chain unchanged;
 // one of at most half a vector (those 4 float64 columns on AVX-512) runs on
-// Ops::Half's vectors, where the instruction set has them.
+// Ops::Half's vectors, where the instruction set has them, and one of at
+// most one and a half (10 float64 outputs) on one vector and a half-width
+// one (micro_tile_half_last).
 //
 // rb / rm (Epilogue::relu_bias / relu_mask, csc == 1 only): the stored tile
 // is relu(C + rb[j]), or C * relu'(rm[i * rsc + j]) (update_row): a relu

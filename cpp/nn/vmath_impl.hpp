@@ -119,7 +119,7 @@ struct VConst<double> {
     static constexpr double kExpm1Lo = -708.0;
     static constexpr double kExpm1Hi = 709.0;
     static constexpr double kTanhCut = 19.5;  // tanh rounds to 1 beyond 19.06
-    // exp's reduction by ln2/16 (n < 2^15 in magnitude: n hi exact).
+    // exp's reduction by ln2/16: n < 2^15 in magnitude, so n * hi (32 bits) is exact.
     static constexpr double kLog2e16 = 23.083120654223414;
     static constexpr double kLn2Hi16 = kLn2Hi / 16;  // exact: a power of two
     static constexpr double kLn2Lo16 = kLn2Lo / 16;
