@@ -29,6 +29,9 @@
 // and without AVX-512.
 #include <atomic>
 #include <cstdio>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
 #include <cstdlib>
 #include <cstring>
 
@@ -125,6 +128,25 @@ const KernelSet& active_kernels() {
     static const KernelSet& chosen = initial_kernels();  // thread-safe, once
     g_active.store(&chosen, std::memory_order_release);
     return chosen;
+}
+
+bool fma512_in_halves() {
+#if defined(__x86_64__) || defined(_M_X64)
+    // AMD family 19h with AVX-512 is the Zen 4, which executes a 512-bit
+    // FMA on both of its 256-bit FMA pipes (Zen 3, also 19h, has no
+    // AVX-512; the Zen 5, family 1Ah, has full-width pipes).
+    static const bool halves = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+        unsigned family = (a >> 8) & 0xf;
+        if (family == 0xf) family += (a >> 20) & 0xff;
+        __builtin_cpu_init();
+        return __builtin_cpu_is("amd") && family == 0x19 && __builtin_cpu_supports("avx512f");
+    }();
+    return halves;
+#else
+    return false;
+#endif
 }
 
 const char* set_active_kernels(const char* name) {

@@ -275,8 +275,10 @@ constexpr double kTransposeCopyWork = 2.0;
 // a transposing copy, whose cost is counted; op(A) = A^T packs by rows.
 //
 // The unswapped problem's edge of one and a half vectors is counted as such
-// only where the swapped one would pay the transposing copy, and from
-// kHalfEdgeMinRows rows. Measured (Zen 4, AVX-512, one thread, K = 100,
+// only where its half-width FMAs cost half (fma512_in_halves: the Zen 4;
+// elsewhere they cost as much as full ones), where the swapped problem
+// would pay the transposing copy, and from kHalfEdgeMinRows rows. Measured
+// (Zen 4, AVX-512, one thread, K = 100,
 // best of 2 x 9 loops through the binding, against choosing by the full
 // vector's cost): op(A) = A, N in 9..12 float64 / 17..24 float32: 200 and
 // 500 rows 1.09-1.28x faster (200 x 100 x 10 float64 12.9 -> 11.2 us), 64
@@ -288,7 +290,7 @@ bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes, bool half_edge
     if (N >= 4 * nr) return false;
     double swapped = kernel_work(N, M, nr, lanes, half_edge);
     if (ta == Trans::N) swapped += kTransposeCopyWork * double(M);
-    const bool half_here = half_edge && ta == Trans::N && M >= kHalfEdgeMinRows;
+    const bool half_here = half_edge && ta == Trans::N && M >= kHalfEdgeMinRows && fma512_in_halves();
     return swapped * 1.15 < kernel_work(M, N, nr, lanes, half_here);
 }
 

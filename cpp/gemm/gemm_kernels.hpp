@@ -100,7 +100,7 @@ template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
     size_t lanes;       // of one vector: a column edge of at most this many runs one vector wide
-    bool half_edge;     // an edge of lanes + lanes / 2 runs one vector and a half-width one wide
+    bool half_edge;     // an edge of lanes + lanes / 2 runs on one vector and a half-width one
     size_t mc, kc, nc;  // cache blocking: A block MC x KC in L2, B micro-panel KC x NR in L1, B panel KC x NC in L3
     size_t small_nb;    // column block of small_nn; thread splits of N are multiples of it
     MicroKernel<T> micro;
@@ -149,5 +149,9 @@ const KernelSet& active_kernels();
 const char* set_active_kernels(const char* name);
 // Whether this CPU can run the named table.
 bool kernels_supported(const char* name);
+// Whether this CPU runs a 512-bit FMA as two 256-bit halves (the Zen 4):
+// there a half-width vector's FMA costs half as much (gemm_blocked.cpp's
+// cost of a column edge).
+bool fma512_in_halves();
 
 }  // namespace dnnfast
