@@ -29,7 +29,7 @@
 // and without AVX-512.
 #include <atomic>
 #include <cstdio>
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef DNNFAST_X86_KERNELS
 #include <cpuid.h>
 #endif
 #include <cstdlib>
@@ -131,7 +131,7 @@ const KernelSet& active_kernels() {
 }
 
 bool fma512_in_halves() {
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef DNNFAST_X86_KERNELS  // (without the ISA files no table has half-width vectors)
     // AMD family 19h with AVX-512 is the Zen 4, which executes a 512-bit
     // FMA on both of its 256-bit FMA pipes (Zen 3, also 19h, has no
     // AVX-512; the Zen 5, family 1Ah, has full-width pipes).

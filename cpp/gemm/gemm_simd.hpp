@@ -1005,12 +1005,12 @@ void dot_rank1_rows(size_t m, size_t n, T alpha, const T* u, const T* v, T* W, s
         V acc[R];
         for (size_t r = 0; r < R; ++r) acc[r] = V{};
         for (size_t j = 0; j < nv; j += S::W) {
-            const V vj = S::load(v + j);
+            const V vj = S::load(v + j), avj = valpha * vj;
             T* w = W + i * ldw + j;
             for (size_t r = 0; r < R; ++r, w += ldw) {
                 const V wj = S::load(w);
                 acc[r] = Ops::fma(vj, wj, acc[r]);
-                S::store(w, Ops::fma(Ops::splat(u[i + r]), valpha * vj, wj));
+                S::store(w, Ops::fma(Ops::splat(u[i + r]), avj, wj));
             }
         }
         V s = lane_sums<T, Ops>(acc);
