@@ -773,3 +773,20 @@ def test_the_memory_check_counts_a_window_of_rows_for_one_row_batches(monkeypatc
         needs[batch] = max(asked)
     assert dnnfast._core.STOCHASTIC_WINDOW > 2
     assert needs[1] > needs[2]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ConvergenceWarning after 3 epochs
+def test_the_fitted_parameters_and_adam_state_start_on_a_cache_line():
+    # The core reads the flat buffer's W in place on its one-row paths (see
+    # test_network's test of the Network's buffers).
+    X, y = _blobs()
+    est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(X, y)
+    P = est._bound_params()
+    assert P is not None and P.ctypes.data % 64 == 0
+    assert all(np.shares_memory(W, P) for W in est.coefs_)
+    for key in ("state1", "state2"):
+        assert est._optimizer[key].ctypes.data % 64 == 0
+    clone = pickle.loads(pickle.dumps(est))  # the buffer is packed again on first use
+    np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
+    Q = clone._bound_params()
+    assert Q is not None and Q.ctypes.data % 64 == 0

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from ._buffers import aligned_empty
 from ._archive import (
     _BASE_FIELDS, _HEADER, Codec, atomic_write, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
     _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
@@ -100,7 +101,7 @@ def _network_build(plan, arrays):
         record["arrays"] = {}
         for name in _TRAINING_ARRAYS:
             if name in arrays:
-                flat = np.empty(net.num_params, dtype=net.dtype)
+                flat = aligned_empty(net.num_params, net.dtype)
                 flat[order] = arrays[name]
                 record["arrays"][name] = flat
         net._checkpoint = record

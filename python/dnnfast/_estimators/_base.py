@@ -25,6 +25,7 @@ import numpy as np
 from .. import _core
 from ..distributed import collective
 from ..distributed import current as _distributed_context
+from .._buffers import aligned_empty
 from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
@@ -258,7 +259,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     def _pack(self, net, dtype):
         """A new flat core buffer holding coefs_, intercepts_ (and prelu alphas)."""
-        P = np.empty(net.num_params, dtype=dtype)
+        P = aligned_empty(net.num_params, dtype)
         for lay, W, b, a in zip(net.layout(), self.coefs_, self.intercepts_, self._alphas()):
             P[lay["w_offset"]:lay["w_offset"] + W.size] = np.asarray(W).ravel()
             P[lay["b_offset"]:lay["b_offset"] + np.size(b)] = b

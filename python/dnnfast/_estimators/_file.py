@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from .._buffers import aligned_empty
 from .._archive import (
     KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
     _check_architecture, _check_keys, _count, _field, _header_array, _le, _num_params, _parameter_arrays,
@@ -289,7 +290,7 @@ def _estimator_build(estimator_class, plan, arrays):
     order = _canonical_order(net.layout())
 
     def core_order(canonical):
-        P = np.empty(net.num_params, dtype=dtype)
+        P = aligned_empty(net.num_params, dtype)
         P[order] = canonical
         return P
 

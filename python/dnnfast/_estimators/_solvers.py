@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback
@@ -321,8 +322,8 @@ class _Solvers:
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = SolverState(
                 learning_rate=float(self.learning_rate_init),
-                state1=np.zeros(n_params, dtype=P.dtype),
-                state2=np.zeros(n_params, dtype=P.dtype) if self.solver == "adam" else None,
+                state1=aligned_zeros(n_params, P.dtype),
+                state2=aligned_zeros(n_params, P.dtype) if self.solver == "adam" else None,
                 t=np.zeros(1, dtype=np.int64),
             )
         elif not isinstance(self._optimizer, SolverState):  # as a model file restores it

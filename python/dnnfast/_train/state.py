@@ -8,6 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from .._buffers import aligned_zeros
 from .._registry import OPTIMIZER_TABLE
 
 
@@ -92,8 +93,8 @@ class TrainState:
         self.optimizer = optimizer
         self.dtype = np.dtype(dtype)
         nb = OPTIMIZER_TABLE[optimizer][1]
-        self.state1 = np.zeros(num_params, dtype=dtype) if nb >= 1 else None
-        self.state2 = np.zeros(num_params, dtype=dtype) if nb >= 2 else None
+        self.state1 = aligned_zeros(num_params, dtype) if nb >= 1 else None
+        self.state2 = aligned_zeros(num_params, dtype) if nb >= 2 else None
         self.t = np.zeros(1, dtype=np.int64) if nb >= 2 else None
         self.rng = rng
         self.epoch = 0          # completed epochs
