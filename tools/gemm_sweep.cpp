@@ -178,6 +178,15 @@ int main(int argc, char** argv) {
         return 2;
     }
     set_num_threads(threads);
+    // The first row of each sweep is the package's own table for this
+    // instruction set, as gemm_kernels_*.cpp sets it, so it cannot go stale;
+    // the peak is measured with the same table.
+#ifdef SWEEP_AVX512
+    set_active_kernels("avx512");
+#else
+    set_active_kernels("avx2");
+#endif
+    const KernelSet& now = active_kernels();
     double peak_f = 0, peak_d = 0;
     for (int i = 0; i < 3; ++i) {  // a peak is a maximum
         peak_f = std::max(peak_f, fma_peak_gflops(false, threads));
@@ -185,14 +194,6 @@ int main(int argc, char** argv) {
     }
     std::printf("%d thread(s), %d rounds; FMA peak (%s) float %.1f, double %.1f GFLOP/s; median GFLOP/s (%% of peak)\n",
                 threads, rounds, active_kernels().label, peak_f, peak_d);
-    // The first row of each sweep is the package's own table for this
-    // instruction set, as gemm_kernels_*.cpp sets it, so it cannot go stale.
-#ifdef SWEEP_AVX512
-    set_active_kernels("avx512");
-#else
-    set_active_kernels("avx2");
-#endif
-    const KernelSet& now = active_kernels();
 #ifdef SWEEP_AVX512
     std::vector<Variant<float>> vf = {
         {now_label(now.f32), now.f32},

@@ -11,11 +11,12 @@ was 1.2x faster (BENCHMARKS.md).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 ALIGN = 64  # bytes
 
 
-def aligned_empty(n: int, dtype) -> np.ndarray:
+def aligned_empty(n: int, dtype: DTypeLike) -> np.ndarray:
     """An uninitialised 1-D array of ``n`` elements whose data starts on an ALIGN-byte
     boundary (for n > 0: NumPy may give an empty view a pointer of its own)."""
     dtype = np.dtype(dtype)
@@ -25,7 +26,7 @@ def aligned_empty(n: int, dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype)
 
 
-def aligned_zeros(n: int, dtype) -> np.ndarray:
+def aligned_zeros(n: int, dtype: DTypeLike) -> np.ndarray:
     """``aligned_empty`` filled with zeros."""
     out = aligned_empty(n, dtype)
     out[...] = 0

@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 
-from ._buffers import aligned_empty
 from ._archive import (
     _BASE_FIELDS, _HEADER, Codec, atomic_write, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
     _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
 )
+from ._buffers import aligned_empty
 
 
 def _rng_state(rng):

@@ -9,12 +9,12 @@ import re
 
 import numpy as np
 
-from .._buffers import aligned_empty
 from .._archive import (
     KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
     _check_architecture, _check_keys, _count, _field, _header_array, _le, _num_params, _parameter_arrays,
     atomic_write, check_path, decode_value, encode_value,
 )
+from .._buffers import aligned_empty
 
 
 _CLASSES_DTYPE = re.compile(r"(\|b1|[<|][iu][1248]|<f[48]|<U[1-9][0-9]{0,5})")
