@@ -10,6 +10,8 @@
 #      exceptions from the repaired (patched, libgomp-vendored) extension;
 #   4. LICENSE (and the digits data's CC BY 4.0 note) in sdist and wheel,
 #      PEP 639 metadata in the wheel.
+# With DNNFAST_WHEEL_OUT set, the repaired wheel is left in that folder once
+# every check has passed (.ci/run installs it: one build for all of CI).
 # Build tools come from PyPI into a throwaway venv; nothing is left behind.
 # Linux only (auditwheel); elsewhere cibuildwheel does this job.
 set -euo pipefail
@@ -83,4 +85,8 @@ cp tests/conftest.py tests/test_main.py tests/test_bad_input.py "$work/tests/"
   "$work/venv/bin/python" -m dnnfast
   "$work/venv/bin/python" -m pytest -q -p no:cacheprovider
 )
+if [ -n "${DNNFAST_WHEEL_OUT:-}" ]; then
+  mkdir -p "$DNNFAST_WHEEL_OUT"
+  cp "$repaired" "$DNNFAST_WHEEL_OUT/"
+fi
 echo "check_wheel: passed in $((SECONDS - t0)) s"
