@@ -309,7 +309,7 @@ def test_network_unpickles_a_state_without_its_derived_sizes():
     # a state from an older version, without some of it, predicts the same.
     net, X = _net("float32")
     state = net.__getstate__()
-    for key in ("_ws_per_row", "_predict_rows_unchecked"):
+    for key in ("_ws_per_row", "_predict_as_is"):
         state.pop(key)
     other = dnnfast.Network.__new__(dnnfast.Network)
     other.__setstate__(state)

@@ -144,11 +144,26 @@ def test_predict_gives_the_same_bits_with_or_without_its_fast_path(dtype):
     fast = net.predict(X)
     assert fast.tobytes() == net.predict(np.asfortranarray(X)).tobytes()
     assert fast.tobytes() == net.predict(X.tolist()).tobytes()
-    assert net._predict_rows_unchecked >= 7
-    net._predict_rows_unchecked = 0
+    dtype_, m_x, rows_unchecked = net._predict_as_is
+    assert (dtype_, m_x) == (np.dtype(dtype), 6) and rows_unchecked >= 7
+    net._predict_as_is = (dtype_, m_x, 0)
     assert fast.tobytes() == net.predict(X).tobytes()
     assert_close(fast, ref.Network([6, 9, 4], ["tanh", "softmax"], dtype=dtype, seed=0).predict(X), dtype,
                  tol=NET_TOL)
+
+
+def test_the_core_takes_only_c_contiguous_arrays_of_its_dtype():
+    # Network validates and converts X before the core sees it; the core
+    # refuses anything else rather than converting or copying it in silence.
+    net = dnnfast.Network([6, 9, 4], ["tanh", "softmax"], dtype="float64", seed=0)
+    X = np.random.default_rng(0).standard_normal((7, 6))
+    expected = net._net.predict(net.parameters, X)
+    assert expected.tobytes() == net.predict(X).tobytes()
+    for bad in (X.astype(np.float32), np.asfortranarray(X), X[::2], X.astype(np.int64)):
+        with pytest.raises(TypeError):
+            net._net.predict(net.parameters, bad)
+    with pytest.raises(TypeError):
+        net._net.predict(net.parameters.astype(np.float32), X)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
