@@ -124,11 +124,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
             if (io.b_packed)
                 bp = io.b_packed + pc * io.b_npad + jc * kc;
             else if (n_full < nc)
-                gemm_pack_b(tb, B, ldb, pc, jc + n_full, kc, nc - n_full, NR, b_own);
+                gemm_pack_b(tb, B, ldb, pc, jc + n_full, kc, nc - n_full, NR, b_own, kr.transpose);
             // ic: MC-tall row blocks of A, packed once per slice and kept in L2 (or read in place).
             for (size_t ic = i_begin; ic < i_end; ic += MC) {
                 const size_t mc = std::min(MC, i_end - ic);
-                if (!a_in_place && !ab_in_place) gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap);
+                if (!a_in_place && !ab_in_place) gemm_pack_a(ta, A, lda, ic, pc, mc, kc, MR, ap, kr.transpose);
                 // jr: NR-wide micro-panels of the packed B slice.
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t nr = std::min(NR, nc - jr);

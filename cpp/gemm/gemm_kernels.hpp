@@ -96,6 +96,16 @@ using Rank1GemvKernel = void (*)(size_t K, size_t n, T alpha, const T* u, const 
 template <class T>
 using DotRank1Kernel = void (*)(size_t m, size_t n, T alpha, const T* u, const T* v, T* W, size_t ldw, T* y);
 
+// The transposing copy behind packing op(A) = A and op(B) = B^T
+// (gemm_pack.cpp): dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc,
+// nothing else written. The generic one is SSE2 4 x 4 (float) / 2 x 2
+// (double) register transposes; the AVX-512 table's transposes 16 x 16 /
+// 8 x 8 blocks. It moves data only: every table packs the same values.
+template <class T>
+using TransposeFn = void (*)(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd);
+void transpose_generic(const float* src, size_t lds, size_t rows, size_t kc, float* dst, size_t ldd);
+void transpose_generic(const double* src, size_t lds, size_t rows, size_t kc, double* dst, size_t ldd);
+
 template <class T>
 struct KernelsFor {
     size_t mr, nr;      // register tile of the micro-kernel
@@ -112,6 +122,7 @@ struct KernelsFor {
     SmallKKernel<T> small_k;
     Rank1GemvKernel<T> rank1_gemv;
     DotRank1Kernel<T> dot_rank1;
+    TransposeFn<T> transpose;
     bool fused_relu;  // the micro-kernels take relu_bias / relu_mask (the ISA-flagged tables)
     double (*fma_loop)(long iters);  // register-resident FMAs; returns a sink value
     size_t fma_flops_per_iter;       // flops one iteration of fma_loop performs

@@ -24,7 +24,7 @@ namespace {
 
 // dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc: the transposing
 // copy of both pack_a (A row-major) and pack_b (B stored N x K), one panel
-// (rows <= MR or NR) at a time. Done in 4 x 4 (float) / 2 x 2 (double)
+// (rows <= MR or NR) at a time; the generic tables' (transpose_generic). Done in 4 x 4 (float) / 2 x 2 (double)
 // register transposes, since one scalar store per element made this copy
 // cost as much as the kernel on thin products. In blocks of k four cache
 // lines of a source row long: a row group reads its lines whole, in order,
@@ -105,6 +105,17 @@ void transpose_copy<double>(const double* src, size_t lds, size_t rows, size_t k
 }
 #endif  // DNNFAST_PACK_SSE2
 
+}  // namespace
+
+void transpose_generic(const float* src, size_t lds, size_t rows, size_t kc, float* dst, size_t ldd) {
+    transpose_copy(src, lds, rows, kc, dst, ldd);
+}
+void transpose_generic(const double* src, size_t lds, size_t rows, size_t kc, double* dst, size_t ldd) {
+    transpose_copy(src, lds, rows, kc, dst, ldd);
+}
+
+namespace {
+
 // Panels of a row-major source whose panel rows are contiguous -- op(A) = A^T
 // (A stored K x M, MR values of one k adjacent) and op(B) = B (K x N, NR
 // values adjacent): the whole P-wide panels of columns [j0, j0 + cols), rows
@@ -143,7 +154,7 @@ size_t pack_rows(const T* src, size_t ld, size_t k0, size_t j0, size_t kc, size_
 
 template <class T>
 void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t mc, size_t kc,
-                 size_t mr, T* dst) {
+                 size_t mr, T* dst, TransposeFn<T> transpose) {
     // A partial micro-panel's rows past m are left as they are: the micro-tile
     // computes exactly its m rows and never reads them (zeroing 13 padding
     // rows of a 1-row panel, 200 k deep, was 6% of a 15 x 200 x 96 product).
@@ -156,7 +167,7 @@ void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t 
         const size_t m = mc - ir < mr ? mc - ir : mr;
         if (ta == Trans::N) {
             // op(A) = A: row i is contiguous over k, so read rows, write strided.
-            transpose_copy(A + (i0 + ir) * lda + k0, lda, m, kc, dst, mr);
+            transpose(A + (i0 + ir) * lda + k0, lda, m, kc, dst, mr);
         } else {
             // op(A) = A^T, A stored K x M: the MR values of one k are contiguous.
             for (size_t k = 0; k < kc; ++k) {
@@ -171,7 +182,7 @@ void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t 
 
 template <class T>
 void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t kc, size_t nc,
-                 size_t nr, T* dst) {
+                 size_t nr, T* dst, TransposeFn<T> transpose) {
     size_t done = 0;
     if (tb == Trans::N) {
         done = pack_rows(B, ldb, k0, j0, kc, nc, nr, dst);
@@ -189,7 +200,7 @@ void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t 
             }
         } else {
             // op(B) = B^T, B stored N x K: column j of op(B) is row j of B.
-            transpose_copy(B + (j0 + jr) * ldb + k0, ldb, n, kc, dst, nr);
+            transpose(B + (j0 + jr) * ldb + k0, ldb, n, kc, dst, nr);
             for (size_t j = n; j < nr; ++j)
                 for (size_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
         }
@@ -236,7 +247,8 @@ template <class T>
 void PackedB<T>::pack(const T* B, size_t ldb, size_t K, size_t N) {
     layout(K, N);
     for (size_t p0 = 0; p0 < K; p0 += ks_)
-        gemm_pack_b(Trans::N, B, ldb, p0, 0, std::min(ks_, K - p0), N, kr_->nr, buf_.data() + p0 * npad_);
+        gemm_pack_b(Trans::N, B, ldb, p0, 0, std::min(ks_, K - p0), N, kr_->nr, buf_.data() + p0 * npad_,
+                    kr_->transpose);
 }
 
 template <class T>
@@ -254,9 +266,9 @@ void PackedB<T>::unpack(T* B, size_t ldb) const {
 
 #define DNNFAST_PACK_INSTANTIATE(T)                                                              \
     template void gemm_pack_a<T>(Trans, const T*, size_t, size_t, size_t, size_t, size_t, size_t, \
-                                 T*);                                                            \
+                                 T*, TransposeFn<T>);                                            \
     template void gemm_pack_b<T>(Trans, const T*, size_t, size_t, size_t, size_t, size_t, size_t, \
-                                 T*);                                                            \
+                                 T*, TransposeFn<T>);                                            \
     template class PackBuffer<T>;                                                                \
     template class PackedB<T>;
 DNNFAST_PACK_INSTANTIATE(float)

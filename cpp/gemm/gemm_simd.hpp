@@ -1067,6 +1067,7 @@ constexpr KernelsFor<T> make_kernels(size_t mc, size_t kc, size_t nc) {
     k.small_k = &small_k_rows<T, Ops>;
     k.rank1_gemv = &rank1_gemv_rows<T, Ops>;
     k.dot_rank1 = &dot_rank1_rows<T, Ops>;
+    k.transpose = &transpose_generic;  // a table may set its own
     k.fused_relu = kFusedStores;
     k.fma_loop = &fma_loop<T, Ops>;
     k.fma_flops_per_iter = 12 * 2 * W;
