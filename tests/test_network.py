@@ -144,6 +144,7 @@ def test_predict_gives_the_same_bits_with_or_without_its_fast_path(dtype):
     fast = net.predict(X)
     assert fast.tobytes() == net.predict(np.asfortranarray(X)).tobytes()
     assert fast.tobytes() == net.predict(X.tolist()).tobytes()
+    assert fast.tobytes() == net.predict(X=X).tobytes()  # X by keyword, through the read lock's wrapper
     dtype_, m_x, rows_unchecked = net._predict_as_is
     assert (dtype_, m_x) == (np.dtype(dtype), 6) and rows_unchecked >= 7
     net._predict_as_is = (dtype_, m_x, 0)
