@@ -18,9 +18,8 @@ namespace {
 // of k at a time (the k tail under a mask), transposed in 4 (3) rounds of
 // two-register shuffles, and each k's values stored under a mask of the
 // rows, so nothing outside the panel is written. Against the generic SSE2
-// 4 x 4 / 2 x 2 transposes, a quarter (float) and an eighth (double) of the
-// loads and stores, and half (float) or three quarters (double) of the
-// shuffles an element.
+// 4 x 4 / 2 x 2 transposes, a quarter of the loads and stores an element,
+// and half (float) or three quarters (double) of the shuffles.
 void transpose16(__m512 r[16]) {
     __m512 t[16], u[16];
     for (int j = 0; j < 16; j += 2) {  // lane pairs of two rows
@@ -63,34 +62,41 @@ void transpose8(__m512d r[8]) {
     }
 }
 
-void transpose_f32(const float* src, size_t lds, size_t rows, size_t kc, float* dst, size_t ldd) {
-    for (size_t i0 = 0; i0 < rows; i0 += 16) {
-        const size_t ri = rows - i0 < 16 ? rows - i0 : 16;
-        const __mmask16 row_mask = __mmask16((1u << ri) - 1);
-        for (size_t k0 = 0; k0 < kc; k0 += 16) {
-            const size_t kk = kc - k0 < 16 ? kc - k0 : 16;
-            const __mmask16 k_mask = __mmask16((1u << kk) - 1);
-            __m512 r[16];
-            for (size_t i = 0; i < 16; ++i)
-                r[i] = i < ri ? _mm512_maskz_loadu_ps(k_mask, src + (i0 + i) * lds + k0) : _mm512_setzero_ps();
-            transpose16(r);
-            for (size_t k = 0; k < kk; ++k) _mm512_mask_storeu_ps(dst + (k0 + k) * ldd + i0, row_mask, r[k]);
-        }
-    }
-}
+// One transpose's vector type, masks and block: W x W values.
+struct TransposeF32 {
+    using T = float;
+    using V = __m512;
+    using M = __mmask16;
+    static constexpr size_t W = 16;
+    static V load(M m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+    static V zero() { return _mm512_setzero_ps(); }
+    static void store(float* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+    static void block(V r[W]) { transpose16(r); }
+};
+struct TransposeF64 {
+    using T = double;
+    using V = __m512d;
+    using M = __mmask8;
+    static constexpr size_t W = 8;
+    static V load(M m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+    static V zero() { return _mm512_setzero_pd(); }
+    static void store(double* p, M m, V v) { _mm512_mask_storeu_pd(p, m, v); }
+    static void block(V r[W]) { transpose8(r); }
+};
 
-void transpose_f64(const double* src, size_t lds, size_t rows, size_t kc, double* dst, size_t ldd) {
-    for (size_t i0 = 0; i0 < rows; i0 += 8) {
-        const size_t ri = rows - i0 < 8 ? rows - i0 : 8;
-        const __mmask8 row_mask = __mmask8((1u << ri) - 1);
-        for (size_t k0 = 0; k0 < kc; k0 += 8) {
-            const size_t kk = kc - k0 < 8 ? kc - k0 : 8;
-            const __mmask8 k_mask = __mmask8((1u << kk) - 1);
-            __m512d r[8];
-            for (size_t i = 0; i < 8; ++i)
-                r[i] = i < ri ? _mm512_maskz_loadu_pd(k_mask, src + (i0 + i) * lds + k0) : _mm512_setzero_pd();
-            transpose8(r);
-            for (size_t k = 0; k < kk; ++k) _mm512_mask_storeu_pd(dst + (k0 + k) * ldd + i0, row_mask, r[k]);
+template <class Tr, class T = typename Tr::T>
+void transpose_blocks(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
+    constexpr size_t W = Tr::W;
+    for (size_t i0 = 0; i0 < rows; i0 += W) {
+        const size_t ri = rows - i0 < W ? rows - i0 : W;
+        const auto row_mask = typename Tr::M((1u << ri) - 1);
+        for (size_t k0 = 0; k0 < kc; k0 += W) {
+            const size_t kk = kc - k0 < W ? kc - k0 : W;
+            const auto k_mask = typename Tr::M((1u << kk) - 1);
+            typename Tr::V r[W];
+            for (size_t i = 0; i < W; ++i) r[i] = i < ri ? Tr::load(k_mask, src + (i0 + i) * lds + k0) : Tr::zero();
+            Tr::block(r);
+            for (size_t k = 0; k < kk; ++k) Tr::store(dst + (k0 + k) * ldd + i0, row_mask, r[k]);
         }
     }
 }
@@ -118,8 +124,10 @@ constexpr KernelsFor<T> with_transpose(KernelsFor<T> k, TransposeFn<T> transpose
 extern const KernelSet gemm_kernels;  // external: cpu_features.cpp picks it
 constexpr KernelSet gemm_kernels = {
     "avx512", "avx512f float 14x32 / double 14x16",
-    with_transpose(make_kernels<float, OpsF, 14, 2>(/*mc=*/224, /*kc=*/384, /*nc=*/2048), &transpose_f32),
-    with_transpose(make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/256, /*nc=*/2048), &transpose_f64),
+    with_transpose(make_kernels<float, OpsF, 14, 2>(/*mc=*/224, /*kc=*/384, /*nc=*/2048),
+                   &transpose_blocks<TransposeF32>),
+    with_transpose(make_kernels<double, OpsD, 14, 2>(/*mc=*/112, /*kc=*/256, /*nc=*/2048),
+                   &transpose_blocks<TransposeF64>),
 };
 
 }  // namespace isa_avx512
