@@ -64,6 +64,19 @@ def assert_close(C, ref, scale, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", range(1, 34))
+def test_transposing_packs_take_every_k_tail(kernel, K, dtype):
+    # op(A) = A and op(B) = B^T are packed through the table's transposing
+    # copy, in blocks of k as wide as a vector (AVX-512: 16 float / 8
+    # double, the rest under a mask): every remainder of K, with row panels
+    # of 14 + 14 + 2 rows in A and 32-column panels with an 8-wide edge in B.
+    M, N = 30, 200
+    A, B = operands(M, N, K, False, True, dtype)
+    C = _core.gemm(A, B, False, True)
+    assert_close(C, _core.gemm_reference(A, B, False, True), bound(A, B, False, True), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("M,N,K", SHAPES)
 def test_fast_matches_reference(kernel, M, N, K, ta, tb, dtype):
