@@ -98,9 +98,10 @@ using DotRank1Kernel = void (*)(size_t m, size_t n, T alpha, const T* u, const T
 
 // The transposing copy behind packing op(A) = A and op(B) = B^T
 // (gemm_pack.cpp): dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc,
-// nothing else written. The generic one is SSE2 4 x 4 (float) / 2 x 2
-// (double) register transposes; the AVX-512 table's transposes 16 x 16 /
-// 8 x 8 blocks. It moves data only: every table packs the same values.
+// nothing else written. The generic one (every table but avx512) is SSE2
+// 4 x 4 (float) / 2 x 2 (double) register transposes on x86-64, a plain
+// loop elsewhere; the avx512 table's transposes 16 x 16 / 8 x 8 blocks. It
+// moves data only: every table packs the same values.
 template <class T>
 using TransposeFn = void (*)(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd);
 void transpose_generic(const float* src, size_t lds, size_t rows, size_t kc, float* dst, size_t ldd);

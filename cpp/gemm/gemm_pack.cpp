@@ -24,7 +24,8 @@ namespace {
 
 // dst[k * ldd + i] = src[i * lds + k] for i < rows, k < kc: the transposing
 // copy of both pack_a (A row-major) and pack_b (B stored N x K), one panel
-// (rows <= MR or NR) at a time; the generic tables' (transpose_generic). Done in 4 x 4 (float) / 2 x 2 (double)
+// (rows <= MR or NR) at a time, for the tables without their own
+// (transpose_generic, below). Done in 4 x 4 (float) / 2 x 2 (double)
 // register transposes, since one scalar store per element made this copy
 // cost as much as the kernel on thin products. In blocks of k four cache
 // lines of a source row long: a row group reads its lines whole, in order,
