@@ -687,6 +687,27 @@ DNNFAST_KERNEL_INLINE void transpose_lanes(V* r) {
         }
     if constexpr (Q > 1) transpose_lanes<V, W, Q / 2>(r);
 }
+// The packing's transposing copy (TransposeFn, for the tables that set it)
+// in W x W blocks: up to W rows read a vector of k at a time (the k tail by
+// Ops::load_head), transposed by transpose_lanes, and each k's values
+// stored by Ops::store_head over the block's rows, so nothing outside the
+// panel is written. Against the generic SSE2 4 x 4 / 2 x 2 transposes (16
+// floats / 8 doubles to a vector), a quarter of the loads and stores.
+template <class T, class Ops>
+void transpose_blocks(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
+    using V = typename Ops::V;
+    constexpr size_t W = Simd<T, Ops>::W;
+    for (size_t i0 = 0; i0 < rows; i0 += W) {
+        const size_t ri = rows - i0 < W ? rows - i0 : W;
+        for (size_t k0 = 0; k0 < kc; k0 += W) {
+            const size_t kk = kc - k0 < W ? kc - k0 : W;
+            V r[W];
+            for (size_t i = 0; i < W; ++i) r[i] = i < ri ? Ops::load_head(src + (i0 + i) * lds + k0, kk) : V{};
+            transpose_lanes<V, W>(r);
+            for (size_t k = 0; k < kk; ++k) Ops::store_head(dst + (k0 + k) * ldd + i0, r[k], ri);
+        }
+    }
+}
 template <class T, class Ops>
 DNNFAST_KERNEL_INLINE typename Ops::V lane_sums(typename Ops::V* acc) {
     using S = Simd<T, Ops>;

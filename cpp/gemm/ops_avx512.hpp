@@ -39,9 +39,9 @@ struct OpsF {
     typedef int32_t VI __attribute__((vector_size(64)));  // same lanes as integers (vmath_impl.hpp)
     static V splat(float s) { return _mm512_set1_ps(s); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-    // Lanes [0, r) from p, the rest zero; nothing past p + r is read (r < 16).
+    // Lanes [0, r) from p, the rest zero; nothing past p + r is read (r <= 16).
     static V load_head(const float* p, size_t r) { return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p); }
-    // Lanes [0, r) to p; nothing past p + r is written (r < 16).
+    // Lanes [0, r) to p; nothing past p + r is written (r <= 16).
     static void store_head(float* p, V v, size_t r) { _mm512_mask_storeu_ps(p, __mmask16((1u << r) - 1), v); }
     // t[j] in each lane, j in [0, 16) (vmath_impl.hpp's exp): one register.
     static V lookup16(const float* t, VI j) { return _mm512_permutexvar_ps((__m512i)j, _mm512_loadu_ps(t)); }
