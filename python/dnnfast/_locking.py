@@ -91,10 +91,9 @@ def reads_model(method: _F) -> _F:
 
 def _takes_only_x(method) -> bool:
     """True when ``method``'s parameters are ``(self, X)``, both positional or keyword, X without a default."""
-    code = method.__code__
-    return (code.co_argcount == 2 and code.co_kwonlyargcount == 0 and code.co_posonlyargcount == 0
-            and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
-            and code.co_varnames[:2] == ("self", "X") and not method.__defaults__)
+    params = list(inspect.signature(method).parameters.values())
+    return [p.name for p in params] == ["self", "X"] and all(
+        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
 
 
 def fits_model(method: _F) -> _F:
