@@ -242,6 +242,25 @@ def test_a_read_inside_the_own_fit_and_nested_reads_do_not_deadlock():
     assert not lock.fitting
 
 
+def test_with_lock_is_a_read_that_lets_exceptions_through_and_releases():
+    # `with lock:` is the reads' hot path (its own CPython methods, not
+    # pybind11's): an exception in the block goes on, the read ends with it,
+    # and an end of a read never begun is refused by name.
+    lock = model_lock(_network())
+    with pytest.raises(ZeroDivisionError):
+        with lock:
+            assert lock.reading
+            with lock:  # nested
+                1 / 0
+    assert not lock.reading and not lock.fitting
+    assert lock.__enter__() is None
+    assert lock.__exit__(None, None, None) is False
+    with pytest.raises(RuntimeError, match="release of a read this thread does not hold"):
+        lock.__exit__(None, None, None)
+    lock.acquire_write("Network")  # free again: no read is left behind
+    lock.release_write()
+
+
 def test_copies_and_unpickled_models_have_a_free_lock_of_their_own():
     clf, reg = _estimators()
     X, y = _data()
