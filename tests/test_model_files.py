@@ -309,12 +309,14 @@ def test_network_unpickles_a_state_without_its_derived_sizes():
     # a state from an older version, without some of it, predicts the same.
     net, X = _net("float32")
     state = net.__getstate__()
-    for key in ("_ws_per_row", "_predict_as_is"):
+    for key in ("_ws_per_row", "_predict_rows"):
         state.pop(key)
+    state["_predict_as_is"] = (np.dtype("float32"), 0, 0)  # an older version's form of _predict_rows
     other = dnnfast.Network.__new__(dnnfast.Network)
     other.__setstate__(state)
     assert other.predict(X).tobytes() == net.predict(X).tobytes()
     assert other.predict(X[:1]).tobytes() == net.predict(X[:1]).tobytes()
+    assert "_predict_as_is" not in other.__dict__
 
 
 def test_loaded_estimator_pickles(tmp_path):

@@ -145,12 +145,35 @@ def test_predict_gives_the_same_bits_with_or_without_its_fast_path(dtype):
     assert fast.tobytes() == net.predict(np.asfortranarray(X)).tobytes()
     assert fast.tobytes() == net.predict(X.tolist()).tobytes()
     assert fast.tobytes() == net.predict(X=X).tobytes()  # X by keyword, through the read lock's wrapper
-    dtype_, m_x, rows_unchecked = net._predict_as_is
-    assert (dtype_, m_x) == (np.dtype(dtype), 6) and rows_unchecked >= 7
-    net._predict_as_is = (dtype_, m_x, 0)
+    class Sub(np.ndarray):
+        pass
+    assert fast.tobytes() == net.predict(X.view(Sub)).tobytes()
+    assert net._predict_rows >= 7
+    net._predict_rows = 0
     assert fast.tobytes() == net.predict(X).tobytes()
     assert_close(fast, ref.Network([6, 9, 4], ["tanh", "softmax"], dtype=dtype, seed=0).predict(X), dtype,
                  tol=NET_TOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_cores_fast_predict_takes_only_x_as_validation_would_leave_it(dtype):
+    # predict_as_is predicts an X that needs no conversion and no memory
+    # check, and answers None for anything else, which Network.predict then
+    # validates in full (and names in its errors).
+    net = dnnfast.Network([6, 9, 4], ["tanh", "softmax"], dtype=dtype, seed=0)
+    X = np.random.default_rng(0).standard_normal((7, 6)).astype(dtype)
+    P = net.parameters
+    assert net._net.predict_as_is(P, X, 7).tobytes() == net._net.predict(P, X).tobytes()
+    other = np.float64 if np.dtype(dtype) == np.float32 else np.float32
+    for bad in (X.astype(other), np.asfortranarray(X), X[::2], X.astype(np.int64), X.view(np.matrix), X.tolist(),
+                X[0], X[None], X[:, :5], X[:0], None, "X"):
+        assert net._net.predict_as_is(P, bad, 7) is None
+    assert net._net.predict_as_is(P, X, 6) is None  # more rows than the limit
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net._net.predict_as_is(P, X, 7)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.predict(X)
 
 
 def test_the_core_takes_only_c_contiguous_arrays_of_its_dtype():

@@ -158,6 +158,21 @@ struct NetworkPy {
         return Y;
     }
 
+    // Network.predict's fast path: predict(P, X) when X is exactly an
+    // ndarray (no subclass) of T, C-contiguous, 2-D with m_x columns and 1 to
+    // max_rows rows (below the memory check's floor), else None, and Python
+    // validates X in full. The tests that Python made for every call cost a
+    // one-row predict 0.35 us there (2-2-2 network: 1.49 -> 1.15 us; Xeon,
+    // Emerald Rapids, best of 9 x 200000 calls).
+    py::object predict_as_is(const carray<T>& P, py::handle X, size_t max_rows) {
+        const auto& api = py::detail::npy_api::get();
+        if (Py_TYPE(X.ptr()) != api.PyArray_Type_ || !carray<T>::check_(X)) return py::none();
+        const auto x = py::reinterpret_borrow<carray<T>>(X);
+        if (x.ndim() != 2 || size_t(x.shape(1)) != m_x() || x.shape(0) < 1 || size_t(x.shape(0)) > max_rows)
+            return py::none();
+        return predict(P, x, true);
+    }
+
     double cost(const carray<T>& P, const carray<T>& X, const carray<T>& Y, std::optional<carray<T>> w) {
         check_params(P);
         const size_t n = check_X(X);
@@ -300,6 +315,7 @@ void bind_network_dtype(py::module_& m, const char* name) {
         .def("layout", &N::layout)
         .def("forward", &N::forward, py::arg("params"), py::arg("X"))
         .def("predict", &N::predict, py::arg("params"), py::arg("X"), py::arg("check_output") = true)
+        .def("predict_as_is", &N::predict_as_is, py::arg("params"), py::arg("X"), py::arg("max_rows"))
         .def("cost", &N::cost, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w") = py::none())
         .def("loss_and_gradient", &N::loss_and_gradient, py::arg("params"), py::arg("X"), py::arg("Y"),
              py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())

@@ -220,7 +220,8 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__.pop("_predict_rows_unchecked", None)  # older versions' form of _predict_as_is
+        for old in ("_predict_rows_unchecked", "_predict_as_is"):  # older versions' forms of _predict_rows
+            self.__dict__.pop(old, None)
         self._check_size()  # and the values it derives, which older pickles lack
         self._build_core()
         if self.parameters.shape != (self._net.num_params,) or self.parameters.dtype != self.dtype:
@@ -301,9 +302,9 @@ class Network:
         # Up to this many rows, predict's workspace and output are too small
         # for a memory check (_check_rows would return at once).
         rows_unchecked = rows_below_memory_floor(self._ws_per_row + self.sizes[-1] * itemsize, _PREDICT_CHUNK_ROWS)
-        # What predict compares an X with to send it straight to the core, in
-        # one attribute: each lookup costs a one-row predict 0.04 us.
-        self._predict_as_is = (self.dtype, self.sizes[0], rows_unchecked)
+        # Predict sends an X of up to this many rows, already as _check_X
+        # would return it, straight to the core (predict_as_is).
+        self._predict_rows = rows_unchecked
         largest_w = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         need = 2 * p_bytes + packed_first_w_bytes(self.sizes, itemsize) + self._ws_per_row + 16 * largest_w
         check_memory(need, "sizes", f"a network of {p_bytes // itemsize:,} parameters")
@@ -358,15 +359,16 @@ class Network:
     @reads_model
     def predict(self, X: ArrayLike) -> FloatArray:
         """Yhat = A[L], shape (n, m_y)."""
-        # A one-row predict takes about 15 us, and each Python call in it
-        # about half a microsecond: an X already as _check_X would return it
-        # (as_float_array's fast path), with too few rows for a memory check,
-        # goes straight to the core. The core checks that X is finite.
-        dtype, m_x, rows_unchecked = self._predict_as_is
-        if not (type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous
-                and 0 < X.shape[0] <= rows_unchecked and X.shape[1] == m_x):
-            X = self._check_X(X, check_finite=False)
-            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
+        # A one-row predict takes a few microseconds, and each Python call or
+        # test in it a tenth of one or more: an X already as _check_X would
+        # return it (as_float_array's fast path), with too few rows for a
+        # memory check, is recognised and predicted in one call to the core,
+        # which also checks that X is finite; any other X is validated here.
+        Y = self._net.predict_as_is(self.parameters, X, self._predict_rows)
+        if Y is not None:
+            return Y
+        X = self._check_X(X, check_finite=False)
+        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
         return self._net.predict(self.parameters, X)
 
     @reads_model
