@@ -80,9 +80,9 @@ def fmt_pct(x):
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
-PEAK_LOW_NOTE = ("* faster than the FMA peak measured in this run: that peak (the best of three short "
-                 "measurements at the start and the end) was taken while the machine was busy, so this run's "
-                 "fractions of it mean nothing")
+PEAK_LOW_NOTE = ("* faster than the FMA peak measured in this run: that peak (the median of the samples "
+                 "through the run) was taken while the machine was busy or slow, so this run's fractions of "
+                 "it mean nothing")
 
 
 def fmt_peak(gflops, peak, low):
@@ -253,7 +253,22 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     peak_threads = sorted(set(threads) | {1, 2})
     info = run_worker({"kind": "info", "peer": "dnnfast", "threads": max(threads), "threads_list": peak_threads},
                       args.timeout)
-    peaks = info.get("fma_peak_gflops") or {}
+    # The FMA peaks are sampled through the run: before every group of jobs
+    # and at the end, each sample the best of three short measurements. The
+    # figure is their median. The Xeon's speed moved by a third within half
+    # an hour (float32 peak 187-245 GFLOP/s), and 1024^3 timed next to a
+    # peak measurement ran at 81-84% of it; against the best sample of a
+    # run, the figure before, the suite put it at 65%.
+    peak_samples = {k: [v] for k, v in (info.get("fma_peak_gflops") or {}).items()}
+
+    def sample_peaks():
+        if peak_samples:
+            again = run_worker({"kind": "peaks", "peer": "dnnfast", "threads": max(threads),
+                                "threads_list": peak_threads}, args.timeout).get("fma_peak_gflops") or {}
+            for k, v in again.items():
+                peak_samples.setdefault(k, []).append(v)
+
+    peaks = {}  # the medians, once the run is over
 
     def peak(dtype, th):
         return peaks.get(f"{dtype}/{th}")
@@ -323,19 +338,16 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
         log(f"== {key} ({th} thread{'s' if th != 1 else ''}; {len(jobs)} peers x {repeats} repeats)"
             if th else f"== {key} (dnnfast, 1 vs 2 threads; {repeats} repeats)")
         reps = min(repeats, 3) if key == "M" else repeats
+        sample_peaks()
         out = interleave(jobs, reps, args.timeout, log)
         results.update(out)
         for j in jobs:
             for i, r in enumerate(out[j["id"]]):
                 runs_json.append({"id": j["id"], "repeat": i, "task": j["task"], "result": r})
 
-    # ---- the FMA peaks again: a peak is a maximum, and the machine may have
-    # been busier at the start than at the end
-    if peaks:
-        again = run_worker({"kind": "info", "peer": "dnnfast", "threads": max(threads),
-                            "threads_list": peak_threads}, args.timeout).get("fma_peak_gflops") or {}
-        for k, v in again.items():
-            peaks[k] = max(peaks.get(k, 0.0), v)
+    sample_peaks()
+    peaks.update({k: median(v) for k, v in peak_samples.items()})
+    meta["fma_peak_samples"] = peak_samples
     load_end = os.getloadavg()[0]
     meta["load_end"] = load_end
     busy = max(load_start, load_end)
@@ -359,8 +371,11 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     p(f"dnnfast GEMM kernel: {info.get('gemm_kernel') or 'n/a (gemm_kernel() not available)'}; "
       f"OpenMP: {info.get('has_openmp')}")
     if peaks:
-        p("measured FMA peak (dnnfast._core.fma_peak_gflops, best of the start and the end of the run): "
-          + ", ".join(f"{k.replace('/', ' ')}t {v:.1f} GFLOP/s" for k, v in sorted(peaks.items())))
+        n = min(len(v) for v in peak_samples.values())
+        p(f"measured FMA peak (dnnfast._core.fma_peak_gflops: the median of {n} samples through the run, "
+          "each the best of three; their range): "
+          + ", ".join(f"{k.replace('/', ' ')}t {v:.1f} GFLOP/s ({min(peak_samples[k]):.0f}-"
+                      f"{max(peak_samples[k]):.0f})" for k, v in sorted(peaks.items())))
     else:
         p("measured FMA peak: n/a (dnnfast._core.fma_peak_gflops not available): peak fractions print n/a")
     p("GFLOP/s for training count the work done per sample: forward 2*sum(m_in*m_out), dW = A^T dZ "

@@ -15,6 +15,7 @@ Task kinds:
               at least `calls` calls and `min_time` seconds
   memory   -- peak RSS of dnnfast.Network.fit on a large float32 X
   info     -- versions, GEMM kernel name and measured FMA peaks
+  peaks    -- the measured FMA peaks alone (run.py samples them through a run)
 """
 import json
 import os
@@ -212,6 +213,22 @@ def task_memory(t):
             "x_bytes": X.nbytes, "y_bytes": Y.nbytes, "seconds": secs}
 
 
+def _fma_peaks(threads_list):
+    """{"dtype/threads": GFLOP/s} from dnnfast._core.fma_peak_gflops; {} where it is missing."""
+    from dnnfast import _core
+    peak = getattr(_core, "fma_peak_gflops", None)
+    if peak is None:
+        return {}
+    # Each the best of three: a moment of load on a shared machine does not
+    # lower it.
+    return {f"{dtype}/{th}": max(float(peak(dtype, th)) for _ in range(3))
+            for dtype in ("float32", "float64") for th in threads_list}
+
+
+def task_peaks(t):
+    return {"fma_peak_gflops": _fma_peaks(t["threads_list"])}
+
+
 def task_info(t):
     info = {"numpy": np.__version__, "python": sys.version.split()[0]}
     try:
@@ -221,14 +238,7 @@ def task_info(t):
         info["has_openmp"] = bool(getattr(_core, "has_openmp", lambda: None)())
         kernel = getattr(_core, "gemm_kernel", None)
         info["gemm_kernel"] = kernel() if kernel else None
-        peak = getattr(_core, "fma_peak_gflops", None)
-        info["fma_peak_gflops"] = {}
-        if peak is not None:
-            for dtype in ("float32", "float64"):
-                for th in t["threads_list"]:
-                    # A peak is a maximum: the best of three, so a moment of
-                    # load on a shared machine does not lower it.
-                    info["fma_peak_gflops"][f"{dtype}/{th}"] = max(float(peak(dtype, th)) for _ in range(3))
+        info["fma_peak_gflops"] = _fma_peaks(t["threads_list"])
         info["has_network"] = hasattr(dnnfast, "Network")
         try:
             import dnnfast.reference  # noqa: F401
@@ -262,7 +272,7 @@ def task_info(t):
 
 
 TASKS = {"train": task_train, "gemm": task_gemm, "predict": task_predict, "memory": task_memory,
-         "info": task_info}
+         "info": task_info, "peaks": task_peaks}
 
 
 def main():
