@@ -259,6 +259,10 @@ def test_with_lock_is_a_read_that_lets_exceptions_through_and_releases():
         lock.__exit__(None, None, None)
     lock.acquire_write("Network")  # free again: no read is left behind
     lock.release_write()
+    bare = type(lock).__new__(type(lock))  # no __init__: no C++ lock behind it
+    with pytest.raises(TypeError, match="__init__ was not called"):
+        with bare:
+            pass
 
 
 def test_copies_and_unpickled_models_have_a_free_lock_of_their_own():

@@ -310,6 +310,13 @@ const int lock_fork_guard = pthread_atfork(nullptr, nullptr, locks_after_fork_in
 template <void (ModelLock::*Fn)()>
 bool call_lock(PyObject* self) noexcept {  // false: a Python exception is set
     try {
+        // ModelLock.__new__ without __init__ has no C++ object behind it
+        // (its unordered_map unconstructed: a crash in find). The descriptor
+        // has checked that self is a ModelLock.
+        if (!reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder().holder_constructed()) {
+            PyErr_SetString(PyExc_TypeError, "ModelLock: __init__ was not called");
+            return false;
+        }
         (py::cast<ModelLock&>(py::handle(self)).*Fn)();
         return true;
     } catch (py::error_already_set& e) {
