@@ -237,6 +237,13 @@ def test_local_thread_count_is_restored_however_the_call_ends(error):
         assert dnnfast._core.set_local_num_threads(0) == 0  # nothing left behind
         with pytest.raises(ValueError, match="n must be >= 0"):
             dnnfast._core.call_with_local_num_threads(-1, fails)
+        with pytest.raises(TypeError, match="takes n and fn"):
+            dnnfast._core.call_with_local_num_threads(1)
+        with pytest.raises(TypeError):
+            dnnfast._core.call_with_local_num_threads(1.5, fails)
+        with pytest.raises(OverflowError):
+            dnnfast._core.call_with_local_num_threads(2**40, fails)
         assert seen == [3, 1]  # fn was not called
+        assert dnnfast._core.set_local_num_threads(0) == 0
     finally:
         dnnfast._core.set_local_num_threads(before)
