@@ -310,14 +310,16 @@ const int lock_fork_guard = pthread_atfork(nullptr, nullptr, locks_after_fork_in
 template <void (ModelLock::*Fn)()>
 bool call_lock(PyObject* self) noexcept {  // false: a Python exception is set
     try {
-        // ModelLock.__new__ without __init__ has no C++ object behind it
-        // (its unordered_map unconstructed: a crash in find). The descriptor
-        // has checked that self is a ModelLock.
-        if (!reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder().holder_constructed()) {
+        // The descriptor has checked that self is a ModelLock, so its C++
+        // object is read straight from the instance, without a second type
+        // lookup. ModelLock.__new__ without __init__ has none (its
+        // unordered_map unconstructed: a crash in find).
+        auto vh = reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder();
+        if (!vh.holder_constructed()) {
             PyErr_SetString(PyExc_TypeError, "ModelLock: __init__ was not called");
             return false;
         }
-        (py::cast<ModelLock&>(py::handle(self)).*Fn)();
+        (vh.value_ptr<ModelLock>()->*Fn)();
         return true;
     } catch (py::error_already_set& e) {
         e.restore();

@@ -136,7 +136,10 @@ struct NetworkPy {
     // which records a diverged model's NaN as scikit-learn does.
     py::array_t<T> predict(const carray<T>& P, const carray<T>& X, bool check_output) {
         check_params(P);
-        const size_t n = check_X(X);
+        return predict_rows(P, X, check_X(X), check_output);
+    }
+    // predict's work on an X already checked to have n rows of m_x.
+    py::array_t<T> predict_rows(const carray<T>& P, const carray<T>& X, size_t n, bool check_output) {
         py::array_t<T> Y({n, m_y()});
         T* y = Y.mutable_data();
         bool finite, out_finite = true;
@@ -170,7 +173,8 @@ struct NetworkPy {
         const auto x = py::reinterpret_borrow<carray<T>>(X);
         if (x.ndim() != 2 || size_t(x.shape(1)) != m_x() || x.shape(0) < 1 || size_t(x.shape(0)) > max_rows)
             return py::none();
-        return predict(P, x, true);
+        check_params(P);
+        return predict_rows(P, x, size_t(x.shape(0)), true);
     }
 
     double cost(const carray<T>& P, const carray<T>& X, const carray<T>& Y, std::optional<carray<T>> w) {
