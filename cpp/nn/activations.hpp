@@ -258,24 +258,51 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
 // against 1.1 now). z - max is the same correctly rounded subtraction
 // either way, and the vector exp computes each lane alike wherever it
 // sits, so the bits do not depend on the row length or the block.
+//
+// Each row's max and sum are chains of dependent operations, taken in column
+// order (the sum's order is its bits, the same on every kernel table); rows
+// go through them kSoftmaxRows at a time, so the chains (and the divisions)
+// of different rows overlap instead of each waiting out the one before.
+// Float64 200 x 10, digits' output layer, in a perf profile of the fit: one
+// row at a time, the max's chain was 45% of this function's samples and the
+// wait on the division 12%; the function went from 2.6% to 1.9% of the
+// fit's samples.
+constexpr size_t kSoftmaxRows = 4;
+
+// R rows from row i0: A = Z - row max (phase 0), or A /= row sum (phase 1).
+template <size_t R, int Phase, class T>
+void softmax_rows_block(const T* Z, T* A, size_t i0, size_t n) {
+    T acc[R];
+    for (size_t r = 0; r < R; ++r) acc[r] = Phase == 0 ? -std::numeric_limits<T>::infinity() : T(0);
+    for (size_t j = 0; j < n; ++j)
+        for (size_t r = 0; r < R; ++r) {
+            if constexpr (Phase == 0) acc[r] = std::max(acc[r], Z[(i0 + r) * n + j]);
+            else acc[r] += A[(i0 + r) * n + j];
+        }
+    for (size_t r = 0; r < R; ++r) {
+        T* a = A + (i0 + r) * n;
+        if constexpr (Phase == 0) {
+            const T* z = Z + (i0 + r) * n;
+            for (size_t j = 0; j < n; ++j) a[j] = z[j] - acc[r];
+        } else {
+            const T inv = T(1) / acc[r];
+            for (size_t j = 0; j < n; ++j) a[j] *= inv;
+        }
+    }
+}
+
+template <int Phase, class T>
+void softmax_rows_phase(const T* Z, T* A, size_t m, size_t n) {
+    size_t i = 0;
+    for (; i + kSoftmaxRows <= m; i += kSoftmaxRows) softmax_rows_block<kSoftmaxRows, Phase>(Z, A, i, n);
+    for (; i < m; ++i) softmax_rows_block<1, Phase>(Z, A, i, n);
+}
+
 template <class T>
 void softmax_forward_rows(const T* Z, T* A, size_t m, size_t n) {
-    for (size_t i = 0; i < m; ++i) {
-        const T* z = Z + i * n;
-        T* a = A + i * n;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (size_t j = 0; j < n; ++j) mx = std::max(mx, z[j]);
-        for (size_t j = 0; j < n; ++j) a[j] = z[j] - mx;
-    }
+    softmax_rows_phase<0>(Z, A, m, n);
     active_vmath().template get<T>().exp_shifted(A, T(0), A, m * n);
-    for (size_t i = 0; i < m; ++i) {
-        T* a = A + i * n;
-        // Summed in order, not per lane: the same sum on every kernel table.
-        T s = 0;
-        for (size_t j = 0; j < n; ++j) s += a[j];
-        const T inv = T(1) / s;
-        for (size_t j = 0; j < n; ++j) a[j] *= inv;
-    }
+    softmax_rows_phase<1>(A, A, m, n);
 }
 
 // dZ[i,:] = A[i,:] (.) (dA[i,:] - dA[i,:].A[i,:]): the softmax Jacobian-vector

@@ -140,8 +140,14 @@ double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, siz
             const T* y = Y + i * n;
             const T* p = Yhat + i * n;
             const size_t c0 = c;
-            for (size_t j = 0; j < n; ++j)
-                if (y[j] != T(0)) { q[c] = double(clip01(p[j])); yy[c] = double(y[j]); ++c; }
+            // Written every time, kept when y != 0: a branch on y mispredicted
+            // about once a one-hot row, at a random column (digits' fit,
+            // perf: rows_loss 3.0% -> 1.8% of its samples).
+            for (size_t j = 0; j < n; ++j) {
+                q[c] = double(clip01(p[j]));
+                yy[c] = double(y[j]);
+                c += y[j] != T(0);
+            }
             count[i - b0] = static_cast<unsigned char>(c - c0);
         }
         if (c > 0) vlog(q, q, c);
