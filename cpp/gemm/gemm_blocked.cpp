@@ -286,8 +286,23 @@ constexpr double kTransposeCopyWork = 2.0;
 // packs by rows: 0.76-1.05x, so not there.
 constexpr size_t kHalfEdgeMinRows = 128;
 
+// Where 512-bit FMAs run at full width (Intel Xeons, the Zen 5) the kernel
+// does twice the Zen 4's work per cycle, while the transposing copy, which
+// from a few dozen rows reads A from L2, does not speed up with it: there
+// op(A) = A is not swapped from this many rows on. Measured (Intel Xeon,
+// Emerald Rapids, one thread, the two builds' calls alternating in one
+// process, median of 1500 each; never swapped against the model above):
+// K = 100 and 30, N = 4 and 10 float64, 10 and 24 float32: 32 rows
+// 0.80-1.01x (swapping is better there), 48 rows 0.95-1.17x, 64 rows
+// 0.96-1.16x, 100-500 rows 1.17-1.71x; 200 x 100 x 10 float64, digits'
+// output layer, 13.2 -> 10.7 us, float32 9.2 -> 6.0 us (two threads: 1.3x
+// both); W1's 64 x 128 x 10 float32 and its epoch unchanged.
+constexpr size_t kFullWidthKeepRows = 48;
+
 bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes, bool half_edge) {
     if (N >= 4 * nr) return false;
+    // (half_edge: a 512-bit table)
+    if (ta == Trans::N && half_edge && M >= kFullWidthKeepRows && !fma512_in_halves()) return false;
     double swapped = kernel_work(N, M, nr, lanes, half_edge);
     if (ta == Trans::N) swapped += kTransposeCopyWork * double(M);
     const bool half_here = half_edge && ta == Trans::N && M >= kHalfEdgeMinRows && fma512_in_halves();
