@@ -28,7 +28,9 @@
 //    pi/2 and pi/4 as hi + lo. P: float32 minimax degree 4, float64
 //    Chebyshev degree 10.
 //  tanh = sign(x) q, q = t / (t + 2), t = expm1(2|x|), |x| clamped where tanh
-//    rounds to 1. sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
+//    rounds to 1; this expm1 of a non-negative argument goes through exp's
+//    finer reduction instead (expm1_nonneg: float32 Taylor to r^4, float64
+//    exp's own terms), about a tenth fewer operations than the coarse one. sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
 //    softplus = max(z, 0) + log1p(exp(-|z|)).  elu = alpha expm1(z), z < 0.
 // Every input is clamped (NaN-preserving compares) before any 2^n is built,
 // so no intermediate overflows for any finite or infinite input; NaN in
@@ -79,6 +81,9 @@ struct VConst<float> {
     static constexpr float kLn2Hi16 = 0.0433197021484375f;  // 2839 / 2^16
     static constexpr float kLn2Lo16 = 1.996636559080389e-06f;
     static constexpr float kExpP16[] = {0.5f, 0.16666666666666666f};
+    // expm1 on |r| <= ln2/32, where the result may be as small as r: one
+    // Taylor term more than exp's (truncation below 2e-9 relative).
+    static constexpr float kExpm1P16[] = {0.5f, 0.16666666666666666f, 0.041666666666666664f};
     alignas(64) static constexpr float kExp2J16[16] = {
         0x1p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
         0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
@@ -126,6 +131,9 @@ struct VConst<double> {
     // Taylor: truncation below 1.3e-18 relative on |r| <= ln2/32.
     static constexpr double kExpP16[] = {1 / fact(2), 1 / fact(3), 1 / fact(4),
                                          1 / fact(5), 1 / fact(6), 1 / fact(7)};
+    // expm1 on |r| <= ln2/32: exp's terms suffice (truncation below 6e-17
+    // relative to a result of at least |r|).
+    static constexpr const double (&kExpm1P16)[6] = kExpP16;
     alignas(64) static constexpr double kExp2J16[16] = {
         0x1p+0,           0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
         0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
@@ -261,9 +269,26 @@ struct VMath {
         const V p = t + (t * z) * horner(z, C::kAtanP);
         return copysign_of(hi + (p + lo), x);
     }
+    // expm1(y) for 0 <= y <= 2 kTanhCut (or NaN), through exp's finer
+    // reduction: y = (16 m + j) ln2/16 + r, expm1(y) = (2^m T_j - 1) + 2^m
+    // (T_j expm1(r) + t_j). 2^m T_j - 1 is exact (m <= 52: both are
+    // multiples of 2^m's ulp), and 0 when m = j = 0, where the result is
+    // expm1(r) itself; so nothing cancels, and the polynomial has half of
+    // expm1's terms.
+    DNNFAST_VINLINE static V expm1_nonneg(V y) {
+        const V k = y * sp(C::kLog2e16) + sp(C::kMagic);
+        const V nf = k - sp(C::kMagic);
+        const VI n = bits(k) - bits(sp(C::kMagic));
+        const V r = (y - nf * sp(C::kLn2Hi16)) - nf * sp(C::kLn2Lo16);
+        const V em = r + (r * r) * horner(r, C::kExpm1P16);
+        const VI j = n & spi(15);
+        const V t = Ops::lookup16(C::kExp2J16, j);
+        const V s = pow2(n >> 4);
+        return (s * t - sp(T(1))) + s * (t * em + Ops::lookup16(C::kExp2J16Lo, j));
+    }
     DNNFAST_VINLINE static V tanh(V x) {
         const V ax = clamp_hi(vabs(x), C::kTanhCut);
-        const V t = expm1<true>(ax + ax);  // 0 <= 2|x| <= 2 kTanhCut, inside expm1's range
+        const V t = expm1_nonneg(ax + ax);
         return copysign_of(t / (t + sp(T(2))), x);
     }
     DNNFAST_VINLINE static V sigmoid(V z) {
