@@ -23,6 +23,12 @@ one epoch of the workload's data in turn, ``--repeats`` times each; prints
 the median epoch time of each build and old/new, and whether both networks
 ended with the same parameters.
 
+``--train`` also takes the estimators' default step on their data's shapes
+(bench_sklearn.py's workloads, through ``Network.fit`` with Adam, float64,
+batches of 200, an L2 term): ``digits`` (1797 x 64 -> 100 relu -> 10,
+ten epochs a timing), ``digits-tanh``, ``digits-logistic``, ``big100-tanh``
+and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
+
 ``--predict`` compares one-row ``predict`` latency (the P workload: the W1
 network, float32), calls alternating between the builds; prints the median
 and 10th percentile of each, and whether both gave the same bits.
@@ -76,7 +82,9 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--only", default="", help="comma-separated substrings of case labels")
     ap.add_argument("--flops", type=float, default=3e7, help="multiply-adds timed per case and build")
-    ap.add_argument("--train", default="", help="comma-separated training workloads (W1..W4) instead of GEMMs")
+    ap.add_argument("--train", default="", help="comma-separated training workloads (W1..W4, or the "
+                    "estimators' steps: digits, digits-tanh, digits-logistic, big100-tanh, big100-logistic) "
+                    "instead of GEMMs")
     ap.add_argument("--repeats", type=int, default=11, help="epochs timed per build with --train")
     ap.add_argument("--predict", action="store_true", help="one-row predict latency instead of GEMMs")
     args = ap.parse_args(argv)
@@ -168,9 +176,24 @@ def options_from(core):
         driver._core = own
 
 
+# The estimators' step (MLPClassifier's defaults: Adam, lr 1e-3, batches of
+# 200, float64) on bench_sklearn.py's shapes, with Network.fit.
+_DIGITS = dict(sizes=[64, 100, 10], loss="cce", dtype="float64", batch_size=200, rows=(1797,), epochs=10,
+               adam=True)
+_BIG100 = dict(_DIGITS, sizes=[100, 100, 10], rows=(20000,), epochs=1)
+STEP_WORKLOADS = {
+    "digits": dict(_DIGITS, activations=["relu", "softmax"]),
+    "digits-tanh": dict(_DIGITS, activations=["tanh", "softmax"]),
+    "digits-logistic": dict(_DIGITS, activations=["sigmoid", "softmax"]),
+    "big100-tanh": dict(_BIG100, activations=["tanh", "softmax"]),
+    "big100-logistic": dict(_BIG100, activations=["sigmoid", "softmax"]),
+}
+
+
 def train_ab(old, new, names, args):
     from peers import make_data
     from workloads import WORKLOADS
+    WORKLOADS = dict(WORKLOADS, **STEP_WORKLOADS)
     print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
     print(f"{'workload':9s} {'rows':>6s} {'old ms':>9s} {'new ms':>9s} {'old/new':>8s} {'p10':>6s}  same parameters")
     for name in names:
@@ -185,8 +208,12 @@ def train_ab(old, new, names, args):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):
                 with options_from((old, new)[i]):
                     t0 = time.perf_counter()
-                    nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
-                                shuffle=True)
+                    if wl.get("adam"):
+                        nets[i].fit(X, Y, epochs=wl["epochs"], batch_size=wl["batch_size"], learning_rate=1e-3,
+                                    shuffle=True, optimizer="adam", weight_decay=1e-4)
+                    else:
+                        nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
+                                    shuffle=True)
                     times[r, i] = time.perf_counter() - t0
         med = np.median(times, axis=0) * 1e3
         p10 = np.percentile(times, 10, axis=0)
