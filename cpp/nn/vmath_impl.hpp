@@ -84,6 +84,9 @@ struct VConst<float> {
     // expm1 on |r| <= ln2/32, where the result may be as small as r: one
     // Taylor term more than exp's (truncation below 2e-9 relative).
     static constexpr float kExpm1P16[] = {0.5f, 0.16666666666666666f, 0.041666666666666664f};
+    // exp of x in [kExpLo, 0]: m >= -151, so 2^(m + 30) is normal.
+    static constexpr I kNonPosShift = 30;
+    static constexpr float kNonPosUnshift = 0x1p-30f;
     alignas(64) static constexpr float kExp2J16[16] = {
         0x1p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
         0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
@@ -134,6 +137,9 @@ struct VConst<double> {
     // expm1 on |r| <= ln2/32: exp's terms suffice (truncation below 6e-17
     // relative to a result of at least |r|).
     static constexpr const double (&kExpm1P16)[6] = kExpP16;
+    // exp of x in [kExpLo, 0]: m >= -1077, so 2^(m + 60) is normal.
+    static constexpr I kNonPosShift = 60;
+    static constexpr double kNonPosUnshift = 0x1p-60;
     alignas(64) static constexpr double kExp2J16[16] = {
         0x1p+0,           0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
         0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
@@ -226,8 +232,16 @@ struct VMath {
         const VI j = n & spi(15);
         const V t = Ops::lookup16(C::kExp2J16, j);  // 2^(j/16) = t + tl, tl below half an ulp of t
         const V p = t + (t * em + Ops::lookup16(C::kExp2J16Lo, j));
-        const VI m = n >> 4, m1 = m >> 1;
-        return (p * pow2(m1)) * pow2(m - m1);
+        const VI m = n >> 4;
+        if constexpr (NonPositive) {
+            // m >= kExpLo / ln2 - 1 here, so 2^(m + kNonPosShift) is normal
+            // and p 2^(m + kNonPosShift) exact: the same one rounding as
+            // below, with one power of two built instead of two.
+            return (p * pow2(m + spi(C::kNonPosShift))) * sp(C::kNonPosUnshift);
+        } else {
+            const VI m1 = m >> 1;
+            return (p * pow2(m1)) * pow2(m - m1);
+        }
     }
     template <bool InRange = false>
     DNNFAST_VINLINE static V expm1(V x) {
