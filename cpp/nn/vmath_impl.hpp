@@ -28,9 +28,10 @@
 //    pi/2 and pi/4 as hi + lo. P: float32 minimax degree 4, float64
 //    Chebyshev degree 10.
 //  tanh = sign(x) q, q = t / (t + 2), t = expm1(2|x|), |x| clamped where tanh
-//    rounds to 1; this expm1 of a non-negative argument goes through exp's
-//    finer reduction instead (expm1_nonneg: float32 Taylor to r^4, float64
-//    exp's own terms), about a tenth fewer operations than the coarse one. sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
+//    rounds to 1; this expm1 of a non-negative argument takes exp's finer
+//    reduction (expm1_nonneg: float32 Taylor to r^4, float64 exp's terms),
+//    about a tenth fewer operations than the coarse one.
+//    sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
 //    softplus = max(z, 0) + log1p(exp(-|z|)).  elu = alpha expm1(z), z < 0.
 // Every input is clamped (NaN-preserving compares) before any 2^n is built,
 // so no intermediate overflows for any finite or infinite input; NaN in
@@ -216,6 +217,16 @@ struct VMath {
         const V r = (x - nf * sp(C::kLn2Hi)) - nf * sp(C::kLn2Lo);
         return r + (r * r) * horner(r, C::kExpm1P);
     }
+    // x = (16 m + j) ln2/16 + r, 0 <= j < 16: n = 16 m + j, and returns
+    // expm1(r) by the coefficients P.
+    template <size_t N>
+    DNNFAST_VINLINE static V reduce16(V x, VI& n, const T (&P)[N]) {
+        const V k = x * sp(C::kLog2e16) + sp(C::kMagic);
+        const V nf = k - sp(C::kMagic);
+        n = bits(k) - bits(sp(C::kMagic));
+        const V r = (x - nf * sp(C::kLn2Hi16)) - nf * sp(C::kLn2Lo16);
+        return r + (r * r) * horner(r, P);
+    }
     // exp of x <= 0 (or NaN) needs no upper clamp, expm1 of x already in
     // range no clamp at all: a clamp that cannot bind changes no bit, and
     // tanh's and sigmoid's arguments are known to lie there (two to four
@@ -224,11 +235,8 @@ struct VMath {
     DNNFAST_VINLINE static V exp(V x) {
         x = clamp_lo(x, C::kExpLo);
         if constexpr (!NonPositive) x = clamp_hi(x, C::kExpHi);
-        const V k = x * sp(C::kLog2e16) + sp(C::kMagic);
-        const V nf = k - sp(C::kMagic);
-        const VI n = bits(k) - bits(sp(C::kMagic));  // n = 16 m + j, 0 <= j < 16
-        const V r = (x - nf * sp(C::kLn2Hi16)) - nf * sp(C::kLn2Lo16);
-        const V em = r + (r * r) * horner(r, C::kExpP16);
+        VI n;
+        const V em = reduce16(x, n, C::kExpP16);
         const VI j = n & spi(15);
         const V t = Ops::lookup16(C::kExp2J16, j);  // 2^(j/16) = t + tl, tl below half an ulp of t
         const V p = t + (t * em + Ops::lookup16(C::kExp2J16Lo, j));
@@ -284,17 +292,15 @@ struct VMath {
         return copysign_of(hi + (p + lo), x);
     }
     // expm1(y) for 0 <= y <= 2 kTanhCut (or NaN), through exp's finer
-    // reduction: y = (16 m + j) ln2/16 + r, expm1(y) = (2^m T_j - 1) + 2^m
-    // (T_j expm1(r) + t_j). 2^m T_j - 1 is exact (m <= 52: both are
-    // multiples of 2^m's ulp), and 0 when m = j = 0, where the result is
+    // reduction: expm1(y) = (2^m T_j - 1) + 2^m (T_j expm1(r) + t_j).
+    // 2^m T_j - 1 is exact while 2^m's ulp divides 1 (m up to the
+    // mantissa's bits; beyond, y > 36 in float64, its rounding is below half
+    // an ulp of the result), and 0 when m = j = 0, where the result is
     // expm1(r) itself; so nothing cancels, and the polynomial has half of
     // expm1's terms.
     DNNFAST_VINLINE static V expm1_nonneg(V y) {
-        const V k = y * sp(C::kLog2e16) + sp(C::kMagic);
-        const V nf = k - sp(C::kMagic);
-        const VI n = bits(k) - bits(sp(C::kMagic));
-        const V r = (y - nf * sp(C::kLn2Hi16)) - nf * sp(C::kLn2Lo16);
-        const V em = r + (r * r) * horner(r, C::kExpm1P16);
+        VI n;
+        const V em = reduce16(y, n, C::kExpm1P16);
         const VI j = n & spi(15);
         const V t = Ops::lookup16(C::kExp2J16, j);
         const V s = pow2(n >> 4);
