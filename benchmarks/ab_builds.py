@@ -29,6 +29,9 @@ batches of 200, an L2 term): ``digits`` (1797 x 64 -> 100 relu -> 10,
 ten epochs a timing), ``digits-tanh``, ``digits-logistic``, ``big100-tanh``
 and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 
+``--shapes 200x10x100,64x100x200:T`` times the given products (M x N x K,
+``:T`` for op(A) = A^T) instead of the G cases.
+
 ``--predict`` compares one-row ``predict`` latency (the P workload: the W1
 network, float32), calls alternating between the builds; prints the median
 and 10th percentile of each, and whether both gave the same bits.
@@ -81,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--only", default="", help="comma-separated substrings of case labels")
+    ap.add_argument("--shapes", default="",
+                    help="comma-separated products MxNxK (op(A) = A) or MxNxK:T (op(A) = A^T) instead of the G cases")
     ap.add_argument("--flops", type=float, default=3e7, help="multiply-adds timed per case and build")
     ap.add_argument("--train", default="", help="comma-separated training workloads (W1..W4, or the "
                     "estimators' steps: digits, digits-tanh, digits-logistic, big100-tanh, big100-logistic) "
@@ -106,7 +111,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s), {dtype.name}")
     print(f"{'case':14s} {'MxNxK':>15s} {'op':>6s} {'old us':>10s} {'new us':>10s} {'old/new':>8s} {'p10':>6s}")
-    for case in gemm_cases(quick=False):
+    for case in shape_cases(args.shapes) if args.shapes else gemm_cases(quick=False):
         if wanted and not any(w in case["label"] for w in wanted):
             continue
         M, N, K, ta, tb = case["M"], case["N"], case["K"], case["trans_a"], case["trans_b"]
@@ -128,6 +133,21 @@ def main(argv=None):
         p10 = np.percentile(t_old, 10) / np.percentile(t_new, 10)
         print(f"{case['label']:14s} {f'{M}x{N}x{K}':>15s} {op:>6s} {med_o:10.1f} {med_n:10.1f} "
               f"{med_o / med_n:8.2f} {p10:6.2f}", flush=True)
+
+
+def shape_cases(text):
+    """--shapes: "200x10x100,64x100x200:T" -> cases as gemm_cases gives them."""
+    cases = []
+    for item in (t for t in text.split(",") if t):
+        dims, _, op = item.partition(":")
+        try:
+            M, N, K = (int(d) for d in dims.split("x"))
+        except ValueError:
+            raise SystemExit(f"--shapes: {item!r} is not MxNxK or MxNxK:T") from None
+        if min(M, N, K) < 1 or op not in ("", "T"):
+            raise SystemExit(f"--shapes: {item!r} is not MxNxK or MxNxK:T with positive sizes")
+        cases.append(dict(label="shape", M=M, N=N, K=K, trans_a=op == "T", trans_b=False))
+    return cases
 
 
 def networks(old, new, wl):
