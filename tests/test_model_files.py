@@ -97,6 +97,17 @@ def test_network_losses_and_activations_round_trip(tmp_path, loss, acts):
     assert back.predict(X).tobytes() == net.predict(X).tobytes()
 
 
+def test_version_is_the_projects():
+    """__version__, which every model file's header records, is pyproject.toml's
+    version, whether the core was built by pip or by a plain CMake build."""
+    pyproject = pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("pyproject.toml is not beside tests/")
+    lines = [ln for ln in pyproject.read_text().splitlines() if ln.startswith("version = ")]
+    assert len(lines) == 1
+    assert dnnfast.__version__ == lines[0].split('"')[1]
+
+
 def test_file_is_plain_numpy_without_pickle(tmp_path):
     net, _ = _net()
     net.save(tmp_path / "n.npz")
