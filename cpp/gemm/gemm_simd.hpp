@@ -11,6 +11,7 @@
 // not used.
 #pragma once
 #include <cstddef>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -206,8 +207,12 @@ DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&ac
         for (size_t j = 0; j < n; ++j) rb_edge[j] = rb[j];
         rb = rb_edge;
     }
+    // update_row reads whole rows of the tile: with beta != 0 the lanes past
+    // m x n are zeros, not whatever the stack held (never stored to C either
+    // way, but arithmetic on stale bits can be slow, e.g. subnormals).
     alignas(64) T tile[MC * NR];
     if (beta != T(0)) {
+        std::fill(tile, tile + MC * NR, T(0));
         if (csc == 1)
             for (size_t i = 0; i < m; ++i)
                 for (size_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rsc + j];

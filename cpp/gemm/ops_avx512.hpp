@@ -44,7 +44,12 @@ struct OpsF {
     // Lanes [0, r) to p; nothing past p + r is written (r <= 16).
     static void store_head(float* p, V v, size_t r) { _mm512_mask_storeu_ps(p, __mmask16((1u << r) - 1), v); }
     // t[j] in each lane, j in [0, 16) (vmath_impl.hpp's exp): one register.
-    static V lookup16(const float* t, VI j) { return _mm512_permutexvar_ps((__m512i)j, _mm512_loadu_ps(t)); }
+    // The zero-masked form with every lane selected is the same vpermps;
+    // GCC 12's plain form passes an undefined vector and warns
+    // (-Wmaybe-uninitialized) wherever it is inlined.
+    static V lookup16(const float* t, VI j) {
+        return _mm512_maskz_permutexvar_ps(__mmask16(0xffff), (__m512i)j, _mm512_loadu_ps(t));
+    }
 };
 struct OpsD {
     using Half = OpsHalfD;
