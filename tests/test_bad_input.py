@@ -309,3 +309,87 @@ def test_one_dimensional_biases_are_accepted_as_rows():
     net = make()
     net.biases = [np.arange(5.0), np.arange(3.0)]
     np.testing.assert_array_equal(net.biases[1], [[0.0, 1.0, 2.0]])
+
+
+def test_core_objects_made_without_init_raise_instead_of_crashing():
+    """Class.__new__ without __init__ leaves a _core object with no C++ object
+    behind it; every method and property, called with arguments that are
+    otherwise valid, then raises TypeError naming __init__ rather than
+    running on unconstructed memory (a segfault, or a hang in a lock's wait).
+    Run in a fresh interpreter, so a crash or hang fails this test instead of
+    killing the run."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json
+import numpy as np
+from dnnfast import _core
+
+calls = {}
+for cls, dt in ((_core.Network32, np.float32), (_core.Network64, np.float64)):
+    P, X, Y = np.zeros(3, dt), np.zeros((2, 2), dt), np.zeros((2, 1), dt)
+    rows, opts = np.arange(2, dtype=np.int64), _core.TrainOptions()
+    calls.update({(cls, "layout"): (), (cls, "forward"): (P, X), (cls, "predict"): (P, X),
+                  (cls, "predict_as_is"): (P, X, 2), (cls, "cost"): (P, X, Y),
+                  (cls, "loss_and_gradient"): (P, X, Y, None, rows, 0.0, P.copy()),
+                  (cls, "train_epoch"): (P, X, Y, None, rows, opts),
+                  (cls, "gradient_sum"): (P, X, Y, None, rows, P.copy()),
+                  (cls, "apply_gradient_sum"): (P, P.copy(), 1.0, opts), (cls, "num_params"): None})
+L = _core.ModelLock
+for name in ("acquire_read", "release_read", "acquire_copy", "acquire_write", "release_write", "step_boundary",
+             "__enter__", "__reduce__"):
+    calls[(L, name)] = ()
+calls[(L, "__exit__")] = (None, None, None)
+for name in ("fitting", "reading", "what", "copies", "fits"):
+    calls[(L, name)] = None
+G = type(_core.ModelLock().copies)
+calls[(G, "__enter__")] = ()
+calls[(G, "__exit__")] = (None, None, None)
+
+out = {}
+for (cls, name), args in calls.items():
+    if args is not None:  # a real object takes these arguments (whatever it then makes of them)
+        real = cls([2, 1], [0], [0.0], 1) if cls in (_core.Network32, _core.Network64) else None
+        if real is not None:
+            try:
+                getattr(real, name)(*args)
+            except (ValueError, RuntimeError):
+                pass
+    obj = cls.__new__(cls)
+    try:
+        attr = getattr(obj, name)
+        if args is not None:
+            attr(*args)
+        out[f"{cls.__name__}.{name}"] = "no error"
+    except Exception as e:
+        out[f"{cls.__name__}.{name}"] = f"{type(e).__name__}: {e}"
+out["repr"] = repr(_core.TrainOptions.__new__(_core.TrainOptions))
+for cls in (_core.Network32, _core.Network64, L, G):  # every public method and property is called above
+    missing = sorted(n for n in vars(cls) if not n.startswith("_") and (cls, n) not in calls)
+    out["missing " + cls.__name__] = missing
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.pop("repr").startswith("TrainOptions(")
+    for key in [k for k in out if k.startswith("missing ")]:
+        assert out.pop(key) == [], key
+    assert len(out) == 2 * 10 + 14 + 2
+    for key, got in out.items():
+        assert got.startswith("TypeError") and "__init__ was not called" in got, (key, got)
+
+
+def test_train_options_fields_are_checked_when_set():
+    options = _core.TrainOptions()
+    with pytest.raises(ValueError, match="optimizer"):
+        options.optimizer = 99
+    with pytest.raises(ValueError, match="optimizer"):
+        options.optimizer = "adamw"
+    options.optimizer = "adam"
+    assert options.optimizer == [o[1] for o in _core.OPTIMIZERS if o[0] == "adam"][0]
+    with pytest.raises(ValueError, match="batch_size"):
+        options.batch_size = 0
+    assert options.batch_size == 1

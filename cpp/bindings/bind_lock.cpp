@@ -347,23 +347,31 @@ PyMethodDef lock_exit_def = {"__exit__", reinterpret_cast<PyCFunction>(reinterpr
 void bind_lock(py::module_& m) {
     py::class_<ModelLock> model_lock(m, "ModelLock", "Readers-writer lock of one model (see dnnfast/_locking.py).");
     model_lock.def(py::init<std::string>(), py::arg("what") = "the model")
-        .def("acquire_read", &ModelLock::acquire_read)
-        .def("release_read", &ModelLock::release_read)
-        .def("acquire_copy", &ModelLock::acquire_copy)
-        .def("acquire_write", [](ModelLock& l, py::object) { l.acquire_write(); }, py::arg("what") = py::none())
-        .def("release_write", &ModelLock::release_write)
-        .def("step_boundary", &ModelLock::step_boundary,
+        .def("acquire_read", self_checked(&ModelLock::acquire_read, "ModelLock"))
+        .def("release_read", self_checked(&ModelLock::release_read, "ModelLock"))
+        .def("acquire_copy", self_checked(&ModelLock::acquire_copy, "ModelLock"))
+        .def("acquire_write",
+             [](py::handle l, py::object) { constructed_self<ModelLock>(l, "ModelLock").acquire_write(); },
+             py::arg("what") = py::none())
+        .def("release_write", self_checked(&ModelLock::release_write, "ModelLock"))
+        .def("step_boundary", self_checked(&ModelLock::step_boundary, "ModelLock"),
              "Called by a fit where the model is whole: lets a waiting copy or fork in.")
-        .def_property_readonly("fitting", &ModelLock::fitting, "True while a fit holds (or claims) the model.")
-        .def_property_readonly("reading", &ModelLock::reading, "True while any read holds the model.")
-        .def_property_readonly("what", &ModelLock::what)
-        .def_property_readonly("copies", [](ModelLock& l) { return &l.copies_guard; },
+        .def_property_readonly("fitting", self_checked(&ModelLock::fitting, "ModelLock"),
+                               "True while a fit holds (or claims) the model.")
+        .def_property_readonly("reading", self_checked(&ModelLock::reading, "ModelLock"),
+                               "True while any read holds the model.")
+        .def_property_readonly("what", self_checked(&ModelLock::what, "ModelLock"))
+        .def_property_readonly("copies",
+                               [](py::handle l) { return &constructed_self<ModelLock>(l, "ModelLock").copies_guard; },
                                py::return_value_policy::reference_internal,
                                "`with lock.copies:` a read that may run while the fit is parked at a step boundary.")
-        .def_property_readonly("fits", [](ModelLock& l) { return &l.fits_guard; }, py::return_value_policy::reference_internal,
+        .def_property_readonly("fits",
+                               [](py::handle l) { return &constructed_self<ModelLock>(l, "ModelLock").fits_guard; },
+                               py::return_value_policy::reference_internal,
                                "`with lock.fits:` a fit (one at a time, no reads meanwhile).")
-        .def("__reduce__", [](const ModelLock& l) {  // a pickled or copied model starts with a free lock
-            return py::make_tuple(py::module_::import("dnnfast._core").attr("ModelLock"), py::make_tuple(l.what()));
+        .def("__reduce__", [](py::handle l) {  // a pickled or copied model starts with a free lock
+            return py::make_tuple(py::module_::import("dnnfast._core").attr("ModelLock"),
+                                  py::make_tuple(constructed_self<ModelLock>(l, "ModelLock").what()));
         });
     // `with lock:` is a read, with no guard object to look up (lock_enter_def).
     for (PyMethodDef* def : {&lock_enter_def, &lock_exit_def}) {
@@ -372,11 +380,13 @@ void bind_lock(py::module_& m) {
         model_lock.attr(def->ml_name) = py::reinterpret_steal<py::object>(descr);
     }
     py::class_<Guard>(m, "_LockGuard")
-        .def("__enter__", [](Guard& g) {
+        .def("__enter__", [](py::handle self) {
+            Guard& g = constructed_self<Guard>(self, "_LockGuard");
             if (g.kind == Guard::Copy) g.lock->acquire_copy();
             else g.lock->acquire_write();
         })
-        .def("__exit__", [](Guard& g, py::args) {
+        .def("__exit__", [](py::handle self, py::args) {
+            Guard& g = constructed_self<Guard>(self, "_LockGuard");
             if (g.kind == Guard::Write) g.lock->release_write();
             else g.lock->release_read();
             return false;

@@ -315,21 +315,25 @@ void bind_network_dtype(py::module_& m, const char* name) {
     py::class_<N>(m, name)
         .def(py::init<const std::vector<size_t>&, const std::vector<int>&, const std::vector<double>&, int, bool>(),
              py::arg("sizes"), py::arg("activations"), py::arg("params"), py::arg("loss"), py::arg("fused") = true)
-        .def_property_readonly("num_params", [](const N& n) { return n.net.num_params(); })
-        .def("layout", &N::layout)
-        .def("forward", &N::forward, py::arg("params"), py::arg("X"))
-        .def("predict", &N::predict, py::arg("params"), py::arg("X"), py::arg("check_output") = true)
-        .def("predict_as_is", &N::predict_as_is, py::arg("params"), py::arg("X"), py::arg("max_rows"))
-        .def("cost", &N::cost, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w") = py::none())
-        .def("loss_and_gradient", &N::loss_and_gradient, py::arg("params"), py::arg("X"), py::arg("Y"),
-             py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
-        .def("train_epoch", &N::train_epoch, py::arg("params").noconvert(), py::arg("X"), py::arg("Y"),
-             py::arg("w"), py::arg("order"), py::arg("options"), py::arg("state1").noconvert() = py::none(),
-             py::arg("state2").noconvert() = py::none(), py::arg("t").noconvert() = py::none(),
-             py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
-        .def("gradient_sum", &N::gradient_sum, py::arg("params"), py::arg("X"), py::arg("Y"), py::arg("w"),
-             py::arg("rows"), py::arg("grad").noconvert())
-        .def("apply_gradient_sum", &N::apply_gradient_sum, py::arg("params").noconvert(),
+        .def_property_readonly("num_params",
+                               [name](py::handle n) { return constructed_self<N>(n, name).net.num_params(); })
+        .def("layout", self_checked(&N::layout, name))
+        .def("forward", self_checked(&N::forward, name), py::arg("params"), py::arg("X"))
+        .def("predict", self_checked(&N::predict, name), py::arg("params"), py::arg("X"),
+             py::arg("check_output") = true)
+        .def("predict_as_is", self_checked(&N::predict_as_is, name), py::arg("params"), py::arg("X"),
+             py::arg("max_rows"))
+        .def("cost", self_checked(&N::cost, name), py::arg("params"), py::arg("X"), py::arg("Y"),
+             py::arg("w") = py::none())
+        .def("loss_and_gradient", self_checked(&N::loss_and_gradient, name), py::arg("params"), py::arg("X"),
+             py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
+        .def("train_epoch", self_checked(&N::train_epoch, name), py::arg("params").noconvert(), py::arg("X"),
+             py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
+             py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
+             py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
+        .def("gradient_sum", self_checked(&N::gradient_sum, name), py::arg("params"), py::arg("X"), py::arg("Y"),
+             py::arg("w"), py::arg("rows"), py::arg("grad").noconvert())
+        .def("apply_gradient_sum", self_checked(&N::apply_gradient_sum, name), py::arg("params").noconvert(),
              py::arg("grad").noconvert(), py::arg("denom"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
              py::arg("t").noconvert() = py::none());
@@ -358,7 +362,9 @@ void bind_network(py::module_& m) {
              py::arg("momentum") = 0.9, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
              py::arg("epsilon") = 1e-8, py::arg("l2") = 0.0, py::arg("weight_decay") = 0.0,
              py::arg("batch_size") = size_t(1))
-        .def_readwrite("optimizer", &TrainOptions::optimizer)
+        .def_property(  // set as at construction: a name or a valid id
+            "optimizer", [](const TrainOptions& o) { return o.optimizer; },
+            [](TrainOptions& o, const py::object& v) { o.optimizer = optimizer_id(v); })
         .def_readwrite("learning_rate", &TrainOptions::learning_rate)
         .def_readwrite("momentum", &TrainOptions::momentum)
         .def_readwrite("beta1", &TrainOptions::beta1)
@@ -366,9 +372,16 @@ void bind_network(py::module_& m) {
         .def_readwrite("epsilon", &TrainOptions::epsilon)
         .def_readwrite("l2", &TrainOptions::l2)
         .def_readwrite("weight_decay", &TrainOptions::weight_decay)
-        .def_readwrite("batch_size", &TrainOptions::batch_size)
+        .def_property(
+            "batch_size", [](const TrainOptions& o) { return o.batch_size; },
+            [](TrainOptions& o, size_t v) {
+                if (v == 0) throw std::invalid_argument("batch_size must be positive");
+                o.batch_size = v;
+            })
         .def("__repr__", [](const TrainOptions& o) {
-            return "TrainOptions(optimizer='" + std::string(kOptimizers[o.optimizer].name) +
+            // optimizer is checked when set, but not in an object made by __new__ alone
+            const bool known = o.optimizer >= 0 && o.optimizer < kNumOptimizers;
+            return "TrainOptions(optimizer='" + std::string(known ? kOptimizers[o.optimizer].name : "?") +
                    "', learning_rate=" + std::to_string(o.learning_rate) +
                    ", batch_size=" + std::to_string(o.batch_size) + ", ...)";
         });

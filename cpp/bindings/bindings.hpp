@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 // An argument declared carray<T> (below) accepts exactly a C-contiguous NumPy
 // array of T and passes it on as it is; anything else is pybind11's
@@ -44,6 +45,37 @@ using carray = py::array_t<T, py::array::c_style>;  // exactly T, C-contiguous: 
 template <class T>
 inline void require_2d(const carray<T>& a, const char* name) {
     if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
+}
+
+// `self` of a bound member function, checked. An object made by
+// Class.__new__ without __init__ has no C++ object, and pybind11 would hand
+// a member-function binding freshly allocated, unconstructed storage as
+// `this` (a crash, or a hang in a lock's wait); such a call raises TypeError
+// instead. (ModelLock's `with` methods check the same in bind_lock.cpp.)
+template <class C>
+C& constructed_self(py::handle self, const char* cls) {
+    static const py::detail::type_info* const info = py::detail::get_type_info(typeid(C));
+    if (!PyObject_TypeCheck(self.ptr(), info->type))
+        throw py::type_error(std::string(cls) + " method called on a " + Py_TYPE(self.ptr())->tp_name);
+    auto vh = reinterpret_cast<py::detail::instance*>(self.ptr())->get_value_and_holder(info, false);
+    // Constructed: by __init__ (the holder), or a C++ object handed out by
+    // reference (not owned, no holder). Unconstructed storage that some
+    // caster allocated on demand is owned and has no holder.
+    const bool constructed = vh && vh.value_ptr() && (vh.holder_constructed() || !vh.inst->owned);
+    if (!constructed) throw py::type_error(std::string(cls) + ": __init__ was not called");
+    return *vh.template value_ptr<C>();
+}
+template <class C, class R, class... A>
+auto self_checked(R (C::*f)(A...), const char* cls) {
+    return [f, cls](py::handle self, A... a) -> R {
+        return (constructed_self<C>(self, cls).*f)(std::forward<A>(a)...);
+    };
+}
+template <class C, class R, class... A>
+auto self_checked(R (C::*f)(A...) const, const char* cls) {
+    return [f, cls](py::handle self, A... a) -> R {
+        return (constructed_self<C>(self, cls).*f)(std::forward<A>(a)...);
+    };
 }
 
 void bind_threads(py::module_& m);

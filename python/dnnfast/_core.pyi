@@ -23,7 +23,10 @@ STOCHASTIC_WINDOW: int
 
 class TrainOptions:
     """The settings of a training call; keyword-only, all with defaults."""
-    optimizer: int
+    @property
+    def optimizer(self) -> int: ...  # an id of OPTIMIZERS
+    @optimizer.setter
+    def optimizer(self, value: int | str) -> None: ...  # a name or an id, checked as in __init__
     learning_rate: float
     momentum: float
     beta1: float
@@ -31,7 +34,7 @@ class TrainOptions:
     epsilon: float
     l2: float            # penalty 0.5 * l2 * sum(W^2) / D (D: the batch's rows or weight): scikit-learn's alpha
     weight_decay: float  # penalty 0.5 * weight_decay * sum(W^2) per update: Network.fit's weight_decay
-    batch_size: int
+    batch_size: int  # positive, checked when set
     def __init__(self, *, optimizer: int | str = "sgd", learning_rate: float = 0.01, momentum: float = 0.9,
                  beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, l2: float = 0.0,
                  weight_decay: float = 0.0, batch_size: int = 1) -> None: ...
