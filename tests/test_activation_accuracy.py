@@ -1,9 +1,14 @@
 """Accuracy of the vector transcendental kernels (cpp/nn/vmath_impl.hpp)
 against dnnfast.reference, over dense sweeps with the extremes, on every
-kernel table this CPU can run; and that every table gives the same bits.
+kernel table this CPU can run; and that the tables with FMA (avx2, avx512)
+give the same bits as each other. (generic, without FMA, rounds a b + c
+twice: its own bits, within the same bounds.)
 
 Error bounds (the promise; the maxima measured over these sweeps on an AMD
-Zen 5, the same on the generic, avx2 and avx512 tables, are in brackets):
+Zen 5, the same on the generic, avx2 and avx512 tables, are in brackets;
+with FMA, measured on an Intel Xeon (Emerald Rapids), the avx2 / avx512
+maxima are the same except float32 elu 0.77 and arctan 1.56 ulp, and the
+generic table's are unchanged):
 
   float32, in ulps of the correctly rounded result, against the reference
   evaluated in float64:  sigmoid 4 [2.25], tanh 4 [1.74*], softplus 4 [2.86],
@@ -31,6 +36,16 @@ from dnnfast import reference as ref
 from conftest import ACT_ID, LOSS_ID
 
 TABLES = [k for k in ("generic", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+# Tables whose kernels fuse a b + c (FMA) give the same bits as each other;
+# generic, a multiply then an add, its own (vmath_impl.hpp).
+FMA_TABLES = {"avx2", "avx512"}
+
+
+def assert_same_bits_per_kind(outs, what):
+    """Every FMA table the same bits as the first FMA table; generic alone."""
+    fused = [t for t in outs if t in FMA_TABLES]
+    for t in fused[1:]:
+        np.testing.assert_array_equal(outs[t], outs[fused[0]], err_msg=f"{what}: {t} differs from {fused[0]}")
 NAMES = ["sigmoid", "tanh", "softplus", "elu", "arctan"]
 ULP_BOUND = 4.0           # float32
 REL_BOUND = 1e-15         # float64
@@ -106,7 +121,7 @@ def test_forward_error_bound_every_table(name, dtype, on_table):
     for t, A in outs.items():
         assert A.dtype == dtype
         check_bound(A, exact, dtype, f"{name} {t}")
-        np.testing.assert_array_equal(A, outs[TABLES[0]], err_msg=f"{name}: {t} differs from {TABLES[0]}")
+    assert_same_bits_per_kind(outs, name)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -121,7 +136,7 @@ def test_softplus_backward_error_bound_every_table(dtype, on_table, rng):
             for t in TABLES}
     for t, dZ in outs.items():
         check_bound(dZ, exact, dtype, f"softplus' {t}")
-        np.testing.assert_array_equal(dZ, outs[TABLES[0]])
+    assert_same_bits_per_kind(outs, "softplus'")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -145,7 +160,7 @@ def test_softmax_error_bound_every_table(dtype, on_table, rng):
     for t, A in outs.items():
         # float32: the row sum of 37 terms, in order, adds its own rounding
         check_bound(A, exact, dtype, f"softmax {t}", ulps=SOFTMAX_ULP_BOUND)
-        np.testing.assert_array_equal(A, outs[TABLES[0]])
+    assert_same_bits_per_kind(outs, "softmax")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -166,7 +181,7 @@ def test_cce_loss_log_every_table(dtype, on_table, rng):
     got = {t: on_table(t, lambda: _core.loss_forward(LOSS_ID["cce"], Y, P, None)) for t in TABLES}
     for t, J in got.items():
         assert abs(J - exact) <= tol, f"cce {t}: {J!r} vs {exact!r}"
-        assert J == got[TABLES[0]]
+    assert_same_bits_per_kind(got, "cce")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
