@@ -34,10 +34,10 @@
 //    sigmoid = (z >= 0 ? 1 : e) / (1 + e), e = exp(-|z|).
 //    softplus = max(z, 0) + log1p(exp(-|z|)).  elu = alpha expm1(z), z < 0.
 // Each a b + c above is fused where the table has FMA (avx2, avx512: one
-// rounding, and 25-35% fewer vector operations than a multiply and an add:
-// float64 tanh of 200 x 100 values 1.9 -> 1.4 ns a value on an Intel Xeon);
-// generic rounds twice, so the FMA tables give the same bits as each other
-// and generic its own, all within the same bounds.
+// rounding, and a quarter to a third fewer vector operations than a
+// multiply and an add; measured in BENCHMARKS.md, `dcca32e`); generic
+// rounds twice, so the FMA tables give the same bits as each other and
+// generic its own, all within the same bounds.
 // Every input is clamped (NaN-preserving compares) before any 2^n is built,
 // so no intermediate overflows for any finite or infinite input; NaN in
 // gives NaN out. Measured error bounds: tests/test_activation_accuracy.py.
