@@ -52,8 +52,17 @@ struct OpsD {
         const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
         _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(r)), lane), v);
     }
-    // t[j], j in [0, 16).
-    static V lookup16(const double* t, VI j) { return _mm256_i64gather_pd(t, (__m256i)j, 8); }
+    // t[j], j in [0, 16): a gather with 32-bit indices (j's low halves).
+    // Not vgatherqpd with j as it is: under qemu-x86_64 7.2 (Debian 12's,
+    // which CI's Haswell check runs under) that returned wrong entries in
+    // the fused tanh and softmax, where the hardware did not; the zero
+    // source and full mask spelled out, as GCC 12 warns of the undefined
+    // one in _mm256_i32gather_pd.
+    static V lookup16(const double* t, VI j) {
+        const __m256i lo32 = _mm256_permutevar8x32_epi32((__m256i)j, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), t, _mm256_castsi256_si128(lo32),
+                                        _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
+    }
 };
 
 }  // namespace

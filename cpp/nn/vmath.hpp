@@ -5,11 +5,13 @@
 // which only ever selects a table the CPU supports; DNNFAST_GEMM_KERNEL and
 // gemm_set_kernel therefore force these too).
 //
-// Every table computes the same bits: the same polynomials, the same operation
-// order, only correctly rounded IEEE operations (+ - * /, compares, bit
-// moves), and no fused multiply-add (the ISA files are built with
-// -ffp-contract=off, the portable one has no FMA). See vmath_impl.hpp for
-// the algorithms and the error bounds.
+// Every table runs the same polynomials in the same operation order, with
+// only correctly rounded IEEE operations (+ - * /, compares, bit moves, and
+// the fused multiply-adds the code names: Ops::fma). The avx2 and avx512
+// tables fuse those, so they give the same bits as each other; the portable
+// one multiplies and then adds, and gives its own (nothing else is fused:
+// the files are built with -ffp-contract=off). See vmath_impl.hpp for the
+// algorithms and the error bounds.
 #pragma once
 #include <cstddef>
 

@@ -1,6 +1,6 @@
 // The avx512 vector-maths table (built with the avx512 flags and -ffp-contract=off;
 // reached only through active_vmath(), after the CPU check). Same bits as
-// the portable table: see vmath.hpp. Everything here is in namespace
+// the avx2 table (both fuse multiply-adds): see vmath.hpp. Everything here is in namespace
 // isa_avx512 and the table is constant-initialised data (the rule in
 // gemm/cpu_features.cpp).
 #if defined(__x86_64__) || defined(_M_X64)
