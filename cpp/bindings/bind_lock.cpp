@@ -315,7 +315,7 @@ bool call_lock(PyObject* self) noexcept {  // false: a Python exception is set
         // lookup. ModelLock.__new__ without __init__ has none (its
         // unordered_map unconstructed: a crash in find).
         auto vh = reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder();
-        if (!vh.holder_constructed()) {
+        if (!constructed(vh)) {
             PyErr_SetString(PyExc_TypeError, "ModelLock: __init__ was not called");
             return false;
         }

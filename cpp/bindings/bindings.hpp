@@ -51,18 +51,22 @@ inline void require_2d(const carray<T>& a, const char* name) {
 // Class.__new__ without __init__ has no C++ object, and pybind11 would hand
 // a member-function binding freshly allocated, unconstructed storage as
 // `this` (a crash, or a hang in a lock's wait); such a call raises TypeError
-// instead. (ModelLock's `with` methods check the same in bind_lock.cpp.)
+// instead. (ModelLock's `with` methods, plain CPython methods in bind_lock.cpp,
+// ask constructed() too.)
+// Whether a C++ object stands behind an instance: made by __init__ (the
+// holder), or handed out by reference (not owned, no holder). Storage that
+// a caster allocated on demand for an instance made by __new__ alone is
+// owned and has no holder.
+inline bool constructed(const py::detail::value_and_holder& vh) {
+    return vh && vh.value_ptr() && (vh.holder_constructed() || !vh.inst->owned);
+}
 template <class C>
 C& constructed_self(py::handle self, const char* cls) {
     static const py::detail::type_info* const info = py::detail::get_type_info(typeid(C));
     if (!PyObject_TypeCheck(self.ptr(), info->type))
         throw py::type_error(std::string(cls) + " method called on a " + Py_TYPE(self.ptr())->tp_name);
     auto vh = reinterpret_cast<py::detail::instance*>(self.ptr())->get_value_and_holder(info, false);
-    // Constructed: by __init__ (the holder), or a C++ object handed out by
-    // reference (not owned, no holder). Unconstructed storage that some
-    // caster allocated on demand is owned and has no holder.
-    const bool constructed = vh && vh.value_ptr() && (vh.holder_constructed() || !vh.inst->owned);
-    if (!constructed) throw py::type_error(std::string(cls) + ": __init__ was not called");
+    if (!constructed(vh)) throw py::type_error(std::string(cls) + ": __init__ was not called");
     return *vh.template value_ptr<C>();
 }
 template <class C, class R, class... A>

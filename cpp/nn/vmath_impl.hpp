@@ -218,23 +218,25 @@ struct VMath {
         }
     }
 
-    // r and n with x = n ln2 + r; returns expm1(r).
-    DNNFAST_VINLINE static V reduce_expm1(V x, VI& n) {
-        const V k = fma(x, sp(C::kLog2e), sp(C::kMagic));
+    // x = n ln2 / S + r (S = 1 or 16, by the constants given: log2(e) S and
+    // ln2 / S in hi + lo parts); returns expm1(r) by the coefficients P.
+    template <size_t N>
+    DNNFAST_VINLINE static V reduce(V x, VI& n, T log2e_s, T ln2_hi, T ln2_lo, const T (&P)[N]) {
+        const V k = fma(x, sp(log2e_s), sp(C::kMagic));
         const V nf = k - sp(C::kMagic);
         n = bits(k) - bits(sp(C::kMagic));
-        const V r = fma(-nf, sp(C::kLn2Lo), fma(-nf, sp(C::kLn2Hi), x));
-        return fma(r * r, horner(r, C::kExpm1P), r);
+        const V r = fma(-nf, sp(ln2_lo), fma(-nf, sp(ln2_hi), x));
+        return fma(r * r, horner(r, P), r);
+    }
+    // x = n ln2 + r; returns expm1(r).
+    DNNFAST_VINLINE static V reduce_expm1(V x, VI& n) {
+        return reduce(x, n, C::kLog2e, C::kLn2Hi, C::kLn2Lo, C::kExpm1P);
     }
     // x = (16 m + j) ln2/16 + r, 0 <= j < 16: n = 16 m + j, and returns
     // expm1(r) by the coefficients P.
     template <size_t N>
     DNNFAST_VINLINE static V reduce16(V x, VI& n, const T (&P)[N]) {
-        const V k = fma(x, sp(C::kLog2e16), sp(C::kMagic));
-        const V nf = k - sp(C::kMagic);
-        n = bits(k) - bits(sp(C::kMagic));
-        const V r = fma(-nf, sp(C::kLn2Lo16), fma(-nf, sp(C::kLn2Hi16), x));
-        return fma(r * r, horner(r, P), r);
+        return reduce(x, n, C::kLog2e16, C::kLn2Hi16, C::kLn2Lo16, P);
     }
     // exp of x <= 0 (or NaN) needs no upper clamp, expm1 of x already in
     // range no clamp at all: a clamp that cannot bind changes no bit, and
