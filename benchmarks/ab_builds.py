@@ -32,6 +32,12 @@ and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 ``--shapes 200x10x100,64x100x200:T`` times the given products (M x N x K,
 ``:T`` for op(A) = A^T) instead of the G cases.
 
+``--steps adam:7510,sgd:200000`` times one optimizer update of that many
+parameters (``_core.optimizer_update``, ``--dtype``), the builds
+alternating, each on its own copy of the same parameters, gradients and
+state; prints the median and 10th percentile of each and whether both gave
+the same bits.
+
 ``--predict`` compares one-row ``predict`` latency (the P workload: the W1
 network, float32), calls alternating between the builds; prints the median
 and 10th percentile of each, and whether both gave the same bits.
@@ -92,6 +98,8 @@ def main(argv=None):
                     "instead of GEMMs")
     ap.add_argument("--repeats", type=int, default=11, help="epochs timed per build with --train")
     ap.add_argument("--predict", action="store_true", help="one-row predict latency instead of GEMMs")
+    ap.add_argument("--steps", default="", help="comma-separated optimizer:parameters (e.g. adam:7510) "
+                    "instead of GEMMs: one optimizer update each")
     args = ap.parse_args(argv)
     if args.threads < 1:
         raise SystemExit("--threads must be >= 1")
@@ -106,6 +114,8 @@ def main(argv=None):
         return train_ab(old, new, [w for w in args.train.split(",") if w], args)
     if args.predict:
         return predict_ab(old, new, args)
+    if args.steps:
+        return steps_ab(old, new, [c for c in args.steps.split(",") if c], args)
     dtype = np.dtype(args.dtype)
     wanted = [s for s in args.only.split(",") if s]
     rng = np.random.default_rng(0)
@@ -159,6 +169,42 @@ def networks(old, new, wl):
         net._build_core(core)
         nets.append(net)
     return nets
+
+
+def steps_ab(old, new, cases, args, calls=4000):
+    dtype = np.dtype(args.dtype)
+    rng = np.random.default_rng(0)
+    print(f"{args.threads} thread(s), {dtype.name}")
+    print(f"{'optimizer':10s} {'params':>8s} {'old us':>9s} {'new us':>9s} {'old/new':>8s} {'p10':>6s}  same bits")
+    for case in cases:
+        name, _, n = case.partition(":")
+        try:
+            n = int(n)
+        except ValueError:
+            raise SystemExit(f"--steps: {case!r} is not optimizer:parameters") from None
+        # Gradients of a few orders of magnitude and state from a few earlier
+        # steps, as in a fit; each build steps its own copy.
+        G = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 0, n)).astype(dtype)
+        runs = []
+        for core in (old, new):
+            opts = core.TrainOptions(optimizer=name, learning_rate=1e-3)
+            P, s1, s2 = rng.standard_normal(n).astype(dtype), np.zeros(n, dtype), np.zeros(n, dtype)
+            runs.append([core, opts, P, s1, s2, 0])
+        runs[1][2][:] = runs[0][2]
+        for r in runs:
+            for _ in range(5):
+                r[5] = r[0].optimizer_update(r[1], r[2], G, r[3], r[4], r[5])
+        same = all(a.tobytes() == b.tobytes() for a, b in zip(runs[0][2:5], runs[1][2:5]))
+        t = np.empty((calls, 2))
+        for i in range(calls):
+            for b in ((0, 1) if i % 2 == 0 else (1, 0)):
+                core, opts, P, s1, s2, step = runs[b]
+                t0 = time.perf_counter_ns()
+                runs[b][5] = core.optimizer_update(opts, P, G, s1, s2, step)
+                t[i, b] = time.perf_counter_ns() - t0
+        med, p10 = np.median(t, axis=0) / 1e3, np.percentile(t, 10, axis=0) / 1e3
+        print(f"{name:10s} {n:8d} {med[0]:9.2f} {med[1]:9.2f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
+              f"{'yes' if same else 'NO'}", flush=True)
 
 
 def predict_ab(old, new, args, calls=20000):

@@ -168,6 +168,84 @@ def test_optimizer_steps(table, dtype, name, size, rng):
         assert t == wt == 3
 
 
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_quotient_at_the_edges(table, dtype, rng):
+    """On the avx512 table Adam's float64 quotient comes from Newton steps
+    and a remainder correction (cpp/gemm/ops_avx512.hpp, OpsD::div_rn), not
+    the divider, with the divider kept for the operands those steps cannot
+    round correctly: every table must still give the IEEE quotient's bits.
+    First gradients from subnormal to overflowing, zeros of both signs,
+    NaN and inf over several steps, with epsilon's significand all ones
+    (where g^2 underflows to 0 the divisor is epsilon itself); then one
+    case for each fallback, each of which fails without it."""
+    fi = np.finfo(dtype)
+    size = 4099
+    eps = float(np.nextafter(dtype(2), dtype(0)) * dtype(2.0 ** -27))
+    hyper = dict(lr=1e20, mu=0.9, b1=0.9, b2=0.999, eps=eps)
+    options = _core.TrainOptions(optimizer="adam", learning_rate=hyper["lr"], beta1=hyper["b1"],
+                                 beta2=hyper["b2"], epsilon=hyper["eps"])
+    P = rng.standard_normal(size).astype(dtype)
+    s1, s2 = np.zeros(size, dtype), np.zeros(size, dtype)
+    wP, ws1, ws2, wt, t = P.copy(), s1.copy(), s2.copy(), 0, 0
+    # Exponents from the subnormals' to past the largest finite value.
+    lo, hi = fi.minexp - fi.nmant, fi.maxexp + 2
+    tiny = float(2.0 ** ((fi.minexp - fi.nmant) // 2 - 2))  # (1 - b2) g^2 underflows to 0
+    for step in range(4):
+        with np.errstate(over="ignore"):  # past the largest value: inf, as meant
+            mag = rng.uniform(1, 2, size) * 2.0 ** rng.integers(lo, hi, size).astype(float)
+            G = (mag * rng.choice([-1.0, 1.0], size)).astype(dtype)
+        kind = rng.integers(0, 6, size)
+        kind[::4] = 0  # a quarter of the lanes keep s2 = 0 throughout
+        G[kind == 0] = (rng.uniform(1, 2, (kind == 0).sum()) * tiny).astype(dtype)
+        G[kind == 1] = rng.standard_normal((kind == 1).sum()).astype(dtype)
+        G[kind == 2] = 0.0 if step % 2 else -0.0
+        G[:3] = [np.nan, np.inf, -np.inf] if step == 3 else G[:3]
+        with np.errstate(all="ignore"):
+            t = _core.optimizer_update(options, P, G, s1, s2, t)
+            wP, ws1, ws2, wt = optimizer_def("adam", wP, G, ws1, ws2, wt, **hyper)
+        same_bits(P, wP)
+        same_bits(s1, ws1)
+        same_bits(s2, ws2)
+    # The cases the test is for were reached: divisors equal to epsilon with
+    # a nonzero numerator.
+    assert np.count_nonzero((ws2 == 0) & (ws1 != 0)) > 100
+    # With beta1 = beta2 = 0: s1 = 0 s1 + g, s2 = g^2 and lr_t = lr, so the
+    # numerators are lr s1 and, where g^2 underflows, the divisor is epsilon.
+    # P = -0, so P - q = -q shows every bit of each quotient, its sign at 0
+    # included. Each case breaks one condition of the Newton steps:
+    half = lo // 2
+    cases = [
+        # powers of two over an all-ones epsilon: ties an ulp-off reciprocal rounds wrong
+        (2.0 ** 100, eps, (half - 12, half - 2), False, 0.0),
+        # numerators of -0 (s1 starts at -0 and g = -0), where q0 + r y is +0
+        (2.0 ** 100, 1e-8, (half - 12, half - 2), False, -0.0),
+        # numerators near 2^-1020 over 1e-12: normal quotients whose remainder underflows
+        (2.0 ** -480, 1e-12, (half - 12, half - 2), True, 0.0),
+        # g^2 overflows: divisors of inf under finite numerators (quotient 0)
+        (2.0 ** -100, 1e-8, (520, 530), True, 0.0),
+    ]
+    for lr, eps_c, (e0, e1), spread, s1_start in cases:
+        if 2.0 ** e1 > float(fi.max):
+            continue  # float32's range: nothing of this case to build
+        options = _core.TrainOptions(optimizer="adam", learning_rate=lr, beta1=0.0, beta2=0.0, epsilon=eps_c)
+        G = 2.0 ** rng.integers(e0, e1, size).astype(float)
+        if spread:
+            G *= rng.uniform(1, 2, size)
+        G = G.astype(dtype)
+        G[1::2] *= -1
+        G[rng.random(size) < 0.05] = 0.0
+        G[rng.random(size) < 0.05] = -0.0
+        P = np.full(size, -0.0, dtype)
+        s1, s2 = np.full(size, s1_start, dtype), np.zeros(size, dtype)
+        _core.optimizer_update(options, P, G, s1, s2, 0)
+        with np.errstate(all="ignore"):
+            wP, ws1, ws2, _ = optimizer_def("adam", np.full(size, -0.0, dtype), G, np.full(size, s1_start, dtype),
+                                            np.zeros(size, dtype), 0, lr=lr, mu=0.0, b1=0.0, b2=0.0, eps=eps_c)
+        same_bits(P, wP)
+        same_bits(s1, ws1)
+
+
 def test_optimizer_update_checks_its_buffers():
     P = np.zeros(4)
     with pytest.raises(ValueError, match="grads"):

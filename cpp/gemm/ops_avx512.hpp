@@ -63,6 +63,43 @@ struct OpsD {
     static V lookup16(const double* t, VI j) {
         return _mm512_permutex2var_pd(_mm512_loadu_pd(t), (__m512i)j, _mm512_loadu_pd(t + 8));
     }
+    static V sqrt(V x) { return _mm512_maskz_sqrt_pd(__mmask8(0xff), x); }
+    // a / b with the divider's bits, mostly without the divider: on Intel
+    // cores a zmm double division issues once in 16 cycles, the bound of
+    // Adam's step (vmath_impl.hpp), while FMAs issue twice a cycle.
+    //   y = 1/b within an ulp by Newton steps y += y (1 - b y) from vrcp14pd
+    //   (relative error below 2^-14: 2^-28, then 2^-56 plus the rounding);
+    //   one step more gives y = RN(1/b) unless b's significand is all ones
+    //   (Markstein's reciprocal theorem); then q0 = a y is within an ulp of
+    //   a / b, its remainder a - b q0 is exact in one FMA, and q0 + r y
+    //   rounded once is RN(a / b) (Markstein's quotient theorem; Muller et
+    //   al., Handbook of Floating-Point Arithmetic, 2nd ed., section 4.7).
+    // Both theorems assume nothing overflows or underflows: with |a| and |b|
+    // in [2^-450, 2^450] (or a = 0), y and q0 are normal (q0 within
+    // [2^-901, 2^901]) and the remainder is a multiple of 2^-555, so that
+    // holds. A vector with a lane outside that (a NaN or an infinity
+    // included) or an all-ones significand in b goes to the divider whole:
+    // every lane gets the IEEE quotient (tests/test_elementwise_tables.py,
+    // with operands that break each of those conditions). Not for float,
+    // whose division issues once in about 10 cycles for 16 lanes: there the
+    // steps and checks were slower (BENCHMARKS.md, `b3b38fe`).
+    static V div_rn(V a, V b) {
+        const __m512d lo = _mm512_set1_pd(0x1p-450), hi = _mm512_set1_pd(0x1p450), one = _mm512_set1_pd(1.0);
+        const __m512i mant = _mm512_set1_epi64(0x000fffffffffffffLL);
+        const __m512d aa = _mm512_abs_pd(a), ab = _mm512_abs_pd(b);
+        __mmask8 ok = _mm512_cmp_pd_mask(ab, lo, _CMP_GE_OQ);
+        ok = _mm512_mask_cmp_pd_mask(ok, ab, hi, _CMP_LE_OQ);
+        ok = _mm512_mask_cmp_epi64_mask(ok, _mm512_and_si512(_mm512_castpd_si512(b), mant), mant, _MM_CMPINT_NE);
+        const __mmask8 zero = _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_EQ_OQ);
+        __mmask8 a_ok = _mm512_cmp_pd_mask(aa, lo, _CMP_GE_OQ);
+        a_ok = _mm512_mask_cmp_pd_mask(a_ok, aa, hi, _CMP_LE_OQ);
+        if (__mmask8(ok & (a_ok | zero)) != 0xff) return a / b;
+        __m512d y = _mm512_maskz_rcp14_pd(__mmask8(0xff), b);
+        for (int s = 0; s < 3; ++s) y = _mm512_fmadd_pd(_mm512_fnmadd_pd(b, y, one), y, y);
+        const __m512d q0 = _mm512_mul_pd(a, y);
+        const __m512d q = _mm512_fmadd_pd(_mm512_fnmadd_pd(q0, b, a), y, q0);
+        return _mm512_mask_blend_pd(zero, q, q0);  // a = -0: q0 is -0 (q would be +0)
+    }
 };
 
 }  // namespace

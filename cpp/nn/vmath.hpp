@@ -38,7 +38,8 @@ struct VMathFns {
     // forward and backward passes, the bias gradient and the Adam step were
     // a quarter of a small model's training step). Same maths, operation for
     // operation, as the scalar definitions (activations.hpp, optimizers.cpp),
-    // so every table gives the same bits.
+    // so every table gives the same bits. (The avx512 table's float64 Adam
+    // divides by Newton steps that return the IEEE quotient: ops_avx512.hpp.)
     //
     // The same block form: relu: z > 0 ? z : 0; leaky: z > 0 ? z : alpha z;
     // identity: z.

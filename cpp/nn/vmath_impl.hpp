@@ -45,6 +45,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "nn/vmath.hpp"
 
@@ -577,10 +578,31 @@ struct VMath {
                 p[k] += s1[k];
             }
     }
+    template <class O, class = void>
+    struct HasDivRn : std::false_type {};
+    template <class O>
+    struct HasDivRn<O, std::void_t<decltype(O::div_rn(V{}, V{}))>> : std::true_type {};
     static void adam_step(T* __restrict p, const T* __restrict g, T* __restrict s1, T* __restrict s2, size_t n,
                           T lr_t, T b1, T b2, T eps) {
         const T c1 = T(1) - b1, c2 = T(1) - b2;
-        for (size_t k = 0; k < n; ++k) {
+        size_t k = 0;
+        if constexpr (HasDivRn<Ops>::value) {
+            // Where the table divides without the divider (Ops::div_rn:
+            // avx512 float64), the loop below a vector at a time: each
+            // operation as written (vector operators are not contracted
+            // under -ffp-contract=off; the square root is IEEE, and div_rn
+            // returns the IEEE quotient), so the same bits.
+            const V vb1 = sp(b1), vb2 = sp(b2), vc1 = sp(c1), vc2 = sp(c2), vlr = sp(lr_t), veps = sp(eps);
+            for (; k + L <= n; k += L) {
+                const V gk = load(g + k);
+                const V m = vb1 * load(s1 + k) + vc1 * gk;
+                const V v = vb2 * load(s2 + k) + vc2 * gk * gk;
+                store(s1 + k, m);
+                store(s2 + k, v);
+                store(p + k, load(p + k) - Ops::div_rn(vlr * m, Ops::sqrt(v) + veps));
+            }
+        }
+        for (; k < n; ++k) {
             s1[k] = b1 * s1[k] + c1 * g[k];
             s2[k] = b2 * s2[k] + c2 * g[k] * g[k];
             p[k] -= lr_t * s1[k] / (std::sqrt(s2[k]) + eps);
