@@ -82,7 +82,7 @@ struct OpsD {
     // every lane gets the IEEE quotient (tests/test_elementwise_tables.py,
     // with operands that break each of those conditions). Not for float,
     // whose division issues once in about 10 cycles for 16 lanes: there the
-    // steps and checks were slower (BENCHMARKS.md, `b3b38fe`).
+    // steps and checks were slower (BENCHMARKS.md, the `f0f6a78` section).
     static V div_rn(V a, V b) {
         const __m512d lo = _mm512_set1_pd(0x1p-450), hi = _mm512_set1_pd(0x1p450), one = _mm512_set1_pd(1.0);
         const __m512i mant = _mm512_set1_epi64(0x000fffffffffffffLL);
