@@ -50,6 +50,11 @@ int optimizer_id(const py::object& o) {
     return id;
 }
 
+size_t checked_batch_size(size_t n) {
+    if (n == 0) throw std::invalid_argument("batch_size must be positive");
+    return n;
+}
+
 template <class T>
 struct NetworkPy {
     Network<T> net;
@@ -345,7 +350,6 @@ void bind_network(py::module_& m) {
     py::class_<TrainOptions>(m, "TrainOptions")
         .def(py::init([](const py::object& optimizer, double learning_rate, double momentum, double beta1,
                          double beta2, double epsilon, double l2, double weight_decay, size_t batch_size) {
-                 if (batch_size == 0) throw std::invalid_argument("batch_size must be positive");
                  TrainOptions o;
                  o.optimizer = optimizer_id(optimizer);
                  o.learning_rate = learning_rate;
@@ -355,7 +359,7 @@ void bind_network(py::module_& m) {
                  o.epsilon = epsilon;
                  o.l2 = l2;
                  o.weight_decay = weight_decay;
-                 o.batch_size = batch_size;
+                 o.batch_size = checked_batch_size(batch_size);
                  return o;
              }),
              py::kw_only(), py::arg("optimizer") = py::str("sgd"), py::arg("learning_rate") = 0.01,
@@ -372,12 +376,9 @@ void bind_network(py::module_& m) {
         .def_readwrite("epsilon", &TrainOptions::epsilon)
         .def_readwrite("l2", &TrainOptions::l2)
         .def_readwrite("weight_decay", &TrainOptions::weight_decay)
-        .def_property(
+        .def_property(  // checked as at construction
             "batch_size", [](const TrainOptions& o) { return o.batch_size; },
-            [](TrainOptions& o, size_t v) {
-                if (v == 0) throw std::invalid_argument("batch_size must be positive");
-                o.batch_size = v;
-            })
+            [](TrainOptions& o, size_t v) { o.batch_size = checked_batch_size(v); })
         .def("__repr__", [](const TrainOptions& o) {
             // optimizer is checked when set, but not in an object made by __new__ alone
             const bool known = o.optimizer >= 0 && o.optimizer < kNumOptimizers;

@@ -47,19 +47,19 @@ inline void require_2d(const carray<T>& a, const char* name) {
     if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
 }
 
+// Whether a C++ object stands behind an instance: made by __init__ (the
+// holder), or handed out by reference (not owned, no holder). Storage that
+// a caster allocated on demand for an instance made by __new__ alone is
+// owned and has no holder. (ModelLock's `with` methods, plain CPython
+// methods in bind_lock.cpp, ask it too.)
+inline bool constructed(const py::detail::value_and_holder& vh) {
+    return vh && vh.value_ptr() && (vh.holder_constructed() || !vh.inst->owned);
+}
 // `self` of a bound member function, checked. An object made by
 // Class.__new__ without __init__ has no C++ object, and pybind11 would hand
 // a member-function binding freshly allocated, unconstructed storage as
 // `this` (a crash, or a hang in a lock's wait); such a call raises TypeError
-// instead. (ModelLock's `with` methods, plain CPython methods in bind_lock.cpp,
-// ask constructed() too.)
-// Whether a C++ object stands behind an instance: made by __init__ (the
-// holder), or handed out by reference (not owned, no holder). Storage that
-// a caster allocated on demand for an instance made by __new__ alone is
-// owned and has no holder.
-inline bool constructed(const py::detail::value_and_holder& vh) {
-    return vh && vh.value_ptr() && (vh.holder_constructed() || !vh.inst->owned);
-}
+// instead.
 template <class C>
 C& constructed_self(py::handle self, const char* cls) {
     static const py::detail::type_info* const info = py::detail::get_type_info(typeid(C));
