@@ -54,6 +54,12 @@ inline constexpr int kNumActivations = sizeof(kActivations) / sizeof(kActivation
 
 inline bool is_elementwise(Act a) { return a != Act::softmax; }
 
+// Whether sigma' can be formed from the output A alone, so that a layer
+// need not keep its pre-activation Z apart from A: relu' is z > 0, which is
+// a > 0 for a = (z > 0 ? z : 0), NaN and -0 included; tanh' = 1 - a a and
+// sigmoid' = a (1 - a) read A only (activation_backward_block).
+inline bool derivative_from_output(Act a) { return a == Act::relu || a == Act::tanh || a == Act::sigmoid; }
+
 inline double activation_cost(Act a) { return kActivations[static_cast<int>(a)].cost; }
 
 // Element operations (in relu-equivalents) per thread below which a second

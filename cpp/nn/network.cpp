@@ -130,9 +130,9 @@ void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) con
         ws.A.resize(L);
         for (size_t l = 0; l < L; ++l) {
             const size_t sz = checked_mul(rows, layers_[l].m_out, what);
-            // Identity layers keep A == Z, relu layers Z in A (pre_activation):
-            // one buffer each.
-            if (layers_[l].act != Act::relu) ws.Z[l].assign(sz, T(0));
+            // Identity layers keep A == Z, relu, tanh and sigmoid layers Z in
+            // A (pre_activation): one buffer each.
+            if (!derivative_from_output(layers_[l].act)) ws.Z[l].assign(sz, T(0));
             if (layers_[l].act != Act::identity) ws.A[l].assign(sz, T(0));
         }
         ws.rows = rows;
@@ -159,15 +159,15 @@ const T* Network<T>::output(const Workspace& ws) const {
     return layers_[L - 1].act == Act::identity ? ws.Z[L - 1].data() : ws.A[L - 1].data();
 }
 
-// Where layer l's Z (the pre-activation) is kept. A relu layer keeps none of
-// its own: relu' is z > 0, which is a > 0 for a = (z > 0 ? z : 0), NaN and
-// -0 included, so the backward pass reads A there, and the forward GEMM's
-// epilogue writes relu(z + b) once over its own output instead of storing
-// z + b and relu(z + b) both (the epilogue's stores were a seventh of a small
-// relu model's step).
+// Where layer l's Z (the pre-activation) is kept. A layer whose sigma' needs
+// only A (relu, tanh, sigmoid: derivative_from_output) keeps none of its
+// own, so the forward GEMM's epilogue writes f(z + b) once over its own
+// output instead of storing z + b and f(z + b) both (the epilogue's stores
+// were a seventh of a small relu model's step; a tanh layer's bias pass and
+// its Z were another pass over the 200 x 100 block of the estimators' step).
 template <class T>
 T* Network<T>::pre_activation(Workspace& ws, size_t l) const {
-    return layers_[l].act == Act::relu ? ws.A[l].data() : ws.Z[l].data();
+    return derivative_from_output(layers_[l].act) ? ws.A[l].data() : ws.Z[l].data();
 }
 
 // Forward through the layers from `first_layer` on into the workspace

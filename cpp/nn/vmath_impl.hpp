@@ -373,25 +373,33 @@ struct VMath {
     // A block (the GEMM epilogue's strip of m rows, n columns, or a whole
     // contiguous array): z := z + bias (row-broadcast, when given), then
     // a := f(z). One call per strip, with the row loop and the constants
-    // inside, instead of a call per row of one or two vectors. Rows narrower
-    // than a vector (a column edge, such as the last 4 of 100 units in
-    // float64) are copied side by side into a buffer so that each vector
-    // holds several of them. Lanes are computed alike wherever an element
-    // sits, so the bits do not depend on the strip's shape.
+    // inside, instead of a call per row of one or two vectors. With A on Z
+    // (a == z: a layer that keeps no Z of its own, network.cpp's
+    // pre_activation) z + b is not stored but passed straight to f, one
+    // pass instead of two. Rows narrower than a vector (a column edge, such
+    // as the last 4 of 100 units in float64) are copied side by side into a
+    // buffer so that each vector holds several of them. Lanes are computed
+    // alike wherever an element sits, and z + b is the same addition either
+    // way, so the bits do not depend on the strip's shape or on where z + b
+    // goes.
     template <class F>
     static DNNFAST_VINLINE void map_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n,
                                           const T* bias, F f) {
-        if (bias)
+        const T* fb = bias && a == z && lda == ldz ? bias : nullptr;  // the bias added on the way into f
+        if (bias && !fb)
             for (size_t i = 0; i < m; ++i) {
                 T* zi = z + i * ldz;
                 size_t j = 0;
                 for (; j + L <= n; j += L) store(zi + j, load(zi + j) + load(bias + j));
                 for (; j < n; ++j) zi[j] = zi[j] + bias[j];
             }
-        if (m == 1 || (ldz == n && lda == n)) {  // contiguous
+        if (!fb && (m == 1 || (ldz == n && lda == n))) {  // contiguous
             map(z, a, m * n, f);
         } else if (n >= L) {
-            for (size_t i = 0; i < m; ++i) map(z + i * ldz, a + i * lda, n, f);
+            for (size_t i = 0; i < m; ++i) {
+                if (fb) map2(z + i * ldz, fb, a + i * lda, n, [f](V v, V b) DNNFAST_VINLINE_LAMBDA { return f(v + b); });
+                else map(z + i * ldz, a + i * lda, n, f);
+            }
         } else {
             constexpr size_t kBuf = 16 * L;
             T buf[kBuf];
@@ -399,7 +407,10 @@ struct VMath {
             for (size_t i0 = 0; i0 < m; i0 += rows) {
                 const size_t r = m - i0 < rows ? m - i0 : rows;
                 for (size_t i = 0; i < r; ++i)
-                    for (size_t j = 0; j < n; ++j) buf[i * n + j] = z[(i0 + i) * ldz + j];
+                    for (size_t j = 0; j < n; ++j) {
+                        const T v = z[(i0 + i) * ldz + j];
+                        buf[i * n + j] = fb ? v + fb[j] : v;
+                    }
                 map(buf, buf, r * n, f);
                 for (size_t i = 0; i < r; ++i)
                     for (size_t j = 0; j < n; ++j) a[(i0 + i) * lda + j] = buf[i * n + j];
