@@ -24,13 +24,16 @@ KERNELS = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_
 # 4..32), the small-M and K == 1 paths, K beyond KC (several pc slices, of
 # equal depth rounded to 8 with a shorter last one: 1100, 1537), N beyond NC
 # and M beyond MC; one row through a W whose row blocks exceed 2 MiB (the
-# AVX-512 one-row kernel prefetches those: 1 x 5000 x 1000).
+# AVX-512 one-row kernel prefetches those: 1 x 5000 x 1000); the 20000 x
+# 100 estimators' dW1 = [X_b | 1]^T dZ (101 x 100 x 200: with op(A) = A^T,
+# float64 on full-width AVX-512 reads both operands in place over 8 row
+# panels).
 SHAPES = [
     (1, 1, 1), (1, 7, 5), (5, 1, 9), (3, 3, 1), (1, 1, 300), (1, 300, 1), (300, 1, 1),
     (2, 33, 17), (4, 100, 64), (5, 17, 3), (6, 16, 8), (7, 17, 9), (13, 31, 257),
     (15, 33, 65), (29, 65, 193), (64, 10, 1024), (97, 130, 300), (300, 520, 700),
     (5, 2100, 40), (250, 2070, 20), (64, 10, 128), (256, 10, 1024), (128, 10, 64), (300, 3, 50), (1, 784, 256), (1, 256, 784), (784, 256, 1),
-    (37, 45, 1100), (20, 50, 1537), (1, 5000, 1000),
+    (37, 45, 1100), (20, 50, 1537), (1, 5000, 1000), (101, 100, 200),
 ]
 
 

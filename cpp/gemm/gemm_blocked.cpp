@@ -48,6 +48,19 @@ constexpr double kMinWorkPerThread = 1.0e5;
 // AVX2 / generic tiles); the other 42 losses were the 4 KiB strides that
 // five_loops excludes. Beyond 6 panels the AVX2 float64 tiles lost up to 20%.
 constexpr size_t kBInPlacePanels = 5;
+// Where the 512-bit FMAs run at full width (not the Zen 4's halves) and A is
+// read in place too (float64's 14-row tiles, op(A) = A^T: ab_in_place in
+// five_loops), up to this many row panels, for a B at most
+// kBInPlaceWideMaxPanels NR wide. Measured (Intel Xeon, Emerald Rapids, one
+// thread, float64, the two builds' calls alternating in one process,
+// benchmarks/ab_builds.py --shapes; 5 panels against 12): N = 100, K = 200,
+// 84-168 rows 1.06-1.10x (101 x 100 x 200, the estimators' 20000 x 100 dW1,
+// 1.07-1.09x); 112 rows: N = 96 and 128, K = 200 1.14x and 1.09x; N = 100,
+// K = 64, 100, 500 1.05x, 1.01x, 1.19x. Wider B lost: N = 200 with K = 64,
+// 100, 128 0.95-0.98x, N = 256 0.83-0.99x; N = 784 and 1024 (K = 64) were
+// even. Float32 (packed A) unchanged.
+constexpr size_t kBInPlacePanelsWide = 12;
+constexpr size_t kBInPlaceWideMaxPanels = 8;
 
 // Where the five loops find op(B) and put C. By default op(B) is packed
 // here, slice by slice, and C(i, j) is at C[i * rsc + j * csc]. Prepacked:
@@ -84,9 +97,11 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // The rows of A are then packed, which the in-place B kernel needs.
     // Same FMA chains, same bits.
     const size_t rows = i_end - i_begin;
+    const bool wide = ta == Trans::T && MR * sizeof(T) > 64 && j_end - j_begin <= kBInPlaceWideMaxPanels * NR &&
+                      !fma512_in_halves();  // (kBInPlacePanelsWide)
     const bool b_in_place = tb == Trans::N && !io.b_packed &&
-                            (rows <= MR || (rows <= kBInPlacePanels * MR && !io.a_in_place &&
-                                            ldb * sizeof(T) % 4096 != 0));
+                            (rows <= MR || (rows <= (wide ? kBInPlacePanelsWide : kBInPlacePanels) * MR &&
+                                            !io.a_in_place && ldb * sizeof(T) % 4096 != 0));
     const bool a_in_place = io.a_in_place && !b_in_place;
     // With B read in place and op(A) = A^T, A is read in place too: the MR
     // values of one k lie contiguous in A as in a packed micro-panel, so
