@@ -58,7 +58,10 @@ constexpr size_t kBInPlacePanels = 5;
 // 1.07-1.09x); 112 rows: N = 96 and 128, K = 200 1.14x and 1.09x; N = 100,
 // K = 64, 100, 500 1.05x, 1.01x, 1.19x. Wider B lost: N = 200 with K = 64,
 // 100, 128 0.95-0.98x, N = 256 0.83-0.99x; N = 784 and 1024 (K = 64) were
-// even. Float32 (packed A) unchanged.
+// even. Float32 (packed A) unchanged. In this shared machine's slow spells
+// (the products at half speed: a busy neighbour on the core and its L1)
+// the same products ran 0.91-1.03x and the estimators' steps were even
+// (BENCHMARKS.md, `49f7db1`).
 constexpr size_t kBInPlacePanelsWide = 12;
 constexpr size_t kBInPlaceWideMaxPanels = 8;
 
