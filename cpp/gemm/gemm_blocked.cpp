@@ -98,10 +98,12 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // 4 KiB apart (every k in the same L1 set, so the panel does not stay
     // in L1: up to 1.9x slower with the AVX2 and generic float64 tiles).
     // The rows of A are then packed, which the in-place B kernel needs.
-    // Same FMA chains, same bits.
+    // Same FMA chains, same bits. Up to kBInPlacePanelsWide row panels
+    // where A is read in place as well (below) on full-width AVX-512 and B
+    // is at most kBInPlaceWideMaxPanels NR wide.
     const size_t rows = i_end - i_begin;
     const bool wide = ta == Trans::T && MR * sizeof(T) > 64 && j_end - j_begin <= kBInPlaceWideMaxPanels * NR &&
-                      !fma512_in_halves();  // (kBInPlacePanelsWide)
+                      !fma512_in_halves();
     const bool b_in_place = tb == Trans::N && !io.b_packed &&
                             (rows <= MR || (rows <= (wide ? kBInPlacePanelsWide : kBInPlacePanels) * MR &&
                                             !io.a_in_place && ldb * sizeof(T) % 4096 != 0));

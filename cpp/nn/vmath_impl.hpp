@@ -396,8 +396,9 @@ struct VMath {
         if (!fb && (m == 1 || (ldz == n && lda == n))) {  // contiguous
             map(z, a, m * n, f);
         } else if (n >= L) {
+            const auto f_of_sum = [f](V v, V b) DNNFAST_VINLINE_LAMBDA { return f(v + b); };
             for (size_t i = 0; i < m; ++i) {
-                if (fb) map2(z + i * ldz, fb, a + i * lda, n, [f](V v, V b) DNNFAST_VINLINE_LAMBDA { return f(v + b); });
+                if (fb) map2(z + i * ldz, fb, a + i * lda, n, f_of_sum);
                 else map(z + i * ldz, a + i * lda, n, f);
             }
         } else {
