@@ -49,7 +49,7 @@ constexpr double kMinWorkPerThread = 1.0e5;
 // five_loops excludes. Beyond 6 panels the AVX2 float64 tiles lost up to 20%.
 constexpr size_t kBInPlacePanels = 5;
 // Where the 512-bit FMAs run at full width (not the Zen 4's halves) and A is
-// read in place too (float64's 14-row tiles, op(A) = A^T: ab_in_place in
+// read in place too (float64's 14-row tiles, op(A) = A^T: a_with_b in
 // five_loops), up to this many row panels, for a B at most
 // kBInPlaceWideMaxPanels NR wide. Measured (Intel Xeon, Emerald Rapids, one
 // thread, float64, the two builds' calls alternating in one process,
@@ -98,16 +98,8 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // 4 KiB apart (every k in the same L1 set, so the panel does not stay
     // in L1: up to 1.9x slower with the AVX2 and generic float64 tiles).
     // The rows of A are then packed, which the in-place B kernel needs.
-    // Same FMA chains, same bits. Up to kBInPlacePanelsWide row panels
-    // where A is read in place as well (below) on full-width AVX-512 and B
-    // is at most kBInPlaceWideMaxPanels NR wide.
-    const size_t rows = i_end - i_begin;
-    const bool wide = ta == Trans::T && MR * sizeof(T) > 64 && j_end - j_begin <= kBInPlaceWideMaxPanels * NR &&
-                      !fma512_in_halves();
-    const bool b_in_place = tb == Trans::N && !io.b_packed &&
-                            (rows <= MR || (rows <= (wide ? kBInPlacePanelsWide : kBInPlacePanels) * MR &&
-                                            !io.a_in_place && ldb * sizeof(T) % 4096 != 0));
-    const bool a_in_place = io.a_in_place && !b_in_place;
+    // Same FMA chains, same bits.
+    //
     // With B read in place and op(A) = A^T, A is read in place too: the MR
     // values of one k lie contiguous in A as in a packed micro-panel, so
     // the pack only copied them. Only where those MR values span more than
@@ -117,8 +109,17 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // float32 +15%; AVX-512 float32 30 x 200 x 100 +1-2%) where float64 on
     // the 14-row tiles gained (Zen 4: 13 x 178 x 100 -5%, 31 x 200 x 100,
     // breast_cancer's dW1 = [X | 1]^T dZ, -3%). Not where A's rows are a
-    // multiple of 4 KiB apart (as B above).
-    const bool ab_in_place = b_in_place && ta == Trans::T && MR * sizeof(T) > 64 && lda * sizeof(T) % 4096 != 0;
+    // multiple of 4 KiB apart (as B above). Where both go in place on
+    // full-width AVX-512 and B is at most kBInPlaceWideMaxPanels NR wide,
+    // up to kBInPlacePanelsWide row panels.
+    const bool a_with_b = ta == Trans::T && MR * sizeof(T) > 64 && lda * sizeof(T) % 4096 != 0;
+    const bool wide = a_with_b && j_end - j_begin <= kBInPlaceWideMaxPanels * NR && !fma512_in_halves();
+    const size_t rows = i_end - i_begin;
+    const bool b_in_place = tb == Trans::N && !io.b_packed &&
+                            (rows <= MR || (rows <= (wide ? kBInPlacePanelsWide : kBInPlacePanels) * MR &&
+                                            !io.a_in_place && ldb * sizeof(T) % 4096 != 0));
+    const bool a_in_place = io.a_in_place && !b_in_place;
+    const bool ab_in_place = b_in_place && a_with_b;
     // A relu layer's epilogue applied by the micro-kernel as it stores the
     // last slice's tiles (Epilogue::relu_bias / relu_mask): C in rows, not swapped.
     const bool in_kernel = kr.fused_relu && ep && !swapped && !io.c_panel && csc == 1;
