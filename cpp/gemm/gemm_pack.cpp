@@ -192,12 +192,14 @@ void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t 
     for (size_t jr = done; jr < nc; jr += nr, dst += nr * kc) {
         const size_t n = nc - jr < nr ? nc - jr : nr;
         if (tb == Trans::N) {
-            // op(B) = B: the NR values of one k are contiguous.
+            // op(B) = B: the NR values of one k are contiguous. The padding
+            // is zeroed for the whole panel first: zeroing it row by row
+            // compiled to a memset call for each k.
+            if (n < nr) std::memset(dst, 0, kc * nr * sizeof(T));
             for (size_t k = 0; k < kc; ++k) {
                 const T* src = B + (k0 + k) * ldb + j0 + jr;
                 T* d = dst + k * nr;
                 for (size_t j = 0; j < n; ++j) d[j] = src[j];
-                for (size_t j = n; j < nr; ++j) d[j] = T(0);
             }
         } else {
             // op(B) = B^T, B stored N x K: column j of op(B) is row j of B.
