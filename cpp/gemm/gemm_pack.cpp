@@ -191,11 +191,14 @@ void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t 
     }
     for (size_t jr = done; jr < nc; jr += nr, dst += nr * kc) {
         const size_t n = nc - jr < nr ? nc - jr : nr;
+        // A partial panel's columns past n are zeros (the kernels compute
+        // those lanes, never storing them; stale bits could be slow
+        // subnormals), zeroed for the whole panel at once: zeroing them row
+        // by row compiled to a memset call for each k. The copies below
+        // write only the n columns.
+        if (n < nr) std::memset(dst, 0, kc * nr * sizeof(T));
         if (tb == Trans::N) {
-            // op(B) = B: the NR values of one k are contiguous. The padding
-            // is zeroed for the whole panel first: zeroing it row by row
-            // compiled to a memset call for each k.
-            if (n < nr) std::memset(dst, 0, kc * nr * sizeof(T));
+            // op(B) = B: the NR values of one k are contiguous.
             for (size_t k = 0; k < kc; ++k) {
                 const T* src = B + (k0 + k) * ldb + j0 + jr;
                 T* d = dst + k * nr;
@@ -204,8 +207,6 @@ void gemm_pack_b(Trans tb, const T* B, size_t ldb, size_t k0, size_t j0, size_t 
         } else {
             // op(B) = B^T, B stored N x K: column j of op(B) is row j of B.
             transpose(B + (j0 + jr) * ldb + k0, ldb, n, kc, dst, nr);
-            for (size_t j = n; j < nr; ++j)
-                for (size_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
         }
     }
 }
