@@ -162,16 +162,16 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
                         if (jr < n_full && ab_in_place)
                             kr.micro_ab(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, B + pc * ldb + jc + jr,
                                         ldb, alpha, beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb,
-                                        rmi);
+                                        rmi, rsc);
                         else if (jr < n_full)
                             kr.micro_b(kc, ap + ir * kc, B + pc * ldb + jc + jr, ldb, alpha, beta_p, c + ir * rsc,
-                                       rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
+                                       rsc, csc, std::min(MR, mc - ir), nr, rb, rmi, rsc);
                         else if (a_in_place || ab_in_place)
                             kr.micro_a(kc, A + (ic + ir) * a_rs + pc * a_ks, a_rs, a_ks, bp + (jr - n_full) * kc, alpha,
-                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb, rmi);
+                                       beta_p, c + ir * rsc, rsc, csc, std::min(MR, mc - ir), nr, rb, rmi, rsc);
                         else
                             kr.micro(kc, ap + ir * kc, bp + (jr - n_full) * kc, alpha, beta_p, c + ir * rsc, rsc,
-                                     csc, std::min(MR, mc - ir), nr, rb, rmi);
+                                     csc, std::min(MR, mc - ir), nr, rb, rmi, rsc);
                     }
                     // The mc x nr strip is final after the last slice and still in cache.
                     if (last && ep && !rb && !rm) {

@@ -16,25 +16,27 @@ namespace dnnfast {
 // with C in rows (csc == 1), the stored value may then go through a relu
 // layer's epilogue (Epilogue::relu_bias / relu_mask, at most one of them
 // set): relu(value + relu_bias[j]) (columns 0:n of the tile), or value *
-// (relu_mask[i * rsc + j] > 0 ? 1 : 0) (relu_mask at the tile's top-left,
-// laid out as C). Without fused_relu both must be null.
+// (relu_mask[i * mask_rs + j] > 0 ? 1 : 0) (relu_mask at the tile's
+// top-left, rows mask_rs apart: C's rsc where the mask is laid out as C).
+// Without fused_relu both must be null.
 template <class T>
 using MicroKernel = void (*)(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c,
-                             size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias, const T* relu_mask);
+                             size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias, const T* relu_mask,
+                             size_t mask_rs);
 // The same with A read in place, element (i, k) of the tile at a[i * a_rs +
 // k * a_ks], rows i < m only: no packing, for blocks of A used by few column
 // micro-panels. Same arithmetic, same bits, as MicroKernel on the packed panel.
 template <class T>
 using MicroKernelA = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha,
                               T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias,
-                              const T* relu_mask);
+                              const T* relu_mask, size_t mask_rs);
 
 // The same with op(B) = B read in place: row k of the NR-wide micro-panel at
 // b + k * b_ks, n == NR only (a full panel). Same bits as MicroKernel.
 template <class T>
 using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c,
                               size_t rsc, size_t csc, size_t m, size_t n, const T* relu_bias,
-                              const T* relu_mask);
+                              const T* relu_mask, size_t mask_rs);
 
 // Both read in place: A as MicroKernelA, op(B) = B as MicroKernelB (n == NR).
 // For A^T B with few rows of C (dW = X^T dZ of a few dozen features): the
@@ -43,7 +45,7 @@ using MicroKernelB = void (*)(size_t kc, const T* ap, const T* b, size_t b_ks, T
 template <class T>
 using MicroKernelAB = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* b, size_t b_ks,
                                T alpha, T beta, T* c, size_t rsc, size_t csc, size_t m, size_t n,
-                               const T* relu_bias, const T* relu_mask);
+                               const T* relu_bias, const T* relu_mask, size_t mask_rs);
 
 // Small-M kernels (M <= kSmallM rows of A, contiguous M x K with row stride K):
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.

@@ -199,7 +199,7 @@ struct StridedA {
 template <class T, class Ops, int NV, int MC>
 DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&acc)[MC][NV], T alpha, T beta, T* c,
                                                       size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
-                                                      const T* rm) {
+                                                      const T* rm, size_t rm_rs) {
     constexpr size_t NR = NV * Simd<T, Ops>::W;
     if constexpr (!kFusedStores) rb = rm = nullptr;
     alignas(64) T rb_edge[NR] = {};
@@ -224,7 +224,7 @@ DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&ac
     for (int i = 0; i < MC; ++i) update_row<T, Ops, NV, false>(tile + i * NR, acc[i], alpha, beta, rb);
     if (rm)
         for (size_t i = 0; i < m; ++i)
-            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = relu_masked(tile[i * NR + j], rm[i * rsc + j]);
+            for (size_t j = 0; j < n; ++j) c[i * rsc + j] = relu_masked(tile[i * NR + j], rm[i * rm_rs + j]);
     else if (csc == 1)
         for (size_t i = 0; i < m; ++i)
             for (size_t j = 0; j < n; ++j) c[i * rsc + j] = tile[i * NR + j];
@@ -242,10 +242,10 @@ DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&ac
 // tile whose second vector has zero upper lanes.
 template <class T, class Ops, int MC, class AR, int NVB>
 void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
-                          size_t m, size_t n, const T* rb, const T* rm) {
+                          size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
-            micro_tile_half_last<T, Ops, MC - 1, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            micro_tile_half_last<T, Ops, MC - 1, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
             return;
         }
     }
@@ -288,7 +288,7 @@ void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T be
         out[i][1] = V{};
         std::memcpy(&out[i][1], &h, sizeof h);
     }
-    store_tile_through_scratch<T, Ops, 2, MC>(out, alpha, beta, c, rsc, csc, m, n, rb, rm);
+    store_tile_through_scratch<T, Ops, 2, MC>(out, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
 }
 
 // The micro-kernel: see MicroKernel / MicroKernelA in gemm_kernels.hpp for the
@@ -315,36 +315,37 @@ void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T be
 // one (micro_tile_half_last).
 //
 // rb / rm (Epilogue::relu_bias / relu_mask, csc == 1 only): the stored tile
-// is relu(C + rb[j]), or C * relu'(rm[i * rsc + j]) (update_row): a relu
+// is relu(C + rb[j]), or C * relu'(rm[i * rm_rs + j]) (update_row): a relu
 // layer's forward or backward step done in the registers.
 template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false, int NVB = NV>
 void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
+                size_t csc, size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
-            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm,
+                                                      rm_rs);
             return;
         }
     }
     if constexpr (NV == 2 && !BInPlace && HalfOps<Ops>::exists) {
         if (n > S::W && n <= S::W + S::W / 2) {
-            micro_tile_half_last<T, Ops, MC, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm);
+            micro_tile_half_last<T, Ops, MC, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
             return;
         }
     }
     if constexpr (NV == 1 && HalfOps<Ops>::exists) {
         if (n <= S::W / 2) {
             micro_tile<T, typename HalfOps<Ops>::type, 1, MC, AR, BInPlace, 2 * NVB>(kc, a, bp, b_ks, alpha, beta, c,
-                                                                                  rsc, csc, m, n, rb, rm);
+                                                                                  rsc, csc, m, n, rb, rm, rm_rs);
             return;
         }
     }
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
             micro_tile<T, Ops, NV, MC - 1, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb,
-                                                              rm);
+                                                              rm, rm_rs);
             return;
         }
     }
@@ -403,7 +404,7 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
             if (rm) {
 #pragma GCC unroll 32
                 for (int i = 0; i < MC; ++i)
-                    update_row<T, Ops, NV, false>(c + i * rsc, acc[i], alpha, beta, nullptr, rm + i * rsc);
+                    update_row<T, Ops, NV, false>(c + i * rsc, acc[i], alpha, beta, nullptr, rm + i * rm_rs);
                 return;
             }
         }
@@ -411,33 +412,34 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         for (int i = 0; i < MC; ++i) update_row<T, Ops, NV, false>(c + i * rsc, acc[i], alpha, beta);
         return;
     }
-    store_tile_through_scratch<T, Ops, NV, MC>(acc, alpha, beta, c, rsc, csc, m, n, rb, rm);
+    store_tile_through_scratch<T, Ops, NV, MC>(acc, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel(size_t kc, const T* ap, const T* bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
-                  size_t m, size_t n, const T* rb, const T* rm) {
-    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm);
+                  size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
+    micro_tile<T, Ops, NV, MR>(kc, PackedA<T, MR>{ap}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_a(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* bp, T alpha, T beta, T* c,
-                    size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
-    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm);
+                    size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
+    micro_tile<T, Ops, NV, MR>(kc, StridedA<T>{a, a_rs, a_ks}, bp, 0, alpha, beta, c, rsc, csc, m, n, rb, rm,
+                               rm_rs);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_b(size_t kc, const T* ap, const T* b, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
-                    size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
+                    size_t csc, size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
     micro_tile<T, Ops, NV, MR, PackedA<T, MR>, true>(kc, PackedA<T, MR>{ap}, b, b_ks, alpha, beta, c, rsc, csc, m,
-                                                     n, rb, rm);
+                                                     n, rb, rm, rm_rs);
 }
 
 template <class T, class Ops, int MR, int NV>
 void micro_kernel_ab(size_t kc, const T* a, size_t a_rs, size_t a_ks, const T* b, size_t b_ks, T alpha, T beta,
-                     T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm) {
+                     T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
     micro_tile<T, Ops, NV, MR, StridedA<T>, true>(kc, StridedA<T>{a, a_rs, a_ks}, b, b_ks, alpha, beta, c, rsc, csc,
-                                                  m, n, rb, rm);
+                                                  m, n, rb, rm, rm_rs);
 }
 
 // Stores alpha * s + beta * c for one scalar (tails of the small kernels).
