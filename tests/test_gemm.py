@@ -10,6 +10,8 @@ import pytest
 
 from dnnfast import _core
 
+from conftest import ACT_ID
+
 # Error allowed, relative to max(|op(A)| |op(B)|): both GEMMs round each
 # product and sum, in different orders (FMA or not, blocked K), so they differ
 # by a few units of round-off times sqrt(K).
@@ -226,6 +228,68 @@ def test_relu_epilogue_bias_and_mask_must_match_the_product():
         _core.gemm_relu_mask(A, B, np.zeros((5, 6)))
     with pytest.raises(ValueError, match="mask"):
         _core.gemm_relu_mask(A, B, np.zeros(35))
+
+
+# The first layer's weight gradient through the layer above (n, x_ld, m_in,
+# m_out: X is n x x_ld, the layer above's W m_in x m_out): the products in
+# NR-wide strips where both go to the five loops in one K slice (digits'
+# and the 20000 x 100 set's batches and a last short batch; the least
+# shape for strips; partial strips; one strip narrower than NR; N of one
+# whole strip; a wide X packed once; n and K beyond a table's KC for one
+# dtype only), and the two calls where either product takes another path
+# (n <= 6, x_ld <= 4, m_in <= 3, m_out <= 6, n or K beyond every KC).
+CHAIN_SHAPES = [
+    (200, 65, 100, 10), (200, 101, 100, 10), (37, 65, 100, 10), (7, 5, 4, 7), (64, 785, 40, 12),
+    (9, 20, 33, 8), (250, 14, 16, 20), (300, 20, 40, 10), (50, 20, 30, 300),
+    (6, 10, 20, 10), (50, 4, 20, 10), (50, 10, 3, 10), (50, 10, 20, 5), (500, 12, 20, 10), (40, 12, 20, 500),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu", "elu", "identity"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,x_ld,m_in,m_out", CHAIN_SHAPES, ids=lambda v: str(v))
+def test_first_layer_gradient_in_strips_has_the_two_products_bits(kernel, n, x_ld, m_in, m_out, dtype, act,
+                                                                   threads, restore_threads):
+    """dense_backward_first_layer (gemm_chain) == X^T dense_backward_input(...), bit for bit, and
+    within round-off of the float64 reference."""
+    import dnnfast
+    from dnnfast import reference as ref
+
+    dnnfast.set_num_threads(threads)
+    rng = np.random.default_rng(n + 3 * x_ld + 7 * m_in + 11 * m_out)
+    X = rng.standard_normal((n, x_ld)).astype(dtype)
+    dZ = rng.standard_normal((n, m_out)).astype(dtype)
+    W = rng.standard_normal((m_in, m_out)).astype(dtype)
+    Z = (2 * rng.standard_normal((n, m_in))).astype(dtype)
+    a = {"leaky_relu": 0.1, "elu": 1.0}.get(act)
+    alpha = np.array([a] if a is not None else [], dtype=dtype)
+    A = ref.activation_forward(act, Z, a).astype(dtype)
+    G = _core.dense_backward_first_layer(X, dZ, W, Z, A, ACT_ID[act], alpha)
+    D = _core.dense_backward_input(dZ, W, Z, A, ACT_ID[act], alpha)
+    assert G.shape == (x_ld, m_in) and G.dtype == dtype
+    assert np.array_equal(G, _core.gemm(X, D, trans_a=True))
+    D64 = ref.activation_backward(act, Z.astype(np.float64), A.astype(np.float64),
+                                  dZ.astype(np.float64) @ W.astype(np.float64).T, a)
+    expected = X.astype(np.float64).T @ D64
+    # |sigma'| <= 1 for these: the rounding of both products scales with |X|^T |dZ| |W|^T
+    absolute = np.abs(dZ.astype(np.float64)) @ np.abs(W.astype(np.float64)).T
+    scale = float((np.abs(X.astype(np.float64)).T @ absolute).max())
+    np.testing.assert_allclose(G, expected, rtol=0, atol=4 * RTOL[dtype] * scale)
+
+
+def test_first_layer_gradient_checks_its_arguments():
+    X, dZ, W, Z = np.zeros((5, 3)), np.zeros((5, 2)), np.zeros((4, 2)), np.zeros((5, 4))
+    alpha = np.zeros(0)
+    with pytest.raises(ValueError, match="X must have"):
+        _core.dense_backward_first_layer(np.zeros((6, 3)), dZ, W, Z, Z, ACT_ID["relu"], alpha)
+    with pytest.raises(ValueError, match="W must have"):
+        _core.dense_backward_first_layer(X, dZ, np.zeros((4, 3)), Z, Z, ACT_ID["relu"], alpha)
+    with pytest.raises(ValueError, match="Z_prev"):
+        _core.dense_backward_first_layer(X, dZ, W, np.zeros((5, 3)), np.zeros((5, 3)), ACT_ID["relu"], alpha)
+    for act in ("softmax", "prelu"):
+        with pytest.raises(ValueError, match="act_prev"):
+            _core.dense_backward_first_layer(X, dZ, W, Z, Z, ACT_ID[act], np.full(4, 0.25))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

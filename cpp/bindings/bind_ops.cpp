@@ -180,6 +180,33 @@ void bind_ops_dtype(py::module_& m) {
         return D;
     }, py::arg("dZ"), py::arg("W"), py::arg("Z_prev"), py::arg("A_prev"), py::arg("act_prev"), py::arg("alpha"));
 
+    // X^T dZ_prev with dZ_prev = dense_backward_input(dZ, W, ...) never
+    // stored whole (dense_backward_first_layer): X's rows are the batch's.
+    m.def("dense_backward_first_layer", [](const carray<T>& X, const carray<T>& dZ, const carray<T>& W,
+                                           const carray<T>& Z_prev, const carray<T>& A_prev, int act_prev,
+                                           const carray<T>& alpha) {
+        require_2d(X, "X");
+        require_2d(dZ, "dZ");
+        require_2d(W, "W");
+        require_same_shape(Z_prev, A_prev, "Z_prev", "A_prev");
+        const size_t n = dZ.shape(0), mo = dZ.shape(1), mi = W.shape(0), mx = X.shape(1);
+        if (size_t(W.shape(1)) != mo) throw std::invalid_argument("W must have dZ.shape[1] columns");
+        if (size_t(Z_prev.shape(0)) != n || size_t(Z_prev.shape(1)) != mi)
+            throw std::invalid_argument("Z_prev must be dZ.shape[0] x W.shape[0]");
+        if (size_t(X.shape(0)) != n) throw std::invalid_argument("X must have dZ.shape[0] rows");
+        const Act ac = to_act(act_prev);
+        if (ac == Act::softmax || ac == Act::prelu)
+            throw std::invalid_argument("act_prev: softmax and prelu are not element-wise in one pass");
+        auto [al, st] = alpha_arg(alpha, mi);
+        py::array_t<T> G({mx, mi}), D({n, mi});  // D: scratch, left as allocated
+        T *g = G.mutable_data(), *d = D.mutable_data();
+        { py::gil_scoped_release r;
+          dense_backward_first_layer<T>(g, X.data(), mx, dZ.data(), W.data(), Z_prev.data(), A_prev.data(), n, mi, mo,
+                                        ac, al, st, d); }
+        return G;
+    }, py::arg("X"), py::arg("dZ"), py::arg("W"), py::arg("Z_prev"), py::arg("A_prev"), py::arg("act_prev"),
+       py::arg("alpha"));
+
     m.def("all_finite", [](const py::array_t<T, py::array::c_style>& X) {
         const T* x = X.data();
         const size_t n = X.size();

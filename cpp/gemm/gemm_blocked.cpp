@@ -362,6 +362,70 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
 }
 
 template <class T>
+void gemm_chain(size_t n, size_t N, size_t K, const T* A, size_t lda, const T* B, size_t ldb,
+                const Epilogue<T>* ep, size_t M, const T* X, size_t ldx, T* C, size_t ldc, T* D) {
+    const KernelsFor<T>& kr = active_kernels().get<T>();
+    const size_t MR = kr.mr, NR = kr.nr;
+    // Where gemm() sends both products to the five loops, each in one K
+    // slice, every element of D and of C is one FMA chain from zero over its
+    // K, whichever tiles compute it: then the strips give the two calls' bits.
+    const bool strips = ep && ep->fn && K > kSmallK && K <= kr.kc && n > std::max(kSmallM, kSmallK) &&
+                        n <= kr.kc && N > kSmallN && M > kSmallM;
+    if (!strips) {
+        gemm<T>(Trans::N, Trans::T, n, N, K, T(1), A, lda, B, ldb, T(0), D, N, ep);
+        gemm<T>(Trans::T, Trans::N, M, N, n, T(1), X, ldx, D, N, T(0), C, ldc);
+        return;
+    }
+    // A packed once, for every strip. X^T read in place where the five loops
+    // read op(A) = A^T so (a_with_b: MR values of one k span more than a
+    // line; up to as many row panels), else packed once too.
+    static thread_local PackBuffer<T> a_buf, x_buf;
+    T* const ap = a_buf.get((n + MR - 1) / MR * MR * K);
+    gemm_pack_a(Trans::N, A, lda, 0, 0, n, K, MR, ap, kr.transpose);
+    const bool x_in_place =
+        MR * sizeof(T) > 64 && ldx * sizeof(T) % 4096 != 0 && M <= kBInPlacePanelsWide * MR;
+    T* const xp = x_in_place ? nullptr : x_buf.get((M + MR - 1) / MR * MR * n);
+    if (xp) gemm_pack_a(Trans::T, X, ldx, 0, 0, M, n, MR, xp, kr.transpose);
+    // A relu layer's mask applied by the kernel as it stores each tile (its
+    // rows N apart, the strip's NR), as the five loops apply it.
+    const T* const relu_mask = kr.fused_relu ? ep->relu_mask : nullptr;
+    const size_t n_strips = (N + NR - 1) / NR;
+    const int nt = int(std::min<size_t>(n_strips, size_t(threads_for(double(n) * double(N) * double(K + M),
+                                                                            kMinWorkPerThread))));
+    run_team(nt, [&](int t) {
+        size_t s0 = 0, s1 = n_strips;
+        split(n_strips, 1, nt, t, s0, s1);
+        // The strip of D, n x NR: laid out as a packed micro-panel of the
+        // second product's op(B) (NR values of one k adjacent).
+        static thread_local PackBuffer<T> b_buf, d_buf;
+        T* const bp = b_buf.get(K * NR);
+        T* const dp = d_buf.get(n * NR);
+        for (size_t s = s0; s < s1; ++s) {
+            const size_t j0 = s * NR, nr = std::min(NR, N - j0);
+            // A partial strip's lanes past nr are computed by the second
+            // product and never stored: zeros, not stale bits.
+            if (nr < NR) std::fill(dp, dp + n * NR, T(0));
+            gemm_pack_b(Trans::T, B, ldb, 0, j0, K, nr, NR, bp, kr.transpose);
+            for (size_t ir = 0; ir < n; ir += MR) {
+                const size_t m = std::min(MR, n - ir);
+                kr.micro(K, ap + ir * K, bp, T(1), T(0), dp + ir * NR, NR, 1, m, nr, nullptr,
+                         relu_mask ? relu_mask + ir * N + j0 : nullptr, N);
+            }
+            // The whole strip at once (still in L1): one call, not one a tile.
+            if (!relu_mask) ep->fn(ep->ctx, dp, NR, 0, j0, n, nr);
+            for (size_t ir = 0; ir < M; ir += MR) {
+                const size_t m = std::min(MR, M - ir);
+                T* const c = C + ir * ldc + j0;
+                if (xp)
+                    kr.micro(n, xp + ir * n, dp, T(1), T(0), c, ldc, 1, m, nr, nullptr, nullptr, 0);
+                else
+                    kr.micro_a(n, X + ir, 1, ldx, dp, T(1), T(0), c, ldc, 1, m, nr, nullptr, nullptr, 0);
+            }
+        }
+    });
+}
+
+template <class T>
 bool packed_b_matches_gemm(size_t M, size_t K, size_t N) {
     // gemm() takes the blocked path for K > 1 and M > kSmallM; the update
     // (K x N from M rows, op(A) = A^T) is swapped only for N < 4 NR.
@@ -439,7 +503,9 @@ template void gemm_blocked<double>(const KernelsFor<double>&, Trans, Trans, size
     template void gemm_packed_b<T>(Trans, size_t, T, const T*, size_t, const PackedB<T>&, T, T*, size_t,   \
                                    const Epilogue<T>*);                                                   \
     template void gemm_into_packed<T>(Trans, Trans, size_t, T, const T*, size_t, const T*, size_t, T,     \
-                                      PackedB<T>&);
+                                      PackedB<T>&);                                                       \
+    template void gemm_chain<T>(size_t, size_t, size_t, const T*, size_t, const T*, size_t,               \
+                                const Epilogue<T>*, size_t, const T*, size_t, T*, size_t, T*);
 DNNFAST_PACKED_INSTANTIATE(float)
 DNNFAST_PACKED_INSTANTIATE(double)
 

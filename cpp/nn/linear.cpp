@@ -63,10 +63,10 @@ struct BackwardEpilogue {
     size_t alpha_stride;
     size_t ld;
 
-    static void run(const void* ctx, T* c, size_t, size_t i0, size_t j0, size_t m, size_t n) {
+    static void run(const void* ctx, T* c, size_t ldc, size_t i0, size_t j0, size_t m, size_t n) {
         const auto& e = *static_cast<const BackwardEpilogue*>(ctx);
         const size_t o = i0 * e.ld + j0;
-        activation_backward_block<T>(e.act, e.Z + o, e.ld, e.A + o, e.ld, c, e.ld, c, e.ld, m, n, j0, e.alpha,
+        activation_backward_block<T>(e.act, e.Z + o, e.ld, e.A + o, e.ld, c, ldc, c, ldc, m, n, j0, e.alpha,
                                      e.alpha_stride);
     }
 };
@@ -125,6 +125,17 @@ void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const 
 }
 
 template <class T>
+void dense_backward_first_layer(T* G, const T* X, size_t x_ld, const T* dZ, const T* W, const T* Z_prev,
+                                const T* A_prev, size_t n, size_t m_in, size_t m_out, Act act_prev, const T* alpha,
+                                size_t alpha_stride, T* D) {
+    if (act_prev == Act::softmax || act_prev == Act::prelu)
+        throw std::logic_error("dense_backward_first_layer: softmax and prelu take the separate calls");
+    BackwardEpilogue<T> ctx{act_prev, Z_prev, A_prev, alpha, alpha_stride, m_in};
+    const Epilogue<T> ep{&BackwardEpilogue<T>::run, &ctx, nullptr, act_prev == Act::relu ? Z_prev : nullptr};
+    gemm_chain<T>(n, m_in, m_out, dZ, m_out, W, m_out, &ep, x_ld, X, x_ld, G, m_in, D);
+}
+
+template <class T>
 void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev, const T* A_prev, size_t m_in,
                                         size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride, T step) {
     if (act_prev == Act::softmax || act_prev == Act::prelu)
@@ -145,6 +156,8 @@ void dense_backward_input_row_then_step(T* D, const T* dZ, T* W, const T* Z_prev
                                                   const T*, size_t, T, const T*, const T*);                 \
     template void dense_backward_input<T>(T*, const T*, const T*, const T*, const T*, size_t, size_t,       \
                                           size_t, Act, const T*, size_t);                                   \
+    template void dense_backward_first_layer<T>(T*, const T*, size_t, const T*, const T*, const T*, const T*, \
+                                                size_t, size_t, size_t, Act, const T*, size_t, T*);          \
     template void dense_backward_input_row_then_step<T>(T*, const T*, T*, const T*, const T*, size_t, size_t, \
                                                         Act, const T*, size_t, T);                          \
     template void column_sums<T>(const T*, T*, size_t, size_t);

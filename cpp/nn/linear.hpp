@@ -51,6 +51,18 @@ template <class T>
 void dense_backward_input(T* D, const T* dZ, const T* W, const T* Z_prev, const T* A_prev, size_t n,
                           size_t m_in, size_t m_out, Act act_prev, const T* alpha, size_t alpha_stride);
 
+// The first layer's [dW; db] = X^T dZ_prev from the layer above's dZ:
+// dense_backward_input (dZ_prev = (dZ W^T) (.) sigma'(Z_prev)) and then the
+// weight-gradient product, in one pass that never stores dZ_prev whole
+// (gemm_chain): G (x_ld x m_in) gets gemm(T, N, x_ld, m_in, n, 1, X, x_ld,
+// dZ_prev, m_in, 0, G, m_in)'s bits. X is [X_b | 1], x_ld wide. D (n x
+// m_in) is scratch, written only where the shapes take the two calls. Not
+// for act_prev softmax or prelu.
+template <class T>
+void dense_backward_first_layer(T* G, const T* X, size_t x_ld, const T* dZ, const T* W, const T* Z_prev,
+                                const T* A_prev, size_t n, size_t m_in, size_t m_out, Act act_prev, const T* alpha,
+                                size_t alpha_stride, T* D);
+
 // dense_backward_input of one row (n = 1), then W's stochastic step
 // W := W + A_prev (step dZ)^T (A_prev: the layer's input row), both in one
 // sweep over W (gemm_dot_rank1: D has dense_backward_input's bits, the step

@@ -264,11 +264,20 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         const bool dz_then_step = update && n == 1 && l > 0 && P_sgd == P && s.m_out > 1 &&
                                   layers_[l - 1].act != Act::softmax && layers_[l - 1].act != Act::prelu;
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
-        // prelu keeps dA to form its alpha gradient first.
+        // prelu keeps dA to form its alpha gradient first. Above a first
+        // layer whose [dW; db] is one product with [X_b | 1] (below), dZ[0]
+        // goes straight into that product, a strip of columns at a time
+        // (dense_backward_first_layer: the same bits, dZ[0] never stored
+        // whole).
+        const bool first_by_chain = l == 1 && !update && x_ld == layers_[0].m_in + 1 && !dz_over_a &&
+                                    layers_[0].act != Act::prelu && layers_[0].act != Act::softmax;
         if (l > 0 && !dz_over_a) {
             const LayerSpec& p = layers_[l - 1];
             const T* zp = pre_activation(ws_, l - 1);
-            if (dz_then_step) {
+            if (first_by_chain) {
+                dense_backward_first_layer<T>(G + p.w_off, X, x_ld, dZ, P + s.w_off, zp, a_prev, n, s.m_in, s.m_out,
+                                              p.act, layer_alpha(P, l - 1), layer_alpha_stride(l - 1), spare);
+            } else if (dz_then_step) {
                 dense_backward_input_row_then_step<T>(spare, dZ, P_sgd + s.w_off, zp, a_prev, s.m_in, s.m_out, p.act,
                                                       layer_alpha(P, l - 1), layer_alpha_stride(l - 1), -sgd_lr);
             } else if (p.act == Act::prelu) {
@@ -315,6 +324,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             move_to(a);  // spare stays a D buffer: a is only m_in wide
             continue;
         }
+        if (first_by_chain) break;  // (the first layer's [dW; db] done above)
         move_to(spare);
     }
     return cost;
