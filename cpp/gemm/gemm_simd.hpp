@@ -240,9 +240,12 @@ DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&ac
 // of 2. Each element gets the same FMA chain as in the full tile, so the
 // same bits; the tile is stored through the scratch path as a two-vector
 // tile whose second vector has zero upper lanes.
+// Out of line, as narrow_tile below and for the same reason (float64 200 x 10
+// x 100 ran 1.17x slower inlined).
 template <class T, class Ops, int MC, class AR, int NVB>
-void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T beta, T* c, size_t rsc, size_t csc,
-                          size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
+__attribute__((noinline)) void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T beta,
+                                                    T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
+                                                    const T* rm, size_t rm_rs) {
     if constexpr (MC > 1) {
         if (m < size_t(MC)) {
             micro_tile_half_last<T, Ops, MC - 1, AR, NVB>(kc, a, bp, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
@@ -317,6 +320,11 @@ void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T be
 // rb / rm (Epilogue::relu_bias / relu_mask, csc == 1 only): the stored tile
 // is relu(C + rb[j]), or C * relu'(rm[i * rm_rs + j]) (update_row): a relu
 // layer's forward or backward step done in the registers.
+template <class T, class Ops, int NV, int MC, class AR, bool BInPlace, int NVB>
+__attribute__((noinline)) void narrow_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta,
+                                           T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
+                                           const T* rm, size_t rm_rs);
+
 template <class T, class Ops, int NV, int MC, class AR, bool BInPlace = false, int NVB = NV>
 void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta, T* c, size_t rsc,
                 size_t csc, size_t m, size_t n, const T* rb, const T* rm, size_t rm_rs) {
@@ -324,8 +332,8 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     using V = typename Ops::V;
     if constexpr (NV > 1 && !BInPlace) {
         if (n <= S::W) {
-            micro_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm,
-                                                      rm_rs);
+            narrow_tile<T, Ops, 1, MC, AR, false, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm,
+                                                       rm_rs);
             return;
         }
     }
@@ -337,8 +345,8 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     }
     if constexpr (NV == 1 && HalfOps<Ops>::exists) {
         if (n <= S::W / 2) {
-            micro_tile<T, typename HalfOps<Ops>::type, 1, MC, AR, BInPlace, 2 * NVB>(kc, a, bp, b_ks, alpha, beta, c,
-                                                                                  rsc, csc, m, n, rb, rm, rm_rs);
+            narrow_tile<T, typename HalfOps<Ops>::type, 1, MC, AR, BInPlace, 2 * NVB>(kc, a, bp, b_ks, alpha, beta, c,
+                                                                                   rsc, csc, m, n, rb, rm, rm_rs);
             return;
         }
     }
@@ -413,6 +421,19 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
         return;
     }
     store_tile_through_scratch<T, Ops, NV, MC>(acc, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
+}
+
+// A column edge's tile (one vector, or one of Ops::Half's), called out of
+// line from the full tile's dispatch. GCC had kept these out of line by its
+// own measure until the kernels took one argument more (mask_rs), then
+// inlined them, and the narrow products ran slower: float32 200 x 10 x 100
+// (a one-vector tile) 1.36x, 64 x 10 x 128 1.19x (the builds' calls
+// alternating, benchmarks/ab_builds.py --shapes).
+template <class T, class Ops, int NV, int MC, class AR, bool BInPlace, int NVB>
+__attribute__((noinline)) void narrow_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta,
+                                           T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
+                                           const T* rm, size_t rm_rs) {
+    micro_tile<T, Ops, NV, MC, AR, BInPlace, NVB>(kc, a, bp, b_ks, alpha, beta, c, rsc, csc, m, n, rb, rm, rm_rs);
 }
 
 template <class T, class Ops, int MR, int NV>
