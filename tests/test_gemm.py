@@ -235,11 +235,12 @@ def test_relu_epilogue_bias_and_mask_must_match_the_product():
 # NR-wide strips where both go to the five loops in one K slice (digits'
 # and the 20000 x 100 set's batches and a last short batch; the least
 # shape for strips; partial strips; one strip narrower than NR; N of one
-# whole strip; a wide X packed once; n and K beyond a table's KC for one
-# dtype only), and the two calls where either product takes another path
-# (n <= 6, x_ld <= 4, m_in <= 3, m_out <= 6, n or K beyond every KC).
+# whole strip; an X too wide to read in place, packed once; n and K beyond a
+# table's KC for one dtype only), and the two calls where either product
+# takes another path or X is wider than the strips gain on (n <= 6, x_ld <=
+# 4, m_in <= 3, m_out <= 6, n or K beyond every KC, x_ld 785).
 CHAIN_SHAPES = [
-    (200, 65, 100, 10), (200, 101, 100, 10), (37, 65, 100, 10), (7, 5, 4, 7), (64, 785, 40, 12),
+    (200, 65, 100, 10), (200, 101, 100, 10), (37, 65, 100, 10), (7, 5, 4, 7), (40, 300, 20, 8), (64, 785, 40, 12),
     (9, 20, 33, 8), (250, 14, 16, 20), (300, 20, 40, 10), (50, 20, 30, 300),
     (6, 10, 20, 10), (50, 4, 20, 10), (50, 10, 3, 10), (50, 10, 20, 5), (500, 12, 20, 10), (40, 12, 20, 500),
 ]
