@@ -79,11 +79,11 @@ void gemm_dot_rank1(size_t M, size_t N, T alpha, const T* u, const T* v, T* W, s
 //   C := X^T D   (M x N: X stored n x M, row stride ldx; C row stride ldc).
 // The bits are those of gemm(N, T, n, N, K, 1, A, lda, B, ldb, 0, D, N, ep)
 // followed by gemm(T, N, M, N, n, 1, X, ldx, D, N, 0, C, ldc), which is
-// what runs where the shapes leave those two calls other paths (D: n x N
-// scratch, used only then). Otherwise D is made NR columns at a time into a
-// buffer that stays in L1, and each strip's columns of C are formed from it
-// at once: D is not written to L2 and read back, and the first product's
-// tiles store into L1.
+// what runs where the shapes send those two calls down other paths, or X
+// is too wide for the strips to pay (D: n x N scratch, used only then).
+// Otherwise D is made NR columns at a time into a buffer that stays in L1,
+// and each strip's columns of C are formed from it at once: D is not
+// written to L2 and read back, and the first product's tiles store into L1.
 template <class T>
 void gemm_chain(size_t n, size_t N, size_t K, const T* A, size_t lda, const T* B, size_t ldb,
                 const Epilogue<T>* ep, size_t M, const T* X, size_t ldx, T* C, size_t ldc, T* D);
