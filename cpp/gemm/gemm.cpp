@@ -27,16 +27,16 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
     }
     if (ep && !ep->fn) ep = nullptr;
     const KernelsFor<T>& kr = active_kernels().get<T>();
-    if (K == 1)
+    if (takes_five_loops(M, N, K))
+        gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else if (K == 1)
         gemm_rank1(kr, ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (M <= kSmallM)
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (N <= kSmallN)
         gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else if (K <= kSmallK)
-        gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else
-        gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 
 template void gemm<float>(Trans, Trans, size_t, size_t, size_t, float, const float*, size_t,

@@ -81,6 +81,14 @@ struct Operands {
     bool a_in_place = false;
 };
 
+// Whether op(A) = A^T may be read where it lies (the comment in five_loops):
+// the MR values of one k, contiguous in A, span more than a cache line, and
+// A's rows are not a multiple of 4 KiB apart.
+template <class T>
+bool a_t_in_place(size_t MR, size_t lda) {
+    return MR * sizeof(T) > 64 && lda * sizeof(T) % 4096 != 0;
+}
+
 template <class T>
 void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, size_t i_end,
                 size_t j_begin, size_t j_end, size_t K, T alpha, const T* A, size_t lda,
@@ -112,7 +120,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // multiple of 4 KiB apart (as B above). Where both go in place on
     // full-width AVX-512 and B is at most kBInPlaceWideMaxPanels NR wide,
     // up to kBInPlacePanelsWide row panels.
-    const bool a_with_b = ta == Trans::T && MR * sizeof(T) > 64 && lda * sizeof(T) % 4096 != 0;
+    const bool a_with_b = ta == Trans::T && a_t_in_place<T>(MR, lda);
     const bool wide = a_with_b && j_end - j_begin <= kBInPlaceWideMaxPanels * NR && !fma512_in_halves();
     const size_t rows = i_end - i_begin;
     const bool b_in_place = tb == Trans::N && !io.b_packed &&
@@ -378,8 +386,8 @@ void gemm_chain(size_t n, size_t N, size_t K, const T* A, size_t lda, const T* B
     // Where gemm() sends both products to the five loops, each in one K
     // slice, every element of D and of C is one FMA chain from zero over its
     // K, whichever tiles compute it: then the strips give the two calls' bits.
-    const bool strips = ep && ep->fn && K > kSmallK && K <= kr.kc && n > std::max(kSmallM, kSmallK) &&
-                        n <= kr.kc && N > kSmallN && M > kSmallM && M <= kChainMaxRowPanels * MR;
+    const bool strips = ep && ep->fn && takes_five_loops(n, N, K) && takes_five_loops(M, N, n) && K <= kr.kc &&
+                        n <= kr.kc && M <= kChainMaxRowPanels * MR;
     if (!strips) {
         gemm<T>(Trans::N, Trans::T, n, N, K, T(1), A, lda, B, ldb, T(0), D, N, ep);
         gemm<T>(Trans::T, Trans::N, M, N, n, T(1), X, ldx, D, N, T(0), C, ldc);
@@ -391,8 +399,7 @@ void gemm_chain(size_t n, size_t N, size_t K, const T* A, size_t lda, const T* B
     static thread_local PackBuffer<T> a_buf, x_buf;
     T* const ap = a_buf.get((n + MR - 1) / MR * MR * K);
     gemm_pack_a(Trans::N, A, lda, 0, 0, n, K, MR, ap, kr.transpose);
-    const bool x_in_place =
-        MR * sizeof(T) > 64 && ldx * sizeof(T) % 4096 != 0 && M <= kBInPlacePanelsWide * MR;
+    const bool x_in_place = a_t_in_place<T>(MR, ldx) && M <= kBInPlacePanelsWide * MR;
     T* const xp = x_in_place ? nullptr : x_buf.get((M + MR - 1) / MR * MR * n);
     if (xp) gemm_pack_a(Trans::T, X, ldx, 0, 0, M, n, MR, xp, kr.transpose);
     // A relu layer's mask applied by the kernel as it stores each tile (its

@@ -8,6 +8,12 @@
 
 namespace dnnfast {
 
+// Whether gemm() sends an M x N x K product (K >= 1) to gemm_blocked, the
+// five loops; the other shapes take the paths below.
+inline bool takes_five_loops(size_t M, size_t N, size_t K) {
+    return K > kSmallK && M > kSmallM && N > kSmallN;
+}
+
 // The packed five-loop algorithm (gemm_blocked.cpp), any shape.
 template <class T>
 void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t N, size_t K,

@@ -243,6 +243,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                                layer_alpha_stride(L - 1));
     }
 
+    // X = [X_b | 1]: the first layer's [dW; db] is one product (below).
+    const bool first_by_product = !update && x_ld == layers_[0].m_in + 1;
     for (size_t l = L; l-- > 0;) {
         const LayerSpec& s = layers_[l];
         const T* a_prev = X;
@@ -269,8 +271,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         // goes straight into that product, a strip of columns at a time
         // (dense_backward_first_layer: the same bits, dZ[0] never stored
         // whole).
-        const bool first_by_chain = l == 1 && !update && x_ld == layers_[0].m_in + 1 && !dz_over_a &&
-                                    layers_[0].act != Act::prelu && layers_[0].act != Act::softmax;
+        const bool first_by_chain = l == 1 && first_by_product && !dz_over_a && layers_[0].act != Act::prelu &&
+                                    layers_[0].act != Act::softmax;
         if (l > 0 && !dz_over_a) {
             const LayerSpec& p = layers_[l - 1];
             const T* zp = pre_activation(ws_, l - 1);
@@ -291,7 +293,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             }
         }
         // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
-        if (l == 0 && !update && x_ld == s.m_in + 1) {
+        if (l == 0 && first_by_product) {
             // X = [X_b | 1] (bias_by_product): [dW; db] = [X_b | 1]^T dZ in
             // one product, db's FMA chains 1 * dZ added down the rows from 0
             // in one K slice, the column sums' own bits. (dW and db are
