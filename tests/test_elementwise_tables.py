@@ -252,3 +252,46 @@ def test_optimizer_update_checks_its_buffers():
         _core.optimizer_update(_core.TrainOptions(optimizer="sgd"), P, np.zeros(3), P, P, 0)
     with pytest.raises(ValueError, match="state1"):
         _core.optimizer_update(_core.TrainOptions(optimizer="adam"), P, np.zeros(4), np.zeros(3), P, 0)
+
+
+def l2_sum_def(W):
+    """The penalty's sum of squares as VMathFns::l2_grad defines it: the squares
+    (in float64) of element k added into partial sum k % 32 in the order of k,
+    then the 32 sums joined pairwise (16 + 16, 8 + 8, ...)."""
+    w = W.ravel().astype(np.float64)
+    part = np.zeros(32)
+    for k in range(w.size):  # scalar adds, in order: what the definition is
+        part[k % 32] = part[k % 32] + w[k] * w[k]
+    h = 16
+    while h:
+        part[:h] = part[:h] + part[h:2 * h]
+        h //= 2
+    return part[0]
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_l2_term_in_its_defined_order(table, dtype, rng):
+    # Layers of 65 x 37 (whole blocks of 32 and a tail), 37 x 7 and 7 x 2:
+    # the gradient's L2 term and the penalty, bit for bit as defined.
+    import dnnfast
+    net = dnnfast.Network([65, 37, 7, 2], ["tanh", "relu", "softmax"], loss="cce", dtype=dtype, seed=3)
+    net.parameters[:] = rng.standard_normal(net.parameters.size).astype(dtype)
+    X = rng.standard_normal((11, 65)).astype(dtype)
+    Y = np.eye(2, dtype=dtype)[rng.integers(0, 2, 11)]
+    P = net.parameters
+    G0, G1 = np.empty_like(P), np.empty_like(P)
+    c0, pen0 = net._net.loss_and_gradient(P, X, Y, None, None, 0.0, G0)
+    l2 = 0.3
+    c1, pen1 = net._net.loss_and_gradient(P, X, Y, None, None, l2, G1)
+    assert c1 == c0 and pen0 == 0.0
+    T = np.dtype(dtype).type
+    l2_t = float(T(l2))  # the core holds the coefficient in the network's dtype
+    coef = T(l2_t / 11)
+    want = G0.copy()
+    sq = 0.0
+    for W, off in zip(net.weights, [lay["w_offset"] for lay in net._layout]):
+        want[off:off + W.size] = G0[off:off + W.size] + coef * W.ravel()
+        sq += l2_sum_def(W)
+    same_bits(G1, want)
+    assert pen1 == 0.5 * l2_t * sq / 11

@@ -9,6 +9,7 @@
 #include "checked.hpp"
 #include "nn/linear.hpp"
 #include "nn/optimizers.hpp"
+#include "nn/vmath.hpp"
 #include "threads.hpp"
 
 namespace dnnfast {
@@ -340,26 +341,11 @@ double Network<T>::l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt
     if (coef == 0.0) return 0.0;
     double sq = 0;
     const T c = T(coef);
+    const auto l2_grad = active_vmath().template get<T>().l2_grad;
     for (const LayerSpec& s : layers_) {
-        const size_t nw = s.m_in * s.m_out;
-        const T* W = P + s.w_off;
-        T* dW = G + s.w_off;
-        // Four partial sums (element k into sum k % 4), joined as (0 + 1) +
-        // (2 + 3): one sequential sum was a chain of dependent adds, 3-4
-        // cycles an element (4 us of a digits batch's 190). The order is
-        // fixed, so the penalty is the same for any thread count.
-        double part[4] = {0, 0, 0, 0};
-        size_t k = 0;
-        for (; k + 4 <= nw; k += 4)
-            for (size_t u = 0; u < 4; ++u) {
-                part[u] += double(W[k + u]) * double(W[k + u]);
-                dW[k + u] += c * W[k + u];
-            }
-        for (; k < nw; ++k) {
-            part[k % 4] += double(W[k]) * double(W[k]);
-            dW[k] += c * W[k];
-        }
-        sq += (part[0] + part[1]) + (part[2] + part[3]);
+        double part[kL2Parts] = {};
+        l2_grad(P + s.w_off, G + s.w_off, s.m_in * s.m_out, c, part);
+        sq += l2_parts_total(part);
     }
     // The scikit-learn form's rounding as before weight_decay existed.
     const double l2_part = opt.l2 != T(0) && denom > 0 ? 0.5 * double(opt.l2) * sq / denom : 0.0;

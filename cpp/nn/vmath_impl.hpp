@@ -621,6 +621,33 @@ struct VMath {
         }
     }
 
+    // VMathFns::l2_grad. Float64 in the vectors' lanes: accumulator q holds
+    // part[q L .. q L + L) (L divides kL2Parts), so each part adds its
+    // squares in the order of k, as the scalar tail does; float widens each
+    // weight first, in the scalar loop the compiler vectorises.
+    static void l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c, double* __restrict part) {
+        size_t k = 0;
+        if constexpr (std::is_same_v<T, double>) {
+            constexpr size_t Q = kL2Parts / L;
+            static_assert(Q * L == kL2Parts, "a vector's lanes must divide the partial sums");
+            const V vc = sp(c);
+            V acc[Q];
+            for (size_t q = 0; q < Q; ++q) acc[q] = load(part + q * L);
+            for (; k + kL2Parts <= n; k += kL2Parts)
+                for (size_t q = 0; q < Q; ++q) {
+                    const V x = load(w + k + q * L);
+                    acc[q] = acc[q] + x * x;
+                    if (g) store(g + k + q * L, load(g + k + q * L) + vc * x);
+                }
+            for (size_t q = 0; q < Q; ++q) store(part + q * L, acc[q]);
+        }
+        for (; k < n; ++k) {
+            const double x = double(w[k]);
+            part[k % kL2Parts] += x * x;
+            if (g) g[k] += c * w[k];
+        }
+    }
+
     static constexpr VMathFns<T> table() {
         return VMathFns<T>{&elu_block,   &sigmoid_block, &tanh_block,
                            &atan_block, &softplus_block, &softplus_backward_rows,
@@ -628,7 +655,7 @@ struct VMath {
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
                            &output_backward_block<0>, &output_backward_block<1>,
-                           &column_sums_block, &sgd_step, &momentum_step, &adam_step};
+                           &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad};
     }
 };
 
