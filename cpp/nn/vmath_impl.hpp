@@ -621,31 +621,27 @@ struct VMath {
         }
     }
 
-    // VMathFns::l2_grad. Float64 in the vectors' lanes: accumulator q holds
-    // part[q L .. q L + L) (L divides kL2Parts), so each part adds its
-    // squares in the order of k, as the scalar tail does; float widens each
-    // weight first, in the scalar loop the compiler vectorises.
+    // VMathFns::l2_grad: whole blocks of kL2Parts weights, each square added
+    // into its own partial sum, which the compiler keeps in vector registers
+    // (float widened lane by lane); the tail in the same order, one at a time.
     static void l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c, double* __restrict part) {
+        double acc[kL2Parts];
+        for (size_t u = 0; u < kL2Parts; ++u) acc[u] = part[u];
         size_t k = 0;
-        if constexpr (std::is_same_v<T, double>) {
-            constexpr size_t Q = kL2Parts / L;
-            static_assert(Q * L == kL2Parts, "a vector's lanes must divide the partial sums");
-            const V vc = sp(c);
-            V acc[Q];
-            for (size_t q = 0; q < Q; ++q) acc[q] = load(part + q * L);
-            for (; k + kL2Parts <= n; k += kL2Parts)
-                for (size_t q = 0; q < Q; ++q) {
-                    const V x = load(w + k + q * L);
-                    acc[q] = acc[q] + x * x;
-                    if (g) store(g + k + q * L, load(g + k + q * L) + vc * x);
-                }
-            for (size_t q = 0; q < Q; ++q) store(part + q * L, acc[q]);
+        for (; k + kL2Parts <= n; k += kL2Parts) {
+            for (size_t u = 0; u < kL2Parts; ++u) {
+                const double x = double(w[k + u]);
+                acc[u] = acc[u] + x * x;
+            }
+            if (g)
+                for (size_t u = 0; u < kL2Parts; ++u) g[k + u] += c * w[k + u];
         }
         for (; k < n; ++k) {
             const double x = double(w[k]);
-            part[k % kL2Parts] += x * x;
+            acc[k % kL2Parts] = acc[k % kL2Parts] + x * x;
             if (g) g[k] += c * w[k];
         }
+        for (size_t u = 0; u < kL2Parts; ++u) part[u] = acc[u];
     }
 
     static constexpr VMathFns<T> table() {
