@@ -1,6 +1,6 @@
 """The element-wise kernels around the GEMM (cpp/nn/vmath.hpp: bias + relu /
 leaky_relu / identity, their derivatives and tanh's and sigmoid's, the bias gradient's column sums,
-and the sgd / momentum / nesterov / adam steps) on every kernel table this
+the sgd / momentum / nesterov / adam steps and the L2 term) on every kernel table this
 CPU can run: each must give, bit for bit, the scalar definition written out
 in NumPy operation by operation (the same IEEE operations in the same order),
 so every table gives the same bits. Sizes cover whole vectors, tails, rows

@@ -633,13 +633,12 @@ struct VMath {
                 const double x = double(w[k + u]);
                 acc[u] = acc[u] + x * x;
             }
-            if (g)
-                for (size_t u = 0; u < kL2Parts; ++u) g[k + u] += c * w[k + u];
+            for (size_t u = 0; u < kL2Parts; ++u) g[k + u] += c * w[k + u];
         }
         for (; k < n; ++k) {
             const double x = double(w[k]);
             acc[k % kL2Parts] = acc[k % kL2Parts] + x * x;
-            if (g) g[k] += c * w[k];
+            g[k] += c * w[k];
         }
         for (size_t u = 0; u < kL2Parts; ++u) part[u] = acc[u];
     }
