@@ -342,11 +342,7 @@ double Network<T>::l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt
     double sq = 0;
     const T c = T(coef);
     const auto l2_grad = active_vmath().template get<T>().l2_grad;
-    for (const LayerSpec& s : layers_) {
-        double part[kL2Parts] = {};
-        l2_grad(P + s.w_off, G + s.w_off, s.m_in * s.m_out, c, part);
-        sq += l2_parts_total(part);
-    }
+    for (const LayerSpec& s : layers_) sq += l2_grad(P + s.w_off, G + s.w_off, s.m_in * s.m_out, c);
     // The scikit-learn form's rounding as before weight_decay existed.
     const double l2_part = opt.l2 != T(0) && denom > 0 ? 0.5 * double(opt.l2) * sq / denom : 0.0;
     return l2_part + 0.5 * double(opt.weight_decay) * sq;

@@ -61,23 +61,14 @@ struct VMathFns {
     void (*momentum)(T* p, const T* g, T* s1, size_t n, T lr, T mu, bool nesterov);
     void (*adam)(T* p, const T* g, T* s1, T* s2, size_t n, T lr_t, T b1, T b2, T eps);
     // The L2 term of n weights w: g[k] += c w[k] (c w rounded, then the
-    // add), and the squares double(w[k])^2 added into part[k % kL2Parts] in
-    // the order of k (l2_parts_total joins them). A fixed number of partial
-    // sums, so the penalty's bits are the same on every table and thread
-    // count; kL2Parts of them, so the sums' adds do not wait on each other
-    // (with four, their chains bounded the pass at a cycle an element).
-    void (*l2_grad)(const T* w, T* g, size_t n, T c, double* part);
+    // add); returns the sum of the squares double(w[k])^2, added into 32
+    // partial sums (k % 32, in the order of k) joined pairwise in a fixed
+    // tree. A fixed number of partial sums, so the bits are the same on
+    // every table and thread count; 32 of them, so the sums' adds do not
+    // wait on each other (with four, their chains bounded the pass at a
+    // cycle an element).
+    double (*l2_grad)(const T* w, T* g, size_t n, T c);
 };
-
-constexpr size_t kL2Parts = 32;
-// The partial sums of l2_grad joined pairwise, in a fixed tree.
-inline double l2_parts_total(const double* part) {
-    double s[kL2Parts];
-    for (size_t u = 0; u < kL2Parts; ++u) s[u] = part[u];
-    for (size_t h = kL2Parts / 2; h > 0; h /= 2)
-        for (size_t u = 0; u < h; ++u) s[u] = s[u] + s[u + h];
-    return s[0];
-}
 
 struct VMathSet {
     const char* name;

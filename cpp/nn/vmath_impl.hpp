@@ -621,26 +621,28 @@ struct VMath {
         }
     }
 
-    // VMathFns::l2_grad: whole blocks of kL2Parts weights, each square added
+    // VMathFns::l2_grad: whole blocks of kParts weights, each square added
     // into its own partial sum, which the compiler keeps in vector registers
     // (float widened lane by lane); the tail in the same order, one at a time.
-    static void l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c, double* __restrict part) {
-        double acc[kL2Parts];
-        for (size_t u = 0; u < kL2Parts; ++u) acc[u] = part[u];
+    static double l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c) {
+        constexpr size_t kParts = 32;
+        double acc[kParts] = {};
         size_t k = 0;
-        for (; k + kL2Parts <= n; k += kL2Parts) {
-            for (size_t u = 0; u < kL2Parts; ++u) {
+        for (; k + kParts <= n; k += kParts) {
+            for (size_t u = 0; u < kParts; ++u) {
                 const double x = double(w[k + u]);
                 acc[u] = acc[u] + x * x;
             }
-            for (size_t u = 0; u < kL2Parts; ++u) g[k + u] += c * w[k + u];
+            for (size_t u = 0; u < kParts; ++u) g[k + u] += c * w[k + u];
         }
         for (; k < n; ++k) {
             const double x = double(w[k]);
-            acc[k % kL2Parts] = acc[k % kL2Parts] + x * x;
+            acc[k % kParts] = acc[k % kParts] + x * x;
             g[k] += c * w[k];
         }
-        for (size_t u = 0; u < kL2Parts; ++u) part[u] = acc[u];
+        for (size_t h = kParts / 2; h > 0; h /= 2)
+            for (size_t u = 0; u < h; ++u) acc[u] = acc[u] + acc[u + h];
+        return acc[0];
     }
 
     static constexpr VMathFns<T> table() {
