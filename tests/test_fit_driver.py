@@ -290,8 +290,8 @@ def test_progress_plain_line(data, monkeypatch, capsys):
     assert "\repoch 2/2" in err and "samples/s" in err
 
 
-def _rewrite(path, out, header_edit=None, drop=()):
-    """Copy a model file with its header edited and members dropped."""
+def _rewrite(path, out, header_edit=None, drop=(), arrays_edit=None):
+    """Copy a model file with its header edited, members dropped and arrays edited."""
     import json
     import zipfile
     with np.load(path) as z:
@@ -302,6 +302,8 @@ def _rewrite(path, out, header_edit=None, drop=()):
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     for k in drop:
         del arrays[k]
+    if arrays_edit:
+        arrays_edit(arrays)
     with zipfile.ZipFile(out, "w") as zf:
         for k, a in arrays.items():
             with zf.open(k + ".npy", "w") as f:
@@ -334,12 +336,28 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
         (lambda h: h["training"].update(extra=1), (), "unknown field"),
         (None, ("train_state2",), "missing"),
         (lambda h: h["training"].update(best_params=False), (), "unexpected"),
+        # Cost and time are appended every epoch; a resumed fit's History went on
+        # from lists of different lengths.
+        (lambda h: h["training"]["history"]["cost"].pop(), (), r"history\.cost must hold one value for each of "
+                                                                 r"the 2 epochs"),
+        (lambda h: h["training"]["history"]["time"].append(0.5), (), r"history\.time must hold one value"),
+        (lambda h: h["training"]["history"].update(val_cost=[1.0, 2.0, 3.0]), (),
+         r"history\.val_cost holds more values than the 2 epochs"),
     ]
     for i, (edit, drop, match) in enumerate(cases):
         bad = tmp_path / f"bad{i}.npz"
         _rewrite(path, bad, edit, drop)
         with pytest.raises(ValueError, match=match):
             dnnfast.load(bad)
+
+    def negative_second_moment(arrays):
+        arrays["train_state2"] = arrays["train_state2"].copy()
+        arrays["train_state2"][1] = -0.25
+
+    bad = tmp_path / "negative.npz"
+    _rewrite(path, bad, arrays_edit=negative_second_moment)
+    with pytest.raises(ValueError, match="train_state2.*negative"):
+        dnnfast.load(bad)
 
 
 def test_keyboard_interrupt_between_chunks_keeps_the_step(data, monkeypatch):

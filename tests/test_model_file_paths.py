@@ -340,6 +340,20 @@ def test_save_refuses_a_target_that_is_not_a_regular_file(tmp_path, kind):
     assert _temporaries(tmp_path) == []
 
 
+@pytest.mark.parametrize("name,match", [("model.npz\0x", "holds a NUL byte"),
+                                        ("out" + os.sep, "ends with a separator")])
+def test_path_that_cannot_name_a_file_raises_naming_it(tmp_path, name, match):
+    """A trailing separator names a directory (save created ``out`` from ``out/``;
+    load said only "Not a directory"); a NUL byte fits no file name (numpy's
+    "embedded null byte" named no path)."""
+    path = str(tmp_path) + os.sep + name  # (pathlib would drop the trailing separator)
+    for call in (lambda: _net().save(path), lambda: dnnfast.load(path),
+                 lambda: _net().fit(np.zeros((4, 4)), np.eye(3)[[0, 1, 2, 0]], epochs=1, checkpoint=path)):
+        with pytest.raises(ValueError, match=re.escape(repr(path)) + " " + match):
+            call()
+    assert os.listdir(tmp_path) == []
+
+
 @needs_posix
 def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     path = tmp_path / "model.npz"

@@ -247,6 +247,43 @@ def test_feature_names_round_trip(tmp_path):
     assert back.feature_names_in_.dtype == object and list(back.feature_names_in_) == ["a", "bb", "ccc", "d"]
 
 
+def test_feature_name_past_unicode_raises_value_error(tmp_path):
+    """A UCS-4 unit above U+10FFFF is no character: load refuses it (it loaded, and
+    the first tolist() of the names raised SystemError)."""
+    reg, X, _ = _reg()
+    reg.feature_names_in_ = np.array(["a", "bb", "ccc", "d"], dtype=object)
+    reg.save(tmp_path / "r.npz")
+    header, arrays = _members(tmp_path / "r.npz")
+    arrays["feature_names_in"] = arrays["feature_names_in"].copy()
+    arrays["feature_names_in"].view(np.uint32)[-3] = 0x110000  # the last character of "ccc"
+    _write(tmp_path / "bad.npz", header, arrays)
+    with pytest.raises(ValueError, match="feature_names_in.*above U\\+10FFFF"):
+        dnnfast.load(tmp_path / "bad.npz")
+
+
+def test_strings_that_utf8_cannot_encode_round_trip(tmp_path):
+    """A lone surrogate is a Python str (a DataFrame column, a label, a class_weight
+    key may hold one) that UTF-8 cannot encode: the header is written with non-ASCII
+    characters escaped, so it saves and loads back (save raised UnicodeEncodeError)."""
+    X = _data()
+    y = np.array(["a", "\ud800", "\u00e9"], dtype=object)[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0)]
+    clf = MLPClassifier((5,), max_iter=4, random_state=0, class_weight={"\ud800": 2.0, "\u00e9": 0.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    clf.feature_names_in_ = np.array(["x\udfff", "\u00b5m", "c", "d"], dtype=object)
+    clf.save(tmp_path / "c.npz")
+    raw = np.load(tmp_path / "c.npz")["header"].tobytes()
+    assert raw.isascii() and b"\\ud800" in raw
+    back = dnnfast.load(tmp_path / "c.npz")
+    assert back.get_params()["class_weight"] == {"\ud800": 2.0, "\u00e9": 0.5}
+    assert list(back.feature_names_in_) == ["x\udfff", "\u00b5m", "c", "d"]
+    assert list(back.classes_) == list(clf.classes_)
+    assert list(back.predict(X)) == list(clf.predict(X))
+    back.save(tmp_path / "again.npz")
+    assert (tmp_path / "again.npz").read_bytes() == (tmp_path / "c.npz").read_bytes()
+
+
 def test_unfitted_estimator_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="not fitted"):
         MLPClassifier().save(tmp_path / "c.npz")
@@ -695,6 +732,19 @@ def _estimator_forgeries():
         a["optimizer_state1"] = a["optimizer_state1"].copy()
         a["optimizer_state1"][3] = np.nan
 
+    def second_moment_negative(h, a):
+        a["optimizer_state2"] = a["optimizer_state2"].copy()
+        a["optimizer_state2"][3] = -1e-9
+
+    def optimizer_rate(rate):
+        def f(h, a):
+            h["fitted"]["optimizer"]["learning_rate"] = rate
+        return f
+
+    def class_past_unicode(h, a):
+        a["classes"] = a["classes"].copy()  # ["ant", "bee", "cat"]: the last one's last character
+        a["classes"].view(np.uint32)[-1] = 0x110000
+
     return {
         "bad_solver": (param("solver", "newton"), "solver"),
         "missing_param": (drop_param, "missing.*solver"),
@@ -710,6 +760,13 @@ def _estimator_forgeries():
         "negative_n_iter": (fitted("n_iter", -1), "n_iter"),
         "history_length_lies": (fitted("history", 10**9), "implies|shape"),
         "optimizer_nan": (optimizer_nan, "NaN"),
+        # A rate of -5 loaded and ran gradient ascent in partial_fit; negative
+        # second moments ended in a NonFiniteError blaming the data.
+        "optimizer_rate_negative": (optimizer_rate(-5.0), "learning_rate must be positive"),
+        "optimizer_rate_zero": (optimizer_rate(0.0), "learning_rate must be positive"),
+        "second_moment_negative": (second_moment_negative, "optimizer_state2.*negative"),
+        # numpy keeps such a unit; tolist() or printing the labels raised SystemError.
+        "class_past_unicode": (class_past_unicode, "classes.*above U\\+10FFFF"),
         "loss_not_a_number": (fitted("loss", "low"), "loss"),
         "huge_int_param": (param("max_iter", 10**400), "out of range"),
         "bad_random_state": (param("random_state", -5), "random_state|seed"),

@@ -9,6 +9,8 @@ size of the numbers that made it). Skipped without onnx and onnxruntime
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
 import subprocess
 import warnings
@@ -117,6 +119,32 @@ def test_writes_the_file(tmp_path, rng):
     X = inputs(rng, 10, 4, np.float64)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert_close(sess.run(None, {"X": X})[0], net.predict(X), np.float64, EXPORT_TOL)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links, FIFOs and file modes")
+def test_file_is_replaced_as_save_replaces_a_model_file(tmp_path):
+    """to_onnx writes its file as save does (one atomic writer): through a symbolic
+    link (it replaced the link), keeping the replaced file's mode (it made 0600),
+    refusing what is no regular file (it replaced a FIFO) with a ValueError naming
+    the user's path (an error named its own hidden temporary)."""
+    net = dnnfast.Network([4, 3], ["tanh"], loss="sse", dtype="float64", seed=0)
+    real = tmp_path / "real.onnx"
+    real.write_bytes(b"old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.onnx"
+    os.symlink(real, link)
+    proto = dnnfast.to_onnx(net, link)
+    assert os.path.islink(link) and onnx.load(str(real)) == proto
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o640
+    pipe = tmp_path / "pipe.onnx"
+    os.mkfifo(pipe)
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    for path, what in ((pipe, "FIFO"), (folder, "directory")):
+        with pytest.raises(ValueError, match=re.escape(repr(str(path))) + f" is a {what}"):
+            dnnfast.to_onnx(net, path)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and folder.is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["folder.onnx", "link.onnx", "pipe.onnx", "real.onnx"]
 
 
 def test_refuses_what_it_cannot_export():

@@ -93,12 +93,21 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, 
 # ---------------------------------------------------------------------------
 
 def check_path(path):
-    """``path`` as str (or bytes) via ``os.fspath``; anything else is a TypeError naming ``path``."""
+    """``path`` as str (or bytes) via ``os.fspath``; anything else is a TypeError naming ``path``.
+
+    A NUL byte (which no file name holds) and a trailing separator (a directory's
+    name, where a file is meant: a save to ``"out/model/"`` would otherwise create
+    ``out/model``) are ValueErrors naming the path."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if len(path) == 0:
         raise ValueError("path is empty")
+    text = os.fsdecode(path)
+    if "\0" in text:
+        raise ValueError(f"path {path!r} holds a NUL byte")
+    if text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        raise ValueError(f"path {path!r} ends with a separator: it names a directory, not a file")
     return path
 
 
@@ -281,9 +290,20 @@ def _create_temporary(directory, stem, path):
 
 
 def atomic_write(path, arrays):
-    """Write ``arrays`` (name -> ndarray, ``header`` first) to ``path`` atomically.
+    """Write ``arrays`` (name -> ndarray, ``header`` first) to ``path`` atomically
+    (:func:`atomic_write_with`)."""
+    atomic_write_with(path, lambda f: _write_archive(f, arrays))
 
-    The archive goes to a temporary in the target's directory (so ``os.replace``
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` (bytes: an ONNX model) to ``path`` atomically (:func:`atomic_write_with`)."""
+    atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path, write):
+    """Replace ``path`` atomically by what ``write(f)`` writes to a binary file ``f``.
+
+    The content goes to a temporary in the target's directory (so ``os.replace``
     is a rename within one file system), is fsync'ed, then renamed onto the target;
     a failure removes the temporary and leaves the old file as it was. ``path`` may
     be a symbolic link (its target is replaced) and must otherwise be a regular file
@@ -301,7 +321,7 @@ def atomic_write(path, arrays):
     try:
         _keep_metadata(fd, st)
         with os.fdopen(fd, "wb", closefd=False) as f:
-            _write_archive(f, arrays)
+            write(f)
         os.fsync(fd)
         if fcntl is None:  # Windows renames no open file; there is no lock to hold anyway
             os.close(fd)
@@ -411,6 +431,12 @@ def _npy_member(zf, info, dtype, shape, what, out=None):
             raise ValueError(f"array {what!r}: longer than its header says")
     if native != dtype:  # a big-endian machine: the file is little-endian
         out.byteswap(inplace=True)
+    if dtype.kind == "U" and out.size:
+        # A string array's UCS-4 units past U+10FFFF are no character: numpy keeps
+        # them, and the first tolist() or print of the array raises SystemError.
+        units = out.reshape(-1).view(_U32)  # (the file's '<U', read as it lies)
+        if int(units.max()) > 0x10FFFF:
+            raise ValueError(f"array {what!r} holds a code point above U+10FFFF, which is no character")
     return out
 
 
@@ -656,8 +682,11 @@ _BASE_FIELDS = ["format", "format_version", "dnnfast_version", "kind", "dtype", 
 
 
 def _header_array(header):
-    text = json.dumps(header, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    # Non-ASCII characters as \u escapes: every Python string then has a file form,
+    # a lone surrogate (a DataFrame column or a class_weight key may hold one)
+    # included, which UTF-8 cannot encode; the reader's json gives it back.
+    text = json.dumps(header, allow_nan=False, separators=(",", ":"), ensure_ascii=True)
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
 
 
 def _le(a, dtype):
@@ -714,6 +743,8 @@ class Codec(typing.NamedTuple):
 
 # Arrays that hold parameters (or their optimizer state): NaN or infinity there is damage.
 _FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state[12]|best_params|train_state[12]|train_best_params")
+# Adam's second moments (the only optimizer with a second buffer): means of squares.
+_NON_NEGATIVE = re.compile(r"optimizer_state2|train_state2")
 
 
 def _read(f, file_size, codecs):
@@ -754,6 +785,9 @@ def _read(f, file_size, codecs):
             arr = _npy_member(zf, members[name], dt, shape, name, into.get(name))
             if _FINITE.fullmatch(name) and not _core.all_finite(arr):  # no temporary the size of arr
                 raise ValueError(f"array {name!r} holds NaN or infinity")
+            if _NON_NEGATIVE.fullmatch(name) and arr.size and not arr.min() >= 0:
+                raise ValueError(f"array {name!r} holds a negative value: Adam's second moments are means of "
+                                 "squares")
             arrays[name] = arr
     return codec.build(plan, arrays)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
-import os
 import sys
-import tempfile
 import threading
 
 import numpy as np
 
+from ._archive import atomic_write_bytes
 from ._core import __version__
 
 #: The ai.onnx opset used when ``opset`` is None (onnxruntime >= 1.18 runs it).
@@ -280,26 +279,9 @@ def export(spec, path=None, opset=None, model_name="model"):
                               ir_version=helper.find_min_ir_version_for(opsets))
     proto.doc_string = f"dnnfast {model_name}, {spec.dtype.name}"
     if path is not None:
-        _write_atomically(proto.SerializeToString(), path)
+        # As save writes a model file: atomically, through links, keeping permissions.
+        atomic_write_bytes(path, proto.SerializeToString())
     return proto
-
-
-def _write_atomically(data, path):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dnnfast-", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # -- skl2onnx --------------------------------------------------------------------------------

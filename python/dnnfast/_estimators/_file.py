@@ -159,6 +159,8 @@ def _estimator_expected(header, kind):
         opt = _field(f, "optimizer", dict, w)
         _check_keys(opt, ["learning_rate", "adam"], [], f"{w}.optimizer")
         lr = _field(opt, "learning_rate", "float", f"{w}.optimizer")
+        if not lr > 0:
+            raise ValueError(f"{w}.optimizer.learning_rate must be positive, got {lr}")
         adam = _field(opt, "adam", bool, f"{w}.optimizer")
         fit["optimizer"] = (lr, adam)
         expected["optimizer_state1"] = (dtype, (n_params,))
