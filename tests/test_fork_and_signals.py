@@ -10,6 +10,7 @@
   held by a thread that is gone).
 - copy.deepcopy and pickle during a fit give a whole training state, never
   a torn one.
+- The interpreter exits cleanly while a daemon thread is inside a fit.
 
 Each case that could hang runs in a subprocess, or a thread, with a timeout.
 """
@@ -287,6 +288,40 @@ def _interrupt_in_a_loop(calls, interrupts=400):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("what", ["network", "estimator"])
+def test_interpreter_exit_while_a_daemon_thread_fits_is_clean(tmp_path, what):
+    """A daemon thread that comes back from the core after Python began to
+    finalize was ended by pthread_exit, whose forced unwind through the GIL
+    release aborted the process (SIGABRT, "terminate called without an active
+    exception": three exits in five). The fits here run for longer than the
+    script, so the exit finds the thread in the core or about to enter it."""
+    source = """
+        import sys, threading, time, warnings
+        import numpy as np
+        import dnnfast
+        warnings.simplefilter("ignore")
+        X = np.random.default_rng(0).normal(size=(2000, 64))
+        y = (X[:, 0] > 0).astype(int)
+        started = threading.Event()
+
+        def fit():
+            while True:
+                started.set()
+                if sys.argv[1] == "network":
+                    net = dnnfast.Network([64, 256, 256, 2], ["relu", "relu", "softmax"], dtype="float64", seed=0)
+                    net.fit(X, y, epochs=50, batch_size=32)
+                else:
+                    dnnfast.MLPClassifier((256, 256), max_iter=50, random_state=0).fit(X, y)
+
+        threading.Thread(target=fit, daemon=True).start()
+        started.wait()
+        time.sleep(0.3)
+        print("ok")
+    """
+    for _ in range(3):
+        _run_script(tmp_path, source, what)
+
+
 def test_sigint_during_predictions_and_fits_never_leaves_the_lock_held():
     X, y = _data()
     net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)

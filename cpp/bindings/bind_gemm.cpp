@@ -40,7 +40,7 @@ Shape check_shapes(const carray<T>& A, const carray<T>& B, bool trans_a, bool tr
 template <class T>
 void run(bool reference, const Shape& s, T alpha, const T* a, const T* b, T beta, T* c,
          const Epilogue<T>* ep = nullptr) {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     if (reference) gemm_reference<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, a, s.lda, b, s.ldb, beta, c, s.N, ep);
     else gemm<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, a, s.lda, b, s.ldb, beta, c, s.N, ep);
 }
@@ -129,7 +129,7 @@ py::array_t<T> gemm_relu_py(const carray<T>& A, const carray<T>& B, const carray
         run<T>(reference, s, T(1), A.data(), B.data(), T(0), c, &ep);
         return C;
     }
-    py::gil_scoped_release release;
+    ReleaseGil release;
     PackedB<T> Bp;
     Bp.pack(B.data(), s.ldb, s.K, s.N);
     gemm_packed_b<T>(s.ta, s.M, T(1), A.data(), s.lda, Bp, T(0), c, s.N, &ep);
@@ -149,7 +149,7 @@ py::array_t<T> gemm_rank1_gemv_py(carray<T>& W, const carray<T>& u, const carray
     T* wp = W.mutable_data();
     T* yp = y.mutable_data();
     {
-        py::gil_scoped_release release;
+        ReleaseGil release;
         gemm_rank1_gemv<T>(K, N, alpha, u.data(), v.data(), wp, N, x.data(), yp);
     }
     return y;
@@ -167,7 +167,7 @@ py::array_t<T> gemm_dot_rank1_py(carray<T>& W, const carray<T>& u, const carray<
     T* wp = W.mutable_data();
     T* yp = y.mutable_data();
     {
-        py::gil_scoped_release release;
+        ReleaseGil release;
         gemm_dot_rank1<T>(M, N, alpha, u.data(), v.data(), wp, N, yp);
     }
     return y;
@@ -183,7 +183,7 @@ py::array_t<T> gemm_packed_b_py(const carray<T>& A, const carray<T>& B, bool tra
     Epilogue<T> ep;
     ep.fn = &probe_epilogue<T>;
     {
-        py::gil_scoped_release release;
+        ReleaseGil release;
         PackedB<T> Bp;
         Bp.pack(B.data(), s.ldb, s.K, s.N);
         gemm_packed_b<T>(s.ta, s.M, T(1), A.data(), s.lda, Bp, T(0), c, s.N, probe ? &ep : nullptr);
@@ -200,7 +200,7 @@ void gemm_into_packed_py(const carray<T>& A, const carray<T>& B, carray<T>& W, T
     require_2d(W, "W");
     if (size_t(W.shape(0)) != s.M || size_t(W.shape(1)) != s.N) throw std::invalid_argument("W must be M x N");
     T* w = W.mutable_data();
-    py::gil_scoped_release release;
+    ReleaseGil release;
     PackedB<T> Wp;
     Wp.pack(w, s.N, s.M, s.N);
     gemm_into_packed<T>(s.ta, s.tb, s.K, alpha, A.data(), s.lda, B.data(), s.ldb, beta, Wp);
@@ -261,7 +261,7 @@ void bind_gemm(py::module_& m) {
     m.def("fma_peak_gflops", [](const std::string& dtype, int threads) {
         if (dtype != "float32" && dtype != "float64") throw std::invalid_argument("dtype: float32 or float64");
         if (threads < 1) throw std::invalid_argument("threads must be >= 1");
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return fma_peak_gflops(dtype == "float64", threads);
     }, py::arg("dtype"), py::arg("threads"),
           "Measured peak GFLOP/s (2 flops per FMA lane) of the active kernels' FMA units.");

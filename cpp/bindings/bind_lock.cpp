@@ -84,7 +84,7 @@ void notify_all() {  // GIL held
 void wait_once() {
     const uint64_t gen = g_generation.load(std::memory_order_relaxed);
     {
-        py::gil_scoped_release nogil;
+        ReleaseGil nogil;
         std::unique_lock<std::mutex> lk(*g_wait_mutex);
         g_wait_cv->wait_for(lk, std::chrono::milliseconds(50),
                             [&] { return g_generation.load(std::memory_order_relaxed) != gen; });

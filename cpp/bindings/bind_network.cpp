@@ -131,7 +131,7 @@ struct NetworkPy {
             Zs.append(Z);
             As.append(A);
         }
-        { py::gil_scoped_release g; net.forward(P.data(), X.data(), n, zp.data(), ap.data()); }
+        { ReleaseGil g; net.forward(P.data(), X.data(), n, zp.data(), ap.data()); }
         return py::make_tuple(Zs, As);
     }
 
@@ -149,7 +149,7 @@ struct NetworkPy {
         T* y = Y.mutable_data();
         bool finite, out_finite = true;
         {
-            py::gil_scoped_release g;
+            ReleaseGil g;
             finite = all_finite<T>(X.data(), n * m_x());
             if (finite) {
                 net.predict(P.data(), X.data(), n, y);
@@ -187,7 +187,7 @@ struct NetworkPy {
         const size_t n = check_X(X);
         check_Y(Y, n);
         const T* wp = check_w(w, n);
-        py::gil_scoped_release g;
+        ReleaseGil g;
         return net.cost(P.data(), X.data(), Y.data(), wp, n);
     }
 
@@ -211,7 +211,7 @@ struct NetworkPy {
         if (n == 0) throw std::invalid_argument("no rows");
         T* g = G.mutable_data();
         double pen = 0, c = 0;
-        { py::gil_scoped_release rel; c = net.loss_and_gradient(P.data(), X.data(), Y.data(), wp, rp, n, T(l2), g, &pen); }
+        { ReleaseGil rel; c = net.loss_and_gradient(P.data(), X.data(), Y.data(), wp, rp, n, T(l2), g, &pen); }
         return py::make_tuple(c, pen);
     }
 
@@ -250,7 +250,7 @@ struct NetworkPy {
         T* p = P.mutable_data();
         EpochResult r;
         {
-            py::gil_scoped_release g;
+            ReleaseGil g;
             r = net.train_epoch(p, X.data(), Y.data(), wp, n_rows, order.data(), order.shape(0),
                                 options.batch_size, opt, sp1, sp2, tp, cost_sum, penalty_sum);
         }
@@ -273,7 +273,7 @@ struct NetworkPy {
             if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
         T* g = G.mutable_data();
         double J = 0, wsum = 0;
-        { py::gil_scoped_release rel; J = net.gradient_sum(P.data(), X.data(), Y.data(), wp, rp, n, g, &wsum); }
+        { ReleaseGil rel; J = net.gradient_sum(P.data(), X.data(), Y.data(), wp, rp, n, g, &wsum); }
         return py::make_tuple(J, wsum);
     }
 
@@ -289,7 +289,7 @@ struct NetworkPy {
         int64_t* tp = step_count(t);
         T* p = P.mutable_data();
         T* g = G.mutable_data();
-        py::gil_scoped_release rel;
+        ReleaseGil rel;
         return net.apply_gradient_sum(p, g, denom, opt, sp1, sp2, tp);
     }
 };
@@ -309,7 +309,7 @@ int64_t optimizer_update(const TrainOptions& options, py::array_t<T, py::array::
     T* p = P.mutable_data();
     T* a = buffers >= 1 ? s1.mutable_data() : nullptr;
     T* b = buffers >= 2 ? s2.mutable_data() : nullptr;
-    py::gil_scoped_release g;
+    ReleaseGil g;
     optimizer_step<T>(p, G.data(), n, opt, a, b, &t);
     return t;
 }

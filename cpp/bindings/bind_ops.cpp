@@ -63,7 +63,7 @@ void bind_ops_dtype(py::module_& m) {
         py::array_t<T> A({r, c});
         T* a = A.mutable_data();
         const Act ac = to_act(act);
-        { py::gil_scoped_release g; activation_forward<T>(ac, Z.data(), a, r, c, al, st); }
+        { ReleaseGil g; activation_forward<T>(ac, Z.data(), a, r, c, al, st); }
         return A;
     }, py::arg("act"), py::arg("Z"), py::arg("alpha"));
 
@@ -76,7 +76,7 @@ void bind_ops_dtype(py::module_& m) {
         py::array_t<T> dZ({r, c});
         T* dz = dZ.mutable_data();
         const Act ac = to_act(act);
-        { py::gil_scoped_release g; activation_backward<T>(ac, Z.data(), A.data(), dA.data(), dz, r, c, al, st); }
+        { ReleaseGil g; activation_backward<T>(ac, Z.data(), A.data(), dA.data(), dz, r, c, al, st); }
         return dZ;
     }, py::arg("act"), py::arg("Z"), py::arg("A"), py::arg("dA"), py::arg("alpha"));
 
@@ -85,7 +85,7 @@ void bind_ops_dtype(py::module_& m) {
         const size_t r = Z.shape(0), c = Z.shape(1);
         py::array_t<T> da(c);
         T* p = da.mutable_data();
-        { py::gil_scoped_release g; prelu_alpha_backward<T>(Z.data(), dA.data(), p, r, c); }
+        { ReleaseGil g; prelu_alpha_backward<T>(Z.data(), dA.data(), p, r, c); }
         return da;
     }, py::arg("Z"), py::arg("dA"));
 
@@ -94,7 +94,7 @@ void bind_ops_dtype(py::module_& m) {
         const size_t r = Y.shape(0), c = Y.shape(1);
         const T* wp = row_weights(w, r);
         const Loss lo = to_loss(loss);
-        py::gil_scoped_release g;
+        ReleaseGil g;
         return loss_forward<T>(lo, Y.data(), Yhat.data(), r, c, wp);
     }, py::arg("loss"), py::arg("Y"), py::arg("Yhat"), py::arg("w") = py::none());
 
@@ -106,7 +106,7 @@ void bind_ops_dtype(py::module_& m) {
         py::array_t<T> d({r, c});
         T* dp = d.mutable_data();
         const Loss lo = to_loss(loss);
-        { py::gil_scoped_release g; loss_backward<T>(lo, Y.data(), Yhat.data(), dp, r, c, T(scale), wp); }
+        { ReleaseGil g; loss_backward<T>(lo, Y.data(), Yhat.data(), dp, r, c, T(scale), wp); }
         return d;
     }, py::arg("loss"), py::arg("Y"), py::arg("Yhat"), py::arg("scale"), py::arg("w") = py::none());
 
@@ -117,7 +117,7 @@ void bind_ops_dtype(py::module_& m) {
         const T* wp = row_weights(w, r);
         py::array_t<T> d({r, c});
         T* dp = d.mutable_data();
-        { py::gil_scoped_release g; output_backward_fused<T>(Y.data(), Yhat.data(), dp, r, c, T(scale), wp); }
+        { ReleaseGil g; output_backward_fused<T>(Y.data(), Yhat.data(), dp, r, c, T(scale), wp); }
         return d;
     }, py::arg("Y"), py::arg("Yhat"), py::arg("scale"), py::arg("w") = py::none());
 
@@ -129,7 +129,7 @@ void bind_ops_dtype(py::module_& m) {
         if (b.size() != py::ssize_t(mo)) throw std::invalid_argument("b must have W.shape[1] entries");
         py::array_t<T> Z({n, mo});
         T* z = Z.mutable_data();
-        { py::gil_scoped_release g; linear_forward<T>(z, A.data(), W.data(), b.data(), n, mi, mo); }
+        { ReleaseGil g; linear_forward<T>(z, A.data(), W.data(), b.data(), n, mi, mo); }
         return Z;
     }, py::arg("A"), py::arg("W"), py::arg("b"));
 
@@ -143,7 +143,7 @@ void bind_ops_dtype(py::module_& m) {
             throw std::invalid_argument("dZ must be A.shape[0] x W.shape[1]");
         py::array_t<T> dW({mi, mo}), db(std::vector<size_t>{1, mo}), dA({n, mi});
         T *pw = dW.mutable_data(), *pb = db.mutable_data(), *pa = dA.mutable_data();
-        { py::gil_scoped_release g; linear_backward<T>(pw, pb, pa, A.data(), W.data(), dZ.data(), n, mi, mo); }
+        { ReleaseGil g; linear_backward<T>(pw, pb, pa, A.data(), W.data(), dZ.data(), n, mi, mo); }
         return py::make_tuple(dW, db, dA);
     }, py::arg("A"), py::arg("W"), py::arg("dZ"));
 
@@ -158,7 +158,7 @@ void bind_ops_dtype(py::module_& m) {
         py::array_t<T> Z({n, mo}), Aout({n, mo});
         T *z = Z.mutable_data(), *ao = Aout.mutable_data();
         const Act ac = to_act(act);
-        { py::gil_scoped_release g; dense_forward<T>(z, ao, A.data(), W.data(), b.data(), n, mi, mo, ac, al, st); }
+        { ReleaseGil g; dense_forward<T>(z, ao, A.data(), W.data(), b.data(), n, mi, mo, ac, al, st); }
         return py::make_tuple(Z, Aout);
     }, py::arg("A"), py::arg("W"), py::arg("b"), py::arg("act"), py::arg("alpha"));
 
@@ -175,7 +175,7 @@ void bind_ops_dtype(py::module_& m) {
         py::array_t<T> D({n, mi});
         T* d = D.mutable_data();
         const Act ac = to_act(act_prev);
-        { py::gil_scoped_release g;
+        { ReleaseGil g;
           dense_backward_input<T>(d, dZ.data(), W.data(), Z_prev.data(), A_prev.data(), n, mi, mo, ac, al, st); }
         return D;
     }, py::arg("dZ"), py::arg("W"), py::arg("Z_prev"), py::arg("A_prev"), py::arg("act_prev"), py::arg("alpha"));
@@ -200,7 +200,7 @@ void bind_ops_dtype(py::module_& m) {
         auto [al, st] = alpha_arg(alpha, mi);
         py::array_t<T> G({mx, mi}), D({n, mi});  // D: scratch, left as allocated
         T *g = G.mutable_data(), *d = D.mutable_data();
-        { py::gil_scoped_release r;
+        { ReleaseGil r;
           dense_backward_first_layer<T>(g, X.data(), mx, dZ.data(), W.data(), Z_prev.data(), A_prev.data(), n, mi, mo,
                                         ac, al, st, d); }
         return G;
@@ -210,7 +210,7 @@ void bind_ops_dtype(py::module_& m) {
     m.def("all_finite", [](const py::array_t<T, py::array::c_style>& X) {
         const T* x = X.data();
         const size_t n = X.size();
-        py::gil_scoped_release g;
+        ReleaseGil g;
         return all_finite<T>(x, n);
     }, py::arg("X").noconvert(), "True when no element is NaN or infinite.");
 
@@ -219,7 +219,7 @@ void bind_ops_dtype(py::module_& m) {
         const size_t r = X.shape(0), c = X.shape(1);
         py::array_t<T> out(std::vector<size_t>{1, c});
         T* o = out.mutable_data();
-        { py::gil_scoped_release g; column_sums<T>(X.data(), o, r, c); }
+        { ReleaseGil g; column_sums<T>(X.data(), o, r, c); }
         return out;
     }, py::arg("X"));
 
@@ -230,7 +230,7 @@ void bind_ops_dtype(py::module_& m) {
         opt.learning_rate = T(lr);
         T* p = P.mutable_data();
         const size_t n = P.size();
-        py::gil_scoped_release g;
+        ReleaseGil g;
         optimizer_step<T>(p, G.data(), n, opt, nullptr, nullptr, nullptr);
     }, py::arg("params").noconvert(), py::arg("grads"), py::arg("learning_rate"),
        "In place: params -= learning_rate * grads.");

@@ -5,10 +5,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <optional>
 
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 // An argument declared carray<T> (below) accepts exactly a C-contiguous NumPy
@@ -39,6 +41,38 @@ namespace py = pybind11;
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;  // exactly T, C-contiguous: see the caster above
+
+// py::gil_scoped_release, but safe for a daemon thread at interpreter exit.
+// When such a thread comes back from the core after Python has begun to
+// finalize, PyEval_RestoreThread (Python 3.13 and older) ends it with
+// pthread_exit, whose forced unwind runs into this noexcept destructor and
+// calls std::terminate: a fit in a daemon thread aborted the process at exit
+// (SIGABRT, "terminate called without an active exception"). The thread
+// waits here instead, holding nothing of Python's, and the process exits
+// around it, as Python 3.14 does itself. (Finalization that begins between
+// the check and the restore still ends the thread: a window of a few
+// instructions, where the core's calls take milliseconds.)
+class ReleaseGil {
+  public:
+    ReleaseGil() : state_(PyEval_SaveThread()) {}
+    ~ReleaseGil() {
+        if (finalizing())
+            for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+        PyEval_RestoreThread(state_);
+    }
+    ReleaseGil(const ReleaseGil&) = delete;
+    ReleaseGil& operator=(const ReleaseGil&) = delete;
+
+  private:
+    static bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+        return Py_IsFinalizing() != 0;
+#else
+        return _Py_IsFinalizing() != 0;
+#endif
+    }
+    PyThreadState* state_;
+};
 
 // Checks done again here (Python validates first) so that no pointer reaches a
 // kernel with a shape it does not expect, whatever the caller.
