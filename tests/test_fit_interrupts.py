@@ -261,3 +261,55 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
                    stdout=subprocess.DEVNULL)
     assert np.array_equal(np.load(path + ".final.npy"), reference)
     assert dnnfast.load(path)._checkpoint["epoch"] == epochs
+
+
+SIGTERM_CHILD = textwrap.dedent("""
+    import json, os, signal, sys, warnings
+    import numpy as np
+    from dnnfast.estimators import MLPClassifier
+
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 64))
+    y = (X[:, 0] > 0).astype(int)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))  # a service's usual shutdown
+    signal.signal(signal.SIGALRM, lambda *a: os.kill(os.getpid(), signal.SIGTERM))
+    kw = dict(hidden_layer_sizes=(256,), batch_size=16, random_state=0, tol=0, n_iter_no_change=1000)
+    steps = -(-3000 // 16)
+    out = []
+    for delay in (0.03, 0.07, 0.11, 0.15, 0.19):
+        est = MLPClassifier(max_iter=30, **kw)
+        signal.setitimer(signal.ITIMER_REAL, delay)
+        try:
+            est.fit(X, y)
+            exited = False
+        except SystemExit:
+            exited = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        n = est.n_iter_
+        rec = {"exited": exited, "n_iter": n, "curve": len(est.loss_curve_), "t": est.t_,
+               "adam_t": int(np.ravel(est._optimizer["t"])[0]), "steps": steps}
+        if n:
+            clean = MLPClassifier(max_iter=n, **kw).fit(X, y)
+            rec["same_weights"] = all(np.array_equal(a, b) for a, b in zip(est.coefs_ + est.intercepts_,
+                                                                           clean.coefs_ + clean.intercepts_))
+        out.append(rec)
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_sigterm_handler_exiting_mid_epoch_leaves_the_estimator_at_its_last_whole_epoch():
+    """A SIGTERM handler that calls sys.exit raises SystemExit wherever the fit's
+    Python code is; the epoch it cuts short is undone as a Ctrl-C's is, so
+    weights, solver state, n_iter_, t_ and loss_curve_ agree (they were left
+    with the weights and Adam step count of a part of an epoch under the
+    n_iter_ of the one before: 11 such fits in 12)."""
+    p = subprocess.run([sys.executable, "-c", SIGTERM_CHILD], capture_output=True, text=True, env=_env(),
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    records = json.loads(p.stdout.strip().splitlines()[-1])
+    assert any(r["exited"] for r in records), records
+    for r in records:
+        n = r["n_iter"]
+        assert r["curve"] == n and r["t"] == n * 3000 and r["adam_t"] == n * r["steps"], r
+        assert r.get("same_weights", True), r

@@ -394,6 +394,15 @@ class _Solvers:
             # last whole epoch.
             policies.undo_epoch()
             warnings.warn("Training interrupted by user.")
+        except BaseException:
+            # Anything else that cuts an epoch short (a SystemExit from a
+            # SIGTERM handler, a MemoryError) undoes it the same way before it
+            # propagates: the estimator is left as after its last whole epoch,
+            # never with the weights and solver state of a part of one under
+            # the n_iter_ and t_ of the epoch before (warm_start and
+            # partial_fit go on from there).
+            policies.undo_epoch()
+            raise
         self._best_params = policies.best_P
         if validation is not None:
             P[:] = policies.best_P

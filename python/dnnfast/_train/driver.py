@@ -215,6 +215,22 @@ def train_options(settings, lr):
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
+_OTHER_SIGNALS = tuple(int(s) for s in signal.valid_signals() if s != signal.SIGINT)
+
+
+def _other_signal_handlers():
+    """Whether a signal besides SIGINT has a Python handler: it runs between any two
+    bytecodes of the epoch loop and may raise there (a SIGTERM handler calling
+    sys.exit). 61 lookups on Linux, about 1.5 us; once a fit."""
+    for sig in _OTHER_SIGNALS:
+        try:
+            if callable(_signal.getsignal(sig)):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 class Interrupts:
     """SIGINT -> a flag read between chunks (main thread, default handler only).
     The epoch loop's, and lbfgs's between its function evaluations (``_solvers``)."""
@@ -222,6 +238,7 @@ class Interrupts:
     def __init__(self):
         self.pending = False
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
+        self.alone = False  # ... and no other signal has a Python handler (nothing else can raise mid-epoch)
 
     def handler(self, signum, frame):
         self.pending = True  # a second Ctrl-C only sets it again: never a torn step
@@ -236,10 +253,11 @@ class Interrupts:
             return
         _signal.signal(_SIGINT, self.handler)
         self.active = True
+        self.alone = not _other_signal_handlers()
         try:
             yield self
         finally:
-            self.active = False
+            self.active = self.alone = False
             _signal.signal(_SIGINT, signal.default_int_handler)
 
     def check(self, history, provider=None):
@@ -302,8 +320,9 @@ class Run:
         self.boundary = boundary
         self.totals = (0.0, 0.0)  # (cost_sum, penalty_sum) of the last epoch, set before its callbacks
         # Set before each epoch's on_epoch_begin: True when the epoch runs as
-        # one chunk with Ctrl-C taken as a flag, so nothing can stop it
-        # between its first step and its callbacks (nothing to prepare to undo).
+        # one chunk with Ctrl-C taken as a flag and no other signal has a
+        # Python handler, so nothing can stop it between its first step and
+        # its callbacks (nothing to prepare to undo).
         self.atomic = False
 
 
@@ -333,7 +352,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         n_order = order.shape[0]
         n_batches = -(-n_order // batch) if n_order else 0
         nb = chunker.batches(n_batches) if n_batches else 0  # the first chunk
-        run.atomic = agree is None and interrupts.active and nb >= n_batches
+        run.atomic = agree is None and interrupts.alone and nb >= n_batches
         for cb in callbacks:
             cb.on_epoch_begin(net, epoch)
         cost_sum = penalty_sum = 0.0
