@@ -62,6 +62,44 @@ def test_predict_with_huge_weights_raises_instead_of_returning_nan():
         net.predict(np.ones((5, 4), dtype=np.float32))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("method", ["predict", "forward", "cost", "loss_and_gradient", "gradients"])
+def test_every_result_that_overflows_raises_instead_of_returning_it(method, dtype):
+    """cost and the gradients returned NaN and infinity in silence where
+    predict raised; forward returned a non-finite output."""
+    net = dnnfast.Network([3, 4, 2], ["relu", "softmax"], loss="cce", dtype=dtype, seed=0)
+    big = float(np.finfo(dtype).max) / 4
+    net.weights[0][:] = big
+    net.weights[1][:] = big
+    X = np.ones((5, 3), dtype=dtype)
+    call = getattr(net, method)
+    args = (X,) if method in ("predict", "forward") else (X, [0, 1, 0, 1, 0])
+    with pytest.raises(ValueError, match=f"{method if method != 'gradients' else 'loss_and_gradient'}: the "
+                                         f"result overflowed to NaN or infinity in {dtype}"):
+        call(*args)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [1, 5, 300])
+def test_a_nan_weight_set_in_place_is_named_not_hidden_by_relu(rows, dtype):
+    """relu mapped NaN to 0 in the core (np.maximum, the reference's relu, keeps
+    it), so a NaN written into a weight in place (past the setters' checks)
+    gave finite predictions and costs; now predict and cost name it."""
+    net = dnnfast.Network([3, 6, 4, 2], ["relu", "relu", "softmax"], loss="cce", dtype=dtype, seed=0)
+    net.weights[1][2, 3] = np.nan
+    X = np.random.default_rng(0).normal(size=(rows, 3)).astype(dtype)
+    for call in (lambda: net.predict(X), lambda: net.cost(X, np.arange(rows) % 2)):
+        with pytest.raises(ValueError, match=r"the parameters contain NaN or infinity \(first in layer 2, W\)"):
+            call()
+    # The element-wise kernel itself, vector lanes and tails: NaN where the reference has it.
+    Z = np.tile(np.array([np.nan, -0.0, 0.0, -1.0, 2.5, -np.inf, np.inf], dtype=dtype), (3, 11))
+    Z = np.ascontiguousarray(Z[:, :rows % 70 + 7])
+    relu = dict((r[0], r[1]) for r in dnnfast._core.ACTIVATIONS)["relu"]
+    A = dnnfast._core.activation_forward(relu, Z, np.zeros(0, dtype=dtype))
+    np.testing.assert_array_equal(A, dnnfast.reference.activation_forward("relu", Z))
+    assert np.isnan(A).sum() == np.isnan(Z).sum() > 0
+
+
 def test_float_labels_for_cce_get_the_labels_hint_not_the_single_row_one():
     net = dnnfast.Network([4, 3], ["softmax"], loss="cce", seed=0)
     X = np.zeros((6, 4))

@@ -51,8 +51,8 @@ def values(dtype, shape, rng):
 def forward_def(name, z, alpha):
     if name == "identity":
         return z.copy()
-    if name == "relu":
-        return np.where(z > 0, z, z.dtype.type(0))
+    if name == "relu":  # z <= 0 ? 0 : z: NaN stays NaN, as np.maximum (the reference)
+        return np.where(z <= 0, z.dtype.type(0), z)
     return np.where(z > 0, z, alpha * z)
 
 

@@ -103,7 +103,7 @@ struct ReluEpilogue {
                 T& v = c[i * ldc + j];
                 if (e.bias) {
                     const T x = v + e.bias[j0 + j];
-                    v = x > T(0) ? x : T(0);
+                    v = x <= T(0) ? T(0) : x;
                 } else {
                     v = v * (e.mask[(i0 + i) * e.ld + j0 + j] > T(0) ? T(1) : T(0));
                 }

@@ -83,11 +83,12 @@ struct Simd {
 };
 
 // relu(x + b): the forward epilogue's relu layer (Epilogue::relu_bias), as
-// the vector maths computes it (x + b, then x > 0 ? x : 0: NaN and -0 give 0).
+// the vector maths computes it (x + b, then x <= 0 ? 0 : x: -0 gives 0, NaN
+// stays NaN, as in dnnfast.reference, so a NaN weight is never hidden).
 template <class T, class Ops>
 DNNFAST_KERNEL_INLINE typename Ops::V bias_relu(typename Ops::V x, const T* b) {
     const typename Ops::V v = x + Simd<T, Ops>::load(b), zero = {};
-    return v > zero ? v : zero;
+    return v <= zero ? zero : v;
 }
 
 // x * relu'(z) for a relu layer's stored z (Epilogue::relu_mask), as the

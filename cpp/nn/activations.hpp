@@ -76,7 +76,7 @@ template <class T> struct IdentityAct {
     static T df(T, T, T) { return T(1); }
 };
 template <class T> struct ReluAct {
-    static T f(T z, T) { return z > T(0) ? z : T(0); }
+    static T f(T z, T) { return z <= T(0) ? T(0) : z; }  // NaN stays NaN (as np.maximum)
     static T df(T z, T, T) { return z > T(0) ? T(1) : T(0); }
 };
 // leaky_relu and prelu share the maths; they differ in where alpha lives.

@@ -451,13 +451,13 @@ struct VMath {
     template <int Kind>  // 0 identity, 1 relu, 2 leaky
     static T unit(T z, T alpha) {
         if constexpr (Kind == 0) return z;
-        else if constexpr (Kind == 1) return z > T(0) ? z : T(0);
+        else if constexpr (Kind == 1) return z <= T(0) ? T(0) : z;  // NaN stays NaN, as in the reference
         else return z > T(0) ? z : alpha * z;
     }
     template <int Kind>
     static V unit(V z, V alpha) {
         if constexpr (Kind == 0) return z;
-        else if constexpr (Kind == 1) return z > sp(0) ? z : sp(0);
+        else if constexpr (Kind == 1) return z <= sp(0) ? sp(0) : z;
         else return z > sp(0) ? z : alpha * z;
     }
     // Explicit vectors, not loops left to the vectoriser: the GEMM epilogue

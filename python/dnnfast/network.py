@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import warnings
 from typing import TYPE_CHECKING, Any, Sequence
@@ -10,6 +11,7 @@ import numpy as np
 
 from . import _core
 from ._buffers import aligned, aligned_zeros
+from ._guards import locate_nonfinite
 from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, check_params_fit_dtype, parse_activation, resolve_loss
 from ._train.driver import fit_network
@@ -347,6 +349,16 @@ class Network:
 
     # -- the API of SPEC section 7 -----------------------------------------
 
+    def _nonfinite(self, what):
+        """The ValueError for a NaN or infinite result of ``what`` from a finite X:
+        the parameters' first non-finite value (weights edited in place bypass the
+        setters' checks), or else an overflow. Said, never returned (as predict)."""
+        layer, where = locate_nonfinite(self._layout, self.parameters)
+        if layer is not None:
+            return ValueError(f"{what}: the parameters contain NaN or infinity (first in layer {layer}, {where})")
+        return ValueError(f"{what}: the result overflowed to NaN or infinity in {self.dtype.name} (X, Y or the "
+                          "parameters are too large for this dtype; scale X, or use float64)")
+
     @reads_model
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
@@ -354,6 +366,8 @@ class Network:
         X = self._check_X(X)
         self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
         Zs, As = self._net.forward(self.parameters, X)
+        if not _core.all_finite(As[-1]):
+            raise self._nonfinite("forward")
         return list(Zs), [X] + list(As)
 
     @reads_model
@@ -364,19 +378,27 @@ class Network:
         # return it (as_float_array's fast path), with too few rows for a
         # memory check, is recognised and predicted in one call to the core,
         # which also checks that X is finite; any other X is validated here.
-        Y = self._net.predict_as_is(self.parameters, X, self._predict_rows)
-        if Y is not None:
-            return Y
-        X = self._check_X(X, check_finite=False)
-        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
-        return self._net.predict(self.parameters, X)
+        try:
+            Y = self._net.predict_as_is(self.parameters, X, self._predict_rows)
+            if Y is not None:
+                return Y
+            X = self._check_X(X, check_finite=False)
+            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
+            return self._net.predict(self.parameters, X)
+        except ValueError as exc:  # the core's "output overflowed": said more exactly when P is the cause
+            if not str(exc).startswith("predict: the output overflowed"):
+                raise
+            raise self._nonfinite("predict") from None
 
     @reads_model
     def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
         """C = J(Y, Yhat) / n."""
         X = self._check_X(X)
         self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS))
-        return self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
+        c = self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
+        if not math.isfinite(c):
+            raise self._nonfinite("cost")
+        return c
 
     @reads_model
     def loss_and_gradient(self, X: ArrayLike, Y: ArrayLike) -> tuple[float, FloatArray]:
@@ -386,6 +408,8 @@ class Network:
         self._check_rows(X.shape[0], self.parameters.size)
         grad = np.empty_like(self.parameters)
         c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
+        if not (math.isfinite(c) and _core.all_finite(grad)):
+            raise self._nonfinite("loss_and_gradient")
         return c, grad
 
     @reads_model
