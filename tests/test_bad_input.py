@@ -29,6 +29,8 @@ def good(n=6):
     ([4, 0, 3], ValueError), ([4, -2, 3], ValueError), ([0, 3], ValueError), ([4], ValueError),
     ([], ValueError), ([4, 2.5, 3], TypeError), ([4, True, 3], TypeError), ("4,3", TypeError),
     (5, TypeError), ([4, "5", 3], TypeError),
+    # No order to take: a set built [2, 4, 30] from {30, 4, 2}, a dict its keys.
+    ({30, 4, 2}, TypeError), (frozenset({4, 3}), TypeError), ({4: 1, 3: 1}, TypeError),
 ])
 def test_bad_sizes_raise_naming_sizes(sizes, exc):
     with pytest.raises(exc, match="sizes"):
@@ -46,6 +48,11 @@ def test_bad_sizes_raise_naming_sizes(sizes, exc):
     ([("leaky_relu", {"alpha": float("nan")}), "softmax"], ValueError, "alpha"),
     ([("leaky_relu", {"alpha": "big"}), "softmax"], ValueError, "alpha"),
     ([("leaky_relu", 0.1), "softmax"], TypeError, "activations"),
+    # "'NoneType' object is not iterable" before; a set has no layer order.
+    (None, TypeError, "activations must be a name"),
+    (5, TypeError, "activations must be a name"),
+    ({"tanh", "softmax"}, TypeError, "activations must be a name"),
+    ({"tanh": 1, "softmax": 2}, TypeError, "activations must be a name"),
 ])
 def test_bad_activations_raise_naming_activations(acts, exc, match):
     with pytest.raises(exc, match=match):
@@ -202,6 +209,30 @@ def test_bad_Y_raises_naming_Y(method, Y, exc, match):
     with pytest.raises(exc, match=match):
         methods(net, X, Y)[method](X, Y)
     np.testing.assert_array_equal(net.parameters, P)
+
+
+@pytest.mark.parametrize("loss,act,Y,match", [
+    ("cce", "softmax", -np.eye(3)[[0, 1, 2, 0, 1, 2]], r"cce loss needs targets >= 0"),
+    ("bce", "sigmoid", np.full((6, 3), 5.0), r"bce loss needs targets in \[0, 1\], got 5\.\.5"),
+    ("bce", "sigmoid", np.full((6, 3), -0.5), r"bce loss needs targets in \[0, 1\]"),
+    ("poisson", "exp", -np.ones((6, 3)), r"poisson loss needs targets >= 0, got -1\.\.-1"),
+])
+def test_targets_outside_the_loss_domain_raise_naming_Y(loss, act, Y, match):
+    """A negative Poisson target gave a NaN cost (and a fit's NonFiniteError
+    blamed an overflow); bce with y = 5 and cce with negative rows gave a
+    negative cost, and fit trained on them."""
+    net = make("float64", loss=loss, acts=("tanh", act))
+    X, _ = good()
+    P = net.parameters.copy()
+    for method in Y_METHODS:
+        with pytest.raises(ValueError, match="Y: the " + match):
+            methods(net, X, Y)[method](X, Y)
+    with pytest.raises(ValueError, match=r"validation_data\[1\]: the " + match):
+        net.fit(X, np.clip(Y, 0, 1), validation_data=(X, Y))
+    np.testing.assert_array_equal(net.parameters, P)
+    ok = np.clip(Y, 0, 1) if loss == "bce" else np.abs(Y)  # the domain's edges included
+    for method in Y_METHODS:
+        methods(net, X, ok)[method](X, ok)
 
 
 def test_integer_labels_are_only_for_cce():

@@ -18,6 +18,12 @@ ACTIVATION_TABLE = {name: (i, hp, dp, pu) for name, i, hp, dp, pu in _core.ACTIV
 ACTIVATION_ALIASES = {"logistic": "sigmoid", "linear": "identity"}
 #: name -> (id, fused output activation or "")
 LOSS_TABLE = {name: (i, fused) for name, i, fused in _core.LOSSES}
+#: The targets each loss is defined for, (low, high) with None for no bound:
+#: cce's and bce's are probabilities (one-hot rows, soft labels), Poisson's
+#: counts or rates. Outside them the cost is negative or NaN and a fit runs
+#: on regardless (bce with y = 5 trained on; poisson with y < 0 ended in a
+#: NonFiniteError blaming an overflow).
+LOSS_TARGETS = {"cce": (0.0, None), "bce": (0.0, 1.0), "poisson": (0.0, None)}
 #: name -> (id, state buffers: 0 none, 1 a velocity, 2 Adam's m, v and step count)
 OPTIMIZER_TABLE = {name: (i, nb) for name, i, nb in _core.OPTIMIZERS}
 

@@ -1,6 +1,7 @@
 """dnnfast.Network: the fully-connected network of SPEC section 7."""
 from __future__ import annotations
 
+import collections.abc
 import functools
 import math
 import numbers
@@ -13,7 +14,7 @@ from . import _core
 from ._buffers import aligned, aligned_zeros
 from ._guards import locate_nonfinite
 from ._locking import copies_model, fits_model, reads_model
-from ._registry import LOSS_TABLE, check_params_fit_dtype, parse_activation, resolve_loss
+from ._registry import LOSS_TABLE, LOSS_TARGETS, check_params_fit_dtype, parse_activation, resolve_loss
 from ._train.driver import fit_network
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
 from ._validation import (as_array, as_float_array, check_bool, check_memory, make_rng, network_bytes,
@@ -34,8 +35,11 @@ _PREDICT_CHUNK_ROWS = 1024
 
 def _check_network_args(sizes, activations, loss, dtype):
     """Validate the constructor's arguments -> (sizes, [ActivationSpec], loss, np.dtype)."""
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-        raise TypeError(f"sizes must be a list of layer sizes, got {sizes!r}")
+    # An ordered sequence: a set ({30, 4, 2} built [2, 4, 30]) or a dict (its
+    # keys) has no layer order to take.
+    if (isinstance(sizes, (str, bytes, collections.abc.Set, collections.abc.Mapping))
+            or not hasattr(sizes, "__len__")):
+        raise TypeError(f"sizes must be a list of layer sizes, got {sizes!r:.80}")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
@@ -51,6 +55,10 @@ def _check_network_args(sizes, activations, loss, dtype):
         isinstance(activations, tuple) and len(activations) == 2 and isinstance(activations[1], dict))
     if single:
         activations = [activations] * (len(sizes) - 1)
+    if (isinstance(activations, (bytes, collections.abc.Set, collections.abc.Mapping))
+            or not isinstance(activations, collections.abc.Iterable)):
+        raise TypeError(f"activations must be a name, a (name, params) pair or a list of them, one per layer, "
+                        f"got {activations!r:.80}")
     activations = list(activations)
     if len(activations) != len(sizes) - 1:
         raise ValueError(f"activations needs one entry per layer ({len(sizes) - 1}), got {len(activations)}")
@@ -345,6 +353,10 @@ class Network:
             raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n}")
         if Y.shape[1] != m_y:
             raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {m_y} outputs")
+        low, high = LOSS_TARGETS.get(self.loss, (None, None))
+        if Y.size and ((low is not None and Y.min() < low) or (high is not None and Y.max() > high)):
+            where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+            raise ValueError(f"{name}: the {self.loss} loss needs targets {where}, got {Y.min():g}..{Y.max():g}")
         return Y
 
     # -- the API of SPEC section 7 -----------------------------------------
