@@ -790,3 +790,45 @@ def test_the_fitted_parameters_and_adam_state_start_on_a_cache_line():
     np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
     Q = clone._bound_params()
     assert Q is not None and Q.ctypes.data % 64 == 0
+
+
+def test_a_refit_refused_for_its_validation_split_leaves_the_fitted_model():
+    """fit re-initialised the model (new random weights, n_iter_ 0) and only
+    then found the early-stopping split impossible; the sizes are now checked
+    first, so the refused call changes nothing, as the README promises."""
+    import warnings
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), max_iter=20, random_state=0).fit(X, y)
+    before = [c.copy() for c in clf.coefs_ + clf.intercepts_], clf.n_iter_, list(clf.loss_curve_)
+    for fraction in (0.01, 0.999):  # 1 validation row; 1 training row
+        clf.set_params(early_stopping=True, validation_fraction=fraction)
+        with pytest.raises(ValueError, match="validation"):
+            clf.fit(X, y)
+        assert all(np.array_equal(a, b) for a, b in zip(before[0], clf.coefs_ + clf.intercepts_))
+        assert (clf.n_iter_, clf.loss_curve_) == before[1:]
+
+
+@pytest.mark.parametrize("fitted,now", [("relu", "prelu"), ("prelu", "relu")])
+def test_activation_changed_to_or_from_prelu_after_fit_is_named_and_changes_nothing(fitted, now):
+    """prelu layers carry alphas: set_params(activation=...) across that line
+    after a fit gave the core's "params: expected a 1-D array of 36" from
+    predict, and a warm-start fit reset n_iter_ to 0 on its way to that error
+    (a buffer packed without alphas would have held unwritten ones)."""
+    import warnings
+    X = np.random.default_rng(1).normal(size=(50, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), activation=fitted, max_iter=5, random_state=0).fit(X, y)
+        proba = clf.predict_proba(X)
+        clf.set_params(activation=now)
+        for call in (lambda: clf.predict(X), lambda: clf.partial_fit(X, y),
+                     lambda: clf.set_params(warm_start=True).fit(X, y)):
+            with pytest.raises(ValueError, match=f"activation='{now}' does not match the fitted parameters"):
+                call()
+        assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5
+        clf.set_params(activation=fitted)
+        np.testing.assert_array_equal(clf.predict_proba(X), proba)

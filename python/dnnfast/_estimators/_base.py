@@ -306,6 +306,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _flat_params(self, net, dtype):
         """The parameters as one flat buffer of ``dtype``: the bound one, else
         coefs_ & co packed into a new one (bound to them when of their dtype)."""
+        self._check_alphas(net)
         P = self._bound_params()
         if P is None or P.dtype != dtype:
             P = self._pack(net, dtype)
@@ -315,6 +316,16 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     def _alphas(self):
         return getattr(self, "prelu_alphas_", None) or [None] * len(self.coefs_)
+
+    def _check_alphas(self, net):
+        """The fitted parameters against the network ``activation`` gives now: set
+        to or from prelu after the fit, there are no alphas to read (a packed
+        buffer's would be left unwritten) or alphas with no place."""
+        alphas = self._alphas()
+        if (len(alphas) != len(net.layout())
+                or any((lay["alpha_offset"] is None) != (a is None) for lay, a in zip(net.layout(), alphas))):
+            raise ValueError(f"activation={self.activation!r:.60} does not match the fitted parameters (prelu "
+                             "layers have alphas, others none): set it back, or fit again without warm_start")
 
     def _sklearn_order(self, net):
         """Indices into the core buffer of scikit-learn's packing (every coef,
@@ -406,6 +417,26 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     # -- fitting ---------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        # A fit refused before its solver takes a step (an early-stopping
+        # split that cannot be made, found only after _initialize had drawn
+        # new weights) leaves a fitted model as it was: until then
+        # attributes are replaced, never written in place, so putting the
+        # old ones back restores it. From the first step on the solvers' own
+        # rules keep it whole (an interrupted epoch undone, divergence's
+        # weights restored).
+        before = dict(self.__dict__) if hasattr(self, "coefs_") else None
+        self._stepped = False
+        try:
+            return self._fit_steps(X, y, sample_weight, incremental)
+        except BaseException:
+            if before is not None and not self.__dict__.get("_stepped"):
+                self.__dict__.clear()
+                self.__dict__.update(before)
+            raise
+        finally:
+            self.__dict__.pop("_stepped", None)
+
+    def _fit_steps(self, X, y, sample_weight, incremental):
         # Inside a dnnfast.distributed.Context every check is agreed by all
         # ranks (an error on one is raised on all) and training is data-parallel.
         ctx = _distributed_context()
@@ -603,6 +634,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         macs = sum(c.size for c in self.coefs_)
         def forward():
             net = self._core_net(dtype)
+            self._check_alphas(net)
             # Arrays the user assigned are packed for this call only: predict
             # leaves the estimator's attributes as they are.
             P = self._bound_params()

@@ -234,6 +234,7 @@ class _StochasticPolicies(Callback):
         return self if self.checking else None
 
     def on_epoch_begin(self, est, epoch):
+        self.est._stepped = True  # (_fit: from the first step on, these rules keep the model whole)
         self.epoch.take(self.best_P, whole=not self.run.atomic)
         self.t0 = time.perf_counter()
 
@@ -503,6 +504,7 @@ class _Solvers:
         last["x"] = x0.copy()
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         res = None
+        self._stepped = True  # (as in _fit_stochastic)
         try:
             with interrupts.installed(), _one_blas_thread():
                 try:
