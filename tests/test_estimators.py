@@ -832,3 +832,38 @@ def test_activation_changed_to_or_from_prelu_after_fit_is_named_and_changes_noth
         assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5
         clf.set_params(activation=fitted)
         np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_check_gradients_refuses_bad_arguments_naming_them():
+    """check_gradients took y, eps, max_params and random_state unchecked: a NaN
+    or unseen-label y gave a report of NaN (or of another objective) in
+    silence, a complex y lost its imaginary part, eps = 0 raised
+    ZeroDivisionError and max_params = 0 NumPy's "zero-size array"."""
+    import warnings
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    yc = (X[:, 0] > 0).astype(int)
+    yr = 2 * X[:, 0] + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((4,), max_iter=5, random_state=0).fit(X, yc)
+        reg = dnnfast.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, yr)
+    cases = [
+        (reg, yr + np.nan, {}, ValueError, "y contains NaN"),
+        (reg, yr + 1000j, {}, TypeError, "y must have a real numeric dtype"),
+        (reg, yr[:5], {}, ValueError, r"y must have shape \(40,\) or \(40, 1\)"),
+        (clf, yc + 5, {}, ValueError, r"labels the model was not fitted on: \[6, 5\]"),
+        (clf, np.array([None] * 40), {}, ValueError, "not fitted on"),
+        (reg, yr, {"eps": 0}, ValueError, "eps must be a positive"),
+        (reg, yr, {"eps": np.nan}, ValueError, "eps must be a positive"),
+        (reg, yr, {"eps": 1e308}, ValueError, r"eps=1e\+308: the objective at p \+- eps is not finite"),
+        (reg, yr, {"eps": "a"}, TypeError, "eps must be a number"),
+        (reg, yr, {"max_params": 0}, ValueError, "max_params must be positive"),
+        (reg, yr, {"max_params": 2.5}, TypeError, "max_params must be an integer"),
+        (reg, yr, {"random_state": "x"}, ValueError, "seed"),
+    ]
+    for est, y, kw, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            est.check_gradients(X, y, **kw)
+    assert clf.check_gradients(X, yc, max_params=7, random_state=np.random.RandomState(3))["n_checked"] == 7
+    assert reg.check_gradients(X, yr.reshape(-1, 1))["max_rel_error"] < 1e-4

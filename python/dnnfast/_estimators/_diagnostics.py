@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._locking import reads_model
+from .._validation import as_array, as_float_array, check_positive_float, check_positive_int
+from ._compat import check_random_state
 from ._progress import plot_history
 
 if TYPE_CHECKING:
@@ -15,6 +17,31 @@ if TYPE_CHECKING:
 
 class _Diagnostics:
     """plot_history and check_gradients (mixed into _BaseMLP)."""
+
+    def _gradient_check_targets(self, y, n):
+        """check_gradients' y as the network's float64 outputs (n, n_outputs_):
+        a classifier's labels must be ones it was fitted on (an unseen label
+        binarized to a row of zeros, another objective, in silence), a
+        regressor's targets real and finite (complex lost its imaginary part)."""
+        if hasattr(self, "classes_"):
+            y_arr = np.asarray(y)
+            if y_arr.ndim == 1 or self.n_outputs_ == 1:
+                labels = y_arr.ravel()
+                unseen = ~np.isin(labels, self.classes_)
+                if unseen.any():
+                    shown = list(dict.fromkeys(labels[unseen].tolist()))[:5]
+                    raise ValueError(f"y holds labels the model was not fitted on: {shown} (classes_ are "
+                                     f"{self.classes_.tolist()[:10]})")
+            Y = self._outputs_from_targets(y_arr)
+        else:
+            y_arr = as_array(y, "y")
+            Y = as_float_array(y_arr.reshape(-1, 1) if y_arr.ndim == 1 else y_arr, "y", np.float64)
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.ndim != 2 or Y.shape != (n, self.n_outputs_):
+            raise ValueError(f"y must have shape ({n},) or ({n}, {self.n_outputs_}), got {np.shape(y)}")
+        return Y
 
     def plot_history(self, ax: Any = None, title: str | None = None) -> Any:
         """Draw the learning curves of the last fit with matplotlib.
@@ -67,10 +94,14 @@ class _Diagnostics:
             ``analytic`` and ``numeric`` values of the checked entries.
         """
         self._check_fitted()
+        # Each argument checked (a NaN or unseen y gave a report of NaN or of a
+        # different objective, eps = 0 a ZeroDivisionError, max_params = 0
+        # NumPy's "zero-size array to reduction").
+        eps = check_positive_float(eps, "eps")
+        max_params = check_positive_int(max_params, "max_params")
+        rng = check_random_state(random_state)
         X = self._validate_X(X, reset=False).astype(np.float64)
-        Y = np.ascontiguousarray(self._outputs_from_targets(y), dtype=np.float64)
-        if Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
+        Y = self._gradient_check_targets(y, X.shape[0])
         sw = self._check_sample_weight(sample_weight, X)
         net = self._core_net(np.float64)
         P = self._pack(net, np.float64)
@@ -83,7 +114,6 @@ class _Diagnostics:
 
         objective(P)
         analytic = G.copy()
-        rng = np.random.RandomState(random_state)
         idx = np.arange(P.size) if P.size <= max_params else np.sort(rng.choice(P.size, max_params, replace=False))
         numeric = np.empty(idx.size)
         for j, k in enumerate(idx):
@@ -94,6 +124,9 @@ class _Diagnostics:
             fm = objective(P)
             P[k] = old
             numeric[j] = (fp - fm) / (2 * eps)
+        if not np.isfinite(numeric).all():
+            raise ValueError(f"eps={eps:g}: the objective at p +- eps is not finite (a step too large for this "
+                             "model)")
         a = analytic[idx]
         err = np.abs(a - numeric)
         rel = err / np.maximum(np.maximum(np.abs(a), np.abs(numeric)), 1e-8)
