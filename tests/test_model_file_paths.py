@@ -347,11 +347,25 @@ def test_path_that_cannot_name_a_file_raises_naming_it(tmp_path, name, match):
     load said only "Not a directory"); a NUL byte fits no file name (numpy's
     "embedded null byte" named no path)."""
     path = str(tmp_path) + os.sep + name  # (pathlib would drop the trailing separator)
-    for call in (lambda: _net().save(path), lambda: dnnfast.load(path),
-                 lambda: _net().fit(np.zeros((4, 4)), np.eye(3)[[0, 1, 2, 0]], epochs=1, checkpoint=path)):
+    net = _net()
+    P = net.parameters.copy()
+    for call in (lambda: net.save(path), lambda: dnnfast.load(path),
+                 lambda: net.fit(np.zeros((4, 4)), np.eye(3)[[0, 1, 2, 0]], epochs=1, checkpoint=path)):
         with pytest.raises(ValueError, match=re.escape(repr(path)) + " " + match):
             call()
     assert os.listdir(tmp_path) == []
+    _same(net, dnnfast.Network(net.sizes, net.activations, loss=net.loss, dtype=net.dtype, seed=1))
+    np.testing.assert_array_equal(net.parameters, P)  # refused before the first step
+
+
+def test_checkpoint_in_a_missing_directory_is_refused_before_the_first_step(tmp_path):
+    """It was FileNotFoundError at the first epoch's end, the parameters moved."""
+    net = _net()
+    P = net.parameters.copy()
+    path = tmp_path / "no such dir" / "ck.npz"
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        net.fit(np.zeros((4, 4)), np.eye(3)[[0, 1, 2, 0]], epochs=2, checkpoint=path)
+    np.testing.assert_array_equal(net.parameters, P)
 
 
 @needs_posix

@@ -24,6 +24,7 @@ at a step boundary, with the parameters of the last completed step.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import numbers
 import os
@@ -33,6 +34,7 @@ import time
 
 
 from .. import _core
+from .._archive import check_path
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
@@ -194,6 +196,13 @@ def check_settings(net, n, kw):
         checkpoint = os.fspath(checkpoint)
         if len(checkpoint) == 0:
             raise ValueError("checkpoint is an empty path")
+        # Before the first step, not at the first epoch's end with the
+        # parameters already moved: a name no file can have, or a directory
+        # that is not there.
+        checkpoint = check_path(checkpoint)
+        folder = os.path.dirname(os.path.abspath(checkpoint))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(errno.ENOENT, f"checkpoint {checkpoint!r}: no such directory", folder)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
     return FitSettings(epochs=epochs, batch_size=size, learning_rate=lr, optimizer=optimizer, momentum=momentum,
