@@ -867,3 +867,21 @@ def test_check_gradients_refuses_bad_arguments_naming_them():
             est.check_gradients(X, y, **kw)
     assert clf.check_gradients(X, yc, max_params=7, random_state=np.random.RandomState(3))["n_checked"] == 7
     assert reg.check_gradients(X, yr.reshape(-1, 1))["max_rel_error"] < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128, np.float16, str, "mixed"])
+def test_parameters_assigned_with_a_dtype_the_core_has_not_are_named(dtype):
+    """coefs_ set by hand (as scikit-learn's tests do) as int64 gave a KeyError,
+    float16 a pybind11 TypeError; float32 coefs_ beside float64 intercepts_ were
+    cast in silence. Every call that reads them now names the dtypes."""
+    import warnings
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), max_iter=5, random_state=0).fit(X, y)
+    clf.coefs_ = [w.astype(np.float32 if dtype == "mixed" else dtype) for w in clf.coefs_]
+    for call in (lambda: clf.predict(X), lambda: clf.predict_proba(X), lambda: clf.partial_fit(X, y)):
+        with pytest.raises(TypeError, match="coefs_, intercepts_ and prelu_alphas_ must all be float32 or all "
+                                            "float64"):
+            call()

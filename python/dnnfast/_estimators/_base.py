@@ -317,6 +317,18 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _alphas(self):
         return getattr(self, "prelu_alphas_", None) or [None] * len(self.coefs_)
 
+    def _model_dtype(self):
+        """The fitted parameters' dtype. coefs_, intercepts_ and prelu_alphas_ may
+        have been assigned by hand (scikit-learn's own tests do): they must all be
+        float32 or all float64 (int64 gave a KeyError, float16 a pybind11
+        TypeError; mixed ones would be cast to coefs_[0]'s in silence)."""
+        arrays = list(self.coefs_) + list(self.intercepts_) + [a for a in self._alphas() if a is not None]
+        dtypes = {np.asarray(a).dtype for a in arrays}
+        if len(dtypes) != 1 or not dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
+            raise TypeError("coefs_, intercepts_ and prelu_alphas_ must all be float32 or all float64 arrays, got "
+                            f"{sorted(str(d) for d in dtypes)}")
+        return dtypes.pop()
+
     def _check_alphas(self, net):
         """The fitted parameters against the network ``activation`` gives now: set
         to or from prelu after the fit, there are no alphas to read (a packed
@@ -395,7 +407,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         self._check_fitted()
         _, specs, _ = self._architecture()
-        dtype = np.asarray(self.coefs_[0]).dtype
+        dtype = self._model_dtype()
         layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
                    np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
                   for W, b, alpha, act in zip(self.coefs_, self.intercepts_, self._alphas(), specs)]
@@ -478,7 +490,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
                                  "fitted network's layers")
             self._complete_fit_state(layer_units)
-        dtype = self.coefs_[0].dtype
+        dtype = self._model_dtype()
         if X.dtype != dtype:
             X = cast_finite(X, dtype, "X")
             Y = cast_finite(Y, dtype, "y")
@@ -629,7 +641,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 return out
             self._check_fitted()
             X = self._validate_X(X, reset=False)
-        dtype = self.coefs_[0].dtype
+        dtype = self._model_dtype()
         X = cast_finite(X, dtype, "X")
         macs = sum(c.size for c in self.coefs_)
         def forward():

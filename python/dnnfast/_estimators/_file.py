@@ -39,7 +39,7 @@ def estimator_file(est):
     kind = type(est).__name__
     if kind not in KINDS[1:]:
         raise TypeError(f"cannot save a {kind}")
-    dtype = est.coefs_[0].dtype
+    dtype = est._model_dtype()
     sizes, specs, loss = est._architecture()
     arrays = {}
     header = _base_header(kind, sizes, specs, loss, dtype, True)
