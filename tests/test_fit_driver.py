@@ -268,10 +268,18 @@ def test_accuracy_needs_softmax_or_sigmoid(data):
         net.fit(X, Y, metrics=["accuracy"])
 
 
-def test_learning_rate_callable_bad_value(data):
+@pytest.mark.parametrize("bad", [float("nan"), np.longdouble("1e400"), 5.0, -0.1, "x", True])
+def test_learning_rate_callable_bad_value(data, bad):
+    """A schedule's rate is checked as the core will take it (a longdouble of
+    1e400 passed as finite and became infinity) and bounded as a constant
+    rate is (5 was taken from a callable, refused as a constant)."""
     X, Y = data
-    with pytest.raises(ValueError, match=r"learning_rate\(1\)"):
-        _net().fit(X, Y, epochs=3, learning_rate=lambda e: 0.1 if e == 0 else float("nan"))
+    net = _net()
+    with pytest.raises(ValueError, match=r"learning_rate\(1\) must return a number in \[0, 1\]"):
+        net.fit(X, Y, epochs=3, learning_rate=lambda e: 0.1 if e == 0 else bad)
+    with pytest.raises(ValueError, match=r"learning_rate must be <= 1"):
+        net.fit(X, Y, epochs=3, learning_rate=5.0)
+    net.fit(X, Y, epochs=2, learning_rate=lambda e: (0.0, np.float32(1.0))[e])  # the bounds themselves
 
 
 def test_progress_plain_line(data, monkeypatch, capsys):

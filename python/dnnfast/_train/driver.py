@@ -41,7 +41,7 @@ from .._registry import OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
-from .state import FitSettings, TrainState, first_difference
+from .state import MAX_LEARNING_RATE, FitSettings, TrainState, first_difference
 
 try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
     import _signal
@@ -98,11 +98,11 @@ class LocalSteps:
 # ---------------------------------------------------------------------------
 
 def _check_rate_arg(value, name):
-    if type(value) is float and 0.0 < value <= 1.0:  # the common case, without the ABC checks
+    if type(value) is float and 0.0 < value <= MAX_LEARNING_RATE:  # the common case, without the ABC checks
         return value
     if callable(value) and not isinstance(value, numbers.Number):
         return value
-    return check_positive_float(value, name, upper=1.0)
+    return check_positive_float(value, name, upper=MAX_LEARNING_RATE)
 
 
 def _check_unit(value, name, closed_high=False):

@@ -3,6 +3,7 @@ training state (what a checkpoint saves and a resume restores)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from typing import Dict, List
 
@@ -10,6 +11,10 @@ import numpy as np
 
 from .._buffers import aligned_zeros
 from .._registry import OPTIMIZER_TABLE
+
+
+#: The largest learning rate taken, constant or returned by a schedule.
+MAX_LEARNING_RATE = 1.0
 
 
 class History(Dict[str, List[float]]):
@@ -57,9 +62,13 @@ class FitSettings:
         if not callable(lr):
             return lr
         value = lr(epoch)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"learning_rate({epoch}) must return a finite number >= 0, got {value!r}")
-        return float(value)
+        # As a float first: np.longdouble(1e400) is finite until it becomes the
+        # core's double. Bounded as a constant rate is (MAX_LEARNING_RATE).
+        rate = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+        if not 0.0 <= rate <= MAX_LEARNING_RATE:
+            raise ValueError(f"learning_rate({epoch}) must return a number in [0, {MAX_LEARNING_RATE:g}], "
+                             f"got {value!r:.60}")
+        return rate
 
     def fingerprint(self):
         """(name, value) of every setting, in a form comparable across processes
