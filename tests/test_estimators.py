@@ -885,3 +885,21 @@ def test_parameters_assigned_with_a_dtype_the_core_has_not_are_named(dtype):
         with pytest.raises(TypeError, match="coefs_, intercepts_ and prelu_alphas_ must all be float32 or all "
                                             "float64"):
             call()
+
+
+@pytest.mark.parametrize("rows", [1, 60])
+def test_a_nan_written_into_coefs_in_place_is_named_by_predict(rows):
+    """relu keeps NaN now, so predict no longer returns finite garbage for a
+    NaN written into coefs_ in place; the core's "output overflowed" said
+    the wrong thing, so the parameter is named."""
+    import warnings
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), max_iter=5, random_state=0).fit(X, y)
+    clf.predict(X)  # the one-row fast path holds the buffer now
+    clf.coefs_[1][2, 0] = np.nan
+    for call in (clf.predict, clf.predict_proba):
+        with pytest.raises(ValueError, match=r"parameters contain NaN or infinity \(first in layer 2, W"):
+            call(X[:rows])

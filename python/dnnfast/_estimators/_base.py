@@ -652,7 +652,15 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             P = self._bound_params()
             if P is None or P.dtype != dtype:
                 P = self._pack(net, dtype)
-            return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+            try:
+                return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+            except ValueError as exc:  # the core's "output overflowed": named exactly when a parameter is the cause
+                layer, where = locate_nonfinite(net.layout(), P) if str(exc).startswith("predict: the output") \
+                    else (None, None)
+                if layer is None:
+                    raise
+                raise ValueError(f"predict: the parameters contain NaN or infinity (first in layer {layer}, "
+                                 f"{where}: coefs_, intercepts_ or prelu_alphas_ edited in place)") from None
 
         net, P, out = _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, forward)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
