@@ -290,6 +290,18 @@ def test_bad_fit_arguments_raise_naming_the_argument(kw, exc, match):
     ("biases", lambda W: [np.zeros((1, 5)), np.zeros((1, 4))], ValueError, r"biases\[1\]"),
     ("biases", lambda W: [np.zeros(5), np.zeros(4)], ValueError, r"biases\[1\]"),
     ("biases", lambda W: [np.zeros((5, 1)), np.zeros((1, 3))], ValueError, r"biases\[0\]"),
+    # Not a list: "'NoneType' object is not iterable", or an array's rows taken as layers.
+    ("biases", lambda W: None, TypeError, "biases must be a list of arrays, one per layer, got NoneType"),
+    ("weights", lambda W: W[0], TypeError, "weights must be a list of arrays, one per layer, got ndarray"),
+    # The flat buffer: it was replaced by whatever was assigned (None, a string,
+    # 9 values for 23, float32 for a float64 network), refused only later by the
+    # core with pybind11's message.
+    ("parameters", lambda W: None, TypeError, "parameters must have a real numeric dtype"),
+    ("parameters", lambda W: "x", TypeError, "parameters must have a real numeric dtype"),
+    ("parameters", lambda W: np.zeros(22), ValueError, r"parameters: expected shape \(43,\), got \(22,\)"),
+    ("parameters", lambda W: np.zeros((1, 43)), ValueError, r"parameters: expected shape \(43,\)"),
+    ("parameters", lambda W: np.full(43, np.inf), ValueError, "parameters contains NaN or infinity"),
+    ("parameters", lambda W: np.zeros(43, complex), TypeError, "parameters must have a real numeric dtype"),
 ])
 def test_wrong_parameter_assignment_raises_and_leaves_network_unchanged(attr, values, exc, match):
     net = make()
@@ -298,6 +310,21 @@ def test_wrong_parameter_assignment_raises_and_leaves_network_unchanged(attr, va
     with pytest.raises(exc, match=match):
         setattr(net, attr, values(W))
     np.testing.assert_array_equal(net.parameters, before)
+
+
+def test_parameters_assignment_copies_into_the_network_s_buffer():
+    """net.parameters = values writes the values into the one flat buffer (the
+    core reads it in place; weights and biases are its views), converting them
+    to the network's dtype as the weights setter does."""
+    net = make()
+    P = net.parameters
+    values = np.linspace(-1, 1, P.size).astype(np.float32)
+    net.parameters = values
+    assert net.parameters is P and net.parameters.dtype == np.float64
+    np.testing.assert_array_equal(P, values.astype(np.float64))
+    np.testing.assert_array_equal(net.weights[0].ravel(), P[:net.weights[0].size])
+    net.parameters = list(values[::-1])
+    np.testing.assert_array_equal(P, values[::-1].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------

@@ -237,7 +237,7 @@ class Network:
         if self.parameters.shape != (self._net.num_params,) or self.parameters.dtype != self.dtype:
             raise ValueError(f"pickled parameters do not fit the network: {self.parameters.shape} "
                              f"{self.parameters.dtype}, expected ({self._net.num_params},) {self.dtype}")
-        self.parameters = aligned(self.parameters)  # unpickled or deep-copied by NumPy, 16-byte aligned
+        self.__dict__["parameters"] = aligned(self.parameters)  # unpickled or deep-copied by NumPy, 16-byte aligned
 
     # -- parameters: per-layer views of the one flat buffer -----------------
 
@@ -275,8 +275,29 @@ class Network:
         """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
         return self._view("alpha_offset", lambda lay: (lay["m_out"],))
 
+    def __setattr__(self, name, value):
+        # ``net.parameters = values`` replaced the flat buffer itself with
+        # anything (None, a string, 9 values for 10, float32 for a float64
+        # network), which the next call into the core refused with pybind11's
+        # message or the views no longer matched. It is assigned like weights:
+        # checked, then copied into the buffer, which keeps its identity.
+        if name == "parameters" and "parameters" in self.__dict__:
+            self._assign_parameters(value)
+        else:
+            object.__setattr__(self, name, value)
+
+    @fits_model
+    def _assign_parameters(self, values):
+        P = self.parameters
+        a = as_array(values, "parameters")
+        if a.shape != P.shape:
+            raise ValueError(f"parameters: expected shape {P.shape}, got {a.shape}")
+        P[...] = as_float_array(a, "parameters", self.dtype, ndim=1)
+
     @fits_model
     def _assign(self, views, values, name):
+        if isinstance(values, (str, bytes, np.ndarray)) or not isinstance(values, collections.abc.Iterable):
+            raise TypeError(f"{name} must be a list of arrays, one per layer, got {type(values).__name__}")
         values = list(values)
         if len(values) != len(views):
             raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
