@@ -87,6 +87,21 @@ def locate_nonfinite(layout, P, forward=None, X=None, chunk=1024):
     return None, "cost"
 
 
+#: How the core's predict begins its ValueError for a non-finite output from a
+#: finite X (bind_network.cpp), which says X or the parameters are too large.
+CORE_OUTPUT_OVERFLOW = "predict: the output overflowed"
+
+
+def parameter_cause(what, layout, P, detail=""):
+    """The ValueError naming P's first non-finite value as the cause of ``what``'s
+    non-finite result (a weight edited in place, past the setters' checks), or
+    None when every parameter is finite."""
+    layer, where = locate_nonfinite(layout, P)
+    if layer is None:
+        return None
+    return ValueError(f"{what}: the parameters contain NaN or infinity (first in layer {layer}, {where}{detail})")
+
+
 def describe(epoch, layer, where, unit="epoch"):
     """The message's location part: 'in epoch 3, first in layer 2 (W)'."""
     at = f"in {unit} {epoch}" if epoch else "before training"

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from ._buffers import aligned, aligned_zeros
-from ._guards import locate_nonfinite
+from ._guards import CORE_OUTPUT_OVERFLOW, parameter_cause
 from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, LOSS_TARGETS, check_params_fit_dtype, parse_activation, resolve_loss
 from ._train.driver import fit_network
@@ -386,11 +386,9 @@ class Network:
         """The ValueError for a NaN or infinite result of ``what`` from a finite X:
         the parameters' first non-finite value (weights edited in place bypass the
         setters' checks), or else an overflow. Said, never returned (as predict)."""
-        layer, where = locate_nonfinite(self._layout, self.parameters)
-        if layer is not None:
-            return ValueError(f"{what}: the parameters contain NaN or infinity (first in layer {layer}, {where})")
-        return ValueError(f"{what}: the result overflowed to NaN or infinity in {self.dtype.name} (X, Y or the "
-                          "parameters are too large for this dtype; scale X, or use float64)")
+        return parameter_cause(what, self._layout, self.parameters) or ValueError(
+            f"{what}: the result overflowed to NaN or infinity in {self.dtype.name} (X, Y or the parameters are too "
+            "large for this dtype; scale X, or use float64)")
 
     @reads_model
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
@@ -419,7 +417,7 @@ class Network:
             self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
             return self._net.predict(self.parameters, X)
         except ValueError as exc:  # the core's "output overflowed": said more exactly when P is the cause
-            if not str(exc).startswith("predict: the output overflowed"):
+            if not str(exc).startswith(CORE_OUTPUT_OVERFLOW):
                 raise
             raise self._nonfinite("predict") from None
 

@@ -26,7 +26,8 @@ from .. import _core
 from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._buffers import aligned_empty
-from .._guards import ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe, locate_nonfinite
+from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe,
+                       locate_nonfinite, parameter_cause)
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import (cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
@@ -655,12 +656,11 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             try:
                 return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
             except ValueError as exc:  # the core's "output overflowed": named exactly when a parameter is the cause
-                layer, where = locate_nonfinite(net.layout(), P) if str(exc).startswith("predict: the output") \
-                    else (None, None)
-                if layer is None:
+                cause = str(exc).startswith(CORE_OUTPUT_OVERFLOW) and parameter_cause(
+                    "predict", net.layout(), P, ": coefs_, intercepts_ or prelu_alphas_ edited in place")
+                if not cause:
                     raise
-                raise ValueError(f"predict: the parameters contain NaN or infinity (first in layer {layer}, "
-                                 f"{where}: coefs_, intercepts_ or prelu_alphas_ edited in place)") from None
+                raise cause from None
 
         net, P, out = _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, forward)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
