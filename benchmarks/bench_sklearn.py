@@ -17,7 +17,9 @@ A workload with a target prints PASS or FAIL against it, or UNRELIABLE when
 the machine was busier than its cores, a peer's processes spread by more
 than the suite's limit (benchmarks/workloads.py, MAX_SPREAD), or a peer kept
 more cores busy than its threads allow (MAX_CORES_OVER; "cores" is each
-process's CPU seconds per second of fitting).
+process's CPU seconds per second of fitting). The last column gives the
+fit's share of the float64 FMA peak, and the share a fit at the target's
+speed would need: over 100%, no code could meet the target on this machine.
 
 Workloads (X standardised with its mean and standard deviation, float64):
   breast_cancer, wine, digits   MLPClassifier() with default parameters on
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import time
 
-from workloads import MAX_SPREAD, excess_cores, spread
+from workloads import MAX_SPREAD, excess_cores, flops_per_sample, spread
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -111,9 +113,16 @@ def worker(task):
         est.fit(X, y)
         times.append(time.perf_counter() - t0)
         cpu += time.process_time() - c0
+    out = {"seconds": statistics.median(times), "fits": len(times), "n_iter": int(est.n_iter_),
+           "loss": float(est.loss_), "score": float(est.score(X, y)), "cores": cpu / sum(times),
+           "sizes": [int(c.shape[0]) for c in est.coefs_] + [int(est.coefs_[-1].shape[1])], "rows": int(len(X))}
+    if task["peer"] == "dnnfast":
+        # The float64 FMA peak at this thread count, sampled right after the
+        # fits (this machine's speed moves over minutes): what the fit's work
+        # could take at best, the bound a speed-up target is set against.
+        out["peak_gflops"] = max(dnnfast._core.fma_peak_gflops("float64", threads) for _ in range(3))
     # cores: the process's CPU seconds per second of fitting, all its threads.
-    print(json.dumps({"seconds": statistics.median(times), "fits": len(times), "n_iter": int(est.n_iter_),
-                      "loss": float(est.loss_), "score": float(est.score(X, y)), "cores": cpu / sum(times)}))
+    print(json.dumps(out))
 
 
 def run_one(peer, workload, threads, timeout):
@@ -159,8 +168,8 @@ def main():
     print(f"\nfit time, median of {args.repeats} processes (threads={args.threads}); load average "
           f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, {cpus} CPUs\n")
     print("| workload | dnnfast s | scikit-learn s | speed-up | target | spread (dnnfast / sklearn) | "
-          "cores (dnnfast / sklearn) | n_iter (dnnfast / sklearn) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "cores (dnnfast / sklearn) | n_iter (dnnfast / sklearn) | % peak (dnnfast / at the target) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for k in keys:
         med = {p: statistics.median(x["seconds"] for x in results[k][p]) for p in PEERS}
@@ -169,6 +178,16 @@ def main():
         cores = {p: statistics.median(x["cores"] for x in results[k][p]) for p in PEERS}
         ratio = med["sklearn"] / med["dnnfast"]
         target = WORKLOADS[k]["target"]
+        # The fit's products as work done (workloads.flops_per_sample) over
+        # the float64 FMA peak: the share of it dnnfast ran at, and the share
+        # a fit `target` times faster than scikit-learn's would need. Over
+        # 100%, the target is beyond this machine's FMA units, whatever the
+        # code around the products does.
+        d = results[k]["dnnfast"][0]
+        flops = its["dnnfast"] * d["rows"] * flops_per_sample(d["sizes"])
+        peak = statistics.median(x["peak_gflops"] for x in results[k]["dnnfast"]) * 1e9
+        share = flops / med["dnnfast"] / peak
+        need = flops / (med["sklearn"] / target) / peak if target is not None else None
         status = ""
         if target is not None:
             why = [f"load {load:.1f} > {cpus} CPUs"] if load > cpus else []
@@ -176,12 +195,21 @@ def main():
                     if v is None or v > MAX_SPREAD]
             why += excess_cores(cores, args.threads)
             verdict = "PASS" if ratio >= target else "FAIL"
-            status = f"{verdict} (>= {target:g}x)" if not why else f"UNRELIABLE ({verdict}; {', '.join(why)})"
+            beyond = "; beyond the FMA peak" if need > 1 else ""
+            status = (f"{verdict} (>= {target:g}x{beyond})" if not why
+                      else f"UNRELIABLE ({verdict}{beyond}; {', '.join(why)})")
         summary[k] = dict(median_seconds=med, speedup=ratio, n_iter=its, spread=sp, cores=cores, target=target,
-                          status=status)
+                          status=status, gflop=flops / 1e9, peak_gflops=peak / 1e9, peak_share=share,
+                          peak_share_at_target=need)
         sps = " / ".join("-" if v is None else f"{100 * v:.0f}%" for v in sp.values())
         print(f"| {k} | {med['dnnfast']:.4f} | {med['sklearn']:.4f} | {ratio:.2f}x | {status or '-'} | {sps} | "
-              f"{cores['dnnfast']:.2f} / {cores['sklearn']:.2f} | {its['dnnfast']} / {its['sklearn']} |")
+              f"{cores['dnnfast']:.2f} / {cores['sklearn']:.2f} | {its['dnnfast']} / {its['sklearn']} | "
+              f"{100 * share:.0f}% / {'-' if need is None else f'{100 * need:.0f}%'} |")
+    if keys:
+        print("\n% peak: the fit's floating-point operations in its products (forward, dW, and dA but the "
+              "first layer's; benchmarks/workloads.py, flops_per_sample) a second, over dnnfast's float64 FMA "
+              "peak at this thread count (the median of its processes' samples); \"at the target\": the share "
+              "a fit target times faster than scikit-learn's would need, over 100% beyond the FMA peak.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "repeats": args.repeats, "runs": results, "summary": summary},

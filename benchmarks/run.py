@@ -611,8 +611,16 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
             if key not in keys or (only and th not in only):
                 continue
             r, why, series, over = train_ratio(key, th, peer)
-            add(f"{key} [{th}t] dnnfast >= {need:g}x {PEER_NAME[peer]}", r, need,
-                None if r is not None else why, series=series, also=over)
+            detail = why
+            if r is not None:
+                # The share of the FMA peak a run `need` times the peer's
+                # speed would take, counting the work done: over 100%, the
+                # target is beyond this machine's FMA units.
+                wl, pk = WORKLOADS[key], peak(WORKLOADS[key]["dtype"], th)
+                gf = need * s["train"][f"{key}/{th}"]["samples_per_s"][peer] * flops_per_sample(wl["sizes"]) / 1e9
+                detail = f"{r:.2f}x" + (f" ({need:g}x: {100 * gf / pk:.0f}% of the {wl['dtype']} FMA peak)"
+                                        if pk else "")
+            add(f"{key} [{th}t] dnnfast >= {need:g}x {PEER_NAME[peer]}", r, need, detail, series=series, also=over)
     # W1's share of the one-thread float32 FMA peak, counting the work done
     # (issue 19, target 2): 65% with the AVX-512 tables, 80% with AVX2.
     t1 = s["train"].get("W1/1") if "W1" in keys and 1 in threads else None
