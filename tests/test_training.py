@@ -194,6 +194,19 @@ def test_batch_indices_rejects_bad_batch_size_and_missing_rng():
         list(dnnfast.batch_indices(5, 2, shuffle=True))
 
 
+@pytest.mark.parametrize("kw,match", [
+    (dict(shuffle=True, rng="x"), "rng must be a numpy.random.Generator or None, got str"),
+    (dict(shuffle=True, rng=np.random.RandomState(0)), "rng must be .* got RandomState"),
+    (dict(shuffle=False, rng=7), "rng must be .* got int"),
+    (dict(shuffle="yes", rng=np.random.default_rng(0)), "shuffle must be True or False, got 'yes'"),
+    (dict(shuffle=1), "shuffle must be True or False, got 1"),
+])
+def test_batch_indices_names_a_bad_rng_or_shuffle_at_the_call(kw, match):
+    # At the call itself, not at the first batch: nothing is iterated here.
+    with pytest.raises(TypeError, match=match):
+        dnnfast.batch_indices(5, 2, **kw)
+
+
 @pytest.mark.parametrize("table", [k for k in ("generic", "avx2", "avx512", "generic512")
                                    if dnnfast._core.gemm_kernel_supported(k)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

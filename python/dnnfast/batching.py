@@ -33,6 +33,14 @@ def check_batch_size(batch_size, n=None):
 
 def epoch_order(n, shuffle=False, rng=None):
     """The order rows are visited in one epoch (int64 indices)."""
+    # A truthy string or a RandomState would otherwise reach the first batch
+    # as an AttributeError, or pick an order silently. (The same rule as
+    # _validation.check_bool, written out: this module, which the NumPy
+    # reference uses, imports nothing that loads the core.)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     if rng is None:
@@ -52,8 +60,7 @@ def batch_indices(n: int, batch_size: int | None = None, shuffle: bool = False,
     if n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n}")
     size = check_batch_size(batch_size, n)
+    # Checked here, at the call, not at the first batch, as a generator
+    # function would.
     order = epoch_order(n, shuffle, rng)
-    if n == 0:  # no rows: no batches
-        return
-    for start in range(0, n, size):
-        yield order[start:start + size]
+    return (order[start:start + size] for start in range(0, n, size or 1))  # n == 0: no batches
