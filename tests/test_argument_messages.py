@@ -135,6 +135,26 @@ def test_estimator_messages_name_the_argument_at_fault(est, X, y, name, text):
     assert name in msg.split(".")[0], msg
 
 
+_HUGE = np.array([[1.0, 2.0, 3.0]] * 19 + [[1, 2, 10**400]], dtype=object)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: dnnfast.MLPClassifier(max_iter=2).fit(_HUGE, _Y),
+    lambda: dnnfast.MLPRegressor(max_iter=2).fit(_HUGE, _Y),
+    lambda: dnnfast.MLPClassifier(max_iter=2, random_state=0).fit(_X, _Y).predict(_HUGE),
+    lambda: dnnfast.MLPClassifier(max_iter=2, random_state=0).fit(_X, _Y).partial_fit(_HUGE, _Y),
+], ids=["fit", "regressor-fit", "predict", "partial_fit"])
+def test_an_integer_too_large_for_a_float_is_named(call):
+    """An object array holding 10**400: scikit-learn's OverflowError, with the argument named."""
+    with pytest.raises(OverflowError, match=r"^X: int too large"):
+        call()
+
+
+def test_a_target_too_large_for_a_float_is_named():
+    with pytest.raises(OverflowError, match=r"^y: int too large"):
+        dnnfast.MLPRegressor(max_iter=2).fit(_X, np.array([1.0] * 19 + [10**400], dtype=object))
+
+
 @pytest.mark.parametrize("cw, text", [({0: -1.0}, "class 0"), ({0: np.nan}, "class 0"), ({1: np.inf}, "class 1"),
                                       ({0: 0, 1: 0}, "sum to zero"), ({0: True}, "class 0")])
 def test_class_weight_like_sample_weight(cw, text):

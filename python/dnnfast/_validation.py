@@ -286,9 +286,10 @@ def check_estimator_input(a, name, kinds="biufcO"):
 
 
 class naming:
-    """Context manager: a plain ValueError or TypeError raised inside whose
-    message does not name ``name`` gets it as a prefix ("X: Expected 2D
-    array, ..."), so every message says which argument is wrong."""
+    """Context manager: a plain ValueError, TypeError or OverflowError (an
+    object array holding 10**400) raised inside whose message does not name
+    ``name`` gets it as a prefix ("X: Expected 2D array, ..."), so every
+    message says which argument is wrong."""
 
     def __init__(self, name):
         self.name = name
@@ -297,6 +298,6 @@ class naming:
         return self
 
     def __exit__(self, kind, exc, tb):
-        if kind in (ValueError, TypeError) and not re.search(rf"\b{re.escape(self.name)}\b", str(exc)):
+        if kind in (ValueError, TypeError, OverflowError) and not re.search(rf"\b{re.escape(self.name)}\b", str(exc)):
             raise kind(f"{self.name}: {exc}").with_traceback(tb) from None
         return False
