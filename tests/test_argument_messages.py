@@ -181,3 +181,33 @@ def test_huge_batch_size_is_clipped_with_a_warning():
 def test_estimator_n_threads_is_a_thread_count(bad, exc):
     with pytest.raises(exc, match="n_threads"):
         dnnfast.MLPClassifier(max_iter=2, n_threads=bad).fit(_X, _Y)
+
+
+def _fitted(**kw):
+    return dnnfast.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0, **kw).fit(_X, _Y)
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda c: c.intercepts_.__setitem__(0, np.full(3, 100.0)), r"intercepts_\[0\] has shape \(3,\), expected \(5,\)"),
+    (lambda c: c.intercepts_.__setitem__(0, np.arange(9.0)), r"intercepts_\[0\] has shape \(9,\), expected \(5,\)"),
+    (lambda c: c.intercepts_.__setitem__(0, np.ones((5, 1, 1))), r"intercepts_\[0\] has shape \(5, 1, 1\)"),
+    (lambda c: c.coefs_.__setitem__(0, np.ones((7, 5))), r"coefs_\[0\] has shape \(7, 5\), expected 3 rows "
+                                                         r"\(n_features_in_\)"),
+    (lambda c: c.coefs_.__setitem__(1, np.ones((2, 1))), r"coefs_\[1\] has shape \(2, 1\), expected 5 rows "
+                                                         r"\(the columns of coefs_\[0\]\)"),
+    (lambda c: c.coefs_.__setitem__(1, np.ones(5)), r"coefs_\[1\] has shape \(5,\)"),
+    (lambda c: (c.coefs_.__setitem__(1, np.ones((5, 2))), c.intercepts_.__setitem__(1, np.ones(2))),
+     r"coefs_\[1\] has 2 columns, expected n_outputs_ = 1"),
+    (lambda c: setattr(c, "coefs_", c.coefs_[:1]), r"one array per layer, got 1, 2"),
+], ids=["short-intercepts", "long-intercepts", "3-D-intercepts", "coefs-rows", "coefs-chain", "1-D-coefs",
+        "outputs", "dropped-layer"])
+@pytest.mark.parametrize("call", ["predict", "predict_proba", "save"])
+def test_assigned_parameters_of_the_wrong_shape_are_named(edit, text, call, tmp_path):
+    """coefs_ / intercepts_ assigned by hand are checked against each other and
+    the fitted data: a short array left part of the packed layer unwritten, a
+    long one spilled into the next, and predict answered from them."""
+    c = _fitted()
+    edit(c)
+    with pytest.raises(ValueError, match=text):
+        c.save(tmp_path / "m.npz") if call == "save" else getattr(c, call)(_X[:2])
+    assert not (tmp_path / "m.npz").exists()

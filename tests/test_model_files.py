@@ -795,3 +795,40 @@ def test_load_accepts_pathlib_and_str(tmp_path):
     net, X = _net()
     net.save(str(tmp_path / "a.npz"))
     assert dnnfast.load(pathlib.Path(tmp_path / "a.npz")).predict(X).tobytes() == net.predict(X).tobytes()
+
+
+# -- what predict refuses is never written -----------------------------------
+
+def _edited_models():
+    """A Network and an estimator each with one weight set to NaN in place."""
+    net, X = _net()
+    net.weights[1][0, 0] = np.nan
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, np.arange(40) % 3)
+    clf.coefs_[0][0, 0] = np.inf
+    return [("Network", net, "weights, biases or alphas"), ("MLPClassifier", clf, "coefs_, intercepts_")]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["Network", "MLPClassifier"])
+def test_save_refuses_a_parameter_edited_to_nan_and_keeps_the_old_file(tmp_path, which):
+    """predict refuses such a model and dnnfast.load would refuse its file: save
+    says so before writing, and the good file already at the path stays."""
+    name, model, attrs = _edited_models()[which]
+    path = tmp_path / "model.npz"
+    good = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(_data(), np.arange(40) % 2)
+    good.save(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"^save: the parameters contain NaN or infinity \(first in layer \d, W: "
+                                         + attrs):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    dnnfast.load(path)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["Network", "MLPClassifier"])
+def test_to_onnx_refuses_a_parameter_edited_to_nan(tmp_path, which):
+    pytest.importorskip("onnx")
+    name, model, attrs = _edited_models()[which]
+    with pytest.raises(ValueError, match=r"^to_onnx: the parameters contain NaN or infinity"):
+        model.to_onnx(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []

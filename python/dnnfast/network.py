@@ -109,6 +109,10 @@ def _checkpoint_io():
     return save_checkpoint, functools.partial(load_checkpoint, cls=Network)
 
 
+# What a Network is made of: set once, by __init__.
+_FIXED = frozenset({"sizes", "activations", "loss", "dtype", "fused", "_acts"})
+
+
 class Network:
     """A fully-connected network trained by gradient descent.
 
@@ -197,12 +201,22 @@ class Network:
         """
         from ._network_file import save_network  # the archive (zipfile, json) loads on first use
 
+        self._check_finite("save")
         save_network(self, path)
+
+    def _check_finite(self, what):
+        """Refuse what predict would refuse, before ``what`` (save, to_onnx)
+        writes it: weights edited in place to NaN make a file dnnfast.load
+        refuses, or an ONNX model answering NaN."""
+        cause = parameter_cause(what, self._layout, self.parameters, ": weights, biases or alphas edited in place")
+        if cause is not None:
+            raise cause
 
     @reads_model  # during a fit: waits for it, never a torn model
     def _onnx_spec(self):
         from ._onnx import OnnxSpec
 
+        self._check_finite("to_onnx")
         layers = [(W.copy(), b.ravel().copy(), act.name,
                    alpha.copy() if alpha is not None else (act.param if act.has_param else None))
                   for W, b, alpha, act in zip(self.weights, self.biases, self.alphas, self._acts)]
@@ -283,6 +297,11 @@ class Network:
         # checked, then copied into the buffer, which keeps its identity.
         if name == "parameters" and "parameters" in self.__dict__:
             self._assign_parameters(value)
+        elif name in _FIXED and name in self.__dict__:
+            # The core network and the flat buffer were built from these;
+            # assigned, they described another model (save wrote a file
+            # dnnfast.load refused, or a float32 one from float64 weights).
+            raise AttributeError(f"{name} is fixed when the network is made; make a new Network(...) instead")
         else:
             object.__setattr__(self, name, value)
 

@@ -53,6 +53,9 @@ _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _cor
 # check_dict_unchanged), and a copy or pickle must not carry it.
 _AS_IS = weakref.WeakKeyDictionary()
 
+# Where a non-finite parameter the core met came from (said by predict, save, to_onnx).
+_EDITED = ": coefs_, intercepts_ or prelu_alphas_ edited in place"
+
 
 def _available_if(check: Callable[[Any], Any]) -> Callable[[_F], _F]:
     """A method that exists only when ``check(self)`` passes (else AttributeError),
@@ -242,10 +245,55 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     def _architecture(self):
         """(sizes, [ActivationSpec] per layer, loss name) of the fitted model."""
+        self._check_shapes()
         hidden = [c.shape[1] for c in self.coefs_[:-1]]
         specs = self._hidden_specs(len(hidden)) + [self._output_spec()]
         sizes = [self.coefs_[0].shape[0]] + hidden + [self.coefs_[-1].shape[1]]
         return sizes, specs, self._core_loss()
+
+    def _check_shapes(self):
+        """coefs_, intercepts_ and prelu_alphas_ against each other, the fitted
+        features and outputs. Assigned by hand with a wrong shape, one would be
+        packed into the flat buffer with part of its layer left unwritten or
+        spilling into the next (scikit-learn's matmul or broadcast would
+        refuse it), or would redefine the network's input width."""
+        coefs, intercepts, alphas = list(self.coefs_), list(self.intercepts_), list(self._alphas())
+        if not coefs or len(intercepts) != len(coefs) or len(alphas) != len(coefs):
+            raise ValueError("coefs_, intercepts_ (and prelu_alphas_) must hold one array per layer, got "
+                             f"{len(coefs)}, {len(intercepts)}"
+                             + (f" and {len(alphas)}" if "prelu_alphas_" in self.__dict__ else ""))
+        d = self.__dict__
+        rows, source = d.get("n_features_in_"), "n_features_in_"
+        for l, (W, b, a) in enumerate(zip(coefs, intercepts, alphas)):
+            shape = np.shape(W)
+            if len(shape) != 2 or (rows is not None and shape[0] != rows):
+                raise ValueError(f"coefs_[{l}] has shape {shape}, expected "
+                                 + ("a 2-D array" if rows is None else f"{rows} rows ({source})"))
+            for name, v in ((f"intercepts_[{l}]", b), (f"prelu_alphas_[{l}]", a)):
+                if v is not None and np.shape(v) != (shape[1],):
+                    raise ValueError(f"{name} has shape {np.shape(v)}, expected ({shape[1]},) for coefs_[{l}] "
+                                     f"of shape {shape}")
+            rows, source = shape[1], f"the columns of coefs_[{l}]"
+        if "n_outputs_" in d and rows != d["n_outputs_"]:
+            raise ValueError(f"coefs_[{len(coefs) - 1}] has {rows} columns, expected n_outputs_ = {d['n_outputs_']}")
+
+    def _params(self, net, dtype):
+        """The parameters as a flat buffer for one call: the bound one, or
+        coefs_ & co packed anew (the attributes left as they are)."""
+        P = self._bound_params()
+        if P is None or P.dtype != dtype:
+            P = self._pack(net, dtype)
+        return P
+
+    def _check_finite(self, what):
+        """Refuse what predict would refuse, before ``what`` (save, to_onnx)
+        writes it: a file dnnfast.load refuses, or an ONNX model answering NaN."""
+        dtype = self._model_dtype()
+        net = self._core_net(dtype)
+        self._check_alphas(net)
+        cause = parameter_cause(what, net.layout(), self._params(net, dtype), _EDITED)
+        if cause is not None:
+            raise cause
 
     def _core_net(self, dtype):
         sizes, specs, loss = self._architecture()
@@ -394,12 +442,6 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         save_estimator(self, path)
 
-
-
-
-
-
-
     # -- ONNX ------------------------------------------------------------------
 
     @reads_model  # during a fit: waits for it, never a torn model
@@ -408,6 +450,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         self._check_fitted()
         _, specs, _ = self._architecture()
+        self._check_finite("to_onnx")
         dtype = self._model_dtype()
         layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
                    np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
@@ -650,14 +693,12 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             self._check_alphas(net)
             # Arrays the user assigned are packed for this call only: predict
             # leaves the estimator's attributes as they are.
-            P = self._bound_params()
-            if P is None or P.dtype != dtype:
-                P = self._pack(net, dtype)
+            P = self._params(net, dtype)
             try:
                 return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
             except ValueError as exc:  # the core's "output overflowed": named exactly when a parameter is the cause
                 cause = str(exc).startswith(CORE_OUTPUT_OVERFLOW) and parameter_cause(
-                    "predict", net.layout(), P, ": coefs_, intercepts_ or prelu_alphas_ edited in place")
+                    "predict", net.layout(), P, _EDITED)
                 if not cause:
                     raise
                 raise cause from None
