@@ -331,7 +331,52 @@ def main(path):
         with Context():
             net.fit(Xs, ys, epochs=1, on_nonfinite="warn" if rank == size - 1 else "raise")
 
-    for name, fn in [("optimizer_differs", fit_optimizer_differs), ("on_nonfinite_differs", fit_on_nonfinite_differs),
+    class RaisesOnLastRank:  # a user's hook failing on one rank: the others waited in a collective for good
+        def __init__(self, hook):
+            setattr(self, hook, self.hook)
+
+        def hook(self, net, *args):
+            if rank == size - 1:
+                raise RuntimeError("callback failed on the last rank")
+
+    def fit_callback_raises(hook):
+        with Context():
+            net.fit(Xs, ys, epochs=2, batch_size=5, callbacks=[RaisesOnLastRank(hook)])
+
+    def fit_schedule_raises():
+        def schedule(epoch):
+            if rank == size - 1 and epoch == 1:
+                raise ZeroDivisionError("schedule failed on the last rank")
+            return 0.1
+        with Context():
+            net.fit(Xs, ys, epochs=3, learning_rate=schedule)
+
+    def fit_checkpoint_on_rank_0_only():  # rank 0 wrote and the others did not: a hang
+        with Context():
+            net.fit(Xs, ys, epochs=1, checkpoint=path + ".ckpt.npz" if rank == 0 else None)
+
+    def fit_alpha_differs():  # trained one inconsistent model without a word
+        other = dnnfast.Network([6, 4, 3], [("leaky_relu", {"alpha": 0.1 * (1 + rank)}), "softmax"],
+                                dtype="float64", seed=0)
+        with Context():
+            other.fit(Xs, ys, epochs=1)
+
+    class StopsOnRank0:  # a wall-clock budget, say: rank 0 left the loop while the others went on
+        def on_epoch_end(self, net, epoch, logs):
+            return rank == 0 and epoch == 1
+
+    with Context():
+        history = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0).fit(
+            Xs, ys, epochs=5, callbacks=[StopsOnRank0()])
+    stopped = comm.gather(len(history["cost"]), root=0)
+    if rank == 0:
+        out["stop_epochs"] = np.array(stopped)
+
+    for name, fn in [("callback_raises", lambda: fit_callback_raises("on_epoch_end")),
+                     ("batch_hook_raises", lambda: fit_callback_raises("on_batch_end")),
+                     ("schedule_raises", fit_schedule_raises), ("checkpoint_differs", fit_checkpoint_on_rank_0_only),
+                     ("alpha_differs", fit_alpha_differs),
+                     ("optimizer_differs", fit_optimizer_differs), ("on_nonfinite_differs", fit_on_nonfinite_differs),
                      ("step_fails", step_fails_on_one_rank), ("nan_input", fit_nan), ("epochs_differ", fit_epochs_differ), ("diverges", fit_diverges),
                      ("estimator_nan", estimator_bad_rank), ("estimator_lbfgs", estimator_lbfgs),
                      ("estimator_early_stopping", estimator_early_stopping)]:

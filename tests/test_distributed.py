@@ -176,6 +176,11 @@ def test_block_splits_rows_evenly(run):
     ("diverges", "NonFiniteError", "training produced NaN or infinity", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
     ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),
+    ("callback_raises", "RuntimeError", "callback failed on the last rank", "last"),
+    ("batch_hook_raises", "RuntimeError", "callback failed on the last rank", "last"),
+    ("schedule_raises", "ZeroDivisionError", "schedule failed on the last rank", "last"),
+    ("checkpoint_differs", "ValueError", "checkpoint is not None must be the same on every rank", None),
+    ("alpha_differs", "ValueError", "activations with their parameters", None),
 ])
 def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank):
     errors = run["errors"][case]
@@ -187,6 +192,13 @@ def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank)
     if only_rank == "last":  # the other ranks name the failing one
         for r, err in enumerate(errors[:-1]):
             assert err[1].startswith(f"rank {size - 1} of {size}: "), (r, err)
+
+
+@needs_mpi
+def test_a_stop_on_one_rank_stops_every_rank_at_the_same_epoch(run):
+    """A callback asks to stop on rank 0 only (a wall-clock budget): every rank
+    ends after the same epoch instead of waiting in different collectives."""
+    assert run["stop_epochs"].tolist() == [2] * int(run["size"])
 
 
 @needs_mpi

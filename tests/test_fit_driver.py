@@ -424,3 +424,82 @@ def test_network_equals_the_estimator(data, solver, est_kw, fit_kw):
     for got, want in zip(net.weights + net.biases, est.coefs_ + [b.reshape(1, -1) for b in est.intercepts_]):
         _close(got, want)
     _close(h["cost"], est.loss_curve_[-3:])
+
+
+# -- what a callback returns, and what a fit can write or be told --------------
+
+class _Returns:
+    def __init__(self, value):
+        self.value = value
+
+    def on_epoch_end(self, net, epoch, logs):
+        return self.value
+
+
+@pytest.mark.parametrize("value", ["no", "False", float("nan"), [0], np.array([True]), 1])
+def test_a_callback_stop_that_is_not_a_bool_is_named(data, value):
+    """bool("no") is True: such a return stopped the fit after its first epoch."""
+    with pytest.raises(TypeError, match=r"callbacks\[1\]\.on_epoch_end must return True \(stop\), False or None"):
+        _net().fit(*data, epochs=3, callbacks=[_Returns(None), _Returns(value)])
+
+
+@pytest.mark.parametrize("value, epochs", [(None, 3), (False, 3), (np.False_, 3), (True, 1), (np.True_, 1)])
+def test_a_callback_stops_with_true_only(data, value, epochs):
+    assert len(_net().fit(*data, epochs=3, callbacks=[_Returns(value)]).cost) == epochs
+
+
+def test_a_hook_that_cannot_be_called_is_named_before_training(data):
+    class Hooks:
+        on_epoch_end = 5
+
+        def on_batch_end(self, net, step, logs):
+            pass
+
+    net = _net()
+    before = net.parameters.copy()
+    with pytest.raises(TypeError, match=r"callbacks\[0\]\.on_epoch_end must be callable, got 5"):
+        net.fit(*data, epochs=2, callbacks=[Hooks()])
+    np.testing.assert_array_equal(net.parameters, before)
+
+
+@pytest.mark.parametrize("arg", ["epochs", "patience"])
+def test_counts_a_checkpoint_cannot_store_are_refused(data, arg):
+    """The file stores them as int64: epochs=10**30 wrote a checkpoint dnnfast.load refused."""
+    kw = dict(epochs=2, early_stopping=True, monitor="cost")
+    kw[arg] = 2**63
+    with pytest.raises(ValueError, match=f"{arg} must be at most {2**63 - 1}"):
+        _net().fit(*data, **kw)
+
+
+@pytest.mark.parametrize("name, value", [("sizes", [5, 3]), ("dtype", np.dtype("float32")), ("loss", "sse"),
+                                         ("activations", ["relu", "softmax"]), ("fused", False)])
+def test_what_a_network_is_made_of_cannot_be_reassigned(tmp_path, name, value):
+    net = _net()
+    with pytest.raises(AttributeError, match=f"{name} is fixed when the network is made"):
+        setattr(net, name, value)
+    net.save(tmp_path / "m.npz")
+    assert dnnfast.load(tmp_path / "m.npz").sizes == [5, 7, 3]
+
+
+def test_a_checkpoint_keeps_the_last_finite_epoch(data, tmp_path):
+    """Going on past a NaN (on_nonfinite="warn") wrote every later epoch's NaN
+    parameters over the checkpoint, which dnnfast.load then refused."""
+    X, Y = data
+    path = tmp_path / "cp.npz"
+    net = dnnfast.Network([5, 8, 3], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    with pytest.warns(dnnfast.NonFiniteWarning):
+        history = net.fit(X * 1e150, Y, epochs=4, checkpoint=path, on_nonfinite="warn", learning_rate=1.0,
+                          optimizer="momentum")
+    finite = [c for c in history.cost if np.isfinite(c)]
+    assert 0 < len(finite) < 4
+    saved = dnnfast.load(path)
+    assert np.isfinite(saved.parameters).all()
+
+
+def test_resume_refuses_a_checkpoint_with_another_activation_parameter(data, tmp_path):
+    path = tmp_path / "cp.npz"
+    dnnfast.Network([5, 7, 3], ["leaky_relu", "softmax"], dtype="float64", seed=0).fit(
+        *data, epochs=2, checkpoint=path)
+    other = dnnfast.Network([5, 7, 3], [("leaky_relu", {"alpha": 0.3}), "softmax"], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match=r"resume: the checkpoint .* has the activations \[\('leaky_relu', 0\.\d+\)"):
+        other.fit(*data, epochs=3, checkpoint=path, resume=True)

@@ -97,11 +97,13 @@ def all_finite(a):
     return _core.all_finite(np.ascontiguousarray(a))
 
 
-def check_positive_int(value, name, allow_zero=False):
+def check_positive_int(value, name, allow_zero=False, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value}")
+    if upper is not None and value > upper:
+        raise ValueError(f"{name} must be at most {upper}, got {value}")
     return int(value)
 
 

@@ -27,9 +27,12 @@ A global batch is split between the ranks by who holds its rows: with
 batch is a run of consecutive rows, which mostly lies on one rank.
 
 Errors: every check runs on every rank and the ranks then agree, so an error
-on one rank (bad input, a NaN, arguments that differ between ranks) is raised
-on all of them, with the failing rank's message, instead of leaving the others
-waiting in a collective.
+on one rank (bad input, a NaN, arguments that differ between ranks, a user
+callback or learning-rate schedule that raises) is raised on all of them,
+with the failing rank's message, instead of leaving the others waiting in a
+collective; a callback's stop on any rank stops all. Outside a fit nothing
+can agree for the program: run it as ``mpiexec -n R python -m mpi4py
+script.py``, so that an exception ending one rank aborts the job.
 
 mpi4py is imported on first use: ``pip install "dnnfast[mpi]"`` installs it
 with MPICH's binary wheels (``mpiexec`` in the environment's ``bin``).
@@ -280,10 +283,12 @@ class Context:
         """The training driver's step provider over this communicator
         (dnnfast._train.driver): ``prepare()`` checks this rank's data and
         returns ``(X, Y)``; an error on any rank is raised on all."""
+        from ._train.state import activation_specs
+
         with self.errors():
             X, Y = prepare()
-        self.check_same("the network (sizes, activations, loss, dtype)",
-                        (network.sizes, network.activations, network.loss, network.dtype.name))
+        self.check_same("the network (sizes, activations with their parameters, loss, dtype)",
+                        (network.sizes, activation_specs(network), network.loss, network.dtype.name))
         return _DistributedSteps(self, network._net, network.parameters, X, Y)
 
     def estimator_steps(self, core, P, X, Y, w, draw):

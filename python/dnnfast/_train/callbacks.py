@@ -155,19 +155,37 @@ class EarlyStopping(Callback):
 
 
 class UserCallback(Callback):
-    """A user's object: only the hooks it defines are called."""
+    """A user's object (``callbacks[index]``): only the hooks it defines are called.
 
-    def __init__(self, obj):
+    Over MPI each hook is a collective: an exception on one rank is raised on
+    every rank (the others would wait in the next collective for good), and
+    a stop asked for on any rank (a wall-clock budget, a local condition)
+    stops all of them at the same epoch's end. The stop must be True, False
+    or None: bool("no") is True."""
+
+    def __init__(self, obj, index):
         self.obj = obj
+        self.name = f"callbacks[{index}]"
         self.epoch_end = getattr(obj, "on_epoch_end", None)
         self.batch_end = getattr(obj, "on_batch_end", None)
 
     def on_batch_end(self, net, step, logs):
         if self.batch_end is not None:
-            self.batch_end(net, step, logs)
+            self.run.provider.collective(lambda: self.batch_end(net, step, logs))
 
     def on_epoch_end(self, net, epoch, logs):
-        return bool(self.epoch_end(net, epoch, dict(logs))) if self.epoch_end is not None else False
+        if self.epoch_end is None:
+            return False
+        provider = self.run.provider
+        stop = provider.collective(lambda: self._stop(self.epoch_end(net, epoch, dict(logs))))
+        return provider.sum_floats([float(stop)])[0] > 0
+
+    def _stop(self, value):
+        if value is None:
+            return False
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise TypeError(f"{self.name}.on_epoch_end must return True (stop), False or None, got {value!r:.80}")
 
 
 class Checkpoint(Callback):
@@ -179,7 +197,10 @@ class Checkpoint(Callback):
 
     def after_epoch(self, net):
         run = self.run
-        if run.provider.is_root:
+        # Non-finite parameters (on_nonfinite="warn" or "ignore" going on)
+        # are not written: dnnfast.load refuses them, so the file keeps the
+        # last epoch a resume can start from.
+        if run.provider.is_root and _core.all_finite(net.parameters):
             self.save(net, self.path, run.state.to_record(run.settings.fingerprint()))
 
 

@@ -41,7 +41,7 @@ from .._registry import OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
-from .state import MAX_LEARNING_RATE, FitSettings, TrainState, first_difference
+from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, first_difference
 
 try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
     import _signal
@@ -52,6 +52,7 @@ _SIGINT = int(signal.SIGINT)
 CHUNK_SECONDS = 0.1
 _MONITORS = ("val_cost", "cost", "val_accuracy", "accuracy")
 _METRICS = ("accuracy",)
+_INT64_MAX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +142,9 @@ def _arg(kw, key, check, *args):
 
 def check_settings(net, n, kw):
     """Validate Network.fit's arguments (every error names its argument) -> FitSettings."""
-    epochs = check_positive_int(kw["epochs"], "epochs", allow_zero=True)
+    # A checkpoint stores the settings as int64: a larger count ("until a
+    # callback stops") would write a file that dnnfast.load refuses.
+    epochs = check_positive_int(kw["epochs"], "epochs", allow_zero=True, upper=_INT64_MAX)
     size = check_batch_size(kw["batch_size"], n)
     lr = _check_rate_arg(kw["learning_rate"], "learning_rate")
     optimizer = _arg(kw, "optimizer", resolve_optimizer)
@@ -158,7 +161,7 @@ def check_settings(net, n, kw):
     monitor = kw["monitor"]
     if monitor not in _MONITORS:
         raise ValueError(f"monitor must be one of {', '.join(map(repr, _MONITORS))}, got {monitor!r}")
-    patience = _arg(kw, "patience", check_positive_int)
+    patience = _arg(kw, "patience", check_positive_int, False, _INT64_MAX)
     min_delta = _arg(kw, "min_delta", _check_nonneg)
     restore_best = _arg(kw, "restore_best", check_bool)
     metrics = kw["metrics"]
@@ -185,9 +188,12 @@ def check_settings(net, n, kw):
     if not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of objects with on_epoch_end / on_batch_end, got {callbacks!r}")
     for i, cb in enumerate(callbacks):
-        hooks = [h for h in ("on_epoch_end", "on_batch_end") if callable(getattr(cb, h, None))]
-        if not hooks:
+        hooks = {h: getattr(cb, h, None) for h in ("on_epoch_end", "on_batch_end")}
+        if all(f is None for f in hooks.values()):
             raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has neither on_epoch_end nor on_batch_end")
+        for h, f in hooks.items():  # else found only when first called, after an epoch of training
+            if f is not None and not callable(f):
+                raise TypeError(f"callbacks[{i}].{h} must be callable, got {f!r:.80}")
     checkpoint = kw["checkpoint"]
     resume = _arg(kw, "resume", check_bool)
     if checkpoint is not None:
@@ -348,7 +354,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     agree = getattr(provider, "agree", None)
     while st.epoch < s.epochs and not st.stopped:
         epoch = st.epoch
-        lr = s.rate(epoch)
+        # A schedule that raises on one rank raises on all (MPI), as the user's callbacks do.
+        lr = s.rate(epoch) if agree is None else provider.collective(lambda: s.rate(epoch))
         if scheduled:
             provider.check_same([("learning_rate(%d)" % epoch, lr)])
         if options is None:
@@ -457,7 +464,11 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
         provider.rng = rng
     if not isinstance(provider, LocalSteps):
-        provider.check_same(settings.fingerprint())
+        # Besides the settings, whether there is a checkpoint (only rank 0
+        # writes it, so its path may differ) and a resume: each adds
+        # collectives that the other ranks would not make.
+        provider.check_same(settings.fingerprint() + [("checkpoint is not None", checkpoint is not None),
+                                                      ("resume", resume)])
 
     state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
     if checkpoint is not None:
@@ -481,7 +492,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         early = EarlyStopping(settings.monitor, settings.patience, settings.min_delta,
                               settings.restore_best).bind(run)
         callbacks.append(early)
-    callbacks += [UserCallback(cb).bind(run) for cb in user_cbs]
+    callbacks += [UserCallback(cb, i).bind(run) for i, cb in enumerate(user_cbs)]
     progress = Progress(settings.epochs, n).bind(run) if kw["progress"] else None
     if progress is not None:
         callbacks.append(progress)
@@ -535,6 +546,9 @@ def _read_checkpoint(net, settings, path, load_checkpoint):
     if (saved.sizes, saved.activations, saved.loss, saved.dtype) != (net.sizes, net.activations, net.loss,
                                                                       net.dtype):
         raise ValueError(f"resume: the checkpoint {path!r} holds {saved!r}, not this network ({net!r})")
+    if activation_specs(saved) != activation_specs(net):
+        raise ValueError(f"resume: the checkpoint {path!r} has the activations {activation_specs(saved)}, this "
+                         f"network {activation_specs(net)} (name, fixed parameter)")
     if record is None:
         raise ValueError(f"resume: {path!r} is a model file without training state (not a checkpoint)")
     diff = first_difference(record["settings"], settings.fingerprint())

@@ -82,6 +82,13 @@ class FitSettings:
         return out
 
 
+def activation_specs(net):
+    """Each layer's activation with its fixed parameter (leaky_relu's or elu's
+    alpha): two networks whose activations share names but not these compute
+    different things. (prelu's alphas are parameters, compared as such.)"""
+    return [(a.name, a.param if a.has_param and not a.per_unit else None) for a in net._acts]
+
+
 def first_difference(a, b, skip=("epochs",)):
     """The first (name, value_a, value_b) where two fingerprints differ, or None."""
     da, db = dict(a), dict(b)
