@@ -4,24 +4,58 @@ doing the same work."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 
 import numpy as np
 
 from . import Network, __version__, get_num_threads, reference, set_num_threads
+from ._train.state import MAX_LEARNING_RATE
+from ._validation import MAX_THREADS
 from .datasets import load_digits, train_test_split
+
+
+# argparse types: a bad value is a usage error naming the option, before the
+# banner and any work, not a traceback from deep in the library naming its
+# internal parameter (or a run of -3 epochs reporting a negative speed).
+def _int_at_least(lo, hi=None, what=None):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
+
+
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # The bound is the one fit enforces; NaN fails both comparisons.
+    if not 0.0 < value <= MAX_LEARNING_RATE:
+        raise argparse.ArgumentTypeError(f"must be a finite number in (0, {MAX_LEARNING_RATE:g}], got {text!r}")
+    return value
+
+
+_positive_int = _int_at_least(1, what="a positive integer")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m dnnfast", description=__doc__)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=0.1)
-    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64])
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--learning-rate", type=_learning_rate, default=0.1)
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 64])
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--threads", type=int, default=0, help="0 = OMP_NUM_THREADS / all cores")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_int_at_least(0, MAX_THREADS, f"an integer in [0, {MAX_THREADS}]"), default=0,
+                   help="0 = OMP_NUM_THREADS / all cores")
+    p.add_argument("--seed", type=_int_at_least(0, what="a non-negative integer"), default=0)
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference run")
     args = p.parse_args(argv)
     if args.threads:
@@ -65,4 +99,14 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at interpreter exit
+    except BrokenPipeError:
+        # The reader (`| head -1`) has gone: stop quietly. Point stdout at
+        # devnull so the flush at exit does not raise again. Status 141
+        # (128 + SIGPIPE), what a shell reports for a tool SIGPIPE ended:
+        # 1 already means "accuracy below 95%".
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 141
+    sys.exit(status)

@@ -204,6 +204,10 @@ class _Builder:
             self.op("Cast", [above], label_out, to=_onnx_type(np.dtype(np.int64)))
             return
         if classes.dtype.kind in "iu":
+            # astype would wrap a uint64 label >= 2**63 to a negative one, silently.
+            if classes.dtype.kind == "u" and classes.size and classes.max() > np.uint64(np.iinfo(np.int64).max):
+                raise NotImplementedError(f"to_onnx: classes_ value {classes.max()} is outside int64 (ONNX labels "
+                                          f"are int64 or string); fit on labels in [-2**63, 2**63)")
             table = classes.astype(np.int64)
         elif classes.dtype.kind in "USO" and all(isinstance(c, str) for c in classes.tolist()):
             table = np.array(classes.tolist(), dtype=object)

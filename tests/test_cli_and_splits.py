@@ -1,0 +1,179 @@
+"""Input checks of python -m dnnfast's options, datasets.train_test_split and
+to_onnx's class labels: bad input is refused with an error naming it, never
+coerced into a nonsense result."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast.datasets import load_digits, train_test_split
+
+
+# -- python -m dnnfast: option values ---------------------------------------------------
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "dnnfast", *args], capture_output=True, text=True, timeout=120,
+                          **kw)
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--epochs", "-3", "must be a positive integer"),
+    ("--epochs", "0", "must be a positive integer"),
+    ("--epochs", "2.5", "must be a positive integer"),
+    ("--batch-size", "0", "must be a positive integer"),
+    ("--batch-size", "-1", "must be a positive integer"),
+    ("--learning-rate", "nan", "must be a finite number in (0, 1]"),
+    ("--learning-rate", "inf", "must be a finite number in (0, 1]"),
+    ("--learning-rate", "0", "must be a finite number in (0, 1]"),
+    ("--learning-rate", "-0.1", "must be a finite number in (0, 1]"),
+    ("--learning-rate", "1.5", "must be a finite number in (0, 1]"),  # fit's own bound
+    ("--learning-rate", "fast", "must be a finite number in (0, 1]"),
+    ("--hidden", "0", "must be a positive integer"),
+    ("--hidden", "-5", "must be a positive integer"),
+    ("--threads", "-1", "must be an integer in [0, 65536]"),
+    ("--threads", "70000", "must be an integer in [0, 65536]"),  # what set_num_threads accepts
+    ("--seed", "-1", "must be a non-negative integer"),
+])
+def test_main_refuses_bad_option_values_before_any_work(option, value, expected):
+    out = _cli(option, value)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""  # no banner: refused before loading data or training
+    assert "usage: python -m dnnfast" in out.stderr
+    assert f"argument {option}: {expected}, got {value!r}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_main_checks_every_hidden_width():
+    out = _cli("--hidden", "8", "-5")
+    assert out.returncode == 2 and "argument --hidden: must be a positive integer, got '-5'" in out.stderr
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_main_ends_quietly_when_the_reader_goes(unbuffered):
+    """`python -m dnnfast | head -1`: the reader closes the pipe; no BrokenPipeError
+    traceback, status 141 (128 + SIGPIPE). Buffered, the first flush comes after
+    epoch 1 (hence one short epoch); unbuffered, the banner meets the closed pipe."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        env = dict(os.environ, PYTHONUNBUFFERED=unbuffered)
+        out = subprocess.run([sys.executable, "-m", "dnnfast", "--epochs", "1", "--threads", "1", "--no-reference"],
+                             stdout=w, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    finally:
+        os.close(w)
+    assert out.returncode == 141, out.stderr
+    assert out.stderr == ""
+
+
+# -- datasets.train_test_split ---------------------------------------------------------
+
+def _split_as_before(X, y, test_fraction, seed):
+    """The split as it was before the checks: valid input must give the same rows."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        test.append(idx[: int(round(test_fraction * idx.size))])
+    test = np.sort(np.concatenate(test))
+    train = np.setdiff1d(np.arange(len(y)), test)
+    return X[train], X[test], y[train], y[test]
+
+
+def _data(n=40, classes=3, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("test_fraction, seed", [(0.25, 0), (0.1, 7), (0.9, np.int64(3)), (np.float32(0.3), 5)])
+def test_split_of_valid_input_is_unchanged(test_fraction, seed):
+    X, y = load_digits()
+    got = train_test_split(X, y, test_fraction=test_fraction, seed=seed)
+    for a, b in zip(got, _split_as_before(X, y, test_fraction, seed)):
+        np.testing.assert_array_equal(a, b)
+    assert len(got[2]) + len(got[3]) == len(y)
+
+
+@pytest.mark.parametrize("bad", [True, False, np.bool_(True), "0.25", None, 1j])
+def test_split_refuses_a_test_fraction_that_is_not_a_number(bad):
+    X, y = _data()
+    with pytest.raises(TypeError, match="test_fraction"):
+        train_test_split(X, y, test_fraction=bad)
+
+
+@pytest.mark.parametrize("bad", [-0.5, 0.0, 0, 1, 1.0, 1.5, float("nan"), float("inf"), np.float64(-0.1)])
+def test_split_refuses_a_test_fraction_outside_0_1(bad):
+    X, y = _data()
+    with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\)"):
+        train_test_split(X, y, test_fraction=bad)
+
+
+@pytest.mark.parametrize("fraction, part", [(0.01, "test"), (0.99, "train")])
+def test_split_says_which_part_would_be_empty(fraction, part):
+    X, y = _data(n=12)  # per class, 1% of a few rows rounds to none and 99% to all
+    with pytest.raises(ValueError, match=f"test_fraction=.* leaves the {part} part empty for these 12 rows"):
+        train_test_split(X, y, test_fraction=fraction)
+
+
+@pytest.mark.parametrize("n_x, n_y", [(40, 30), (30, 40)])
+def test_split_refuses_x_and_y_of_different_lengths(n_x, n_y):
+    X, y = _data(n=40)
+    with pytest.raises(ValueError, match=f"X and y .*len\\(X\\)={n_x} and len\\(y\\)={n_y}"):
+        train_test_split(X[:n_x], y[:n_y])
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_split_refuses_fewer_than_two_rows(n):
+    X, y = _data(n=n)
+    with pytest.raises(ValueError, match=f"at least 2 rows.*got {n}"):
+        train_test_split(X, y)
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (True, TypeError), (1.5, TypeError), ("0", TypeError),
+                                      (None, TypeError), (np.random.default_rng(0), TypeError)])
+def test_split_refuses_a_bad_seed(bad, exc):
+    X, y = _data()
+    with pytest.raises(exc, match="seed must be a non-negative integer"):
+        train_test_split(X, y, seed=bad)
+
+
+# -- to_onnx: integer labels ONNX's int64 cannot hold ----------------------------------
+
+def _classifier(y, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached: the fit need not converge
+        return dnnfast.MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])  # the binary head and the multi-class one
+def test_to_onnx_refuses_uint64_classes_beyond_int64(tmp_path, n_classes):
+    pytest.importorskip("onnx")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    labels = np.array([1, 2 ** 63 + 5, 2 ** 64 - 1][:n_classes], dtype=np.uint64)
+    clf = _classifier(labels[rng.integers(0, n_classes, 60)], X)
+    path = tmp_path / "clf.onnx"
+    with pytest.raises(NotImplementedError, match=f"classes_ value {labels.max()} is outside int64"):
+        dnnfast.to_onnx(clf, path)
+    assert not path.exists()  # refused before anything is written
+
+
+def test_to_onnx_keeps_uint64_classes_that_fit_int64():
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    labels = np.array([1, 2 ** 63 - 1], dtype=np.uint64)  # the largest int64 still fits
+    clf = _classifier(labels[rng.integers(0, 2, 60)], X)
+    model = dnnfast.to_onnx(clf)
+    tables = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.startswith("classes")]
+    assert len(tables) == 1 and tables[0].dtype == np.int64
+    np.testing.assert_array_equal(tables[0].astype(np.uint64), labels)
+    assert isinstance(model, onnx.ModelProto)
