@@ -372,7 +372,14 @@ def main(path):
     if rank == 0:
         out["stop_epochs"] = np.array(stopped)
 
-    for name, fn in [("callback_raises", lambda: fit_callback_raises("on_epoch_end")),
+    def shard_bad_count():  # '3' was taken as 3, 2.5 as 2, -1 as a count
+        Context().shard("3" if rank == size - 1 else 3)
+
+    def draw_gives_floats():  # truncated into the order in silence
+        Context().global_order(3, lambda: np.array([0.5, 1.7, 2.2]))
+
+    for name, fn in [("shard_bad_count", shard_bad_count), ("draw_gives_floats", draw_gives_floats),
+                     ("callback_raises", lambda: fit_callback_raises("on_epoch_end")),
                      ("batch_hook_raises", lambda: fit_callback_raises("on_batch_end")),
                      ("schedule_raises", fit_schedule_raises), ("checkpoint_differs", fit_checkpoint_on_rank_0_only),
                      ("alpha_differs", fit_alpha_differs),

@@ -176,6 +176,8 @@ def test_block_splits_rows_evenly(run):
     ("diverges", "NonFiniteError", "training produced NaN or infinity", None),
     ("estimator_lbfgs", "ValueError", "solver='lbfgs' is not supported", None),
     ("estimator_early_stopping", "ValueError", "early_stopping=True is not supported", None),
+    ("shard_bad_count", "TypeError", "n_local must be a non-negative integer, got '3'", "last"),
+    ("draw_gives_floats", "ValueError", "draw() must give 3 integer row indices", None),
     ("callback_raises", "RuntimeError", "callback failed on the last rank", "last"),
     ("batch_hook_raises", "RuntimeError", "callback failed on the last rank", "last"),
     ("schedule_raises", "ZeroDivisionError", "schedule failed on the last rank", "last"),

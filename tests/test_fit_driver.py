@@ -3,6 +3,8 @@ independent NumPy loop in float64 built on dnnfast.reference's gradients;
 early stopping, callbacks, chunking, checkpoints and resume."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -503,3 +505,53 @@ def test_resume_refuses_a_checkpoint_with_another_activation_parameter(data, tmp
     other = dnnfast.Network([5, 7, 3], [("leaky_relu", {"alpha": 0.3}), "softmax"], dtype="float64", seed=0)
     with pytest.raises(ValueError, match=r"resume: the checkpoint .* has the activations \[\('leaky_relu', 0\.\d+\)"):
         other.fit(*data, epochs=3, checkpoint=path, resume=True)
+
+
+def test_a_fit_from_inside_its_own_callback_is_refused(data):
+    """The model lock refuses a second fit from another thread; one from this
+    fit's own callback ran and left the outer fit's state out of step."""
+    class Nested:
+        def on_epoch_end(self, net, epoch, logs):
+            net.fit(*data, epochs=1)
+
+    net = _net()
+    with pytest.raises(RuntimeError, match="fit was called from inside a fit of the same network"):
+        net.fit(*data, epochs=2, callbacks=[Nested()])
+    assert len(net.fit(*data, epochs=2).cost) == 2  # and the network fits again afterwards
+
+
+def test_an_epsilon_that_rounds_to_zero_in_float32_is_refused(data):
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float32", seed=0)
+    with pytest.raises(ValueError, match=r"epsilon must be at least 1\.17549e-38 for a float32 network, got 1e-50"):
+        net.fit(*data, epochs=1, optimizer="adam", epsilon=1e-50)
+    assert len(net.fit(*data, epochs=1, optimizer="adam", epsilon=1e-30).cost) == 1
+
+
+@pytest.mark.parametrize("name, exc", [("a" * 300 + ".npz", OSError), ("/proc/self/cp.npz", OSError)])
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(data, tmp_path, name, exc):
+    """Found at the first epoch's end, with the parameters already moved."""
+    if name.startswith("/proc") and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc")
+    path = name if name.startswith("/") else str(tmp_path / name)
+    net = _net()
+    before = net.parameters.copy()
+    with pytest.raises(exc):
+        net.fit(*data, epochs=2, checkpoint=path)
+    np.testing.assert_array_equal(net.parameters, before)
+
+
+def test_validation_rows_that_overflow_the_dtype_are_said(data):
+    """history.val_cost was NaN in silence (net.cost on the same rows raises)."""
+    X, Y = data
+    Xv = np.full((10, 5), 3e38, np.float32)
+    Xv[:, 1] = -3e38
+    net = dnnfast.Network([5, 7, 3], ["relu", "softmax"], loss="cce", dtype="float32", seed=0)
+    with pytest.raises(ValueError, match="validation_data: the cost overflowed to NaN or infinity in float32 in epoch 1"):
+        net.fit(X, Y, epochs=2, validation_data=(Xv, Y[:10]))
+
+
+def test_validation_targets_of_another_length_name_validation_data():
+    net = _net()
+    X = np.zeros((10, 5))
+    with pytest.raises(ValueError, match=r"validation_data\[1\] has 9 labels but validation_data\[0\] has 10 rows"):
+        net.fit(X, np.zeros(10, dtype=np.int64), epochs=1, validation_data=(X, np.zeros(9, dtype=np.int64)))

@@ -300,6 +300,25 @@ def atomic_write_bytes(path, data):
     atomic_write_with(path, lambda f: f.write(data))
 
 
+def check_writable(path):
+    """Raise now what a save to ``path`` would raise at its end: a file name
+    longer than its folder allows (the rename's ENAMETOOLONG), or a folder in
+    which no file can be made. Makes and removes a temporary as a save does."""
+    path = check_path(path)
+    target, _ = _resolve_target(path)
+    directory, base = os.path.split(target)
+    try:
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not POSIX, or no limit given
+        name_max = None
+    if name_max is not None and len(os.fsencode(base)) > name_max:
+        raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the file name is longer than "
+                      f"{name_max} bytes)", path)
+    tmp, fd = _create_temporary(directory, _tmp_stem(base), path)
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def atomic_write_with(path, write):
     """Replace ``path`` atomically by what ``write(f)`` writes to a binary file ``f``.
 

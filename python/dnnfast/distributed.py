@@ -63,6 +63,15 @@ def _mpi():
     return MPI
 
 
+def _row_count(n, name):
+    """A count of rows: an integer (not a bool, not a float truncated) >= 0 that fits int64."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be a non-negative integer, got {n!r}")
+    if not 0 <= n < 2**63:
+        raise ValueError(f"{name} must be a non-negative integer below 2**63, got {n!r}")
+    return int(n)
+
+
 def current():
     """The innermost active :class:`Context` of this thread, or None."""
     stack = getattr(_local, "stack", None)
@@ -201,13 +210,14 @@ class Context:
     def block(self, n: int) -> slice:
         """``slice(lo, hi)``: this rank's share of ``n`` rows in an even
         contiguous split (rank 0 first), for data every rank can index."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        return slice(int(n) * self.rank // self.size, int(n) * (self.rank + 1) // self.size)
+        n = _row_count(n, "n")
+        return slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
 
     def shard(self, n_local: int) -> tuple[int, int]:
         """``(offset, n_global)``: where this rank's rows start in the global
         order, and the total over ranks."""
+        with self.errors():  # a bad count on one rank: the others are in the Allgather below
+            n_local = _row_count(n_local, "n_local")
         counts = np.empty(self.size, dtype=np.int64)
         self.comm.Allgather(np.array([n_local], dtype=np.int64), counts)
         return int(counts[:self.rank].sum()), int(counts.sum())
@@ -221,8 +231,16 @@ class Context:
     def global_order(self, n_global: int, draw: Callable[[], NDArray[np.int64]]) -> NDArray[np.int64]:
         """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank."""
         order = np.empty(n_global, dtype=np.int64)
-        if self.rank == 0:
-            order[:] = draw()
+        with self.errors():  # rank 0's draw checked; the others wait for it in the broadcast
+            if self.rank == 0:
+                drawn = np.asarray(draw())
+                # Floats were truncated into the order, and indices outside
+                # the rows skipped by every rank in silence.
+                if (drawn.shape != (n_global,) or drawn.dtype.kind not in "iu"
+                        or (n_global and (drawn.min() < 0 or drawn.max() >= n_global))):
+                    raise ValueError(f"global_order: draw() must give {n_global} integer row indices in "
+                                     f"[0, {n_global}), got {drawn.dtype} of shape {drawn.shape}")
+                order[:] = drawn
         return self.broadcast_(order)
 
     # -- training ----------------------------------------------------------------

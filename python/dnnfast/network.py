@@ -371,12 +371,12 @@ class Network:
             raise ValueError(f"{name} has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
         return X
 
-    def _check_Y(self, Y, n, name="Y"):
+    def _check_Y(self, Y, n, name="Y", x_name="X"):
         m_y = self.sizes[-1]
         arr = as_array(Y, name)
         if arr.ndim == 1 and self.loss == "cce" and arr.dtype.kind in "iu":
             if arr.shape[0] != n:
-                raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n} rows")
+                raise ValueError(f"{name} has {arr.shape[0]} labels but {x_name} has {n} rows")
             if arr.size and (arr.min() < 0 or arr.max() >= m_y):
                 raise ValueError(f"{name}: class labels must lie in [0, {m_y}), got {arr.min()}..{arr.max()}")
             onehot = np.zeros((n, m_y), dtype=self.dtype)
@@ -390,7 +390,7 @@ class Network:
                 f"{arr.dtype}; pass {name}.astype(int) for labels, or a one-hot array of shape (n, {m_y})")
         Y = as_float_array(arr, name, self.dtype)
         if Y.shape[0] != n:
-            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n}")
+            raise ValueError(f"{name} has {Y.shape[0]} rows but {x_name} has {n}")
         if Y.shape[1] != m_y:
             raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {m_y} outputs")
         low, high = LOSS_TARGETS.get(self.loss, (None, None))

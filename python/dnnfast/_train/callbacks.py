@@ -114,6 +114,13 @@ class Validation(Callback):
             local = net._net.cost(net.parameters, Xv, Yv) * Xv.shape[0] if Xv.shape[0] else 0.0
             j, n = run.provider.sum_floats([local, float(Xv.shape[0])])
             logs["val_cost"] = j / n
+            # From finite parameters, the validation rows overflowed the dtype
+            # (net.cost on them raises the same); non-finite parameters are
+            # the guard's, already raised, warned of or ignored as asked.
+            if not math.isfinite(j / n) and _core.all_finite(net.parameters):
+                raise ValueError(f"validation_data: the cost overflowed to NaN or infinity in {net.dtype.name} in "
+                                 f"epoch {epoch + 1} (the parameters are finite: validation_data[0] or the "
+                                 "parameters are too large for this dtype; scale X, or use float64)")
         if "accuracy" in self.metrics:
             logs["accuracy"] = _accuracy_counts(net, run.X, run.Y, run.provider)
             if self.data is not None:
@@ -136,7 +143,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, net, epoch, logs):
         st = self.run.state
         value = logs[self.monitor]
-        improved = st.best is None or (math.isfinite(value) and self.sign * (value - st.best) > self.min_delta)
+        # A NaN is never the best (the first epoch's NaN was, and its
+        # parameters were restored at the end).
+        improved = math.isfinite(value) and (st.best is None or self.sign * (value - st.best) > self.min_delta)
         if improved:
             st.best, st.best_epoch, st.wait = float(value), epoch + 1, 0
             if self.restore_best:

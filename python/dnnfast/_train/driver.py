@@ -29,12 +29,14 @@ import math
 import numbers
 import os
 import signal
+import sys
 import threading
 import time
 
+import numpy as np
 
 from .. import _core
-from .._archive import check_path
+from .._archive import check_path, check_writable
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
@@ -152,6 +154,9 @@ def check_settings(net, n, kw):
     beta1 = _arg(kw, "beta1", _check_unit)
     beta2 = _arg(kw, "beta2", _check_unit)
     epsilon = _arg(kw, "epsilon", check_positive_float)
+    if epsilon < np.finfo(net.dtype).tiny:  # rounded to 0 in the network's dtype: Adam's 0 / 0 on a still weight
+        raise ValueError(f"epsilon must be at least {np.finfo(net.dtype).tiny:g} for a {net.dtype.name} network, "
+                         f"got {epsilon!r}")
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
     shuffle = _arg(kw, "shuffle", check_bool)
     _arg(kw, "verbose", check_bool)
@@ -209,6 +214,7 @@ def check_settings(net, n, kw):
         folder = os.path.dirname(os.path.abspath(checkpoint))
         if not os.path.isdir(folder):
             raise FileNotFoundError(errno.ENOENT, f"checkpoint {checkpoint!r}: no such directory", folder)
+        check_writable(checkpoint)  # a name too long, a folder no file can be made in
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
     return FitSettings(epochs=epochs, batch_size=size, learning_rate=lr, optimizer=optimizer, momentum=momentum,
@@ -420,6 +426,11 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     return history
 
 
+
+
+_EPOCH_LOOP = run_epochs.__code__
+
+
 def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     """Network.fit (in one process, or inside a distributed Context): validate,
     build the callbacks, resume when asked, run the loop.
@@ -428,6 +439,17 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     -> (net, record))``, the model file's writer and reader, passed in by the
     model's layer so that the driver imports no file format (and no model class).
     """
+    # The model lock refuses a fit from another thread; one from a callback
+    # of this fit (the same thread) ran, and left the outer fit's optimizer
+    # state, best epoch and checkpoint out of step with the parameters. Found
+    # on this thread's stack rather than kept in a flag: nothing to undo when
+    # a KeyboardInterrupt or a fork cuts a fit short.
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _EPOCH_LOOP and frame.f_locals["run"].net is net:
+            raise RuntimeError("fit was called from inside a fit of the same network (from a callback); fit a "
+                               "copy (copy.deepcopy(net)) instead")
+        frame = frame.f_back
     provider = None
 
     def prepare():
@@ -450,7 +472,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             if not isinstance(vd, (tuple, list)) or len(vd) != 2:
                 raise TypeError("validation_data must be a pair (X_val, Y_val)")
             Xv = net._check_X(vd[0], name="validation_data[0]")
-            Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]")
+            Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
             val = (Xv, Yv)
         net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
         return settings, user_cbs, checkpoint, resume, val
