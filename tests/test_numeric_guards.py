@@ -183,3 +183,30 @@ def test_classifier_divergence_is_a_value_error_with_scikit_learns_message():
     with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
         MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=1.0, momentum=0.9, max_iter=20,
                       random_state=0).fit(X, y)
+
+
+def test_nan_written_by_a_callback_is_not_blamed_on_training():
+    """A callback wrote NaN at the end of epoch 1: the snapshot of epoch 2 holds
+    it, so the message must not claim those parameters are whole again, nor
+    advise a lower learning rate."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4))
+    Y = X[:, :1] - X[:, 1:2]
+
+    class WritesNaN:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 0:
+                net.parameters[0] = np.nan
+
+    with pytest.raises(NonFiniteError, match=r"in epoch 2, .*held NaN or infinity before epoch 2 already") as info:
+        make("float64").fit(X, Y, epochs=3, learning_rate=0.01, callbacks=[WritesNaN()])
+    assert "learning_rate" not in str(info.value)
+
+
+def test_nan_written_before_the_fit_asks_for_finite_values_not_a_lower_rate():
+    X, Y = diverging_data()
+    net = make()
+    net.parameters[0] = np.nan
+    with pytest.raises(NonFiniteError, match=r"the parameters hold NaN or infinity before training") as info:
+        net.fit(X / 1e3, Y / 1e6, epochs=1)
+    assert "learning_rate" not in str(info.value)

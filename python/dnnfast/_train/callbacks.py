@@ -69,13 +69,27 @@ class NonFiniteGuard(Callback):
         """stacklevel: the frames up to the user's call of fit (fail, check_*, the driver,
         Network.fit and its lock's wrapper)."""
         layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, self.run.X)
-        msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
+        # Training's advice only where training made them: NaN written into
+        # the parameters before the fit, or between epochs (by a callback),
+        # needs finite values instead.
+        hint = " (lower learning_rate, scale the data, or pass on_nonfinite='warn' to go on)"
+        if epoch == 0:
+            msg = f"the parameters hold NaN or infinity {describe(epoch, layer, where)} (written into them " \
+                  "before the fit): give them finite values"
+            hint = ""
+        else:
+            msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"
         if self.mode == "raise":
             if restore and self.good is not None:
                 net.parameters[...] = self.good[0]
                 self.run.state.restore(self.good[1])
-                msg += f"; the parameters are those from before epoch {epoch}"
-            msg += " (lower learning_rate, scale the data, or pass on_nonfinite='warn' to go on)"
+                if _core.all_finite(self.good[0]):
+                    msg += f"; the parameters are those from before epoch {epoch}"
+                else:
+                    msg += (f"; the parameters held NaN or infinity before epoch {epoch} already (written into "
+                            "them between epochs, by a callback?) and are left so")
+                    hint = ""
+            msg += hint
             exc = NonFiniteError(msg, epoch=epoch, layer=layer, where=where)
             exc.history = self.run.state.history
             raise exc
