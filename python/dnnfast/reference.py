@@ -16,13 +16,78 @@ The softmax derivative is also given as the literal 4-index Jacobian
 """
 from __future__ import annotations
 
+import collections.abc
 import math
+import numbers
 
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
 from ._validation import check_memory, network_bytes
-from .batching import batch_indices
+from .batching import batch_indices, check_batch_size
+
+
+# ---------------------------------------------------------------------------
+# Argument checks. Written here rather than taken from _validation: the
+# functions below run in the tests' inner loops, so they check only types,
+# dtypes and shapes (no pass over the data); Network checks its users' data
+# for NaN and infinity once, on the way in.
+# ---------------------------------------------------------------------------
+
+def _float_array(a, name):
+    # An integer array would be computed in integer (sigmoid of [[1, -1]]
+    # came back [[0, 0]]), a list has no dtype to compute in.
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        what = f"an array of dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a NumPy array of a real floating dtype, got {what}")
+    return a
+
+
+def _matrix(a, name):
+    _float_array(a, name)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    return a
+
+
+def _same_shape(a, name, b, b_name):
+    # NumPy would broadcast a (3, 1) Y against a (3, 4) Yhat without a word.
+    if a.shape != b.shape:
+        raise ValueError(f"{name} has shape {a.shape} but {b_name} has shape {b.shape}")
+
+
+def _known(name, table, kind, where="name"):
+    if not isinstance(name, str):
+        raise TypeError(f"{where} must be a string {kind} name, got {type(name).__name__}")
+    if name not in table:
+        raise ValueError(f"{where}: unknown {kind} {name!r}; known: {', '.join(table)}")
+
+
+def _real(value, name, positive=False):
+    # np.float32("0.5") parses a string, np.float32(None) is NaN, True is 1.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, got {value!r}")
+
+
+def _row_weights(w, n):
+    if w is None:
+        return
+    _float_array(w, "w")
+    if w.shape != (n,):
+        raise ValueError(f"w must hold one weight per row, shape ({n},), got shape {w.shape}")
+
+
+def _rng(seed, name):
+    # default_rng's own errors ("expected non-negative integer") name no argument,
+    # and it takes True for 1.
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be None, a non-negative integer or a numpy Generator: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -85,20 +150,31 @@ DERIVATIVES = {
 }
 
 
-def _alpha(name, alpha, dtype):
+def _alpha(name, alpha, Z):
+    dtype = Z.dtype
     if alpha is None:
         return dtype.type(0)
+    if isinstance(alpha, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"alpha must be a number or one per unit, got {alpha!r}")
+    a = np.asarray(alpha)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"alpha must be a real number or array, got dtype {a.dtype}")
+    # One per unit, or one for all: a vector of another length would broadcast or fail in the op.
+    if a.ndim != 0 and (Z.ndim == 0 or a.shape != (Z.shape[-1],)):
+        raise ValueError(f"alpha must be a scalar or one per unit ({Z.shape[-1:]}), got shape {a.shape}")
     return np.asarray(alpha, dtype=dtype)
 
 
 def activation_forward(name, Z, alpha=None):
     """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for prelu)."""
-    return ACTIVATIONS[name](Z, _alpha(name, alpha, Z.dtype)).astype(Z.dtype, copy=False)
+    _known(name, ACTIVATIONS, "activation")
+    _float_array(Z, "Z")
+    return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
 def softmax_jacobian(A):
     """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3."""
-    n, m = A.shape
+    n, m = _matrix(A, "A").shape
     J = np.zeros((n, m, n, m), dtype=A.dtype)
     for i in range(n):
         for j in range(m):
@@ -109,18 +185,25 @@ def softmax_jacobian(A):
 
 def softmax_backward_literal(A, dA):
     """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes."""
+    _same_shape(_float_array(dA, "dA"), "dA", _matrix(A, "A"), "A")
     return np.tensordot(dA, softmax_jacobian(A), axes=([0, 1], [0, 1]))
 
 
 def activation_backward(name, Z, A, dA, alpha=None):
     """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
+    _known(name, ACTIVATIONS, "activation")
+    for a, a_name in ((Z, "Z"), (A, "A"), (dA, "dA")):
+        _float_array(a, a_name)
+    _same_shape(A, "A", Z, "Z")
+    _same_shape(dA, "dA", Z, "Z")
     if name == "softmax":
         return A * (dA - np.sum(dA * A, axis=1, keepdims=True))
-    return dA * DERIVATIVES[name](Z, A, _alpha(name, alpha, Z.dtype))
+    return dA * DERIVATIVES[name](Z, A, _alpha(name, alpha, Z))
 
 
 def prelu_alpha_backward(Z, dA):
     """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
+    _same_shape(_float_array(dA, "dA"), "dA", _float_array(Z, "Z"), "Z")
     return np.sum(dA * np.where(Z <= 0, Z, 0), axis=0)
 
 
@@ -164,8 +247,15 @@ LOSS_GRADIENTS = {
 }
 
 
+def _loss_args(Y, Yhat, w):
+    _same_shape(_float_array(Y, "Y"), "Y", _matrix(Yhat, "Yhat"), "Yhat")
+    _row_weights(w, Yhat.shape[0])
+
+
 def loss_forward(name, Y, Yhat, w=None):
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
+    _known(name, LOSSES, "loss")
+    _loss_args(Y, Yhat, w)
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
     # loss does); the float64 clip inside LOSSES is then a no-op.
     P = _clip(Yhat) if name in ("bce", "cce") else _clip_positive(Yhat) if name == "poisson" else Yhat
@@ -175,12 +265,17 @@ def loss_forward(name, Y, Yhat, w=None):
 
 def loss_backward(name, Y, Yhat, scale, w=None):
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
+    _known(name, LOSS_GRADIENTS, "loss")
+    _loss_args(Y, Yhat, w)
+    _real(scale, "scale")
     g = LOSS_GRADIENTS[name](Y, Yhat, Yhat.dtype.type(scale))
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
 
 def output_backward_fused(Y, Yhat, scale, w=None):
     """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
+    _loss_args(Y, Yhat, w)
+    _real(scale, "scale")
     g = scale * (Yhat - Y)
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
@@ -191,16 +286,31 @@ def output_backward_fused(Y, Yhat, scale, w=None):
 
 def linear_forward(A, W, b):
     """Z = A W + b (b broadcast to every row)."""
+    _matrix(A, "A")
+    _matrix(W, "W")
+    _float_array(b, "b")
+    if A.shape[1] != W.shape[0]:
+        raise ValueError(f"A has {A.shape[1]} columns but W has {W.shape[0]} rows")
+    # b is one row: a (n, m) b, or a (1, 1) one, would broadcast.
+    if b.shape != (1, W.shape[1]):
+        raise ValueError(f"b must have shape (1, {W.shape[1]}) (one row, W's columns), got shape {b.shape}")
     return A @ W + b
 
 
 def linear_backward(A, W, dZ):
     """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T."""
+    _matrix(A, "A")
+    _matrix(W, "W")
+    _matrix(dZ, "dZ")
+    if dZ.shape != (A.shape[0], W.shape[1]) or A.shape[1] != W.shape[0]:
+        raise ValueError(f"A {A.shape}, W {W.shape} and dZ {dZ.shape} do not fit A W = Z")
     return A.T @ dZ, dZ.sum(axis=0, keepdims=True), dZ @ W.T
 
 
 def sgd_update(params, grads, learning_rate):
     """In place: params -= learning_rate * grads."""
+    _same_shape(_float_array(grads, "grads"), "grads", _float_array(params, "params"), "params")
+    _real(learning_rate, "learning_rate", positive=True)
     params -= params.dtype.type(learning_rate) * grads
 
 
@@ -208,8 +318,23 @@ def sgd_update(params, grads, learning_rate):
 # The whole network.
 # ---------------------------------------------------------------------------
 
+def _check_layers(weights, biases, activations):
+    # zip would drop the layers past the shortest list without a word.
+    for seq, seq_name in ((weights, "weights"), (biases, "biases"), (activations, "activations")):
+        if not isinstance(seq, (list, tuple)):
+            raise TypeError(f"{seq_name} must be a list, one entry per layer, got {type(seq).__name__}")
+    if not len(weights) == len(biases) == len(activations) or not weights:
+        raise ValueError(f"weights, biases and activations need one entry per layer each, got "
+                         f"{len(weights)}, {len(biases)} and {len(activations)}")
+    for l, act in enumerate(activations):
+        if not isinstance(act, (list, tuple)) or len(act) != 2:
+            raise TypeError(f"activations[{l}] must be a (name, alpha) pair, got {act!r:.80}")
+
+
 def forward(weights, biases, activations, X):
     """Zs[l], As[l] for l = 1..L (As[0] = X is prepended). ``activations``: list of (name, alpha)."""
+    _check_layers(weights, biases, activations)
+    _matrix(X, "X")
     Zs, As = [], [X]
     for W, b, (name, alpha) in zip(weights, biases, activations):
         Z = linear_forward(As[-1], W, b)
@@ -220,6 +345,11 @@ def forward(weights, biases, activations, X):
 
 def gradients(weights, biases, activations, loss, X, Y, fused=True):
     """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
+    _known(loss, LOSSES, "loss", "loss")
+    if not isinstance(fused, (bool, np.bool_)):
+        raise TypeError(f"fused must be True or False, got {fused!r}")
+    if _matrix(X, "X").shape[0] == 0:
+        raise ValueError("X is empty (0 rows)")
     Zs, As = forward(weights, biases, activations, X)
     n = X.shape[0]
     Yhat = As[-1]
@@ -270,23 +400,41 @@ class Network:
     def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot"):
         # Its own checks and initialisation, written from the definitions, so
         # that a test comparing the two classes compares two implementations.
+        # int() took 2.7 for 2, True for 1 and "23" for [2, 3]; a set or a
+        # dict has no layer order.
+        if (isinstance(sizes, (str, bytes, collections.abc.Set, collections.abc.Mapping))
+                or not hasattr(sizes, "__len__")):
+            raise TypeError(f"sizes must be a list of layer sizes, got {sizes!r:.80}")
+        for s in sizes:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+                raise TypeError(f"sizes must hold integers, got {s!r}")
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes: at least two positive layer sizes, got {sizes}")
         if isinstance(activations, str) or (isinstance(activations, tuple) and len(activations) == 2
                                             and isinstance(activations[1], dict)):
             activations = [activations] * (len(sizes) - 1)
+        if not isinstance(activations, (list, tuple)):
+            raise TypeError(f"activations must be a name, a (name, params) pair or a list of them, one per "
+                            f"layer, got {activations!r:.80}")
         if len(activations) != len(sizes) - 1:
             raise ValueError(f"activations: one per layer ({len(sizes) - 1}), got {len(activations)}")
         self.sizes = sizes
         self._acts = [parse_activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
         self.loss = resolve_loss(loss)
+        # np.dtype(None) is float64.
+        if dtype is None or not isinstance(dtype, (str, type, np.dtype)):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if str(np.dtype(dtype)) not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = np.dtype(dtype)
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
-        self._rng = np.random.default_rng(seed)
+        self._rng = _rng(seed, "seed")
         self.weights, self.biases, alphas = _initial_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
         self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
@@ -295,14 +443,54 @@ class Network:
     def _activations(self):
         return [(spec.name, self.alphas[l]) for l, spec in enumerate(self._acts)]
 
+    def _array(self, a, name, kinds):
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numeric array: {exc}") from None
+        if arr.dtype.kind not in kinds:
+            raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+        return arr
+
+    def _finite(self, a, name):
+        # After the conversion, so that values too large for the dtype count too.
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinity (or values too large for {a.dtype})")
+        return a
+
     def _prepare(self, X, Y=None):
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = self._array(X, "X", "biuf")
+        if X.ndim != 2:
+            hint = " (use reshape(1, -1) for a single row)" if X.ndim == 1 else ""
+            raise ValueError(f"X must be 2-D, got an array of shape {X.shape}{hint}")
+        if X.shape[0] == 0:
+            raise ValueError("X is empty (0 rows)")
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
+        with np.errstate(over="ignore"):
+            X = self._finite(np.ascontiguousarray(X, dtype=self.dtype), "X")
         if Y is None:
             return X, None
-        Y = np.asarray(Y)
+        n, m = X.shape[0], self.sizes[-1]
+        Y = self._array(Y, "Y", "biuf")
+        if Y.ndim not in (1, 2):
+            raise ValueError(f"Y must be 1-D or 2-D, got an array of shape {Y.shape}")
+        if Y.shape[0] != n:
+            raise ValueError(f"Y has {Y.shape[0]} rows but X has {n}")
         if Y.ndim == 1 and self.loss == "cce":
+            # Class labels, taken as indices: -1 would be the last class, 2.7 class 2.
+            if Y.dtype.kind == "b":
+                raise TypeError("Y: class labels must be integers, got dtype bool")
+            if Y.dtype.kind == "f" and not (np.isfinite(Y) & (Y == np.floor(Y))).all():
+                raise ValueError("Y: class labels must be whole numbers")
+            if Y.min() < 0 or Y.max() >= m:
+                raise ValueError(f"Y: class labels must lie in [0, {m}), got {Y.min()}..{Y.max()}")
             Y = np.eye(self.sizes[-1], dtype=self.dtype)[Y.astype(np.int64)]
-        return X, np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=self.dtype)
+        Y = Y.reshape(len(Y), -1)
+        if Y.shape[1] != m:
+            raise ValueError(f"Y has {Y.shape[1]} columns but the network has {m} outputs")
+        with np.errstate(over="ignore"):
+            return X, self._finite(np.ascontiguousarray(Y, dtype=self.dtype), "Y")
 
     def forward(self, X):
         X, _ = self._prepare(X)
@@ -322,8 +510,18 @@ class Network:
         return dWs, dbs
 
     def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None):
+        # Checked before anything runs: a negative count ran no epoch and True one, and
+        # batch_size and shuffle would otherwise be seen only in the first epoch.
+        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, numbers.Integral):
+            raise TypeError(f"epochs must be an integer, got {epochs!r}")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        _real(learning_rate, "learning_rate", positive=True)
+        check_batch_size(batch_size)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         X, Y = self._prepare(X, Y)
-        rng = self._rng if seed is None else np.random.default_rng(seed)
+        rng = self._rng if seed is None else _rng(seed, "seed")
         history = []
         for _ in range(epochs):
             total = 0.0

@@ -1,0 +1,278 @@
+"""dnnfast.reference refuses bad input with an error that names the argument,
+as dnnfast itself does, instead of truncating, broadcasting or computing NaN
+(the yardstick must not measure a wrong answer); valid input gives the same
+bits as before the checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnnfast  # noqa: F401  (the package the yardstick belongs to)
+from dnnfast import reference
+
+
+def _data(n=20):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4)), rng.integers(0, 3, n)
+
+
+def _net():
+    return reference.Network([4, 5, 3], ["relu", "softmax"], seed=0)
+
+
+# -- the constructor ---------------------------------------------------------
+
+@pytest.mark.parametrize("sizes,exc", [([2.7, 3], TypeError), ("23", TypeError), ([True, 3], TypeError),
+                                       ([float("nan"), 3], TypeError), ({4, 3}, TypeError), (None, TypeError),
+                                       ([3], ValueError), ([3, 0], ValueError)],
+                         ids=["float", "str", "bool", "nan", "set", "None", "one", "zero"])
+def test_sizes_refused(sizes, exc):
+    with pytest.raises(exc, match="sizes"):
+        reference.Network(sizes, ["relu"])
+
+
+@pytest.mark.parametrize("acts,exc", [(None, TypeError), (5, TypeError), (["relu", "relu"], ValueError)])
+def test_activations_refused(acts, exc):
+    with pytest.raises(exc, match="activations"):
+        reference.Network([3, 2], acts)
+
+
+@pytest.mark.parametrize("seed,exc", [(-1, ValueError), (2.5, TypeError), ("abc", TypeError), (True, TypeError)])
+def test_seed_refused(seed, exc):
+    with pytest.raises(exc, match="seed"):
+        reference.Network([3, 2], "relu", seed=seed)
+
+
+@pytest.mark.parametrize("dtype,exc", [(None, TypeError), ("nope", ValueError), ("float16", ValueError)])
+def test_dtype_refused(dtype, exc):
+    with pytest.raises(exc, match="dtype"):
+        reference.Network([3, 2], "relu", dtype=dtype)
+
+
+# -- fit's scalars -------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,exc,name", [
+    (dict(epochs=-3), ValueError, "epochs"), (dict(epochs=True), TypeError, "epochs"),
+    (dict(epochs=2.0), TypeError, "epochs"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate=None), TypeError, "learning_rate"), (dict(learning_rate="0.1"), TypeError, "learning_rate"),
+    (dict(learning_rate=-5.0), ValueError, "learning_rate"), (dict(learning_rate=True), TypeError, "learning_rate"),
+    (dict(epochs=0, batch_size=0), ValueError, "batch_size"), (dict(epochs=0, shuffle="no"), TypeError, "shuffle"),
+    (dict(seed=-1), ValueError, "seed"),
+], ids=lambda v: repr(v) if isinstance(v, dict) else "")
+def test_fit_scalars_refused_and_nothing_trained(kw, exc, name):
+    X, y = _data()
+    net = _net()
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(exc, match=name):
+        net.fit(X, y, **{"epochs": 2, **kw})
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))
+
+
+# -- X and Y at the Network API ---------------------------------------------------
+
+def _bad_X():
+    X, _ = _data()
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    return [(Xn, ValueError), (np.full((20, 4), np.inf), ValueError), (np.ones(4), ValueError),
+            (np.ones((20, 5)), ValueError), (np.ones((0, 4)), ValueError), (np.full((20, 4), "a"), TypeError),
+            (np.ones((20, 4), dtype=complex), TypeError), (np.full((20, 4), 1e300), ValueError)]
+
+
+@pytest.mark.parametrize("method", ["fit", "predict", "cost", "gradients", "forward"])
+@pytest.mark.parametrize("case", range(len(_bad_X())),
+                         ids=["nan", "inf", "1-D", "5-cols", "empty", "str", "complex", "too-large-f32"])
+def test_X_refused(method, case):
+    Xbad, exc = _bad_X()[case]
+    _, y = _data()
+    net = _net()
+    args = (Xbad,) if method in ("predict", "forward") else (Xbad, y)
+    with pytest.raises(exc, match="X"):
+        getattr(net, method)(*args)
+
+
+def _bad_Y():
+    _, y = _data()
+    neg = y.copy()
+    neg[0] = -1
+    frac = y.astype(float)
+    frac[0] = 2.7
+    big = y.copy()
+    big[0] = 3
+    nanl = y.astype(float)
+    nanl[0] = np.nan
+    onehot = np.eye(3)[y]
+    onehot_nan = onehot.copy()
+    onehot_nan[0, 0] = np.nan
+    return [(neg, ValueError), (frac, ValueError), (big, ValueError), (nanl, ValueError),
+            (np.concatenate([y, y]), ValueError), (y[:5], ValueError), (y.astype(bool), TypeError),
+            (onehot[:, :1], ValueError), (onehot_nan, ValueError), (np.ones((20, 3, 1)), ValueError),
+            (y.astype(str), TypeError)]
+
+
+@pytest.mark.parametrize("method", ["fit", "cost", "gradients"])
+@pytest.mark.parametrize("case", range(len(_bad_Y())),
+                         ids=["label-1", "label2.7", "label3", "label-nan", "too-long", "too-short", "bool",
+                              "one-column", "onehot-nan", "3-D", "str"])
+def test_Y_refused(method, case):
+    Ybad, exc = _bad_Y()[case]
+    X, _ = _data()
+    with pytest.raises(exc, match="Y"):
+        getattr(_net(), method)(X, Ybad)
+
+
+def test_sse_Y_with_too_few_columns_refused():
+    X, _ = _data()
+    net = reference.Network([4, 3], ["identity"], loss="sse", seed=0)
+    with pytest.raises(ValueError, match="Y has 1 columns"):
+        net.fit(X, np.ones(20))  # a (20, 1) Y would broadcast against (20, 3)
+
+
+# -- the module's functions ------------------------------------------------------------
+
+F = np.ones((3, 4))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: reference.activation_forward("nope", F),
+    lambda: reference.activation_backward("nope", F, F, F),
+    lambda: reference.loss_forward("nope", F, F),
+    lambda: reference.loss_backward("nope", F, F, 1.0),
+    lambda: reference.gradients([np.ones((4, 2))], [np.zeros((1, 2))], [("relu", None)], "nope", F, np.ones((3, 2))),
+], ids=["activation_forward", "activation_backward", "loss_forward", "loss_backward", "gradients"])
+def test_unknown_name_lists_the_known_ones(call):
+    with pytest.raises(ValueError, match=r"unknown .*'nope'; known: .*(relu|cce)"):
+        call()
+
+
+I = np.ones((3, 4), dtype=np.int64)
+L = [[1.0] * 4] * 3
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: reference.activation_forward("relu", L), "Z"),
+    (lambda: reference.activation_forward("sigmoid", I), "Z"),
+    (lambda: reference.activation_backward("relu", F, F, I), "dA"),
+    (lambda: reference.activation_backward("relu", F, I, F), "A"),
+    (lambda: reference.prelu_alpha_backward(I, F), "Z"),
+    (lambda: reference.loss_forward("sse", F, I), "Yhat"),
+    (lambda: reference.loss_forward("sse", L, F), "Y"),
+    (lambda: reference.loss_backward("sse", F, F, "0.5"), "scale"),
+    (lambda: reference.loss_backward("sse", F, F, True), "scale"),
+    (lambda: reference.output_backward_fused(F, I, 0.5), "Yhat"),
+    (lambda: reference.linear_forward(I, np.ones((4, 2)), np.zeros((1, 2))), "A"),
+    (lambda: reference.linear_backward(F, np.ones((4, 2)), np.ones((3, 2), dtype=np.int32)), "dZ"),
+    (lambda: reference.sgd_update(np.ones(3), np.ones(3), "0.1"), "learning_rate"),
+    (lambda: reference.sgd_update(np.ones(3), [1.0, 1.0, 1.0], 0.1), "grads"),
+    (lambda: reference.activation_forward("leaky_relu", F, "0.1"), "alpha"),
+    (lambda: reference.softmax_jacobian(I), "A"),
+], ids=["list-Z", "int-Z", "int-dA", "int-A", "prelu-int-Z", "int-Yhat", "list-Y", "str-scale", "bool-scale",
+        "fused-int-Yhat", "int-A", "int-dZ", "str-rate", "list-grads", "str-alpha", "int-jacobian"])
+def test_non_float_arrays_refused(call, name):
+    with pytest.raises(TypeError, match=name):
+        call()
+
+
+@pytest.mark.parametrize("call,names", [
+    (lambda: reference.loss_forward("cce", np.ones((3, 1)), np.full((3, 4), .25)), "Y.*Yhat"),
+    (lambda: reference.loss_backward("sse", np.ones((1, 4)), F, 1.0), "Y.*Yhat"),
+    (lambda: reference.output_backward_fused(np.ones((3, 1)), F, 1.0), "Y.*Yhat"),
+    (lambda: reference.loss_forward("sse", F, F, np.ones(1)), "w"),
+    (lambda: reference.loss_backward("sse", F, F, 1.0, np.ones((3, 1))), "w"),
+    (lambda: reference.linear_forward(F, np.ones((4, 2)), np.zeros((3, 2))), "b"),
+    (lambda: reference.linear_forward(F, np.ones((4, 2)), np.zeros((1, 1))), "b"),
+    (lambda: reference.linear_forward(F, np.ones((5, 2)), np.zeros((1, 2))), "A.*W"),
+    (lambda: reference.linear_backward(F, np.ones((4, 2)), np.ones((3, 1))), "dZ"),
+    (lambda: reference.activation_backward("tanh", F, F, np.ones((1, 4))), "dA.*Z"),
+    (lambda: reference.prelu_alpha_backward(F, np.ones((3, 1))), "dA.*Z"),
+    (lambda: reference.sgd_update(np.ones((3, 2)), np.ones((1, 2)), 0.1), "grads.*params"),
+    (lambda: reference.activation_forward("prelu", F, np.ones(3)), "alpha"),
+    (lambda: reference.softmax_backward_literal(F, np.ones((3, 1))), "dA.*A"),
+], ids=["cce-Y-column", "sse-Y-row", "fused-Y", "w-short", "w-2D", "b-rows", "b-1x1", "A-W", "dZ", "act-dA",
+        "prelu-dA", "sgd", "alpha-length", "literal"])
+def test_shapes_that_only_broadcast_refused(call, names):
+    with pytest.raises(ValueError, match=names):
+        call()
+
+
+W1, W2, b1, b2 = np.ones((4, 5)), np.ones((5, 3)), np.zeros((1, 5)), np.zeros((1, 3))
+ACTS = [("relu", None), ("softmax", None)]
+
+
+@pytest.mark.parametrize("Ws,bs,acts", [([W1, W2], [b1], ACTS), ([W1], [b1, b2], ACTS), ([W1, W2], [b1, b2], ACTS[:1]),
+                                        ([], [], [])], ids=["1-bias", "1-weight", "1-activation", "none"])
+@pytest.mark.parametrize("fn", ["forward", "gradients"])
+def test_layer_lists_of_different_lengths_refused(fn, Ws, bs, acts):
+    X = np.ones((2, 4))
+    args = (Ws, bs, acts, X) if fn == "forward" else (Ws, bs, acts, "cce", X, np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="weights, biases and activations"):
+        getattr(reference, fn)(*args)
+
+
+def test_gradients_refuses_a_non_bool_fused():
+    with pytest.raises(TypeError, match="fused"):
+        reference.gradients([W1, W2], [b1, b2], ACTS, "cce", np.ones((2, 4)), np.full((2, 3), 1 / 3), fused="no")
+
+
+# -- valid input: the same bits as the code before the checks -------------------------
+
+def _original_prepare(net, X, Y):
+    # Network._prepare as it was before the checks.
+    X = np.ascontiguousarray(X, dtype=net.dtype)
+    Y = np.asarray(Y)
+    if Y.ndim == 1 and net.loss == "cce":
+        Y = np.eye(net.sizes[-1], dtype=net.dtype)[Y.astype(np.int64)]
+    return X, np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=net.dtype)
+
+
+def _original_fit(net, X, Y, epochs, batch_size, learning_rate, rng):
+    # Network.fit as it was before the checks, on the module's own arithmetic.
+    X, Y = _original_prepare(net, X, Y)
+    history = []
+    for _ in range(epochs):
+        total = 0.0
+        order = rng.permutation(X.shape[0]).astype(np.int64, copy=False)
+        size = batch_size or X.shape[0]
+        for start in range(0, X.shape[0], size):
+            idx = order[start:start + size]
+            c, dWs, dbs, dalphas = reference.gradients(net.weights, net.biases, net._activations(), net.loss,
+                                                       X[idx], Y[idx])
+            for l in range(len(net.weights)):
+                net.weights[l] -= net.weights[l].dtype.type(learning_rate) * dWs[l]
+                net.biases[l] -= net.biases[l].dtype.type(learning_rate) * dbs[l]
+                if dalphas[l] is not None:
+                    net.alphas[l] -= net.alphas[l].dtype.type(learning_rate) * dalphas[l]
+            total += c * len(idx)
+        history.append(total / X.shape[0])
+    return history
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes,acts,loss,labels", [
+    ([4, 5, 3], ["relu", "softmax"], "cce", "int"),
+    ([4, 5, 3], ["tanh", "softmax"], "cce", "float"),
+    ([4, 6, 2], [("prelu", {"alpha": 0.1}), "identity"], "sse", None),
+    ([4, 3, 1], ["elu", "sigmoid"], "bce", None),
+], ids=["cce-int-labels", "cce-float-labels", "prelu-sse", "bce"])
+def test_valid_input_gives_the_same_bits(sizes, acts, loss, labels, dtype):
+    rng = np.random.default_rng(5)
+    X = rng.integers(-3, 4, (17, 4)) if labels == "float" else rng.normal(size=(17, 4))  # integer X converted
+    if labels:
+        Y = rng.integers(0, sizes[-1], 17).astype(np.int64 if labels == "int" else np.float64)
+    elif loss == "bce":
+        Y = rng.integers(0, 2, 17).astype(float)  # 1-D, one output
+    else:
+        Y = rng.normal(size=(17, sizes[-1]))
+    new = reference.Network(sizes, acts, loss=loss, dtype=dtype, seed=3)
+    old = reference.Network(sizes, acts, loss=loss, dtype=dtype, seed=3)
+    h_new = new.fit(X, Y, epochs=3, batch_size=5, learning_rate=0.05, shuffle=True, seed=11)["cost"]
+    h_old = _original_fit(old, X, Y, 3, 5, 0.05, np.random.default_rng(11))
+    assert h_new == h_old
+    for a, b in zip(new.weights + new.biases, old.weights + old.biases):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    for a, b in zip(new.alphas, old.alphas):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+    Xo, Yo = _original_prepare(old, X, Y)
+    assert np.array_equal(new.predict(X), reference.forward(old.weights, old.biases, old._activations(), Xo)[1][-1])
+    assert new.cost(X, Y) == reference.loss_forward(loss, Yo, new.predict(X)) / 17
