@@ -23,7 +23,7 @@ import numbers
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
-from ._validation import check_memory, network_bytes
+from ._validation import as_array, check_memory, make_rng, network_bytes
 from .batching import batch_indices, check_batch_size
 
 
@@ -77,17 +77,6 @@ def _row_weights(w, n):
     _float_array(w, "w")
     if w.shape != (n,):
         raise ValueError(f"w must hold one weight per row, shape ({n},), got shape {w.shape}")
-
-
-def _rng(seed, name):
-    # default_rng's own errors ("expected non-negative integer") name no argument,
-    # and it takes True for 1.
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r}")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{name} must be None, a non-negative integer or a numpy Generator: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +423,7 @@ class Network:
         self.dtype = np.dtype(dtype)
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
-        self._rng = _rng(seed, "seed")
+        self._rng = make_rng(seed, "seed")
         self.weights, self.biases, alphas = _initial_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
         self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
@@ -443,15 +432,6 @@ class Network:
     def _activations(self):
         return [(spec.name, self.alphas[l]) for l, spec in enumerate(self._acts)]
 
-    def _array(self, a, name, kinds):
-        try:
-            arr = np.asarray(a)
-        except (ValueError, TypeError) as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be a numeric array: {exc}") from None
-        if arr.dtype.kind not in kinds:
-            raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
-        return arr
-
     def _finite(self, a, name):
         # After the conversion, so that values too large for the dtype count too.
         if not np.isfinite(a).all():
@@ -459,7 +439,7 @@ class Network:
         return a
 
     def _prepare(self, X, Y=None):
-        X = self._array(X, "X", "biuf")
+        X = as_array(X, "X")
         if X.ndim != 2:
             hint = " (use reshape(1, -1) for a single row)" if X.ndim == 1 else ""
             raise ValueError(f"X must be 2-D, got an array of shape {X.shape}{hint}")
@@ -472,7 +452,7 @@ class Network:
         if Y is None:
             return X, None
         n, m = X.shape[0], self.sizes[-1]
-        Y = self._array(Y, "Y", "biuf")
+        Y = as_array(Y, "Y")
         if Y.ndim not in (1, 2):
             raise ValueError(f"Y must be 1-D or 2-D, got an array of shape {Y.shape}")
         if Y.shape[0] != n:
@@ -521,7 +501,7 @@ class Network:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         X, Y = self._prepare(X, Y)
-        rng = self._rng if seed is None else _rng(seed, "seed")
+        rng = self._rng if seed is None else make_rng(seed, "seed")
         history = []
         for _ in range(epochs):
             total = 0.0
