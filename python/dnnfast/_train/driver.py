@@ -426,9 +426,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     return history
 
 
-
-
-_EPOCH_LOOP = run_epochs.__code__
+_EPOCH_LOOP = run_epochs.__code__  # what fit_network looks for on the stack
 
 
 def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
