@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from ._validation import check_bool
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -34,11 +36,8 @@ def check_batch_size(batch_size, n=None):
 def epoch_order(n, shuffle=False, rng=None):
     """The order rows are visited in one epoch (int64 indices)."""
     # A truthy string or a RandomState would otherwise reach the first batch
-    # as an AttributeError, or pick an order silently. (The same rule as
-    # _validation.check_bool, written out: this module, which the NumPy
-    # reference uses, imports nothing that loads the core.)
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    # as an AttributeError, or pick an order silently.
+    check_bool(shuffle, "shuffle")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
     if not shuffle:

@@ -23,7 +23,8 @@ import numbers
 import numpy as np
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
-from ._validation import as_array, check_memory, make_rng, network_bytes
+from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
+                          network_bytes)
 from .batching import batch_indices, check_batch_size
 
 
@@ -63,12 +64,12 @@ def _known(name, table, kind, where="name"):
         raise ValueError(f"{where}: unknown {kind} {name!r}; known: {', '.join(table)}")
 
 
-def _real(value, name, positive=False):
+def _real(value, name):
     # np.float32("0.5") parses a string, np.float32(None) is NaN, True is 1.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def _row_weights(w, n):
@@ -299,7 +300,7 @@ def linear_backward(A, W, dZ):
 def sgd_update(params, grads, learning_rate):
     """In place: params -= learning_rate * grads."""
     _same_shape(_float_array(grads, "grads"), "grads", _float_array(params, "params"), "params")
-    _real(learning_rate, "learning_rate", positive=True)
+    check_positive_float(learning_rate, "learning_rate")
     params -= params.dtype.type(learning_rate) * grads
 
 
@@ -335,8 +336,7 @@ def forward(weights, biases, activations, X):
 def gradients(weights, biases, activations, loss, X, Y, fused=True):
     """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
     _known(loss, LOSSES, "loss", "loss")
-    if not isinstance(fused, (bool, np.bool_)):
-        raise TypeError(f"fused must be True or False, got {fused!r}")
+    check_bool(fused, "fused")
     if _matrix(X, "X").shape[0] == 0:
         raise ValueError("X is empty (0 rows)")
     Zs, As = forward(weights, biases, activations, X)
@@ -492,14 +492,10 @@ class Network:
     def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None):
         # Checked before anything runs: a negative count ran no epoch and True one, and
         # batch_size and shuffle would otherwise be seen only in the first epoch.
-        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, numbers.Integral):
-            raise TypeError(f"epochs must be an integer, got {epochs!r}")
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        _real(learning_rate, "learning_rate", positive=True)
+        check_positive_int(epochs, "epochs", allow_zero=True)
+        check_positive_float(learning_rate, "learning_rate")
         check_batch_size(batch_size)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        check_bool(shuffle, "shuffle")
         X, Y = self._prepare(X, Y)
         rng = self._rng if seed is None else make_rng(seed, "seed")
         history = []

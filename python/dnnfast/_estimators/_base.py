@@ -280,17 +280,16 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _params(self, net, dtype):
         """The parameters as a flat buffer for one call: the bound one, or
         coefs_ & co packed anew (the attributes left as they are)."""
+        self._check_alphas(net)
         P = self._bound_params()
         if P is None or P.dtype != dtype:
             P = self._pack(net, dtype)
         return P
 
-    def _check_finite(self, what):
+    def _check_finite(self, what, dtype):
         """Refuse what predict would refuse, before ``what`` (save, to_onnx)
         writes it: a file dnnfast.load refuses, or an ONNX model answering NaN."""
-        dtype = self._model_dtype()
         net = self._core_net(dtype)
-        self._check_alphas(net)
         cause = parameter_cause(what, net.layout(), self._params(net, dtype), _EDITED)
         if cause is not None:
             raise cause
@@ -355,12 +354,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _flat_params(self, net, dtype):
         """The parameters as one flat buffer of ``dtype``: the bound one, else
         coefs_ & co packed into a new one (bound to them when of their dtype)."""
-        self._check_alphas(net)
-        P = self._bound_params()
-        if P is None or P.dtype != dtype:
-            P = self._pack(net, dtype)
-            if np.dtype(dtype) == np.asarray(self.coefs_[0]).dtype:
-                self._bind(net, P)
+        P = self._params(net, dtype)
+        if P is not self._bound_params() and np.dtype(dtype) == np.asarray(self.coefs_[0]).dtype:
+            self._bind(net, P)
         return P
 
     def _alphas(self):
@@ -450,8 +446,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         self._check_fitted()
         _, specs, _ = self._architecture()
-        self._check_finite("to_onnx")
         dtype = self._model_dtype()
+        self._check_finite("to_onnx", dtype)
         layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
                    np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
                   for W, b, alpha, act in zip(self.coefs_, self.intercepts_, self._alphas(), specs)]
@@ -690,7 +686,6 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         macs = sum(c.size for c in self.coefs_)
         def forward():
             net = self._core_net(dtype)
-            self._check_alphas(net)
             # Arrays the user assigned are packed for this call only: predict
             # leaves the estimator's attributes as they are.
             P = self._params(net, dtype)

@@ -41,7 +41,7 @@ def estimator_file(est):
         raise TypeError(f"cannot save a {kind}")
     dtype = est._model_dtype()
     sizes, specs, loss = est._architecture()
-    est._check_finite("save")  # dnnfast.load would refuse the file
+    est._check_finite("save", dtype)  # dnnfast.load would refuse the file
     arrays = {}
     header = _base_header(kind, sizes, specs, loss, dtype, True)
     header["params"] = _encode_params(est, arrays)
