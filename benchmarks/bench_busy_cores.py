@@ -8,18 +8,30 @@ Two situations, each against the same work on idle cores:
   busy-procs    a W1 epoch (4096 rows, batch 64) while other processes spin
                 on every core (median seconds).
 
+With ``--far-cores SECONDS``, a third instead, for that long: W1 epochs (8192
+rows, batch 64) each after the suite's cross-core probe (worker.py's
+cross_core_slowdown: how much slower a core reads 8 MB another core just
+wrote than 8 MB of its own), every pair printed, then the median samples/s
+of the epochs after a probe at most and above FAR_CORES: whether the host
+placed the two virtual CPUs on cores that share no cache, and what that
+costs the threads' exchanges of data.
+
 dnnfast notices a thread team whose members join late (their core is held by
 another thread) and runs on one thread for a short pause; `late teams` counts
 how often that happened. Usage:
 
-    python benchmarks/bench_busy_cores.py [--threads 2] [--repeats 5]
+    python benchmarks/bench_busy_cores.py [--threads 2] [--repeats 5] [--far-cores SECONDS]
 """
 import argparse
 import multiprocessing as mp
 import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workloads import FAR_CORES  # noqa: E402
 
 
 def spin(stop):
@@ -66,17 +78,41 @@ def w1_epoch_seconds(dnnfast, X, y):
     return time.perf_counter() - t0
 
 
+def far_cores(dnnfast, seconds):
+    from worker import cross_core_slowdown
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8192, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 8192)
+    w1_epoch_seconds(dnnfast, X[:512], y[:512])  # warm-up
+    pairs, t0 = [], time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        probe = cross_core_slowdown()
+        if probe is None:
+            raise SystemExit("--far-cores: the process may use one CPU only")
+        pairs.append((probe, len(X) / w1_epoch_seconds(dnnfast, X, y)))
+    print(f"\nfar-cores: {len(pairs)} x (cross-core probe, W1 epoch samples/s) over {seconds:g} s")
+    print(" ".join(f"{p:.2f}|{s / 1e3:.0f}k" for p, s in pairs))
+    for name, sel in (("near", [s for p, s in pairs if p <= FAR_CORES]),
+                      (f"far (probe > {FAR_CORES:g})", [s for p, s in pairs if p > FAR_CORES])):
+        print(f"{name}: {len(sel)} epochs" + (f", median {np.median(sel):,.0f} samples/s" if sel else ""))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="W1 epochs per situation")
     ap.add_argument("--calls", type=int, default=40, help="GEMM calls per case and situation")
+    ap.add_argument("--far-cores", type=float, default=None, metavar="SECONDS",
+                    help="instead: W1 epochs, each after the cross-core probe, for this long")
     args = ap.parse_args()
 
     import dnnfast
     from dnnfast import _core
     dnnfast.set_num_threads(args.threads)
     print(f"dnnfast {dnnfast.__version__}, {args.threads} threads, {os.cpu_count()} CPUs")
+    if args.far_cores is not None:
+        far_cores(dnnfast, args.far_cores)
+        return
 
     late0 = _core.late_team_count()
     print("\nafter-numpy: median GFLOP/s of dnnfast._core.gemm")

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
-from workloads import (ALL_KEYS, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS, SUITES,
-                       TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, flops_per_sample, gemm_cases, median,
-                       network_spec, spread)
+from workloads import (ALL_KEYS, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS,
+                       SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores, flops_per_sample,
+                       gemm_cases, median, network_spec, spread)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "worker.py")
@@ -208,6 +208,29 @@ def fmt_cores(c):
     return "n/a" if c is None else f"{c:.2f}"
 
 
+def cross_core_runs(results):
+    """Per run of a peer that reported the cross-core probe (two threads or
+    more): the larger of its figures before and after the run."""
+    out = []
+    for r in results:
+        xs = [x for x in (r.get("cross_core") or []) if x is not None] if r.get("ok") else []
+        if xs:
+            out.append(max(xs))
+    return out
+
+
+def cross_core_note(probes):
+    """The line under a table at two threads or more: each peer's range of
+    the cross-core probe, and its runs whose cores were far apart."""
+    parts = [f"{name} {min(xs):.1f}-{max(xs):.1f}x" + (f" ({sum(x > FAR_CORES for x in xs)} of {len(xs)} runs far)"
+                                                        if max(xs) > FAR_CORES else "")
+             for name, xs in probes.items() if xs]
+    if not parts:
+        return None
+    return ("cross-core probe (a core reading 8 MB another core just wrote, against 8 MB of its own; the larger "
+            f"of before and after each run; far apart above {FAR_CORES:g}x): " + ", ".join(parts))
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):
@@ -386,9 +409,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
       "of the processes; cores = the process's CPU seconds per second of the timed part, all its threads "
       "(median of the processes); a target is UNRELIABLE when the load average exceeds the CPUs, a compared "
       f"peer's spread exceeds {100 * MAX_SPREAD:.0f}% (or it has one run), or a compared peer kept more "
-      f"than {MAX_CORES_OVER:g}x its thread count of cores busy.")
+      f"than {MAX_CORES_OVER:g}x its thread count of cores busy, or, at two threads or more, had runs whose "
+      f"cores were far apart (the cross-core probe above {FAR_CORES:g}x, printed under each table).")
 
-    summary = {"train": {}, "gemm": {}, "predict": {}, "memory": None, "scaling": None}
+    summary = {"train": {}, "gemm": {}, "gemm_cross_core": {}, "predict": {}, "memory": None, "scaling": None}
     peak_low = set()  # (dtype, threads) whose measured peak some rate of this run exceeded
 
     for key in keys:
@@ -399,7 +423,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 p("")
                 p(f"{key}: {wl['title']}; {wl['rows'][q]} rows x {wl['epochs'][q]} epoch(s), lr {wl['learning_rate']}, "
                   f"{th} thread(s)")
-                sps, errs, runs, extra, cores = {}, {}, {}, {}, {}
+                sps, errs, runs, extra, cores, probes = {}, {}, {}, {}, {}, {}
                 for peer in wl["peers"]:
                     rs = results.get(f"{key}/{th}t/{peer}")
                     if rs is None:
@@ -408,6 +432,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                         continue
                     runs[peer] = [r["samples"] / r["seconds"] for r in rs if r.get("ok")]
                     cores[peer] = median_cores(rs)
+                    probes[peer] = cross_core_runs(rs)
                     if runs[peer]:
                         sps[peer] = median(runs[peer])
                         good = [r for r in rs if r.get("ok")]
@@ -433,20 +458,24 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 if low:
                     p(PEAK_LOW_NOTE)
                     peak_low.add((wl["dtype"], th))
+                note = cross_core_note({PEER_NAME[k]: v for k, v in probes.items()})
+                if note:
+                    p(note)
                 for peer, e in extra.items():
                     p(f"{PEER_NAME[peer]}: compile {e['compile_seconds']:.2f} s per process (median; not in "
                       f"samples/s); mean loss of the first tenth of the mini-batches {e['loss_first']:.3f}, "
                       f"of the last tenth {e['loss_last']:.3f}")
                 summary["train"][f"{key}/{th}"] = {"samples_per_s": sps, "runs": runs, "errors": errs,
-                                                   "compile": extra, "cores": cores}
+                                                   "compile": extra, "cores": cores, "cross_core": probes}
         elif key == "G":
             for th in sorted({g[1] for g in groups if g[0] == "G"}):
                 p("")
                 p(f"G: GEMM float32, dnnfast._core.gemm vs numpy.matmul (.T views), {th} thread(s); "
                   f"GFLOP/s = 2*M*N*K / median time; spread: the larger of the two peers'")
-                per_peer, per_run = {}, {}
+                per_peer, per_run, probes = {}, {}, {}
                 for peer in ("numpy", "dnnfast"):
                     rs = results.get(f"G/{th}t/{peer}", [])
+                    probes[peer] = cross_core_runs(rs)
                     good = [r for r in rs if r.get("ok")]
                     if not good:
                         per_peer[peer] = first_error(rs) or "no result"
@@ -481,12 +510,16 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 if low:
                     p(PEAK_LOW_NOTE)
                     peak_low.add(("float32", th))
+                note = cross_core_note({PEER_NAME[k]: v for k, v in probes.items()})
+                if note:
+                    p(note)
                 summary["gemm"][th] = gsum
+                summary["gemm_cross_core"][th] = probes
         elif key == "P":
             for th in threads:
                 p("")
                 p(f"P: predict() latency of ONE row, W1 network, {th} thread(s); median of many calls")
-                lat, lat_runs, cores = {}, {}, {}
+                lat, lat_runs, cores, probes = {}, {}, {}, {}
                 rows = []
                 for peer in PREDICT_PEERS:
                     rs = results.get(f"P/{th}t/{peer}")
@@ -500,6 +533,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                     lat_runs[peer] = [r["median_us"] for r in good]
                     lat[peer] = median(lat_runs[peer])
                     cores[peer] = median_cores(rs)
+                    probes[peer] = cross_core_runs(rs)
                     rows.append([PEER_NAME[peer], f"{lat[peer]:.1f}",
                                  f"{median([r['p10_us'] for r in good]):.1f}-{median([r['p90_us'] for r in good]):.1f}",
                                  fmt_spread(lat_runs[peer]), fmt_cores(cores[peer]), None])
@@ -508,7 +542,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                         peer = [k for k, v in PEER_NAME.items() if v == r[0]][0]
                         r[5] = "-" if peer == "dnnfast" or "dnnfast" not in lat else fmt_ratio(lat[peer] / lat["dnnfast"])
                 p(table(["peer", "median us", "p10-p90 us", "spread", "cores", "peer/dnnfast"], rows))
-                summary["predict"][th] = {"median_us": lat, "runs": lat_runs, "cores": cores}
+                note = cross_core_note({PEER_NAME[k]: v for k, v in probes.items()})
+                if note:
+                    p(note)
+                summary["predict"][th] = {"median_us": lat, "runs": lat_runs, "cores": cores, "cross_core": probes}
         elif key == "M":
             th = max(threads)
             rs = results.get(f"M/{th}t/dnnfast", [])
@@ -541,10 +578,14 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
         g1 = [r["samples"] / r["seconds"] for r in (s1 or []) if r.get("ok")]
         g2 = [r["samples"] / r["seconds"] for r in (s2 or []) if r.get("ok")]
         if g1 and g2:
-            summary["scaling"] = {"ratio": median(g2) / median(g1), "runs_1t": g1, "runs_2t": g2}
+            summary["scaling"] = {"ratio": median(g2) / median(g1), "runs_1t": g1, "runs_2t": g2,
+                                  "cross_core_2t": cross_core_runs(s2)}
             p(table(["threads", "samples/s", "spread"], [["1", f"{median(g1):,.0f}", fmt_spread(g1)],
                                                          ["2", f"{median(g2):,.0f}", fmt_spread(g2)]]))
             p(f"speed-up 2 vs 1 thread: {summary['scaling']['ratio']:.2f}x")
+            note = cross_core_note({"dnnfast 2t": summary["scaling"]["cross_core_2t"]})
+            if note:
+                p(note)
         else:
             p(f"  error: {first_error(s1 or []) or first_error(s2 or []) or 'no result'}")
 
@@ -596,8 +637,9 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
             return None, f"dnnfast {t['errors'].get('dnnfast')}", None, []
         if peer not in sps:
             return None, f"{PEER_NAME[peer]} {t['errors'].get(peer)}", None, []
-        cores = t.get("cores", {})
-        over = excess_cores({"dnnfast": cores.get("dnnfast"), PEER_NAME[peer]: cores.get(peer)}, th)
+        cores, probes = t.get("cores", {}), t.get("cross_core", {})
+        over = (excess_cores({"dnnfast": cores.get("dnnfast"), PEER_NAME[peer]: cores.get(peer)}, th)
+                + far_cores({"dnnfast": probes.get("dnnfast"), PEER_NAME[peer]: probes.get(peer)}))
         return (sps["dnnfast"] / sps[peer], None, {"dnnfast": t["runs"]["dnnfast"], PEER_NAME[peer]: t["runs"][peer]},
                 over)
 
@@ -648,9 +690,11 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
                 ratios = {k: v["dnnfast_gflops"] / v["numpy_gflops"] for k, v in cs.items()}
                 worst = min(ratios, key=ratios.get)
                 series = {f"{pr} {k}": v[f"{pr}_seconds"] for k, v in cs.items() for pr in ("numpy", "dnnfast")}
+                probes = s.get("gemm_cross_core", {}).get(th, {})
                 add(f"G [{th}t] GEMM {label} >= {need:g}x numpy.matmul", ratios[worst], need,
                     f"worst {ratios[worst]:.2f}x ({worst}); all: "
-                    + ", ".join(f"{v:.2f}" for v in ratios.values()), series=series)
+                    + ", ".join(f"{v:.2f}" for v in ratios.values()), series=series,
+                    also=far_cores({PEER_NAME[k]: v for k, v in probes.items()}))
         g1 = s["gemm"].get(1, {}).get("square 1024")
         pk = peak("float32", 1)
         name = "G 1-thread GEMM 1024^3 float32 >= 75% of FMA peak"
@@ -670,11 +714,12 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
             name = f"P [{th}t] predict(1 row) latency <= 1/5 of PyTorch"
             if "dnnfast" in lat and "torch" in lat:
                 r = lat["dnnfast"] / lat["torch"]
-                cores = pr.get("cores", {})
+                cores, probes = pr.get("cores", {}), pr.get("cross_core", {})
                 add(name, r, 0.2, f"{lat['dnnfast']:.1f} us vs PyTorch {lat['torch']:.1f} us: {r:.2f} of PyTorch's "
                     f"latency (need <= 0.20)", lower_is_better=True,
                     series={"dnnfast": pr["runs"]["dnnfast"], "PyTorch": pr["runs"]["torch"]},
-                    also=excess_cores({"dnnfast": cores.get("dnnfast"), "PyTorch": cores.get("torch")}, th))
+                    also=excess_cores({"dnnfast": cores.get("dnnfast"), "PyTorch": cores.get("torch")}, th)
+                    + far_cores({"dnnfast": probes.get("dnnfast"), "PyTorch": probes.get("torch")}))
             else:
                 add(name, None, 0.2, "dnnfast error" if "dnnfast" not in lat else "PyTorch skipped (not installed)")
     if "M" in keys:
@@ -692,7 +737,8 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
     if "S" in keys:
         sc = s["scaling"]
         add("S W3 dnnfast 2 threads >= 1.7x 1 thread", sc and sc["ratio"], 1.7,
-            series=sc and {"dnnfast 1t": sc["runs_1t"], "dnnfast 2t": sc["runs_2t"]})
+            series=sc and {"dnnfast 1t": sc["runs_1t"], "dnnfast 2t": sc["runs_2t"]},
+            also=far_cores({"dnnfast 2t": sc["cross_core_2t"]}) if sc else ())
     return out
 
 

@@ -16,6 +16,9 @@ Task kinds:
   memory   -- peak RSS of dnnfast.Network.fit on a large float32 X
   info     -- versions, GEMM kernel name and measured FMA peaks
   peaks    -- the measured FMA peaks alone (run.py samples them through a run)
+
+At two threads or more, train, gemm and predict also report ``cross_core``:
+cross_core_slowdown() just before and just after the task.
 """
 import json
 import os
@@ -271,6 +274,43 @@ def task_info(t):
     return info
 
 
+def cross_core_slowdown(nbytes=8 << 20, reps=3):
+    """How many times slower one of the process's CPUs reads nbytes that
+    another CPU has just written than nbytes it wrote itself (the best of
+    reps each); None with fewer than two CPUs. About 1 where the two cores
+    share a last-level cache. The process is moved between the first two of
+    its CPUs and put back on all of them: pool threads started later inherit
+    the full set.
+
+    Why: on the Zen 4 KVM guest, in spells of 5-60 s, this read was 1.7-2.5x
+    slower (1.0-1.3x otherwise): the host had placed the two virtual CPUs on
+    cores that share no cache. Each core alone, and both at once on their
+    own data, ran at full speed, but every multi-threaded peer exchanges
+    data between its threads, and dnnfast's W1 at two threads fell from
+    about 160k to 105k samples/s for the length of a spell (BENCHMARKS.md)."""
+    mask = os.sched_getaffinity(0)
+    cpus = sorted(mask)
+    if len(cpus) < 2:
+        return None
+    theirs, own = np.empty(nbytes // 8), np.empty(nbytes // 8)
+    cross = local = float("inf")
+    try:
+        for r in range(reps):
+            os.sched_setaffinity(0, {cpus[0]})
+            np.copyto(theirs, float(r))
+            os.sched_setaffinity(0, {cpus[1]})
+            t0 = time.perf_counter()
+            theirs.sum()
+            cross = min(cross, time.perf_counter() - t0)
+            np.copyto(own, float(r))
+            t0 = time.perf_counter()
+            own.sum()
+            local = min(local, time.perf_counter() - t0)
+    finally:
+        os.sched_setaffinity(0, mask)
+    return cross / local
+
+
 TASKS = {"train": task_train, "gemm": task_gemm, "predict": task_predict, "memory": task_memory,
          "info": task_info, "peaks": task_peaks}
 
@@ -279,7 +319,13 @@ def main():
     task = json.loads(sys.argv[1])
     try:
         set_threads(task.get("peer"), task["threads"])
+        # Where the peer runs threads: how far apart the cores were, just
+        # before and just after the measurement (run.py flags such runs).
+        probe = task["threads"] >= 2 and task["kind"] in ("train", "gemm", "predict")
+        before = cross_core_slowdown() if probe else None
         result = {"ok": True, **TASKS[task["kind"]](task)}
+        if probe:
+            result["cross_core"] = [before, cross_core_slowdown()]
     except Exception as e:  # reported to the driver, which prints it in the table
         traceback.print_exc(file=sys.stderr)
         result = {"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0][:200]}

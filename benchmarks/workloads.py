@@ -99,6 +99,28 @@ def excess_cores(cores, threads):
             for name, c in cores.items() if c is not None and c > MAX_CORES_OVER * threads]
 
 
+# ... or, at two threads or more, when in some of a compared peer's runs its
+# cores were far apart: a core read data another core had just written this
+# many times slower than its own (worker.cross_core_slowdown, before and after
+# each process). On the Zen 4 KVM guest the probe gave 1.0-1.3 where the two
+# virtual CPUs shared a cache and 1.7-2.5 in the host's spells that placed
+# them apart, when dnnfast's W1 at two threads ran at two thirds of its speed.
+FAR_CORES = 1.6
+
+
+def far_cores(probes):
+    """Why a comparison at two threads or more is unfair (empty: it is not):
+    each compared peer with runs whose cores were far apart. probes: {name:
+    [the larger of the probe's two figures, per run that reported one]}."""
+    out = []
+    for name, xs in probes.items():
+        far = [x for x in xs or [] if x > FAR_CORES]
+        if far:
+            out.append(f"{name}: cores far apart in {len(far)} of {len(xs)} runs (a core read another's data "
+                       f"up to {max(far):.1f}x slower than its own)")
+    return out
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
