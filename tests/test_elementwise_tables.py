@@ -295,3 +295,25 @@ def test_l2_term_in_its_defined_order(table, dtype, rng):
         sq += l2_sum_def(W)
     same_bits(G1, want)
     assert pen1 == 0.5 * l2_t * sq / 11
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 7, 15, 16, 17, 63, 64, 65, 1000, 65536, 65537, 65536 + 64 + 5, 200003])
+def test_all_finite_on_every_table(table, dtype, n):
+    # The check of X before fit and predict (VMathFns::all_finite): finite
+    # extremes pass; one NaN or infinity anywhere -- the first element, the
+    # last, inside the vector loop, in the scalar tail, in the first 64 K
+    # block or after it -- fails.
+    rng = np.random.default_rng(n)
+    fi = np.finfo(dtype)
+    x = rng.standard_normal(n).astype(dtype)
+    extremes = np.array([fi.max, -fi.max, fi.tiny, -0.0, float(fi.smallest_subnormal)], dtype)
+    x[: min(n, extremes.size)] = extremes[: min(n, extremes.size)]
+    assert _core.all_finite(x) is True
+    spots = {0, n - 1, n // 2, max(0, n - 3), min(n - 1, 65535), min(n - 1, 65536 + 70)} if n else set()
+    for at in sorted(spots):
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[at] = bad
+            assert _core.all_finite(y) is False, (at, bad)

@@ -42,6 +42,7 @@
 // so no intermediate overflows for any finite or infinite input; NaN in
 // gives NaN out. Measured error bounds: tests/test_activation_accuracy.py.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -645,6 +646,33 @@ struct VMath {
         return acc[0];
     }
 
+    // VMathFns::all_finite: x * 0 is 0 for every finite x and NaN
+    // otherwise, and a NaN survives the sums; four vector sums so the adds
+    // do not wait on each other, looked at every 64 K values so a bad block
+    // stops the scan there.
+    static bool all_finite(const T* x, size_t n) {
+        constexpr size_t kStep = 4 * L, kBlock = 65536;
+        const V zero = sp(T(0));
+        size_t i = 0;
+        while (n - i >= kStep) {
+            V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+            const size_t end = i + std::min(kBlock, (n - i) / kStep * kStep);
+            for (; i < end; i += kStep) {
+                s0 = s0 + load(x + i) * zero;
+                s1 = s1 + load(x + i + L) * zero;
+                s2 = s2 + load(x + i + 2 * L) * zero;
+                s3 = s3 + load(x + i + 3 * L) * zero;
+            }
+            T lanes[L];
+            store(lanes, (s0 + s1) + (s2 + s3));
+            for (size_t l = 0; l < L; ++l)
+                if (lanes[l] != T(0)) return false;
+        }
+        T s = 0;
+        for (; i < n; ++i) s += x[i] * T(0);
+        return s == T(0);
+    }
+
     static constexpr VMathFns<T> table() {
         return VMathFns<T>{&elu_block,   &sigmoid_block, &tanh_block,
                            &atan_block, &softplus_block, &softplus_backward_rows,
@@ -652,7 +680,8 @@ struct VMath {
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
                            &output_backward_block<0>, &output_backward_block<1>,
-                           &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad};
+                           &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad,
+                           &all_finite};
     }
 };
 
