@@ -38,6 +38,12 @@ alternating, each on its own copy of the same parameters, gradients and
 state; prints the median and 10th percentile of each and whether both gave
 the same bits.
 
+``--finite`` times the check that X is finite (``_core.all_finite``), which
+fit and predict make before anything else, on the training workloads' X
+(W1's 8192 x 784 float32, W4's float64) and on one W1 row, the builds
+alternating; prints the median and 10th percentile of each and whether
+both gave the same answers, on the finite X and with one NaN in it.
+
 ``--predict`` compares one-row ``predict`` latency (the P workload: the W1
 network, float32), calls alternating between the builds; prints the median
 and 10th percentile of each, and whether both gave the same bits.
@@ -98,6 +104,7 @@ def main(argv=None):
                     "instead of GEMMs")
     ap.add_argument("--repeats", type=int, default=11, help="epochs timed per build with --train")
     ap.add_argument("--predict", action="store_true", help="one-row predict latency instead of GEMMs")
+    ap.add_argument("--finite", action="store_true", help="the check that X is finite instead of GEMMs")
     ap.add_argument("--steps", default="", help="comma-separated optimizer:parameters (e.g. adam:7510) "
                     "instead of GEMMs: one optimizer update each")
     args = ap.parse_args(argv)
@@ -114,6 +121,8 @@ def main(argv=None):
         return train_ab(old, new, [w for w in args.train.split(",") if w], args)
     if args.predict:
         return predict_ab(old, new, args)
+    if args.finite:
+        return finite_ab(old, new, args)
     if args.steps:
         return steps_ab(old, new, [c for c in args.steps.split(",") if c], args)
     dtype = np.dtype(args.dtype)
@@ -204,6 +213,30 @@ def steps_ab(old, new, cases, args, calls=4000):
                 t[i, b] = time.perf_counter_ns() - t0
         med, p10 = np.median(t, axis=0) / 1e3, np.percentile(t, 10, axis=0) / 1e3
         print(f"{name:10s} {n:8d} {med[0]:9.2f} {med[1]:9.2f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
+              f"{'yes' if same else 'NO'}", flush=True)
+
+
+def finite_ab(old, new, args):
+    from peers import make_data
+    from workloads import WORKLOADS
+    print(f"old {core_path(args.old)}\nnew {core_path(args.new)}")
+    print(f"{'X':22s} {'old us':>9s} {'new us':>9s} {'old/new':>8s} {'p10':>6s}  same answers")
+    for key, rows in (("W1", 8192), ("W4", 8192), ("W1", 1)):
+        wl = WORKLOADS[key]
+        X, _ = make_data(rows, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+        bad = X.copy()
+        bad.flat[bad.size * 2 // 3] = np.nan
+        same = all(old.all_finite(a) == new.all_finite(a) for a in (X, bad))
+        calls = 21 if rows > 1 else 20001
+        t = np.empty((calls, 2))
+        for i in range(calls):
+            for b in ((0, 1) if i % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter_ns()
+                (old, new)[b].all_finite(X)
+                t[i, b] = time.perf_counter_ns() - t0
+        med, p10 = np.median(t, axis=0) / 1e3, np.percentile(t, 10, axis=0) / 1e3
+        label = f"{key} {rows} x {X.shape[1]} {X.dtype.name}"
+        print(f"{label:22s} {med[0]:9.2f} {med[1]:9.2f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
               f"{'yes' if same else 'NO'}", flush=True)
 
 

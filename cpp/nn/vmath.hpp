@@ -68,9 +68,9 @@ struct VMathFns {
     // wait on each other (with four, their chains bounded the pass at a
     // cycle an element).
     double (*l2_grad)(const T* w, T* g, size_t n, T c);
-    // True when none of x[0..n) is NaN or infinite (fit's and predict's
-    // check of X: in the SSE2 build it was 1.6% of a W1 fit, 25.7 MB at 19
-    // GB/s).
+    // True when none of x[0..n) is NaN or infinite: fit's and predict's
+    // check of X, in the table's vectors rather than the portable build's
+    // (measured in BENCHMARKS.md, `51f997c`).
     bool (*all_finite)(const T* x, size_t n);
 };
 
