@@ -282,8 +282,8 @@ def cross_core_slowdown(nbytes=8 << 20, reps=3):
     its CPUs and put back on all of them: pool threads started later inherit
     the full set.
 
-    Why: on the Zen 4 KVM guest, in spells of 5-60 s, this read was 1.7-2.5x
-    slower (1.0-1.3x otherwise): the host had placed the two virtual CPUs on
+    Why: on the Zen 4 KVM guest, in spells of 5-60 s, this read was 1.6-2.5x
+    slower (0.9-1.3x otherwise): the host had placed the two virtual CPUs on
     cores that share no cache. Each core alone, and both at once on their
     own data, ran at full speed, but every multi-threaded peer exchanges
     data between its threads, and dnnfast's W1 at two threads fell from

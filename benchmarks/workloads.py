@@ -102,9 +102,10 @@ def excess_cores(cores, threads):
 # ... or, at two threads or more, when in some of a compared peer's runs its
 # cores were far apart: a core read data another core had just written this
 # many times slower than its own (worker.cross_core_slowdown, before and after
-# each process). On the Zen 4 KVM guest the probe gave 1.0-1.3 where the two
-# virtual CPUs shared a cache and 1.7-2.5 in the host's spells that placed
-# them apart, when dnnfast's W1 at two threads ran at two thirds of its speed.
+# each process). On the Zen 4 KVM guest the probe gave 0.9-1.3 (a few runs up
+# to 1.6) where the two virtual CPUs shared a cache and 1.6-2.5 in the host's
+# spells that placed them apart, when dnnfast's W1 at two threads ran at two
+# thirds of its speed.
 FAR_CORES = 1.6
 
 
