@@ -13,7 +13,10 @@ them. Peers are compared by ``run.py`` (``--threads N`` takes any count).
 The count of late thread teams (``_core.late_team_count``) is printed too: a
 team whose member joined more than 1 ms late makes the kernels pause
 threading for 50 ms, which on an oversubscribed machine is the right thing
-and in a scaling run a sign that the machine was not idle.
+and in a scaling run a sign that the machine was not idle. So is the suite's
+cross-core probe (``worker.cross_core_slowdown``), taken at the start of
+every round: above ``FAR_CORES``, two of the process's cores shared no cache
+then, and threads exchanging data ran slower in that round (BENCHMARKS.md).
 """
 import argparse
 import os
@@ -28,8 +31,8 @@ from dnnfast import _core
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import peers  # noqa: E402  (benchmarks/peers.py: the same data as run.py)
-from workloads import WORKLOADS, flops_per_sample  # noqa: E402
-from worker import _median_call_seconds  # noqa: E402
+from workloads import FAR_CORES, WORKLOADS, flops_per_sample  # noqa: E402
+from worker import _median_call_seconds, cross_core_slowdown  # noqa: E402
 
 
 def default_threads():
@@ -95,7 +98,9 @@ def main(argv=None):
     gemm = {(n, th): [] for n in sizes for th in threads}
     sps = {(w, th): [] for w in train for th in threads}
     late0 = _core.late_team_count()
+    probes = []
     for r in range(args.repeats):
+        probes.append(cross_core_slowdown())
         for th in threads:
             dnnfast.set_num_threads(th)
             peak[th].append(_core.fma_peak_gflops("float32", th))
@@ -111,6 +116,11 @@ def main(argv=None):
     med = lambda xs: float(np.median(xs))  # noqa: E731
     print(f"dnnfast {dnnfast.__version__} thread scaling; {os.cpu_count()} CPUs; kernel {_core.gemm_kernel()}; "
           f"median of {args.repeats} interleaved rounds; late teams {_core.late_team_count() - late0}")
+    if any(p is not None for p in probes):
+        far = sum(p is not None and p > FAR_CORES for p in probes)
+        print("cross-core probe at the start of each round (a core reading 8 MB another just wrote, against its "
+              f"own; far apart above {FAR_CORES:g}): " + " ".join("n/a" if p is None else f"{p:.2f}" for p in probes)
+              + f" ({far} of {len(probes)} rounds far)")
     print("peak: FMA peak of that many threads (max of the rounds); GEMM: float32 n^3, GFLOP/s and % of peak; "
           "training: samples/s, x = speed-up over the first count, eff = speed-up / thread ratio")
     head = ["threads", "peak GF/s"]
