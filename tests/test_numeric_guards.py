@@ -210,3 +210,32 @@ def test_nan_written_before_the_fit_asks_for_finite_values_not_a_lower_rate():
     with pytest.raises(NonFiniteError, match=r"the parameters hold NaN or infinity before training") as info:
         net.fit(X / 1e3, Y / 1e6, epochs=1)
     assert "learning_rate" not in str(info.value)
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_nan_written_by_a_callback_after_the_last_check_is_not_returned_silently(stop):
+    """A callback wrote NaN in the last epoch's on_epoch_end (or as it stopped
+    the fit): no later epoch checks it, so the end of the fit does."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4))
+    Y = X[:, :1] - X[:, 1:2]
+    last = 0 if stop else 2
+
+    class WritesNaN:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == last:
+                net.parameters[3] = np.nan
+                return stop
+
+    net = make("float64")
+    with pytest.raises(NonFiniteError, match=rf"after the callbacks of epoch {last + 1}, first in layer 1 \(W\) "
+                                             r"\(written into them by a callback") as info:
+        net.fit(X, Y, epochs=3, learning_rate=0.01, callbacks=[WritesNaN()])
+    assert "learning_rate" not in str(info.value) and info.value.epoch == last + 1
+    assert np.isnan(net.parameters[3])  # left as the callback wrote them
+    with pytest.warns(NonFiniteWarning, match=rf"after the callbacks of epoch {last + 1}"):
+        make("float64").fit(X, Y, epochs=3, learning_rate=0.01, callbacks=[WritesNaN()], on_nonfinite="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = make("float64").fit(X, Y, epochs=3, learning_rate=0.01, callbacks=[WritesNaN()], on_nonfinite="ignore")
+    assert len(h["cost"]) == last + 1

@@ -65,7 +65,16 @@ class NonFiniteGuard(Callback):
         self.fail(net, epoch + 1, restore=True, stacklevel=8)
         self.warned = True
 
-    def fail(self, net, epoch, restore, stacklevel):
+    def check_end(self, net, epochs):
+        """A callback wrote NaN into the parameters after the last epoch's
+        check (in its on_epoch_end, or as it stopped the fit): no later epoch
+        would see it, and the fit would return a model that predicts NaN."""
+        if self.warned or _core.all_finite(net.parameters):
+            return
+        self.fail(net, epochs, restore=False, stacklevel=8, after_callbacks=True)
+        self.warned = True
+
+    def fail(self, net, epoch, restore, stacklevel, after_callbacks=False):
         """stacklevel: the frames up to the user's call of fit (fail, check_*, the driver,
         Network.fit and its lock's wrapper)."""
         layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, self.run.X)
@@ -76,6 +85,11 @@ class NonFiniteGuard(Callback):
         if epoch == 0:
             msg = f"the parameters hold NaN or infinity {describe(epoch, layer, where)} (written into them " \
                   "before the fit): give them finite values"
+            hint = ""
+        elif after_callbacks:
+            msg = f"the parameters hold NaN or infinity after the callbacks of epoch {epoch}, first in layer " \
+                  f"{layer} ({where}) (written into them by a callback, after training checked them); they " \
+                  "are left so: give them finite values"
             hint = ""
         else:
             msg = f"training produced NaN or infinity {describe(epoch, layer, where)}"

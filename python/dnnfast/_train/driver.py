@@ -528,8 +528,11 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         if guard is not None and state.epoch == 0:
             guard.check_start(net)
 
+    # After early stopping's restore: the parameters the fit returns.
+    finish = ([] if early is None else [lambda: early.on_fit_end(net)]) + \
+             ([] if guard is None else [lambda: guard.check_end(net, state.epoch)])
     return drive(run, guard, callbacks, after, start=start, close=[] if progress is None else [progress.close],
-                 finish=[] if early is None else [lambda: early.on_fit_end(net)])
+                 finish=finish)
 
 
 def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
