@@ -78,7 +78,7 @@ def w1_epoch_seconds(dnnfast, X, y):
     return time.perf_counter() - t0
 
 
-def far_cores(dnnfast, seconds):
+def epochs_near_and_far(dnnfast, seconds):
     from worker import cross_core_slowdown
     rng = np.random.default_rng(0)
     X = rng.standard_normal((8192, 784), dtype=np.float32)
@@ -111,7 +111,7 @@ def main():
     dnnfast.set_num_threads(args.threads)
     print(f"dnnfast {dnnfast.__version__}, {args.threads} threads, {os.cpu_count()} CPUs")
     if args.far_cores is not None:
-        far_cores(dnnfast, args.far_cores)
+        epochs_near_and_far(dnnfast, args.far_cores)
         return
 
     late0 = _core.late_team_count()
