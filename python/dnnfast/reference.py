@@ -25,7 +25,7 @@ import numpy as np
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
 from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
                           network_bytes)
-from .batching import batch_indices, check_batch_size
+from .batching import check_batch_size
 
 
 # ---------------------------------------------------------------------------
@@ -498,10 +498,17 @@ class Network:
         check_bool(shuffle, "shuffle")
         X, Y = self._prepare(X, Y)
         rng = self._rng if seed is None else make_rng(seed, "seed")
+        n = X.shape[0]
+        size = n if batch_size is None else min(batch_size, n)
         history = []
         for _ in range(epochs):
             total = 0.0
-            for idx in batch_indices(X.shape[0], batch_size, shuffle=shuffle, rng=rng):
+            # SPEC section 6 written out here, not taken from dnnfast.batching,
+            # whose order the driver uses: rows in order, or a fresh
+            # permutation each epoch; blocks of `size`, the last one shorter.
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, max(size, 1)):
+                idx = order[start:start + size]
                 Xb, Yb = X[idx], Y[idx]
                 c, dWs, dbs, dalphas = gradients(self.weights, self.biases, self._activations(), self.loss, Xb, Yb)
                 for l in range(len(self.weights)):
