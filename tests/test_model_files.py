@@ -741,6 +741,14 @@ def _estimator_forgeries():
             h["fitted"]["optimizer"]["learning_rate"] = rate
         return f
 
+    def solver_setting(key, value):
+        def f(h, a):
+            h["fitted"]["optimizer"]["settings"][key] = value
+        return f
+
+    def solver_settings_not_a_dict(h, a):
+        h["fitted"]["optimizer"]["settings"] = 3
+
     def class_past_unicode(h, a):
         a["classes"] = a["classes"].copy()  # ["ant", "bee", "cat"]: the last one's last character
         a["classes"].view(np.uint32)[-1] = 0x110000
@@ -765,6 +773,14 @@ def _estimator_forgeries():
         "optimizer_rate_negative": (optimizer_rate(-5.0), "learning_rate must be positive"),
         "optimizer_rate_zero": (optimizer_rate(0.0), "learning_rate must be positive"),
         "second_moment_negative": (second_moment_negative, "optimizer_state2.*negative"),
+        # The solver's own settings, which partial_fit goes on with: checked as the parameters are.
+        "solver_setting_momentum": (solver_setting("momentum", 5.0), "settings.*momentum"),
+        "solver_setting_epsilon": (solver_setting("epsilon", -1.0), "settings.*epsilon"),
+        "solver_setting_schedule": (solver_setting("learning_rate", "cosine"), "settings.*learning_rate"),
+        "solver_setting_type": (solver_setting("nesterovs_momentum", 1), "settings.*nesterovs_momentum"),
+        "solver_setting_other_solver": (solver_setting("solver", "lbfgs"), "settings.solver"),
+        "solver_setting_unknown": (solver_setting("gamma", 1.0), "settings.*unknown.*gamma"),
+        "solver_settings_not_a_dict": (solver_settings_not_a_dict, "settings must be a dict"),
         # numpy keeps such a unit; tolist() or printing the labels raised SystemError.
         "class_past_unicode": (class_past_unicode, "classes.*above U\\+10FFFF"),
         "loss_not_a_number": (fitted("loss", "low"), "loss"),
@@ -777,6 +793,21 @@ def _estimator_forgeries():
 @pytest.mark.parametrize("name", list(_estimator_forgeries()))
 def test_forged_estimator_files_raise_value_error(tmp_path, name):
     _assert_forgery_raises(tmp_path, _good(tmp_path, "clf"), _estimator_forgeries()[name])
+
+
+def test_estimator_file_without_solver_settings_goes_on_with_its_parameters(tmp_path):
+    """Files written before the solver state kept its settings load, and
+    partial_fit goes on with the saved parameters, as it did then."""
+    clf, X, y = _clf()
+    header, arrays = _members(_good(tmp_path, "clf"))
+    del header["fitted"]["optimizer"]["settings"]
+    _write(tmp_path / "old.npz", header, arrays)
+    old, new = dnnfast.load(tmp_path / "old.npz"), dnnfast.load(tmp_path / "good.npz")
+    assert old._optimizer["settings"] == new._optimizer["settings"]
+    old.partial_fit(X, y)
+    new.partial_fit(X, y)
+    for a, b in zip(old.coefs_ + old.intercepts_, new.coefs_ + new.intercepts_):
+        assert a.tobytes() == b.tobytes()
 
 
 def test_every_truncation_of_a_small_file_raises_value_error(tmp_path):

@@ -22,6 +22,7 @@ from sklearn import datasets  # noqa: E402
 from sklearn import neural_network as sk  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+import dnnfast  # noqa: E402
 from dnnfast import estimators as df  # noqa: E402
 from dnnfast._estimators._sampling import shuffled, train_validation_split  # noqa: E402
 
@@ -194,6 +195,32 @@ def test_partial_fit_matches_sklearn():
         ours.partial_fit(X, y, classes=np.unique(y))
     assert max_rel_diff(params_of(ref), params_of(ours)) < RTOL
     assert ours.t_ == ref.t_ and ours.n_iter_ == ref.n_iter_
+
+
+@pytest.mark.parametrize("solver,changed", [
+    ("adam", dict(solver="sgd")), ("sgd", dict(solver="adam")), ("sgd", dict(momentum=0.5)),
+    ("sgd", dict(momentum=0.0)), ("sgd", dict(nesterovs_momentum=False)), ("sgd", dict(learning_rate="invscaling")),
+    ("sgd", dict(learning_rate_init=0.2, power_t=0.1)), ("adam", dict(beta_1=0.5, beta_2=0.9, epsilon=1e-3)),
+], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
+def test_partial_fit_after_set_params_goes_on_with_the_solver_fit_made(solver, changed, tmp_path):
+    """scikit-learn's fit makes its optimizer from the parameters of the
+    time and partial_fit keeps it: after set_params, the solver, momentum,
+    betas, epsilon and schedule it began with (an Adam state read as a
+    velocity had stepped uphill). A saved and loaded estimator goes on the same way."""
+    X, y = _iris()
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=4, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, ours = sk.MLPClassifier(**kw).fit(X, y), df.MLPClassifier(**kw).fit(X, y)
+    ours.save(tmp_path / "m.npz")
+    loaded = dnnfast.load(tmp_path / "m.npz")
+    for est in (ref, ours, loaded):
+        est.set_params(**changed)
+        for _ in range(3):
+            est.partial_fit(X, y)
+    assert max_rel_diff(params_of(ref), params_of(ours)) < RTOL
+    assert max_rel_diff(params_of(ref), params_of(loaded)) < RTOL
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
 
 
 def test_warm_start_matches_sklearn():

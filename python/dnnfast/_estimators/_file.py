@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import types
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from .._archive import (
     atomic_write, check_path, decode_value, encode_value,
 )
 from .._buffers import aligned_empty
+from ._solver_state import SOLVER_SETTINGS, solver_settings
 
 
 _CLASSES_DTYPE = re.compile(r"(\|b1|[<|][iu][1248]|<f[48]|<U[1-9][0-9]{0,5})")
@@ -78,7 +80,8 @@ def estimator_file(est):
     order = _canonical_order(est._core_net(dtype).layout())
     opt = d.get("_optimizer")
     if opt is not None:
-        fitted["optimizer"] = {"learning_rate": float(opt["learning_rate"]), "adam": opt["state2"] is not None}
+        fitted["optimizer"] = {"learning_rate": float(opt["learning_rate"]), "adam": opt["state2"] is not None,
+                               "settings": dict(opt.get("settings") or solver_settings(est))}
         arrays["optimizer_state1"] = _le(opt["state1"][order], dtype)
         if opt["state2"] is not None:
             arrays["optimizer_state2"] = _le(opt["state2"][order], dtype)
@@ -158,12 +161,20 @@ def _estimator_expected(header, kind):
         expected["feature_names_in"] = (np.dtype(f"<U{chars}"), (sizes[0],))
     if f.get("optimizer") is not None:
         opt = _field(f, "optimizer", dict, w)
-        _check_keys(opt, ["learning_rate", "adam"], [], f"{w}.optimizer")
+        _check_keys(opt, ["learning_rate", "adam"], ["settings"], f"{w}.optimizer")
         lr = _field(opt, "learning_rate", "float", f"{w}.optimizer")
         if not lr > 0:
             raise ValueError(f"{w}.optimizer.learning_rate must be positive, got {lr}")
         adam = _field(opt, "adam", bool, f"{w}.optimizer")
-        fit["optimizer"] = (lr, adam)
+        # Absent from files written before the solver kept them: the saved
+        # parameters then stand in, as they did when those files were read.
+        settings = _field(opt, "settings", dict, f"{w}.optimizer", optional=True)
+        if settings is not None:
+            _check_keys(settings, SOLVER_SETTINGS, [], f"{w}.optimizer.settings")
+            if settings["solver"] != ("adam" if adam else "sgd"):
+                raise ValueError(f"{w}.optimizer.settings.solver is {settings['solver']!r:.20}, but the state is "
+                                 f"{'adam' if adam else 'sgd'}'s")
+        fit["optimizer"] = (lr, adam, settings)
         expected["optimizer_state1"] = (dtype, (n_params,))
         if adam:
             expected["optimizer_state2"] = (dtype, (n_params,))
@@ -298,12 +309,22 @@ def _estimator_build(estimator_class, plan, arrays):
         return P
 
     if "optimizer" in fit:
-        lr, adam = fit["optimizer"]
+        lr, adam, settings = fit["optimizer"]
         t = arrays["optimizer_t"]
         if t[0] < 0:
             raise ValueError("array 'optimizer_t' must be >= 0")
+        if settings is None:
+            settings = solver_settings(est)
+        else:
+            # Checked as the estimator's own parameters are, by the same rules.
+            try:
+                type(est)(**{**est.get_params(deep=False), **settings})._check_params()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"header.fitted.optimizer.settings: {exc}") from None
+            settings = solver_settings(types.SimpleNamespace(**settings))
         est._optimizer = {"learning_rate": lr, "state1": core_order(arrays["optimizer_state1"]),
-                          "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t}
+                          "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t,
+                          "settings": settings}
     if "best_params" in arrays:
         est._best_params = core_order(arrays["best_params"])
     est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit

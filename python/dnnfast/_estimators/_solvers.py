@@ -23,6 +23,7 @@ from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
+from ._solver_state import SolverState, optimizer_name, solver_settings
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 #: lbfgs evaluates its loss and gradient in blocks of rows of about this many
@@ -40,20 +41,6 @@ def lbfgs_block_rows(n_params):
 
 class _Interrupted(Exception):
     """Ctrl-C seen between the blocks of an lbfgs evaluation."""
-
-
-class SolverState(dict):
-    """The stochastic solver's state: ``learning_rate`` (the current rate),
-    ``state1`` (velocity, or Adam's first moment), ``state2`` (Adam's second
-    moment, else None) and ``t`` (Adam's step count), in the core's parameter
-    layout. Keys are attributes too, so ``est._optimizer.learning_rate``
-    reads as on scikit-learn's optimizer objects."""
-
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
 
 
 class LearningRateSchedule:
@@ -220,7 +207,9 @@ class _StochasticPolicies(Callback):
         self.validation = validation
         self.incremental = incremental
         self.progress = progress
-        self.schedule = LearningRateSchedule(est.solver, est.learning_rate, est.learning_rate_init, est.power_t)
+        made = opt["settings"]
+        self.schedule = LearningRateSchedule(made["solver"], made["learning_rate"], made["learning_rate_init"],
+                                             made["power_t"])
         self.data_scale = est._data_loss_scale()
         self.y_val = None if validation is None else est._targets_from_outputs(validation[1])
         best_P = est.__dict__.get("_best_params")
@@ -307,14 +296,6 @@ class _StochasticPolicies(Callback):
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
-    def _optimizer_name(self):
-        """The core optimizer (the registry's name) of this solver and momentum."""
-        if self.solver == "adam":
-            return "adam"
-        if self.momentum == 0:
-            return "sgd"
-        return "nesterov" if self.nesterovs_momentum else "momentum"
-
     def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
         """sgd / adam: the training driver's epoch loop (dnnfast._train.driver)
         runs the epochs in chunks of ~0.1 s with Ctrl-C between them;
@@ -326,11 +307,14 @@ class _Solvers:
                 state1=aligned_zeros(n_params, P.dtype),
                 state2=aligned_zeros(n_params, P.dtype) if self.solver == "adam" else None,
                 t=np.zeros(1, dtype=np.int64),
+                settings=solver_settings(self),
             )
         elif not isinstance(self._optimizer, SolverState):  # as a model file restores it
             self._optimizer = SolverState(self._optimizer)
         opt = self._optimizer
-        kind, n_buffers = OPTIMIZER_TABLE[self._optimizer_name()]  # the core's id; state buffers it uses
+        # A state pickled before the settings were kept goes on with the parameters, as it did then.
+        made = opt.setdefault("settings", solver_settings(self))
+        kind, n_buffers = OPTIMIZER_TABLE[optimizer_name(made)]  # the core's id; state buffers it uses
         if n_buffers >= 1 and opt["state1"].size != n_params:
             raise ValueError("optimizer state does not match the network; refit without warm start")
 
@@ -372,8 +356,8 @@ class _Solvers:
                            opt["t"] if n_buffers >= 2 else None)
         settings = _LoopSettings(1 if incremental else self.max_iter, batch_size, self.shuffle, opt)
         options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
-                                     momentum=float(self.momentum), beta1=float(self.beta_1),
-                                     beta2=float(self.beta_2), epsilon=float(self.epsilon),
+                                     momentum=made["momentum"], beta1=made["beta_1"],
+                                     beta2=made["beta_2"], epsilon=made["epsilon"],
                                      l2=float(self.alpha), batch_size=batch_size)
 
         def make_options(lr):
