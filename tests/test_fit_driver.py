@@ -320,6 +320,21 @@ def _rewrite(path, out, header_edit=None, drop=(), arrays_edit=None):
                 np.lib.format.write_array(f, a)
 
 
+@pytest.mark.parametrize("where", ["network", "fit seed"])
+def test_checkpoint_that_cannot_be_written_is_refused_before_the_first_step(data, tmp_path, where):
+    """A generator without a file form (MT19937), the network's or fit's own,
+    was found by the first write, after an epoch had changed the weights."""
+    X, Y = data
+    mt = np.random.Generator(np.random.MT19937(0))
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", seed=mt if where == "network" else 0)
+    before = net.parameters.copy()
+    path = tmp_path / "ck.npz"
+    with pytest.raises(ValueError, match="MT19937"):
+        net.fit(X, Y, epochs=2, batch_size=8, shuffle=True, checkpoint=path, seed=mt if where == "fit seed" else None)
+    assert net.parameters.tobytes() == before.tobytes()
+    assert not path.exists()
+
+
 def test_checkpoint_file_members_are_checked(data, tmp_path):
     X, Y = data
     path = tmp_path / "ck.npz"

@@ -295,7 +295,7 @@ def test_unsaveable_parameter_raises_and_leaves_the_old_file(tmp_path):
     path = tmp_path / "r.npz"
     reg.save(path)
     before = path.read_bytes()
-    reg.set_params(hidden_layer_sizes=np.array([6]))
+    reg.set_params(hidden_layer_sizes={6})  # a set: no file form (an array or a range is saved as a list)
     with pytest.raises(TypeError, match="hidden_layer_sizes"):
         reg.save(path)
     assert path.read_bytes() == before and _listing(tmp_path) == ["r.npz"]
@@ -770,8 +770,8 @@ def _estimator_forgeries():
         "optimizer_nan": (optimizer_nan, "NaN"),
         # A rate of -5 loaded and ran gradient ascent in partial_fit; negative
         # second moments ended in a NonFiniteError blaming the data.
-        "optimizer_rate_negative": (optimizer_rate(-5.0), "learning_rate must be positive"),
-        "optimizer_rate_zero": (optimizer_rate(0.0), "learning_rate must be positive"),
+        "optimizer_rate_negative": (optimizer_rate(-5.0), "learning_rate must be >= 0"),
+        "optimizer_rate_tiny_negative": (optimizer_rate(-1e-300), "learning_rate must be >= 0"),
         "second_moment_negative": (second_moment_negative, "optimizer_state2.*negative"),
         # The solver's own settings, which partial_fit goes on with: checked as the parameters are.
         "solver_setting_momentum": (solver_setting("momentum", 5.0), "settings.*momentum"),
@@ -808,6 +808,88 @@ def test_estimator_file_without_solver_settings_goes_on_with_its_parameters(tmp_
     new.partial_fit(X, y)
     for a, b in zip(old.coefs_ + old.intercepts_, new.coefs_ + new.intercepts_):
         assert a.tobytes() == b.tobytes()
+
+
+def _deep_net():
+    return dnnfast.Network([1] * (_archive._MAX_LAYERS + 2), "identity", loss="sse", seed=0)
+
+
+def _fitted(est_class, **kw):
+    X = _data()
+    y = kw.pop("y", (X[:, 0] > 0).astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est_class(**{"hidden_layer_sizes": (3,), "max_iter": 2, "random_state": 0, **kw}).fit(X, y)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("deep network", "layer sizes"),
+    ("deep checkpoint", "layer sizes"),
+    ("huge integer parameter", "max_iter: integer out of range"),
+    ("float16 labels", "classes.dtype"),
+    ("long feature names", "feature_names_in"),
+])
+def test_save_refuses_what_load_would_refuse(tmp_path, case, match):
+    """Each of these was written and then refused by dnnfast.load (a
+    checkpoint after every epoch, and resume failing); save now refuses it,
+    naming the reader's rule, and writes nothing."""
+    path = tmp_path / "m.npz"
+    with pytest.raises(ValueError, match=rf"cannot save: dnnfast.load would refuse the file.*{match}"):
+        if case == "deep network":
+            _deep_net().save(path)
+        elif case == "deep checkpoint":
+            _deep_net().fit(np.ones((4, 1)), np.ones((4, 1)), epochs=1, checkpoint=path)
+        elif case == "huge integer parameter":
+            _fitted(MLPClassifier, max_iter=3).set_params(max_iter=2**64).save(path)
+        elif case == "float16 labels":
+            _fitted(MLPClassifier, y=(_data()[:, 0] > 0).astype(np.float16)).save(path)
+        else:
+            pd = pytest.importorskip("pandas")
+            X = pd.DataFrame(_data(), columns=["a" * (2**20 + 1)] + [f"c{i}" for i in range(_data().shape[1] - 1)])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, X.iloc[:, 0]).save(path)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("case", ["hidden sizes as an array", "hidden sizes as a range", "rate underflowed to 0"])
+def test_what_fit_accepts_saves_and_loads(tmp_path, case):
+    """hidden_layer_sizes as an array or a range (array-like, as scikit-learn
+    documents) had no file form; an invscaling rate that underflowed to 0 was
+    written and refused on reading."""
+    if case == "hidden sizes as an array":
+        est = _fitted(MLPClassifier, hidden_layer_sizes=np.array([4, 3]))
+    elif case == "hidden sizes as a range":
+        est = _fitted(MLPClassifier, hidden_layer_sizes=range(3, 5))
+    else:
+        est = _fitted(MLPClassifier, solver="sgd", learning_rate="invscaling", power_t=186.0,
+                      learning_rate_init=1e-30, max_iter=1)
+        assert est._optimizer["learning_rate"] == 0.0
+    est.save(tmp_path / "m.npz")
+    back = dnnfast.load(tmp_path / "m.npz")
+    X = _data()
+    assert back.predict_proba(X).tobytes() == est.predict_proba(X).tobytes()
+    assert [c.shape for c in back.coefs_] == [c.shape for c in est.coefs_]
+
+
+def test_a_write_that_fails_without_a_file_name_names_the_path(tmp_path, monkeypatch):
+    """A full disk fails the write or the fsync with an OSError naming no file
+    (ENOSPC); the error now names the path saved to, as documented."""
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "m.npz"
+    net, _ = _net()
+    net.save(path)
+    old = path.read_bytes()
+    monkeypatch.setattr(_archive.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left") as info:
+        net.save(path)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["m.npz"]
 
 
 def test_every_truncation_of_a_small_file_raises_value_error(tmp_path):

@@ -127,10 +127,11 @@ def _not_regular(path, mode, action):
 
 def _renamed(exc, path, *internal):
     """``exc`` with the user's ``path`` in place of a file name only this module knows
-    (the temporary, or the resolved target), or None when it names neither."""
+    (the temporary, or the resolved target), or given one where it had none (a
+    write or fsync on a full disk: ENOSPC); None when it names another file."""
     if not isinstance(exc, OSError) or exc.errno is None:
         return None
-    if exc.filename not in internal and exc.filename2 not in internal:
+    if exc.filename is not None and exc.filename not in internal and exc.filename2 not in internal:
         return None
     return type(exc)(exc.errno, exc.strerror, path)
 
@@ -698,6 +699,18 @@ def _base_header(kind, sizes, specs, loss, dtype, fused):
 
 _BASE_FIELDS = ["format", "format_version", "dnnfast_version", "kind", "dtype", "sizes", "activations", "loss",
                 "fused"]
+
+
+def check_loadable(header, expected):
+    """Raise now what ``dnnfast.load`` would raise reading ``header`` back
+    (``expected``: the reader's header check, a Codec's ``expected``): a layer
+    count, an integer, a label dtype or a name length beyond what the reader
+    accepts is refused by the save, never written into a file that cannot be
+    loaded. The arrays are the savers' own: their shapes follow the header."""
+    try:
+        expected(json.loads(_header_array(header).tobytes()), header["kind"])
+    except ValueError as exc:
+        raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc})") from None
 
 
 def _header_array(header):

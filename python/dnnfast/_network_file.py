@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from ._archive import (
-    _BASE_FIELDS, _HEADER, Codec, atomic_write, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
+    _BASE_FIELDS, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
     _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
 )
 from ._buffers import aligned_empty
@@ -42,22 +42,36 @@ def _check_rng(d):
     return {"bit_generator": "PCG64", "state": out, "has_uint32": has, "uinteger": uint}
 
 
-def network_file(net, training=None):
-    """(header, arrays) of a Network; ``training``: an optional training-state
-    record (header part, arrays in the core's order) from dnnfast._train."""
+def _network_header(net, training=None):
+    """The header of a Network's file (``training``: an optional training-state
+    record from dnnfast._train), refused here if dnnfast.load would refuse it."""
     header = _base_header("Network", net.sizes, net._acts, net.loss, net.dtype, net.fused)
     header["rng"] = _rng_state(net._rng)
-    extra = {}
     if training is not None:
-        header["training"], extra = _training_header(net, *training)
-    arrays = {_HEADER: _header_array(header)}
+        header["training"] = _training_header(training[0])
+    check_loadable(header, lambda h, kind: _network_expected(h))
+    return header
+
+
+def network_file(net, training=None):
+    """The arrays, header first, of a Network's file; ``training``: an optional
+    training-state record (header part, arrays in the core's order) from dnnfast._train."""
+    arrays = {_HEADER: _header_array(_network_header(net, training))}
     for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
         arrays[f"W{l}"] = _le(W, net.dtype)
         arrays[f"b{l}"] = _le(b.ravel(), net.dtype)
         if a is not None:
             arrays[f"alpha{l}"] = _le(a, net.dtype)
-    arrays.update(extra)
+    if training is not None:
+        order = _canonical_order(net._layout)
+        arrays.update((name, _le(a[order], net.dtype)) for name, a in training[1].items())
     return arrays
+
+
+def check_checkpoint(net, training):
+    """Raise, before a fit's first step, what writing its checkpoint would
+    raise (a generator without a file form, a network the reader refuses)."""
+    _network_header(net, training)
 
 
 def _network_expected(header):
@@ -117,15 +131,14 @@ _TRAINING_FIELDS = ["epoch", "step", "optimizer", "t", "stopped", "wait", "best"
                     "settings", "rng", "best_params"]
 
 
-def _training_header(net, header, arrays):
-    """The header's ``training`` object and the arrays (canonical order) of a record."""
-    order = _canonical_order(net._layout)
+def _training_header(header):
+    """The file header's ``training`` object of a record's header part."""
     out = dict(header)
     out["rng"] = _rng_state(header["rng"])
     out["best"] = encode_value(header["best"], "training.best")
     out["history"] = {k: [encode_value(float(x), "training.history") for x in v] for k, v in header["history"].items()}
     out["settings"] = [[k, encode_value(v, "training.settings")] for k, v in header["settings"]]
-    return out, {name: _le(a[order], net.dtype) for name, a in arrays.items()}
+    return out
 
 
 def _check_training(d, num_params, dtype):

@@ -102,11 +102,11 @@ def _init_parameters(sizes, specs, dtype, rng, init="glorot"):
 
 
 def _checkpoint_io():
-    """The Network codec's checkpoint writer and reader, for the training driver
+    """The Network codec's checkpoint writer, reader and check, for the training driver
     (which imports no file format); imported only by a fit with a checkpoint."""
-    from ._network_file import load_checkpoint, save_checkpoint
+    from ._network_file import check_checkpoint, load_checkpoint, save_checkpoint
 
-    return save_checkpoint, functools.partial(load_checkpoint, cls=Network)
+    return save_checkpoint, functools.partial(load_checkpoint, cls=Network), check_checkpoint
 
 
 # What a Network is made of: set once, by __init__.

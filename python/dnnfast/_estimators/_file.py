@@ -13,7 +13,7 @@ import numpy as np
 from .._archive import (
     KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
     _check_architecture, _check_keys, _count, _field, _header_array, _le, _num_params, _parameter_arrays,
-    atomic_write, check_path, decode_value, encode_value,
+    atomic_write, check_loadable, check_path, decode_value, encode_value,
 )
 from .._buffers import aligned_empty
 from ._solver_state import SOLVER_SETTINGS, solver_settings
@@ -31,6 +31,8 @@ def _encode_params(est, arrays):
             params[key] = {"RandomState": {"pos": int(pos), "has_gauss": int(has_gauss),
                                            "cached_gaussian": float(cached)}}
         else:
+            if key == "hidden_layer_sizes" and isinstance(value, (np.ndarray, range)):
+                value = np.asarray(value).tolist()  # array-like, as scikit-learn's docs say: its numbers
             params[key] = encode_value(value, f"parameter {key!r}")
     return params
 
@@ -107,6 +109,7 @@ def estimator_file(est):
         fitted["sparse_input"] = bool(getattr(lb, "sparse_input_", False))
         arrays["classes"] = classes
     header["fitted"] = fitted
+    check_loadable(header, _estimator_expected)
     return {_HEADER: _header_array(header), **arrays}
 
 
@@ -163,8 +166,8 @@ def _estimator_expected(header, kind):
         opt = _field(f, "optimizer", dict, w)
         _check_keys(opt, ["learning_rate", "adam"], ["settings"], f"{w}.optimizer")
         lr = _field(opt, "learning_rate", "float", f"{w}.optimizer")
-        if not lr > 0:
-            raise ValueError(f"{w}.optimizer.learning_rate must be positive, got {lr}")
+        if not lr >= 0:  # 0: an invscaling rate that underflowed; below, gradient ascent
+            raise ValueError(f"{w}.optimizer.learning_rate must be >= 0, got {lr}")
         adam = _field(opt, "adam", bool, f"{w}.optimizer")
         # Absent from files written before the solver kept them: the saved
         # parameters then stand in, as they did when those files were read.
@@ -188,7 +191,8 @@ def _estimator_expected(header, kind):
         _check_keys(c, ["dtype", "length", "as_object"], [], f"{w}.classes")
         cdt = _field(c, "dtype", str, f"{w}.classes")
         if not _CLASSES_DTYPE.fullmatch(cdt):
-            raise ValueError(f"{w}.classes.dtype must be a bool, integer, float or str dtype, got {cdt!r:.40}")
+            raise ValueError(f"{w}.classes.dtype must be bool, an integer, float32, float64 or str of at most "
+                             f"999999 characters, got {cdt!r:.40}")
         expected["classes"] = (np.dtype(cdt), (_count(c, "length", f"{w}.classes", 1, 2**31),))
         y_type = _field(f, "y_type", str, w)
         if y_type not in ("binary", "multiclass", "multilabel-indicator"):

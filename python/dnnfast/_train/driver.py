@@ -434,7 +434,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     build the callbacks, resume when asked, run the loop.
 
     ``checkpoint_io``: a function returning ``(save(net, path, record), load(path)
-    -> (net, record))``, the model file's writer and reader, passed in by the
+    -> (net, record), check(net, record))``, the model file's writer, reader and
+    the writer's checks without writing, passed in by the
     model's layer so that the driver imports no file format (and no model class).
     """
     # The model lock refuses a fit from another thread; one from a callback
@@ -500,6 +501,11 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         saved = provider.share(saved)
         if saved is not None:
             _restore(net, state, *saved)
+    if checkpoint is not None:
+        # What the first write would refuse (a generator without a file form,
+        # a network the reader refuses), refused before the first step changes anything.
+        provider.collective(lambda: checkpoint_io[2](net, state.to_record(settings.fingerprint()))
+                            if provider.is_root else None)
     provider.start()  # MPI: rank 0's parameters on every rank
     run = Run(net, Xc, Yc, n, settings, state, provider)
 
