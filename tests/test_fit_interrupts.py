@@ -90,6 +90,68 @@ def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
     assert elapsed < 2.0, elapsed
 
 
+NESTED_CTRL_C_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np
+    import dnnfast
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=20000)
+    outer = dnnfast.Network([784, 16, 10], ["relu", "softmax"], seed=0)
+    inner = dnnfast.Network([784, 512, 10], ["relu", "softmax"], seed=1)
+    out = {}
+
+    class FitAnother:
+        def on_epoch_end(self, net, epoch, logs):
+            print("started", flush=True)
+            try:
+                h = inner.fit(X, y, epochs=40, batch_size=32)
+                out["inner_epochs"] = len(h["cost"])
+            except KeyboardInterrupt as exc:
+                out["inner_epochs"] = len(exc.history["cost"])
+                raise
+
+    try:
+        outer.fit(X[:100], y[:100], epochs=3, batch_size=50, callbacks=[FitAnother()])
+        out["outer"] = "finished"
+    except KeyboardInterrupt:
+        out["outer"] = "interrupted"
+    out["finite"] = bool(np.isfinite(inner.parameters).all())
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_a_fit_that_another_fits_callback_runs():
+    """The inner fit found the outer fit's flag handler installed, installed
+    none and read no flag: it ran all 40 epochs (8.7 s) after Ctrl-C."""
+    result, _, elapsed = _ctrl_c(NESTED_CTRL_C_CHILD)
+    assert result["outer"] == "interrupted" and result["finite"]
+    assert result["inner_epochs"] < 5, result  # an epoch takes ~0.2 s here: one or two before the signal
+    assert elapsed < 2.0, elapsed
+
+
+def test_a_sigint_handler_a_callback_installs_outlives_the_fit():
+    """The fit put back the default handler at its end, over the callback's."""
+    import dnnfast
+
+    def mine(signum, frame):
+        pass
+
+    class Install:
+        def on_epoch_end(self, net, epoch, logs):
+            signal.signal(signal.SIGINT, mine)
+
+    net = dnnfast.Network([3, 2], ["softmax"], seed=0)
+    try:
+        net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=2, callbacks=[Install()])
+        assert signal.getsignal(signal.SIGINT) is mine
+        net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=1)  # a custom handler is left alone
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 ESTIMATOR_CTRL_C_CHILD = textwrap.dedent("""
     import json, sys, time, warnings
     import numpy as np

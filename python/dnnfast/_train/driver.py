@@ -252,24 +252,53 @@ def _other_signal_handlers():
     return False
 
 
+class _Flag:
+    __slots__ = ("set",)
+
+    def __init__(self):
+        self.set = False
+
+
 class Interrupts:
     """SIGINT -> a flag read between chunks (main thread, default handler only).
     The epoch loop's, and lbfgs's between its function evaluations (``_solvers``)."""
 
     def __init__(self):
-        self.pending = False
+        self._flag = _Flag()
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
         self.alone = False  # ... and no other signal has a Python handler (nothing else can raise mid-epoch)
 
+    @property
+    def pending(self):
+        return self._flag.set
+
+    @pending.setter
+    def pending(self, value):
+        self._flag.set = value
+
     def handler(self, signum, frame):
-        self.pending = True  # a second Ctrl-C only sets it again: never a torn step
+        self._flag.set = True  # a second Ctrl-C only sets it again: never a torn step
 
     @contextlib.contextmanager
     def installed(self):
         # _signal: signal.signal's wrapping of the result in an enum costs ~20 us a call
-        ok = (threading.current_thread() is threading.main_thread()
-              and _signal.getsignal(_SIGINT) is signal.default_int_handler)
-        if not ok:
+        main = threading.current_thread() is threading.main_thread()
+        current = _signal.getsignal(_SIGINT) if main else None
+        outer = getattr(current, "__self__", None)
+        if isinstance(outer, Interrupts) and outer.active:
+            # A fit run by another fit's callback: Ctrl-C sets the outer fit's
+            # flag, which this one reads (and clears) at its own boundaries, so
+            # it stops there and its KeyboardInterrupt passes up through the
+            # callback. Reading no flag, it had run all its epochs.
+            self._flag = outer._flag
+            self.active = True
+            self.alone = not _other_signal_handlers()
+            try:
+                yield self
+            finally:
+                self.active = self.alone = False
+            return
+        if current is not signal.default_int_handler:
             yield self
             return
         _signal.signal(_SIGINT, self.handler)
@@ -279,7 +308,9 @@ class Interrupts:
             yield self
         finally:
             self.active = self.alone = False
-            _signal.signal(_SIGINT, signal.default_int_handler)
+            # Put back only our own change: a handler a callback installed meanwhile stays.
+            if _signal.getsignal(_SIGINT) == self.handler:
+                _signal.signal(_SIGINT, signal.default_int_handler)
 
     def check(self, history, provider=None):
         """Raise KeyboardInterrupt when Ctrl-C was pressed (over MPI: on any rank, then on all)."""
