@@ -213,6 +213,54 @@ def test_a_child_forked_during_a_fit_gets_a_free_lock_and_a_whole_state(tmp_path
         _run_script(tmp_path, _FORK_DURING_A_FIT, str(tmp_path / "seen.npy"))
 
 
+_FORK_WHILE_A_CALLBACK_READS_A_FITTING_MODEL = """
+    import os, threading, time, warnings
+    import numpy as np
+    import dnnfast
+    from dnnfast._locking import model_lock
+
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 64)), np.arange(2000) % 4
+    A = dnnfast.Network([64, 64, 4], ["tanh", "softmax"], dtype="float64", seed=0)
+    B = dnnfast.Network([64, 256, 4], ["tanh", "softmax"], dtype="float64", seed=1)
+    in_callback = threading.Event()
+
+    class PredictB:  # a read during B's fit: it waits for that fit
+        def on_epoch_end(self, net, epoch, logs):
+            in_callback.set()
+            B.predict(X[:10])
+
+    t2 = threading.Thread(target=lambda: B.fit(X, y, epochs=60, batch_size=8), daemon=True)
+    t2.start()
+    while not model_lock(B).fitting:
+        time.sleep(0.001)
+    t1 = threading.Thread(target=lambda: A.fit(X, y, epochs=2, batch_size=500, callbacks=[PredictB()]), daemon=True)
+    t1.start()
+    in_callback.wait()
+    time.sleep(0.1)
+    assert model_lock(A).fitting and model_lock(B).fitting
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if B.predict(X[:3]).shape == (3, 4) else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    t1.join()
+    t2.join()
+    print("ok")
+"""
+
+
+@needs_fork
+def test_fork_while_a_fits_callback_waits_to_read_another_fitting_model(tmp_path):
+    """The fork waited for A's fit (its thread in a callback), that thread
+    for B's fit to end (a read waits for a fit), and B's fit, parked for the
+    fork, for the fork: a hang. A thread holding another model's lock now
+    reads a model whose fit is parked for a fork."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run_script(tmp_path, _FORK_WHILE_A_CALLBACK_READS_A_FITTING_MODEL)
+
+
 # -- asynchronous exceptions -------------------------------------------------
 
 def _data(n=200, m=10, k=3, seed=0):

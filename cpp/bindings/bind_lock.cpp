@@ -226,7 +226,16 @@ private:
             ++t_held;
             return;
         }
-        auto blocked = [&] { return (writer_ != 0 && writer_ != t && (!copy || active_)) || fork_gated(t); };
+        // While a fork is prepared, a thread that holds other models' locks
+        // (a fit's callback reading another model) is one the fork waits
+        // for: it may read a model whose fit is parked (a whole training
+        // state, which the fit does not change before the read ends), or the
+        // fork, that fit and this thread wait for each other for ever.
+        auto blocked = [&] {
+            const bool fork_waits_for_me = g_forker != 0 && t_held > 0;
+            return (writer_ != 0 && writer_ != t && (!copy || active_) && !(fork_waits_for_me && !active_)) ||
+                   fork_gated(t);
+        };
         if (blocked()) {
             if (copy) ++copies_waiting_;
             try {
