@@ -237,6 +237,30 @@ def test_warm_start_matches_sklearn():
     np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
 
 
+def test_warm_start_with_early_stopping_keeps_the_best_weights_where_sklearn_keeps_the_last():
+    """The one documented difference (README): a warm-started fit in which no
+    epoch beats the best validation score ends with the best epoch's
+    weights; scikit-learn's with the last epoch's (its kept best weights are
+    the arrays it trains). Everything else still matches."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    kw = dict(hidden_layer_sizes=(5,), random_state=0, warm_start=True, max_iter=5, early_stopping=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, ours = sk.MLPClassifier(**kw).fit(X, y), df.MLPClassifier(**kw).fit(X, y)
+        assert max_rel_diff(params_of(ref), params_of(ours)) < RTOL
+        best = [p.copy() for p in params_of(ours)]
+        best_score = ours.best_validation_score_
+        ref.fit(X, y)
+        ours.fit(X, y)
+    assert ours.best_validation_score_ == best_score  # no epoch of the second fit did better
+    np.testing.assert_allclose(ours.validation_scores_, ref.validation_scores_, rtol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    assert all(np.array_equal(a, b) for a, b in zip(params_of(ours), best))
+    assert max_rel_diff(params_of(ref), best) > 1e-3  # scikit-learn's: the last epoch's
+
+
 @pytest.mark.parametrize("n,fraction,stratified", [(150, 0.1, False), (150, 0.2, True), (57, 0.33, True),
                                                    (101, 0.1, True)])
 def test_validation_split_matches_train_test_split(n, fraction, stratified):
