@@ -903,3 +903,27 @@ def test_a_nan_written_into_coefs_in_place_is_named_by_predict(rows):
     for call in (clf.predict, clf.predict_proba):
         with pytest.raises(ValueError, match=r"parameters contain NaN or infinity \(first in layer 2, W"):
             call(X[:rows])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_an_estimator_step_of_many_weighted_rows_in_blocks_matches_one_call(monkeypatch, solver):
+    """The driver's long steps (blocks of rows, Ctrl-C between them) with
+    sample weights: each batch's D is its total weight, summed over blocks."""
+    from dnnfast._train import driver
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 6))
+    y = X @ rng.normal(size=6) + 0.1 * rng.normal(size=300)
+    sw = rng.uniform(0.1, 3.0, size=300)
+    default = driver.BLOCK_FLOPS
+    fits = []
+    for flops in (default, 1.0):
+        monkeypatch.setattr(driver, "BLOCK_FLOPS", flops)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reg = MLPRegressor(hidden_layer_sizes=(8,), solver=solver, batch_size=300, max_iter=6, alpha=1e-3,
+                               learning_rate_init=0.01, random_state=0).fit(X, y, sample_weight=sw)
+        fits.append(reg)
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fits[1].loss_curve_, fits[0].loss_curve_, rtol=1e-12)

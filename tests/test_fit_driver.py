@@ -320,6 +320,37 @@ def _rewrite(path, out, header_edit=None, drop=(), arrays_edit=None):
                 np.lib.format.write_array(f, a)
 
 
+@pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"weight_decay": 1e-3}), ("momentum", {}),
+                                          ("nesterov", {}), ("adam", {"weight_decay": 1e-3})])
+def test_a_step_of_many_rows_in_blocks_is_the_one_call_step_to_round_off(monkeypatch, optimizer, kw):
+    """A step of more than two blocks' work runs as the sum of its blocks'
+    gradients and one update, with Ctrl-C read between blocks (a full batch
+    of 80000 rows took 2.35 s in one call). Blocks of 64 rows here: the full
+    batch of 300 rows is 5 blocks, a batch of 150 3; the same numbers to
+    round-off, and the same bits on any thread count."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 5))
+    Y = np.eye(3)[(X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 0.8)]
+    fits = {}
+    default = driver.BLOCK_FLOPS
+    for blocked in (False, True, "2 threads"):
+        monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0 if blocked else default)
+        steps = driver.LocalSteps(None, np.zeros(59), X, Y, None)
+        assert steps.splits_steps(300) == steps.splits_steps(150) == bool(blocked)
+        net = _net()
+        before = dnnfast.get_num_threads()
+        dnnfast.set_num_threads(2 if blocked == "2 threads" else 1)
+        try:
+            h = net.fit(X, Y, epochs=3, learning_rate=0.1, optimizer=optimizer, **kw)
+            net.fit(X, Y, epochs=2, batch_size=150, learning_rate=0.1, optimizer=optimizer, **kw)
+        finally:
+            dnnfast.set_num_threads(before)
+        fits[blocked] = (net.parameters.copy(), h["cost"])
+    np.testing.assert_allclose(fits[True][0], fits[False][0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fits[True][1], fits[False][1], rtol=1e-12)
+    assert fits[True][0].tobytes() == fits["2 threads"][0].tobytes()
+
+
 @pytest.mark.parametrize("where", ["network", "fit seed"])
 def test_checkpoint_that_cannot_be_written_is_refused_before_the_first_step(data, tmp_path, where):
     """A generator without a file form (MT19937), the network's or fit's own,

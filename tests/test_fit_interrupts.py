@@ -90,6 +90,36 @@ def test_ctrl_c_stops_fit_quickly_and_leaves_a_usable_model():
     assert elapsed < 2.0, elapsed
 
 
+FULL_BATCH_CTRL_C_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np
+    import dnnfast
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16000, 256)).astype(np.float32)
+    y = rng.integers(0, 10, size=16000)
+    net = dnnfast.Network([256, 2048, 2048, 10], ["relu", "relu", "softmax"], seed=0)
+    before = net.parameters.copy()
+    print("started", flush=True)  # the fit's first step (~4 s in one call) starts within milliseconds
+    try:
+        net.fit(X, y, epochs=5, learning_rate=0.01, optimizer="adam")  # batch_size=None: one step an epoch
+        out = {"finished": True}
+    except KeyboardInterrupt as exc:
+        out = {"history": len(exc.history["cost"]), "unchanged": bool(np.array_equal(net.parameters, before))}
+        net.fit(X[:64], y[:64], epochs=1)  # usable: the lock is free
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_a_full_batch_step_of_seconds_and_leaves_the_model_as_before_it():
+    """A step of 16000 rows of a 4.7M-parameter network runs in blocks with
+    Ctrl-C read between them: the step cut short is not taken. In one call
+    it ran to its end first (seconds; 80000 rows of W1's kind: 2.35 s)."""
+    result, _, elapsed = _ctrl_c(FULL_BATCH_CTRL_C_CHILD)
+    assert result == {"history": 0, "unchanged": True}
+    assert elapsed < 2.0, elapsed
+
+
 NESTED_CTRL_C_CHILD = textwrap.dedent("""
     import json
     import numpy as np

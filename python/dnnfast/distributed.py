@@ -367,7 +367,12 @@ class _DistributedSteps:
 
         return self.ctx.global_order(self.n, lambda: epoch_order(self.n, shuffle, self.rng))
 
-    def run_steps(self, order, options, state, cost_sum, penalty_sum):
+    def splits_steps(self, batch_size):
+        """Never: a step's blocks would need the ranks' agreement on Ctrl-C
+        between them; each rank's shard of a batch is one call."""
+        return False
+
+    def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
         c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, self.w, order, options, state.state1,
                                        state.state2, state.t, self.offset, cost_sum, penalty_sum)
         return c, p

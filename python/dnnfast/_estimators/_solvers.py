@@ -18,7 +18,7 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback
-from .._train.driver import Interrupts, LocalSteps, Run, drive
+from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -26,17 +26,14 @@ from ._sampling import shuffled, train_validation_split
 from ._solver_state import SolverState, optimizer_name, solver_settings
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
-#: lbfgs evaluates its loss and gradient in blocks of rows of about this many
-#: flops (~0.1 s at one thread or less), with Ctrl-C read between blocks. The block is
-#: fixed by the shape alone (never by measured time), so the blocks' sums, and
-#: the weights, have the same bits on every run and thread count.
-LBFGS_BLOCK_FLOPS = 5e9
+#: lbfgs evaluates its loss and gradient in blocks of rows of this much work
+#: (the driver's blocks, as a long step's), with Ctrl-C read between blocks.
+LBFGS_BLOCK_FLOPS = BLOCK_FLOPS
 
 
 def lbfgs_block_rows(n_params):
-    """Rows per block of an lbfgs evaluation: ~6 flops per parameter and row
-    (forward and backward), at least 64 rows so the products stay efficient."""
-    return max(64, int(LBFGS_BLOCK_FLOPS // (6 * max(int(n_params), 1))))
+    """Rows per block of an lbfgs evaluation (the driver's ``block_rows``)."""
+    return block_rows(n_params, LBFGS_BLOCK_FLOPS)
 
 
 class _Interrupted(Exception):

@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from .. import _core
+from .._buffers import aligned_zeros
 from .._archive import check_path, check_writable
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
@@ -52,6 +53,19 @@ except ImportError:  # not CPython
 _SIGINT = int(signal.SIGINT)
 #: Work per chunk between two returns to Python (seconds).
 CHUNK_SECONDS = 0.1
+#: Work (flops) of a block of rows where a single step or evaluation is too
+#: long for one call: about 0.1 s at one thread or less. Ctrl-C is read
+#: between blocks. Fixed by the shape alone (never by measured time), so the
+#: blocks' sums, and the weights, have the same bits on every run and thread count.
+BLOCK_FLOPS = 5e9
+
+
+def block_rows(n_params, flops=None):
+    """Rows per block of ``flops`` (default ``BLOCK_FLOPS``): ~6 flops per
+    parameter and row (forward and backward), at least 64 rows so the
+    products stay efficient."""
+    flops = BLOCK_FLOPS if flops is None else flops
+    return max(64, int(flops // (6 * max(int(n_params), 1))))
 _MONITORS = ("val_cost", "cost", "val_accuracy", "accuracy")
 _METRICS = ("accuracy",)
 _INT64_MAX = 2**63 - 1
@@ -90,10 +104,46 @@ class LocalSteps:
             return self.draw(shuffle)
         return epoch_order(self.n, shuffle, self.rng)
 
-    def run_steps(self, order, options, state, cost_sum, penalty_sum):
+    def splits_steps(self, batch_size):
+        """Whether a step of ``batch_size`` rows runs in blocks (``long_steps``)."""
+        return batch_size > 2 * block_rows(self.P.size)
+
+    def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
+        if self.splits_steps(options.batch_size):
+            return self.long_steps(order, options, state, cost_sum, penalty_sum, interrupts)
         c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, self.w, order, options, state.state1,
                                         state.state2, state.t, cost_sum, penalty_sum)
         return c, p
+
+    def long_steps(self, order, options, state, cost_sum, penalty_sum, interrupts):
+        """Steps of more rows than two blocks' work (a full batch of many
+        rows): each the sum of its blocks' gradients (``gradient_sum``), then
+        one update (``apply_gradient_sum``, as data-parallel training makes
+        it), with Ctrl-C read between blocks. A step cut short is not taken:
+        the model stays as after the one before. In one call it took seconds
+        (80000 rows: 2.35 s) and Ctrl-C waited for it."""
+        core, P, X, Y, w = self.core, self.P, self.X, self.Y, self.w
+        rows = block_rows(P.size)
+        if getattr(self, "_sums", None) is None or self._sums[0].dtype != P.dtype or self._sums[0].size != P.size:
+            self._sums = (aligned_zeros(P.size, P.dtype), aligned_zeros(P.size, P.dtype))
+        G, Gb = self._sums
+        batch = options.batch_size
+        for b0 in range(0, order.shape[0], batch):
+            idx = order[b0:b0 + batch]
+            J = wsum = 0.0
+            for k0 in range(0, idx.shape[0], rows):
+                if k0 and interrupts is not None and interrupts.pending:
+                    interrupts.check(state.history)
+                j, ws = core.gradient_sum(P, X, Y, w, idx[k0:k0 + rows], Gb if k0 else G)
+                if k0:
+                    G += Gb
+                J, wsum = J + j, wsum + ws
+            n = idx.shape[0]
+            denom = float(n) if w is None else wsum  # the batch's D: its row count (exact), or its total weight
+            pen = core.apply_gradient_sum(P, G, denom, options, state.state1, state.state2, state.t)
+            cost_sum += (J / denom if denom > 0 else 0.0) * n
+            penalty_sum += pen * n
+        return cost_sum, penalty_sum
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +374,8 @@ class Interrupts:
 
 class _Chunker:
     """Whole batches per chunk, sized from the measured time per batch so
-    that a chunk is about CHUNK_SECONDS of work (a single batch may be longer:
-    one step is never split), in multiples of ``unit`` batches: with one row
+    that a chunk is about CHUNK_SECONDS of work (at least one batch: a longer
+    one runs in blocks, ``LocalSteps.long_steps``), in multiples of ``unit`` batches: with one row
     a batch, the core's stochastic window (``_core.STOCHASTIC_WINDOW``), which
     each chunk starts afresh, so that where the chunks fall (the machine's
     speed) never changes a bit."""
@@ -405,7 +455,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         n_order = order.shape[0]
         n_batches = -(-n_order // batch) if n_order else 0
         nb = chunker.batches(n_batches) if n_batches else 0  # the first chunk
-        run.atomic = agree is None and interrupts.alone and nb >= n_batches
+        run.atomic = (agree is None and interrupts.alone and nb >= n_batches
+                      and not provider.splits_steps(batch))  # Ctrl-C between a long step's blocks cuts the epoch
         for cb in callbacks:
             cb.on_epoch_begin(net, epoch)
         cost_sum = penalty_sum = 0.0
@@ -421,7 +472,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
             hi = min((done + nb) * batch, n_order)
             tc = clock()
             cost_sum, penalty_sum = provider.run_steps(order[done * batch:hi] if nb < n_batches else order, options,
-                                                       st, cost_sum, penalty_sum)
+                                                       st, cost_sum, penalty_sum, interrupts)
             chunker.record(nb, clock() - tc)
             done += nb
             st.step += nb
