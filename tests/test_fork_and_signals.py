@@ -261,6 +261,43 @@ def test_fork_while_a_fits_callback_waits_to_read_another_fitting_model(tmp_path
         _run_script(tmp_path, _FORK_WHILE_A_CALLBACK_READS_A_FITTING_MODEL)
 
 
+_CTRL_C_IN_A_CHILD_FORKED_BY_A_CALLBACK = """
+    import os, signal, time
+    import numpy as np
+    import dnnfast
+
+    X, y = np.random.default_rng(0).normal(size=(200, 10)), np.arange(200) % 2
+    net = dnnfast.Network([10, 8, 2], ["tanh", "softmax"], dtype="float64", seed=0)
+    codes = []
+
+    class ForkWorker:
+        def on_epoch_end(self, net, epoch, logs):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    time.sleep(20)
+                    os._exit(0)  # ran to its end: Ctrl-C was swallowed
+                except KeyboardInterrupt:
+                    os._exit(7)
+            time.sleep(0.3)
+            os.kill(pid, signal.SIGINT)
+            codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+    net.fit(X, y, epochs=1, callbacks=[ForkWorker()])
+    assert codes == [7], codes
+    print("ok")
+"""
+
+
+@needs_fork
+def test_ctrl_c_interrupts_a_child_that_a_fits_callback_forked(tmp_path):
+    """The child inherited the fit's flag-only SIGINT handler, and no fit
+    of its own read the flag: it slept on through Ctrl-C."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run_script(tmp_path, _CTRL_C_IN_A_CHILD_FORKED_BY_A_CALLBACK)
+
+
 # -- asynchronous exceptions -------------------------------------------------
 
 def _data(n=200, m=10, k=3, seed=0):

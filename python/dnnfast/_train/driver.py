@@ -315,6 +315,7 @@ class Interrupts:
 
     def __init__(self):
         self._flag = _Flag()
+        self._pid = os.getpid()
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
         self.alone = False  # ... and no other signal has a Python handler (nothing else can raise mid-epoch)
 
@@ -327,6 +328,11 @@ class Interrupts:
         self._flag.set = value
 
     def handler(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A child forked during the fit (from a callback) inherits this
+            # handler but no fit of its own that reads the flag: Ctrl-C there
+            # is Python's default, not swallowed.
+            raise KeyboardInterrupt
         self._flag.set = True  # a second Ctrl-C only sets it again: never a torn step
 
     @contextlib.contextmanager
