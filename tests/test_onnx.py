@@ -156,6 +156,17 @@ def test_refuses_what_it_cannot_export():
         dnnfast.to_onnx(MLPClassifier())
 
 
+def test_a_class_label_that_utf8_cannot_hold_is_a_value_error():
+    """A lone surrogate in a string label raised a bare UnicodeEncodeError from the protobuf."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.array(["a", "b\udc80"], dtype=object)[np.arange(40) % 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="class label .* lone surrogate"):
+        dnnfast.to_onnx(clf)
+
+
 def test_missing_onnx_names_the_extra(tmp_path):
     """Without onnx: an ImportError that says what to install."""
     code = ("import sys; sys.modules['onnx'] = None\n"  # None in sys.modules makes `import onnx` fail

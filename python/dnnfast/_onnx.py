@@ -210,6 +210,12 @@ class _Builder:
                                           f"are int64 or string); fit on labels in [-2**63, 2**63)")
             table = classes.astype(np.int64)
         elif classes.dtype.kind in "USO" and all(isinstance(c, str) for c in classes.tolist()):
+            for c in classes.tolist():
+                try:
+                    c.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate (a DataFrame's column of labels may hold one)
+                    raise ValueError(f"to_onnx: class label {c!r} holds a lone surrogate, which ONNX's strings "
+                                     "(UTF-8) cannot hold") from None
             table = np.array(classes.tolist(), dtype=object)
         else:
             raise NotImplementedError(f"to_onnx: classes of dtype {classes.dtype} (ONNX labels are int64 or "
