@@ -227,6 +227,26 @@ def estimator_case(name, make, regression=False, weighted=False, partial=0, coun
             out[f"{name}/classes"] = est.classes_
 
 
+def zero_weight_shard_case():
+    """The last rank's rows all weigh 0: valid data as a whole (one process
+    accepts it), refused shard by shard before; equals one process on all rows."""
+    X, y = data()
+    lo, hi = shard_bounds(X.shape[0])
+    sw = np.full(hi - lo, 0.0 if rank == size - 1 else 1.0)
+    sw_all = np.concatenate(comm.allgather(sw))
+
+    def make():
+        return dnnfast.MLPRegressor(hidden_layer_sizes=(5,), solver="adam", batch_size=8, max_iter=3, random_state=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = make().fit(X, y.astype(float), sample_weight=sw_all)
+        with Context():
+            local = make().fit(X[lo:hi], y[lo:hi].astype(float), sample_weight=sw)
+    flat = lambda est: np.concatenate([a.ravel() for a in est.coefs_ + est.intercepts_])  # noqa: E731
+    save_params("zero_weight_shard", flat(local), flat(single))
+
+
 def main(path):
     for dtype in ("float64", "float32"):
         for batch_size in (None, 1, 7):
@@ -258,6 +278,7 @@ def main(path):
 
     estimator_case("clf_partial_fit", lambda: dnnfast.MLPClassifier(
         hidden_layer_sizes=(6,), solver="sgd", batch_size=8, random_state=1), partial=3)
+    zero_weight_shard_case()
     checkpoint_case(path)
     interrupt_case()
     estimator_interrupt_case()
@@ -378,7 +399,54 @@ def main(path):
     def draw_gives_floats():  # truncated into the order in silence
         Context().global_order(3, lambda: np.array([0.5, 1.7, 2.2]))
 
-    for name, fn in [("shard_bad_count", shard_bad_count), ("draw_gives_floats", draw_gives_floats),
+    last = rank == size - 1
+
+    def estimator_y_overflows():  # a float32 fit, y too large for float32 on one rank: the others hung
+        y_big = ys.astype(np.float64) * (1e39 if last else 1.0)
+        with Context():
+            dnnfast.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(Xs.astype(np.float32), y_big)
+
+    def partial_fit_nan():  # partial_fit's own first checks, on one rank: the others hung
+        y_nan = ys.astype(np.float64)
+        if last:
+            y_nan[0] = np.nan
+        with Context():
+            dnnfast.MLPClassifier(hidden_layer_sizes=(3,)).partial_fit(Xs, y_nan, classes=[0, 1, 2])
+
+    def partial_fit_classes_missing():
+        with Context():
+            dnnfast.MLPClassifier(hidden_layer_sizes=(3,)).partial_fit(Xs, ys, classes=None if last else [0, 1, 2])
+
+    def y_dimensions_differ():  # labels on one rank, an indicator matrix on another: every rank hung
+        with Context():
+            dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(Xs, np.eye(3)[ys] if last else ys)
+
+    def labels_mix_strings_and_numbers():  # failed as "invalid literal for int()"
+        with Context():
+            dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(Xs, ys.astype(str) if last else ys)
+
+    def sample_weight_on_some_ranks():  # trained different models on the ranks without a word
+        with Context():
+            dnnfast.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(
+                Xs, ys.astype(float), sample_weight=None if last else np.full(len(ys), 3.0))
+
+    class Log:  # a logger on rank 0 alone: a meaningless TypeError on rank 0, a hang on the others
+        def on_epoch_end(self, net, epoch, logs):
+            pass
+
+    def callback_on_rank_0_only():
+        with Context():
+            h = dnnfast.Network([6, 4, 3], ["relu", "softmax"], dtype="float64", seed=0).fit(
+                Xs, ys, epochs=3, batch_size=5, callbacks=[Log()] if rank == 0 else None)
+        assert len(h["cost"]) == 3
+
+    for name, fn in [("estimator_y_overflows", estimator_y_overflows), ("partial_fit_nan", partial_fit_nan),
+                     ("partial_fit_classes_missing", partial_fit_classes_missing),
+                     ("y_dimensions_differ", y_dimensions_differ),
+                     ("labels_mix", labels_mix_strings_and_numbers),
+                     ("sample_weight_on_some_ranks", sample_weight_on_some_ranks),
+                     ("callback_on_rank_0_only", callback_on_rank_0_only),
+                     ("shard_bad_count", shard_bad_count), ("draw_gives_floats", draw_gives_floats),
                      ("callback_raises", lambda: fit_callback_raises("on_epoch_end")),
                      ("batch_hook_raises", lambda: fit_callback_raises("on_batch_end")),
                      ("schedule_raises", fit_schedule_raises), ("checkpoint_differs", fit_checkpoint_on_rank_0_only),

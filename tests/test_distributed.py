@@ -183,6 +183,13 @@ def test_block_splits_rows_evenly(run):
     ("schedule_raises", "ZeroDivisionError", "schedule failed on the last rank", "last"),
     ("checkpoint_differs", "ValueError", "checkpoint is not None must be the same on every rank", None),
     ("alpha_differs", "ValueError", "activations with their parameters", None),
+    # each of these hung the ranks that did not fail, or trained different models on them
+    ("estimator_y_overflows", "ValueError", "y has values too large for float32", "last"),
+    ("partial_fit_nan", "ValueError", "Input y contains NaN", "last"),
+    ("partial_fit_classes_missing", "ValueError", "classes must be passed on the first call", "last"),
+    ("y_dimensions_differ", "ValueError", "y's dimensions", None),
+    ("labels_mix", "ValueError", "class labels mix strings and numbers", None),
+    ("sample_weight_on_some_ranks", "ValueError", "row weights (sample_weight or class_weight) must be the same", None),
 ])
 def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank):
     errors = run["errors"][case]
@@ -194,6 +201,24 @@ def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank)
     if only_rank == "last":  # the other ranks name the failing one
         for r, err in enumerate(errors[:-1]):
             assert err[1].startswith(f"rank {size - 1} of {size}: "), (r, err)
+
+
+@needs_mpi
+def test_a_callback_on_rank_0_alone_runs_on_every_rank(run):
+    """A logger on rank 0 only: rank 0 made collectives the others did not
+    (a meaningless TypeError there, a hang on the others). The ranks now
+    agree on which hooks any of them has."""
+    assert run["errors"]["callback_on_rank_0_only"] == [None] * int(run["size"])
+
+
+@needs_mpi
+def test_a_shard_whose_rows_all_weigh_zero_trains_as_one_process(run):
+    """Refused shard by shard ("Sample weights must contain at least one
+    non-zero number") though one process accepts the whole data."""
+    single = run["zero_weight_shard/single"]
+    for local in _ranks(run, "zero_weight_shard"):
+        np.testing.assert_allclose(local, single, rtol=1e-12, atol=1e-14)
+        assert local.tobytes() == _ranks(run, "zero_weight_shard")[0].tobytes()
 
 
 @needs_mpi

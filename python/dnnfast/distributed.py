@@ -158,6 +158,9 @@ class Context:
             payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error))
         name, message = self.comm.bcast(payload, root=failed)
         if self.rank == failed:
+            if error is None:  # ranks out of step: this one's MIN met another collective's data
+                raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
+                                   "argument that differs between ranks)")
             raise error
         kind = next((k for k in _PORTABLE if k.__name__ == name), RuntimeError)
         raise kind(f"rank {failed} of {self.size}: {message}")
@@ -226,6 +229,13 @@ class Context:
         """Collective: the labels of every rank, concatenated (a class absent
         from one rank's shard is still a class of the model)."""
         parts = self.comm.allgather(np.asarray(labels))
+
+        def strings(p):
+            return p.dtype.kind in "US" or (p.dtype.kind == "O" and all(isinstance(v, str) for v in p.tolist()))
+
+        if len({strings(p) for p in parts if p.size}) > 1:  # concatenated, they failed as "invalid literal for int()"
+            raise ValueError("y: the ranks' class labels mix strings and numbers (" +
+                             ", ".join(f"rank {r}: {p.dtype}" for r, p in enumerate(parts)) + ")")
         return np.concatenate(parts)
 
     def global_order(self, n_global: int, draw: Callable[[], NDArray[np.int64]]) -> NDArray[np.int64]:

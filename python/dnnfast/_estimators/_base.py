@@ -505,23 +505,34 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
 
         def weights():
-            sw = self._check_sample_weight(sample_weight, X)
+            sw = self._check_sample_weight(sample_weight, X, whole=ctx is None)
             return self._combine_class_weight(sw, y_raw, Y, X.dtype)
 
+        def targets():
+            T = cast_finite(np.asarray(Y), X.dtype, "y")
+            return T.reshape(-1, 1) if T.ndim == 1 else T
+
+        # Each rank's local checks inside collective(): an error on one rank
+        # is raised on all (raised on one alone, the others had waited in
+        # the next collective for good).
         sw = collective(ctx, weights)
+        Y = collective(ctx, targets)
         n_samples, n_features = X.shape
-        Y = cast_finite(np.asarray(Y), X.dtype, "y")
-        if Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
         if ctx is not None:
             # classes first: different classes (partial_fit's argument) also differ in n_outputs.
             ctx.check_same_settings([("classes", _comparable(getattr(self, "classes_", None))),
                                      ("n_features", n_features), ("n_outputs", Y.shape[1]), ("dtype", X.dtype.name),
-                                     ("continues a fitted model", not first_pass)], "the data's")
+                                     ("continues a fitted model", not first_pass),
+                                     # a weighted batch's D is its total weight, an unweighted one's its rows
+                                     ("row weights (sample_weight or class_weight)", sw is not None)],
+                                    "the data's")
+            if sw is not None and not ctx.sum_(np.array([sw.sum()], dtype=np.float64))[0] > 0:
+                # the whole data's weights, as one process checks them (a shard's may all be 0)
+                raise ValueError("Sample weights must contain at least one non-zero number.")
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
         if first_pass:
-            self._check_size(layer_units, hidden_specs, X)
+            collective(ctx, lambda: self._check_size(layer_units, hidden_specs, X))
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, hidden_specs)
@@ -532,9 +543,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             self._complete_fit_state(layer_units)
         dtype = self._model_dtype()
         if X.dtype != dtype:
-            X = cast_finite(X, dtype, "X")
-            Y = cast_finite(Y, dtype, "y")
-            sw = None if sw is None else cast_finite(sw, dtype, "sample_weight")
+            X, Y, sw = collective(ctx, lambda: (cast_finite(X, dtype, "X"), cast_finite(Y, dtype, "y"),
+                                                None if sw is None else cast_finite(sw, dtype, "sample_weight")))
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))

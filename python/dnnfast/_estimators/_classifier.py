@@ -170,8 +170,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset):
         ctx = _distributed_context()
         X, y = collective(ctx, lambda: self._validate_Xy(X, y, reset=reset, y_numeric=False))
-        # Distributed: the classes are those of all ranks' shards together.
-        labels = ctx.union_labels(np.unique(y)) if ctx is not None and np.ndim(y) == 1 else y
+        labels = y
+        if ctx is not None:
+            # Distributed: the classes are those of all ranks' shards together
+            # (gathered for class labels only: a rank with an indicator matrix
+            # skipped the gathering its peers waited in).
+            ctx.check_same_settings([("y's dimensions (class labels: 1, a 0/1 indicator matrix: 2)", np.ndim(y))],
+                                    "the data's")
+            if np.ndim(y) == 1:
+                labels = ctx.union_labels(np.unique(y))
         return collective(ctx, lambda: self._binarize_targets(X, y, labels, incremental))
 
     def _binarize_targets(self, X, y, labels, incremental):
@@ -282,22 +289,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self : MLPClassifier
         """
-        if y is not None:
-            self._check_y_kind(y, check_estimator_input(X, "X"))
-        first = getattr(self, "classes_", None) is None
-        if first:
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self.classes_ = unique_labels(classes)
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        elif classes is not None:
-            if not np.array_equal(self.classes_, unique_labels(classes)):
-                raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
-                                 f"{self.classes_!r}")
+        def first_checks():
+            if y is not None:
+                self._check_y_kind(y, check_estimator_input(X, "X"))
+            first = getattr(self, "classes_", None) is None
+            if first:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit.")
+                self.classes_ = unique_labels(classes)
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            elif classes is not None:
+                if not np.array_equal(self.classes_, unique_labels(classes)):
+                    raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
+                                     f"{self.classes_!r}")
+
+        collective(_distributed_context(), first_checks)  # one rank's error raised on all, never a hang
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _predict(self, X, check_input=True):

@@ -167,11 +167,13 @@ class _InputChecks:
             raise ValueError("y: score needs the true targets, got None")
         self._check_y_kind(y, check_estimator_input(X, "X"))
 
-    def _check_sample_weight(self, sample_weight, X):
+    def _check_sample_weight(self, sample_weight, X, whole=True):
+        """``whole``: X is all the data; False for one rank's shard, whose
+        weights may all be zero (the caller checks the sum over ranks)."""
         if sample_weight is None:
             return None
         check_estimator_input(sample_weight, "sample_weight")
-        if HAVE_SKLEARN:
+        if HAVE_SKLEARN and whole:
             sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         else:
             sw = np.asarray(sample_weight, dtype=X.dtype)

@@ -191,38 +191,61 @@ class EarlyStopping(Callback):
             net.parameters[...] = st.best_params
 
 
-class UserCallback(Callback):
-    """A user's object (``callbacks[index]``): only the hooks it defines are called.
+class UserCallbacks(Callback):
+    """The user's objects (``callbacks``), in order: only the hooks each
+    defines are called, every ``on_epoch_end`` each epoch even when an
+    earlier one asked to stop.
 
-    Over MPI each hook is a collective: an exception on one rank is raised on
-    every rank (the others would wait in the next collective for good), and
-    a stop asked for on any rank (a wall-clock budget, a local condition)
-    stops all of them at the same epoch's end. The stop must be True, False
-    or None: bool("no") is True."""
+    Over MPI each kind of hook is one collective per call, made on every
+    rank when any rank's objects define it (``epoch``, ``batch``: agreed at
+    fit start), so a logger on rank 0 alone is fine: an exception on one rank
+    is raised on every rank (the others would wait in the next collective
+    for good), and a stop asked for on any rank (a wall-clock budget, a
+    local condition) stops all of them at the same epoch's end. The stop
+    must be True, False or None: bool("no") is True."""
 
-    def __init__(self, obj, index):
-        self.obj = obj
-        self.name = f"callbacks[{index}]"
-        self.epoch_end = getattr(obj, "on_epoch_end", None)
-        self.batch_end = getattr(obj, "on_batch_end", None)
+    def __init__(self, objs, epoch=True, batch=True):
+        self.hooks = [(f"callbacks[{i}]", getattr(obj, "on_epoch_end", None), getattr(obj, "on_batch_end", None))
+                      for i, obj in enumerate(objs)]
+        self.epoch, self.batch = epoch, batch
+
+    @staticmethod
+    def defines(objs):
+        """(whether any object defines on_epoch_end, whether any defines on_batch_end)."""
+        return (any(getattr(o, "on_epoch_end", None) is not None for o in objs),
+                any(getattr(o, "on_batch_end", None) is not None for o in objs))
 
     def on_batch_end(self, net, step, logs):
-        if self.batch_end is not None:
-            self.run.provider.collective(lambda: self.batch_end(net, step, logs))
+        if not self.batch:
+            return
+
+        def call():
+            for _, _, hook in self.hooks:
+                if hook is not None:
+                    hook(net, step, logs)
+        self.run.provider.collective(call)
 
     def on_epoch_end(self, net, epoch, logs):
-        if self.epoch_end is None:
+        if not self.epoch:
             return False
+
+        def call():
+            stop = False
+            for name, hook, _ in self.hooks:
+                if hook is not None:
+                    stop = self._stop(name, hook(net, epoch, dict(logs))) or stop
+            return stop
         provider = self.run.provider
-        stop = provider.collective(lambda: self._stop(self.epoch_end(net, epoch, dict(logs))))
+        stop = provider.collective(call)
         return provider.sum_floats([float(stop)])[0] > 0
 
-    def _stop(self, value):
+    @staticmethod
+    def _stop(name, value):
         if value is None:
             return False
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
-        raise TypeError(f"{self.name}.on_epoch_end must return True (stop), False or None, got {value!r:.80}")
+        raise TypeError(f"{name}.on_epoch_end must return True (stop), False or None, got {value!r:.80}")
 
 
 class Checkpoint(Callback):

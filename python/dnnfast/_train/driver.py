@@ -43,7 +43,8 @@ from .._locking import step_boundary
 from .._registry import OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
 from ..batching import check_batch_size, epoch_order
-from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallback, Validation, Verbose)
+from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
+                        Verbose)
 from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, first_difference
 
 try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
@@ -606,7 +607,11 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         early = EarlyStopping(settings.monitor, settings.patience, settings.min_delta,
                               settings.restore_best).bind(run)
         callbacks.append(early)
-    callbacks += [UserCallback(cb, i).bind(run) for i, cb in enumerate(user_cbs)]
+    # Over MPI the ranks' hooks are agreed (any rank's): a callback on one rank alone made collectives
+    # its peers did not, and the fit failed with a meaningless error on one rank and hung on the others.
+    epoch_hooks, batch_hooks = (v > 0 for v in provider.sum_floats([float(v) for v in UserCallbacks.defines(user_cbs)]))
+    if epoch_hooks or batch_hooks:
+        callbacks.append(UserCallbacks(user_cbs, epoch_hooks, batch_hooks).bind(run))
     progress = Progress(settings.epochs, n).bind(run) if kw["progress"] else None
     if progress is not None:
         callbacks.append(progress)
