@@ -87,3 +87,84 @@ def test_cross_core_probe_restores_the_cpus_and_needs_two(bench):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+def test_only_refuses_an_empty_selection_and_runs_each_workload_once(bench):
+    """An empty --only ran the whole 15-minute suite, "--only ," nothing at
+    all, "--only M,M" M twice, and named suites beside --only were dropped."""
+    run = bench["run"]
+
+    class Refused(Exception):
+        pass
+
+    def error(msg):
+        raise Refused(msg)
+
+    for only in ("", ",", " , "):
+        with pytest.raises(Refused, match="no workload given"):
+            run.selection([], only, error)
+    assert run.selection([], "m,W1,M", error) == (["W1", "M"], [])
+    with pytest.raises(Refused, match="not both"):
+        run.selection(["gemm"], "M", error)
+    assert run.selection([], None, error)[0] == run.ALL_KEYS
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "abc"], "--threads"), (["--threads", "0"], "--threads"), (["--threads", "1,-1"], "--threads"),
+    (["--repeats", "0"], "--repeats must be >= 1"), (["--repeats", "-1"], "--repeats must be >= 1"),
+    (["--timeout", "0"], "--timeout must be > 0"), (["--json", "/nonexistent-dir/x.json"], "--json: no directory"),
+])
+def test_bad_arguments_are_usage_errors_before_anything_runs(bench, capsys, args, message):
+    """--threads abc was a traceback, 0 ran a thread-less "PASS", --repeats 0
+    silently became 5, and a --json into a missing folder failed after the run."""
+    with pytest.raises(SystemExit) as info:
+        bench["run"].main(["--only", "M", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _w1_summary(sps):
+    runs = {"dnnfast": [sps] * 3, "reference": [sps / 2] * 3}
+    return {"train": {"W1/1": {"samples_per_s": {k: v[0] for k, v in runs.items()}, "runs": runs, "errors": {},
+                               "cores": {"dnnfast": 1.0, "reference": 1.0}, "cross_core": {}}},
+            "gemm": {}, "predict": {}, "memory": None, "scaling": None}
+
+
+def test_the_w1_peak_share_is_never_above_100_percent_and_a_low_peak_is_unreliable(bench):
+    """A W1 rate above the measured peak printed "122%" and PASSed, even when
+    the run's own tables had found the peak measured low."""
+    run, wl = bench["run"], bench["workloads"]
+    gflops = 52.5
+    sps = gflops * 1e9 / wl.flops_per_sample(wl.WORKLOADS["W1"]["sizes"])
+
+    def target(peak, peak_low=()):
+        ts = run.check_targets(["W1"], [1], _w1_summary(sps), lambda dtype, th: peak, 0.0, 2,
+                               peak_low=peak_low, kernel="avx512f")
+        return [t for t in ts if "of the float32 FMA peak" in t["target"]][0]
+
+    t = target(43.1)
+    assert t["status"] == "UNRELIABLE" and t["detail"].startswith(">100%"), t
+    t = target(70.0, peak_low={("float32", 1)})
+    assert t["status"] == "UNRELIABLE" and t["detail"].startswith("75%"), t
+    assert target(70.0)["status"] == "PASS"
+
+
+def test_a_spread_just_over_the_limit_is_not_printed_as_equal_to_it(bench):
+    run, wl = bench["run"], bench["workloads"]
+    xs = [1.0, 1.0, 1.0 + wl.MAX_SPREAD + 0.003]
+    (why,) = run.unreliable_reasons(None, 2, {"x": xs})
+    assert f"{100 * wl.spread(xs):.1f}% > {100 * wl.MAX_SPREAD:.0f}%" in why
+    assert f"{100 * wl.MAX_SPREAD:.0f}% > {100 * wl.MAX_SPREAD:.0f}%" not in why
+
+
+def test_gemm_targets_only_at_the_thread_counts_asked_for(bench):
+    """The 1-thread 1024^3 run made for the peak check was reported as
+    "G [1t] GEMM squares >= 512" in a --threads 2 run."""
+    case = {"group": "square", "M": 1024, "N": 1024, "K": 1024, "numpy_gflops": 50.0, "dnnfast_gflops": 60.0,
+            "numpy_seconds": [1.0, 1.0, 1.0], "dnnfast_seconds": [0.8, 0.8, 0.8]}
+    summary = {"train": {}, "gemm": {1: {"square 1024": case}, 2: {"square 1024": case}}, "gemm_cross_core": {},
+               "predict": {}, "memory": None, "scaling": None}
+    names = [t["target"] for t in bench["run"].check_targets(["G"], [2], summary, lambda d, t: 100.0, 0.0, 2)]
+    assert any(n.startswith("G [2t] GEMM squares") for n in names)
+    assert not any(n.startswith("G [1t] GEMM squares") for n in names)
+    assert "G 1-thread GEMM 1024^3 float32 >= 75% of FMA peak" in names
