@@ -18,3 +18,36 @@ def test_main_job_rejects_bad_arguments():
     out = subprocess.run([sys.executable, "-m", "dnnfast", "--dtype", "float16"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "float16" in out.stderr
+
+
+def test_a_network_too_large_for_memory_is_a_usage_error_naming_hidden():
+    """It was a traceback after the banner, with exit status 1 (which means
+    "accuracy below 95%")."""
+    out = subprocess.run([sys.executable, "-m", "dnnfast", "--hidden", "1000000000000", "--no-reference"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "argument --hidden" in out.stderr and "memory" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout == ""  # before the banner
+
+
+def test_ctrl_c_ends_the_main_job_with_the_epochs_done_and_no_traceback():
+    """It printed a traceback saying "after 0 completed epochs" (the job
+    calls fit once an epoch) after a thousand epochs."""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "dnnfast", "--epochs", "100000", "--no-reference", "--threads", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("dnnfast ")
+        p.stdout.readline()  # the first epoch's line: inside the loop now
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    done = int(re.search(r"interrupted after (\d+) of 100000 epochs", err).group(1))
+    assert done >= 1

@@ -66,15 +66,22 @@ def main(argv=None):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_fraction=0.25, seed=args.seed)
     sizes = [X.shape[1], *args.hidden, 10]
     acts = ["relu"] * len(args.hidden) + ["softmax"]
+    try:  # before the banner: a network too large for memory is a usage error naming --hidden
+        net = Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
+    except (ValueError, MemoryError) as exc:
+        p.error(f"argument --hidden: {exc}")
     print(f"dnnfast {__version__}: digits 8x8, {len(ytr)} train / {len(yte)} test rows, "
           f"network {sizes} {acts[0]}/softmax + cce, {args.dtype}, batch {args.batch_size}, "
           f"lr {args.learning_rate}, {get_num_threads()} thread(s)")
 
-    net = Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
     fit_args = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, shuffle=True)
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
-        h = net.fit(Xtr, ytr, epochs=1, **fit_args)
+        try:
+            h = net.fit(Xtr, ytr, epochs=1, **fit_args)
+        except KeyboardInterrupt:  # one fit call an epoch: its own count would say 0 epochs
+            print(f"interrupted after {epoch} of {args.epochs} epochs", file=sys.stderr)
+            return 130
         if epoch % 5 == 4 or epoch == 0 or epoch == args.epochs - 1:
             acc = np.mean(net.predict(Xte).argmax(axis=1) == yte)
             print(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
@@ -109,4 +116,7 @@ if __name__ == "__main__":
         # 1 already means "accuracy below 95%".
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 141
+    except KeyboardInterrupt:  # outside a fit (the reference run, a report): no traceback either
+        print("interrupted", file=sys.stderr)
+        status = 130
     sys.exit(status)
