@@ -120,7 +120,7 @@ def test_works_without_sklearn_and_scipy():
     assert "hidden_layer_sizes" in out["params"] and "n_iter_no_change" in out["params"]
     assert out["repr"] == "MLPRegressor(alpha=0.5)"
     assert out["unfitted"] == "NotFittedError"
-    assert "needs SciPy" in out["lbfgs"] and "pip install scipy" in out["lbfgs"]
+    assert "needs SciPy" in out["lbfgs"] and 'pip install "dnnfast[sklearn]"' in out["lbfgs"]
 
 
 def test_lbfgs_works_with_scipy_but_without_sklearn():

@@ -1,13 +1,16 @@
 """Build the API reference (HTML, from the numpydoc docstrings) with pdoc.
 
-    pip install pdoc && python tools/api_docs.py [OUTDIR]     (default: docs/api)
+    pip install pdoc onnx scipy && python tools/api_docs.py [OUTDIR]     (default: docs/api)
 
 dnnfast must be importable (installed, or PYTHONPATH=python after a dev
 build). Every warning is an error: a name in ``__all__`` that does not
-resolve, or a docstring pdoc cannot read, fails the build.
+resolve, or a docstring pdoc cannot read, fails the build. The annotations
+name onnx's and SciPy's types (``to_onnx``'s result, sparse X), which pdoc
+resolves by importing them: without those, the build stops with that said.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -16,6 +19,11 @@ import warnings
 def main(argv: list[str]) -> int:
     out = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                      "docs", "api")
+    missing = [m for m in ("pdoc", "onnx", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"api_docs.py: needs {', '.join(missing)} (the annotations name onnx's and SciPy's types): "
+              f"pip install {' '.join(missing)}", file=sys.stderr)
+        return 2
     warnings.simplefilter("error")
     import dnnfast
 

@@ -49,6 +49,7 @@ def activation_names() -> list[str]:
 
 
 def loss_names() -> list[str]:
+    """The loss names."""
     return list(LOSS_TABLE)
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 import gzip
 import numbers
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-def load_digits():
+
+def load_digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The 8x8 handwritten digits (UCI Optical Recognition of Handwritten
     Digits, test set; CC BY 4.0 -- see ``dnnfast/data/README.md``).
 
@@ -25,8 +29,12 @@ def load_digits():
     return np.ascontiguousarray(data[:, :-1]), data[:, -1].astype(np.int64)
 
 
-def train_test_split(X, y, test_fraction=0.25, seed=0):
-    """A seeded, class-stratified split: each class keeps its share in both parts."""
+def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.25,
+                     seed: int = 0) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """A seeded, class-stratified split: each class keeps its share in both parts.
+
+    Returns ``(X_train, X_test, y_train, y_test)``; the rows of each part in
+    their order in X."""
     # Refused rather than coerced: NumPy would take a bool as 0/1, a fraction
     # outside (0, 1) as a silently full or empty part, and index X by y's rows.
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real):

@@ -122,16 +122,18 @@ class Network:
         Layer widths ``[m_x, m_h[1], ..., m_y]``.
     activations : list
         One per layer: a name (``"relu"``) or ``(name, {"alpha": value})``.
-        Names: identity, relu, leaky_relu, prelu, elu, sigmoid (logistic),
-        tanh, arctan, softplus, binary_step, softmax.
-    loss : {"sse", "mse", "bce", "cce"}
+        Names: ``dnnfast.activation_names()`` (identity, relu, leaky_relu,
+        prelu, elu, sigmoid (alias logistic), tanh, arctan, softplus,
+        binary_step, softmax, exp).
+    loss : {"sse", "mse", "bce", "cce", "poisson"}
+        ``dnnfast.loss_names()``; poisson is half the Poisson deviance, for counts.
     dtype : {"float32", "float64"}
     seed : int or None
         Seeds the generator used for the initial weights and for shuffling.
     init : {"glorot", "he"}
         Weight initialisation (uniform forms); biases start at zero.
     fused : bool
-        Use the fused output gradient for softmax+cce and sigmoid+bce.
+        Use the fused output gradient for softmax+cce, sigmoid+bce and exp+poisson.
 
     Attributes
     ----------
@@ -337,6 +339,7 @@ class Network:
 
     @property
     def num_params(self) -> int:
+        """The number of parameters: weights, biases and prelu's alphas (``parameters.size``)."""
         return self.parameters.size
 
     # -- input checks ------------------------------------------------------

@@ -19,8 +19,14 @@ from __future__ import annotations
 import collections.abc
 import math
 import numbers
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    FloatArray = NDArray[np.floating[Any]]
 
 from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
 from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
@@ -386,7 +392,8 @@ class Network:
     """dnnfast.Network in plain NumPy: same constructor, same initial
     parameters for the same seed, same batches, same updates."""
 
-    def __init__(self, sizes, activations, loss="cce", dtype="float32", seed=None, init="glorot"):
+    def __init__(self, sizes: Sequence[int], activations: Any, loss: str = "cce", dtype: Any = "float32",
+                 seed: Any = None, init: str = "glorot") -> None:
         # Its own checks and initialisation, written from the definitions, so
         # that a test comparing the two classes compares two implementations.
         # int() took 2.7 for 2, True for 1 and "23" for [2, 3]; a set or a
@@ -472,24 +479,31 @@ class Network:
         with np.errstate(over="ignore"):
             return X, self._finite(np.ascontiguousarray(Y, dtype=self.dtype), "Y")
 
-    def forward(self, X):
+    def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
+        """``(Zs, As)`` of SPEC section 2: ``Zs[l-1] = Z[l]``, ``As[0] = X``, ``As[l] = A[l]``."""
         X, _ = self._prepare(X)
         Zs, As = forward(self.weights, self.biases, self._activations(), X)
         return Zs, As
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> FloatArray:
+        """Yhat = A[L]."""
         return self.forward(X)[1][-1]
 
-    def cost(self, X, Y):
+    def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
+        """C = J(Y, Yhat) / n."""
         X, Y = self._prepare(X, Y)
         return loss_forward(self.loss, Y, self.predict(X)) / X.shape[0]
 
-    def gradients(self, X, Y):
+    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
+        """``(dWs, dbs)``: dC/dW[l] and dC/db[l] for each layer (SPEC section 5)."""
         X, Y = self._prepare(X, Y)
         _, dWs, dbs, _ = gradients(self.weights, self.biases, self._activations(), self.loss, X, Y)
         return dWs, dbs
 
-    def fit(self, X, Y, epochs=1, batch_size=None, learning_rate=0.01, shuffle=False, seed=None):
+    def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
+            learning_rate: float = 0.01, shuffle: bool = False, seed: Any = None) -> dict[str, list[float]]:
+        """Plain gradient descent with the driver's schedule (SPEC section 6);
+        returns ``{"cost": [the mean cost of each epoch's batches]}``."""
         # Checked before anything runs: a negative count ran no epoch and True one, and
         # batch_size and shuffle would otherwise be seen only in the first epoch.
         check_positive_int(epochs, "epochs", allow_zero=True)

@@ -147,9 +147,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.n_threads = n_threads
         self.on_nonfinite = on_nonfinite
 
-    # scikit-learn's classifier always optimises the log-loss.
     @property
-    def loss(self):
+    def loss(self) -> str:
+        """``"log_loss"``: a classifier always optimises it, as scikit-learn's does."""
         return "log_loss"
 
     def _is_classifier(self):

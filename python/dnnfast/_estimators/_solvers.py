@@ -407,8 +407,9 @@ class _Solvers:
         try:
             import scipy.optimize
         except ImportError:
-            raise ImportError("solver='lbfgs' needs SciPy (scipy.optimize.minimize): pip install scipy, or use "
-                              "solver='adam' or 'sgd', which need NumPy only.") from None
+            raise ImportError("solver='lbfgs' needs SciPy (scipy.optimize.minimize): pip install "
+                              "\"dnnfast[sklearn]\" (or scipy alone), or use solver='adam' or 'sgd', which need "
+                              "NumPy only.") from None
         order = self._sklearn_order(net)
         G = np.empty_like(P)
         alpha = float(self.alpha)
