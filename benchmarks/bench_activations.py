@@ -23,6 +23,7 @@ a shared machine only ratios within one run mean anything.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -30,6 +31,9 @@ import subprocess
 import sys
 import time
 
+SKIP_SKLEARN = ("bench_activations.py: suite sklearn skipped: scikit-learn is not installed (pip install "
+                "scikit-learn); it compares MLPClassifier(activation=\"tanh\" / \"logistic\") fit times on the "
+                "digits, dnnfast against scikit-learn")
 NET_ACTS = ["relu", "sigmoid", "elu", "arctan", "tanh", "softplus"]
 SK_ACTS = ["tanh", "logistic"]
 
@@ -91,6 +95,44 @@ def spawn(task, pythonpath, threads):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def have_sklearn():
+    """Whether scikit-learn can be found (False where looking for it fails too)."""
+    try:
+        return importlib.util.find_spec("sklearn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def parse_builds(text, error):
+    """--builds name=path,... as {name: path}; `error` (ap.error) on a bad one."""
+    builds = {}
+    for item in (b.strip() for b in text.split(",")):
+        if not item:
+            continue
+        name, sep, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            error(f"--builds: name=path,name=path, got {item!r}")
+        if name in builds:
+            error(f"--builds: the name {name!r} is given twice")
+        if name == "sklearn":
+            error("--builds: 'sklearn' names the scikit-learn column; name the build otherwise")
+        if not os.path.isdir(path):
+            error(f"--builds: {name}={path}: no such directory (the one holding the dnnfast package)")
+        builds[name] = path
+    return builds or {"dnnfast": ""}
+
+
 def med(xs):
     return statistics.median(xs), min(xs), max(xs)
 
@@ -98,8 +140,8 @@ def med(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", choices=["net", "sklearn", "all"], default="all")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=positive_int, default=3, help="processes per build / peer and activation (>= 1)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="thread count of every process (>= 1)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of the net suite")
     ap.add_argument("--builds", default="", help="name=path,name=path (default: the dnnfast Python finds)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -109,7 +151,11 @@ def main():
         r = work_net(t["act"], t["threads"], t["dtype"]) if t["suite"] == "net" else work_sklearn(t["peer"], t["act"], t["threads"])
         print(json.dumps(r))
         return
-    builds = dict(b.split("=", 1) for b in a.builds.split(",") if b) or {"dnnfast": ""}
+    builds = parse_builds(a.builds, ap.error)
+    skip_sklearn = a.suite in ("sklearn", "all") and not have_sklearn()
+    if skip_sklearn and a.suite == "sklearn":
+        print(SKIP_SKLEARN, flush=True)
+        return
     print(f"threads={a.threads} repeats={a.repeats} load average before: {os.getloadavg()}")
     if a.suite in ("net", "all"):
         res = {(b, act): [] for b in builds for act in NET_ACTS}
@@ -127,7 +173,9 @@ def main():
                 m, lo, hi = med(res[b, act])
                 cells.append(f"{m:.1f} [{lo:.1f}-{hi:.1f}] {m / med(res[b, 'relu'])[0]:.2f}x")
             print(f"| {act} | " + " | ".join(cells) + " |")
-    if a.suite in ("sklearn", "all"):
+    if skip_sklearn:
+        print("\n" + SKIP_SKLEARN, flush=True)
+    elif a.suite in ("sklearn", "all"):
         peers = {"sklearn": ("sklearn", "")} | {b: ("dnnfast", p) for b, p in builds.items()}
         res = {(p, act): [] for p in peers for act in SK_ACTS}
         for _ in range(a.repeats):

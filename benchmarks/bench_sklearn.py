@@ -36,7 +36,9 @@ Workloads (X standardised with its mean and standard deviation, float64):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -125,25 +127,64 @@ def worker(task):
     print(json.dumps(out))
 
 
+def have_sklearn():
+    """Whether scikit-learn can be found (False where looking for it fails too)."""
+    try:
+        return importlib.util.find_spec("sklearn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def run_one(peer, workload, threads, timeout):
+    """One worker process: its JSON line, or {"error": why} when it failed,
+    timed out or printed no result (the run goes on without the workload)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[var] = str(threads)
     task = json.dumps({"peer": peer, "workload": workload, "threads": threads})
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", task], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{peer}/{workload} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", task], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s (--timeout)"}
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {proc.returncode}: {err[:300]}"}
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        return {"error": f"unreadable result {lines[-1][:200]!r}"}
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def positive_seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds > 0, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return v
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--repeats", type=positive_int, default=5, help="processes per peer and workload (>= 1)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="thread count of every peer (>= 1)")
+    ap.add_argument("--timeout", type=positive_seconds, default=1800,
+                    help="seconds before a worker is killed (its workload then reads as an error)")
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -154,12 +195,28 @@ def main():
     for k in keys:
         if k not in WORKLOADS:
             ap.error(f"unknown workload {k!r}; known: {', '.join(WORKLOADS)}")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        ap.error(f"--json: no directory {os.path.dirname(os.path.abspath(args.json))!r} to write "
+                 f"{os.path.basename(args.json)!r} into")
+    if not have_sklearn():
+        # A missing optional peer is a skip, as in run.py.
+        print("bench_sklearn.py: skipped: scikit-learn is not installed (pip install scikit-learn); it compares "
+              "the fit time of dnnfast's MLPClassifier / MLPRegressor against scikit-learn's on "
+              + ", ".join(keys), flush=True)
+        return
     results = {k: {p: [] for p in PEERS} for k in keys}
+    errors = {}  # workload -> "peer: why" of its first failed worker; not run again
     load_start = os.getloadavg()[0]
     for r in range(args.repeats):
         for k in keys:
+            if k in errors:
+                continue
             for p in (PEERS if r % 2 == 0 else PEERS[::-1]):  # interleaved, alternating who goes first
                 res = run_one(p, k, args.threads, args.timeout)
+                if "error" in res:
+                    errors[k] = f"{p}: {res['error']}"
+                    print(f"  [{r + 1}/{args.repeats}] {k:12s} {p:8s} ERROR {res['error']}", flush=True)
+                    break
                 results[k][p].append(res)
                 print(f"  [{r + 1}/{args.repeats}] {k:12s} {p:8s} {res['seconds']:8.3f} s  "
                       f"({res['fits']} fits)  n_iter={res['n_iter']}  loss={res['loss']:.6g}", flush=True)
@@ -172,6 +229,11 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for k in keys:
+        if k in errors:
+            summary[k] = dict(error=errors[k], target=WORKLOADS[k]["target"], status="ERROR")
+            print(f"| {k} | error ({errors[k]}) | - | - | {'-' if WORKLOADS[k]['target'] is None else 'ERROR'} "
+                  "| - | - | - | - |")
+            continue
         med = {p: statistics.median(x["seconds"] for x in results[k][p]) for p in PEERS}
         sp = {p: spread([x["seconds"] for x in results[k][p]]) for p in PEERS}
         its = {p: results[k][p][0]["n_iter"] for p in PEERS}
@@ -205,15 +267,18 @@ def main():
         print(f"| {k} | {med['dnnfast']:.4f} | {med['sklearn']:.4f} | {ratio:.2f}x | {status or '-'} | {sps} | "
               f"{cores['dnnfast']:.2f} / {cores['sklearn']:.2f} | {its['dnnfast']} / {its['sklearn']} | "
               f"{100 * share:.0f}% / {'-' if need is None else f'{100 * need:.0f}%'} |")
-    if keys:
+    if len(errors) < len(keys):
         print("\n% peak: the fit's floating-point operations in its products (forward, dW, and dA but the "
               "first layer's; benchmarks/workloads.py, flops_per_sample) a second, over dnnfast's float64 FMA "
               "peak at this thread count (the median of its processes' samples); \"at the target\": the share "
               "a fit target times faster than scikit-learn's would need, over 100% beyond the FMA peak.")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "runs": results, "summary": summary},
-                      f, indent=1)
+            json.dump({"threads": args.threads, "repeats": args.repeats, "runs": results, "summary": summary,
+                       "errors": errors}, f, indent=1)
+    if errors:
+        sys.exit(f"bench_sklearn.py: {len(errors)} of {len(keys)} workload(s) failed: "
+                 + "; ".join(f"{k} ({e})" for k, e in errors.items()))
 
 
 if __name__ == "__main__":

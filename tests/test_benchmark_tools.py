@@ -1,0 +1,365 @@
+"""The benchmark suite's tools outside run.py: compare.py's figures and its
+handling of bad files, and the argument checks and skips of bench_sklearn.py
+and bench_activations.py (benchmarks/ in the source tree; skipped where the
+tests run without it). Nothing is timed: the workers are replaced by fakes,
+or the scripts stop before they start one.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
+pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(BENCH, "workloads.py")),
+                                reason="the benchmarks/ directory of the source tree is not here")
+
+
+def load_module(name):
+    sys.path.insert(0, BENCH)
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_tools_{name}", os.path.join(BENCH, f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(BENCH)
+
+
+@pytest.fixture
+def compare():
+    return load_module("compare")
+
+
+@pytest.fixture
+def sk():
+    return load_module("bench_sklearn")
+
+
+@pytest.fixture
+def act():
+    return load_module("bench_activations")
+
+
+# --------------------------------------------------------------------------- compare.py: GEMM figures
+
+def gemm_doc(seconds, th=1, label="square 100", n=100):
+    """A run.py --json document with one GEMM case: `seconds` {peer: per-process seconds}."""
+    case = dict(label=label, group="square", M=n, N=n, K=n, trans_a=False, trans_b=False)
+    runs = []
+    for peer, secs in seconds.items():
+        for i, s in enumerate(secs):
+            task = dict(kind="gemm", peer=peer, threads=th, dtype="float32", cases=[case])
+            runs.append({"id": f"G/{th}t/{peer}", "repeat": i, "task": task,
+                         "result": {"ok": True, "cases": [dict(case, seconds=s)]}})
+    fl = 2.0 * n ** 3
+    med = {p: sorted(s)[len(s) // 2] if len(s) % 2 else sum(sorted(s)[len(s) // 2 - 1:len(s) // 2 + 1]) / 2
+           for p, s in seconds.items()}
+    summary = {"train": {}, "predict": {}, "memory": None, "scaling": None, "gemm_cross_core": {},
+               "gemm": {str(th): {label: dict(group="square", M=n, N=n, K=n,
+                                              numpy_gflops=fl / med["numpy"] / 1e9,
+                                              dnnfast_gflops=fl / med["dnnfast"] / 1e9,
+                                              numpy_seconds=seconds["numpy"], dnnfast_seconds=seconds["dnnfast"])}}}
+    meta = {"commit": "abc1234", "cpu_model": "test", "cpus": 2, "repeats": len(seconds["numpy"]),
+            "load_start": 0.5, "load_end": 0.5}
+    return {"meta": meta, "summary": summary, "targets": [], "runs": runs}
+
+
+def row(text, *words):
+    """The one line of `text` that holds all of `words`, split on runs of two spaces."""
+    lines = [l for l in text.splitlines() if all(w in l for w in words)]
+    assert len(lines) == 1, (words, text)
+    return [c.strip() for c in lines[0].split("  ") if c.strip()]
+
+
+def table_row(text, first):
+    """The cells of the table row of `text` whose first cell is `first`."""
+    rows = [[c.strip() for c in l.split("  ") if c.strip()] for l in text.splitlines()]
+    rows = [r for r in rows if r and r[0] == first]
+    assert len(rows) == 1, (first, text)
+    return rows[0]
+
+
+def test_compare_gemm_figure_is_flops_over_the_median_time(compare):
+    # Two processes per peer: the median of the per-process GFLOP/s is not
+    # 2*M*N*K over the median time (run.py's figure): 1.33 against 1.0 for
+    # numpy.matmul, 1.5 against 1.33 for dnnfast.
+    doc = gemm_doc({"numpy": [1e-3, 3e-3], "dnnfast": [1e-3, 2e-3]})
+    text = compare.compare(doc, doc)
+    g = doc["summary"]["gemm"]["1"]["square 100"]
+    assert (g["numpy_gflops"], round(g["dnnfast_gflops"], 2)) == (1.0, 1.33)
+    np_row = row(text, "G square 100", "numpy.matmul", "GFLOP/s")
+    assert np_row[3:5] == [f"{g['numpy_gflops']:.1f}"] * 2, text
+    df_row = row(text, "G square 100", "dnnfast", "GFLOP/s")
+    assert df_row[3:5] == [f"{g['dnnfast_gflops']:.1f}"] * 2, text
+    ratio_row = row(text, "G square 100", "numpy.matmul", "x")
+    assert ratio_row[3:5] == [f"{g['dnnfast_gflops'] / g['numpy_gflops']:.2f}x"] * 2, text
+
+
+def test_compare_shows_what_run_py_printed(compare, tmp_path, monkeypatch, capsys):
+    """run.py itself, its workers faked (even repeats, seconds that differ
+    between processes), then compare.py on its JSON: the same GFLOP/s and
+    ratios as the JSON's summary, which run.py's table prints."""
+    run = load_module("run")
+    if not hasattr(run, "run_worker"):
+        pytest.skip("run.py has no run_worker to fake")
+    secs = {"numpy": [1e-3, 3e-3], "dnnfast": [1e-3, 2e-3]}
+    count = {"numpy": 0, "dnnfast": 0}
+
+    def fake_worker(task, timeout):
+        if task.get("kind") != "gemm":
+            return {"ok": True}
+        i = count[task["peer"]]
+        count[task["peer"]] += 1
+        return {"ok": True, "cases": [dict(c, seconds=secs[task["peer"]][i] * (j + 1))
+                                      for j, c in enumerate(task["cases"])]}
+
+    monkeypatch.setattr(run, "run_worker", fake_worker)
+    out = tmp_path / "run.json"
+    run.main(["--only", "G", "--threads", "1", "--repeats", "2", "--json", str(out)])
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    text = compare.compare(doc, doc)
+    cases = doc["summary"]["gemm"]["1"]
+    assert cases
+    for label, g in cases.items():
+        in_run = table_row(printed, label)  # run.py's GEMM table
+        for peer, name in (("numpy", "numpy.matmul"), ("dnnfast", "dnnfast")):
+            want = f"{g[peer + '_gflops']:.1f}"
+            assert want in in_run, (label, want, in_run)
+            got = row(text, f"G {label} ", name, "GFLOP/s")[3:5]
+            assert [x.replace(",", "") for x in got] == [want] * 2, (label, got, want)
+        want = f"{g['dnnfast_gflops'] / g['numpy_gflops']:.2f}x"
+        assert want in in_run, (label, want, in_run)
+        assert row(text, f"G {label} ", "numpy.matmul", "x")[3:5] == [want] * 2
+
+
+# --------------------------------------------------------------------------- compare.py: bad files
+
+BAD_FILES = [
+    ("empty", "", "empty"),
+    ("truncated", '{"meta": {"commit": "abc"}, "summary": {"gem', "not valid JSON"),
+    ("list", "[]", "not a benchmarks JSON"),
+    ("object", "{}", "no 'meta' and 'summary'"),
+    ("sklearn-json", '{"threads": 1, "repeats": 5, "runs": {}, "summary": {}}', "no 'meta' and 'summary'"),
+    ("bad-runs", '{"meta": {}, "summary": {}, "runs": [{"id": "W1/1t/dnnfast"}]}', "not a benchmarks JSON"),
+]
+
+
+@pytest.mark.parametrize("name,content,says", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+@pytest.mark.parametrize("which", ["old", "new"])
+def test_compare_rejects_a_bad_file_with_a_message(compare, tmp_path, capsys, name, content, says, which):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(gemm_doc({"numpy": [1e-3, 2e-3], "dnnfast": [1e-3, 2e-3]})))
+    bad = tmp_path / f"{name}.json"
+    bad.write_text(content)
+    args = [str(bad), str(good)] if which == "old" else [str(good), str(bad)]
+    with pytest.raises(SystemExit) as e:
+        compare.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and f"{bad}: " in err and says in err, err
+
+
+def test_compare_names_a_missing_file(compare, tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(gemm_doc({"numpy": [1e-3], "dnnfast": [1e-3]})))
+    missing = tmp_path / "missing.json"
+    with pytest.raises(SystemExit) as e:
+        compare.main([str(missing), str(good)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and f"{missing}: cannot read it" in err, err
+
+
+def test_compare_script_gives_no_traceback(tmp_path):
+    bad = tmp_path / "old.json"
+    bad.write_text("")
+    p = subprocess.run([sys.executable, os.path.join(BENCH, "compare.py"), str(bad), str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "error: " in p.stderr, p.stderr
+
+
+# --------------------------------------------------------------------------- without scikit-learn
+
+NO_SKLEARN = """
+import sys
+
+
+class _NoSklearn:
+    # `import sklearn` raises ModuleNotFoundError, as where it is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoSklearn())
+"""
+
+
+def run_without_sklearn(tmp_path, args, code=None):
+    """The script (or `code`) in a fresh process, and every process it
+    starts, where scikit-learn cannot be imported (a sitecustomize on
+    PYTHONPATH installs a finder that refuses it)."""
+    site = tmp_path / "no_sklearn"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(NO_SKLEARN)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(site) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable] + (["-c", code] if code else []) + args
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+
+
+def test_the_finder_hides_sklearn(tmp_path):
+    p = run_without_sklearn(tmp_path, [], code="import sklearn")
+    assert p.returncode == 1 and "No module named 'sklearn'" in p.stderr
+
+
+def test_bench_sklearn_without_sklearn_is_a_skip(tmp_path):
+    p = run_without_sklearn(tmp_path, [os.path.join(BENCH, "bench_sklearn.py"), "--only", "wine", "--repeats", "1"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout
+    assert "scikit-learn" in lines[0] and "pip install scikit-learn" in lines[0] and "fit time" in lines[0]
+
+
+def test_bench_activations_sklearn_suite_without_sklearn_is_a_skip(tmp_path):
+    p = run_without_sklearn(tmp_path, [os.path.join(BENCH, "bench_activations.py"), "--suite", "sklearn",
+                                       "--repeats", "1"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout
+    assert "pip install scikit-learn" in lines[0] and "tanh" in lines[0] and "logistic" in lines[0]
+
+
+def test_bench_activations_all_without_sklearn_keeps_the_net_suite(tmp_path):
+    # The net suite's workers are faked (no training); the sklearn suite's
+    # would be real, and fail at `import sklearn`, had the script started one.
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {BENCH!r})
+        import bench_activations as b
+
+        real_spawn = b.spawn
+
+        def spawn(task, pythonpath, threads):
+            if task["suite"] == "net":
+                return {{"ms": 10.0 + b.NET_ACTS.index(task["act"])}}
+            return real_spawn(task, pythonpath, threads)
+
+        b.spawn = spawn
+        sys.argv = ["bench_activations.py", "--suite", "all", "--repeats", "1"]
+        b.main()
+    """)
+    p = run_without_sklearn(tmp_path, [], code=code)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "| relu | 10.0 [10.0-10.0] 1.00x |" in p.stdout, p.stdout
+    assert "| softplus | 15.0 [15.0-15.0] 1.50x |" in p.stdout, p.stdout
+    skip = [l for l in p.stdout.splitlines() if "pip install scikit-learn" in l]
+    assert len(skip) == 1, p.stdout
+
+
+# --------------------------------------------------------------------------- arguments and failed workers
+
+def no_subprocess(*args, **kwargs):
+    raise AssertionError("no worker should start")
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "-3"], "--repeats"),
+    (["--repeats", "two"], "--repeats"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", "-1"], "--threads"),
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "-5"], "--timeout"),
+    (["--timeout", "nan"], "--timeout"),
+    (["--only", "nope"], "unknown workload"),
+])
+def test_bench_sklearn_rejects_bad_arguments(sk, monkeypatch, capsys, args, says):
+    monkeypatch.setattr(sk.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine"] + args)
+    with pytest.raises(SystemExit) as e:
+        sk.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and says in err, err
+
+
+def fake_result(peer):
+    out = {"seconds": 0.01 if peer == "dnnfast" else 0.05, "fits": 3, "n_iter": 10, "loss": 0.5, "score": 0.9,
+           "cores": 1.0, "sizes": [13, 100, 3], "rows": 178}
+    if peer == "dnnfast":
+        out["peak_gflops"] = 50.0
+    return out
+
+
+def test_bench_sklearn_worker_timeout_is_an_error_row(sk, monkeypatch, capsys, tmp_path):
+    """A worker that times out (or fails) makes its workload an error row;
+    the other workloads are still measured and reported, and the script
+    exits non-zero at the end, naming the failed workload."""
+    started = []
+
+    def fake_run(cmd, env=None, capture_output=False, text=False, timeout=None):
+        task = json.loads(cmd[cmd.index("--worker") + 1])
+        started.append((task["workload"], task["peer"]))
+        if task["workload"] == "wine" and task["peer"] == "sklearn":
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        if task["workload"] == "diabetes" and task["peer"] == "dnnfast":
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nValueError: broken worker\n")
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(fake_result(task["peer"])) + "\n", "")
+
+    monkeypatch.setattr(sk.subprocess, "run", fake_run)
+    out = tmp_path / "sk.json"
+    monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine,breast_cancer,diabetes", "--repeats", "3",
+                                      "--timeout", "0.5", "--json", str(out)])
+    with pytest.raises(SystemExit) as e:
+        sk.main()
+    assert e.value.code not in (0, None, 2)
+    text = capsys.readouterr().out
+    assert row(text, "| wine |", "timed out after 0.5 s"), text
+    assert row(text, "| diabetes |", "broken worker"), text
+    assert "| breast_cancer | 0.0100 | 0.0500 | 5.00x |" in text, text
+    # a failed workload is not run again
+    assert started.count(("wine", "sklearn")) == 1 and started.count(("diabetes", "dnnfast")) == 1
+    assert started.count(("breast_cancer", "sklearn")) == 3
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["wine"]["status"] == "ERROR" and "timed out" in doc["summary"]["wine"]["error"]
+    assert doc["summary"]["breast_cancer"]["speedup"] == pytest.approx(5.0)
+
+
+def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
+    def timeout_run(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout"))
+
+    monkeypatch.setattr(sk.subprocess, "run", timeout_run)
+    res = sk.run_one("dnnfast", "wine", 1, 0.5)
+    assert "timed out after 0.5 s" in res["error"]
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "x"], "--repeats"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", "-2"], "--threads"),
+    (["--builds", "nopath"], "--builds"),
+    (["--builds", "=/tmp"], "--builds"),
+    (["--builds", "a=/no/such/dnnfast/tree"], "no such directory"),
+])
+@pytest.mark.parametrize("suite", ["net", "sklearn"])
+def test_bench_activations_rejects_bad_arguments(act, monkeypatch, capsys, args, says, suite):
+    monkeypatch.setattr(act, "spawn", no_subprocess)
+    monkeypatch.setattr(act.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(sys, "argv", ["bench_activations.py", "--suite", suite] + args)
+    with pytest.raises(SystemExit) as e:
+        act.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and says in err, err
