@@ -388,6 +388,32 @@ def test_fused_softmax_cce_equals_generic_chain(weighted, shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 2), (7, 13), (67, 129)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_fused_softmax_cce_with_row_sums_equals_generic_chain_for_any_targets(weighted, shape, dtype, rng):
+    """row_sum: Yhat * rowsum(Y) - Y, the softmax's Jacobian applied to cce's
+    gradient for any non-negative Y (without it, only rows summing to 1);
+    the same bits as without it where a row sums to exactly 1."""
+    Y = (rng.random(shape) * (rng.random(shape) < 0.5)).astype(dtype)  # zeros, and rows of any sum
+    Y[0] = 0
+    Z = rng.standard_normal(shape).astype(dtype)
+    none = np.zeros(0, dtype)
+    A = _core.activation_forward(ACT_ID["softmax"], Z, none)
+    w = rng.uniform(0.1, 2.0, size=shape[0]).astype(dtype) if weighted else None
+    scale = 1.0 / shape[0]
+    dA = _core.loss_backward(LOSS_ID["cce"], Y, A, scale, w)
+    generic = _core.activation_backward(ACT_ID["softmax"], Z, A, dA, none)
+    fused = _core.output_backward_fused(Y, A, scale, w, row_sum=True)
+    assert_close(generic, fused, dtype, scale=scale * (2.0 if weighted else 1.0) * shape[1], factor=8)
+    assert_close(fused, ref.output_backward_fused(Y, A, scale, w, row_sum=True), dtype,
+                 scale=scale * (2.0 if weighted else 1.0))
+    one_hot = np.zeros(shape, dtype)
+    one_hot[np.arange(shape[0]), rng.integers(0, shape[1], size=shape[0])] = 1
+    assert (_core.output_backward_fused(one_hot, A, scale, w, row_sum=True).tobytes()
+            == _core.output_backward_fused(one_hot, A, scale, w).tobytes())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (67, 129), (300, 37)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_fused_sigmoid_bce_equals_generic_chain_when_not_saturated(weighted, shape, dtype, rng):

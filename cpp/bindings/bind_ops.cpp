@@ -111,15 +111,15 @@ void bind_ops_dtype(py::module_& m) {
     }, py::arg("loss"), py::arg("Y"), py::arg("Yhat"), py::arg("scale"), py::arg("w") = py::none());
 
     m.def("output_backward_fused", [](const carray<T>& Y, const carray<T>& Yhat, double scale,
-                                      std::optional<carray<T>> w) {
+                                      std::optional<carray<T>> w, bool row_sum) {
         require_same_shape(Y, Yhat, "Y", "Yhat");
         const size_t r = Y.shape(0), c = Y.shape(1);
         const T* wp = row_weights(w, r);
         py::array_t<T> d({r, c});
         T* dp = d.mutable_data();
-        { ReleaseGil g; output_backward_fused<T>(Y.data(), Yhat.data(), dp, r, c, T(scale), wp); }
+        { ReleaseGil g; output_backward_fused<T>(Y.data(), Yhat.data(), dp, r, c, T(scale), wp, row_sum); }
         return d;
-    }, py::arg("Y"), py::arg("Yhat"), py::arg("scale"), py::arg("w") = py::none());
+    }, py::arg("Y"), py::arg("Yhat"), py::arg("scale"), py::arg("w") = py::none(), py::arg("row_sum") = false);
 
     m.def("linear_forward", [](const carray<T>& A, const carray<T>& W, const carray<T>& b) {
         require_2d(A, "A");

@@ -216,18 +216,29 @@ void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, siz
 }
 
 template <class T>
-void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w) {
+void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w,
+                           bool row_sum) {
     const int nt = threads_for(double(m) * double(n), kElementwiseMinWork);
     parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
-        for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - Y[i * n + j]);
+        const T* y = Y + i * n;
+        T sum = T(1);
+        if (row_sum) {
+            sum = T(0);
+            for (size_t j = 0; j < n; ++j) sum += y[j];
+        }
+        if (sum == T(1)) {
+            for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - y[j]);
+        } else {
+            for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] * sum - y[j]);
+        }
     });
 }
 
 #define DNNFAST_INSTANTIATE_LOSSES(T)                                                            \
     template double loss_forward<T>(Loss, const T*, const T*, size_t, size_t, const T*);        \
     template void loss_backward<T>(Loss, const T*, const T*, T*, size_t, size_t, T, const T*);  \
-    template void output_backward_fused<T>(const T*, const T*, T*, size_t, size_t, T, const T*);
+    template void output_backward_fused<T>(const T*, const T*, T*, size_t, size_t, T, const T*, bool);
 DNNFAST_INSTANTIATE_LOSSES(float)
 DNNFAST_INSTANTIATE_LOSSES(double)
 

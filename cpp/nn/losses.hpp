@@ -51,8 +51,13 @@ void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, siz
 // Fused output gradient for softmax + cce, sigmoid + bce and exp + poisson:
 // dZ = scale * w_i * (Yhat - Y), which is what the generic path (loss
 // gradient, then activation derivative) gives, without its division by
-// Yhat(1 - Yhat) that loses everything when Yhat saturates.
+// Yhat(1 - Yhat) that loses everything when Yhat saturates. For softmax +
+// cce (row_sum) the softmax mixes a row's units: dZ = scale * w_i * (Yhat
+// s_i - Y) with s_i the row's target sum, which is Yhat - Y, bit for bit,
+// for the usual targets (one-hot rows: s_i = 1) and the true gradient for
+// any others (a row of soft labels that is not a distribution).
 template <class T>
-void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w);
+void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w,
+                           bool row_sum = false);
 
 }  // namespace dnnfast

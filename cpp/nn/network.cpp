@@ -235,7 +235,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                          (loss_ == Loss::bce && out.act == Act::sigmoid) ||
                          (loss_ == Loss::poisson && out.act == Act::exp);
     if (fused_ && fusable) {
-        output_backward_fused<T>(Y, Yhat, dZ, n, m_y_, scale, w);
+        output_backward_fused<T>(Y, Yhat, dZ, n, m_y_, scale, w, loss_ == Loss::cce);
     } else {
         loss_backward<T>(loss_, Y, Yhat, dZ, n, m_y_, scale, w);
         if (out.act == Act::prelu)

@@ -268,11 +268,15 @@ def loss_backward(name, Y, Yhat, scale, w=None):
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
 
-def output_backward_fused(Y, Yhat, scale, w=None):
-    """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y)."""
+def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
+    """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y);
+    softmax + cce (``row_sum``): scale * w_i * (Yhat * sum_j Y[i, j] - Y), the
+    softmax's Jacobian applied to cce's gradient for any targets (Yhat - Y
+    where each row of Y sums to 1)."""
     _loss_args(Y, Yhat, w)
     _real(scale, "scale")
-    g = scale * (Yhat - Y)
+    check_bool(row_sum, "row_sum")
+    g = scale * (Yhat * Y.sum(axis=1, keepdims=True) - Y) if row_sum else scale * (Yhat - Y)
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
 
@@ -353,7 +357,7 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     L = len(weights)
     dWs, dbs, dalphas = [None] * L, [None] * L, [None] * L
     if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid"), ("poisson", "exp")):
-        dZ = output_backward_fused(Y, Yhat, 1.0 / n)
+        dZ = output_backward_fused(Y, Yhat, 1.0 / n, row_sum=loss == "cce")
     else:
         dA = loss_backward(loss, Y, Yhat, 1.0 / n)
         if out_name == "prelu":
