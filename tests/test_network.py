@@ -551,3 +551,59 @@ def test_saturated_network_has_finite_cost_and_gradient(acts, loss, fused, dtype
     assert c <= -np.log(np.finfo(dtype).eps) * 3 + 1e-3  # at most -ln(eps) per output
     hist = net.fit(X, Y, epochs=2, batch_size=3, learning_rate=0.01)
     assert np.all(np.isfinite(hist.cost)) and np.all(np.isfinite(net.parameters))
+
+
+def test_layers_swapped_through_the_setters_are_swapped():
+    """net.weights = [net.weights[1], net.weights[0]]: the values are views of
+    the buffer the setter writes, and layer 0's write overwrote layer 1's
+    source; both layers ended up holding the old layer 1."""
+    net = dnnfast.Network([3, 3, 3], ["tanh", "identity"], loss="sse", dtype="float64", seed=0)
+    W0, W1 = (w.copy() for w in net.weights)
+    net.weights = [net.weights[1], net.weights[0]]
+    assert np.array_equal(net.weights[0], W1) and np.array_equal(net.weights[1], W0)
+    net.biases = [np.full((1, 3), 1.0), np.full((1, 3), 2.0)]
+    net.biases = [net.biases[1], net.biases[0]]
+    assert net.biases[0][0, 0] == 2.0 and net.biases[1][0, 0] == 1.0
+
+
+def test_sizes_and_activations_cannot_be_edited_in_place_and_copies_stay_lists():
+    """net.sizes[1] = 100 described another model: repr said 100 units,
+    predict used 4, and save wrote a file dnnfast.load refused."""
+    import copy
+    import pickle
+
+    net = dnnfast.Network([3, 4, 2], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    for edit in (lambda: net.sizes.__setitem__(1, 100), lambda: net.sizes.append(5),
+                 lambda: net.activations.__setitem__(1, "identity"), lambda: net.activations.sort()):
+        with pytest.raises(TypeError, match="fixed when the network is made"):
+            edit()
+    assert net.sizes == [3, 4, 2] and net.activations == ["relu", "softmax"]
+    for other in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        assert other.sizes == [3, 4, 2] and type(pickle.loads(pickle.dumps(other.sizes))) is list
+        with pytest.raises(TypeError, match="fixed"):
+            other.sizes[0] = 1
+
+
+def test_assigning_one_layer_of_the_handed_out_list_is_refused_with_what_to_do():
+    """net.weights[0] = W raised nothing and changed nothing: the list is made on each access."""
+    net = dnnfast.Network([3, 4, 2], ["prelu", "softmax"], loss="cce", dtype="float64", seed=0)
+    for name in ("weights", "biases", "alphas"):
+        with pytest.raises(TypeError, match=rf"net\.{name}\[l\]\[\.\.\.\] = value"):
+            getattr(net, name)[0] = getattr(net, name)[0] * 2
+    net.weights[0][...] = 1.5  # the way that works
+    assert np.all(net.weights[0] == 1.5)
+
+
+def test_a_target_just_outside_the_loss_range_is_shown_as_it_is():
+    net = dnnfast.Network([2, 1], ["sigmoid"], loss="bce", dtype="float64", seed=0)
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got 0\.\.1\.0000001$"):  # was "got 0..1"
+        net.cost(np.ones((2, 2)), np.array([[0.0], [1.0000001]]))
+
+
+@pytest.mark.parametrize("alpha", [np.float32(0.25), np.int64(1), np.float16(0.5)], ids=lambda a: type(a).__name__)
+def test_an_activation_parameter_may_be_any_numpy_real_scalar(alpha):
+    """np.float32(0.2) was refused: "alpha ... must be a finite number"."""
+    net = dnnfast.Network([2, 3, 1], [("leaky_relu", {"alpha": alpha}), "identity"], loss="sse", seed=0)
+    z = np.array([[-1.0, -2.0]], dtype=np.float32)
+    ref = dnnfast.Network([2, 3, 1], [("leaky_relu", {"alpha": float(alpha)}), "identity"], loss="sse", seed=0)
+    assert net.predict(z).tobytes() == ref.predict(z).tobytes()

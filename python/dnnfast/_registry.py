@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import numbers
 
 import numpy as np
 
@@ -70,7 +71,8 @@ def parse_activation(spec, where="activations"):
     if unknown:
         raise ValueError(f"{where}: activation {key!r} takes no parameter(s) {sorted(unknown)}")
     alpha = params.get("alpha", default)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+    # numbers.Real: a NumPy scalar (np.float32(0.2), np.int64(1)) is a number too
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
         raise ValueError(f"{where}: alpha of {key!r} must be a finite number, got {alpha!r}")
     return ActivationSpec(key, i, float(alpha), has_param, per_unit)
 

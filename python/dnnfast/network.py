@@ -113,6 +113,40 @@ def _checkpoint_io():
 _FIXED = frozenset({"sizes", "activations", "loss", "dtype", "fused", "_acts"})
 
 
+class _HandedOut(list):
+    """A list the network hands out: its fixed ``sizes`` and ``activations``
+    (edited in place, they described another model: ``repr`` and ``save``
+    wrote it, ``dnnfast.load`` refused the file), or its layers' views
+    (``weights`` ...: made anew on each access, so ``net.weights[0] = W``
+    changed nothing). Changing the list is a TypeError saying what to do;
+    its copies and pickles are plain lists."""
+
+    __slots__ = ("_why",)
+
+    def __init__(self, items, why):
+        super().__init__(items)
+        self._why = why
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(self._why)
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+
+def _fixed(name, items):
+    return _HandedOut(items, f"Network.{name} is fixed when the network is made; make a new Network(...) instead")
+
+
+def _views(name, items):
+    return _HandedOut(items, f"net.{name}[l] = value changes nothing (the list is made on each access): write "
+                             f"into the layer's array, net.{name}[l][...] = value, or assign the whole list, "
+                             f"net.{name} = [...]")
+
+
 class Network:
     """A fully-connected network trained by gradient descent.
 
@@ -162,8 +196,9 @@ class Network:
 
     def _setup(self, sizes, activations, loss, dtype, seed, fused):
         """Everything but the initial values: the checked spec, the generator, the core, zeroed parameters."""
-        self.sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
-        self.activations = [s.name for s in self._acts]
+        sizes, self._acts, self.loss, self.dtype = _check_network_args(sizes, activations, loss, dtype)
+        self.sizes = _fixed("sizes", sizes)
+        self.activations = _fixed("activations", [s.name for s in self._acts])
         self.fused = check_bool(fused, "fused")
         self._rng = make_rng(seed)
         self._check_size()
@@ -246,6 +281,8 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        for name in ("sizes", "activations"):  # pickled as plain lists
+            self.__dict__[name] = _fixed(name, self.__dict__[name])
         for old in ("_predict_rows_unchecked", "_predict_as_is"):  # older versions' forms of _predict_rows
             self.__dict__.pop(old, None)
         self._check_size()  # and the values it derives, which older pickles lack
@@ -257,7 +294,7 @@ class Network:
 
     # -- parameters: per-layer views of the one flat buffer -----------------
 
-    def _view(self, key, shape_of):
+    def _view(self, key, shape_of, name):
         out = []
         for lay in self._layout:
             off = lay[key]
@@ -266,12 +303,12 @@ class Network:
                 continue
             shape = shape_of(lay)
             out.append(self.parameters[off:off + int(np.prod(shape))].reshape(shape))
-        return out
+        return _views(name, out)
 
     @property
     def weights(self) -> list[FloatArray]:
         """W[l] for l = 1..L, shape (m_h[l-1], m_h[l]); views of ``parameters``."""
-        return self._view("w_offset", lambda lay: (lay["m_in"], lay["m_out"]))
+        return self._view("w_offset", lambda lay: (lay["m_in"], lay["m_out"]), "weights")
 
     @weights.setter
     def weights(self, values: Sequence[ArrayLike]) -> None:
@@ -280,7 +317,7 @@ class Network:
     @property
     def biases(self) -> list[FloatArray]:
         """b[l], shape (1, m_h[l]); views of ``parameters``."""
-        return self._view("b_offset", lambda lay: (1, lay["m_out"]))
+        return self._view("b_offset", lambda lay: (1, lay["m_out"]), "biases")
 
     @biases.setter
     def biases(self, values: Sequence[ArrayLike]) -> None:
@@ -289,7 +326,7 @@ class Network:
     @property
     def alphas(self) -> list[FloatArray | None]:
         """prelu's trainable alpha per layer (shape (m_h[l],)), None for other activations."""
-        return self._view("alpha_offset", lambda lay: (lay["m_out"],))
+        return self._view("alpha_offset", lambda lay: (lay["m_out"],), "alphas")
 
     def __setattr__(self, name, value):
         # ``net.parameters = values`` replaced the flat buffer itself with
@@ -333,7 +370,10 @@ class Network:
             flat_ok = a.ndim == 1 and (view.ndim == 1 or view.shape[0] == 1)
             if a.size != view.size or (a.ndim == 2 and a.shape != view.shape) or not (a.ndim == 2 or flat_ok):
                 raise ValueError(f"{name}[{l}]: expected shape {view.shape}, got {a.shape}")
-            checked.append(a)
+            # A view of the buffer itself (net.weights = net.weights[::-1]) is
+            # copied first: written in order, an earlier layer's write had
+            # overwritten a later layer's source.
+            checked.append(a.copy() if np.shares_memory(a, self.parameters) else a)
         for view, a in zip(views, checked):  # all checked first: no half-assigned network
             view[...] = a.reshape(view.shape)
 
@@ -399,7 +439,10 @@ class Network:
         low, high = LOSS_TARGETS.get(self.loss, (None, None))
         if Y.size and ((low is not None and Y.min() < low) or (high is not None and Y.max() > high)):
             where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-            raise ValueError(f"{name}: the {self.loss} loss needs targets {where}, got {Y.min():g}..{Y.max():g}")
+            def shown(v):  # :g's six digits showed a target of 1.0000001 as "got 0..1"
+                v = float(v)
+                return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+            raise ValueError(f"{name}: the {self.loss} loss needs targets {where}, got {shown(Y.min())}..{shown(Y.max())}")
         return Y
 
     # -- the API of SPEC section 7 -----------------------------------------
