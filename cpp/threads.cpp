@@ -29,13 +29,24 @@ int get_num_threads() {
     const int n = g_num_threads.load(std::memory_order_relaxed);
     if (n > 0) return n;
 #ifdef _OPENMP
-    return std::max(1, omp_get_max_threads());
+    return std::min(kMaxThreads, std::max(1, omp_get_max_threads()));
 #else
     return 1;
 #endif
 }
 
-void set_num_threads(int n) { g_num_threads.store(n < 0 ? 0 : n, std::memory_order_relaxed); }
+int team_cap() {
+    static const int cap = [] {
+        int procs = 1;
+#ifdef _OPENMP
+        procs = std::max(1, omp_get_num_procs());
+#endif
+        return std::max(64, 4 * procs);
+    }();
+    return cap;
+}
+
+void set_num_threads(int n) { g_num_threads.store(n < 0 ? 0 : std::min(n, kMaxThreads), std::memory_order_relaxed); }
 
 int set_local_num_threads(int n) {
     const int prev = t_num_threads;

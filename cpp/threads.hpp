@@ -9,11 +9,20 @@
 
 namespace dnnfast {
 
+// The largest count the API takes (dnnfast._validation.MAX_THREADS): an
+// OMP_NUM_THREADS beyond it (99999999999 read as 1215752191) is taken as it.
+constexpr int kMaxThreads = 1 << 16;
 // Threads the kernels may use now: the calling thread's own count
 // (set_local_num_threads), else the value given to set_num_threads(), or,
 // when none was given (0), OpenMP's omp_get_max_threads() -- which follows
-// OMP_NUM_THREADS and threadpoolctl's limits. Always >= 1.
+// OMP_NUM_THREADS and threadpoolctl's limits. In [1, kMaxThreads].
 int get_num_threads();
+// The most OpenMP threads a team starts: max(64, 4 x the CPUs). A larger
+// count runs as this many threads, each taking several of the count's tasks
+// (the same results: they never depend on the split). set_num_threads(4096)
+// on 2 cores started thousands of threads, and where the system refused
+// them libgomp ended the process ("Thread creation failed").
+int team_cap();
 // n >= 1 fixes the count; n == 0 returns to following OpenMP.
 void set_num_threads(int n);
 // The same for the calling thread only, over the process-wide count (n == 0
@@ -68,7 +77,7 @@ inline void run_team(int nt, F&& task) {
 #ifdef _OPENMP
     const int64_t t0 = team_clock_ns();
     std::atomic<int64_t> late{0};
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt < team_cap() ? nt : team_cap())
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
         if (t != 0) {

@@ -247,3 +247,37 @@ def test_local_thread_count_is_restored_however_the_call_ends(error):
         assert dnnfast._core.set_local_num_threads(0) == 0
     finally:
         dnnfast._core.set_local_num_threads(before)
+
+
+_HUGE_COUNT_CHILD = """
+import os, sys
+import numpy as np
+import dnnfast
+print(dnnfast.get_num_threads())
+dnnfast.set_num_threads(int(sys.argv[1]))
+X = np.random.default_rng(0).normal(size=(2048, 256)).astype(np.float32)
+net = dnnfast.Network([256, 512, 10], ["relu", "softmax"], "cce", "float32", seed=0)
+net.fit(X, np.arange(2048) % 10, epochs=1, batch_size=2048)
+big = net.predict(X)
+print(len(os.listdir("/proc/self/task")))
+dnnfast.set_num_threads(1)
+net1 = dnnfast.Network([256, 512, 10], ["relu", "softmax"], "cce", "float32", seed=0)
+net1.fit(X, np.arange(2048) % 10, epochs=1, batch_size=2048)
+print(int(net1.predict(X).tobytes() == big.tobytes() and net1.parameters.tobytes() == net.parameters.tobytes()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task")
+def test_a_huge_thread_count_runs_on_a_capped_team_with_the_same_bits():
+    """set_num_threads(4096) on 2 cores started thousands of OpenMP threads
+    (609 for 65536 here), and where the system refused them libgomp ended
+    the process; OMP_NUM_THREADS=99999999999 read as 1215752191. Teams are
+    at most max(64, 4 x CPUs) threads, counts at most 65536."""
+    env = dict(os.environ, OMP_NUM_THREADS="99999999999")
+    out = subprocess.run([sys.executable, "-c", _HUGE_COUNT_CHILD, "65536"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reported, threads, same = map(int, out.stdout.split())
+    assert reported == 65536
+    assert threads <= max(64, 4 * (os.cpu_count() or 1)) + 2, threads
+    assert same == 1
