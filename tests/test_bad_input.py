@@ -394,7 +394,8 @@ for cls, dt in ((_core.Network32, np.float32), (_core.Network64, np.float64)):
                   (cls, "loss_and_gradient"): (P, X, Y, None, rows, 0.0, P.copy()),
                   (cls, "train_epoch"): (P, X, Y, None, rows, opts),
                   (cls, "gradient_sum"): (P, X, Y, None, rows, P.copy()),
-                  (cls, "apply_gradient_sum"): (P, P.copy(), 1.0, opts), (cls, "num_params"): None})
+                  (cls, "apply_gradient_sum"): (P, P.copy(), 1.0, opts), (cls, "release_workspace"): (),
+                  (cls, "num_params"): None})
 L = _core.ModelLock
 for name in ("acquire_read", "release_read", "acquire_copy", "acquire_write", "release_write", "step_boundary",
              "__enter__", "__reduce__"):
@@ -435,7 +436,7 @@ print(json.dumps(out))
     assert out.pop("repr").startswith("TrainOptions(")
     for key in [k for k in out if k.startswith("missing ")]:
         assert out.pop(key) == [], key
-    assert len(out) == 2 * 10 + 14 + 2
+    assert len(out) == 2 * 11 + 14 + 2
     for key, got in out.items():
         assert got.startswith("TypeError") and "__init__ was not called" in got, (key, got)
 

@@ -277,6 +277,11 @@ struct NetworkPy {
         return py::make_tuple(J, wsum);
     }
 
+    size_t release_workspace(size_t min_bytes) {
+        ReleaseGil rel;  // waits for a call in another thread to end (the network's mutex)
+        return net.release_workspace(min_bytes);
+    }
+
     double apply_gradient_sum(py::array_t<T, py::array::c_style> P, py::array_t<T, py::array::c_style> G,
                               double denom, const TrainOptions& options, OptState s1, OptState s2,
                               StepCount t) {
@@ -336,6 +341,9 @@ void bind_network_dtype(py::module_& m, const char* name) {
              py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
              py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
+        .def("release_workspace", self_checked(&N::release_workspace, name), py::arg("min_bytes") = 0,
+             "Free a workspace sized for more rows than a predict chunk, holding at least min_bytes; returns the "
+             "bytes freed.")
         .def("gradient_sum", self_checked(&N::gradient_sum, name), py::arg("params"), py::arg("X"), py::arg("Y"),
              py::arg("w"), py::arg("rows"), py::arg("grad").noconvert())
         .def("apply_gradient_sum", self_checked(&N::apply_gradient_sum, name), py::arg("params").noconvert(),

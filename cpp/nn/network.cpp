@@ -625,6 +625,23 @@ double Network<T>::gradient_sum(const T* P, const T* X, const T* Y, const T* w, 
 }
 
 template <class T>
+size_t Network<T>::release_workspace(size_t min_bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ws_.rows <= kChunkRows && ws_.train_rows <= kChunkRows) return 0;
+    // The buffers sized by rows; the rest (the gradient, the packed first W,
+    // the stochastic window's) is sized by the network and stays.
+    size_t bytes = 0;
+    for (const auto* vs : {&ws_.Z, &ws_.A})
+        for (const auto& v : *vs) bytes += v.capacity() * sizeof(T);
+    for (const auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb}) bytes += v->capacity() * sizeof(T);
+    if (bytes < min_bytes) return 0;
+    for (auto* vs : {&ws_.Z, &ws_.A}) std::vector<std::vector<T>>().swap(*vs);
+    for (auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb}) std::vector<T>().swap(*v);
+    ws_.rows = ws_.train_rows = 0;
+    return bytes;
+}
+
+template <class T>
 double Network<T>::apply_gradient_sum(T* P, T* G, double denom, const OptimizerConfig<T>& opt, T* s1, T* s2,
                                       int64_t* t) {
     if ((opt.kind == Optim::momentum || opt.kind == Optim::nesterov || opt.kind == Optim::adam) && !s1)

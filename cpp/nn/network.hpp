@@ -96,6 +96,12 @@ public:
     // apply_gradient_sum takes the summed G of a batch of total weight D,
     // divides it by D, adds the L2 term and takes the optimizer step, as
     // train_epoch does; returns the penalty 0.5 l2 sum(W^2) / D.
+    // Gives back a workspace sized for more rows than a predict chunk (a
+    // full batch, a gradient over all rows) when it holds at least
+    // `min_bytes`: the model keeps no more memory than mini-batch training
+    // and predict need once the call or fit that wanted it is over. Returns
+    // the bytes freed.
+    size_t release_workspace(size_t min_bytes = 0);
     double apply_gradient_sum(T* P, T* G, double denom, const OptimizerConfig<T>& opt, T* state1, T* state2,
                               int64_t* t);
 

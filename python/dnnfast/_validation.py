@@ -70,6 +70,10 @@ def as_float_array(a, name, dtype, ndim=2, check_finite=True):
         raise ValueError(f"{name} must be {ndim}-D, got an array of shape {arr.shape}{hint}")
     if ndim >= 1 and arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows)")
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        # The copy: an int8 X, or a broadcast view of a few bytes, becomes n x m values of dtype.
+        check_memory(arr.size * np.dtype(dtype).itemsize, name,
+                     lambda: f"its {arr.size:,} values as a contiguous {np.dtype(dtype).name} array")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
         out = np.ascontiguousarray(arr, dtype=dtype)
     # Checked after the conversion, so values too large for the dtype (which
@@ -194,6 +198,11 @@ def _fmt_bytes(n):
             return f"{n:.4g} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
     return f"{n:.4g} EiB"
+
+
+#: Rows per pass of predict and cost on large inputs (kChunkRows, cpp/nn/network.cpp):
+#: their workspace is this many rows at most.
+PREDICT_CHUNK_ROWS = 1024
 
 
 def check_memory(nbytes, name, what):

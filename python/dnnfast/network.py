@@ -17,8 +17,8 @@ from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, LOSS_TARGETS, check_params_fit_dtype, parse_activation, resolve_loss
 from ._train.driver import fit_network
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
-from ._validation import (as_array, as_float_array, check_bool, check_memory, make_rng, network_bytes,
-                          packed_first_w_bytes, rows_below_memory_floor)
+from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, check_bool,
+                          check_memory, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
 from .distributed import current as _distributed_context
 
 if TYPE_CHECKING:
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
-# Rows per pass of predict and cost on large inputs (kChunkRows, cpp/nn/network.cpp):
-# their workspace is this many rows at most.
-_PREDICT_CHUNK_ROWS = 1024
 
 
 def _check_network_args(sizes, activations, loss, dtype):
@@ -108,6 +105,14 @@ def _checkpoint_io():
 
     return save_checkpoint, functools.partial(load_checkpoint, cls=Network), check_checkpoint
 
+
+# forward and loss_and_gradient over many rows size the core's workspace by
+# them (a model kept 4x its data, 400000 x 64 rows: 393 MB, for its
+# lifetime); given back after the call from this size on. Below it, a loop of
+# such calls (a custom optimizer's) keeps it instead of allocating it anew
+# each time (a tenth of a 10000-row W1 gradient's time). A fit gives its
+# workspace back at its end whatever its size.
+_KEEP_WORKSPACE_BYTES = 64 << 20
 
 # What a Network is made of: set once, by __init__.
 _FIXED = frozenset({"sizes", "activations", "loss", "dtype", "fused", "_acts"})
@@ -406,7 +411,8 @@ class Network:
         """Refuse a call whose workspace for ``rows`` rows at a time, plus
         ``out_elems`` output elements, cannot be allocated."""
         need = rows * self._ws_per_row + out_elems * self.dtype.itemsize
-        check_memory(need, name, lambda: f"{rows:,} rows at a time")  # formatted only on refusal
+        check_memory(need, name, lambda: f"{rows:,} rows at a time" + (  # formatted only on refusal
+            f" and an output of {out_elems:,} values" if out_elems else ""))
 
     def _check_X(self, X, name="X", check_finite=True):
         X = as_float_array(X, name, self.dtype, check_finite=check_finite)
@@ -422,6 +428,7 @@ class Network:
                 raise ValueError(f"{name} has {arr.shape[0]} labels but {x_name} has {n} rows")
             if arr.size and (arr.min() < 0 or arr.max() >= m_y):
                 raise ValueError(f"{name}: class labels must lie in [0, {m_y}), got {arr.min()}..{arr.max()}")
+            check_memory(n * m_y * self.dtype.itemsize, name, lambda: f"{n:,} labels as one-hot rows of {m_y:,}")
             onehot = np.zeros((n, m_y), dtype=self.dtype)
             onehot[np.arange(n), arr] = 1
             return onehot
@@ -462,6 +469,7 @@ class Network:
         X = self._check_X(X)
         self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
         Zs, As = self._net.forward(self.parameters, X)
+        self._net.release_workspace(_KEEP_WORKSPACE_BYTES)
         if not _core.all_finite(As[-1]):
             raise self._nonfinite("forward")
         return list(Zs), [X] + list(As)
@@ -504,6 +512,7 @@ class Network:
         self._check_rows(X.shape[0], self.parameters.size)
         grad = np.empty_like(self.parameters)
         c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
+        self._net.release_workspace(_KEEP_WORKSPACE_BYTES)
         if not (math.isfinite(c) and _core.all_finite(grad)):
             raise self._nonfinite("loss_and_gradient")
         return c, grad

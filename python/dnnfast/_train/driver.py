@@ -630,8 +630,10 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
     # After early stopping's restore: the parameters the fit returns.
     finish = ([] if early is None else [lambda: early.on_fit_end(net)]) + \
              ([] if guard is None else [lambda: guard.check_end(net, state.epoch)])
-    return drive(run, guard, callbacks, after, start=start, close=[] if progress is None else [progress.close],
-                 finish=finish)
+    # A full batch's workspace (rows x widths, the data's size or more) is
+    # given back when the fit ends: a fitted model kept it for its lifetime.
+    close = [net._net.release_workspace] + ([] if progress is None else [progress.close])
+    return drive(run, guard, callbacks, after, start=start, close=close, finish=finish)
 
 
 def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
