@@ -23,7 +23,6 @@ a shared machine only ratios within one run mean anything.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -36,6 +35,10 @@ SKIP_SKLEARN = ("bench_activations.py: suite sklearn skipped: scikit-learn is no
                 "digits, dnnfast against scikit-learn")
 NET_ACTS = ["relu", "sigmoid", "elu", "arctan", "tanh", "softplus"]
 SK_ACTS = ["tanh", "logistic"]
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workloads import have_sklearn, positive_int  # noqa: E402
 
 
 def work_net(act, threads, dtype="float32"):
@@ -93,24 +96,6 @@ def spawn(task, pythonpath, threads):
     if p.returncode:
         raise RuntimeError(p.stderr[-2000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def have_sklearn():
-    """Whether scikit-learn can be found (False where looking for it fails too)."""
-    try:
-        return importlib.util.find_spec("sklearn") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def parse_builds(text, error):

@@ -36,7 +36,6 @@ Workloads (X standardised with its mean and standard deviation, float64):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -45,7 +44,7 @@ import subprocess
 import sys
 import time
 
-from workloads import MAX_SPREAD, excess_cores, flops_per_sample, spread
+from workloads import MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, positive_int, spread
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -127,14 +126,6 @@ def worker(task):
     print(json.dumps(out))
 
 
-def have_sklearn():
-    """Whether scikit-learn can be found (False where looking for it fails too)."""
-    try:
-        return importlib.util.find_spec("sklearn") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def run_one(peer, workload, threads, timeout):
     """One worker process: its JSON line, or {"error": why} when it failed,
     timed out or printed no result (the run goes on without the workload)."""
@@ -156,16 +147,6 @@ def run_one(peer, workload, threads, timeout):
         return json.loads(lines[-1])
     except ValueError:
         return {"error": f"unreadable result {lines[-1][:200]!r}"}
-
-
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def positive_seconds(text):

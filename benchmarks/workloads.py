@@ -2,6 +2,8 @@
 work each one counts. Imported by ``run.py``, ``worker.py``, ``compare.py``
 and the separate scripts; nothing here runs a measurement.
 """
+import argparse
+import importlib.util
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,3 +164,23 @@ def network_spec(key):
     """The network and training parameters of a training workload, as the
     workers take them (no rows, epochs, title or peer list)."""
     return {k: v for k, v in WORKLOADS[key].items() if k not in ("rows", "epochs", "title", "peers")}
+
+
+# --------------------------------------------------------------------------- the scripts' shared checks
+
+def have_sklearn():
+    """Whether scikit-learn can be found (False where looking for it fails too)."""
+    try:
+        return importlib.util.find_spec("sklearn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v

@@ -345,23 +345,18 @@ class Interrupts:
         main = threading.current_thread() is threading.main_thread()
         current = _signal.getsignal(_SIGINT) if main else None
         outer = getattr(current, "__self__", None)
-        if isinstance(outer, Interrupts) and outer.active:
+        nested = isinstance(outer, Interrupts) and outer.active
+        if nested:
             # A fit run by another fit's callback: Ctrl-C sets the outer fit's
             # flag, which this one reads (and clears) at its own boundaries, so
             # it stops there and its KeyboardInterrupt passes up through the
             # callback. Reading no flag, it had run all its epochs.
             self._flag = outer._flag
-            self.active = True
-            self.alone = not _other_signal_handlers()
-            try:
-                yield self
-            finally:
-                self.active = self.alone = False
-            return
-        if current is not signal.default_int_handler:
+        elif current is not signal.default_int_handler:
             yield self
             return
-        _signal.signal(_SIGINT, self.handler)
+        else:
+            _signal.signal(_SIGINT, self.handler)
         self.active = True
         self.alone = not _other_signal_handlers()
         try:
@@ -369,7 +364,7 @@ class Interrupts:
         finally:
             self.active = self.alone = False
             # Put back only our own change: a handler a callback installed meanwhile stays.
-            if _signal.getsignal(_SIGINT) == self.handler:
+            if not nested and _signal.getsignal(_SIGINT) == self.handler:
                 _signal.signal(_SIGINT, signal.default_int_handler)
 
     def check(self, history, provider=None):
