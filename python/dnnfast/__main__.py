@@ -76,16 +76,18 @@ def main(argv=None):
 
     fit_args = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, shuffle=True)
     t0 = time.perf_counter()
-    for epoch in range(args.epochs):
-        try:
+    done = 0
+    try:  # one fit call an epoch: the KeyboardInterrupt's own count would say 0 epochs
+        for epoch in range(args.epochs):
             h = net.fit(Xtr, ytr, epochs=1, **fit_args)
-        except KeyboardInterrupt:  # one fit call an epoch: its own count would say 0 epochs
-            print(f"interrupted after {epoch} of {args.epochs} epochs", file=sys.stderr)
-            return 130
-        if epoch % 5 == 4 or epoch == 0 or epoch == args.epochs - 1:
-            acc = np.mean(net.predict(Xte).argmax(axis=1) == yte)
-            print(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
-                  flush=True)
+            done = epoch + 1
+            if epoch % 5 == 4 or epoch == 0 or epoch == args.epochs - 1:
+                acc = np.mean(net.predict(Xte).argmax(axis=1) == yte)
+                print(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
+                      flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted after {done} of {args.epochs} epochs", file=sys.stderr)
+        return 130
     t_fast = time.perf_counter() - t0
     acc = float(np.mean(net.predict(Xte).argmax(axis=1) == yte))
     rate = args.epochs * len(ytr) / t_fast
