@@ -481,12 +481,15 @@ def test_next_save_removes_the_temporary_of_a_killed_save(tmp_path, sig):
     env = dict(os.environ, PYTHONPATH=_PYTHONPATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
     left = []
     for _ in range(3):
+        # The last killed save's temporary is there until this save removes it: wait for a new one
+        # (waiting for any, the signal could come between that removal and the new temporary).
+        before = set(_temporaries(tmp_path))
         proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_SAVE_FOR_EVER), str(path)],
                                 stdout=subprocess.PIPE, env=env)
         try:
             assert proc.stdout.readline().strip() == b"ready"
             deadline = time.monotonic() + 60
-            while not _temporaries(tmp_path) and time.monotonic() < deadline:  # a save in progress
+            while not set(_temporaries(tmp_path)) - before and time.monotonic() < deadline:  # a save in progress
                 time.sleep(0.001)
             proc.send_signal(getattr(signal, sig))
         finally:
