@@ -702,15 +702,18 @@ _BASE_FIELDS = ["format", "format_version", "dnnfast_version", "kind", "dtype", 
 
 
 def check_loadable(header, expected):
-    """Raise now what ``dnnfast.load`` would raise reading ``header`` back
-    (``expected``: the reader's header check, a Codec's ``expected``): a layer
-    count, an integer, a label dtype or a name length beyond what the reader
-    accepts is refused by the save, never written into a file that cannot be
-    loaded. The arrays are the savers' own: their shapes follow the header."""
+    """``header``'s array as the file holds it (``_header_array``), after the
+    check that ``dnnfast.load`` would accept it reading it back (``expected``:
+    the reader's header check, a Codec's ``expected``): a layer count, an
+    integer, a label dtype or a name length beyond what the reader accepts is
+    refused by the save, never written into a file that cannot be loaded. The
+    arrays are the savers' own: their shapes follow the header."""
+    array = _header_array(header)
     try:
-        expected(json.loads(_header_array(header).tobytes()), header["kind"])
+        expected(json.loads(array.tobytes()), header["kind"])
     except ValueError as exc:
         raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc})") from None
+    return array
 
 
 def _header_array(header):

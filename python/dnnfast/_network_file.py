@@ -11,7 +11,7 @@ import numpy as np
 
 from ._archive import (
     _BASE_FIELDS, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
-    _header_array, _le, _num_params, _parameter_arrays, decode_value, encode_value,
+    _le, _num_params, _parameter_arrays, decode_value, encode_value,
 )
 from ._buffers import aligned_empty
 
@@ -43,20 +43,19 @@ def _check_rng(d):
 
 
 def _network_header(net, training=None):
-    """The header of a Network's file (``training``: an optional training-state
+    """The header array of a Network's file (``training``: an optional training-state
     record from dnnfast._train), refused here if dnnfast.load would refuse it."""
     header = _base_header("Network", net.sizes, net._acts, net.loss, net.dtype, net.fused)
     header["rng"] = _rng_state(net._rng)
     if training is not None:
         header["training"] = _training_header(training[0])
-    check_loadable(header, lambda h, kind: _network_expected(h))
-    return header
+    return check_loadable(header, lambda h, kind: _network_expected(h))
 
 
 def network_file(net, training=None):
     """The arrays, header first, of a Network's file; ``training``: an optional
     training-state record (header part, arrays in the core's order) from dnnfast._train."""
-    arrays = {_HEADER: _header_array(_network_header(net, training))}
+    arrays = {_HEADER: _network_header(net, training)}
     for l, (W, b, a) in enumerate(zip(net.weights, net.biases, net.alphas), start=1):
         arrays[f"W{l}"] = _le(W, net.dtype)
         arrays[f"b{l}"] = _le(b.ravel(), net.dtype)

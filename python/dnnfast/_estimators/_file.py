@@ -12,7 +12,7 @@ import numpy as np
 
 from .._archive import (
     KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
-    _check_architecture, _check_keys, _count, _field, _header_array, _le, _num_params, _parameter_arrays,
+    _check_architecture, _check_keys, _count, _field, _le, _num_params, _parameter_arrays,
     atomic_write, check_loadable, check_path, decode_value, encode_value,
 )
 from .._buffers import aligned_empty
@@ -109,8 +109,7 @@ def estimator_file(est):
         fitted["sparse_input"] = bool(getattr(lb, "sparse_input_", False))
         arrays["classes"] = classes
     header["fitted"] = fitted
-    check_loadable(header, _estimator_expected)
-    return {_HEADER: _header_array(header), **arrays}
+    return {_HEADER: check_loadable(header, _estimator_expected), **arrays}
 
 
 def _estimator_expected(header, kind):

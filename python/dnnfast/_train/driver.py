@@ -84,7 +84,8 @@ class LocalSteps:
         self.core, self.P, self.X, self.Y, self.rng, self.w = core, P, X, Y, rng, w
         self.n = X.shape[0]
         self.draw = draw  # draw(shuffle) -> the epoch's order, when the fit has its own (the estimators)
-        self._block_rows = None
+        self._block_rows = None  # splits_steps's, once a fit
+        self._sums = None  # long_steps's gradient buffers
 
     def collective(self, fn):
         return fn()
@@ -108,7 +109,7 @@ class LocalSteps:
 
     def splits_steps(self, batch_size):
         """Whether a step of ``batch_size`` rows runs in blocks (``long_steps``)."""
-        if self._block_rows is None:  # once a fit: asked twice an epoch (1.6 us of a wine epoch's 57)
+        if self._block_rows is None:  # asked twice an epoch (1.6 us of a wine epoch's 57)
             self._block_rows = block_rows(self.P.size)
         return batch_size > 2 * self._block_rows
 
@@ -127,8 +128,8 @@ class LocalSteps:
         the model stays as after the one before. In one call it took seconds
         (80000 rows: 2.35 s) and Ctrl-C waited for it."""
         core, P, X, Y, w = self.core, self.P, self.X, self.Y, self.w
-        rows = block_rows(P.size)
-        if getattr(self, "_sums", None) is None or self._sums[0].dtype != P.dtype or self._sums[0].size != P.size:
+        rows = self._block_rows  # set by run_steps's splits_steps
+        if self._sums is None:
             self._sums = (aligned_zeros(P.size, P.dtype), aligned_zeros(P.size, P.dtype))
         G, Gb = self._sums
         batch = options.batch_size
@@ -380,8 +381,8 @@ class Interrupts:
 class _Chunker:
     """Whole batches per chunk, sized from the measured time per batch so
     that a chunk is about CHUNK_SECONDS of work (at least one batch: a longer
-    one runs in blocks, ``LocalSteps.long_steps``), in multiples of ``unit`` batches: with one row
-    a batch, the core's stochastic window (``_core.STOCHASTIC_WINDOW``), which
+    one runs in blocks, ``LocalSteps.long_steps``), in multiples of ``unit``
+    batches: with one row a batch, the core's stochastic window (``_core.STOCHASTIC_WINDOW``), which
     each chunk starts afresh, so that where the chunks fall (the machine's
     speed) never changes a bit."""
 
