@@ -288,3 +288,17 @@ def test_no_context_by_default():
     net = dnnfast.Network([3, 2], ["softmax"], dtype="float64", seed=0)
     hist = net.fit(X, (X[:, 0] > 0).astype(np.int64), epochs=2)
     assert len(hist.cost) == 2
+
+
+def test_exit_without_enter_is_explained():
+    """Context.__exit__ of a context not entered on this thread names the
+    misuse instead of raising list.remove's ValueError."""
+    pytest.importorskip("mpi4py")
+    ctx = distributed.Context()
+    with pytest.raises(RuntimeError, match=r"not active in this thread.*with Context"):
+        ctx.__exit__(None, None, None)
+    with ctx:
+        assert distributed.current() is ctx
+    with pytest.raises(RuntimeError, match="not active"):
+        ctx.__exit__(None, None, None)  # a second exit
+    assert distributed.current() is None

@@ -131,7 +131,11 @@ class Context:
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:
-        _local.stack.remove(self)
+        stack = getattr(_local, "stack", [])
+        if self not in stack:
+            raise RuntimeError(f"{self!r} is not active in this thread: __exit__ without its __enter__ "
+                               "(use it as `with Context(...):`)")
+        stack.remove(self)
         return False
 
     def __repr__(self) -> str:
