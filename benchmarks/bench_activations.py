@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -38,7 +37,7 @@ SK_ACTS = ["tanh", "logistic"]
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workloads import have_sklearn, positive_int  # noqa: E402
+from workloads import have_sklearn, positive_int, positive_seconds, run_worker  # noqa: E402
 
 
 def work_net(act, threads, dtype="float32"):
@@ -85,17 +84,32 @@ def work_sklearn(peer, act, threads):
     return {"s": time.perf_counter() - t0, "n_iter": int(clf.n_iter_)}
 
 
-def spawn(task, pythonpath, threads):
+def spawn(task, pythonpath, threads, timeout):
+    """One measurement in a fresh process: its result, or {"error": why} (``workloads.run_worker``)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
         env[var] = str(threads)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)], env=env,
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode:
-        raise RuntimeError(p.stderr[-2000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, task, env, timeout)
+
+
+def measure(tasks, repeats, threads, timeout, value):
+    """Every (cell, task, pythonpath) of ``tasks`` ``repeats`` times,
+    interleaved: {cell: [value(result), ...]}, or {cell: "why"} for a cell
+    whose worker failed (printed as it happens; that cell is not run again)."""
+    res = {cell: [] for cell, _, _ in tasks}
+    for r in range(repeats):
+        for cell, task, path in tasks:
+            if not isinstance(res[cell], list):
+                continue
+            out = spawn(task, path, threads, timeout)
+            if "error" in out:
+                print(f"  [{r + 1}/{repeats}] {' '.join(cell)}: ERROR {out['error']}", flush=True)
+                res[cell] = out["error"]
+            else:
+                res[cell].append(value(out))
+    return res
 
 
 def parse_builds(text, error):
@@ -128,6 +142,8 @@ def main():
     ap.add_argument("--repeats", type=positive_int, default=3, help="processes per build / peer and activation (>= 1)")
     ap.add_argument("--threads", type=positive_int, default=1, help="thread count of every process (>= 1)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of the net suite")
+    ap.add_argument("--timeout", type=positive_seconds, default=600,
+                    help="seconds before a worker is killed (its cell then reads as an error)")
     ap.add_argument("--builds", default="", help="name=path,name=path (default: the dnnfast Python finds)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -142,43 +158,53 @@ def main():
         print(SKIP_SKLEARN, flush=True)
         return
     print(f"threads={a.threads} repeats={a.repeats} load average before: {os.getloadavg()}")
+    failed = False
     if a.suite in ("net", "all"):
-        res = {(b, act): [] for b in builds for act in NET_ACTS}
-        for _ in range(a.repeats):
-            for act in NET_ACTS:
-                for b, path in builds.items():
-                    res[b, act].append(spawn({"suite": "net", "act": act, "threads": a.threads, "dtype": a.dtype}, path,
-                                                 a.threads)["ms"])
+        tasks = [((b, act), {"suite": "net", "act": act, "threads": a.threads, "dtype": a.dtype}, path)
+                 for act in NET_ACTS for b, path in builds.items()]
+        res = measure(tasks, a.repeats, a.threads, a.timeout, lambda r: r["ms"])
         print(f"\n{a.dtype} 20000x100 -> (256, 128) -> 10, batch 200: ms per epoch, median [min-max]; ratio to relu")
         print("| activation | " + " | ".join(builds) + " |")
         print("|---|" + "---|" * len(builds))
         for act in NET_ACTS:
             cells = []
             for b in builds:
-                m, lo, hi = med(res[b, act])
-                cells.append(f"{m:.1f} [{lo:.1f}-{hi:.1f}] {m / med(res[b, 'relu'])[0]:.2f}x")
+                xs, relu = res[b, act], res[b, "relu"]
+                if isinstance(xs, str):
+                    cells.append(f"error ({xs})")
+                    failed = True
+                    continue
+                m, lo, hi = med(xs)
+                ratio = f"{m / med(relu)[0]:.2f}x" if isinstance(relu, list) else "-"
+                cells.append(f"{m:.1f} [{lo:.1f}-{hi:.1f}] {ratio}")
             print(f"| {act} | " + " | ".join(cells) + " |")
     if skip_sklearn:
         print("\n" + SKIP_SKLEARN, flush=True)
     elif a.suite in ("sklearn", "all"):
         peers = {"sklearn": ("sklearn", "")} | {b: ("dnnfast", p) for b, p in builds.items()}
-        res = {(p, act): [] for p in peers for act in SK_ACTS}
-        for _ in range(a.repeats):
-            for act in SK_ACTS:
-                for name, (peer, path) in peers.items():
-                    res[name, act].append(spawn({"suite": "sklearn", "peer": peer, "act": act,
-                                                 "threads": a.threads}, path, a.threads))
+        tasks = [((name, act), {"suite": "sklearn", "peer": peer, "act": act, "threads": a.threads}, path)
+                 for act in SK_ACTS for name, (peer, path) in peers.items()]
+        res = measure(tasks, a.repeats, a.threads, a.timeout, lambda r: r)
         print("\ndigits MLPClassifier(activation=...) fit s, median [min-max] (n_iter); speed-up over scikit-learn")
         print("| activation | " + " | ".join(peers) + " |")
         print("|---|" + "---|" * len(peers))
         for act in SK_ACTS:
-            base = med([r["s"] for r in res["sklearn", act]])[0]
+            sk = res["sklearn", act]
+            base = med([r["s"] for r in sk])[0] if isinstance(sk, list) else None
             cells = []
             for p in peers:
-                m, lo, hi = med([r["s"] for r in res[p, act]])
-                cells.append(f"{m:.3f} [{lo:.3f}-{hi:.3f}] ({res[p, act][0]['n_iter']}) {base / m:.2f}x")
+                rs = res[p, act]
+                if isinstance(rs, str):
+                    cells.append(f"error ({rs})")
+                    failed = True
+                    continue
+                m, lo, hi = med([r["s"] for r in rs])
+                speedup = f"{base / m:.2f}x" if base is not None else "-"
+                cells.append(f"{m:.3f} [{lo:.3f}-{hi:.3f}] ({rs[0]['n_iter']}) {speedup}")
             print(f"| {act} | " + " | ".join(cells) + " |")
     print(f"\nload average after: {os.getloadavg()}")
+    if failed:
+        sys.exit("bench_activations.py: some measurements failed (their cells read 'error')")
 
 
 if __name__ == "__main__":

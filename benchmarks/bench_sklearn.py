@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from workloads import MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, positive_int, spread
+from workloads import (MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, positive_int, positive_seconds,
+                       run_worker, spread)
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -127,36 +126,12 @@ def worker(task):
 
 
 def run_one(peer, workload, threads, timeout):
-    """One worker process: its JSON line, or {"error": why} when it failed,
-    timed out or printed no result (the run goes on without the workload)."""
+    """One worker process: its JSON line, or {"error": why} (``workloads.run_worker``)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[var] = str(threads)
-    task = json.dumps({"peer": peer, "workload": workload, "threads": threads})
-    try:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", task], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s (--timeout)"}
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"exit {proc.returncode}: {err[:300]}"}
-    try:
-        return json.loads(lines[-1])
-    except ValueError:
-        return {"error": f"unreadable result {lines[-1][:200]!r}"}
-
-
-def positive_seconds(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seconds > 0, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return v
+    return run_worker(__file__, {"peer": peer, "workload": workload, "threads": threads}, env, timeout)
 
 
 def main():

@@ -4,7 +4,11 @@ and the separate scripts; nothing here runs a measurement.
 """
 import argparse
 import importlib.util
+import json
+import math
 import os
+import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -184,3 +188,32 @@ def positive_int(text):
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
+
+
+def positive_seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds > 0, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return v
+
+
+def run_worker(script, task, env, timeout):
+    """``script --worker <task as JSON>`` in a fresh process: its last JSON
+    line as a dict, or ``{"error": why}`` when it failed, timed out or printed
+    no result (the scripts then go on without that measurement)."""
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(script), "--worker", json.dumps(task)], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s (--timeout)"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {proc.returncode}: {err[:300]}"}
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        return {"error": f"unreadable result {lines[-1][:200]!r}"}

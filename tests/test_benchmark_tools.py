@@ -248,10 +248,10 @@ def test_bench_activations_all_without_sklearn_keeps_the_net_suite(tmp_path):
 
         real_spawn = b.spawn
 
-        def spawn(task, pythonpath, threads):
+        def spawn(task, pythonpath, threads, timeout):
             if task["suite"] == "net":
                 return {{"ms": 10.0 + b.NET_ACTS.index(task["act"])}}
-            return real_spawn(task, pythonpath, threads)
+            return real_spawn(task, pythonpath, threads, timeout)
 
         b.spawn = spawn
         sys.argv = ["bench_activations.py", "--suite", "all", "--repeats", "1"]
@@ -284,7 +284,7 @@ def no_subprocess(*args, **kwargs):
     (["--only", "nope"], "unknown workload"),
 ])
 def test_bench_sklearn_rejects_bad_arguments(sk, monkeypatch, capsys, args, says):
-    monkeypatch.setattr(sk.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
     monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine"] + args)
     with pytest.raises(SystemExit) as e:
         sk.main()
@@ -316,7 +316,7 @@ def test_bench_sklearn_worker_timeout_is_an_error_row(sk, monkeypatch, capsys, t
             return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nValueError: broken worker\n")
         return subprocess.CompletedProcess(cmd, 0, json.dumps(fake_result(task["peer"])) + "\n", "")
 
-    monkeypatch.setattr(sk.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     out = tmp_path / "sk.json"
     monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine,breast_cancer,diabetes", "--repeats", "3",
                                       "--timeout", "0.5", "--json", str(out)])
@@ -339,7 +339,7 @@ def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
     def timeout_run(cmd, **kwargs):
         raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout"))
 
-    monkeypatch.setattr(sk.subprocess, "run", timeout_run)
+    monkeypatch.setattr(subprocess, "run", timeout_run)
     res = sk.run_one("dnnfast", "wine", 1, 0.5)
     assert "timed out after 0.5 s" in res["error"]
 
@@ -352,14 +352,52 @@ def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
     (["--builds", "nopath"], "--builds"),
     (["--builds", "=/tmp"], "--builds"),
     (["--builds", "a=/no/such/dnnfast/tree"], "no such directory"),
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "inf"], "--timeout"),
 ])
 @pytest.mark.parametrize("suite", ["net", "sklearn"])
 def test_bench_activations_rejects_bad_arguments(act, monkeypatch, capsys, args, says, suite):
     monkeypatch.setattr(act, "spawn", no_subprocess)
-    monkeypatch.setattr(act.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
     monkeypatch.setattr(sys, "argv", ["bench_activations.py", "--suite", suite] + args)
     with pytest.raises(SystemExit) as e:
         act.main()
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "error: " in err and says in err, err
+
+
+def test_bench_activations_failed_worker_is_an_error_cell(act, monkeypatch, capsys):
+    """A worker that times out or fails makes its cell read "error (why)" and
+    is not started again; the other cells are measured and printed (a ratio
+    to a failed relu cell reads "-"), and the script exits non-zero."""
+    started = []
+
+    def fake_run(cmd, env=None, capture_output=False, text=False, timeout=None):
+        task = json.loads(cmd[cmd.index("--worker") + 1])
+        key = (task["suite"], task.get("peer", "dnnfast"), task["act"])
+        started.append(key)
+        if key == ("net", "dnnfast", "tanh"):
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        if key == ("sklearn", "sklearn", "logistic"):
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nMemoryError: broken worker\n")
+        if task["suite"] == "net":
+            out = {"ms": 10.0 + act.NET_ACTS.index(task["act"])}
+        else:
+            out = {"s": 0.5 if task["peer"] == "sklearn" else 0.1, "n_iter": 7}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(out) + "\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(act, "have_sklearn", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["bench_activations.py", "--repeats", "3", "--timeout", "0.5"])
+    with pytest.raises(SystemExit) as e:
+        act.main()
+    assert e.value.code not in (0, None, 2)
+    text = capsys.readouterr().out
+    assert "| tanh | error (timed out after 0.5 s (--timeout)) |" in text, text
+    assert "| softplus | 15.0 [15.0-15.0] 1.50x |" in text, text
+    assert "| tanh | 0.500 [0.500-0.500] (7) 1.00x | 0.100 [0.100-0.100] (7) 5.00x |" in text, text
+    assert "| logistic | error (exit 1: MemoryError: broken worker) | 0.100 [0.100-0.100] (7) - |" in text, text
+    assert started.count(("net", "dnnfast", "tanh")) == 1
+    assert started.count(("sklearn", "sklearn", "logistic")) == 1
+    assert started.count(("net", "dnnfast", "relu")) == 3
