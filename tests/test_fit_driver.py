@@ -601,3 +601,18 @@ def test_validation_targets_of_another_length_name_validation_data():
     X = np.zeros((10, 5))
     with pytest.raises(ValueError, match=r"validation_data\[1\] has 9 labels but validation_data\[0\] has 10 rows"):
         net.fit(X, np.zeros(10, dtype=np.int64), epochs=1, validation_data=(X, np.zeros(9, dtype=np.int64)))
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_each_fit_starts_a_fresh_optimizer_state(data, optimizer):
+    """As documented (Network.fit, README): a second fit goes on from the
+    parameters with no velocity / moments and t = 0 (as the NumPy update
+    rules from those parameters), not with the first fit's state."""
+    X, Y = data
+    lr = 0.01 if optimizer == "adam" else 0.1
+    net = _net()
+    net.fit(X, Y, epochs=2, batch_size=BATCH, learning_rate=lr, optimizer=optimizer)
+    Ws, bs, _ = _numpy_fit(net, X, Y, 2, lr, optimizer)  # from the parameters after the first fit, fresh state
+    net.fit(X, Y, epochs=2, batch_size=BATCH, learning_rate=lr, optimizer=optimizer)
+    for got, want in zip(net.weights + net.biases, Ws + bs):
+        _close(got, want)

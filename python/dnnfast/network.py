@@ -610,6 +610,11 @@ class Network:
             result is bit-identical to a fit that was never interrupted. The
             settings must be those of the checkpoint (``epochs`` may differ).
 
+        Each call starts from the network's current parameters with a fresh
+        optimizer state (no velocity, Adam moments and step count at zero),
+        as scikit-learn's ``fit`` does; to continue a run with its optimizer
+        state, fit with ``checkpoint`` and ``resume=True``.
+
         Ctrl-C stops the fit within about 0.1 s of work (one step when a
         step is longer) with a KeyboardInterrupt whose ``history`` holds the
         completed epochs; the parameters are those after the last completed
