@@ -4,6 +4,7 @@ before that epoch put back; on_nonfinite="warn" warns once and goes on,
 "ignore" checks nothing. The same for the estimators' sgd, adam and lbfgs."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -71,6 +72,28 @@ def test_ignore_mode_checks_nothing():
         warnings.simplefilter("error")
         h = net.fit(X, Y, epochs=10, learning_rate=1.0, on_nonfinite="ignore")
     assert len(h.cost) == 10 and not np.all(np.isfinite(net.parameters))
+
+
+@pytest.mark.parametrize("mode", ["warn", "ignore"])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_warn_and_ignore_go_on_with_accuracy_metrics(mode, output):
+    """metrics=["accuracy"] does not turn a diverging fit that is told to go
+    on into predict's error: the accuracy of non-finite parameters is NaN, as
+    the cost, and the fit runs all its epochs."""
+    rng = np.random.default_rng(0)
+    X = 1e6 * rng.normal(size=(30, 3))
+    y = rng.integers(0, 2, 30)
+    Y = np.eye(2)[y] if output == "softmax" else y[:, None].astype(float)
+    loss = "cce" if output == "softmax" else "bce"
+    net = dnnfast.Network([3, 16, 2 if output == "softmax" else 1], ["relu", output], loss=loss, dtype="float32",
+                          seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteWarning)
+        h = net.fit(X, Y, epochs=4, batch_size=5, learning_rate=1.0, on_nonfinite=mode, metrics=["accuracy"],
+                    validation_data=(X[:10], Y[:10]))
+    assert len(h["cost"]) == len(h["accuracy"]) == len(h["val_accuracy"]) == 4
+    assert not np.all(np.isfinite(net.parameters))
+    assert math.isnan(h["accuracy"][-1]) and math.isnan(h["val_accuracy"][-1])
 
 
 def test_nonfinite_parameters_before_training_are_named_as_epoch_0():

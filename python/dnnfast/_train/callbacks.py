@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from .._guards import NonFiniteError, NonFiniteWarning, describe, epoch_is_finite, locate_nonfinite
+from .._guards import CORE_OUTPUT_OVERFLOW, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite, locate_nonfinite
 
 
 class Callback:
@@ -115,8 +115,20 @@ def _accuracy_counts(net, X, Y, provider):
     each output thresholded at 0.5 for sigmoid outputs; summed over processes."""
     correct = 0.0
     total = 0.0
+    P = None
     if X.shape[0]:
-        P = net.predict(X)
+        try:
+            P = net._net.predict(net.parameters, X)
+        except ValueError as exc:
+            # Non-finite parameters or outputs are the guard's, which ran
+            # first: under on_nonfinite="warn" / "ignore" training goes on,
+            # and the accuracy of such a model is NaN, as its cost.
+            if not str(exc).startswith(CORE_OUTPUT_OVERFLOW):
+                raise
+    if P is None:
+        if X.shape[0]:
+            correct = total = math.nan
+    else:
         if net.activations[-1] == "softmax":
             correct = float(np.count_nonzero(P.argmax(axis=1) == Y.argmax(axis=1)))
             total = float(X.shape[0])
