@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:loss=.*this pairing does not lea
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
-SMALL_M = 4  # rows up to which the GEMM takes its small-M path (kSmallM, cpp/gemm/gemm_kernels.hpp)
+SMALL_M = 4  # rows up to which the GEMM takes its small-M path (kGemmSmallRows, cpp/gemm/gemm.hpp)
 # exp grows as e^z (clipped at e^88 / e^709, README): a finite input may give
 # an infinite cost or gradient downstream of it by design, so the finiteness
 # properties below draw every other activation; its own edges are in
@@ -218,3 +218,18 @@ def test_predictions_across_the_internal_1024_row_chunks_are_bit_identical(dtype
     X = np.random.default_rng(0).standard_normal((2100, 30)).astype(dtype)
     whole = net.predict(X)
     np.testing.assert_array_equal(np.vstack([net.predict(X[i:i + 37]) for i in range(0, 2100, 37)]), whole)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rows_past_a_whole_chunk_are_not_left_to_the_small_path(dtype):
+    """predict runs in chunks of 1024 rows; 1025-1028 rows had left a last
+    chunk of 1-4 rows to the GEMM's small-M path, so predict(X[:1025])
+    differed from predict(X)[:1025] in its last row (6.7e-16 in float64)."""
+    rng = np.random.default_rng(0)
+    net = dnnfast.Network([300, 64, 10], ["tanh", "softmax"], loss="cce", dtype=dtype, seed=0)
+    X = rng.normal(size=(2060, 300)).astype(dtype)
+    whole = net.predict(X)
+    for n in (1025, 1026, 1027, 1028, 1029, 2049, 2052, 2053):
+        np.testing.assert_array_equal(net.predict(X[:n]), whole[:n], err_msg=f"{n} rows")
+    for lo in (1, 3, 1020):  # pieces that start elsewhere than row 0
+        np.testing.assert_array_equal(net.predict(X[lo:lo + 1025]), whole[lo:lo + 1025], err_msg=f"from {lo}")

@@ -15,6 +15,12 @@ namespace dnnfast {
 
 enum class Trans { N, T };
 
+// Products of at most this many rows of op(A) take the small-M path
+// (gemm_small.cpp), whose sums may round differently from the blocked
+// path's: a caller that splits rows into pieces keeps every piece larger
+// (when it has more rows than this in all) to give the bits of one call.
+constexpr size_t kGemmSmallRows = 4;
+
 // Called on the block C[i0:i0+m, j0:j0+n] (pointer c at its top-left, row
 // stride ldc) once it holds its final op(A) op(B) value. Must only touch that
 // block; may be called concurrently on disjoint blocks.

@@ -7,6 +7,8 @@
 #pragma once
 #include <cstddef>
 
+#include "gemm/gemm.hpp"
+
 namespace dnnfast {
 
 // Micro-kernel contract: C[0:m, 0:n] := alpha * Ap * Bp + beta * C, where Ap is
@@ -51,7 +53,7 @@ using MicroKernelAB = void (*)(size_t kc, const T* a, size_t a_rs, size_t a_ks, 
 // C[0:M, 0:n] := alpha * A * op(B)[:, 0:n] + beta * C.
 // small_nn streams B stored K x n (row stride ldb), small_nt takes dot products
 // with the rows of B stored n x K (row stride ldb).
-constexpr size_t kSmallM = 4;
+constexpr size_t kSmallM = kGemmSmallRows;
 // N <= kSmallN (and M > kSmallM): the same kernels on C^T (gemm_small_n).
 constexpr size_t kSmallN = 3;
 template <class T>

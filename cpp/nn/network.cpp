@@ -20,6 +20,17 @@ namespace {
 // while keeping the GEMMs big enough to run at full speed.
 constexpr size_t kChunkRows = 1024;
 
+// Rows of the chunk of predict / cost that starts at row i0 of n: kChunkRows,
+// or the rest, but never leaving a last chunk of 1..kGemmSmallRows rows,
+// whose products would take the GEMM's small-M path and round otherwise
+// than the same rows in one call (predict(X[:1025]) differed from
+// predict(X)[:1025] in its last row): the chunk before it gives it rows.
+size_t chunk_at(size_t i0, size_t n) {
+    const size_t m = std::min(kChunkRows, n - i0);
+    const size_t rest = n - i0 - m;
+    return rest > 0 && rest <= kGemmSmallRows ? m - (kGemmSmallRows + 1 - rest) : m;
+}
+
 // Copies rows `idx` of X (cols wide) into out, contiguously; with ones, into
 // rows of cols + 1 whose last value is 1: [X_b | 1], whose product
 // [X_b | 1]^T dZ gives the first layer's dW and db together
@@ -365,10 +376,9 @@ void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     Workspace own;
     Workspace& ws = lock.owns_lock() ? ws_ : own;
-    const size_t chunk = std::min(n, kChunkRows);
-    ensure_workspace(ws, chunk, false);
-    for (size_t i0 = 0; i0 < n; i0 += chunk) {
-        const size_t m = std::min(chunk, n - i0);
+    ensure_workspace(ws, std::min(n, kChunkRows), false);
+    for (size_t i0 = 0, m; i0 < n; i0 += m) {
+        m = chunk_at(i0, n);
         forward_batch(ws, P, X + i0 * m_x_, m);
         std::memcpy(Yhat + i0 * m_y_, output(ws), m * m_y_ * sizeof(T));
     }
@@ -379,11 +389,10 @@ double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     Workspace own;
     Workspace& ws = lock.owns_lock() ? ws_ : own;
-    const size_t chunk = std::min(n, kChunkRows);
-    ensure_workspace(ws, chunk, false);
+    ensure_workspace(ws, std::min(n, kChunkRows), false);
     double J = 0;
-    for (size_t i0 = 0; i0 < n; i0 += chunk) {
-        const size_t m = std::min(chunk, n - i0);
+    for (size_t i0 = 0, m; i0 < n; i0 += m) {
+        m = chunk_at(i0, n);
         forward_batch(ws, P, X + i0 * m_x_, m);
         J += loss_forward<T>(loss_, Y + i0 * m_y_, output(ws), m, m_y_, w ? w + i0 : nullptr);
     }
