@@ -233,3 +233,14 @@ def test_rows_past_a_whole_chunk_are_not_left_to_the_small_path(dtype):
         np.testing.assert_array_equal(net.predict(X[:n]), whole[:n], err_msg=f"{n} rows")
     for lo in (1, 3, 1020):  # pieces that start elsewhere than row 0
         np.testing.assert_array_equal(net.predict(X[lo:lo + 1025]), whole[lo:lo + 1025], err_msg=f"from {lo}")
+
+
+@pytest.mark.parametrize("dtype,width,tol", [("float32", 10000, 1e-5), ("float64", 50000, 1e-13)])
+def test_wide_softmax_rows_sum_to_one(dtype, width, tol):
+    """README's bound holds at any width: summed in order in the dtype, rows
+    of 10000 float32 classes summed to 1 within 2e-5, not 1e-5."""
+    rng = np.random.default_rng(0)
+    net = dnnfast.Network([4, width], ["softmax"], dtype=dtype, seed=0)
+    net.weights = [3 * rng.normal(size=(4, width))]
+    P = net.predict(rng.normal(size=(64, 4)))
+    assert np.abs(P.astype(np.float64).sum(axis=1) - 1).max() <= tol
