@@ -852,6 +852,38 @@ def test_save_refuses_what_load_would_refuse(tmp_path, case, match):
     assert not path.exists()
 
 
+@pytest.mark.parametrize("est_class,params,match", [
+    (MLPClassifier, {"hidden_layer_sizes": (7,)}, r"hidden_layer_sizes \[7\] do not match the saved layers \[3\]"),
+    (MLPClassifier, {"hidden_layer_sizes": (3, 3)}, "do not match the saved layers"),
+    (MLPClassifier, {"max_iter": 0}, "max_iter"),
+    (MLPClassifier, {"batch_size": 0}, "batch_size"),
+    (MLPClassifier, {"learning_rate_init": -1.0}, "learning_rate_init"),
+    (MLPClassifier, {"random_state": "x"}, "random_state"),
+    (MLPRegressor, {"loss": "poisson"}, "out_activation"),
+])
+def test_save_after_set_params_refuses_what_load_would_refuse(tmp_path, est_class, params, match):
+    """set_params after fit leaves a model that predicts, but whose file
+    dnnfast.load refused; the save wrote it anyway, over the good file. It
+    now runs the reader's checks, refuses, and leaves the old file."""
+    est = _fitted(est_class)
+    path = tmp_path / "m.npz"
+    est.save(path)
+    before = path.read_bytes()
+    est.set_params(**params)
+    with pytest.raises(ValueError, match=rf"cannot save: dnnfast.load would refuse the file.*{match}.*set_params"):
+        est.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+    # the parameters that load accepts save again
+    est.set_params(**{k: est_class().get_params()[k] if k != "hidden_layer_sizes" else (3,) for k in params})
+    if "max_iter" in params:
+        est.set_params(max_iter=2)
+    if "random_state" in params:
+        est.set_params(random_state=0)
+    est.save(path)
+    np.testing.assert_array_equal(dnnfast.load(path).predict(_data()), est.predict(_data()))
+
+
 @pytest.mark.parametrize("case", ["hidden sizes as an array", "hidden sizes as a range", "rate underflowed to 0"])
 def test_what_fit_accepts_saves_and_loads(tmp_path, case):
     """hidden_layer_sizes as an array or a range (array-like, as scikit-learn

@@ -5,6 +5,7 @@ the format is documented in ``docs/model_files.md``."""
 from __future__ import annotations
 
 import functools
+import json
 import re
 import types
 
@@ -109,7 +110,19 @@ def estimator_file(est):
         fitted["sparse_input"] = bool(getattr(lb, "sparse_input_", False))
         arrays["classes"] = classes
     header["fitted"] = fitted
-    return {_HEADER: check_loadable(header, _estimator_expected), **arrays}
+    array = check_loadable(header, _estimator_expected)
+    # And load's build, which checks the parameters against the saved network
+    # and state: after fit, set_params(hidden_layer_sizes=..., loss=...,
+    # max_iter=0, ...) left a model that predicts but whose file load
+    # refused, written over a good one.
+    own = next(c for c in type(est).__mro__ if c.__name__ == kind and c.__module__.startswith(__package__))
+    plan, _ = _estimator_expected(json.loads(array.tobytes()), kind)
+    try:
+        _estimator_build(lambda k: own, plan, arrays)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc}); set_params changed the "
+                         "fitted model's parameters: set them back, or fit again") from None
+    return {_HEADER: array, **arrays}
 
 
 def _estimator_expected(header, kind):
