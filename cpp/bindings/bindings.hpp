@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 
@@ -42,6 +43,13 @@ namespace py = pybind11;
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;  // exactly T, C-contiguous: see the caster above
 
+// Set by at_exit (module.cpp: an atexit hook, which runs before Python
+// finalizes) on the thread that then finalizes; g_restoring counts the
+// threads between ReleaseGil's check and their retaking of the GIL.
+inline std::atomic<bool> g_exiting{false};
+inline std::atomic<unsigned long> g_exit_thread{0};
+inline std::atomic<int> g_restoring{0};
+
 // py::gil_scoped_release, but safe for a daemon thread at interpreter exit.
 // When such a thread comes back from the core after Python has begun to
 // finalize, PyEval_RestoreThread (Python 3.13 and older) ends it with
@@ -49,16 +57,23 @@ using carray = py::array_t<T, py::array::c_style>;  // exactly T, C-contiguous: 
 // calls std::terminate: a fit in a daemon thread aborted the process at exit
 // (SIGABRT, "terminate called without an active exception"). The thread
 // waits here instead, holding nothing of Python's, and the process exits
-// around it, as Python 3.14 does itself. (Finalization that begins between
-// the check and the restore still ends the thread: a window of a few
-// instructions, where the core's calls take milliseconds.)
+// around it, as Python 3.14 does itself. Checking for finalization alone
+// left a thread that had passed the check and waited for the GIL when
+// finalization began to be ended so (daemon threads waiting for another's
+// fit retake the GIL every 50 ms: 2 exits in 8 aborted); the atexit hook
+// now says the exit is coming first, and lets every thread already past
+// the check take the GIL before it returns (at_exit, module.cpp).
 class ReleaseGil {
   public:
     ReleaseGil() : state_(PyEval_SaveThread()) {}
     ~ReleaseGil() {
-        if (finalizing())
+        g_restoring.fetch_add(1);  // before the check (sequentially consistent: at_exit reads them the other way)
+        if ((g_exiting.load() || finalizing()) && PyThread_get_thread_ident() != g_exit_thread.load()) {
+            g_restoring.fetch_sub(1);
             for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+        }
         PyEval_RestoreThread(state_);
+        g_restoring.fetch_sub(1);
     }
     ReleaseGil(const ReleaseGil&) = delete;
     ReleaseGil& operator=(const ReleaseGil&) = delete;

@@ -77,6 +77,23 @@ void bind_threads(py::module_& m) {
     });
 }
 
+// The atexit hook (registered below; atexit runs before Python finalizes):
+// from here on a thread coming back from the core waits instead of retaking
+// the GIL (ReleaseGil). Threads already past that check are let take the
+// GIL first, the GIL released for up to 2 s: waiting for it when
+// finalization began, they would be ended mid-C++ (ReleaseGil). The thread
+// running the hook goes on to finalize and may still call the core.
+void at_exit() {
+    g_exit_thread.store(PyThread_get_thread_ident());
+    g_exiting.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (g_restoring.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        Py_BEGIN_ALLOW_THREADS
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        Py_END_ALLOW_THREADS
+    }
+}
+
 }  // namespace dnnfast::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -88,4 +105,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_ops(m);
     b::bind_network(m);
     b::bind_lock(m);
+    b::py::module_::import("atexit").attr("register")(b::py::cpp_function(&b::at_exit));
 }
