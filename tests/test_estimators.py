@@ -199,6 +199,53 @@ def test_negative_sample_weight_rejected():
         MLPClassifier(max_iter=2).fit(X, y, sample_weight=-np.ones(len(y)))
 
 
+_ZERO_WEIGHTS = """
+import json, numpy as np
+from dnnfast.estimators import MLPClassifier, MLPRegressor
+X = np.random.RandomState(0).normal(size=(30, 3)); y = np.arange(30) % 3
+cases = {
+    "clf_sw": lambda: MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.zeros(30)),
+    "reg_sw": lambda: MLPRegressor(max_iter=2).fit(X, X[:, 0], sample_weight=np.zeros(30)),
+    "partial_sw": lambda: MLPRegressor().partial_fit(X, X[:, 0], sample_weight=np.zeros(30)),
+    # each holds a non-zero weight; their product none
+    "cw_times_sw": lambda: MLPClassifier(max_iter=2, class_weight={0: 1.0, 1: 0.0, 2: 0.0}).fit(
+        X, y, sample_weight=(y != 0).astype(float)),
+    # the dict has a positive weight, for a class this batch lacks
+    "cw_of_batch": lambda: MLPClassifier(class_weight={0: 0.0, 1: 1.0}).partial_fit(
+        X, np.zeros(30, int), classes=[0, 1]),
+}
+out = {}
+for name, call in cases.items():
+    try:
+        call()
+        out[name] = "fitted"
+    except ValueError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def _check_zero_weights_refused(out):
+    for name, msg in out.items():
+        assert msg.startswith("Sample weights must contain at least one non-zero number."), (name, msg)
+    assert "sample_weight times class_weight" in out["cw_times_sw"]
+    assert "(class_weight)" in out["cw_of_batch"]
+
+
+def test_weights_that_are_all_zero_are_refused():
+    """Weights summing to zero trained on nothing (a loss_curve_ of zeros),
+    silently: sample_weight of zeros without scikit-learn, and, in both
+    setups, a class_weight times sample_weight that is zero on every row."""
+    pytest.importorskip("sklearn")
+    ns = {}
+    exec(_ZERO_WEIGHTS, ns)  # the same cases as without scikit-learn
+    _check_zero_weights_refused(ns["out"])
+
+
+def test_weights_that_are_all_zero_are_refused_without_sklearn():
+    _check_zero_weights_refused(_run_without(["sklearn"], _ZERO_WEIGHTS))
+
+
 # ---------------------------------------------------------------------------
 # Activations
 # ---------------------------------------------------------------------------

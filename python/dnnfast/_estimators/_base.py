@@ -34,7 +34,7 @@ from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finit
                            workspace_rows)
 from ._compat import BaseEstimator, check_random_state
 from ._diagnostics import _Diagnostics
-from ._input import _InputChecks
+from ._input import _InputChecks, check_weight_total
 from ._progress import TrainingHistory
 from ._solvers import STOCHASTIC_SOLVERS, _Solvers
 
@@ -506,7 +506,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         def weights():
             sw = self._check_sample_weight(sample_weight, X, whole=ctx is None)
-            return self._combine_class_weight(sw, y_raw, Y, X.dtype)
+            return self._combine_class_weight(sw, y_raw, Y, X.dtype, whole=ctx is None)
 
         def targets():
             Ya = np.asarray(Y)
@@ -530,9 +530,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                                      # a weighted batch's D is its total weight, an unweighted one's its rows
                                      ("row weights (sample_weight or class_weight)", sw is not None)],
                                     "the data's")
-            if sw is not None and not ctx.sum_(np.array([sw.sum()], dtype=np.float64))[0] > 0:
+            if sw is not None:
                 # the whole data's weights, as one process checks them (a shard's may all be 0)
-                raise ValueError("Sample weights must contain at least one non-zero number.")
+                check_weight_total(ctx.sum_(np.array([sw.sum()], dtype=np.float64))[0])
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
         if first_pass:

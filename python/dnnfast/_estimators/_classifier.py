@@ -13,6 +13,7 @@ from .._registry import parse_activation
 from .._validation import check_estimator_input, naming
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
+from ._input import check_weight_total
 from ._targets import LabelBinarizer, binarize_simple, type_of_target, unique_labels
 
 if TYPE_CHECKING:
@@ -208,7 +209,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = fast[1] if fast is not None else self._label_binarizer.transform(y).astype(bool)
         return X, Y, y
 
-    def _combine_class_weight(self, sw, y, Y, dtype):
+    def _combine_class_weight(self, sw, y, Y, dtype, whole=True):
+        """sample_weight times each row's class weight. ``whole``: y is all
+        the data (False for one rank's shard: the caller checks the total)."""
         cw = self.class_weight
         if cw is None:
             return sw
@@ -240,7 +243,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         else:
             raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {cw!r}")
         w = per_class[idx].astype(dtype)
-        return w if sw is None else np.ascontiguousarray(sw * w, dtype=dtype)
+        w = w if sw is None else np.ascontiguousarray(sw * w, dtype=dtype)
+        if whole:  # each may hold a non-zero weight, and their product none
+            check_weight_total(w.sum(), "class_weight" if sw is None else "sample_weight times class_weight")
+        return w
 
     def _targets_from_outputs(self, Y):
         return self._label_binarizer.inverse_transform(Y)

@@ -56,6 +56,18 @@ def _np_check_array(X, name="X"):
     return X
 
 
+def check_weight_total(total, source=None):
+    """The one rule on the sum of the weights that train (sample_weight,
+    sample_weight times class_weight, or all ranks' together): it must be
+    positive, as scikit-learn's ``_check_sample_weight`` requires. Weights
+    that sum to zero train on nothing: every loss is 0 and the gradient
+    only the L2 penalty's. ``source``: the weights' origin, where it is not
+    ``sample_weight`` alone."""
+    if not total > 0:
+        raise ValueError("Sample weights must contain at least one non-zero number."
+                         + (f" The rows' weights ({source}) are all zero." if source else ""))
+
+
 def _feature_names(X):
     cols = getattr(X, "columns", None)
     if cols is None:
@@ -185,6 +197,8 @@ class _InputChecks:
                 raise ValueError("sample_weight contains NaN or infinity.")
         if np.any(sw < 0):
             raise ValueError("Negative values in data passed to sample_weight.")
+        if whole:  # scikit-learn's check (older releases lack it), in both setups
+            check_weight_total(sw.sum())
         return np.ascontiguousarray(sw, dtype=X.dtype)
 
     def _check_fitted(self):

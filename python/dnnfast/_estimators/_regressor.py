@@ -142,7 +142,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         return collective(_distributed_context(), validate)
 
-    def _combine_class_weight(self, sw, y, Y, dtype):
+    def _combine_class_weight(self, sw, y, Y, dtype, whole=True):
         return sw
 
     def _targets_from_outputs(self, Y):
