@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import re
+import textwrap
 import warnings
 
 import numpy as np
@@ -443,11 +444,22 @@ def test_score_with_unseen_labels_or_targets_is_computed_not_refused(kind):
         assert np.isfinite(s)
 
 
-def test_estimator_sample_weight_is_checked_and_named():
+SAMPLE_WEIGHT_CASES = [
+    ("nan", np.full(N, np.nan)), ("short", np.ones(N - 1)), ("strings", np.array(["1"] * N)),
+    ("negative", -np.ones(N)), ("zeros", np.zeros(N)),
+    # scikit-learn's messages for these did not name sample_weight (without it: a
+    # complex one was cast to its real part in silence, a dict or set was float()'s TypeError)
+    ("complex", np.ones(N) + 1j), ("dict", {"a": 1}), ("set", {1.0}), ("2-D", np.ones((N, 2))),
+]
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("case", SAMPLE_WEIGHT_CASES, ids=[c[0] for c in SAMPLE_WEIGHT_CASES])
+def test_estimator_sample_weight_is_checked_and_named(case, method):
     X, labels = data()
-    for bad in (np.full(N, np.nan), np.ones(N - 1), np.array(["1"] * N), -np.ones(N)):
-        with pytest.raises((ValueError, TypeError), match="sample_weight"):
-            make_est("MLPClassifier").fit(X, labels, sample_weight=bad)
+    kw = {"classes": np.arange(K)} if method == "partial_fit" else {}
+    with pytest.raises((ValueError, TypeError), match="sample_weight"):
+        getattr(make_est("MLPClassifier"), method)(X, labels, sample_weight=case[1], **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -561,10 +573,9 @@ def test_reference_network_refuses_absurd_sizes_too():
         dnnfast.reference.Network([10 ** 12, 10 ** 12, 2], ["relu", "identity"], loss="sse")
 
 
-def test_estimator_matrix_holds_without_scikit_learn():
-    """The NumPy-only path of the estimators (no scikit-learn installed) gives
-    the same answers to every X and y case, in a fresh interpreter where
-    scikit-learn cannot be imported."""
+def _run_without_scikit_learn(body):
+    """Run ``body`` in a fresh interpreter where scikit-learn cannot be imported,
+    with this file imported as ``m``; returns the JSON list it prints last."""
     import json
     import os
     import subprocess
@@ -583,23 +594,44 @@ import test_bad_input_matrix as m
 from dnnfast._estimators._compat import HAVE_SKLEARN
 assert not HAVE_SKLEARN
 failed = []
-for case in m.X_CASES:
-    for entry in m.EST_ENTRIES:
-        try:
-            m.test_estimator_entry_points_on_bad_X(entry, case)
-        except BaseException as e:
-            failed.append(f"{{case[0]}} {{entry}}: {{type(e).__name__}}: {{e}}"[:400])
-for entry, case in m.EST_Y_CASES:
-    try:
-        m.test_estimator_entry_points_on_bad_y(entry, case)
-    except BaseException as e:
-        failed.append(f"y {{case[0]}} {{entry}}: {{type(e).__name__}}: {{e}}"[:400])
+""" + textwrap.dedent(body) + """
 print(json.dumps(failed))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    failed = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_estimator_matrix_holds_without_scikit_learn():
+    """The NumPy-only path of the estimators (no scikit-learn installed) gives
+    the same answers to every X and y case, in a fresh interpreter where
+    scikit-learn cannot be imported."""
+    failed = _run_without_scikit_learn("""
+        for case in m.X_CASES:
+            for entry in m.EST_ENTRIES:
+                try:
+                    m.test_estimator_entry_points_on_bad_X(entry, case)
+                except BaseException as e:
+                    failed.append(f"{case[0]} {entry}: {type(e).__name__}: {e}"[:400])
+        for entry, case in m.EST_Y_CASES:
+            try:
+                m.test_estimator_entry_points_on_bad_y(entry, case)
+            except BaseException as e:
+                failed.append(f"y {case[0]} {entry}: {type(e).__name__}: {e}"[:400])
+        """)
+    assert failed == [], "\n".join(failed)
+
+
+def test_estimator_sample_weight_is_checked_and_named_without_scikit_learn():
+    failed = _run_without_scikit_learn("""
+        for case in m.SAMPLE_WEIGHT_CASES:
+            for method in ("fit", "partial_fit"):
+                try:
+                    m.test_estimator_sample_weight_is_checked_and_named(case, method)
+                except BaseException as e:
+                    failed.append(f"{case[0]} {method}: {type(e).__name__}: {e}"[:400])
+        """)
     assert failed == [], "\n".join(failed)
 
 

@@ -28,19 +28,27 @@ def _densify(X):
     return X.toarray() if hasattr(X, "toarray") else X
 
 
+def _np_numeric(a, name):
+    """``a`` as an array of real numbers (an object array's entries as
+    float64), or a ValueError naming ``name``: what scikit-learn's check_array
+    refuses, never coerced (NumPy would drop an imaginary part with a warning)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "O":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as exc:  # a dict, a set; 10**400 is scikit-learn's OverflowError
+            raise ValueError(f"{name} must be numeric: {exc}") from None
+    if a.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must have a real numeric dtype, got {a.dtype}")
+    return a
+
+
 def _np_check_array(X, name="X"):
     if hasattr(X, "toarray"):
         X = X.toarray()
-    X = np.asarray(X)
-    if X.dtype.kind == "O":
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric: {exc}") from None
-    if X.dtype.kind == "c":
-        raise ValueError(f"{name}: Complex data not supported")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must have a real numeric dtype, got {X.dtype}")
+    X = _np_numeric(X, name)
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D array for {name}, got an array of shape {X.shape}; reshape your "
                          "data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) "
@@ -185,20 +193,21 @@ class _InputChecks:
         if sample_weight is None:
             return None
         check_estimator_input(sample_weight, "sample_weight")
-        if HAVE_SKLEARN and whole:
-            sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        else:
-            sw = np.asarray(sample_weight, dtype=X.dtype)
-            if sw.ndim == 0:
-                sw = np.full(X.shape[0], sw, dtype=X.dtype)
-            if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
-                raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
-            if not np.isfinite(sw).all():
-                raise ValueError("sample_weight contains NaN or infinity.")
-        if np.any(sw < 0):
-            raise ValueError("Negative values in data passed to sample_weight.")
-        if whole:  # scikit-learn's check (older releases lack it), in both setups
-            check_weight_total(sw.sum())
+        with naming("sample_weight"):  # scikit-learn's messages ("Complex data not supported") say not which
+            if HAVE_SKLEARN and whole:
+                sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            else:
+                sw = _np_numeric(sample_weight, "sample_weight").astype(X.dtype, copy=False)
+                if sw.ndim == 0:
+                    sw = np.full(X.shape[0], sw, dtype=X.dtype)
+                if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+                    raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
+                if not np.isfinite(sw).all():
+                    raise ValueError("sample_weight contains NaN or infinity.")
+            if np.any(sw < 0):
+                raise ValueError("Negative values in data passed to sample_weight.")
+            if whole:  # scikit-learn's check (older releases lack it), in both setups
+                check_weight_total(sw.sum())
         return np.ascontiguousarray(sw, dtype=X.dtype)
 
     def _check_fitted(self):
