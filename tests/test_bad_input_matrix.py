@@ -462,6 +462,31 @@ def test_estimator_sample_weight_is_checked_and_named(case, method):
         getattr(make_est("MLPClassifier"), method)(X, labels, sample_weight=case[1], **kw)
 
 
+SCORE_CASES = [  # (argument at fault, X, sample_weight, words of the message)
+    ("X", np.where(np.eye(N, M) > 0, np.nan, 1.0), None, "Input X contains NaN"),
+    ("X", np.ones((N, M - 1)), None, f"X has {M - 1} features"),
+    ("sample_weight", None, -np.ones(N), "Negative values"),  # fit refuses it: score scored it
+    ("sample_weight", None, np.ones(N - 1), "sample_weight.shape"),
+    ("sample_weight", None, np.full(N, np.nan), "NaN"),
+    ("sample_weight", None, np.ones((N, 2)), ""),
+    ("sample_weight", None, {"a": 1}, ""),
+]
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("case", SCORE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(SCORE_CASES)])
+def test_estimator_score_names_the_argument_at_fault(kind, case):
+    """score's problems name their argument: one naming("y") around all of
+    score said "y: Input X contains NaN" and "y: Sample weights must be 1D"."""
+    name, X, sw, words = case
+    X0, labels = data()
+    est = fitted(kind)
+    with pytest.raises((ValueError, TypeError)) as info:
+        est.score(X0 if X is None else X, labels, sample_weight=sw)
+    msg = str(info.value)
+    assert words in msg and name in msg.split("\n")[0] and not msg.startswith("y:"), msg
+
+
 # ---------------------------------------------------------------------------
 # Sizes, names and scalar arguments
 # ---------------------------------------------------------------------------
@@ -631,6 +656,12 @@ def test_estimator_sample_weight_is_checked_and_named_without_scikit_learn():
                     m.test_estimator_sample_weight_is_checked_and_named(case, method)
                 except BaseException as e:
                     failed.append(f"{case[0]} {method}: {type(e).__name__}: {e}"[:400])
+        for case in m.SCORE_CASES:
+            for kind in ("MLPClassifier", "MLPRegressor"):
+                try:
+                    m.test_estimator_score_names_the_argument_at_fault(kind, case)
+                except BaseException as e:
+                    failed.append(f"score {case[0]} {case[3]!r} {kind}: {type(e).__name__}: {e}"[:400])
         """)
     assert failed == [], "\n".join(failed)
 

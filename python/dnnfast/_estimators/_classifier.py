@@ -10,7 +10,7 @@ from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._locking import fits_model, reads_model
 from .._registry import parse_activation
-from .._validation import check_estimator_input, naming
+from .._validation import check_estimator_input
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
 from ._input import check_weight_total
@@ -377,9 +377,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         score : float
         """
-        self._check_score_input(X, y)
-        with naming("y"):
-            return super().score(X, y, sample_weight=sample_weight)
+        return self._score(X, y, sample_weight, accuracy_score)
 
     def predict_log_proba(self, X: ArrayLike | spmatrix) -> FloatArray:
         """Logarithm of ``predict_proba(X)``, shape (n_samples, n_classes)."""

@@ -180,26 +180,36 @@ class _InputChecks:
             raise ValueError(f"y has {n_y} rows but X has {n_rows} (inconsistent numbers of samples: "
                              f"[{n_rows}, {n_y}])")
 
-    def _check_score_input(self, X, y):
-        """score's checks before predict: fitted, y present and of the right kind and length."""
+    def _score(self, X, y, sample_weight, metric):
+        """score: ``metric(y, predict(X), sample_weight)`` as scikit-learn's
+        mixins compute it, each argument checked under its own name (one
+        naming("y") around it all said "y: Input X contains NaN") and
+        sample_weight by fit's rules (a negative one was scored)."""
         self._check_fitted()
         if y is None:
             raise ValueError("y: score needs the true targets, got None")
         self._check_y_kind(y, check_estimator_input(X, "X"))
+        y_pred = self.predict(X)  # X's checks: their messages name X
+        # float64 as scikit-learn's metrics take them, whatever the model's dtype
+        sw = self._check_sample_weight(sample_weight, y_pred, dtype=np.float64)
+        with naming("y"):
+            return metric(y, y_pred, sample_weight=sw)
 
-    def _check_sample_weight(self, sample_weight, X, whole=True):
-        """``whole``: X is all the data; False for one rank's shard, whose
+    def _check_sample_weight(self, sample_weight, X, whole=True, dtype=None):
+        """sample_weight as a 1-D array of ``dtype`` (default X's), one per row
+        of X. ``whole``: X is all the data; False for one rank's shard, whose
         weights may all be zero (the caller checks the sum over ranks)."""
         if sample_weight is None:
             return None
+        dtype = X.dtype if dtype is None else np.dtype(dtype)
         check_estimator_input(sample_weight, "sample_weight")
         with naming("sample_weight"):  # scikit-learn's messages ("Complex data not supported") say not which
             if HAVE_SKLEARN and whole:
-                sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+                sw = _check_sample_weight(sample_weight, X, dtype=dtype)
             else:
-                sw = _np_numeric(sample_weight, "sample_weight").astype(X.dtype, copy=False)
+                sw = _np_numeric(sample_weight, "sample_weight").astype(dtype, copy=False)
                 if sw.ndim == 0:
-                    sw = np.full(X.shape[0], sw, dtype=X.dtype)
+                    sw = np.full(X.shape[0], sw, dtype=dtype)
                 if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
                     raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
                 if not np.isfinite(sw).all():
@@ -208,7 +218,7 @@ class _InputChecks:
                 raise ValueError("Negative values in data passed to sample_weight.")
             if whole:  # scikit-learn's check (older releases lack it), in both setups
                 check_weight_total(sw.sum())
-        return np.ascontiguousarray(sw, dtype=X.dtype)
+        return np.ascontiguousarray(sw, dtype=dtype)
 
     def _check_fitted(self):
         if HAVE_SKLEARN:

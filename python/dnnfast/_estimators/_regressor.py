@@ -9,7 +9,6 @@ from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._locking import fits_model, reads_model
 from .._registry import parse_activation
-from .._validation import naming
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import RegressorMixin, r2_score
 
@@ -206,9 +205,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         score : float
         """
-        self._check_score_input(X, y)
-        with naming("y"):
-            return super().score(X, y, sample_weight=sample_weight)
+        return self._score(X, y, sample_weight, r2_score)
 
     @reads_model
     def predict(self, X: ArrayLike | spmatrix) -> FloatArray:
