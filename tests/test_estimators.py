@@ -146,6 +146,70 @@ def test_same_numbers_with_and_without_sklearn():
     assert reg.score(Xr, yr) == pytest.approx(out["reg_score"], rel=1e-12)
 
 
+_FEATURE_NAMES = """
+import json, warnings, numpy as np, pandas as pd
+from dnnfast.estimators import MLPClassifier
+X = np.random.RandomState(0).normal(size=(30, 3)); y = np.arange(30) % 2
+df = pd.DataFrame(X, columns=["a", "b", "c"])
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    named = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(df, y)
+    plain = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+
+def outcome(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            call()
+        except (TypeError, ValueError) as exc:
+            return [type(exc).__name__, str(exc)]
+    return [w.category.__name__ + ": " + str(w.message) for w in caught if "feature names" in str(w.message)]
+
+out = {
+    "same": outcome(lambda: named.predict(df)),
+    "reordered": outcome(lambda: named.predict(df[["c", "b", "a"]])),
+    "renamed": outcome(lambda: named.predict(pd.DataFrame(X, columns=["a", "x", "c"]))),
+    "array": outcome(lambda: named.predict(X)),
+    "names_now_only": outcome(lambda: plain.predict(df)),
+    "partial_fit_reordered": outcome(lambda: MLPClassifier(max_iter=2).partial_fit(df, y, classes=[0, 1])
+                                     .partial_fit(df[["b", "a", "c"]], y)),
+    "mixed": outcome(lambda: MLPClassifier(max_iter=2).fit(pd.DataFrame(X, columns=["a", 1, "c"]), y)),
+}
+print(json.dumps(out))
+"""
+
+
+def _check_feature_names(out):
+    assert out["same"] == []
+    assert out["reordered"] == ["ValueError", "X: The feature names should match those that were passed during fit.\n"
+                                "Feature names must be in the same order as they were in fit.\n"]
+    assert out["renamed"] == ["ValueError", "X: The feature names should match those that were passed during fit.\n"
+                              "Feature names unseen at fit time:\n- x\n"
+                              "Feature names seen at fit time, yet now missing:\n- b\n"]
+    assert out["partial_fit_reordered"][0] == "ValueError"
+    assert out["array"] == ["UserWarning: X does not have valid feature names, but MLPClassifier was fitted with "
+                            "feature names"]
+    assert out["names_now_only"] == ["UserWarning: X has feature names, but MLPClassifier was fitted without "
+                                     "feature names"]
+    assert out["mixed"][0] == "TypeError" and "only supported if all input features have string names" in out["mixed"][1]
+
+
+def test_feature_names_are_checked_as_scikit_learn_checks_them():
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    ns = {}
+    exec(_FEATURE_NAMES, ns)  # the same cases as without scikit-learn
+    _check_feature_names(ns["out"])
+
+
+def test_feature_names_are_checked_without_sklearn():
+    """Without scikit-learn feature_names_in_ was recorded but never checked: a
+    data frame with its columns reordered or renamed was predicted on as if
+    they were the fit's columns."""
+    pytest.importorskip("pandas")
+    _check_feature_names(_run_without(["sklearn"], _FEATURE_NAMES))
+
+
 # ---------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------

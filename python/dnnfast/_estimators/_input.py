@@ -77,13 +77,55 @@ def check_weight_total(total, source=None):
 
 
 def _feature_names(X):
+    """scikit-learn's ``_get_feature_names``: a data frame's column names when
+    they are all strings, else None; a mix of strings and other names is refused."""
     cols = getattr(X, "columns", None)
     if cols is None:
         return None
     names = np.asarray(cols, dtype=object)
-    if len(names) and all(isinstance(c, str) for c in names):
-        return names
-    return None
+    if not len(names):
+        return None
+    types = sorted({type(c).__qualname__ for c in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError("Feature names are only supported if all input features have string names, but your "
+                        f"input has {types} as feature name / column name types. If you want feature names to "
+                        "be stored and validated, you must convert them all to strings, by using "
+                        "X.columns = X.columns.astype(str) for example. Otherwise you can remove feature / "
+                        "column names from your input data, or convert them all to a non-string data type.")
+    return names if types == ["str"] else None
+
+
+def _check_feature_names(est, names):
+    """scikit-learn's ``_check_feature_names(reset=False)``: X's column names
+    ``names`` against those of the fit. Columns reordered or renamed since
+    would be read as the fit's columns, and the predictions silently wrong."""
+    fitted = est.__dict__.get("feature_names_in_")
+    if fitted is None and names is None:
+        return
+    if fitted is None:
+        warnings.warn(f"X has feature names, but {type(est).__name__} was fitted without feature names",
+                      UserWarning, stacklevel=2)
+        return
+    if names is None:
+        warnings.warn(f"X does not have valid feature names, but {type(est).__name__} was fitted with feature "
+                      "names", UserWarning, stacklevel=2)
+        return
+    if len(fitted) == len(names) and np.all(fitted == names):
+        return
+
+    def listed(items):
+        return "".join(f"- {n}\n" for n in items[:5]) + ("- ...\n" if len(items) > 5 else "")
+
+    unexpected = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+    message = "The feature names should match those that were passed during fit.\n"
+    if unexpected:
+        message += "Feature names unseen at fit time:\n" + listed(unexpected)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unexpected and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
 
 
 class _InputChecks:
@@ -96,8 +138,10 @@ class _InputChecks:
                 X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
                                       reset=reset)
             return np.ascontiguousarray(_densify(X))
-        names = _feature_names(X)
         with naming("X"):
+            names = _feature_names(X)
+            if not reset:
+                _check_feature_names(self, names)
             X = np.ascontiguousarray(_np_check_array(X))
         if reset:
             self.n_features_in_ = X.shape[1]
