@@ -389,7 +389,10 @@ def _est_y_cases(kind):
         cases += [("str", y.astype(str), None), ("object-string", _with(y, "1", object), None),
                   ("+inf", _with(y, np.inf), None), ("datetime64", np.zeros(y.shape, "datetime64[s]"), None),
                   ("big-endian", y.astype(">f8"), y), ("fortran", np.asfortranarray(y), y),
-                  ("overflows-float32", _with(y, 1e39), None)]  # for the float32 model's fit
+                  ("overflows-float32", _with(y, 1e39), None),  # for the float32 model's fit
+                  # an object y's entries: None (NaN after scikit-learn's finiteness
+                  # check: a NonFiniteError at fit), 1j (without it: float()'s TypeError)
+                  ("object-None", _with(y, None, object), None), ("object-complex", _with(y, 1j, object), None)]
     return cases
 
 
@@ -419,6 +422,16 @@ def test_estimator_entry_points_on_bad_y(entry, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert_refused(call, "y", None if method == "fit" else est)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_regressor_y_too_large_for_a_float_is_named(method):
+    """An object y holding 10**400: scikit-learn's OverflowError, with y named
+    (without scikit-learn it was NumPy's, naming nothing)."""
+    X, labels = data()
+    y = _with(targets("MLPRegressor", labels), 10**400, object)
+    with pytest.raises(OverflowError, match=r"^y: int too large"):
+        getattr(make_est("MLPRegressor"), method)(X, y)
 
 
 def test_partial_fit_with_an_unseen_label_raises_naming_y_and_changes_nothing():
@@ -644,6 +657,11 @@ def test_estimator_matrix_holds_without_scikit_learn():
                 m.test_estimator_entry_points_on_bad_y(entry, case)
             except BaseException as e:
                 failed.append(f"y {case[0]} {entry}: {type(e).__name__}: {e}"[:400])
+        for method in ("fit", "partial_fit"):
+            try:
+                m.test_regressor_y_too_large_for_a_float_is_named(method)
+            except BaseException as e:
+                failed.append(f"y 10**400 MLPRegressor.{method}: {type(e).__name__}: {e}"[:400])
         """)
     assert failed == [], "\n".join(failed)
 

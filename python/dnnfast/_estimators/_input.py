@@ -186,15 +186,8 @@ class _InputChecks:
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: "
                              f"[{X.shape[0]}, {y.shape[0]}]")
-        if y_numeric:
-            if y.dtype.kind == "O":
-                y = y.astype(np.float64)
-            if y.dtype.kind not in "biuf":
-                raise ValueError(f"y must be numeric for regression, got dtype {y.dtype}")
-            if y.dtype.kind != "f":
-                y = y.astype(np.float64)
-            if not np.isfinite(y).all():
-                raise ValueError("Input y contains NaN or infinity.")
+        if y_numeric and y.dtype.kind != "f":  # _check_y_kind refused what does not convert, or not to finite values
+            y = y.astype(np.float64)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
                           "shape of y to (n_samples, ), for example using ravel().", DataConversionWarning,
@@ -213,6 +206,9 @@ class _InputChecks:
         else:
             check_estimator_input(y, "y")
             arr = as_array(y, "y", numeric_kinds="biufcO")
+            if arr.dtype.kind == "O":  # its entries as numbers: 10**400 and 1j named, None a NaN refused below
+                with naming("y"):
+                    arr = _np_numeric(arr, "y")
         n_y = arr.shape[0] if arr.ndim else None
         if arr.dtype.kind == "c":
             raise ValueError("y: Complex data not supported")
