@@ -232,6 +232,8 @@ def est_call(entry, X, y):
 def state(model):
     if isinstance(model, dnnfast.Network):
         return [model.parameters.copy()]
+    if not hasattr(model, "coefs_"):  # unfitted: stays so (no n_features_in_, classes_ or weights)
+        return [np.array(sorted(set(vars(model)) - {"_model_lock"}))]  # the lock is made on first use
     return [c.copy() for c in model.coefs_ + model.intercepts_]
 
 
@@ -253,7 +255,9 @@ def assert_refused(call, name, model=None):
         call()
     assert re.search(rf"\b{name}\b", str(info.value)), f"message does not name {name}: {info.value}"
     if model is not None:
-        for a, b in zip(state(model), before):
+        now = state(model)
+        assert len(now) == len(before)
+        for a, b in zip(now, before):
             np.testing.assert_array_equal(a, b)
 
 
@@ -311,9 +315,9 @@ def test_estimator_entry_points_on_bad_X(entry, case):
             return
         assert all(np.all(np.isfinite(g)) for g in got)
     else:
-        est = fitted(kind) if method != "fit" else None
+        est = fitted(kind) if method != "fit" else make_est(kind)
         if method == "fit":
-            call = lambda: make_est(kind).fit(bad, y)  # noqa: E731
+            call = lambda: est.fit(bad, y)  # noqa: E731
         elif method == "partial_fit":
             call = (lambda: est.partial_fit(bad, y, classes=np.arange(K))) if kind == "MLPClassifier" else \
                 (lambda: est.partial_fit(bad, y))
@@ -421,7 +425,7 @@ def test_estimator_entry_points_on_bad_y(entry, case):
         call = lambda: getattr(est, method)(X, bad)  # noqa: E731
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert_refused(call, "y", None if method == "fit" else est)
+        assert_refused(call, "y", est)
 
 
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])

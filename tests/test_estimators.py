@@ -922,6 +922,33 @@ def test_a_refit_refused_for_its_validation_split_leaves_the_fitted_model():
         assert (clf.n_iter_, clf.loss_curve_) == before[1:]
 
 
+def test_a_refused_first_call_leaves_the_estimator_unfitted():
+    """A first fit refused after _initialize had drawn weights left a model
+    that predicted with them; a first partial_fit refused for its X kept the
+    classes_ it had set, and refused the corrected call with other classes."""
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = np.arange(30) % 3
+    def attributes(est):  # but the model lock, made on first use
+        return {k: v for k, v in vars(est).items() if k != "_model_lock"}
+
+    clf = MLPClassifier(early_stopping=True, random_state=0)
+    fresh = attributes(clf)
+    with pytest.raises(ValueError, match="validation"):
+        clf.fit(X[:4], y[:4])
+    assert attributes(clf) == fresh
+    with pytest.raises(ValueError, match="not fitted"):
+        clf.predict(X)
+
+    clf = MLPClassifier(random_state=0)
+    with pytest.raises(ValueError, match="NaN"):
+        clf.partial_fit(np.where(X > 1, np.nan, X), y, classes=[0, 1, 2, 3])
+    assert attributes(clf) == fresh | {"early_stopping": False}
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.classes_.tolist() == [0, 1, 2]
+
+
 @pytest.mark.parametrize("fitted,now", [("relu", "prelu"), ("prelu", "relu")])
 def test_activation_changed_to_or_from_prelu_after_fit_is_named_and_changes_nothing(fitted, now):
     """prelu layers carry alphas: set_params(activation=...) across that line

@@ -468,20 +468,25 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
-        # A fit refused before its solver takes a step (an early-stopping
-        # split that cannot be made, found only after _initialize had drawn
-        # new weights) leaves a fitted model as it was: until then
-        # attributes are replaced, never written in place, so putting the
-        # old ones back restores it. From the first step on the solvers' own
-        # rules keep it whole (an interrupted epoch undone, divergence's
-        # weights restored).
-        before = dict(self.__dict__) if hasattr(self, "coefs_") else None
+    def _fit(self, X, y, sample_weight=None, incremental=False, prepare=None):
+        # A fit refused before its solver takes a step leaves the estimator
+        # as it was: a fitted model keeps its weights (an early-stopping
+        # split that cannot be made is found only after _initialize drew new
+        # ones), an unfitted one stays unfitted (not a model of random
+        # weights that predicts, nor n_features_in_ or a first partial_fit's
+        # classes_ that refuse the corrected call). Until then attributes
+        # are replaced, never written in place, so putting the old ones back
+        # restores it. From the first step on the solvers' own rules keep it
+        # whole (an interrupted epoch undone, divergence's weights restored).
+        # ``prepare``: partial_fit's first checks, which may set classes_.
+        before = dict(self.__dict__)
         self._stepped = False
         try:
+            if prepare is not None:
+                prepare()
             return self._fit_steps(X, y, sample_weight, incremental)
         except BaseException:
-            if before is not None and not self.__dict__.get("_stepped"):
+            if not self.__dict__.get("_stepped"):
                 self.__dict__.clear()
                 self.__dict__.update(before)
             raise

@@ -313,8 +313,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
                                      f"{self.classes_!r}")
 
-        collective(_distributed_context(), first_checks)  # one rank's error raised on all, never a hang
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        # one rank's error raised on all, never a hang
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                         prepare=lambda: collective(_distributed_context(), first_checks))
 
     def _predict(self, X, check_input=True):
         out = self._forward(X, check_input=check_input)
