@@ -674,11 +674,33 @@ def test_poisson_regression_matches_a_numpy_gradient_descent_loop():
     (dict(solver="newton"), "solver"), (dict(alpha=-1.0), "alpha"), (dict(max_iter=0), "max_iter"),
     (dict(learning_rate="cyclic"), "learning_rate"), (dict(hidden_layer_sizes=(3, 0)), "hidden_layer_sizes"),
     (dict(momentum=1.5), "momentum"), (dict(validation_fraction=1.0), "validation_fraction"),
+    # NumPy's messages named no parameter; verbose went unchecked (scikit-learn refuses these)
+    *[(dict(random_state=v), "'random_state' parameter") for v in ("a", -1, 2**40, 1.5, True)],
+    *[(dict(verbose=v), "'verbose' parameter") for v in ("yes", -1, 2.5, None)],
 ])
 def test_bad_parameters_are_named(bad, match):
     X, y = _blobs()
     with pytest.raises(ValueError, match=match):
         MLPClassifier(**bad).fit(X, y)
+
+
+@pytest.mark.parametrize("ok", [dict(random_state=np.int64(3)), dict(random_state=2**32 - 1),
+                                dict(random_state=np.random.RandomState(0)), dict(verbose=np.int64(0)),
+                                dict(verbose=np.bool_(False)), dict(verbose=0)])
+def test_parameters_scikit_learn_accepts_are_accepted(ok):
+    X, y = _blobs()
+    MLPClassifier(max_iter=1, **ok).fit(X, y)
+
+
+def test_invscaling_with_a_large_power_t_trains_at_a_rate_near_zero():
+    """learning_rate_init / (t + 1) ** power_t: the power beyond float64 raised
+    Python's OverflowError after the first epoch; the rate is the quotient, 0."""
+    X, y = _blobs()
+    clf = MLPClassifier(solver="sgd", learning_rate="invscaling", power_t=400.0, momentum=0.0, max_iter=3,
+                        random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3
+    # no step at rate 0 after the first epoch (the same loss, summed in another row order)
+    assert clf.loss_curve_[2] == pytest.approx(clf.loss_curve_[1], rel=1e-12)
 
 
 def test_input_errors():
@@ -998,7 +1020,10 @@ def test_check_gradients_refuses_bad_arguments_naming_them():
         (reg, yr, {"eps": "a"}, TypeError, "eps must be a number"),
         (reg, yr, {"max_params": 0}, ValueError, "max_params must be positive"),
         (reg, yr, {"max_params": 2.5}, TypeError, "max_params must be an integer"),
-        (reg, yr, {"random_state": "x"}, ValueError, "seed"),
+        # NumPy's messages named no argument ("Seed must be between 0 and 2**32 - 1")
+        (reg, yr, {"random_state": "x"}, ValueError, "^random_state must be an int in the range"),
+        (reg, yr, {"random_state": -1}, ValueError, "^random_state must be an int in the range"),
+        (reg, yr, {"random_state": 2**40}, ValueError, "^random_state must be an int in the range"),
     ]
     for est, y, kw, exc, match in cases:
         with pytest.raises(exc, match=match):

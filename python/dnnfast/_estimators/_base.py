@@ -32,7 +32,7 @@ from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
                            workspace_rows)
-from ._compat import BaseEstimator, check_random_state
+from ._compat import SEED_RULE, BaseEstimator, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks, check_weight_total
 from ._progress import TrainingHistory
@@ -180,6 +180,13 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be a bool, "
                                 f"got {getattr(self, name)!r}.")
+        if not is_seed(self.random_state):  # NumPy's message named no parameter
+            raise ValueError(f"The 'random_state' parameter of {type(self).__name__} must be {SEED_RULE}, "
+                             f"got {self.random_state!r}.")
+        v = self.verbose  # scikit-learn's rule: a bool or an int >= 0 (-1 or 'yes' are no levels of output)
+        if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v >= 0)):
+            raise ValueError(f"The 'verbose' parameter of {type(self).__name__} must be an int in the range "
+                             f"[0, inf) or a bool, got {v!r}.")
         if self.n_threads is not None:  # the thread-count policy of dnnfast.set_num_threads
             check_thread_count(self.n_threads, "n_threads", allow_zero=False)
 

@@ -8,6 +8,7 @@ repr). Without it, the stand-ins below give the same public surface
 from __future__ import annotations
 
 import inspect
+import numbers
 
 import numpy as np
 
@@ -129,12 +130,25 @@ def r2_score(y_true, y_pred, sample_weight=None):
     return float(np.mean(scores))
 
 
-def check_random_state(seed):
-    """None -> NumPy's global RandomState, int -> a new RandomState(int), a RandomState -> itself."""
+# What random_state may be (scikit-learn's rule, its wording): RandomState takes
+# seeds of 32 bits. A bool is refused, not read as 0 or 1.
+SEED_RULE = "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None"
+
+
+def is_seed(seed):
+    """True when ``seed`` follows SEED_RULE (None, np.random itself, an int of 32 bits, a RandomState)."""
+    if seed is None or seed is np.random or isinstance(seed, np.random.RandomState):
+        return True
+    return isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and 0 <= seed <= 2**32 - 1
+
+
+def check_random_state(seed, name="random_state"):
+    """None -> NumPy's global RandomState, int -> a new RandomState(int), a
+    RandomState -> itself; anything else a ValueError naming ``name``."""
+    if not is_seed(seed):
+        raise ValueError(f"{name} must be {SEED_RULE}, got {seed!r}")
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return np.random.RandomState(seed)
     if isinstance(seed, np.random.RandomState):
         return seed
-    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
+    return np.random.RandomState(int(seed))

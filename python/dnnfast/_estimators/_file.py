@@ -222,7 +222,6 @@ def _estimator_expected(header, kind):
 def _estimator_build(estimator_class, plan, arrays):
     # Imported here: they import scikit-learn when installed, which loading a Network file
     # (one process's memory peak, test_model_file_paths.py) does without.
-    from ._compat import check_random_state
     from ._progress import TrainingHistory
     from ._targets import LabelBinarizer
 
@@ -242,11 +241,7 @@ def _estimator_build(estimator_class, plan, arrays):
     est = cls(**params)
     L = len(sizes) - 1
     try:
-        est._check_params()
-        try:
-            check_random_state(est.random_state)
-        except ValueError as exc:
-            raise ValueError(f"random_state: {exc}") from None
+        est._check_params()  # random_state's too
         hidden = est._hidden_sizes()
         est._hidden_specs(len(hidden))
         if hidden != sizes[1:-1]:

@@ -61,7 +61,10 @@ class LearningRateSchedule:
     def epoch_ends(self, opt, t):
         """The next epoch's rate (scikit-learn's ``iteration_ends``)."""
         if self.kind == "invscaling":
-            opt["learning_rate"] = self.learning_rate_init / (t + 1) ** self.power_t
+            try:
+                opt["learning_rate"] = self.learning_rate_init / (t + 1) ** self.power_t
+            except OverflowError:  # (t + 1) ** power_t beyond float64 (power_t=400): the quotient by logs
+                opt["learning_rate"] = math.exp(math.log(self.learning_rate_init) - self.power_t * math.log(t + 1))
 
     def no_improvement(self, opt, msg, progress):
         """Training stopped improving: True to stop, False to go on at a lower rate
