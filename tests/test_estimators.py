@@ -684,6 +684,49 @@ def test_bad_parameters_are_named(bad, match):
         MLPClassifier(**bad).fit(X, y)
 
 
+_TYPE_ERRORS = """
+import json, numpy as np
+from dnnfast.estimators import MLPClassifier, MLPRegressor
+X = np.random.RandomState(0).normal(size=(20, 3)); y = np.arange(20) % 2
+out = []
+for est, kw in [(MLPClassifier, dict(alpha="a")), (MLPClassifier, dict(max_iter=2.5)),
+                (MLPClassifier, dict(shuffle="yes")), (MLPClassifier, dict(hidden_layer_sizes=None)),
+                (MLPClassifier, dict(activation=3)), (MLPClassifier, dict(n_threads=True)),
+                (MLPClassifier, dict(class_weight=[1, 2])), (MLPRegressor, dict(loss="hinge")),
+                (MLPClassifier, dict(momentum=2.0))]:
+    try:
+        est(**{"max_iter": 2, **kw}).fit(X, y)
+        out.append([repr(kw), "accepted"])
+    except Exception as exc:
+        out.append([repr(kw), [c.__name__ for c in type(exc).__mro__], str(exc)])
+print(json.dumps(out))
+"""
+
+
+def _check_parameter_errors(out):
+    for kw, mro, *msg in out:
+        # scikit-learn's InvalidParameterError is both: `except ValueError` catches it there
+        assert "ValueError" in mro and "TypeError" in mro, (kw, mro, msg)
+        assert kw.split("'")[1] in msg[0], (kw, msg)
+
+
+def test_parameter_errors_are_value_and_type_errors_as_in_scikit_learn():
+    """alpha='a', max_iter=2.5, shuffle='yes' or hidden_layer_sizes=None were
+    plain TypeErrors, where scikit-learn raises its InvalidParameterError (a
+    ValueError too): drop-in code catching ValueError missed them."""
+    pytest.importorskip("sklearn")
+    from sklearn.utils._param_validation import InvalidParameterError
+    ns = {}
+    exec(_TYPE_ERRORS, ns)
+    _check_parameter_errors(ns["out"])
+    with pytest.raises(InvalidParameterError):  # a subclass of it where scikit-learn is installed
+        MLPClassifier(alpha="a").fit(*_blobs())
+
+
+def test_parameter_errors_are_value_and_type_errors_without_sklearn():
+    _check_parameter_errors(_run_without(["sklearn"], _TYPE_ERRORS))
+
+
 @pytest.mark.parametrize("ok", [dict(random_state=np.int64(3)), dict(random_state=2**32 - 1),
                                 dict(random_state=np.random.RandomState(0)), dict(verbose=np.int64(0)),
                                 dict(verbose=np.bool_(False)), dict(verbose=0)])

@@ -32,7 +32,7 @@ from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
                            workspace_rows)
-from ._compat import SEED_RULE, BaseEstimator, check_random_state, is_seed
+from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks, check_weight_total
 from ._progress import TrainingHistory
@@ -139,6 +139,18 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     # -- parameters ----------------------------------------------------------
 
     def _check_params(self):
+        """Every parameter's check, before a fit touches anything: an invalid
+        one raises InvalidParameterError (a ValueError and a TypeError, as
+        scikit-learn's), whichever of the two its rule raised."""
+        try:
+            self._param_rules()
+            self._hidden_specs(len(self._hidden_sizes()))
+        except InvalidParameterError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(str(exc)) from None
+
+    def _param_rules(self):
         def num(name, lo=None, hi=None, lo_open=False, hi_open=False, integral=False, allow_inf=False):
             v = getattr(self, name)
             kind = numbers.Integral if integral else numbers.Real

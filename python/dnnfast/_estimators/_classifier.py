@@ -153,6 +153,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """``"log_loss"``: a classifier always optimises it, as scikit-learn's does."""
         return "log_loss"
 
+    def _param_rules(self):
+        super()._param_rules()
+        cw = self.class_weight
+        if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"The 'class_weight' parameter of MLPClassifier must be a dict, 'balanced' or None, "
+                             f"got {cw!r}.")
+
     def _is_classifier(self):
         return True
 
@@ -224,7 +231,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             present, counts = np.unique(idx, return_counts=True)
             per_class = np.ones(len(classes))
             per_class[present] = len(y) / (len(present) * counts)
-        elif isinstance(cw, dict):
+        else:  # a dict (_param_rules)
             per_class = np.ones(len(classes))
             for label, weight in cw.items():
                 pos = np.flatnonzero(classes == label)
@@ -240,8 +247,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if not per_class.sum() > 0:
                 raise ValueError(f"class_weight: the weights of the classes {classes.tolist()} sum to zero; "
                                  "at least one class needs a positive weight")
-        else:
-            raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {cw!r}")
         w = per_class[idx].astype(dtype)
         w = w if sw is None else np.ascontiguousarray(sw * w, dtype=dtype)
         if whole:  # each may hold a non-zero weight, and their product none

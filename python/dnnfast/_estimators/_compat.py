@@ -98,6 +98,21 @@ except ImportError:
             return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
 
+if HAVE_SKLEARN:
+    try:
+        from sklearn.utils._param_validation import InvalidParameterError as _SkInvalidParameterError
+    except ImportError:  # private: a release may move it
+        _SkInvalidParameterError = None
+else:
+    _SkInvalidParameterError = None
+
+
+class InvalidParameterError(*((_SkInvalidParameterError,) if _SkInvalidParameterError else (ValueError, TypeError))):
+    """An invalid estimator parameter (one of get_params()). A ValueError and a
+    TypeError, as scikit-learn's InvalidParameterError (a subclass of it when
+    scikit-learn is installed): drop-in code catching either catches it."""
+
+
 def accuracy_score(y_true, y_pred, sample_weight=None):
     """Fraction of rows predicted exactly (all labels of a row, for multi-label)."""
     if _sk_accuracy_score is not None:

@@ -92,8 +92,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.n_threads = n_threads
         self.on_nonfinite = on_nonfinite
 
-    def _check_params(self):
-        super()._check_params()
+    def _param_rules(self):
+        super()._param_rules()
         if self.loss not in ("squared_error", "poisson"):
             raise ValueError(f"The 'loss' parameter of MLPRegressor must be one of ['poisson', 'squared_error'], "
                              f"got {self.loss!r}.")
