@@ -8,6 +8,11 @@ size of the numbers that produced it.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -129,3 +134,27 @@ class BlockedStream:
 
     def flush(self):
         pass
+
+
+# A fresh interpreter where some packages cannot be imported (scikit-learn,
+# SciPy): the estimators' NumPy-only path, as an install without them runs it.
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked for this test)", name=name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_without(blocked, body):
+    """Run ``body`` in a fresh interpreter where the packages in ``blocked`` cannot be imported;
+    returns the JSON it prints last."""
+    code = _BLOCKER.format(blocked=tuple(blocked)) + textwrap.dedent(body)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

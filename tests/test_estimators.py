@@ -8,19 +8,17 @@ imported.
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
-import subprocess
 import sys
-import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
 import dnnfast
+from conftest import run_without
 from dnnfast.estimators import MLPClassifier, MLPRegressor
 
 
@@ -50,28 +48,6 @@ def _quiet():
 # ---------------------------------------------------------------------------
 # Without scikit-learn (and without SciPy)
 # ---------------------------------------------------------------------------
-
-_BLOCKER = """
-import importlib.abc, sys
-BLOCKED = {blocked!r}
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked for this test)", name=name)
-        return None
-sys.meta_path.insert(0, _Block())
-"""
-
-
-def _run_without(blocked, body):
-    """Run ``body`` in a fresh interpreter where the packages in ``blocked`` cannot be imported;
-    returns the JSON it prints last."""
-    code = _BLOCKER.format(blocked=tuple(blocked)) + textwrap.dedent(body)
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 _FIT_EVERYTHING = """
 import json, pickle, numpy as np
@@ -112,7 +88,7 @@ print(json.dumps(out))
 
 
 def test_works_without_sklearn_and_scipy():
-    out = _run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
+    out = run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
     assert out["sklearn_loaded"] is False
     assert out["clf_score"] > 0.6 and out["reg_score"] > 0.3
     assert out["proba_rows_sum_to_1"] and out["pickle_same"]
@@ -125,13 +101,13 @@ def test_works_without_sklearn_and_scipy():
 
 def test_lbfgs_works_with_scipy_but_without_sklearn():
     pytest.importorskip("scipy")
-    out = _run_without(["sklearn"], _FIT_EVERYTHING)
+    out = run_without(["sklearn"], _FIT_EVERYTHING)
     assert out["lbfgs"] == "ok"
 
 
 def test_same_numbers_with_and_without_sklearn():
     pytest.importorskip("sklearn")
-    out = _run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
+    out = run_without(["sklearn", "scipy"], _FIT_EVERYTHING)
     rng = np.random.RandomState(0)
     X = rng.normal(size=(90, 4))
     y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
@@ -207,7 +183,7 @@ def test_feature_names_are_checked_without_sklearn():
     data frame with its columns reordered or renamed was predicted on as if
     they were the fit's columns."""
     pytest.importorskip("pandas")
-    _check_feature_names(_run_without(["sklearn"], _FEATURE_NAMES))
+    _check_feature_names(run_without(["sklearn"], _FEATURE_NAMES))
 
 
 # ---------------------------------------------------------------------------
@@ -307,7 +283,7 @@ def test_weights_that_are_all_zero_are_refused():
 
 
 def test_weights_that_are_all_zero_are_refused_without_sklearn():
-    _check_zero_weights_refused(_run_without(["sklearn"], _ZERO_WEIGHTS))
+    _check_zero_weights_refused(run_without(["sklearn"], _ZERO_WEIGHTS))
 
 
 # ---------------------------------------------------------------------------
@@ -724,7 +700,7 @@ def test_parameter_errors_are_value_and_type_errors_as_in_scikit_learn():
 
 
 def test_parameter_errors_are_value_and_type_errors_without_sklearn():
-    _check_parameter_errors(_run_without(["sklearn"], _TYPE_ERRORS))
+    _check_parameter_errors(run_without(["sklearn"], _TYPE_ERRORS))
 
 
 @pytest.mark.parametrize("ok", [dict(random_state=np.int64(3)), dict(random_state=2**32 - 1),
