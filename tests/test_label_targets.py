@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import dnnfast
+from conftest import run_without
 from dnnfast._estimators._targets import LabelBinarizer, binarize_simple
 
 LABELS = [
@@ -86,3 +87,41 @@ def test_label_errors_still_name_the_problem():
     with pytest.raises(ValueError, match="classes not in"):
         inc.partial_fit(X, np.array([0, 1, 2, 0, 1, 2]))
     inc.partial_fit(X, np.array([1, 1, 1, 1, 1, 1]))  # a subset of the classes is fine
+
+
+_STR_CLASSES = """
+import json, numpy as np
+import dnnfast
+X = np.random.default_rng(0).standard_normal((20, 3))
+out = {}
+for name, y in [("<U10", np.array(["b", "a"] * 10, dtype="<U10")), ("mixed list", [1, "a"] * 10),
+                ("three", np.array(["b", "a", "cc"] * 6 + ["a", "b"], dtype="<U10"))]:
+    clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
+    out[name] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
+clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+clf.partial_fit(X, np.array(["a", "b"] * 10, dtype="<U10"), classes=np.array(["a", "b"], dtype="<U10"))
+out["partial_fit"] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
+print(json.dumps(out))
+"""
+
+# scikit-learn's unique_labels makes the classes anew from the sorted labels
+# (np.asarray(sorted(set(y)))): the narrowest str dtype, whatever y's was.
+_SK_STR_CLASSES = {"<U10": ["<U1", "<U1"], "mixed list": ["<U1", "<U1"], "three": ["<U2", "<U2"],
+                   "partial_fit": ["<U1", "<U1"]}
+
+
+def test_str_classes_have_scikit_learns_dtype():
+    """classes_ (so predict) kept y's itemsize: '<U10' for a '<U10' y, '<U21'
+    for [1, 'a'], where scikit-learn's are '<U1'."""
+    ns = {}
+    exec(_STR_CLASSES, ns)
+    assert ns["out"] == _SK_STR_CLASSES
+    sklearn = pytest.importorskip("sklearn.neural_network")
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    ref = sklearn.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    ref.fit(X, np.array(["b", "a", "cc"] * 6 + ["a", "b"], dtype="<U10"))
+    assert str(ref.classes_.dtype) == _SK_STR_CLASSES["three"][0]
+
+
+def test_str_classes_have_scikit_learns_dtype_without_sklearn():
+    assert run_without(["sklearn"], _STR_CLASSES) == _SK_STR_CLASSES

@@ -14,6 +14,14 @@ import numpy as np
 from ._compat import HAVE_SKLEARN
 
 
+def _unique(y):
+    """np.unique(y), str labels at their own width: scikit-learn's unique_labels
+    makes the array anew from the sorted labels, so classes_ (and predict) of
+    a '<U10' y, or of [1, 'a'] ('<U21' as an array), are '<U1'."""
+    classes = np.unique(y)
+    return np.asarray(classes.tolist()) if classes.dtype.kind == "U" and classes.size else classes
+
+
 class _NumpyLabelBinarizer:
     """Binary -> one 0/1 column (1 = ``classes_[1]``), multi-class -> one-hot,
     multi-label indicator -> itself; ``inverse_transform`` thresholds at 0.5 or
@@ -32,7 +40,7 @@ class _NumpyLabelBinarizer:
         if y.dtype.kind == "f" and np.any(y != np.round(y)):
             raise ValueError("Unknown label type: continuous. Maybe you are trying to fit a classifier, "
                              "which expects discrete classes on a regression target with continuous values.")
-        self.classes_ = np.unique(y)
+        self.classes_ = _unique(y)
         self.y_type_ = "multiclass" if len(self.classes_) > 2 else "binary"
         return self
 
@@ -79,7 +87,7 @@ def binarize_simple(y, fitted=None):
     if fitted is None:
         # Not np.unique(return_inverse=True): its argsort (NumPy's AVX2 sort)
         # crashed the CI's emulated Haswell; positions by bisection are the same.
-        classes = np.unique(y)
+        classes = _unique(y)
         pos = np.searchsorted(classes, y)
         lb = LabelBinarizer()
         lb.y_type_ = "multiclass" if len(classes) > 2 else "binary"
@@ -115,4 +123,4 @@ else:
         return "multiclass" if len(np.unique(y)) > 2 else "binary"
 
     def unique_labels(*ys):
-        return np.unique(np.concatenate([np.asarray(y).ravel() for y in ys]))
+        return _unique(np.concatenate([np.asarray(y).ravel() for y in ys]))
