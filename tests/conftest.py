@@ -150,11 +150,11 @@ sys.meta_path.insert(0, _Block())
 """
 
 
-def run_without(blocked, body):
+def run_without(blocked, body, timeout=120):
     """Run ``body`` in a fresh interpreter where the packages in ``blocked`` cannot be imported;
     returns the JSON it prints last."""
     code = _BLOCKER.format(blocked=tuple(blocked)) + textwrap.dedent(body)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -22,6 +22,7 @@ Decisions this file pins down:
 from __future__ import annotations
 
 import copy
+import os
 import re
 import textwrap
 import warnings
@@ -30,6 +31,7 @@ import numpy as np
 import pytest
 
 import dnnfast
+from conftest import run_without
 from dnnfast import MLPClassifier, MLPRegressor
 
 N, M, K = 12, 4, 3
@@ -617,20 +619,10 @@ def test_reference_network_refuses_absurd_sizes_too():
 
 def _run_without_scikit_learn(body):
     """Run ``body`` in a fresh interpreter where scikit-learn cannot be imported,
-    with this file imported as ``m``; returns the JSON list it prints last."""
-    import json
-    import os
-    import subprocess
-    import sys
-
+    with this file imported as ``m``; returns the list ``failed`` it fills."""
     here = os.path.dirname(os.path.abspath(__file__))
-    code = f"""
-import importlib.abc, json, sys
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "sklearn":
-            raise ModuleNotFoundError("No module named 'sklearn' (blocked for this test)", name=name)
-sys.meta_path.insert(0, _Block())
+    return run_without(["sklearn"], f"""
+import json, sys
 sys.path.insert(0, {here!r})
 import test_bad_input_matrix as m
 from dnnfast._estimators._compat import HAVE_SKLEARN
@@ -638,11 +630,7 @@ assert not HAVE_SKLEARN
 failed = []
 """ + textwrap.dedent(body) + """
 print(json.dumps(failed))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+""", timeout=300)
 
 
 def test_estimator_matrix_holds_without_scikit_learn():
