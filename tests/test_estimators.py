@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import sys
 import warnings
@@ -961,6 +962,19 @@ def test_a_refit_refused_for_its_validation_split_leaves_the_fitted_model():
             clf.fit(X, y)
         assert all(np.array_equal(a, b) for a, b in zip(before[0], clf.coefs_ + clf.intercepts_))
         assert (clf.n_iter_, clf.loss_curve_) == before[1:]
+
+
+@pytest.mark.parametrize("fraction, fix", [(0.05, "raise validation_fraction"), (0.9, "lower validation_fraction")])
+def test_a_validation_split_too_small_for_the_classes_names_the_parameter_and_the_classes(fraction, fix):
+    """'The validation split needs at least 2 rows in each part' named neither
+    validation_fraction nor the classes (scikit-learn's check_classifiers_one_
+    label_sample_weights looks for the word 'class')."""
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    y = np.arange(12) % 2
+    with pytest.raises(ValueError, match=rf"validation_fraction={fraction}\b") as info:
+        MLPClassifier(early_stopping=True, validation_fraction=fraction).fit(X, y)
+    msg = str(info.value)
+    assert re.search(r"\bclass(es)?\b", msg) and "2 classes" in msg and fix in msg, msg
 
 
 def test_a_refused_first_call_leaves_the_estimator_unfitted():

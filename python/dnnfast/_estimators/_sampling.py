@@ -99,8 +99,13 @@ def train_validation_split(n_samples, validation_fraction, rng, stratify=None):
                          "minimum number of groups for any class cannot be less than 2. Classes with too few "
                          f"members are: {[str(c) for c in classes[class_counts < 2]]}")
     if n_train < n_classes or n_test < n_classes:
-        raise ValueError(f"The validation split needs at least {n_classes} rows in each part "
-                         f"(got train {n_train}, validation {n_test}).")
+        # Said in the estimator's terms (early_stopping's validation_fraction, the
+        # classes), with the way out: scikit-learn's train_test_split names its test_size.
+        fix = "raise validation_fraction" if n_test < n_classes else "lower validation_fraction"
+        raise ValueError(f"early_stopping: validation_fraction={validation_fraction} splits the {n_samples} rows "
+                         f"into {n_train} for training and {n_test} for validation, but the split is stratified "
+                         f"by class and needs at least one row of each of the {n_classes} classes in each part; "
+                         f"{fix} or fit on more rows.")
     class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
     n_i = approximate_mode(class_counts, n_train, rng)
     t_i = approximate_mode(class_counts - n_i, n_test, rng)
