@@ -5,6 +5,7 @@ directories, keeps the replaced file's permissions, saves to any valid name,
 names the user's path in its errors, and cleans up after a killed save."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -526,3 +527,48 @@ def test_temporary_name_is_short_and_fixed(tmp_path):
     tmp, fd = archive._create_temporary(str(tmp_path), stem, "x")
     os.close(fd)
     assert len(os.path.basename(tmp)) == 34 and os.path.basename(tmp).startswith(".dnnfast-")
+
+
+def _flock_failing(monkeypatch, err):
+    """Make every flock fail with ``err``; past 500 calls it raises RuntimeError (a save
+    that retried for ever would otherwise hang the test)."""
+    calls = []
+
+    def flock(fd, op):
+        calls.append(fd)
+        if len(calls) > 500:
+            raise RuntimeError("flock called more than 500 times: the save loops")
+        raise OSError(err, os.strerror(err))
+    monkeypatch.setattr(archive.fcntl, "flock", flock)
+
+
+@needs_posix
+def test_save_goes_ahead_where_the_file_system_has_no_locks(tmp_path, monkeypatch):
+    """flock failing with ENOLCK (NFS without lockd; FUSE: ENOSYS, EOPNOTSUPP) was taken
+    for "held": the save looped for ever, leaving an empty temporary each turn. Without
+    locks a save writes unlocked, and cleans up no temporary (a running save's looks the
+    same as a dead one's)."""
+    path = tmp_path / "model.npz"
+    stale = tmp_path / (archive._tmp_stem("model.npz") + "0" * 12 + ".tmp")
+    stale.write_bytes(b"")
+    _flock_failing(monkeypatch, errno.ENOLCK)
+    net = _net()
+    net.save(path)
+    monkeypatch.undo()
+    _same(dnnfast.load(path), net)
+    assert _temporaries(tmp_path) == [stale.name]
+
+
+@needs_posix
+def test_save_that_never_gets_its_lock_gives_up_and_leaves_nothing(tmp_path, monkeypatch):
+    """Retries are bounded, each failed temporary removed; the old file stays."""
+    path = tmp_path / "model.npz"
+    old = _net(seed=1)
+    old.save(path)
+    _flock_failing(monkeypatch, errno.EWOULDBLOCK)
+    with pytest.raises(OSError, match="no temporary file could be created") as info:
+        _net(seed=2).save(path)
+    assert info.value.filename == str(path)
+    monkeypatch.undo()
+    assert _temporaries(tmp_path) == []
+    _same(dnnfast.load(path), old)

@@ -175,16 +175,24 @@ def _tmp_stem(base):
     return f"{_TMP_PREFIX}{hashlib.sha256(os.fsencode(base)).hexdigest()[:8]}-"
 
 
+# flock's answers when another process holds the lock; any other error (ENOLCK on NFS
+# without lockd, ENOSYS or EOPNOTSUPP on some FUSE file systems) means the file system
+# has no locks, which no retry changes.
+_HELD = frozenset({errno.EWOULDBLOCK, errno.EAGAIN})
+
+
 def _lock(fd):
-    """Take the temporary's lock without waiting; False if someone holds it. A save holds
-    the lock on its temporary until the rename; the kernel drops it when the process dies,
-    which is how a later save tells a dead save's temporary from a running one."""
+    """Take the temporary's lock without waiting: True when taken, False if someone holds it,
+    None where the file system has no locks. A save holds the lock on its temporary until the
+    rename; the kernel drops it when the process dies, which is how a later save tells a dead
+    save's temporary from a running one. Without locks a save goes ahead unlocked and no
+    temporary is taken for stale."""
     if fcntl is None:
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
+    except OSError as exc:
+        return False if exc.errno in _HELD else None
     return True
 
 
@@ -211,7 +219,12 @@ def _remove_stale_temporaries(directory, stem):
                 continue
             try:
                 st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or not _lock(fd):
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                locked = _lock(fd)
+                if locked is None:  # no locks here: a running save's temporary looks the same
+                    return
+                if not locked:
                     continue  # a save is writing it
                 # Still that file under that name? A save that just finished renamed it onto its target.
                 now = os.lstat(entry.path)
@@ -262,9 +275,27 @@ def _keep_metadata(fd, st):
         os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
+# Tries at a temporary: a name taken (48 random bits: never in practice) or a fresh
+# temporary taken for stale by another save's cleanup (a rare race) costs one each.
+_TMP_TRIES = 100
+
+
+def _discard(tmp, fd):
+    """Close and remove a temporary of ours: only if the name is still that file."""
+    try:
+        st, now = os.fstat(fd), os.lstat(tmp)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(tmp)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _create_temporary(directory, stem, path):
-    """-> (name, fd) of a new temporary in ``directory``, locked (see ``_lock``)."""
-    while True:
+    """-> (name, fd) of a new temporary in ``directory``, locked (see ``_lock``; unlocked
+    where the file system has no locks). Every failure removes what it created."""
+    for _ in range(_TMP_TRIES):
         tmp = os.path.join(directory, os.fsencode(stem) if isinstance(directory, bytes) else stem)
         tail = os.urandom(_TMP_RANDOM // 2).hex() + _TMP_SUFFIX
         tmp += os.fsencode(tail) if isinstance(directory, bytes) else tail
@@ -276,18 +307,20 @@ def _create_temporary(directory, stem, path):
             raise _renamed(exc, path, tmp) or exc from None
         # Another save's cleanup may have taken it for stale between the open and the lock.
         try:
-            ok = _lock(fd)
+            ok = _lock(fd) is not False
             if ok:
                 now, st = os.lstat(tmp), os.fstat(fd)
                 ok = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
         except FileNotFoundError:
             ok = False
         except BaseException:
-            os.close(fd)
+            _discard(tmp, fd)
             raise
         if ok:
             return tmp, fd
-        os.close(fd)
+        _discard(tmp, fd)
+    raise OSError(errno.EAGAIN, "no temporary file could be created and locked beside it in "
+                  f"{_TMP_TRIES} tries", path)
 
 
 def atomic_write(path, arrays):
