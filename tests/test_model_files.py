@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -660,6 +661,41 @@ def test_bad_header_text_raises_value_error(tmp_path, raw, match):
     _write(bad, None, arrays, header_bytes=raw)
     with pytest.raises(ValueError, match=match):
         dnnfast.load(bad)
+
+
+def test_header_longer_than_the_limit_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """JSON parsing takes up to ~25 times its text in memory: a 30 MB header of
+    "[]," took 752 MB before "missing field". Its length is bounded first (the
+    limit made small here to keep the test small)."""
+    monkeypatch.setattr(_archive, "_MAX_HEADER", 4096, raising=False)
+    _, arrays = _members(_good(tmp_path))
+    bad = tmp_path / "bad.npz"
+    raw = b'{"format":"dnnfast-model","junk":[' + b"[]," * 2000 + b"[]]}"
+    _write(bad, None, arrays, header_bytes=raw)
+    parsed = []
+    monkeypatch.setattr(_archive.json, "loads", lambda *a, **k: parsed.append(1))
+    with pytest.raises(ValueError, match=rf"cannot load {re.escape(repr(str(bad)))}: the header is {len(raw)} "
+                                         r"bytes of JSON; a model file's header is at most 4096"):
+        dnnfast.load(bad)
+    assert not parsed
+
+
+def test_save_refuses_a_header_that_load_would_refuse_for_its_length(tmp_path, monkeypatch):
+    """The writer and the reader bound the header alike: a header of exactly the
+    limit saves and loads, one byte over is refused by save and nothing is written."""
+    from dnnfast import _network_file
+
+    net = _net()[0]
+    length = _network_file._network_header(net).size
+    path = tmp_path / "m.npz"
+    monkeypatch.setattr(_archive, "_MAX_HEADER", length, raising=False)
+    net.save(path)
+    np.testing.assert_array_equal(dnnfast.load(path).parameters, net.parameters)
+    monkeypatch.setattr(_archive, "_MAX_HEADER", length - 1, raising=False)
+    with pytest.raises(ValueError, match=rf"cannot save: dnnfast.load would refuse the file \(the header is "
+                                         rf"{length} bytes of JSON; a model file's header is at most {length - 1}"):
+        net.save(tmp_path / "n.npz")
+    assert not (tmp_path / "n.npz").exists()
 
 
 def test_archive_level_forgeries_raise_value_error(tmp_path):

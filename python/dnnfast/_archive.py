@@ -75,6 +75,13 @@ _MAX_MEMBERS = 3 * _MAX_LAYERS + 64
 # dnnfast's .npy headers are under 128 bytes (numpy pads them to 64); numpy itself refuses
 # more than 10,000 only after reading them.
 _MAX_NPY_HEADER = 1024
+# The header's JSON text, in bytes, bounded before it is read: parsing takes up to about
+# 25 times the text in memory ("[]," becomes a 64-byte list). A network's architecture
+# makes at most about 1.4 MB of it (10,000 layers of the widest width, each activation
+# with an alpha, an estimator's params repeating them); the rest grows with a checkpoint's
+# epochs (some 45 bytes each for cost and time: 16 MiB holds over 350,000) and a
+# class_weight's classes. Save refuses a longer header (check_loadable).
+_MAX_HEADER = 16 << 20
 _READ_CHUNK = 1 << 20    # bytes read per call: the transient copy while reading an array
 _MT19937_KEYS = 624
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -446,9 +453,10 @@ def _npy_header(m, what):
     return tuple(int(d.rstrip("L")) for d in dims), fortran == "True", dtype
 
 
-def _npy_member(zf, info, dtype, shape, what, out=None):
+def _npy_member(zf, info, dtype, shape, what, out=None, check_length=None):
     """Read one ``.npy`` member whose dtype and shape must be exactly ``dtype``, ``shape``
-    (``shape=None``: any 1-D length; the member's size, bounded by the file's, bounds it).
+    (``shape=None``: any 1-D length that ``check_length(length)`` accepts, before the
+    data is read).
 
     ``out``: a C-contiguous native-order array of that shape to read into (a view of a
     network's parameters), instead of a new one. The data is read in pieces straight into
@@ -458,6 +466,7 @@ def _npy_member(zf, info, dtype, shape, what, out=None):
         if got_dtype != dtype or got_dtype.hasobject:
             raise ValueError(f"array {what!r}: dtype {got_dtype.str}, expected {dtype.str}")
         if shape is None and len(got_shape) == 1:
+            check_length(got_shape[0])
             shape = got_shape
         if shape is None or got_shape != tuple(shape):
             raise ValueError(f"array {what!r}: shape {got_shape}, expected "
@@ -526,7 +535,7 @@ def _open_archive(f, file_size):
 
 
 def _parse_header(zf, info):
-    raw = _npy_member(zf, info, np.dtype("|u1"), None, _HEADER)
+    raw = _npy_member(zf, info, np.dtype("|u1"), None, _HEADER, check_length=_check_header_length)
     try:
         text = raw.tobytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -734,6 +743,11 @@ _BASE_FIELDS = ["format", "format_version", "dnnfast_version", "kind", "dtype", 
                 "fused"]
 
 
+def _check_header_length(n):
+    if n > _MAX_HEADER:
+        raise ValueError(f"the header is {n} bytes of JSON; a model file's header is at most {_MAX_HEADER}")
+
+
 def check_loadable(header, expected):
     """``header``'s array as the file holds it (``_header_array``), after the
     check that ``dnnfast.load`` would accept it reading it back (``expected``:
@@ -743,6 +757,7 @@ def check_loadable(header, expected):
     arrays are the savers' own: their shapes follow the header."""
     array = _header_array(header)
     try:
+        _check_header_length(array.size)
         expected(json.loads(array.tobytes()), header["kind"])
     except ValueError as exc:
         raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc})") from None
