@@ -4,6 +4,7 @@ early stopping, callbacks, chunking, checkpoints and resume."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -398,13 +399,18 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
                                                                  r"the 2 epochs"),
         (lambda h: h["training"]["history"]["time"].append(0.5), (), r"history\.time must hold one value"),
         (lambda h: h["training"]["history"].update(val_cost=[1.0, 2.0, 3.0]), (),
-         r"history\.val_cost holds more values than the 2 epochs"),
+         r"history\['val_cost'\] holds more values than the 2 epochs"),
+        # A key is the file's text: repr'd, never raw (terminal escapes; a lone surrogate
+        # made the message unwritable to a UTF-8 log).
+        (lambda h: h["training"]["history"].update({"\x1b[2J\n\ud800": 5}), (),
+         re.escape(r"history['\x1b[2J\n\ud800'] must be a list")),
     ]
     for i, (edit, drop, match) in enumerate(cases):
         bad = tmp_path / f"bad{i}.npz"
         _rewrite(path, bad, edit, drop)
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ValueError, match=match) as info:
             dnnfast.load(bad)
+        assert str(info.value).isprintable()
 
     def negative_second_moment(arrays):
         arrays["train_state2"] = arrays["train_state2"].copy()

@@ -584,9 +584,17 @@ def _header_forgeries():
     def alpha_missing(h, a):
         del h["activations"][1]["alpha"]
 
+    def newer_version_by_control_text(h, a):
+        h["format_version"] = 2
+        h["dnnfast_version"] = "9\n\x1b[2J\x1b]0;x\x07\ud800"
+
     return {
         "wrong_format_name": (setter("format", "other-format"), "not a dnnfast model file"),
         "newer_version": (setter("format_version", 2), r"format version 2.*reads format versions 1 to 1"),
+        # The file's text is repr'd in messages, never raw: terminal escapes, a newline, a lone
+        # surrogate (which made the message unwritable to a UTF-8 log).
+        "newer_version_by_control_text": (newer_version_by_control_text,
+                                          re.escape(r"written by dnnfast '9\n\x1b[2J\x1b]0;x\x07\ud800')")),
         "version_zero": (setter("format_version", 0), "unknown model format version"),
         "version_as_string": (setter("format_version", "1"), "format_version must be an integer"),
         "missing_sizes": (drop("sizes"), "sizes"),
@@ -626,8 +634,9 @@ def _assert_forgery_raises(tmp_path, good, forgery):
     edit(header, arrays)
     bad = tmp_path / "bad.npz"
     _write(bad, header, arrays)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as info:
         dnnfast.load(bad)
+    assert str(info.value).isprintable()
 
 
 @pytest.mark.parametrize("name", list(_header_forgeries()))

@@ -849,7 +849,7 @@ def _read(f, file_size, codecs):
         written_by = header.get("dnnfast_version")
         if version > FORMAT_VERSION:
             raise ValueError(f"the file is in model format version {version} (written by dnnfast "
-                             f"{written_by!s:.20}); this dnnfast ({_core.__version__}) reads format versions "
+                             f"{written_by!r:.40}); this dnnfast ({_core.__version__}) reads format versions "
                              f"1 to {FORMAT_VERSION}: upgrade dnnfast to read it")
         if version < 1:
             raise ValueError(f"unknown model format version {version}")

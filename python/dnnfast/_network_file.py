@@ -162,10 +162,10 @@ def _check_training(d, num_params, dtype):
     rec["history"] = {}
     for k, v in hist.items():
         if not isinstance(v, list):
-            raise ValueError(f"{where}.history.{k:.40} must be a list")
+            raise ValueError(f"{where}.history[{k!r:.40}] must be a list")
         vals = [decode_value(x, f"{where}.history") for x in v]
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
-            raise ValueError(f"{where}.history.{k:.40} must hold numbers")
+            raise ValueError(f"{where}.history[{k!r:.40}] must hold numbers")
         rec["history"][k] = [float(x) for x in vals]
     # Every epoch appends its cost and time (a resumed fit goes on from these lists);
     # what a callback logs begins at some epoch, so it is no longer.
@@ -174,7 +174,7 @@ def _check_training(d, num_params, dtype):
             raise ValueError(f"{where}.history.{k} must hold one value for each of the {rec['epoch']} epochs")
     for k, v in rec["history"].items():
         if len(v) > rec["epoch"]:
-            raise ValueError(f"{where}.history.{k:.40} holds more values than the {rec['epoch']} epochs")
+            raise ValueError(f"{where}.history[{k!r:.40}] holds more values than the {rec['epoch']} epochs")
     settings = _field(d, "settings", list, where)
     if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in settings):
         raise ValueError(f"{where}.settings must be a list of [name, value] pairs")
