@@ -360,7 +360,9 @@ def test_save_refuses_a_target_that_is_not_a_regular_file(tmp_path, kind):
 
 
 @pytest.mark.parametrize("name,match", [("model.npz\0x", "holds a NUL byte"),
-                                        ("out" + os.sep, "ends with a separator")])
+                                        ("out" + os.sep, "ends with a separator"),
+                                        ("out" + os.sep + ".", "ends with '.'"),
+                                        ("out" + os.sep + "..", "ends with '..'")])
 def test_path_that_cannot_name_a_file_raises_naming_it(tmp_path, name, match):
     """A trailing separator names a directory (save created ``out`` from ``out/``;
     load said only "Not a directory"); a NUL byte fits no file name (numpy's
@@ -375,6 +377,26 @@ def test_path_that_cannot_name_a_file_raises_naming_it(tmp_path, name, match):
     assert os.listdir(tmp_path) == []
     _same(net, dnnfast.Network(net.sizes, net.activations, loss=net.loss, dtype=net.dtype, seed=1))
     np.testing.assert_array_equal(net.parameters, P)  # refused before the first step
+
+
+@pytest.mark.parametrize("name,error", [("missing/../m.npz", FileNotFoundError),
+                                        ("notes.txt/../m.npz", NotADirectoryError),
+                                        ("models/../notes.txt/../m.npz", NotADirectoryError)])
+def test_save_through_a_parent_that_is_no_directory_is_refused_as_open_would(tmp_path, name, error):
+    """os.path.realpath drops "x/.." by its text: save wrote m.npz where open() fails
+    (and load of the same path then failed). The system's answer, naming the path."""
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "models").mkdir()
+    path = str(tmp_path) + os.sep + name.replace("/", os.sep)
+    net = _net()
+    for call in (lambda: net.save(path),
+                 lambda: net.fit(np.zeros((4, 4)), np.eye(3)[[0, 1, 2, 0]], epochs=1, checkpoint=path)):
+        with pytest.raises(error) as info:
+            call()
+        assert info.value.filename == path
+    assert sorted(os.listdir(tmp_path)) == ["models", "notes.txt"] and os.listdir(tmp_path / "models") == []
+    net.save(str(tmp_path / "models" / ".." / "m.npz"))  # through a directory: as the system resolves it
+    _same(dnnfast.load(tmp_path / "m.npz"), net)
 
 
 def test_checkpoint_in_a_missing_directory_is_refused_before_the_first_step(tmp_path):

@@ -106,9 +106,10 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, 
 def check_path(path):
     """``path`` as str (or bytes) via ``os.fspath``; anything else is a TypeError naming ``path``.
 
-    A NUL byte (which no file name holds) and a trailing separator (a directory's
-    name, where a file is meant: a save to ``"out/model/"`` would otherwise create
-    ``out/model``) are ValueErrors naming the path."""
+    A NUL byte (which no file name holds), a trailing separator and a last component
+    ``.`` or ``..`` (a directory's name, where a file is meant: a save to ``"out/model/"``
+    or ``"out/model/."`` would otherwise create ``out/model``) are ValueErrors naming
+    the path."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
@@ -117,9 +118,37 @@ def check_path(path):
     text = os.fsdecode(path)
     if "\0" in text:
         raise ValueError(f"path {path!r} holds a NUL byte")
-    if text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+    if text.endswith(_SEPARATORS):
         raise ValueError(f"path {path!r} ends with a separator: it names a directory, not a file")
+    last = _components(text)[-1]
+    if last in (os.curdir, os.pardir):
+        raise ValueError(f"path {path!r} ends with {last!r}: it names a directory, not a file")
     return path
+
+
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+def _components(text):
+    return re.split("|".join(map(re.escape, _SEPARATORS)), text)
+
+
+def _check_parents(path):
+    """The OS resolves ``a/../b`` through ``a``, which must be a directory; os.path.realpath
+    drops the pair by its text, and a save would write ``b`` where open() fails. Each part
+    before a ``..`` is checked as the OS would: FileNotFoundError, NotADirectoryError,
+    PermissionError naming ``path``."""
+    text = os.fsdecode(path)
+    start = 0
+    for part in _components(text):
+        if part == os.pardir and start > 0:
+            prefix = text[:start]  # ends with a separator: stat wants a directory there
+            prefix = os.fsencode(prefix) if isinstance(path, bytes) else prefix
+            try:
+                os.stat(prefix)
+            except OSError as exc:
+                raise _renamed(exc, path, prefix) or exc from None
+        start += len(part) + 1
 
 
 def _file_kind(mode):
@@ -254,6 +283,7 @@ def _resolve_target(path):
     file the link points to and leaves the link. Anything there but a regular file
     (a directory, a device such as /dev/null, a FIFO, a socket) is refused: replacing it
     would destroy it and writing into it would not be a model file."""
+    _check_parents(path)
     target = os.path.realpath(path)
     try:
         st = os.lstat(target)
