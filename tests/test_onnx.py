@@ -147,6 +147,25 @@ def test_file_is_replaced_as_save_replaces_a_model_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["folder.onnx", "link.onnx", "pipe.onnx", "real.onnx"]
 
 
+def test_model_over_protobufs_limit_is_a_value_error_naming_the_path(tmp_path, monkeypatch):
+    """protobuf serializes no message of 2 GiB or more: to_onnx(path) of such a model raised
+    google.protobuf's EncodeError, naming nothing (the limit made small here); the model
+    itself is still returned without a path, and the old file stays."""
+    net = dnnfast.Network([4, 3], ["tanh"], loss="sse", dtype="float64", seed=0)
+    path = tmp_path / "net.onnx"
+    path.write_bytes(b"old")
+    size = net.to_onnx().ByteSize()
+    monkeypatch.setattr(dnnfast._onnx, "_MAX_PROTO", size - 1, raising=False)
+    with pytest.raises(ValueError, match=re.escape(f"cannot write {str(path)!r}: the ONNX model is {size} bytes, "
+                                                   "over protobuf's 2 GiB limit")):
+        dnnfast.to_onnx(net, path)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["net.onnx"]
+    assert net.to_onnx().ByteSize() == size
+    monkeypatch.setattr(dnnfast._onnx, "_MAX_PROTO", size, raising=False)
+    proto = dnnfast.to_onnx(net, path)  # at the limit: written
+    assert onnx.load(str(path)) == proto
+
+
 def test_refuses_what_it_cannot_export():
     with pytest.raises(TypeError, match="model"):
         dnnfast.to_onnx(object())

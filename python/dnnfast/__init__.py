@@ -66,6 +66,11 @@ def to_onnx(model: Network | MLPClassifier | MLPRegressor, path: PathLike | None
     ------
     ImportError
         Without the ``onnx`` package: ``pip install 'dnnfast[onnx]'``.
+    ValueError
+        With ``path``, a model of 2 GiB or more, which protobuf cannot
+        serialize as one message (the message names ``path``; the returned
+        model can be saved with ``onnx.save_model(model, path,
+        save_as_external_data=True)``).
 
     Notes
     -----

@@ -15,13 +15,17 @@ import threading
 
 import numpy as np
 
-from ._archive import atomic_write_bytes
+from ._archive import atomic_write_bytes, check_path
 from ._core import __version__
 
 #: The ai.onnx opset used when ``opset`` is None (onnxruntime >= 1.18 runs it).
 DEFAULT_OPSET = 21
 #: The lowest opset accepted: Softmax over the last axis as dnnfast's is opset 13's.
 MIN_OPSET = 13
+
+# protobuf serializes no message of 2 GiB or more (a float32 model of over ~537
+# million parameters): EncodeError, naming nothing. The ModelProto itself is fine.
+_MAX_PROTO = 2**31 - 1
 
 # The exp output's clip, as the core's (activations.hpp, ExpAct): e^z stays finite.
 _EXP_CLIP = {np.dtype(np.float32): 88.0, np.dtype(np.float64): 709.0}
@@ -289,6 +293,12 @@ def export(spec, path=None, opset=None, model_name="model"):
                               ir_version=helper.find_min_ir_version_for(opsets))
     proto.doc_string = f"dnnfast {model_name}, {spec.dtype.name}"
     if path is not None:
+        path = check_path(path)
+        size = proto.ByteSize()
+        if size > _MAX_PROTO:
+            raise ValueError(f"cannot write {path!r}: the ONNX model is {size} bytes, over protobuf's 2 GiB "
+                             "limit on one message; onnx.save_model(model, path, save_as_external_data=True) "
+                             "writes its weights beside it")
         # As save writes a model file: atomically, through links, keeping permissions.
         atomic_write_bytes(path, proto.SerializeToString())
     return proto
