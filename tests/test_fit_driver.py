@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dnnfast
-from dnnfast import reference
+from dnnfast import _network_file, reference
 from dnnfast._train import driver
 
 BATCH = 16
@@ -374,8 +374,13 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
                early_stopping=True)
     with np.load(path) as z:  # NumPy alone reads it
         assert {"train_state1", "train_state2", "train_best_params"} <= set(z.files)
-    net = dnnfast.load(path)
-    assert net._checkpoint["epoch"] == 2 and net._checkpoint["optimizer"] == "adam"
+    net, record = _network_file.load_checkpoint(path, dnnfast.Network)
+    assert record["epoch"] == 2 and record["optimizer"] == "adam"
+    # dnnfast.load keeps no training state (3 times the parameters here) on the Network:
+    # only a resume, which reads the file itself, uses it.
+    loaded = dnnfast.load(path)
+    assert "_checkpoint" not in vars(loaded)
+    np.testing.assert_array_equal(loaded.parameters, net.parameters)
     plain = tmp_path / "plain.npz"
     net.save(plain)  # a plain save carries no training state
     with pytest.raises(ValueError, match="without training state"):

@@ -327,6 +327,7 @@ RESUME_CHILD = textwrap.dedent("""
 
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
     import dnnfast
+    from dnnfast import _network_file
 
     path = str(tmp_path / "run.npz")
     # Enough epochs that the kills land before the end: an epoch here takes
@@ -347,13 +348,13 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         p.send_signal(signal.SIGKILL)
         p.wait()
         p.stdout.close()
-        net = dnnfast.load(path)  # whatever the kill hit, the file is a whole checkpoint
-        assert net._checkpoint["epoch"] >= 1
+        _, record = _network_file.load_checkpoint(path, dnnfast.Network)  # whatever the kill hit: a whole checkpoint
+        assert record["epoch"] >= 1
     assert seen[2] <= seen[1] + 1 and seen[-1] < epochs - 1  # every run resumed, none reached the end
     subprocess.run([sys.executable, "-c", RESUME_CHILD, path, str(epochs)], check=True, env=_env(), timeout=300,
                    stdout=subprocess.DEVNULL)
     assert np.array_equal(np.load(path + ".final.npy"), reference)
-    assert dnnfast.load(path)._checkpoint["epoch"] == epochs
+    assert _network_file.load_checkpoint(path, dnnfast.Network)[1]["epoch"] == epochs
 
 
 SIGTERM_CHILD = textwrap.dedent("""

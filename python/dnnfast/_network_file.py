@@ -106,19 +106,28 @@ def _network_unfilled(cls, plan):
 
 
 def _network_build(plan, arrays):
+    """The Network; a checkpoint's training arrays (read and checked with the rest) are
+    dropped here: only a resume (``_checkpoint_build``) uses them."""
     net = plan["net"]  # its parameters already hold the file's arrays
     net._rng.bit_generator.state = plan["rng"]
-    if "training" in plan:  # a checkpoint: fit(..., checkpoint=path, resume=True) takes it up
-        record = dict(plan["training"])
-        order = _canonical_order(net._layout)
-        record["arrays"] = {}
-        for name in _TRAINING_ARRAYS:
-            if name in arrays:
-                flat = aligned_empty(net.num_params, net.dtype)
-                flat[order] = arrays[name]
-                record["arrays"][name] = flat
-        net._checkpoint = record
     return net
+
+
+def _checkpoint_build(plan, arrays):
+    """``(network, record)``: the training-state record for fit(..., checkpoint=path,
+    resume=True), None in a plain model file."""
+    net = _network_build(plan, arrays)
+    if "training" not in plan:
+        return net, None
+    record = dict(plan["training"])
+    order = _canonical_order(net._layout)
+    record["arrays"] = {}
+    for name in _TRAINING_ARRAYS:
+        if name in arrays:
+            flat = aligned_empty(net.num_params, net.dtype)
+            flat[order] = arrays[name]
+            record["arrays"][name] = flat
+    return net, record
 
 
 # ---------------------------------------------------------------------------
@@ -195,10 +204,10 @@ def _check_training(d, num_params, dtype):
 # Saving and reading (Network.save, a fit's checkpoints; dnnfast.load takes network_codec)
 # ---------------------------------------------------------------------------
 
-def network_codec(cls):
-    """The reader's Codec of a Network file, building instances of ``cls``."""
-    return Codec(lambda header, kind: _network_expected(header), functools.partial(_network_unfilled, cls),
-                 _network_build)
+def network_codec(cls, build=_network_build):
+    """The reader's Codec of a Network file, building instances of ``cls`` (``build``:
+    ``_checkpoint_build`` for a resume)."""
+    return Codec(lambda header, kind: _network_expected(header), functools.partial(_network_unfilled, cls), build)
 
 
 def save_network(net, path, training=None):
@@ -216,5 +225,4 @@ def load_checkpoint(path, cls):
     """``(network, record)``: a Network file and its training state (None in a plain model file).
 
     Only a Network file is a checkpoint: any other kind is a ValueError naming ``path``."""
-    net = read_model(path, {"Network": network_codec(cls)})
-    return net, net.__dict__.pop("_checkpoint", None)
+    return read_model(path, {"Network": network_codec(cls, _checkpoint_build)})
