@@ -803,6 +803,8 @@ def _estimator_forgeries():
         "missing_param": (drop_param, "missing.*solver"),
         "unknown_param": (param("gamma", 1.0), "unknown.*gamma"),
         "unknown_value_tag": (param("alpha", {"complex": [1, 2]}), "unknown value form"),
+        # The key went into the message as it was: a terminal escape, a newline, a lone surrogate.
+        "param_key_unprintable": (param("a\x1b[2J\n\ud800", {"complex": [1]}), r"header\.params\['a\\x1b"),
         "hidden_sizes_mismatch": (param("hidden_layer_sizes", {"tuple": [7, 6]}), "hidden_layer_sizes"),
         "activation_mismatch": (param("activation", "tanh"), "parameters describe"),
         "bad_y_type": (fitted("y_type", "continuous"), "y_type"),
@@ -870,7 +872,7 @@ def _fitted(est_class, **kw):
 @pytest.mark.parametrize("case,match", [
     ("deep network", "layer sizes"),
     ("deep checkpoint", "layer sizes"),
-    ("huge integer parameter", "max_iter: integer out of range"),
+    ("huge integer parameter", r"max_iter'\]: integer out of range"),
     ("float16 labels", "classes.dtype"),
     ("long feature names", "feature_names_in"),
 ])

@@ -281,7 +281,6 @@ class Network:
         state = dict(self.__dict__)
         state.pop("_net", None)
         state.pop("_layout", None)
-        state.pop("_checkpoint", None)  # a loaded checkpoint's training state: resume reads it from the file
         return state
 
     def __setstate__(self, state):

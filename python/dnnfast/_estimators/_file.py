@@ -133,7 +133,7 @@ def _estimator_expected(header, kind):
     params_raw = _field(header, "params", dict, "header")
     params, random_state = {}, None
     for key, value in params_raw.items():
-        where = f"header.params.{key}"
+        where = f"header.params[{key!r}]"  # repr'd: a stranger's text
         if key == "random_state" and isinstance(value, dict) and "RandomState" in value:
             body = value["RandomState"]
             if len(value) != 1 or not isinstance(body, dict):
