@@ -75,8 +75,26 @@ def test_every_result_that_overflows_raises_instead_of_returning_it(method, dtyp
     call = getattr(net, method)
     args = (X,) if method in ("predict", "forward") else (X, [0, 1, 0, 1, 0])
     with pytest.raises(ValueError, match=f"{method if method != 'gradients' else 'loss_and_gradient'}: the "
-                                         f"result overflowed to NaN or infinity in {dtype}"):
+                                         f"result overflowed to NaN or infinity in {dtype}") as info:
         call(*args)
+    # What could be too large (predict and forward take no Y), and float64 only as a way out of float32.
+    msg = str(info.value)
+    assert ("X, Y or the parameters" in msg) == (method not in ("predict", "forward")), msg
+    assert ("X or the parameters" in msg) == (method in ("predict", "forward")), msg
+    assert ("or use float64" in msg) == (dtype == "float32"), msg
+
+
+@pytest.mark.parametrize("loss,m_y", [("mse", 2), ("bce", 3), ("sse", 4)])
+def test_a_1d_target_for_several_outputs_says_the_shape_it_needs(loss, m_y):
+    """A 1-D Y for a network of several outputs was told to reshape(1, -1),
+    X's hint for one row, which gives a Y of the wrong shape again."""
+    net = dnnfast.Network([3, m_y], ["sigmoid" if loss == "bce" else "identity"], loss=loss, dtype="float64",
+                          seed=0)
+    X = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=rf"Y must be 2-D, of shape \(n, {m_y}\) for this network's {m_y} "
+                                         rf"outputs, got an array of shape \(4,\)") as info:
+        net.cost(X, np.zeros(4))
+    assert "reshape(1, -1)" not in str(info.value)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

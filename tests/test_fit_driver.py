@@ -627,3 +627,28 @@ def test_each_fit_starts_a_fresh_optimizer_state(data, optimizer):
     net.fit(X, Y, epochs=2, batch_size=BATCH, learning_rate=lr, optimizer=optimizer)
     for got, want in zip(net.weights + net.biases, Ws + bs):
         _close(got, want)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"momentum": float("nan")}, r"momentum must lie in \[0, 1\), got nan"),
+    ({"beta1": float("inf")}, r"beta1 must lie in \[0, 1\), got inf"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0, got inf"),
+    ({"min_delta": float("nan")}, "min_delta must be a finite number >= 0, got nan"),
+])
+def test_a_nan_or_infinite_setting_is_a_value_error(data, kw, match):
+    """A NaN or an infinity is a number of the wrong value, not of the wrong
+    type: it was a TypeError ("must be a number, got nan")."""
+    X, Y = data
+    with pytest.raises(ValueError, match=match):
+        _net().fit(X, Y, epochs=1, **kw)
+
+
+def test_a_weight_decay_infinite_in_float32_is_refused_before_training(data):
+    """1e39 is infinite in float32: the fit ended in a NonFiniteError that
+    advised a lower learning rate and scaled data."""
+    X, Y = data
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float32", seed=0)
+    before = net.parameters.copy()
+    with pytest.raises(ValueError, match=r"weight_decay must be at most 3\.40282e\+38 for a float32 network"):
+        net.fit(X, Y, epochs=1, weight_decay=1e39)
+    np.testing.assert_array_equal(net.parameters, before)

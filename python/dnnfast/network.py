@@ -437,6 +437,9 @@ class Network:
             raise ValueError(
                 f"{name}: a 1-D {name} for cce must hold integer class labels in [0, {m_y}), got dtype "
                 f"{arr.dtype}; pass {name}.astype(int) for labels, or a one-hot array of shape (n, {m_y})")
+        if arr.ndim != 2:  # (as_float_array's hint, reshape(1, -1) for one row, is X's)
+            raise ValueError(f"{name} must be 2-D, of shape (n, {m_y}) for this network's {m_y} outputs, got "
+                             f"an array of shape {arr.shape}")
         Y = as_float_array(arr, name, self.dtype)
         if Y.shape[0] != n:
             raise ValueError(f"{name} has {Y.shape[0]} rows but {x_name} has {n}")
@@ -457,9 +460,11 @@ class Network:
         """The ValueError for a NaN or infinite result of ``what`` from a finite X:
         the parameters' first non-finite value (weights edited in place bypass the
         setters' checks), or else an overflow. Said, never returned (as predict)."""
+        inputs = "X or the parameters" if what in ("predict", "forward") else "X, Y or the parameters"
+        wider = ", or use float64" if self.dtype != np.float64 else ""
         return parameter_cause(what, self._layout, self.parameters) or ValueError(
-            f"{what}: the result overflowed to NaN or infinity in {self.dtype.name} (X, Y or the parameters are too "
-            "large for this dtype; scale X, or use float64)")
+            f"{what}: the result overflowed to NaN or infinity in {self.dtype.name} ({inputs} are too large for "
+            f"this dtype; scale X{wider})")
 
     @reads_model
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:

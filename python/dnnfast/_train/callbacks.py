@@ -158,9 +158,10 @@ class Validation(Callback):
             # (net.cost on them raises the same); non-finite parameters are
             # the guard's, already raised, warned of or ignored as asked.
             if not math.isfinite(j / n) and _core.all_finite(net.parameters):
+                wider = ", or use float64" if net.dtype != np.float64 else ""
                 raise ValueError(f"validation_data: the cost overflowed to NaN or infinity in {net.dtype.name} in "
                                  f"epoch {epoch + 1} (the parameters are finite: validation_data[0] or the "
-                                 "parameters are too large for this dtype; scale X, or use float64)")
+                                 f"parameters are too large for this dtype; scale X{wider})")
         if "accuracy" in self.metrics:
             logs["accuracy"] = _accuracy_counts(net, run.X, run.Y, run.provider)
             if self.data is not None:

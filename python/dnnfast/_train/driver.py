@@ -165,7 +165,7 @@ def _check_rate_arg(value, name):
 
 def _check_unit(value, name, closed_high=False):
     """A number in [0, 1) (or [0, 1])."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     v = float(value)
     if not (0.0 <= v < 1.0 or (closed_high and v == 1.0)):
@@ -174,10 +174,10 @@ def _check_unit(value, name, closed_high=False):
 
 
 def _check_nonneg(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):  # a NaN or an infinity is a number of the wrong value
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
@@ -213,6 +213,9 @@ def check_settings(net, n, kw):
         raise ValueError(f"epsilon must be at least {np.finfo(net.dtype).tiny:g} for a {net.dtype.name} network, "
                          f"got {epsilon!r}")
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
+    if weight_decay > np.finfo(net.dtype).max:  # infinite in the network's dtype: NaN weights, blamed on the data
+        raise ValueError(f"weight_decay must be at most {np.finfo(net.dtype).max:g} for a {net.dtype.name} network, "
+                         f"got {weight_decay!r}")
     shuffle = _arg(kw, "shuffle", check_bool)
     _arg(kw, "verbose", check_bool)
     _arg(kw, "progress", check_bool)
