@@ -1123,3 +1123,41 @@ def test_an_estimator_step_of_many_weighted_rows_in_blocks_matches_one_call(monk
     for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fits[1].loss_curve_, fits[0].loss_curve_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()])
+def test_lbfgs_cut_by_another_exception_keeps_the_last_whole_iteration(monkeypatch, exc):
+    """A SystemExit from a SIGTERM handler (or a user SIGINT handler's
+    KeyboardInterrupt) inside an lbfgs line search left a trial point's
+    weights under n_iter_ 0 and no loss_; the estimator now holds the last
+    completed iteration, as the stochastic solvers undo a cut epoch, and the
+    exception goes on."""
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    real = scipy_optimize.minimize
+    iterates = []
+
+    def minimize(fun, x0, *args, callback=None, **kw):
+        def cut(x):
+            if len(iterates) == 4:  # the fifth iteration's first trial point
+                raise exc
+            return fun(x)
+
+        def cb(intermediate_result):
+            iterates.append((np.array(intermediate_result.x, copy=True), float(intermediate_result.fun)))
+            return callback(intermediate_result)
+
+        return real(cut, x0, *args, callback=cb, **kw)
+
+    monkeypatch.setattr(scipy_optimize, "minimize", minimize)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0, max_iter=50, tol=0)
+    with pytest.raises(type(exc)):
+        est.fit(X, y)
+    assert len(iterates) == 4
+    x, f = iterates[-1]
+    P = np.concatenate([c.ravel() for c in est.coefs_] + [b.ravel() for b in est.intercepts_])
+    np.testing.assert_array_equal(P, x)
+    assert est.n_iter_ == 4 and est.loss_ == f
+    assert len(est.history_["loss"]) == 4

@@ -485,6 +485,12 @@ class _Solvers:
             last["fun"] = loss
             last["nit"] += 1
 
+        def keep_last():
+            # The weights, n_iter_, loss_ (and history) of the last whole iteration.
+            P[order] = last["x"]
+            self.n_iter_ = last["nit"]
+            self.loss_ = float(last["fun"])
+
         x0 = P[order].astype(np.float64)
         last["x"] = x0.copy()
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
@@ -497,14 +503,19 @@ class _Solvers:
                                                   callback=callback)
                 except _Interrupted:
                     pass
+                except BaseException:
+                    # Anything else that cuts the fit short (a SystemExit from
+                    # a SIGTERM handler, a user's SIGINT handler, a
+                    # MemoryError) left a line search's trial point under
+                    # n_iter_ 0 and no loss_; as _fit_stochastic undoes a cut
+                    # epoch, the last whole iteration is kept, then it propagates.
+                    keep_last()
+                    raise
         finally:
             progress.close()
         if res is None:
-            # As scikit-learn's stochastic solvers: warn and return, with the
-            # weights, n_iter_, loss_ and history of the last whole iteration.
-            P[order] = last["x"]
-            self.n_iter_ = last["nit"]
-            self.loss_ = float(last["fun"])
+            # As scikit-learn's stochastic solvers: warn and return.
+            keep_last()
             warnings.warn("Training interrupted by user.")
             # loss_ is NaN when Ctrl-C came before the start's loss was known:
             # only the weights (the start's or an iterate's) are checked here.
