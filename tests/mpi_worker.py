@@ -541,9 +541,162 @@ def uncaught():
     print("not reached", flush=True)
 
 
+# -- scenarios: one mpiexec run each (test_distributed.py's ``scenario``) -------------------------------
+
+SCENARIO_TIMEOUT = 20  # seconds: a rank still running then reports itself hung and ends the job
+
+
+def _small_fit_data():
+    """40 rows of 4 features, 2 classes; this rank's contiguous share."""
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    lo, hi = shard_bounds(X.shape[0])
+    return X[lo:hi], y[lo:hi]
+
+
+def _small_net(seed=0):
+    return dnnfast.Network([4, 6, 2], ["tanh", "softmax"], dtype="float64", seed=seed)
+
+
+SCENARIOS = {}
+
+
+def scenario(fn):
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def run_scenario(name, path):
+    """Run SCENARIOS[name] on this rank; write ``path.<rank>`` (JSON): {"result": ...}
+    or {"error": [type, message, SystemExit's code]}, or {"hung": true} when it runs
+    past SCENARIO_TIMEOUT (then this rank ends with os._exit and mpiexec ends the job)."""
+    import os
+    import threading
+
+    def write(obj):
+        with open(f"{path}.{rank}", "w") as f:
+            json.dump(obj, f)
+
+    def hung():
+        write({"hung": True})
+        os._exit(3)
+
+    timer = threading.Timer(SCENARIO_TIMEOUT, hung)
+    timer.daemon = True
+    timer.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mine = {"result": SCENARIOS[name]()}
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are results too
+        mine = {"error": [type(exc).__name__, str(exc), getattr(exc, "code", None)]}
+    timer.cancel()
+    write(mine)
+
+
+def _on_last_rank_once(when, act):
+    """A callback whose hook ``when`` ("on_epoch_end" at epoch 1, "on_batch_end"
+    from step 8) calls ``act()`` on the last rank, once."""
+    class Once:
+        done = False
+
+        def hook(self, net, count, logs):
+            ready = count == 1 if when == "on_epoch_end" else count >= 8
+            if rank == size - 1 and ready and not self.done:
+                self.done = True
+                act()
+    obj = Once()
+    setattr(obj, when, obj.hook)
+    return obj
+
+
+def _fit_with(callback):
+    with Context():
+        _small_net().fit(*_small_fit_data(), epochs=5, batch_size=5, callbacks=[callback])
+
+
+def _raise(exc):
+    raise exc
+
+
+@scenario
+def keyboard_interrupt_in_callback():
+    _fit_with(_on_last_rank_once("on_epoch_end", lambda: _raise(KeyboardInterrupt("stop asked on the last rank"))))
+
+
+@scenario
+def sys_exit_in_callback():
+    _fit_with(_on_last_rank_once("on_epoch_end", lambda: sys.exit(3)))
+
+
+@scenario
+def sys_exit_message_in_callback():
+    _fit_with(_on_last_rank_once("on_epoch_end", lambda: sys.exit("leaving on the last rank")))
+
+
+@scenario
+def own_sigint_handler_raises():
+    """A SIGINT handler of the user's (the fit leaves it in place) raising on the last rank."""
+    import os
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("the user's own handler")
+    saved = signal.signal(signal.SIGINT, handler)
+    try:
+        _fit_with(_on_last_rank_once("on_batch_end", lambda: os.kill(os.getpid(), signal.SIGINT)))
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+@scenario
+def sigterm_handler_exits():
+    """A SIGTERM handler calling sys.exit, run on the last rank during the fit."""
+    import os
+    import signal
+
+    saved = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(4))
+    try:
+        _fit_with(_on_last_rank_once("on_batch_end", lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+@scenario
+def ctrl_c_while_checking_data():
+    """Ctrl-C reaches every rank while rank 0 still converts its X (before
+    the epoch loop): the others get it while they wait in the agreement's
+    collective. Returns (the exception, whether Python's handler is back)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    X, y = _small_fit_data()
+
+    class Slow:  # rank 0's X: the signal comes during its conversion
+        def __array__(self, dtype=None, copy=None):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+            return X if dtype is None else X.astype(dtype)
+
+    if rank != 0:
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    try:
+        with Context():
+            _small_net().fit(Slow() if rank == 0 else X, y, epochs=3, batch_size=5)
+        caught = None
+    except KeyboardInterrupt as exc:
+        caught = [type(exc).__name__, str(exc)]
+    time.sleep(0.6)  # (the timer's signal has come)
+    return [caught, signal.getsignal(signal.SIGINT) is signal.default_int_handler]
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()
+    elif sys.argv[1] == "--scenario":  # --scenario NAME PATH
+        run_scenario(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "--mismatch":  # --mismatch PATH [CASE ...]
         mismatch(sys.argv[2], sys.argv[3:] or list(MISMATCH_CASES))
     else:

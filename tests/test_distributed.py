@@ -275,6 +275,70 @@ def test_estimator_settings_differing_between_ranks_raise_on_all(mismatches, cas
     assert errors[0] == errors[1]
 
 
+SCENARIO_TIMEOUT = 45  # seconds per mpiexec run (the worker's ranks give up after 20)
+
+
+def scenario(tmp_path, name, ranks=2):
+    """Run mpi_worker's scenario ``name`` under ``mpiexec -n ranks``: each
+    rank's outcome, {"result": ...} or {"error": [type, message, code]}. A
+    rank that hangs fails the test (it reports itself after its timeout)."""
+    path = tmp_path / name
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    try:
+        proc = subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), "--scenario", name,
+                               str(path)], capture_output=True, text=True, timeout=SCENARIO_TIMEOUT, env=env)
+        out = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        out = "mpiexec ran past its timeout"
+    outcomes = []
+    for r in range(ranks):
+        f = path.parent / f"{name}.{r}"
+        assert f.exists(), f"rank {r} wrote nothing (hung, or died):\n{out}"
+        outcomes.append(json.loads(f.read_text()))
+    hung = [r for r, o in enumerate(outcomes) if o.get("hung")]
+    assert not hung, f"ranks {hung} hung:\n{out}"
+    return outcomes
+
+
+@needs_mpi
+@pytest.mark.parametrize("name, kind, text, code", [
+    ("keyboard_interrupt_in_callback", "KeyboardInterrupt", "stop asked on the last rank", None),
+    ("sys_exit_in_callback", "SystemExit", "3", 3),
+    ("sys_exit_message_in_callback", "SystemExit", "leaving on the last rank", None),
+    ("own_sigint_handler_raises", "KeyboardInterrupt", "the user's own handler", None),
+    ("sigterm_handler_exits", "SystemExit", "4", 4),
+])
+def test_keyboard_interrupt_or_system_exit_on_one_rank_ends_the_fit_on_all(tmp_path, name, kind, text, code):
+    """A KeyboardInterrupt or SystemExit on the last rank during a fit (from a
+    callback, or a signal handler of the user's run inside one) hung the other
+    ranks: they are BaseExceptions, not Exceptions. The last rank raises its
+    own; the others the same kind, naming it (a SystemExit keeps an integer
+    exit code, so every rank exits with the same status)."""
+    errors = [o.get("error") for o in scenario(tmp_path, name)]
+    assert errors[-1] is not None and errors[-1][0] == kind and errors[-1][1] == text, errors
+    for r, err in enumerate(errors[:-1]):
+        assert err is not None and err[0] == kind, (r, errors)
+        if code is None:
+            assert err[1] == f"rank 1 of 2: {text}", (r, errors)
+        else:
+            assert err[2] == code, (r, errors)
+
+
+@needs_mpi
+def test_ctrl_c_before_the_epoch_loop_stops_every_rank(tmp_path):
+    """A real Ctrl-C (every rank gets SIGINT) while rank 0 still checked its
+    data: rank 0 raised KeyboardInterrupt there and left the others waiting in
+    the agreement for good. Over MPI Ctrl-C is a flag from the fit's first
+    collective on: every rank stops with a KeyboardInterrupt, before any step,
+    and Python's handler is back afterwards."""
+    for r, o in enumerate(scenario(tmp_path, "ctrl_c_while_checking_data")):
+        assert "result" in o, (r, o)
+        caught, handler_back = o["result"]
+        assert caught is not None and caught[0] == "KeyboardInterrupt", (r, o)
+        assert "after 0 completed epochs" in caught[1], (r, o)
+        assert handler_back, r
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

@@ -30,7 +30,10 @@ Errors: every check runs on every rank and the ranks then agree, so an error
 on one rank (bad input, a NaN, arguments that differ between ranks, a user
 callback or learning-rate schedule that raises) is raised on all of them,
 with the failing rank's message, instead of leaving the others waiting in a
-collective; a callback's stop on any rank stops all. Outside a fit nothing
+collective; a callback's stop on any rank stops all. A KeyboardInterrupt or
+SystemExit on one rank (a callback's, a signal handler's) ends the fit on all
+ranks too, and Ctrl-C is a flag from a fit's first collective on, which the
+ranks agree on at the first chunk of steps. Outside a fit nothing
 can agree for the program: run it as ``mpiexec -n R python -m mpi4py
 script.py``, so that an exception ending one rank aborts the job.
 
@@ -52,6 +55,8 @@ _local = threading.local()
 # Exception types that cross ranks as themselves; anything else arrives as RuntimeError.
 _PORTABLE = (ValueError, TypeError, FloatingPointError, MemoryError, IndexError, KeyError, ImportError,
              OverflowError, ZeroDivisionError, NotImplementedError)
+# Not errors, but they end a fit on one rank (a callback, a signal handler): they end it on every rank.
+_ENDINGS = (KeyboardInterrupt, SystemExit)
 
 
 def _mpi():
@@ -148,7 +153,10 @@ class Context:
 
         The lowest failing rank's exception wins: that rank re-raises it, the
         others raise the same type (RuntimeError for unusual types) with
-        ``"rank r of R: <message>"``.
+        ``"rank r of R: <message>"``. A KeyboardInterrupt or SystemExit (a
+        callback's, or a signal handler's) ends the fit on every rank as
+        well: the others raise a KeyboardInterrupt, or a SystemExit with the
+        same integer exit code (a text code gets the prefix).
         """
         MPI = self._MPI
         mine = np.array([self.rank if error is not None else self.size], dtype=np.int64)
@@ -158,23 +166,34 @@ class Context:
             return
         payload = None
         if self.rank == failed:
-            kind = type(error) if isinstance(error, _PORTABLE) else RuntimeError
-            payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error))
-        name, message = self.comm.bcast(payload, root=failed)
+            if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
+                payload = ("SystemExit", None, error.code)  # an exit status, passed on as it is
+            else:
+                kind = type(error) if isinstance(error, _PORTABLE + _ENDINGS) else RuntimeError
+                payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error),
+                           None)
+        name, message, code = self.comm.bcast(payload, root=failed)
         if self.rank == failed:
             if error is None:  # ranks out of step: this one's MIN met another collective's data
                 raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
                                    "argument that differs between ranks)")
             raise error
-        kind = next((k for k in _PORTABLE if k.__name__ == name), RuntimeError)
-        raise kind(f"rank {failed} of {self.size}: {message}")
+        where = f"rank {failed} of {self.size}"
+        if message is None:
+            # Every rank exits with the failing rank's status (a text in the exception would make it 1).
+            exc = SystemExit(code)
+            if hasattr(exc, "add_note"):  # Python 3.11
+                exc.add_note(f"{where} exited with sys.exit({code!r})")
+            raise exc
+        kind = next((k for k in _PORTABLE + _ENDINGS if k.__name__ == name), RuntimeError)
+        raise kind(f"{where}: {message}")
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """Run a block of local work, then agree: an error on any rank is raised on all."""
         try:
             yield
-        except Exception as exc:  # noqa: BLE001 - every error is handed to the other ranks
+        except BaseException as exc:  # noqa: BLE001 - every error, Ctrl-C and exit included, goes to the others
             self.agree(exc)
             raise  # not reached: agree raised
         self.agree(None)
@@ -288,7 +307,7 @@ class Context:
             try:
                 J, wsum = net.gradient_sum(P, X, Y, w, rows, G)
                 buf[n_params:] = (J, wsum, 0.0)
-            except Exception as exc:  # noqa: BLE001 - reported to every rank just below
+            except BaseException as exc:  # noqa: BLE001 - reported to every rank just below
                 error = exc
                 buf[:] = 0
                 buf[-1] = 1.0

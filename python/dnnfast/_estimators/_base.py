@@ -30,6 +30,7 @@ from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFi
                        locate_nonfinite, parameter_cause)
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, parse_activation
+from .._train.driver import distributed_fit
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
@@ -501,9 +502,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         before = dict(self.__dict__)
         self._stepped = False
         try:
-            if prepare is not None:
-                prepare()
-            return self._fit_steps(X, y, sample_weight, incremental)
+            with distributed_fit(_distributed_context()):  # over MPI, Ctrl-C a flag from the first collective on
+                if prepare is not None:
+                    prepare()
+                return self._fit_steps(X, y, sample_weight, incremental)
         except BaseException:
             if not self.__dict__.get("_stepped"):
                 self.__dict__.clear()

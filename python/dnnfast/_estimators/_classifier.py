@@ -10,6 +10,7 @@ from ..distributed import collective
 from ..distributed import current as _distributed_context
 from .._locking import fits_model, reads_model
 from .._registry import parse_activation
+from .._train.driver import distributed_fit
 from .._validation import check_estimator_input
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
@@ -318,9 +319,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
                                      f"{self.classes_!r}")
 
-        # one rank's error raised on all, never a hang
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
-                         prepare=lambda: collective(_distributed_context(), first_checks))
+        ctx = _distributed_context()
+        with distributed_fit(ctx):  # (as _fit's, from this first collective on)
+            # one rank's error raised on all, never a hang
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                             prepare=lambda: collective(ctx, first_checks))
 
     def _predict(self, X, check_input=True):
         out = self._forward(X, check_input=check_input)

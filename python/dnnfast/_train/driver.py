@@ -381,6 +381,21 @@ class Interrupts:
             raise exc
 
 
+@contextlib.contextmanager
+def distributed_fit(context):
+    """Around a fit inside a distributed Context (None: nothing), from its
+    first collective to its end: Ctrl-C is a flag from there on, which the
+    epoch loop's nested ``Interrupts`` shares and every rank agrees on at its
+    first chunk. Python's default handler raised it wherever a rank was: a
+    rank checking its data left the fit while the others waited in a
+    collective, where their own KeyboardInterrupt could not come."""
+    if context is None:
+        yield
+        return
+    with Interrupts().installed():
+        yield
+
+
 class _Chunker:
     """Whole batches per chunk, sized from the measured time per batch so
     that a chunk is about CHUNK_SECONDS of work (at least one batch: a longer
@@ -540,102 +555,105 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             raise RuntimeError("fit was called from inside a fit of the same network (from a callback); fit a "
                                "copy (copy.deepcopy(net)) instead")
         frame = frame.f_back
-    provider = None
+    # Over MPI, Ctrl-C is a flag from the first collective on (distributed_fit).
+    with distributed_fit(context):
+        provider = None
 
-    def prepare():
-        Xc = net._check_X(X)
-        Yc = net._check_Y(Y, Xc.shape[0])
-        return Xc, Yc
+        def prepare():
+            Xc = net._check_X(X)
+            Yc = net._check_Y(Y, Xc.shape[0])
+            return Xc, Yc
 
-    if context is None:
-        Xc, Yc = prepare()
-        n = Xc.shape[0]
-    else:
-        provider = context.step_provider(net, prepare)  # checks on every rank, then agrees
-        Xc, Yc, n = provider.X, provider.Y, provider.n
+        if context is None:
+            Xc, Yc = prepare()
+            n = Xc.shape[0]
+        else:
+            provider = context.step_provider(net, prepare)  # checks on every rank, then agrees
+            Xc, Yc, n = provider.X, provider.Y, provider.n
 
-    def settings_and_data():
-        settings, user_cbs, checkpoint, resume = check_settings(net, n, kw)
-        val = None
-        if kw["validation_data"] is not None:
-            vd = kw["validation_data"]
-            if not isinstance(vd, (tuple, list)) or len(vd) != 2:
-                raise TypeError("validation_data must be a pair (X_val, Y_val)")
-            Xv = net._check_X(vd[0], name="validation_data[0]")
-            Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
-            val = (Xv, Yv)
-        net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
-        return settings, user_cbs, checkpoint, resume, val
+        def settings_and_data():
+            settings, user_cbs, checkpoint, resume = check_settings(net, n, kw)
+            val = None
+            if kw["validation_data"] is not None:
+                vd = kw["validation_data"]
+                if not isinstance(vd, (tuple, list)) or len(vd) != 2:
+                    raise TypeError("validation_data must be a pair (X_val, Y_val)")
+                Xv = net._check_X(vd[0], name="validation_data[0]")
+                Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
+                val = (Xv, Yv)
+            net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
+            return settings, user_cbs, checkpoint, resume, val
 
-    if provider is None:
-        settings, user_cbs, checkpoint, resume, val = settings_and_data()
-        rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
-        provider = LocalSteps(net._net, net.parameters, Xc, Yc, rng)
-    else:
-        settings, user_cbs, checkpoint, resume, val = provider.collective(settings_and_data)
-        rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
-        provider.rng = rng
-    if not isinstance(provider, LocalSteps):
-        # Besides the settings, whether there is a checkpoint (only rank 0
-        # writes it, so its path may differ) and a resume: each adds
-        # collectives that the other ranks would not make.
-        provider.check_same(settings.fingerprint() + [("checkpoint is not None", checkpoint is not None),
-                                                      ("resume", resume)])
+        if provider is None:
+            settings, user_cbs, checkpoint, resume, val = settings_and_data()
+            rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+            provider = LocalSteps(net._net, net.parameters, Xc, Yc, rng)
+        else:
+            settings, user_cbs, checkpoint, resume, val = provider.collective(settings_and_data)
+            rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+            provider.rng = rng
+        if not isinstance(provider, LocalSteps):
+            # Besides the settings, whether there is a checkpoint (only rank 0
+            # writes it, so its path may differ) and a resume: each adds
+            # collectives that the other ranks would not make.
+            provider.check_same(settings.fingerprint() + [("checkpoint is not None", checkpoint is not None),
+                                                          ("resume", resume)])
 
-    state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
-    if checkpoint is not None:
-        checkpoint_io = checkpoint_io()
-    if resume:
-        # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
-        saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
-                                    if provider.is_root else None)
-        saved = provider.share(saved)
-        if saved is not None:
-            _restore(net, state, *saved)
-    if checkpoint is not None:
-        # What the first write would refuse (a generator without a file form,
-        # a network the reader refuses), refused before the first step changes anything.
-        provider.collective(lambda: checkpoint_io[2](net, state.to_record(settings.fingerprint()))
-                            if provider.is_root else None)
-    provider.start()  # MPI: rank 0's parameters on every rank
-    run = Run(net, Xc, Yc, n, settings, state, provider)
+        state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
+        if checkpoint is not None:
+            checkpoint_io = checkpoint_io()
+        if resume:
+            # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
+            saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
+                                        if provider.is_root else None)
+            saved = provider.share(saved)
+            if saved is not None:
+                _restore(net, state, *saved)
+        if checkpoint is not None:
+            # What the first write would refuse (a generator without a file form,
+            # a network the reader refuses), refused before the first step changes anything.
+            provider.collective(lambda: checkpoint_io[2](net, state.to_record(settings.fingerprint()))
+                                if provider.is_root else None)
+        provider.start()  # MPI: rank 0's parameters on every rank
+        run = Run(net, Xc, Yc, n, settings, state, provider)
 
-    guard = None if settings.on_nonfinite == "ignore" else NonFiniteGuard(settings.on_nonfinite).bind(run)
-    callbacks = [] if guard is None else [guard]
-    if val is not None or settings.metrics:
-        callbacks.append(Validation(val, settings.metrics).bind(run))
-    early = None
-    if settings.early_stopping:
-        early = EarlyStopping(settings.monitor, settings.patience, settings.min_delta,
-                              settings.restore_best).bind(run)
-        callbacks.append(early)
-    # Over MPI the ranks' hooks are agreed (any rank's): a callback on one rank alone made collectives
-    # its peers did not, and the fit failed with a meaningless error on one rank and hung on the others.
-    epoch_hooks, batch_hooks = (v > 0 for v in provider.sum_floats([float(v) for v in UserCallbacks.defines(user_cbs)]))
-    if epoch_hooks or batch_hooks:
-        callbacks.append(UserCallbacks(user_cbs, epoch_hooks, batch_hooks).bind(run))
-    progress = Progress(settings.epochs, n).bind(run) if kw["progress"] else None
-    if progress is not None:
-        callbacks.append(progress)
-    after = []
-    if checkpoint is not None:
-        cp = Checkpoint(checkpoint, checkpoint_io[0]).bind(run)
-        # rank 0 writes; a failed write is raised on every rank (no rank left waiting)
-        after.append(lambda net_, epoch, logs: provider.collective(lambda: cp.after_epoch(net_)))
-    if kw["verbose"]:
-        after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
+        guard = None if settings.on_nonfinite == "ignore" else NonFiniteGuard(settings.on_nonfinite).bind(run)
+        callbacks = [] if guard is None else [guard]
+        if val is not None or settings.metrics:
+            callbacks.append(Validation(val, settings.metrics).bind(run))
+        early = None
+        if settings.early_stopping:
+            early = EarlyStopping(settings.monitor, settings.patience, settings.min_delta,
+                                  settings.restore_best).bind(run)
+            callbacks.append(early)
+        # Over MPI the ranks' hooks are agreed (any rank's): a callback on one rank alone made collectives
+        # its peers did not, and the fit failed with a meaningless error on one rank and hung on the others.
+        defined = [float(v) for v in UserCallbacks.defines(user_cbs)]
+        epoch_hooks, batch_hooks = (v > 0 for v in provider.sum_floats(defined))
+        if epoch_hooks or batch_hooks:
+            callbacks.append(UserCallbacks(user_cbs, epoch_hooks, batch_hooks).bind(run))
+        progress = Progress(settings.epochs, n).bind(run) if kw["progress"] else None
+        if progress is not None:
+            callbacks.append(progress)
+        after = []
+        if checkpoint is not None:
+            cp = Checkpoint(checkpoint, checkpoint_io[0]).bind(run)
+            # rank 0 writes; a failed write is raised on every rank (no rank left waiting)
+            after.append(lambda net_, epoch, logs: provider.collective(lambda: cp.after_epoch(net_)))
+        if kw["verbose"]:
+            after.append(Verbose(settings.epochs, getattr(provider, "verbose_suffix", "")).bind(run).after_epoch)
 
-    def start():
-        if guard is not None and state.epoch == 0:
-            guard.check_start(net)
+        def start():
+            if guard is not None and state.epoch == 0:
+                guard.check_start(net)
 
-    # After early stopping's restore: the parameters the fit returns.
-    finish = ([] if early is None else [lambda: early.on_fit_end(net)]) + \
-             ([] if guard is None else [lambda: guard.check_end(net, state.epoch)])
-    # A full batch's workspace (rows x widths, the data's size or more) is
-    # given back when the fit ends: a fitted model kept it for its lifetime.
-    close = [net._net.release_workspace] + ([] if progress is None else [progress.close])
-    return drive(run, guard, callbacks, after, start=start, close=close, finish=finish)
+        # After early stopping's restore: the parameters the fit returns.
+        finish = ([] if early is None else [lambda: early.on_fit_end(net)]) + \
+                 ([] if guard is None else [lambda: guard.check_end(net, state.epoch)])
+        # A full batch's workspace (rows x widths, the data's size or more) is
+        # given back when the fit ends: a fitted model kept it for its lifetime.
+        close = [net._net.release_workspace] + ([] if progress is None else [progress.close])
+        return drive(run, guard, callbacks, after, start=start, close=close, finish=finish)
 
 
 def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
