@@ -692,6 +692,13 @@ def ctrl_c_while_checking_data():
     return [caught, signal.getsignal(signal.SIGINT) is signal.default_int_handler]
 
 
+@scenario
+def bad_seed_on_one_rank():
+    with Context():
+        _small_net().fit(*_small_fit_data(), epochs=2, batch_size=5, shuffle=True,
+                         seed=-1 if rank == size - 1 else 7)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

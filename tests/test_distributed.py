@@ -339,6 +339,23 @@ def test_ctrl_c_before_the_epoch_loop_stops_every_rank(tmp_path):
         assert handler_back, r
 
 
+def _raised_on_all(outcomes, kind, text):
+    """Every rank raised ``kind`` with ``text``; the others than the last name it."""
+    errors = [o.get("error") for o in outcomes]
+    size = len(errors)
+    for r, err in enumerate(errors):
+        assert err is not None and err[0] == kind and text in err[1], (r, errors)
+        if r < size - 1:
+            assert err[1].startswith(f"rank {size - 1} of {size}: "), (r, errors)
+
+
+@needs_mpi
+def test_an_invalid_seed_on_one_rank_is_raised_on_all(tmp_path):
+    """fit(seed=-1) on one rank: its generator was made outside the agreed
+    checks, so that rank raised alone and the others hung."""
+    _raised_on_all(scenario(tmp_path, "bad_seed_on_one_rank"), "ValueError", "seed must be None")
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

@@ -582,15 +582,15 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                 Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
                 val = (Xv, Yv)
             net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
-            return settings, user_cbs, checkpoint, resume, val
+            # Checked here, with the rest: over MPI a bad seed on one rank is raised on all.
+            rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+            return settings, user_cbs, checkpoint, resume, val, rng
 
         if provider is None:
-            settings, user_cbs, checkpoint, resume, val = settings_and_data()
-            rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+            settings, user_cbs, checkpoint, resume, val, rng = settings_and_data()
             provider = LocalSteps(net._net, net.parameters, Xc, Yc, rng)
         else:
-            settings, user_cbs, checkpoint, resume, val = provider.collective(settings_and_data)
-            rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
+            settings, user_cbs, checkpoint, resume, val, rng = provider.collective(settings_and_data)
             provider.rng = rng
         if not isinstance(provider, LocalSteps):
             # Besides the settings, whether there is a checkpoint (only rank 0
