@@ -699,6 +699,39 @@ def bad_seed_on_one_rank():
                          seed=-1 if rank == size - 1 else 7)
 
 
+def _poison_on_last_rank(when):
+    """The last rank writes NaN into its parameters (a callback gone wrong):
+    "end" at the last epoch's end, after the epoch's check; "chunk" after
+    the last chunk of the first epoch, before it."""
+    from dnnfast._train import driver
+
+    class Poison:
+        def on_epoch_end(self, net, epoch, logs):
+            if rank == size - 1 and when == "end" and epoch == 2:
+                net.parameters[0] = np.nan
+
+        def on_batch_end(self, net, step, logs):
+            if rank == size - 1 and when == "chunk" and logs["rows"] == 40 and step <= 8:
+                net.parameters[0] = np.nan
+
+    saved, driver.CHUNK_SECONDS = driver.CHUNK_SECONDS, 0.0  # a chunk per batch
+    try:
+        with Context():
+            _small_net().fit(*_small_fit_data(), epochs=3, batch_size=5, callbacks=[Poison()])
+    finally:
+        driver.CHUNK_SECONDS = saved
+
+
+@scenario
+def nan_written_after_the_last_epoch_on_one_rank():
+    _poison_on_last_rank("end")
+
+
+@scenario
+def nan_written_within_an_epoch_on_one_rank():
+    _poison_on_last_rank("chunk")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

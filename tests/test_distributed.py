@@ -356,6 +356,22 @@ def test_an_invalid_seed_on_one_rank_is_raised_on_all(tmp_path):
     _raised_on_all(scenario(tmp_path, "bad_seed_on_one_rank"), "ValueError", "seed must be None")
 
 
+@needs_mpi
+@pytest.mark.parametrize("name, text", [
+    ("nan_written_after_the_last_epoch_on_one_rank", "written into them by a callback"),
+    ("nan_written_within_an_epoch_on_one_rank", "training produced NaN or infinity in epoch 1"),
+])
+def test_nan_in_one_ranks_parameters_is_raised_on_all(tmp_path, name, text):
+    """A callback writes NaN into the last rank's parameters: the fit's
+    non-finite checks (each epoch's, and the one at its end) ran on each rank
+    alone, so that rank raised NonFiniteError and the others hung."""
+    outcomes = scenario(tmp_path, name)
+    assert outcomes[-1]["error"][0] == "NonFiniteError", outcomes
+    for r, o in enumerate(outcomes):
+        assert "error" in o and text in o["error"][1], (r, outcomes)
+    assert outcomes[0]["error"][1].startswith("rank 1 of 2: "), outcomes
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

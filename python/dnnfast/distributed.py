@@ -151,9 +151,9 @@ class Context:
     def agree(self, error: BaseException | None = None) -> None:
         """Collective: raise on every rank when ``error`` (an exception or None) is set on any.
 
-        The lowest failing rank's exception wins: that rank re-raises it, the
-        others raise the same type (RuntimeError for unusual types) with
-        ``"rank r of R: <message>"``. A KeyboardInterrupt or SystemExit (a
+        Each failing rank re-raises its own exception; the others raise the
+        lowest failing rank's, as the same type (RuntimeError for unusual
+        types) with ``"rank r of R: <message>"``. A KeyboardInterrupt or SystemExit (a
         callback's, or a signal handler's) ends the fit on every rank as
         well: the others raise a KeyboardInterrupt, or a SystemExit with the
         same integer exit code (a text code gets the prefix).
@@ -173,10 +173,10 @@ class Context:
                 payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error),
                            None)
         name, message, code = self.comm.bcast(payload, root=failed)
-        if self.rank == failed:
-            if error is None:  # ranks out of step: this one's MIN met another collective's data
-                raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
-                                   "argument that differs between ranks)")
+        if self.rank == failed and error is None:  # ranks out of step: this one's MIN met another collective's data
+            raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
+                               "argument that differs between ranks)")
+        if error is not None:  # (several ranks failing alike, as a diverging fit: each its own, exact error)
             raise error
         where = f"rank {failed} of {self.size}"
         if message is None:
@@ -368,6 +368,10 @@ class _DistributedSteps:
     def collective(self, fn):
         with self.ctx.errors():
             return fn()
+
+    def errors(self):
+        """``collective`` as a context manager (no frame between a warning and its caller)."""
+        return self.ctx.errors()
 
     def check_same(self, fingerprint):
         """Collective: every setting equal on every rank, else one ValueError

@@ -509,7 +509,11 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         run.totals = (cost_sum, penalty_sum)  # the epoch's sums, for callbacks that weigh them their own way
         logs = {"cost": (cost_sum + penalty_sum) / run.n if run.n else math.nan}
         if guard is not None:
-            guard.check_epoch(net, epoch, cost_sum + penalty_sum)
+            if agree is None:
+                guard.check_epoch(net, epoch, cost_sum + penalty_sum)
+            else:  # agreed: a callback may have written NaN into one rank's parameters alone
+                with provider.errors():
+                    guard.check_epoch(net, epoch, cost_sum + penalty_sum)
         stop = False
         for cb in callbacks:  # validation first: early stopping and the user see its values
             stop = bool(cb.on_epoch_end(net, epoch, logs)) or stop
@@ -674,8 +678,10 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
         finally:
             for fn in close:
                 fn()
-        for fn in finish:
-            fn()
+        # Over MPI agreed, as the loop's checks (the parameters a callback changed on one rank).
+        with provider.errors() if hasattr(provider, "agree") else contextlib.nullcontext():
+            for fn in finish:
+                fn()
         # a Ctrl-C during the last epoch's end still stops the program
         interrupts.check(history, provider if hasattr(provider, "agree") else None)
     return history
