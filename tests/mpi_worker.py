@@ -732,6 +732,47 @@ def nan_written_within_an_epoch_on_one_rank():
     _poison_on_last_rank("chunk")
 
 
+def _fit_with_probe(kind):
+    """A callback on rank 0 alone fits a small probe model each epoch (an
+    evaluator): "net" / "est" inside the outer fit's Context, "self" inside a
+    Context of its own over MPI.COMM_SELF (this rank alone). Returns whether
+    every rank ends with the same parameters."""
+    X, y = _small_fit_data()
+
+    class Probe:
+        def on_epoch_end(self, net, epoch, logs):
+            if rank != 0:
+                return
+            if kind == "net":
+                _small_net(seed=1).fit(X, y, epochs=1)
+            elif kind == "est":
+                dnnfast.MLPClassifier((3,), max_iter=2).fit(X, y)
+            else:
+                with Context(MPI.COMM_SELF):
+                    dnnfast.MLPClassifier((3,), max_iter=2, random_state=0).fit(X, y)
+
+    net = _small_net()
+    with Context():
+        net.fit(X, y, epochs=3, batch_size=5, callbacks=[Probe()])
+    every = comm.allgather(net.parameters.copy())
+    return all(np.array_equal(every[0], p) for p in every)
+
+
+@scenario
+def network_fit_from_a_callback():
+    return _fit_with_probe("net")
+
+
+@scenario
+def estimator_fit_from_a_callback():
+    return _fit_with_probe("est")
+
+
+@scenario
+def fit_over_comm_self_from_a_callback():
+    return _fit_with_probe("self")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

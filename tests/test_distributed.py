@@ -372,6 +372,27 @@ def test_nan_in_one_ranks_parameters_is_raised_on_all(tmp_path, name, text):
     assert outcomes[0]["error"][1].startswith("rank 1 of 2: "), outcomes
 
 
+@needs_mpi
+@pytest.mark.parametrize("name", ["network_fit_from_a_callback", "estimator_fit_from_a_callback"])
+def test_a_fit_from_a_callback_of_a_distributed_fit_is_refused(tmp_path, name):
+    """A callback on rank 0 fits another model inside the outer fit's Context:
+    its collectives met the outer fit's on the other ranks (every rank hung,
+    or a misleading "ranks reached different collectives"). It is refused on
+    rank 0, and that error ends the outer fit on every rank."""
+    errors = [o.get("error") for o in scenario(tmp_path, name)]
+    for r, err in enumerate(errors):
+        assert err is not None and err[0] == "RuntimeError", (r, errors)
+        assert "from a callback of a distributed fit" in err[1] and "COMM_SELF" in err[1], (r, errors)
+    assert errors[1][1].startswith("rank 0 of 2: "), errors
+
+
+@needs_mpi
+def test_a_fit_over_comm_self_from_a_callback_runs(tmp_path):
+    """The way out the refusal names: a Context of its own over MPI.COMM_SELF
+    trains the probe on rank 0 alone; the outer fit goes on, the same on every rank."""
+    assert [o.get("result") for o in scenario(tmp_path, "fit_over_comm_self_from_a_callback")] == [True, True]
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

@@ -116,6 +116,11 @@ class Context:
     data differ). Not supported across ranks, and refused with a message:
     the ``lbfgs`` solver, ``early_stopping=True`` and
     ``class_weight="balanced"`` (which need the whole data set at once).
+
+    A fit from a callback of a fit over the same communicator is refused
+    (its collectives would meet the outer fit's on the other ranks): fit
+    such a model after the outer fit, or in the callback inside ``with
+    Context(MPI.COMM_SELF):``, which trains it on this rank alone.
     """
 
     def __init__(self, comm: Any = None) -> None:

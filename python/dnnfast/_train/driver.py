@@ -384,7 +384,8 @@ class Interrupts:
 @contextlib.contextmanager
 def distributed_fit(context):
     """Around a fit inside a distributed Context (None: nothing), from its
-    first collective to its end: Ctrl-C is a flag from there on, which the
+    first collective to its end. Refused from a callback of another fit over
+    the same communicator. Ctrl-C is a flag from there on, which the
     epoch loop's nested ``Interrupts`` shares and every rank agrees on at its
     first chunk. Python's default handler raised it wherever a rank was: a
     rank checking its data left the fit while the others waited in a
@@ -392,6 +393,20 @@ def distributed_fit(context):
     if context is None:
         yield
         return
+    # From a callback of a fit over the same communicator, this fit's
+    # collectives would meet the outer fit's on the other ranks (a hang, or
+    # "different collectives"): refused here, on this rank alone, which the
+    # callback's agreement raises on every rank.
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _EPOCH_LOOP:
+            outer = getattr(frame.f_locals["run"].provider, "ctx", None)
+            if outer is not None and outer.comm == context.comm:
+                raise RuntimeError("fit was called from a callback of a distributed fit over the same "
+                                   "communicator, whose collectives it would disturb: fit the model after the "
+                                   "outer fit, or from the callback inside `with Context(MPI.COMM_SELF):` (this "
+                                   "rank alone)")
+        frame = frame.f_back
     with Interrupts().installed():
         yield
 
