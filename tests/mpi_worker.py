@@ -589,7 +589,11 @@ def run_scenario(name, path):
             warnings.simplefilter("ignore")
             mine = {"result": SCENARIOS[name]()}
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are results too
-        mine = {"error": [type(exc).__name__, str(exc), getattr(exc, "code", None)]}
+        try:
+            text = str(exc)
+        except Exception:  # noqa: BLE001 - a scenario's exception whose str() fails
+            text = "<str() failed>"
+        mine = {"error": [type(exc).__name__, text, getattr(exc, "code", None)]}
     timer.cancel()
     write(mine)
 
@@ -771,6 +775,32 @@ def estimator_fit_from_a_callback():
 @scenario
 def fit_over_comm_self_from_a_callback():
     return _fit_with_probe("self")
+
+
+class _StrFails(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def _error_in_callback(make):
+    def fail():
+        raise make()
+    _fit_with(_on_last_rank_once("on_epoch_end", fail))
+
+
+@scenario
+def json_error_in_callback():
+    _fit_with(_on_last_rank_once("on_epoch_end", lambda: json.loads("{bad")))
+
+
+@scenario
+def file_not_found_in_callback():
+    _fit_with(_on_last_rank_once("on_epoch_end", lambda: open("/nonexistent/dnnfast/x")))
+
+
+@scenario
+def error_without_str_in_callback():
+    _error_in_callback(_StrFails)
 
 
 if __name__ == "__main__":

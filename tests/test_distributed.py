@@ -369,7 +369,8 @@ def test_nan_in_one_ranks_parameters_is_raised_on_all(tmp_path, name, text):
     assert outcomes[-1]["error"][0] == "NonFiniteError", outcomes
     for r, o in enumerate(outcomes):
         assert "error" in o and text in o["error"][1], (r, outcomes)
-    assert outcomes[0]["error"][1].startswith("rank 1 of 2: "), outcomes
+    assert outcomes[0]["error"][1].startswith("rank 1 of 2: NonFiniteError: "), outcomes
+    assert outcomes[0]["error"][0] == "ValueError", outcomes  # NonFiniteError's base, which `except` may name
 
 
 @needs_mpi
@@ -391,6 +392,24 @@ def test_a_fit_over_comm_self_from_a_callback_runs(tmp_path):
     """The way out the refusal names: a Context of its own over MPI.COMM_SELF
     trains the probe on rank 0 alone; the outer fit goes on, the same on every rank."""
     assert [o.get("result") for o in scenario(tmp_path, "fit_over_comm_self_from_a_callback")] == [True, True]
+
+
+@needs_mpi
+@pytest.mark.parametrize("name, mine, theirs, text", [
+    ("json_error_in_callback", "JSONDecodeError", "ValueError", "JSONDecodeError: Expecting property name"),
+    ("file_not_found_in_callback", "FileNotFoundError", "OSError", "FileNotFoundError: [Errno 2]"),
+    ("error_without_str_in_callback", "_StrFails", "RuntimeError", "_StrFails: <str() failed"),
+])
+def test_an_error_reaches_the_other_ranks_as_its_nearest_portable_type(tmp_path, name, mine, theirs, text):
+    """A ValueError subclass (json's JSONDecodeError) reached the other ranks
+    as a RuntimeError, an `except ValueError` missing it there; an exception
+    whose str() fails was formatted between the agreement's two collectives,
+    and the other ranks hung. They now get the nearest type of the error's
+    MRO that every rank can make, its own name leading the message."""
+    errors = [o.get("error") for o in scenario(tmp_path, name)]
+    assert errors[1] is not None and errors[1][0] == mine, errors
+    assert errors[0] is not None and errors[0][0] == theirs, errors
+    assert errors[0][1].startswith("rank 1 of 2: " + text), errors
 
 
 def test_missing_mpi4py_is_explained(monkeypatch):

@@ -52,11 +52,29 @@ __all__ = ["Context", "current"]
 
 _local = threading.local()
 
-# Exception types that cross ranks as themselves; anything else arrives as RuntimeError.
+# Exception types that cross ranks as themselves (made from a message on the
+# other ranks); any other arrives as the nearest of them in its MRO, else as
+# RuntimeError, its own name leading the message.
 _PORTABLE = (ValueError, TypeError, FloatingPointError, MemoryError, IndexError, KeyError, ImportError,
-             OverflowError, ZeroDivisionError, NotImplementedError)
-# Not errors, but they end a fit on one rank (a callback, a signal handler): they end it on every rank.
-_ENDINGS = (KeyboardInterrupt, SystemExit)
+             OverflowError, ZeroDivisionError, NotImplementedError, OSError, RuntimeError,
+             # not errors, but they end a fit on one rank (a callback, a signal handler): they end it on every rank
+             KeyboardInterrupt, SystemExit)
+
+
+def _payload(error):
+    """What the other ranks are sent of ``error``: (type name, message, exit code).
+
+    Made before the agreement's first collective, and never raises there
+    (a ``__str__`` that fails would leave the others in the second one).
+    """
+    if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
+        return "SystemExit", None, error.code  # an exit status, passed on as it is
+    try:
+        text = str(error)
+    except Exception as exc:  # noqa: BLE001 - any failure: the message says so
+        text = f"<str() failed: {type(exc).__name__}>"
+    kind = next((k for k in type(error).__mro__ if k in _PORTABLE), RuntimeError)
+    return kind.__name__, text if kind is type(error) else f"{type(error).__name__}: {text}", None
 
 
 def _mpi():
@@ -157,27 +175,21 @@ class Context:
         """Collective: raise on every rank when ``error`` (an exception or None) is set on any.
 
         Each failing rank re-raises its own exception; the others raise the
-        lowest failing rank's, as the same type (RuntimeError for unusual
-        types) with ``"rank r of R: <message>"``. A KeyboardInterrupt or SystemExit (a
+        lowest failing rank's, as the same type or the nearest base type
+        that crosses ranks (``_PORTABLE``; else RuntimeError), with ``"rank r
+        of R: <message>"``. A KeyboardInterrupt or SystemExit (a
         callback's, or a signal handler's) ends the fit on every rank as
         well: the others raise a KeyboardInterrupt, or a SystemExit with the
         same integer exit code (a text code gets the prefix).
         """
         MPI = self._MPI
+        payload = None if error is None else _payload(error)
         mine = np.array([self.rank if error is not None else self.size], dtype=np.int64)
         self.comm.Allreduce(MPI.IN_PLACE, mine, op=MPI.MIN)
         failed = int(mine[0])
         if failed == self.size:
             return
-        payload = None
-        if self.rank == failed:
-            if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
-                payload = ("SystemExit", None, error.code)  # an exit status, passed on as it is
-            else:
-                kind = type(error) if isinstance(error, _PORTABLE + _ENDINGS) else RuntimeError
-                payload = (kind.__name__, f"{type(error).__name__}: {error}" if kind is RuntimeError else str(error),
-                           None)
-        name, message, code = self.comm.bcast(payload, root=failed)
+        name, message, code = self.comm.bcast(payload if self.rank == failed else None, root=failed)
         if self.rank == failed and error is None:  # ranks out of step: this one's MIN met another collective's data
             raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
                                "argument that differs between ranks)")
@@ -190,7 +202,7 @@ class Context:
             if hasattr(exc, "add_note"):  # Python 3.11
                 exc.add_note(f"{where} exited with sys.exit({code!r})")
             raise exc
-        kind = next((k for k in _PORTABLE + _ENDINGS if k.__name__ == name), RuntimeError)
+        kind = next((k for k in _PORTABLE if k.__name__ == name), RuntimeError)
         raise kind(f"{where}: {message}")
 
     @contextlib.contextmanager
