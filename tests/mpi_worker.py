@@ -803,6 +803,61 @@ def error_without_str_in_callback():
     _error_in_callback(_StrFails)
 
 
+def _continued(case):
+    """Each rank first fits its own model on its shard (as if each had loaded
+    its own file), rank 1 for longer; then all continue it inside a Context.
+    Returns this rank's weights, n_iter_ and t_, and on rank 0 the weights of
+    rank 0's model continued in one process on all the rows."""
+    import copy
+
+    from dnnfast import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = X[:, 0] - 2 * X[:, 1]
+    lo, hi = shard_bounds(X.shape[0])
+    if case == "partial":  # adam's moments and step count, t_
+        est = MLPRegressor(hidden_layer_sizes=(6,), random_state=0)
+        for _ in range(1 + 3 * rank):
+            est.partial_fit(X[lo:hi], y[lo:hi])
+        again = {}
+    elif case == "invscaling":  # sgd's velocity and the rate of the schedule
+        est = MLPRegressor(hidden_layer_sizes=(6,), solver="sgd", learning_rate="invscaling", max_iter=2 + 3 * rank,
+                           random_state=0, warm_start=True)
+        est.fit(X[lo:hi], y[lo:hi])
+        again = {"max_iter": 3}
+    else:  # "tol": the stopping record (best_loss_, _no_improvement_count)
+        est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=2 if rank == 0 else 60, tol=1e-3, n_iter_no_change=3,
+                           random_state=0, warm_start=True, learning_rate_init=0.05)
+        est.fit(X[lo:hi], y[lo:hi])
+        again = {"max_iter": 30}
+    ref = copy.deepcopy(est) if rank == 0 else None
+    with Context():
+        est.set_params(**again)
+        (est.partial_fit if case == "partial" else est.fit)(X[lo:hi], y[lo:hi])
+    flat = lambda e: np.concatenate([a.ravel() for a in e.coefs_ + e.intercepts_]).tolist()  # noqa: E731
+    if ref is not None:
+        ref.set_params(**again)
+        (ref.partial_fit if case == "partial" else ref.fit)(X, y)
+    return {"P": flat(est), "n_iter": est.n_iter_, "t": est.t_, "ref": None if ref is None else flat(ref),
+            "ref_n_iter": None if ref is None else ref.n_iter_}
+
+
+@scenario
+def continued_partial_fit():
+    return _continued("partial")
+
+
+@scenario
+def continued_invscaling_fit():
+    return _continued("invscaling")
+
+
+@scenario
+def continued_fit_stopping_on_tol():
+    return _continued("tol")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

@@ -412,6 +412,26 @@ def test_an_error_reaches_the_other_ranks_as_its_nearest_portable_type(tmp_path,
     assert errors[0][1].startswith("rank 1 of 2: " + text), errors
 
 
+@needs_mpi
+@pytest.mark.parametrize("name", ["continued_partial_fit", "continued_invscaling_fit",
+                                  "continued_fit_stopping_on_tol"])
+def test_a_continued_estimator_goes_on_from_rank_0s_whole_training_state(tmp_path, name):
+    """Each rank fitted its own model before the Context, then all continue
+    it inside one (partial_fit, warm_start). Only the weights were broadcast:
+    each rank went on with its own t_, solver state (Adam's moments and step
+    count, the invscaling rate) and stopping record, and ended with other
+    weights, or stopped on tol alone while the others waited for good. Every
+    rank now takes rank 0's whole state: the same weights everywhere, those
+    of rank 0's model continued in one process on all the rows."""
+    results = [o.get("result") for o in scenario(tmp_path, name)]
+    assert all(res is not None for res in results), results
+    for r, res in enumerate(results[1:], 1):
+        assert res["P"] == results[0]["P"], f"rank {r}'s weights differ from rank 0's"
+        assert (res["n_iter"], res["t"]) == (results[0]["n_iter"], results[0]["t"]), r
+    assert results[0]["n_iter"] == results[0]["ref_n_iter"]
+    np.testing.assert_allclose(results[0]["P"], results[0]["ref"], rtol=1e-12, atol=1e-12)
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

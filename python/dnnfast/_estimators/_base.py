@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 from ..distributed import collective
 from ..distributed import current as _distributed_context
-from .._buffers import aligned_empty
+from .._buffers import aligned, aligned_empty
 from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe,
                        locate_nonfinite, parameter_cause)
 from .._locking import copies_model, reads_model
@@ -56,6 +56,10 @@ _AS_IS = weakref.WeakKeyDictionary()
 
 # Where a non-finite parameter the core met came from (said by predict, save, to_onnx).
 _EDITED = ": coefs_, intercepts_ or prelu_alphas_ edited in place"
+#: What a continued fit (warm_start, partial_fit) goes on from besides the
+#: parameters: counters, solver state, stopping record and history.
+_CONTINUED_STATE = ("n_iter_", "t_", "loss_", "best_loss_", "_no_improvement_count", "loss_curve_",
+                    "validation_scores_", "best_validation_score_", "history_", "_optimizer", "_best_params")
 
 
 def _available_if(check: Callable[[Any], Any]) -> Callable[[_F], _F]:
@@ -567,10 +571,14 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, hidden_specs)
         else:
-            if [np.shape(c) for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
-                raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
-                                 "fitted network's layers")
-            self._complete_fit_state(layer_units)
+            def continued():
+                if [np.shape(c) for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
+                    raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
+                                     "fitted network's layers")
+                self._complete_fit_state(layer_units)
+            collective(ctx, continued)
+            if ctx is not None:
+                self._share_continued_state(ctx)
         dtype = self._model_dtype()
         if X.dtype != dtype:
             X, Y, sw = collective(ctx, lambda: (cast_finite(X, dtype, "X"), cast_finite(Y, dtype, "y"),
@@ -598,6 +606,36 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if self.on_nonfinite == "raise" and not _core.all_finite(P):
             self._nonfinite(net, P, X, None, self.n_iter_)  # raises
         return self
+
+    def _share_continued_state(self, ctx):
+        """Continuing a fitted model over MPI: every rank takes rank 0's
+        training state (``_CONTINUED_STATE``) and parameters' dtype, as the
+        parameters themselves (broadcast in ``train``). Each rank may have
+        fitted or loaded its own model before the Context: with the weights
+        alone shared, each went on with its own step counts, solver state and
+        stopping record, and ended with other weights, or stopped alone."""
+        d = self.__dict__
+        mine = collective(ctx, lambda: dict({k: d[k] for k in _CONTINUED_STATE if k in d},
+                                            _dtype=self._model_dtype()) if ctx.rank == 0 else None)
+        state = ctx.comm.bcast(mine, root=0)
+
+        def take():
+            if ctx.rank == 0:
+                return
+            dtype = state.pop("_dtype")
+            for k in _CONTINUED_STATE:
+                d.pop(k, None)
+            d.update(state)
+            opt = d.get("_optimizer")
+            if isinstance(opt, dict):  # the core's buffers, aligned as it wants them
+                opt.update((k, aligned(v)) for k, v in list(opt.items()) if isinstance(v, np.ndarray))
+            if self._model_dtype() != dtype:  # the parameters come from rank 0 in its dtype
+                self.coefs_ = [np.asarray(c, dtype=dtype) for c in self.coefs_]
+                self.intercepts_ = [np.asarray(b, dtype=dtype) for b in self.intercepts_]
+                if "prelu_alphas_" in d:
+                    self.prelu_alphas_ = [None if a is None else np.asarray(a, dtype=dtype)
+                                          for a in self.prelu_alphas_]
+        collective(ctx, take)
 
     def _check_distributed(self):
         """What data-parallel training (dnnfast.distributed) cannot do: each

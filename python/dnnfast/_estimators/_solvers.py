@@ -286,6 +286,10 @@ class _StochasticPolicies(Callback):
             stop = self.schedule.no_improvement(self.opt, msg, self.progress)
             if not stop:
                 est._no_improvement_count = 0
+        if not isinstance(self.run.provider, LocalSteps):
+            # Over MPI the same on every rank (summed losses, rank 0's shared state), and agreed all the
+            # same, as the user callbacks' stops: a rank leaving the loop alone left the others waiting.
+            stop = self.run.provider.sum_floats([float(stop)])[0] > 0
         self.epoch.taken = False  # the epoch is complete: an interrupt from here on keeps it
         if not stop and not self.incremental and est.n_iter_ == est.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
