@@ -858,6 +858,21 @@ def continued_fit_stopping_on_tol():
     return _continued("tol")
 
 
+@scenario
+def mismatch_messages_name_fit_arguments():
+    """Each message of a fit whose seed / validation_data is given on some ranks only."""
+    X, y = _small_fit_data()
+    messages = []
+    for kw in ({"seed": 3} if rank else {}, {} if rank else {"validation_data": (X, y)}):
+        try:
+            with Context():
+                _small_net().fit(X, y, epochs=1, **kw)
+            messages.append(None)
+        except ValueError as exc:
+            messages.append(str(exc))
+    return messages
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

@@ -432,6 +432,16 @@ def test_a_continued_estimator_goes_on_from_rank_0s_whole_training_state(tmp_pat
     np.testing.assert_allclose(results[0]["P"], results[0]["ref"], rtol=1e-12, atol=1e-12)
 
 
+@needs_mpi
+def test_mismatch_messages_name_the_fit_arguments(tmp_path):
+    """A seed or validation_data given on some ranks only was named by its
+    inner setting ("fit's argument seeded", "validation"), not an argument of fit."""
+    for r, o in enumerate(scenario(tmp_path, "mismatch_messages_name_fit_arguments")):
+        seed, validation = o["result"]
+        assert seed.startswith("fit's argument seed is not None must be the same on every rank"), (r, seed)
+        assert validation.startswith("fit's argument validation_data is not None must be the same"), (r, validation)
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

@@ -45,7 +45,7 @@ from .._validation import check_bool, check_positive_float, check_positive_int, 
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
                         Verbose)
-from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, first_difference
+from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, as_arguments, first_difference
 
 try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
     import _signal
@@ -615,8 +615,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             # Besides the settings, whether there is a checkpoint (only rank 0
             # writes it, so its path may differ) and a resume: each adds
             # collectives that the other ranks would not make.
-            provider.check_same(settings.fingerprint() + [("checkpoint is not None", checkpoint is not None),
-                                                          ("resume", resume)])
+            provider.check_same(as_arguments(settings.fingerprint())
+                                + [("checkpoint is not None", checkpoint is not None), ("resume", resume)])
 
         state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
         if checkpoint is not None:

@@ -82,6 +82,16 @@ class FitSettings:
         return out
 
 
+#: Settings of the fingerprint that are not fit's arguments, as messages name
+#: them (the checkpoint's record keeps the settings' own names).
+ARGUMENT_NAMES = {"seeded": "seed is not None", "validation": "validation_data is not None"}
+
+
+def as_arguments(fingerprint):
+    """``fingerprint`` with every setting named as fit's argument it comes from."""
+    return [(ARGUMENT_NAMES.get(name, name), value) for name, value in fingerprint]
+
+
 def activation_specs(net):
     """Each layer's activation with its fixed parameter (leaky_relu's or elu's
     alpha): two networks whose activations share names but not these compute
