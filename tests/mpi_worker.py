@@ -873,6 +873,28 @@ def mismatch_messages_name_fit_arguments():
     return messages
 
 
+@scenario
+def context_communicators():
+    """Context over a freed communicator, a null one, and COMM_WORLD in a
+    base-class wrapper: (type, message) of each refusal, or the size of the
+    Context and whether a fit with it ends the same on every rank."""
+    out = []
+    freed = comm.Dup()
+    freed.Free()
+    for make in (lambda: freed, lambda: MPI.Intracomm(), lambda: MPI.Comm(comm)):
+        try:
+            ctx = Context(make())
+        except Exception as exc:  # noqa: BLE001 - the refusal is the result
+            out.append([type(exc).__name__, str(exc)])
+            continue
+        net = _small_net(seed=rank)
+        with ctx:
+            net.fit(*_small_fit_data(), epochs=1)
+        every = comm.allgather(net.parameters.copy())
+        out.append([ctx.size, all(np.array_equal(every[0], p) for p in every)])
+    return out
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--uncaught":
         uncaught()

@@ -442,6 +442,19 @@ def test_mismatch_messages_name_the_fit_arguments(tmp_path):
         assert validation.startswith("fit's argument validation_data is not None must be the same"), (r, validation)
 
 
+@needs_mpi
+def test_context_communicators(tmp_path):
+    """A freed or null communicator raised mpi4py's bare "Invalid communicator"
+    from inside Context; COMM_WORLD in a base-class wrapper (MPI.Comm(comm), an
+    intra-communicator) was refused. The first two are refused by name, the
+    third trains as COMM_WORLD."""
+    for r, o in enumerate(scenario(tmp_path, "context_communicators")):
+        freed, null, wrapped = o["result"]
+        for got in (freed, null):
+            assert got[0] == "ValueError" and "MPI.COMM_NULL" in got[1], (r, got)
+        assert wrapped == [2, True], (r, wrapped)
+
+
 def test_missing_mpi4py_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     with pytest.raises(ImportError, match=r"dnnfast\[mpi\]"):

@@ -145,8 +145,16 @@ class Context:
         MPI = _mpi()
         if comm is None:
             comm = MPI.COMM_WORLD
-        if not isinstance(comm, MPI.Intracomm):
+        if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm must be an mpi4py intra-communicator (such as MPI.COMM_WORLD), got {comm!r}")
+        if comm == MPI.COMM_NULL:  # else mpi4py's bare "Invalid communicator" from Get_rank
+            raise ValueError("comm is MPI.COMM_NULL (a freed communicator, or one never created): pass an "
+                             "intra-communicator such as MPI.COMM_WORLD")
+        if not comm.Is_intra():
+            raise TypeError(f"comm must be an intra-communicator (such as MPI.COMM_WORLD), got an "
+                            f"inter-communicator {comm!r}")
+        if not isinstance(comm, MPI.Intracomm):  # an intra-communicator in a base-class wrapper: MPI.Comm(comm)
+            comm = MPI.Intracomm(comm)
         self._MPI = MPI
         self.comm = comm
         self.rank = comm.Get_rank()
