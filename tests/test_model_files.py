@@ -447,6 +447,27 @@ def test_interrupt_mid_save_removes_the_temporary(tmp_path, monkeypatch):
     assert _listing(tmp_path) == []
 
 
+def test_a_signal_as_the_temporary_is_opened_leaves_no_temporary(tmp_path, monkeypatch):
+    """A SIGTERM handler's SystemExit raised as os.open returned the
+    temporary's descriptor (before it was bound) left the temporary beside
+    the target until the next save there."""
+    net, _ = _net()
+    real_open = os.open
+
+    def open_then_signal(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if b".tmp" in os.fsencode(path):
+            os.close(fd)  # (the save cannot know this descriptor: lost in the real case)
+            raise SystemExit(3)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_signal)
+    with pytest.raises(SystemExit):
+        net.save(tmp_path / "new.npz")
+    monkeypatch.undo()
+    assert _listing(tmp_path) == []
+
+
 def test_save_into_a_missing_directory_raises_and_creates_nothing(tmp_path):
     net, _ = _net()
     with pytest.raises(FileNotFoundError):

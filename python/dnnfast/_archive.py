@@ -32,6 +32,7 @@ file stays FileNotFoundError).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -346,6 +347,14 @@ def _create_temporary(directory, stem, path):
             continue
         except OSError as exc:
             raise _renamed(exc, path, tmp) or exc from None
+        except BaseException:
+            # A signal handler's exception (SystemExit from a SIGTERM handler)
+            # raised as the open returned, before fd was bound: the file, if
+            # made, is this call's (O_EXCL, a random name); its descriptor is
+            # lost, but no temporary is left beside the target.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         # Another save's cleanup may have taken it for stale between the open and the lock.
         try:
             ok = _lock(fd) is not False
