@@ -443,6 +443,107 @@ def test_interpreter_exit_while_daemon_threads_wait_for_a_fit_is_clean(tmp_path)
         _run_script(tmp_path, source)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_ctrl_c_while_a_fork_waits_for_a_fit_keeps_the_child_whole(tmp_path):
+    """os.fork() waits for another thread's fit to reach a step boundary. A
+    Ctrl-C in that wait was raised in the before-fork hook, which CPython
+    ignores and forks anyway: mid-step, so the child's next fit waited for
+    ever on a workspace mutex held by a thread it does not have. The
+    Ctrl-C now waits for the fork, and the parent takes it as os.fork()
+    returns; the child fits."""
+    source = """
+        import os, signal, sys, threading, time
+        import numpy as np
+        import dnnfast
+        X = np.random.default_rng(0).normal(size=(200_000, 100)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(int)
+        net = dnnfast.Network([100, 512, 2], ["relu", "softmax"], seed=0)
+        started = threading.Event()
+        done = sys.argv[1]
+
+        class Started:
+            def on_batch_end(self, net, step, logs):
+                started.set()
+
+        threading.Thread(target=lambda: net.fit(X, y, epochs=2, batch_size=50, callbacks=[Started()]),
+                         daemon=True).start()
+        started.wait()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            pid = os.fork()
+        except KeyboardInterrupt:
+            pid = None  # the Ctrl-C, taken as the fork returned: the child exists
+        if pid == 0:
+            signal.alarm(30)  # a hung child ends (and the parent sees no "fit ok")
+            net.fit(X[:1000], y[:1000], epochs=1, batch_size=50)
+            with open(done, "w") as f:
+                f.write("fit ok")
+            os._exit(0)
+        if pid is not None:
+            try:
+                time.sleep(5)  # the Ctrl-C comes here, if not during the fork
+            except KeyboardInterrupt:
+                pass
+        deadline = time.time() + 40
+        while time.time() < deadline and not (os.path.exists(done) and open(done).read() == "fit ok"):
+            time.sleep(0.05)
+        print(open(done).read() if os.path.exists(done) else "child: no fit")
+        print("ok" if os.path.exists(done) else "")
+    """
+    out = _run_script(tmp_path, source, str(tmp_path / "child_done"))
+    assert "fit ok" in out
+
+
+def test_fits_whose_callbacks_read_each_others_model_do_not_wait_for_ever(tmp_path):
+    """Two threads fit two models; each fit's callback predicts (or copies)
+    the other model. Each waited for the other's fit to end: for ever, and
+    Ctrl-C reaches neither thread. The thread that closes the cycle now gets
+    a RuntimeError saying so; the other fit ends."""
+    source = """
+        import copy, sys, threading
+        import numpy as np
+        import dnnfast
+        X = np.random.default_rng(0).normal(size=(200, 10))
+        y = np.arange(200) % 2
+        a = dnnfast.Network([10, 8, 2], ["tanh", "softmax"], dtype="float64", seed=0)
+        b = dnnfast.Network([10, 8, 2], ["tanh", "softmax"], dtype="float64", seed=1)
+        both = threading.Barrier(2)
+        errors, ended = [], []
+
+        class Peek:
+            def __init__(self, other):
+                self.other, self.first = other, True
+
+            def on_epoch_end(self, net, epoch, logs):
+                if self.first:
+                    self.first = False
+                    both.wait()  # both fits are in a callback now
+                if sys.argv[1] == "predict":
+                    self.other.predict(X[:2])
+                else:
+                    copy.deepcopy(self.other)
+
+        def fit(net, other):
+            try:
+                net.fit(X, y, epochs=3, callbacks=[Peek(other)])
+                ended.append(net)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=fit, args=(a, b)), threading.Thread(target=fit, args=(b, a))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert not any(t.is_alive() for t in threads), "the fits wait for each other"
+        assert len(errors) == 1 and len(ended) == 1, (errors, ended)
+        assert "would wait for each other for ever" in errors[0], errors
+        print("ok")
+    """
+    for how in ("predict", "copy"):
+        _run_script(tmp_path, source, how)
+
+
 def test_sigint_during_predictions_and_fits_never_leaves_the_lock_held():
     X, y = _data()
     net = dnnfast.Network([10, 16, 3], ["tanh", "softmax"], "cce", "float64", seed=0)

@@ -79,9 +79,9 @@ void notify_all() {  // GIL held
 }
 
 // Sleeps until another thread calls notify_all() (or 50 ms pass), then runs
-// pending signal handlers. GIL held on entry and exit; throws what a
-// handler raised.
-void wait_once() {
+// pending signal handlers (unless `signals` is false: they stay pending for
+// the next bytecode). GIL held on entry and exit; throws what a handler raised.
+void wait_once(bool signals = true) {
     const uint64_t gen = g_generation.load(std::memory_order_relaxed);
     {
         ReleaseGil nogil;
@@ -89,7 +89,7 @@ void wait_once() {
         g_wait_cv->wait_for(lk, std::chrono::milliseconds(50),
                             [&] { return g_generation.load(std::memory_order_relaxed) != gen; });
     }
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (signals && PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
 class ModelLock;
@@ -104,6 +104,13 @@ struct Guard {
 std::unordered_set<ModelLock*>& registry() {  // every live lock (GIL-protected)
     static auto* r = new std::unordered_set<ModelLock*>;
     return *r;
+}
+
+// The lock each thread waits to read (GIL-protected): for finding a wait
+// that would never end (ModelLock::check_no_cycle).
+std::unordered_map<Ident, const ModelLock*>& waiting_to_read() {
+    static auto* w = new std::unordered_map<Ident, const ModelLock*>;
+    return *w;
 }
 
 class ModelLock {
@@ -238,16 +245,45 @@ private:
         };
         if (blocked()) {
             if (copy) ++copies_waiting_;
+            waiting_to_read()[t] = this;
             try {
-                while (blocked()) wait_once();
+                while (blocked()) {
+                    check_no_cycle(t);
+                    wait_once();
+                }
             } catch (...) {
+                waiting_to_read().erase(t);
                 if (copy && --copies_waiting_ == 0) notify_all();
                 throw;
             }
+            waiting_to_read().erase(t);
             if (copy) --copies_waiting_;  // now a reader: a parked fit waits for it to finish
         }
         readers_[t] = 1;
         ++t_held;
+    }
+
+    // Thread t waits to read this model, fitted by another thread: if that
+    // thread waits (from a callback) to read a model whose fit is t's, or
+    // waits so along a longer chain, no thread can go on. Two threads whose
+    // fits' callbacks predicted or copied each other's model waited for ever
+    // (and Ctrl-C reaches neither when both are other than the main thread).
+    // Checked on every wake-up, so the thread that closes the cycle raises,
+    // its fit ends with the error and the other's goes on.
+    void check_no_cycle(Ident t) const {
+        const ModelLock* l = this;
+        for (size_t hops = 0; hops <= waiting_to_read().size(); ++hops) {
+            const Ident w = l->writer_;
+            if (w == 0) return;
+            if (w == t)
+                throw std::runtime_error(
+                    what_ + " is being fitted in another thread, which waits to read a model this thread is "
+                    "fitting (from a callback): the two fits would wait for each other for ever. Read a copy "
+                    "taken before the fits (copy.deepcopy), or fit the models one after the other");
+            auto it = waiting_to_read().find(w);
+            if (it == waiting_to_read().end()) return;
+            l = it->second;
+        }
     }
 
 public:
@@ -269,23 +305,25 @@ private:
 // child from inheriting a core network's workspace mutex held by a thread
 // that does not exist there (a later fit in the child would wait for it for
 // ever).
+//
+// The waits run no signal handler: CPython ignores an exception from a
+// before-fork hook and forks anyway, so a Ctrl-C raised here made the fork
+// go ahead in the middle of another thread's step (its child's next fit
+// waited for ever on a workspace mutex held by a thread it does not have).
+// A Ctrl-C stays pending instead, and the parent takes it as os.fork()
+// returns (the child starts with no signal pending). The wait is bounded by
+// the other threads' steps and reads.
 void fork_prepare() {
     const Ident t = me();
-    while (g_forker != 0 && g_forker != t) wait_once();  // another thread forks: one at a time
+    while (g_forker != 0 && g_forker != t) wait_once(false);  // another thread forks: one at a time
     g_forker = t;
     notify_all();  // wakes fits waiting to park
-    try {
-        for (;;) {
-            bool busy = false;
-            for (ModelLock* l : registry())
-                if ((l->changing_model() && l->writer() != t) || l->read_by_another_thread(t)) busy = true;
-            if (!busy) return;
-            wait_once();
-        }
-    } catch (...) {
-        g_forker = 0;
-        notify_all();
-        throw;
+    for (;;) {
+        bool busy = false;
+        for (ModelLock* l : registry())
+            if ((l->changing_model() && l->writer() != t) || l->read_by_another_thread(t)) busy = true;
+        if (!busy) return;
+        wait_once(false);
     }
 }
 
