@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import numbers
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -29,12 +30,22 @@ def load_digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     return np.ascontiguousarray(data[:, :-1]), data[:, -1].astype(np.int64)
 
 
+def _rows(a, index):
+    """Rows ``index`` of an array, list or pandas object (by position: a
+    DataFrame's ``[]`` takes columns)."""
+    return a.iloc[index] if hasattr(a, "iloc") else a[index]
+
+
 def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.25,
                      seed: int = 0) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """A seeded, class-stratified split: each class keeps its share in both parts.
 
-    Returns ``(X_train, X_test, y_train, y_test)``; the rows of each part in
-    their order in X."""
+    ``y`` holds labels (1-D) or one row of targets per sample (2-D: one-hot
+    or multi-label rows, each distinct row a class). The test part has
+    ``ceil(test_fraction * n)`` rows (as scikit-learn's), shared among the
+    classes by their sizes. Returns ``(X_train, X_test, y_train, y_test)``;
+    the rows of each part in their order in X (lists come back as arrays,
+    pandas objects as pandas objects)."""
     # Refused rather than coerced: NumPy would take a bool as 0/1, a fraction
     # outside (0, 1) as a silently full or empty part, and index X by y's rows.
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real):
@@ -45,21 +56,42 @@ def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    X = X if hasattr(X, "iloc") or isinstance(X, np.ndarray) else np.asarray(X)
+    y = y if hasattr(y, "iloc") or isinstance(y, np.ndarray) else np.asarray(y)
     if len(X) != len(y):
         raise ValueError(f"X and y must have the same number of rows, got len(X)={len(X)} and len(y)={len(y)}")
-    if len(y) < 2:
-        raise ValueError(f"X and y must have at least 2 rows to split, got {len(y)}")
+    n = len(y)
+    if n < 2:
+        raise ValueError(f"X and y must have at least 2 rows to split, got {n}")
+    labels = np.asarray(y)
+    if labels.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D labels or 2-D rows of targets, got an array of shape {labels.shape}")
+    if labels.dtype.kind in "fc" and np.isnan(labels).any():
+        raise ValueError("y contains NaN: no class to stratify it by")
+    try:  # a 2-D y: each distinct row (a one-hot row, a set of labels) is a class
+        _, cls = np.unique(labels, axis=0 if labels.ndim == 2 else None, return_inverse=True)
+    except TypeError as exc:  # labels that cannot be ordered: None, mixed kinds
+        raise TypeError(f"y: labels must be comparable with each other (numbers or strings), got {exc}") from None
+    cls = cls.reshape(-1)
+    counts = np.bincount(cls)
+    n_test = math.ceil(test_fraction * n)
+    if n_test >= n:
+        raise ValueError(f"test_fraction={test_fraction!r} leaves the train part empty for these {n} rows")
+    # Each class's share rounded, then moved towards the total one row at a
+    # time where the rounding erred most (ties: the first class): rounded
+    # alone, ten classes of 3 rows at 0.5 gave 20 test rows of 30.
+    exact = test_fraction * counts
+    quota = np.array([round(v) for v in exact], dtype=np.int64)
+    while quota.sum() > n_test:
+        quota[np.argmax(np.where(quota > 0, quota - exact, -np.inf))] -= 1
+    while quota.sum() < n_test:
+        quota[np.argmax(np.where(quota < counts, exact - quota, -np.inf))] += 1
     rng = np.random.default_rng(seed)
     test = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    for c in range(counts.size):
+        idx = np.flatnonzero(cls == c)
         rng.shuffle(idx)
-        test.append(idx[: int(round(test_fraction * idx.size))])
+        test.append(idx[:quota[c]])
     test = np.sort(np.concatenate(test))
-    train = np.setdiff1d(np.arange(len(y)), test)
-    # Rounded per class, a fraction inside (0, 1) can still take no row, or every row, of a small y.
-    for part, rows in (("test", test), ("train", train)):
-        if rows.size == 0:
-            raise ValueError(f"test_fraction={test_fraction!r} leaves the {part} part empty "
-                             f"for these {len(y)} rows")
-    return X[train], X[test], y[train], y[test]
+    train = np.setdiff1d(np.arange(n), test)
+    return _rows(X, train), _rows(X, test), _rows(y, train), _rows(y, test)
