@@ -276,3 +276,51 @@ def test_valid_input_gives_the_same_bits(sizes, acts, loss, labels, dtype):
     Xo, Yo = _original_prepare(old, X, Y)
     assert np.array_equal(new.predict(X), reference.forward(old.weights, old.biases, old._activations(), Xo)[1][-1])
     assert new.cost(X, Y) == reference.loss_forward(loss, Yo, new.predict(X)) / 17
+
+
+@pytest.mark.parametrize("name, default", [("leaky_relu", 0.1), ("elu", 1.0), ("prelu", 0.25)])
+def test_an_omitted_alpha_is_the_activations_default(name, default):
+    """SPEC section 3's defaults, as Network takes a bare name: an omitted
+    alpha was 0, so leaky_relu without it computed relu."""
+    Z = np.array([[-1.0, 2.0, -0.5]])
+    for dtype in (np.float32, np.float64):
+        Zd = Z.astype(dtype)
+        np.testing.assert_array_equal(reference.activation_forward(name, Zd), reference.activation_forward(name, Zd, default))
+        A = reference.activation_forward(name, Zd)
+        ones = np.ones_like(Zd)
+        np.testing.assert_array_equal(reference.activation_backward(name, Zd, A, ones),
+                                      reference.activation_backward(name, Zd, A, ones, default))
+    assert reference.activation_forward("leaky_relu", Z)[0, 0] == -0.1
+
+
+def test_names_are_taken_as_network_takes_them():
+    """"logistic" (scikit-learn's name) and any case: Network took them, the functions refused them."""
+    Z = np.array([[-1.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(reference.activation_forward("logistic", Z), reference.activation_forward("sigmoid", Z))
+    np.testing.assert_array_equal(reference.activation_forward("ReLU", Z), reference.activation_forward("relu", Z))
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        reference.activation_forward("swish", Z)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])
+def test_softmax_and_prelu_alpha_gradient_need_matrices(shape):
+    """A 1-D Z gave NumPy's AxisError; a 3-D one was normalised over its
+    second axis, rows that did not sum to 1 (the C++ op says "Z must be 2-D")."""
+    Z = np.arange(float(np.prod(shape))).reshape(shape)
+    with pytest.raises(ValueError, match=r"Z must be 2-D"):
+        reference.activation_forward("softmax", Z)
+    with pytest.raises(ValueError, match=r"must be 2-D"):
+        reference.activation_backward("softmax", Z, Z, Z)
+    with pytest.raises(ValueError, match=r"must be 2-D"):
+        reference.prelu_alpha_backward(Z, Z)
+
+
+@pytest.mark.parametrize("rate", [1.5, 2])
+def test_a_learning_rate_above_1_is_refused_as_by_network(rate):
+    """SPEC section 5: 0 < alpha <= 1; dnnfast.Network.fit refuses more, the reference took it."""
+    p, g = np.ones(3), np.ones(3)
+    with pytest.raises(ValueError, match="learning_rate must be <= 1"):
+        reference.sgd_update(p, g, rate)
+    net = reference.Network([2, 2], ["softmax"], seed=0)
+    with pytest.raises(ValueError, match="learning_rate must be <= 1"):
+        net.fit(np.ones((4, 2)), np.array([0, 1, 0, 1]), epochs=1, learning_rate=rate)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.floating[Any]]
 
-from ._registry import parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
+from ._registry import ACTIVATION_ALIASES, parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
 from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
                           network_bytes)
 from .batching import check_batch_size
@@ -38,7 +38,9 @@ from .batching import check_batch_size
 # Argument checks. Written here rather than taken from _validation: the
 # functions below run in the tests' inner loops, so they check only types,
 # dtypes and shapes (no pass over the data); Network checks its users' data
-# for NaN and infinity once, on the way in.
+# for NaN and infinity once, on the way in. Arrays of different float dtypes
+# are promoted as NumPy does (unlike the C++ ops, which take one dtype): the
+# tests pass float64 copies of float32 data to get a more exact yardstick.
 # ---------------------------------------------------------------------------
 
 def _float_array(a, name):
@@ -146,10 +148,19 @@ DERIVATIVES = {
 }
 
 
+def _activation_name(name):
+    """A name as Network takes it (any case, or an alias such as "logistic") -> its key in ACTIVATIONS."""
+    key = ACTIVATION_ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if isinstance(key, str) and key in ACTIVATIONS:
+        return key
+    _known(name, ACTIVATIONS, "activation")  # raises, naming the name as given
+    return key
+
+
 def _alpha(name, alpha, Z):
     dtype = Z.dtype
-    if alpha is None:
-        return dtype.type(0)
+    if alpha is None:  # the activation's default (SPEC section 3: leaky_relu 0.1, elu 1.0, prelu 0.25), as Network's
+        return dtype.type(parse_activation(name).param)
     if isinstance(alpha, (bool, np.bool_, str, bytes)):
         raise TypeError(f"alpha must be a number or one per unit, got {alpha!r}")
     a = np.asarray(alpha)
@@ -162,9 +173,10 @@ def _alpha(name, alpha, Z):
 
 
 def activation_forward(name, Z, alpha=None):
-    """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for prelu)."""
-    _known(name, ACTIVATIONS, "activation")
-    _float_array(Z, "Z")
+    """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for
+    prelu; None: the activation's default)."""
+    name = _activation_name(name)
+    _matrix(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
     return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
@@ -187,9 +199,9 @@ def softmax_backward_literal(A, dA):
 
 def activation_backward(name, Z, A, dA, alpha=None):
     """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
-    _known(name, ACTIVATIONS, "activation")
+    name = _activation_name(name)
     for a, a_name in ((Z, "Z"), (A, "A"), (dA, "dA")):
-        _float_array(a, a_name)
+        _matrix(a, a_name) if name == "softmax" else _float_array(a, a_name)
     _same_shape(A, "A", Z, "Z")
     _same_shape(dA, "dA", Z, "Z")
     if name == "softmax":
@@ -199,7 +211,7 @@ def activation_backward(name, Z, A, dA, alpha=None):
 
 def prelu_alpha_backward(Z, dA):
     """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
-    _same_shape(_float_array(dA, "dA"), "dA", _float_array(Z, "Z"), "Z")
+    _same_shape(_matrix(dA, "dA"), "dA", _matrix(Z, "Z"), "Z")
     return np.sum(dA * np.where(Z <= 0, Z, 0), axis=0)
 
 
@@ -310,7 +322,7 @@ def linear_backward(A, W, dZ):
 def sgd_update(params, grads, learning_rate):
     """In place: params -= learning_rate * grads."""
     _same_shape(_float_array(grads, "grads"), "grads", _float_array(params, "params"), "params")
-    check_positive_float(learning_rate, "learning_rate")
+    check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
     params -= params.dtype.type(learning_rate) * grads
 
 
@@ -511,7 +523,7 @@ class Network:
         # Checked before anything runs: a negative count ran no epoch and True one, and
         # batch_size and shuffle would otherwise be seen only in the first epoch.
         check_positive_int(epochs, "epochs", allow_zero=True)
-        check_positive_float(learning_rate, "learning_rate")
+        check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5, as dnnfast.Network.fit
         check_batch_size(batch_size)
         check_bool(shuffle, "shuffle")
         X, Y = self._prepare(X, Y)
