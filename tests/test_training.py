@@ -183,6 +183,22 @@ def test_batch_indices_rejects_bad_n():
         list(dnnfast.batch_indices(5.0, 2))
 
 
+@pytest.mark.parametrize("n, exc, match", [
+    (2**63 - 1, ValueError, r"n: the order of 9,223,372,036,854,775,807 rows .* more than any machine"),
+    (2**64, ValueError, "n: the order of"),
+    (10**15, ValueError, "n: the order of 1,000,000,000,000,000 rows"),
+    (2.5, TypeError, "n must be a non-negative integer"),
+    (-3, ValueError, "n must be a non-negative integer"),
+])
+def test_a_row_count_no_order_can_hold_is_named(n, exc, match):
+    """np.arange(2**63 - 1) is empty: batch_indices yielded empty batches about
+    for ever; larger counts gave NumPy's errors naming nothing, and
+    epoch_order took 2.5 as 3 rows and -3 as none."""
+    for call in (lambda: dnnfast.batch_indices(n, 1), lambda: dnnfast.batching.epoch_order(n)):
+        with pytest.raises(exc, match=match):
+            call()
+
+
 def test_batch_indices_rejects_bad_batch_size_and_missing_rng():
     with pytest.raises(ValueError, match="batch_size"):
         list(dnnfast.batch_indices(5, 0))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ._validation import check_bool
+from ._validation import check_bool, check_memory
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -33,8 +33,22 @@ def check_batch_size(batch_size, n=None):
     return int(batch_size) if n is None else min(int(batch_size), n)
 
 
+def _check_n(n):
+    # NumPy took 2.5 as 3 rows and -3 as none; np.arange(2**63 - 1) is empty
+    # (batch_indices then yielded empty batches about for ever), and larger
+    # counts failed with errors naming nothing.
+    if type(n) is int and 0 <= n < 2**20:  # an epoch's count, checked every epoch: the common case first
+        return
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a non-negative integer, got {n!r}")
+    if n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n}")
+    check_memory(8 * int(n), "n", lambda: f"the order of {int(n):,} rows (int64 indices)")
+
+
 def epoch_order(n, shuffle=False, rng=None):
     """The order rows are visited in one epoch (int64 indices)."""
+    _check_n(n)
     # A truthy string or a RandomState would otherwise reach the first batch
     # as an AttributeError, or pick an order silently.
     check_bool(shuffle, "shuffle")
@@ -54,10 +68,7 @@ def batch_indices(n: int, batch_size: int | None = None, shuffle: bool = False,
     >>> [b.tolist() for b in batch_indices(5, 2)]
     [[0, 1], [2, 3], [4]]
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n must be a non-negative integer, got {n!r}")
-    if n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n}")
+    _check_n(n)
     size = check_batch_size(batch_size, n)
     # Checked here, at the call, not at the first batch, as a generator
     # function would.
