@@ -296,9 +296,15 @@ def test_progress_plain_line(data, monkeypatch, capsys):
 
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
     X, Y = data
-    _net().fit(X, Y, epochs=2, batch_size=BATCH, progress=True)
-    err = capsys.readouterr().err
+    _net().fit(X, Y, epochs=2, batch_size=BATCH, progress=True, verbose=True)
+    captured = capsys.readouterr()
+    err = captured.err
     assert "\repoch 2/2" in err and "samples/s" in err
+    # Each epoch's line is cleared at its end (as tqdm's leave=False bar): verbose's
+    # line on stdout was printed after it, on the same line of a terminal.
+    import re
+    assert len(re.findall(r"\r {20,}\r", err)) == 2 and err.endswith("\r") and "\n" not in err, repr(err)
+    assert captured.out.count("\n") == 2 and captured.out.startswith("epoch 1/2")
 
 
 def _rewrite(path, out, header_edit=None, drop=(), arrays_edit=None):

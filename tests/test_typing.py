@@ -15,9 +15,19 @@ import dnnfast
 
 def test_dir_lists_the_lazy_names():
     names = dir(dnnfast)
-    for name in ("MLPClassifier", "MLPRegressor", "load", "to_onnx", "Network"):
+    for name in ("MLPClassifier", "MLPRegressor", "load", "to_onnx", "Network", "datasets"):
         assert name in names
     assert set(dnnfast.__all__) <= set(names)
+
+
+def test_the_modules_readme_names_are_attributes_after_import_dnnfast():
+    """README lists datasets beside reference and distributed; `import dnnfast`
+    then dnnfast.datasets.load_digits() was an AttributeError (in a fresh
+    interpreter: another test's import would have set it)."""
+    code = ("import dnnfast; dnnfast.datasets.load_digits(); dnnfast.reference.activation_forward; "
+            "dnnfast.distributed.Context; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 USER_SCRIPT = """
 from __future__ import annotations

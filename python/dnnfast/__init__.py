@@ -19,6 +19,7 @@ from . import reference
 if TYPE_CHECKING:  # what __getattr__ loads on first use, as type checkers should see it
     import onnx
 
+    from . import datasets
     from ._model_files import load
     from ._types import PathLike
     from .estimators import MLPClassifier, MLPRegressor
@@ -89,7 +90,7 @@ __version__ = _core.__version__
 __all__ = [
     "Network", "History", "MLPClassifier", "MLPRegressor", "load", "batch_indices", "reference",
     "activation_names", "loss_names", "get_num_threads", "set_num_threads", "NonFiniteError",
-    "NonFiniteWarning", "to_onnx", "__version__",
+    "NonFiniteWarning", "to_onnx", "datasets", "__version__",
 ]
 
 
@@ -105,9 +106,13 @@ def __getattr__(name: str) -> Any:
         from ._model_files import load
 
         return load
+    if name == "datasets":  # README names it beside reference and distributed: dnnfast.datasets.load_digits()
+        import importlib  # (`from . import datasets` would ask this __getattr__ again)
+
+        return importlib.import_module(".datasets", __name__)
     raise AttributeError(f"module 'dnnfast' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    # The lazily loaded names too (MLPClassifier, MLPRegressor, load), for completion.
+    # The lazily loaded names too (MLPClassifier, MLPRegressor, load, datasets), for completion.
     return sorted(set(globals()) | set(__all__))

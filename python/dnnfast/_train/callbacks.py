@@ -309,6 +309,7 @@ class Progress(Callback):
         self.n = n
         self.bar = None
         self.last = {}
+        self.shown = 0  # the length of the plain line on stderr now, 0: none
         try:
             import tqdm  # noqa: F401
             self.tqdm = tqdm.tqdm
@@ -338,9 +339,11 @@ class Progress(Callback):
             rate = rows / dt if dt > 0 else 0.0
             width = 30
             fill = int(width * rows / self.n) if self.n else width
-            sys.stderr.write(f"\repoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
-                             f"{rows}/{self.n}  {rate:,.0f} samples/s  {_fmt_logs(self.last)}")
+            line = (f"epoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
+                    f"{rows}/{self.n}  {rate:,.0f} samples/s  {_fmt_logs(self.last)}")
+            sys.stderr.write("\r" + line.ljust(self.shown))  # spaces over a longer line before
             sys.stderr.flush()
+            self.shown = len(line)
         self.done = rows
 
     def on_epoch_end(self, net, epoch, logs):
@@ -348,15 +351,22 @@ class Progress(Callback):
         if self.bar is not None:  # one bar per epoch
             self.bar.close()
             self.bar = None
+        elif self.shown:
+            # The line goes at the epoch's end, as tqdm's bar (leave=False):
+            # verbose's line (stdout) was printed after it on the same line.
+            sys.stderr.write("\r" + " " * self.shown + "\r")
+            sys.stderr.flush()
+            self.shown = 0
         return False
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.tqdm is None and self.run is not None and self.run.provider.is_root:
+        elif self.shown:  # an epoch cut short (Ctrl-C): its line stays, ended
             sys.stderr.write("\n")
             sys.stderr.flush()
+            self.shown = 0
 
     def on_fit_end(self, net):
         self.close()
