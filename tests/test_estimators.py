@@ -594,6 +594,60 @@ def test_ctrl_c_in_an_epoch_run_as_one_chunk_ends_that_epoch_then_returns(solver
         np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
 
 
+class _InterruptInValidation:
+    """A core network that sends itself SIGINT as the validation pass after
+    epoch ``epoch`` starts (its first predict: the early-stopping score)."""
+
+    def __init__(self, net, epoch):
+        self.net, self.left, self.armed = net, epoch, False
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def train_epoch(self, *args):
+        self.left -= 1
+        self.armed = self.left == 0
+        return self.net.train_epoch(*args)
+
+    def predict(self, *args):
+        if self.armed:
+            self.armed = False
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.net.predict(*args)
+
+
+def test_ctrl_c_in_an_early_stopping_score_run_in_blocks_undoes_that_epoch(monkeypatch):
+    """Each epoch is one chunk (one batch), which Ctrl-C cannot cut; its
+    early-stopping score runs in blocks of 64 rows with Ctrl-C read between
+    them. A Ctrl-C in epoch 3's score cuts it there and epoch 3 is undone: the
+    state of a 2-epoch fit (a copy of the solver state is made for such an
+    epoch, with nothing else to undo it by)."""
+    from dnnfast._estimators import _base
+    from dnnfast._train import driver
+
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 1e6)
+    monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)  # blocks of block_rows' floor, 64 rows
+    X, y = _blobs(n=1000)
+    kw = dict(hidden_layer_sizes=(7,), solver="adam", batch_size=100, random_state=0, early_stopping=True,
+              validation_fraction=0.9, n_iter_no_change=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        whole = MLPClassifier(max_iter=2, **kw).fit(X, y)
+    core_net = _base._BaseMLP._core_net
+    monkeypatch.setattr(_base._BaseMLP, "_core_net",
+                        lambda self, dtype: _InterruptInValidation(core_net(self, dtype), 3))
+    cut = MLPClassifier(max_iter=10, **kw)
+    with pytest.warns(UserWarning, match="interrupted"):
+        cut.fit(X, y)
+    assert cut.n_iter_ == whole.n_iter_ == 2 and cut.t_ == whole.t_
+    assert cut.loss_curve_ == whole.loss_curve_ and cut.validation_scores_ == whole.validation_scores_
+    assert len(cut.history_["loss"]) == 2
+    for a, b in zip(cut.coefs_ + cut.intercepts_, whole.coefs_ + whole.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for k in ("learning_rate", "state1", "state2", "t"):
+        np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
+
+
 def _poisson_numpy_fit(X, y, hidden, alpha, lr, epochs, seed):
     """Full-batch gradient descent on half the Poisson deviance (scikit-learn's
     poisson loss), relu hidden layer, exp output, L2 ``alpha``: written here

@@ -459,6 +459,53 @@ def test_keyboard_interrupt_between_chunks_keeps_the_step(data, monkeypatch):
     net.fit(X, Y, epochs=1)  # the lock is free
 
 
+def _validation_set(n=1000, seed=4):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 5)), np.eye(3)[rng.integers(0, 3, n)]
+
+
+def test_validation_in_blocks_equals_one_call(data, monkeypatch):
+    """The validation pass and the accuracies run in blocks of rows (here 64
+    each): the cost equals one call's to round-off, the accuracies exactly."""
+    monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)  # blocks of block_rows' floor, 64 rows
+    X, Y = _validation_set(300, seed=5)
+    Xv, Yv = _validation_set()
+    net = _net()
+    h = net.fit(X, Y, epochs=2, batch_size=BATCH, learning_rate=0.1, validation_data=(Xv, Yv), metrics=["accuracy"])
+    assert h["val_cost"][-1] == pytest.approx(net.cost(Xv, Yv), rel=1e-12)
+    assert h["accuracy"][-1] == np.mean(net.predict(X).argmax(1) == Y.argmax(1))
+    assert h["val_accuracy"][-1] == np.mean(net.predict(Xv).argmax(1) == Yv.argmax(1))
+
+
+@pytest.mark.parametrize("flops, completed", [(1.0, 1), (driver.BLOCK_FLOPS, 2)])
+def test_ctrl_c_in_an_epochs_last_chunk_cuts_a_validation_pass_run_in_blocks(data, monkeypatch, flops, completed):
+    """A Ctrl-C during epoch 2's last chunk: a validation pass in several
+    blocks (64 rows each here) reads it after its first block, and epoch 2
+    counts as not completed, with the parameters of its last step; a pass in
+    one block (the default's, for 1000 rows of this network) lets the epoch
+    end first, and the fit stops after it."""
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 0.0)  # one batch per chunk: 5 an epoch
+    monkeypatch.setattr(driver, "BLOCK_FLOPS", flops)
+    X, Y = data
+    steps = []
+
+    class Interrupt:
+        def on_batch_end(self, net, step, logs):
+            steps.append(net.parameters.copy())
+            if step == 10:  # epoch 2's last batch
+                import _signal
+                import signal
+                _signal.getsignal(int(signal.SIGINT))(signal.SIGINT, None)  # what Ctrl-C does
+
+    net = _net()
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, Y, epochs=5, batch_size=BATCH, learning_rate=0.1, validation_data=_validation_set(),
+                callbacks=[Interrupt()])
+    assert len(info.value.history["cost"]) == len(info.value.history["val_cost"]) == completed
+    assert len(steps) == 10 and np.array_equal(net.parameters, steps[-1])
+    net.fit(X, Y, epochs=1)  # the lock is free
+
+
 @pytest.mark.parametrize("solver,est_kw,fit_kw", [
     ("adam", {}, {"optimizer": "adam"}),
     ("sgd", {"momentum": 0.9, "nesterovs_momentum": True}, {"optimizer": "nesterov", "momentum": 0.9}),

@@ -121,6 +121,98 @@ def test_ctrl_c_stops_a_full_batch_step_of_seconds_and_leaves_the_model_as_befor
     assert elapsed < 2.0, elapsed
 
 
+VALIDATION_CTRL_C_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np
+    import dnnfast
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 64)).astype(np.float32)
+    y = rng.integers(0, 10, size=64)
+    Xv = rng.normal(size=(24000, 64)).astype(np.float32)  # a validation pass: seconds on one thread
+    yv = rng.integers(0, 10, size=24000)
+    net = dnnfast.Network([64, 2048, 2048, 10], ["relu", "relu", "softmax"], seed=0)
+
+    class Started:  # the first epoch's one chunk has run: its validation comes next
+        said = False
+        def on_batch_end(self, net, step, logs):
+            if not Started.said:
+                Started.said = True
+                print("started", flush=True)
+
+    try:
+        net.fit(X, y, epochs=3, batch_size=64, validation_data=(Xv, yv), metrics=["accuracy"], callbacks=[Started()])
+        out = {"finished": True}
+    except KeyboardInterrupt as exc:
+        out = {"history": len(exc.history["cost"]), "finite": bool(np.isfinite(net.parameters).all())}
+        net.fit(X, y, epochs=1)  # usable: the lock is free
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_a_long_validation_pass():
+    """The validation after an epoch (validation_data, metrics=["accuracy"])
+    runs in blocks of rows with Ctrl-C read between them; cut short, the
+    epoch counts as not completed. In one call per pass it ran to its end
+    first (here seconds)."""
+    result, _, elapsed = _ctrl_c(VALIDATION_CTRL_C_CHILD)
+    assert result == {"history": 0, "finite": True}
+    assert elapsed < 2.0, elapsed
+
+
+EARLY_STOPPING_CTRL_C_CHILD = textwrap.dedent("""
+    import json, time, warnings
+    import numpy as np
+    from dnnfast.estimators import MLPClassifier
+    from dnnfast._estimators import _base
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(26000, 64)).astype(np.float32)
+    y = rng.integers(0, 10, size=26000)
+
+    class Started:  # says so as the first validation pass starts, keeping the initial weights
+        P = P0 = None
+        def __init__(self, net):
+            self.net = net
+        def __getattr__(self, name):
+            return getattr(self.net, name)
+        def train_epoch(self, *args):
+            if Started.P is None:
+                Started.P, Started.P0 = args[0], args[0].copy()
+            return self.net.train_epoch(*args)
+        def predict(self, *args):
+            if not getattr(Started, "said", False):
+                Started.said = True
+                print("started", flush=True)
+            return self.net.predict(*args)
+
+    core_net = _base._BaseMLP._core_net
+    _base._BaseMLP._core_net = lambda self, dtype: Started(core_net(self, dtype))
+    # A validation pass of 24700 rows: seconds on one thread.
+    est = MLPClassifier(hidden_layer_sizes=(2048, 2048), early_stopping=True, validation_fraction=0.95,
+                        max_iter=3, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    t_returned = time.time()
+    out = {"returned": t_returned, "warned": [str(w.message) for w in caught], "n_iter": est.n_iter_,
+           "loss_curve": len(est.loss_curve_), "validation_scores": len(est.validation_scores_),
+           "weights_are_initial": bool(np.array_equal(Started.P, Started.P0))}
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_stops_an_estimators_long_early_stopping_validation():
+    """The early-stopping score after an epoch runs in blocks of rows with
+    Ctrl-C read between them: the epoch is cut short and undone (one call
+    per pass ran to its end first: seconds here, then kept the epoch)."""
+    result, t_signal, _ = _ctrl_c(EARLY_STOPPING_CTRL_C_CHILD)
+    assert result["warned"] == ["Training interrupted by user."]
+    assert result["n_iter"] == result["loss_curve"] == result["validation_scores"] == 0, result
+    assert result["weights_are_initial"]
+    assert result["returned"] - t_signal < 2.0, result["returned"] - t_signal
+
+
 NESTED_CTRL_C_CHILD = textwrap.dedent("""
     import json
     import numpy as np

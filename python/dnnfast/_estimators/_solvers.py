@@ -17,8 +17,8 @@ from .. import _core
 from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
-from .._train.callbacks import Callback
-from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive
+from .._train.callbacks import Callback, block_cost, blocks_mean
+from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive, splits_evaluation
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -217,6 +217,7 @@ class _StochasticPolicies(Callback):
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
         self.best_P = best_P
         self.epoch = _EpochState(est, P, opt)  # what the running epoch may change, taken at its start
+        self.score_cut = None  # whether Ctrl-C can cut the early-stopping score (on_epoch_begin)
         self.checking = est.on_nonfinite != "ignore"
 
     def guard(self):
@@ -224,7 +225,12 @@ class _StochasticPolicies(Callback):
 
     def on_epoch_begin(self, est, epoch):
         self.est._stepped = True  # (_fit: from the first step on, these rules keep the model whole)
-        self.epoch.take(self.best_P, whole=not self.run.atomic)
+        if self.score_cut is None:  # (once a fit: the run's Ctrl-C flag is known from the first epoch on)
+            # A score in several blocks reads Ctrl-C between them: then an
+            # epoch run as one chunk can be cut short too, and needs a whole copy.
+            self.score_cut = (self.validation is not None and self.run.interrupts is not None
+                              and splits_evaluation(self.validation[0].shape[0], self.run.eval_rows))
+        self.epoch.take(self.best_P, whole=self.score_cut or not self.run.atomic)
         self.t0 = time.perf_counter()
 
     def undo_epoch(self):
@@ -258,7 +264,7 @@ class _StochasticPolicies(Callback):
         if early_stopping:
             X_val, Y_val, sw_val = self.validation
             val_score, val_loss = est._validation_score(self.net, self.P, X_val, Y_val, self.y_val, sw_val,
-                                                        self.data_scale)
+                                                        self.data_scale, self.run.evaluation_blocks)
             est.validation_scores_.append(val_score)
             if val_score < est.best_validation_score_ + est.tol:
                 est._no_improvement_count += 1
@@ -396,12 +402,19 @@ class _Solvers:
         if validation is not None:
             P[:] = policies.best_P
 
-    def _validation_score(self, net, P, X_val, Y_val, y_val, sw_val, data_scale):
-        """(score, data loss) of the current parameters on the validation set."""
-        out = net.predict(P, X_val, False)  # a diverged model scores NaN, as in scikit-learn
-        if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
-            return float("nan"), float("nan")
-        val_loss = float(net.cost(P, X_val, Y_val, sw_val)) * data_scale
+    def _validation_score(self, net, P, X_val, Y_val, y_val, sw_val, data_scale, blocks):
+        """(score, data loss) of the current parameters on the validation set,
+        evaluated over ``blocks(n)`` (the fit's ``Run.evaluation_blocks``:
+        Ctrl-C read between them)."""
+        outs, parts = [], []
+        for r0, r1 in blocks(X_val.shape[0]):
+            out = net.predict(P, X_val[r0:r1], False)  # a diverged model scores NaN, as in scikit-learn
+            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+                return float("nan"), float("nan")
+            outs.append(out)
+            parts.append(block_cost(net, P, X_val, Y_val, sw_val, r0, r1))
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        val_loss = float(blocks_mean(parts)) * data_scale
         score = self._score_outputs(out, y_val, sw_val)
         return float(score), val_loss
 

@@ -110,38 +110,56 @@ class NonFiniteGuard(Callback):
         warnings.warn(msg, NonFiniteWarning, stacklevel=stacklevel)
 
 
-def _accuracy_counts(net, X, Y, provider):
+def block_cost(core, P, X, Y, w, r0, r1):
+    """(the core's mean loss of rows ``r0:r1``, weighted by ``w``, and their
+    total weight): a block of a cost evaluated in blocks (``blocks_mean``)."""
+    d = float(r1 - r0) if w is None else float(np.sum(w[r0:r1], dtype=np.float64))
+    return core.cost(P, X[r0:r1], Y[r0:r1], None if w is None else w[r0:r1]), d
+
+
+def blocks_mean(parts):
+    """The mean over blocks from their ``block_cost``, weighed in row order:
+    one block's own mean as it is (one call's bits); a block of weight 0 adds nothing."""
+    if len(parts) == 1:
+        return parts[0][0]
+    D = sum(d for _, d in parts)
+    return sum(m * d for m, d in parts if d) / D if D > 0 else math.nan
+
+
+def _accuracy_counts(net, X, Y, run):
     """(correct, total) of the model on (X, Y): argmax for softmax outputs,
-    each output thresholded at 0.5 for sigmoid outputs; summed over processes."""
+    each output thresholded at 0.5 for sigmoid outputs; summed over processes.
+    In blocks of rows (``run.evaluation_blocks``), the counts summed exactly."""
     correct = 0.0
     total = 0.0
-    P = None
-    if X.shape[0]:
+    softmax = net.activations[-1] == "softmax"
+    for r0, r1 in run.evaluation_blocks(X.shape[0]):
         try:
-            P = net._net.predict(net.parameters, X)
+            P = net._net.predict(net.parameters, X[r0:r1])
         except ValueError as exc:
             # Non-finite parameters or outputs are the guard's, which ran
             # first: under on_nonfinite="warn" / "ignore" training goes on,
             # and the accuracy of such a model is NaN, as its cost.
             if not str(exc).startswith(CORE_OUTPUT_OVERFLOW):
                 raise
-    if P is None:
-        if X.shape[0]:
             correct = total = math.nan
-    else:
-        if net.activations[-1] == "softmax":
-            correct = float(np.count_nonzero(P.argmax(axis=1) == Y.argmax(axis=1)))
-            total = float(X.shape[0])
+            break
+        Yb = Y[r0:r1]
+        if softmax:
+            correct += float(np.count_nonzero(P.argmax(axis=1) == Yb.argmax(axis=1)))
+            total += float(r1 - r0)
         else:
-            correct = float(np.count_nonzero((P > 0.5) == (Y > 0.5)))
-            total = float(Y.size)
-    c, t = provider.sum_floats([correct, total])
+            correct += float(np.count_nonzero((P > 0.5) == (Yb > 0.5)))
+            total += float(Yb.size)
+    c, t = run.provider.sum_floats([correct, total])
     return c / t if t > 0 else math.nan
 
 
 class Validation(Callback):
     """``validation_data`` -> logs["val_cost"]; ``metrics=["accuracy"]`` ->
-    logs["accuracy"] (training rows, after the epoch) and logs["val_accuracy"]."""
+    logs["accuracy"] (training rows, after the epoch) and logs["val_accuracy"].
+    Each pass runs in blocks of rows with Ctrl-C read between them
+    (``Run.evaluation_blocks``)."""
 
     def __init__(self, data, metrics):
         self.data = data
@@ -151,7 +169,9 @@ class Validation(Callback):
         run = self.run
         if self.data is not None:
             Xv, Yv = self.data
-            local = net._net.cost(net.parameters, Xv, Yv) * Xv.shape[0] if Xv.shape[0] else 0.0
+            parts = [block_cost(net._net, net.parameters, Xv, Yv, None, r0, r1)
+                     for r0, r1 in run.evaluation_blocks(Xv.shape[0])]
+            local = blocks_mean(parts) * Xv.shape[0] if parts else 0.0
             j, n = run.provider.sum_floats([local, float(Xv.shape[0])])
             logs["val_cost"] = j / n
             # From finite parameters, the validation rows overflowed the dtype
@@ -163,9 +183,9 @@ class Validation(Callback):
                                  f"epoch {epoch + 1} (the parameters are finite: validation_data[0] or the "
                                  f"parameters are too large for this dtype; scale X{wider})")
         if "accuracy" in self.metrics:
-            logs["accuracy"] = _accuracy_counts(net, run.X, run.Y, run.provider)
+            logs["accuracy"] = _accuracy_counts(net, run.X, run.Y, run)
             if self.data is not None:
-                logs["val_accuracy"] = _accuracy_counts(net, *self.data, run.provider)
+                logs["val_accuracy"] = _accuracy_counts(net, *self.data, run)
         return False
 
 

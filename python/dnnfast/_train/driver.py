@@ -5,7 +5,8 @@
         for chunk in whole batches of ~0.1 s:      # Ctrl-C and progress get control in between
             provider.run_steps(chunk)              # C++, GIL released
             callbacks.on_batch_end(...)
-        callbacks.on_epoch_end(...) -> stop?       # guard, validation, early stopping, user, checkpoint
+        callbacks.on_epoch_end(...) -> stop?       # guard, validation (in blocks: Ctrl-C between them),
+                                                   # early stopping, user, checkpoint
 
 A *step provider* is all that differs between one process (``LocalSteps``:
 the core's ``train_epoch`` on a slice of the order) and MPI
@@ -59,14 +60,47 @@ CHUNK_SECONDS = 0.1
 #: between blocks. Fixed by the shape alone (never by measured time), so the
 #: blocks' sums, and the weights, have the same bits on every run and thread count.
 BLOCK_FLOPS = 5e9
+MIN_BLOCK_ROWS = 64
 
 
 def block_rows(n_params, flops=None):
     """Rows per block of ``flops`` (default ``BLOCK_FLOPS``): ~6 flops per
-    parameter and row (forward and backward), at least 64 rows so the
+    parameter and row (forward and backward), at least ``MIN_BLOCK_ROWS`` so the
     products stay efficient."""
     flops = BLOCK_FLOPS if flops is None else flops
-    return max(64, int(flops // (6 * max(int(n_params), 1))))
+    return max(MIN_BLOCK_ROWS, int(flops // (6 * max(int(n_params), 1))))
+
+
+def splits_evaluation(n, rows):
+    """Whether an evaluation of ``n`` rows (a validation pass) runs in more
+    than one block of ``rows`` (``evaluation_blocks``): then Ctrl-C can cut it."""
+    return n >= rows + MIN_BLOCK_ROWS
+
+
+def evaluation_blocks(n, rows, interrupts=None, history=None):
+    """``(start, stop)`` of the blocks of rows, in order, that an evaluation
+    of ``n`` rows by a fit's callbacks (validation, accuracy) runs in:
+    ``rows`` each (``block_rows`` of the network: forward only, a third of a
+    step's block of work), the last taking a rest of fewer than
+    ``MIN_BLOCK_ROWS`` (a block of a few rows would take the GEMM's small-row
+    path and round otherwise than one call). With ``interrupts``, Ctrl-C is
+    read between blocks and raises the fit's KeyboardInterrupt: one call
+    over 600000 validation rows kept it waiting for seconds."""
+    if not splits_evaluation(n, rows):  # one block, the usual case: no generator (a small fit's epoch is ~50 us)
+        return ((0, n),) if n else ()
+    return _blocks(n, rows, interrupts, history)
+
+
+def _blocks(n, rows, interrupts, history):
+    r0 = 0
+    while r0 < n:
+        if r0 and interrupts is not None and interrupts.pending:
+            interrupts.check(history)
+        r1 = r0 + rows if splits_evaluation(n - r0, rows) else n
+        yield r0, r1
+        r0 = r1
+
+
 _MONITORS = ("val_cost", "cost", "val_accuracy", "accuracy")
 _METRICS = ("accuracy",)
 _INT64_MAX = 2**63 - 1
@@ -460,11 +494,23 @@ class Run:
         self.options = options if options is not None else (lambda lr: train_options(settings, lr))
         self.boundary = boundary
         self.totals = (0.0, 0.0)  # (cost_sum, penalty_sum) of the last epoch, set before its callbacks
+        # drive's Ctrl-C flag, read between the blocks of the callbacks'
+        # evaluations; None over MPI, where the ranks' shards of validation
+        # rows run in different numbers of blocks and no rank may stop alone
+        # (Ctrl-C is agreed at the next chunk or the epoch's end there).
+        self.interrupts = None
+        self.eval_rows = block_rows(provider.P.size)  # rows per block of the callbacks' evaluations
         # Set before each epoch's on_epoch_begin: True when the epoch runs as
         # one chunk with Ctrl-C taken as a flag and no other signal has a
         # Python handler, so nothing can stop it between its first step and
         # its callbacks (nothing to prepare to undo).
         self.atomic = False
+
+    def evaluation_blocks(self, n):
+        """The blocks of an evaluation of ``n`` rows by a callback
+        (``evaluation_blocks``), with Ctrl-C read between them in one process:
+        a Ctrl-C there cuts the epoch, which counts as not completed."""
+        return evaluation_blocks(n, self.eval_rows, self.interrupts, self.state.history)
 
 
 def run_epochs(run, guard, callbacks, after_epoch, interrupts):
@@ -681,10 +727,13 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
     ``start()`` runs first (with the Ctrl-C flag installed), ``close`` always
     at the end, ``finish`` after a loop that was not interrupted. A Ctrl-C
     raises KeyboardInterrupt (with ``.history``) at a step boundary: between
-    chunks, or after an epoch.
+    chunks, between the blocks of an epoch's validation (the epoch then not
+    completed), or after an epoch.
     """
     interrupts = Interrupts()
     provider = run.provider
+    if not hasattr(provider, "agree"):
+        run.interrupts = interrupts
     with interrupts.installed():
         if start is not None:
             start()
