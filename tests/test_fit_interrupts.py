@@ -254,6 +254,50 @@ def test_ctrl_c_stops_a_fit_that_another_fits_callback_runs():
     assert elapsed < 2.0, elapsed
 
 
+NESTED_ESTIMATOR_CTRL_C_CHILD = textwrap.dedent("""
+    import json, warnings
+    import numpy as np
+    import dnnfast
+    from dnnfast.estimators import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=20000)
+    outer = dnnfast.Network([784, 16, 10], ["relu", "softmax"], seed=0)
+    out = {"inner_warned": []}
+
+    class FitAnEstimator:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 0:
+                print("started", flush=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                MLPClassifier(hidden_layer_sizes=(512,), batch_size=32, max_iter=20, tol=0.0,
+                              n_iter_no_change=1000, random_state=0).fit(X, y)
+            out["inner_warned"] += [str(w.message) for w in caught if "interrupted" in str(w.message)]
+
+    try:
+        outer.fit(X[:100], y[:100], epochs=2, batch_size=50, callbacks=[FitAnEstimator()])
+        out["outer"] = "finished"
+    except KeyboardInterrupt as exc:
+        out["outer"] = "interrupted"
+        out["outer_epochs"] = len(exc.history["cost"])
+    print(json.dumps(out), flush=True)
+""")
+
+
+def test_ctrl_c_in_an_estimator_fit_that_a_callback_runs_stops_the_outer_fit_too():
+    """The estimator's fit shares the outer fit's Ctrl-C flag: it stops,
+    warns and returns as scikit-learn's does, and the outer fit stops at its
+    next boundary (the end of the epoch whose callback returned). The inner
+    fit cleared the flag and the outer fit ran all its epochs (another inner
+    fit of seconds here)."""
+    result, _, elapsed = _ctrl_c(NESTED_ESTIMATOR_CTRL_C_CHILD)
+    assert result == {"inner_warned": ["Training interrupted by user."], "outer": "interrupted",
+                      "outer_epochs": 1}, result
+    assert elapsed < 2.0, elapsed
+
+
 def test_a_sigint_handler_a_callback_installs_outlives_the_fit():
     """The fit put back the default handler at its end, over the callback's."""
     import dnnfast

@@ -360,6 +360,7 @@ class Interrupts:
         self._pid = os.getpid()
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
         self.alone = False  # ... and no other signal has a Python handler (nothing else can raise mid-epoch)
+        self.nested = False  # the flag is an outer fit's (a fit run from its callback)
 
     @property
     def pending(self):
@@ -386,9 +387,9 @@ class Interrupts:
         nested = isinstance(outer, Interrupts) and outer.active
         if nested:
             # A fit run by another fit's callback: Ctrl-C sets the outer fit's
-            # flag, which this one reads (and clears) at its own boundaries, so
-            # it stops there and its KeyboardInterrupt passes up through the
-            # callback. Reading no flag, it had run all its epochs.
+            # flag, which this one reads (and leaves set: check) at its own
+            # boundaries, so it stops there and its KeyboardInterrupt passes up
+            # through the callback. Reading no flag, it had run all its epochs.
             self._flag = outer._flag
         elif current is not signal.default_int_handler:
             yield self
@@ -397,10 +398,11 @@ class Interrupts:
             _signal.signal(_SIGINT, self.handler)
         self.active = True
         self.alone = not _other_signal_handlers()
+        self.nested = nested
         try:
             yield self
         finally:
-            self.active = self.alone = False
+            self.active = self.alone = self.nested = False
             # Put back only our own change: a handler a callback installed meanwhile stays.
             if not nested and _signal.getsignal(_SIGINT) == self.handler:
                 _signal.signal(_SIGINT, signal.default_int_handler)
@@ -409,7 +411,12 @@ class Interrupts:
         """Raise KeyboardInterrupt when Ctrl-C was pressed (over MPI: on any rank, then on all)."""
         pending = self.pending if provider is None else provider.agree(0, self.pending)[1]
         if pending:
-            self.pending = False
+            # Nested, the flag stays set for the outer fit to stop at its next
+            # boundary too: an estimator's fit swallows its KeyboardInterrupt
+            # (warns and returns, as scikit-learn's), and the outer fit, never
+            # seeing the Ctrl-C, ran all its epochs.
+            if not self.nested:
+                self.pending = False
             exc = KeyboardInterrupt(f"fit interrupted after {len(history.get('cost', []))} completed epochs")
             exc.history = history
             raise exc
