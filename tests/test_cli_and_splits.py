@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -70,6 +71,31 @@ def test_main_ends_quietly_when_the_reader_goes(unbuffered):
         os.close(w)
     assert out.returncode == 141, out.stderr
     assert out.stderr == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_main_says_when_stdout_cannot_be_written_with_its_own_status():
+    """`python -m dnnfast > /dev/full`: one line on stderr and status 74
+    (EX_IOERR); it was a traceback and status 1, which means "accuracy
+    below 95%"."""
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "dnnfast", "--epochs", "1", "--threads", "1", "--no-reference"],
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert out.returncode == 74, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "stdout" in out.stderr and "No space left" in out.stderr, out.stderr
+
+
+def test_main_help_states_the_exit_statuses_and_the_defaults():
+    out = _cli("--help")
+    assert out.returncode == 0, out.stderr
+    for status, meaning in ((0, "reached 95%"), (1, "below 95%"), (2, "usage"), (74, "stdout"), (130, "Ctrl-C"),
+                            (141, "reader")):
+        assert re.search(rf"^ +{status} +.*{re.escape(meaning)}", out.stdout, re.M), (status, out.stdout)
+    text = " ".join(out.stdout.split())  # (argparse wraps an option's help to the terminal's width)
+    for option, default in (("--epochs", "30"), ("--batch-size", "32"), ("--learning-rate", "0.1"),
+                            ("--hidden", "[128, 64]"), ("--dtype", "float32"), ("--seed", "0")):
+        assert re.search(rf"{option} .*?\(default: {re.escape(default)}\)", text), (option, out.stdout)
 
 
 # -- datasets.train_test_split ---------------------------------------------------------

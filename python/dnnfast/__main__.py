@@ -45,17 +45,50 @@ def _learning_rate(text):
 
 _positive_int = _int_at_least(1, what="a positive integer")
 
+EX_IOERR = 74  # sysexits.h
+#: Exit statuses, each its own cause, listed by --help.
+EXIT_STATUSES = (
+    (0, "the test accuracy reached 95%"),
+    (1, "the test accuracy is below 95% (or an unexpected error: a traceback)"),
+    (2, "usage error: a bad option or value"),
+    (EX_IOERR, "stdout could not be written (a full disk): EX_IOERR"),
+    (130, "interrupted by Ctrl-C"),
+    (141, "stdout's reader went away (| head): 128 + SIGPIPE"),
+)
+
+
+class _StdoutError(Exception):
+    """Writing the report to stdout failed (not a closed pipe: BrokenPipeError passes)."""
+
+
+def _say(*args, **kw):
+    """print to stdout: an OSError there is the report's own failure (exit
+    status 74), told from the library's OSErrors by this wrapper."""
+    try:
+        print(*args, **kw)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _StdoutError(exc) from None
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default, and the epilog's lines (the exit statuses) kept as written."""
+
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m dnnfast", description=__doc__)
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--learning-rate", type=_learning_rate, default=0.1)
-    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 64])
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    epilog = "exit status:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_STATUSES)
+    p = argparse.ArgumentParser(prog="python -m dnnfast", description=__doc__, epilog=epilog,
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="rows per step")
+    p.add_argument("--learning-rate", type=_learning_rate, default=0.1, help="SGD step size")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 64], help="hidden layer widths")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="the network's dtype")
     p.add_argument("--threads", type=_int_at_least(0, MAX_THREADS, f"an integer in [0, {MAX_THREADS}]"), default=0,
                    help="0 = OMP_NUM_THREADS / all cores")
-    p.add_argument("--seed", type=_int_at_least(0, what="a non-negative integer"), default=0)
+    p.add_argument("--seed", type=_int_at_least(0, what="a non-negative integer"), default=0,
+                   help="the split's and the initial weights' seed")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference run")
     args = p.parse_args(argv)
     if args.threads:
@@ -70,9 +103,9 @@ def main(argv=None):
         net = Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
     except (ValueError, MemoryError) as exc:
         p.error(f"argument --hidden: {exc}")
-    print(f"dnnfast {__version__}: digits 8x8, {len(ytr)} train / {len(yte)} test rows, "
-          f"network {sizes} {acts[0]}/softmax + cce, {args.dtype}, batch {args.batch_size}, "
-          f"lr {args.learning_rate}, {get_num_threads()} thread(s)")
+    _say(f"dnnfast {__version__}: digits 8x8, {len(ytr)} train / {len(yte)} test rows, "
+         f"network {sizes} {acts[0]}/softmax + cce, {args.dtype}, batch {args.batch_size}, "
+         f"lr {args.learning_rate}, {get_num_threads()} thread(s)")
 
     fit_args = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, shuffle=True)
     t0 = time.perf_counter()
@@ -83,15 +116,15 @@ def main(argv=None):
             done = epoch + 1
             if epoch % 5 == 4 or epoch == 0 or epoch == args.epochs - 1:
                 acc = np.mean(net.predict(Xte).argmax(axis=1) == yte)
-                print(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
-                      flush=True)
+                _say(f"  epoch {epoch + 1:3d}/{args.epochs}  train cost {h.cost[0]:.4f}  test accuracy {acc:6.2%}",
+                     flush=True)
     except KeyboardInterrupt:
         print(f"interrupted after {done} of {args.epochs} epochs", file=sys.stderr)
         return 130
     t_fast = time.perf_counter() - t0
     acc = float(np.mean(net.predict(Xte).argmax(axis=1) == yte))
     rate = args.epochs * len(ytr) / t_fast
-    print(f"dnnfast:   {t_fast:7.3f} s for {args.epochs} epochs ({rate:,.0f} samples/s), test accuracy {acc:.2%}")
+    _say(f"dnnfast:   {t_fast:7.3f} s for {args.epochs} epochs ({rate:,.0f} samples/s), test accuracy {acc:.2%}")
 
     if not args.no_reference:
         ref = reference.Network(sizes, acts, loss="cce", dtype=args.dtype, seed=args.seed)
@@ -99,18 +132,27 @@ def main(argv=None):
         ref.fit(Xtr, ytr, epochs=args.epochs, **fit_args)
         t_ref = time.perf_counter() - t0
         ref_acc = float(np.mean(ref.predict(Xte).argmax(axis=1) == yte))
-        print(f"reference: {t_ref:7.3f} s (NumPy, same work), test accuracy {ref_acc:.2%}")
-        print(f"speed-up:  {t_ref / t_fast:.1f}x")
+        _say(f"reference: {t_ref:7.3f} s (NumPy, same work), test accuracy {ref_acc:.2%}")
+        _say(f"speed-up:  {t_ref / t_fast:.1f}x")
     if acc < 0.95:
         print(f"warning: test accuracy {acc:.2%} is below 95%", file=sys.stderr)
         return 1
     return 0
 
 
+def _flush_stdout():
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _StdoutError(exc) from None
+
+
 if __name__ == "__main__":
     try:
         status = main()
-        sys.stdout.flush()  # here, where a closed pipe can be caught, not at interpreter exit
+        _flush_stdout()  # here, where a closed pipe can be caught, not at interpreter exit
     except BrokenPipeError:
         # The reader (`| head -1`) has gone: stop quietly. Point stdout at
         # devnull so the flush at exit does not raise again. Status 141
@@ -118,6 +160,13 @@ if __name__ == "__main__":
         # 1 already means "accuracy below 95%".
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 141
+    except _StdoutError as exc:
+        # A full disk (`> /dev/full`): one line, and a status of its own (it
+        # was a traceback and 1, "accuracy below 95%"); stdout to devnull so
+        # the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"python -m dnnfast: cannot write to stdout: {exc}", file=sys.stderr)
+        status = EX_IOERR
     except KeyboardInterrupt:  # outside a fit (the reference run, a report): no traceback either
         print("interrupted", file=sys.stderr)
         status = 130
