@@ -1215,3 +1215,18 @@ def test_lbfgs_cut_by_another_exception_keeps_the_last_whole_iteration(monkeypat
     np.testing.assert_array_equal(P, x)
     assert est.n_iter_ == 4 and est.loss_ == f
     assert len(est.history_["loss"]) == 4
+
+
+def test_check_gradients_of_a_multilabel_model_refuses_targets_other_than_0_1():
+    """Targets -1 and 4 were taken in silence: the report was another,
+    out-of-range bce objective's gradient (1.4 from the real one)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    Y = (rng.random((40, 2)) > 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match=r"y: a multi-label model's targets are 0/1 indicator rows, got values "
+                                         r"\[4, -1\]"):
+        clf.check_gradients(X, Y * 5 - 1)
+    assert clf.check_gradients(X, Y)["n_checked"] > 0

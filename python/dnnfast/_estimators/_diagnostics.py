@@ -32,6 +32,11 @@ class _Diagnostics:
                     shown = list(dict.fromkeys(labels[unseen].tolist()))[:5]
                     raise ValueError(f"y holds labels the model was not fitted on: {shown} (classes_ are "
                                      f"{self.classes_.tolist()[:10]})")
+            elif y_arr.size and not np.isin(y_arr, (0, 1)).all():
+                # A multi-label model's indicator rows: other values were
+                # another (out-of-range) bce objective's gradient, in silence.
+                shown = list(dict.fromkeys(y_arr[~np.isin(y_arr, (0, 1))].tolist()))[:5]
+                raise ValueError(f"y: a multi-label model's targets are 0/1 indicator rows, got values {shown}")
             Y = self._outputs_from_targets(y_arr)
         else:
             y_arr = as_array(y, "y")
