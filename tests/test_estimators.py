@@ -576,8 +576,7 @@ def test_ctrl_c_in_an_epoch_run_as_one_chunk_ends_that_epoch_then_returns(solver
     """Chunks sized for a long time (from the second epoch on, each epoch is
     one chunk: its steps in one core call). A Ctrl-C during epoch 3's chunk
     cannot cut it short, so that epoch ends with its bookkeeping and the fit
-    returns after it, warning: the state of a 3-epoch fit (nothing to undo,
-    and no copy of the solver state was made for it)."""
+    returns after it, warning: the state of a 3-epoch fit (nothing to undo)."""
     X, y = _blobs()
     kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=3, batch_size=32, random_state=0,
               n_iter_no_change=100, momentum=0.9)
@@ -646,6 +645,64 @@ def test_ctrl_c_in_an_early_stopping_score_run_in_blocks_undoes_that_epoch(monke
         np.testing.assert_array_equal(a, b)
     for k in ("learning_rate", "state1", "state2", "t"):
         np.testing.assert_array_equal(cut._optimizer[k], whole._optimizer[k])
+
+
+def _training_state(est):
+    """Copies of what a continued fit goes on from."""
+    d = est.__dict__
+    out = {k: (list(d[k]) if isinstance(d[k], list) else d[k]) for k in
+           ("n_iter_", "t_", "loss_", "best_loss_", "_no_improvement_count", "loss_curve_")}
+    out["history"] = {k: list(v) for k, v in est.history_.items()}
+    out["params"] = [a.copy() for a in est.coefs_ + est.intercepts_]
+    out["optimizer"] = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in est._optimizer.items()}
+    return out
+
+
+def _assert_same_state(a, b):
+    for k in a:
+        if k == "params":
+            for p, q in zip(a[k], b[k]):
+                np.testing.assert_array_equal(p, q)
+        elif k == "optimizer":
+            assert a[k].keys() == b[k].keys()
+            for name in a[k]:
+                np.testing.assert_array_equal(a[k][name], b[k][name], err_msg=name)
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("call", ["fit", "partial_fit"])
+def test_an_error_in_the_end_of_epoch_policies_undoes_that_epoch(solver, call, monkeypatch):
+    """An exception from the end-of-epoch bookkeeping (here the learning-rate
+    schedule, after n_iter_, t_, loss_curve_ and the history moved) of an
+    epoch run as one chunk -- which Ctrl-C cannot cut short -- still undoes
+    that epoch: the warm_start fit or partial_fit that raised leaves the
+    estimator as it was (weights, solver state, counters, record). Only the
+    parameters used to be copied for such an epoch, so the steps stayed, under
+    the counters of before."""
+    from dnnfast._estimators import _solvers
+
+    X, y = _blobs()
+    est = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, max_iter=5, random_state=0,
+                        warm_start=True).fit(X, y)
+    before = _training_state(est)
+    atomic = []
+    begin = _solvers._StochasticPolicies.on_epoch_begin
+
+    def on_epoch_begin(self, *args):
+        atomic.append(self.run.atomic)
+        return begin(self, *args)
+
+    def epoch_ends(self, opt, t):
+        raise RuntimeError("end-of-epoch policy failed")
+
+    monkeypatch.setattr(_solvers._StochasticPolicies, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(_solvers.LearningRateSchedule, "epoch_ends", epoch_ends)
+    with pytest.raises(RuntimeError, match="end-of-epoch policy failed"):
+        est.fit(X, y) if call == "fit" else est.partial_fit(X, y)
+    assert atomic == [True]  # one batch an epoch: one chunk
+    _assert_same_state(before, _training_state(est))
 
 
 def _poisson_numpy_fit(X, y, hidden, alpha, lr, epochs, seed):

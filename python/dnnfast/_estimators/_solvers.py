@@ -18,7 +18,7 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive, splits_evaluation
+from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -99,14 +99,12 @@ class _EpochState:
         self.P = self.arrays[0][1]
         self.taken = False
 
-    def take(self, best_P, whole=True):
-        """Copy the state at the start of an epoch; with ``whole`` False (an
-        epoch nothing can cut short: ``Run.atomic``) only the parameters,
-        which the non-finite guard puts back."""
-        if not whole:
-            self.P[...] = self.arrays[0][0]
-            self.taken = False
-            return
+    def take(self, best_P):
+        """Copy the state at the start of an epoch. Whole even for an epoch
+        that Ctrl-C cannot cut short (``Run.atomic``): its end-of-epoch
+        policies may still raise (validation, progress output, a
+        MemoryError) after the steps and part of the bookkeeping, and the
+        call must then leave the model as after its last whole epoch."""
         for src, dst in self.arrays:
             dst[...] = src  # (np.copyto costs 0.2 us more a call)
         est = self.est
@@ -217,7 +215,6 @@ class _StochasticPolicies(Callback):
             best_P = P.copy()  # scikit-learn's _best_coefs start as the initial weights
         self.best_P = best_P
         self.epoch = _EpochState(est, P, opt)  # what the running epoch may change, taken at its start
-        self.score_cut = None  # whether Ctrl-C can cut the early-stopping score (on_epoch_begin)
         self.checking = est.on_nonfinite != "ignore"
 
     def guard(self):
@@ -225,12 +222,7 @@ class _StochasticPolicies(Callback):
 
     def on_epoch_begin(self, est, epoch):
         self.est._stepped = True  # (_fit: from the first step on, these rules keep the model whole)
-        if self.score_cut is None:  # (once a fit: the run's Ctrl-C flag is known from the first epoch on)
-            # A score in several blocks reads Ctrl-C between them: then an
-            # epoch run as one chunk can be cut short too, and needs a whole copy.
-            self.score_cut = (self.validation is not None and self.run.interrupts is not None
-                              and splits_evaluation(self.validation[0].shape[0], self.run.eval_rows))
-        self.epoch.take(self.best_P, whole=self.score_cut or not self.run.atomic)
+        self.epoch.take(self.best_P)
         self.t0 = time.perf_counter()
 
     def undo_epoch(self):
@@ -311,6 +303,8 @@ class _Solvers:
         runs the epochs in chunks of ~0.1 s with Ctrl-C between them;
         scikit-learn's policies are the callback ``_StochasticPolicies``."""
         n_params = P.size
+        # What this call replaces before its first epoch, put back if none ends whole.
+        kept_optimizer, kept_n_iter = self.__dict__.get("_optimizer"), self.__dict__.get("n_iter_")
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = SolverState(
                 learning_rate=float(self.learning_rate_init),
@@ -397,6 +391,13 @@ class _Solvers:
             # the n_iter_ and t_ of the epoch before (warm_start and
             # partial_fit go on from there).
             policies.undo_epoch()
+            if self.n_iter_ == 0:
+                # No epoch of this call is whole: the model is the one before
+                # it, with its count and the solver state a warm fit replaced.
+                if kept_n_iter is not None:
+                    self.n_iter_ = kept_n_iter
+                if kept_optimizer is not None and kept_optimizer is not opt:
+                    self._optimizer = kept_optimizer
             raise
         self._best_params = policies.best_P
         if validation is not None:
