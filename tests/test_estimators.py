@@ -1056,6 +1056,43 @@ def test_the_fitted_parameters_and_adam_state_start_on_a_cache_line():
     assert Q is not None and Q.ctypes.data % 64 == 0
 
 
+def _assert_stopping_record(est, early_stopping):
+    """The record of the fit just made, as a fresh fit in that mode keeps it."""
+    this_fit = est.loss_curve_[-est.n_iter_:]
+    if early_stopping:
+        assert est.best_loss_ is None
+        assert len(est.validation_scores_) == est.n_iter_
+        assert est.best_validation_score_ == max(est.validation_scores_)
+    else:
+        assert est.best_loss_ == min(this_fit)
+        assert est.validation_scores_ is None and est.best_validation_score_ is None
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("first", [True, False])
+def test_warm_start_goes_on_after_early_stopping_is_switched(solver, first):
+    """A warm_start fit (or a partial_fit) after early_stopping was switched
+    met the other mode's record (best_loss_ or validation_scores_ None) and
+    raised a TypeError or AttributeError from inside the epoch (scikit-learn
+    raises the same). The record of the mode switched to starts afresh, as a
+    first fit's; the weights and solver state go on."""
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(7,), solver=solver, max_iter=4, random_state=0, warm_start=True,
+              n_iter_no_change=100)
+    est = MLPClassifier(early_stopping=first, **kw).fit(X, y)
+    n_curve = len(est.loss_curve_)
+    for es in (not first, first, not first):
+        est.set_params(early_stopping=es).fit(X, y)
+        assert est.n_iter_ == 4 and len(est.loss_curve_) == n_curve + 4
+        n_curve += 4
+        _assert_stopping_record(est, es)
+    if first:  # partial_fit (no early stopping) after an early-stopping fit
+        est.set_params(early_stopping=True).fit(X, y)
+        est.set_params(early_stopping=False).partial_fit(X, y)
+        assert est.n_iter_ == 1
+        _assert_stopping_record(est, False)
+
+
 def test_a_refit_refused_for_its_validation_split_leaves_the_fitted_model():
     """fit re-initialised the model (new random weights, n_iter_ 0) and only
     then found the early-stopping split impossible; the sizes are now checked

@@ -116,6 +116,11 @@ def _with_thread_count(n_threads, step_flops, fn, *args):
     return _core.call_with_local_num_threads(int(n_threads), fn, *args)
 
 
+def _is_number(value):
+    """A real number (an int, float or NumPy scalar), not None or a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _comparable(value):
     """A setting in a form that compares by value after pickling to another
     process: sequences as lists, NumPy scalars as Python numbers, dicts as
@@ -703,14 +708,38 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if self.solver in STOCHASTIC_SOLVERS:
             d.setdefault("loss_curve_", [])
             d.setdefault("_no_improvement_count", 0)
+            # The stopping record goes on only in the mode it was kept in:
+            # early_stopping switched since (or an lbfgs fit, or a model set by
+            # hand without it), the other mode's None met the epoch's
+            # comparisons (scikit-learn raises there). Its best and its count
+            # of epochs without improvement measure another quantity (the
+            # training loss or a validation score), so this mode's record
+            # starts as a first fit's; the weights and solver state go on.
             if self.early_stopping:
-                d.setdefault("validation_scores_", [])
-                d.setdefault("best_validation_score_", -np.inf)
-                d.setdefault("best_loss_", None)
+                kept = isinstance(d.get("validation_scores_"), list) and _is_number(d.get("best_validation_score_"))
             else:
-                d.setdefault("best_loss_", np.inf)
+                kept = _is_number(d.get("best_loss_"))
+            if kept:
+                d.setdefault("best_loss_", None)
                 d.setdefault("validation_scores_", None)
                 d.setdefault("best_validation_score_", None)
+            else:
+                self._start_stopping_record()
+
+    def _start_stopping_record(self):
+        """scikit-learn's record for early stopping (n_iter_no_change, tol)
+        at the start of training: the best validation score with
+        early_stopping, else the best training loss; the other's None."""
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        self.__dict__.pop("_best_params", None)  # the weights of the best validation score: from this record on
 
     def _initialize(self, Y, layer_units, dtype, hidden_specs):
         self.n_iter_ = 0
@@ -737,15 +766,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         self.history_ = TrainingHistory()
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            self._start_stopping_record()
         else:
             for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
                 self.__dict__.pop(name, None)
