@@ -182,6 +182,26 @@ def test_class_weight_like_sample_weight(cw, text):
     assert text in str(info.value)
 
 
+@pytest.mark.parametrize("dtype, cw, sw, text", [
+    (np.float32, {0: 1e39}, None, "class_weight has row weights too large for float32"),
+    (np.float32, {0: 1e30}, 1e30, "sample_weight times class_weight has row weights too large for float32"),
+    (np.float64, {0: 1e300}, 1e300, "sample_weight times class_weight has row weights too large for float64"),
+    (np.float64, None, 1e308, r"The rows' weights \(sample_weight\) sum beyond float64"),
+    (np.float64, {0: 1e308, 1: 1e308}, None, r"The rows' weights \(class_weight\) sum beyond float64"),
+], ids=["cw-f32", "product-f32", "product-f64", "sw-total", "cw-total"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_weights_beyond_the_model_dtype_are_refused_by_name(dtype, cw, sw, text, solver):
+    """A class weight, or its product with sample_weight, too large for the
+    model's dtype became infinity, and weights each finite can sum to
+    infinity: the fit then ended in a NonFiniteError that blamed the data.
+    They are refused before training, naming the weights."""
+    est = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, solver=solver, class_weight=cw,
+                                random_state=0)
+    with pytest.raises(ValueError, match=text):
+        est.fit(_X.astype(dtype), _Y, sample_weight=None if sw is None else np.full(len(_Y), sw))
+    assert not hasattr(est, "coefs_")
+
+
 def test_class_weight_zero_for_one_class_is_fine():
     dnnfast.MLPClassifier(max_iter=50, class_weight={0: 0.0}, random_state=0).fit(_X, _Y)
 

@@ -567,7 +567,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                                     "the data's")
             if sw is not None:
                 # the whole data's weights, as one process checks them (a shard's may all be 0)
-                check_weight_total(ctx.sum_(np.array([sw.sum()], dtype=np.float64))[0])
+                check_weight_total(ctx.sum_(np.array([np.sum(sw, dtype=np.float64)]))[0])
         self.n_outputs_ = Y.shape[1]
         layer_units = [n_features] + hidden + [self.n_outputs_]
         if first_pass:

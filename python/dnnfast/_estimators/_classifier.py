@@ -14,7 +14,7 @@ from .._train.driver import distributed_fit
 from .._validation import check_estimator_input
 from ._base import _available_if, _BaseMLP, _check_solver
 from ._compat import ClassifierMixin, accuracy_score
-from ._input import check_weight_total
+from ._input import check_row_weights
 from ._targets import LabelBinarizer, binarize_simple, type_of_target, unique_labels
 
 if TYPE_CHECKING:
@@ -245,13 +245,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                      f"got {weight!r}")
                 per_class[pos[0]] = float(weight)
             # As for sample_weight: all-zero weights would train on nothing.
-            if not per_class.sum() > 0:
+            if not per_class.any():
                 raise ValueError(f"class_weight: the weights of the classes {classes.tolist()} sum to zero; "
                                  "at least one class needs a positive weight")
-        w = per_class[idx].astype(dtype)
-        w = w if sw is None else np.ascontiguousarray(sw * w, dtype=dtype)
-        if whole:  # each may hold a non-zero weight, and their product none
-            check_weight_total(w.sum(), "class_weight" if sw is None else "sample_weight times class_weight")
+        with np.errstate(over="ignore"):  # refused by name below
+            w = per_class[idx].astype(dtype)
+            w = w if sw is None else np.ascontiguousarray(sw * w, dtype=dtype)
+        # Each may hold a non-zero weight, and their product none; each may fit the dtype, and their product not.
+        check_row_weights(w, "class_weight" if sw is None else "sample_weight times class_weight", whole)
         return w
 
     def _targets_from_outputs(self, Y):

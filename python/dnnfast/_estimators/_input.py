@@ -64,16 +64,36 @@ def _np_check_array(X, name="X"):
     return X
 
 
+def check_row_weights(w, source=None, whole=True):
+    """The one check of the row weights that train (sample_weight, or
+    sample_weight times class_weight), in the model's dtype: each finite (a
+    class weight, or a product, beyond the dtype became infinity), and with
+    ``whole`` (all the data, not one rank's shard) their total by
+    ``check_weight_total``. Else the fit ended in a NonFiniteError that
+    blamed the data. ``source``: as for check_weight_total."""
+    if not np.isfinite(w).all():
+        raise ValueError(f"{source or 'sample_weight'} has row weights too large for {w.dtype.name}, the model's "
+                         f"dtype (at most {np.finfo(w.dtype).max:.4g}): scale the weights down")
+    if whole:
+        with np.errstate(over="ignore"):  # an infinite total is refused by name
+            total = np.sum(w, dtype=np.float64)
+        check_weight_total(total, source)
+
+
 def check_weight_total(total, source=None):
     """The one rule on the sum of the weights that train (sample_weight,
     sample_weight times class_weight, or all ranks' together): it must be
-    positive, as scikit-learn's ``_check_sample_weight`` requires. Weights
-    that sum to zero train on nothing: every loss is 0 and the gradient
-    only the L2 penalty's. ``source``: the weights' origin, where it is not
-    ``sample_weight`` alone."""
+    positive, as scikit-learn's ``_check_sample_weight`` requires, and
+    finite in float64, the precision the core sums them in (a batch's
+    denominator). Weights that sum to zero train on nothing: every loss is
+    0 and the gradient only the L2 penalty's. ``source``: the weights'
+    origin, where it is not ``sample_weight`` alone."""
     if not total > 0:
         raise ValueError("Sample weights must contain at least one non-zero number."
                          + (f" The rows' weights ({source}) are all zero." if source else ""))
+    if not np.isfinite(total):
+        raise ValueError(f"The rows' weights ({source or 'sample_weight'}) sum beyond float64 (each is finite, "
+                         "their total is not): scale them down")
 
 
 def _feature_names(X):
@@ -256,9 +276,9 @@ class _InputChecks:
                     raise ValueError("sample_weight contains NaN or infinity.")
             if np.any(sw < 0):
                 raise ValueError("Negative values in data passed to sample_weight.")
-            if whole:  # scikit-learn's check (older releases lack it), in both setups
-                check_weight_total(sw.sum())
-        return np.ascontiguousarray(sw, dtype=dtype)
+            sw = np.ascontiguousarray(sw, dtype=dtype)
+            check_row_weights(sw, whole=whole)  # the total's: scikit-learn's check (older releases lack it)
+        return sw
 
     def _check_fitted(self):
         if HAVE_SKLEARN:
