@@ -230,8 +230,36 @@ def test_class_weight_is_a_per_class_sample_weight(class_weight):
 
 def test_class_weight_rejects_unknown_label():
     X, y = _blobs()
-    with pytest.raises(ValueError, match="not present"):
+    with pytest.raises(ValueError, match="are not in class_weight"):
         MLPClassifier(class_weight={7: 2.0}, max_iter=2).fit(X, y)
+
+
+@pytest.mark.parametrize("key", [(0,), (0, 0, 0), (2, 1, 0), (0, 1), "0"])
+def test_class_weight_keys_are_labels_not_arrays(key):
+    """Keys were matched by NumPy broadcasting (``classes == key``): a tuple
+    was taken for class 0 ((0,), (0, 0, 0)), for whichever class came first
+    ((2, 1, 0) weighted class 0 ... or 1), or raised NumPy's broadcast error.
+    A key is compared as one label; one that is none of the classes is
+    refused with scikit-learn's message, naming class_weight."""
+    X, y = _blobs()
+    with pytest.raises(ValueError, match=r"^The classes, \[0, 1, 2\], are not in class_weight") as info:
+        MLPClassifier(class_weight={key: 5.0}, max_iter=2).fit(X, y)
+    assert repr(key) in str(info.value)
+    with pytest.raises(ValueError, match=r"class_weight: class label \(0,\) not present"):
+        MLPClassifier(class_weight={0: 1.0, 1: 1.0, 2: 1.0, (0,): 5.0}, max_iter=2).fit(X, y)
+
+
+def test_class_weight_keys_match_labels_by_value():
+    X, y = _blobs()
+    kw = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    ref = MLPClassifier(class_weight={0: 5.0, 2: 0.5}, **kw).fit(X, y)
+    est = MLPClassifier(class_weight={np.float64(0.0): 5.0, np.int8(2): 0.5}, **kw).fit(X, y)
+    for a, b in zip(ref.coefs_, est.coefs_):
+        np.testing.assert_array_equal(a, b)
+    labels = np.array(["a", "b", "c"])
+    est = MLPClassifier(class_weight={"a": 5.0, np.str_("c"): 0.5}, **kw).fit(X, labels[y])
+    for a, b in zip(ref.coefs_, est.coefs_):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_negative_sample_weight_rejected():

@@ -234,16 +234,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             per_class[present] = len(y) / (len(present) * counts)
         else:  # a dict (_param_rules)
             per_class = np.ones(len(classes))
+            # Each key is one label, looked up by value as a dict key (0, 0.0
+            # and np.int64(0) alike, as scikit-learn's lookup): compared as
+            # arrays, (0,) or (2, 1, 0) was taken for a class by broadcasting.
+            position = {label: i for i, label in enumerate(classes.tolist())}
+            unknown = [label for label in cw if position.get(label) is None]
+            if unknown:
+                weighted = {position[label] for label in cw if label not in unknown}
+                missing = [c for i, c in enumerate(classes.tolist()) if i not in weighted]
+                if missing:  # scikit-learn's message first (code may match on it)
+                    raise ValueError(f"The classes, {missing}, are not in class_weight: its keys {unknown!r} are "
+                                     f"not labels of the classes {classes.tolist()}")
+                raise ValueError(f"class_weight: class label {unknown[0]!r} not present in the data "
+                                 f"(classes: {classes.tolist()})")
             for label, weight in cw.items():
-                pos = np.flatnonzero(classes == label)
-                if pos.size == 0:
-                    raise ValueError(f"class_weight: class label {label!r} not present in the data "
-                                     f"(classes: {classes.tolist()})")
                 if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) or \
                         not np.isfinite(weight) or weight < 0:
                     raise ValueError(f"class_weight: the weight of class {label!r} must be a finite number >= 0, "
                                      f"got {weight!r}")
-                per_class[pos[0]] = float(weight)
+                per_class[position[label]] = float(weight)
             # As for sample_weight: all-zero weights would train on nothing.
             if not per_class.any():
                 raise ValueError(f"class_weight: the weights of the classes {classes.tolist()} sum to zero; "
