@@ -228,6 +228,54 @@ def test_class_weight_is_a_per_class_sample_weight(class_weight):
         np.testing.assert_allclose(p, q, rtol=1e-12)
 
 
+def test_balanced_class_weight_counts_weighted_rows():
+    """'balanced' weighs each class's count by sample_weight, as scikit-learn's
+    compute_class_weight('balanced', ..., sample_weight=) does (>= 1.9):
+    sample_weight=2 on some rows is those rows repeated. The counts were of
+    rows alone."""
+    pytest.importorskip("scipy")
+    X, y = _blobs(60)
+    y = np.where(np.arange(60) < 40, y, 0)  # imbalanced
+    sw = np.random.RandomState(1).randint(0, 3, size=len(y))
+    kw = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, random_state=0, alpha=0.01,
+              class_weight="balanced")
+    a = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+    b = MLPClassifier(**kw).fit(np.repeat(X, sw, axis=0), np.repeat(y, sw))
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(p, q, rtol=1e-6, atol=1e-8)
+    counts = np.bincount(y, weights=sw)
+    per_class = counts.sum() / (3 * counts)
+    kw.pop("class_weight")
+    c = MLPClassifier(**kw).fit(X, y, sample_weight=sw * per_class[y])
+    for p, q in zip(a.coefs_ + a.intercepts_, c.coefs_ + c.intercepts_):
+        np.testing.assert_array_equal(p, q)
+    try:
+        from sklearn.utils.class_weight import compute_class_weight
+    except ImportError:
+        return
+    np.testing.assert_allclose(per_class, compute_class_weight("balanced", classes=np.arange(3), y=y,
+                                                               sample_weight=sw), rtol=1e-15)
+
+
+def test_balanced_class_weight_is_refused_by_partial_fit():
+    """One batch's class counts are not the data's: 'balanced' in partial_fit
+    weighed each call by its own batch (and divided by the classes present
+    in it, not n_classes as documented). Refused, as scikit-learn's SGD
+    estimators refuse it, and as dnnfast refuses it across MPI ranks; the
+    estimator is left as it was."""
+    X, y = _blobs()
+    est = MLPClassifier(class_weight="balanced", hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match="class_weight 'balanced' is not supported for partial_fit"):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(est, "classes_") and not hasattr(est, "coefs_")
+    est.fit(X, y)
+    coefs = [c.copy() for c in est.coefs_]
+    with pytest.raises(ValueError, match="compute_class_weight"):
+        est.partial_fit(X, y)
+    for a, b in zip(coefs, est.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_class_weight_rejects_unknown_label():
     X, y = _blobs()
     with pytest.raises(ValueError, match="are not in class_weight"):

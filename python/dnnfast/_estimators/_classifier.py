@@ -73,7 +73,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Maximum loss evaluations (lbfgs).
     class_weight : dict, 'balanced' or None, default=None
         Weight of each class, multiplied into ``sample_weight``; 'balanced'
-        uses ``n_samples / (n_classes * count(class))``. Not for multi-label.
+        uses ``n_samples / (n_classes * count(class))``, the samples and the
+        counts weighed by ``sample_weight`` (as scikit-learn's
+        ``compute_class_weight``). 'balanced' needs the whole data's counts:
+        ``partial_fit`` refuses it (pass a dict, from ``compute_class_weight``
+        on a large enough sample). Not for multi-label.
     n_threads : int or None, default=None
         Threads of the C++ core during fit and predict. None: the current
         ``dnnfast.get_num_threads()``, or one thread when a training step (a
@@ -229,9 +233,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y = np.asarray(y).ravel()
         idx = np.searchsorted(classes, y)
         if isinstance(cw, str) and cw == "balanced":
-            present, counts = np.unique(idx, return_counts=True)
+            # scikit-learn's compute_class_weight('balanced', sample_weight=):
+            # the counts weighed by sample_weight (weight 2 is a row twice).
+            # fit's classes are those of y (partial_fit refuses 'balanced').
+            counts = np.bincount(idx, weights=None if sw is None else sw.astype(np.float64), minlength=len(classes))
             per_class = np.ones(len(classes))
-            per_class[present] = len(y) / (len(present) * counts)
+            seen = counts > 0  # a class whose rows all weigh 0: its factor multiplies only zeros
+            per_class[seen] = counts.sum() / (len(classes) * counts[seen])
         else:  # a dict (_param_rules)
             per_class = np.ones(len(classes))
             # Each key is one label, looked up by value as a dict key (0, 0.0
@@ -312,6 +320,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self : MLPClassifier
         """
         def first_checks():
+            if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+                # One batch's counts are not the data's: each call would be
+                # weighed by its own batch (as across MPI ranks, _check_distributed).
+                raise ValueError("class_weight 'balanced' is not supported for partial_fit. In order to use "
+                                 "'balanced' weights, use compute_class_weight('balanced', classes=classes, y=y). "
+                                 "In place of y you can use a large enough sample of the full training set target "
+                                 "to properly estimate the class frequency distributions. Pass the resulting "
+                                 "weights as the class_weight parameter.")
             if y is not None:
                 self._check_y_kind(y, check_estimator_input(X, "X"))
             first = getattr(self, "classes_", None) is None
