@@ -221,6 +221,30 @@ def test_estimator_n_threads_is_a_thread_count(bad, exc):
         dnnfast.MLPClassifier(max_iter=2, n_threads=bad).fit(_X, _Y)
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "2", 10**6, 10**30])
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score", "regressor"])
+def test_n_threads_set_after_fit_is_checked_by_predict(bad, method):
+    """predict read n_threads with int(): 0, 2.5, '2', True and 10**6 ran on
+    some count in silence, -1 raised the core's 'n must be >= 0' and 10**30
+    an OverflowError, neither naming n_threads. predict checks it as fit
+    does (also on its fast path for an X it has seen), and runs nothing."""
+    from dnnfast._estimators._compat import InvalidParameterError
+
+    if method == "regressor":
+        est = dnnfast.MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(_X, _X[:, 0])
+        call = est.predict
+    else:
+        est = _fitted()
+        call = getattr(est, method) if method != "score" else (lambda X: est.score(X, _Y))
+    X = np.ascontiguousarray(_X)
+    call(X)  # the fast path's record of this X
+    threads = dnnfast.get_num_threads()
+    est.set_params(n_threads=bad)
+    with pytest.raises(InvalidParameterError, match="n_threads"):
+        call(X)
+    assert dnnfast.get_num_threads() == threads
+
+
 def _fitted(**kw):
     return dnnfast.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0, **kw).fit(_X, _Y)
 

@@ -108,12 +108,12 @@ def _with_thread_count(n_threads, step_flops, fn, *args):
     cannot undo each other's setting). It is set and restored in C++ around
     the call: as a Python context manager, a Ctrl-C landing in its
     ``__enter__`` or ``__exit__`` could leave the thread on that count for
-    good."""
+    good. ``n_threads``: checked (``_BaseMLP._thread_count``)."""
     if n_threads is None and step_flops < _SMALL_STEP_FLOPS:
         n_threads = 1
     if n_threads is None:
         return fn(*args)
-    return _core.call_with_local_num_threads(int(n_threads), fn, *args)
+    return _core.call_with_local_num_threads(n_threads, fn, *args)
 
 
 def _is_number(value):
@@ -209,8 +209,20 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v >= 0)):
             raise ValueError(f"The 'verbose' parameter of {type(self).__name__} must be an int in the range "
                              f"[0, inf) or a bool, got {v!r}.")
-        if self.n_threads is not None:  # the thread-count policy of dnnfast.set_num_threads
-            check_thread_count(self.n_threads, "n_threads", allow_zero=False)
+        self._thread_count()
+
+    def _thread_count(self):
+        """n_threads as an int (or None), by the thread-count policy of
+        dnnfast.set_num_threads (0 aside): checked wherever it is read, by
+        fit and by predict, since it may be set after the fit (int() took
+        2.5, '2' or True, and -1 met the core's check, unnamed)."""
+        n = self.n_threads
+        if n is None:
+            return None
+        try:
+            return check_thread_count(n, "n_threads", allow_zero=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(str(exc)) from None
 
     # Parameters that do not change what a fit computes: the progress output,
     # and the thread count (results are bit-identical on any thread count).
@@ -607,7 +619,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 net.release_workspace()
             return net, P
 
-        net, P = _with_thread_count(self.n_threads, 6.0 * step_rows * macs, train)
+        net, P = _with_thread_count(self._thread_count(), 6.0 * step_rows * macs, train)
         if self.on_nonfinite == "raise" and not _core.all_finite(P):
             self._nonfinite(net, P, X, None, self.n_iter_)  # raises
         return self
@@ -808,7 +820,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                     raise
                 raise cause from None
 
-        net, P, out = _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, forward)
+        net, P, out = _with_thread_count(self._thread_count(), 2.0 * X.shape[0] * macs, forward)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
             _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
         return out
@@ -834,8 +846,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if not (X.dtype == P.dtype and X.ndim == 2 and 0 < X.shape[0] <= _PREDICT_CHUNK_ROWS and X.shape[1] == m_x
                 and X.flags.c_contiguous) or self._bound_params() is not P or key != self._architecture_key():
             return None
+        n_threads = self._thread_count()  # (raised here, not taken for the core's ValueError below)
         try:
-            return _with_thread_count(self.n_threads, 2.0 * X.shape[0] * macs, net.predict, P, X)
+            return _with_thread_count(n_threads, 2.0 * X.shape[0] * macs, net.predict, P, X)
         except ValueError:  # NaN or infinity in X: the full path raises scikit-learn's message
             return None
 
