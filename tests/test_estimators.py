@@ -1132,6 +1132,35 @@ def test_the_fitted_parameters_and_adam_state_start_on_a_cache_line():
     assert Q is not None and Q.ctypes.data % 64 == 0
 
 
+@pytest.mark.parametrize("first, then, name", [
+    (dict(loss="squared_error"), dict(loss="poisson"), "loss"),
+    (dict(loss="poisson"), dict(loss="squared_error"), "loss"),
+    (dict(), dict(output_activation="tanh"), "output_activation"),
+    (dict(output_activation="tanh"), dict(output_activation=None), "output_activation"),
+])
+@pytest.mark.parametrize("how", ["adam", "lbfgs", "partial_fit"])
+def test_a_changed_regression_output_is_refused_by_a_continued_fit(first, then, name, how):
+    """A warm_start fit or partial_fit trains the fitted network, whose output
+    (out_activation_, and with it the loss) loss and output_activation chose:
+    changed since, they were ignored in silence (squared error trained on
+    after loss='poisson'). Refused as a changed hidden_layer_sizes is, naming
+    the parameter; the model is left as it was."""
+    X, _ = _regression()
+    y = np.exp(0.5 * X[:, 0])
+    kw = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0, warm_start=True,
+              solver="adam" if how == "partial_fit" else how)
+    est = MLPRegressor(**kw, **first).fit(X, y)
+    before = (est.out_activation_, est.n_iter_, [c.copy() for c in est.coefs_])
+    est.set_params(**then)
+    with pytest.raises(ValueError, match=f"{name}=.*does not match the fitted network's output"):
+        est.partial_fit(X, y) if how == "partial_fit" else est.fit(X, y)
+    assert (est.out_activation_, est.n_iter_) == before[:2]
+    for a, b in zip(before[2], est.coefs_):
+        np.testing.assert_array_equal(a, b)
+    est.set_params(**{k: first.get(k, MLPRegressor().get_params()[k]) for k in then})  # set back: goes on
+    est.partial_fit(X, y) if how == "partial_fit" else est.fit(X, y)
+
+
 def _assert_stopping_record(est, early_stopping):
     """The record of the fit just made, as a fresh fit in that mode keeps it."""
     this_fit = est.loss_curve_[-est.n_iter_:]

@@ -592,6 +592,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 if [np.shape(c) for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
                     raise ValueError("warm_start / partial_fit: the data or hidden_layer_sizes do not match the "
                                      "fitted network's layers")
+                self._check_continued_output()
                 self._complete_fit_state(layer_units)
             collective(ctx, continued)
             if ctx is not None:
@@ -704,6 +705,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
                      f"(layers {layer_units})")
+
+    def _check_continued_output(self):
+        """A continued fit trains the fitted network as it is; the regressor
+        refuses parameters changed since that chose its output."""
 
     def _complete_fit_state(self, layer_units):
         """Continuing a model whose weights were set by hand (scikit-learn's

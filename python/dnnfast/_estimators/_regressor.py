@@ -124,6 +124,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                 return spec
         return parse_activation(self.out_activation_)
 
+    def _check_continued_output(self):
+        # out_activation_ (and with it the loss trained) is the fitted
+        # network's: a loss or output_activation changed since was ignored
+        # in silence, while a changed hidden_layer_sizes is refused.
+        fitted = self.__dict__.get("out_activation_")
+        if fitted is None or fitted == self._output_activation_name():
+            return
+        name = "loss" if (fitted == "exp") != (self.loss == "poisson") else "output_activation"
+        raise ValueError(f"warm_start / partial_fit: {name}={getattr(self, name)!r} does not match the fitted "
+                         f"network's output (out_activation_={fitted!r}); set it back, or fit again without "
+                         "warm_start")
+
     def _core_loss(self):
         return "poisson" if self.out_activation_ == "exp" else "sse"
 
