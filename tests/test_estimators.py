@@ -763,21 +763,22 @@ def test_an_error_in_the_end_of_epoch_policies_undoes_that_epoch(solver, call, m
     est = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, max_iter=5, random_state=0,
                         warm_start=True).fit(X, y)
     before = _training_state(est)
-    atomic = []
-    begin = _solvers._StochasticPolicies.on_epoch_begin
+    chunks = []
+    from dnnfast._train import driver
+    record = driver._Chunker.record
 
-    def on_epoch_begin(self, *args):
-        atomic.append(self.run.atomic)
-        return begin(self, *args)
+    def record_chunk(self, nb, seconds):
+        chunks.append(nb)
+        return record(self, nb, seconds)
 
     def epoch_ends(self, opt, t):
         raise RuntimeError("end-of-epoch policy failed")
 
-    monkeypatch.setattr(_solvers._StochasticPolicies, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(driver._Chunker, "record", record_chunk)
     monkeypatch.setattr(_solvers.LearningRateSchedule, "epoch_ends", epoch_ends)
     with pytest.raises(RuntimeError, match="end-of-epoch policy failed"):
         est.fit(X, y) if call == "fit" else est.partial_fit(X, y)
-    assert atomic == [True]  # one batch an epoch: one chunk
+    assert len(chunks) == 1  # the epoch ran as one chunk
     _assert_same_state(before, _training_state(est))
 
 

@@ -101,9 +101,9 @@ class _EpochState:
 
     def take(self, best_P):
         """Copy the state at the start of an epoch. Whole even for an epoch
-        that Ctrl-C cannot cut short (``Run.atomic``): its end-of-epoch
-        policies may still raise (validation, progress output, a
-        MemoryError) after the steps and part of the bookkeeping, and the
+        run as one chunk, which Ctrl-C cannot cut between steps: its
+        end-of-epoch policies may still raise (validation, progress output,
+        a MemoryError) after the steps and part of the bookkeeping, and the
         call must then leave the model as after its last whole epoch."""
         for src, dst in self.arrays:
             dst[...] = src  # (np.copyto costs 0.2 us more a call)

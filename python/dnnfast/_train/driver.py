@@ -328,22 +328,6 @@ def train_options(settings, lr):
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
-_OTHER_SIGNALS = tuple(int(s) for s in signal.valid_signals() if s != signal.SIGINT)
-
-
-def _other_signal_handlers():
-    """Whether a signal besides SIGINT has a Python handler: it runs between any two
-    bytecodes of the epoch loop and may raise there (a SIGTERM handler calling
-    sys.exit). 61 lookups on Linux, about 1.5 us; once a fit."""
-    for sig in _OTHER_SIGNALS:
-        try:
-            if callable(_signal.getsignal(sig)):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
 class _Flag:
     __slots__ = ("set",)
 
@@ -359,7 +343,6 @@ class Interrupts:
         self._flag = _Flag()
         self._pid = os.getpid()
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
-        self.alone = False  # ... and no other signal has a Python handler (nothing else can raise mid-epoch)
         self.nested = False  # the flag is an outer fit's (a fit run from its callback)
 
     @property
@@ -397,12 +380,11 @@ class Interrupts:
         else:
             _signal.signal(_SIGINT, self.handler)
         self.active = True
-        self.alone = not _other_signal_handlers()
         self.nested = nested
         try:
             yield self
         finally:
-            self.active = self.alone = self.nested = False
+            self.active = self.nested = False
             # Put back only our own change: a handler a callback installed meanwhile stays.
             if not nested and _signal.getsignal(_SIGINT) == self.handler:
                 _signal.signal(_SIGINT, signal.default_int_handler)
@@ -507,11 +489,6 @@ class Run:
         # (Ctrl-C is agreed at the next chunk or the epoch's end there).
         self.interrupts = None
         self.eval_rows = block_rows(provider.P.size)  # rows per block of the callbacks' evaluations
-        # Set before each epoch's on_epoch_begin: True when the epoch runs as
-        # one chunk with Ctrl-C taken as a flag and no other signal has a
-        # Python handler, so nothing can stop it between its first step and
-        # its callbacks (nothing to prepare to undo).
-        self.atomic = False
 
     def evaluation_blocks(self, n):
         """The blocks of an evaluation of ``n`` rows by a callback
@@ -547,8 +524,6 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
         n_order = order.shape[0]
         n_batches = -(-n_order // batch) if n_order else 0
         nb = chunker.batches(n_batches) if n_batches else 0  # the first chunk
-        run.atomic = (agree is None and interrupts.alone and nb >= n_batches
-                      and not provider.splits_steps(batch))  # Ctrl-C between a long step's blocks cuts the epoch
         for cb in callbacks:
             cb.on_epoch_begin(net, epoch)
         cost_sum = penalty_sum = 0.0
