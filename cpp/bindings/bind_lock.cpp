@@ -152,9 +152,10 @@ public:
             return;
         }
         if (writer_ != 0)
-            throw std::runtime_error(what_ + " is already being fitted in another thread; fit a copy instead "
-                                             "(copy.deepcopy, or sklearn.base.clone for an estimator), or wait "
-                                             "for that fit to end");
+            // (Assigning parameters, net.weights = ..., takes the model as a fit does.)
+            throw std::runtime_error(what_ + " is already being fitted in another thread (or its parameters "
+                                             "assigned there); fit a copy instead (copy.deepcopy, or "
+                                             "sklearn.base.clone for an estimator), or wait for that call to end");
         writer_ = t;  // claimed: from here on new reads wait
         writer_depth_ = 1;
         try {
