@@ -619,10 +619,11 @@ class Network:
         as scikit-learn's ``fit`` does; to continue a run with its optimizer
         state, fit with ``checkpoint`` and ``resume=True``.
 
-        Ctrl-C stops the fit within about 0.1 s of work (one step when a
-        step is longer) with a KeyboardInterrupt whose ``history`` holds the
-        completed epochs; the parameters are those after the last completed
-        step. Inside a :class:`dnnfast.distributed.Context`, X and Y (and
+        Ctrl-C stops the fit within about 0.1 s of work with a
+        KeyboardInterrupt whose ``history`` holds the completed epochs; the
+        parameters are those after the last completed step (a step of more
+        rows than two blocks of about 0.1 s runs in blocks, and one cut
+        between them is not taken). Inside a :class:`dnnfast.distributed.Context`, X and Y (and
         ``validation_data``) are this rank's shard and the training is
         data-parallel over all ranks.
         """
