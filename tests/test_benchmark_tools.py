@@ -401,3 +401,18 @@ def test_bench_activations_failed_worker_is_an_error_cell(act, monkeypatch, caps
     assert started.count(("net", "dnnfast", "tanh")) == 1
     assert started.count(("sklearn", "sklearn", "logistic")) == 1
     assert started.count(("net", "dnnfast", "relu")) == 3
+
+
+def test_list_into_a_pipe_closed_early_ends_quietly():
+    """`python -m benchmarks --list | head -1` ended in a BrokenPipeError
+    traceback and status 1 (python -m dnnfast exits 141 there), and the usage
+    line named the program __main__.py."""
+    root = os.path.dirname(BENCH)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", "--list"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+    usage = subprocess.run([sys.executable, "-m", "benchmarks", "--bogus"], cwd=root, capture_output=True, text=True,
+                           timeout=120)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: python -m benchmarks"), usage.stderr
