@@ -75,12 +75,19 @@ _LOAD_IN_CHILD = """
 
 
 @needs_posix
-@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "symlink to /dev/zero", "directory"])
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "socket", "symlink to /dev/zero", "directory"])
 def test_load_refuses_what_is_not_a_regular_file(tmp_path, kind):
     if kind == "fifo":
         path = tmp_path / "model.npz"
         os.mkfifo(path)
         what = "FIFO"
+    elif kind == "socket":
+        import socket
+
+        path = tmp_path / "model.npz"
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        what = "socket"
     elif kind == "symlink to /dev/zero":
         path = tmp_path / "model.npz"
         os.symlink("/dev/zero", path)

@@ -605,6 +605,13 @@ def _header_forgeries():
     def alpha_missing(h, a):
         del h["activations"][1]["alpha"]
 
+    def alpha_not_finite_in_the_dtype(h, a):  # the promise "refused at construction, and so at load"
+        h["dtype"] = "float32"
+        for k in list(a):
+            if a[k].dtype == np.float64:
+                a[k] = a[k].astype(np.float32)
+        h["activations"][1]["alpha"] = 1e300
+
     def newer_version_by_control_text(h, a):
         h["format_version"] = 2
         h["dnnfast_version"] = "9\n\x1b[2J\x1b]0;x\x07\ud800"
@@ -633,6 +640,7 @@ def _header_forgeries():
         "sizes_not_a_list": (setter("sizes", "4,6,5,3"), "sizes"),
         "unknown_activation": (unknown_activation, "unknown activation"),
         "activation_alpha_missing": (alpha_missing, "alpha"),
+        "activation_alpha_infinite_in_float32": (alpha_not_finite_in_the_dtype, "alpha.*not finite in float32"),
         "unknown_loss": (setter("loss", "hinge"), "loss"),
         "fused_not_bool": (setter("fused", 1), "fused"),
         "rng_malformed": (setter("rng", {"bit_generator": "MT19937"}), "rng"),
