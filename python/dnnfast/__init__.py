@@ -45,7 +45,7 @@ def to_onnx(model: Network | MLPClassifier | MLPRegressor, path: PathLike | None
     ----------
     model : Network, MLPClassifier or MLPRegressor
         A network, or a fitted estimator.
-    path : str or os.PathLike, optional
+    path : str, bytes or os.PathLike, optional
         Also write the model there (atomically: a failure leaves any file
         there as it was).
     opset : int, optional

@@ -112,7 +112,7 @@ def check_path(path):
     or ``"out/model/."`` would otherwise create ``out/model``) are ValueErrors naming
     the path."""
     if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if len(path) == 0:
         raise ValueError("path is empty")

@@ -46,12 +46,12 @@ def load(path: PathLike) -> Network | MLPClassifier | MLPRegressor:
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
 
     Raises
     ------
     TypeError
-        ``path`` is not a str or os.PathLike.
+        ``path`` is not a str, bytes or os.PathLike.
     FileNotFoundError
         There is no file at ``path``.
     ValueError

@@ -234,7 +234,7 @@ class Network:
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path: PathLike) -> None:
-        """Write the network to ``path`` (str or os.PathLike) as a model file.
+        """Write the network to ``path`` (str, bytes or os.PathLike) as a model file.
 
         The file is a versioned ``.npz`` readable with NumPy alone (see
         ``docs/model_files.md``); it is written atomically, so a failure leaves
@@ -604,7 +604,7 @@ class Network:
         progress : bool
             A progress bar that moves within the epoch (tqdm when installed,
             else one line on stderr), with samples/s and the latest metrics.
-        checkpoint : str or os.PathLike or None
+        checkpoint : str, bytes or os.PathLike or None
             After every epoch, an atomic save of the model with its optimizer
             state, generator state, history and epoch count
             (``dnnfast.load(path)`` reads it as a Network).

@@ -467,7 +467,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path: PathLike) -> None:
-        """Write the fitted estimator to ``path`` (str or os.PathLike) as a model file.
+        """Write the fitted estimator to ``path`` (str, bytes or os.PathLike) as a model file.
 
         A versioned ``.npz`` readable with NumPy alone (see ``docs/model_files.md``),
         written atomically. ``dnnfast.load(path)`` gives back an estimator with

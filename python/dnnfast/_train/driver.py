@@ -295,7 +295,7 @@ def check_settings(net, n, kw):
     resume = _arg(kw, "resume", check_bool)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, bytes, os.PathLike)):
-            raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
+            raise TypeError(f"checkpoint must be a path (str, bytes or os.PathLike), got {type(checkpoint).__name__}")
         checkpoint = os.fspath(checkpoint)
         if len(checkpoint) == 0:
             raise ValueError("checkpoint is an empty path")
