@@ -705,3 +705,20 @@ def test_a_weight_decay_infinite_in_float32_is_refused_before_training(data):
     with pytest.raises(ValueError, match=r"weight_decay must be at most 3\.40282e\+38 for a float32 network"):
         net.fit(X, Y, epochs=1, weight_decay=1e39)
     np.testing.assert_array_equal(net.parameters, before)
+
+
+@pytest.mark.parametrize("where", ["network", "fit seed"])
+def test_refused_resume_leaves_the_network_unchanged(data, tmp_path, where):
+    """A checkpoint's generator state going into a generator of another kind
+    was refused by NumPy's own message after the parameters had been replaced
+    by the checkpoint's."""
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    _net(1).fit(X, Y, epochs=2, batch_size=8, checkpoint=path, seed=3 if where == "fit seed" else None)
+    other = np.random.Generator(np.random.Philox(5))
+    net = _net(other if where == "network" else 7)
+    before = net.parameters.copy()
+    with pytest.raises(ValueError, match="Philox"):
+        net.fit(X, Y, epochs=4, batch_size=8, checkpoint=path, resume=True,
+                seed=other if where == "fit seed" else None)
+    assert net.parameters.tobytes() == before.tobytes()

@@ -649,6 +649,12 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         state = TrainState(net.num_params, net.dtype, settings.optimizer, rng)
         if checkpoint is not None:
             checkpoint_io = checkpoint_io()
+            # What the first write would refuse (a generator without a file form,
+            # a network the reader refuses), refused before the first step changes
+            # anything, and before a resume's restore: the checkpoint's generator
+            # states go into these generators, which must be of its kind.
+            provider.collective(lambda: checkpoint_io[2](net, state.to_record(settings.fingerprint()))
+                                if provider.is_root else None)
         if resume:
             # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
             saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
@@ -656,11 +662,6 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
             saved = provider.share(saved)
             if saved is not None:
                 _restore(net, state, *saved)
-        if checkpoint is not None:
-            # What the first write would refuse (a generator without a file form,
-            # a network the reader refuses), refused before the first step changes anything.
-            provider.collective(lambda: checkpoint_io[2](net, state.to_record(settings.fingerprint()))
-                                if provider.is_root else None)
         provider.start()  # MPI: rank 0's parameters on every rank
         run = Run(net, Xc, Yc, n, settings, state, provider)
 
@@ -755,7 +756,9 @@ def _read_checkpoint(net, settings, path, load_checkpoint):
 
 
 def _restore(net, state, parameters, rng_state, record):
-    net.parameters[...] = parameters
-    net._rng.bit_generator.state = rng_state
+    # What can refuse first (the fresh state, then the generators, checked to be
+    # of the file's kind), the parameters last: a refused resume leaves the network as it was.
     state.load_record(record)
+    net._rng.bit_generator.state = rng_state
     state.rng.bit_generator.state = record["rng"]
+    net.parameters[...] = parameters
