@@ -16,10 +16,10 @@ from ._archive import (
 from ._buffers import aligned_empty
 
 
-def _rng_state(rng):
+def _rng_state(rng, what="a network whose generator is {}"):
     st = rng.bit_generator.state
     if st.get("bit_generator") != "PCG64":
-        raise ValueError(f"cannot save a network whose generator is {st.get('bit_generator')}; "
+        raise ValueError(f"cannot save {what.format(st.get('bit_generator'))}; "
                          "only PCG64 (numpy.random.default_rng) has a file form")
     return {"bit_generator": "PCG64", "state": hex(st["state"]["state"]), "inc": hex(st["state"]["inc"]),
             "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
@@ -142,7 +142,9 @@ _TRAINING_FIELDS = ["epoch", "step", "optimizer", "t", "stopped", "wait", "best"
 def _training_header(header):
     """The file header's ``training`` object of a record's header part."""
     out = dict(header)
-    out["rng"] = _rng_state(header["rng"])
+    # The network's own generator is checked first (_network_header): a
+    # different one here is the fit's, from its seed argument.
+    out["rng"] = _rng_state(header["rng"], "the checkpoint of a fit whose seed is a {} generator (fit's seed argument)")
     out["best"] = encode_value(header["best"], "training.best")
     out["history"] = {k: [encode_value(float(x), "training.history") for x in v] for k, v in header["history"].items()}
     out["settings"] = [[k, encode_value(v, "training.settings")] for k, v in header["settings"]]
