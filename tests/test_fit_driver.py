@@ -725,3 +725,18 @@ def test_refused_resume_leaves_the_network_unchanged(data, tmp_path, where):
         net.fit(X, Y, epochs=4, batch_size=8, checkpoint=path, resume=True,
                 seed=other if where == "fit seed" else None)
     assert net.parameters.tobytes() == before.tobytes()
+
+
+def test_early_stopping_on_cost_restores_the_parameters_the_best_cost_was_measured_with():
+    """history["cost"][e] is measured before epoch e's updates (a full batch:
+    the cost of the epoch's starting parameters); the parameters kept were
+    those after them, so a diverging run returned the first diverged model."""
+    rng = np.random.default_rng(0)
+    X = 2 * rng.normal(size=(200, 3))
+    Y = X @ np.array([[1.0], [-2.0], [0.5]])
+    net = dnnfast.Network([3, 1], ["identity"], loss="mse", dtype="float64", seed=0)
+    h = net.fit(X, Y, epochs=30, learning_rate=lambda e: 0.1 if e < 5 else 1.0, early_stopping=True,
+                monitor="cost", patience=3, restore_best=True)
+    best = int(np.argmin(h["cost"]))
+    assert best + 1 < len(h["cost"])  # it diverged after the best epoch
+    assert net.cost(X, Y) == h["cost"][best]

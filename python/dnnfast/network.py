@@ -595,7 +595,14 @@ class Network:
         min_delta : float >= 0
         restore_best : bool
             With early stopping, end with the parameters of the best epoch
-            (also when the epochs run out first).
+            (also when the epochs run out first): those its monitored value
+            was measured with. For ``"val_cost"`` and the accuracies, the
+            parameters after the epoch; for ``"cost"``, which is measured as
+            the epoch's batches are visited (each before its own update), the
+            parameters at the epoch's start: with a full batch,
+            ``net.cost(X, Y)`` then equals the best ``history["cost"]``; with
+            mini-batches the best cost is the mean over the epoch's updates
+            and no single parameter vector has it exactly.
         callbacks : list
             Objects with optional ``on_epoch_end(net, epoch, logs)`` (epoch
             0-based; a true return stops the fit) and ``on_batch_end(net, step,

@@ -200,6 +200,20 @@ class EarlyStopping(Callback):
         self.min_delta = min_delta
         self.restore_best = restore_best
         self.sign = 1.0 if monitor.endswith("accuracy") else -1.0  # larger is better for accuracy
+        # An epoch's "cost" is measured as its batches are visited, each before
+        # its own update (with a full batch: the cost of the parameters the
+        # epoch starts from), the other monitors after the epoch: the
+        # parameters an epoch's value belongs to are those of its start for
+        # "cost", of its end otherwise. Kept only when they may be restored.
+        self.at_start = monitor == "cost" and restore_best
+        self._start = None  # the current epoch's starting parameters (at_start)
+
+    def on_epoch_begin(self, net, epoch):
+        if self.at_start:
+            if self._start is None:
+                self._start = net.parameters.copy()
+            else:
+                self._start[...] = net.parameters
 
     def on_epoch_end(self, net, epoch, logs):
         st = self.run.state
@@ -209,7 +223,9 @@ class EarlyStopping(Callback):
         improved = math.isfinite(value) and (st.best is None or self.sign * (value - st.best) > self.min_delta)
         if improved:
             st.best, st.best_epoch, st.wait = float(value), epoch + 1, 0
-            if self.restore_best:
+            if self.at_start:  # the start's copy becomes the best; the old best's buffer takes the next start
+                st.best_params, self._start = self._start, st.best_params
+            elif self.restore_best:
                 if st.best_params is None:
                     st.best_params = net.parameters.copy()
                 else:
