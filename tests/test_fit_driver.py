@@ -740,3 +740,51 @@ def test_early_stopping_on_cost_restores_the_parameters_the_best_cost_was_measur
     best = int(np.argmin(h["cost"]))
     assert best + 1 < len(h["cost"])  # it diverged after the best epoch
     assert net.cost(X, Y) == h["cost"][best]
+
+
+def test_resume_refuses_epochs_below_the_checkpoints(data, tmp_path):
+    """The checkpoint's longer run came back, silently, as a shorter one's."""
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    _net().fit(X, Y, epochs=5, batch_size=8, checkpoint=path)
+    net = _net()
+    before = net.parameters.copy()
+    with pytest.raises(ValueError, match=r"epochs=2 is below the 5 epochs the checkpoint"):
+        net.fit(X, Y, epochs=2, batch_size=8, checkpoint=path, resume=True)
+    assert net.parameters.tobytes() == before.tobytes()
+    h = net.fit(X, Y, epochs=5, batch_size=8, checkpoint=path, resume=True)  # as many: nothing left to run
+    assert len(h["cost"]) == 5
+
+
+class _StopAt:
+    def __init__(self, n):
+        self.n = n
+
+    def on_epoch_end(self, net, epoch, logs):
+        return epoch + 1 >= self.n
+
+
+def test_resume_after_a_callback_stop_goes_on_to_epochs(data, tmp_path):
+    """A run a callback had stopped (a time budget) resumed to nothing, silently;
+    it goes on to epochs, as the same run with that callback never stopping."""
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    kw = dict(batch_size=8, shuffle=True, optimizer="adam")
+    _net().fit(X, Y, epochs=6, checkpoint=path, callbacks=[_StopAt(2)], **kw)
+    net = _net()
+    h = net.fit(X, Y, epochs=6, checkpoint=path, resume=True, **kw)
+    ref = _net()
+    href = ref.fit(X, Y, epochs=6, **kw)
+    assert h["cost"] == href["cost"]
+    assert net.parameters.tobytes() == ref.parameters.tobytes()
+
+
+def test_resume_after_early_stopping_stays_stopped(data, tmp_path):
+    """Early stopping's patience ran out: the resumed run does not go on."""
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    kw = dict(batch_size=8, learning_rate=0.5, early_stopping=True, monitor="cost", patience=1, min_delta=10.0)
+    h0 = _net().fit(X, Y, epochs=8, checkpoint=path, **kw)
+    assert len(h0["cost"]) == 2
+    h = _net().fit(X, Y, epochs=8, checkpoint=path, resume=True, **kw)
+    assert h["cost"] == h0["cost"]

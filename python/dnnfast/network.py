@@ -619,7 +619,10 @@ class Network:
             With ``checkpoint``: when the file exists, take its parameters and
             training state and run the remaining epochs of ``epochs``; the
             result is bit-identical to a fit that was never interrupted. The
-            settings must be those of the checkpoint (``epochs`` may differ).
+            settings must be those of the checkpoint (``epochs`` may differ,
+            but not be below the epochs the checkpoint has completed). A run
+            that a callback had stopped goes on to ``epochs``; one whose early
+            stopping ran out of patience stays stopped.
 
         Each call starts from the network's current parameters with a fresh
         optimizer state (no velocity, Adam moments and step count at zero),

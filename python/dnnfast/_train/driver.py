@@ -661,7 +661,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                                         if provider.is_root else None)
             saved = provider.share(saved)
             if saved is not None:
-                _restore(net, state, *saved)
+                _restore(net, settings, state, *saved)
         provider.start()  # MPI: rank 0's parameters on every rank
         run = Run(net, Xc, Yc, n, settings, state, provider)
 
@@ -752,13 +752,20 @@ def _read_checkpoint(net, settings, path, load_checkpoint):
     if diff is not None:
         name, was, now = diff
         raise ValueError(f"resume: the checkpoint was written with {name}={was!r}, this fit has {name}={now!r}")
+    if record["epoch"] > settings.epochs:  # else the checkpoint's longer run came back as this one's
+        raise ValueError(f"resume: epochs={settings.epochs} is below the {record['epoch']} epochs the checkpoint "
+                         f"{path!r} has completed (epochs counts the whole run's)")
     return saved.parameters, saved._rng.bit_generator.state, record
 
 
-def _restore(net, state, parameters, rng_state, record):
+def _restore(net, settings, state, parameters, rng_state, record):
     # What can refuse first (the fresh state, then the generators, checked to be
     # of the file's kind), the parameters last: a refused resume leaves the network as it was.
     state.load_record(record)
+    # A run stopped by a callback goes on to this fit's epochs (its callbacks
+    # decide again); one whose early stopping ran out of patience stays stopped.
+    if state.stopped and not (settings.early_stopping and state.wait >= settings.patience):
+        state.stopped = False
     net._rng.bit_generator.state = rng_state
     state.rng.bit_generator.state = record["rng"]
     net.parameters[...] = parameters
