@@ -788,3 +788,26 @@ def test_resume_after_early_stopping_stays_stopped(data, tmp_path):
     assert len(h0["cost"]) == 2
     h = _net().fit(X, Y, epochs=8, checkpoint=path, resume=True, **kw)
     assert h["cost"] == h0["cost"]
+
+
+@pytest.mark.parametrize("first,second,match", [
+    ({}, {"seed": 3}, r"resume: seed is not None must be as when the checkpoint .* was written: it was False, "
+                      r"this fit has True"),
+    ({}, {"validation_data": "data"}, r"resume: validation_data is not None must be as when .* it was False"),
+    ({"batch_size": None}, {"batch_size": None, "rows": 40},
+     r"resume: batch_size must be as when .* it was 70 rows a step, this fit has batch_size=None \(40 rows a step\)"),
+    ({"batch_size": 8}, {"batch_size": 16}, r"resume: batch_size must be as when .* it was 8 rows a step, this fit "
+                                             r"has 16 rows a step"),
+])
+def test_resume_refusals_name_fits_arguments(data, tmp_path, first, second, match):
+    """They named the fingerprint's internal settings (seeded, validation), and
+    a batch_size=None given both times as batch_size=70 and 40."""
+    X, Y = data
+    path = tmp_path / "ck.npz"
+    _net().fit(X, Y, epochs=2, checkpoint=path, **first)
+    kw = dict(second)
+    rows = kw.pop("rows", X.shape[0])
+    if kw.get("validation_data") == "data":
+        kw["validation_data"] = (X, Y)
+    with pytest.raises(ValueError, match=match):
+        _net().fit(X[:rows], Y[:rows], epochs=4, checkpoint=path, resume=True, **kw)

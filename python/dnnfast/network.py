@@ -556,7 +556,9 @@ class Network:
             A fresh permutation each epoch from the network's seeded generator
             (or from ``seed`` when given).
         seed : int or None
-            A generator of its own for the shuffling.
+            A generator of its own for the shuffling. With ``resume``, its
+            state comes from the checkpoint: whether a seed is given must be
+            as when the checkpoint was written, its value is not compared.
         verbose : bool
             One line per epoch: cost, validation values, samples/s.
         on_nonfinite : {"raise", "warn", "ignore"}

@@ -657,7 +657,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                                 if provider.is_root else None)
         if resume:
             # Over MPI, rank 0 reads the file (the one that writes it) and every rank takes its contents.
-            saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1])
+            saved = provider.collective(lambda: _read_checkpoint(net, settings, checkpoint, checkpoint_io[1],
+                                                                 kw["batch_size"])
                                         if provider.is_root else None)
             saved = provider.share(saved)
             if saved is not None:
@@ -734,9 +735,10 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
     return history
 
 
-def _read_checkpoint(net, settings, path, load_checkpoint):
+def _read_checkpoint(net, settings, path, load_checkpoint, batch_size):
     """``(parameters, network rng state, record)`` of the checkpoint at ``path``,
-    checked against this fit; None when there is no file yet (a fresh start)."""
+    checked against this fit (``batch_size``: as fit was given it); None when
+    there is no file yet (a fresh start)."""
     if not os.path.exists(path):
         return None
     saved, record = load_checkpoint(path)
@@ -751,7 +753,14 @@ def _read_checkpoint(net, settings, path, load_checkpoint):
     diff = first_difference(record["settings"], settings.fingerprint())
     if diff is not None:
         name, was, now = diff
-        raise ValueError(f"resume: the checkpoint was written with {name}={was!r}, this fit has {name}={now!r}")
+        if name == "batch_size":  # the effective size: say so where None (all rows) gave it
+            was, now = f"{was} rows a step", (f"{now} rows a step" if batch_size is not None else
+                                              f"batch_size=None ({now} rows a step)")
+        else:
+            was, now = repr(was), repr(now)
+        arg = as_arguments([(name, None)])[0][0]
+        raise ValueError(f"resume: {arg} must be as when the checkpoint {path!r} was written: it was {was}, "
+                         f"this fit has {now}")
     if record["epoch"] > settings.epochs:  # else the checkpoint's longer run came back as this one's
         raise ValueError(f"resume: epochs={settings.epochs} is below the {record['epoch']} epochs the checkpoint "
                          f"{path!r} has completed (epochs counts the whole run's)")

@@ -83,7 +83,8 @@ class FitSettings:
 
 
 #: Settings of the fingerprint that are not fit's arguments, as messages name
-#: them (the checkpoint's record keeps the settings' own names).
+#: them (the checkpoint's record keeps the settings' own names): the MPI
+#: check's and a resume's.
 ARGUMENT_NAMES = {"seeded": "seed is not None", "validation": "validation_data is not None"}
 
 
@@ -164,8 +165,8 @@ class TrainState:
     def load_record(self, record):
         """Take over a checkpoint's record (read by _network_file, checked there)."""
         if record["optimizer"] != self.optimizer:
-            raise ValueError(f"resume: the checkpoint was written with optimizer={record['optimizer']!r}, "
-                             f"this fit has optimizer={self.optimizer!r}")
+            raise ValueError(f"resume: optimizer must be as when the checkpoint was written: it was "
+                             f"{record['optimizer']!r}, this fit has {self.optimizer!r}")
         self.epoch, self.step = record["epoch"], record["step"]
         self.stopped, self.wait = record["stopped"], record["wait"]
         self.best, self.best_epoch = record["best"], record["best_epoch"]
