@@ -811,3 +811,46 @@ def test_resume_refusals_name_fits_arguments(data, tmp_path, first, second, matc
         kw["validation_data"] = (X, Y)
     with pytest.raises(ValueError, match=match):
         _net().fit(X[:rows], Y[:rows], epochs=4, checkpoint=path, resume=True, **kw)
+
+
+class _EpochHook:
+    def on_epoch_end(self, net, epoch, logs):
+        return False
+
+
+class _TwoArgs:
+    def on_epoch_end(self, net, epoch):
+        return False
+
+
+class _BatchTwoArgs:
+    def on_batch_end(self, net, logs):
+        pass
+
+
+class _Flexible:
+    def on_epoch_end(self, *args, **kwargs):
+        return False
+
+    on_batch_end = print  # a builtin (its signature readable or not): taken
+
+
+@pytest.mark.parametrize("cb,match", [
+    (_EpochHook, r"callbacks\[0\]\.on_epoch_end must take the call on_epoch_end\(net, epoch, logs\).*pass an instance"),
+    (_TwoArgs(), r"callbacks\[0\]\.on_epoch_end must take the call on_epoch_end\(net, epoch, logs\).*\(net, epoch\)"),
+    (_BatchTwoArgs(), r"callbacks\[0\]\.on_batch_end must take the call on_batch_end\(net, step, logs\)"),
+])
+def test_callback_hooks_that_cannot_take_the_call_are_refused_at_the_start(data, cb, match):
+    """A class passed for its instance, or a hook of the wrong arity, trained an
+    epoch and then failed with Python's TypeError."""
+    X, Y = data
+    net = _net()
+    before = net.parameters.copy()
+    with pytest.raises(TypeError, match=match):
+        net.fit(X, Y, epochs=2, batch_size=8, callbacks=[cb])
+    assert net.parameters.tobytes() == before.tobytes()
+
+
+def test_callback_hooks_with_flexible_or_unreadable_signatures_are_taken(data, capsys):
+    X, Y = data
+    _net().fit(X, Y, epochs=1, batch_size=8, callbacks=[_Flexible()])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import math
 import numbers
 import os
@@ -231,6 +232,25 @@ def _arg(kw, key, check, *args):
     return check(v, key, *args)
 
 
+#: How the loop calls each hook of a user's callback.
+_HOOK_CALLS = {"on_epoch_end": "(net, epoch, logs)", "on_batch_end": "(net, step, logs)"}
+
+
+def _check_hook_call(f, name, call, of_class=False):
+    """Refuse a hook that cannot take the loop's call (a class passed for its
+    instance, a wrong arity): else Python's TypeError came after an epoch."""
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):  # no signature to read (a builtin): found when called
+        return
+    try:
+        sig.bind(None, 0, {})
+    except TypeError:
+        hint = " (a class was passed: pass an instance)" if of_class else ""
+        raise TypeError(f"{name} must take the call {name.rsplit('.', 1)[1]}{call}, but its signature is "
+                        f"{sig}{hint}") from None
+
+
 def check_settings(net, n, kw):
     """Validate Network.fit's arguments (every error names its argument) -> FitSettings."""
     # A checkpoint stores the settings as int64: a larger count ("until a
@@ -291,6 +311,8 @@ def check_settings(net, n, kw):
         for h, f in hooks.items():  # else found only when first called, after an epoch of training
             if f is not None and not callable(f):
                 raise TypeError(f"callbacks[{i}].{h} must be callable, got {f!r:.80}")
+            if f is not None:
+                _check_hook_call(f, f"callbacks[{i}].{h}", _HOOK_CALLS[h], inspect.isclass(cb))
     checkpoint = kw["checkpoint"]
     resume = _arg(kw, "resume", check_bool)
     if checkpoint is not None:
