@@ -854,3 +854,24 @@ def test_callback_hooks_that_cannot_take_the_call_are_refused_at_the_start(data,
 def test_callback_hooks_with_flexible_or_unreadable_signatures_are_taken(data, capsys):
     X, Y = data
     _net().fit(X, Y, epochs=1, batch_size=8, callbacks=[_Flexible()])
+
+
+def test_batch_logs_cost_includes_the_penalty_and_each_hook_has_its_own_logs(data):
+    """on_batch_end's cost left out the weight-decay penalty that the epoch's
+    includes; and its logs dict was the one the progress bar read after the
+    user's hooks: one that popped "rows" broke fit with a KeyError."""
+    X, Y = data
+    seen = []
+
+    class Seen:
+        def on_batch_end(self, net, step, logs):
+            seen.append(dict(logs))
+
+    class Pop:
+        def on_batch_end(self, net, step, logs):
+            logs.pop("rows")
+            logs.pop("cost")
+
+    h = _net().fit(X, Y, epochs=1, batch_size=8, weight_decay=0.5, callbacks=[Pop(), Seen()], progress=True)
+    assert seen[-1]["rows"] == X.shape[0]
+    assert seen[-1]["cost"] == pytest.approx(h["cost"][0], rel=1e-12)

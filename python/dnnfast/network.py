@@ -609,7 +609,9 @@ class Network:
             Objects with optional ``on_epoch_end(net, epoch, logs)`` (epoch
             0-based; a true return stops the fit) and ``on_batch_end(net, step,
             logs)`` (after each chunk of batches, about every 0.1 s; ``step``
-            counts the updates so far).
+            counts the updates so far; ``logs["rows"]`` the epoch's rows so far,
+            ``logs["cost"]`` their mean cost with the weight-decay penalty, as
+            ``history["cost"]``). Each hook gets its own ``logs`` dict.
         progress : bool
             A progress bar that moves within the epoch (tqdm when installed,
             else one line on stderr), with samples/s and the latest metrics.

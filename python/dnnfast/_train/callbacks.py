@@ -271,7 +271,7 @@ class UserCallbacks(Callback):
         def call():
             for _, _, hook in self.hooks:
                 if hook is not None:
-                    hook(net, step, logs)
+                    hook(net, step, dict(logs))  # each its own, as on_epoch_end's: Progress reads them after
         self.run.provider.collective(call)
 
     def on_epoch_end(self, net, epoch, logs):

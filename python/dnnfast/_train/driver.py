@@ -566,7 +566,8 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
             done += nb
             st.step += nb
             if batch_hooks:
-                logs = {"rows": hi, "cost": cost_sum / hi}
+                # With the weight-decay penalty, as history["cost"]: at the epoch's last chunk, its cost.
+                logs = {"rows": hi, "cost": (cost_sum + penalty_sum) / hi}
                 for cb in batch_hooks:
                     cb.on_batch_end(net, st.step, logs)
             if agree is None and interrupts.pending and done < n_batches:
