@@ -600,6 +600,21 @@ def test_a_target_just_outside_the_loss_range_is_shown_as_it_is():
         net.cost(np.ones((2, 2)), np.array([[0.0], [1.0000001]]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_target_range_is_shown_without_the_dtypes_round_off(dtype):
+    """A float32 network showed the target 1.1 as 1.100000023841858."""
+    X = np.zeros((3, 2))
+    Y = np.array([[0.0], [0.5], [1.1]])
+    net = dnnfast.Network([2, 1], ["sigmoid"], loss="bce", dtype=dtype, seed=0)
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got 0\.\.1\.1$"):
+        net.fit(X, Y)
+    with pytest.raises(ValueError, match=r"validation_data\[1\]: .* got -1\.1\.\.-0$"):
+        net.fit(X, Y * 0 + 0.5, validation_data=(X, -Y))
+    net = dnnfast.Network([2, 1], ["exp"], loss="poisson", dtype=dtype, seed=0)
+    with pytest.raises(ValueError, match=r"targets >= 0, got -0\.33\.\.-0$"):
+        net.cost(X, -Y * 0.3)
+
+
 @pytest.mark.parametrize("alpha", [np.float32(0.25), np.int64(1), np.float16(0.5)], ids=lambda a: type(a).__name__)
 def test_an_activation_parameter_may_be_any_numpy_real_scalar(alpha):
     """np.float32(0.2) was refused: "alpha ... must be a finite number"."""

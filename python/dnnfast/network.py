@@ -449,8 +449,10 @@ class Network:
         if Y.size and ((low is not None and Y.min() < low) or (high is not None and Y.max() > high)):
             where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
             def shown(v):  # :g's six digits showed a target of 1.0000001 as "got 0..1"
-                v = float(v)
-                return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+                # Compared, and else written (str: its shortest digits), in Y's dtype: a
+                # float32 1.1 as a double showed as 1.100000023841858.
+                g = f"{float(v):g}"
+                return g if Y.dtype.type(g) == v else str(v)
             raise ValueError(f"{name}: the {self.loss} loss needs targets {where}, got {shown(Y.min())}..{shown(Y.max())}")
         return Y
 
