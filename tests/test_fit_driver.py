@@ -875,3 +875,17 @@ def test_batch_logs_cost_includes_the_penalty_and_each_hook_has_its_own_logs(dat
     h = _net().fit(X, Y, epochs=1, batch_size=8, weight_decay=0.5, callbacks=[Pop(), Seen()], progress=True)
     assert seen[-1]["rows"] == X.shape[0]
     assert seen[-1]["cost"] == pytest.approx(h["cost"][0], rel=1e-12)
+
+
+@pytest.mark.parametrize("lr,match", [
+    (1e-46, r"learning_rate must be at least 1\.17549e-38 for a float32 network, got 1e-46"),
+    (1e-40, r"learning_rate must be at least 1\.17549e-38 for a float32 network, got 1e-40"),
+    (lambda e: 0.1 if e < 1 else 1e-40, r"learning_rate\(1\) must return 0 or at least 1\.17549e-38 for a float32"),
+])
+def test_a_learning_rate_that_is_zero_in_the_networks_dtype_is_refused(data, lr, match):
+    """It was taken, and trained nothing (epsilon is refused so already)."""
+    X, Y = data
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float32", seed=0)
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, Y, epochs=3, batch_size=8, learning_rate=lr)
+    net.fit(X, Y, epochs=2, batch_size=8, learning_rate=lambda e: 0.0)  # an epoch without updates, asked for

@@ -553,7 +553,10 @@ class Network:
             None = batch GD (one update per epoch), 1 = stochastic, k = mini-batch
             (last shorter batch used, averaged over its own size).
         learning_rate : float or callable
-            A rate in (0, 1], or ``epoch -> rate`` (epoch 0-based), called once per epoch.
+            A rate in (0, 1], or ``epoch -> rate`` (epoch 0-based), called once per epoch
+            (its rate in [0, 1]). A rate other than 0 must be at least the
+            smallest normal number of the network's dtype (``np.finfo(dtype).tiny``):
+            a smaller one updates nothing.
         shuffle : bool
             A fresh permutation each epoch from the network's seeded generator
             (or from ``seed`` when given).

@@ -216,6 +216,14 @@ def _check_nonneg(value, name):
     return float(value)
 
 
+def _check_normal(value, name, dtype):
+    """A positive setting below the smallest normal number of the network's
+    dtype is 0 (or loses its digits) in the updates: refused."""
+    tiny = np.finfo(dtype).tiny
+    if value < tiny:
+        raise ValueError(f"{name} must be at least {tiny:g} for a {np.dtype(dtype).name} network, got {value!r}")
+
+
 #: Network.fit's defaults: a value of the default's type equal to it needs no check
 #: (the checks cost more than a small fit's epoch).
 _DEFAULTS = {"optimizer": "sgd", "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
@@ -258,14 +266,14 @@ def check_settings(net, n, kw):
     epochs = check_positive_int(kw["epochs"], "epochs", allow_zero=True, upper=_INT64_MAX)
     size = check_batch_size(kw["batch_size"], n)
     lr = _check_rate_arg(kw["learning_rate"], "learning_rate")
+    if not callable(lr):  # 0 in the network's dtype: a fit that trains nothing (a schedule's: FitSettings.rate)
+        _check_normal(lr, "learning_rate", net.dtype)
     optimizer = _arg(kw, "optimizer", resolve_optimizer)
     momentum = _arg(kw, "momentum", _check_unit)
     beta1 = _arg(kw, "beta1", _check_unit)
     beta2 = _arg(kw, "beta2", _check_unit)
     epsilon = _arg(kw, "epsilon", check_positive_float)
-    if epsilon < np.finfo(net.dtype).tiny:  # rounded to 0 in the network's dtype: Adam's 0 / 0 on a still weight
-        raise ValueError(f"epsilon must be at least {np.finfo(net.dtype).tiny:g} for a {net.dtype.name} network, "
-                         f"got {epsilon!r}")
+    _check_normal(epsilon, "epsilon", net.dtype)  # rounded to 0: Adam's 0 / 0 on a still weight
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
     if weight_decay > np.finfo(net.dtype).max:  # infinite in the network's dtype: NaN weights, blamed on the data
         raise ValueError(f"weight_decay must be at most {np.finfo(net.dtype).max:g} for a {net.dtype.name} network, "
@@ -335,7 +343,7 @@ def check_settings(net, n, kw):
                        beta1=beta1, beta2=beta2, epsilon=epsilon, weight_decay=weight_decay, shuffle=shuffle,
                        seeded=kw["seed"] is not None, on_nonfinite=on_nonfinite, early_stopping=early,
                        monitor=monitor, patience=patience, min_delta=min_delta, restore_best=restore_best,
-                       metrics=metrics, validation=validation), callbacks, checkpoint, resume
+                       metrics=metrics, validation=validation, dtype=net.dtype.name), callbacks, checkpoint, resume
 
 
 def train_options(settings, lr):

@@ -55,6 +55,9 @@ class FitSettings:
     restore_best: bool = True
     metrics: tuple = ()
     validation: bool = False
+    # The network's dtype: a rate below its smallest normal number updates
+    # nothing. Not a setting of the run (the checkpoint's network has it).
+    dtype: str = dataclasses.field(default="float64", metadata={"fingerprint": False})
 
     def rate(self, epoch):
         """The learning rate of ``epoch`` (0-based), checked when a callable gives it."""
@@ -68,6 +71,9 @@ class FitSettings:
         if not 0.0 <= rate <= MAX_LEARNING_RATE:
             raise ValueError(f"learning_rate({epoch}) must return a number in [0, {MAX_LEARNING_RATE:g}], "
                              f"got {value!r:.60}")
+        if 0.0 < rate < np.finfo(self.dtype).tiny:  # 0 is an epoch without updates, asked for
+            raise ValueError(f"learning_rate({epoch}) must return 0 or at least {np.finfo(self.dtype).tiny:g} "
+                             f"for a {self.dtype} network (smaller updates nothing), got {value!r:.60}")
         return rate
 
     def fingerprint(self):
@@ -75,6 +81,8 @@ class FitSettings:
         and stored in checkpoints (a callable schedule is compared per epoch, by its rates)."""
         out = []
         for f in dataclasses.fields(self):
+            if not f.metadata.get("fingerprint", True):
+                continue
             v = getattr(self, f.name)
             if f.name == "learning_rate" and callable(v):
                 v = "callable"
