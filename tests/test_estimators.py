@@ -1430,3 +1430,23 @@ def test_check_gradients_of_a_multilabel_model_refuses_targets_other_than_0_1():
                                          r"\[4, -1\]"):
         clf.check_gradients(X, Y * 5 - 1)
     assert clf.check_gradients(X, Y)["n_checked"] > 0
+
+
+@pytest.mark.parametrize("later", ["identity", "relu", "leaky_relu", ("leaky_relu", {"alpha": 0.5})])
+def test_regressor_predicts_with_the_output_it_was_fitted_with(later):
+    """After set_params(output_activation=...) on a regressor fitted with
+    leaky_relu of alpha 0.3, predict used leaky_relu with its default alpha
+    (0.1): predictions moved by up to 0.4. The fitted output (out_activation_
+    and its parameter) is used, as out_activation_ alone already was."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    y = X[:, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg = MLPRegressor(hidden_layer_sizes=(4,), output_activation=("leaky_relu", {"alpha": 0.3}), max_iter=20,
+                           random_state=0).fit(X, y)
+    before = reg.predict(X)
+    assert (before < 0).any()  # the negative side, where alpha matters
+    reg.set_params(output_activation=later)
+    np.testing.assert_array_equal(reg.predict(X), before)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), before)

@@ -763,7 +763,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(layer_units)
+        self.__dict__.pop("_output_param", None)  # a new fit takes the parameters' output as it is now
         self.out_activation_ = self._output_activation_name()
+        self._output_param = self._output_spec().param  # what predict then uses (_output_spec)
         self.coefs_, self.intercepts_ = [], []
         for i in range(self.n_layers_ - 1):
             fan_in, fan_out = layer_units[i], layer_units[i + 1]

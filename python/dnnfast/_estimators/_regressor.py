@@ -1,6 +1,8 @@
 """MLPRegressor: scikit-learn's estimator on the C++ core."""
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 import numpy as np
@@ -116,13 +118,20 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "logistic" if spec.name == "sigmoid" else spec.name
 
     def _output_spec(self):
+        """The fitted output layer's activation: out_activation_, with the
+        parameter it was fitted with (``_output_param``, kept by fit): a
+        set_params(output_activation=...) after fit had predict use another
+        activation's default parameter (leaky_relu fitted with alpha 0.3
+        predicted with 0.1)."""
         if self.out_activation_ == "logistic":
             return parse_activation("sigmoid")
+        spec = None
         if self.output_activation is not None:
             spec = parse_activation(self.output_activation)
-            if spec.name == self.out_activation_:
-                return spec
-        return parse_activation(self.out_activation_)
+        if spec is None or spec.name != self.out_activation_:
+            spec = parse_activation(self.out_activation_)
+        param = self.__dict__.get("_output_param")
+        return spec if param is None or not spec.has_param else dataclasses.replace(spec, param=param)
 
     def _check_continued_output(self):
         # out_activation_ (and with it the loss trained) is the fitted
