@@ -844,6 +844,41 @@ def _continued(case):
 
 
 @scenario
+def warm_start_with_a_class_on_one_rank_only():
+    """Class 2 is in rank 0's rows only: the first fit takes all ranks'
+    classes; the warm fit and partial_fit compared the local ones and were
+    refused ("warm_start can only be used where y has the same classes")."""
+    from dnnfast import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.arange(40) % 2
+    y[[1, 4, 7]] = 2  # class 2 only in the first rows: rank 0's shard (shard_bounds: 13 of 40 rows there)
+    lo, hi = shard_bounds(X.shape[0])
+    est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0, warm_start=True)
+    with Context():
+        est.fit(X[lo:hi], y[lo:hi])
+        est.fit(X[lo:hi], y[lo:hi])
+        est.partial_fit(X[lo:hi], y[lo:hi])
+    return {"classes": est.classes_.tolist(), "n_iter": est.n_iter_}
+
+
+@scenario
+def exit_with_an_int_enum_code_on_one_rank():
+    """sys.exit(code) with an IntEnum defined in a function: its code cannot be
+    pickled, so the broadcast to the other ranks failed and they hung."""
+    import enum
+
+    class Status(enum.IntEnum):
+        STOP = 4
+
+    def stop():
+        sys.exit(Status.STOP)
+
+    _fit_with(_on_last_rank_once("on_epoch_end", stop))
+
+
+@scenario
 def continued_partial_fit():
     return _continued("partial")
 

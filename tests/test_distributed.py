@@ -413,6 +413,24 @@ def test_an_error_reaches_the_other_ranks_as_its_nearest_portable_type(tmp_path,
 
 
 @needs_mpi
+def test_warm_start_takes_all_ranks_classes(tmp_path):
+    """A class in one rank's rows only: the warm fit and partial_fit compared
+    the local classes with the fitted ones and were refused on every rank."""
+    results = [o.get("result") for o in scenario(tmp_path, "warm_start_with_a_class_on_one_rank_only")]
+    assert results[0] is not None and results == [results[0]] * len(results), results
+    assert results[0]["classes"] == [0, 1, 2]
+
+
+@needs_mpi
+def test_an_exit_code_that_cannot_be_pickled_ends_every_rank(tmp_path):
+    """sys.exit(IntEnum member of a local class): its code could not be sent,
+    the failing rank raised a pickling error and the others hung."""
+    outcomes = scenario(tmp_path, "exit_with_an_int_enum_code_on_one_rank")
+    assert [o.get("error", [None])[0] for o in outcomes] == ["SystemExit", "SystemExit"], outcomes
+    assert [o["error"][2] for o in outcomes] == [4, 4], outcomes
+
+
+@needs_mpi
 @pytest.mark.parametrize("name", ["continued_partial_fit", "continued_invscaling_fit",
                                   "continued_fit_stopping_on_tol"])
 def test_a_continued_estimator_goes_on_from_rank_0s_whole_training_state(tmp_path, name):

@@ -68,7 +68,8 @@ def _payload(error):
     (a ``__str__`` that fails would leave the others in the second one).
     """
     if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
-        return "SystemExit", None, error.code  # an exit status, passed on as it is
+        # an exit status, as a plain int (an IntEnum of a function's own cannot be pickled)
+        return "SystemExit", None, None if error.code is None else int(error.code)
     try:
         text = str(error)
     except Exception as exc:  # noqa: BLE001 - any failure: the message says so

@@ -210,7 +210,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = np.unique(y) if fast is not None else unique_labels(y)
+            if labels is not y:  # distributed: all ranks' classes together, as a first fit takes them
+                classes = np.unique(labels)
+            else:
+                classes = np.unique(y) if fast is not None else unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in the "
