@@ -1053,3 +1053,30 @@ def test_to_onnx_refuses_a_parameter_edited_to_nan(tmp_path, which):
     with pytest.raises(ValueError, match=r"^to_onnx: the parameters contain NaN or infinity"):
         model.to_onnx(tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
+
+
+def test_adam_second_moments_overflowed_to_infinity_save_and_load(tmp_path):
+    """A float32 fit on large gradients overflows some of Adam's second
+    moments to +inf while the weights stay finite (those weights' steps are
+    then 0): save and every checkpoint wrote a file that load refused
+    ("holds NaN or infinity"), over the good one. +inf loads; the model goes
+    on as the original; NaN or a negative value is still refused."""
+    est = _fitted(MLPRegressor, solver="adam", y=_data()[:, 0].astype(np.float32))
+    state2 = est._optimizer["state2"]
+    state2[:3] = np.inf
+    path = tmp_path / "m.npz"
+    est.save(path)
+    back = dnnfast.load(path)
+    np.testing.assert_array_equal(back._optimizer["state2"], state2)
+    X, y = _data(), _data()[:, 0]
+    est.partial_fit(X, y)
+    back.partial_fit(X, y)
+    for a, b in zip(est.coefs_ + est.intercepts_, back.coefs_ + back.intercepts_):
+        assert a.tobytes() == b.tobytes()
+    assert all(np.isfinite(c).all() for c in back.coefs_)
+    header, arrays = _members(path)
+    arrays["optimizer_state2"] = arrays["optimizer_state2"].copy()
+    arrays["optimizer_state2"][3] = np.nan
+    _write(tmp_path / "nan.npz", header, arrays)
+    with pytest.raises(ValueError, match="'optimizer_state2' holds NaN"):
+        dnnfast.load(tmp_path / "nan.npz")

@@ -872,8 +872,11 @@ class Codec(typing.NamedTuple):
 
 
 # Arrays that hold parameters (or their optimizer state): NaN or infinity there is damage.
-_FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state[12]|best_params|train_state[12]|train_best_params")
-# Adam's second moments (the only optimizer with a second buffer): means of squares.
+_FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state1|best_params|train_state1|train_best_params")
+# Adam's second moments (the only optimizer with a second buffer): means of
+# squares, >= 0. +inf is one: a float32 fit on large gradients overflows
+# them while the weights stay finite (their steps m / (sqrt(v) + eps) are
+# then 0), and such a model saved, and checkpointed, a file that load refused.
 _NON_NEGATIVE = re.compile(r"optimizer_state2|train_state2")
 
 
@@ -916,6 +919,8 @@ def _read(f, file_size, codecs):
             if _FINITE.fullmatch(name) and not _core.all_finite(arr):  # no temporary the size of arr
                 raise ValueError(f"array {name!r} holds NaN or infinity")
             if _NON_NEGATIVE.fullmatch(name) and arr.size and not arr.min() >= 0:
+                if np.isnan(arr).any():
+                    raise ValueError(f"array {name!r} holds NaN")
                 raise ValueError(f"array {name!r} holds a negative value: Adam's second moments are means of "
                                  "squares")
             arrays[name] = arr
