@@ -1433,7 +1433,7 @@ def test_check_gradients_of_a_multilabel_model_refuses_targets_other_than_0_1():
 
 
 @pytest.mark.parametrize("later", ["identity", "relu", "leaky_relu", ("leaky_relu", {"alpha": 0.5})])
-def test_regressor_predicts_with_the_output_it_was_fitted_with(later):
+def test_regressor_predicts_with_the_output_it_was_fitted_with(later, tmp_path):
     """After set_params(output_activation=...) on a regressor fitted with
     leaky_relu of alpha 0.3, predict used leaky_relu with its default alpha
     (0.1): predictions moved by up to 0.4. The fitted output (out_activation_
@@ -1450,3 +1450,12 @@ def test_regressor_predicts_with_the_output_it_was_fitted_with(later):
     reg.set_params(output_activation=later)
     np.testing.assert_array_equal(reg.predict(X), before)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), before)
+    if later == ("leaky_relu", {"alpha": 0.5}):  # the same output, another parameter: it saves, and loads as fitted
+        import dnnfast
+
+        path = tmp_path / "reg.npz"
+        reg.save(path)
+        loaded = dnnfast.load(path)
+        np.testing.assert_array_equal(loaded.predict(X), before)
+        loaded.set_params(output_activation=("leaky_relu", {"alpha": 0.9}))
+        np.testing.assert_array_equal(loaded.predict(X), before)

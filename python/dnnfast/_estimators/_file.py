@@ -120,8 +120,11 @@ def estimator_file(est):
     try:
         _estimator_build(lambda k: own, plan, arrays)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc}); set_params changed the "
-                         "fitted model's parameters: set them back, or fit again") from None
+        # A parameter that no longer describes the fitted model is set_params'
+        # doing; anything else (labels the reader refuses) is not.
+        hint = ("; set_params changed the fitted model's parameters: set them back, or fit again"
+                if str(exc).startswith("header") else "")
+        raise ValueError(f"cannot save: dnnfast.load would refuse the file ({exc}){hint}") from None
     return {_HEADER: array, **arrays}
 
 
@@ -255,6 +258,9 @@ def _estimator_build(estimator_class, plan, arrays):
     est.t_ = fit["t"]
     est.loss_ = fit["loss"]
     est.out_activation_ = fit["out_activation"]
+    out_name, out_param = plan["specs"][-1]
+    if kind == "MLPRegressor" and out_param is not None:
+        est._output_param = out_param  # the output's fitted parameter, which predict uses (_output_spec)
     est.coefs_ = [arrays[f"W{l}"] for l in range(1, L + 1)]
     est.intercepts_ = [arrays[f"b{l}"] for l in range(1, L + 1)]
     alphas = [arrays.get(f"alpha{l}") for l in range(1, L + 1)]
