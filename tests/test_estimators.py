@@ -1459,3 +1459,37 @@ def test_regressor_predicts_with_the_output_it_was_fitted_with(later, tmp_path):
         np.testing.assert_array_equal(loaded.predict(X), before)
         loaded.set_params(output_activation=("leaky_relu", {"alpha": 0.9}))
         np.testing.assert_array_equal(loaded.predict(X), before)
+
+
+def test_a_systemexit_keeps_the_best_epochs_weights_for_a_later_warm_fit():
+    """An early-stopping fit cut by a SystemExit (a SIGTERM handler's) undid
+    the cut epoch but kept no best weights: a warm_start fit that then beat
+    no score ended on weights scoring below the best_validation_score_ it
+    reported. The KeyboardInterrupt path kept them; both now keep the same."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 10))
+    y = (X[:, 0] + 0.8 * rng.normal(size=600) > 0).astype(int)
+    kept = {}
+    for exc in (KeyboardInterrupt, SystemExit):
+        class Cut(MLPClassifier):
+            calls = 0
+
+            def _score_outputs(self, out, y_val, sw_val):
+                Cut.calls += 1
+                if Cut.calls == 12:
+                    raise exc("cut")
+                return super()._score_outputs(out, y_val, sw_val)
+
+        est = Cut(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.5, momentum=0.0, early_stopping=True,
+                  validation_fraction=0.3, max_iter=12, tol=0, n_iter_no_change=1000, random_state=0,
+                  warm_start=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                est.fit(X, y)
+            except SystemExit:
+                pass
+        assert est.n_iter_ == 11
+        kept[exc] = est.__dict__.get("_best_params")
+    assert kept[SystemExit] is not None
+    np.testing.assert_array_equal(kept[SystemExit], kept[KeyboardInterrupt])

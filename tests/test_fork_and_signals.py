@@ -443,6 +443,49 @@ def test_interpreter_exit_while_daemon_threads_wait_for_a_fit_is_clean(tmp_path)
         _run_script(tmp_path, source)
 
 
+@pytest.mark.parametrize("mode", ["join", "predict"])
+def test_an_exit_hook_registered_before_import_may_wait_for_a_thread_in_the_core(tmp_path, mode):
+    """atexit runs the last registered hook first: dnnfast's exit hook ran
+    before one registered before `import dnnfast` (a CLI importing it
+    lazily), and put the threads coming back from the core to sleep for
+    good, so that hook's join (or a predict waiting for the fit) hung the
+    exit. dnnfast's hook now does nothing while such hooks are still to run."""
+    source = """
+        import atexit, sys, threading
+        state = {}
+
+        def hook():
+            if sys.argv[1] == "join":
+                state["t"].join()
+            else:
+                state["net"].predict(state["X"][:2])
+
+        atexit.register(hook)
+
+        def main():
+            import numpy as np
+            import dnnfast
+            X = np.random.default_rng(0).normal(size=(20000, 50)).astype(np.float32)
+            y = (X[:, 0] > 0).astype(int)
+            net = dnnfast.Network([50, 128, 2], ["relu", "softmax"], seed=0)
+            started = threading.Event()
+
+            class Started:
+                def on_batch_end(self, net, step, logs):
+                    started.set()
+
+            t = threading.Thread(target=lambda: net.fit(X, y, epochs=2, batch_size=64, callbacks=[Started()]),
+                                 daemon=True)
+            t.start()
+            started.wait()
+            state.update(net=net, X=X, t=t)
+
+        main()
+        print("ok")
+    """
+    _run_script(tmp_path, source, mode)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
 def test_ctrl_c_while_a_fork_waits_for_a_fit_keeps_the_child_whole(tmp_path):
     """os.fork() waits for another thread's fit to reach a step boundary. A
@@ -692,3 +735,55 @@ def test_sigint_interrupts_a_prediction_waiting_for_a_fit_and_leaves_the_lock_as
     lock = model_lock(net)
     assert not lock.fitting and not lock.reading
     assert _in_thread(lambda: net.predict(X)).shape == (200, 3)
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_thread_waiting_to_read_at_a_fork_leaves_no_cycle_in_the_child(tmp_path):
+    """The child kept the entry of a parent thread that waited to read a
+    model at the fork; a child thread given the same ident (glibc reuses
+    stacks) then "waited" in the cycle check's eyes, and a plain wait for a
+    fit raised "the two fits would wait for each other for ever"."""
+    source = """
+        import os, sys, threading, time, numpy as np, dnnfast
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(200_000, 20)); y = (X[:, 0] > 0).astype(int)
+        B = dnnfast.Network([20, 512, 2], ["relu", "softmax"], seed=0)
+        C = dnnfast.Network([20, 256, 2], ["relu", "softmax"], seed=1)
+        class Started:
+            def __init__(self, ev): self.ev = ev
+            def on_batch_end(self, n, step, logs): self.ev.set()
+        fitting = threading.Event()
+        threading.Thread(target=lambda: B.fit(X, y, epochs=3, batch_size=16, callbacks=[Started(fitting)]), daemon=True).start()
+        fitting.wait()
+        reader = threading.Thread(target=lambda: B.predict(X[:1]), daemon=True)   # waits for B's fit: waiting_to_read[reader] = B
+        reader.start(); time.sleep(0.2)
+        stale = reader.ident
+        print("parent: reader waiting for B's fit at the fork:", reader.is_alive(), flush=True)
+        pid = os.fork()              # waits for B's fit to park at its epoch's end; the reader goes on waiting meanwhile
+        if pid == 0:
+            import signal; signal.alarm(30)
+            c_fitting = threading.Event()
+            def fit_c_if_stale_ident():
+                if threading.get_ident() == stale:
+                    C.fit(X[:20000], y[:20000], epochs=50, batch_size=16, callbacks=[Started(c_fitting)])
+            for _ in range(20):       # a child thread that has the parent reader's ident (its stack, reused)
+                t = threading.Thread(target=fit_c_if_stale_ident, daemon=True); t.start()
+                if t.ident == stale: break
+                t.join()
+            else:
+                print("child: inconclusive", flush=True); os._exit(3)
+            c_fitting.wait()
+            class PeekC:   # the child's main thread fits B; its callback predicts C: it waits for C's fit (no cycle)
+                def on_epoch_end(self, n, epoch, logs): C.predict(X[:1])
+            try:
+                B.fit(X[:1000], y[:1000], epochs=1, callbacks=[PeekC()])
+                print("child: B's fit, whose callback waited for C's fit, ended: ok", flush=True)
+            except RuntimeError as e:
+                print("child: RuntimeError where no cycle exists:", e, flush=True)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("ok" if os.waitstatus_to_exitcode(status) in (0, 3) else "child failed")
+    """
+    out = _run_script(tmp_path, source)
+    if "inconclusive" in out:
+        pytest.skip("no child thread got the waiting parent thread's ident")
+    assert "RuntimeError" not in out and "ended: ok" in out, out

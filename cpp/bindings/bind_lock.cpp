@@ -340,6 +340,9 @@ void locks_after_fork_in_child() {
     g_wait_mutex = new std::mutex;  // the old ones may be held by threads that are gone: leaked
     g_wait_cv = new std::condition_variable;
     g_forker = 0;
+    // The threads that waited to read are gone; a new thread may get one's
+    // ident (glibc reuses stacks), and a stale entry made a cycle out of nothing.
+    waiting_to_read().clear();
     const Ident t = PyThread_get_thread_ident();  // pthread_self(): the forking thread's, as in the parent
     for (ModelLock* l : registry()) l->after_fork_in_child(t);
 }

@@ -62,7 +62,8 @@ inline std::atomic<int> g_restoring{0};
 // finalization began to be ended so (daemon threads waiting for another's
 // fit retake the GIL every 50 ms: 2 exits in 8 aborted); the atexit hook
 // now says the exit is coming first, and lets every thread already past
-// the check take the GIL before it returns (at_exit, module.cpp).
+// the check take the GIL before it returns (at_exit, module.cpp), where no
+// hook registered before dnnfast's import is still to run.
 class ReleaseGil {
   public:
     ReleaseGil() : state_(PyEval_SaveThread()) {}

@@ -83,7 +83,16 @@ void bind_threads(py::module_& m) {
 // GIL first, the GIL released for up to 2 s: waiting for it when
 // finalization began, they would be ended mid-C++ (ReleaseGil). The thread
 // running the hook goes on to finalize and may still call the core.
+//
+// Only when no atexit hook registered before dnnfast's import is still to
+// run (atexit runs the last registered first): such a hook (an executor's
+// shutdown, a save) may wait for a thread inside the core, which would then
+// sleep for good and the exit hang. Those processes keep CPython's own
+// check alone (ReleaseGil's finalizing()).
+size_t g_hooks_before = 1;  // atexit hooks registered before this module's (set at import)
+
 void at_exit() {
+    if (g_hooks_before != 0) return;
     g_exit_thread.store(PyThread_get_thread_ident());
     g_exiting.store(true);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -105,5 +114,7 @@ PYBIND11_MODULE(_core, m) {
     b::bind_ops(m);
     b::bind_network(m);
     b::bind_lock(m);
-    b::py::module_::import("atexit").attr("register")(b::py::cpp_function(&b::at_exit));
+    auto atexit = b::py::module_::import("atexit");
+    if (b::py::hasattr(atexit, "_ncallbacks")) b::g_hooks_before = atexit.attr("_ncallbacks")().cast<size_t>();
+    atexit.attr("register")(b::py::cpp_function(&b::at_exit));
 }

@@ -398,6 +398,11 @@ class _Solvers:
                     self.n_iter_ = kept_n_iter
                 if kept_optimizer is not None and kept_optimizer is not opt:
                     self._optimizer = kept_optimizer
+            else:
+                # The best epoch's weights so far, as the KeyboardInterrupt
+                # path keeps them: a later warm_start fit that beats no score
+                # ends with them (its best_validation_score_ is that epoch's).
+                self._best_params = policies.best_P
             raise
         self._best_params = policies.best_P
         if validation is not None:
