@@ -17,6 +17,12 @@ from . import _core
 ACTIVATION_TABLE = {name: (i, hp, dp, pu) for name, i, hp, dp, pu in _core.ACTIVATIONS}
 #: accepted aliases
 ACTIVATION_ALIASES = {"logistic": "sigmoid", "linear": "identity"}
+
+
+def activation_key(name):
+    """A typed activation name (any case, or an alias) -> its key in ACTIVATION_TABLE, if it has one."""
+    key = name.lower()
+    return ACTIVATION_ALIASES.get(key, key)
 #: name -> (id, fused output activation or "")
 LOSS_TABLE = {name: (i, fused) for name, i, fused in _core.LOSSES}
 #: The targets each loss is defined for, (low, high) with None for no bound:
@@ -63,7 +69,7 @@ def parse_activation(spec, where="activations"):
         spec, params = spec
     if not isinstance(spec, str):
         raise TypeError(f"{where}: activation must be a string name, got {type(spec).__name__}")
-    key = ACTIVATION_ALIASES.get(spec.lower(), spec.lower())
+    key = activation_key(spec)
     if key not in ACTIVATION_TABLE:
         raise ValueError(f"{where}: unknown activation {spec!r}; known: {', '.join(ACTIVATION_TABLE)}")
     i, has_param, default, per_unit = ACTIVATION_TABLE[key]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.floating[Any]]
 
-from ._registry import ACTIVATION_ALIASES, parse_activation, resolve_loss, LOSS_EPSILON_NOTE  # noqa: F401
+from ._registry import LOSS_EPSILON_NOTE, activation_key, parse_activation, resolve_loss  # noqa: F401
 from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
                           network_bytes)
 from .batching import check_batch_size
@@ -150,7 +150,7 @@ DERIVATIVES = {
 
 def _activation_name(name):
     """A name as Network takes it (any case, or an alias such as "logistic") -> its key in ACTIVATIONS."""
-    key = ACTIVATION_ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    key = activation_key(name) if isinstance(name, str) else name
     if isinstance(key, str) and key in ACTIVATIONS:
         return key
     _known(name, ACTIVATIONS, "activation")  # raises, naming the name as given
