@@ -118,7 +118,7 @@ def estimator_file(est):
     own = next(c for c in type(est).__mro__ if c.__name__ == kind and c.__module__.startswith(__package__))
     plan, _ = _estimator_expected(json.loads(array.tobytes()), kind)
     try:
-        _estimator_build(lambda k: own, plan, arrays)
+        _estimator_build(lambda k: own, plan, arrays, checks_only=True)
     except (TypeError, ValueError) as exc:
         # A parameter that no longer describes the fitted model is set_params'
         # doing; anything else (labels the reader refuses) is not.
@@ -222,7 +222,10 @@ def _estimator_expected(header, kind):
     return plan, expected
 
 
-def _estimator_build(estimator_class, plan, arrays):
+def _estimator_build(estimator_class, plan, arrays, checks_only=False):
+    """The estimator of a checked header's plan and its arrays; ``checks_only``
+    (save's dry run): every check of the build, without the arrays' copies
+    into the estimator (they doubled a save's peak memory)."""
     # Imported here: they import scikit-learn when installed, which loading a Network file
     # (one process's memory peak, test_model_file_paths.py) does without.
     from ._progress import TrainingHistory
@@ -339,9 +342,13 @@ def _estimator_build(estimator_class, plan, arrays):
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"header.fitted.optimizer.settings: {exc}") from None
             settings = solver_settings(types.SimpleNamespace(**settings))
+        if checks_only:
+            return est
         est._optimizer = {"learning_rate": lr, "state1": core_order(arrays["optimizer_state1"]),
                           "state2": core_order(arrays["optimizer_state2"]) if adam else None, "t": t,
                           "settings": settings}
+    if checks_only:
+        return est
     if "best_params" in arrays:
         est._best_params = core_order(arrays["best_params"])
     est._bind_loaded()  # coefs_ & co become views of one flat buffer, as after fit
