@@ -77,6 +77,8 @@ def test_unknown_loss_raises_naming_loss(loss, exc):
     ([4, 5, 3], ["relu", "sigmoid"], "cce", "output activation is 'sigmoid'"),
     ([4, 5, 3], ["relu", "softmax"], "bce", "output activation is 'softmax'"),
     ([4, 5, 1], ["relu", "identity"], "poisson", "output activation is 'identity'"),
+    ([4, 5, 1], ["relu", "relu"], "poisson", "output activation is 'relu'"),
+    ([4, 5, 1], ["relu", "elu"], "poisson", "output activation is 'elu'"),
 ])
 def test_output_loss_pairing_that_cannot_learn_warns_naming_the_usual_pairing(sizes, acts, loss, match):
     with pytest.warns(UserWarning, match=match) as record:
@@ -86,7 +88,8 @@ def test_output_loss_pairing_that_cannot_learn_warns_naming_the_usual_pairing(si
 
 @pytest.mark.parametrize("acts,loss", [(["relu", "softmax"], "cce"), (["tanh", "sigmoid"], "bce"),
                                        (["relu", "identity"], "sse"), (["relu", "relu"], "mse"),
-                                       (["tanh", "exp"], "poisson"), ("sigmoid", "bce")])
+                                       (["tanh", "exp"], "poisson"), (["tanh", "softplus"], "poisson"),
+                                       (["tanh", "sigmoid"], "poisson"), ("sigmoid", "bce")])
 def test_usual_output_loss_pairings_construct_without_a_warning(acts, loss):
     import warnings
 

@@ -63,9 +63,10 @@ def _check_network_args(sizes, activations, loss, dtype):
     loss = resolve_loss(loss)
     # An output the loss was not written for trains to chance accuracy without
     # an error (cce's -Y/Yhat on a relu output): say so, naming the usual pairing.
-    # (poisson needs only a positive output: softplus learns too.)
+    # (poisson needs only a positive output: softplus and, for rates below 1,
+    # sigmoid learn too.)
     usual = {"cce": "softmax", "bce": "sigmoid", "poisson": "exp"}.get(loss)
-    fits = {"poisson": ("exp", "softplus")}.get(loss, (usual,))
+    fits = {"poisson": ("exp", "softplus", "sigmoid")}.get(loss, (usual,))
     if usual is not None and specs[-1].name not in fits:
         how = (f"the single activation {specs[-1].name!r} applies to every layer, the output too"
                if single and len(sizes) > 2 else f"the output activation is {specs[-1].name!r}")
