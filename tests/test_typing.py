@@ -54,6 +54,9 @@ def train(X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
     reg = dnnfast.MLPRegressor(loss="poisson").partial_fit(X, X[:, 0])
     score: float = reg.score(X, X[:, 0])
     loaded = dnnfast.load("model.npz")
+    dnnfast.load(b"model.npz")  # bytes paths, as open() takes (and the docstrings say)
+    net.save(b"model.npz")
+    net.fit(X, y, checkpoint=b"ckpt.npz")
     if isinstance(loaded, dnnfast.MLPClassifier):
         loaded.predict(X)
     for batch in dnnfast.batch_indices(len(X), 2, shuffle=True, rng=np.random.default_rng(0)):

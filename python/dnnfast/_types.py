@@ -10,8 +10,8 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 #: An activation: a name, or (name, {"alpha": value}).
 Activation = Union[str, Tuple[str, Mapping[str, float]]]
-#: A file name.
-PathLike = Union[str, "os.PathLike[str]"]
+#: A file name (str, bytes or os.PathLike, as open() takes).
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: A float32 or float64 array.
 FloatArray = NDArray[np.floating[Any]]
 #: A number, or a callable epoch -> learning rate.
