@@ -18,6 +18,8 @@ def test_dir_lists_the_lazy_names():
     for name in ("MLPClassifier", "MLPRegressor", "load", "to_onnx", "Network", "datasets"):
         assert name in names
     assert set(dnnfast.__all__) <= set(names)
+    # not the package file's own helpers: completion offers the API only
+    assert not {"Any", "TYPE_CHECKING", "annotations", "check_thread_count"} & set(names)
 
 
 def test_the_modules_readme_names_are_attributes_after_import_dnnfast():

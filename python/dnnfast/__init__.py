@@ -13,7 +13,7 @@ from ._guards import NonFiniteError, NonFiniteWarning
 from ._registry import activation_names, loss_names
 from .batching import batch_indices
 from .network import History, Network
-from ._validation import check_thread_count
+from ._validation import check_thread_count as _check_thread_count
 from . import reference
 
 if TYPE_CHECKING:  # what __getattr__ loads on first use, as type checkers should see it
@@ -30,7 +30,7 @@ def set_num_threads(n: int) -> None:
 
     ``n`` is a positive integer, or 0 to follow ``OMP_NUM_THREADS`` (OpenMP's
     default) again. Results do not depend on it (see README, "Threads")."""
-    _core.set_num_threads(check_thread_count(n, "n"))
+    _core.set_num_threads(_check_thread_count(n, "n"))
 
 
 
@@ -114,5 +114,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    # The lazily loaded names too (MLPClassifier, MLPRegressor, load, datasets), for completion.
-    return sorted(set(globals()) | set(__all__))
+    # The public names, the lazily loaded ones too (MLPClassifier, MLPRegressor,
+    # load, datasets), and the submodules already imported (network, batching,
+    # distributed...), for completion; not this file's own helpers (Any,
+    # TYPE_CHECKING, annotations).
+    import types
+
+    modules = {k for k, v in globals().items() if isinstance(v, types.ModuleType) and not k.startswith("_")}
+    return sorted(set(__all__) | modules)
