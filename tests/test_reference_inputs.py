@@ -324,3 +324,25 @@ def test_a_learning_rate_above_1_is_refused_as_by_network(rate):
     net = reference.Network([2, 2], ["softmax"], seed=0)
     with pytest.raises(ValueError, match="learning_rate must be <= 1"):
         net.fit(np.ones((4, 2)), np.array([0, 1, 0, 1]), epochs=1, learning_rate=rate)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_fused_is_taken_as_network_takes_it(dtype, rtol):
+    """The reference's Network takes Network's constructor, ``fused`` too: the
+    generic chain's gradients agree with dnnfast's generic path, and the
+    argument is checked as dnnfast checks it."""
+    X, y = _data(30)
+    Xd = X.astype(dtype)
+    for fused in (True, False):
+        ref = reference.Network([4, 5, 3], ["tanh", "softmax"], dtype=dtype, seed=2, fused=fused)
+        net = dnnfast.Network([4, 5, 3], ["tanh", "softmax"], dtype=dtype, seed=2, fused=fused)
+        assert ref.fused is fused
+        (rW, rb), (nW, nb) = ref.gradients(Xd, y), net.gradients(Xd, y)
+        for a, b in zip(rW + rb, nW + nb):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+        ref.fit(Xd, y, epochs=2, batch_size=8, learning_rate=0.1)
+        net.fit(Xd, y, epochs=2, batch_size=8, learning_rate=0.1)
+        for a, b in zip(ref.weights, net.weights):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    with pytest.raises(TypeError, match="fused"):
+        reference.Network([4, 3], ["softmax"], fused="no")

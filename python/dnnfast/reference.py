@@ -409,7 +409,7 @@ class Network:
     parameters for the same seed, same batches, same updates."""
 
     def __init__(self, sizes: Sequence[int], activations: Any, loss: str = "cce", dtype: Any = "float32",
-                 seed: Any = None, init: str = "glorot") -> None:
+                 seed: Any = None, init: str = "glorot", fused: bool = True) -> None:
         # Its own checks and initialisation, written from the definitions, so
         # that a test comparing the two classes compares two implementations.
         # int() took 2.7 for 2, True for 1 and "23" for [2, 3]; a set or a
@@ -444,6 +444,7 @@ class Network:
         if str(np.dtype(dtype)) not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = np.dtype(dtype)
+        self.fused = check_bool(fused, "fused")
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
         self._rng = make_rng(seed, "seed")
@@ -513,7 +514,7 @@ class Network:
     def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """``(dWs, dbs)``: dC/dW[l] and dC/db[l] for each layer (SPEC section 5)."""
         X, Y = self._prepare(X, Y)
-        _, dWs, dbs, _ = gradients(self.weights, self.biases, self._activations(), self.loss, X, Y)
+        _, dWs, dbs, _ = gradients(self.weights, self.biases, self._activations(), self.loss, X, Y, self.fused)
         return dWs, dbs
 
     def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
@@ -540,7 +541,8 @@ class Network:
             for start in range(0, n, max(size, 1)):
                 idx = order[start:start + size]
                 Xb, Yb = X[idx], Y[idx]
-                c, dWs, dbs, dalphas = gradients(self.weights, self.biases, self._activations(), self.loss, Xb, Yb)
+                c, dWs, dbs, dalphas = gradients(self.weights, self.biases, self._activations(), self.loss, Xb,
+                                                     Yb, self.fused)
                 for l in range(len(self.weights)):
                     sgd_update(self.weights[l], dWs[l], learning_rate)
                     sgd_update(self.biases[l], dbs[l], learning_rate)
