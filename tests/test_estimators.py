@@ -409,8 +409,13 @@ def test_logistic_list_initialises_like_logistic_name():
 
 def test_unknown_or_softmax_hidden_activation_rejected():
     X, y = _blobs()
-    with pytest.raises(ValueError, match="unknown activation"):
+    with pytest.raises(ValueError, match="unknown activation") as info:
         MLPClassifier(activation="swish").fit(X, y)
+    # the names a hidden layer takes: scikit-learn's (logistic too), not softmax
+    known = str(info.value).split("known:")[1]
+    assert "'logistic'" in known and "'elu'" in known and "softmax" not in known
+    with pytest.raises(ValueError, match=r"^activation\[1\]: softmax is only available as an output"):
+        MLPClassifier(hidden_layer_sizes=(3, 3), activation=["relu", "softmax"]).fit(X, y)
     with pytest.raises(ValueError, match="output"):
         MLPClassifier(activation="softmax").fit(X, y)
 

@@ -29,7 +29,7 @@ from .._buffers import aligned, aligned_empty
 from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFiniteWarning, describe,
                        locate_nonfinite, parameter_cause)
 from .._locking import copies_model, reads_model
-from .._registry import LOSS_TABLE, parse_activation
+from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
                            workspace_rows)
@@ -260,12 +260,20 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             raise TypeError(f"activation must be a name or a list of names, got {act!r}")
         specs = []
         for i, a in enumerate(acts):
+            where = f"activation[{i}]" if isinstance(act, list) else "activation"
             try:
-                spec = parse_activation(a, f"activation[{i}]" if isinstance(act, list) else "activation")
+                spec = parse_activation(a, where)
             except (TypeError, ValueError) as exc:
+                if isinstance(a, str) and "unknown activation" in str(exc):
+                    # The hidden layers' names: scikit-learn's four, then dnnfast's
+                    # others (softmax is an output's only).
+                    extra = [n for n in activation_names() if n not in ("identity", "sigmoid", "tanh", "relu",
+                                                                          "softmax")]
+                    raise ValueError(f"{where}: unknown activation {a!r}; known: 'identity', 'logistic', "
+                                     f"'tanh', 'relu' (scikit-learn's), and {', '.join(map(repr, extra))}") from None
                 raise ValueError(str(exc)) from None
             if spec.name == "softmax":
-                raise ValueError("activation: softmax is only available as an output activation")
+                raise ValueError(f"{where}: softmax is only available as an output activation")
             specs.append(spec)
         return specs
 
