@@ -559,20 +559,20 @@ def test_next_save_removes_the_temporary_of_a_killed_save(tmp_path, sig):
 def test_save_leaves_the_temporary_of_a_running_save_alone(tmp_path):
     path = tmp_path / "model.npz"
     stem = archive._tmp_stem("model.npz")
-    tmp, fd = archive._create_temporary(str(tmp_path), stem, str(path))  # as a save in progress holds it
+    tmp, raw = archive._create_temporary(str(tmp_path), stem, str(path))  # as a save in progress holds it
     try:
         _net().save(path)
         assert os.path.exists(tmp)
     finally:
-        os.close(fd)
+        raw.close()
     _net().save(path)
     assert not os.path.exists(tmp)
 
 
 def test_temporary_name_is_short_and_fixed(tmp_path):
     stem = archive._tmp_stem("m" * 255)
-    tmp, fd = archive._create_temporary(str(tmp_path), stem, "x")
-    os.close(fd)
+    tmp, raw = archive._create_temporary(str(tmp_path), stem, "x")
+    raw.close()
     assert len(os.path.basename(tmp)) == 34 and os.path.basename(tmp).startswith(".dnnfast-")
 
 

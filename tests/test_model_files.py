@@ -4,6 +4,7 @@ before allocating what it claims. Pickle and deepcopy work too."""
 from __future__ import annotations
 
 import copy
+import gc
 import io
 import json
 import os
@@ -448,24 +449,85 @@ def test_interrupt_mid_save_removes_the_temporary(tmp_path, monkeypatch):
 
 
 def test_a_signal_as_the_temporary_is_opened_leaves_no_temporary(tmp_path, monkeypatch):
-    """A SIGTERM handler's SystemExit raised as os.open returned the
-    temporary's descriptor (before it was bound) left the temporary beside
-    the target until the next save there."""
-    net, _ = _net()
-    real_open = os.open
+    """A SIGTERM handler's SystemExit (or a Ctrl-C) raised as the open of the
+    temporary returned, before its result was bound, left the temporary
+    beside the target until the next save there, and its descriptor open."""
+    from dnnfast import _archive
 
-    def open_then_signal(path, *args, **kwargs):
+    net, _ = _net()
+    real_open, real_fileio = os.open, io.FileIO
+
+    def open_then_signal(path, *args, **kwargs):  # whichever way the save opens it
         fd = real_open(path, *args, **kwargs)
         if b".tmp" in os.fsencode(path):
-            os.close(fd)  # (the save cannot know this descriptor: lost in the real case)
-            raise SystemExit(3)
+            raise SystemExit(3)  # fd is lost, as in the real case
         return fd
 
+    def fileio_then_signal(path, *args, **kwargs):
+        f = real_fileio(path, *args, **kwargs)
+        if b".tmp" in os.fsencode(path):
+            raise SystemExit(3)  # f is dropped, as in the real case
+        return f
+
+    before = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
     monkeypatch.setattr(os, "open", open_then_signal)
+    monkeypatch.setattr(_archive, "io", type("io", (), {"FileIO": staticmethod(fileio_then_signal)}))
     with pytest.raises(SystemExit):
         net.save(tmp_path / "new.npz")
     monkeypatch.undo()
     assert _listing(tmp_path) == []
+    if before:
+        leaked = set(os.listdir("/proc/self/fd")) - before
+        assert not [os.readlink(f"/proc/self/fd/{fd}") for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")]
+
+
+def test_a_ctrl_c_inside_a_zip_member_is_raised_as_itself(tmp_path, monkeypatch):
+    """A Ctrl-C landing inside a member's close (zipfile's writing flag still
+    set) came out of save as zipfile's ValueError ("Can't close the ZIP file
+    while there is an open writing handle"), which a caller's ``except
+    ValueError`` swallowed; the old file stays as it was."""
+    import zipfile
+
+    net, _ = _net()
+    target = tmp_path / "m.npz"
+    net.save(target)
+    old = target.read_bytes()
+
+    def interrupted_close(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zipfile._ZipWriteFile, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        net.save(target)
+    monkeypatch.undo()
+    gc.collect()  # the dropped ZipFile's __del__ must not write into anything either
+    assert target.read_bytes() == old and _listing(tmp_path) == ["m.npz"]
+
+
+def test_an_interrupt_as_load_opens_the_file_closes_its_descriptor_once(tmp_path, monkeypatch):
+    """A Ctrl-C landing as os.fdopen returned the file object: dropping the
+    object closed the descriptor, then load's own cleanup closed the number
+    again, by then another file's (OSError EBADF, or another thread's file
+    closed under it)."""
+    from dnnfast import _archive
+
+    net, _ = _net()
+    net.save(tmp_path / "m.npz")
+    real_fdopen = os.fdopen
+    other = []
+
+    def fdopen_then_interrupt(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        del f  # the interrupt drops the object: fd closed
+        other.append(open(tmp_path / "m.npz", "rb"))  # another thread's file takes the number
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_archive.os, "fdopen", fdopen_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        dnnfast.load(tmp_path / "m.npz")
+    monkeypatch.undo()
+    with other[0] as f:
+        assert f.read(2) == b"PK"  # still open
 
 
 def test_save_into_a_missing_directory_raises_and_creates_nothing(tmp_path):

@@ -38,6 +38,7 @@ import hashlib
 import json
 import math
 import numbers
+import io
 import os
 import re
 import stat
@@ -194,13 +195,22 @@ def _fsync_directory(directory):
 def _write_archive(f, arrays):
     """The ``.npz`` layout: one stored (uncompressed) ``name.npy`` member per
     array, with a fixed timestamp so the same model gives the same bytes."""
-    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    zf = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    try:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+    except BaseException:
+        # Not `with`: after an error (a Ctrl-C inside a member's open or close)
+        # the ZipFile's close raised its own ValueError ("open writing handle")
+        # in place of the error. The caller discards the temporary; without its
+        # file the ZipFile's close (at once, or when it is collected) does nothing.
+        zf.fp = None
+        raise
+    zf.close()
 
 
 # Temporaries are named ".dnnfast-HHHHHHHH-RRRRRRRRRRRR.tmp": H, a hash of the
@@ -322,53 +332,58 @@ def _keep_metadata(fd, st):
 _TMP_TRIES = 100
 
 
-def _discard(tmp, fd):
+def _discard(tmp, raw):
     """Close and remove a temporary of ours: only if the name is still that file."""
     try:
-        st, now = os.fstat(fd), os.lstat(tmp)
+        st, now = os.fstat(raw.fileno()), os.lstat(tmp)
         if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
             os.unlink(tmp)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        raw.close()
 
 
 def _create_temporary(directory, stem, path):
-    """-> (name, fd) of a new temporary in ``directory``, locked (see ``_lock``; unlocked
-    where the file system has no locks). Every failure removes what it created."""
+    """-> (name, raw) of a new temporary in ``directory``: ``raw`` an ``io.FileIO``
+    owning its descriptor, locked (see ``_lock``; unlocked where the file system has
+    no locks). Every failure removes what it created."""
     for _ in range(_TMP_TRIES):
         tmp = os.path.join(directory, os.fsencode(stem) if isinstance(directory, bytes) else stem)
         tail = os.urandom(_TMP_RANDOM // 2).hex() + _TMP_SUFFIX
         tmp += os.fsencode(tail) if isinstance(directory, bytes) else tail
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+            # FileIO, not os.open: the descriptor is an object's from the moment it
+            # exists (mode "x": O_CREAT | O_EXCL, 0666 less the umask, close-on-exec),
+            # so a signal handler's exception as the open returns drops the object and
+            # closes it, where a bare descriptor was lost.
+            raw = io.FileIO(tmp, "xb")
         except FileExistsError:
             continue
         except OSError as exc:
             raise _renamed(exc, path, tmp) or exc from None
         except BaseException:
             # A signal handler's exception (SystemExit from a SIGTERM handler)
-            # raised as the open returned, before fd was bound: the file, if
-            # made, is this call's (O_EXCL, a random name); its descriptor is
-            # lost, but no temporary is left beside the target.
+            # raised as the open returned, before raw was bound: the file, if
+            # made, is this call's (O_EXCL, a random name); no temporary is left
+            # beside the target.
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
         # Another save's cleanup may have taken it for stale between the open and the lock.
         try:
-            ok = _lock(fd) is not False
+            ok = _lock(raw.fileno()) is not False
             if ok:
-                now, st = os.lstat(tmp), os.fstat(fd)
+                now, st = os.lstat(tmp), os.fstat(raw.fileno())
                 ok = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
         except FileNotFoundError:
             ok = False
         except BaseException:
-            _discard(tmp, fd)
+            _discard(tmp, raw)
             raise
         if ok:
-            return tmp, fd
-        _discard(tmp, fd)
+            return tmp, raw
+        _discard(tmp, raw)
     raise OSError(errno.EAGAIN, "no temporary file could be created and locked beside it in "
                   f"{_TMP_TRIES} tries", path)
 
@@ -398,8 +413,8 @@ def check_writable(path):
     if name_max is not None and len(os.fsencode(base)) > name_max:
         raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the file name is longer than "
                       f"{name_max} bytes)", path)
-    tmp, fd = _create_temporary(directory, _tmp_stem(base), path)
-    os.close(fd)
+    tmp, raw = _create_temporary(directory, _tmp_stem(base), path)
+    raw.close()
     os.unlink(tmp)
 
 
@@ -420,15 +435,15 @@ def atomic_write_with(path, write):
     directory, base = os.path.split(target)
     stem = _tmp_stem(base)
     _remove_stale_temporaries(directory, stem)
-    tmp, fd = _create_temporary(directory, stem, path)
+    tmp, raw = _create_temporary(directory, stem, path)
     try:
+        fd = raw.fileno()
         _keep_metadata(fd, st)
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
         os.fsync(fd)
         if fcntl is None:  # Windows renames no open file; there is no lock to hold anyway
-            os.close(fd)
-            fd = None
+            raw.close()
         os.replace(tmp, target)
     except BaseException as exc:
         try:
@@ -440,8 +455,7 @@ def atomic_write_with(path, write):
             raise renamed from None
         raise
     finally:
-        if fd is not None:
-            os.close(fd)  # only now: the lock marks the temporary as in use until the rename
+        raw.close()  # only now: the lock marks the temporary as in use until the rename
     _fsync_directory(directory)
 
 
@@ -850,10 +864,13 @@ def _open_model_file(path):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(path, st.st_mode, "a model file is a regular file")
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # Outside the try: once fdopen has returned, the file object owns fd, and an
+    # interrupt landing then closes it as the object is dropped; closing it again
+    # could close a descriptor another thread had just been given.
+    return os.fdopen(fd, "rb")
 
 
 # ---------------------------------------------------------------------------
