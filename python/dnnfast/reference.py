@@ -309,14 +309,16 @@ def linear_forward(A, W, b):
     return A @ W + b
 
 
-def linear_backward(A, W, dZ):
-    """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T."""
+def linear_backward(A, W, dZ, need_dA=True):
+    """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T (None when not ``need_dA``: the
+    first layer's, the input's gradient, which training does not use)."""
     _matrix(A, "A")
     _matrix(W, "W")
     _matrix(dZ, "dZ")
+    check_bool(need_dA, "need_dA")
     if dZ.shape != (A.shape[0], W.shape[1]) or A.shape[1] != W.shape[0]:
         raise ValueError(f"A {A.shape}, W {W.shape} and dZ {dZ.shape} do not fit A W = Z")
-    return A.T @ dZ, dZ.sum(axis=0, keepdims=True), dZ @ W.T
+    return A.T @ dZ, dZ.sum(axis=0, keepdims=True), dZ @ W.T if need_dA else None
 
 
 def sgd_update(params, grads, learning_rate):
@@ -376,7 +378,9 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
             dalphas[-1] = prelu_alpha_backward(Zs[-1], dA)
         dZ = activation_backward(out_name, Zs[-1], Yhat, dA, out_alpha)
     for l in range(L - 1, -1, -1):
-        dWs[l], dbs[l], dA = linear_backward(As[l], weights[l], dZ)
+        # Not dA[0], the input's gradient: nothing uses it, and dnnfast does not
+        # form it either (the benchmarks count the same work for both).
+        dWs[l], dbs[l], dA = linear_backward(As[l], weights[l], dZ, need_dA=l > 0)
         if l == 0:
             break
         name, alpha = activations[l - 1]
