@@ -28,7 +28,7 @@ def good(n=6):
 @pytest.mark.parametrize("sizes,exc", [
     ([4, 0, 3], ValueError), ([4, -2, 3], ValueError), ([0, 3], ValueError), ([4], ValueError),
     ([], ValueError), ([4, 2.5, 3], TypeError), ([4, True, 3], TypeError), ("4,3", TypeError),
-    (5, TypeError), ([4, "5", 3], TypeError),
+    (5, TypeError), ([4, "5", 3], TypeError), (np.array(4), TypeError),
     # No order to take: a set built [2, 4, 30] from {30, 4, 2}, a dict its keys.
     ({30, 4, 2}, TypeError), (frozenset({4, 3}), TypeError), ({4: 1, 3: 1}, TypeError),
 ])

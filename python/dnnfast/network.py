@@ -33,9 +33,9 @@ _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _cor
 def _check_network_args(sizes, activations, loss, dtype):
     """Validate the constructor's arguments -> (sizes, [ActivationSpec], loss, np.dtype)."""
     # An ordered sequence: a set ({30, 4, 2} built [2, 4, 30]) or a dict (its
-    # keys) has no layer order to take.
+    # keys) has no layer order to take. A 0-d array has __len__ but no length.
     if (isinstance(sizes, (str, bytes, collections.abc.Set, collections.abc.Mapping))
-            or not hasattr(sizes, "__len__")):
+            or not hasattr(sizes, "__len__") or getattr(sizes, "ndim", None) == 0):
         raise TypeError(f"sizes must be a list of layer sizes, got {sizes!r:.80}")
     sizes = list(sizes)
     if len(sizes) < 2:
