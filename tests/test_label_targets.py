@@ -125,3 +125,38 @@ def test_str_classes_have_scikit_learns_dtype():
 
 def test_str_classes_have_scikit_learns_dtype_without_sklearn():
     assert run_without(["sklearn"], _STR_CLASSES) == _SK_STR_CLASSES
+
+
+_BE_CLASSES = """
+import json, numpy as np
+import dnnfast
+X = np.random.default_rng(0).standard_normal((20, 3))
+out = {}
+for name, y in [(">i8", np.array([0, 1, 2, 1] * 5, dtype=">i8")), (">f8", np.array([0.0, 1.0] * 10, dtype=">f8")),
+                (">U2", np.array(["b", "a", "cc", "a"] * 5, dtype=">U2"))]:
+    clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
+    out[name] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
+clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+clf.partial_fit(X, np.array([0, 1] * 10, dtype=">i8"), classes=np.array([0, 1], dtype=">i8"))
+out["partial_fit"] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
+print(json.dumps(out))
+"""
+# scikit-learn's classes (so its predictions) are in native byte order whatever y's.
+_SK_BE_CLASSES = {">i8": ["int64", "int64"], ">f8": ["float64", "float64"], ">U2": ["<U2", "<U2"],
+                  "partial_fit": ["int64", "int64"]}
+
+
+def test_big_endian_labels_give_native_classes():
+    """A big-endian y (read from a FITS or network-order file) kept its byte
+    order in classes_ and predict's output, which pandas refuses."""
+    ns = {}
+    exec(_BE_CLASSES, ns)
+    assert ns["out"] == _SK_BE_CLASSES
+    sklearn = pytest.importorskip("sklearn.neural_network")
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    ref = sklearn.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    assert str(ref.fit(X, np.array([0, 1, 2, 1] * 5, dtype=">i8")).classes_.dtype) == "int64"
+
+
+def test_big_endian_labels_give_native_classes_without_sklearn():
+    assert run_without(["sklearn"], _BE_CLASSES) == _SK_BE_CLASSES

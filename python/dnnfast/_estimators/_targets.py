@@ -17,9 +17,14 @@ from ._compat import HAVE_SKLEARN
 def _unique(y):
     """np.unique(y), str labels at their own width: scikit-learn's unique_labels
     makes the array anew from the sorted labels, so classes_ (and predict) of
-    a '<U10' y, or of [1, 'a'] ('<U21' as an array), are '<U1'."""
+    a '<U10' y, or of [1, 'a'] ('<U21' as an array), are '<U1'. In native byte
+    order, as there: np.unique keeps a big-endian y's, and classes_ (and so
+    predict's output) would be '>i8', which pandas refuses and a saved and
+    loaded model does not give back."""
     classes = np.unique(y)
-    return np.asarray(classes.tolist()) if classes.dtype.kind == "U" and classes.size else classes
+    if classes.dtype.kind == "U" and classes.size:
+        return np.asarray(classes.tolist())
+    return classes if classes.dtype.isnative else classes.astype(classes.dtype.newbyteorder("="))
 
 
 class _NumpyLabelBinarizer:
