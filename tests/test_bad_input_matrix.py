@@ -113,6 +113,9 @@ X_CASES = [
     ("object-numbers", lambda X: X.astype(object), ERR, OK, None),
     ("object-string", lambda X: _with(X, "1.5", object), ERR, ERR, None),
     ("object-None", lambda X: _with(X, None, object), ERR, ERR, None),
+    # refused as a dtype (below), so refused as an entry: float() made them counts of days
+    ("object-datetime64", lambda X: _with(X, np.datetime64("2020-01-01"), object), ERR, ERR, None),
+    ("object-timedelta64", lambda X: _with(X, np.timedelta64(5, "D"), object), ERR, ERR, None),
     ("complex", lambda X: X.astype(np.complex128), ERR, ERR, None),
     ("str", lambda X: X.astype(str), ERR, ERR, None),
     ("bytes", lambda X: X.astype("S"), ERR, ERR, None),
@@ -394,6 +397,7 @@ def _est_y_cases(kind):
     if kind == "MLPRegressor":
         cases += [("str", y.astype(str), None), ("object-string", _with(y, "1", object), None),
                   ("+inf", _with(y, np.inf), None), ("datetime64", np.zeros(y.shape, "datetime64[s]"), None),
+                  ("object-timedelta64", _with(y, np.timedelta64(5, "D"), object), None),
                   ("big-endian", y.astype(">f8"), y), ("fortran", np.asfortranarray(y), y),
                   ("overflows-float32", _with(y, 1e39), None),  # for the float32 model's fit
                   # an object y's entries: None (NaN after scikit-learn's finiteness

@@ -281,8 +281,9 @@ def make_rng(seed, name="seed"):
 def check_estimator_input(a, name, kinds="biufcO"):
     """Refuse, with a TypeError naming ``name``, input that scikit-learn's
     check_array would silently turn into numbers: str, bytes, datetime64,
-    timedelta64 and structured dtypes, object arrays holding strings, masked
-    arrays with masked entries, ragged nested lists. ``kinds``: the dtype
+    timedelta64 and structured dtypes, object arrays holding strings or
+    datetime64 / timedelta64 values, masked arrays with masked entries,
+    ragged nested lists. ``kinds``: the dtype
     kinds let through (complex goes on to scikit-learn's own "Complex data
     not supported" ValueError). Returns the number of rows, or None when
     ``a`` has no shape (a scalar; check_array then says what it wants)."""
@@ -290,9 +291,14 @@ def check_estimator_input(a, name, kinds="biufcO"):
         return a.shape[0]
     arr = as_array(a, name, numeric_kinds=kinds)
     if arr.dtype.kind == "O":
+        # Entries refused as they are as a dtype: float() of a datetime64 is
+        # its count of days (or whatever its unit), NaT the most negative int64.
         for v in arr.flat:
             if isinstance(v, (str, bytes)):
                 raise TypeError(f"{name} must be numeric, but holds the string {v!r}")
+            if isinstance(v, (np.datetime64, np.timedelta64)):
+                raise TypeError(f"{name} must be numeric, but holds the {type(v).__name__} value {v!r}; "
+                                "convert it to a number in the unit you mean first")
     return arr.shape[0] if arr.ndim else None
 
 
