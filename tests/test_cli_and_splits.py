@@ -182,12 +182,36 @@ def test_split_of_lists_and_pandas_objects_splits_rows():
 @pytest.mark.parametrize("y, exc, match", [
     (np.array([0.0, 1.0, np.nan, 1.0, 0.0, 1.0]), ValueError, "y contains NaN"),
     (np.array([0, 1, None, 1, 0, 1], dtype=object), TypeError, "y: labels must be comparable"),
+    # each NaN of an object y (a pandas object column) was a class of its own
+    (np.array([0.0, 1.0, np.nan, 1.0, 0.0, np.nan], dtype=object), ValueError, "y contains NaN"),
+    (np.array([[0, np.float32("nan")], [1, 0]] * 3, dtype=object), ValueError, "y contains NaN"),
     (np.zeros((6, 2, 2)), ValueError, "y must be 1-D labels or 2-D rows"),
 ])
 def test_split_refuses_labels_it_cannot_stratify(y, exc, match):
     """NaN labels were never put in the test part; None gave a raw '<' not supported TypeError."""
     with pytest.raises(exc, match=match):
         train_test_split(np.zeros((6, 1)), y)
+
+
+def test_split_of_a_sparse_X_splits_rows():
+    """A sparse X was taken as a 0-d object array: 'len() of unsized object'."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = _data()
+    ref = train_test_split(X, y, 0.25, 0)
+    for make in (sparse.csr_matrix, sparse.csc_matrix, sparse.coo_matrix):
+        got = train_test_split(make(X), y, 0.25, 0)
+        assert all(sparse.issparse(g) and g.format == "csr" for g in got[:2])
+        for a, b in zip(got, ref):
+            np.testing.assert_array_equal(a.toarray() if sparse.issparse(a) else a, b)
+
+
+@pytest.mark.parametrize("name, bad", [("X", np.array(3.0)), ("X", {1: 2}), ("X", 5), ("y", np.array(1)),
+                                       ("y", {0: 1})])
+def test_split_refuses_arguments_without_rows_naming_them(name, bad):
+    X, y = _data()
+    args = {"X": X, "y": y, name: bad}
+    with pytest.raises(TypeError, match=f"^{name} must be an array .*one row per sample"):
+        train_test_split(args["X"], args["y"])
 
 
 @pytest.mark.parametrize("bad", [True, False, np.bool_(True), "0.25", None, 1j])

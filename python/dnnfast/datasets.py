@@ -30,6 +30,27 @@ def load_digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     return np.ascontiguousarray(data[:, :-1]), data[:, -1].astype(np.int64)
 
 
+def _with_rows(a, name, sparse=False):
+    """``a`` as something whose rows can be taken by position: an array, a
+    pandas object, with ``sparse`` a sparse matrix in CSR form (COO takes no
+    index); a list (anything else) as an array. Anything without rows (a
+    scalar, a 0-d array, a dict, a sparse y) is a TypeError naming ``name``."""
+    if sparse and hasattr(a, "toarray") and hasattr(a, "nnz"):
+        return a.tocsr()
+    if hasattr(a, "iloc") or isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise TypeError(f"{name} must be an array with one row per sample: {exc}") from None
+    if np.ndim(arr) == 0:
+        what = "a 0-d array" if isinstance(a, np.ndarray) else f"a value of type {type(a).__name__}"
+        raise TypeError(f"{name} must be an array (or list, pandas object{', sparse matrix' if sparse else ''}) "
+                        f"with one row per sample, got {what}")
+    return arr
+
+
 def _rows(a, index):
     """Rows ``index`` of an array, list or pandas object (by position: a
     DataFrame's ``[]`` takes columns)."""
@@ -45,7 +66,7 @@ def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.
     ``ceil(test_fraction * n)`` rows (as scikit-learn's), shared among the
     classes by their sizes. Returns ``(X_train, X_test, y_train, y_test)``;
     the rows of each part in their order in X (lists come back as arrays,
-    pandas objects as pandas objects)."""
+    pandas objects as pandas objects, a sparse X as CSR matrices)."""
     # Refused rather than coerced: NumPy would take a bool as 0/1, a fraction
     # outside (0, 1) as a silently full or empty part, and index X by y's rows.
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real):
@@ -56,17 +77,20 @@ def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    X = X if hasattr(X, "iloc") or isinstance(X, np.ndarray) else np.asarray(X)
-    y = y if hasattr(y, "iloc") or isinstance(y, np.ndarray) else np.asarray(y)
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same number of rows, got len(X)={len(X)} and len(y)={len(y)}")
+    X = _with_rows(X, "X", sparse=True)
+    y = _with_rows(y, "y")
+    if X.shape[0] != len(y):
+        raise ValueError(f"X and y must have the same number of rows, got len(X)={X.shape[0]} and len(y)={len(y)}")
     n = len(y)
     if n < 2:
         raise ValueError(f"X and y must have at least 2 rows to split, got {n}")
     labels = np.asarray(y)
     if labels.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D labels or 2-D rows of targets, got an array of shape {labels.shape}")
-    if labels.dtype.kind in "fc" and np.isnan(labels).any():
+    # A NaN is unequal to itself, so np.unique makes each NaN of an object y
+    # (a pandas object column) a class of its own.
+    if (np.isnan(labels).any() if labels.dtype.kind in "fc" else
+            labels.dtype.kind == "O" and any(isinstance(v, numbers.Number) and v != v for v in labels.flat)):
         raise ValueError("y contains NaN: no class to stratify it by")
     try:  # a 2-D y: each distinct row (a one-hot row, a set of labels) is a class
         _, cls = np.unique(labels, axis=0 if labels.ndim == 2 else None, return_inverse=True)
