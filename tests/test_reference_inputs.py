@@ -369,3 +369,70 @@ def test_gradients_do_not_form_the_inputs_gradient(monkeypatch):
     A, W, dZ = np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 4))
     dW, db, dA = real(A, W, dZ, need_dA=False)
     assert dA is None and dW.shape == (3, 4) and db.shape == (1, 4)
+
+
+# -- ndarray subclasses ------------------------------------------------------
+
+_rng = np.random.default_rng(3)
+_S = _rng.standard_normal((3, 3))  # square: a matrix product fits where the element-wise one is meant
+_D = _rng.standard_normal((3, 3))
+_P = reference.activation_forward("softmax", _S)
+_E = np.eye(3)
+_W = np.array([1.0, 2.0, 3.0])
+
+SUBCLASS_CALLS = {
+    "activation_forward": lambda f: reference.activation_forward("tanh", f(_S)),
+    "activation_forward-softmax": lambda f: reference.activation_forward("softmax", f(_S)),
+    "activation_forward-alpha": lambda f: reference.activation_forward("prelu", _S, f(_W)),
+    "activation_backward": lambda f: reference.activation_backward("tanh", f(_S), f(np.tanh(_S)), f(_D)),
+    "activation_backward-softmax": lambda f: reference.activation_backward("softmax", f(_S), f(_P), f(_D)),
+    "prelu_alpha_backward": lambda f: reference.prelu_alpha_backward(f(_S), f(_D)),
+    "softmax_backward_literal": lambda f: reference.softmax_backward_literal(f(_P), f(_D)),
+    "loss_forward": lambda f: reference.loss_forward("mse", f(_E), f(_P), f(_W)),
+    "loss_backward": lambda f: reference.loss_backward("sse", f(_E), f(_P), 0.5, f(_W)),
+    "output_backward_fused": lambda f: reference.output_backward_fused(f(_E), f(_P), 0.5, f(_W)),
+    "linear_forward": lambda f: reference.linear_forward(f(_S), f(_D), f(_W[None])),
+    "linear_backward": lambda f: reference.linear_backward(f(_S), f(_D), f(_P)),
+    "forward": lambda f: reference.forward([f(_S)], [f(_W[None])], [("tanh", None)], f(_D))[1],
+    "gradients": lambda f: reference.gradients([f(_S)], [f(_W[None])], [("softmax", None)], "cce", f(_D), f(_E)),
+}
+
+
+def _leaves(x):
+    if isinstance(x, (list, tuple)):
+        return [leaf for item in x for leaf in _leaves(item)]
+    return [x]
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's
+@pytest.mark.parametrize("call", SUBCLASS_CALLS.values(), ids=SUBCLASS_CALLS)
+def test_ndarray_subclasses_give_the_plain_arrays_results(call):
+    """np.matrix turned * and ** into matrix products (activation_backward,
+    the losses: wrong answers of the right shape); a masked array with
+    nothing masked is its data."""
+    want = _leaves(call(lambda a: a))
+    for make in (np.matrix, np.ma.masked_array):
+        got = _leaves(call(lambda a: make(a) if a.ndim == 2 or make is not np.matrix else a))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert type(g) is type(w) and (g is None or np.array_equal(g, w))
+
+
+@pytest.mark.parametrize("call", SUBCLASS_CALLS.values(), ids=SUBCLASS_CALLS)
+def test_masked_entries_are_refused_naming_the_argument(call):
+    """A masked Yhat's masked entries were left out of the loss (cce: -3.0
+    for 5.5), a masked Z's used by softmax."""
+    def mask(a):
+        m = np.zeros(a.shape, bool)
+        m.flat[0] = True
+        return np.ma.masked_array(a, mask=m)
+    with pytest.raises(TypeError, match="is a masked array with masked entries"):
+        call(mask)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_sgd_update_of_a_matrix_updates_it_element_wise_in_place():
+    p, g = np.matrix(_S.copy()), np.matrix(_D)
+    want = _S - 0.5 * _D
+    reference.sgd_update(p, g, 0.5)
+    np.testing.assert_array_equal(np.asarray(p), want)

@@ -23,7 +23,9 @@ def as_array(a, name, numeric_kinds="biuf"):
     Refused rather than coerced: object, string, bytes, complex, datetime64,
     timedelta64 and structured dtypes; ragged nested lists; sparse matrices
     (``.toarray()`` first); masked arrays with masked entries (their hidden
-    values would be used). A masked array with nothing masked is its data.
+    values would be used). A masked array with nothing masked is its data;
+    any other ndarray subclass (np.matrix, whose * is a matrix product and
+    whose rows stay 2-D) a plain view of its data.
     """
     if isinstance(a, np.ma.MaskedArray):
         if np.ma.getmask(a) is not np.ma.nomask and np.ma.getmaskarray(a).any():
@@ -31,7 +33,7 @@ def as_array(a, name, numeric_kinds="biuf"):
                             "or drop those rows first")
         a = np.ma.getdata(a)
     if isinstance(a, np.ndarray):
-        arr = a
+        arr = a if type(a) is np.ndarray else a.view(np.ndarray)
     elif hasattr(a, "toarray") and hasattr(a, "nnz"):
         raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray()")
     else:

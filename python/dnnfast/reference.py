@@ -44,16 +44,21 @@ from .batching import check_batch_size
 # ---------------------------------------------------------------------------
 
 def _float_array(a, name):
+    """``a`` as a plain ndarray (a view, no copy), or a TypeError naming
+    ``name``. Callers compute with what this returns, never ``a`` itself."""
     # An integer array would be computed in integer (sigmoid of [[1, -1]]
     # came back [[0, 0]]), a list has no dtype to compute in.
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
         what = f"an array of dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{name} must be a NumPy array of a real floating dtype, got {what}")
-    return a
+    # A subclass as as_array takes it: np.matrix's * and ** are matrix
+    # products, and a masked array's sums leave out its masked entries
+    # (refused) while other ops use the values under the mask.
+    return as_array(a, name, numeric_kinds="f")
 
 
 def _matrix(a, name):
-    _float_array(a, name)
+    a = _float_array(a, name)
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
     return a
@@ -82,10 +87,11 @@ def _real(value, name):
 
 def _row_weights(w, n):
     if w is None:
-        return
-    _float_array(w, "w")
+        return None
+    w = _float_array(w, "w")
     if w.shape != (n,):
         raise ValueError(f"w must hold one weight per row, shape ({n},), got shape {w.shape}")
+    return w
 
 
 # ---------------------------------------------------------------------------
@@ -163,26 +169,25 @@ def _alpha(name, alpha, Z):
         return dtype.type(parse_activation(name).param)
     if isinstance(alpha, (bool, np.bool_, str, bytes)):
         raise TypeError(f"alpha must be a number or one per unit, got {alpha!r}")
-    a = np.asarray(alpha)
-    if a.dtype.kind not in "iuf":
-        raise TypeError(f"alpha must be a real number or array, got dtype {a.dtype}")
+    a = as_array(alpha, "alpha", numeric_kinds="iuf")  # a masked alpha's hidden values refused
     # One per unit, or one for all: a vector of another length would broadcast or fail in the op.
     if a.ndim != 0 and (Z.ndim == 0 or a.shape != (Z.shape[-1],)):
         raise ValueError(f"alpha must be a scalar or one per unit ({Z.shape[-1:]}), got shape {a.shape}")
-    return np.asarray(alpha, dtype=dtype)
+    return np.asarray(a, dtype=dtype)
 
 
 def activation_forward(name, Z, alpha=None):
     """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for
     prelu; None: the activation's default)."""
     name = _activation_name(name)
-    _matrix(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
+    Z = _matrix(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
     return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
 def softmax_jacobian(A):
     """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3."""
-    n, m = _matrix(A, "A").shape
+    A = _matrix(A, "A")
+    n, m = A.shape
     J = np.zeros((n, m, n, m), dtype=A.dtype)
     for i in range(n):
         for j in range(m):
@@ -193,15 +198,16 @@ def softmax_jacobian(A):
 
 def softmax_backward_literal(A, dA):
     """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes."""
-    _same_shape(_float_array(dA, "dA"), "dA", _matrix(A, "A"), "A")
+    dA, A = _float_array(dA, "dA"), _matrix(A, "A")
+    _same_shape(dA, "dA", A, "A")
     return np.tensordot(dA, softmax_jacobian(A), axes=([0, 1], [0, 1]))
 
 
 def activation_backward(name, Z, A, dA, alpha=None):
     """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
     name = _activation_name(name)
-    for a, a_name in ((Z, "Z"), (A, "A"), (dA, "dA")):
-        _matrix(a, a_name) if name == "softmax" else _float_array(a, a_name)
+    check = _matrix if name == "softmax" else _float_array
+    Z, A, dA = check(Z, "Z"), check(A, "A"), check(dA, "dA")
     _same_shape(A, "A", Z, "Z")
     _same_shape(dA, "dA", Z, "Z")
     if name == "softmax":
@@ -211,7 +217,8 @@ def activation_backward(name, Z, A, dA, alpha=None):
 
 def prelu_alpha_backward(Z, dA):
     """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
-    _same_shape(_matrix(dA, "dA"), "dA", _matrix(Z, "Z"), "Z")
+    dA, Z = _matrix(dA, "dA"), _matrix(Z, "Z")
+    _same_shape(dA, "dA", Z, "Z")
     return np.sum(dA * np.where(Z <= 0, Z, 0), axis=0)
 
 
@@ -256,14 +263,16 @@ LOSS_GRADIENTS = {
 
 
 def _loss_args(Y, Yhat, w):
-    _same_shape(_float_array(Y, "Y"), "Y", _matrix(Yhat, "Yhat"), "Yhat")
-    _row_weights(w, Yhat.shape[0])
+    """(Y, Yhat, w) as plain arrays of matching shapes."""
+    Y, Yhat = _float_array(Y, "Y"), _matrix(Yhat, "Yhat")
+    _same_shape(Y, "Y", Yhat, "Yhat")
+    return Y, Yhat, _row_weights(w, Yhat.shape[0])
 
 
 def loss_forward(name, Y, Yhat, w=None):
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
     _known(name, LOSSES, "loss")
-    _loss_args(Y, Yhat, w)
+    Y, Yhat, w = _loss_args(Y, Yhat, w)
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
     # loss does); the float64 clip inside LOSSES is then a no-op.
     P = _clip(Yhat) if name in ("bce", "cce") else _clip_positive(Yhat) if name == "poisson" else Yhat
@@ -274,7 +283,7 @@ def loss_forward(name, Y, Yhat, w=None):
 def loss_backward(name, Y, Yhat, scale, w=None):
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
     _known(name, LOSS_GRADIENTS, "loss")
-    _loss_args(Y, Yhat, w)
+    Y, Yhat, w = _loss_args(Y, Yhat, w)
     _real(scale, "scale")
     g = LOSS_GRADIENTS[name](Y, Yhat, Yhat.dtype.type(scale))
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
@@ -285,7 +294,7 @@ def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
     softmax + cce (``row_sum``): scale * w_i * (Yhat * sum_j Y[i, j] - Y), the
     softmax's Jacobian applied to cce's gradient for any targets (Yhat - Y
     where each row of Y sums to 1)."""
-    _loss_args(Y, Yhat, w)
+    Y, Yhat, w = _loss_args(Y, Yhat, w)
     _real(scale, "scale")
     check_bool(row_sum, "row_sum")
     g = scale * (Yhat * Y.sum(axis=1, keepdims=True) - Y) if row_sum else scale * (Yhat - Y)
@@ -298,9 +307,7 @@ def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
 
 def linear_forward(A, W, b):
     """Z = A W + b (b broadcast to every row)."""
-    _matrix(A, "A")
-    _matrix(W, "W")
-    _float_array(b, "b")
+    A, W, b = _matrix(A, "A"), _matrix(W, "W"), _float_array(b, "b")
     if A.shape[1] != W.shape[0]:
         raise ValueError(f"A has {A.shape[1]} columns but W has {W.shape[0]} rows")
     # b is one row: a (n, m) b, or a (1, 1) one, would broadcast.
@@ -312,9 +319,7 @@ def linear_forward(A, W, b):
 def linear_backward(A, W, dZ, need_dA=True):
     """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T (None when not ``need_dA``: the
     first layer's, the input's gradient, which training does not use)."""
-    _matrix(A, "A")
-    _matrix(W, "W")
-    _matrix(dZ, "dZ")
+    A, W, dZ = _matrix(A, "A"), _matrix(W, "W"), _matrix(dZ, "dZ")
     check_bool(need_dA, "need_dA")
     if dZ.shape != (A.shape[0], W.shape[1]) or A.shape[1] != W.shape[0]:
         raise ValueError(f"A {A.shape}, W {W.shape} and dZ {dZ.shape} do not fit A W = Z")
@@ -323,7 +328,9 @@ def linear_backward(A, W, dZ, need_dA=True):
 
 def sgd_update(params, grads, learning_rate):
     """In place: params -= learning_rate * grads."""
-    _same_shape(_float_array(grads, "grads"), "grads", _float_array(params, "params"), "params")
+    # params as a plain view of its own memory: the update is in place.
+    grads, params = _float_array(grads, "grads"), _float_array(params, "params")
+    _same_shape(grads, "grads", params, "params")
     check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
     params -= params.dtype.type(learning_rate) * grads
 
@@ -348,7 +355,7 @@ def _check_layers(weights, biases, activations):
 def forward(weights, biases, activations, X):
     """Zs[l], As[l] for l = 1..L (As[0] = X is prepended). ``activations``: list of (name, alpha)."""
     _check_layers(weights, biases, activations)
-    _matrix(X, "X")
+    X = _matrix(X, "X")
     Zs, As = [], [X]
     for W, b, (name, alpha) in zip(weights, biases, activations):
         Z = linear_forward(As[-1], W, b)
@@ -361,7 +368,8 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
     _known(loss, LOSSES, "loss", "loss")
     check_bool(fused, "fused")
-    if _matrix(X, "X").shape[0] == 0:
+    X = _matrix(X, "X")
+    if X.shape[0] == 0:
         raise ValueError("X is empty (0 rows)")
     Zs, As = forward(weights, biases, activations, X)
     n = X.shape[0]
