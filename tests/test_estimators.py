@@ -8,6 +8,7 @@ imported.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import re
@@ -1340,6 +1341,62 @@ def test_parameters_assigned_with_a_dtype_the_core_has_not_are_named(dtype):
         with pytest.raises(TypeError, match="coefs_, intercepts_ and prelu_alphas_ must all be float32 or all "
                                             "float64"):
             call()
+
+
+def _masked_at_0(a):
+    mask = np.zeros(np.shape(a), bool)
+    mask.flat[0] = True
+    return np.ma.masked_array(np.where(mask, 1e6, a), mask=mask)  # 1e6: the value under the mask
+
+
+@pytest.mark.parametrize("attr", ["coefs_", "intercepts_", "prelu_alphas_"])
+def test_parameters_assigned_as_masked_arrays_with_masked_entries_are_refused_by_name(attr, tmp_path):
+    """predict, save, to_onnx and partial_fit used the values under the mask
+    in silence (Network.weights = ... refuses the same array by name)."""
+    import warnings
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), activation="prelu" if attr == "prelu_alphas_" else "relu", max_iter=5,
+                                    random_state=0).fit(X, y)
+    clf.predict(X[:1])  # the one-row fast path holds the buffer now
+    setattr(clf, attr, [_masked_at_0(a) if a is not None else None for a in getattr(clf, attr)])
+    calls = [lambda: clf.predict(X[:1]), lambda: clf.predict_proba(X), lambda: clf.save(tmp_path / "m.npz"),
+             lambda: clf.partial_fit(X, y)]
+    if importlib.util.find_spec("onnx") is not None:
+        calls.append(clf.to_onnx)
+    for call in calls:
+        with pytest.raises(TypeError, match=rf"^{attr}\[0\] is a masked array with masked entries"):
+            call()
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("form", ["list", "big-endian", "matrix", "masked-nothing-masked"])
+def test_parameters_assigned_as_their_values_in_another_form_are_taken(form, tmp_path):
+    """Lists gave a raw AttributeError ('list' object has no attribute 'shape'),
+    big-endian float64 a TypeError listing '>f8' beside 'float64' (scikit-learn
+    takes both): each is its values, in predict, save and partial_fit."""
+    import copy
+    import warnings
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((5,), max_iter=5, random_state=0).fit(X, y)
+        make = {"list": lambda a: a.tolist(), "big-endian": lambda a: a.astype(">f8"),
+                "matrix": lambda a: np.matrix(a) if a.ndim == 2 else a,
+                "masked-nothing-masked": np.ma.masked_array}[form]
+        edited = copy.deepcopy(clf)
+        edited.coefs_ = [make(w) for w in edited.coefs_]
+        edited.intercepts_ = [make(b) for b in edited.intercepts_]
+        np.testing.assert_array_equal(edited.predict_proba(X), clf.predict_proba(X))
+        edited.save(tmp_path / "m.npz")
+        np.testing.assert_array_equal(dnnfast.load(tmp_path / "m.npz").predict_proba(X), clf.predict_proba(X))
+        edited.partial_fit(X, y)
+        clf.partial_fit(X, y)
+    np.testing.assert_array_equal(edited.predict_proba(X), clf.predict_proba(X))
+    assert all(type(w) is np.ndarray and w.dtype == np.float64 for w in edited.coefs_)
 
 
 @pytest.mark.parametrize("rows", [1, 60])

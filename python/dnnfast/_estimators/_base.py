@@ -31,7 +31,7 @@ from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFi
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
-from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
+from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
@@ -56,6 +56,12 @@ _AS_IS = weakref.WeakKeyDictionary()
 
 # Where a non-finite parameter the core met came from (said by predict, save, to_onnx).
 _EDITED = ": coefs_, intercepts_ or prelu_alphas_ edited in place"
+
+
+def _native(dtype):
+    """``dtype`` in this machine's byte order: an assigned big-endian float64
+    coefs_ is a float64 model's."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 #: What a continued fit (warm_start, partial_fit) goes on from besides the
 #: parameters: counters, solver state, stopping record and history.
 _CONTINUED_STATE = ("n_iter_", "t_", "loss_", "best_loss_", "_no_improvement_count", "loss_curve_",
@@ -295,9 +301,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     def _architecture(self):
         """(sizes, [ActivationSpec] per layer, loss name) of the fitted model."""
         self._check_shapes()
-        hidden = [c.shape[1] for c in self.coefs_[:-1]]
+        # np.shape: an assigned coefs_ may hold lists (_model_dtype takes them)
+        hidden = [np.shape(c)[1] for c in self.coefs_[:-1]]
         specs = self._hidden_specs(len(hidden)) + [self._output_spec()]
-        sizes = [self.coefs_[0].shape[0]] + hidden + [self.coefs_[-1].shape[1]]
+        sizes = [np.shape(self.coefs_[0])[0]] + hidden + [np.shape(self.coefs_[-1])[1]]
         return sizes, specs, self._core_loss()
 
     def _check_shapes(self):
@@ -358,10 +365,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         """A new flat core buffer holding coefs_, intercepts_ (and prelu alphas)."""
         P = aligned_empty(net.num_params, dtype)
         for lay, W, b, a in zip(net.layout(), self.coefs_, self.intercepts_, self._alphas()):
-            P[lay["w_offset"]:lay["w_offset"] + W.size] = np.asarray(W).ravel()
+            P[lay["w_offset"]:lay["w_offset"] + np.size(W)] = np.asarray(W).ravel()
             P[lay["b_offset"]:lay["b_offset"] + np.size(b)] = b
             if lay["alpha_offset"] is not None:
-                P[lay["alpha_offset"]:lay["alpha_offset"] + a.size] = a
+                P[lay["alpha_offset"]:lay["alpha_offset"] + np.size(a)] = a
         return P
 
     def _bind(self, net, P):
@@ -404,7 +411,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         """The parameters as one flat buffer of ``dtype``: the bound one, else
         coefs_ & co packed into a new one (bound to them when of their dtype)."""
         P = self._params(net, dtype)
-        if P is not self._bound_params() and np.dtype(dtype) == np.asarray(self.coefs_[0]).dtype:
+        if P is not self._bound_params() and np.dtype(dtype) == _native(np.asarray(self.coefs_[0]).dtype):
             self._bind(net, P)
         return P
 
@@ -415,9 +422,18 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         """The fitted parameters' dtype. coefs_, intercepts_ and prelu_alphas_ may
         have been assigned by hand (scikit-learn's own tests do): they must all be
         float32 or all float64 (int64 gave a KeyError, float16 a pybind11
-        TypeError; mixed ones would be cast to coefs_[0]'s in silence)."""
-        arrays = list(self.coefs_) + list(self.intercepts_) + [a for a in self._alphas() if a is not None]
-        dtypes = {np.asarray(a).dtype for a in arrays}
+        TypeError; mixed ones would be cast to coefs_[0]'s in silence), in either
+        byte order (packed, they convert), and each is checked as Network checks
+        assigned weights (as_array): a masked array with masked entries is
+        refused by name (predict, save and partial_fit used the values under the
+        mask), a list or another subclass is its values. Every use of the
+        parameters (fit, predict, save, to_onnx) asks this first."""
+        dtypes = set()
+        for name, seq in (("coefs_", self.coefs_), ("intercepts_", self.intercepts_),
+                          ("prelu_alphas_", self._alphas())):
+            for l, a in enumerate(seq):
+                if a is not None:
+                    dtypes.add(_native(as_array(a, f"{name}[{l}]", numeric_kinds="biufcOUSVmM").dtype))
         if len(dtypes) != 1 or not dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
             raise TypeError("coefs_, intercepts_ and prelu_alphas_ must all be float32 or all float64 arrays, got "
                             f"{sorted(str(d) for d in dtypes)}")
@@ -494,8 +510,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         from .._onnx import OnnxSpec
 
         self._check_fitted()
-        _, specs, _ = self._architecture()
         dtype = self._model_dtype()
+        _, specs, _ = self._architecture()
         self._check_finite("to_onnx", dtype)
         layers = [(np.array(W, dtype=dtype), np.array(b, dtype=dtype).ravel(), act.name,
                    np.array(alpha, dtype=dtype) if alpha is not None else (act.param if act.has_param else None))
@@ -820,7 +836,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                      + min(n, _PREDICT_CHUNK_ROWS) * network_bytes(units, itemsize)[1], "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
         X = cast_finite(X, dtype, "X")
-        macs = sum(c.size for c in self.coefs_)
+        macs = sum(np.size(c) for c in self.coefs_)
         def forward():
             net = self._core_net(dtype)
             # Arrays the user assigned are packed for this call only: predict
@@ -837,7 +853,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         net, P, out = _with_thread_count(self._thread_count(), 2.0 * X.shape[0] * macs, forward)
         if P is self._bound_params() and "feature_names_in_" not in self.__dict__:  # else an array X warns
-            _AS_IS[self] = (P, net, self._architecture_key(), macs, self.coefs_[0].shape[0])
+            _AS_IS[self] = (P, net, self._architecture_key(), macs, units[0])
         return out
 
     def _architecture_key(self):
