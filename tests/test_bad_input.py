@@ -245,6 +245,37 @@ def test_integer_labels_are_only_for_cce():
         net.cost(X, np.array([0, 1, 2, 0, 1, 2]))
 
 
+@pytest.mark.parametrize("dtype", ["Int64", "Float64", "boolean", {"a": "Int64", "b": "float64"}])
+def test_pandas_nullable_numbers_are_taken_as_the_estimators_take_them(dtype):
+    """A DataFrame of nullable Int64 / Float64 columns without missing values
+    (np.asarray: an object array) was refused, "X must have a real numeric
+    dtype, got object", where the estimators took it; Int64 labels stay labels."""
+    pd = pytest.importorskip("pandas")
+    values = np.array([[1, 0], [2, 1], [0, 0], [4, 1]], dtype=float)
+    values = values > 0 if dtype == "boolean" else values
+    df = pd.DataFrame(values, columns=["a", "b"]).astype(dtype)
+    net = dnnfast.Network([2, 3, 2], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    plain = df.astype(object).to_numpy().astype(float)
+    np.testing.assert_array_equal(net.predict(df), net.predict(plain))
+    np.testing.assert_array_equal(net.predict(df["a"].to_frame().assign(b=df["b"])), net.predict(plain))
+    labels = pd.Series([0, 1, 1, 0], dtype="Int64")
+    assert net.cost(df, labels) == net.cost(plain, np.array([0, 1, 1, 0]))
+
+
+def test_pandas_missing_values_are_refused_by_name_everywhere():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [1, 2, 3, 4], "b": [0, 1, None, 1]}, dtype="Int64")
+    full = df.fillna(0)
+    net = dnnfast.Network([2, 3, 2], ["relu", "softmax"], loss="cce", dtype="float64", seed=0)
+    labels = pd.Series([0, 1, None, 0], dtype="Int64")
+    for call, name in [(lambda: net.predict(df), "X"), (lambda: net.fit(df, [0, 1, 1, 0], epochs=1), "X"),
+                       (lambda: net.cost(full, labels), "Y"),
+                       (lambda: dnnfast.MLPRegressor(max_iter=1).fit(df, [0.0, 1, 1, 0]), "X"),
+                       (lambda: dnnfast.MLPClassifier(max_iter=1).fit(full, labels), "y")]:
+        with pytest.raises(ValueError, match=rf"^{name} has missing values \(pd.NA\)"):
+            call()
+
+
 # ---------------------------------------------------------------------------
 # fit's scalar arguments
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -23,7 +24,8 @@ def as_array(a, name, numeric_kinds="biuf"):
     Refused rather than coerced: object, string, bytes, complex, datetime64,
     timedelta64 and structured dtypes; ragged nested lists; sparse matrices
     (``.toarray()`` first); masked arrays with masked entries (their hidden
-    values would be used). A masked array with nothing masked is its data;
+    values would be used); pandas data with missing values (pd.NA), whose
+    nullable numeric columns are otherwise their numbers. A masked array with nothing masked is its data;
     any other ndarray subclass (np.matrix, whose * is a matrix product and
     whose rows stay 2-D) a plain view of its data.
     """
@@ -36,6 +38,8 @@ def as_array(a, name, numeric_kinds="biuf"):
         arr = a if type(a) is np.ndarray else a.view(np.ndarray)
     elif hasattr(a, "toarray") and hasattr(a, "nnz"):
         raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray()")
+    elif (arr := _pandas_numbers(a, name)) is not None:
+        pass
     else:
         try:
             arr = np.asarray(a)
@@ -44,6 +48,28 @@ def as_array(a, name, numeric_kinds="biuf"):
     if arr.dtype.kind not in numeric_kinds:
         raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
     return arr
+
+
+def _pandas_numbers(a, name):
+    """A pandas DataFrame or Series with nullable numeric columns (Int64,
+    Float64, boolean, numeric Arrow types), which np.asarray makes an object
+    array, as the NumPy array of its values (of the columns' common NumPy
+    dtype: Int64 labels stay integers); None for anything else. A missing
+    value (pd.NA) is a ValueError naming ``name``: it has no number to be.
+    The one rule for such data, Network's and the estimators' pre-check's."""
+    pd = sys.modules.get("pandas")  # no pandas object without pandas imported
+    if pd is None or not isinstance(a, (pd.DataFrame, pd.Series)):
+        return None
+    dtypes = list(a.dtypes) if isinstance(a, pd.DataFrame) else [a.dtype]
+    if not dtypes or all(isinstance(dt, np.dtype) for dt in dtypes):
+        return None  # NumPy columns: np.asarray's own conversion
+    types = pd.api.types
+    if not all((types.is_numeric_dtype(dt) or types.is_bool_dtype(dt)) and not types.is_object_dtype(dt)
+               and isinstance(getattr(dt, "numpy_dtype", dt), np.dtype) for dt in dtypes):
+        return None  # categorical, datetime, strings: refused by the dtype check as before
+    if a.isna().to_numpy().any():
+        raise ValueError(f"{name} has missing values (pd.NA); fill them (.fillna(value)) or drop those rows first")
+    return a.to_numpy(dtype=np.result_type(*(getattr(dt, "numpy_dtype", dt) for dt in dtypes)))
 
 
 def as_float_array(a, name, dtype, ndim=2, check_finite=True):
