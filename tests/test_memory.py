@@ -109,13 +109,17 @@ def test_a_fitted_model_gives_back_a_workspace_sized_by_its_data():
 
 
 @pytest.mark.parametrize("case", ["broadcast X", "int8 X", "labels as one-hot", "estimator targets",
-                                  "estimator predict"])
+                                  "estimator predict", "estimator predict broadcast X", "estimator fit broadcast X",
+                                  "estimator fit int8 X", "estimator fit sparse X"])
 def test_allocations_sized_by_the_data_are_checked_before_they_are_made(monkeypatch, case):
     """Each of these allocated a few hundred MB with no memory check on a
     machine that had 100 MiB (simulated): a conversion of X (a broadcast
     view, int8), integer labels made one-hot, a classifier's targets as
     floats, an estimator's predict output. Now each is a ValueError naming
-    the argument, before the allocation."""
+    the argument, before the allocation. The estimators check the copy of X
+    from its shape before scikit-learn's check_array, which made it (and
+    first read every element of a broadcast view) with no check: numpy's
+    MemoryError."""
     import tracemalloc
 
     from dnnfast import _validation
@@ -134,6 +138,13 @@ def test_allocations_sized_by_the_data_are_checked_before_they_are_made(monkeypa
         "estimator targets": (lambda: dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(
             np.zeros((40_000, 2)), np.arange(40_000) % 1000), "y"),
         "estimator predict": (lambda: reg.predict(np.zeros((300_000, 20))), "X"),
+        "estimator predict broadcast X": (lambda: reg.predict(np.broadcast_to(np.zeros(20), (1_000_000, 20))), "X"),
+        "estimator fit broadcast X": (lambda: dnnfast.MLPRegressor(max_iter=1).fit(
+            np.broadcast_to(np.zeros(20), (1_000_000, 20)), np.zeros(1_000_000)), "X"),
+        "estimator fit int8 X": (lambda: dnnfast.MLPRegressor(max_iter=1).fit(
+            np.zeros((1_000_000, 20), dtype=np.int8), np.zeros(1_000_000)), "X"),
+        "estimator fit sparse X": (lambda: dnnfast.MLPClassifier(max_iter=1).fit(
+            pytest.importorskip("scipy.sparse").csr_matrix((1_000_000, 20)), np.arange(1_000_000) % 2), "X"),
     }
     call, name = calls[case]
     tracemalloc.start()

@@ -7,6 +7,7 @@ stand-in) and ``naming`` around it; both refuse sizes that cannot fit in
 memory with ``check_memory`` before anything is allocated."""
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import re
@@ -306,7 +307,7 @@ def make_rng(seed, name="seed"):
 # these checks run first and refuse what it would coerce silently.
 # ---------------------------------------------------------------------------
 
-def check_estimator_input(a, name, kinds="biufcO"):
+def check_estimator_input(a, name, kinds="biufcO", densify=False):
     """Refuse, with a TypeError naming ``name``, input that scikit-learn's
     check_array would silently turn into numbers: str, bytes, datetime64,
     timedelta64 and structured dtypes, object arrays holding strings or
@@ -314,10 +315,22 @@ def check_estimator_input(a, name, kinds="biufcO"):
     ragged nested lists. ``kinds``: the dtype
     kinds let through (complex goes on to scikit-learn's own "Complex data
     not supported" ValueError). Returns the number of rows, or None when
-    ``a`` has no shape (a scalar; check_array then says what it wants)."""
+    ``a`` has no shape (a scalar; check_array then says what it wants).
+
+    First of all, from ``a``'s shape alone, the memory check of the copy
+    that check_array and the estimators make of it (as_float_array's, for
+    Network): a C-contiguous float64 (float32 stays) array of its values,
+    and with ``densify`` a sparse ``a`` made dense. A broadcast view of a few
+    bytes or a sparse matrix whose copy cannot fit was a raw MemoryError,
+    after check_array's finiteness pass over every element (minutes for
+    10**12 rows)."""
     if hasattr(a, "toarray") and hasattr(a, "nnz"):  # sparse: scikit-learn checks it
+        if densify:
+            _check_float_copy(a.shape, a.dtype, name, "as a dense")
         return a.shape[0]
     arr = as_array(a, name, numeric_kinds=kinds)
+    if arr.dtype not in (np.float32, np.float64) or not arr.flags.c_contiguous:
+        _check_float_copy(arr.shape, arr.dtype, name, "as a contiguous")
     if arr.dtype.kind == "O":
         # Entries refused as they are as a dtype: float() of a datetime64 is
         # its count of days (or whatever its unit), NaT the most negative int64.
@@ -328,6 +341,14 @@ def check_estimator_input(a, name, kinds="biufcO"):
                 raise TypeError(f"{name} must be numeric, but holds the {type(v).__name__} value {v!r}; "
                                 "convert it to a number in the unit you mean first")
     return arr.shape[0] if arr.ndim else None
+
+
+def _check_float_copy(shape, dtype, name, what):
+    """check_memory of a float64 (float32 stays) array of ``shape``."""
+    itemsize = 4 if dtype == np.float32 else 8
+    size = math.prod(int(d) for d in shape)
+    check_memory(size * itemsize, name,
+                 lambda: f"its {size:,} values {what} {'float32' if itemsize == 4 else 'float64'} array")
 
 
 class naming:

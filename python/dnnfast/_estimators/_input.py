@@ -152,7 +152,7 @@ class _InputChecks:
     """The estimators' argument checks (mixed into _BaseMLP)."""
 
     def _validate_X(self, X, reset):
-        check_estimator_input(X, "X")
+        check_estimator_input(X, "X", densify=True)
         if HAVE_SKLEARN:
             with naming("X"):
                 X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
@@ -179,7 +179,7 @@ class _InputChecks:
         if y is None:
             raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
                              "is None.")
-        self._check_y_kind(y, check_estimator_input(X, "X"))
+        self._check_y_kind(y, check_estimator_input(X, "X", densify=True))
         if HAVE_SKLEARN and _check_y is not None:
             # scikit-learn's check_X_y in its two steps, so that each message
             # names its own argument (one naming() around both would prefix X's
