@@ -157,3 +157,70 @@ def test_allocations_sized_by_the_data_are_checked_before_they_are_made(monkeypa
     finally:
         tracemalloc.stop()
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
+
+
+_SPARSE_PREDICT = """
+import json, warnings
+import numpy as np
+import scipy.sparse as sp
+import dnnfast
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+n, m = 2500, 60  # three of predict's chunks of 1024 rows, the last one short
+D = np.where(rng.random((n, m)) < 0.05, rng.standard_normal((n, m)), 0.0)
+same = {}
+for kind, y in (("MLPClassifier", rng.integers(0, 3, n)), ("MLPRegressor", rng.standard_normal((n, 2)))):
+    for dtype in (np.float32, np.float64):
+        est = getattr(dnnfast, kind)(hidden_layer_sizes=(16,), max_iter=2, random_state=0).fit(D.astype(dtype), y)
+        predict = est.predict_proba if kind == "MLPClassifier" else est.predict
+        for make in (sp.csr_matrix, sp.csc_matrix, lambda a: sp.csr_matrix((10 * a).astype(np.int64))):
+            S = make(D)
+            same[f"{kind}-{np.dtype(dtype).name}-{S.format}-{S.dtype}"] = bool(np.array_equal(predict(S), predict(S.toarray())))
+print(json.dumps(same))
+"""
+
+
+def test_sparse_predict_is_the_dense_predict_bit_for_bit():
+    """predict makes a sparse X dense a chunk of rows at a time, the core's
+    own chunks: the outputs are those of X made dense, bit for bit."""
+    pytest.importorskip("scipy.sparse")
+    ns = {}
+    exec(_SPARSE_PREDICT, ns)
+    assert len(ns["same"]) == 12 and all(ns["same"].values()), ns["same"]
+
+
+def test_sparse_predict_is_the_dense_predict_bit_for_bit_without_sklearn():
+    pytest.importorskip("scipy.sparse")
+    from conftest import run_without
+
+    same = run_without(["sklearn"], _SPARSE_PREDICT)
+    assert len(same) == 12 and all(same.values()), same
+
+
+def test_sparse_predict_makes_no_dense_copy_of_X(monkeypatch):
+    """A sparse X whose dense copy cannot fit (scikit-learn's MLP predicts
+    from it sparse) was made dense whole: numpy's MemoryError, or now the
+    memory check's ValueError. One chunk of rows at a time, predict answers."""
+    import tracemalloc
+
+    sparse = pytest.importorskip("scipy.sparse")
+    from dnnfast import _validation
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(
+            rng.standard_normal((50, 20)), rng.integers(0, 2, 50))
+    X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
+    monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        labels = clf.predict(X)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert labels.shape == (1_000_000,)
+    assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
+    np.testing.assert_array_equal(labels[:5000], clf.predict(X[:5000].toarray()))

@@ -827,23 +827,40 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if out is not None:
                 return out
             self._check_fitted()
-            X = self._validate_X(X, reset=False)
+            X = self._validate_X(X, reset=False, keep_sparse=True)
         dtype = self._model_dtype()
         n, itemsize = X.shape[0], np.dtype(dtype).itemsize
-        # The output and one chunk's workspace, as Network.predict checks them.
+        sparse = not isinstance(X, np.ndarray)  # CSR: made dense a chunk of rows at a time
+        # The output and one chunk's workspace, as Network.predict checks them,
+        # and X's conversion: whole, or one chunk of a sparse X (as it is, then in dtype).
         units = self._architecture()[0]  # from the parameters: assigned coefs_ are checked later, by _params
-        check_memory((X.size if X.dtype != dtype else 0) * itemsize + n * units[-1] * itemsize
+        converted = (min(n, _PREDICT_CHUNK_ROWS) * X.shape[1] * (X.dtype.itemsize + itemsize) if sparse
+                     else X.size * itemsize if X.dtype != dtype else 0)
+        check_memory(converted + n * units[-1] * itemsize
                      + min(n, _PREDICT_CHUNK_ROWS) * network_bytes(units, itemsize)[1], "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
-        X = cast_finite(X, dtype, "X")
+        if not sparse:
+            X = cast_finite(X, dtype, "X")
         macs = sum(np.size(c) for c in self.coefs_)
+
+        def predict(net, P):
+            if not sparse:
+                return net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+            # The chunks the core's own (kChunkRows): each row's output that of
+            # X made dense, bit for bit, without X's dense copy.
+            out = np.empty((n, units[-1]), dtype=dtype)
+            for i0 in range(0, n, _PREDICT_CHUNK_ROWS):
+                rows = slice(i0, min(i0 + _PREDICT_CHUNK_ROWS, n))
+                out[rows] = net.predict(P, cast_finite(X[rows].toarray(), dtype, "X"), check_input)
+            return out
+
         def forward():
             net = self._core_net(dtype)
             # Arrays the user assigned are packed for this call only: predict
             # leaves the estimator's attributes as they are.
             P = self._params(net, dtype)
             try:
-                return net, P, net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
+                return net, P, predict(net, P)
             except ValueError as exc:  # the core's "output overflowed": named exactly when a parameter is the cause
                 cause = str(exc).startswith(CORE_OUTPUT_OVERFLOW) and parameter_cause(
                     "predict", net.layout(), P, _EDITED)

@@ -24,6 +24,10 @@ if HAVE_SKLEARN:
             return est._validate_data(*args, **kwargs)
 
 
+def _is_sparse(X):
+    return hasattr(X, "toarray") and hasattr(X, "nnz")
+
+
 def _densify(X):
     return X.toarray() if hasattr(X, "toarray") else X
 
@@ -45,10 +49,16 @@ def _np_numeric(a, name):
     return a
 
 
-def _np_check_array(X, name="X"):
-    if hasattr(X, "toarray"):
-        X = X.toarray()
-    X = _np_numeric(X, name)
+def _np_check_array(X, name="X", keep_sparse=False):
+    """scikit-learn's check_array (its messages): ``X`` as a 2-D finite array
+    of float64 (float32 stays); with ``keep_sparse`` a sparse X as CSR, its
+    stored values checked."""
+    sparse = keep_sparse and _is_sparse(X)
+    if sparse:
+        X = X.tocsr()
+        _np_numeric(X.data, name)
+    else:
+        X = _np_numeric(X.toarray() if hasattr(X, "toarray") else X, name)
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D array for {name}, got an array of shape {X.shape}; reshape your "
                          "data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) "
@@ -59,7 +69,7 @@ def _np_check_array(X, name="X"):
         raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    if not np.isfinite(X).all():
+    if not np.isfinite(X.data if sparse else X).all():
         raise ValueError(f"Input {name} contains NaN or infinity.")
     return X
 
@@ -151,18 +161,23 @@ def _check_feature_names(est, names):
 class _InputChecks:
     """The estimators' argument checks (mixed into _BaseMLP)."""
 
-    def _validate_X(self, X, reset):
-        check_estimator_input(X, "X", densify=True)
+    def _validate_X(self, X, reset, keep_sparse=False):
+        """X checked and converted as scikit-learn's check_array does: a
+        C-contiguous float64 (float32 stays) array, or with ``keep_sparse`` a
+        sparse X as CSR (predict makes it dense a chunk of rows at a time)."""
+        keep_sparse = keep_sparse and _is_sparse(X)
+        check_estimator_input(X, "X", densify=not keep_sparse)
         if HAVE_SKLEARN:
             with naming("X"):
                 X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32),
                                       reset=reset)
-            return np.ascontiguousarray(_densify(X))
+            return X.tocsr() if keep_sparse else np.ascontiguousarray(_densify(X))
         with naming("X"):
             names = _feature_names(X)
             if not reset:
                 _check_feature_names(self, names)
-            X = np.ascontiguousarray(_np_check_array(X))
+            X = _np_check_array(X, keep_sparse=keep_sparse)
+            X = X if keep_sparse else np.ascontiguousarray(X)
         if reset:
             self.n_features_in_ = X.shape[1]
             if names is not None:
