@@ -703,15 +703,16 @@ def bad_seed_on_one_rank():
                          seed=-1 if rank == size - 1 else 7)
 
 
-def _poison_on_last_rank(when):
+def _poison_on_last_rank(when, net=None):
     """The last rank writes NaN into its parameters (a callback gone wrong):
     "end" at the last epoch's end, after the epoch's check; "chunk" after
-    the last chunk of the first epoch, before it."""
+    the last chunk of the first epoch, before it; "between" at the first
+    epoch's end, after its check (the second epoch's check finds it)."""
     from dnnfast._train import driver
 
     class Poison:
         def on_epoch_end(self, net, epoch, logs):
-            if rank == size - 1 and when == "end" and epoch == 2:
+            if rank == size - 1 and (when, epoch) in (("end", 2), ("between", 0)):
                 net.parameters[0] = np.nan
 
         def on_batch_end(self, net, step, logs):
@@ -721,7 +722,7 @@ def _poison_on_last_rank(when):
     saved, driver.CHUNK_SECONDS = driver.CHUNK_SECONDS, 0.0  # a chunk per batch
     try:
         with Context():
-            _small_net().fit(*_small_fit_data(), epochs=3, batch_size=5, callbacks=[Poison()])
+            (net or _small_net()).fit(*_small_fit_data(), epochs=3, batch_size=5, callbacks=[Poison()])
     finally:
         driver.CHUNK_SECONDS = saved
 
@@ -734,6 +735,31 @@ def nan_written_after_the_last_epoch_on_one_rank():
 @scenario
 def nan_written_within_an_epoch_on_one_rank():
     _poison_on_last_rank("chunk")
+
+
+def _nan_leaves_one_model(when):
+    """After the NonFiniteError of ``_poison_on_last_rank(when)``: (its
+    type, its message, whether every rank holds the same parameters,
+    whether they are the fit's start)."""
+    net = _small_net()
+    start = net.parameters.copy()
+    caught = None
+    try:
+        _poison_on_last_rank(when, net)
+    except ValueError as exc:  # (NonFiniteError's base: the others' type)
+        caught = [type(exc).__name__, str(exc)]
+    every = comm.allgather(net.parameters.copy())
+    return caught + [all(np.array_equal(every[0], p) for p in every), bool(np.array_equal(net.parameters, start))]
+
+
+@scenario
+def nan_written_within_an_epoch_leaves_one_model():
+    return _nan_leaves_one_model("chunk")
+
+
+@scenario
+def nan_written_between_epochs_leaves_one_model():
+    return _nan_leaves_one_model("between")
 
 
 def _fit_with_probe(kind):

@@ -374,6 +374,25 @@ def test_nan_in_one_ranks_parameters_is_raised_on_all(tmp_path, name, text):
 
 
 @needs_mpi
+@pytest.mark.parametrize("name, epoch", [("nan_written_within_an_epoch_leaves_one_model", 1),
+                                         ("nan_written_between_epochs_leaves_one_model", 2)])
+def test_nan_in_one_ranks_parameters_leaves_one_model(tmp_path, name, epoch):
+    """Within an epoch, the epoch's check failed on the poisoned rank alone,
+    which restored its parameters from before the epoch, as the message on
+    every rank says; the others kept theirs and the ranks' models differed.
+    Between epochs, the NaN reaches every rank's next step and every check
+    fails, but the poisoned rank's restore point holds it: each rank kept
+    its own restore and message. Every rank now takes the lowest failing
+    rank's parameters, which its message (raised on all) describes."""
+    for r, o in enumerate(scenario(tmp_path, name)):
+        assert o.get("result") is not None, (r, o)
+        kind, text, same, start = o["result"]
+        assert kind in ("NonFiniteError", "ValueError") and same, (r, o)
+        assert f"the parameters are those from before epoch {epoch}" in text, (r, o)
+        assert start == (epoch == 1), (r, o)
+
+
+@needs_mpi
 @pytest.mark.parametrize("name", ["network_fit_from_a_callback", "estimator_fit_from_a_callback"])
 def test_a_fit_from_a_callback_of_a_distributed_fit_is_refused(tmp_path, name):
     """A callback on rank 0 fits another model inside the outer fit's Context:

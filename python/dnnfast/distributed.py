@@ -30,11 +30,13 @@ Errors: every check runs on every rank and the ranks then agree, so an error
 on one rank (bad input, a NaN, arguments that differ between ranks, a user
 callback or learning-rate schedule that raises) is raised on all of them,
 with the failing rank's message, instead of leaving the others waiting in a
-collective; a callback's stop on any rank stops all. A KeyboardInterrupt or
-SystemExit on one rank (a callback's, a signal handler's) ends the fit on all
-ranks too, and Ctrl-C is a flag from a fit's first collective on, which the
-ranks agree on at the first chunk of steps. Outside a fit nothing
-can agree for the program: run it as ``mpiexec -n R python -m mpi4py
+collective; a callback's stop on any rank stops all. A failed non-finite
+check leaves every rank with the lowest failing rank's parameters, those its
+message describes. A KeyboardInterrupt or SystemExit on one rank (a
+callback's, a signal handler's) ends the fit on all ranks too, and Ctrl-C is
+a flag from a fit's first collective on, which the ranks agree on at the
+first chunk of steps. Outside a fit nothing can agree for the
+program: run it as ``mpiexec -n R python -m mpi4py
 script.py``, so that an exception ending one rank aborts the job.
 
 mpi4py is imported on first use: ``pip install "dnnfast[mpi]"`` installs it
@@ -180,7 +182,8 @@ class Context:
 
     # -- agreement on errors ----------------------------------------------------
 
-    def agree(self, error: BaseException | None = None) -> None:
+    def agree(self, error: BaseException | None = None,
+              on_failure: Callable[[int], None] | None = None) -> None:
         """Collective: raise on every rank when ``error`` (an exception or None) is set on any.
 
         Each failing rank re-raises its own exception; the others raise the
@@ -190,6 +193,10 @@ class Context:
         callback's, or a signal handler's) ends the fit on every rank as
         well: the others raise a KeyboardInterrupt, or a SystemExit with the
         same integer exit code (a text code gets the prefix).
+
+        ``on_failure(rank)``: run on every rank, as a collective, before the
+        raise, with the lowest failing rank (to take its state: then a rank
+        that failed otherwise raises that rank's error too).
         """
         MPI = self._MPI
         payload = None if error is None else _payload(error)
@@ -202,7 +209,12 @@ class Context:
         if self.rank == failed and error is None:  # ranks out of step: this one's MIN met another collective's data
             raise RuntimeError("dnnfast.distributed: the ranks reached different collectives (a call or "
                                "argument that differs between ranks)")
-        if error is not None:  # (several ranks failing alike, as a diverging fit: each its own, exact error)
+        if on_failure is not None:
+            on_failure(failed)
+        # Several ranks failing alike (a diverging fit): each its own, exact
+        # error; but after on_failure, which gave this rank the failing rank's
+        # state, an error of its own that differs describes a state it no longer has.
+        if error is not None and (on_failure is None or payload == (name, message, code)):
             raise error
         where = f"rank {failed} of {self.size}"
         if message is None:
@@ -215,14 +227,15 @@ class Context:
         raise kind(f"{where}: {message}")
 
     @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
-        """Run a block of local work, then agree: an error on any rank is raised on all."""
+    def errors(self, on_failure: Callable[[int], None] | None = None) -> Iterator[None]:
+        """Run a block of local work, then agree: an error on any rank is raised on all
+        (``on_failure``: as ``agree``'s)."""
         try:
             yield
         except BaseException as exc:  # noqa: BLE001 - every error, Ctrl-C and exit included, goes to the others
-            self.agree(exc)
+            self.agree(exc, on_failure)
             raise  # not reached: agree raised
-        self.agree(None)
+        self.agree(None, on_failure)
 
     def check_same(self, what: str, value: object) -> None:
         """Collective: raise on all ranks unless ``value`` is equal on every rank."""
@@ -415,6 +428,20 @@ class _DistributedSteps:
         buf = np.array([batches if self.ctx.rank == 0 else 0, int(bool(interrupted))], dtype=np.int64)
         self.ctx.sum_(buf)
         return int(buf[0]), bool(buf[1])
+
+    def check_model(self, check, state):
+        """Collective: ``check()`` (the non-finite guard's, which may restore
+        the parameters and optimizer state of the epoch's start and raise) on
+        every rank; when it raises on any, every rank takes the lowest failing
+        rank's parameters and optimizer ``state`` before raising, those its
+        message describes: the others had kept theirs, and the ranks' models
+        differed."""
+        def take(failed):
+            for buf in (self.P, state.state1, state.state2, state.t):
+                if buf is not None:
+                    self.ctx.broadcast_(buf, failed)
+        with self.ctx.errors(on_failure=take):
+            check()
 
     def share(self, obj):
         """Collective: rank 0's ``obj`` on every rank (a checkpoint read by rank 0)."""

@@ -586,8 +586,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
             if agree is None:
                 guard.check_epoch(net, epoch, cost_sum + penalty_sum)
             else:  # agreed: a callback may have written NaN into one rank's parameters alone
-                with provider.errors():
-                    guard.check_epoch(net, epoch, cost_sum + penalty_sum)
+                provider.check_model(lambda: guard.check_epoch(net, epoch, cost_sum + penalty_sum), st)
         stop = False
         for cb in callbacks:  # validation first: early stopping and the user see its values
             stop = bool(cb.on_epoch_end(net, epoch, logs)) or stop
@@ -758,7 +757,9 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
             for fn in close:
                 fn()
         # Over MPI agreed, as the loop's checks (the parameters a callback changed on one rank).
-        with provider.errors() if hasattr(provider, "agree") else contextlib.nullcontext():
+        if hasattr(provider, "agree"):
+            provider.check_model(lambda: [fn() for fn in finish], run.state)
+        else:
             for fn in finish:
                 fn()
         # a Ctrl-C during the last epoch's end still stops the program
