@@ -666,6 +666,58 @@ def sigterm_handler_exits():
         signal.signal(signal.SIGTERM, saved)
 
 
+def _own_handler_mid_step(signum, handler):
+    """The user's handler of ``signum`` (installed before the fit) raising on
+    the last rank in the middle of a step: the signal comes right after a
+    step's Allreduce (its 20th sum over the ranks), outside any agreed
+    block, as an outside signal at an arbitrary moment does. Returns (type,
+    message, exit code) of this rank's exception, whether every rank ends
+    with the same parameters, and whether the handler is back."""
+    import os
+    import signal
+
+    from dnnfast import distributed
+
+    sums = [0]
+    sum_ = distributed.Context.sum_
+
+    def counted(self, buf):
+        out = sum_(self, buf)
+        sums[0] += 1
+        if rank == size - 1 and sums[0] == 20:
+            os.kill(os.getpid(), signum)
+        return out
+
+    saved = signal.signal(signum, handler)
+    distributed.Context.sum_ = counted
+    net = _small_net()
+    try:
+        with Context():
+            net.fit(*_small_fit_data(), epochs=50, batch_size=5)
+        caught = None
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are the results
+        caught = [type(exc).__name__, str(exc), getattr(exc, "code", None)]
+    finally:
+        distributed.Context.sum_ = sum_
+        back = signal.signal(signum, saved) is handler
+    every = comm.allgather(net.parameters.copy())
+    return [caught, all(np.array_equal(every[0], p) for p in every), back]
+
+
+@scenario
+def own_sigint_handler_raises_mid_step():
+    def handler(signum, frame):
+        raise KeyboardInterrupt("the user's own handler")
+    import signal
+    return _own_handler_mid_step(signal.SIGINT, handler)
+
+
+@scenario
+def sigterm_handler_exits_mid_step():
+    import signal
+    return _own_handler_mid_step(signal.SIGTERM, lambda signum, frame: sys.exit(4))
+
+
 @scenario
 def ctrl_c_while_checking_data():
     """Ctrl-C reaches every rank while rank 0 still converts its X (before

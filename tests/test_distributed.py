@@ -325,6 +325,29 @@ def test_keyboard_interrupt_or_system_exit_on_one_rank_ends_the_fit_on_all(tmp_p
 
 
 @needs_mpi
+@pytest.mark.parametrize("name, kind, text, code", [
+    ("own_sigint_handler_raises_mid_step", "KeyboardInterrupt", "the user's own handler", None),
+    ("sigterm_handler_exits_mid_step", "SystemExit", "4", 4),
+])
+def test_a_signal_handler_raising_in_the_middle_of_a_step_ends_the_fit_on_all(tmp_path, name, kind, text, code):
+    """A handler of the user's that raises (KeyboardInterrupt, sys.exit) when
+    its signal comes at an arbitrary moment, here right after a step's
+    Allreduce on the last rank: that rank left the fit there and the others
+    waited in the next step's Allreduce for good. Its call is held for the
+    ranks' next agreement: every rank ends (the last with its own exception,
+    the others with the agreed one), with the same parameters, and the
+    handler is back afterwards."""
+    outcomes = [o.get("result") for o in scenario(tmp_path, name)]
+    for r, res in enumerate(outcomes):
+        assert res is not None, (r, outcomes)
+        caught, same, back = res
+        assert caught is not None and caught[0] == kind, (r, outcomes)
+        assert caught[1] == (text if r == len(outcomes) - 1 or code is not None else f"rank 1 of 2: {text}"), \
+            (r, outcomes)
+        assert caught[2] == code and same and back, (r, outcomes)
+
+
+@needs_mpi
 def test_ctrl_c_before_the_epoch_loop_stops_every_rank(tmp_path):
     """A real Ctrl-C (every rank gets SIGINT) while rank 0 still checked its
     data: rank 0 raised KeyboardInterrupt there and left the others waiting in

@@ -33,9 +33,11 @@ with the failing rank's message, instead of leaving the others waiting in a
 collective; a callback's stop on any rank stops all. A failed non-finite
 check leaves every rank with the lowest failing rank's parameters, those its
 message describes. A KeyboardInterrupt or SystemExit on one rank (a
-callback's, a signal handler's) ends the fit on all ranks too, and Ctrl-C is
-a flag from a fit's first collective on, which the ranks agree on at the
-first chunk of steps. Outside a fit nothing can agree for the
+callback's, a signal handler's) ends the fit on all ranks too: from a fit's
+first collective on, the user's own signal handlers are called at the ranks'
+next agreement (a step boundary), not where the signal comes. Ctrl-C is a
+flag from a fit's first collective on, which the ranks agree on at the first
+chunk of steps. Outside a fit nothing can agree for the
 program: run it as ``mpiexec -n R python -m mpi4py
 script.py``, so that an exception ending one rank aborts the job.
 
@@ -162,6 +164,9 @@ class Context:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        # The running fit's driver.Interrupts (driver.distributed_fit): what
+        # waits for the ranks' next agreement (agree runs it).
+        self._fit: Any = None
 
     def __enter__(self) -> Context:
         if not hasattr(_local, "stack"):
@@ -197,7 +202,13 @@ class Context:
         ``on_failure(rank)``: run on every rank, as a collective, before the
         raise, with the lowest failing rank (to take its state: then a rank
         that failed otherwise raises that rank's error too).
+
+        Without an error of its own, a rank first takes what its fit held
+        for this agreement (``driver.Interrupts.run_held``: a signal handler
+        of the user's).
         """
+        if error is None and self._fit is not None:
+            error = self._fit.run_held()
         MPI = self._MPI
         payload = None if error is None else _payload(error)
         mine = np.array([self.rank if error is not None else self.size], dtype=np.int64)
@@ -424,9 +435,16 @@ class _DistributedSteps:
     def agree(self, batches, interrupted):
         """Collective, once per chunk: ``(rank 0's batch count, whether any rank
         saw Ctrl-C)``, so every rank runs the same chunks and stops at the same
-        step boundary instead of leaving the others in a collective."""
-        buf = np.array([batches if self.ctx.rank == 0 else 0, int(bool(interrupted))], dtype=np.int64)
+        step boundary instead of leaving the others in a collective. What the
+        fit held for the ranks' agreement (``Context.agree``) is raised on all
+        here too, in the same Allreduce when nothing was."""
+        fit = self.ctx._fit
+        error = None if fit is None else fit.run_held()
+        buf = np.array([batches if self.ctx.rank == 0 else 0, int(bool(interrupted)), int(error is not None)],
+                       dtype=np.int64)
         self.ctx.sum_(buf)
+        if buf[2]:
+            self.ctx.agree(error)
         return int(buf[0]), bool(buf[1])
 
     def check_model(self, check, state):
