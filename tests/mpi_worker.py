@@ -718,11 +718,11 @@ def sigterm_handler_exits_mid_step():
     return _own_handler_mid_step(signal.SIGTERM, lambda signum, frame: sys.exit(4))
 
 
-@scenario
-def ctrl_c_while_checking_data():
+def _ctrl_c_while_checking_data(fit):
     """Ctrl-C reaches every rank while rank 0 still converts its X (before
     the epoch loop): the others get it while they wait in the agreement's
-    collective. Returns (the exception, whether Python's handler is back)."""
+    collective. ``fit(X, y)`` inside a Context. Returns (the exception,
+    whether Python's handler is back)."""
     import os
     import signal
     import threading
@@ -740,12 +740,25 @@ def ctrl_c_while_checking_data():
         threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     try:
         with Context():
-            _small_net().fit(Slow() if rank == 0 else X, y, epochs=3, batch_size=5)
+            fit(Slow() if rank == 0 else X, y)
         caught = None
     except KeyboardInterrupt as exc:
         caught = [type(exc).__name__, str(exc)]
     time.sleep(0.6)  # (the timer's signal has come)
     return [caught, signal.getsignal(signal.SIGINT) is signal.default_int_handler]
+
+
+@scenario
+def ctrl_c_while_checking_data():
+    return _ctrl_c_while_checking_data(lambda X, y: _small_net().fit(X, y, epochs=3, batch_size=5))
+
+
+@scenario
+def estimator_ctrl_c_while_checking_data():
+    """As ctrl_c_while_checking_data, in an estimator's fit: the result also
+    says whether the estimator is fitted afterwards."""
+    est = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    return _ctrl_c_while_checking_data(est.fit) + [hasattr(est, "coefs_")]
 
 
 @scenario

@@ -362,6 +362,19 @@ def test_ctrl_c_before_the_epoch_loop_stops_every_rank(tmp_path):
         assert handler_back, r
 
 
+@needs_mpi
+def test_ctrl_c_while_an_estimator_checks_its_data_stops_every_rank_unfitted(tmp_path):
+    """As in one process, where Python's KeyboardInterrupt comes during the
+    checks: over MPI the Ctrl-C (a flag) was first read in the epoch loop,
+    which an estimator's fit takes as scikit-learn's interrupted training
+    (warn, return): every rank returned the initial weights as fitted."""
+    for r, o in enumerate(scenario(tmp_path, "estimator_ctrl_c_while_checking_data")):
+        assert "result" in o, (r, o)
+        caught, handler_back, fitted = o["result"]
+        assert caught is not None and caught[0] == "KeyboardInterrupt", (r, o)
+        assert handler_back and not fitted, (r, o)
+
+
 def _raised_on_all(outcomes, kind, text):
     """Every rank raised ``kind`` with ``text``; the others than the last name it."""
     errors = [o.get("error") for o in outcomes]

@@ -35,9 +35,12 @@ check leaves every rank with the lowest failing rank's parameters, those its
 message describes. A KeyboardInterrupt or SystemExit on one rank (a
 callback's, a signal handler's) ends the fit on all ranks too: from a fit's
 first collective on, the user's own signal handlers are called at the ranks'
-next agreement (a step boundary), not where the signal comes. Ctrl-C is a
-flag from a fit's first collective on, which the ranks agree on at the first
-chunk of steps. Outside a fit nothing can agree for the
+next agreement (a step boundary), not where the signal comes. Ctrl-C
+(Python's default handler) is a flag from there on: before the first step
+every rank raises KeyboardInterrupt at their next agreement (as one process
+raises it there: an estimator is left as it was); from the first step on
+the ranks agree on it at the next chunk of steps. Outside a fit nothing can
+agree for the
 program: run it as ``mpiexec -n R python -m mpi4py
 script.py``, so that an exception ending one rank aborts the job.
 
@@ -205,7 +208,7 @@ class Context:
 
         Without an error of its own, a rank first takes what its fit held
         for this agreement (``driver.Interrupts.run_held``: a signal handler
-        of the user's).
+        of the user's, a Ctrl-C before the epoch loop).
         """
         if error is None and self._fit is not None:
             error = self._fit.run_held()

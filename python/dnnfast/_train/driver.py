@@ -359,10 +359,17 @@ def train_options(settings, lr):
 # ---------------------------------------------------------------------------
 
 class _Flag:
-    __slots__ = ("set",)
+    __slots__ = ("set", "preparing")
 
     def __init__(self):
         self.set = False
+        # Over MPI, before the epoch loop (distributed_fit to drive): Ctrl-C
+        # is held as Python's KeyboardInterrupt for the ranks' next agreement.
+        self.preparing = False
+
+
+#: The KeyboardInterrupt of a Ctrl-C over MPI before a fit's first step.
+PREPARING_INTERRUPT = "fit interrupted after 0 completed epochs (Ctrl-C before its first step)"
 
 
 class Interrupts:
@@ -373,7 +380,8 @@ class Interrupts:
     what may not raise where it happens, while the other ranks wait in a
     collective, for the ranks' next agreement (``run_held``, called by
     ``distributed.Context.agree`` and the chunks' agreement), where it is
-    raised on every rank: the user's own signal handlers (their calls held)."""
+    raised on every rank: the user's own signal handlers (their calls held)
+    and a Ctrl-C before the epoch loop (Python's KeyboardInterrupt)."""
 
     def __init__(self):
         self._flag = _Flag()
@@ -381,7 +389,7 @@ class Interrupts:
         self.active = False  # the handler is installed: Ctrl-C only sets the flag
         self.nested = False  # the flag is an outer fit's (a fit run from its callback)
         self._users = {}  # signal number -> the user's handler, held (installed(hold=True))
-        self._held = []  # (signal number, frame) of the held signals, in order
+        self._held = []  # in order: (signal number, frame) of a held signal, or an exception
 
     @property
     def pending(self):
@@ -397,6 +405,9 @@ class Interrupts:
             # handler but no fit of its own that reads the flag: Ctrl-C there
             # is Python's default, not swallowed.
             raise KeyboardInterrupt
+        if self._flag.preparing:
+            self._held.append(KeyboardInterrupt(PREPARING_INTERRUPT))
+            return
         self._flag.set = True  # a second Ctrl-C only sets it again: never a torn step
 
     def hold_signal(self, signum, frame):
@@ -409,15 +420,22 @@ class Interrupts:
         self._held.append((signum, frame))
 
     def run_held(self):
-        """Run the held signals' handlers, in order, until one raises: that
-        exception (the rest stay held), else None."""
+        """Run the held signals' handlers and take the held errors, in order,
+        until one raises: that exception (the rest stay held), else None."""
         while self._held:
-            signum, frame = self._held.pop(0)
+            item = self._held.pop(0)
+            if isinstance(item, BaseException):
+                return item
+            signum, frame = item
             try:
                 self._users[signum](signum, frame)
             except BaseException as exc:  # noqa: BLE001 - the caller agrees on it
                 return exc
         return None
+
+    def loop_begins(self):
+        """The epoch loop (drive) starts: Ctrl-C is its flag from here on."""
+        self._flag.preparing = False
 
     def _hold_users(self):
         """Hold every signal whose handler is a Python function of the
@@ -460,14 +478,22 @@ class Interrupts:
             return
         self.active = True
         self.nested = nested
+        preparing = hold and own
+        if preparing:
+            self._flag.preparing = True
         try:
             yield self
-        finally:
-            self._uninstall(own)
-            self._run_leftovers()
+        except BaseException:
+            self._uninstall(own, preparing)
+            self._run_leftovers(failing=True)
+            raise
+        self._uninstall(own, preparing)
+        self._run_leftovers(failing=False)
 
-    def _uninstall(self, own):
+    def _uninstall(self, own, preparing):
         self.active = self.nested = False
+        if preparing:
+            self._flag.preparing = False
         # Put back only our own change: a handler a callback installed meanwhile stays.
         if own and _signal.getsignal(_SIGINT) == self.handler:
             _signal.signal(_SIGINT, signal.default_int_handler)
@@ -475,13 +501,19 @@ class Interrupts:
             if _signal.getsignal(signum) == self.hold_signal:
                 _signal.signal(signum, user)
 
-    def _run_leftovers(self):
-        """The handlers of the signals still held when the fit ends (come
-        after its last agreement, or behind an error agreed first), on this
-        rank alone: the fit is over, nothing to agree with."""
+    def _run_leftovers(self, failing):
+        """What is still held when the fit ends (came after its last
+        agreement, or behind an error agreed first), on this rank alone: the
+        fit is over, nothing to agree with. A held signal's handler runs; a
+        held error is raised unless the fit is raising its own already."""
         while self._held:
-            signum, frame = self._held.pop(0)
-            self._users[signum](signum, frame)
+            item = self._held.pop(0)
+            if isinstance(item, BaseException):
+                if not failing:
+                    self._held.clear()
+                    raise item
+            else:
+                self._users[item[0]](*item)
 
     def check(self, history, provider=None):
         """Raise KeyboardInterrupt when Ctrl-C was pressed (over MPI: on any rank, then on all)."""
@@ -505,11 +537,11 @@ def distributed_fit(context):
     the same communicator. From there on nothing raises where a rank is
     alone (Python's default handler raised Ctrl-C wherever a rank was: a
     rank checking its data left the fit while the others waited in a
-    collective, where their own KeyboardInterrupt could not come): Ctrl-C is
-    a flag, which the epoch loop's nested ``Interrupts`` shares and every
-    rank agrees on at its first chunk, and the calls of the user's signal
-    handlers are held (``Interrupts``, ``context._fit``) and raised at the
-    ranks' next agreement, on every rank."""
+    collective, where their own KeyboardInterrupt could not come): Ctrl-C
+    before the epoch loop and the calls of the user's signal handlers are
+    held (``Interrupts``, ``context._fit``) and raised at the ranks' next
+    agreement, on every rank; in the loop Ctrl-C is the flag its nested
+    ``Interrupts`` shares, agreed at the next chunk."""
     if context is None:
         yield
         return
@@ -530,7 +562,8 @@ def distributed_fit(context):
     if context._fit is not None:  # partial_fit's, around its _fit's: one fit
         yield
         return
-    # Held until the ranks' next agreement (Interrupts, run_held): the user's signal handlers.
+    # Held until the ranks' next agreement (Interrupts, run_held): the user's
+    # signal handlers, a Ctrl-C before the epoch loop.
     fit = Interrupts()
     context._fit = fit
     try:
@@ -825,6 +858,7 @@ def drive(run, guard, callbacks, after=(), start=None, close=(), finish=()):
     if not hasattr(provider, "agree"):
         run.interrupts = interrupts
     with interrupts.installed():
+        interrupts.loop_begins()
         if start is not None:
             start()
         try:
