@@ -761,6 +761,45 @@ def estimator_ctrl_c_while_checking_data():
     return _ctrl_c_while_checking_data(est.fit) + [hasattr(est, "coefs_")]
 
 
+class _FullStream:
+    """A stream on a full disk: every write fails (as a file on /dev/full)."""
+
+    def write(self, text):
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def _output_fails_on_rank_0(fit):
+    """Rank 0's stdout and stderr fail (a full disk); the others' work."""
+    saved = sys.stdout, sys.stderr
+    if rank == 0:
+        sys.stdout = sys.stderr = _FullStream()
+    try:
+        with Context():
+            X, y = _small_fit_data()
+            fit(X, y)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@scenario
+def verbose_output_fails_on_rank_0():
+    _output_fails_on_rank_0(lambda X, y: _small_net().fit(X, y, epochs=3, batch_size=5, verbose=True))
+
+
+@scenario
+def progress_output_fails_on_rank_0():
+    _output_fails_on_rank_0(lambda X, y: _small_net().fit(X, y, epochs=3, batch_size=5, progress=True))
+
+
+@scenario
+def estimator_verbose_output_fails_on_rank_0():
+    _output_fails_on_rank_0(dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True).fit)
+
+
 @scenario
 def bad_seed_on_one_rank():
     with Context():

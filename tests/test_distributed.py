@@ -348,6 +348,19 @@ def test_a_signal_handler_raising_in_the_middle_of_a_step_ends_the_fit_on_all(tm
 
 
 @needs_mpi
+@pytest.mark.parametrize("name", ["verbose_output_fails_on_rank_0", "progress_output_fails_on_rank_0",
+                                  "estimator_verbose_output_fails_on_rank_0"])
+def test_rank_0s_output_failing_is_raised_on_all(tmp_path, name):
+    """Rank 0 alone writes verbose / progress output: a write that failed
+    there (stdout on a full disk) raised on rank 0 alone, and the others
+    waited in their next collective for good."""
+    errors = [o.get("error") for o in scenario(tmp_path, name)]
+    assert errors[0] is not None and errors[0][0] == "OSError" and "No space left" in errors[0][1], errors
+    assert errors[1] is not None and errors[1][0] == "OSError", errors
+    assert errors[1][1].startswith("rank 0 of 2: ") and "No space left" in errors[1][1], errors
+
+
+@needs_mpi
 def test_ctrl_c_before_the_epoch_loop_stops_every_rank(tmp_path):
     """A real Ctrl-C (every rank gets SIGINT) while rank 0 still checked its
     data: rank 0 raised KeyboardInterrupt there and left the others waiting in

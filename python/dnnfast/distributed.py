@@ -28,19 +28,19 @@ batch is a run of consecutive rows, which mostly lies on one rank.
 
 Errors: every check runs on every rank and the ranks then agree, so an error
 on one rank (bad input, a NaN, arguments that differ between ranks, a user
-callback or learning-rate schedule that raises) is raised on all of them,
-with the failing rank's message, instead of leaving the others waiting in a
-collective; a callback's stop on any rank stops all. A failed non-finite
-check leaves every rank with the lowest failing rank's parameters, those its
-message describes. A KeyboardInterrupt or SystemExit on one rank (a
-callback's, a signal handler's) ends the fit on all ranks too: from a fit's
-first collective on, the user's own signal handlers are called at the ranks'
-next agreement (a step boundary), not where the signal comes. Ctrl-C
-(Python's default handler) is a flag from there on: before the first step
-every rank raises KeyboardInterrupt at their next agreement (as one process
-raises it there: an estimator is left as it was); from the first step on
-the ranks agree on it at the next chunk of steps. Outside a fit nothing can
-agree for the
+callback or learning-rate schedule that raises, rank 0's verbose or progress
+output that fails) is raised on all of them, with the failing rank's message,
+instead of leaving the others waiting in a collective; a callback's stop on
+any rank stops all. A failed non-finite check leaves every rank with the
+lowest failing rank's parameters, those its message describes. A
+KeyboardInterrupt or SystemExit on one rank (a callback's, a signal
+handler's) ends the fit on all ranks too: from a fit's first collective on,
+the user's own signal handlers are called at the ranks' next agreement (a
+step boundary), not where the signal comes. Ctrl-C (Python's default
+handler) is a flag from there on: before the first step every rank raises
+KeyboardInterrupt at their next agreement (as one process raises it there:
+an estimator is left as it was); from the first step on the ranks agree on
+it at the next chunk of steps. Outside a fit nothing can agree for the
 program: run it as ``mpiexec -n R python -m mpi4py
 script.py``, so that an exception ending one rank aborts the job.
 
@@ -208,7 +208,8 @@ class Context:
 
         Without an error of its own, a rank first takes what its fit held
         for this agreement (``driver.Interrupts.run_held``: a signal handler
-        of the user's, a Ctrl-C before the epoch loop).
+        of the user's, a Ctrl-C before the epoch loop, an error of rank 0's
+        output).
         """
         if error is None and self._fit is not None:
             error = self._fit.run_held()
@@ -449,6 +450,18 @@ class _DistributedSteps:
         if buf[2]:
             self.ctx.agree(error)
         return int(buf[0]), bool(buf[1])
+
+    def alone(self, fn):
+        """``fn()``, work of this rank alone (rank 0's verbose and progress
+        output): what it raises is held and raised on every rank at the
+        ranks' next agreement (raised here, on rank 0 alone, it left the
+        others in their next collective for good)."""
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - every error goes to the others
+            if self.ctx._fit is None:
+                raise
+            self.ctx._fit.hold(exc)
 
     def check_model(self, check, state):
         """Collective: ``check()`` (the non-finite guard's, which may restore

@@ -51,14 +51,23 @@ class TrainingHistory(dict):
         return h
 
 
+def _call(fn):
+    fn()
+
+
 class Progress:
     """scikit-learn's ``Iteration k, loss = ...`` line per epoch on stdout (code
     and tests read it there), and a tqdm bar on stderr when tqdm is installed
-    (the lines are then written above it)."""
+    (the lines are then written above it).
 
-    def __init__(self, total, enabled, desc="fit"):
+    ``alone(fn)`` runs each output (the fit's step provider's ``alone``:
+    over MPI, where rank 0 alone writes, what a write raises is raised on
+    every rank at their next agreement)."""
+
+    def __init__(self, total, enabled, desc="fit", alone=_call):
         self.enabled = bool(enabled)
         self._bar = None
+        self._alone = alone
         if not self.enabled:
             return
         try:
@@ -69,8 +78,10 @@ class Progress:
             self._bar = tqdm(total=total, desc=desc, unit="epoch", leave=True)
 
     def update(self, iteration, loss, val_score=None):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._alone(lambda: self._update(iteration, loss, val_score))
+
+    def _update(self, iteration, loss, val_score):
         lines = ["Iteration %d, loss = %.8f" % (iteration, loss)]
         if val_score is not None:
             lines.append("Validation score: %f" % val_score)
@@ -86,14 +97,20 @@ class Progress:
             print("\n".join(lines), file=sys.stdout, flush=True)
 
     def message(self, text):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._alone(lambda: self._message(text))
+
+    def _message(self, text):
         if self._bar is not None:
             self._bar.write(text)
         else:
             print(text, flush=True)
 
     def close(self):
+        if self._bar is not None:
+            self._alone(self._close)
+
+    def _close(self):
         if self._bar is not None:
             self._bar.close()
             self._bar = None

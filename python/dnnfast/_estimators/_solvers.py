@@ -370,7 +370,9 @@ class _Solvers:
 
         run = Run(self, X, Y, n_train, settings, state, provider, options=make_options, boundary=False)
         verbose = self.verbose if ctx is None or ctx.rank == 0 else False
-        progress = Progress(1 if incremental else self.max_iter, verbose, type(self).__name__)
+        # Over MPI rank 0's output alone: its failure (tqdm's first write here, a line later) raised on every rank.
+        progress = provider.collective(lambda: Progress(1 if incremental else self.max_iter, verbose,
+                                                        type(self).__name__, alone=provider.alone))
         policies = _StochasticPolicies(self, net, P, X, opt, validation, incremental, progress).bind(run)
         self.n_iter_ = 0
         try:

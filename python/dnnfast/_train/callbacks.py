@@ -329,16 +329,19 @@ class Verbose(Callback):
         self.suffix = suffix
 
     def after_epoch(self, net, epoch, logs):
-        if self.run.provider.is_root:
+        provider = self.run.provider
+        if provider.is_root:
             rate = self.run.n / logs["time"] if logs["time"] > 0 else float("inf")
-            print(f"epoch {epoch + 1}/{self.epochs}  {_fmt_logs(logs)}  {rate:,.0f} samples/s{self.suffix}",
-                  flush=True)
+            line = f"epoch {epoch + 1}/{self.epochs}  {_fmt_logs(logs)}  {rate:,.0f} samples/s{self.suffix}"
+            provider.alone(lambda: print(line, flush=True))  # (over MPI: a failed write raised on every rank)
 
 
 class Progress(Callback):
     """``progress=True``: a bar over the epoch's rows that moves with every
     chunk (about every 0.1 s): tqdm when installed, else one carriage-return
-    line on stderr; samples/s and the latest epoch's metrics."""
+    line on stderr; samples/s and the latest epoch's metrics. Rank 0's
+    alone over MPI, through the provider's ``alone`` (a failed write is
+    raised on every rank at their next agreement)."""
 
     def __init__(self, epochs, n):
         self.epochs = epochs
@@ -353,8 +356,10 @@ class Progress(Callback):
             self.tqdm = None
 
     def on_epoch_begin(self, net, epoch):
-        if not self.run.provider.is_root:
-            return
+        if self.run.provider.is_root:
+            self.run.provider.alone(lambda: self._begin(epoch))
+
+    def _begin(self, epoch):
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.done = 0
@@ -365,9 +370,10 @@ class Progress(Callback):
                 self.bar.set_postfix_str(_fmt_logs(self.last))
 
     def on_batch_end(self, net, step, logs):
-        if not self.run.provider.is_root:
-            return
-        rows = logs["rows"]
+        if self.run.provider.is_root:
+            self.run.provider.alone(lambda: self._show(logs["rows"]))
+
+    def _show(self, rows):
         if self.bar is not None:
             self.bar.update(rows - self.done)
         else:
@@ -384,6 +390,10 @@ class Progress(Callback):
 
     def on_epoch_end(self, net, epoch, logs):
         self.last = dict(logs)
+        self.run.provider.alone(self._end_epoch)
+        return False
+
+    def _end_epoch(self):
         if self.bar is not None:  # one bar per epoch
             self.bar.close()
             self.bar = None
@@ -393,9 +403,11 @@ class Progress(Callback):
             sys.stderr.write("\r" + " " * self.shown + "\r")
             sys.stderr.flush()
             self.shown = 0
-        return False
 
     def close(self):
+        self.run.provider.alone(self._close)
+
+    def _close(self):
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -134,6 +134,9 @@ class LocalSteps:
     def share(self, obj):
         return obj
 
+    def alone(self, fn):
+        fn()
+
     def start(self):
         pass
 
@@ -380,8 +383,9 @@ class Interrupts:
     what may not raise where it happens, while the other ranks wait in a
     collective, for the ranks' next agreement (``run_held``, called by
     ``distributed.Context.agree`` and the chunks' agreement), where it is
-    raised on every rank: the user's own signal handlers (their calls held)
-    and a Ctrl-C before the epoch loop (Python's KeyboardInterrupt)."""
+    raised on every rank: the user's own signal handlers (their calls held),
+    a Ctrl-C before the epoch loop (Python's KeyboardInterrupt), and the
+    errors of work one rank does alone (rank 0's output, ``hold``)."""
 
     def __init__(self):
         self._flag = _Flag()
@@ -418,6 +422,10 @@ class Interrupts:
         if os.getpid() != self._pid:  # a forked child: the user's handler, as installed
             return self._users[signum](signum, frame)
         self._held.append((signum, frame))
+
+    def hold(self, error):
+        """Keep ``error`` (of work this rank does alone) for the ranks' next agreement."""
+        self._held.append(error)
 
     def run_held(self):
         """Run the held signals' handlers and take the held errors, in order,
@@ -538,10 +546,11 @@ def distributed_fit(context):
     alone (Python's default handler raised Ctrl-C wherever a rank was: a
     rank checking its data left the fit while the others waited in a
     collective, where their own KeyboardInterrupt could not come): Ctrl-C
-    before the epoch loop and the calls of the user's signal handlers are
-    held (``Interrupts``, ``context._fit``) and raised at the ranks' next
-    agreement, on every rank; in the loop Ctrl-C is the flag its nested
-    ``Interrupts`` shares, agreed at the next chunk."""
+    before the epoch loop, the calls of the user's signal handlers and the
+    errors of rank 0's output are held (``Interrupts``, ``context._fit``)
+    and raised at the ranks' next agreement, on every rank; in the loop
+    Ctrl-C is the flag its nested ``Interrupts`` shares, agreed at the next
+    chunk."""
     if context is None:
         yield
         return
@@ -563,7 +572,7 @@ def distributed_fit(context):
         yield
         return
     # Held until the ranks' next agreement (Interrupts, run_held): the user's
-    # signal handlers, a Ctrl-C before the epoch loop.
+    # signal handlers, a Ctrl-C before the epoch loop, rank 0's output errors.
     fit = Interrupts()
     context._fit = fit
     try:
