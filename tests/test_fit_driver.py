@@ -3,6 +3,8 @@ independent NumPy loop in float64 built on dnnfast.reference's gradients;
 early stopping, callbacks, chunking, checkpoints and resume."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 
@@ -327,6 +329,90 @@ def _rewrite(path, out, header_edit=None, drop=(), arrays_edit=None):
                 np.lib.format.write_array(f, a)
 
 
+def _as_version1(path, out, header_edit=None):
+    """Rewrite a checkpoint as format version 1 wrote it: the history's lists in
+    the header (tagged floats), no train_history_* arrays."""
+    with np.load(path) as z:
+        history = {k[len("train_history_"):]: z[k] for k in z.files if k.startswith("train_history_")}
+
+    def edit(h):
+        h["format_version"] = 1
+        h["training"]["history"] = {k: [x if np.isfinite(x) else {"float": repr(x)} for x in v.tolist()]
+                                    for k, v in history.items()}
+        if header_edit:
+            header_edit(h)
+    _rewrite(path, out, edit, ["train_history_" + k for k in history])
+
+
+def test_version1_checkpoint_loads_and_resumes(data, tmp_path):
+    """Format version 1 held a checkpoint's history in the header: such a file still loads and
+    resumes, bit-identical to a run never interrupted, and the resume writes version 2."""
+    X, Y = data
+    kw = dict(batch_size=8, learning_rate=lambda e: 0.01 / (1 + e), optimizer="adam", shuffle=True,
+              validation_data=(X[:10], Y[:10]), metrics=["accuracy"])
+    ref = _net()
+    h_ref = ref.fit(X, Y, epochs=5, **kw)
+    path, old = tmp_path / "run.npz", tmp_path / "old.npz"
+    _net().fit(X, Y, epochs=2, checkpoint=path, **kw)
+    _as_version1(path, old)
+    with np.load(old) as z:
+        assert not any(k.startswith("train_history_") for k in z.files)
+    loaded = dnnfast.load(old)
+    h = loaded.fit(X, Y, epochs=5, checkpoint=old, resume=True, **kw)
+    assert np.array_equal(loaded.parameters, ref.parameters)
+    assert set(h) == set(h_ref) and all(h[k] == h_ref[k] for k in h if k != "time")
+    with np.load(old) as z:
+        header = json.loads(z["header"].tobytes())
+        assert header["format_version"] == 2 and header["training"]["history"]["cost"] == 5
+        np.testing.assert_array_equal(z["train_history_cost"], h["cost"])
+        np.testing.assert_array_equal(z["train_history_lr"], h["lr"])
+
+
+def test_checkpoint_history_is_arrays_not_header(data, tmp_path):
+    """A checkpoint's history grew in the JSON header, ~45 bytes an epoch: near 400,000
+    epochs a fit stopped at the header's 16 MiB cap, and every epoch re-encoded (and the
+    save's check re-parsed) the whole history. It is float64 arrays now; the header
+    holds its lengths and stays small however long the run."""
+    X, Y = data
+    path = tmp_path / "long.npz"
+    net = _net()
+    net.fit(X, Y, epochs=1, batch_size=8, optimizer="adam", checkpoint=path)
+    _, record = _network_file.load_checkpoint(path, dnnfast.Network)
+    n = 450_000
+    rng = np.random.default_rng(0)
+    state = driver.TrainState(net.num_params, net.dtype, "adam", np.random.default_rng(1))
+    state.load_record(record)
+    state.epoch = n
+    state.history["cost"] = rng.random(n).tolist()
+    state.history["time"] = rng.random(n).tolist()
+    _network_file.save_checkpoint(net, path, state.to_record(record["settings"]))
+    with np.load(path) as z:
+        assert z["header"].size < 4096
+    h = dnnfast.load(path).fit(X, Y, epochs=n + 2, batch_size=8, optimizer="adam", checkpoint=path, resume=True)
+    assert len(h["cost"]) == n + 2 and h["cost"][:n] == state.history["cost"]
+    _, again = _network_file.load_checkpoint(path, dnnfast.Network)
+    assert again["epoch"] == n + 2 and again["history"]["time"][:n] == state.history["time"]
+
+
+def test_checkpoint_history_arrays_follow_the_lists():
+    """The checkpoint's history arrays are appended to as the lists grow (not rebuilt each
+    epoch), and rebuilt when a list is replaced or shorter."""
+    state = driver.TrainState(4, np.float64, "sgd", np.random.default_rng(0))
+    for i in range(100):
+        state.history["cost"].append(float(i))
+        arrays = state.history_arrays()
+        assert arrays["cost"].tolist() == state.history["cost"]
+    kept = state.history_arrays()["cost"]
+    state.history["cost"].append(100.0)
+    assert np.shares_memory(state.history_arrays()["cost"], kept)  # appended in place
+    state.history["cost"] = [7.0, 8.0]
+    assert state.history_arrays()["cost"].tolist() == [7.0, 8.0]
+    state.history["cost"].pop()
+    assert state.history_arrays()["cost"].tolist() == [7.0]
+    state.history["val_cost"] = [math.nan, math.inf]
+    np.testing.assert_array_equal(state.history_arrays()["val_cost"], [math.nan, math.inf])
+
+
 @pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"weight_decay": 1e-3}), ("momentum", {}),
                                           ("nesterov", {}), ("adam", {"weight_decay": 1e-3})])
 def test_a_step_of_many_rows_in_blocks_is_the_one_call_step_to_round_off(monkeypatch, optimizer, kw):
@@ -399,28 +485,61 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
     with pytest.raises(ValueError, match=r"estimator\.npz.*header\.kind is 'MLPClassifier'; expected 'Network'"):
         _net().fit(X, Y, epochs=3, batch_size=8, optimizer="adam", checkpoint=estimator, resume=True,
                    validation_data=(X, Y), early_stopping=True)
+    def history_length(key, n):
+        def edit(h):
+            h["training"]["history"][key] = n
+        return edit
+
+    def history_array(key, values):
+        def edit(arrays):
+            arrays["train_history_" + key] = np.asarray(values)
+        return edit
+
+    # (header edit, members dropped, arrays edit, message)
     cases = [
-        (lambda h: h["training"].update(optimizer="rmsprop"), (), "optimizer"),
-        (lambda h: h["training"].update(epoch=-1), (), "epoch"),
-        (lambda h: h["training"].update(history={"cost": ["x"]}), (), "history"),
-        (lambda h: h["training"].update(extra=1), (), "unknown field"),
-        (None, ("train_state2",), "missing"),
-        (lambda h: h["training"].update(best_params=False), (), "unexpected"),
+        (lambda h: h["training"].update(optimizer="rmsprop"), (), None, "optimizer"),
+        (lambda h: h["training"].update(epoch=-1), (), None, "epoch"),
+        (lambda h: h["training"].update(history={"cost": ["x"]}), (), None, "history"),
+        (lambda h: h["training"].update(extra=1), (), None, "unknown field"),
+        (None, ("train_state2",), None, "missing"),
+        (lambda h: h["training"].update(best_params=False), (), None, "unexpected"),
         # Cost and time are appended every epoch; a resumed fit's History went on
         # from lists of different lengths.
-        (lambda h: h["training"]["history"]["cost"].pop(), (), r"history\.cost must hold one value for each of "
-                                                                 r"the 2 epochs"),
-        (lambda h: h["training"]["history"]["time"].append(0.5), (), r"history\.time must hold one value"),
-        (lambda h: h["training"]["history"].update(val_cost=[1.0, 2.0, 3.0]), (),
+        (history_length("cost", 1), (), history_array("cost", [0.5]),
+         r"history\.cost must hold one value for each of the 2 epochs"),
+        (history_length("time", 3), (), history_array("time", [0.5] * 3), r"history\.time must hold one value"),
+        (history_length("val_cost", 3), (), history_array("val_cost", [1.0, 2.0, 3.0]),
          r"history\['val_cost'\] holds more values than the 2 epochs"),
-        # A key is the file's text: repr'd, never raw (terminal escapes; a lone surrogate
-        # made the message unwritable to a UTF-8 log).
-        (lambda h: h["training"]["history"].update({"\x1b[2J\n\ud800": 5}), (),
+        (history_length("val_cost", -1), (), None, r"history\['val_cost'\] has a negative length"),
+        (history_length("cost", 2.0), (), None, r"history\['cost'\] must be a length"),
+        # The header's length and the array's disagree; an array without its header entry.
+        (None, (), history_array("cost", [0.5] * 3), r"train_history_cost.*shape \(3,\), expected \(2,\)"),
+        (None, (), history_array("lr", [0.1]), r"unexpected \['train_history_lr'\]"),
+        (None, (), history_array("cost", np.zeros(2, np.float32)), r"train_history_cost.*dtype <f4, expected <f8"),
+        # A key names an array: the file's text, repr'd, never raw (terminal escapes;
+        # a lone surrogate made the message unwritable to a UTF-8 log).
+        (lambda h: h["training"]["history"].update({"\x1b[2J\n\ud800": 5}), (), None,
+         re.escape(r"a key must be 1 to 32 of a-z and _, got '\x1b[2J\n\ud800'")),
+    ]
+    for i, (edit, drop, arrays_edit, match) in enumerate(cases):
+        bad = tmp_path / f"bad{i}.npz"
+        _rewrite(path, bad, edit, drop, arrays_edit)
+        with pytest.raises(ValueError, match=match) as info:
+            dnnfast.load(bad)
+        assert str(info.value).isprintable()
+    # Format version 1 held the history's lists in the header.
+    version1 = [
+        (lambda h: h["training"]["history"]["cost"].pop(), r"history\.cost must hold one value for each of the 2 "
+                                                           r"epochs"),
+        (lambda h: h["training"]["history"]["time"].append(0.5), r"history\.time must hold one value"),
+        (lambda h: h["training"]["history"].update(val_cost=[1.0, 2.0, 3.0]),
+         r"history\['val_cost'\] holds more values than the 2 epochs"),
+        (lambda h: h["training"]["history"].update({"\x1b[2J\n\ud800": 5}),
          re.escape(r"history['\x1b[2J\n\ud800'] must be a list")),
     ]
-    for i, (edit, drop, match) in enumerate(cases):
-        bad = tmp_path / f"bad{i}.npz"
-        _rewrite(path, bad, edit, drop)
+    for i, (edit, match) in enumerate(version1):
+        bad = tmp_path / f"bad_v1_{i}.npz"
+        _as_version1(path, bad, edit)
         with pytest.raises(ValueError, match=match) as info:
             dnnfast.load(bad)
         assert str(info.value).isprintable()

@@ -118,7 +118,7 @@ def test_file_is_plain_numpy_without_pickle(tmp_path):
         header = json.loads(z["header"].tobytes().decode("utf-8"))
         assert z["W1"].shape == (4, 6) and z["W1"].dtype == np.float64
         np.testing.assert_array_equal(z["W2"], net.weights[1])
-    assert header["format"] == "dnnfast-model" and header["format_version"] == 1
+    assert header["format"] == "dnnfast-model" and header["format_version"] == 2
     assert header["dnnfast_version"] == dnnfast.__version__
     assert header["kind"] == "Network" and header["sizes"] == [4, 6, 5, 3]
     assert header["activations"][1] == {"name": "leaky_relu", "alpha": 0.2}
@@ -576,6 +576,20 @@ def test_poisson_regressor_file_with_the_output_stored_as_identity_loads_as_exp(
     np.testing.assert_array_equal(old.predict(X), reg.predict(X))
 
 
+@pytest.mark.parametrize("kind", ["net", "clf"])
+def test_format_version_1_files_load(tmp_path, kind):
+    """Format version 2 changed only a checkpoint's history (arrays, no longer header
+    lists; tests/test_fit_driver.py reads such checkpoints): a version 1 file loads."""
+    X = _data()
+    path = _good(tmp_path, kind)
+    header, arrays = _members(path)
+    assert header["format_version"] == 2
+    header["format_version"] = 1
+    _write(tmp_path / "v1.npz", header, arrays)
+    new, old = dnnfast.load(path), dnnfast.load(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(old.predict(X), new.predict(X))
+
+
 def _good(tmp_path, kind="net"):
     path = tmp_path / "good.npz"
     if kind == "net":
@@ -675,12 +689,12 @@ def _header_forgeries():
         h["activations"][1]["alpha"] = 1e300
 
     def newer_version_by_control_text(h, a):
-        h["format_version"] = 2
+        h["format_version"] = 3
         h["dnnfast_version"] = "9\n\x1b[2J\x1b]0;x\x07\ud800"
 
     return {
         "wrong_format_name": (setter("format", "other-format"), "not a dnnfast model file"),
-        "newer_version": (setter("format_version", 2), r"format version 2.*reads format versions 1 to 1"),
+        "newer_version": (setter("format_version", 3), r"format version 3.*reads format versions 1 to 2"),
         # The file's text is repr'd in messages, never raw: terminal escapes, a newline, a lone
         # surrogate (which made the message unwritable to a UTF-8 log).
         "newer_version_by_control_text": (newer_version_by_control_text,

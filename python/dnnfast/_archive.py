@@ -60,7 +60,8 @@ from ._validation import check_memory
 
 FORMAT_NAME = "dnnfast-model"
 #: The version this dnnfast writes; it reads every version from 1 up to it.
-FORMAT_VERSION = 1
+#: 2: a checkpoint's history is arrays (train_history_*), no longer lists in the header.
+FORMAT_VERSION = 2
 
 KINDS = ("Network", "MLPClassifier", "MLPRegressor")
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
@@ -84,9 +85,9 @@ _MAX_NPY_HEADER = 1024
 # The header's JSON text, in bytes, bounded before it is read: parsing takes up to about
 # 25 times the text in memory ("[]," becomes a 64-byte list). A network's architecture
 # makes at most about 1.4 MB of it (10,000 layers of the widest width, each activation
-# with an alpha, an estimator's params repeating them); the rest grows with a checkpoint's
-# epochs (some 45 bytes each for cost and time: 16 MiB holds over 350,000) and a
-# class_weight's classes. Save refuses a longer header (check_loadable).
+# with an alpha, an estimator's params repeating them); the rest grows with a class_weight's
+# classes (a checkpoint's history is arrays: since format version 2 it does not grow with
+# the epochs). Save refuses a longer header (check_loadable).
 _MAX_HEADER = 16 << 20
 _READ_CHUNK = 1 << 20    # bytes read per call: the transient copy while reading an array
 _MT19937_KEYS = 624

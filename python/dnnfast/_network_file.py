@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from ._archive import (
-    _BASE_FIELDS, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
+    _BASE_FIELDS, _F64, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
     _le, _num_params, _parameter_arrays, decode_value, encode_value,
 )
 from ._buffers import aligned_empty
@@ -64,6 +64,8 @@ def network_file(net, training=None):
     if training is not None:
         order = _canonical_order(net._layout)
         arrays.update((name, _le(a[order], net.dtype)) for name, a in training[1].items())
+        arrays.update((_HISTORY_PREFIX + key, _le(values, np.float64))
+                      for key, values in training[0]["history"].items())
     return arrays
 
 
@@ -80,7 +82,8 @@ def _network_expected(header):
     plan = {"sizes": sizes, "specs": specs, "loss": loss, "dtype": dtype, "fused": fused, "rng": rng}
     expected = _parameter_arrays(sizes, specs, dtype)
     if "training" in header:
-        plan["training"], arrays = _check_training(header["training"], _num_params(sizes, specs), dtype)
+        plan["training"], arrays = _check_training(header["training"], _num_params(sizes, specs), dtype,
+                                                   header["format_version"])
         expected.update(arrays)
     return plan, expected
 
@@ -120,6 +123,9 @@ def _checkpoint_build(plan, arrays):
     if "training" not in plan:
         return net, None
     record = dict(plan["training"])
+    if record["history"] is None:  # format version 2: the history's arrays, checked with the rest
+        record["history"] = {key: arrays[_HISTORY_PREFIX + key].tolist() for key in record["history_lengths"]}
+    del record["history_lengths"]
     order = _canonical_order(net._layout)
     record["arrays"] = {}
     for name in _TRAINING_ARRAYS:
@@ -135,6 +141,11 @@ def _checkpoint_build(plan, arrays):
 # ---------------------------------------------------------------------------
 
 _TRAINING_ARRAYS = ("train_state1", "train_state2", "train_best_params")
+# Format version 2: each history list is the float64 array "train_history_" + its key;
+# the header holds its length. (Version 1 held the lists in the header, which grew
+# with every epoch up to the header's cap, re-encoded whole at every checkpoint.)
+_HISTORY_PREFIX = "train_history_"
+_HISTORY_KEY = re.compile(r"[a-z_]{1,32}")  # the driver's keys: cost, time, val_cost, accuracy, ...
 _TRAINING_FIELDS = ["epoch", "step", "optimizer", "t", "stopped", "wait", "best", "best_epoch", "history",
                     "settings", "rng", "best_params"]
 
@@ -146,13 +157,16 @@ def _training_header(header):
     # different one here is the fit's, from its seed argument.
     out["rng"] = _rng_state(header["rng"], "the checkpoint of a fit whose seed is a {} generator (fit's seed argument)")
     out["best"] = encode_value(header["best"], "training.best")
-    out["history"] = {k: [encode_value(float(x), "training.history") for x in v] for k, v in header["history"].items()}
+    out["history"] = {k: int(len(v)) for k, v in header["history"].items()}  # the arrays: network_file
     out["settings"] = [[k, encode_value(v, "training.settings")] for k, v in header["settings"]]
     return out
 
 
-def _check_training(d, num_params, dtype):
-    """Check a header's ``training`` object -> (record, {array name: (dtype, shape)})."""
+def _check_training(d, num_params, dtype, version):
+    """Check a header's ``training`` object of a file of format ``version`` ->
+    (record, {array name: (dtype, shape)}). The record's ``history``: the lists
+    (version 1) or None, its ``history_lengths`` then naming the arrays that
+    hold them (version 2, read with the other arrays)."""
     where = "header.training"
     if not isinstance(d, dict):
         raise ValueError(f"{where} must be an object")
@@ -170,29 +184,43 @@ def _check_training(d, num_params, dtype):
     rec["best"] = None if best is None else float(best)
     rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
     hist = _field(d, "history", dict, where)
-    rec["history"] = {}
-    for k, v in hist.items():
-        if not isinstance(v, list):
-            raise ValueError(f"{where}.history[{k!r:.40}] must be a list")
-        vals = [decode_value(x, f"{where}.history") for x in v]
-        if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
-            raise ValueError(f"{where}.history[{k!r:.40}] must hold numbers")
-        rec["history"][k] = [float(x) for x in vals]
+    arrays = {}
+    lengths = {}
+    if version == 1:
+        rec["history"] = {}
+        for k, v in hist.items():
+            if not isinstance(v, list):
+                raise ValueError(f"{where}.history[{k!r:.40}] must be a list")
+            vals = [decode_value(x, f"{where}.history") for x in v]
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
+                raise ValueError(f"{where}.history[{k!r:.40}] must hold numbers")
+            rec["history"][k] = [float(x) for x in vals]
+            lengths[k] = len(vals)
+    else:
+        rec["history"] = None
+        for k, v in hist.items():
+            if not _HISTORY_KEY.fullmatch(k):
+                raise ValueError(f"{where}.history: a key must be 1 to 32 of a-z and _, got {k!r:.40}")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{where}.history[{k!r:.40}] must be a length (an integer), got {v!r:.40}")
+            lengths[k] = v
+            arrays[_HISTORY_PREFIX + k] = (_F64, (v,))
     # Every epoch appends its cost and time (a resumed fit goes on from these lists);
     # what a callback logs begins at some epoch, so it is no longer.
     for k in ("cost", "time"):
-        if len(rec["history"].get(k, ())) != rec["epoch"]:
+        if lengths.get(k) != rec["epoch"]:
             raise ValueError(f"{where}.history.{k} must hold one value for each of the {rec['epoch']} epochs")
-    for k, v in rec["history"].items():
-        if len(v) > rec["epoch"]:
-            raise ValueError(f"{where}.history[{k!r:.40}] holds more values than the {rec['epoch']} epochs")
+    for k, n in lengths.items():
+        if not 0 <= n <= rec["epoch"]:
+            raise ValueError(f"{where}.history[{k!r:.40}] holds more values than the {rec['epoch']} epochs"
+                             if n > 0 else f"{where}.history[{k!r:.40}] has a negative length")
+    rec["history_lengths"] = lengths
     settings = _field(d, "settings", list, where)
     if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in settings):
         raise ValueError(f"{where}.settings must be a list of [name, value] pairs")
     rec["settings"] = [(k, decode_value(v, f"{where}.settings")) for k, v in settings]
     rec["rng"] = _check_rng(d["rng"])
     buffers = OPTIMIZER_TABLE[rec["optimizer"]][1]
-    arrays = {}
     if buffers >= 1:
         arrays["train_state1"] = (dtype, (num_params,))
     if buffers >= 2:

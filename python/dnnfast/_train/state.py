@@ -141,6 +141,31 @@ class TrainState:
         self.best_epoch = None  # 1-based
         self.wait = 0           # epochs without improvement
         self.best_params = None
+        # The history as float64 arrays for the checkpoint, kept up to date by
+        # appending each epoch's values (history_arrays): a checkpoint of a long
+        # run then writes its history without converting every value again.
+        self._history_arrays = {}  # key -> (the list, its buffer, values copied)
+
+    def history_arrays(self):
+        """{key: float64 array} of the history, views of buffers grown by
+        appending (amortised O(1) per epoch). Only the driver appends to the
+        lists, and only at their end; a list replaced (a resume) or shorter
+        than what was copied is copied again."""
+        out = {}
+        for key, values in self.history.items():
+            entry = self._history_arrays.get(key)
+            if entry is None or entry[0] is not values or entry[2] > len(values):
+                buffer = np.empty(max(16, 2 * len(values)), dtype=np.float64)
+                entry = (values, buffer, 0)
+            values, buffer, done = entry
+            if len(values) > buffer.shape[0]:
+                grown = np.empty(2 * len(values), dtype=np.float64)
+                grown[:done] = buffer[:done]
+                buffer = grown
+            buffer[done:len(values)] = values[done:]
+            self._history_arrays[key] = (values, buffer, len(values))
+            out[key] = buffer[:len(values)]
+        return out
 
     def snapshot(self):
         """Copies of the optimizer buffers (the non-finite guard's restore point)."""
@@ -154,11 +179,13 @@ class TrainState:
     # -- the checkpoint form (docs/model_files.md, "training state") ---------
 
     def to_record(self, fingerprint):
-        """(header dict, arrays dict) for the model file's optional training members."""
+        """(header dict, arrays dict) for the model file's optional training members:
+        the arrays in the core's parameter order; the header's ``history``, float64
+        arrays (the file's ``train_history_*`` members, which _network_file writes)."""
         header = {"epoch": int(self.epoch), "step": int(self.step), "optimizer": self.optimizer,
                   "t": int(self.t[0]) if self.t is not None else 0, "stopped": bool(self.stopped),
                   "wait": int(self.wait), "best": self.best, "best_epoch": self.best_epoch,
-                  "history": {k: [float(x) for x in v] for k, v in self.history.items()},
+                  "history": self.history_arrays(),
                   "settings": [[k, v] for k, v in fingerprint], "rng": self.rng,
                   "best_params": self.best_params is not None}
         arrays = {}
