@@ -151,18 +151,23 @@ SEED_RULE = "an int in the range [0, 4294967295], an instance of 'numpy.random.m
 
 
 def is_seed(seed):
-    """True when ``seed`` follows SEED_RULE (None, np.random itself, an int of 32 bits, a RandomState)."""
-    if seed is None or seed is np.random or isinstance(seed, np.random.RandomState):
+    """True when ``seed`` follows SEED_RULE (None, an int of 32 bits, a RandomState): the estimators'
+    random_state, checked as scikit-learn's parameter validation checks it, which refuses
+    ``np.random`` itself (only its check_random_state takes the module)."""
+    if seed is None or isinstance(seed, np.random.RandomState):
         return True
     return isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and 0 <= seed <= 2**32 - 1
 
 
 def check_random_state(seed, name="random_state"):
     """None -> NumPy's global RandomState, int -> a new RandomState(int), a
-    RandomState -> itself; anything else a ValueError naming ``name``."""
+    RandomState -> itself, ``np.random`` -> NumPy's global RandomState (as
+    sklearn.utils.check_random_state); anything else a ValueError naming ``name``."""
+    if seed is np.random:
+        return np.random.mtrand._rand
     if not is_seed(seed):
         raise ValueError(f"{name} must be {SEED_RULE}, got {seed!r}")
-    if seed is None or seed is np.random:
+    if seed is None:
         return np.random.mtrand._rand
     if isinstance(seed, np.random.RandomState):
         return seed
