@@ -664,12 +664,21 @@ def _count(d, key, where, lo=0, hi=2**40, optional=False):
 
 
 # Non-finite floats and Python's tuple/dict have no JSON form: tagged objects.
+# Integers beyond 2**63 in magnitude (scikit-learn takes a max_iter of 2**64) are
+# tagged hex strings: a JSON integer's digits cost the reader quadratic time and
+# Python refuses more than 4300 of them, hex text converts in linear time.
+_MAX_PLAIN_INT = 2**63
+_HEX_INT = re.compile(r"-?0x[1-9a-f][0-9a-f]*")
+
+
 def encode_value(value, where):
-    """A parameter value -> JSON (tagged: {"float": "inf"}, {"tuple": [...]}, {"dict": [[k, v], ...]})."""
+    """A parameter value -> JSON (tagged: {"float": "inf"}, {"int": "0x..."} beyond
+    2**63 in magnitude, {"tuple": [...]}, {"dict": [[k, v], ...]})."""
     if value is None or isinstance(value, (bool, np.bool_, str)):
         return bool(value) if isinstance(value, np.bool_) else value
     if isinstance(value, numbers.Integral):
-        return int(value)
+        value = int(value)
+        return value if abs(value) <= _MAX_PLAIN_INT else {"int": hex(value)}
     if isinstance(value, numbers.Real):
         value = float(value)
         return value if math.isfinite(value) else {"float": repr(value)}
@@ -690,8 +699,8 @@ def decode_value(v, where, depth=0):
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
-        if abs(v) > 2**63:
-            raise ValueError(f"{where}: integer out of range")
+        if abs(v) > _MAX_PLAIN_INT:
+            raise ValueError(f"{where}: integer out of range (beyond 2**63: written as an {{\"int\": hex}} tag)")
         return v
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -703,6 +712,11 @@ def decode_value(v, where, depth=0):
         (tag, body), = v.items()
         if tag == "float" and body in ("inf", "-inf", "nan"):
             return float(body)
+        if tag == "int" and isinstance(body, str) and _HEX_INT.fullmatch(body):
+            value = int(body, 16)
+            if abs(value) <= _MAX_PLAIN_INT:  # one form per value: the same model, the same bytes
+                raise ValueError(f"{where}: an integer of at most 2**63 is a plain number, not a tag")
+            return value
         if tag == "tuple" and isinstance(body, list):
             return tuple(decode_value(x, where, depth + 1) for x in body)
         if tag == "dict" and isinstance(body, list):

@@ -20,7 +20,7 @@ from .._buffers import aligned_empty
 from ._solver_state import SOLVER_SETTINGS, solver_settings
 
 
-_CLASSES_DTYPE = re.compile(r"(\|b1|[<|][iu][1248]|<f[48]|<U[1-9][0-9]{0,5})")
+_CLASSES_DTYPE = re.compile(r"(\|b1|[<|][iu][1248]|<f[248]|<U[1-9][0-9]{0,5})")
 
 
 def _encode_params(est, arrays):
@@ -206,7 +206,7 @@ def _estimator_expected(header, kind):
         _check_keys(c, ["dtype", "length", "as_object"], [], f"{w}.classes")
         cdt = _field(c, "dtype", str, f"{w}.classes")
         if not _CLASSES_DTYPE.fullmatch(cdt):
-            raise ValueError(f"{w}.classes.dtype must be bool, an integer, float32, float64 or str of at most "
+            raise ValueError(f"{w}.classes.dtype must be bool, an integer, float16, float32, float64 or str of at most "
                              f"999999 characters, got {cdt!r:.40}")
         expected["classes"] = (np.dtype(cdt), (_count(c, "length", f"{w}.classes", 1, 2**31),))
         y_type = _field(f, "y_type", str, w)
