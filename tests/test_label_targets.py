@@ -95,19 +95,37 @@ import dnnfast
 X = np.random.default_rng(0).standard_normal((20, 3))
 out = {}
 for name, y in [("<U10", np.array(["b", "a"] * 10, dtype="<U10")), ("mixed list", [1, "a"] * 10),
-                ("three", np.array(["b", "a", "cc"] * 6 + ["a", "b"], dtype="<U10"))]:
+                ("three", np.array(["b", "a", "cc"] * 6 + ["a", "b"], dtype="<U10")),
+    # object arrays of str: scikit-learn's classes are '<U' (the stand-in kept them objects)
+    ("object", np.array(["b", "a"] * 10, dtype=object)),
+    ("object three", np.array(["b", "a", "cc"] * 6 + ["a", "b"], dtype=object)),
+]:
     clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
     out[name] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
 clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
 clf.partial_fit(X, np.array(["a", "b"] * 10, dtype="<U10"), classes=np.array(["a", "b"], dtype="<U10"))
 out["partial_fit"] = [str(clf.classes_.dtype), str(clf.predict(X).dtype)]
+clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), random_state=0, class_weight={"a": 2.0, "b": 1.0})
+y = np.array(["a", "b"] * 10, dtype=object)
+clf.partial_fit(X, y, classes=np.array(["a", "b"], dtype=object))
+clf.partial_fit(X, y)
+out["partial_fit object"] = [str(clf.classes_.dtype), str(clf.predict(X).dtype), clf.score(X, y) >= 0]
+for name, y in [("object int", np.array([1, 2] * 10, dtype=object)), ("object mix", np.array(["a", 2] * 10, dtype=object))]:
+    try:
+        dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
+        out[name] = "accepted"
+    except (TypeError, ValueError) as exc:  # as scikit-learn's: its sort of the labels raises the TypeError
+        out[name] = [type(exc).__name__, str(exc)[:20] if isinstance(exc, ValueError) else ""]
 print(json.dumps(out))
 """
 
 # scikit-learn's unique_labels makes the classes anew from the sorted labels
 # (np.asarray(sorted(set(y)))): the narrowest str dtype, whatever y's was.
 _SK_STR_CLASSES = {"<U10": ["<U1", "<U1"], "mixed list": ["<U1", "<U1"], "three": ["<U2", "<U2"],
-                   "partial_fit": ["<U1", "<U1"]}
+                   "object": ["<U1", "<U1"], "object three": ["<U2", "<U2"],
+                   "partial_fit": ["<U1", "<U1"], "partial_fit object": ["<U1", "<U1", True],
+                   # a first label that is no str: an unknown type; a str among numbers: a mix
+                   "object int": ["ValueError", "Unknown label type: "], "object mix": ["TypeError", ""]}
 
 
 def test_str_classes_have_scikit_learns_dtype():

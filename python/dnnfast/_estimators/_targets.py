@@ -14,6 +14,23 @@ import numpy as np
 from ._compat import HAVE_SKLEARN
 
 
+def _object_labels(y):
+    """An object array of labels as scikit-learn's type_of_target and
+    unique_labels take it: its str as a '<U' array (unique_labels makes the
+    classes from the sorted labels, so an object y's are '<U' there: kept as
+    objects they made classes_ and predict differ by install). A first label
+    that is no str makes the type unknown (ValueError); anything else among
+    str fails scikit-learn's sort of the labels (TypeError), named here."""
+    flat = y.ravel()
+    if flat.size and not isinstance(flat[0], str):
+        raise ValueError(f"Unknown label type: {(y,)!r}")
+    other = next((label for label in flat.tolist() if not isinstance(label, str)), None)
+    if other is not None:
+        raise TypeError(f"y: labels must be all strings or all numbers, got {type(other).__name__} "
+                        f"{other!r:.40} among strings")
+    return y.astype(str)
+
+
 def _unique(y):
     """np.unique(y), str labels at their own width: scikit-learn's unique_labels
     makes the array anew from the sorted labels, so classes_ (and predict) of
@@ -21,6 +38,8 @@ def _unique(y):
     order, as there: np.unique keeps a big-endian y's, and classes_ (and so
     predict's output) would be '>i8', which pandas refuses and a saved and
     loaded model does not give back."""
+    if y.dtype.kind == "O":
+        y = _object_labels(y)
     classes = np.unique(y)
     if classes.dtype.kind == "U" and classes.size:
         return np.asarray(classes.tolist())
@@ -34,6 +53,8 @@ class _NumpyLabelBinarizer:
 
     def fit(self, y):
         y = np.asarray(y)
+        if y.dtype.kind == "O":
+            y = _object_labels(y)
         if y.ndim == 2 and y.shape[1] > 1:
             if y.dtype.kind not in "biuf" or not np.all((y == 0) | (y == 1)):
                 raise ValueError("Multi-output targets must be a 0/1 label indicator matrix "
@@ -51,6 +72,8 @@ class _NumpyLabelBinarizer:
 
     def transform(self, y):
         y = np.asarray(y)
+        if y.dtype.kind == "O" and self.classes_.dtype.kind == "U":
+            y = _object_labels(y)
         if self.y_type_ == "multilabel-indicator":
             if y.ndim != 2 or y.shape[1] != len(self.classes_):
                 raise ValueError("y has a different number of labels than at fit time")
