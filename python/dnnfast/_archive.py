@@ -193,6 +193,17 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _write_npy(member, arr):
+    """One ``.npy`` member: the header numpy.save writes (version 1.0), then the
+    array's bytes handed to the archive as they lie (np.lib.format.write_array
+    copies a file-like target's data in chunks of up to 16 MiB first)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.hasobject:
+        raise AssertionError("object arrays are no part of the format")
+    np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(arr))
+    member.write(memoryview(arr.reshape(-1).view(np.uint8)))
+
+
 def _write_archive(f, arrays):
     """The ``.npz`` layout: one stored (uncompressed) ``name.npy`` member per
     array, with a fixed timestamp so the same model gives the same bytes."""
@@ -203,7 +214,7 @@ def _write_archive(f, arrays):
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+                _write_npy(member, arr)
     except BaseException:
         # Not `with`: after an error (a Ctrl-C inside a member's open or close)
         # the ZipFile's close raised its own ValueError ("open writing handle")
@@ -798,15 +809,32 @@ def _num_params(sizes, specs):
                for m_in, m_out, (name, _) in zip(sizes[:-1], sizes[1:], specs))
 
 
-def _canonical_order(layout):
-    """Indices of the core's flat buffer in the file's order: per layer W (row-major), b, alpha."""
-    parts = []
+def _canonical_slices(layout):
+    """(start, stop) runs of the core's flat buffer in the file's order: per layer W
+    (row-major), b, alpha. Reordering by runs needs no index array: one of those (an
+    intp per parameter, built from pieces) peaked at three copies of the model."""
+    runs = []
     for lay in layout:
-        parts.append(np.arange(lay["w_offset"], lay["w_offset"] + lay["m_in"] * lay["m_out"]))
-        parts.append(np.arange(lay["b_offset"], lay["b_offset"] + lay["m_out"]))
+        runs.append((lay["w_offset"], lay["w_offset"] + lay["m_in"] * lay["m_out"]))
+        runs.append((lay["b_offset"], lay["b_offset"] + lay["m_out"]))
         if lay["alpha_offset"] is not None:
-            parts.append(np.arange(lay["alpha_offset"], lay["alpha_offset"] + lay["m_out"]))
-    return np.concatenate(parts).astype(np.intp)
+            runs.append((lay["alpha_offset"], lay["alpha_offset"] + lay["m_out"]))
+    return runs
+
+
+def to_canonical(flat, layout, dtype):
+    """A vector in the core's order (parameters, optimizer state) as a new little-endian
+    array of ``dtype`` in the file's order: one copy."""
+    return _le(np.concatenate([flat[a:b] for a, b in _canonical_slices(layout)]), dtype)
+
+
+def from_canonical(canonical, layout, out):
+    """Write a vector in the file's order into ``out``, in the core's order; returns ``out``."""
+    pos = 0
+    for a, b in _canonical_slices(layout):
+        out[a:b] = canonical[pos:pos + b - a]
+        pos += b - a
+    return out
 
 
 def _base_header(kind, sizes, specs, loss, dtype, fused):

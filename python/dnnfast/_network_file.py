@@ -10,8 +10,8 @@ import re
 import numpy as np
 
 from ._archive import (
-    _BASE_FIELDS, _F64, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _canonical_order, _check_architecture, _check_keys, _count, _field,
-    _le, _num_params, _parameter_arrays, decode_value, encode_value,
+    _BASE_FIELDS, _F64, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _check_architecture, _check_keys, _count, _field,
+    _le, _num_params, _parameter_arrays, decode_value, encode_value, from_canonical, to_canonical,
 )
 from ._buffers import aligned_empty
 
@@ -62,8 +62,7 @@ def network_file(net, training=None):
         if a is not None:
             arrays[f"alpha{l}"] = _le(a, net.dtype)
     if training is not None:
-        order = _canonical_order(net._layout)
-        arrays.update((name, _le(a[order], net.dtype)) for name, a in training[1].items())
+        arrays.update((name, to_canonical(a, net._layout, net.dtype)) for name, a in training[1].items())
         arrays.update((_HISTORY_PREFIX + key, _le(values, np.float64))
                       for key, values in training[0]["history"].items())
     return arrays
@@ -126,13 +125,11 @@ def _checkpoint_build(plan, arrays):
     if record["history"] is None:  # format version 2: the history's arrays, checked with the rest
         record["history"] = {key: arrays[_HISTORY_PREFIX + key].tolist() for key in record["history_lengths"]}
     del record["history_lengths"]
-    order = _canonical_order(net._layout)
     record["arrays"] = {}
     for name in _TRAINING_ARRAYS:
         if name in arrays:
-            flat = aligned_empty(net.num_params, net.dtype)
-            flat[order] = arrays[name]
-            record["arrays"][name] = flat
+            record["arrays"][name] = from_canonical(arrays[name], net._layout,
+                                                    aligned_empty(net.num_params, net.dtype))
     return net, record
 
 

@@ -12,7 +12,7 @@ import types
 import numpy as np
 
 from .._archive import (
-    KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, _canonical_order,
+    KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, from_canonical, to_canonical,
     _check_architecture, _check_keys, _count, _field, _le, _num_params, _parameter_arrays,
     atomic_write, check_loadable, check_path, decode_value, encode_value,
 )
@@ -80,19 +80,19 @@ def estimator_file(est):
         arrays[f"b{l}"] = _le(b, dtype)
         if a is not None:
             arrays[f"alpha{l}"] = _le(a, dtype)
-    order = _canonical_order(est._core_net(dtype).layout())
+    layout = est._core_net(dtype).layout()
     opt = d.get("_optimizer")
     if opt is not None:
         fitted["optimizer"] = {"learning_rate": float(opt["learning_rate"]), "adam": opt["state2"] is not None,
                                "settings": dict(opt.get("settings") or solver_settings(est))}
-        arrays["optimizer_state1"] = _le(opt["state1"][order], dtype)
+        arrays["optimizer_state1"] = to_canonical(opt["state1"], layout, dtype)
         if opt["state2"] is not None:
-            arrays["optimizer_state2"] = _le(opt["state2"][order], dtype)
+            arrays["optimizer_state2"] = to_canonical(opt["state2"], layout, dtype)
         arrays["optimizer_t"] = _le(opt["t"], _I64)
     best = d.get("_best_params")
     if best is not None:
         fitted["best_params"] = True
-        arrays["best_params"] = _le(best[order], dtype)
+        arrays["best_params"] = to_canonical(best, layout, dtype)
     if kind == "MLPClassifier":
         lb = est._label_binarizer
         classes = np.asarray(est.classes_)
@@ -321,12 +321,9 @@ def _estimator_build(estimator_class, plan, arrays, checks_only=False):
     net = est._core_net(dtype)
     if net.num_params != _num_params(sizes, plan["specs"]):
         raise ValueError("the saved layers do not match this dnnfast's parameter layout")
-    order = _canonical_order(net.layout())
 
     def core_order(canonical):
-        P = aligned_empty(net.num_params, dtype)
-        P[order] = canonical
-        return P
+        return from_canonical(canonical, net.layout(), aligned_empty(net.num_params, dtype))
 
     if "optimizer" in fit:
         lr, adam, settings = fit["optimizer"]
