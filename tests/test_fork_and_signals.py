@@ -261,6 +261,69 @@ def test_fork_while_a_fits_callback_waits_to_read_another_fitting_model(tmp_path
         _run_script(tmp_path, _FORK_WHILE_A_CALLBACK_READS_A_FITTING_MODEL)
 
 
+_FORK_WHILE_A_FIT_LOGS = """
+    import os, threading, time, warnings
+    import dnnfast  # its fork hook registered before this script imports logging
+    import logging
+    import numpy as np
+    from dnnfast.estimators import MLPClassifier
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python 3.12+)
+    X, y = np.random.default_rng(0).normal(size=(200, 10)), np.arange(200) % 2
+    net = dnnfast.Network([10, 8, 2], ["tanh", "softmax"], dtype="float64", seed=0)
+    in_callback, forking = threading.Event(), threading.Event()
+
+    class Logs:  # a fit's Python code taking logging's module lock while a fork is under way
+        def on_epoch_end(self, net, epoch, logs):
+            in_callback.set()
+            forking.wait()
+            time.sleep(0.2)  # the main thread is in os.fork() now, running the before-fork hooks
+            logging.getLogger("dnnfast.fork_test").debug("epoch %d", epoch)
+
+    t = threading.Thread(target=lambda: net.fit(X, y, epochs=2, callbacks=[Logs()]), daemon=True)
+    t.start()
+    in_callback.wait()
+    forking.set()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if net.predict(X[:3]).shape == (3, 2) else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    t.join()
+
+    # The report's case: an estimator's ConvergenceWarning routed through
+    # logging while the main thread forks (as multiprocessing's 'fork' does).
+    logging.captureWarnings(True)
+    warnings.simplefilter("always")
+    Xe, ye = np.random.RandomState(0).rand(500, 10), np.arange(500) % 2
+
+    def fits():
+        for i in range(10):
+            MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=i).fit(Xe, ye)
+
+    t = threading.Thread(target=fits, daemon=True)
+    t.start()
+    while t.is_alive():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+    t.join()
+    print("ok")
+"""
+
+
+@needs_fork
+def test_fork_while_a_fit_takes_loggings_lock_does_not_hang(tmp_path):
+    """CPython runs before-fork hooks last registered first: logging's, when
+    logging was imported after dnnfast, took its module lock before
+    dnnfast's hook waited for the fit, and the fit (a callback's log record;
+    an estimator's warning under logging.captureWarnings) waited for that
+    lock: a hang. dnnfast registers logging's hook before its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run_script(tmp_path, _FORK_WHILE_A_FIT_LOGS)
+
+
 _CTRL_C_IN_A_CHILD_FORKED_BY_A_CALLBACK = """
     import os, signal, time
     import numpy as np
@@ -535,6 +598,55 @@ def test_ctrl_c_while_a_fork_waits_for_a_fit_keeps_the_child_whole(tmp_path):
     """
     out = _run_script(tmp_path, source, str(tmp_path / "child_done"))
     assert "fit ok" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_ctrl_c_while_a_fork_waits_for_a_fit_reaches_the_parent_past_loggings_hook(tmp_path):
+    """logging's before-fork hook runs after dnnfast's wait (dnnfast registers
+    it first): CPython ran a Ctrl-C that came during the wait in that hook,
+    dropped its KeyboardInterrupt, and logging's lock was never taken (its
+    after-fork hook: 'cannot release un-acquired lock'). dnnfast holds the
+    Ctrl-C over the other hooks; the parent takes it as os.fork() returns."""
+    source = """
+        import os, signal, sys, threading, time, warnings
+        import numpy as np
+        import dnnfast
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python 3.12+)
+        unraisable = []
+        sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
+        X = np.random.default_rng(0).normal(size=(100_000, 100)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(int)
+        net = dnnfast.Network([100, 512, 2], ["relu", "softmax"], seed=0)
+        started = threading.Event()
+
+        class Started:
+            def on_batch_end(self, net, step, logs):
+                started.set()
+
+        t = threading.Thread(target=lambda: net.fit(X, y, epochs=1, batch_size=50, callbacks=[Started()]),
+                             daemon=True)
+        t.start()
+        started.wait()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            pid = os.fork()
+        except KeyboardInterrupt:
+            pid = None  # the child exists, and exits at once
+        waited = time.monotonic() - t0
+        if pid == 0:
+            os._exit(0)
+        if pid is not None:  # the Ctrl-C came after the fork (the epoch ended first), or was lost
+            try:
+                time.sleep(2)
+            except KeyboardInterrupt:
+                pass
+            assert waited < 0.3, f"the fork waited {waited:.2f} s, past the Ctrl-C, which it lost"
+        t.join()
+        assert not unraisable, unraisable
+        print("ok")
+    """
+    _run_script(tmp_path, source)
 
 
 def test_fits_whose_callbacks_read_each_others_model_do_not_wait_for_ever(tmp_path):

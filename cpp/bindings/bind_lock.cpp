@@ -314,6 +314,15 @@ private:
 // A Ctrl-C stays pending instead, and the parent takes it as os.fork()
 // returns (the child starts with no signal pending). The wait is bounded by
 // the other threads' steps and reads.
+//
+// The hooks registered before dnnfast's run after it (logging's, which
+// dnnfast/_locking.py registers first), and CPython runs a pending handler
+// in the first Python one: its KeyboardInterrupt is dropped there, and
+// logging's lock was not taken. So a Ctrl-C pending at the end of the wait
+// is taken off here (PyOS_InterruptOccurred: SIGINT, main thread only, the
+// one that runs handlers) and set again by fork_done, in the parent.
+bool g_sigint_held = false;  // GIL-protected, as g_forker
+
 void fork_prepare() {
     const Ident t = me();
     while (g_forker != 0 && g_forker != t) wait_once(false);  // another thread forks: one at a time
@@ -323,15 +332,20 @@ void fork_prepare() {
         bool busy = false;
         for (ModelLock* l : registry())
             if ((l->changing_model() && l->writer() != t) || l->read_by_another_thread(t)) busy = true;
-        if (!busy) return;
+        if (!busy) break;
         wait_once(false);
     }
+    if (PyOS_InterruptOccurred()) g_sigint_held = true;
 }
 
-void fork_done() {  // after_in_parent
+void fork_done() {  // after_in_parent (also when fork() failed)
     if (g_forker == me()) {
         g_forker = 0;
         notify_all();
+    }
+    if (g_sigint_held) {
+        g_sigint_held = false;
+        PyErr_SetInterrupt();  // SIGINT's handler runs as os.fork() returns
     }
 }
 
@@ -340,6 +354,7 @@ void locks_after_fork_in_child() {
     g_wait_mutex = new std::mutex;  // the old ones may be held by threads that are gone: leaked
     g_wait_cv = new std::condition_variable;
     g_forker = 0;
+    g_sigint_held = false;  // the parent's Ctrl-C
     // The threads that waited to read are gone; a new thread may get one's
     // ident (glibc reuses stacks), and a stale entry made a cycle out of nothing.
     waiting_to_read().clear();

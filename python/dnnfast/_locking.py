@@ -132,6 +132,19 @@ def step_boundary(model):
 
 
 if hasattr(os, "register_at_fork"):
+    # CPython runs before-fork hooks last registered first. A hook registered
+    # after this one runs before it: one that takes a lock (logging's module
+    # lock; concurrent.futures.thread's shutdown lock) holds it while this one
+    # waits for fits, and a fit or read that needs it (a warning routed
+    # through logging.captureWarnings, a log record, a callback's
+    # executor.submit) never ends: both wait for ever. Importing them here
+    # registers their hooks first, so they run after the wait, when no thread
+    # is inside a model's call. (random's, threading's and asyncio's hooks
+    # run only in the child; a third-party hook registered later that takes
+    # a lock a fit needs still hangs: README, "Threads".)
+    import concurrent.futures.thread  # noqa: F401  (imports logging too)
+    import logging  # noqa: F401
+
     # before: wait until no other thread is inside a model's call (fits park
     # at a step boundary, reads finish; new calls wait) so the child sees
     # whole models; the child's locks are freed by a pthread_atfork handler
