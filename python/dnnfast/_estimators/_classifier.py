@@ -424,5 +424,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
+        # class_weight refuses multi-label targets (_combine_class_weight): the tag says so to the tools that read it.
+        tags.classifier_tags.multi_label = self.class_weight is None
         return tags

@@ -241,3 +241,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
         return self._predict(X)  # checks that the model is fitted
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # loss='poisson' refuses negative targets (as scikit-learn's PoissonRegressor, which says so too):
+        # tools that read the tags, check_estimator's checks among them, give it non-negative ones.
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags
