@@ -42,8 +42,8 @@ import statistics
 import sys
 import time
 
-from workloads import (MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, positive_int, positive_seconds,
-                       run_worker, spread)
+from workloads import (EX_IOERR, MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, json_target_problem,
+                       positive_int, positive_seconds, run_worker, spread, write_json)
 
 CLF, REG = "classifier", "regressor"
 WORKLOADS = {
@@ -151,9 +151,8 @@ def main():
     for k in keys:
         if k not in WORKLOADS:
             ap.error(f"unknown workload {k!r}; known: {', '.join(WORKLOADS)}")
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        ap.error(f"--json: no directory {os.path.dirname(os.path.abspath(args.json))!r} to write "
-                 f"{os.path.basename(args.json)!r} into")
+    if args.json and json_target_problem(args.json):
+        ap.error(f"--json: {json_target_problem(args.json)}")
     if not have_sklearn():
         # A missing optional peer is a skip, as in run.py.
         print("bench_sklearn.py: skipped: scikit-learn is not installed (pip install scikit-learn); it compares "
@@ -229,9 +228,13 @@ def main():
               "peak at this thread count (the median of its processes' samples); \"at the target\": the share "
               "a fit target times faster than scikit-learn's would need, over 100% beyond the FMA peak.")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "runs": results, "summary": summary,
-                       "errors": errors}, f, indent=1)
+        try:
+            write_json(args.json, {"threads": args.threads, "repeats": args.repeats, "runs": results,
+                                   "summary": summary, "errors": errors})
+        except OSError as e:
+            sys.stderr.write(f"bench_sklearn.py: --json {args.json}: cannot write it ({e.strerror or e}); the "
+                             "table above has the results, and a file that was there is unchanged\n")
+            sys.exit(EX_IOERR)
     if errors:
         sys.exit(f"bench_sklearn.py: {len(errors)} of {len(keys)} workload(s) failed: "
                  + "; ".join(f"{k} ({e})" for k, e in errors.items()))

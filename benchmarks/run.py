@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
-from workloads import (ALL_KEYS, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME, PREDICT_PEERS,
-                       SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores, flops_per_sample,
-                       gemm_cases, median, network_spec, spread)
+from workloads import (ALL_KEYS, EX_IOERR, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME,
+                       PREDICT_PEERS, SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores,
+                       flops_per_sample, gemm_cases, json_target_problem, median, network_spec, spread, write_json)
 
 #: M (fit's peak memory) runs in at most this many processes: the figure does not move between them.
 M_REPEATS = 3
@@ -275,9 +275,8 @@ def main(argv=None):
         ap.error(f"--repeats must be >= 1, got {repeats}")
     if args.timeout <= 0:
         ap.error(f"--timeout must be > 0, got {args.timeout}")
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        ap.error(f"--json: no directory {os.path.dirname(os.path.abspath(args.json))!r} to write "
-                 f"{os.path.basename(args.json)!r} into")  # found at the end of a 15-minute run before
+    if args.json and json_target_problem(args.json):  # else found at the end of a 15-minute run
+        ap.error(f"--json: {json_target_problem(args.json)}")
     # Seconds of fitting per training process (at least one fit): the same
     # exposure to the machine's slow spells for fast and slow peers.
     train_min_time = 0.0 if args.quick else 1.0
@@ -286,16 +285,27 @@ def main(argv=None):
     load_start = os.getloadavg()[0]
     cpus = os.cpu_count()
 
-    report = []
+    report, doc = [], None
     if keys:
-        report += run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start, load_start, cpus)
+        report, doc = run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start, load_start,
+                                    cpus)
     failed = []
     for name in scripts:
         text, rc = run_script_suite(name, args.quick, log)
         report += ["", text]
         if rc:
             failed.append(name)
+    # The report first: a --json that cannot be written loses the file, not
+    # the run's results.
     print("\n".join(report).lstrip("\n"), flush=True)
+    if args.json and doc is not None:
+        try:
+            write_json(args.json, doc)
+        except OSError as e:
+            sys.stderr.write(f"{ap.prog}: --json {args.json}: cannot write it ({e.strerror or e}); the report above "
+                             "has the results, and a file that was there is unchanged\n")
+            sys.exit(EX_IOERR)
+        log(f"raw results written to {args.json}")
     if failed:
         sys.exit(f"{', '.join(failed)}: the script failed (its output above)")
 
@@ -633,12 +643,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     p(f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['UNRELIABLE']} UNRELIABLE, "
       f"{len(targets) - sum(counts.values())} not measured; total wall time {time.perf_counter() - t_start:.0f} s")
 
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}, f, indent=1,
-                      default=str)
-        log(f"raw results written to {args.json}")
-    return report
+    return report, {"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}
 
 
 def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -217,3 +218,61 @@ def run_worker(script, task, env, timeout):
         return json.loads(lines[-1])
     except ValueError:
         return {"error": f"unreadable result {lines[-1][:200]!r}"}
+
+
+EX_IOERR = 74  # sysexits.h: an output (stdout, a --json file) could not be written
+
+
+def json_target_problem(path):
+    """Why `path` cannot take a --json output (None: it can, as far as can be
+    told before the run): checked up front, so that a run of many minutes
+    does not end in a file it cannot write."""
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        return f"no directory {folder!r} to write {os.path.basename(full)!r} into"
+    if os.path.isdir(full):
+        return f"{path!r} is a directory"
+    if os.path.exists(full) and not os.path.isfile(full):  # /dev/stdout, a FIFO: written in place
+        return None if os.access(full, os.W_OK) else f"{path!r} is not writable"
+    # A regular file is replaced by a temporary written beside it: the folder must take new files.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create files in {folder!r}"
+    if os.path.exists(full) and not os.access(full, os.W_OK):
+        return f"{path!r} is not writable"
+    return None
+
+
+def write_json(path, doc):
+    """Write `doc` as JSON into `path`, whole or not at all: into a temporary
+    beside it, then renamed over it, so that a failed write (a full disk, a
+    size limit) leaves the previous file as it was, never half a JSON. A path
+    that exists but is not a regular file (/dev/stdout, a FIFO) is written in
+    place: there is nothing to rename over. Raises OSError."""
+    text = json.dumps(doc, indent=1, default=str) + "\n"
+    full = os.path.realpath(path)  # through a symlink: replace its target, not the link
+    if os.path.exists(full) and not os.path.isfile(full):
+        with open(full, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    if os.path.exists(full):
+        mode = os.stat(full).st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask  # what open(path, "w") would have given it (mkstemp's is 0600)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(full) + ".", suffix=".tmp",
+                               dir=os.path.dirname(full))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, full)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

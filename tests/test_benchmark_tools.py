@@ -416,3 +416,59 @@ def test_list_into_a_pipe_closed_early_ends_quietly():
     usage = subprocess.run([sys.executable, "-m", "benchmarks", "--bogus"], cwd=root, capture_output=True, text=True,
                            timeout=120)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: python -m benchmarks"), usage.stderr
+
+
+# --------------------------------------------------------------------------- run.py --json
+
+FAKE_RUN = """
+import json, os, sys
+sys.path.insert(0, {bench!r})
+import run
+
+
+def fake_worker(task, timeout):
+    # measures nothing: GEMM cases of 1 ms
+    if task.get("kind") != "gemm":
+        return {{"ok": True}}
+    return {{"ok": True, "cases": [dict(c, seconds=1e-3) for c in task["cases"]]}}
+
+
+run.run_worker = fake_worker
+{setup}
+run.main({args!r})
+"""
+
+
+def fake_run(tmp_path, args, setup=""):
+    """run.main(args) in a fresh process, its workers faked."""
+    code = FAKE_RUN.format(bench=BENCH, args=args, setup=setup)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path))
+
+
+def test_json_that_cannot_be_written_keeps_the_report_and_the_old_file(tmp_path):
+    """A --json whose write failed (here a file size limit, as a full disk)
+    was a traceback after the whole run, with nothing on stdout, and left
+    half a JSON where a good file had been."""
+    out = tmp_path / "run.json"
+    out.write_text('{"old": "good"}')
+    p = fake_run(tmp_path, ["--only", "G", "--threads", "1", "--repeats", "1", "--json", str(out)],
+                 setup="import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))")
+    assert p.returncode == 74, p.stderr
+    assert "targets (ratios within this run)" in p.stdout
+    assert "--json" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert out.read_text() == '{"old": "good"}'
+    assert [f.name for f in tmp_path.iterdir()] == ["run.json"]  # no temporary left behind
+    p = fake_run(tmp_path, ["--only", "G", "--threads", "1", "--repeats", "1", "--json", str(out)])
+    assert p.returncode == 0, p.stderr
+    assert json.loads(out.read_text())["summary"]["gemm"]
+
+
+@pytest.mark.parametrize("target", ["dir", "dir/"])
+def test_json_into_a_directory_is_a_usage_error_before_the_run(tmp_path, monkeypatch, capsys, target):
+    run = load_module("run")
+    monkeypatch.setattr(run, "run_worker", no_subprocess)
+    with pytest.raises(SystemExit) as e:
+        run.main(["--only", "G", "--threads", "1", "--json", str(tmp_path) + ("/" if target == "dir/" else "")])
+    assert e.value.code == 2
+    assert "--json: " in capsys.readouterr().err
