@@ -8,10 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run  # noqa: E402
+from workloads import cli  # noqa: E402
 
 sys.argv[0] = "python -m benchmarks"  # argparse's usage line (else "__main__.py")
-try:
-    run.main()
-except BrokenPipeError:  # `python -m benchmarks --list | head -1`: the reader left, as python -m dnnfast
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at the exit's flush
-    sys.exit(141)
+cli(run.main, sys.argv[0])

@@ -37,7 +37,7 @@ SK_ACTS = ["tanh", "logistic"]
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workloads import have_sklearn, positive_int, positive_seconds, run_worker  # noqa: E402
+from workloads import cli, have_sklearn, positive_int, positive_seconds, run_worker  # noqa: E402
 
 
 def work_net(act, threads, dtype="float32"):
@@ -208,4 +208,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench_activations.py")

@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 
-from workloads import (EX_IOERR, MAX_SPREAD, excess_cores, flops_per_sample, have_sklearn, json_target_problem,
+from workloads import (EX_IOERR, MAX_SPREAD, cli, excess_cores, flops_per_sample, have_sklearn, json_target_problem,
                        positive_int, positive_seconds, run_worker, spread, write_json)
 
 CLF, REG = "classifier", "regressor"
@@ -241,4 +241,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench_sklearn.py")

@@ -17,7 +17,8 @@ import time
 
 from workloads import (ALL_KEYS, EX_IOERR, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME,
                        PREDICT_PEERS, SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores,
-                       flops_per_sample, gemm_cases, json_target_problem, median, network_spec, spread, write_json)
+                       flops_per_sample, gemm_cases, json_target_problem, median, network_spec, run_child, spread,
+                       write_json)
 
 #: M (fit's peak memory) runs in at most this many processes: the figure does not move between them.
 M_REPEATS = 3
@@ -41,8 +42,8 @@ def child_env(threads):
 def run_worker(task, timeout):
     t0 = time.perf_counter()
     try:
-        p = subprocess.run([sys.executable, WORKER, json.dumps(task)], env=child_env(task["threads"]),
-                           cwd=HERE, capture_output=True, text=True, timeout=timeout)
+        p = run_child([sys.executable, WORKER, json.dumps(task)], env=child_env(task["threads"]), cwd=HERE,
+                      timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout} s", "wall": time.perf_counter() - t0}
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
@@ -175,7 +176,7 @@ def run_script_suite(name, quick, log):
     if quick:
         return f"{head}: skipped with --quick (it has its own options; run it directly)", 0
     log(f"== {name} (python benchmarks/{SUITES[name]['script']}, its own defaults)")
-    p = subprocess.run([sys.executable, path], cwd=os.path.dirname(HERE), capture_output=True, text=True)
+    p = run_child([sys.executable, path], cwd=os.path.dirname(HERE))
     sys.stderr.write(p.stderr)
     return f"{head} (exit {p.returncode})\n{p.stdout.rstrip()}", p.returncode
 
@@ -797,4 +798,5 @@ def cpu_model():
 
 
 if __name__ == "__main__":
-    main()
+    from workloads import cli
+    cli(main, "run.py")

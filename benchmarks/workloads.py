@@ -3,13 +3,17 @@ work each one counts. Imported by ``run.py``, ``worker.py``, ``compare.py``
 and the separate scripts; nothing here runs a measurement.
 """
 import argparse
+import contextlib
+import ctypes
 import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -201,13 +205,115 @@ def positive_seconds(text):
     return v
 
 
+# --------------------------------------------------------------------------- child processes
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C raises KeyboardInterrupt:
+    the same clean-up (killing the running worker) runs for both."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within: SIGTERM raises Terminated (its default ends the process at
+    once, leaving its running worker to run on with no timeout)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(parent):
+    """Run in the child between fork and exec: it dies with the process that
+    started it (Linux), even one killed by SIGKILL, which runs no clean-up."""
+    def setup():
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the line above
+                os._exit(1)
+    return setup
+
+
+def _kill_group(proc):
+    """SIGKILL to the process group of `proc` (itself and whatever it started
+    there), then reap it. Only while `proc` is not yet reaped: its pid, the
+    group's id, cannot have been reused."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
+def run_child(cmd, timeout=None, **kwargs):
+    """``subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)``
+    for the suite's workers and scripts, in a process group of its own, which
+    is killed whole when the timeout passes, when the caller is interrupted
+    (Ctrl-C; SIGTERM under sigterm_raises) or fails; on Linux the child also
+    dies with the caller, should the caller be killed outright. Its own group:
+    a Ctrl-C at the terminal reaches the caller alone, which ends the child
+    (a worker's traceback is not the report). Raises TimeoutExpired as
+    subprocess.run does."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_child_setup(os.getpid()), **kwargs)
+    with proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise subprocess.TimeoutExpired(cmd, timeout) from None
+        finally:
+            if proc.returncode is None:  # interrupted, or communicate failed
+                _kill_group(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def cli(main, prog):
+    """Run main() as a command and exit with its status, or: 130 on Ctrl-C
+    and 143 on SIGTERM (the running worker killed, see run_child; one line,
+    no traceback), 141 when stdout's reader went away (| head; 128 +
+    SIGPIPE)."""
+    status = 0
+    try:
+        with sigterm_raises():
+            status = main()
+            sys.stdout.flush()  # here, where a closed pipe can be caught, not at interpreter exit
+    except BrokenPipeError:
+        # Point stdout at devnull so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 141
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        status = 143 if terminated else 130
+    sys.exit(status)
+
+
 def run_worker(script, task, env, timeout):
     """``script --worker <task as JSON>`` in a fresh process: its last JSON
     line as a dict, or ``{"error": why}`` when it failed, timed out or printed
     no result (the scripts then go on without that measurement)."""
     try:
-        proc = subprocess.run([sys.executable, os.path.abspath(script), "--worker", json.dumps(task)], env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = run_child([sys.executable, os.path.abspath(script), "--worker", json.dumps(task)], env=env,
+                         timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s (--timeout)"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -9,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import signal
 import textwrap
+import time
 
 import pytest
 
@@ -272,6 +274,17 @@ def no_subprocess(*args, **kwargs):
     raise AssertionError("no worker should start")
 
 
+def no_children(monkeypatch):
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+
+
+def fake_children(monkeypatch, fake):
+    """The scripts' workers, started by workloads.run_child, replaced by
+    fake(cmd, timeout=..., **popen arguments) -> CompletedProcess."""
+    monkeypatch.setattr(sys.modules["workloads"], "run_child", fake)
+
+
 @pytest.mark.parametrize("args,says", [
     (["--repeats", "0"], "--repeats"),
     (["--repeats", "-3"], "--repeats"),
@@ -284,7 +297,7 @@ def no_subprocess(*args, **kwargs):
     (["--only", "nope"], "unknown workload"),
 ])
 def test_bench_sklearn_rejects_bad_arguments(sk, monkeypatch, capsys, args, says):
-    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    no_children(monkeypatch)
     monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine"] + args)
     with pytest.raises(SystemExit) as e:
         sk.main()
@@ -307,7 +320,7 @@ def test_bench_sklearn_worker_timeout_is_an_error_row(sk, monkeypatch, capsys, t
     exits non-zero at the end, naming the failed workload."""
     started = []
 
-    def fake_run(cmd, env=None, capture_output=False, text=False, timeout=None):
+    def fake_run(cmd, timeout=None, **kwargs):
         task = json.loads(cmd[cmd.index("--worker") + 1])
         started.append((task["workload"], task["peer"]))
         if task["workload"] == "wine" and task["peer"] == "sklearn":
@@ -316,7 +329,7 @@ def test_bench_sklearn_worker_timeout_is_an_error_row(sk, monkeypatch, capsys, t
             return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nValueError: broken worker\n")
         return subprocess.CompletedProcess(cmd, 0, json.dumps(fake_result(task["peer"])) + "\n", "")
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_children(monkeypatch, fake_run)
     out = tmp_path / "sk.json"
     monkeypatch.setattr(sys, "argv", ["bench_sklearn.py", "--only", "wine,breast_cancer,diabetes", "--repeats", "3",
                                       "--timeout", "0.5", "--json", str(out)])
@@ -339,7 +352,7 @@ def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
     def timeout_run(cmd, **kwargs):
         raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout"))
 
-    monkeypatch.setattr(subprocess, "run", timeout_run)
+    fake_children(monkeypatch, timeout_run)
     res = sk.run_one("dnnfast", "wine", 1, 0.5)
     assert "timed out after 0.5 s" in res["error"]
 
@@ -358,7 +371,7 @@ def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
 @pytest.mark.parametrize("suite", ["net", "sklearn"])
 def test_bench_activations_rejects_bad_arguments(act, monkeypatch, capsys, args, says, suite):
     monkeypatch.setattr(act, "spawn", no_subprocess)
-    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    no_children(monkeypatch)
     monkeypatch.setattr(sys, "argv", ["bench_activations.py", "--suite", suite] + args)
     with pytest.raises(SystemExit) as e:
         act.main()
@@ -373,7 +386,7 @@ def test_bench_activations_failed_worker_is_an_error_cell(act, monkeypatch, caps
     to a failed relu cell reads "-"), and the script exits non-zero."""
     started = []
 
-    def fake_run(cmd, env=None, capture_output=False, text=False, timeout=None):
+    def fake_run(cmd, timeout=None, **kwargs):
         task = json.loads(cmd[cmd.index("--worker") + 1])
         key = (task["suite"], task.get("peer", "dnnfast"), task["act"])
         started.append(key)
@@ -387,7 +400,7 @@ def test_bench_activations_failed_worker_is_an_error_cell(act, monkeypatch, caps
             out = {"s": 0.5 if task["peer"] == "sklearn" else 0.1, "n_iter": 7}
         return subprocess.CompletedProcess(cmd, 0, json.dumps(out) + "\n", "")
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_children(monkeypatch, fake_run)
     monkeypatch.setattr(act, "have_sklearn", lambda: True)
     monkeypatch.setattr(sys, "argv", ["bench_activations.py", "--repeats", "3", "--timeout", "0.5"])
     with pytest.raises(SystemExit) as e:
@@ -472,3 +485,84 @@ def test_json_into_a_directory_is_a_usage_error_before_the_run(tmp_path, monkeyp
         run.main(["--only", "G", "--threads", "1", "--json", str(tmp_path) + ("/" if target == "dir/" else "")])
     assert e.value.code == 2
     assert "--json: " in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- run.py: signals
+
+SLEEPER = """
+import os, sys, time
+with open({pidfile!r}, "w") as f:
+    f.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+DRIVER = """
+import sys
+sys.path.insert(0, {bench!r})
+import run
+from workloads import cli
+run.WORKER = {worker!r}
+sys.argv[0] = "run.py"
+cli(lambda: run.main(["--only", "P", "--threads", "1", "--repeats", "1"]), "run.py")
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its reaper has ended
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def start_driver(tmp_path):
+    """run.py (its workers each a sleeper that writes its pid) in a session
+    of its own; returns the process and the first worker's pid."""
+    pidfile = tmp_path / "worker.pid"
+    worker = tmp_path / "sleeper.py"
+    worker.write_text(SLEEPER.format(pidfile=str(pidfile)))
+    code = DRIVER.format(bench=BENCH, worker=str(worker))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    for _ in range(600):
+        if pidfile.exists() and pidfile.read_text():
+            return p, int(pidfile.read_text())
+        time.sleep(0.1)
+    p.kill()
+    raise AssertionError("the worker did not start: " + p.communicate()[1])
+
+
+def gone_within(pid, seconds):
+    for _ in range(int(seconds * 10)):
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX signals")
+@pytest.mark.parametrize("sig, status", [("SIGTERM", 143), ("SIGINT", 130), ("SIGKILL", None)])
+def test_the_driver_ending_ends_its_running_worker(tmp_path, sig, status):
+    """SIGTERM to the driver left its worker running (with no timeout any
+    more, its parent gone). SIGINT to the driver alone (the worker runs in
+    a process group of its own) ends it too; SIGKILL, which runs no clean-up,
+    as well on Linux."""
+    if sig == "SIGKILL" and not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    p, pid = start_driver(tmp_path)
+    try:
+        os.kill(p.pid, getattr(signal, sig))
+        out, err = p.communicate(timeout=60)
+        if status is not None:
+            assert p.returncode == status, err
+            assert "Traceback" not in err, err
+        assert gone_within(pid, 10), f"the worker {pid} runs on after the driver's {sig}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
