@@ -33,7 +33,16 @@ import peers
 
 
 def set_threads(peer, threads):
-    """Fix the thread count inside the process (the env vars are set by run.py)."""
+    """Fix the thread count inside the process, each peer by its own means.
+    run.py has set OMP_NUM_THREADS and the BLAS variables (OPENBLAS_NUM_THREADS,
+    ...) before starting the process: that is what sizes numpy.matmul's and
+    scikit-learn's BLAS (and NumPy's, under dnnfast.reference); PyTorch is
+    told again by torch.set_num_threads, dnnfast by dnnfast.set_num_threads,
+    and JAX is confined to that many CPUs.
+
+    Only the dnnfast and reference peers import dnnfast: a yardstick's
+    process never loads the library it is measured against (its OpenMP
+    runtime, its threads)."""
     if peer == "jax":
         # XLA's CPU client reads no OMP/BLAS variable: it sizes its pools
         # from the CPUs the process may use, when JAX starts (so set here,
@@ -52,11 +61,12 @@ def set_threads(peer, threads):
     if peer == "torch":
         import torch
         torch.set_num_threads(threads)
-    try:
-        import dnnfast
-        dnnfast.set_num_threads(threads)
-    except ImportError:
-        pass
+    if peer in ("dnnfast", "reference"):
+        try:
+            import dnnfast
+            dnnfast.set_num_threads(threads)
+        except ImportError:  # the task reports it
+            pass
 
 
 def make_data_then_settle(rows, wl):

@@ -168,3 +168,32 @@ def test_gemm_targets_only_at_the_thread_counts_asked_for(bench):
     assert any(n.startswith("G [2t] GEMM squares") for n in names)
     assert not any(n.startswith("G [1t] GEMM squares") for n in names)
     assert "G 1-thread GEMM 1024^3 float32 >= 75% of FMA peak" in names
+
+
+PEER_PROCESS = """
+import os, sys, types
+sys.path.insert(0, {bench!r})
+# Stand-ins for the optional peers: only what set_threads touches.
+torch = types.ModuleType("torch")
+torch.set_num_threads = lambda n: setattr(torch, "threads", n)
+sys.modules["torch"] = torch
+import worker
+worker.set_threads({peer!r}, 1)
+if {peer!r} == "numpy":
+    worker.TASKS["gemm"](dict(peer="numpy", dtype="float32", min_time=0.0, cases=[
+        dict(label="t", group="t", M=4, N=4, K=4, trans_a=True, trans_b=False)]))
+if {peer!r} == "torch":
+    assert torch.threads == 1
+print("dnnfast" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("peer", ["torch", "sklearn", "jax", "numpy", "dnnfast", "reference"])
+def test_only_the_dnnfast_peers_processes_import_dnnfast(peer):
+    """Every peer's worker process (PyTorch's, scikit-learn's, JAX's,
+    numpy.matmul's) imported dnnfast to call dnnfast.set_num_threads: the
+    yardstick never imports what it measures."""
+    code = PEER_PROCESS.format(bench=BENCH, peer=peer)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == str(peer in ("dnnfast", "reference")), out.stdout
