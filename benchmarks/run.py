@@ -262,13 +262,19 @@ def main(argv=None):
     keys, scripts = selection(args.suites, args.only, ap.error)
     q = 1 if args.quick else 0
     threads = []
+    # At most the CPUs this process may use: JAX is confined to as many CPUs
+    # as threads (worker.set_threads), and cannot be given more, so beyond
+    # them the peers would not run with the same count (100000 was taken, and
+    # every worker failed). Two at least, the default's count, wherever it runs.
+    max_threads = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     for t in (args.threads if args.threads is not None else ("2" if args.quick else "1,2")).split(","):
         try:
             th = int(t)
         except ValueError:
             th = 0
-        if th < 1:
-            ap.error(f"--threads: comma-separated thread counts >= 1, got {args.threads!r}")
+        if not 1 <= th <= max_threads:
+            ap.error(f"--threads: comma-separated thread counts from 1 to {max_threads} (the CPUs this process may "
+                     f"use), got {args.threads!r}")
         if th not in threads:
             threads.append(th)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
@@ -286,10 +292,10 @@ def main(argv=None):
     load_start = os.getloadavg()[0]
     cpus = os.cpu_count()
 
-    report, doc = [], None
+    report, doc, broken = [], None, []
     if keys:
-        report, doc = run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start, load_start,
-                                    cpus)
+        report, doc, broken = run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
+                                            load_start, cpus)
     failed = []
     for name in scripts:
         text, rc = run_script_suite(name, args.quick, log)
@@ -307,8 +313,10 @@ def main(argv=None):
                              "has the results, and a file that was there is unchanged\n")
             sys.exit(EX_IOERR)
         log(f"raw results written to {args.json}")
-    if failed:
-        sys.exit(f"{', '.join(failed)}: the script failed (its output above)")
+    why = ([f"{len(broken)} worker(s) failed ({', '.join(broken)}; their errors above)"] if broken else []) + (
+        [f"{', '.join(failed)}: the script failed (its output above)"] if failed else [])
+    if why:  # the report is incomplete
+        sys.exit(f"{ap.prog}: " + "; ".join(why))
 
 
 def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start, load_start, cpus):
@@ -324,11 +332,15 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     # run, the figure before, the suite put it at 65%.
     peak_samples = {k: [v] for k, v in (info.get("fma_peak_gflops") or {}).items()}
 
+    peaks_failed = []
+
     def sample_peaks():
         if peak_samples:
-            again = run_worker({"kind": "peaks", "peer": "dnnfast", "threads": max(threads),
-                                "threads_list": peak_threads}, args.timeout).get("fma_peak_gflops") or {}
-            for k, v in again.items():
+            res = run_worker({"kind": "peaks", "peer": "dnnfast", "threads": max(threads),
+                              "threads_list": peak_threads}, args.timeout)
+            if not res.get("ok"):
+                peaks_failed.append(res.get("error"))
+            for k, v in (res.get("fma_peak_gflops") or {}).items():
                 peak_samples.setdefault(k, []).append(v)
 
     peaks = {}  # the medians, once the run is over
@@ -455,7 +467,8 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
       f"than {MAX_CORES_OVER:g}x its thread count of cores busy, or, at two threads or more, had runs whose "
       f"cores were far apart (the cross-core probe above {FAR_CORES:g}x, printed under each table).")
 
-    summary = {"train": {}, "gemm": {}, "gemm_cross_core": {}, "predict": {}, "memory": None, "scaling": None}
+    summary = {"train": {}, "gemm": {}, "gemm_cross_core": {}, "gemm_errors": {}, "predict": {}, "memory": None,
+               "scaling": None}
     peak_low = set()  # (dtype, threads) whose measured peak some rate of this run exceeded
 
     for key in keys:
@@ -528,9 +541,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                     per_peer[peer] = {k: median(v) for k, v in per_run[peer].items()}
                     case_list = good[0]["cases"]
                 if not all(isinstance(v, dict) for v in per_peer.values()):
-                    for peer, v in per_peer.items():
-                        if not isinstance(v, dict):
-                            p(f"  {PEER_NAME[peer]}: error: {v}")
+                    errors = {peer: v for peer, v in per_peer.items() if not isinstance(v, dict)}
+                    for peer, v in errors.items():
+                        p(f"  {PEER_NAME[peer]}: error: {v}")
+                    summary["gemm_errors"][th] = errors  # the targets read n/a, naming the error
                     continue
                 pk = peak("float32", th)
                 rows, low = [], set()
@@ -644,7 +658,10 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     p(f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['UNRELIABLE']} UNRELIABLE, "
       f"{len(targets) - sum(counts.values())} not measured; total wall time {time.perf_counter() - t_start:.0f} s")
 
-    return report, {"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}
+    # Every worker that failed, once: the run exits non-zero (its report is incomplete).
+    broken = ([] if info.get("ok") else ["info"]) + (["peaks"] if peaks_failed else []) + [
+        jid for jid, rs in results.items() if any(not r.get("ok") for r in rs)]
+    return report, {"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}, broken
 
 
 def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
@@ -723,19 +740,27 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
                 series={"dnnfast": t1["runs"]["dnnfast"]},
                 also=["a rate of this run exceeded the measured 1-thread float32 peak"] if low else [])
     if "G" in keys:
-        for th, g in sorted(s["gemm"].items()):
+        gemm_errors = s.get("gemm_errors", {})
+
+        def gemm_error(th):
+            return "; ".join(f"{PEER_NAME[peer]} error: {e}" for peer, e in gemm_errors.get(th, {}).items()) or None
+
+        for th in threads:  # not the 1-thread 1024^3 run made for the peak check alone
+            g = s["gemm"].get(th)
             for group, need, label in (("square", 0.9, "squares >= 512"), ("W1", 1.0, "W1 products"),
                                        ("W3", 1.0, "W3 products")):
+                name = f"G [{th}t] GEMM {label} >= {need:g}x numpy.matmul"
+                if g is None:  # a peer's worker failed: the line says so, rather than vanish
+                    add(name, None, need, gemm_error(th))
+                    continue
                 cs = {k: v for k, v in g.items() if v["group"] == group and (group != "square" or v["M"] >= 512)}
                 if not cs:
-                    continue
-                if th not in threads:  # the 1-thread 1024^3 run for the peak check alone
                     continue
                 ratios = {k: v["dnnfast_gflops"] / v["numpy_gflops"] for k, v in cs.items()}
                 worst = min(ratios, key=ratios.get)
                 series = {f"{pr} {k}": v[f"{pr}_seconds"] for k, v in cs.items() for pr in ("numpy", "dnnfast")}
                 probes = s.get("gemm_cross_core", {}).get(th, {})
-                add(f"G [{th}t] GEMM {label} >= {need:g}x numpy.matmul", ratios[worst], need,
+                add(name, ratios[worst], need,
                     f"worst {ratios[worst]:.2f}x ({worst}); all: "
                     + ", ".join(f"{v:.2f}" for v in ratios.values()), series=series,
                     also=far_cores({PEER_NAME[k]: v for k, v in probes.items()}))
@@ -743,7 +768,7 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
         pk = peak("float32", 1)
         name = "G 1-thread GEMM 1024^3 float32 >= 75% of FMA peak"
         if g1 is None:
-            add(name, None, 0.75)
+            add(name, None, 0.75, gemm_error(1))
         elif pk is None:
             add(name, None, 0.75, f"{g1['dnnfast_gflops']:.1f} GFLOP/s; peak n/a (fma_peak_gflops not available)")
         else:

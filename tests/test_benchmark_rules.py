@@ -111,6 +111,7 @@ def test_only_refuses_an_empty_selection_and_runs_each_workload_once(bench):
 
 @pytest.mark.parametrize("args, message", [
     (["--threads", "abc"], "--threads"), (["--threads", "0"], "--threads"), (["--threads", "1,-1"], "--threads"),
+    (["--threads", "100000"], "--threads"), (["--threads", f"1,{max(2, os.cpu_count()) + 1}"], "--threads"),
     (["--repeats", "0"], "--repeats must be >= 1"), (["--repeats", "-1"], "--repeats must be >= 1"),
     (["--timeout", "0"], "--timeout must be > 0"), (["--json", "/nonexistent-dir/x.json"], "--json: no directory"),
 ])

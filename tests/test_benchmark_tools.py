@@ -566,3 +566,25 @@ def test_the_driver_ending_ends_its_running_worker(tmp_path, sig, status):
             p.kill()
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_failed_workers_exit_non_zero_and_their_targets_read_n_a(monkeypatch, capsys):
+    """With --threads 100000 every worker failed, the run exited 0, and the G
+    targets of that thread count vanished instead of reading n/a."""
+    run = load_module("run")
+
+    def worker(task, timeout):
+        if task.get("kind") != "gemm":
+            return {"ok": True}
+        if task["threads"] == 2 and task["peer"] == "numpy":
+            return {"ok": False, "error": "ValueError: broken worker"}
+        return {"ok": True, "cases": [dict(c, seconds=1e-3) for c in task["cases"]]}
+
+    monkeypatch.setattr(run, "run_worker", worker)
+    with pytest.raises(SystemExit) as e:
+        run.main(["--only", "G", "--threads", "1,2", "--repeats", "1"])
+    assert e.value.code not in (0, None, 2) and "G/2t/numpy" in str(e.value.code), e.value.code
+    out = capsys.readouterr().out
+    for label in ("squares >= 512 >= 0.9x", "W1 products >= 1x", "W3 products >= 1x"):
+        assert row(out, f"G [2t] GEMM {label} numpy.matmul: numpy.matmul error: ValueError: broken worker"), out
+        assert row(out, f"G [1t] GEMM {label}")[0].split()[0] != "n/a", out
