@@ -576,16 +576,14 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
             for th in threads:
                 p("")
                 p(f"P: predict() latency of ONE row, W1 network, {th} thread(s); median of many calls")
-                lat, lat_runs, cores, probes = {}, {}, {}, {}
+                lat, lat_runs, cores, probes, errs = {}, {}, {}, {}, {}
                 rows = []
                 for peer in PREDICT_PEERS:
                     rs = results.get(f"P/{th}t/{peer}")
-                    if rs is None:
-                        rows.append([PEER_NAME[peer], "skipped (not installed)"])
-                        continue
-                    good = [r for r in rs if r.get("ok")]
+                    good = [r for r in rs or [] if r.get("ok")]
                     if not good:
-                        rows.append([PEER_NAME[peer], f"error: {first_error(rs)}"])
+                        errs[peer] = "skipped (not installed)" if rs is None else f"error: {first_error(rs)}"
+                        rows.append([PEER_NAME[peer], errs[peer]])
                         continue
                     lat_runs[peer] = [r["median_us"] for r in good]
                     lat[peer] = median(lat_runs[peer])
@@ -602,7 +600,8 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 note = cross_core_note({PEER_NAME[k]: v for k, v in probes.items()})
                 if note:
                     p(note)
-                summary["predict"][th] = {"median_us": lat, "runs": lat_runs, "cores": cores, "cross_core": probes}
+                summary["predict"][th] = {"median_us": lat, "runs": lat_runs, "cores": cores, "cross_core": probes,
+                                          "errors": errs}
         elif key == "M":
             th = max(threads)
             rs = results.get(f"M/{th}t/dnnfast", [])
@@ -789,8 +788,10 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
                     series={"dnnfast": pr["runs"]["dnnfast"], "PyTorch": pr["runs"]["torch"]},
                     also=excess_cores({"dnnfast": cores.get("dnnfast"), "PyTorch": cores.get("torch")}, th)
                     + far_cores({"dnnfast": probes.get("dnnfast"), "PyTorch": probes.get("torch")}))
-            else:
-                add(name, None, 0.2, "dnnfast error" if "dnnfast" not in lat else "PyTorch skipped (not installed)")
+            else:  # the peer's own line: skipped, or its error, as the training targets say
+                errs = pr.get("errors", {})
+                add(name, None, 0.2, f"dnnfast {errs.get('dnnfast', 'not measured')}" if "dnnfast" not in lat
+                    else f"PyTorch {errs.get('torch', 'not measured')}")
     if "M" in keys:
         m = s["memory"]
         name = "M fit peak RSS - RSS before <= size(X)+size(Y)+50 MB"

@@ -588,3 +588,28 @@ def test_failed_workers_exit_non_zero_and_their_targets_read_n_a(monkeypatch, ca
     for label in ("squares >= 512 >= 0.9x", "W1 products >= 1x", "W3 products >= 1x"):
         assert row(out, f"G [2t] GEMM {label} numpy.matmul: numpy.matmul error: ValueError: broken worker"), out
         assert row(out, f"G [1t] GEMM {label}")[0].split()[0] != "n/a", out
+
+
+@pytest.mark.parametrize("broken, says", [
+    ("torch", "PyTorch error: timed out after 2 s"),
+    ("dnnfast", "dnnfast error: timed out after 2 s"),
+])
+def test_the_predict_target_names_a_failed_peer_error(monkeypatch, capsys, broken, says):
+    """A PyTorch worker that timed out made the P target say "PyTorch
+    skipped (not installed)", and dnnfast's failure read "dnnfast error"
+    without its text."""
+    run = load_module("run")
+    monkeypatch.setattr(run, "installed", lambda peer: True)
+
+    def worker(task, timeout):
+        if task.get("kind") != "predict":
+            return {"ok": True}
+        if task["peer"] == broken:
+            return {"ok": False, "error": "timed out after 2 s"}
+        return {"ok": True, "median_us": 10.0, "p10_us": 9.0, "p90_us": 11.0, "calls": 100, "cores": 1.0}
+
+    monkeypatch.setattr(run, "run_worker", worker)
+    with pytest.raises(SystemExit):
+        run.main(["--only", "P", "--threads", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert row(out, "P [1t] predict(1 row) latency", says), out
