@@ -198,3 +198,22 @@ def test_only_the_dnnfast_peers_processes_import_dnnfast(peer):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == str(peer in ("dnnfast", "reference")), out.stdout
+
+
+def test_the_gemm_peak_share_is_never_above_100_percent(bench):
+    """The 1-thread GEMM 1024^3 target printed "58.0 of 44.6 GFLOP/s =
+    130.0%" where the W1 share and the tables print >100% / >peak*."""
+    case = {"group": "square", "M": 1024, "N": 1024, "K": 1024, "numpy_gflops": 60.0, "dnnfast_gflops": 58.0,
+            "numpy_seconds": [0.036, 0.036], "dnnfast_seconds": [0.037, 0.037]}
+    summary = {"train": {}, "gemm": {1: {"square 1024": case}}, "gemm_cross_core": {}, "predict": {},
+               "memory": None, "scaling": None}
+
+    def target(peak):
+        ts = bench["run"].check_targets(["G"], [1], summary, lambda d, t: peak, 0.5, 2, kernel="avx512f")
+        return [t for t in ts if t["target"].startswith("G 1-thread GEMM 1024^3")][0]
+
+    t = target(44.6)
+    assert t["detail"].startswith(">100% (58.0 GFLOP/s") and "130" not in t["detail"], t
+    assert t["status"] == "UNRELIABLE" and "a GEMM ran faster than the measured 1-thread peak" in t["unreliable"]
+    t = target(70.0)
+    assert t["detail"] == "58.0 of 70.0 GFLOP/s = 82.9%" and t["status"] == "PASS", t
