@@ -18,7 +18,7 @@ import time
 from workloads import (ALL_KEYS, EX_IOERR, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME,
                        PREDICT_PEERS, SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores,
                        flops_per_sample, gemm_cases, json_target_problem, median, network_spec, run_child, spread,
-                       write_json)
+                       Terminated, write_json)
 
 #: M (fit's peak memory) runs in at most this many processes: the figure does not move between them.
 M_REPEATS = 3
@@ -59,9 +59,9 @@ def installed(peer):
     return importlib.util.find_spec(PEER_MODULE[peer]) is not None
 
 
-def interleave(jobs, repeats, timeout, log):
-    """Run every job `repeats` times, round-robin; returns {job id: [results]}."""
-    out = {j["id"]: [] for j in jobs}
+def interleave(jobs, repeats, timeout, log, out):
+    """Run every job `repeats` times, round-robin, appending each result to
+    out[job id] as it comes (an interrupted run keeps what it measured)."""
     for r in range(repeats):
         for j in jobs:
             res = run_worker(j["task"], timeout)
@@ -71,7 +71,6 @@ def interleave(jobs, repeats, timeout, log):
             if not res.get("ok") and r == 0:
                 j["failed"] = True
         jobs = [j for j in jobs if not j.get("failed")]  # a broken peer is not retried
-    return out
 
 
 # --------------------------------------------------------------------------- formatting helpers
@@ -121,6 +120,16 @@ def first_error(results):
         if not r.get("ok"):
             return r.get("error", "?")
     return None
+
+
+def failure(results):
+    """Why a job has no good result: 'error: ' and its first error, or that
+    it never ran (the run was interrupted before it)."""
+    e = first_error(results or [])
+    return NOT_RUN if e is None else f"error: {e}"
+
+
+NOT_RUN = "not run (interrupted)"
 
 
 # --------------------------------------------------------------------------- suites and --list
@@ -292,16 +301,26 @@ def main(argv=None):
     load_start = os.getloadavg()[0]
     cpus = os.cpu_count()
 
-    report, doc, broken = [], None, []
+    report, doc, broken, interrupted = [], None, [], None
     if keys:
-        report, doc, broken = run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
-                                            load_start, cpus)
+        report, doc, broken, interrupted = run_workloads(args, keys, q, threads, repeats, train_min_time, log,
+                                                         t_start, load_start, cpus)
     failed = []
     for name in scripts:
-        text, rc = run_script_suite(name, args.quick, log)
+        if interrupted:
+            report += ["", f"{name}: {NOT_RUN}"]
+            continue
+        try:
+            text, rc = run_script_suite(name, args.quick, log)
+        except KeyboardInterrupt as e:  # the script was killed (run_child): its output is lost
+            interrupted = e
+            text, rc = f"{name}: python benchmarks/{SUITES[name]['script']}: interrupted, its report lost", 0
         report += ["", text]
         if rc:
             failed.append(name)
+    if interrupted:
+        report += ["", f"INTERRUPTED ({interruption(interrupted)}): the report above gives what was measured "
+                       "before it"]
     # The report first: a --json that cannot be written loses the file, not
     # the run's results.
     print("\n".join(report).lstrip("\n"), flush=True)
@@ -312,7 +331,9 @@ def main(argv=None):
             sys.stderr.write(f"{ap.prog}: --json {args.json}: cannot write it ({e.strerror or e}); the report above "
                              "has the results, and a file that was there is unchanged\n")
             sys.exit(EX_IOERR)
-        log(f"raw results written to {args.json}")
+        log(f"raw results{' (of the interrupted run)' if interrupted else ''} written to {args.json}")
+    if interrupted:
+        raise interrupted  # the entry point's status: 130, 143 for SIGTERM
     why = ([f"{len(broken)} worker(s) failed ({', '.join(broken)}; their errors above)"] if broken else []) + (
         [f"{', '.join(failed)}: the script failed (its output above)"] if failed else [])
     if why:  # the report is incomplete
@@ -320,10 +341,17 @@ def main(argv=None):
 
 
 def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start, load_start, cpus):
+    # Ctrl-C or SIGTERM (the KeyboardInterrupt) stops the measurements; the
+    # report then gives what was measured before it, marked interrupted.
+    interrupted = None
     # ---- info: versions, kernel, FMA peaks (one process)
     peak_threads = sorted(set(threads) | {1, 2})
-    info = run_worker({"kind": "info", "peer": "dnnfast", "threads": max(threads), "threads_list": peak_threads},
-                      args.timeout)
+    info = {"ok": False, "error": NOT_RUN}
+    try:
+        info = run_worker({"kind": "info", "peer": "dnnfast", "threads": max(threads),
+                           "threads_list": peak_threads}, args.timeout)
+    except KeyboardInterrupt as e:
+        interrupted = e
     # The FMA peaks are sampled through the run: before every group of jobs
     # and at the end, each sample the best of three short measurements. The
     # figure is their median. The Xeon's speed moved by a third within half
@@ -407,22 +435,27 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                                         for th in (1, 2)]))
 
     # ---- run
-    results = {}  # job id -> list of results
-    runs_json = []
-    for key, th, jobs in groups:
-        reps = min(repeats, M_REPEATS) if key == "M" else repeats
-        log(f"== {key} (dnnfast, 1 vs 2 threads; {reps} repeats)" if key == "S" else
-            f"== {key} ({th} thread{'s' if th != 1 else ''}; {len(jobs)} peers x {reps} repeats)")
-        sample_peaks()
-        out = interleave(jobs, reps, args.timeout, log)
-        results.update(out)
-        for j in jobs:
-            for i, r in enumerate(out[j["id"]]):
-                runs_json.append({"id": j["id"], "repeat": i, "task": j["task"], "result": r})
-
-    sample_peaks()
+    results = {j["id"]: [] for _, _, jobs in groups for j in jobs}  # job id -> list of results
+    try:
+        for key, th, jobs in groups:
+            if interrupted:
+                break
+            reps = min(repeats, M_REPEATS) if key == "M" else repeats
+            log(f"== {key} (dnnfast, 1 vs 2 threads; {reps} repeats)" if key == "S" else
+                f"== {key} ({th} thread{'s' if th != 1 else ''}; {len(jobs)} peers x {reps} repeats)")
+            sample_peaks()
+            interleave(jobs, reps, args.timeout, log, results)
+        if not interrupted:
+            sample_peaks()
+    except KeyboardInterrupt as e:
+        interrupted = e
+    if interrupted:
+        log("interrupted: the report gives what was measured before")
+    runs_json = [{"id": j["id"], "repeat": i, "task": j["task"], "result": r}
+                 for _, _, jobs in groups for j in jobs for i, r in enumerate(results[j["id"]])]
     peaks.update({k: median(v) for k, v in peak_samples.items()})
     meta["fma_peak_samples"] = peak_samples
+    meta["interrupted"] = bool(interrupted)
     load_end = os.getloadavg()[0]
     meta["load_end"] = load_end
     busy = max(load_start, load_end)
@@ -435,6 +468,9 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     p(f"commit {commit or '?'}; {meta['cpu_model']}, {cpus} CPUs; threads {threads}; "
       f"{repeats} interleaved fresh-process repeats per peer (M: {min(repeats, M_REPEATS)}), median reported"
       + ("; QUICK run (small sizes)" if args.quick else ""))
+    if interrupted:
+        p(f"INTERRUPTED ({interruption(interrupted)}) after {time.perf_counter() - t_start:.0f} s: the figures "
+          f"below are those measured before it; a row reading '{NOT_RUN}' was not measured")
     if not info.get("ok"):  # else every figure below read "n/a (... not available)", blaming the build
         p(f"info worker FAILED ({info.get('error')}): versions, GEMM kernel and FMA peak unknown")
     versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "torch", "sklearn", "jax", "dnnfast")
@@ -496,7 +532,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                             extra[peer] = {k: median([r[k] for r in good])
                                            for k in ("compile_seconds", "loss_first", "loss_last") if k in good[0]}
                     else:
-                        errs[peer] = f"error: {first_error(rs)}"
+                        errs[peer] = failure(rs)
                 rows, low = [], set()
                 for peer in wl["peers"]:
                     if peer not in sps:
@@ -534,7 +570,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                     probes[peer] = cross_core_runs(rs)
                     good = [r for r in rs if r.get("ok")]
                     if not good:
-                        per_peer[peer] = first_error(rs) or "no result"
+                        per_peer[peer] = failure(rs)
                         continue
                     per_run[peer] = {c["label"]: [g["cases"][i]["seconds"] for g in good]
                                      for i, c in enumerate(good[0]["cases"])}
@@ -543,7 +579,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                 if not all(isinstance(v, dict) for v in per_peer.values()):
                     errors = {peer: v for peer, v in per_peer.items() if not isinstance(v, dict)}
                     for peer, v in errors.items():
-                        p(f"  {PEER_NAME[peer]}: error: {v}")
+                        p(f"  {PEER_NAME[peer]}: {v}")
                     summary["gemm_errors"][th] = errors  # the targets read n/a, naming the error
                     continue
                 pk = peak("float32", th)
@@ -582,7 +618,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
                     rs = results.get(f"P/{th}t/{peer}")
                     good = [r for r in rs or [] if r.get("ok")]
                     if not good:
-                        errs[peer] = "skipped (not installed)" if rs is None else f"error: {first_error(rs)}"
+                        errs[peer] = "skipped (not installed)" if rs is None else failure(rs)
                         rows.append([PEER_NAME[peer], errs[peer]])
                         continue
                     lat_runs[peer] = [r["median_us"] for r in good]
@@ -610,7 +646,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
             p(f"M: peak RSS of dnnfast.Network.fit, C-contiguous float32 X "
               f"({20000 if args.quick else 60000}x784) and int64 labels, W1, batch 64, 1 epoch, {th} thread(s)")
             if not good:
-                p(f"  error: {first_error(rs)}")
+                p(f"  {failure(rs)}")
             else:
                 r = good[0]
                 delta = median([g["peak_after"] - g["rss_before"] for g in good])
@@ -643,7 +679,7 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
             if note:
                 p(note)
         else:
-            p(f"  error: {first_error(s1 or []) or first_error(s2 or []) or 'no result'}")
+            p(f"  {failure(s1) if not g1 else failure(s2)}")
 
     meta["peak_measured_low"] = sorted(f"{d}/{t}" for d, t in peak_low)
     targets = check_targets(keys, threads, summary, peak, busy, cpus, peak_low, kernel=info.get("gemm_kernel"))
@@ -658,9 +694,13 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
       f"{len(targets) - sum(counts.values())} not measured; total wall time {time.perf_counter() - t_start:.0f} s")
 
     # Every worker that failed, once: the run exits non-zero (its report is incomplete).
-    broken = ([] if info.get("ok") else ["info"]) + (["peaks"] if peaks_failed else []) + [
-        jid for jid, rs in results.items() if any(not r.get("ok") for r in rs)]
-    return report, {"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}, broken
+    broken = ([] if info.get("ok") or info.get("error") == NOT_RUN else ["info"]) + (
+        ["peaks"] if peaks_failed else []) + [jid for jid, rs in results.items() if any(not r.get("ok") for r in rs)]
+    return report, {"meta": meta, "summary": summary, "targets": targets, "runs": runs_json}, broken, interrupted
+
+
+def interruption(e):
+    return "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
 
 
 def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
@@ -742,7 +782,7 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
         gemm_errors = s.get("gemm_errors", {})
 
         def gemm_error(th):
-            return "; ".join(f"{PEER_NAME[peer]} error: {e}" for peer, e in gemm_errors.get(th, {}).items()) or None
+            return "; ".join(f"{PEER_NAME[peer]} {e}" for peer, e in gemm_errors.get(th, {}).items()) or None
 
         for th in threads:  # not the 1-thread 1024^3 run made for the peak check alone
             g = s["gemm"].get(th)

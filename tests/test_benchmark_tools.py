@@ -560,6 +560,7 @@ def test_the_driver_ending_ends_its_running_worker(tmp_path, sig, status):
         if status is not None:
             assert p.returncode == status, err
             assert "Traceback" not in err, err
+            assert f"INTERRUPTED ({'SIGTERM' if sig == 'SIGTERM' else 'Ctrl-C'})" in out, out
         assert gone_within(pid, 10), f"the worker {pid} runs on after the driver's {sig}"
     finally:
         if p.poll() is None:
@@ -613,3 +614,29 @@ def test_the_predict_target_names_a_failed_peer_error(monkeypatch, capsys, broke
         run.main(["--only", "P", "--threads", "1", "--repeats", "1"])
     out = capsys.readouterr().out
     assert row(out, "P [1t] predict(1 row) latency", says), out
+
+
+def test_ctrl_c_prints_what_was_measured_marked_interrupted(tmp_path, monkeypatch, capsys):
+    """Ctrl-C gave a KeyboardInterrupt traceback and discarded every result
+    measured so far."""
+    run = load_module("run")
+
+    def worker(task, timeout):
+        if task.get("kind") != "gemm":
+            return {"ok": True}
+        if task["threads"] == 2 and task["peer"] == "dnnfast":
+            raise KeyboardInterrupt  # as run_child raises it, having killed the worker
+        return {"ok": True, "cases": [dict(c, seconds=1e-3) for c in task["cases"]]}
+
+    monkeypatch.setattr(run, "run_worker", worker)
+    out = tmp_path / "run.json"
+    with pytest.raises(KeyboardInterrupt):
+        run.main(["--only", "G", "--threads", "1,2", "--repeats", "1", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "INTERRUPTED (Ctrl-C)" in text
+    assert table_row(text, "square 1024")[3:5] == ["2147.5", "2147.5"], text  # 1 thread: measured
+    assert "dnnfast: not run (interrupted)" in text, text  # 2 threads: numpy ran, dnnfast did not
+    assert row(text, "G [2t] GEMM squares >= 512", "n/a", "dnnfast not run (interrupted)"), text
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["interrupted"] is True
+    assert {r["id"] for r in doc["runs"]} == {"G/1t/numpy", "G/1t/dnnfast", "G/2t/numpy"}
