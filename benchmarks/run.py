@@ -17,8 +17,8 @@ import time
 
 from workloads import (ALL_KEYS, EX_IOERR, FAR_CORES, MAX_CORES_OVER, MAX_SPREAD, PEER_MODULE, PEER_NAME,
                        PREDICT_PEERS, SUITES, TRAIN_PEERS, WORKLOADS, DESCRIPTIONS, excess_cores, far_cores,
-                       flops_per_sample, gemm_cases, json_target_problem, median, network_spec, run_child, spread,
-                       Terminated, write_json)
+                       flops_per_sample, gemm_cases, json_target_problem, median, network_spec, positive_seconds,
+                       run_child, spread, MAX_TIMEOUT, Terminated, write_json)
 
 #: M (fit's peak memory) runs in at most this many processes: the figure does not move between them.
 M_REPEATS = 3
@@ -45,7 +45,7 @@ def run_worker(task, timeout):
         p = run_child([sys.executable, WORKER, json.dumps(task)], env=child_env(task["threads"]), cwd=HERE,
                       timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"timed out after {timeout} s", "wall": time.perf_counter() - t0}
+        return {"ok": False, "error": f"timed out after {timeout:g} s", "wall": time.perf_counter() - t0}
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     if not lines:
         err = (p.stderr.strip().splitlines() or ["no output"])[-1]
@@ -261,7 +261,8 @@ def main(argv=None):
     ap.add_argument("--threads", default=None,
                     help="comma-separated thread counts, each run for every peer (default 1,2; --quick: 2)")
     ap.add_argument("--repeats", type=int, default=None, help="processes per peer and workload (default 5; --quick 2)")
-    ap.add_argument("--timeout", type=int, default=600, help="seconds before a worker is killed")
+    ap.add_argument("--timeout", type=positive_seconds, default=600.0,
+                    help=f"seconds before a worker is killed (> 0, at most {MAX_TIMEOUT}: a week)")
     ap.add_argument("--json", default=None, help="save the raw results to this file (benchmarks/compare.py reads it)")
     args = ap.parse_args(argv)
     if args.list:
@@ -289,8 +290,6 @@ def main(argv=None):
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
     if repeats < 1:
         ap.error(f"--repeats must be >= 1, got {repeats}")
-    if args.timeout <= 0:
-        ap.error(f"--timeout must be > 0, got {args.timeout}")
     if args.json and json_target_problem(args.json):  # else found at the end of a 15-minute run
         ap.error(f"--json: {json_target_problem(args.json)}")
     # Seconds of fitting per training process (at least one fit): the same

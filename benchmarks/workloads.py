@@ -195,13 +195,18 @@ def positive_int(text):
     return v
 
 
+#: The longest --timeout: a week. subprocess's wait cannot take much more
+#: (poll's milliseconds overflow at 24.8 days: an OverflowError traceback).
+MAX_TIMEOUT = 7 * 24 * 3600
+
+
 def positive_seconds(text):
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seconds > 0, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    if not (0 < v <= MAX_TIMEOUT):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most {MAX_TIMEOUT} seconds (a week), got {text}")
     return v
 
 

@@ -294,6 +294,8 @@ def fake_children(monkeypatch, fake):
     (["--timeout", "0"], "--timeout"),
     (["--timeout", "-5"], "--timeout"),
     (["--timeout", "nan"], "--timeout"),
+    (["--timeout", "1e300"], "--timeout"),
+    (["--timeout", "9999999999"], "--timeout"),
     (["--only", "nope"], "unknown workload"),
 ])
 def test_bench_sklearn_rejects_bad_arguments(sk, monkeypatch, capsys, args, says):
@@ -367,6 +369,7 @@ def test_bench_sklearn_run_one_returns_a_timeout(sk, monkeypatch):
     (["--builds", "a=/no/such/dnnfast/tree"], "no such directory"),
     (["--timeout", "0"], "--timeout"),
     (["--timeout", "inf"], "--timeout"),
+    (["--timeout", "1e300"], "--timeout"),
 ])
 @pytest.mark.parametrize("suite", ["net", "sklearn"])
 def test_bench_activations_rejects_bad_arguments(act, monkeypatch, capsys, args, says, suite):
