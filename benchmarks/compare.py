@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workloads import PEER_NAME, median, spread  # noqa: E402
+from workloads import PEER_NAME, cli, median, spread  # noqa: E402
 
 
 class BadInput(Exception):
@@ -197,4 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "compare.py")

@@ -321,16 +321,18 @@ def main(argv=None):
         report += ["", f"INTERRUPTED ({interruption(interrupted)}): the report above gives what was measured "
                        "before it"]
     # The report first: a --json that cannot be written loses the file, not
-    # the run's results.
-    print("\n".join(report).lstrip("\n"), flush=True)
-    if args.json and doc is not None:
-        try:
-            write_json(args.json, doc)
-        except OSError as e:
-            sys.stderr.write(f"{ap.prog}: --json {args.json}: cannot write it ({e.strerror or e}); the report above "
-                             "has the results, and a file that was there is unchanged\n")
-            sys.exit(EX_IOERR)
-        log(f"raw results{' (of the interrupted run)' if interrupted else ''} written to {args.json}")
+    # the run's results; and the JSON whatever became of stdout.
+    try:
+        print("\n".join(report).lstrip("\n"), flush=True)
+    finally:
+        if args.json and doc is not None:
+            try:
+                write_json(args.json, doc)
+            except OSError as e:
+                sys.stderr.write(f"{ap.prog}: --json {args.json}: cannot write it ({e.strerror or e}); the report "
+                                 "has the results, and a file that was there is unchanged\n")
+                sys.exit(EX_IOERR)
+            log(f"raw results{' (of the interrupted run)' if interrupted else ''} written to {args.json}")
     if interrupted:
         raise interrupted  # the entry point's status: 130, 143 for SIGTERM
     why = ([f"{len(broken)} worker(s) failed ({', '.join(broken)}; their errors above)"] if broken else []) + (

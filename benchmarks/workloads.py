@@ -291,20 +291,61 @@ def run_child(cmd, timeout=None, **kwargs):
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+class StdoutError(Exception):
+    """Writing to stdout failed (a full disk; not a closed pipe, whose
+    BrokenPipeError passes): the command's own output, told from the
+    OSErrors of its work."""
+
+
+class _GuardedStdout:
+    """sys.stdout whose write errors raise StdoutError (see cli)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, f, *args):
+        try:
+            return f(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(e) from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def cli(main, prog):
     """Run main() as a command and exit with its status, or: 130 on Ctrl-C
     and 143 on SIGTERM (the running worker killed, see run_child; one line,
-    no traceback), 141 when stdout's reader went away (| head; 128 +
-    SIGPIPE)."""
+    no traceback), 74 when stdout could not be written (a full disk;
+    EX_IOERR), 141 when stdout's reader went away (| head; 128 + SIGPIPE).
+    The same statuses as ``python -m dnnfast``'s, whose helper this repeats
+    rather than imports: the yardstick never imports what it measures."""
     status = 0
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
     try:
         with sigterm_raises():
-            status = main()
-            sys.stdout.flush()  # here, where a closed pipe can be caught, not at interpreter exit
-    except BrokenPipeError:
+            try:
+                status = main()
+            except SystemExit as e:  # --help, a usage error, sys.exit(why): its output may wait in the buffer
+                status = e.code
+            sys.stdout.flush()  # here, where its failure can be caught, not at interpreter exit
+    except (BrokenPipeError, StdoutError) as e:
         # Point stdout at devnull so the flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = 141
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        if isinstance(e, BrokenPipeError):
+            status = 141
+        else:
+            print(f"{prog}: cannot write to stdout: {e}", file=sys.stderr)
+            status = EX_IOERR
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
         print(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)

@@ -643,3 +643,29 @@ def test_ctrl_c_prints_what_was_measured_marked_interrupted(tmp_path, monkeypatc
     doc = json.loads(out.read_text())
     assert doc["meta"]["interrupted"] is True
     assert {r["id"] for r in doc["runs"]} == {"G/1t/numpy", "G/1t/dnnfast", "G/2t/numpy"}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("cmd", ["--list", "--help", "compare"])
+def test_stdout_on_a_full_disk_exits_74(tmp_path, cmd):
+    """`python -m benchmarks --list > /dev/full` and `compare.py ... >
+    /dev/full` ended in an OSError traceback (status 1)."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(gemm_doc({"numpy": [1e-3, 2e-3], "dnnfast": [1e-3, 2e-3]})))
+    args = ([os.path.join(BENCH, "compare.py"), str(good), str(good)] if cmd == "compare" else
+            ["-m", "benchmarks", cmd])
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, *args], cwd=os.path.dirname(BENCH), stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    assert p.returncode == 74, p.stderr
+    assert "cannot write to stdout" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_compare_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(gemm_doc({"numpy": [1e-3, 2e-3], "dnnfast": [1e-3, 2e-3]})))
+    proc = subprocess.Popen([sys.executable, os.path.join(BENCH, "compare.py"), str(good), str(good)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

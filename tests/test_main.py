@@ -1,7 +1,10 @@
 """python -m dnnfast: the main job trains on the shipped digits and reaches 95%."""
+import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 
 def test_main_job_reaches_95_percent_and_reports_speed():
@@ -51,3 +54,16 @@ def test_ctrl_c_ends_the_main_job_with_the_epochs_done_and_no_traceback():
     assert "Traceback" not in err
     done = int(re.search(r"interrupted after (\d+) of 100000 epochs", err).group(1))
     assert done >= 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_help_into_a_full_disk_exits_74():
+    """--help > /dev/full exited 0 with nothing written (argparse drops the
+    OSError), where the exit statuses --help lists say 74."""
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "dnnfast", "--help"], stdout=full, stderr=subprocess.PIPE,
+                             text=True, timeout=60)
+    assert out.returncode == 74, out.stderr
+    assert "cannot write to stdout" in out.stderr and "Traceback" not in out.stderr
+    ok = subprocess.run([sys.executable, "-m", "dnnfast", "--help"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "74" in ok.stdout and "usage: python -m dnnfast" in ok.stdout

@@ -76,9 +76,20 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Each option's default, and the epilog's lines (the exit statuses) kept as written."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """--help through _say: argparse's own writer drops an OSError, and
+    `--help > /dev/full` exited 0 with nothing written."""
+
+    def print_help(self, file=None):
+        if file is None:
+            _say(self.format_help(), end="")
+        else:
+            super().print_help(file)
+
+
 def main(argv=None):
     epilog = "exit status:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_STATUSES)
-    p = argparse.ArgumentParser(prog="python -m dnnfast", description=__doc__, epilog=epilog,
+    p = _Parser(prog="python -m dnnfast", description=__doc__, epilog=epilog,
                                 formatter_class=_HelpFormatter)
     p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="rows per step")
@@ -151,7 +162,10 @@ def _flush_stdout():
 
 if __name__ == "__main__":
     try:
-        status = main()
+        try:
+            status = main()
+        except SystemExit as exc:  # --help, a usage error: its text may still wait in stdout's buffer
+            status = exc.code
         _flush_stdout()  # here, where a closed pipe can be caught, not at interpreter exit
     except BrokenPipeError:
         # The reader (`| head -1`) has gone: stop quietly. Point stdout at
