@@ -263,13 +263,17 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None, help="processes per peer and workload (default 5; --quick 2)")
     ap.add_argument("--timeout", type=positive_seconds, default=600.0,
                     help=f"seconds before a worker is killed (> 0, at most {MAX_TIMEOUT}: a week)")
-    ap.add_argument("--json", default=None, help="save the raw results to this file (benchmarks/compare.py reads it)")
+    ap.add_argument("--json", default=None, help="save the workloads' raw results to this file (benchmarks/compare.py "
+                    "reads it); not the script suites'")
     args = ap.parse_args(argv)
     if args.list:
         print(list_text())
         return
 
     keys, scripts = selection(args.suites, args.only, ap.error)
+    if args.json and not keys:  # else silently no file
+        ap.error(f"--json holds the workloads' results ({','.join(ALL_KEYS)}), and {' and '.join(scripts)} "
+                 "run none: the scripts report on their own (python benchmarks/bench_sklearn.py --json FILE)")
     q = 1 if args.quick else 0
     threads = []
     # At most the CPUs this process may use: JAX is confined to as many CPUs
@@ -332,7 +336,8 @@ def main(argv=None):
                 sys.stderr.write(f"{ap.prog}: --json {args.json}: cannot write it ({e.strerror or e}); the report "
                                  "has the results, and a file that was there is unchanged\n")
                 sys.exit(EX_IOERR)
-            log(f"raw results{' (of the interrupted run)' if interrupted else ''} written to {args.json}")
+            log(f"raw results{' (of the interrupted run)' if interrupted else ''} written to {args.json}"
+            + (f" (the workloads'; not those of {', '.join(scripts)})" if scripts else ""))
     if interrupted:
         raise interrupted  # the entry point's status: 130, 143 for SIGTERM
     why = ([f"{len(broken)} worker(s) failed ({', '.join(broken)}; their errors above)"] if broken else []) + (

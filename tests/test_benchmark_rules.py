@@ -109,12 +109,25 @@ def test_only_refuses_an_empty_selection_and_runs_each_workload_once(bench):
     assert run.selection([], None, error)[0] == run.ALL_KEYS
 
 
+def test_json_with_script_suites_alone_is_a_usage_error(bench, capsys, monkeypatch):
+    """--json was silently not written when only script suites ran."""
+    run = bench["run"]
+    for start in ("run", "Popen"):
+        monkeypatch.setattr(subprocess, start, lambda *a, **k: pytest.fail("a script started"))
+    for suites in (["estimators"], ["activations"], ["estimators", "activations"]):
+        with pytest.raises(SystemExit) as info:
+            run.main([*suites, "--json", "out.json"])
+        assert info.value.code == 2
+        assert "--json" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--threads", "abc"], "--threads"), (["--threads", "0"], "--threads"), (["--threads", "1,-1"], "--threads"),
     (["--threads", "100000"], "--threads"), (["--threads", f"1,{max(2, os.cpu_count()) + 1}"], "--threads"),
     (["--repeats", "0"], "--repeats must be >= 1"), (["--repeats", "-1"], "--repeats must be >= 1"),
     (["--timeout", "0"], "--timeout"), (["--timeout", "9999999999"], "--timeout"),
-    (["--timeout", "1e300"], "--timeout"), (["--timeout", "nan"], "--timeout"), (["--json", "/nonexistent-dir/x.json"], "--json: no directory"),
+    (["--timeout", "1e300"], "--timeout"), (["--timeout", "nan"], "--timeout"),
+    (["--json", "/nonexistent-dir/x.json"], "--json: no directory"),
 ])
 def test_bad_arguments_are_usage_errors_before_anything_runs(bench, capsys, args, message):
     """--threads abc was a traceback, 0 ran a thread-less "PASS", --repeats 0
