@@ -87,6 +87,8 @@ def load(path):
     except json.JSONDecodeError as e:
         raise BadInput(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno}; "
                        "a truncated file, or a run that did not finish writing it?)") from None
+    except RecursionError:  # the parser recurses per level
+        raise BadInput(f"{path}: not a benchmarks JSON (nested too deeply to read)") from None
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: not a benchmarks JSON (a JSON {type(doc).__name__}, "
                        "not an object with 'meta' and 'summary')")

@@ -148,6 +148,7 @@ BAD_FILES = [
     ("object", "{}", "no 'meta' and 'summary'"),
     ("sklearn-json", '{"threads": 1, "repeats": 5, "runs": {}, "summary": {}}', "no 'meta' and 'summary'"),
     ("bad-runs", '{"meta": {}, "summary": {}, "runs": [{"id": "W1/1t/dnnfast"}]}', "not a benchmarks JSON"),
+    ("deep", "[" * 100000 + "]" * 100000, "nested too deeply"),  # was a RecursionError traceback
 ]
 
 
