@@ -44,18 +44,19 @@ def set_threads(peer, threads):
     process never loads the library it is measured against (its OpenMP
     runtime, its threads)."""
     if peer == "jax":
-        # XLA's CPU client reads no OMP/BLAS variable: it sizes its pools
-        # from the CPUs the process may use, when JAX starts (so set here,
-        # before its import), and no flag sets a thread count. Its flags for
-        # no intra-op pool are not enough at one thread: the runtime still
-        # runs independent operations of the program at once on its other
-        # threads (the W1 epoch used 1.7 CPU-seconds per second on the 2-core
-        # machine, 107k samples/s; 64-80k on one core). So the process is
-        # confined to as many CPUs as threads, one included.
+        # XLA's CPU client reads no OMP/BLAS variable and has no flag for a
+        # thread count: it sizes its pools from the CPUs the process may use,
+        # when JAX starts (so set here, before its import). What confines it
+        # is that CPU affinity: as many CPUs as threads, one included. The
+        # flag for no Eigen intra-op pool is not enough at one thread: the
+        # runtime still runs independent operations of the program at once
+        # on its other threads (the W1 epoch used 1.7 CPU-seconds per second
+        # on the 2-core machine, 107k samples/s; 64-80k on one core). XLA
+        # ignores a token without a leading "--" (and refuses an unknown
+        # flag with one): intra_op_parallelism_threads is no XLA flag.
         cpus = sorted(os.sched_getaffinity(0))
         if threads == 1:
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                                       " intra_op_parallelism_threads=1").strip()
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
         if threads < len(cpus):
             os.sched_setaffinity(0, cpus[:threads])
     if peer == "torch":

@@ -231,3 +231,18 @@ def test_the_gemm_peak_share_is_never_above_100_percent(bench):
     assert t["status"] == "UNRELIABLE" and "a GEMM ran faster than the measured 1-thread peak" in t["unreliable"]
     t = target(70.0)
     assert t["detail"] == "58.0 of 70.0 GFLOP/s = 82.9%" and t["status"] == "PASS", t
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs and sched_setaffinity")
+def test_jax_at_one_thread_is_confined_by_affinity_and_gets_only_real_xla_flags():
+    """XLA_FLAGS held "intra_op_parallelism_threads=1", no XLA flag (XLA
+    ignores a token without "--", and refuses an unknown one with it)."""
+    code = ("import os, sys; sys.path.insert(0, %r); os.environ.pop('XLA_FLAGS', None); import worker; "
+            "worker.set_threads('jax', 1); print(len(os.sched_getaffinity(0))); print(os.environ['XLA_FLAGS'])"
+            % BENCH)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cpus, flags = out.stdout.splitlines()
+    assert cpus == "1"
+    assert flags.split() == ["--xla_cpu_multi_thread_eigen=false"], flags
