@@ -477,8 +477,18 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
     if interrupted:
         p(f"INTERRUPTED ({interruption(interrupted)}) after {time.perf_counter() - t_start:.0f} s: the figures "
           f"below are those measured before it; a row reading '{NOT_RUN}' was not measured")
-    if not info.get("ok"):  # else every figure below read "n/a (... not available)", blaming the build
-        p(f"info worker FAILED ({info.get('error')}): versions, GEMM kernel and FMA peak unknown")
+    # Why the GEMM kernel and the FMA peak are unknown, where they are: the
+    # lines below said "gemm_kernel() not available" after the info worker
+    # had failed, blaming the build.
+    if not info.get("ok"):
+        unknown = ("the info worker was not run (interrupted)" if info.get("error") == NOT_RUN else
+                   "the info worker failed")
+        p(f"info worker: {NOT_RUN if info.get('error') == NOT_RUN else 'FAILED (' + str(info.get('error')) + ')'}: "
+          "versions, GEMM kernel and FMA peak unknown")
+    elif info.get("dnnfast_error"):
+        unknown = f"dnnfast did not import: {info['dnnfast_error']}"
+    else:
+        unknown = None
     versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "torch", "sklearn", "jax", "dnnfast")
                          if k in info)
     p(f"versions: {versions}")
@@ -488,8 +498,8 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
          " (other work on the machine slows every peer; the interleaving shares it out)"))
     if info.get("blas"):
         p(f"NumPy BLAS: {'; '.join(info['blas'])}")
-    p(f"dnnfast GEMM kernel: {info.get('gemm_kernel') or 'n/a (gemm_kernel() not available)'}; "
-      f"OpenMP: {info.get('has_openmp')}")
+    kernel_text = info.get("gemm_kernel") or f"n/a ({unknown or 'gemm_kernel() not available'})"
+    p(f"dnnfast GEMM kernel: {kernel_text}; OpenMP: {info.get('has_openmp', 'n/a')}")
     if peaks:
         n = min(len(v) for v in peak_samples.values())
         p(f"measured FMA peak (dnnfast._core.fma_peak_gflops: the median of {n} samples through the run, "
@@ -497,7 +507,8 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
           + ", ".join(f"{k.replace('/', ' ')}t {v:.1f} GFLOP/s ({min(peak_samples[k]):.0f}-"
                       f"{max(peak_samples[k]):.0f})" for k, v in sorted(peaks.items())))
     else:
-        p("measured FMA peak: n/a (dnnfast._core.fma_peak_gflops not available): peak fractions print n/a")
+        p(f"measured FMA peak: n/a ({unknown or 'dnnfast._core.fma_peak_gflops not available'}): peak fractions "
+          "print n/a")
     p("GFLOP/s for training count the work done per sample: forward 2*sum(m_in*m_out), dW = A^T dZ "
       "2*sum(m_in*m_out), dA = dZ W^T 2*sum over layers 2..L (no peer forms dA[0]); element-wise work "
       "is not counted. " + ", ".join(f"{k} {flops_per_sample(WORKLOADS[k]['sizes']) / 1e6:.3f}"
@@ -688,7 +699,8 @@ def run_workloads(args, keys, q, threads, repeats, train_min_time, log, t_start,
             p(f"  {failure(s1) if not g1 else failure(s2)}")
 
     meta["peak_measured_low"] = sorted(f"{d}/{t}" for d, t in peak_low)
-    targets = check_targets(keys, threads, summary, peak, busy, cpus, peak_low, kernel=info.get("gemm_kernel"))
+    targets = check_targets(keys, threads, summary, peak, busy, cpus, peak_low, kernel=info.get("gemm_kernel"),
+                            unknown=unknown)
     p("")
     p("targets (ratios within this run)")
     p("-" * 32)
@@ -709,12 +721,14 @@ def interruption(e):
     return "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
 
 
-def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
+def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None, unknown=None):
     """One line per target: PASS/FAIL from ratios measured in this run, or
     UNRELIABLE (with the verdict it would have had) when the load or the
     compared peers' spread says the ratio cannot be trusted. ``kernel``: the
     name of dnnfast's GEMM tables (the share of the peak W1 must reach
-    depends on the instruction set)."""
+    depends on the instruction set); ``unknown``: why the kernel and the
+    peaks are unknown, where the info worker failed (else the build lacks
+    them)."""
     out = []
 
     def add(target, ratio, need, detail=None, lower_is_better=False, series=None, use_load=True, also=()):
@@ -772,9 +786,11 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
         pk = peak("float32", 1)
         if need is None:
             add(name, None, 0.0, (f"no target for the {kernel} tables" if kernel else
-                                  "GEMM tables unknown (the info line above)") + " (AVX-512: 65%, AVX2: 80%)")
+                                  f"GEMM tables unknown ({unknown or 'the info line above'})")
+                + " (AVX-512: 65%, AVX2: 80%)")
         elif "dnnfast" not in t1["samples_per_s"] or pk is None:
-            add(name, None, need, "dnnfast error" if pk is not None else "peak n/a")
+            add(name, None, need, f"dnnfast {t1['errors'].get('dnnfast')}" if pk is not None else
+                f"peak n/a ({unknown or 'fma_peak_gflops not available'})")
         else:
             gf = t1["samples_per_s"]["dnnfast"] * flops_per_sample(WORKLOADS["W1"]["sizes"]) / 1e9
             # A rate above the measured peak proves the peak was measured low
@@ -815,7 +831,8 @@ def check_targets(keys, threads, s, peak, load, cpus, peak_low=(), kernel=None):
         if g1 is None:
             add(name, None, 0.75, gemm_error(1))
         elif pk is None:
-            add(name, None, 0.75, f"{g1['dnnfast_gflops']:.1f} GFLOP/s; peak n/a (fma_peak_gflops not available)")
+            add(name, None, 0.75, f"{g1['dnnfast_gflops']:.1f} GFLOP/s; peak n/a "
+                f"({unknown or 'fma_peak_gflops not available'})")
         else:
             gf = g1["dnnfast_gflops"]
             # As W1's share above: a rate over the measured peak proves the

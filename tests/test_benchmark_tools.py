@@ -670,3 +670,28 @@ def test_compare_into_a_pipe_closed_early_ends_quietly(tmp_path):
     proc.stdout.close()  # the reader leaves before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
+def test_a_failed_info_worker_is_named_not_the_build(monkeypatch, capsys):
+    """When the info worker failed, the lines below it said "n/a
+    (gemm_kernel() not available)" and "fma_peak_gflops not available", as
+    if the build lacked them."""
+    run = load_module("run")
+
+    def worker(task, timeout):
+        if task.get("kind") == "info":
+            return {"ok": False, "error": "timed out after 600 s"}
+        if task.get("kind") != "gemm":
+            return {"ok": True}
+        return {"ok": True, "cases": [dict(c, seconds=1e-3) for c in task["cases"]]}
+
+    monkeypatch.setattr(run, "run_worker", worker)
+    with pytest.raises(SystemExit) as e:
+        run.main(["--only", "G", "--threads", "1", "--repeats", "1"])
+    assert "info" in str(e.value.code)
+    out = capsys.readouterr().out
+    assert "not available" not in out, out
+    assert "info worker: FAILED (timed out after 600 s)" in out
+    assert "dnnfast GEMM kernel: n/a (the info worker failed)" in out
+    assert "measured FMA peak: n/a (the info worker failed)" in out
+    assert row(out, "G 1-thread GEMM 1024^3", "peak n/a (the info worker failed)"), out
