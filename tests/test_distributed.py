@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -568,3 +569,42 @@ def test_exit_without_enter_is_explained():
     with pytest.raises(RuntimeError, match="not active"):
         ctx.__exit__(None, None, None)  # a second exit
     assert distributed.current() is None
+
+
+def test_a_handler_chained_to_a_held_one_during_a_fit_still_reaches_the_users():
+    """A callback that chains a handler of its own to the one getsignal gives
+    during a distributed fit chains to dnnfast's holder: after the fit that
+    holder kept the calls for an agreement that never came, and the user's
+    handler never ran again."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI
+
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("no SIGUSR1")
+    calls = []
+
+    def user(s, f):
+        calls.append("user")
+
+    class Chain:
+        def on_epoch_end(self, net, epoch, logs):
+            prev = signal.getsignal(signal.SIGUSR1)
+
+            def chained(s, f):
+                calls.append("chained")
+                prev(s, f)
+
+            if epoch == 0:
+                signal.signal(signal.SIGUSR1, chained)
+            return False
+
+    old = signal.signal(signal.SIGUSR1, user)
+    try:
+        X = np.random.default_rng(0).normal(size=(32, 3))
+        net = dnnfast.Network([3, 4, 1], ["relu", "identity"], loss="mse", seed=0)
+        with distributed.Context(MPI.COMM_SELF):
+            net.fit(X, X[:, :1], epochs=2, callbacks=[Chain()])
+        signal.raise_signal(signal.SIGUSR1)
+        assert calls == ["chained", "user"]
+    finally:
+        signal.signal(signal.SIGUSR1, old)

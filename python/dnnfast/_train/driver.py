@@ -419,7 +419,9 @@ class Interrupts:
         agreement. Called where the signal came, what it raised (a
         KeyboardInterrupt, sys.exit) left this rank's fit in the middle of
         a step while the others waited for it in a collective for good."""
-        if os.getpid() != self._pid:  # a forked child: the user's handler, as installed
+        # A forked child, or the fit is over (a callback chained a handler of its
+        # own to this one, which then stays installed): the user's handler, as installed.
+        if os.getpid() != self._pid or not self.active:
             return self._users[signum](signum, frame)
         self._held.append((signum, frame))
 
