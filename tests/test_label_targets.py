@@ -110,7 +110,8 @@ y = np.array(["a", "b"] * 10, dtype=object)
 clf.partial_fit(X, y, classes=np.array(["a", "b"], dtype=object))
 clf.partial_fit(X, y)
 out["partial_fit object"] = [str(clf.classes_.dtype), str(clf.predict(X).dtype), clf.score(X, y) >= 0]
-for name, y in [("object int", np.array([1, 2] * 10, dtype=object)), ("object mix", np.array(["a", 2] * 10, dtype=object))]:
+for name, y in [("object int", np.array([1, 2] * 10, dtype=object)), ("object mix", np.array(["a", 2] * 10, dtype=object)),
+                ("object None", np.array(["a", "b", None, "a"] * 5, dtype=object))]:
     try:
         dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
         out[name] = "accepted"
@@ -125,7 +126,8 @@ _SK_STR_CLASSES = {"<U10": ["<U1", "<U1"], "mixed list": ["<U1", "<U1"], "three"
                    "object": ["<U1", "<U1"], "object three": ["<U2", "<U2"],
                    "partial_fit": ["<U1", "<U1"], "partial_fit object": ["<U1", "<U1", True],
                    # a first label that is no str: an unknown type; a str among numbers: a mix
-                   "object int": ["ValueError", "Unknown label type: "], "object mix": ["TypeError", ""]}
+                   "object int": ["ValueError", "Unknown label type: "], "object mix": ["TypeError", ""],
+                   "object None": ["TypeError", ""]}
 
 
 def test_str_classes_have_scikit_learns_dtype():

@@ -24,8 +24,9 @@ def _object_labels(y):
     flat = y.ravel()
     if flat.size and not isinstance(flat[0], str):
         raise ValueError(f"Unknown label type: {(y,)!r}")
-    other = next((label for label in flat.tolist() if not isinstance(label, str)), None)
-    if other is not None:
+    none = object()  # (not None: None among str labels is a label to refuse)
+    other = next((label for label in flat.tolist() if not isinstance(label, str)), none)
+    if other is not none:
         raise TypeError(f"y: labels must be all strings or all numbers, got {type(other).__name__} "
                         f"{other!r:.40} among strings")
     return y.astype(str)
