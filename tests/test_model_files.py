@@ -1229,3 +1229,37 @@ def test_adam_second_moments_overflowed_to_infinity_save_and_load(tmp_path):
     _write(tmp_path / "nan.npz", header, arrays)
     with pytest.raises(ValueError, match="'optimizer_state2' holds NaN"):
         dnnfast.load(tmp_path / "nan.npz")
+
+
+def test_an_integer_tag_in_a_float_field_is_refused_naming_it(tmp_path):
+    """Format version 2's integer tags reached the float fields: an integer
+    beyond the float range there was 'damaged archive (OverflowError: int too
+    large to convert to float)', naming no field."""
+    huge = {"int": "0x" + "f" * 300}
+    est = _fitted(MLPClassifier)
+    est.save(tmp_path / "m.npz")
+    header, arrays = _members(tmp_path / "m.npz")
+    header["fitted"]["loss"] = huge
+    _write(tmp_path / "bad.npz", header, arrays)
+    with pytest.raises(ValueError, match=r"fitted\.loss: an integer beyond the float range"):
+        dnnfast.load(tmp_path / "bad.npz")
+    net = dnnfast.Network([3, 4, 2], ["relu", "softmax"], seed=0)
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    net.fit(X, np.arange(20) % 2, epochs=2, checkpoint=tmp_path / "c.npz")
+    header, arrays = _members(tmp_path / "c.npz")
+    header["training"]["best"] = huge
+    _write(tmp_path / "bad.npz", header, arrays)
+    with pytest.raises(ValueError, match=r"training\.best: an integer beyond the float range"):
+        dnnfast.load(tmp_path / "bad.npz")
+
+
+def test_a_float_parameter_may_be_a_large_integer_as_in_scikit_learn(tmp_path):
+    """alpha=2**64 (scikit-learn takes it) was numpy's "ufunc 'isfinite' not
+    supported" TypeError; an int beyond the float range is refused naming it."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = X[:, 0]
+    est = MLPRegressor(hidden_layer_sizes=(3,), alpha=2**64, max_iter=2).fit(X, y)
+    est.save(tmp_path / "m.npz")
+    assert dnnfast.load(tmp_path / "m.npz").alpha == 2**64
+    with pytest.raises(ValueError, match="'alpha' parameter"):
+        MLPRegressor(alpha=10**400, max_iter=2).fit(X, y)

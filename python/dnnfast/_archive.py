@@ -703,6 +703,20 @@ def encode_value(value, where):
                     "(numbers, strings, None, lists, tuples and dicts of them do)")
 
 
+def decode_number(v, where, nullable=False):
+    """A header's float field (a number, or null where ``nullable``) -> float or None.
+    An integer beyond the float range (an {"int": hex} tag) is refused naming it."""
+    v = decode_value(v, where)
+    if v is None and nullable:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{where} must be a number{' or null' if nullable else ''}")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{where}: an integer beyond the float range") from None
+
+
 def decode_value(v, where, depth=0):
     """The inverse of :func:`encode_value`, refusing anything it cannot have written."""
     if depth > _MAX_DEPTH:

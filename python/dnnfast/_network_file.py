@@ -11,7 +11,7 @@ import numpy as np
 
 from ._archive import (
     _BASE_FIELDS, _F64, _HEADER, Codec, atomic_write, check_loadable, check_path, read_model, _base_header, _check_architecture, _check_keys, _count, _field,
-    _le, _num_params, _parameter_arrays, decode_value, encode_value, from_canonical, to_canonical,
+    _le, _num_params, _parameter_arrays, decode_number, decode_value, encode_value, from_canonical, to_canonical,
 )
 from ._buffers import aligned_empty
 
@@ -175,10 +175,7 @@ def _check_training(d, num_params, dtype, version):
 
     if rec["optimizer"] not in OPTIMIZER_TABLE:
         raise ValueError(f"{where}.optimizer: unknown optimizer {rec['optimizer']!r:.40}")
-    best = decode_value(d["best"], f"{where}.best")
-    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
-        raise ValueError(f"{where}.best must be a number or null")
-    rec["best"] = None if best is None else float(best)
+    rec["best"] = decode_number(d["best"], f"{where}.best", nullable=True)
     rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
     hist = _field(d, "history", dict, where)
     arrays = {}
@@ -188,11 +185,8 @@ def _check_training(d, num_params, dtype, version):
         for k, v in hist.items():
             if not isinstance(v, list):
                 raise ValueError(f"{where}.history[{k!r:.40}] must be a list")
-            vals = [decode_value(x, f"{where}.history") for x in v]
-            if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
-                raise ValueError(f"{where}.history[{k!r:.40}] must hold numbers")
-            rec["history"][k] = [float(x) for x in vals]
-            lengths[k] = len(vals)
+            rec["history"][k] = [decode_number(x, f"{where}.history[{k!r:.40}]") for x in v]
+            lengths[k] = len(v)
     else:
         rec["history"] = None
         for k, v in hist.items():

@@ -14,6 +14,7 @@ packed into a new buffer, once, at the next fit or predict.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import warnings
@@ -149,6 +150,14 @@ def _comparable(value):
     return repr(value)
 
 
+
+def _finite_float(v):
+    """``v`` (a real number) is finite as a float: an int beyond the float range is not."""
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
 class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
 
@@ -175,8 +184,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             if isinstance(v, bool) or not isinstance(v, kind):
                 raise TypeError(f"The '{name}' parameter of {type(self).__name__} must be "
                                 f"{'an int' if integral else 'a float'}, got {v!r}.")
-            # An int is finite however large (np.isfinite cannot take one beyond int64).
-            if (not integral and not np.isfinite(v)) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
+            # An int is finite however large (np.isfinite cannot take one beyond int64);
+            # a float parameter's int must become a float (scikit-learn takes alpha=2**64).
+            if (not integral and not _finite_float(v)) or (lo is not None and (v < lo or (lo_open and v == lo))) or \
                     (hi is not None and (v > hi or (hi_open and v == hi))):
                 rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open else ']'}"
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be in {rng}, got {v!r}.")

@@ -14,7 +14,7 @@ import numpy as np
 from .._archive import (
     KINDS, _BASE_FIELDS, _F64, _HEADER, _I64, _MT19937_KEYS, _U32, Codec, _base_header, from_canonical, to_canonical,
     _check_architecture, _check_keys, _count, _field, _le, _num_params, _parameter_arrays,
-    atomic_write, check_loadable, check_path, decode_value, encode_value,
+    atomic_write, check_loadable, check_path, decode_number, decode_value, encode_value,
 )
 from .._buffers import aligned_empty
 from ._solver_state import SOLVER_SETTINGS, solver_settings
@@ -159,10 +159,7 @@ def _estimator_expected(header, kind):
            "out_activation": _field(f, "out_activation", str, w)}
     for key in ("loss", "best_loss", "best_validation_score"):
         if key in f:
-            v = decode_value(f[key], f"{w}.{key}")
-            if not (v is None and key != "loss") and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"{w}.{key} must be a number{'' if key == 'loss' else ' or null'}")
-            fit[key] = v if v is None else float(v)
+            fit[key] = decode_number(f[key], f"{w}.{key}", nullable=key != "loss")
     fit["no_improvement_count"] = _count(f, "no_improvement_count", w, optional=True)
     history = _count(f, "history", w)
     for k in ("loss", "val_loss", "val_score", "time"):
