@@ -857,6 +857,25 @@ def test_bad_parameters_are_named(bad, match):
         MLPClassifier(**bad).fit(X, y)
 
 
+@pytest.mark.parametrize("kw,match", [(dict(beta_2=1 - 1e-8), "beta_2 must be below 1 in a float32"),
+                                      (dict(beta_1=1 - 1e-8), "beta_1 must be below 1 in a float32"),
+                                      (dict(epsilon=1e39), "epsilon must be at most 3.40282e.38 for a float32")])
+def test_adam_settings_that_round_to_1_or_inf_in_float32_are_refused(kw, match):
+    """On float32 data beta_2 = 1 - 1e-8 is 1 in the network's numbers: the
+    loss curve stayed flat (Adam's step size 0); beta_1 so raised a
+    NonFiniteError that blamed the data. Refused naming them; the estimator
+    stays unfitted, and float64 data trains."""
+    X, y = _blobs()
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, **kw)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X.astype(np.float32), y)
+    assert not hasattr(est, "coefs_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ConvergenceWarning
+        est.fit(X.astype(np.float64), y)
+    assert est.n_iter_ == 3
+
+
 _TYPE_ERRORS = """
 import json, numpy as np
 from dnnfast.estimators import MLPClassifier, MLPRegressor

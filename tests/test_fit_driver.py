@@ -8,6 +8,8 @@ import math
 import os
 import re
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -826,6 +828,33 @@ def test_a_weight_decay_infinite_in_float32_is_refused_before_training(data):
     with pytest.raises(ValueError, match=r"weight_decay must be at most 3\.40282e\+38 for a float32 network"):
         net.fit(X, Y, epochs=1, weight_decay=1e39)
     np.testing.assert_array_equal(net.parameters, before)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(optimizer="adam", beta2=1 - 1e-8), r"beta2 must be below 1 in a float32 network's numbers, where 0\.99999999 rounds"),
+    (dict(optimizer="adam", beta1=1 - 1e-8), "beta1 must be below 1 in a float32"),
+    (dict(optimizer="momentum", momentum=1 - 1e-8), "momentum must be below 1 in a float32"),
+    (dict(optimizer="adam", epsilon=1e39), r"epsilon must be at most 3\.40282e\+38 for a float32 network"),
+])
+def test_optimizer_settings_that_round_to_1_or_inf_in_float32_are_refused(data, kw, match):
+    """beta2 = 1 - 1e-8 is 1 in float32: Adam's step size was 0 (a fit that
+    trained nothing, in silence); beta1 so, a division by zero (a NaN blamed
+    on the data); epsilon 1e39 infinite (no update, and NumPy's overflow
+    warning from the check). float64 takes them."""
+    X, Y = data
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float32", seed=0)
+    before = net.parameters.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            net.fit(X, Y, epochs=1, **kw)
+    np.testing.assert_array_equal(net.parameters, before)
+    if "epsilon" in kw:
+        return
+    net64 = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float64", seed=0)
+    start = net64.parameters.copy()
+    net64.fit(X, Y, epochs=2, **kw)
+    assert not np.array_equal(net64.parameters, start)
 
 
 @pytest.mark.parametrize("where", ["network", "fit seed"])

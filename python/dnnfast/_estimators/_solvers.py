@@ -18,7 +18,7 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, drive
+from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, check_optimizer_in_dtype, drive
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -359,6 +359,9 @@ class _Solvers:
         state = _LoopState(opt["state1"] if n_buffers >= 1 else None, opt["state2"] if n_buffers >= 2 else None,
                            opt["t"] if n_buffers >= 2 else None)
         settings = _LoopSettings(1 if incremental else self.max_iter, batch_size, self.shuffle, opt)
+        if made["solver"] == "adam":
+            check_optimizer_in_dtype(P.dtype, [("beta_1", made["beta_1"]), ("beta_2", made["beta_2"])],
+                                     [("epsilon", made["epsilon"])])
         options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
                                      momentum=made["momentum"], beta1=made["beta_1"],
                                      beta2=made["beta_2"], epsilon=made["epsilon"],

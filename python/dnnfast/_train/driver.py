@@ -219,10 +219,28 @@ def _check_nonneg(value, name):
     return float(value)
 
 
+def check_optimizer_in_dtype(dtype, below_one=(), finite=()):
+    """Settings the core takes in the network's dtype: a factor below 1 that
+    rounds to 1 there (float32's 1 - 1e-8) made Adam's step size 0 or its
+    correction a division by zero (a fit that trained nothing, or a NaN
+    blamed on the data); a number that rounds to infinity stopped every
+    update. ``below_one`` and ``finite``: (name, value) pairs."""
+    dt = np.dtype(dtype)
+    for name, value in below_one:
+        if dt.type(value) >= 1:
+            top = np.nextafter(dt.type(1), dt.type(0))
+            raise ValueError(f"{name} must be below 1 in a {dt.name} network's numbers, where {value!r} rounds "
+                             f"to 1 (at most {float(top)!r})")
+    big = float(np.finfo(dt).max)
+    for name, value in finite:
+        if value > big:
+            raise ValueError(f"{name} must be at most {big:g} for a {dt.name} network, got {value!r}")
+
+
 def _check_normal(value, name, dtype):
     """A positive setting below the smallest normal number of the network's
     dtype is 0 (or loses its digits) in the updates: refused."""
-    tiny = np.finfo(dtype).tiny
+    tiny = float(np.finfo(dtype).tiny)  # (a float32 would take the value into float32: 1e39 overflowed)
     if value < tiny:
         raise ValueError(f"{name} must be at least {tiny:g} for a {np.dtype(dtype).name} network, got {value!r}")
 
@@ -277,6 +295,8 @@ def check_settings(net, n, kw):
     beta2 = _arg(kw, "beta2", _check_unit)
     epsilon = _arg(kw, "epsilon", check_positive_float)
     _check_normal(epsilon, "epsilon", net.dtype)  # rounded to 0: Adam's 0 / 0 on a still weight
+    check_optimizer_in_dtype(net.dtype, [("momentum", momentum), ("beta1", beta1), ("beta2", beta2)],
+                             [("epsilon", epsilon)])
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
     if weight_decay > np.finfo(net.dtype).max:  # infinite in the network's dtype: NaN weights, blamed on the data
         raise ValueError(f"weight_decay must be at most {np.finfo(net.dtype).max:g} for a {net.dtype.name} network, "
