@@ -1037,3 +1037,36 @@ def test_a_learning_rate_that_is_zero_in_the_networks_dtype_is_refused(data, lr,
     with pytest.raises(ValueError, match=match):
         net.fit(X, Y, epochs=3, batch_size=8, learning_rate=lr)
     net.fit(X, Y, epochs=2, batch_size=8, learning_rate=lambda e: 0.0)  # an epoch without updates, asked for
+
+
+def test_a_fit_stopped_in_its_first_epoch_resumes_bit_identical(tmp_path):
+    """A Ctrl-C in the first epoch left no checkpoint: the same call with
+    resume=True then started afresh from the parameters the stopped epoch had
+    left, with its generator advanced (1.8e-1 from an uninterrupted run). The
+    starting point is written before the first step."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+
+    def make():
+        return dnnfast.Network([6, 16, 2], ["relu", "softmax"], loss="cce", dtype="float64", seed=3)
+
+    kw = dict(epochs=3, batch_size=8, learning_rate=0.05, shuffle=True)
+    whole = make()
+    whole.fit(X, y, **kw)
+
+    class StopInFirstEpoch:
+        def on_epoch_end(self, net, epoch, logs):
+            return False
+
+        def on_batch_end(self, net, step, logs):  # (called a chunk of steps at a time)
+            if 0 < step < 38:  # 38 steps an epoch: within the first
+                raise KeyboardInterrupt
+
+    path = tmp_path / "cp.npz"
+    cut = make()
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit(X, y, checkpoint=path, resume=True, callbacks=[StopInFirstEpoch()], **kw)
+    assert path.exists()
+    cut.fit(X, y, checkpoint=path, resume=True, **kw)  # the same call again
+    np.testing.assert_array_equal(cut.parameters, whole.parameters)

@@ -865,6 +865,12 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         def start():
             if guard is not None and state.epoch == 0:
                 guard.check_start(net)
+            if checkpoint is not None and state.epoch == 0:
+                # The starting point too: a fit stopped in its first epoch (Ctrl-C,
+                # a kill) left no file, so the same call with resume=True started
+                # afresh from the network as the stopped epoch had left it (and its
+                # generator advanced), not bit-identical to an uninterrupted run.
+                provider.collective(lambda: cp.after_epoch(net))
 
         # After early stopping's restore: the parameters the fit returns.
         finish = ([] if early is None else [lambda: early.on_fit_end(net)]) + \
