@@ -191,6 +191,31 @@ def test_lbfgs_weights_do_not_depend_on_blas_threads():
     assert len(digests) == 1, digests
 
 
+def test_lbfgs_fits_at_once_share_one_blas_limit():
+    """Each lbfgs fit set BLAS to one thread and, when it ended, put back the
+    count it had found: a fit ending while another thread's ran gave that one
+    BLAS's two threads (other weights than a fit alone), and the one ending
+    last left the process's BLAS on one thread for good. The limit is now
+    shared: entered by the first fit, left by the last."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dnnfast._estimators import _solvers
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS that threadpoolctl sees")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        a, b = _solvers._one_blas_thread(), _solvers._one_blas_thread()
+        a.__enter__()
+        assert blas_threads() == {1}
+        b.__enter__()  # a second fit starts
+        a.__exit__(None, None, None)  # the first ends: the second still runs on one BLAS thread
+        assert blas_threads() == {1}
+        b.__exit__(None, None, None)
+        assert blas_threads() == {2}  # the count the first found
+
+
 @pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="solver='lbfgs' needs SciPy")
 def test_lbfgs_in_blocks_of_rows_is_bit_identical_on_any_thread_count(monkeypatch):
     """lbfgs sums the loss and gradient of fixed blocks of rows (Ctrl-C is

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 
@@ -135,6 +136,17 @@ class _EpochState:
         return self.best_P
 
 
+# The one-BLAS-thread limit is the process's (threadpoolctl sets the library's
+# thread count): shared by the lbfgs fits running at once, entered by the first
+# and left by the last. Each fit's own limit restored, when it ended, the count
+# it had found at its start, under a fit still running in another thread (whose
+# weights then depended on the BLAS thread count) or for good (one thread).
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+@contextlib.contextmanager
 def _one_blas_thread():
     """L-BFGS-B's dot products and updates run in SciPy's BLAS, whose
     multi-threaded reductions sum in an order that depends on its thread count
@@ -142,14 +154,27 @@ def _one_blas_thread():
     lbfgs is bit-identical on any thread count, as dnnfast promises. The
     vectors are the parameters (small work next to the core's gradient, which
     keeps its own threads: threadpoolctl's "blas" API leaves OpenMP alone)."""
+    global _blas_users, _blas_limit
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         # threadpoolctl comes with scikit-learn; without it, BLAS runs on its own
         # thread count and lbfgs weights may differ between BLAS thread counts
         # (README's promise table says so).
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                limit, _blas_limit = _blas_limit, None
+                limit.restore_original_limits()
 
 
 class _EpochOrder:
