@@ -295,12 +295,10 @@ def check_settings(net, n, kw):
     beta2 = _arg(kw, "beta2", _check_unit)
     epsilon = _arg(kw, "epsilon", check_positive_float)
     _check_normal(epsilon, "epsilon", net.dtype)  # rounded to 0: Adam's 0 / 0 on a still weight
-    check_optimizer_in_dtype(net.dtype, [("momentum", momentum), ("beta1", beta1), ("beta2", beta2)],
-                             [("epsilon", epsilon)])
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
-    if weight_decay > np.finfo(net.dtype).max:  # infinite in the network's dtype: NaN weights, blamed on the data
-        raise ValueError(f"weight_decay must be at most {np.finfo(net.dtype).max:g} for a {net.dtype.name} network, "
-                         f"got {weight_decay!r}")
+    # weight_decay infinite in the network's dtype: NaN weights, blamed on the data
+    check_optimizer_in_dtype(net.dtype, [("momentum", momentum), ("beta1", beta1), ("beta2", beta2)],
+                             [("epsilon", epsilon), ("weight_decay", weight_decay)])
     shuffle = _arg(kw, "shuffle", check_bool)
     _arg(kw, "verbose", check_bool)
     _arg(kw, "progress", check_bool)
