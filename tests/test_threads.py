@@ -4,6 +4,7 @@ import os
 import warnings
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -214,6 +215,47 @@ def test_lbfgs_fits_at_once_share_one_blas_limit():
         assert blas_threads() == {1}
         b.__exit__(None, None, None)
         assert blas_threads() == {2}  # the count the first found
+
+
+def test_lbfgs_blas_limit_holds_in_any_thread():
+    """threadpoolctl 3.8 lets only its "controlling" thread, the first to set
+    OpenBLAS's process-wide count, change it; others' limits do nothing,
+    silently. A fit in the main thread made it the controller for good, so a
+    later lbfgs fit in another thread ran on two BLAS threads (weights other
+    than the same fit's in the main thread), and a limit entered in one thread
+    and left in another was not restored."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dnnfast._estimators import _solvers
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS that threadpoolctl sees")
+
+    def in_thread(fn):
+        out = []
+        t = threading.Thread(target=lambda: out.append(fn()))
+        t.start()
+        t.join()
+        return out[0]
+
+    def fit_sees():
+        with _solvers._one_blas_thread():
+            return blas_threads()
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert fit_sees() == {1}  # a fit in this thread first
+        assert blas_threads() == {2}
+        assert in_thread(fit_sees) == {1}  # then one in another thread
+        assert blas_threads() == {2}
+        a, b = _solvers._one_blas_thread(), _solvers._one_blas_thread()
+        assert in_thread(lambda: (a.__enter__(), blas_threads())[1]) == {1}  # entered in one thread,
+        b.__enter__()
+        in_thread(lambda: a.__exit__(None, None, None))
+        assert blas_threads() == {1}
+        in_thread(lambda: b.__exit__(None, None, None))  # left last in another
+        assert blas_threads() == {2}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="solver='lbfgs' needs SciPy")

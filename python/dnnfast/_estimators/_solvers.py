@@ -141,6 +141,15 @@ class _EpochState:
 # and left by the last. Each fit's own limit restored, when it ended, the count
 # it had found at its start, under a fit still running in another thread (whose
 # weights then depended on the BLAS thread count) or for good (one thread).
+#
+# threadpoolctl 3.8 lets only one "controlling" thread set a process-wide
+# OpenBLAS pool (the first that sets it, until its `with` block ends); any
+# other thread's limit does nothing, silently. A limit held as an object, as
+# here, never ends a `with` block, so the first thread to fit stayed in
+# control: an lbfgs fit in any other thread ran on OpenBLAS's full count (other
+# weights than the same fit in the main thread), and the last fit to end could
+# not restore the count if another thread had entered it. So control is
+# released around each change of the shared limit (_release_blas_control).
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None
@@ -156,6 +165,7 @@ def _one_blas_thread():
     keeps its own threads: threadpoolctl's "blas" API leaves OpenMP alone)."""
     global _blas_users, _blas_limit
     try:
+        import threadpoolctl
         from threadpoolctl import threadpool_limits
     except ImportError:
         # threadpoolctl comes with scikit-learn; without it, BLAS runs on its own
@@ -165,7 +175,8 @@ def _one_blas_thread():
         return
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+            with _released_blas_control(threadpoolctl):
+                _blas_limit = threadpool_limits(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield
@@ -174,7 +185,24 @@ def _one_blas_thread():
             _blas_users -= 1
             if _blas_users == 0:
                 limit, _blas_limit = _blas_limit, None
-                limit.restore_original_limits()
+                with _released_blas_control(threadpoolctl):
+                    limit.restore_original_limits()
+
+
+@contextlib.contextmanager
+def _released_blas_control(threadpoolctl):
+    """No thread controls OpenBLAS's limit before and after the block, so
+    that the block's change takes effect from whichever thread makes it
+    (threadpoolctl >= 3.8; a no-op before, where any thread could). Under
+    _blas_lock, so no two fits change it at once."""
+    release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    try:
+        yield
+    finally:
+        if release is not None:
+            release(force=True)
 
 
 class _EpochOrder:
