@@ -213,6 +213,37 @@ def test_unit_sample_weight_is_bit_identical_to_none():
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-41), (np.float64, 1e-311)])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs", "lbfgs in blocks"])
+def test_tiny_sample_weights_fit_as_unit_weights(dtype, tiny, solver, monkeypatch):
+    """The loss is sum(w_i J_i) / sum(w_i): scaling every weight changes
+    nothing (scikit-learn fits these as weights of 1). 1 / sum(w_i) overflowed
+    (in the dtype, or in float64 for subnormal weights), and the fit raised
+    NonFiniteError blaming the data; each row's w_i / D is now a division."""
+    X, y = _blobs(n=130)  # the 130 weights sum below 1 / max
+    assert not np.isfinite(np.array(1.0, dtype) / (130 * np.array(tiny, dtype)))
+    X = X.astype(dtype)
+    if solver.startswith("lbfgs") and importlib.util.find_spec("scipy") is None:
+        pytest.skip("solver='lbfgs' needs SciPy")
+    in_blocks = solver == "lbfgs in blocks"
+    if in_blocks:  # the loss and gradient summed over blocks of rows in Python
+        from dnnfast._estimators import _solvers
+        monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)
+        assert _solvers.lbfgs_block_rows(100) < 130
+        solver = "lbfgs"
+    kw = dict(hidden_layer_sizes=(7,), solver=solver, alpha=0.0, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: few iterations on purpose
+        a = MLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y), dtype))
+        b = MLPClassifier(**kw).fit(X, y, sample_weight=np.full(len(y), tiny, dtype))
+    assert np.isfinite(b.loss_)
+    # In blocks, each block's sum of w_i g_i comes first: products of
+    # subnormal weights, with fewer bits than the dtype's.
+    rtol = (1e-3 if dtype == np.float32 else 1e-10) if in_blocks else (1e-5 if dtype == np.float32 else 1e-12)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(q, p, rtol=rtol, atol=0)
+
+
 @pytest.mark.parametrize("class_weight", ["balanced", {0: 3.0, 2: 0.5}])
 def test_class_weight_is_a_per_class_sample_weight(class_weight):
     X, y = _blobs(90)

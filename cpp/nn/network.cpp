@@ -156,6 +156,7 @@ void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) con
         ws.Xb.assign(checked_mul(rows, checked_add(m_x_, 1, what), what), T(0));
         ws.Yb.assign(checked_mul(rows, m_y_, what), T(0));
         ws.wb.assign(rows, T(0));
+        ws.wf.assign(rows, T(0));
         ws.G.assign(n_params_, T(0));
         ws.step_u.assign(m_x_, T(0));
         ws.step_v.assign(layers_[0].m_out, T(0));
@@ -227,9 +228,17 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     const LayerSpec& out = layers_[L - 1];
     const T* Yhat = output(ws_);
     // A batch whose weights are all zero contributes nothing (and no 0/0).
-    const double inv = denom > 0 ? 1.0 / denom : 0.0;
-    const T scale = T(inv);
-    const double cost = loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) * inv;
+    // Divided by D, not multiplied by 1 / D: that overflows where the row
+    // weights sum below 1 / max (float64 weights of 1e-310; in the dtype,
+    // float32 ones of 1e-40), then inf and NaN, where no w_i / D exceeds 1.
+    const double cost = denom > 0 ? loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) / denom : 0.0;
+    T scale = T(denom > 0 ? 1.0 / denom : 0.0);  // unweighted, D is the row count
+    if (w) {  // each row's w_i / D, in double, rounded once
+        T* f = ws_.wf.data();
+        for (size_t i = 0; i < n; ++i) f[i] = denom > 0 ? T(double(w[i]) / denom) : T(0);
+        w = f;
+        scale = T(1);
+    }
 
     // dZ[L]: fused when the output/loss pair allows it, else dA[L] then sigma'.
     // dZ moves between D0 and D1 (each max_width_ wide), or into a relu
@@ -642,10 +651,10 @@ size_t Network<T>::release_workspace(size_t min_bytes) {
     size_t bytes = 0;
     for (const auto* vs : {&ws_.Z, &ws_.A})
         for (const auto& v : *vs) bytes += v.capacity() * sizeof(T);
-    for (const auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb}) bytes += v->capacity() * sizeof(T);
+    for (const auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb, &ws_.wf}) bytes += v->capacity() * sizeof(T);
     if (bytes < min_bytes) return 0;
     for (auto* vs : {&ws_.Z, &ws_.A}) std::vector<std::vector<T>>().swap(*vs);
-    for (auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb}) std::vector<T>().swap(*v);
+    for (auto* v : {&ws_.D0, &ws_.D1, &ws_.Xb, &ws_.Yb, &ws_.wb, &ws_.wf}) std::vector<T>().swap(*v);
     ws_.rows = ws_.train_rows = 0;
     return bytes;
 }
@@ -657,9 +666,9 @@ double Network<T>::apply_gradient_sum(T* P, T* G, double denom, const OptimizerC
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
     // As backward_batch: a batch whose weights are all zero contributes nothing.
-    const T scale = T(denom > 0 ? 1.0 / denom : 0.0);
+    // G / D in double, rounded once: 1 / D may overflow (backward_batch).
     const int nt = threads_for(double(n_params_), 150000.0);
-    parallel_for(n_params_, nt, [&](size_t k) { G[k] *= scale; });
+    parallel_for(n_params_, nt, [&](size_t k) { G[k] = denom > 0 ? T(double(G[k]) / denom) : T(0); });
     const double pen = l2_penalty_and_grad(P, opt, denom, G);
     optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
     return pen;

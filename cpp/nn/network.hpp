@@ -115,6 +115,7 @@ private:
         size_t rows = 0, train_rows = 0;
         std::vector<std::vector<T>> Z, A;
         std::vector<T> D0, D1, G, Xb, Yb, wb;  // Xb: m_x + 1 wide (Network::bias_by_product)
+        std::vector<T> wf;  // the batch's row factors w_i / D (backward_batch)
         std::vector<T> step_u, step_v;
         bool step_pending = false;
         // The stochastic window's rows, X W, X X^T and first-layer dZ.

@@ -531,8 +531,12 @@ class _Solvers:
                 J += Jb
                 D += Db
                 np.add(G64, G, out=G64)
-            scale = 1.0 / D if D > 0 else 0.0
-            np.multiply(G64, scale, out=G64)
+            # Divided by D, not multiplied by 1 / D, which overflows where
+            # the row weights sum below 1 / max (the core does the same).
+            if D > 0:
+                np.divide(G64, D, out=G64)
+            else:
+                G64[:] = 0.0
             sq = 0.0
             if alpha != 0 and D > 0:
                 for sl in w_slices:
@@ -540,7 +544,7 @@ class _Solvers:
                     sq += float(W @ W)
                     G64[sl] += (alpha / D) * W
             G[:] = G64
-            return J * scale, (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
+            return (J / D if D > 0 else 0.0), (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
 
         # The last completed iteration (the start before the first): what an
         # interrupted fit keeps.
