@@ -84,6 +84,20 @@ def test_every_result_that_overflows_raises_instead_of_returning_it(method, dtyp
     assert ("or use float64" in msg) == (dtype == "float32"), msg
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "arctan", "binary_step"])
+def test_forward_raises_for_a_hidden_z_that_overflows_behind_a_saturating_layer(act, dtype):
+    """forward checked only the output: a saturating layer's A is finite
+    (1, or pi/2) where its Z overflowed, and that Z was returned as inf."""
+    net = dnnfast.Network([2, 2, 1], [act, "identity"], loss="sse", dtype=dtype, seed=0)
+    net.weights[0][...] = np.finfo(dtype).max / 1.5  # Z = 1.33 max
+    X = np.ones((1, 2), dtype=dtype)
+    with pytest.raises(ValueError, match=f"forward: the result overflowed to NaN or infinity in {dtype}"):
+        net.forward(X)
+    Zs, _ = net.forward(X / np.finfo(dtype).max)  # the same network, ordinary input
+    assert all(np.isfinite(z).all() for z in Zs)
+
+
 @pytest.mark.parametrize("loss,m_y", [("mse", 2), ("bce", 3), ("sse", 4)])
 def test_a_1d_target_for_several_outputs_says_the_shape_it_needs(loss, m_y):
     """A 1-D Y for a network of several outputs was told to reshape(1, -1),

@@ -477,7 +477,9 @@ class Network:
         self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
         Zs, As = self._net.forward(self.parameters, X)
         self._net.release_workspace(_KEEP_WORKSPACE_BYTES)
-        if not _core.all_finite(As[-1]):
+        # Every layer's: a saturating layer (sigmoid, tanh, arctan,
+        # binary_step) gives a finite A from an infinite Z, which forward returns.
+        if not all(_core.all_finite(a) for a in (*Zs, *As)):
             raise self._nonfinite("forward")
         return list(Zs), [X] + list(As)
 
