@@ -608,3 +608,40 @@ def test_a_handler_chained_to_a_held_one_during_a_fit_still_reaches_the_users():
         assert calls == ["chained", "user"]
     finally:
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_sparse_X_trains_one_batch_of_rows_dense_at_a_time_as_its_dense_form(monkeypatch):
+    """Data-parallel sgd / adam (here over MPI.COMM_SELF, this process alone)
+    make each batch's rows of a sparse X dense in turn (each rank made its
+    whole shard dense): the weights and loss curve of the dense X, bit for
+    bit, with sample weights, one-row batches and shuffled epochs."""
+    pytest.importorskip("mpi4py")
+    sparse = pytest.importorskip("scipy.sparse")
+    import warnings
+
+    from mpi4py import MPI
+
+    rng = np.random.default_rng(0)
+    n, m = 300, 45
+    D = np.where(rng.random((n, m)) < 0.1, rng.standard_normal((n, m)), 0.0)
+    y, w = rng.integers(0, 3, n), rng.random(n)
+    largest = [0]
+    toarray = sparse.csr_matrix.toarray
+
+    def recording(self, *args, **kwargs):
+        largest[0] = max(largest[0], self.shape[0])
+        return toarray(self, *args, **kwargs)
+
+    for solver, batch in (("adam", 7), ("sgd", 1), ("adam", "auto")):
+        kw = dict(hidden_layer_sizes=(9,), solver=solver, batch_size=batch, max_iter=2, random_state=0)
+        with warnings.catch_warnings(), distributed.Context(MPI.COMM_SELF):
+            warnings.simplefilter("ignore")
+            dense = dnnfast.MLPClassifier(**kw).fit(D, y, sample_weight=w)
+            largest[0] = 0
+            with monkeypatch.context() as patch:
+                patch.setattr(sparse.csr_matrix, "toarray", recording)
+                fit = dnnfast.MLPClassifier(**kw).fit(sparse.csr_matrix(D), y, sample_weight=w)
+        for a, b in zip(dense.coefs_ + dense.intercepts_, fit.coefs_ + fit.intercepts_):
+            assert np.array_equal(a, b), (solver, batch)
+        assert dense.loss_curve_ == fit.loss_curve_, (solver, batch)
+        assert largest[0] == (200 if batch == "auto" else batch), (solver, batch, largest[0])

@@ -307,6 +307,11 @@ def make_rng(seed, name="seed"):
 # these checks run first and refuse what it would coerce silently.
 # ---------------------------------------------------------------------------
 
+def is_sparse(a):
+    """A SciPy sparse matrix or array (told apart without importing SciPy)."""
+    return hasattr(a, "toarray") and hasattr(a, "nnz")
+
+
 def check_estimator_input(a, name, kinds="biufcO", densify=False):
     """Refuse, with a TypeError naming ``name``, input that scikit-learn's
     check_array would silently turn into numbers: str, bytes, datetime64,
@@ -324,7 +329,7 @@ def check_estimator_input(a, name, kinds="biufcO", densify=False):
     bytes or a sparse matrix whose copy cannot fit was a raw MemoryError,
     after check_array's finiteness pass over every element (minutes for
     10**12 rows)."""
-    if hasattr(a, "toarray") and hasattr(a, "nnz"):  # sparse: scikit-learn checks it
+    if is_sparse(a):  # scikit-learn checks it
         if densify:
             _check_float_copy(a.shape, a.dtype, name, "as a dense")
         return a.shape[0]

@@ -343,6 +343,8 @@ class Context:
         updates)``, the same numbers as the core's ``train_epoch`` on all rows
         (``cost_sum`` / ``penalty_sum`` continue the given running totals).
         """
+        from ._train.rows import take_rows  # an estimator's sparse X: each batch's rows made dense
+
         batch = options.batch_size
         n_local = X.shape[0]
         n_params = P.size
@@ -359,7 +361,7 @@ class Context:
             rows = local[b0:b1][mine[b0:b1]]
             error = None
             try:
-                J, wsum = net.gradient_sum(P, X, Y, w, rows, G)
+                J, wsum = net.gradient_sum(P, *take_rows(X, Y, w, rows), G)
                 buf[n_params:] = (J, wsum, 0.0)
             except BaseException as exc:  # noqa: BLE001 - reported to every rank just below
                 error = exc
@@ -495,6 +497,11 @@ class _DistributedSteps:
         """Never: a step's blocks would need the ranks' agreement on Ctrl-C
         between them; each rank's shard of a batch is one call."""
         return False
+
+    def dense_rows(self, batch_size):
+        """The most rows of a sparse X that the steps make dense at a time:
+        this rank's rows of one batch (``Context.train_epoch``)."""
+        return batch_size
 
     def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
         c, p, _ = self.ctx.train_epoch(self.core, self.P, self.X, self.Y, self.w, order, options, state.state1,

@@ -32,7 +32,8 @@ from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFi
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
-from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, network_bytes, packed_first_w_bytes,
+from .._train.rows import SparseRows, rows_in_dtype
+from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, is_sparse, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
@@ -633,8 +634,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 self._share_continued_state(ctx)
         dtype = self._model_dtype()
         if X.dtype != dtype:
-            X, Y, sw = collective(ctx, lambda: (cast_finite(X, dtype, "X"), cast_finite(Y, dtype, "y"),
+            X, Y, sw = collective(ctx, lambda: (rows_in_dtype(X, dtype), cast_finite(Y, dtype, "y"),
                                                 None if sw is None else cast_finite(sw, dtype, "sample_weight")))
+        elif is_sparse(X):
+            X = rows_in_dtype(X, dtype)  # (nothing to cast: nothing to check, no collective)
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))
@@ -706,7 +709,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         """Name where training went non-finite; with on_nonfinite='raise',
         restore ``good`` (the parameters before that epoch), drop the
         optimizer state (it holds the same non-finite values) and raise."""
-        layer, where = locate_nonfinite(net.layout(), P, net.forward, X)
+        # A sparse X: its rows made dense in blocks of at most the fit's own (SparseRows.rows)
+        layer, where = locate_nonfinite(net.layout(), P, net.forward, X,
+                                        X.rows if isinstance(X, SparseRows) else _PREDICT_CHUNK_ROWS)
         detail = ("non-finite parameter weights " if where != "cost" else "a non-finite loss ") + \
             describe(epoch, layer, where, unit)
         if self.on_nonfinite != "raise":

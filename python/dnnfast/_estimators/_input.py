@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import as_array, check_estimator_input, naming
+from .._validation import as_array, check_estimator_input, is_sparse as _is_sparse, naming
 from ._compat import HAVE_SKLEARN, DataConversionWarning, NotFittedError
 
 if HAVE_SKLEARN:
@@ -24,12 +24,13 @@ if HAVE_SKLEARN:
             return est._validate_data(*args, **kwargs)
 
 
-def _is_sparse(X):
-    return hasattr(X, "toarray") and hasattr(X, "nnz")
-
-
 def _densify(X):
     return X.toarray() if hasattr(X, "toarray") else X
+
+
+def _csr_or_contiguous(X):
+    """A checked X as the fit takes it: a sparse one as CSR, else C-contiguous."""
+    return X.tocsr() if _is_sparse(X) else np.ascontiguousarray(X)
 
 
 def _np_numeric(a, name):
@@ -191,10 +192,13 @@ class _InputChecks:
         return X
 
     def _validate_Xy(self, X, y, reset, y_numeric):
+        """X and y checked and converted as scikit-learn's check_X_y does:
+        X a C-contiguous float64 (float32 stays) array, or a sparse X as CSR
+        (the fit makes it dense a block of rows at a time, _train.rows)."""
         if y is None:
             raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
                              "is None.")
-        self._check_y_kind(y, check_estimator_input(X, "X", densify=True))
+        self._check_y_kind(y, check_estimator_input(X, "X"))
         if HAVE_SKLEARN and _check_y is not None:
             # scikit-learn's check_X_y in its two steps, so that each message
             # names its own argument (one naming() around both would prefix X's
@@ -205,18 +209,18 @@ class _InputChecks:
             with naming("y"):
                 y = _check_y(y, multi_output=True, y_numeric=y_numeric, estimator=self)
             check_consistent_length(X, y)
-            X = np.ascontiguousarray(_densify(X))
+            X = _csr_or_contiguous(X)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
             return X, y
         if HAVE_SKLEARN:
             X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                                      y_numeric=y_numeric, dtype=(np.float64, np.float32), reset=reset)
-            X = np.ascontiguousarray(_densify(X))
+            X = _csr_or_contiguous(X)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
             return X, y
-        X = self._validate_X(X, reset)
+        X = self._validate_X(X, reset, keep_sparse=True)
         y = np.asarray(y)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: "

@@ -19,7 +19,9 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, check_optimizer_in_dtype, drive
+from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, check_optimizer_in_dtype, drive,
+                              largest_evaluation_block)
+from .._train.rows import SparseRows
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -378,6 +380,7 @@ class _Solvers:
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         validation = None
+        sparse = isinstance(X, SparseRows)
         if self.early_stopping:
             # scikit-learn stratifies on the binarized targets, a column: its
             # message names the classes as the strings of that column's values.
@@ -387,7 +390,8 @@ class _Solvers:
             if val_rows.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
                                  "of your dataset.")
-            validation = (X[val_rows], Y[val_rows], None if sw is None else sw[val_rows])
+            validation = (X.select(val_rows) if sparse else X[val_rows], Y[val_rows],
+                          None if sw is None else sw[val_rows])
             n_train = train_rows.shape[0]
         else:
             train_rows = None
@@ -425,6 +429,14 @@ class _Solvers:
             return options
 
         run = Run(self, X, Y, n_train, settings, state, provider, options=make_options, boundary=False)
+        # A sparse X is made dense a block of rows at a time: the steps'
+        # (the provider's), and the validation set's evaluation blocks.
+        # Checked on every rank, whether its X is sparse or not.
+        provider.collective(lambda: X.check_memory(provider.dense_rows(batch_size), "training")
+                            if sparse else None)
+        if sparse and validation is not None:
+            X_val = validation[0]
+            X_val.check_memory(largest_evaluation_block(X_val.shape[0], run.eval_rows), "the validation score")
         verbose = self.verbose if ctx is None or ctx.rank == 0 else False
         # Over MPI rank 0's output alone: its failure (tqdm's first write here, a line later) raised on every rank.
         progress = provider.collective(lambda: Progress(1 if incremental else self.max_iter, verbose,
@@ -472,11 +484,13 @@ class _Solvers:
         Ctrl-C read between them)."""
         outs, parts = [], []
         for r0, r1 in blocks(X_val.shape[0]):
-            out = net.predict(P, X_val[r0:r1], False)  # a diverged model scores NaN, as in scikit-learn
+            Xb = X_val[r0:r1]  # a sparse X's block made dense once
+            out = net.predict(P, Xb, False)  # a diverged model scores NaN, as in scikit-learn
             if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
                 return float("nan"), float("nan")
             outs.append(out)
-            parts.append(block_cost(net, P, X_val, Y_val, sw_val, r0, r1))
+            parts.append(block_cost(net, P, Xb, Y_val[r0:r1], None if sw_val is None else sw_val[r0:r1],
+                                    0, r1 - r0))
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         val_loss = float(blocks_mean(parts)) * data_scale
         score = self._score_outputs(out, y_val, sw_val)
@@ -507,6 +521,14 @@ class _Solvers:
         n = X.shape[0]
         block = lbfgs_block_rows(P.size)
         interrupts = Interrupts()
+        sparse = isinstance(X, SparseRows)
+        if sparse:
+            # Made dense a block at a time, the blocks the dense X's
+            # evaluation takes (one call over all rows when they are one
+            # block: X dense whole, which is one block's rows).
+            X.check_memory(min(n, block), "lbfgs's loss and gradient")
+            if n <= block:
+                X = X[0:n]
         if n > block:
             # The weights' entries of the core buffer, for the L2 term added
             # once to the blocks' sum (as loss_and_gradient adds it).
@@ -526,8 +548,12 @@ class _Solvers:
             for r0 in range(0, n, block):
                 if interrupts.pending:
                     raise _Interrupted
-                rows = np.arange(r0, min(r0 + block, n), dtype=np.int64)
-                Jb, Db = net.gradient_sum(P, X, Y, sw, rows, G)
+                r1 = min(r0 + block, n)
+                if sparse:  # the block's rows dense, the same contiguous rows of the core's call
+                    Jb, Db = net.gradient_sum(P, X[r0:r1], Y[r0:r1], None if sw is None else sw[r0:r1],
+                                              np.arange(r1 - r0, dtype=np.int64), G)
+                else:
+                    Jb, Db = net.gradient_sum(P, X, Y, sw, np.arange(r0, r1, dtype=np.int64), G)
                 J += Jb
                 D += Db
                 np.add(G64, G, out=G64)

@@ -47,6 +47,7 @@ from .._validation import check_bool, check_positive_float, check_positive_int, 
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
                         Verbose)
+from .rows import SparseRows, take_rows
 from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, as_arguments, first_difference
 
 try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
@@ -90,6 +91,12 @@ def evaluation_blocks(n, rows, interrupts=None, history=None):
     if not splits_evaluation(n, rows):  # one block, the usual case: no generator (a small fit's epoch is ~50 us)
         return ((0, n),) if n else ()
     return _blocks(n, rows, interrupts, history)
+
+
+def largest_evaluation_block(n, rows):
+    """Rows of the largest of ``evaluation_blocks(n, rows)``: the last may
+    take a rest of fewer than ``MIN_BLOCK_ROWS``."""
+    return n if not splits_evaluation(n, rows) else rows + MIN_BLOCK_ROWS - 1
 
 
 def _blocks(n, rows, interrupts, history):
@@ -151,12 +158,30 @@ class LocalSteps:
             self._block_rows = block_rows(self.P.size)
         return batch_size > 2 * self._block_rows
 
+    def dense_rows(self, batch_size):
+        """The most rows of a sparse X (``rows.SparseRows``) that steps of
+        ``batch_size`` rows make dense at a time: a long step's block, or
+        a chunk of whole batches (``SparseRows.rows_per_chunk``)."""
+        if self.splits_steps(batch_size):
+            return self._block_rows
+        return self.X.rows_per_chunk(batch_size)
+
     def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
         if self.splits_steps(options.batch_size):
             return self.long_steps(order, options, state, cost_sum, penalty_sum, interrupts)
-        c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, self.w, order, options, state.state1,
-                                        state.state2, state.t, cost_sum, penalty_sum)
-        return c, p
+        if not isinstance(self.X, SparseRows):
+            c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, self.w, order, options, state.state1,
+                                            state.state2, state.t, cost_sum, penalty_sum)
+            return c, p
+        # A sparse X: the order's rows made dense a chunk of whole batches
+        # at a time (their boundaries are where the driver's chunks may fall
+        # too), each chunk's steps one call on its rows in order.
+        step = self.X.rows_per_chunk(options.batch_size)
+        for p0 in range(0, order.shape[0], step):
+            X, Y, w, idx = take_rows(self.X, self.Y, self.w, order[p0:p0 + step])
+            cost_sum, penalty_sum, _ = self.core.train_epoch(self.P, X, Y, w, idx, options, state.state1,
+                                                             state.state2, state.t, cost_sum, penalty_sum)
+        return cost_sum, penalty_sum
 
     def long_steps(self, order, options, state, cost_sum, penalty_sum, interrupts):
         """Steps of more rows than two blocks' work (a full batch of many
@@ -177,7 +202,8 @@ class LocalSteps:
             for k0 in range(0, idx.shape[0], rows):
                 if k0 and interrupts is not None and interrupts.pending:
                     interrupts.check(state.history)
-                j, ws = core.gradient_sum(P, X, Y, w, idx[k0:k0 + rows], Gb if k0 else G)
+                Xk, Yk, wk, ik = take_rows(X, Y, w, idx[k0:k0 + rows])  # a sparse X: the block's rows dense
+                j, ws = core.gradient_sum(P, Xk, Yk, wk, ik, Gb if k0 else G)
                 if k0:
                     G += Gb
                 J, wsum = J + j, wsum + ws
