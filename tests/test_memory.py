@@ -384,6 +384,40 @@ def test_sparse_fit_makes_no_dense_copy_of_X(monkeypatch):
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
 
 
+def test_lbfgs_on_a_sparse_X_needs_a_workspace_of_one_block_of_rows(monkeypatch):
+    """lbfgs evaluates its loss and gradient a block of rows at a time, and
+    the core's workspace holds one block; the memory check before the fit
+    counted a workspace of all rows (1000000 x 576 bytes here) and refused a
+    fit that needs a tenth of it, as its blocks of a sparse X made dense."""
+    import tracemalloc
+
+    sparse = pytest.importorskip("scipy.sparse")
+    pytest.importorskip("scipy.optimize")
+    from dnnfast import _validation
+    from dnnfast._estimators import _solvers
+
+    X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
+    y = np.arange(1_000_000) % 2
+    with warnings.catch_warnings():  # the modules a first fit imports, before the count
+        warnings.simplefilter("ignore")
+        dnnfast.MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1).fit(X[:50], y[:50])
+    n_params = 20 * 4 + 4 + 4 + 1
+    monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 6 * n_params * 100_000)  # blocks of 100000 rows
+    monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (max_iter reached)
+            clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1, random_state=0).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert clf.n_iter_ == 1
+    assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
+
+
 def test_a_sparse_fits_dense_block_is_checked_before_it_is_made(monkeypatch):
     """The memory check of a sparse X is that of the rows the fit makes dense
     at a time, naming X: here the validation set's block (early stopping

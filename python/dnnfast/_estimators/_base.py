@@ -39,7 +39,7 @@ from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_rand
 from ._diagnostics import _Diagnostics
 from ._input import _InputChecks, check_weight_total
 from ._progress import TrainingHistory
-from ._solvers import STOCHASTIC_SOLVERS, _Solvers
+from ._solvers import STOCHASTIC_SOLVERS, _Solvers, lbfgs_block_rows
 
 if TYPE_CHECKING:
     import onnx
@@ -731,15 +731,16 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         """Refuse, before anything is allocated, a network that cannot fit in
         memory: parameters, gradient and optimizer state (Adam: two more, L-BFGS:
         SciPy's float64 copies and ten correction pairs), the core's workspace
-        for one batch with its packed first-layer W, and the float64 draws of
-        the largest layer."""
+        for one batch (L-BFGS: one block of rows) with its packed first-layer
+        W, and the float64 draws of the largest layer."""
         itemsize = X.dtype.itemsize
         prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
         p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
         copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
         n = X.shape[0]
         batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
-        rows = n if self.solver == "lbfgs" else min(workspace_rows(batch), n)
+        # lbfgs evaluates all rows in blocks (one block when they are few)
+        rows = min(lbfgs_block_rows(p_bytes // itemsize) if self.solver == "lbfgs" else workspace_rows(batch), n)
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
