@@ -5,9 +5,9 @@
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
 //
-// Single-thread thresholds (kMinWorkPerThread in gemm_blocked.cpp, with its
-// measurement, and kMinWorkPerThreadSmall / kMinWorkPerThreadRows in
-// gemm_small.cpp).
+// Single-thread thresholds (kMinWorkPerThread in gemm_blocked.cpp, and
+// kMinWorkPerThreadSmall / kMinWorkPerThreadRows in gemm_small.cpp; their
+// measurements in BENCHMARKS.md, "Measurements behind the code").
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_internal.hpp"
 #include "gemm/gemm_kernels.hpp"

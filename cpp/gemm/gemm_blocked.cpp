@@ -33,35 +33,23 @@ namespace dnnfast {
 namespace {
 
 // Multiply-adds per thread below which a second thread costs more than it
-// saves (fork/join, and each thread packing its own panels). Measured on the
-// 2-core AMD EPYC dev machine, AVX2 float n^3 squares, best of 300, 1 vs 2
-// threads: n=32 (3.3e4) 3 vs 3 us; n=40 (6.4e4) 4 vs 4-5 us; n=48 (1.1e5)
-// 5 vs 4 us; n=64 (2.6e5) 9 vs 6-7 us; n=128 (2.1e6) 55 vs 30 us. Break-even
-// near 1e5 in all; threads_for() asks for 2x this before adding a thread.
+// saves (fork/join, and each thread packing its own panels): the break-even
+// of one against two threads on small squares. threads_for() asks for 2x
+// this before adding a thread (BENCHMARKS.md, "Measurements behind the
+// code": kMinWorkPerThread).
 constexpr double kMinWorkPerThread = 1.0e5;
 
 // Row micro-panels of a block that may read one op(B) = B panel in place
-// instead of packing it (five_loops). Swept on the Zen 4 (one thread, M up
-// to 6 panels, K in {64, 200, 500}, N in {100, 256, 512, 784}, both dtypes,
-// the avx512, avx2 and generic tables, 720 products): faster in 624, by up
-// to 1.9x; 2-9% slower in 5 of the 6-panel ones with K = 200 (float64,
-// AVX2 / generic tiles); the other 42 losses were the 4 KiB strides that
-// five_loops excludes. Beyond 6 panels the AVX2 float64 tiles lost up to 20%.
+// instead of packing it (five_loops): up to this many, the panel is still in
+// L1 for the later row panels and skipping the pack gains; from 6 on, the
+// AVX2 and generic float64 tiles start to lose (BENCHMARKS.md, "Measurements
+// behind the code": kBInPlacePanels).
 constexpr size_t kBInPlacePanels = 5;
 // Where the 512-bit FMAs run at full width (not the Zen 4's halves) and A is
 // read in place too (float64's 14-row tiles, op(A) = A^T: a_with_b in
 // five_loops), up to this many row panels, for a B at most
-// kBInPlaceWideMaxPanels NR wide. Measured (Intel Xeon, Emerald Rapids, one
-// thread, float64, the two builds' calls alternating in one process,
-// benchmarks/ab_builds.py --shapes; 5 panels against 12): N = 100, K = 200,
-// 84-168 rows 1.06-1.10x (101 x 100 x 200, the estimators' 20000 x 100 dW1,
-// 1.07-1.09x); 112 rows: N = 96 and 128, K = 200 1.14x and 1.09x; N = 100,
-// K = 64, 100, 500 1.05x, 1.01x, 1.19x. Wider B lost: N = 200 with K = 64,
-// 100, 128 0.95-0.98x, N = 256 0.83-0.99x; N = 784 and 1024 (K = 64) were
-// even. Float32 (packed A) unchanged. In this shared machine's slow spells
-// (the products at half speed: a busy neighbour on the core and its L1)
-// the same products ran 0.91-1.03x and the estimators' steps were even
-// (BENCHMARKS.md, `49f7db1`).
+// kBInPlaceWideMaxPanels NR wide: wider B lost (BENCHMARKS.md,
+// "Measurements behind the code": kBInPlacePanelsWide).
 constexpr size_t kBInPlacePanelsWide = 12;
 constexpr size_t kBInPlaceWideMaxPanels = 8;
 
@@ -104,7 +92,7 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // be read in place (N <= 4 NR: one row panel only, as A's reads then
     // cost more than the pack saved), nor where B's rows are a multiple of
     // 4 KiB apart (every k in the same L1 set, so the panel does not stay
-    // in L1: up to 1.9x slower with the AVX2 and generic float64 tiles).
+    // in L1).
     // The rows of A are then packed, which the in-place B kernel needs.
     // Same FMA chains, same bits.
     //
@@ -112,14 +100,12 @@ void five_loops(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t i_begin, siz
     // values of one k lie contiguous in A as in a packed micro-panel, so
     // the pack only copied them. Only where those MR values span more than
     // a cache line (float64 on the 14-row tiles): narrower, each line of A
-    // is shared by two or more row panels and fetched again for each, and
-    // it lost (AVX2 table: 13 x 178 x 100 float64 +11%, 30 x 200 x 100
-    // float32 +15%; AVX-512 float32 30 x 200 x 100 +1-2%) where float64 on
-    // the 14-row tiles gained (Zen 4: 13 x 178 x 100 -5%, 31 x 200 x 100,
-    // breast_cancer's dW1 = [X | 1]^T dZ, -3%). Not where A's rows are a
-    // multiple of 4 KiB apart (as B above). Where both go in place on
-    // full-width AVX-512 and B is at most kBInPlaceWideMaxPanels NR wide,
-    // up to kBInPlacePanelsWide row panels.
+    // is shared by two or more row panels and fetched again for each, which
+    // costs more than the pack saves (BENCHMARKS.md, "Measurements behind
+    // the code": five_loops). Not where A's rows are a multiple of 4 KiB
+    // apart (as B above). Where both go in place on full-width AVX-512 and B
+    // is at most kBInPlaceWideMaxPanels NR wide, up to kBInPlacePanelsWide
+    // row panels.
     const bool a_with_b = ta == Trans::T && a_t_in_place<T>(MR, lda);
     const bool wide = a_with_b && j_end - j_begin <= kBInPlaceWideMaxPanels * NR && !fma512_in_halves();
     const size_t rows = i_end - i_begin;
@@ -288,13 +274,9 @@ double kernel_work(size_t M, size_t N, size_t nr, size_t lanes, bool half_edge) 
 }
 
 // Cost of the transposing copy that packs op(B)^T = A (stored M x K) as the
-// swapped problem's B, per element, in the same units. Fitted to a sweep of
-// op(A) = A products, K = 100, M in {32, 64, 200, 500}, N in 4..56, each
-// timed both ways (Zen 4, AVX-512, one thread, best of 2 x 5 loops through
-// the binding): with the 1.15 margin below, 2.0 chooses within 1.5% (float)
-// and 1.3% (double) of the faster way on average; the earlier 8.0, fitted
-// before narrow column edges ran one vector wide, 6.7% (float), e.g. 64 x
-// 100 x 10 unswapped in 3.6 us against 3.0 swapped.
+// swapped problem's B, per element, in the same units, fitted with the 1.15
+// margin below to op(A) = A products timed both ways (BENCHMARKS.md,
+// "Measurements behind the code": kTransposeCopyWork).
 constexpr double kTransposeCopyWork = 2.0;
 
 // Whether gemm_blocked computes C^T = op(B)^T op(A)^T instead: thin C (N
@@ -306,26 +288,17 @@ constexpr double kTransposeCopyWork = 2.0;
 // The unswapped problem's edge of one and a half vectors is counted as such
 // only where its half-width FMAs cost half (fma512_in_halves: the Zen 4;
 // elsewhere they cost as much as full ones), where the swapped problem
-// would pay the transposing copy, and from kHalfEdgeMinRows rows. Measured
-// (Zen 4, AVX-512, one thread, K = 100,
-// best of 2 x 9 loops through the binding, against choosing by the full
-// vector's cost): op(A) = A, N in 9..12 float64 / 17..24 float32: 200 and
-// 500 rows 1.09-1.28x faster (200 x 100 x 10 float64 12.9 -> 11.2 us), 64
-// rows 0.95-1.12x, 32 rows 0.86-1.05x; op(A) = A^T, where the swapped B
-// packs by rows: 0.76-1.05x, so not there.
+// would pay the transposing copy, and from kHalfEdgeMinRows rows: with
+// fewer rows, or where the swapped B packs by rows (op(A) = A^T), counting
+// it did not gain reliably over the full vector's cost (BENCHMARKS.md,
+// "Measurements behind the code": kHalfEdgeMinRows).
 constexpr size_t kHalfEdgeMinRows = 128;
 
 // Where 512-bit FMAs run at full width (Intel Xeons, the Zen 5) the kernel
 // does twice the Zen 4's work per cycle, while the transposing copy, which
 // from a few dozen rows reads A from L2, does not speed up with it: there
-// op(A) = A is not swapped from this many rows on. Measured (Intel Xeon,
-// Emerald Rapids, one thread, the two builds' calls alternating in one
-// process, median of 1500 each; never swapped against the model above):
-// K = 100 and 30, N = 4 and 10 float64, 10 and 24 float32: 32 rows
-// 0.80-1.01x (swapping is better there), 48 rows 0.95-1.17x, 64 rows
-// 0.96-1.16x, 100-500 rows 1.17-1.71x; 200 x 100 x 10 float64, digits'
-// output layer, 13.2 -> 10.7 us, float32 9.2 -> 6.0 us (two threads: 1.3x
-// both); W1's 64 x 128 x 10 float32 and its epoch unchanged.
+// op(A) = A is not swapped from this many rows on; below, swapping is still
+// better (BENCHMARKS.md, "Measurements behind the code": kFullWidthKeepRows).
 constexpr size_t kFullWidthKeepRows = 48;
 
 bool swaps(Trans ta, size_t M, size_t N, size_t nr, size_t lanes, bool half_edge) {
@@ -350,9 +323,8 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
                   T alpha, const T* A, size_t lda, const T* B, size_t ldb, T beta, T* C,
                   size_t ldc, const Epilogue<T>* ep) {
     // Thin C: solve C^T = op(B)^T op(A)^T when that costs clearly less (the
-    // margin pays for the transposed, scalar tile stores). Measured (median
-    // time, alternating in one process, float32, op(A) = A^T): 256 x 10 x
-    // 1024 1.23x faster at 1 thread, 1.32x at 2; 64 x 10 x 128 1.03x / 1.07x.
+    // margin pays for the transposed, scalar tile stores) (BENCHMARKS.md,
+    // "Measurements behind the code": gemm_blocked).
     size_t rsc = ldc, csc = 1;
     Operands<T> io;
     if (swaps(ta, M, N, kr.nr, kr.lanes, kr.half_edge)) {
@@ -371,11 +343,9 @@ void gemm_blocked(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
 
 // Rows of the second product (the first layer's inputs + 1) up to which
 // gemm_chain goes by strips. Each strip reads all of X^T again, where the
-// five loops keep an MC-row block of it in L2 for every column panel: from
-// about 400 rows on the strips stopped gaining, and at 785 (MNIST) they
-// lost. Measured (Intel Xeon, Emerald Rapids, one thread, n = 200, relu,
-// N x K 100 x 10 and 256 x 64, both dtypes, against the two calls): 101-301
-// rows 1.01-1.11x faster, 400 and 500 rows 0.97-1.04x, 785 rows 0.93-0.98x.
+// five loops keep an MC-row block of it in L2 for every column panel, so
+// with many rows the strips lose to the two calls (BENCHMARKS.md,
+// "Measurements behind the code": kChainMaxRowPanels).
 constexpr size_t kChainMaxRowPanels = 24;
 
 template <class T>

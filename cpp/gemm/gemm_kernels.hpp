@@ -73,10 +73,10 @@ using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_s
 // for i < m, a(i, k) at a[i * a_rs + k * a_ks], bp the K rows of op(B) with
 // row stride ldbp (a whole number of vectors, zero-padded past n). Each
 // element is the FMA chain over k from zero, stored as the micro-kernel
-// stores it (relu_mask included), so the bits are those of the five loops. Against the five
-// loops (Zen 4, AVX-512, one thread, M 64-200, N 64-256, both dtypes and
-// transposes of B): 1.03-1.7x faster at K = 5-6, even at 8, 0.8-0.97x at
-// 10-16.
+// stores it (relu_mask included), so the bits are those of the five loops.
+// Up to kSmallK it beats the five loops, whose packing costs more than a
+// chain of a few FMAs; from about 8 it does not (BENCHMARKS.md,
+// "Measurements behind the code": kSmallK).
 constexpr size_t kSmallK = 6;
 template <class T>
 using SmallKKernel = void (*)(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks,

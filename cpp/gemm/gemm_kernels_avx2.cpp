@@ -13,10 +13,9 @@ namespace isa_avx2 {
 
 // Blocking for 32-64 KiB L1d, 512 KiB-1 MiB L2: B micro-panel KC x NR = 32 KiB
 // (float) / 24 KiB (double), A block MC x KC = 240 KiB / 288 KiB, B panel
-// 4 MiB / 6 MiB. Chosen on the Zen 3 dev machine (32 KiB L1d, 512 KiB L2) by
-// interleaved runs of 512^3 and 1024^3 over KC in {256, 384, 512} and MC in
-// {72..168}: float KC 512 ran 5-15% faster than 256 (fewer C updates per
-// FMA), MC made less than the noise.
+// 4 MiB / 6 MiB. Chosen on a Zen 3 (32 KiB L1d, 512 KiB L2): float KC 512
+// rather than 256 for fewer C updates per FMA; MC made less than the noise
+// (BENCHMARKS.md, "Measurements behind the code": gemm_kernels).
 extern const KernelSet gemm_kernels;  // external: cpu_features.cpp picks it
 constexpr KernelSet gemm_kernels = {
     "avx2", "avx2-fma float 6x16 / double 6x8",

@@ -24,16 +24,12 @@ constexpr KernelsFor<T> with_transpose(KernelsFor<T> k, TransposeFn<T> transpose
 
 // Blocking for 48 KiB L1d, 2 MiB L2 (Sapphire Rapids): A block MC x KC =
 // 336 KiB (float, 224 x 384) / 224 KiB (double, 112 x 256). Float KC 384
-// (a B micro-panel of 48 KiB, streamed from L2) was chosen over 192 by an
-// interleaved sweep on a 16-core Xeon with AVX-512 (n^3, n = 512-2048): 1-3%
-// faster on 1 and 4 threads, 1-9% on 16 (fewer C updates per FMA); MC 448 or
-// 840, and tiles 12x32, 8x48 and 6x64, were no better on one thread.
-// Double KC 256, not 192: in the Xeon's one-thread sweep
-// (../shared/measurements) MC 224 / KC 256 was at or above 112 / 192 in
-// every column (2048^3 65% of the peak against 61%); on the Zen 4 (one
-// thread, float64) 1024^3 went 49.6 -> 51.1 GFLOP/s with KC 256 and MC 112,
-// MC 224 being 1% slower there, and K = 200 (the estimators' default
-// batch, in every weight gradient) is one slice instead of two.
+// (a B micro-panel of 48 KiB, streamed from L2) rather than 192: fewer C
+// updates per FMA; larger MC and other tile shapes were no better. Double
+// KC 256, not 192, for the same reason, with MC 112 (224 was no better on
+// the Zen 4); and K = 200 (the estimators' default batch, in every weight
+// gradient) is one slice instead of two. (BENCHMARKS.md, "Measurements
+// behind the code": gemm_kernels.)
 extern const KernelSet gemm_kernels;  // external: cpu_features.cpp picks it
 constexpr KernelSet gemm_kernels = {
     "avx512", "avx512f float 14x32 / double 14x16",

@@ -32,8 +32,9 @@ namespace {
 // before the next group, and the block's stores stay within a few KiB of
 // the panel. (Walking down the whole panel per row group made the copy
 // store-bound; all rows per k step, with rows 4 KiB apart and so in one L1
-// set, re-read every line: 256 x 1024 x 10 float32 took 2x as long; blocks
-// of one line left float64 there 15% slower than the whole-panel walk.)
+// set, re-read every line; blocks of one line left float64 slower than the
+// whole-panel walk: BENCHMARKS.md, "Measurements behind the code":
+// transpose_copy.)
 template <class T>
 void transpose_copy(const T* src, size_t lds, size_t rows, size_t kc, T* dst, size_t ldd) {
     for (size_t i = 0; i < rows; ++i)
@@ -122,9 +123,8 @@ namespace {
 // values adjacent): the whole P-wide panels of columns [j0, j0 + cols), rows
 // [k0, k0 + kc), each stored k-major. Done row by row, so the source is read in
 // order and each piece is a fixed-size copy; walking one panel down all kc
-// rows instead (a strided read and a variable-length copy per row) was 2.4x
-// slower: 24 vs 10 us for a 392 x 256 float slice of B, which had cost 30% on
-// top of the kernel time of a batch-64 layer's 64 x 256 x 784 product.
+// rows instead costs a strided read and a variable-length copy per row
+// (BENCHMARKS.md, "Measurements behind the code": pack_rows_fixed).
 // Returns the columns done (a multiple of P); the caller packs the rest.
 template <size_t P, class T>
 size_t pack_rows_fixed(const T* src, size_t ld, size_t k0, size_t j0, size_t kc, size_t cols, T* dst) {
@@ -157,8 +157,9 @@ template <class T>
 void gemm_pack_a(Trans ta, const T* A, size_t lda, size_t i0, size_t k0, size_t mc, size_t kc,
                  size_t mr, T* dst, TransposeFn<T> transpose) {
     // A partial micro-panel's rows past m are left as they are: the micro-tile
-    // computes exactly its m rows and never reads them (zeroing 13 padding
-    // rows of a 1-row panel, 200 k deep, was 6% of a 15 x 200 x 96 product).
+    // computes exactly its m rows and never reads them, and zeroing them is
+    // not free on short products (BENCHMARKS.md, "Measurements behind the
+    // code": gemm_pack_a).
     size_t done = 0;
     if (ta == Trans::T) {
         done = pack_rows(A, lda, k0, i0, kc, mc, mr, dst);

@@ -24,15 +24,16 @@
 
 // The tile's store helpers are inlined into every kernel whatever the
 // compiler's size heuristics say: called out of line, a tile's accumulators
-// went through memory (digits' training step 1.4 -> 2.5 ms).
+// go through memory (BENCHMARKS.md, "Measurements behind the code":
+// DNNFAST_KERNEL_INLINE).
 #define DNNFAST_KERNEL_INLINE inline __attribute__((always_inline))
 
 // Whether the micro-kernels apply a relu layer's epilogue as they store a
 // tile (KernelsFor::fused_relu): in the tables built with AVX2 / AVX-512
 // flags. The generic tables leave it to the epilogue function: their code
 // is built for any CPU, and for aarch64, where the 512-bit generic tile's
-// store loops written out three times took the file's compile from 1 to 6
-// minutes.
+// store loops written out three times made the file's compile several times
+// longer (BENCHMARKS.md, "Measurements behind the code": kFusedStores).
 #if defined(__AVX2__)
 constexpr bool kFusedStores = true;
 #else
@@ -65,8 +66,9 @@ struct Simd {
     // Keeps a loaded vector in a register: GCC otherwise folds the load into
     // each FMA that uses it, and an operand shared by M FMAs is loaded M times.
     // Only where the accumulators, the kept vectors and one more fit in the
-    // registers (fits_in_registers): beyond that the kept vectors spill, and
-    // on AVX2 (16 registers) 100 x 178 x 3 float64 went 5.3 -> 6.6 us.
+    // registers (fits_in_registers): beyond that the kept vectors spill,
+    // which costs more than the folded loads (BENCHMARKS.md, "Measurements
+    // behind the code": Simd::fits_in_registers).
     static constexpr bool fits_in_registers(int acc, int kept) { return acc + kept + 1 <= kRegs; }
     static void in_register(V& v) {
 #if defined(__AVX2__)
@@ -241,8 +243,8 @@ DNNFAST_KERNEL_INLINE void store_tile_through_scratch(const typename Ops::V (&ac
 // of 2. Each element gets the same FMA chain as in the full tile, so the
 // same bits; the tile is stored through the scratch path as a two-vector
 // tile whose second vector has zero upper lanes.
-// Out of line, as narrow_tile below and for the same reason (float64 200 x 10
-// x 100 ran 1.17x slower inlined).
+// Out of line, as narrow_tile below and for the same reason (BENCHMARKS.md,
+// "Measurements behind the code": micro_tile_half_last).
 template <class T, class Ops, int MC, class AR, int NVB>
 __attribute__((noinline)) void micro_tile_half_last(size_t kc, AR a, const T* __restrict bp, T alpha, T beta,
                                                     T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
@@ -361,8 +363,9 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
     constexpr size_t NR = NV * S::W;       // columns this tile computes
     constexpr size_t NRB = NVB * S::W;     // row stride of the packed B micro-panel
     // Fetch the C tile while the kc loop runs: it is read (beta != 0) and
-    // written only at the end, and on large C it is not in L1/L2 any more.
-    // Without this, a 1024^3 float product ran 10-20% slower.
+    // written only at the end, and on large C it is not in L1/L2 any more, so
+    // its loads and stores would otherwise wait on memory (BENCHMARKS.md,
+    // "Measurements behind the code": micro_tile).
     if (csc == 1) {
         for (size_t i = 0; i < m; ++i) {
             __builtin_prefetch(c + i * rsc, 1, 3);
@@ -427,9 +430,8 @@ void micro_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T
 // A column edge's tile (one vector, or one of Ops::Half's), called out of
 // line from the full tile's dispatch. GCC had kept these out of line by its
 // own measure until the kernels took one argument more (mask_rs), then
-// inlined them, and the narrow products ran slower: float32 200 x 10 x 100
-// (a one-vector tile) 1.36x, 64 x 10 x 128 1.19x (the builds' calls
-// alternating, benchmarks/ab_builds.py --shapes).
+// inlined them, and the narrow products ran slower (BENCHMARKS.md,
+// "Measurements behind the code": narrow_tile).
 template <class T, class Ops, int NV, int MC, class AR, bool BInPlace, int NVB>
 __attribute__((noinline)) void narrow_tile(size_t kc, AR a, const T* __restrict bp, size_t b_ks, T alpha, T beta,
                                            T* c, size_t rsc, size_t csc, size_t m, size_t n, const T* rb,
@@ -489,7 +491,9 @@ size_t small_nn_blocks(size_t j, size_t n, size_t K, T alpha, const T* a, const 
         const T* b = B + j;
         for (size_t k = 0; k < K; ++k, b += ldb) {
             V bv[NV];
-            for (int v = 0; v < NV; ++v) {  // loaded once for the M rows (AVX-512: 6.2 -> 4.5 us)
+            // Loaded once for the M rows instead of once per row (BENCHMARKS.md,
+            // "Measurements behind the code": small_nn_blocks).
+            for (int v = 0; v < NV; ++v) {
                 bv[v] = S::load(b + v * S::W);
                 if constexpr (M > 1 && S::fits_in_registers(M * NV, NV)) S::in_register(bv[v]);
             }
@@ -513,15 +517,15 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
     // The last n % W columns in the lanes of one vector, B's rows copied in
     // zero-padded: each lane is the FMA chain over k from zero that a vector
     // column gets, and the M chains run side by side instead of M x (n % W)
-    // latency-bound scalar chains one after another (4 columns x 3 rows x
-    // 178 k were 2.4 us of a 3-output dW: 100 x 178 x 3 7.2 -> 6.0 us).
+    // latency-bound scalar chains one after another (BENCHMARKS.md,
+    // "Measurements behind the code": small_nn_rows).
     const size_t r = n - j;
     V acc[M];
     for (int i = 0; i < M; ++i) acc[i] = V{};
     for (size_t k = 0; k < K; ++k) {
-        // A masked load: a row built in a stack buffer and loaded back waited
-        // on the store-to-load forward every k (100 x 178 x 3 float64, Zen 4,
-        // through the binding: 6.6 -> 6.2 us).
+        // A masked load: a row built in a stack buffer and loaded back waits
+        // on the store-to-load forward every k (BENCHMARKS.md, "Measurements
+        // behind the code": small_nn_rows).
         const V bv = Ops::load_head(B + k * ldb + j, r);
         for (int i = 0; i < M; ++i) acc[i] = Ops::fma(Ops::splat(a[i * K + k]), bv, acc[i]);
     }
@@ -534,15 +538,13 @@ void small_nn_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 // sums stay in registers while the block walks all K rows of B, so a
 // multiply-add costs one load of B and nothing else; with NV = 16 a row's
 // block is 1 KiB (a 256-column float W's whole row), wide enough for the
-// hardware prefetcher to stream. Against small_nn_row's passes over sums in
-// L1 (Zen 4, one thread, through the binding, us): 1 x 784 x 256 float 11.3
-// -> 10.1 (W in L2), 1 x 256 x 128 2.7 -> 2.5, 1 x 784 x 1024 64 -> 48 (W in
-// L3, eight row blocks). Beyond 2 MiB of B (from memory) each row is
-// prefetched kFarAhead rows on: 1 x 1000 x 5000 float 398-438 -> 326-340,
-// 1 x 1500 x 2000 double 526-543 -> 430-452 (without: 417-472, 550-563).
-// Narrower vectors make blocks too narrow to stream (AVX2, 8 x 8 floats:
-// 1 x 784 x 1024 60 -> 81 us), so the other tables keep small_nn_row's
-// order. Each column is one FMA chain over k from zero, as there.
+// hardware prefetcher to stream, and no sum goes through L1 as in
+// small_nn_row's passes. Beyond 2 MiB of B (from memory) each row is
+// prefetched kFarAhead rows on, so that its lines arrive by the time the
+// block reaches it. Narrower vectors make blocks too narrow to stream, so the
+// other tables keep small_nn_row's order. Each column is one FMA chain over
+// k from zero, as there. (BENCHMARKS.md, "Measurements behind the code":
+// row_blocks_in_registers.)
 template <class T, class Ops, int NV>
 size_t row_blocks_in_registers(size_t j, size_t nvec, size_t K, T alpha, const T* a, const T* B, size_t ldb,
                                T beta, T* C, bool far) {
@@ -576,20 +578,17 @@ size_t row_blocks_in_registers(size_t j, size_t nvec, size_t K, T alpha, const T
 // small_nn_rows<1, 4> for one row of A: with 32 vector registers in
 // register blocks (row_blocks_in_registers, above), the columns past the last
 // whole vector in one more vector's lanes. Otherwise by rows of B instead
-// of column blocks: the sums of a
-// chunk of columns stay in L1 while B is read row after row, in memory order
-// (10-15% faster than walking 32 columns down all K rows when B comes from L3:
-// 784 x 256 floats, 16-18 vs 18-20 us). Four rows of B go into the sums per
+// of column blocks: the sums of a chunk of columns stay in L1 while B is
+// read row after row, in memory order (walking 32 columns down all K rows
+// was slower when B comes from L3). Four rows of B go into the sums per
 // pass over them: one load and one store of a sum vector per four FMAs
-// instead of per FMA, which had bound the loop to the store port (784 x 256
-// floats, B from L3, median of one-thread calls: 17.1 -> 11.5 us). While a
-// pass runs, the next pass's four rows are prefetched, a line at a time: with
-// B in L3, one-row predict of the W1 network on one thread went from 20.6 to
-// 18.6 us (ab_builds.py --predict; the 784 x 256 product in a C++ loop
-// 13.4-14.8 -> 11.6-12.0 us); from L2 it changes nothing measurable. Each
-// column gets the same FMA chain over k from zero, in a vector lane or, past
-// the last whole vector, in the scalar chain that rounds like one, so the
-// results are those of small_nn_rows<1, 4>.
+// instead of per FMA, which had bound the loop to the store port. While a
+// pass runs, the next pass's four rows are prefetched, a line at a time,
+// which hides B's latency when it comes from L3; from L2 it changes nothing
+// measurable. Each column gets the same FMA chain over k from zero, in a
+// vector lane or, past the last whole vector, in the scalar chain that rounds
+// like one, so the results are those of small_nn_rows<1, 4>. (BENCHMARKS.md,
+// "Measurements behind the code": small_nn_row.)
 template <class T, class Ops>
 void small_nn_row(size_t n, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C) {
     using S = Simd<T, Ops>;
@@ -687,9 +686,9 @@ inline T dot_finish(typename Ops::V acc, size_t k_end, size_t K, const T* a, con
 // has vector shuffles: the W x W block of lanes transposed in registers
 // (log2 W rounds of two-vector shuffles), then the W transposed vectors
 // added in lane order, so out[j] gets acc[j]'s lanes summed in the same
-// order as one by one, the same bits. One at a time, each sum went through
-// memory and a chain of W - 1 scalar adds: 1 x 128 x 256 with op(B) = B^T
-// (a one-row step's dA) spent 1.9 of its 2.6 us there (Zen 4, float32).
+// order as one by one, the same bits. One at a time, each sum goes through
+// memory and a chain of W - 1 scalar adds, which dominated a one-row step's
+// dA (BENCHMARKS.md, "Measurements behind the code": lane_sums).
 #if defined(__AVX2__) && defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector)
 #define DNNFAST_VECTOR_LANE_SUMS 1
@@ -750,8 +749,8 @@ DNNFAST_KERNEL_INLINE typename Ops::V lane_sums(typename Ops::V* acc) {
 // from column k_end each), transposed here in registers so that t[k] holds
 // column k_end + k of the W rows; each is added as dot_tail adds it (one FMA
 // a term, in k order), so lane j gets row j's dot_tail bits. One row at a
-// time those were chains of r dependent scalar FMAs: 10 columns (the dA of
-// a 10-output layer) took about 3 cycles a term.
+// time those are chains of r dependent scalar FMAs, each term waiting for
+// the one before (BENCHMARKS.md, "Measurements behind the code": tail_dots).
 template <class T, class Ops>
 DNNFAST_KERNEL_INLINE typename Ops::V tail_dots(typename Ops::V s, typename Ops::V* t, size_t r, const T* a) {
     transpose_lanes<typename Ops::V, Simd<T, Ops>::W>(t);
@@ -763,9 +762,8 @@ DNNFAST_KERNEL_INLINE typename Ops::V tail_dots(typename Ops::V s, typename Ops:
 
 // C[0:MI, j:j+NB] of small_nt: MI rows of a (MI <= kSmallM) against NB rows
 // of B, each vector of a B row loaded once for all MI rows, so that op(B) is
-// streamed once rather than once per row of a (178 x 100 x 3 float64, A W
-// through a 3-output layer, had read the 142 KB three times from L2: 9.6 ->
-// 6.4 us through the binding, Zen 4, one thread).
+// streamed once rather than once per row of a (BENCHMARKS.md, "Measurements
+// behind the code": small_nt_block).
 template <class T, class Ops, int MI, int NB>
 inline void small_nt_block(size_t j, size_t K, T alpha, const T* a, const T* B, size_t ldb, T beta, T* C,
                            size_t ldc) {
@@ -812,8 +810,9 @@ void small_nt_rows(size_t n, size_t K, T alpha, const T* a, const T* B, size_t l
 }
 
 // One row of a against JB rows of B (b[0..JB)): the dots of small_nt for M
-// = 1, B in memory operands (the blocked form above ran 7-22% slower here:
-// 1 x 128 x 256 with op(B) = B^T, float32, 3.1 -> 3.75 us on AVX2).
+// = 1, B in memory operands: the blocked form above, made to share B's loads
+// among rows of a, gains nothing with one row and was slower (BENCHMARKS.md,
+// "Measurements behind the code": dots).
 template <class T, class Ops, int JB>
 inline void dots(size_t K, const T* a, const T* const* b, T* out) {
     using S = Simd<T, Ops>;
@@ -1068,8 +1067,8 @@ void dot_rank1_rows(size_t m, size_t n, T alpha, const T* u, const T* v, T* W, s
             // The tail columns: stepped from the old values kept in t, which
             // tail_dots then adds. All R loads before the first store: a
             // masked store spans a whole vector of addresses, which covers
-            // the next row's tail, and a load behind it waited for it (a 10-
-            // column W, 128 x 10 float32, less the binding: 1.1 -> 0.25 us).
+            // the next row's tail, and a load behind it waits for it
+            // (BENCHMARKS.md, "Measurements behind the code": dot_rank1_rows).
             V t[R];
             for (size_t r = 0; r < R; ++r) t[r] = Ops::load_head(W + (i + r) * ldw + nv, n - nv);
             for (size_t r = 0; r < R; ++r)

@@ -19,14 +19,13 @@ namespace {
 
 // Multiply-adds per thread for these memory-bound paths: 2x the blocked
 // path's measured break-even (gemm_blocked.cpp), because each multiply-add
-// here also moves one element of op(B) or C. Checked on the W2 workload
-// (784-256-128-10 at batch size 1, 2-core EPYC): with 5e4 the 784 x 256 layer
-// went to two threads and training fell from 20-25k to 12-13k samples/s
-// (3.8-4.0k while the parts still shared cache lines, below), and one-row
-// predict gained 1-2 us of 21-23: each core's half of a row-major W, 512 of
-// every 1024 bytes, maps to half of its L2's sets and does not stay there.
-// Those two products now split W's rows instead (row_blocks, below); this
-// column split serves the 2-4 row products, dZ W^T and the smaller updates.
+// here also moves one element of op(B) or C. With 5e4, W2's 784 x 256 layer
+// at batch size 1 went to two threads and training slowed down: each core's
+// half of a row-major W, 512 of every 1024 bytes, maps to half of its L2's
+// sets and does not stay there. Those two products now split W's rows
+// instead (row_blocks, below); this column split serves the 2-4 row
+// products, dZ W^T and the smaller updates. (BENCHMARKS.md, "Measurements
+// behind the code": kMinWorkPerThreadSmall.)
 constexpr double kMinWorkPerThreadSmall = 2.0e5;
 
 // Columns [begin, end) of part p of parts: whole blocks of nb columns,
@@ -48,9 +47,9 @@ void split_cols(size_t n, size_t nb, size_t lead, int parts, int p, size_t& begi
 // boundaries of `row` (W, or C), and of all its rows when their stride is a
 // whole number of lines (a 256-column float W), so no line of W is written
 // by two threads: at batch size 1 the weight update writes W itself, and a
-// line shared by two cores bounces between them on every row. With parts at
-// arbitrary 16-byte offsets, the 784 x 1024 float update on 2 threads took
-// 140-200 us against 104-130 us on one (93-95 us now). The kernels give
+// line shared by two cores bounces between them on every row; with parts at
+// arbitrary 16-byte offsets two threads were slower than one (BENCHMARKS.md,
+// "Measurements behind the code": for_column_parts). The kernels give
 // every column the same bits wherever its part begins.
 template <class T, class F>
 void for_column_parts(size_t N, size_t nb, double work, const T* row, const F& fn) {
@@ -72,22 +71,17 @@ void for_column_parts(size_t N, size_t nb, double work, const T* row, const F& f
 // its part of W is contiguous, and the weight update (gemm_rank1) gives each
 // thread the same rows. Splitting W by columns instead (for_column_parts)
 // gives each core 512 of every 1024 bytes of a 256-column float W, which map
-// to half the sets of its L2: a 784 x 256 W's half (401 KB) did not stay in a
-// 512 KiB L2 between calls, and two threads gained 1-2 us of 21-23 on one-row
-// predict. With row blocks (2-core EPYC, separate processes alternating):
-// W2 training at 2 threads went from 24.5-25.1k to 40.1-40.3k samples/s, and
-// at one thread from 25.3-25.9k to 30.3-30.8k (not explained: the same loads,
-// FMAs and stores, in four calls of 196 rows instead of one of 784). The
-// blocks depend on the shape only (never on the thread count, so neither do
-// the bits): at least kMinBlockRows rows and kMinBlockWork multiply-adds
-// each, at most kMaxBlocks.
+// to half the sets of its L2: a 784 x 256 W's half (401 KB) does not stay in
+// a 512 KiB L2 between calls (BENCHMARKS.md, "Measurements behind the code":
+// row_blocks). The blocks depend on the shape only (never on the thread
+// count, so neither do the bits): at least kMinBlockRows rows and
+// kMinBlockWork multiply-adds each, at most kMaxBlocks.
 constexpr size_t kMinBlockRows = 64;
 constexpr double kMinBlockWork = 5.0e4;
 constexpr size_t kMaxBlocks = 8;
-// Multiply-adds per thread for the row-block split: two threads from 1e5 up.
-// 392 x 256 floats (1e5) took 9.4 us on one thread and 6.8-7.0 on two;
-// 784 x 256 14 and 7 (C++ loop, medians). Splitting 256 x 128 (3.3e4) too
-// measured within the noise: its fork and join cost what the split saves.
+// Multiply-adds per thread for the row-block split: two threads from 1e5 up;
+// below, the fork and join cost what the split saves (BENCHMARKS.md,
+// "Measurements behind the code": kMinWorkPerThreadRows).
 constexpr double kMinWorkPerThreadRows = 5.0e4;
 
 size_t row_blocks(size_t K, size_t N) {
@@ -181,12 +175,10 @@ void gemm_small_n(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
     // C^T = op(B)^T op(A)^T has N <= kSmallN rows: the small-M kernels stream
     // op(A) once (the rows of A as dot products, or A^T's rows as they lie),
     // where the five loops would pack all of op(A) for NR-wide tiles holding
-    // one to three useful columns. Measured (Zen 4, AVX-512, float64, one
-    // thread, best of 7 x 3000 calls through the binding, us): 200 x 100 x 1
-    // (A W) 7.9 -> 4.3, 100 x 200 x 1 (A^T dZ) 7.5 -> 3.3, 200 x 100 x 2 8.6
-    // -> 6.3, 178 x 100 x 3 9.5 -> 7.9, 100 x 178 x 3 (A^T dZ) 8.8 -> 8.2;
-    // 64 x 128 x 4 went 4.6 -> 4.9, hence N <= 3. C^T goes to a scratch, is
-    // transposed into C, and the epilogue runs on the whole of C.
+    // one to three useful columns. At four columns the five loops were
+    // already faster, hence N <= 3 (BENCHMARKS.md, "Measurements behind the
+    // code": gemm_small_n). C^T goes to a scratch, is transposed into C, and
+    // the epilogue runs on the whole of C.
     static thread_local PackBuffer<T> buf;
     T* ct = buf.get(N * M);
     if (beta != T(0))
@@ -205,10 +197,11 @@ void gemm_small_k(const KernelsFor<T>& kr, Trans ta, Trans tb, size_t M, size_t 
                   size_t ldc, const Epilogue<T>* ep) {
     // 2 <= K <= kSmallK: each element of C is a chain of a few FMAs, so the
     // five loops' packing and their C tiles stored and then read again by the
-    // epilogue cost more than the arithmetic (178 x 3 x 100 with the relu'
-    // epilogue was about 11 us). Here op(B), K x N, is copied once into rows
-    // zero-padded to a whole number of vectors, and C is written row by row,
-    // each thread's rows going through the epilogue while still in cache.
+    // epilogue cost more than the arithmetic (BENCHMARKS.md, "Measurements
+    // behind the code": gemm_small_k). Here op(B), K x N, is copied once
+    // into rows zero-padded to a whole number of vectors, and C is written
+    // row by row, each thread's rows going through the epilogue while still
+    // in cache.
     // Same FMA chains and stores as the five loops: the same bits.
     constexpr size_t kPad = 16;  // a multiple of every table's vector length
     const size_t ldbp = (N + kPad - 1) / kPad * kPad;
