@@ -64,10 +64,9 @@ inline bool derivative_from_output(Act a) { return a == Act::relu || a == Act::t
 inline double activation_cost(Act a) { return kActivations[static_cast<int>(a)].cost; }
 
 // Element operations (in relu-equivalents) per thread below which a second
-// thread does not pay. Measured on the 2-core EPYC, float32, 1 vs 2 threads:
-// relu forward 100k elements 28.8 / 29.6 us, 200k 96.8 / 53.6 us; relu'
-// 100k 27.0 / 25.9 us, 200k 77.8 / 34.8 us; sigmoid (20x relu per element with libm, before vmath.hpp)
-// gains from 25k elements (159 / 113 us). Break-even ~150k relu-equivalents.
+// thread does not pay: threads_for() asks for twice this, the break-even of
+// one against two threads (BENCHMARKS.md, "Measurements behind the code":
+// kElementwiseMinWork).
 inline constexpr double kElementwiseMinWork = 75000.0;
 
 // ---- element-wise activations: sigma and sigma' -----------------------------
@@ -256,24 +255,21 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
 //
 // z - max goes into A for every row, then one call of the vector exp over
 // the whole block, then the rows are normalised: a classifier's few
-// classes fill whole vectors (a row narrower than a vector alone had cost a
-// padded call per row; a 3-class softmax and its cce log were an eighth of
-// a small model's training step), and the normalising reads A long after
-// the exp stored it. Through a 256-entry buffer instead, the copy out read
-// each chunk right after the exp's stores, with loads straddling two of
-// them, which the store queue cannot forward (float64 200 x 10: 3.0 us,
-// against 1.1 now). z - max is the same correctly rounded subtraction
-// either way, and the vector exp computes each lane alike wherever it
-// sits, so the bits do not depend on the row length or the block.
+// classes fill whole vectors (a row narrower than a vector alone costs a
+// padded call per row), and the normalising reads A long after the exp
+// stored it. Through a 256-entry buffer instead, the copy out read each
+// chunk right after the exp's stores, with loads straddling two of them,
+// which the store queue cannot forward (BENCHMARKS.md, "Measurements behind
+// the code": softmax_forward_rows). z - max is the same correctly rounded
+// subtraction either way, and the vector exp computes each lane alike
+// wherever it sits, so the bits do not depend on the row length or the
+// block.
 //
 // Each row's max and sum are chains of dependent operations, taken in column
 // order (the sum's order is its bits, the same on every kernel table); rows
 // go through them kSoftmaxRows at a time, so the chains (and the divisions)
-// of different rows overlap instead of each waiting out the one before.
-// Float64 200 x 10, digits' output layer, in a perf profile of the fit: one
-// row at a time, the max's chain was 45% of this function's samples and the
-// wait on the division 12%; the function went from 2.6% to 1.9% of the
-// fit's samples.
+// of different rows overlap instead of each waiting out the one before
+// (BENCHMARKS.md, "Measurements behind the code": kSoftmaxRows).
 constexpr size_t kSoftmaxRows = 4;
 
 // The row sum's error grows with the row's width (one rounding an entry):

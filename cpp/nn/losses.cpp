@@ -80,8 +80,9 @@ constexpr size_t kNarrow = 64, kLogBuf = 256;
 // e / s, s = 1 - q rounded and e = -q - (s - 1) its exact rounding error (s
 // - 1 is exact: Sterbenz for s >= 1/2; for q > 1/2, s itself is exact and e
 // = 0), the correction vmath's log1p01 makes for u >= 0; the next term,
-// e^2 / 2 s^2, is below 2^-106. Two libm calls per entry had been 3% of a
-// breast_cancer epoch (one output, batch 200).
+// e^2 / 2 s^2, is below 2^-106. Two libm calls per entry cost more than the
+// vector log's lanes (BENCHMARKS.md, "Measurements behind the code":
+// bce_rows_loss).
 template <class T>
 double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
     constexpr size_t kBuf = kLogBuf;
@@ -140,9 +141,9 @@ double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, siz
             const T* y = Y + i * n;
             const T* p = Yhat + i * n;
             const size_t c0 = c;
-            // Written every time, kept when y != 0: a branch on y mispredicted
-            // about once a one-hot row, at a random column (digits' fit,
-            // perf: rows_loss 3.0% -> 1.8% of its samples).
+            // Written every time, kept when y != 0: a branch on y mispredicts
+            // about once a one-hot row, at a random column (BENCHMARKS.md,
+            // "Measurements behind the code": rows_loss).
             for (size_t j = 0; j < n; ++j) {
                 q[c] = double(clip01(p[j]));
                 yy[c] = double(y[j]);

@@ -38,8 +38,8 @@ size_t chunk_at(size_t i0, size_t n) {
 template <class T>
 void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out, bool ones = false) {
     // From 20000 values a thread: the copies wait on memory, and two cores
-    // fetch rows faster than one (W1's 64 x 784 float32 batch at 2 threads,
-    // Zen 4: 153k -> 158k samples/s; at 200000 it was copied on one).
+    // fetch rows faster than one (BENCHMARKS.md, "Measurements behind the
+    // code": gather_rows).
     const int nt = threads_for(double(n) * double(cols), 20000.0);
     if (cols == 1 && !ones) {  // one output's targets, row weights: an indexed load, not a memcpy call per value
         parallel_for(n, nt, [&](size_t i) { out[i] = X[size_t(idx[i])]; });
@@ -47,14 +47,11 @@ void gather_rows(const T* X, size_t cols, const int64_t* idx, size_t n, T* out, 
     }
     // Shuffled rows of an X larger than the caches come from memory, and the
     // hardware prefetcher cannot guess the next row: fetch the one kAhead
-    // rows on while copying this one. (Float64 20000 x 100, batches of 200,
-    // one thread, perf, Zen: the row copies 31 -> 20 us a batch; 6 rows
-    // ahead 22.) Into L2 (prefetcht1), not as non-temporal (prefetchnta): on
-    // an Intel Xeon (Emerald Rapids) the non-temporal fetches made the copy
-    // 2.7x slower than none at all, an epoch of W1's 8192 x 784 float32 rows
-    // in batches of 64 5.5 ms against 2.0 (1.8 with prefetcht1), and the
-    // float64 rows above 3.2 ms against 2.1 (2.3): the lines fetched 16 rows
-    // ahead were gone from L1 before the copy reached them.
+    // rows on while copying this one. Into L2 (prefetcht1), not as
+    // non-temporal (prefetchnta): on Intel the non-temporal fetches evicted
+    // the lines fetched kAhead rows ahead before the copy reached them, which
+    // was slower than no prefetch at all (BENCHMARKS.md, "Measurements behind
+    // the code": gather_rows).
     constexpr size_t kAhead = 16;
     const size_t row_bytes = cols * sizeof(T), ld = ones ? cols + 1 : cols;
     parallel_for(n, nt, [&](size_t i) {
@@ -175,9 +172,9 @@ const T* Network<T>::output(const Workspace& ws) const {
 // Where layer l's Z (the pre-activation) is kept. A layer whose sigma' needs
 // only A (relu, tanh, sigmoid: derivative_from_output) keeps none of its
 // own, so the forward GEMM's epilogue writes f(z + b) once over its own
-// output instead of storing z + b and f(z + b) both (the epilogue's stores
-// were a seventh of a small relu model's step; a tanh layer's bias pass and
-// its Z were another pass over the 200 x 100 block of the estimators' step).
+// output instead of storing z + b and f(z + b) both (the second store, and a
+// tanh layer's bias pass and its Z, were each another pass over the block:
+// BENCHMARKS.md, "Measurements behind the code": Network::pre_activation).
 template <class T>
 T* Network<T>::pre_activation(Workspace& ws, size_t l) const {
     return derivative_from_output(layers_[l].act) ? ws.A[l].data() : ws.Z[l].data();
@@ -275,15 +272,16 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         // rank-1 product that reads each mask value and then writes its
         // element, so it can overwrite A[l-1] once dW has read it (below):
         // the 200 x 100 float64 dZ of breast_cancer's batch then goes through
-        // L2 once, not read from A and written to a third buffer (rank1_rows
-        // 6.6% -> 5.8% of the core's samples in its epoch loop). Not while
-        // updating W in place, where dA must come first.
+        // L2 once, not read from A and written to a third buffer
+        // (BENCHMARKS.md, "Measurements behind the code":
+        // Network::backward_batch). Not while updating W in place, where dA
+        // must come first.
         const bool dz_over_a = l > 0 && !update && s.m_out == 1 && layers_[l - 1].act == Act::relu;
         // One row's step on a layer above the first: dA through W and W's
-        // step in one sweep over W (gemm_dot_rank1: dA's bits, the step
-        // one FMA an element). W2 (784-256-128-10 float32, batch size 1,
-        // Zen 4, one thread, processes alternating): 58.3k -> 68.1k
-        // samples/s, with the 10-output layer's dot tails in vector lanes.
+        // step in one sweep over W, so W is read once instead of twice
+        // (gemm_dot_rank1: dA's bits, the step one FMA an element;
+        // BENCHMARKS.md, "Measurements behind the code":
+        // Network::backward_batch).
         const bool dz_then_step = update && n == 1 && l > 0 && P_sgd == P && s.m_out > 1 &&
                                   layers_[l - 1].act != Act::softmax && layers_[l - 1].act != Act::prelu;
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
@@ -592,12 +590,12 @@ void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const in
 
 // Whether a gathered batch of n rows goes in as [X_b | 1], so that the
 // first layer's db comes out of its dW product (backward_batch) instead of
-// a pass of column sums over dZ (about 1.6 us of a 200 x 100 float64
-// batch's 67, breast_cancer). Only where it keeps every bit: K = n in one
+// a pass of column sums over dZ. Only where it keeps every bit: K = n in one
 // slice of the product (then each db chain is the column sums' sequential
 // sum), and where the extra row of A fits an edge micro-tile that is
-// computed anyway (m_in not a multiple of MR: 30 -> 31 rows cost 0.3 us,
-// 64 -> 65 a new one-row tile, 1.4 us).
+// computed anyway (m_in not a multiple of MR; otherwise it costs a new
+// one-row tile). (BENCHMARKS.md, "Measurements behind the code":
+// Network::bias_by_product.)
 template <class T>
 bool Network<T>::bias_by_product(size_t n) const {
     return n > 1 && gemm_one_chain_with_spare_row<T>(layers_[0].m_in, layers_[0].m_out, n);

@@ -38,10 +38,9 @@ struct LayerSpec {
 // than kStochasticWindowMinBytes (L1) takes its rows in windows of this many
 // (Network::train_window): the window's products with the first W as it was
 // at the window's start, each row's first-layer input corrected for the
-// steps before it in the window, one rank-k update at its end. Zen 4, one
-// thread, samples/s of one-row epochs: W2 (784-256-128-10 float32) 35k ->
-// 52k (windows of 16: 48k, 64: 50k); 784-64-10 float32 101k -> 217k;
-// 100-100-10 float32 (W 40 KB) 275k -> 322k. A chunk of an epoch
+// steps before it in the window, one rank-k update at its end: a W larger
+// than L1 is swept twice a window instead of once a row (BENCHMARKS.md,
+// "Measurements behind the code": kStochasticWindow). A chunk of an epoch
 // (train_epoch on part of the order) starts a window, so the training
 // driver cuts such epochs at multiples of it.
 constexpr size_t kStochasticWindow = 32;

@@ -10,8 +10,8 @@ namespace dnnfast {
 template <class T>
 void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
     const T lr = opt.learning_rate, mu = opt.momentum;
-    // Measured (float32 sgd, 1 vs 2 threads): 200k parameters 25.2 / 26.3 us,
-    // 400k 72.7 / 47.6 us: a second thread pays from ~300k.
+    // A second thread pays only once the step outgrows the fork and join
+    // (BENCHMARKS.md, "Measurements behind the code": optimizer_step).
     const int nt = threads_for(double(n), 150000.0);
     // Each thread steps a contiguous range with the vector kernel (vmath.hpp).
     const VMathFns<T>& v = active_vmath().template get<T>();

@@ -9,8 +9,8 @@ void legacy_shuffle(const NumpyBitGen& g, int64_t* x, size_t n) {
     // One draw per pass, and no branch on whether it was accepted: a
     // rejected draw (about 3 in 10) swaps x[i] with itself and keeps i.
     // NumPy's loop (redraw while > i) mispredicts a branch on most
-    // rejections: an epoch order of 569 rows took 6.3 us there, 4.1 us
-    // through here (Zen 4).
+    // rejections (BENCHMARKS.md, "Measurements behind the code":
+    // legacy_shuffle).
     size_t i = n - 1;
     while (i > 0) {
         const uint64_t mask = ~uint64_t(0) >> __builtin_clzll(uint64_t(i));

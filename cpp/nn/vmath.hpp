@@ -34,9 +34,10 @@ struct VMathFns {
     void (*log)(const T* x, T* y, size_t n);
 
     // The element-wise work around the GEMM, in the instruction set's vectors
-    // (the portable build of these loops is SSE2 on x86-64: a relu layer's
-    // forward and backward passes, the bias gradient and the Adam step were
-    // a quarter of a small model's training step). Same maths, operation for
+    // (the portable build of these loops is SSE2 on x86-64, and a relu
+    // layer's forward and backward passes, the bias gradient and the Adam
+    // step are a large part of a small model's training step: BENCHMARKS.md,
+    // "Measurements behind the code": VMathFns). Same maths, operation for
     // operation, as the scalar definitions (activations.hpp, optimizers.cpp),
     // so every table gives the same bits. (The avx512 table's float64 Adam
     // divides by Newton steps that return the IEEE quotient: ops_avx512.hpp.)

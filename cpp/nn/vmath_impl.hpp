@@ -52,7 +52,8 @@
 
 // Forced inline: the kernels are called twice in each row loop (body and
 // tail), and GCC would otherwise call them out of line, passing 512-bit
-// vectors through memory (measured: a 4-wide float64 tail cost 50 ns).
+// vectors through memory (BENCHMARKS.md, "Measurements behind the code":
+// DNNFAST_VINLINE).
 #define DNNFAST_VINLINE __attribute__((always_inline)) inline
 #define DNNFAST_VINLINE_LAMBDA __attribute__((always_inline))
 
@@ -541,9 +542,9 @@ struct VMath {
         // at column n (overlapping the last whole one: its columns are summed
         // again, in the same order, to the same values), in the last strip.
         // Each column is added down the rows in order from 0, so the bits
-        // are those of the scalar loop. (Float64, 100 columns: 12 vectors in
-        // strips of 4, then 4 columns one at a time, each a chain of
-        // dependent adds, had cost 2.5% of breast_cancer's epoch.)
+        // are those of the scalar loop. (The edge columns one at a time, each
+        // a chain of dependent adds, had cost more: BENCHMARKS.md,
+        // "Measurements behind the code": column_sums_block.)
         if (n < L) {
             for (size_t j = 0; j < n; ++j) {
                 T s = 0;
