@@ -58,15 +58,14 @@ namespace {
 
 // A team member that joins more than kLateTeamNs after the team was asked
 // for has waited for a core; threads_for() then answers 1 for kPauseNs.
-// Measured on the 2-core EPYC VM, 2 threads: with NumPy's OpenBLAS thread
-// spinning after a 256 x 256 product, batch-64 GEMMs (64 x 256 x 784 and the
-// like) ran at 1-7 GFLOP/s instead of 95-165 (a team waits for a time slice
-// of the busy core: several ms), and with the pause at 62-85 GFLOP/s, the one-
-// thread speed; large products went from 43-97 to 70-85. Teams of healthy
-// runs (W1, W3 and batch-1 training, 5 epochs each) never joined later than
-// 1 ms; with 0.5 ms, one or two per run did. The pause (50 ms) is shorter
-// than OpenBLAS's spin (about 0.1 s): a long busy spell costs one late team
-// per pause, and threads come back soon after the core is free.
+// Without the pause every team waits for a time slice of the busy core (one
+// held by, e.g., NumPy's spinning OpenBLAS thread), and the products run far
+// below the one-thread speed; with it they run at that speed. Teams of
+// healthy runs do not join as late as kLateTeamNs; a lower bound flagged
+// some. The pause is shorter than OpenBLAS's spin (about 0.1 s): a long
+// busy spell costs one late team per pause, and threads come back soon
+// after the core is free. (BENCHMARKS.md, "Measurements behind the code":
+// kLateTeamNs.)
 constexpr int64_t kLateTeamNs = 1000000;
 constexpr int64_t kPauseNs = 50000000;
 

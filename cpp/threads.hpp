@@ -46,7 +46,8 @@ bool forked_after_team();
 // means another runnable thread holds its core: another process, or a
 // library's spinning threads (NumPy's OpenBLAS spins for about 0.1 s after
 // each of its calls). Every team then waits for that member's next time
-// slice, and a batch-64 product that takes 0.2 ms took 8 ms. So after a team
+// slice, which is far longer than a small product (BENCHMARKS.md,
+// "Measurements behind the code": kLateTeamNs). So after a team
 // started that late, threads_for() answers 1 for a while, then tries again.
 // Results do not depend on the thread count, so this changes speed only.
 // The monotonic clock, in nanoseconds.
@@ -94,9 +95,9 @@ inline void run_team(int nt, F&& task) {
 #endif
 }
 
-// Column sums (bias and prelu gradients) are bound by memory bandwidth: on the
-// 2-core EPYC two threads never beat one up to 1.6M elements (262 vs 311 us),
-// so they split only very large inputs.
+// Column sums (bias and prelu gradients) are bound by memory bandwidth, not
+// by the core, so they split only very large inputs (BENCHMARKS.md,
+// "Measurements behind the code": kColumnSumMinWork).
 inline constexpr double kColumnSumMinWork = 4.0e6;
 
 }  // namespace dnnfast

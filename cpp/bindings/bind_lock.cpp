@@ -367,12 +367,11 @@ const int lock_fork_guard = pthread_atfork(nullptr, nullptr, locks_after_fork_in
 
 
 // `with lock:` (a read: the hot path, a one-row predict) as plain CPython
-// methods: through pybind11's dispatcher the statement took 0.28 us, as
-// these 0.18 (a 2-2-2 network's predict 1.69 -> 1.51 us; Xeon, Emerald
-// Rapids, best of 9 x 200000 calls). The same C++ calls, with the
-// exceptions they raise translated as pybind11 would: an error set by a
-// signal handler as it is, std::bad_alloc as MemoryError, any other as
-// RuntimeError (all that acquire_read / release_read throw).
+// methods, without pybind11's dispatcher and its cost on every call
+// (BENCHMARKS.md, "Measurements behind the code": call_lock). The same C++
+// calls, with the exceptions they raise translated as pybind11 would: an
+// error set by a signal handler as it is, std::bad_alloc as MemoryError,
+// any other as RuntimeError (all that acquire_read / release_read throw).
 template <void (ModelLock::*Fn)()>
 bool call_lock(PyObject* self) noexcept {  // false: a Python exception is set
     try {

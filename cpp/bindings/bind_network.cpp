@@ -169,9 +169,9 @@ struct NetworkPy {
     // Network.predict's fast path: predict(P, X) when X is exactly an
     // ndarray (no subclass) of T, C-contiguous, 2-D with m_x columns and 1 to
     // max_rows rows (below the memory check's floor), else None, and Python
-    // validates X in full. The tests that Python made for every call cost a
-    // one-row predict 0.35 us there (2-2-2 network: 1.49 -> 1.15 us; Xeon,
-    // Emerald Rapids, best of 9 x 200000 calls).
+    // validates X in full. The tests that Python made for every call were a
+    // large part of a small network's one-row predict (BENCHMARKS.md,
+    // "Measurements behind the code": predict_as_is).
     py::object predict_as_is(const carray<T>& P, py::handle X, size_t max_rows) {
         const auto& api = py::detail::npy_api::get();
         if (Py_TYPE(X.ptr()) != api.PyArray_Type_ || !carray<T>::check_(X)) return py::none();

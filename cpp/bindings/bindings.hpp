@@ -18,10 +18,10 @@
 // array of T and passes it on as it is; anything else is pybind11's
 // TypeError. dnnfast's Python validates and converts first, so the core only
 // ever gets such arrays. pybind11's own caster hands every argument to
-// PyArray_FromAny, even one already right (about 0.1 us an array, of a
-// one-row predict's 10 on the W1 network), and, unless it is marked
-// noconvert, copies a strided array or converts a safely castable dtype in
-// silence.
+// PyArray_FromAny, even one already right, a cost on every call of a
+// one-row predict (BENCHMARKS.md, "Measurements behind the code": carray),
+// and, unless it is marked noconvert, copies a strided array or converts a
+// safely castable dtype in silence.
 namespace pybind11::detail {
 template <typename T>
 struct pyobject_caster<array_t<T, array::c_style>> {

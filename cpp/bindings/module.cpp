@@ -9,9 +9,9 @@ namespace {
 
 // call_with_local_num_threads(n, fn, *args) as a plain CPython function:
 // the estimators run every small step and one-row predict through it.
-// Through pybind11's dispatcher (its *args tuple, the call back) it took
-// 0.17 us a call more than fn itself, this way 0.03 (Xeon, best of 9 x
-// 300000 calls; an estimator's one-row predict_proba takes about 5 us).
+// Through pybind11's dispatcher (its *args tuple, the call back) each call
+// cost several times what it costs this way (BENCHMARKS.md, "Measurements
+// behind the code": call_with_local_num_threads).
 // The count is set and restored here, around the call, so that no Python
 // code runs between setting it and the guard that puts it back: a Ctrl-C
 // (KeyboardInterrupt) landing in a Python-level context manager's
