@@ -3,10 +3,7 @@
 They start on a 64-byte boundary (a cache line, and one 512-bit vector).
 NumPy aligns its data to 16 bytes, so a weight row's vector loads could
 straddle two cache lines, and the core reads W in place on its one-row
-paths. On an Intel Xeon (Emerald Rapids), one-row predict of the W1 network
-(784-256-128-10, float32) took 16.4 us from a buffer 16, 32 or 48 bytes past
-a line and 10.5 us from one on a line. Batch-1 training of the same network
-was 1.2x faster (BENCHMARKS.md).
+paths (BENCHMARKS.md, "Measurements behind the code": ALIGN).
 """
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def reads_model(method: _F) -> _F:
     """Decorator: ``method`` only reads the model (may run beside other reads)."""
     if _takes_only_x(method):
         # predict(X) and predict_proba(X): packing and unpacking *args and
-        # **kwargs cost 0.4 us of a one-row predict's 10 (W1 network).
+        # **kwargs is a visible part of a one-row predict (BENCHMARKS.md,
+        # "Measurements behind the code": reads_model).
         @functools.wraps(method)
         def read_x(self, X):
             with self.__dict__.get("_model_lock") or model_lock(self):

@@ -108,11 +108,12 @@ def _checkpoint_io():
 
 
 # forward and loss_and_gradient over many rows size the core's workspace by
-# them (a model kept 4x its data, 400000 x 64 rows: 393 MB, for its
-# lifetime); given back after the call from this size on. Below it, a loop of
-# such calls (a custom optimizer's) keeps it instead of allocating it anew
-# each time (a tenth of a 10000-row W1 gradient's time). A fit gives its
-# workspace back at its end whatever its size.
+# them (kept, several times the data, for the model's lifetime); given back
+# after the call from this size on. Below it, a loop of such calls (a custom
+# optimizer's) keeps it instead of allocating it anew each time, which is
+# not free next to the call itself. A fit gives its workspace back at its
+# end whatever its size. (BENCHMARKS.md, "Measurements behind the code":
+# _KEEP_WORKSPACE_BYTES.)
 _KEEP_WORKSPACE_BYTES = 64 << 20
 
 # What a Network is made of: set once, by __init__.

@@ -652,8 +652,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 else:
                     self._fit_lbfgs(net, P, X, Y, sw)
             finally:
-                # lbfgs's blocks and large batches size it by rows: a fitted
-                # estimator kept about 4x its training data (400000 x 64: 455 MB).
+                # lbfgs's blocks and large batches size it by rows: kept, it
+                # was several times the training data for the estimator's
+                # lifetime (BENCHMARKS.md, "Measurements behind the code": _fit_steps).
                 net.release_workspace()
             return net, P
 

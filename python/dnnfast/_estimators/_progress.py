@@ -35,7 +35,9 @@ class TrainingHistory(dict):
             self[k].append(float(values.get(k, float("nan"))))
 
     def add_epoch(self, loss, val_loss, val_score, time):
-        """``append`` of all four keys, for the per-epoch path (a third of its cost)."""
+        """``append`` of all four keys, for the per-epoch path, without its loop
+        over ``KEYS`` (BENCHMARKS.md, "Measurements behind the code":
+        TrainingHistory.add_epoch)."""
         self["loss"].append(float(loss))
         self["val_loss"].append(float(val_loss))
         self["val_score"].append(float(val_score))

@@ -27,7 +27,8 @@ def shuffled(sample_idx, rng):
     """``sklearn.utils.shuffle(sample_idx, random_state=rng)``: a permutation of
     the current order. scikit-learn shuffles ``arange(n)`` and indexes with it;
     the same swaps made on a copy of the order itself give the same array
-    from the same draws, without the index array (3.6 -> 3.0 us for 178 rows).
+    from the same draws, without the index array (BENCHMARKS.md,
+    "Measurements behind the code": shuffled).
     The swaps are made by the core on the generator's own bit generator
     (``_core.legacy_shuffle``: the draws of ``RandomState.shuffle``, without
     its branch on each rejected draw), under the generator's lock as NumPy

@@ -87,9 +87,10 @@ class _EpochState:
     """What one epoch of a stochastic solver changes, copied at its start so
     that an interrupted epoch can be undone as a whole: the parameters, the
     solver state and the fitted attributes it updates. Made once per fit:
-    each epoch refills the same buffers (``take``); a fresh copy of every
-    array and dictionary took 4.2 us a call, a quarter of the Python time of
-    an epoch of a small set (wine)."""
+    each epoch refills the same buffers (``take``): a fresh copy of every
+    array and dictionary, every epoch, was a large part of the Python time of
+    a small set's epoch (BENCHMARKS.md, "Measurements behind the code":
+    _EpochState)."""
 
     _SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_", "_no_improvement_count")
 
@@ -109,7 +110,7 @@ class _EpochState:
         a MemoryError) after the steps and part of the bookkeeping, and the
         call must then leave the model as after its last whole epoch."""
         for src, dst in self.arrays:
-            dst[...] = src  # (np.copyto costs 0.2 us more a call)
+            dst[...] = src  # not np.copyto, slower a call (BENCHMARKS.md: _EpochState.take)
         est = self.est
         d = est.__dict__
         opt = self.opt

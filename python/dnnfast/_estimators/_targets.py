@@ -3,9 +3,10 @@ is installed, a NumPy stand-in with the same behaviour otherwise.
 
 ``binarize_simple`` is the fit's fast path for the common case, a 1-D array of
 integer, string or integral float labels: scikit-learn's ``type_of_target``,
-``unique_labels`` and ``label_binarize`` cost about 1.5 ms a fit (more than
-200 epochs of a small data set's arithmetic) and reach the same result as one
-``np.unique`` here. Everything else (multi-label, object arrays, lists, column
+``unique_labels`` and ``label_binarize`` cost more a fit than many epochs of a
+small data set's arithmetic (BENCHMARKS.md, "Measurements behind the code":
+binarize_simple) and reach the same result as one ``np.unique`` here.
+Everything else (multi-label, object arrays, lists, column
 vectors) goes through the binarizer's own checks."""
 from __future__ import annotations
 

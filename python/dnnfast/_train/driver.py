@@ -50,7 +50,9 @@ from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Pro
 from .rows import SparseRows, take_rows
 from .state import MAX_LEARNING_RATE, FitSettings, TrainState, activation_specs, as_arguments, first_difference
 
-try:  # the C module: signal.signal's wrapping of its result in an enum costs ~20 us a call
+# The C module: signal.signal wraps its result in an enum, a cost on every call
+# (BENCHMARKS.md, "Measurements behind the code": _signal).
+try:
     import _signal
 except ImportError:  # not CPython
     _signal = signal
@@ -88,7 +90,9 @@ def evaluation_blocks(n, rows, interrupts=None, history=None):
     path and round otherwise than one call). With ``interrupts``, Ctrl-C is
     read between blocks and raises the fit's KeyboardInterrupt: one call
     over 600000 validation rows kept it waiting for seconds."""
-    if not splits_evaluation(n, rows):  # one block, the usual case: no generator (a small fit's epoch is ~50 us)
+    # One block, the usual case: no generator, whose cost a small fit's short
+    # epoch would feel (BENCHMARKS.md, "Measurements behind the code": evaluation_blocks).
+    if not splits_evaluation(n, rows):
         return ((0, n),) if n else ()
     return _blocks(n, rows, interrupts, history)
 
@@ -154,7 +158,8 @@ class LocalSteps:
 
     def splits_steps(self, batch_size):
         """Whether a step of ``batch_size`` rows runs in blocks (``long_steps``)."""
-        if self._block_rows is None:  # asked twice an epoch (1.6 us of a wine epoch's 57)
+        # Asked twice an epoch: computed once (BENCHMARKS.md, "Measurements behind the code": splits_steps).
+        if self._block_rows is None:
             self._block_rows = block_rows(self.P.size)
         return batch_size > 2 * self._block_rows
 
@@ -189,7 +194,8 @@ class LocalSteps:
         one update (``apply_gradient_sum``, as data-parallel training makes
         it), with Ctrl-C read between blocks. A step cut short is not taken:
         the model stays as after the one before. In one call it took seconds
-        (80000 rows: 2.35 s) and Ctrl-C waited for it."""
+        and Ctrl-C waited for it (BENCHMARKS.md, "Measurements behind the
+        code": long_steps)."""
         core, P, X, Y, w = self.core, self.P, self.X, self.Y, self.w
         rows = self._block_rows  # set by run_steps's splits_steps
         if self._sums is None:
@@ -494,7 +500,7 @@ class Interrupts:
     def _hold_users(self):
         """Hold every signal whose handler is a Python function of the
         user's (not one an outer fit holds already)."""
-        for signum in _signal.valid_signals():  # (signal.valid_signals makes enums: 0.3 ms)
+        for signum in _signal.valid_signals():  # not signal.valid_signals, which makes enums
             try:
                 h = _signal.getsignal(signum)
             except (OSError, ValueError):
@@ -511,7 +517,7 @@ class Interrupts:
 
     @contextlib.contextmanager
     def installed(self, hold=False):
-        # _signal: signal.signal's wrapping of the result in an enum costs ~20 us a call
+        # _signal: no enum made of each result (see its import)
         main = threading.current_thread() is threading.main_thread()
         current = _signal.getsignal(_SIGINT) if main else None
         outer = getattr(current, "__self__", None)
