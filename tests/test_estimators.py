@@ -890,12 +890,19 @@ def test_bad_parameters_are_named(bad, match):
 
 @pytest.mark.parametrize("kw,match", [(dict(beta_2=1 - 1e-8), "beta_2 must be below 1 in a float32"),
                                       (dict(beta_1=1 - 1e-8), "beta_1 must be below 1 in a float32"),
-                                      (dict(epsilon=1e39), "epsilon must be at most 3.40282e.38 for a float32")])
+                                      (dict(epsilon=1e39), "epsilon must be at most 3.40282e.38 for a float32"),
+                                      (dict(epsilon=1e-50), "epsilon must be at least 1.17549e-38 for a float32"),
+                                      (dict(alpha=1e39), "alpha must be at most 3.40282e.38 for a float32"),
+                                      (dict(alpha=1e39, solver="lbfgs"), "alpha must be at most 3.40282e.38"),
+                                      (dict(alpha=1e39, solver="sgd"), "alpha must be at most 3.40282e.38")])
 def test_adam_settings_that_round_to_1_or_inf_in_float32_are_refused(kw, match):
     """On float32 data beta_2 = 1 - 1e-8 is 1 in the network's numbers: the
     loss curve stayed flat (Adam's step size 0); beta_1 so raised a
-    NonFiniteError that blamed the data. Refused naming them; the estimator
-    stays unfitted, and float64 data trains."""
+    NonFiniteError that blamed the data, as did an epsilon that is 0 there
+    (0 / 0) and an alpha that is infinite (every solver). Refused naming
+    them; the estimator stays unfitted, and float64 data trains."""
+    if kw.get("solver") == "lbfgs":
+        pytest.importorskip("scipy")
     X, y = _blobs()
     est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, **kw)
     with pytest.raises(ValueError, match=match):

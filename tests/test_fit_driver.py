@@ -446,6 +446,20 @@ def test_a_step_of_many_rows_in_blocks_is_the_one_call_step_to_round_off(monkeyp
     assert fits[True][0].tobytes() == fits["2 threads"][0].tobytes()
 
 
+@pytest.mark.parametrize("kw", [dict(optimizer="sgd", beta2=1 - 1e-8), dict(optimizer="sgd", momentum=1 - 1e-8),
+                                dict(optimizer="sgd", epsilon=1e39), dict(optimizer="momentum", beta1=1 - 1e-8),
+                                dict(optimizer="nesterov", epsilon=1e-50)])
+def test_settings_the_optimizer_never_reads_are_not_checked_in_its_dtype(data, kw):
+    """The checks in the network's dtype refused, for float32, settings the
+    optimizer never reads (sgd's beta2, momentum's epsilon); only what it
+    reads is checked. They still must be numbers in range (_check_unit)."""
+    X, Y = data
+    net = dnnfast.Network([5, 7, 3], ["tanh", "softmax"], loss="cce", dtype="float32", seed=0)
+    start = net.parameters.copy()
+    net.fit(X, Y, epochs=1, **kw)
+    assert not np.array_equal(net.parameters, start)
+
+
 @pytest.mark.parametrize("where", ["network", "fit seed"])
 def test_checkpoint_that_cannot_be_written_is_refused_before_the_first_step(data, tmp_path, where):
     """A generator without a file form (MT19937), the network's or fit's own,

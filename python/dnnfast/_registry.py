@@ -33,6 +33,10 @@ LOSS_TABLE = {name: (i, fused) for name, i, fused in _core.LOSSES}
 LOSS_TARGETS = {"cce": (0.0, None), "bce": (0.0, 1.0), "poisson": (0.0, None)}
 #: name -> (id, state buffers: 0 none, 1 a velocity, 2 Adam's m, v and step count)
 OPTIMIZER_TABLE = {name: (i, nb) for name, i, nb in _core.OPTIMIZERS}
+#: The settings of Network.fit each optimizer reads (weight_decay: all of them).
+OPTIMIZER_SETTINGS = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",),
+                      "adam": ("beta1", "beta2", "epsilon")}
+assert OPTIMIZER_SETTINGS.keys() == OPTIMIZER_TABLE.keys(), "an optimizer without its settings' entry"
 
 LOSS_EPSILON_NOTE = (
     "bce and cce take log of Yhat clipped to [eps, 1 - eps], eps = the dtype's machine epsilon "

@@ -638,6 +638,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                                                 None if sw is None else cast_finite(sw, dtype, "sample_weight")))
         elif is_sparse(X):
             X = rows_in_dtype(X, dtype)  # (nothing to cast: nothing to check, no collective)
+        collective(ctx, lambda: self._check_settings_in_dtype(dtype))
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
             min(200, X.shape[0]) if self.batch_size == "auto" else min(int(self.batch_size), X.shape[0]))

@@ -354,6 +354,16 @@ class _StochasticPolicies(Callback):
 class _Solvers:
     """fit's solvers (mixed into _BaseMLP)."""
 
+    def _check_settings_in_dtype(self, dtype):
+        """The settings the solver reads, in the model's dtype, as Network.fit
+        checks its own (driver.check_optimizer_in_dtype): Adam's epsilon that
+        rounds to 0 (0 / 0), a beta that rounds to 1, an alpha or epsilon
+        that rounds to infinity; each gave NaN weights blamed on the data."""
+        adam = self.solver == "adam"
+        check_optimizer_in_dtype(dtype, [("beta_1", self.beta_1), ("beta_2", self.beta_2)] * adam,
+                                 [("epsilon", self.epsilon)] * adam + [("alpha", self.alpha)],
+                                 [("epsilon", self.epsilon)] * adam)
+
     def _fit_stochastic(self, net, P, X, Y, sw, incremental, ctx=None):
         """sgd / adam: the training driver's epoch loop (dnnfast._train.driver)
         runs the epochs in chunks of ~0.1 s with Ctrl-C between them;
@@ -417,9 +427,6 @@ class _Solvers:
         state = _LoopState(opt["state1"] if n_buffers >= 1 else None, opt["state2"] if n_buffers >= 2 else None,
                            opt["t"] if n_buffers >= 2 else None)
         settings = _LoopSettings(1 if incremental else self.max_iter, batch_size, self.shuffle, opt)
-        if made["solver"] == "adam":
-            check_optimizer_in_dtype(P.dtype, [("beta_1", made["beta_1"]), ("beta_2", made["beta_2"])],
-                                     [("epsilon", made["epsilon"])])
         options = _core.TrainOptions(optimizer=kind, learning_rate=opt["learning_rate"],
                                      momentum=made["momentum"], beta1=made["beta_1"],
                                      beta2=made["beta_2"], epsilon=made["epsilon"],

@@ -42,7 +42,7 @@ from .._buffers import aligned_zeros
 from .._archive import check_path, check_writable
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
-from .._registry import OPTIMIZER_TABLE, resolve_optimizer
+from .._registry import OPTIMIZER_SETTINGS, OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
@@ -251,13 +251,16 @@ def _check_nonneg(value, name):
     return float(value)
 
 
-def check_optimizer_in_dtype(dtype, below_one=(), finite=()):
+def check_optimizer_in_dtype(dtype, below_one=(), finite=(), normal=()):
     """Settings the core takes in the network's dtype: a factor below 1 that
     rounds to 1 there (float32's 1 - 1e-8) made Adam's step size 0 or its
     correction a division by zero (a fit that trained nothing, or a NaN
     blamed on the data); a number that rounds to infinity stopped every
-    update. ``below_one`` and ``finite``: (name, value) pairs."""
+    update; one that rounds to 0 (``normal``: Adam's epsilon) gave 0 / 0.
+    ``below_one``, ``finite`` and ``normal``: (name, value) pairs."""
     dt = np.dtype(dtype)
+    for name, value in normal:
+        _check_normal(value, name, dt)
     for name, value in below_one:
         if dt.type(value) >= 1:
             top = np.nextafter(dt.type(1), dt.type(0))
@@ -326,11 +329,14 @@ def check_settings(net, n, kw):
     beta1 = _arg(kw, "beta1", _check_unit)
     beta2 = _arg(kw, "beta2", _check_unit)
     epsilon = _arg(kw, "epsilon", check_positive_float)
-    _check_normal(epsilon, "epsilon", net.dtype)  # rounded to 0: Adam's 0 / 0 on a still weight
     weight_decay = _arg(kw, "weight_decay", _check_nonneg)
-    # weight_decay infinite in the network's dtype: NaN weights, blamed on the data
-    check_optimizer_in_dtype(net.dtype, [("momentum", momentum), ("beta1", beta1), ("beta2", beta2)],
-                             [("epsilon", epsilon), ("weight_decay", weight_decay)])
+    # In the network's dtype, what the optimizer reads (sgd never reads beta2:
+    # a value of it that rounds to 1 in float32 is no error there).
+    reads = OPTIMIZER_SETTINGS[optimizer]
+    settings = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+    check_optimizer_in_dtype(net.dtype, [(k, settings[k]) for k in ("momentum", "beta1", "beta2") if k in reads],
+                             [("epsilon", epsilon)] * ("epsilon" in reads) + [("weight_decay", weight_decay)],
+                             [("epsilon", epsilon)] * ("epsilon" in reads))
     shuffle = _arg(kw, "shuffle", check_bool)
     _arg(kw, "verbose", check_bool)
     _arg(kw, "progress", check_bool)
