@@ -214,7 +214,7 @@ def test_unit_sample_weight_is_bit_identical_to_none():
 
 
 @pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-41), (np.float64, 1e-311)])
-@pytest.mark.parametrize("solver", ["adam", "lbfgs", "lbfgs in blocks"])
+@pytest.mark.parametrize("solver", ["adam", "adam in blocks", "lbfgs", "lbfgs in blocks"])
 def test_tiny_sample_weights_fit_as_unit_weights(dtype, tiny, solver, monkeypatch):
     """The loss is sum(w_i J_i) / sum(w_i): scaling every weight changes
     nothing (scikit-learn fits these as weights of 1). 1 / sum(w_i) overflowed
@@ -225,13 +225,18 @@ def test_tiny_sample_weights_fit_as_unit_weights(dtype, tiny, solver, monkeypatc
     X = X.astype(dtype)
     if solver.startswith("lbfgs") and importlib.util.find_spec("scipy") is None:
         pytest.skip("solver='lbfgs' needs SciPy")
-    in_blocks = solver == "lbfgs in blocks"
-    if in_blocks:  # the loss and gradient summed over blocks of rows in Python
+    in_blocks = solver.endswith(" in blocks")
+    kw = dict(hidden_layer_sizes=(7,), alpha=0.0, max_iter=5, random_state=0)
+    if solver == "lbfgs in blocks":  # the loss and gradient summed over blocks of rows in Python
         from dnnfast._estimators import _solvers
         monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)
         assert _solvers.lbfgs_block_rows(100) < 130
-        solver = "lbfgs"
-    kw = dict(hidden_layer_sizes=(7,), solver=solver, alpha=0.0, max_iter=5, random_state=0)
+    elif solver == "adam in blocks":  # one step of all rows: blocks' gradient sums, then one update
+        from dnnfast._train import driver
+        monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)
+        assert 2 * driver.block_rows(100) < 130
+        kw["batch_size"] = 130
+    kw["solver"] = solver.split()[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: few iterations on purpose
         a = MLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y), dtype))

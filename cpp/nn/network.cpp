@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +30,16 @@ size_t chunk_at(size_t i0, size_t n) {
     const size_t m = std::min(kChunkRows, n - i0);
     const size_t rest = n - i0 - m;
     return rest > 0 && rest <= kGemmSmallRows ? m - (kGemmSmallRows + 1 - rest) : m;
+}
+
+// Whether 1 / D (inv, and as the dtype's r) is a normal number: it overflows
+// where a batch's row weights sum below 1 / max (float32 weights of 1e-40;
+// float64 ones of 1e-310 overflow in double too), then inf and NaN, and is
+// subnormal, its digits lost, where they sum above max / 2^p. Those batches
+// divide by D instead (each w_i / D is at most 1); any other keeps 1 / D.
+template <class T>
+bool is_normal_reciprocal(double inv, T r) {
+    return std::isfinite(inv) && std::isfinite(r) && r >= std::numeric_limits<T>::min();
 }
 
 // Copies rows `idx` of X (cols wide) into out, contiguously; with ones, into
@@ -225,14 +236,14 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
     const LayerSpec& out = layers_[L - 1];
     const T* Yhat = output(ws_);
     // A batch whose weights are all zero contributes nothing (and no 0/0).
-    // Divided by D, not multiplied by 1 / D: that overflows where the row
-    // weights sum below 1 / max (float64 weights of 1e-310; in the dtype,
-    // float32 ones of 1e-40), then inf and NaN, where no w_i / D exceeds 1.
-    const double cost = denom > 0 ? loss_forward<T>(loss_, Y, Yhat, n, m_y_, w) / denom : 0.0;
-    T scale = T(denom > 0 ? 1.0 / denom : 0.0);  // unweighted, D is the row count
-    if (w) {  // each row's w_i / D, in double, rounded once
+    const double inv = denom > 0 ? 1.0 / denom : 0.0;
+    T scale = T(inv);
+    const bool divide = denom > 0 && !is_normal_reciprocal(inv, scale);
+    const double loss = loss_forward<T>(loss_, Y, Yhat, n, m_y_, w);
+    const double cost = divide ? loss / denom : loss * inv;
+    if (divide && w) {  // (unweighted, D is the row count) each row's w_i / D, in double, rounded once
         T* f = ws_.wf.data();
-        for (size_t i = 0; i < n; ++i) f[i] = denom > 0 ? T(double(w[i]) / denom) : T(0);
+        for (size_t i = 0; i < n; ++i) f[i] = T(double(w[i]) / denom);
         w = f;
         scale = T(1);
     }
@@ -664,9 +675,13 @@ double Network<T>::apply_gradient_sum(T* P, T* G, double denom, const OptimizerC
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
     // As backward_batch: a batch whose weights are all zero contributes nothing.
-    // G / D in double, rounded once: 1 / D may overflow (backward_batch).
+    const double inv = denom > 0 ? 1.0 / denom : 0.0;
+    const T scale = T(inv);
     const int nt = threads_for(double(n_params_), 150000.0);
-    parallel_for(n_params_, nt, [&](size_t k) { G[k] = denom > 0 ? T(double(G[k]) / denom) : T(0); });
+    if (denom > 0 && !is_normal_reciprocal(inv, scale))  // G / D in double, rounded once
+        parallel_for(n_params_, nt, [&](size_t k) { G[k] = T(double(G[k]) / denom); });
+    else
+        parallel_for(n_params_, nt, [&](size_t k) { G[k] *= scale; });
     const double pen = l2_penalty_and_grad(P, opt, denom, G);
     optimizer_step<T>(P, G, n_params_, opt, s1, s2, t);
     return pen;

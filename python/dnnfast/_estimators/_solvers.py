@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
 import time
 import warnings
@@ -565,12 +566,14 @@ class _Solvers:
                 J += Jb
                 D += Db
                 np.add(G64, G, out=G64)
-            # Divided by D, not multiplied by 1 / D, which overflows where
-            # the row weights sum below 1 / max (the core does the same).
-            if D > 0:
+            # 1 / D, or where it is no normal number (row weights summing
+            # below 1 / max or above 1 / min) a division by D, as the core.
+            inv = 1.0 / D if D > 0 else 0.0
+            divide = D > 0 and not (math.isfinite(inv) and inv >= sys.float_info.min)
+            if divide:
                 np.divide(G64, D, out=G64)
             else:
-                G64[:] = 0.0
+                np.multiply(G64, inv, out=G64)
             sq = 0.0
             if alpha != 0 and D > 0:
                 for sl in w_slices:
@@ -578,7 +581,7 @@ class _Solvers:
                     sq += float(W @ W)
                     G64[sl] += (alpha / D) * W
             G[:] = G64
-            return (J / D if D > 0 else 0.0), (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
+            return (J / D if divide else J * inv), (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
 
         # The last completed iteration (the start before the first): what an
         # interrupted fit keeps.
