@@ -8,6 +8,7 @@ workspace alone is about 160 kB) would pass the limit many times over.
 """
 import gc
 import os
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -32,6 +33,24 @@ pytestmark = [
     # AddressSanitizer keeps freed memory in quarantine (up to 256 MB) on purpose.
     pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="under AddressSanitizer"),
 ]
+
+
+class _PeakAllocation:
+    """The peak of the block's allocations that tracemalloc sees (NumPy's
+    buffers included), above those alive at its start: ``.bytes``."""
+
+    def __enter__(self):
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        self._base = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.bytes = tracemalloc.get_traced_memory()[1] - self._base
+        finally:
+            tracemalloc.stop()
+        return False
 
 
 def _growth(cycle, n_cycles, warmup):
@@ -120,8 +139,6 @@ def test_allocations_sized_by_the_data_are_checked_before_they_are_made(monkeypa
     from its shape before scikit-learn's check_array, which made it (and
     first read every element of a broadcast view) with no check: numpy's
     MemoryError."""
-    import tracemalloc
-
     from dnnfast import _validation
 
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
@@ -145,15 +162,10 @@ def test_allocations_sized_by_the_data_are_checked_before_they_are_made(monkeypa
             np.zeros((1_000_000, 20), dtype=np.int8), np.zeros(1_000_000)), "X"),
     }
     call, name = calls[case]
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
+    with _PeakAllocation() as alloc:
         with pytest.raises(ValueError, match=rf"^{name}: .*would need .* but only 100 MiB is available"):
             call()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = alloc.bytes
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
 
 
@@ -199,8 +211,6 @@ def test_sparse_predict_makes_no_dense_copy_of_X(monkeypatch):
     """A sparse X whose dense copy cannot fit (scikit-learn's MLP predicts
     from it sparse) was made dense whole: numpy's MemoryError, or now the
     memory check's ValueError. One chunk of rows at a time, predict answers."""
-    import tracemalloc
-
     sparse = pytest.importorskip("scipy.sparse")
     from dnnfast import _validation
 
@@ -211,14 +221,9 @@ def test_sparse_predict_makes_no_dense_copy_of_X(monkeypatch):
             rng.standard_normal((50, 20)), rng.integers(0, 2, 50))
     X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
+    with _PeakAllocation() as alloc:
         labels = clf.predict(X)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = alloc.bytes
     assert labels.shape == (1_000_000,)
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
     np.testing.assert_array_equal(labels[:5000], clf.predict(X[:5000].toarray()))
@@ -357,8 +362,6 @@ def test_sparse_fit_makes_no_dense_copy_of_X(monkeypatch):
     sparse) was made dense whole for the fit: the memory check refused it (or
     numpy's MemoryError). A block of rows at a time, the fit runs in a fraction
     of X's dense size."""
-    import tracemalloc
-
     sparse = pytest.importorskip("scipy.sparse")
     from dnnfast import _validation
 
@@ -370,16 +373,11 @@ def test_sparse_fit_makes_no_dense_copy_of_X(monkeypatch):
     X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
     y = np.arange(1_000_000) % 2
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
+    with _PeakAllocation() as alloc:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (max_iter reached)
             clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, y)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = alloc.bytes
     assert clf.n_iter_ == 1
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
 
@@ -389,8 +387,6 @@ def test_lbfgs_on_a_sparse_X_needs_a_workspace_of_one_block_of_rows(monkeypatch)
     the core's workspace holds one block; the memory check before the fit
     counted a workspace of all rows (1000000 x 576 bytes here) and refused a
     fit that needs a tenth of it, as its blocks of a sparse X made dense."""
-    import tracemalloc
-
     sparse = pytest.importorskip("scipy.sparse")
     pytest.importorskip("scipy.optimize")
     from dnnfast import _validation
@@ -404,16 +400,11 @@ def test_lbfgs_on_a_sparse_X_needs_a_workspace_of_one_block_of_rows(monkeypatch)
     n_params = 20 * 4 + 4 + 4 + 1
     monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 6 * n_params * 100_000)  # blocks of 100000 rows
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
+    with _PeakAllocation() as alloc:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (max_iter reached)
             clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1, random_state=0).fit(X, y)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = alloc.bytes
     assert clf.n_iter_ == 1
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated"
 
@@ -423,23 +414,16 @@ def test_a_sparse_fits_dense_block_is_checked_before_it_is_made(monkeypatch):
     at a time, naming X: here the validation set's block (early stopping
     scores 900000 rows in one block, as for the dense X), refused before
     anything of its size is allocated."""
-    import tracemalloc
-
     sparse = pytest.importorskip("scipy.sparse")
     from dnnfast import _validation
 
     X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
     est = dnnfast.MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, early_stopping=True, validation_fraction=0.9)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
+    with _PeakAllocation() as alloc:
         with pytest.raises(ValueError, match=r"^X: 900,000 of its rows made dense at a time for the validation "
                                              r"score \(18,000,000 values of float64\) would need .* but only 100 MiB"):
             est.fit(X, np.zeros(1_000_000))
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = alloc.bytes
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
     assert not hasattr(est, "coefs_")  # refused before its first step: left unfitted
