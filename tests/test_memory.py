@@ -357,6 +357,81 @@ def test_sparse_fit_is_the_dense_fit_bit_for_bit_without_sklearn():
     _check_sparse_fits(run_without(["sklearn"], _SPARSE_FIT))
 
 
+_SPARSE_DUPLICATES = """
+import json, warnings
+import numpy as np
+import scipy.sparse as sp
+import dnnfast
+# Each stored value finite, but two stored at row 3's column 2 sum to an
+# infinity in the dense X (toarray adds them), as 3e38 + 3e38 in float32.
+refused = {}
+for dtype, big in (("float64", 1e308), ("float32", 3e38)):
+    B = sp.random(40, 4, density=0.5, format="coo", random_state=0, dtype=dtype)
+    rows, cols, vals = np.r_[B.row, 3, 3], np.r_[B.col, 2, 2], np.r_[B.data, big, big].astype(dtype)
+    order = np.argsort(rows, kind="stable")
+    X = sp.csr_matrix((vals[order], cols[order], np.searchsorted(rows[order], np.arange(41))), shape=(40, 4))
+    assert not X.has_canonical_format and np.isinf(X.toarray()).sum() == 1
+    for early in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, early_stopping=early,
+                                      random_state=0).fit(X, np.arange(40) % 2)
+                refused[f"{dtype} {early}"] = "fitted"
+            except ValueError as e:
+                refused[f"{dtype} {early}"] = str(e)
+print(json.dumps(refused))
+"""
+
+
+def _check_duplicates_refused(refused):
+    assert len(refused) == 4, refused
+    for case, msg in refused.items():
+        assert "X" in msg and ("infinity" in msg or "NaN" in msg), (case, msg)
+
+
+def test_a_sparse_X_whose_duplicate_entries_sum_to_infinity_is_refused_as_its_dense_form():
+    """check_array checks a sparse X's stored values one by one; two finite
+    values stored at one position, which its dense rows add up, made an
+    infinity that the fit met: NaN validation scores in a fit that returned,
+    or a NonFiniteError blaming the solver. Refused before training, as the
+    dense X is."""
+    pytest.importorskip("scipy.sparse")
+    ns = {}
+    exec(_SPARSE_DUPLICATES, ns)
+    _check_duplicates_refused(ns["refused"])
+
+
+def test_a_sparse_X_whose_duplicate_entries_sum_to_infinity_is_refused_without_sklearn():
+    pytest.importorskip("scipy.sparse")
+    from conftest import run_without
+
+    _check_duplicates_refused(run_without(["sklearn"], _SPARSE_DUPLICATES))
+
+
+def test_a_dataframe_of_sparse_columns_is_fitted_sparse(monkeypatch):
+    """scikit-learn takes a DataFrame whose columns are all sparse as a
+    sparse matrix; dnnfast's input check made it a dense array first (all of
+    it: numpy's MemoryError where it could not fit). It now fits a block of
+    rows at a time, as its CSR does, to the same weights."""
+    sparse = pytest.importorskip("scipy.sparse")
+    pd = pytest.importorskip("pandas")
+    from dnnfast import _validation
+
+    X = sparse.random(200_000, 40, density=1e-3, format="csr", random_state=0)  # dense: 64 MB
+    df = pd.DataFrame.sparse.from_spmatrix(X)
+    y = np.arange(200_000) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(X, y)
+        monkeypatch.setattr(_validation, "available_memory", lambda: 50 << 20)
+        with _PeakAllocation() as alloc:
+            clf = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(df, y)
+    assert alloc.bytes < 40 << 20, f"{alloc.bytes / 2**20:.0f} MiB allocated"
+    for p, q in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(p, q)
+
+
 def test_sparse_fit_makes_no_dense_copy_of_X(monkeypatch):
     """A sparse X whose dense copy cannot fit (scikit-learn's MLP trains on it
     sparse) was made dense whole for the fit: the memory check refused it (or

@@ -312,6 +312,26 @@ def is_sparse(a):
     return hasattr(a, "toarray") and hasattr(a, "nnz")
 
 
+def is_sparse_frame(a):
+    """A pandas DataFrame whose columns are all sparse, which scikit-learn's
+    check_array takes as a sparse matrix (told apart without importing pandas)."""
+    dtypes = getattr(a, "dtypes", None)
+    return (hasattr(a, "sparse") and getattr(a, "ndim", 0) == 2 and dtypes is not None and len(dtypes) > 0
+            and all(type(dt).__name__ == "SparseDtype" for dt in dtypes))
+
+
+def sparse_values(X):
+    """The values a CSR ``X`` holds as the dense X does: its stored values,
+    each position's duplicates summed (two stored 1e308 are an infinity in
+    ``X.toarray()``, though each is finite). ``X`` itself is left as it is:
+    its dense rows keep toarray's own sums."""
+    if X.has_canonical_format:
+        return X.data
+    summed = X.copy()
+    summed.sum_duplicates()
+    return summed.data
+
+
 def check_estimator_input(a, name, kinds="biufcO", densify=False):
     """Refuse, with a TypeError naming ``name``, input that scikit-learn's
     check_array would silently turn into numbers: str, bytes, datetime64,
@@ -329,9 +349,10 @@ def check_estimator_input(a, name, kinds="biufcO", densify=False):
     bytes or a sparse matrix whose copy cannot fit was a raw MemoryError,
     after check_array's finiteness pass over every element (minutes for
     10**12 rows)."""
-    if is_sparse(a):  # scikit-learn checks it
+    if is_sparse(a) or is_sparse_frame(a):  # scikit-learn checks it
         if densify:
-            _check_float_copy(a.shape, a.dtype, name, "as a dense")
+            dtype = a.dtype if is_sparse(a) else np.result_type(*(dt.subtype for dt in a.dtypes))
+            _check_float_copy(a.shape, dtype, name, "as a dense")
         return a.shape[0]
     arr = as_array(a, name, numeric_kinds=kinds)
     if arr.dtype not in (np.float32, np.float64) or not arr.flags.c_contiguous:

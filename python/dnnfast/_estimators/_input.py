@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import as_array, check_estimator_input, is_sparse as _is_sparse, naming
+from .._validation import as_array, check_estimator_input, is_sparse, is_sparse_frame, naming, sparse_values
 from ._compat import HAVE_SKLEARN, DataConversionWarning, NotFittedError
 
 if HAVE_SKLEARN:
@@ -28,9 +28,22 @@ def _densify(X):
     return X.toarray() if hasattr(X, "toarray") else X
 
 
+def _is_sparse(X):
+    """A sparse matrix or array, or a DataFrame of sparse columns (taken as one)."""
+    return is_sparse(X) or is_sparse_frame(X)
+
+
 def _csr_or_contiguous(X):
-    """A checked X as the fit takes it: a sparse one as CSR, else C-contiguous."""
-    return X.tocsr() if _is_sparse(X) else np.ascontiguousarray(X)
+    """A checked X as the fit takes it: a sparse one as CSR, else C-contiguous.
+    check_array checks a sparse X's stored values one by one; duplicates at one
+    position are summed in its dense rows, so those sums are checked too."""
+    if not is_sparse(X):
+        return np.ascontiguousarray(X)
+    X = X.tocsr()
+    if not np.isfinite(sparse_values(X)).all():
+        raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}: entries stored at one "
+                         "position sum to it.")
+    return X
 
 
 def _np_numeric(a, name):
@@ -54,6 +67,8 @@ def _np_check_array(X, name="X", keep_sparse=False):
     """scikit-learn's check_array (its messages): ``X`` as a 2-D finite array
     of float64 (float32 stays); with ``keep_sparse`` a sparse X as CSR, its
     stored values checked."""
+    if is_sparse_frame(X):  # as check_array: its sparse matrix
+        X = X.sparse.to_coo()
     sparse = keep_sparse and _is_sparse(X)
     if sparse:
         X = X.tocsr()
@@ -70,7 +85,7 @@ def _np_check_array(X, name="X", keep_sparse=False):
         raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    if not np.isfinite(X.data if sparse else X).all():
+    if not np.isfinite(sparse_values(X) if sparse else X).all():  # (a sparse X: as its dense rows sum duplicates)
         raise ValueError(f"Input {name} contains NaN or infinity.")
     return X
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import cast_finite, check_memory, is_sparse, workspace_rows
+from .._validation import cast_finite, check_memory, is_sparse, sparse_values, workspace_rows
 
 #: The most bytes of dense rows that the training steps make of a sparse X at
 #: a time: whole batches (windows of ``_core.STOCHASTIC_WINDOW`` one-row
@@ -38,7 +38,7 @@ class SparseRows:
         if self._cast:
             # As the dense X's cast (cast_finite): a value too large for the
             # model's dtype refused before the fit, not at its block.
-            cast_finite(self.X.data, self.dtype, name)
+            cast_finite(sparse_values(self.X), self.dtype, name)
         self._buf = np.empty((0, X.shape[1]), dtype=self.dtype)
         #: rows made dense at a time that check_memory has let through (locate_nonfinite's chunks)
         self.rows = 1
