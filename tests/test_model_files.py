@@ -249,6 +249,18 @@ def test_feature_names_round_trip(tmp_path):
     assert back.feature_names_in_.dtype == object and list(back.feature_names_in_) == ["a", "bb", "ccc", "d"]
 
 
+@pytest.mark.parametrize("names", [["a", "b\0", "c", "d"], ["a", "b", "c", "\0"]])
+def test_feature_name_ending_in_nul_is_refused_by_save(tmp_path, names):
+    """The file holds the names as a NumPy str array, which drops trailing NULs: 'b\\0'
+    was saved as 'b', and the loaded model refused the DataFrame it was fitted on.
+    save refuses such a name, naming the attribute, and writes nothing."""
+    reg, X, _ = _reg()
+    reg.feature_names_in_ = np.array(names, dtype=object)
+    with pytest.raises(ValueError, match=r"cannot save feature_names_in_: .* ends with a NUL character"):
+        reg.save(tmp_path / "r.npz")
+    assert _listing(tmp_path) == []
+
+
 def test_feature_name_past_unicode_raises_value_error(tmp_path):
     """A UCS-4 unit above U+10FFFF is no character: load refuses it (it loaded, and
     the first tolist() of the names raised SystemError)."""

@@ -23,6 +23,18 @@ from ._solver_state import SOLVER_SETTINGS, solver_settings
 _CLASSES_DTYPE = re.compile(r"(\|b1|[<|][iu][1248]|<f[248]|<U[1-9][0-9]{0,5})")
 
 
+def _string_array(strings, attribute):
+    """``strings`` (Python str) as the file's NumPy str array. Such an array drops
+    trailing NUL characters (its fixed-width items are NUL-padded): a name or label
+    ending in one would come back changed, and the loaded model would refuse the
+    DataFrame it was fitted on, or predict another label. It has no file form."""
+    for s in strings:
+        if s.endswith("\0"):
+            raise ValueError(f"cannot save {attribute}: {s!r:.60} ends with a NUL character, which the file's "
+                             "string array cannot hold (a NumPy str array drops trailing NULs)")
+    return np.asarray(strings, dtype=str)
+
+
 def _encode_params(est, arrays):
     params = {}
     for key, value in est.get_params(deep=False).items():
@@ -72,7 +84,7 @@ def estimator_file(est):
         arrays[f"history_{k}"] = _le(history[k], _F64)
     names = d.get("feature_names_in_")
     if names is not None:
-        names = np.asarray([str(n) for n in names], dtype=str)
+        names = _string_array([str(n) for n in names], "feature_names_in_")
         fitted["feature_names_in"] = names.dtype.itemsize // 4
         arrays["feature_names_in"] = _le(names, names.dtype)
     for l, (W, b, a) in enumerate(zip(est.coefs_, est.intercepts_, est._alphas()), start=1):
@@ -101,7 +113,7 @@ def estimator_file(est):
             if not all(isinstance(c, str) for c in classes):
                 raise TypeError("cannot save a classifier whose class labels are Python objects other than "
                                 "str (numbers, bools and strings have a file form)")
-            classes = classes.astype(str)
+            classes = _string_array(classes.tolist(), "classes_")
         if classes.dtype.kind not in "biufU":
             raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
         classes = _le(classes, classes.dtype)
