@@ -882,6 +882,45 @@ def test_archive_level_forgeries_raise_value_error(tmp_path):
         dnnfast.load(bad)
 
 
+def test_newer_version_that_changes_the_archive_is_refused_as_newer(tmp_path):
+    """A newer format may change the archive itself (compressed members, a member that
+    is no array): its header's version is read before the members are checked, so
+    the refusal says which version the file is, as Compatibility promises (it was
+    "member 'W1.npy' is compressed", "unexpected ... member 'notes.json'")."""
+    header, arrays = _members(_good(tmp_path))
+    bad = tmp_path / "bad.npz"
+
+    def write(version, header_compression=zipfile.ZIP_STORED, compression=zipfile.ZIP_STORED, extra=()):
+        members = {"header": np.frombuffer(json.dumps({**header, "format_version": version}).encode(), np.uint8),
+                   **arrays}
+        with zipfile.ZipFile(bad, "w") as zf:
+            for name, arr in members.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, arr)
+                zf.writestr(name + ".npy", buf.getvalue(),
+                            compress_type=header_compression if name == "header" else compression)
+            for name, data in extra:
+                zf.writestr(name, data)
+
+    newer = r"format version 3 .*reads format versions 1 to 2: upgrade dnnfast to read it"
+    for kw in [dict(compression=zipfile.ZIP_DEFLATED), dict(extra=[("notes.json", b"{}")])]:
+        write(3, **kw)
+        with pytest.raises(ValueError, match=newer):
+            dnnfast.load(bad)
+        write(2, **kw)  # this version's file: refused for its members, as ever
+        with pytest.raises(ValueError, match="compressed" if "compression" in kw else "unexpected.*notes.json"):
+            dnnfast.load(bad)
+    # Only a header member stored as this version stores it, and only one, is read first.
+    write(3, header_compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="member 'header.npy' is compressed"):
+        dnnfast.load(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile: "Duplicate name"
+        write(3, extra=[("header.npy", b"another")])
+    with pytest.raises(ValueError, match="repeated archive member 'header.npy'"):
+        dnnfast.load(bad)
+
+
 def test_header_array_must_be_bytes(tmp_path):
     header, arrays = _members(_good(tmp_path))
     bad = tmp_path / "bad.npz"

@@ -572,7 +572,7 @@ def _npy_member(zf, info, dtype, shape, what, out=None, check_length=None):
 
 
 def _open_archive(f, file_size):
-    """-> (ZipFile, {name: ZipInfo}) after checking the member list."""
+    """-> (ZipFile, its ZipInfos), the directory bounded before zipfile parses it."""
     # The member count is bounded before zipfile builds an object for each entry of
     # the central directory (a forged one lists one per 46 bytes of the file).
     end_record = getattr(zipfile, "_EndRecData", lambda f: None)(f)
@@ -584,27 +584,48 @@ def _open_archive(f, file_size):
                              f"most {_MAX_DIRECTORY}")
     f.seek(0)
     zf = zipfile.ZipFile(f)
-    infos = zf.infolist()
+    return zf, zf.infolist()
+
+
+def _unstored(info, file_size):
+    """Why member ``info`` is not one this format stores, or None."""
+    name = info.filename
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return f"member {name!r} is compressed or encrypted; the format stores arrays as is"
+    # Stored: the directory's two sizes agree, and the member lies within the file.
+    if info.compress_size != info.file_size:
+        return f"member {name!r} claims {info.file_size} bytes but {info.compress_size} stored"
+    if info.header_offset + info.file_size > file_size:
+        return (f"member {name!r} claims {info.file_size} bytes at offset {info.header_offset}, "
+                f"beyond the file's {file_size} bytes")
+    return None
+
+
+def _readable_header(infos, file_size):
+    """The one ``header.npy`` member when it is stored as the format stores it, else None."""
+    found = [info for info in infos if info.filename == _HEADER + ".npy"]
+    if len(found) != 1 or _unstored(found[0], file_size) is not None:
+        return None
+    return found[0]
+
+
+def _check_members(infos, file_size):
+    """-> {name: ZipInfo} after checking the member list."""
     members = {}
     for info in infos:
         name = info.filename
         if not name.endswith(".npy") or name[:-4] in members:
             raise ValueError(f"unexpected or repeated archive member {name!r}")
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise ValueError(f"member {name!r} is compressed or encrypted; the format stores arrays as is")
-        # Stored: the directory's two sizes agree, and the member lies within the file.
-        if info.compress_size != info.file_size:
-            raise ValueError(f"member {name!r} claims {info.file_size} bytes but {info.compress_size} stored")
-        if info.header_offset + info.file_size > file_size:
-            raise ValueError(f"member {name!r} claims {info.file_size} bytes at offset {info.header_offset}, "
-                             f"beyond the file's {file_size} bytes")
+        problem = _unstored(info, file_size)
+        if problem is not None:
+            raise ValueError(problem)
         members[name[:-4]] = info
     if _HEADER not in members:
         raise ValueError("no 'header' member: not a dnnfast model file")
     total = sum(info.file_size for info in infos)
     if total > file_size:
         raise ValueError(f"the archive claims {total} bytes of members but the file has {file_size}")
-    return zf, members
+    return members
 
 
 def _parse_header(zf, info):
@@ -954,21 +975,33 @@ _FINITE = re.compile(r"(W|b|alpha)[0-9]+|optimizer_state1|best_params|train_stat
 _NON_NEGATIVE = re.compile(r"optimizer_state2|train_state2")
 
 
+def _check_version(header):
+    """``header`` once its format is dnnfast's and its version one this dnnfast reads."""
+    fmt = header.get("format")
+    if fmt != FORMAT_NAME:
+        raise ValueError(f"not a dnnfast model file (header.format is {fmt!r:.40}, expected {FORMAT_NAME!r})")
+    version = _field(header, "format_version", int, "header")
+    written_by = header.get("dnnfast_version")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"the file is in model format version {version} (written by dnnfast "
+                         f"{written_by!r:.40}); this dnnfast ({_core.__version__}) reads format versions "
+                         f"1 to {FORMAT_VERSION}: upgrade dnnfast to read it")
+    if version < 1:
+        raise ValueError(f"unknown model format version {version}")
+    return header
+
+
 def _read(f, file_size, codecs):
-    zf, members = _open_archive(f, file_size)
+    zf, infos = _open_archive(f, file_size)
     with zf:
-        header = _parse_header(zf, members[_HEADER])
-        fmt = header.get("format")
-        if fmt != FORMAT_NAME:
-            raise ValueError(f"not a dnnfast model file (header.format is {fmt!r:.40}, expected {FORMAT_NAME!r})")
-        version = _field(header, "format_version", int, "header")
-        written_by = header.get("dnnfast_version")
-        if version > FORMAT_VERSION:
-            raise ValueError(f"the file is in model format version {version} (written by dnnfast "
-                             f"{written_by!r:.40}); this dnnfast ({_core.__version__}) reads format versions "
-                             f"1 to {FORMAT_VERSION}: upgrade dnnfast to read it")
-        if version < 1:
-            raise ValueError(f"unknown model format version {version}")
+        # The header's version first, wherever its member reads as this version stores
+        # it: a newer version may change the archive too (compress its members, add
+        # others), and such a file is refused as newer, not as damaged.
+        info = _readable_header(infos, file_size)
+        header = None if info is None else _check_version(_parse_header(zf, info))
+        members = _check_members(infos, file_size)  # refuses whatever made the header unreadable
+        if header is None:
+            header = _check_version(_parse_header(zf, members[_HEADER]))
         _field(header, "dnnfast_version", str, "header")
         kind = _field(header, "kind", str, "header")
         if kind not in KINDS:
