@@ -74,11 +74,14 @@ _MAX_LAYERS = 10_000
 _MAX_WIDTH = 2**31 - 1
 _MAX_DEPTH = 32          # nesting of an estimator parameter's value
 # Members a model file can have: W, b, alpha per layer, the header and the estimators' arrays.
+# The layer count is the header's, which is read only after the directory: the most layers
+# a header may describe bound the count before (the header's arrays then fix the names).
 _MAX_MEMBERS = 3 * _MAX_LAYERS + 64
 # Bytes of a central directory entry: the fixed 46, a name (dnnfast's are under 32 bytes) and
 # an extra field (a zip64 one is at most 32), each with room to spare. zipfile parses the
-# directory by its byte size, whatever count the end record gives: both are bounded.
-_MAX_DIRECTORY = _MAX_MEMBERS * (46 + 64 + 64)
+# directory by its byte size, whatever count the end record gives: the size is bounded by
+# the count, so the entries parsed are bounded by it too.
+_MAX_ENTRY = 46 + 64 + 64
 # dnnfast's .npy headers are under 128 bytes (numpy pads them to 64); numpy itself refuses
 # more than 10,000 only after reading them.
 _MAX_NPY_HEADER = 1024
@@ -577,11 +580,12 @@ def _open_archive(f, file_size):
     # the central directory (a forged one lists one per 46 bytes of the file).
     end_record = getattr(zipfile, "_EndRecData", lambda f: None)(f)
     if end_record is not None:
-        if end_record[4] > _MAX_MEMBERS:  # _ECD_ENTRIES_TOTAL
-            raise ValueError(f"the archive lists {end_record[4]} members; a model file has at most {_MAX_MEMBERS}")
-        if end_record[5] > _MAX_DIRECTORY:  # _ECD_SIZE
-            raise ValueError(f"the archive's central directory is {end_record[5]} bytes; a model file's is at "
-                             f"most {_MAX_DIRECTORY}")
+        count, size = end_record[4], end_record[5]  # _ECD_ENTRIES_TOTAL, _ECD_SIZE
+        if count > _MAX_MEMBERS:
+            raise ValueError(f"the archive lists {count} members; a model file has at most {_MAX_MEMBERS}")
+        if size > _MAX_ENTRY * count:
+            raise ValueError(f"the archive's central directory is {size} bytes for the {count} members its end "
+                             f"record lists; a model file's takes at most {_MAX_ENTRY} bytes a member")
     f.seek(0)
     zf = zipfile.ZipFile(f)
     return zf, zf.infolist()
