@@ -517,6 +517,12 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
         (lambda h: h["training"].update(epoch=-1), (), None, "epoch"),
         (lambda h: h["training"].update(history={"cost": ["x"]}), (), None, "history"),
         (lambda h: h["training"].update(extra=1), (), None, "unknown field"),
+        # The fit's generator is named as itself, not as the network's (header.rng).
+        (lambda h: h["training"]["rng"].pop("inc"), (), None, r"header\.training\.rng: missing field\(s\) \['inc'\]"),
+        (lambda h: h["training"]["rng"].update(bit_generator="MT19937"), (), None,
+         r"header\.training\.rng\.bit_generator must be 'PCG64'"),
+        (lambda h: h["training"]["rng"].update(uinteger=-1), (), None, r"header\.training\.rng\.uinteger must lie"),
+        (lambda h: h["training"].update(rng=[]), (), None, r"header\.training\.rng must be an object"),
         (None, ("train_state2",), None, "missing"),
         (lambda h: h["training"].update(best_params=False), (), None, "unexpected"),
         # Cost and time are appended every epoch; a resumed fit's History went on

@@ -25,20 +25,22 @@ def _rng_state(rng, what="a network whose generator is {}"):
             "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
 
 
-def _check_rng(d):
+def _check_rng(d, where):
+    """A generator's header object (``where``: its path, header.rng or header.training.rng)
+    -> the PCG64 state it describes."""
     if not isinstance(d, dict):
-        raise ValueError("header.rng must be an object")
-    _check_keys(d, ["bit_generator", "state", "inc", "has_uint32", "uinteger"], [], "header.rng")
+        raise ValueError(f"{where} must be an object")
+    _check_keys(d, ["bit_generator", "state", "inc", "has_uint32", "uinteger"], [], where)
     if d["bit_generator"] != "PCG64":
-        raise ValueError(f"header.rng.bit_generator must be 'PCG64', got {d['bit_generator']!r:.40}")
+        raise ValueError(f"{where}.bit_generator must be 'PCG64', got {d['bit_generator']!r:.40}")
     out = {}
     for key in ("state", "inc"):
-        v = _field(d, key, str, "header.rng")
+        v = _field(d, key, str, where)
         if not re.fullmatch(r"0x[0-9a-f]{1,32}", v):
-            raise ValueError(f"header.rng.{key} must be a hex string of at most 128 bits")
+            raise ValueError(f"{where}.{key} must be a hex string of at most 128 bits")
         out[key] = int(v, 16)
-    has = _count(d, "has_uint32", "header.rng", 0, 1)
-    uint = _count(d, "uinteger", "header.rng", 0, 2**32 - 1)
+    has = _count(d, "has_uint32", where, 0, 1)
+    uint = _count(d, "uinteger", where, 0, 2**32 - 1)
     return {"bit_generator": "PCG64", "state": out, "has_uint32": has, "uinteger": uint}
 
 
@@ -77,7 +79,7 @@ def check_checkpoint(net, training):
 def _network_expected(header):
     _check_keys(header, _BASE_FIELDS + ["rng"], ["training"], "header")
     sizes, specs, loss, dtype, fused = _check_architecture(header, "Network")
-    rng = _check_rng(header["rng"])
+    rng = _check_rng(header["rng"], "header.rng")
     plan = {"sizes": sizes, "specs": specs, "loss": loss, "dtype": dtype, "fused": fused, "rng": rng}
     expected = _parameter_arrays(sizes, specs, dtype)
     if "training" in header:
@@ -210,7 +212,7 @@ def _check_training(d, num_params, dtype, version):
     if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in settings):
         raise ValueError(f"{where}.settings must be a list of [name, value] pairs")
     rec["settings"] = [(k, decode_value(v, f"{where}.settings")) for k, v in settings]
-    rec["rng"] = _check_rng(d["rng"])
+    rec["rng"] = _check_rng(d["rng"], f"{where}.rng")
     buffers = OPTIMIZER_TABLE[rec["optimizer"]][1]
     if buffers >= 1:
         arrays["train_state1"] = (dtype, (num_params,))
