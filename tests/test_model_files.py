@@ -812,6 +812,10 @@ def test_save_peak_memory(tmp_path):
 @pytest.mark.parametrize("raw,match", [
     (b"\xff\xfe not utf-8", "UTF-8"), (b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"),
     (b'{"format": NaN}', "not allowed"), (b"", "JSON"),
+    # Python's own message named neither the header nor the rule ("Exceeds the limit (4300
+    # digits) for integer string conversion ... use sys.set_int_max_str_digits()").
+    (b'{"format_version": -' + b"9" * 5000 + b"}", "header: an integer of 5000 digits is too long; a model file's "
+                                                  "have at most 4300"),
     (b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
 ])
 def test_bad_header_text_raises_value_error(tmp_path, raw, match):

@@ -632,6 +632,21 @@ def _check_members(infos, file_size):
     return members
 
 
+# Digits of a JSON integer in the header: Python's default bound on int(str), whose
+# conversion time is quadratic in them, kept whatever the interpreter's setting (its
+# own error named neither the header nor the rule). No field holds more than 19 (larger
+# integers are {"int": hex} tags); a float field's integer beyond 309 is refused as infinite.
+_MAX_INT_DIGITS = 4300
+
+
+def _parse_int(text):
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INT_DIGITS:
+        raise ValueError(f"header: an integer of {digits} digits is too long; a model file's have at most "
+                         f"{_MAX_INT_DIGITS}")
+    return int(text)
+
+
 def _parse_header(zf, info):
     raw = _npy_member(zf, info, np.dtype("|u1"), None, _HEADER, check_length=_check_header_length)
     try:
@@ -643,7 +658,7 @@ def _parse_header(zf, info):
         raise ValueError(f"header: {name} is not allowed (non-finite numbers are written as tags)")
 
     try:
-        header = json.loads(text, parse_constant=no_constants)
+        header = json.loads(text, parse_constant=no_constants, parse_int=_parse_int)
     except RecursionError:
         raise ValueError("header: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
