@@ -556,8 +556,12 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
         (lambda h: h["training"]["history"]["time"].append(0.5), r"history\.time must hold one value"),
         (lambda h: h["training"]["history"].update(val_cost=[1.0, 2.0, 3.0]),
          r"history\['val_cost'\] holds more values than the 2 epochs"),
+        # The same names as version 2's: a resume writes version 2, whose first
+        # checkpoint refused the name ("cannot save"), after the file had loaded.
+        (lambda h: h["training"]["history"].update({"val-F1": [0.5, 0.6]}),
+         re.escape(r"header.training.history: a key must be 1 to 32 of a-z and _, got 'val-F1'")),
         (lambda h: h["training"]["history"].update({"\x1b[2J\n\ud800": 5}),
-         re.escape(r"history['\x1b[2J\n\ud800'] must be a list")),
+         re.escape(r"a key must be 1 to 32 of a-z and _, got '\x1b[2J\n\ud800'")),
     ]
     for i, (edit, match) in enumerate(version1):
         bad = tmp_path / f"bad_v1_{i}.npz"

@@ -180,6 +180,12 @@ def _check_training(d, num_params, dtype, version):
     rec["best"] = decode_number(d["best"], f"{where}.best", nullable=True)
     rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
     hist = _field(d, "history", dict, where)
+    # A key names an array (version 2). Version 1 held lists under the same keys, the
+    # fit's own (cost, time, val_cost, ...), and a resume writes version 2: any other
+    # key is refused here, not by the resumed fit's first checkpoint.
+    for k in hist:
+        if not _HISTORY_KEY.fullmatch(k):
+            raise ValueError(f"{where}.history: a key must be 1 to 32 of a-z and _, got {k!r:.40}")
     arrays = {}
     lengths = {}
     if version == 1:
@@ -192,8 +198,6 @@ def _check_training(d, num_params, dtype, version):
     else:
         rec["history"] = None
         for k, v in hist.items():
-            if not _HISTORY_KEY.fullmatch(k):
-                raise ValueError(f"{where}.history: a key must be 1 to 32 of a-z and _, got {k!r:.40}")
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"{where}.history[{k!r:.40}] must be a length (an integer), got {v!r:.40}")
             lengths[k] = v
