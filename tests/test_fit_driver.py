@@ -523,6 +523,9 @@ def test_checkpoint_file_members_are_checked(data, tmp_path):
          r"header\.training\.rng\.bit_generator must be 'PCG64'"),
         (lambda h: h["training"]["rng"].update(uinteger=-1), (), None, r"header\.training\.rng\.uinteger must lie"),
         (lambda h: h["training"].update(rng=[]), (), None, r"header\.training\.rng must be an object"),
+        # The best epoch is 1-based and one the checkpoint has completed (0 and 3 loaded).
+        (lambda h: h["training"].update(best_epoch=0), (), None, r"best_epoch must lie in \[1, 2\], got 0"),
+        (lambda h: h["training"].update(best_epoch=3), (), None, r"best_epoch must lie in \[1, 2\], got 3"),
         (None, ("train_state2",), None, "missing"),
         (lambda h: h["training"].update(best_params=False), (), None, "unexpected"),
         # Cost and time are appended every epoch; a resumed fit's History went on

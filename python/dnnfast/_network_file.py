@@ -178,7 +178,9 @@ def _check_training(d, num_params, dtype, version):
     if rec["optimizer"] not in OPTIMIZER_TABLE:
         raise ValueError(f"{where}.optimizer: unknown optimizer {rec['optimizer']!r:.40}")
     rec["best"] = decode_number(d["best"], f"{where}.best", nullable=True)
-    rec["best_epoch"] = _count(d, "best_epoch", where, optional=True) if d["best_epoch"] is not None else None
+    # 1-based, and one of the epochs the file has completed: the best one so far.
+    rec["best_epoch"] = (_count(d, "best_epoch", where, lo=1, hi=rec["epoch"]) if d["best_epoch"] is not None
+                         else None)
     hist = _field(d, "history", dict, where)
     # A key names an array (version 2). Version 1 held lists under the same keys, the
     # fit's own (cost, time, val_cost, ...), and a resume writes version 2: any other
