@@ -814,6 +814,9 @@ def test_save_peak_memory(tmp_path):
     (b'{"format": NaN}', "not allowed"), (b"", "JSON"),
     # Python's own message named neither the header nor the rule ("Exceeds the limit (4300
     # digits) for integer string conversion ... use sys.set_int_max_str_digits()").
+    # JSON keeps a repeated key's last value: which one is meant is not known.
+    (b'{"format": "dnnfast-model", "sizes": [1], "format": "x"}', "header: the key 'format' appears twice"),
+    (b'{"rng": {"state": "0x1", "state": "0x2"}}', "header: the key 'state' appears twice"),
     (b'{"format_version": -' + b"9" * 5000 + b"}", "header: an integer of 5000 digits is too long; a model file's "
                                                   "have at most 4300"),
     (b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),

@@ -647,6 +647,19 @@ def _parse_int(text):
     return int(text)
 
 
+def _parse_object(pairs):
+    """A JSON object of the header as a dict, refusing a key given twice: json keeps
+    the last, so two readers (or a reader and a person) could read two headers."""
+    d = dict(pairs)
+    if len(d) < len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"header: the key {key!r:.40} appears twice in one object")
+            seen.add(key)
+    return d
+
+
 def _parse_header(zf, info):
     raw = _npy_member(zf, info, np.dtype("|u1"), None, _HEADER, check_length=_check_header_length)
     try:
@@ -658,7 +671,8 @@ def _parse_header(zf, info):
         raise ValueError(f"header: {name} is not allowed (non-finite numbers are written as tags)")
 
     try:
-        header = json.loads(text, parse_constant=no_constants, parse_int=_parse_int)
+        header = json.loads(text, parse_constant=no_constants, parse_int=_parse_int,
+                            object_pairs_hook=_parse_object)
     except RecursionError:
         raise ValueError("header: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
