@@ -733,6 +733,10 @@ def _header_forgeries():
         "unknown_loss": (setter("loss", "hinge"), "loss"),
         "fused_not_bool": (setter("fused", 1), "fused"),
         "rng_malformed": (setter("rng", {"bit_generator": "MT19937"}), "rng"),
+        "rng_without_bit_generator": (lambda h, a: h["rng"].pop("bit_generator"),
+                                      r"header\.rng: missing field\(s\) \['bit_generator'\]"),
+        "fortran_order": (arrays(lambda a: a.__setitem__("W1", np.asfortranarray(a["W1"]))),
+                          "W1.*Fortran order"),
         "wrong_shape": (arrays(lambda a: a.__setitem__("W1", a["W1"].T.copy())), "shape"),
         "wrong_array_dtype": (arrays(lambda a: a.__setitem__("b2", a["b2"].astype(np.float32))), "dtype"),
         "int_weights": (arrays(lambda a: a.__setitem__("W3", a["W3"].astype(np.int64))), "dtype"),
@@ -1030,6 +1034,10 @@ def _estimator_forgeries():
         "huge_int_param": (param("max_iter", 10**400), "out of range"),
         "bad_random_state": (param("random_state", -5), "random_state|seed"),
         "non_finite_without_tag": (param("tol", 1e999), "not allowed"),
+        # As docs/model_files.md says: every dict is the {"dict": ...} tag, and loss_curve
+        # is a length (the writer never writes null there).
+        "dict_as_plain_object": (param("class_weight", {"ant": 2.0}), r"class_weight.*unknown value form"),
+        "loss_curve_null": (fitted("loss_curve", None), r"loss_curve must be an integer"),
     }
 
 
