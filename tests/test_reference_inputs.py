@@ -49,6 +49,16 @@ def test_dtype_refused(dtype, exc):
         reference.Network([3, 2], "relu", dtype=dtype)
 
 
+def test_an_alpha_not_finite_in_the_dtype_is_refused_as_by_network():
+    """alpha = 1e300 is finite as a Python float and inf in float32: dnnfast.Network
+    refused it, the reference predicted -inf."""
+    for cls in (dnnfast.Network, reference.Network):
+        with pytest.raises(ValueError, match=r"activations\[0\]: alpha of 'leaky_relu' is 1e\+300, which is not finite "
+                                             r"in float32"):
+            cls([3, 2], [("leaky_relu", {"alpha": 1e300})], loss="sse", dtype="float32", seed=0)
+        cls([3, 2], [("leaky_relu", {"alpha": 1e300})], loss="sse", dtype="float64", seed=0)  # finite there
+
+
 # -- fit's scalars -------------------------------------------------------------
 
 @pytest.mark.parametrize("kw,exc,name", [
@@ -120,6 +130,21 @@ def test_Y_refused(method, case):
     X, _ = _data()
     with pytest.raises(exc, match="Y"):
         getattr(_net(), method)(X, Ybad)
+
+
+@pytest.mark.parametrize("loss, act, Y, where", [
+    ("cce", "softmax", -np.eye(2), ">= 0"),
+    ("bce", "sigmoid", np.full((2, 2), 5.0), r"in \[0, 1\]"),
+    ("poisson", "exp", np.full((2, 2), -3.0), ">= 0"),
+], ids=["cce-negative", "bce-5", "poisson-negative"])
+@pytest.mark.parametrize("method", ["fit", "cost", "gradients"])
+def test_targets_outside_the_losss_range_are_refused_as_by_network(method, loss, act, Y, where):
+    """The reference returned a negative cce or bce cost and a NaN poisson one
+    where dnnfast.Network refuses the targets."""
+    for cls in (dnnfast.Network, reference.Network):
+        net = cls([3, 2], [act], loss=loss, dtype="float64", seed=0)
+        with pytest.raises(ValueError, match=f"Y: the {loss} loss needs targets {where}"):
+            getattr(net, method)(-np.ones((2, 3)), Y)
 
 
 def test_sse_Y_with_too_few_columns_refused():

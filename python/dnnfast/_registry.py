@@ -99,6 +99,21 @@ def check_params_fit_dtype(specs, dtype, where="activations"):
                              f"{dtype.name} (largest finite value {float(np.finfo(dtype).max):.4g})")
 
 
+def check_targets(Y, loss, name="Y"):
+    """Refuse targets ``Y`` (a float array, checked finite) outside the range
+    ``LOSS_TARGETS`` gives the registry loss ``loss``."""
+    low, high = LOSS_TARGETS.get(loss, (None, None))
+    if Y.size and ((low is not None and Y.min() < low) or (high is not None and Y.max() > high)):
+        where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+
+        def shown(v):  # :g's six digits showed a target of 1.0000001 as "got 0..1"
+            # Compared, and else written (str: its shortest digits), in Y's dtype: a
+            # float32 1.1 as a double showed as 1.100000023841858.
+            g = f"{float(v):g}"
+            return g if Y.dtype.type(g) == v else str(v)
+        raise ValueError(f"{name}: the {loss} loss needs targets {where}, got {shown(Y.min())}..{shown(Y.max())}")
+
+
 def _resolve(name, table, kind, where):
     """A registry name typed by the user (case-insensitive) -> its key in ``table``."""
     if not isinstance(name, str):

@@ -14,7 +14,7 @@ from . import _core
 from ._buffers import aligned, aligned_zeros
 from ._guards import CORE_OUTPUT_OVERFLOW, parameter_cause
 from ._locking import copies_model, fits_model, reads_model
-from ._registry import LOSS_TABLE, LOSS_TARGETS, check_params_fit_dtype, parse_activation, resolve_loss
+from ._registry import LOSS_TABLE, check_params_fit_dtype, check_targets, parse_activation, resolve_loss
 from ._train.driver import fit_network
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
 from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, check_bool,
@@ -447,15 +447,7 @@ class Network:
             raise ValueError(f"{name} has {Y.shape[0]} rows but {x_name} has {n}")
         if Y.shape[1] != m_y:
             raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {m_y} outputs")
-        low, high = LOSS_TARGETS.get(self.loss, (None, None))
-        if Y.size and ((low is not None and Y.min() < low) or (high is not None and Y.max() > high)):
-            where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-            def shown(v):  # :g's six digits showed a target of 1.0000001 as "got 0..1"
-                # Compared, and else written (str: its shortest digits), in Y's dtype: a
-                # float32 1.1 as a double showed as 1.100000023841858.
-                g = f"{float(v):g}"
-                return g if Y.dtype.type(g) == v else str(v)
-            raise ValueError(f"{name}: the {self.loss} loss needs targets {where}, got {shown(Y.min())}..{shown(Y.max())}")
+        check_targets(Y, self.loss, name)
         return Y
 
     # -- the API of SPEC section 7 -----------------------------------------

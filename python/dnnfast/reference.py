@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.floating[Any]]
 
-from ._registry import LOSS_EPSILON_NOTE, activation_key, parse_activation, resolve_loss  # noqa: F401
+from ._registry import (LOSS_EPSILON_NOTE, activation_key, check_params_fit_dtype, check_targets,  # noqa: F401
+                        parse_activation, resolve_loss)
 from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
                           network_bytes)
 from .batching import check_batch_size
@@ -456,6 +457,9 @@ class Network:
         if str(np.dtype(dtype)) not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = np.dtype(dtype)
+        # Network's checks, so that neither class computes from what the other refuses
+        # (alpha = 1e300 is inf in float32: outputs of -inf).
+        check_params_fit_dtype(self._acts, self.dtype)
         self.fused = check_bool(fused, "fused")
         p_bytes, _ = network_bytes(self.sizes, self.dtype.itemsize)
         check_memory(3 * p_bytes, "sizes", f"a network of {p_bytes // self.dtype.itemsize:,} parameters")
@@ -506,7 +510,10 @@ class Network:
         if Y.shape[1] != m:
             raise ValueError(f"Y has {Y.shape[1]} columns but the network has {m} outputs")
         with np.errstate(over="ignore"):
-            return X, self._finite(np.ascontiguousarray(Y, dtype=self.dtype), "Y")
+            Y = self._finite(np.ascontiguousarray(Y, dtype=self.dtype), "Y")
+        # Outside its loss's targets (cce's Y < 0, bce's Y = 5) a cost is negative or NaN.
+        check_targets(Y, self.loss)
+        return X, Y
 
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """``(Zs, As)`` of SPEC section 2: ``Zs[l-1] = Z[l]``, ``As[0] = X``, ``As[l] = A[l]``."""
