@@ -461,3 +461,36 @@ def test_sgd_update_of_a_matrix_updates_it_element_wise_in_place():
     want = _S - 0.5 * _D
     reference.sgd_update(p, g, 0.5)
     np.testing.assert_array_equal(np.asarray(p), want)
+
+
+_Z = np.array([[1.0, -1.0]])
+_Y32, _P32 = np.zeros((1, 2), np.float32), np.full((1, 2), 0.5, np.float32)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: reference.activation_forward("leaky_relu", _Z, float("nan")), ValueError, "alpha must be finite in float64"),
+    (lambda: reference.activation_forward("elu", _Z, float("inf")), ValueError, "alpha must be finite in float64"),
+    (lambda: reference.activation_backward("leaky_relu", _Z, _Z, _Z, float("nan")), ValueError, "alpha must be finite"),
+    (lambda: reference.activation_forward("prelu", _Z, np.array([0.25, np.nan])), ValueError, "alpha must be finite"),
+    (lambda: reference.activation_forward("leaky_relu", _Z.astype(np.float32), 1e300), ValueError,
+     "alpha must be finite in float32"),
+    (lambda: reference.activation_forward("exp", np.array([[12.0]], np.float16)), TypeError,
+     "Z must be a NumPy array of dtype float32 or float64, got an array of dtype float16"),
+    (lambda: reference.loss_forward("sse", _Y32, _P32.astype(np.float16)), TypeError, "Yhat .* float16"),
+    (lambda: reference.loss_backward("sse", _Y32, _P32, 1e300), ValueError, "scale must be finite in float32"),
+    (lambda: reference.output_backward_fused(_Y32, _P32, 1e300), ValueError, "scale must be finite in float32"),
+    (lambda: reference.sgd_update(np.zeros((1, 2), np.float32), np.full((1, 2), 1e300), 0.5), TypeError,
+     "grads has dtype float64 but params has float32"),
+], ids=["nan-alpha", "inf-alpha", "nan-alpha-backward", "nan-prelu-alpha", "alpha-inf-in-float32", "float16-Z",
+        "float16-Yhat", "loss-scale-inf-in-float32", "fused-scale-inf-in-float32", "sgd-float64-grads"])
+def test_values_not_finite_in_the_computing_dtype_are_refused(call, exc, message):
+    """NaN or infinite alphas gave NaN or -inf outputs without a word; 1e300 is
+    finite as a Python float and inf in float32 (alpha, scale, float64 grads
+    cast into float32 params); exp's clip is float32's or float64's, so a
+    float16 exp(12) overflowed. dnnfast's ops take float32 and float64 only."""
+    with pytest.raises(exc, match=message):
+        call()
+    # The same values in range compute as before: float64 alpha and scale, grads of params' dtype.
+    reference.activation_forward("leaky_relu", _Z, 1e300)
+    reference.loss_backward("sse", _Y32.astype(np.float64), _P32.astype(np.float64), 1e300)
+    reference.sgd_update(np.zeros((1, 2), np.float32), np.full((1, 2), 1e30, np.float32), 0.5)

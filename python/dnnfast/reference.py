@@ -39,19 +39,22 @@ from .batching import check_batch_size
 # Argument checks. Written here rather than taken from _validation: the
 # functions below run in the tests' inner loops, so they check only types,
 # dtypes and shapes (no pass over the data); Network checks its users' data
-# for NaN and infinity once, on the way in. Arrays of different float dtypes
-# are promoted as NumPy does (unlike the C++ ops, which take one dtype): the
-# tests pass float64 copies of float32 data to get a more exact yardstick.
+# for NaN and infinity once, on the way in. Arrays of float32 and float64, the
+# dtypes dnnfast computes in, are promoted as NumPy does (unlike the C++ ops,
+# which take one dtype): the tests pass float64 copies of float32 data to get
+# a more exact yardstick.
 # ---------------------------------------------------------------------------
 
 def _float_array(a, name):
     """``a`` as a plain ndarray (a view, no copy), or a TypeError naming
     ``name``. Callers compute with what this returns, never ``a`` itself."""
     # An integer array would be computed in integer (sigmoid of [[1, -1]]
-    # came back [[0, 0]]), a list has no dtype to compute in.
-    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+    # came back [[0, 0]]), a list has no dtype to compute in; float16 has a
+    # range of its own (exp's clip at 709 let exp(12) overflow), which
+    # dnnfast, computing in float32 or float64 only, never meets.
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
         what = f"an array of dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-        raise TypeError(f"{name} must be a NumPy array of a real floating dtype, got {what}")
+        raise TypeError(f"{name} must be a NumPy array of dtype float32 or float64, got {what}")
     # A subclass as as_array takes it: np.matrix's * and ** are matrix
     # products, and a masked array's sums leave out its masked entries
     # (refused) while other ops use the values under the mask.
@@ -78,12 +81,26 @@ def _known(name, table, kind, where="name"):
         raise ValueError(f"{where}: unknown {kind} {name!r}; known: {', '.join(table)}")
 
 
-def _real(value, name):
+def _real(value, name, dtype):
+    """A finite real number that stays finite in ``dtype``, the dtype it is computed in."""
     # np.float32("0.5") parses a string, np.float32(None) is NaN, True is 1.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    _finite_in(value, name, dtype, value)
+
+
+def _finite_in(a, name, dtype, given):
+    """``a`` (numbers) in ``dtype``, or a ValueError naming ``name`` and showing
+    ``given`` if a value is not finite there: 1e300 is inf in float32, and a NaN
+    or infinite alpha made NaN outputs."""
+    with np.errstate(over="ignore"):  # the overflow is what is being asked about
+        out = np.asarray(a, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite in {dtype.name} (largest finite value "
+                         f"{float(np.finfo(dtype).max):.4g}), got {given!r:.80}")
+    return out
 
 
 def _row_weights(w, n):
@@ -135,7 +152,7 @@ ACTIVATIONS = {
     "softplus": lambda z, a: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
     "binary_step": lambda z, a: (z >= 0).astype(z.dtype),
     "softmax": lambda z, a: _softmax(z),
-    # clipped where e^z would overflow, as the C++ ExpAct: 88 (float32), 709 (float64)
+    # clipped where e^z would overflow, as the C++ ExpAct: 88 (float32), 709 (float64), the only dtypes taken
     "exp": lambda z, a: np.exp(np.minimum(z, 88 if z.dtype == np.float32 else 709)),
 }
 
@@ -174,7 +191,7 @@ def _alpha(name, alpha, Z):
     # One per unit, or one for all: a vector of another length would broadcast or fail in the op.
     if a.ndim != 0 and (Z.ndim == 0 or a.shape != (Z.shape[-1],)):
         raise ValueError(f"alpha must be a scalar or one per unit ({Z.shape[-1:]}), got shape {a.shape}")
-    return np.asarray(a, dtype=dtype)
+    return _finite_in(a, "alpha", dtype, alpha)
 
 
 def activation_forward(name, Z, alpha=None):
@@ -285,7 +302,7 @@ def loss_backward(name, Y, Yhat, scale, w=None):
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
     _known(name, LOSS_GRADIENTS, "loss")
     Y, Yhat, w = _loss_args(Y, Yhat, w)
-    _real(scale, "scale")
+    _real(scale, "scale", Yhat.dtype)
     g = LOSS_GRADIENTS[name](Y, Yhat, Yhat.dtype.type(scale))
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
@@ -296,7 +313,7 @@ def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
     softmax's Jacobian applied to cce's gradient for any targets (Yhat - Y
     where each row of Y sums to 1)."""
     Y, Yhat, w = _loss_args(Y, Yhat, w)
-    _real(scale, "scale")
+    _real(scale, "scale", Yhat.dtype)
     check_bool(row_sum, "row_sum")
     g = scale * (Yhat * Y.sum(axis=1, keepdims=True) - Y) if row_sum else scale * (Yhat - Y)
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
@@ -332,6 +349,11 @@ def sgd_update(params, grads, learning_rate):
     # params as a plain view of its own memory: the update is in place.
     grads, params = _float_array(grads, "grads"), _float_array(params, "params")
     _same_shape(grads, "grads", params, "params")
+    # In place, so in params' dtype: float64 grads were cast into float32 params
+    # without a word (1e300 became -inf there). The C++ op takes one dtype too.
+    if grads.dtype != params.dtype:
+        raise TypeError(f"grads has dtype {grads.dtype} but params has {params.dtype}; the update is in place, "
+                        f"in params' dtype: pass grads.astype(params.dtype) if its values fit")
     check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
     params -= params.dtype.type(learning_rate) * grads
 
