@@ -51,6 +51,16 @@ def test_main_refuses_bad_option_values_before_any_work(option, value, expected)
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("dtype, rate, tiny", [("float32", "1e-40", "1.17549e-38"), ("float64", "1e-310", "2.22507e-308")])
+def test_main_refuses_a_learning_rate_below_the_dtypes_smallest_normal_as_a_usage_error(dtype, rate, tiny):
+    """fit refuses it; the option took it, and the job ended in a traceback and
+    status 1 ("accuracy below 95%") after the banner."""
+    out = _cli("--learning-rate", rate, "--dtype", dtype, "--no-reference")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == "" and "Traceback" not in out.stderr
+    assert f"argument --learning-rate: learning_rate must be at least {tiny} for a {dtype} network" in out.stderr
+
+
 def test_main_checks_every_hidden_width():
     out = _cli("--hidden", "8", "-5")
     assert out.returncode == 2 and "argument --hidden: must be a positive integer, got '-5'" in out.stderr

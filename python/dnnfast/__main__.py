@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from . import Network, __version__, get_num_threads, reference, set_num_threads
+from ._train.driver import check_normal
 from ._train.state import MAX_LEARNING_RATE
 from ._validation import MAX_THREADS
 from .datasets import load_digits, train_test_split
@@ -102,6 +103,10 @@ def main(argv=None):
                    help="the split's and the initial weights' seed")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference run")
     args = p.parse_args(argv)
+    try:  # fit's floor, which depends on --dtype: a rate below its smallest normal number updates nothing
+        check_normal(args.learning_rate, "learning_rate", np.dtype(args.dtype))
+    except ValueError as exc:
+        p.error(f"argument --learning-rate: {exc}")
     if args.threads:
         set_num_threads(args.threads)
 

@@ -260,7 +260,7 @@ def check_optimizer_in_dtype(dtype, below_one=(), finite=(), normal=()):
     ``below_one``, ``finite`` and ``normal``: (name, value) pairs."""
     dt = np.dtype(dtype)
     for name, value in normal:
-        _check_normal(value, name, dt)
+        check_normal(value, name, dt)
     for name, value in below_one:
         if dt.type(value) >= 1:
             top = np.nextafter(dt.type(1), dt.type(0))
@@ -272,7 +272,7 @@ def check_optimizer_in_dtype(dtype, below_one=(), finite=(), normal=()):
             raise ValueError(f"{name} must be at most {big:g} for a {dt.name} network, got {value!r}")
 
 
-def _check_normal(value, name, dtype):
+def check_normal(value, name, dtype):
     """A positive setting below the smallest normal number of the network's
     dtype is 0 (or loses its digits) in the updates: refused."""
     tiny = float(np.finfo(dtype).tiny)  # (a float32 would take the value into float32: 1e39 overflowed)
@@ -323,7 +323,7 @@ def check_settings(net, n, kw):
     size = check_batch_size(kw["batch_size"], n)
     lr = _check_rate_arg(kw["learning_rate"], "learning_rate")
     if not callable(lr):  # 0 in the network's dtype: a fit that trains nothing (a schedule's: FitSettings.rate)
-        _check_normal(lr, "learning_rate", net.dtype)
+        check_normal(lr, "learning_rate", net.dtype)
     optimizer = _arg(kw, "optimizer", resolve_optimizer)
     momentum = _arg(kw, "momentum", _check_unit)
     beta1 = _arg(kw, "beta1", _check_unit)
