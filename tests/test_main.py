@@ -67,3 +67,15 @@ def test_help_into_a_full_disk_exits_74():
     assert "cannot write to stdout" in out.stderr and "Traceback" not in out.stderr
     ok = subprocess.run([sys.executable, "-m", "dnnfast", "--help"], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "74" in ok.stdout and "usage: python -m dnnfast" in ok.stdout
+
+
+@pytest.mark.parametrize("args", [["--epochs", "1", "--threads", "1", "--no-reference"], ["--help"]],
+                         ids=["run", "help"])
+def test_a_closed_stdout_exits_74_before_training(args):
+    """Started with stdout closed (`>&-`, sys.stdout is None): the run trained
+    with its report dropped, then ended in an AttributeError traceback and
+    status 1 ("accuracy below 95%"); --help too."""
+    out = subprocess.run([sys.executable, "-m", "dnnfast", *args], stderr=subprocess.PIPE, text=True, timeout=120,
+                         preexec_fn=lambda: os.close(1))
+    assert out.returncode == 74, out.stderr
+    assert out.stderr == "python -m dnnfast: cannot write to stdout: stdout is closed\n"

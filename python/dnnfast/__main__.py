@@ -52,7 +52,7 @@ EXIT_STATUSES = (
     (0, "the test accuracy reached 95%"),
     (1, "the test accuracy is below 95% (or an unexpected error: a traceback)"),
     (2, "usage error: a bad option or value"),
-    (EX_IOERR, "stdout could not be written (a full disk): EX_IOERR"),
+    (EX_IOERR, "stdout could not be written (a full disk, a closed stdout): EX_IOERR"),
     (130, "interrupted by Ctrl-C"),
     (141, "stdout's reader went away (| head): 128 + SIGPIPE"),
 )
@@ -65,6 +65,11 @@ class _StdoutError(Exception):
 def _say(*args, **kw):
     """print to stdout: an OSError there is the report's own failure (exit
     status 74), told from the library's OSErrors by this wrapper."""
+    if sys.stdout is None:
+        # Started with stdout closed (`>&-`): print writes nothing without a
+        # word, and the run's report would be lost. Said at the first line,
+        # the banner (or --help's text), before any training.
+        raise _StdoutError("stdout is closed")
     try:
         print(*args, **kw)
     except BrokenPipeError:
@@ -157,6 +162,8 @@ def main(argv=None):
 
 
 def _flush_stdout():
+    if sys.stdout is None:  # closed from the start: _say has said so, or nothing was written
+        return
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -183,7 +190,8 @@ if __name__ == "__main__":
         # A full disk (`> /dev/full`): one line, and a status of its own (it
         # was a traceback and 1, "accuracy below 95%"); stdout to devnull so
         # the flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"python -m dnnfast: cannot write to stdout: {exc}", file=sys.stderr)
         status = EX_IOERR
     except KeyboardInterrupt:  # outside a fit (the reference run, a report): no traceback either
