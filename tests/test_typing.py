@@ -71,6 +71,22 @@ def train(X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
     ref = reference.Network([64, 10], ["softmax"], loss="cce", dtype="float64", seed=0)
     costs: list[float] = ref.fit(Xtr, ytr, epochs=1, batch_size=32)["cost"]
     late: int = dnnfast._core.late_team_count()
+    # Lists (and pandas objects, sparse X) are split too; arrays keep their dtype.
+    rows: list[list[float]] = Xd[:20].tolist()
+    a_tr, a_te, b_tr, b_te = train_test_split(rows, [int(v) for v in yd[:20]], test_fraction=0.5, seed=0)
+    kept: npt.NDArray[np.float64] = train_test_split(Xd, yd)[0]
+    # reference's functions, typed like the rest (they were untyped calls)
+    Z = reference.linear_forward(Xte, ref.weights[0], ref.biases[0])
+    A = reference.activation_forward("softmax", Z)
+    dZ = reference.activation_backward("leaky_relu", Z, A, A, 0.2)
+    dW, db, dA = reference.linear_backward(Xte, ref.weights[0], dZ, need_dA=False)
+    reference.sgd_update(ref.weights[0], dW, 0.01)
+    Y1 = np.eye(10)[yte]
+    J: float = reference.loss_forward("cce", Y1, A) + reference.prelu_alpha_backward(Z, A).sum()
+    G = reference.loss_backward("sse", Y1, A, 0.5) + reference.output_backward_fused(Y1, A, 0.5, row_sum=True)
+    Zs, As = reference.forward(ref.weights, ref.biases, [("softmax", None)], Xte)
+    c, gW, gb, ga = reference.gradients(ref.weights, ref.biases, [("softmax", None)], "cce", Xte, Y1)
+    jac = reference.softmax_backward_literal(A[:2], A[:2]) + reference.softmax_jacobian(A[:2]).sum()
     return float(P.sum() + proba.sum() + len(hist["cost"]) + len(Zs) + len(dWs) + len(W) + score
                  + ref.predict(Xte).sum() + ref.cost(Xte, yte) + costs[0] + late)
 """

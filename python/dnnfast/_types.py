@@ -3,7 +3,7 @@ the modules import this under ``typing.TYPE_CHECKING``)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -19,5 +19,15 @@ LearningRate = Union[float, Callable[[int], float]]
 #: What the estimators' ``random_state`` takes.
 Seed = Union[int, np.random.RandomState, None]
 
+
+class SparseMatrix(Protocol):
+    """A SciPy sparse matrix or array, as ``_validation.is_sparse`` tells one (its ``nnz`` and ``toarray``)."""
+
+    @property
+    def nnz(self) -> int: ...
+
+    def toarray(self) -> Any: ...
+
+
 __all__ = ["Activation", "ArrayLike", "DTypeLike", "FloatArray", "LearningRate", "NDArray", "PathLike", "Seed",
-           "Sequence"]
+           "Sequence", "SparseMatrix"]

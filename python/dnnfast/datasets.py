@@ -5,12 +5,17 @@ import gzip
 import math
 import numbers
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
+    from numpy.typing import ArrayLike, NDArray
+
+    from ._types import SparseMatrix
+
+_X = TypeVar("_X", bound=np.generic)
+_Y = TypeVar("_Y", bound=np.generic)
 
 
 def load_digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -57,8 +62,20 @@ def _rows(a, index):
     return a.iloc[index] if hasattr(a, "iloc") else a[index]
 
 
-def train_test_split(X: NDArray[Any], y: NDArray[Any], test_fraction: float = 0.25,
-                     seed: int = 0) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+# Arrays come back as arrays of their dtype; anything else as its own kind (a
+# pandas object, a CSR matrix) or, a list, as an array: Any, which the caller knows.
+@overload
+def train_test_split(X: NDArray[_X], y: NDArray[_Y], test_fraction: float = ...,
+                     seed: int = ...) -> tuple[NDArray[_X], NDArray[_X], NDArray[_Y], NDArray[_Y]]: ...
+
+
+@overload
+def train_test_split(X: ArrayLike | SparseMatrix, y: ArrayLike, test_fraction: float = ...,
+                     seed: int = ...) -> tuple[Any, Any, Any, Any]: ...
+
+
+def train_test_split(X: ArrayLike | SparseMatrix, y: ArrayLike, test_fraction: float = 0.25,
+                     seed: int = 0) -> tuple[Any, Any, Any, Any]:
     """A seeded, class-stratified split: each class keeps its share in both parts.
 
     ``y`` holds labels (1-D) or one row of targets per sample (2-D: one-hot

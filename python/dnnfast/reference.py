@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections.abc
 import math
 import numbers
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
     FloatArray = NDArray[np.floating[Any]]
+    #: An activation's parameter: a number, one per unit (prelu), or None for its default.
+    Alpha = ArrayLike | None
 
 from ._registry import (LOSS_EPSILON_NOTE, activation_key, check_params_fit_dtype, check_targets,  # noqa: F401
                         parse_activation, resolve_loss)
@@ -140,7 +142,7 @@ def _arctan_derivative(z):
     return np.where(big, r * r / (1 + r * r), 1 / (1 + small * small)).astype(z.dtype, copy=False)
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[Any, Any], FloatArray]] = {
     "identity": lambda z, a: z.copy(),
     "relu": lambda z, a: np.maximum(z, 0),
     "leaky_relu": lambda z, a: np.where(z > 0, z, a * z),
@@ -157,7 +159,7 @@ ACTIVATIONS = {
 }
 
 # sigma'(Z) for the element-wise activations, from Z and the saved output A.
-DERIVATIVES = {
+DERIVATIVES: dict[str, Callable[[Any, Any, Any], FloatArray]] = {
     "identity": lambda z, A, a: np.ones_like(z),
     "relu": lambda z, A, a: (z > 0).astype(z.dtype),
     "leaky_relu": lambda z, A, a: np.where(z > 0, 1, a).astype(z.dtype),
@@ -194,7 +196,7 @@ def _alpha(name, alpha, Z):
     return _finite_in(a, "alpha", dtype, alpha)
 
 
-def activation_forward(name, Z, alpha=None):
+def activation_forward(name: str, Z: FloatArray, alpha: Alpha = None) -> FloatArray:
     """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for
     prelu; None: the activation's default)."""
     name = _activation_name(name)
@@ -202,7 +204,7 @@ def activation_forward(name, Z, alpha=None):
     return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
-def softmax_jacobian(A):
+def softmax_jacobian(A: FloatArray) -> FloatArray:
     """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3."""
     A = _matrix(A, "A")
     n, m = A.shape
@@ -214,14 +216,15 @@ def softmax_jacobian(A):
     return J
 
 
-def softmax_backward_literal(A, dA):
+def softmax_backward_literal(A: FloatArray, dA: FloatArray) -> FloatArray:
     """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes."""
     dA, A = _float_array(dA, "dA"), _matrix(A, "A")
     _same_shape(dA, "dA", A, "A")
     return np.tensordot(dA, softmax_jacobian(A), axes=([0, 1], [0, 1]))
 
 
-def activation_backward(name, Z, A, dA, alpha=None):
+def activation_backward(name: str, Z: FloatArray, A: FloatArray, dA: FloatArray,
+                        alpha: Alpha = None) -> FloatArray:
     """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
     name = _activation_name(name)
     check = _matrix if name == "softmax" else _float_array
@@ -233,7 +236,7 @@ def activation_backward(name, Z, A, dA, alpha=None):
     return dA * DERIVATIVES[name](Z, A, _alpha(name, alpha, Z))
 
 
-def prelu_alpha_backward(Z, dA):
+def prelu_alpha_backward(Z: FloatArray, dA: FloatArray) -> FloatArray:
     """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
     dA, Z = _matrix(dA, "dA"), _matrix(Z, "Z")
     _same_shape(dA, "dA", Z, "Z")
@@ -261,7 +264,7 @@ def _poisson(Y, P):
     return np.sum(np.where(Y != 0, Y * np.log(safe / _clip_positive(P)), 0) - Y + P, axis=1)
 
 
-LOSSES = {
+LOSSES: dict[str, Callable[[Any, Any], FloatArray]] = {
     "sse": lambda Y, P: 0.5 * np.sum((P - Y) ** 2, axis=1),
     "mse": lambda Y, P: np.sum((P - Y) ** 2, axis=1) / Y.shape[1],
     "bce": lambda Y, P: -np.sum(Y * np.log(_clip(P)) + (1 - Y) * np.log1p(-_clip(P)), axis=1),
@@ -271,7 +274,7 @@ LOSSES = {
 
 # scale * dJ/dYhat, the scale applied first (as the C++ loss does) so that a
 # representable result never overflows on the way (2 (Yhat - Y) near finfo.max).
-LOSS_GRADIENTS = {
+LOSS_GRADIENTS: dict[str, Callable[[Any, Any, Any], FloatArray]] = {
     "sse": lambda Y, P, s: s * (P - Y),
     "mse": lambda Y, P, s: (2 * s / Y.shape[1]) * (P - Y),
     "bce": lambda Y, P, s: s * (_clip(P) - Y) / (_clip(P) * (1 - _clip(P))),
@@ -287,7 +290,7 @@ def _loss_args(Y, Yhat, w):
     return Y, Yhat, _row_weights(w, Yhat.shape[0])
 
 
-def loss_forward(name, Y, Yhat, w=None):
+def loss_forward(name: str, Y: FloatArray, Yhat: FloatArray, w: FloatArray | None = None) -> float:
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
     _known(name, LOSSES, "loss")
     Y, Yhat, w = _loss_args(Y, Yhat, w)
@@ -298,7 +301,8 @@ def loss_forward(name, Y, Yhat, w=None):
     return float(np.sum(per_row if w is None else w * per_row))
 
 
-def loss_backward(name, Y, Yhat, scale, w=None):
+def loss_backward(name: str, Y: FloatArray, Yhat: FloatArray, scale: float,
+                  w: FloatArray | None = None) -> FloatArray:
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
     _known(name, LOSS_GRADIENTS, "loss")
     Y, Yhat, w = _loss_args(Y, Yhat, w)
@@ -307,7 +311,8 @@ def loss_backward(name, Y, Yhat, scale, w=None):
     return (g if w is None else g * w[:, None]).astype(Yhat.dtype, copy=False)
 
 
-def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
+def output_backward_fused(Y: FloatArray, Yhat: FloatArray, scale: float, w: FloatArray | None = None,
+                          row_sum: bool = False) -> FloatArray:
     """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y);
     softmax + cce (``row_sum``): scale * w_i * (Yhat * sum_j Y[i, j] - Y), the
     softmax's Jacobian applied to cce's gradient for any targets (Yhat - Y
@@ -323,7 +328,7 @@ def output_backward_fused(Y, Yhat, scale, w=None, row_sum=False):
 # The linear layer (SPEC sections 2 and 5) and the update.
 # ---------------------------------------------------------------------------
 
-def linear_forward(A, W, b):
+def linear_forward(A: FloatArray, W: FloatArray, b: FloatArray) -> FloatArray:
     """Z = A W + b (b broadcast to every row)."""
     A, W, b = _matrix(A, "A"), _matrix(W, "W"), _float_array(b, "b")
     if A.shape[1] != W.shape[0]:
@@ -334,7 +339,8 @@ def linear_forward(A, W, b):
     return A @ W + b
 
 
-def linear_backward(A, W, dZ, need_dA=True):
+def linear_backward(A: FloatArray, W: FloatArray, dZ: FloatArray,
+                    need_dA: bool = True) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T (None when not ``need_dA``: the
     first layer's, the input's gradient, which training does not use)."""
     A, W, dZ = _matrix(A, "A"), _matrix(W, "W"), _matrix(dZ, "dZ")
@@ -344,7 +350,7 @@ def linear_backward(A, W, dZ, need_dA=True):
     return A.T @ dZ, dZ.sum(axis=0, keepdims=True), dZ @ W.T if need_dA else None
 
 
-def sgd_update(params, grads, learning_rate):
+def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> None:
     """In place: params -= learning_rate * grads."""
     # params as a plain view of its own memory: the update is in place.
     grads, params = _float_array(grads, "grads"), _float_array(params, "params")
@@ -375,7 +381,8 @@ def _check_layers(weights, biases, activations):
             raise TypeError(f"activations[{l}] must be a (name, alpha) pair, got {act!r:.80}")
 
 
-def forward(weights, biases, activations, X):
+def forward(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activations: Sequence[tuple[str, Alpha]],
+            X: FloatArray) -> tuple[list[FloatArray], list[FloatArray]]:
     """Zs[l], As[l] for l = 1..L (As[0] = X is prepended). ``activations``: list of (name, alpha)."""
     _check_layers(weights, biases, activations)
     X = _matrix(X, "X")
@@ -387,7 +394,9 @@ def forward(weights, biases, activations, X):
     return Zs, As
 
 
-def gradients(weights, biases, activations, loss, X, Y, fused=True):
+def gradients(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activations: Sequence[tuple[str, Alpha]],
+              loss: str, X: FloatArray, Y: FloatArray,
+              fused: bool = True) -> tuple[float, list[FloatArray], list[FloatArray], list[FloatArray | None]]:
     """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
     _known(loss, LOSSES, "loss", "loss")
     check_bool(fused, "fused")
@@ -400,7 +409,10 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     cost = loss_forward(loss, Y, Yhat) / n
     out_name, out_alpha = activations[-1]
     L = len(weights)
-    dWs, dbs, dalphas = [None] * L, [None] * L, [None] * L
+    # Filled from the last layer down.
+    dWs: list[Any] = [None] * L
+    dbs: list[Any] = [None] * L
+    dalphas: list[FloatArray | None] = [None] * L
     if fused and (loss, out_name) in (("cce", "softmax"), ("bce", "sigmoid"), ("poisson", "exp")):
         dZ = output_backward_fused(Y, Yhat, 1.0 / n, row_sum=loss == "cce")
     else:
@@ -411,13 +423,13 @@ def gradients(weights, biases, activations, loss, X, Y, fused=True):
     for l in range(L - 1, -1, -1):
         # Not dA[0], the input's gradient: nothing uses it, and dnnfast does not
         # form it either (the benchmarks count the same work for both).
-        dWs[l], dbs[l], dA = linear_backward(As[l], weights[l], dZ, need_dA=l > 0)
-        if l == 0:
+        dWs[l], dbs[l], dA_prev = linear_backward(As[l], weights[l], dZ, need_dA=l > 0)
+        if dA_prev is None:  # l == 0
             break
         name, alpha = activations[l - 1]
         if name == "prelu":
-            dalphas[l - 1] = prelu_alpha_backward(Zs[l - 1], dA)
-        dZ = activation_backward(name, Zs[l - 1], As[l], dA, alpha)
+            dalphas[l - 1] = prelu_alpha_backward(Zs[l - 1], dA_prev)
+        dZ = activation_backward(name, Zs[l - 1], As[l], dA_prev, alpha)
     return cost, dWs, dbs, dalphas
 
 
@@ -488,7 +500,7 @@ class Network:
         self._rng = make_rng(seed, "seed")
         self.weights, self.biases, alphas = _initial_parameters(self.sizes, self._acts, self.dtype, self._rng, init)
         # Activation parameters: prelu's trainable vector, else the scalar.
-        self.alphas = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
+        self.alphas: list[Any] = [alphas[l] if alphas[l] is not None else (None if not spec.has_param else spec.param)
                        for l, spec in enumerate(self._acts)]
 
     def _activations(self):
@@ -500,7 +512,8 @@ class Network:
             raise ValueError(f"{name} contains NaN or infinity (or values too large for {a.dtype})")
         return a
 
-    def _prepare(self, X, Y=None):
+    def _check_X(self, X: Any) -> FloatArray:
+        """X checked and converted to the network's dtype."""
         X = as_array(X, "X")
         if X.ndim != 2:
             hint = " (use reshape(1, -1) for a single row)" if X.ndim == 1 else ""
@@ -510,9 +523,11 @@ class Network:
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
         with np.errstate(over="ignore"):
-            X = self._finite(np.ascontiguousarray(X, dtype=self.dtype), "X")
-        if Y is None:
-            return X, None
+            return self._finite(np.ascontiguousarray(X, dtype=self.dtype), "X")
+
+    def _prepare(self, X: Any, Y: Any) -> tuple[FloatArray, FloatArray]:
+        """(X, Y) checked and converted to the network's dtype."""
+        X = self._check_X(X)
         n, m = X.shape[0], self.sizes[-1]
         Y = as_array(Y, "Y")
         if Y.ndim not in (1, 2):
@@ -539,7 +554,7 @@ class Network:
 
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """``(Zs, As)`` of SPEC section 2: ``Zs[l-1] = Z[l]``, ``As[0] = X``, ``As[l] = A[l]``."""
-        X, _ = self._prepare(X)
+        X = self._check_X(X)
         Zs, As = forward(self.weights, self.biases, self._activations(), X)
         return Zs, As
 
@@ -587,8 +602,9 @@ class Network:
                 for l in range(len(self.weights)):
                     sgd_update(self.weights[l], dWs[l], learning_rate)
                     sgd_update(self.biases[l], dbs[l], learning_rate)
-                    if dalphas[l] is not None:
-                        sgd_update(self.alphas[l], dalphas[l], learning_rate)
+                    dalpha = dalphas[l]
+                    if dalpha is not None:
+                        sgd_update(self.alphas[l], dalpha, learning_rate)
                 total += c * len(idx)
             history.append(total / X.shape[0])
         return {"cost": history}
