@@ -99,8 +99,8 @@ def test_main_says_when_stdout_cannot_be_written_with_its_own_status():
 def test_main_help_states_the_exit_statuses_and_the_defaults():
     out = _cli("--help")
     assert out.returncode == 0, out.stderr
-    for status, meaning in ((0, "reached 95%"), (1, "below 95%"), (2, "usage"), (74, "stdout"), (130, "Ctrl-C"),
-                            (141, "reader")):
+    for status, meaning in ((0, "reached 95%"), (1, "below 95%"), (2, "usage"), (3, "diverged"), (74, "stdout"),
+                            (130, "Ctrl-C"), (141, "reader")):
         assert re.search(rf"^ +{status} +.*{re.escape(meaning)}", out.stdout, re.M), (status, out.stdout)
     text = " ".join(out.stdout.split())  # (argparse wraps an option's help to the terminal's width)
     for option, default in (("--epochs", "30"), ("--batch-size", "32"), ("--learning-rate", "0.1"),

@@ -79,3 +79,18 @@ def test_a_closed_stdout_exits_74_before_training(args):
                          preexec_fn=lambda: os.close(1))
     assert out.returncode == 74, out.stderr
     assert out.stderr == "python -m dnnfast: cannot write to stdout: stdout is closed\n"
+
+
+def test_training_that_diverges_ends_in_one_line_naming_the_learning_rate():
+    """Valid options whose training diverges (a rate of 1 on wide layers, one
+    row a step) ended in a NonFiniteError traceback with status 1, which
+    --help says means "accuracy below 95%"."""
+    out = subprocess.run([sys.executable, "-m", "dnnfast", "--learning-rate", "1", "--hidden", "1000", "1000",
+                          "--batch-size", "1", "--epochs", "3", "--no-reference", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert re.match(r"python -m dnnfast: training diverged in epoch 1 of 3 \(NaN or infinity in .*\); "
+                    r"lower --learning-rate \(now 1\)$", out.stderr), out.stderr
+    assert out.stdout.startswith("dnnfast ")  # the banner, then no report of a finished run
+    assert "test accuracy" not in out.stdout

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from . import Network, __version__, get_num_threads, reference, set_num_threads
+from . import Network, NonFiniteError, __version__, get_num_threads, reference, set_num_threads
 from ._train.driver import check_normal
 from ._train.state import MAX_LEARNING_RATE
 from ._validation import MAX_THREADS
@@ -46,12 +46,14 @@ def _learning_rate(text):
 
 _positive_int = _int_at_least(1, what="a positive integer")
 
+EX_DIVERGED = 3
 EX_IOERR = 74  # sysexits.h
 #: Exit statuses, each its own cause, listed by --help.
 EXIT_STATUSES = (
     (0, "the test accuracy reached 95%"),
     (1, "the test accuracy is below 95% (or an unexpected error: a traceback)"),
     (2, "usage error: a bad option or value"),
+    (EX_DIVERGED, "training diverged (NaN or infinity): lower --learning-rate"),
     (EX_IOERR, "stdout could not be written (a full disk, a closed stdout): EX_IOERR"),
     (130, "interrupted by Ctrl-C"),
     (141, "stdout's reader went away (| head): 128 + SIGPIPE"),
@@ -142,6 +144,15 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"interrupted after {done} of {args.epochs} epochs", file=sys.stderr)
         return 130
+    except NonFiniteError as exc:
+        # Valid options can still diverge (a rate of 1 on wide layers, one row a
+        # step): one line naming the option to change, not a traceback whose
+        # status, 1, means "accuracy below 95%". (exc.epoch counts within the
+        # one-epoch fit call.)
+        where = f"layer {exc.layer} ({exc.where})" if exc.layer else exc.where or "the parameters"
+        print(f"python -m dnnfast: training diverged in epoch {done + 1} of {args.epochs} (NaN or infinity in "
+              f"{where}); lower --learning-rate (now {args.learning_rate:g})", file=sys.stderr)
+        return EX_DIVERGED
     t_fast = time.perf_counter() - t0
     acc = float(np.mean(net.predict(Xte).argmax(axis=1) == yte))
     rate = args.epochs * len(ytr) / t_fast
