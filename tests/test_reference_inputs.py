@@ -494,3 +494,33 @@ def test_values_not_finite_in_the_computing_dtype_are_refused(call, exc, message
     reference.activation_forward("leaky_relu", _Z, 1e300)
     reference.loss_backward("sse", _Y32.astype(np.float64), _P32.astype(np.float64), 1e300)
     reference.sgd_update(np.zeros((1, 2), np.float32), np.full((1, 2), 1e30, np.float32), 0.5)
+
+
+_NO_UNITS = np.zeros((2, 0))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: reference.activation_forward("softmax", _NO_UNITS), "Z"),
+    (lambda: reference.activation_backward("softmax", _NO_UNITS, _NO_UNITS, _NO_UNITS), "Z"),
+    (lambda: reference.loss_forward("mse", _NO_UNITS, _NO_UNITS), "Yhat"),
+    (lambda: reference.loss_forward("sse", _NO_UNITS, _NO_UNITS), "Yhat"),
+    (lambda: reference.loss_backward("mse", _NO_UNITS, _NO_UNITS, 0.5), "Yhat"),
+    (lambda: reference.output_backward_fused(_NO_UNITS, _NO_UNITS, 0.5, row_sum=True), "Yhat"),
+], ids=["softmax", "softmax-backward", "mse", "sse", "mse-backward", "fused"])
+def test_rows_of_no_units_are_refused_naming_the_argument(call, name):
+    """softmax of a (2, 0) Z raised NumPy's "zero-size array to reduction
+    operation maximum", naming nothing; mse of (2, 0) was NaN. No layer of
+    dnnfast.Network has 0 units; 0 rows stay fine."""
+    with pytest.raises(ValueError, match=rf"^{name} has 0 columns"):
+        call()
+    assert reference.activation_forward("softmax", np.zeros((0, 3))).shape == (0, 3)
+    assert reference.loss_forward("mse", np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+
+
+def test_read_only_params_are_refused_naming_params():
+    """NumPy's "output array is read-only" named no argument; nothing is changed."""
+    p = np.zeros((1, 2))
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="params is read-only"):
+        reference.sgd_update(p, np.ones((1, 2)), 0.1)
+    assert not p.any()

@@ -70,6 +70,17 @@ def _matrix(a, name):
     return a
 
 
+def _units(a, name):
+    """A matrix of one column per unit of a layer, for the ops that reduce
+    over a row's units (softmax, the losses): a row of none has no softmax
+    (NumPy's max of nothing raised a message naming no argument) and no mean
+    (mse was NaN). dnnfast.Network has no layer of 0 units."""
+    a = _matrix(a, name)
+    if a.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns: at least one unit per row is needed, got shape {a.shape}")
+    return a
+
+
 def _same_shape(a, name, b, b_name):
     # NumPy would broadcast a (3, 1) Y against a (3, 4) Yhat without a word.
     if a.shape != b.shape:
@@ -200,7 +211,7 @@ def activation_forward(name: str, Z: FloatArray, alpha: Alpha = None) -> FloatAr
     """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for
     prelu; None: the activation's default)."""
     name = _activation_name(name)
-    Z = _matrix(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
+    Z = _units(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
     return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
@@ -227,7 +238,7 @@ def activation_backward(name: str, Z: FloatArray, A: FloatArray, dA: FloatArray,
                         alpha: Alpha = None) -> FloatArray:
     """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
     name = _activation_name(name)
-    check = _matrix if name == "softmax" else _float_array
+    check = _units if name == "softmax" else _float_array
     Z, A, dA = check(Z, "Z"), check(A, "A"), check(dA, "dA")
     _same_shape(A, "A", Z, "Z")
     _same_shape(dA, "dA", Z, "Z")
@@ -285,7 +296,7 @@ LOSS_GRADIENTS: dict[str, Callable[[Any, Any, Any], FloatArray]] = {
 
 def _loss_args(Y, Yhat, w):
     """(Y, Yhat, w) as plain arrays of matching shapes."""
-    Y, Yhat = _float_array(Y, "Y"), _matrix(Yhat, "Yhat")
+    Y, Yhat = _float_array(Y, "Y"), _units(Yhat, "Yhat")
     _same_shape(Y, "Y", Yhat, "Yhat")
     return Y, Yhat, _row_weights(w, Yhat.shape[0])
 
@@ -355,6 +366,8 @@ def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> N
     # params as a plain view of its own memory: the update is in place.
     grads, params = _float_array(grads, "grads"), _float_array(params, "params")
     _same_shape(grads, "grads", params, "params")
+    if not params.flags.writeable:  # NumPy's "output array is read-only" named no argument
+        raise ValueError("params is read-only: sgd_update updates it in place")
     # In place, so in params' dtype: float64 grads were cast into float32 params
     # without a word (1e300 became -inf there). The C++ op takes one dtype too.
     if grads.dtype != params.dtype:
