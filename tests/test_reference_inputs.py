@@ -327,6 +327,25 @@ def test_names_are_taken_as_network_takes_them():
         reference.activation_forward("swish", Z)
 
 
+def test_loss_names_are_taken_in_any_case_as_network_takes_them():
+    """Activation names were case-insensitive in the functions, loss names not
+    ("SSE" was unknown to loss_forward, known to both Networks); gradients
+    compared the names as typed, so "PReLU" had no alpha gradient."""
+    Y, P = np.eye(3)[[0, 2]], np.full((2, 3), 1 / 3)
+    assert reference.loss_forward("SSE", Y, P) == reference.loss_forward("sse", Y, P)
+    np.testing.assert_array_equal(reference.loss_backward("Cce", Y, P, 0.5), reference.loss_backward("cce", Y, P, 0.5))
+    assert reference.Network([2, 2], "identity", loss="SSE").loss == "sse"
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    Ws, bs, Y4 = [np.full((3, 2), 0.1), np.ones((2, 2))], [np.zeros((1, 2))] * 2, np.eye(2)[[0, 1, 0, 1]]
+    lower = reference.gradients(Ws, bs, [("prelu", np.full(2, 0.25)), ("softmax", None)], "cce", X, Y4)
+    mixed = reference.gradients(Ws, bs, [("PReLU", np.full(2, 0.25)), ("Softmax", None)], "CCE", X, Y4)
+    assert lower[0] == mixed[0] and mixed[3][0] is not None
+    for a, b in zip(lower[1] + lower[2] + lower[3][:1], mixed[1] + mixed[2] + mixed[3][:1]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        reference.loss_forward("hinge", Y, P)
+
+
 @pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])
 def test_softmax_and_prelu_alpha_gradient_need_matrices(shape):
     """A 1-D Z gave NumPy's AxisError; a 3-D one was normalised over its

@@ -303,7 +303,7 @@ def _loss_args(Y, Yhat, w):
 
 def loss_forward(name: str, Y: FloatArray, Yhat: FloatArray, w: FloatArray | None = None) -> float:
     """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
-    _known(name, LOSSES, "loss")
+    name = resolve_loss(name, "name")  # any case, as Network takes it
     Y, Yhat, w = _loss_args(Y, Yhat, w)
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
     # loss does); the float64 clip inside LOSSES is then a no-op.
@@ -315,7 +315,7 @@ def loss_forward(name: str, Y: FloatArray, Yhat: FloatArray, w: FloatArray | Non
 def loss_backward(name: str, Y: FloatArray, Yhat: FloatArray, scale: float,
                   w: FloatArray | None = None) -> FloatArray:
     """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
-    _known(name, LOSS_GRADIENTS, "loss")
+    name = resolve_loss(name, "name")
     Y, Yhat, w = _loss_args(Y, Yhat, w)
     _real(scale, "scale", Yhat.dtype)
     g = LOSS_GRADIENTS[name](Y, Yhat, Yhat.dtype.type(scale))
@@ -411,7 +411,7 @@ def gradients(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activ
               loss: str, X: FloatArray, Y: FloatArray,
               fused: bool = True) -> tuple[float, list[FloatArray], list[FloatArray], list[FloatArray | None]]:
     """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
-    _known(loss, LOSSES, "loss", "loss")
+    loss = resolve_loss(loss)
     check_bool(fused, "fused")
     X = _matrix(X, "X")
     if X.shape[0] == 0:
@@ -421,6 +421,7 @@ def gradients(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activ
     Yhat = As[-1]
     cost = loss_forward(loss, Y, Yhat) / n
     out_name, out_alpha = activations[-1]
+    out_name = _activation_name(out_name)  # "Softmax" is softmax: fused, as Network's
     L = len(weights)
     # Filled from the last layer down.
     dWs: list[Any] = [None] * L
@@ -440,6 +441,7 @@ def gradients(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activ
         if dA_prev is None:  # l == 0
             break
         name, alpha = activations[l - 1]
+        name = _activation_name(name)
         if name == "prelu":
             dalphas[l - 1] = prelu_alpha_backward(Zs[l - 1], dA_prev)
         dZ = activation_backward(name, Zs[l - 1], As[l], dA_prev, alpha)
