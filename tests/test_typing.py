@@ -22,6 +22,25 @@ def test_dir_lists_the_lazy_names():
     assert not {"Any", "TYPE_CHECKING", "annotations", "check_thread_count"} & set(names)
 
 
+@pytest.mark.parametrize("module, api", [
+    ("reference", {"activation_forward", "loss_backward", "sgd_update", "gradients", "Network", "ACTIVATIONS"}),
+    ("datasets", {"load_digits", "train_test_split"}),
+    ("batching", {"batch_indices", "epoch_order"}),
+])
+def test_star_import_of_a_public_module_brings_its_api_only(module, api):
+    """The modules had no __all__: `from dnnfast.reference import *` brought
+    np, math, Any and the internal helpers (as_array, check_bool, ...) too."""
+    import importlib
+
+    mod = importlib.import_module(f"dnnfast.{module}")
+    names: dict[str, object] = {}
+    exec(f"from dnnfast.{module} import *", names)
+    names.pop("__builtins__")
+    assert set(names) == set(mod.__all__) and api <= set(names)
+    assert all(not n.startswith("_") and getattr(names[n], "__module__", mod.__name__) == mod.__name__
+               for n in names if callable(names[n])), sorted(names)
+
+
 def test_the_modules_readme_names_are_attributes_after_import_dnnfast():
     """README lists datasets beside reference and distributed; `import dnnfast`
     then dnnfast.datasets.load_digits() was an AttributeError (in a fresh

@@ -21,6 +21,8 @@ from ._validation import check_bool, check_memory
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+__all__ = ["batch_indices", "epoch_order"]
+
 
 def check_batch_size(batch_size, n=None):
     """Validate ``batch_size`` (None or a positive int); returns the effective size."""

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from ._types import SparseMatrix
 
+__all__ = ["load_digits", "train_test_split"]
+
 _X = TypeVar("_X", bound=np.generic)
 _Y = TypeVar("_Y", bound=np.generic)
 

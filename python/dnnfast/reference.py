@@ -36,6 +36,11 @@ from ._validation import (as_array, check_bool, check_memory, check_positive_flo
                           network_bytes)
 from .batching import check_batch_size
 
+__all__ = ["activation_forward", "activation_backward", "prelu_alpha_backward", "loss_forward", "loss_backward",
+           "output_backward_fused", "linear_forward", "linear_backward", "sgd_update", "softmax_jacobian",
+           "softmax_backward_literal", "forward", "gradients", "Network", "ACTIVATIONS", "DERIVATIVES", "LOSSES",
+           "LOSS_GRADIENTS", "LOSS_EPSILON_NOTE"]
+
 
 # ---------------------------------------------------------------------------
 # Argument checks. Written here rather than taken from _validation: the
