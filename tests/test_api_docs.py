@@ -56,3 +56,65 @@ def test_the_readme_python_examples_run_in_order(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _documented_parameters(doc):
+    """The names a numpydoc "Parameters" section lists (``a, b : type`` lines)."""
+    import re
+
+    m = re.search(r"^Parameters\n-+\n(.*?)(?=^\w[\w ]*\n-+\n|\Z)", doc or "", re.S | re.M)
+    if m is None:
+        return None
+    return {name.strip() for line in m.group(1).splitlines() if re.match(r"\w", line)
+            for name in line.split(" : ")[0].split(",")}
+
+
+def _public_callables():
+    import inspect
+
+    from dnnfast import batching, datasets, reference
+
+    for module in (dnnfast, reference, datasets, batching):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{module.__name__}.{name}", obj
+    for cls in (dnnfast.Network, reference.Network):
+        yield f"{cls.__module__}.{cls.__name__}", cls
+        for name, obj in vars(cls).items():
+            if inspect.isfunction(obj) and not name.startswith("_"):
+                yield f"{cls.__module__}.{cls.__name__}.{name}", obj
+
+
+@pytest.mark.parametrize("name, obj", list(_public_callables()), ids=lambda v: v if isinstance(v, str) else "")
+def test_public_functions_document_every_parameter(name, obj):
+    """README promises a numpydoc docstring for every public name; predict,
+    cost, forward, gradients, save, batch_indices, set_num_threads,
+    train_test_split and dnnfast.reference's functions had no Parameters
+    section."""
+    import inspect
+
+    params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+    if not params:
+        return
+    documented = _documented_parameters(inspect.getdoc(obj))
+    assert documented is not None, f"{name}: no Parameters section"
+    assert set(params) <= documented, f"{name}: {sorted(set(params) - documented)} not documented"
+
+
+def test_seed_is_documented_as_taking_a_generator_as_it_does():
+    """Network's and fit's docstrings said ``seed : int or None``; a
+    numpy.random.Generator is taken too (and used as it is)."""
+    import inspect
+
+    import numpy as np
+
+    from dnnfast import reference
+
+    for obj in (dnnfast.Network, dnnfast.Network.fit, reference.Network, reference.Network.fit):
+        assert "seed : int, numpy.random.Generator or None" in inspect.getdoc(obj), obj
+    for cls in (dnnfast.Network, reference.Network):
+        rng = np.random.default_rng(5)
+        W = cls([3, 2], "softmax", seed=rng).weights[0]
+        np.testing.assert_array_equal(W, cls([3, 2], "softmax", seed=5).weights[0])
+        cls([3, 2], "softmax", seed=0).fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), shuffle=True, seed=rng)

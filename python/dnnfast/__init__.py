@@ -28,8 +28,14 @@ if TYPE_CHECKING:  # what __getattr__ loads on first use, as type checkers shoul
 def set_num_threads(n: int) -> None:
     """Threads the kernels use from now on, in every thread of the process.
 
-    ``n`` is a positive integer, or 0 to follow ``OMP_NUM_THREADS`` (OpenMP's
-    default) again. Results do not depend on it (see README, "Threads")."""
+    Results do not depend on it (see README, "Threads").
+
+    Parameters
+    ----------
+    n : int
+        A thread count in [1, 65536], or 0 to follow ``OMP_NUM_THREADS``
+        (OpenMP's default) again.
+    """
     _core.set_num_threads(_check_thread_count(n, "n"))
 
 

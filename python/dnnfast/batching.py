@@ -49,7 +49,17 @@ def _check_n(n):
 
 
 def epoch_order(n, shuffle=False, rng=None):
-    """The order rows are visited in one epoch (int64 indices)."""
+    """The order rows are visited in one epoch (int64 indices).
+
+    Parameters
+    ----------
+    n : int
+        The number of rows (>= 0).
+    shuffle : bool
+        A fresh permutation drawn from ``rng``, else ``0..n-1`` in order.
+    rng : numpy.random.Generator or None
+        The generator of the permutation; needed when ``shuffle``.
+    """
     _check_n(n)
     # A truthy string or a RandomState would otherwise reach the first batch
     # as an AttributeError, or pick an order silently.
@@ -67,6 +77,25 @@ def batch_indices(n: int, batch_size: int | None = None, shuffle: bool = False,
                   rng: np.random.Generator | None = None) -> Iterator[NDArray[np.int64]]:
     """Yield the index array of each batch of one epoch over n rows.
 
+    Parameters
+    ----------
+    n : int
+        The number of rows (>= 0; 0 yields no batch).
+    batch_size : int or None
+        Rows per batch (the last one shorter when it does not divide ``n``);
+        None: one batch of all rows.
+    shuffle : bool
+        Visit the rows in a fresh permutation drawn from ``rng``, else in order.
+    rng : numpy.random.Generator or None
+        The generator of the permutation; needed when ``shuffle``.
+
+    Returns
+    -------
+    iterator of ndarray of int64
+        Each batch's row indices.
+
+    Examples
+    --------
     >>> [b.tolist() for b in batch_indices(5, 2)]
     [[0, 1], [2, 3], [4]]
     """

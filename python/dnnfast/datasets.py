@@ -80,12 +80,28 @@ def train_test_split(X: ArrayLike | SparseMatrix, y: ArrayLike, test_fraction: f
                      seed: int = 0) -> tuple[Any, Any, Any, Any]:
     """A seeded, class-stratified split: each class keeps its share in both parts.
 
-    ``y`` holds labels (1-D) or one row of targets per sample (2-D: one-hot
-    or multi-label rows, each distinct row a class). The test part has
-    ``ceil(test_fraction * n)`` rows (as scikit-learn's), shared among the
-    classes by their sizes. Returns ``(X_train, X_test, y_train, y_test)``;
-    the rows of each part in their order in X (lists come back as arrays,
-    pandas objects as pandas objects, a sparse X as CSR matrices)."""
+    The test part has ``ceil(test_fraction * n)`` rows (as scikit-learn's),
+    shared among the classes by their sizes.
+
+    Parameters
+    ----------
+    X : array-like or sparse matrix, shape (n, m)
+        The samples: an array, a list, a pandas object or a SciPy sparse matrix.
+    y : array-like, shape (n,) or (n, k)
+        Labels (1-D) or one row of targets per sample (2-D: one-hot or
+        multi-label rows, each distinct row a class).
+    test_fraction : float in (0, 1)
+        The test part's share of the rows.
+    seed : int >= 0
+        Seeds the draw of each class's test rows.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test
+        The rows of each part in their order in X: arrays as arrays of their
+        dtype, lists as arrays, pandas objects as pandas objects, a sparse X
+        as CSR matrices.
+    """
     # Refused rather than coerced: NumPy would take a bool as 0/1, a fraction
     # outside (0, 1) as a silently full or empty part, and index X by y's rows.
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real):

@@ -169,8 +169,9 @@ class Network:
     loss : {"sse", "mse", "bce", "cce", "poisson"}
         ``dnnfast.loss_names()``; poisson is half the Poisson deviance, for counts.
     dtype : {"float32", "float64"}
-    seed : int or None
-        Seeds the generator used for the initial weights and for shuffling.
+    seed : int, numpy.random.Generator or None
+        Seeds the generator used for the initial weights and for shuffling (a
+        Generator is used as it is, its state advancing); None: fresh entropy.
     init : {"glorot", "he"}
         Weight initialisation (uniform forms); biases start at zero.
     fused : bool
@@ -236,12 +237,17 @@ class Network:
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path: PathLike) -> None:
-        """Write the network to ``path`` (str, bytes or os.PathLike) as a model file.
+        """Write the network to ``path`` as a model file.
 
         The file is a versioned ``.npz`` readable with NumPy alone (see
         ``docs/model_files.md``); it is written atomically, so a failure leaves
         any previous file at ``path`` as it was. ``dnnfast.load(path)`` reads it
         back: same predictions, bit for bit, and the same shuffling generator.
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            The file to write.
         """
         from ._network_file import save_network  # the archive (zipfile, json) loads on first use
 
@@ -271,6 +277,13 @@ class Network:
 
         Input ``X`` (n, m_x), output ``output`` (n, m_y) = ``predict(X)``, in
         the network's dtype. See ``dnnfast.to_onnx``; needs ``dnnfast[onnx]``.
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike, optional
+            Also write the model there (atomically).
+        opset : int, optional
+            The ai.onnx opset, 13 or later (default: as ``dnnfast.to_onnx``).
         """
         from . import _onnx
 
@@ -465,7 +478,13 @@ class Network:
     @reads_model
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
-        ``As[0] = X``, ``As[l] = A[l]``."""
+        ``As[0] = X``, ``As[l] = A[l]``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows (finite numbers; converted to the network's dtype).
+        """
         X = self._check_X(X)
         self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
         Zs, As = self._net.forward(self.parameters, X)
@@ -478,7 +497,13 @@ class Network:
 
     @reads_model
     def predict(self, X: ArrayLike) -> FloatArray:
-        """Yhat = A[L], shape (n, m_y)."""
+        """Yhat = A[L], shape (n, m_y).
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows (finite numbers; converted to the network's dtype).
+        """
         # A one-row predict takes a few microseconds, and each Python call or
         # test in it a tenth of one or more: an X already as _check_X would
         # return it (as_float_array's fast path), with too few rows for a
@@ -498,7 +523,15 @@ class Network:
 
     @reads_model
     def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
-        """C = J(Y, Yhat) / n."""
+        """C = J(Y, Yhat) / n.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
+        """
         X = self._check_X(X)
         self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS))
         c = self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
@@ -508,7 +541,15 @@ class Network:
 
     @reads_model
     def loss_and_gradient(self, X: ArrayLike, Y: ArrayLike) -> tuple[float, FloatArray]:
-        """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout)."""
+        """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout).
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
+        """
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
         self._check_rows(X.shape[0], self.parameters.size)
@@ -521,7 +562,15 @@ class Network:
 
     @reads_model
     def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
-        """``(dWs, dbs)`` for one batch of all rows of X, without an update."""
+        """``(dWs, dbs)`` for one batch of all rows of X, without an update.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
+        """
         _, grad = self.loss_and_gradient(X, Y)
         dWs = [grad[l["w_offset"]:l["w_offset"] + l["m_in"] * l["m_out"]].reshape(l["m_in"], l["m_out"])
                for l in self._layout]
@@ -556,7 +605,7 @@ class Network:
         shuffle : bool
             A fresh permutation each epoch from the network's seeded generator
             (or from ``seed`` when given).
-        seed : int or None
+        seed : int, numpy.random.Generator or None
             A generator of its own for the shuffling. With ``resume``, its
             state comes from the checkpoint: whether a seed is given must be
             as when the checkpoint was written, its value is not compared.

@@ -213,15 +213,31 @@ def _alpha(name, alpha, Z):
 
 
 def activation_forward(name: str, Z: FloatArray, alpha: Alpha = None) -> FloatArray:
-    """A = sigma(Z). ``alpha``: the parameter (scalar, or one per unit for
-    prelu; None: the activation's default)."""
+    """A = sigma(Z).
+
+    Parameters
+    ----------
+    name : str
+        The activation (any case, or an alias such as "logistic"), as Network takes it.
+    Z : ndarray
+        Pre-activations, float32 or float64 (2-D with at least one column for softmax).
+    alpha : float, array of shape (m,), or None
+        The activation's parameter: a scalar, or one per unit (prelu); None:
+        its default (SPEC section 3). Finite in Z's dtype.
+    """
     name = _activation_name(name)
     Z = _units(Z, "Z") if name == "softmax" else _float_array(Z, "Z")  # softmax normalises rows
     return ACTIVATIONS[name](Z, _alpha(name, alpha, Z)).astype(Z.dtype, copy=False)
 
 
 def softmax_jacobian(A: FloatArray) -> FloatArray:
-    """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3."""
+    """The 4-index tensor J[i,j,u,v] = dA[i,j]/dZ[u,v] of SPEC section 3.
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, m)
+        Softmax outputs. J has n * m * n * m entries: for small sizes.
+    """
     A = _matrix(A, "A")
     n, m = A.shape
     J = np.zeros((n, m, n, m), dtype=A.dtype)
@@ -233,7 +249,15 @@ def softmax_jacobian(A: FloatArray) -> FloatArray:
 
 
 def softmax_backward_literal(A: FloatArray, dA: FloatArray) -> FloatArray:
-    """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes."""
+    """dZ = dA : sigma'(Z), the double contraction over (i, j) of the notes.
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, m)
+        Softmax outputs.
+    dA : ndarray, shape (n, m)
+        The gradient with respect to A.
+    """
     dA, A = _float_array(dA, "dA"), _matrix(A, "A")
     _same_shape(dA, "dA", A, "A")
     return np.tensordot(dA, softmax_jacobian(A), axes=([0, 1], [0, 1]))
@@ -241,7 +265,20 @@ def softmax_backward_literal(A: FloatArray, dA: FloatArray) -> FloatArray:
 
 def activation_backward(name: str, Z: FloatArray, A: FloatArray, dA: FloatArray,
                         alpha: Alpha = None) -> FloatArray:
-    """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product."""
+    """dZ = dA : sigma'(Z): element-wise product, or the softmax Jacobian-vector product.
+
+    Parameters
+    ----------
+    name : str
+        The activation (any case, or an alias such as "logistic"), as Network takes it.
+    Z, A : ndarray
+        Pre-activations and the activation's output A = sigma(Z), of one shape.
+    dA : ndarray
+        The gradient with respect to A, of the same shape.
+    alpha : float, array of shape (m,), or None
+        The activation's parameter: a scalar, or one per unit (prelu); None:
+        its default (SPEC section 3). Finite in Z's dtype.
+    """
     name = _activation_name(name)
     check = _units if name == "softmax" else _float_array
     Z, A, dA = check(Z, "Z"), check(A, "A"), check(dA, "dA")
@@ -253,7 +290,15 @@ def activation_backward(name: str, Z: FloatArray, A: FloatArray, dA: FloatArray,
 
 
 def prelu_alpha_backward(Z: FloatArray, dA: FloatArray) -> FloatArray:
-    """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0)."""
+    """dC/dalpha[j] = sum_i dA[i,j] * (Z[i,j] if Z[i,j] <= 0 else 0).
+
+    Parameters
+    ----------
+    Z : ndarray, shape (n, m)
+        prelu's pre-activations.
+    dA : ndarray, shape (n, m)
+        The gradient with respect to its output.
+    """
     dA, Z = _matrix(dA, "dA"), _matrix(Z, "Z")
     _same_shape(dA, "dA", Z, "Z")
     return np.sum(dA * np.where(Z <= 0, Z, 0), axis=0)
@@ -307,7 +352,17 @@ def _loss_args(Y, Yhat, w):
 
 
 def loss_forward(name: str, Y: FloatArray, Yhat: FloatArray, w: FloatArray | None = None) -> float:
-    """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64)."""
+    """J(Y, Yhat) = sum over rows of w_i J_i (a float, accumulated in float64).
+
+    Parameters
+    ----------
+    name : str
+        The loss (any case), as Network takes it.
+    Y, Yhat : ndarray, shape (n, m)
+        Targets and predictions, float32 or float64.
+    w : ndarray of shape (n,) or None
+        Row weights; None: all 1.
+    """
     name = resolve_loss(name, "name")  # any case, as Network takes it
     Y, Yhat, w = _loss_args(Y, Yhat, w)
     # Clip in Yhat's own dtype first (eps = that dtype's epsilon, as the C++
@@ -319,7 +374,19 @@ def loss_forward(name: str, Y: FloatArray, Yhat: FloatArray, w: FloatArray | Non
 
 def loss_backward(name: str, Y: FloatArray, Yhat: FloatArray, scale: float,
                   w: FloatArray | None = None) -> FloatArray:
-    """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat)."""
+    """scale * w_i * dJ/dYhat (scale = 1/n gives dC/dYhat).
+
+    Parameters
+    ----------
+    name : str
+        The loss (any case), as Network takes it.
+    Y, Yhat : ndarray, shape (n, m)
+        Targets and predictions, float32 or float64.
+    scale : float
+        Multiplies the gradient (1/n gives dC/dYhat); finite in Yhat's dtype.
+    w : ndarray of shape (n,) or None
+        Row weights; None: all 1.
+    """
     name = resolve_loss(name, "name")
     Y, Yhat, w = _loss_args(Y, Yhat, w)
     _real(scale, "scale", Yhat.dtype)
@@ -332,7 +399,19 @@ def output_backward_fused(Y: FloatArray, Yhat: FloatArray, scale: float, w: Floa
     """softmax + cce, sigmoid + bce and exp + poisson: dC/dZ[L] = scale * w_i * (Yhat - Y);
     softmax + cce (``row_sum``): scale * w_i * (Yhat * sum_j Y[i, j] - Y), the
     softmax's Jacobian applied to cce's gradient for any targets (Yhat - Y
-    where each row of Y sums to 1)."""
+    where each row of Y sums to 1).
+
+    Parameters
+    ----------
+    Y, Yhat : ndarray, shape (n, m)
+        Targets and the output activation's values.
+    scale : float
+        Multiplies the gradient (1/n gives dC/dYhat); finite in Yhat's dtype.
+    w : ndarray of shape (n,) or None
+        Row weights; None: all 1.
+    row_sum : bool
+        The softmax + cce form, for rows of Y that need not sum to 1.
+    """
     Y, Yhat, w = _loss_args(Y, Yhat, w)
     _real(scale, "scale", Yhat.dtype)
     check_bool(row_sum, "row_sum")
@@ -345,7 +424,17 @@ def output_backward_fused(Y: FloatArray, Yhat: FloatArray, scale: float, w: Floa
 # ---------------------------------------------------------------------------
 
 def linear_forward(A: FloatArray, W: FloatArray, b: FloatArray) -> FloatArray:
-    """Z = A W + b (b broadcast to every row)."""
+    """Z = A W + b (b broadcast to every row).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, k)
+        The layer's input.
+    W : ndarray, shape (k, m)
+        Weights.
+    b : ndarray, shape (1, m)
+        Biases.
+    """
     A, W, b = _matrix(A, "A"), _matrix(W, "W"), _float_array(b, "b")
     if A.shape[1] != W.shape[0]:
         raise ValueError(f"A has {A.shape[1]} columns but W has {W.shape[0]} rows")
@@ -358,7 +447,19 @@ def linear_forward(A: FloatArray, W: FloatArray, b: FloatArray) -> FloatArray:
 def linear_backward(A: FloatArray, W: FloatArray, dZ: FloatArray,
                     need_dA: bool = True) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """dW = A^T dZ, db = 1^T dZ, dA = dZ W^T (None when not ``need_dA``: the
-    first layer's, the input's gradient, which training does not use)."""
+    first layer's, the input's gradient, which training does not use).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, k)
+        The layer's input.
+    W : ndarray, shape (k, m)
+        Weights.
+    dZ : ndarray, shape (n, m)
+        The gradient with respect to Z = A W + b.
+    need_dA : bool
+        Form dA.
+    """
     A, W, dZ = _matrix(A, "A"), _matrix(W, "W"), _matrix(dZ, "dZ")
     check_bool(need_dA, "need_dA")
     if dZ.shape != (A.shape[0], W.shape[1]) or A.shape[1] != W.shape[0]:
@@ -367,7 +468,16 @@ def linear_backward(A: FloatArray, W: FloatArray, dZ: FloatArray,
 
 
 def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> None:
-    """In place: params -= learning_rate * grads."""
+    """In place: params -= learning_rate * grads.
+
+    Parameters
+    ----------
+    params : ndarray
+        Updated in place: writeable, float32 or float64.
+    grads : ndarray
+        Of params' shape and dtype.
+    learning_rate : float in (0, 1]
+    """
     # params as a plain view of its own memory: the update is in place.
     grads, params = _float_array(grads, "grads"), _float_array(params, "params")
     _same_shape(grads, "grads", params, "params")
@@ -401,7 +511,17 @@ def _check_layers(weights, biases, activations):
 
 def forward(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activations: Sequence[tuple[str, Alpha]],
             X: FloatArray) -> tuple[list[FloatArray], list[FloatArray]]:
-    """Zs[l], As[l] for l = 1..L (As[0] = X is prepended). ``activations``: list of (name, alpha)."""
+    """Zs[l], As[l] for l = 1..L (As[0] = X is prepended).
+
+    Parameters
+    ----------
+    weights, biases : list of ndarray
+        W[l] of shape (m[l-1], m[l]) and b[l] of shape (1, m[l]), one per layer.
+    activations : list of (str, alpha)
+        One ``(name, alpha)`` per layer, as :func:`activation_forward` takes them.
+    X : ndarray, shape (n, m[0])
+        The input rows.
+    """
     _check_layers(weights, biases, activations)
     X = _matrix(X, "X")
     Zs, As = [], [X]
@@ -415,7 +535,23 @@ def forward(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activat
 def gradients(weights: Sequence[FloatArray], biases: Sequence[FloatArray], activations: Sequence[tuple[str, Alpha]],
               loss: str, X: FloatArray, Y: FloatArray,
               fused: bool = True) -> tuple[float, list[FloatArray], list[FloatArray], list[FloatArray | None]]:
-    """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None."""
+    """(cost, dWs, dbs, dalphas): dalphas[l] is the prelu alpha gradient or None.
+
+    Parameters
+    ----------
+    weights, biases : list of ndarray
+        W[l] of shape (m[l-1], m[l]) and b[l] of shape (1, m[l]), one per layer.
+    activations : list of (str, alpha)
+        One ``(name, alpha)`` per layer, as :func:`activation_forward` takes them.
+    loss : str
+        The loss (any case).
+    X : ndarray, shape (n, m[0])
+        The input rows (at least one).
+    Y : ndarray, shape (n, m[L])
+        The targets.
+    fused : bool
+        Use the fused output gradient for softmax + cce, sigmoid + bce and exp + poisson.
+    """
     loss = resolve_loss(loss)
     check_bool(fused, "fused")
     X = _matrix(X, "X")
@@ -473,7 +609,22 @@ def _initial_parameters(sizes, specs, dtype, rng, init):
 
 class Network:
     """dnnfast.Network in plain NumPy: same constructor, same initial
-    parameters for the same seed, same batches, same updates."""
+    parameters for the same seed, same batches, same updates.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths ``[m_x, m_h[1], ..., m_y]``.
+    activations : str, (str, dict) or list of them
+        One per layer, as :class:`dnnfast.Network` takes them.
+    loss : {"sse", "mse", "bce", "cce", "poisson"}
+    dtype : {"float32", "float64"}
+    seed : int, numpy.random.Generator or None
+        Seeds the generator of the initial weights and of the shuffling.
+    init : {"glorot", "he"}
+    fused : bool
+        Use the fused output gradient, as :class:`dnnfast.Network`.
+    """
 
     def __init__(self, sizes: Sequence[int], activations: Any, loss: str = "cce", dtype: Any = "float32",
                  seed: Any = None, init: str = "glorot", fused: bool = True) -> None:
@@ -573,22 +724,50 @@ class Network:
         return X, Y
 
     def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
-        """``(Zs, As)`` of SPEC section 2: ``Zs[l-1] = Z[l]``, ``As[0] = X``, ``As[l] = A[l]``."""
+        """``(Zs, As)`` of SPEC section 2: ``Zs[l-1] = Z[l]``, ``As[0] = X``, ``As[l] = A[l]``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        """
         X = self._check_X(X)
         Zs, As = forward(self.weights, self.biases, self._activations(), X)
         return Zs, As
 
     def predict(self, X: ArrayLike) -> FloatArray:
-        """Yhat = A[L]."""
+        """Yhat = A[L].
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        """
         return self.forward(X)[1][-1]
 
     def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
-        """C = J(Y, Yhat) / n."""
+        """C = J(Y, Yhat) / n.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or class labels of shape (n,)).
+        """
         X, Y = self._prepare(X, Y)
         return loss_forward(self.loss, Y, self.predict(X)) / X.shape[0]
 
     def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
-        """``(dWs, dbs)``: dC/dW[l] and dC/db[l] for each layer (SPEC section 5)."""
+        """``(dWs, dbs)``: dC/dW[l] and dC/db[l] for each layer (SPEC section 5).
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or class labels of shape (n,)).
+        """
         X, Y = self._prepare(X, Y)
         _, dWs, dbs, _ = gradients(self.weights, self.biases, self._activations(), self.loss, X, Y, self.fused)
         return dWs, dbs
@@ -596,7 +775,23 @@ class Network:
     def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
             learning_rate: float = 0.01, shuffle: bool = False, seed: Any = None) -> dict[str, list[float]]:
         """Plain gradient descent with the driver's schedule (SPEC section 6);
-        returns ``{"cost": [the mean cost of each epoch's batches]}``."""
+        returns ``{"cost": [the mean cost of each epoch's batches]}``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, m_x)
+            The input rows.
+        Y : array-like, shape (n, m_y)
+            The targets (for ``cce``, one-hot rows or class labels of shape (n,)).
+        epochs : int >= 0
+        batch_size : int or None
+            None: one batch of all rows; k: blocks of k rows, the last one shorter.
+        learning_rate : float in (0, 1]
+        shuffle : bool
+            A fresh permutation of the rows each epoch.
+        seed : int, numpy.random.Generator or None
+            A generator of its own for the shuffling; None: the network's.
+        """
         # Checked before anything runs: a negative count ran no epoch and True one, and
         # batch_size and shuffle would otherwise be seen only in the first epoch.
         check_positive_int(epochs, "epochs", allow_zero=True)
