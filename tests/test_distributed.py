@@ -627,6 +627,8 @@ def test_a_sparse_X_trains_one_batch_of_rows_dense_at_a_time_as_its_dense_form(m
     y, w = rng.integers(0, 3, n), rng.random(n)
     largest = [0]
     toarray = sparse.csr_matrix.toarray
+    from dnnfast._train import rows
+    monkeypatch.setattr(rows, "DENSE_CHUNK_BYTES", 1)  # (an X this small is otherwise made dense at once)
 
     def recording(self, *args, **kwargs):
         largest[0] = max(largest[0], self.shape[0])

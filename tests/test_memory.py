@@ -432,6 +432,78 @@ def test_a_dataframe_of_sparse_columns_is_fitted_sparse(monkeypatch):
         np.testing.assert_array_equal(p, q)
 
 
+_SPARSE_FRAMES = """
+import json, warnings
+import numpy as np
+import pandas as pd
+import dnnfast
+rng = np.random.default_rng(0)
+D = np.where(rng.random((60, 5)) < 0.3, rng.standard_normal((60, 5)), 0.0)
+y = np.arange(60) % 2
+out = {}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    ref = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, random_state=0).fit(D, y)
+    # pandas' default fill value is NaN: no sparse matrix (to_coo refuses it), the array it stands for
+    nan_fill = pd.DataFrame(D).astype(pd.SparseDtype(float))
+    try:
+        fit = dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, random_state=0).fit(nan_fill, y)
+        out["nan fill"] = all(np.array_equal(a, b) for a, b in zip(fit.coefs_, ref.coefs_))
+    except ValueError as e:
+        out["nan fill"] = str(e)
+    try:
+        dnnfast.MLPClassifier(max_iter=1).fit(pd.DataFrame({"a": ["x", "y"]}).astype(pd.SparseDtype(object, 0)), [0, 1])
+        out["strings"] = "fitted"
+    except (TypeError, ValueError) as e:
+        out["strings"] = str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("sklearn", [True, False])
+def test_other_sparse_frames_are_taken_as_the_arrays_they_stand_for(sklearn):
+    """Only a DataFrame of sparse numeric columns filled with 0 is a sparse
+    matrix; without scikit-learn one with pandas' default NaN fill (which no
+    sparse matrix holds) was refused, "fill value must be 0 when converting
+    to COO matrix", where it fitted as its values; one of strings said that
+    too, not that X must be numeric."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("scipy.sparse")
+    if sklearn:
+        pytest.importorskip("sklearn")
+        ns = {}
+        exec(_SPARSE_FRAMES, ns)
+        out = ns["out"]
+    else:
+        from conftest import run_without
+
+        out = run_without(["sklearn"], _SPARSE_FRAMES)
+    if not sklearn:  # (scikit-learn's check_array refuses the NaN fill: its own rule)
+        assert out["nan fill"] is True, out
+    assert "fill value" not in out["strings"] and "numeric" in out["strings"], out
+
+
+def test_a_small_sparse_X_is_made_dense_once(monkeypatch):
+    """A sparse X no larger dense than one chunk is made dense at once: a
+    block's indexing into the CSR cost more than a small partial_fit's steps
+    (35% of an 8-row call). The same weights as the dense X."""
+    sparse = pytest.importorskip("scipy.sparse")
+    from dnnfast._train import rows
+
+    def blocks(*args):
+        raise AssertionError("made dense a block at a time")
+
+    monkeypatch.setattr(rows.SparseRows, "take", blocks)
+    rng = np.random.default_rng(0)
+    D = np.where(rng.random((8, 50)) < 0.2, rng.standard_normal((8, 50)), 0.0)
+    a, b = dnnfast.MLPClassifier(random_state=0), dnnfast.MLPClassifier(random_state=0)
+    for _ in range(3):
+        a.partial_fit(sparse.csr_matrix(D), np.arange(8) % 2, classes=[0, 1])
+        b.partial_fit(D, np.arange(8) % 2, classes=[0, 1])
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+
+
 def test_sparse_fit_makes_no_dense_copy_of_X(monkeypatch):
     """A sparse X whose dense copy cannot fit (scikit-learn's MLP trains on it
     sparse) was made dense whole for the fit: the memory check refused it (or

@@ -313,11 +313,20 @@ def is_sparse(a):
 
 
 def is_sparse_frame(a):
-    """A pandas DataFrame whose columns are all sparse, which scikit-learn's
-    check_array takes as a sparse matrix (told apart without importing pandas)."""
+    """A pandas DataFrame whose columns are all sparse numbers with 0 as the
+    fill value, which scikit-learn's check_array takes as a sparse matrix
+    (told apart without importing pandas). Any other (a NaN fill, pandas'
+    default; strings) is an array-like as before, with its messages."""
     dtypes = getattr(a, "dtypes", None)
-    return (hasattr(a, "sparse") and getattr(a, "ndim", 0) == 2 and dtypes is not None and len(dtypes) > 0
-            and all(type(dt).__name__ == "SparseDtype" for dt in dtypes))
+    if not (hasattr(a, "sparse") and getattr(a, "ndim", 0) == 2 and dtypes is not None and len(dtypes) > 0):
+        return False
+    for dt in dtypes:
+        if type(dt).__name__ != "SparseDtype" or np.dtype(dt.subtype).kind not in "biuf":
+            return False
+        fill = dt.fill_value
+        if isinstance(fill, (str, bytes)) or not fill == 0:  # (NaN != 0)
+            return False
+    return True
 
 
 def sparse_values(X):

@@ -102,7 +102,13 @@ def take_rows(X, Y, w, idx):
 
 def rows_in_dtype(X, dtype, name="X"):
     """X as the fit's rows of ``dtype``: a dense X cast (``cast_finite``), a
-    sparse one a SparseRows (made dense a block at a time)."""
+    sparse one a SparseRows (made dense a block at a time), or, when all of
+    it made dense is no larger than one chunk, dense at once: a block's
+    indexing into the CSR cost more than a small partial_fit's steps (the
+    dense rows, and so the fit's bits, are the same)."""
     if is_sparse(X):
-        return SparseRows(X, dtype, name)
+        itemsize = max(X.dtype.itemsize, np.dtype(dtype).itemsize)
+        if X.shape[0] * X.shape[1] * itemsize > DENSE_CHUNK_BYTES:
+            return SparseRows(X, dtype, name)
+        X = X.toarray()
     return cast_finite(X, dtype, name)
