@@ -543,3 +543,16 @@ def test_read_only_params_are_refused_naming_params():
     with pytest.raises(ValueError, match="params is read-only"):
         reference.sgd_update(p, np.ones((1, 2)), 0.1)
     assert not p.any()
+
+
+def test_big_endian_and_safely_cast_arrays_are_computed_as_before():
+    """The dtype checks compared dtypes with their byte order: a '>f8' array
+    (np.load of a big-endian file) was refused, and float32 grads into
+    float64 params, which lose nothing, too. dnnfast.Network takes both."""
+    Z = np.array([[0.5, -1.0]], dtype=">f8")
+    np.testing.assert_array_equal(reference.activation_forward("tanh", Z), np.tanh(Z.astype(np.float64)))
+    params = np.ones(3)
+    reference.sgd_update(params, np.full(3, 0.5, dtype=np.float32), 0.1)
+    np.testing.assert_array_equal(params, np.full(3, 0.95))
+    with pytest.raises(TypeError, match="grads has dtype float64 but params has float32"):
+        reference.sgd_update(np.ones(3, dtype=np.float32), np.full(3, 1e300), 0.1)

@@ -59,7 +59,7 @@ def _float_array(a, name):
     # came back [[0, 0]]), a list has no dtype to compute in; float16 has a
     # range of its own (exp's clip at 709 let exp(12) overflow), which
     # dnnfast, computing in float32 or float64 only, never meets.
-    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+    if not isinstance(a, np.ndarray) or a.dtype.type not in (np.float32, np.float64):  # (either byte order)
         what = f"an array of dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{name} must be a NumPy array of dtype float32 or float64, got {what}")
     # A subclass as as_array takes it: np.matrix's * and ** are matrix
@@ -217,6 +217,10 @@ def _alpha(name, alpha, Z):
     # One per unit, or one for all: a vector of another length would broadcast or fail in the op.
     if a.ndim != 0 and (Z.ndim == 0 or a.shape != (Z.shape[-1],)):
         raise ValueError(f"alpha must be a scalar or one per unit ({Z.shape[-1:]}), got shape {a.shape}")
+    if a.ndim == 0:  # one alpha: compared as a scale is (_real), not converted, unless it is refused
+        v = float(a)
+        if math.isfinite(v) and not (dtype == np.float32 and abs(v) >= _F32_INF_FROM):
+            return np.asarray(a, dtype=dtype)
     return _finite_in(a, "alpha", dtype, alpha)
 
 
@@ -492,8 +496,8 @@ def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> N
     if not params.flags.writeable:  # NumPy's "output array is read-only" named no argument
         raise ValueError("params is read-only: sgd_update updates it in place")
     # In place, so in params' dtype: float64 grads were cast into float32 params
-    # without a word (1e300 became -inf there). The C++ op takes one dtype too.
-    if grads.dtype != params.dtype:
+    # without a word (1e300 became -inf there); float32 ones into float64 lose nothing.
+    if not np.can_cast(grads.dtype, params.dtype, "safe"):
         raise TypeError(f"grads has dtype {grads.dtype} but params has {params.dtype}; the update is in place, "
                         f"in params' dtype: pass grads.astype(params.dtype) if its values fit")
     check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
