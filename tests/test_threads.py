@@ -258,6 +258,32 @@ def test_lbfgs_blas_limit_holds_in_any_thread():
         assert blas_threads() == {2}
 
 
+def test_lbfgs_fit_gives_the_users_blas_control_back():
+    """Inside a user's `with threadpool_limits(limits=1)`, threadpoolctl 3.8
+    lets no other thread change OpenBLAS's count; an lbfgs fit released that
+    control for its own change and left it free, so another thread's limit
+    then took effect. The holder gets it back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dnnfast._estimators import _solvers
+
+    shared = getattr(getattr(threadpoolctl, "OpenBLASController", None), "_SHARED_STATE", None)
+    if shared is None:
+        pytest.skip("threadpoolctl without controlling threads (before 3.8)")
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS that threadpoolctl sees")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        with _solvers._one_blas_thread():
+            pass
+        t = threading.Thread(target=lambda: threadpoolctl.threadpool_limits(limits=2, user_api="blas"))
+        t.start()
+        t.join()
+        assert blas_threads() == {1}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="solver='lbfgs' needs SciPy")
 def test_lbfgs_in_blocks_of_rows_is_bit_identical_on_any_thread_count(monkeypatch):
     """lbfgs sums the loss and gradient of fixed blocks of rows (Ctrl-C is

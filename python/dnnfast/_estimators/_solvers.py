@@ -195,18 +195,30 @@ def _one_blas_thread():
 
 @contextlib.contextmanager
 def _released_blas_control(threadpoolctl):
-    """No thread controls OpenBLAS's limit before and after the block, so
-    that the block's change takes effect from whichever thread makes it
-    (threadpoolctl >= 3.8; a no-op before, where any thread could). Under
-    _blas_lock, so no two fits change it at once."""
-    release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
-    if release is not None:
-        release(force=True)
+    """Control of OpenBLAS's limit lent to the block's change, from whichever
+    thread makes it (threadpoolctl >= 3.8; a no-op before, where any thread
+    could), then given back to the thread that held it, if any: a user's
+    own `with threadpool_limits(...)` keeps other threads from changing the
+    count after a fit as before it. Under _blas_lock, so no two fits change
+    it at once."""
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    release = getattr(controller, "clear_controlling_thread", None)
+    if release is None:
+        yield
+        return
+    # The holder is threadpoolctl's own record (no public getter): read and
+    # given back only where it is there as in 3.8.
+    shared = getattr(controller, "_SHARED_STATE", None)
+    holder = getattr(shared, "controlling_thread", None)
+    release(force=True)
     try:
         yield
     finally:
-        if release is not None:
-            release(force=True)
+        release(force=True)
+        if holder is not None and holder.is_alive():
+            with shared.lock:
+                if shared.controlling_thread is None:
+                    shared.controlling_thread = holder
 
 
 class _EpochOrder:
