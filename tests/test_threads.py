@@ -258,6 +258,33 @@ def test_lbfgs_blas_limit_holds_in_any_thread():
         assert blas_threads() == {2}
 
 
+def test_lbfgs_fits_scan_the_loaded_libraries_once(monkeypatch):
+    """Each lbfgs fit's BLAS limit made threadpoolctl scan every loaded
+    library (2 ms, a small fit 2-3x scikit-learn's); the scan is made again
+    only when modules were imported since."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pytest.importorskip("scipy.optimize")
+    if not hasattr(threadpoolctl, "ThreadpoolController"):
+        pytest.skip("threadpoolctl before 3.0")
+    from dnnfast import MLPRegressor
+    made = []
+    real = threadpoolctl.ThreadpoolController
+
+    def counting():
+        made.append(1)
+        return real()
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 4)), rng.normal(size=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        MLPRegressor(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=2).fit(X, y)
+        monkeypatch.setattr(threadpoolctl, "ThreadpoolController", counting)
+        for _ in range(3):
+            MLPRegressor(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=2).fit(X, y)
+    assert len(made) <= 1, made
+
+
 def test_lbfgs_fit_gives_the_users_blas_control_back():
     """Inside a user's `with threadpool_limits(limits=1)`, threadpoolctl 3.8
     lets no other thread change OpenBLAS's count; an lbfgs fit released that
