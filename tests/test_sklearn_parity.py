@@ -304,3 +304,20 @@ def test_float32_stays_float32_and_is_close(kind, data, solver):
     out = ours.predict_proba(X) if kind == C else ours.predict(X)
     assert out.dtype == np.float32
     assert max_rel_diff(params_of(ref), params_of(ours)) < 1e-3
+
+
+@pytest.mark.parametrize("max_iter, max_fun", [(15, 15000), (15, 5)])
+def test_lbfgs_convergence_warning_is_sklearns(max_iter, max_fun):
+    """The lbfgs ConvergenceWarning had a period after SciPy's message and
+    advised raising max_iter where max_fun had stopped the fit; scikit-learn
+    advises it only where the iterations reached max_iter."""
+    X, y = datasets.load_iris(return_X_y=True)
+    texts = []
+    for cls in (sk.MLPClassifier, dnnfast.MLPClassifier):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cls(solver="lbfgs", hidden_layer_sizes=(7,), random_state=0, max_iter=max_iter, max_fun=max_fun).fit(X, y)
+        texts.append([str(w.message) for w in caught if "lbfgs failed" in str(w.message)])
+    if not texts[0]:
+        pytest.skip("this scikit-learn words its lbfgs warning otherwise")
+    assert len(texts[0]) == 1 and texts[1] == texts[0], texts

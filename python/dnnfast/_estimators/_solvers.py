@@ -678,12 +678,17 @@ class _Solvers:
         if interrupts.pending:  # Ctrl-C after the last block: the fit is whole, but say it was seen
             warnings.warn("Training interrupted by user.")
         if res.status != 0:
+            # scikit-learn's text (its _check_optimize_result): the advice to
+            # raise max_iter only where the iterations reached it (max_fun
+            # stops a fit too).
             msg = res.message.decode("latin1") if isinstance(res.message, bytes) else res.message
-            warnings.warn(f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n{msg}.\n\n"
-                          "Increase the number of iterations to improve the convergence "
-                          f"(max_iter={self.max_iter}).\nYou might also want to scale the data as shown in:\n"
-                          "    https://scikit-learn.org/stable/modules/preprocessing.html",
-                          ConvergenceWarning, stacklevel=3)
+            n_iter = min(res.nit, self.max_iter)
+            text = f"lbfgs failed to converge after {n_iter} iteration(s) (status={res.status}):\n{msg}\n"
+            if n_iter == self.max_iter:
+                text += f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter})."
+            text += ("\nYou might also want to scale the data as shown in:\n"
+                     "    https://scikit-learn.org/stable/modules/preprocessing.html")
+            warnings.warn(text, ConvergenceWarning, stacklevel=3)
         self.n_iter_ = min(res.nit, self.max_iter)
         self.loss_ = float(res.fun)
         P[order] = res.x
