@@ -32,12 +32,14 @@ def optimizer_name(settings):
 
 
 class SolverState(dict):
-    """The stochastic solver's state: ``learning_rate`` (the current rate),
-    ``state1`` (velocity, or Adam's first moment), ``state2`` (Adam's second
-    moment, else None), ``t`` (Adam's step count), in the core's parameter
-    layout, and ``settings`` (``solver_settings`` when it was made). Keys are
-    attributes too, so ``est._optimizer.learning_rate`` reads as on
-    scikit-learn's optimizer objects."""
+    """The stochastic solver's state: ``learning_rate`` (sgd: the schedule's
+    current rate; adam: learning_rate_init, from which each step's
+    bias-corrected size comes, where scikit-learn's AdamOptimizer keeps its
+    last step's), ``state1`` (velocity, or Adam's first moment), ``state2``
+    (Adam's second moment, else None), ``t`` (Adam's step count), in the
+    core's parameter layout, and ``settings`` (``solver_settings`` when it was
+    made). Keys are attributes too, so ``est._optimizer.learning_rate`` reads
+    as on scikit-learn's optimizer objects (sgd's the same value)."""
 
     def __getattr__(self, key):
         try:
