@@ -34,7 +34,19 @@ class NonFiniteError(ValueError):
     weights". Attributes: ``epoch`` (1-based, within the failing call; 0 when
     the parameters were non-finite before training), ``layer`` (1-based, or
     None when no layer could be named) and ``where`` ("W", "b", "alpha", "Z",
-    "A" or "cost")."""
+    "A" or "cost").
+
+    Parameters
+    ----------
+    message : str
+        What failed and where.
+    epoch : int, optional
+        Kept as the ``epoch`` attribute.
+    layer : int, optional
+        Kept as the ``layer`` attribute.
+    where : str, optional
+        Kept as the ``where`` attribute.
+    """
 
     def __init__(self, message, epoch=None, layer=None, where=None):
         super().__init__(message)

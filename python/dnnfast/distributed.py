@@ -147,6 +147,14 @@ class Context:
     (its collectives would meet the outer fit's on the other ranks): fit
     such a model after the outer fit, or in the callback inside ``with
     Context(MPI.COMM_SELF):``, which trains it on this rank alone.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm, optional
+        The ranks that train together: any intra-communicator (an
+        ``MPI.Comm`` wrapping one is taken too); by default
+        ``MPI.COMM_WORLD``. ``MPI.COMM_NULL`` and inter-communicators are
+        refused.
     """
 
     def __init__(self, comm: Any = None) -> None:
@@ -210,6 +218,13 @@ class Context:
         for this agreement (``driver.Interrupts.run_held``: a signal handler
         of the user's, a Ctrl-C before the epoch loop, an error of rank 0's
         output).
+
+        Parameters
+        ----------
+        error : BaseException, optional
+            This rank's error, or None when it has none.
+        on_failure : callable, optional
+            ``on_failure(rank)``, as above.
         """
         if error is None and self._fit is not None:
             error = self._fit.run_held()
@@ -243,8 +258,13 @@ class Context:
 
     @contextlib.contextmanager
     def errors(self, on_failure: Callable[[int], None] | None = None) -> Iterator[None]:
-        """Run a block of local work, then agree: an error on any rank is raised on all
-        (``on_failure``: as ``agree``'s)."""
+        """Run a block of local work, then agree: an error on any rank is raised on all.
+
+        Parameters
+        ----------
+        on_failure : callable, optional
+            As :meth:`agree`'s.
+        """
         try:
             yield
         except BaseException as exc:  # noqa: BLE001 - every error, Ctrl-C and exit included, goes to the others
@@ -253,7 +273,15 @@ class Context:
         self.agree(None, on_failure)
 
     def check_same(self, what: str, value: object) -> None:
-        """Collective: raise on all ranks unless ``value`` is equal on every rank."""
+        """Collective: raise on all ranks unless ``value`` is equal on every rank.
+
+        Parameters
+        ----------
+        what : str
+            What ``value`` is, for the ValueError's message.
+        value : object
+            Compared with rank 0's by ``==`` after pickling.
+        """
         values = self.comm.allgather(value)
         bad = [r for r, v in enumerate(values) if v != values[0]]
         if bad:
@@ -261,10 +289,19 @@ class Context:
                              f"rank {bad[0]} has {values[bad[0]]!r}")
 
     def check_same_settings(self, fingerprint: list[tuple[str, object]], what: str) -> None:
-        """Collective: ``fingerprint`` (a list of ``(name, value)``, values
-        comparable with ``==`` after pickling) equal on every rank, else one
+        """Collective: ``fingerprint`` equal on every rank, else one
         ValueError, the same on all ranks, naming the first setting that
-        differs (``_train.state.first_difference``) and the two values."""
+        differs (``_train.state.first_difference``) and the two values.
+
+        Parameters
+        ----------
+        fingerprint : list of (str, object)
+            ``(name, value)`` pairs, values comparable with ``==`` after
+            pickling.
+        what : str
+            What the settings are of, leading the message (as
+            ``"MLPClassifier's parameter"``).
+        """
         from ._train.state import first_difference
 
         values = self.comm.allgather(fingerprint)
@@ -278,24 +315,52 @@ class Context:
     # -- collectives on buffers (no pickling) -------------------------------------
 
     def sum_(self, buf: _Buf) -> _Buf:
-        """In-place sum of a NumPy buffer over all ranks."""
+        """In-place sum of a NumPy buffer over all ranks.
+
+        Parameters
+        ----------
+        buf : numpy.ndarray
+            C-contiguous, of the same shape and dtype on every rank; holds
+            the sum afterwards, and is returned.
+        """
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         return buf
 
     def broadcast_(self, buf: _Buf, root: int = 0) -> _Buf:
-        """In-place broadcast of a NumPy buffer from ``root``."""
+        """In-place broadcast of a NumPy buffer from ``root``.
+
+        Parameters
+        ----------
+        buf : numpy.ndarray
+            C-contiguous, of the same shape and dtype on every rank; holds
+            ``root``'s values afterwards, and is returned.
+        root : int, default=0
+            The rank whose buffer is sent.
+        """
         self.comm.Bcast(buf, root=root)
         return buf
 
     def block(self, n: int) -> slice:
         """``slice(lo, hi)``: this rank's share of ``n`` rows in an even
-        contiguous split (rank 0 first), for data every rank can index."""
+        contiguous split (rank 0 first), for data every rank can index.
+
+        Parameters
+        ----------
+        n : int
+            The number of rows, a non-negative integer.
+        """
         n = _row_count(n, "n")
         return slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
 
     def shard(self, n_local: int) -> tuple[int, int]:
-        """``(offset, n_global)``: where this rank's rows start in the global
-        order, and the total over ranks."""
+        """Collective: ``(offset, n_global)``, where this rank's rows start in
+        the global order, and the total over ranks.
+
+        Parameters
+        ----------
+        n_local : int
+            The number of rows this rank holds, a non-negative integer.
+        """
         with self.errors():  # a bad count on one rank: the others are in the Allgather below
             n_local = _row_count(n_local, "n_local")
         counts = np.empty(self.size, dtype=np.int64)
@@ -304,7 +369,14 @@ class Context:
 
     def union_labels(self, labels: ArrayLike) -> NDArray[Any]:
         """Collective: the labels of every rank, concatenated (a class absent
-        from one rank's shard is still a class of the model)."""
+        from one rank's shard is still a class of the model).
+
+        Parameters
+        ----------
+        labels : array-like
+            This rank's labels; the ranks' must be all strings or all
+            numbers (else a ValueError).
+        """
         parts = self.comm.allgather(np.asarray(labels))
 
         def strings(p):
@@ -316,7 +388,16 @@ class Context:
         return np.concatenate(parts)
 
     def global_order(self, n_global: int, draw: Callable[[], NDArray[np.int64]]) -> NDArray[np.int64]:
-        """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank."""
+        """Collective: rank 0's ``draw()`` (an int64 order of the global rows), on every rank.
+
+        Parameters
+        ----------
+        n_global : int
+            The number of rows of all ranks together.
+        draw : callable
+            ``draw()`` returns ``n_global`` integer row indices in
+            ``[0, n_global)`` (else a ValueError); called on rank 0 only.
+        """
         order = np.empty(n_global, dtype=np.int64)
         with self.errors():  # rank 0's draw checked; the others wait for it in the broadcast
             if self.rank == 0:
@@ -342,6 +423,29 @@ class Context:
         ``_core.TrainOptions``. Returns the global ``(cost_sum, penalty_sum,
         updates)``, the same numbers as the core's ``train_epoch`` on all rows
         (``cost_sum`` / ``penalty_sum`` continue the given running totals).
+
+        Parameters
+        ----------
+        net : _core.Network32 or _core.Network64
+            The core network.
+        P : numpy.ndarray
+            Its flat parameters, updated in place.
+        X, Y : numpy.ndarray
+            This rank's shard: rows and targets (an estimator's X may be sparse).
+        w : numpy.ndarray or None
+            The shard's sample weights, or None for none.
+        order : numpy.ndarray of int64
+            The epoch's order of the global rows.
+        options : _core.TrainOptions
+            The optimizer's settings and batch size.
+        s1, s2 : numpy.ndarray or None
+            The optimizer's state (momentum; Adam's moments), updated in place.
+        t : numpy.ndarray of int64 or None
+            Adam's step count (one element), updated in place, or None.
+        offset : int
+            The global index of this rank's first row.
+        cost_sum, penalty_sum : float, default=0.0
+            The running totals to continue.
         """
         from ._train.rows import take_rows  # an estimator's sparse X: each batch's rows made dense
 
@@ -382,14 +486,32 @@ class Context:
 
     def fit_network(self, network: Any, X: ArrayLike, Y: ArrayLike, *args: Any, **kwargs: Any) -> History:
         """:meth:`dnnfast.Network.fit` on this rank's shard (``X``, ``Y``): the
-        same training driver, with :meth:`step_provider` for the steps."""
+        same training driver, with :meth:`step_provider` for the steps.
+
+        Parameters
+        ----------
+        network : dnnfast.Network
+            The network to train.
+        X, Y : array-like
+            This rank's rows and targets.
+        *args, **kwargs
+            ``Network.fit``'s other arguments, the same on every rank.
+        """
         with self:
             return network.fit(X, Y, *args, **kwargs)
 
     def step_provider(self, network: Any, prepare: Callable[[], tuple[Any, Any]]) -> Any:
         """The training driver's step provider over this communicator
-        (dnnfast._train.driver): ``prepare()`` checks this rank's data and
-        returns ``(X, Y)``; an error on any rank is raised on all."""
+        (dnnfast._train.driver); an error on any rank is raised on all.
+
+        Parameters
+        ----------
+        network : dnnfast.Network
+            The network being trained; its architecture must be the same on
+            every rank.
+        prepare : callable
+            ``prepare()`` checks this rank's data and returns ``(X, Y)``.
+        """
         from ._train.state import activation_specs
 
         with self.errors():
@@ -400,9 +522,22 @@ class Context:
 
     def estimator_steps(self, core, P, X, Y, w, draw):
         """The step provider of an estimator's sgd / adam fit (checked and
-        agreed by the estimator): this rank's shard ``X, Y, w`` of a core
-        network ``core`` with parameters ``P``; ``draw(shuffle)`` gives the
-        epoch's order of the global rows (only rank 0's counts)."""
+        agreed by the estimator).
+
+        Parameters
+        ----------
+        core : _core.Network32 or _core.Network64
+            The estimator's core network.
+        P : numpy.ndarray
+            Its flat parameters, updated in place.
+        X, Y : numpy.ndarray
+            This rank's shard: rows (dense or sparse) and targets.
+        w : numpy.ndarray or None
+            The shard's sample weights, or None for none.
+        draw : callable
+            ``draw(shuffle)`` gives the epoch's order of the global rows
+            (only rank 0's counts).
+        """
         return _DistributedSteps(self, core, P, X, Y, w, draw)
 
 

@@ -502,13 +502,20 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
     @reads_model  # a save during a fit waits for it: never a half-trained file
     def save(self, path: PathLike) -> None:
-        """Write the fitted estimator to ``path`` (str, bytes or os.PathLike) as a model file.
+        """Write the fitted estimator to ``path`` as a model file.
 
         A versioned ``.npz`` readable with NumPy alone (see ``docs/model_files.md``),
         written atomically. ``dnnfast.load(path)`` gives back an estimator with
         the same parameters, fitted attributes and solver state: the same
         predictions, bit for bit, and ``partial_fit`` / ``warm_start`` continue
-        as they would have.
+        as they would have. (scikit-learn's MLPs have no ``save``: they are
+        pickled, which works here too.)
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            The file to write; one already there is replaced only once the
+            new one is complete (a failure leaves it as it was).
         """
         from ._file import save_estimator  # the archive (zipfile, json) loads on first use
 
@@ -536,6 +543,15 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
 
         The inputs and outputs are skl2onnx's for scikit-learn's MLPs (see
         ``dnnfast.to_onnx``); needs ``dnnfast[onnx]``.
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike, optional
+            Also write the model there (atomically: a failure leaves any file
+            there as it was).
+        opset : int, optional
+            The ai.onnx opset, 13 or later; by default 21 (or onnx's latest if
+            that is older).
         """
         from .. import _onnx
 

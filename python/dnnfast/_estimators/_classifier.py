@@ -418,7 +418,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._score(X, y, sample_weight, accuracy_score)
 
     def predict_log_proba(self, X: ArrayLike | spmatrix) -> FloatArray:
-        """Logarithm of ``predict_proba(X)``, shape (n_samples, n_classes)."""
+        """Logarithm of ``predict_proba(X)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            In the order of ``classes_``; ``-inf`` where a probability
+            underflowed to 0.
+        """
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
 
