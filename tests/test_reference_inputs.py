@@ -556,3 +556,28 @@ def test_big_endian_and_safely_cast_arrays_are_computed_as_before():
     np.testing.assert_array_equal(params, np.full(3, 0.95))
     with pytest.raises(TypeError, match="grads has dtype float64 but params has float32"):
         reference.sgd_update(np.ones(3, dtype=np.float32), np.full(3, 1e300), 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_learning_rate_below_the_smallest_normal_number_is_refused_as_by_network_fit(dtype):
+    """A float32 learning rate below 1.17549e-38 became 0 in params' dtype and
+    sgd_update changed nothing, without a word (dnnfast.Network.fit refuses
+    it); reference.Network.fit refuses it before any epoch."""
+    tiny = float(np.finfo(dtype).tiny)
+    p = np.ones(3, dtype)
+    with pytest.raises(ValueError, match=f"learning_rate must be at least {tiny:g} for {np.dtype(dtype).name} "
+                                         f"params, got {tiny / 2!r}"):
+        reference.sgd_update(p, np.ones(3, dtype), tiny / 2)
+    np.testing.assert_array_equal(p, 1)
+    reference.sgd_update(p, np.ones(3, dtype), tiny)  # the smallest normal number itself is taken
+    net = reference.Network([4, 5, 3], ["relu", "softmax"], dtype=dtype, seed=0)
+    W = [w.copy() for w in net.weights]
+    X, y = _data()
+    with pytest.raises(ValueError, match=f"learning_rate must be at least {tiny:g} for a {np.dtype(dtype).name} "
+                                         "network"):
+        net.fit(X, y, epochs=1, learning_rate=tiny / 2)
+    for a, b in zip(W, net.weights):
+        np.testing.assert_array_equal(a, b)
+    # float32's floor is no floor for float64 params: 1e-39 is normal there
+    if dtype is np.float64:
+        reference.sgd_update(np.ones(3), np.ones(3), 1e-39)

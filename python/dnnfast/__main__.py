@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from . import Network, NonFiniteError, __version__, get_num_threads, reference, set_num_threads
-from ._train.driver import check_normal
+from ._validation import check_normal
 from ._train.state import MAX_LEARNING_RATE
 from ._validation import MAX_THREADS
 from .datasets import load_digits, train_test_split

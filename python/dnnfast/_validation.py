@@ -166,6 +166,22 @@ def check_positive_float(value, name, upper=None):
     return value
 
 
+# float32's smallest normal number, the larger of the two dtypes': a value at
+# least this is normal in either, so check_normal needs no NumPy call for it.
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def check_normal(value, name, dtype, of="a {} network"):
+    """A positive setting below the smallest normal number of ``dtype`` is 0
+    (or loses its digits) in the updates: refused. ``value`` a checked
+    positive number; ``of`` what has that dtype, for the message."""
+    if value >= _TINY32:  # a float comparison only: it runs on every sgd_update of the NumPy yardstick
+        return
+    tiny = float(np.finfo(dtype).tiny)  # (a float32 would take the value into float32: 1e39 overflowed)
+    if value < tiny:
+        raise ValueError(f"{name} must be at least {tiny:g} for {of.format(np.dtype(dtype).name)}, got {value!r}")
+
+
 def check_bool(value, name):
     """``value`` as a bool; only True/False (and NumPy's bools) are accepted,
     so that a string like "no" is not silently taken as True."""

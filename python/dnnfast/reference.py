@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 from ._registry import (LOSS_EPSILON_NOTE, activation_key, check_params_fit_dtype, check_targets,  # noqa: F401
                         parse_activation, resolve_loss)
-from ._validation import (as_array, check_bool, check_memory, check_positive_float, check_positive_int, make_rng,
-                          network_bytes)
+from ._validation import (as_array, check_bool, check_memory, check_normal, check_positive_float, check_positive_int,
+                          make_rng, network_bytes)
 from .batching import check_batch_size
 
 __all__ = ["activation_forward", "activation_backward", "prelu_alpha_backward", "loss_forward", "loss_backward",
@@ -489,6 +489,8 @@ def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> N
     grads : ndarray
         Of params' shape and dtype.
     learning_rate : float in (0, 1]
+        At least the smallest normal number of params' dtype (float32's
+        1.17549e-38), which would make it 0 there.
     """
     # params as a plain view of its own memory: the update is in place.
     grads, params = _float_array(grads, "grads"), _float_array(params, "params")
@@ -500,7 +502,8 @@ def sgd_update(params: FloatArray, grads: FloatArray, learning_rate: float) -> N
     if not np.can_cast(grads.dtype, params.dtype, "safe"):
         raise TypeError(f"grads has dtype {grads.dtype} but params has {params.dtype}; the update is in place, "
                         f"in params' dtype: pass grads.astype(params.dtype) if its values fit")
-    check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
+    lr = check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5: 0 < alpha <= 1
+    check_normal(lr, "learning_rate", params.dtype, "{} params")  # as dnnfast.Network.fit: 0 in params' dtype
     params -= params.dtype.type(learning_rate) * grads
 
 
@@ -799,6 +802,7 @@ class Network:
         batch_size : int or None
             None: one batch of all rows; k: blocks of k rows, the last one shorter.
         learning_rate : float in (0, 1]
+            At least the smallest normal number of the network's dtype.
         shuffle : bool
             A fresh permutation of the rows each epoch.
         seed : int, numpy.random.Generator or None
@@ -807,7 +811,8 @@ class Network:
         # Checked before anything runs: a negative count ran no epoch and True one, and
         # batch_size and shuffle would otherwise be seen only in the first epoch.
         check_positive_int(epochs, "epochs", allow_zero=True)
-        check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5, as dnnfast.Network.fit
+        lr = check_positive_float(learning_rate, "learning_rate", upper=1.0)  # SPEC section 5, as dnnfast.Network.fit
+        check_normal(lr, "learning_rate", self.dtype)  # before any epoch (sgd_update would refuse it at the first step)
         check_batch_size(batch_size)
         check_bool(shuffle, "shuffle")
         X, Y = self._prepare(X, Y)

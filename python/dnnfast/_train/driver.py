@@ -43,7 +43,8 @@ from .._archive import check_path, check_writable
 from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_SETTINGS, OPTIMIZER_TABLE, resolve_optimizer
-from .._validation import check_bool, check_positive_float, check_positive_int, make_rng, workspace_rows
+from .._validation import (check_bool, check_normal, check_positive_float, check_positive_int, make_rng,
+                           workspace_rows)
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
                         Verbose)
@@ -270,14 +271,6 @@ def check_optimizer_in_dtype(dtype, below_one=(), finite=(), normal=()):
     for name, value in finite:
         if value > big:
             raise ValueError(f"{name} must be at most {big:g} for a {dt.name} network, got {value!r}")
-
-
-def check_normal(value, name, dtype):
-    """A positive setting below the smallest normal number of the network's
-    dtype is 0 (or loses its digits) in the updates: refused."""
-    tiny = float(np.finfo(dtype).tiny)  # (a float32 would take the value into float32: 1e39 overflowed)
-    if value < tiny:
-        raise ValueError(f"{name} must be at least {tiny:g} for a {np.dtype(dtype).name} network, got {value!r}")
 
 
 #: Network.fit's defaults: a value of the default's type equal to it needs no check
