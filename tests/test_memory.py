@@ -483,6 +483,27 @@ def test_other_sparse_frames_are_taken_as_the_arrays_they_stand_for(sklearn):
     assert "fill value" not in out["strings"] and "numeric" in out["strings"], out
 
 
+def test_a_dataframe_of_sparse_bools_fits_as_its_dense_form():
+    """scikit-learn's check_array passes a DataFrame of sparse bool columns
+    through as a bool matrix: the fit built bool weights and refused them
+    ("coefs_ ... must all be float32 or all float64"), naming no argument. It
+    fits as the dense bools do (as float64)."""
+    pytest.importorskip("scipy.sparse")
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    B = rng.random((40, 5)) < 0.3
+    frame = pd.DataFrame(B).astype(pd.SparseDtype(bool, False))
+    y = rng.standard_normal(40)
+    a = dnnfast.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    b = dnnfast.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a.fit(frame, y)
+        b.fit(B, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+
+
 def test_a_small_sparse_X_is_made_dense_once(monkeypatch):
     """A sparse X no larger dense than one chunk is made dense at once: a
     block's indexing into the CSR cost more than a small partial_fit's steps

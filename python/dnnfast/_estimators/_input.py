@@ -40,6 +40,8 @@ def _csr_or_contiguous(X):
     if not is_sparse(X):
         return np.ascontiguousarray(X)
     X = X.tocsr()
+    if X.dtype not in (np.float32, np.float64):  # (a DataFrame of sparse bools comes through check_array as bool)
+        X = X.astype(np.float64)
     if not np.isfinite(sparse_values(X)).all():
         raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}: entries stored at one "
                          "position sum to it.")
