@@ -297,15 +297,26 @@ def export(spec, path=None, opset=None, model_name="model"):
         # ByteSize walks the whole message, as long as serialising it (0.3 s
         # of a 4096-wide model): asked only where the weights' own bytes come
         # near the limit.
+        # (Other large parts, such as a classifier's string labels, are
+        # caught where serialising fails.)
         weights = sum(len(t.raw_data) for t in inits)
-        size = proto.ByteSize() if weights > _MAX_PROTO - (64 << 20) else weights
-        if size > _MAX_PROTO:
-            raise ValueError(f"cannot write {path!r}: the ONNX model is {size} bytes, over protobuf's 2 GiB "
-                             "limit on one message; onnx.save_model(model, path, save_as_external_data=True) "
-                             "writes its weights beside it")
+        if (proto.ByteSize() if weights > _MAX_PROTO - (64 << 20) else weights) > _MAX_PROTO:
+            raise _too_large(path, proto)
+        try:
+            data = proto.SerializeToString()
+        except Exception as exc:  # google.protobuf's EncodeError, past its limit
+            if proto.ByteSize() > _MAX_PROTO:
+                raise _too_large(path, proto) from None
+            raise exc
         # As save writes a model file: atomically, through links, keeping permissions.
-        atomic_write_bytes(path, proto.SerializeToString())
+        atomic_write_bytes(path, data)
     return proto
+
+
+def _too_large(path, proto):
+    return ValueError(f"cannot write {path!r}: the ONNX model is {proto.ByteSize()} bytes, over protobuf's 2 GiB "
+                      "limit on one message; onnx.save_model(model, path, save_as_external_data=True) "
+                      "writes its weights beside it")
 
 
 # -- skl2onnx --------------------------------------------------------------------------------
