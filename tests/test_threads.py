@@ -285,6 +285,41 @@ def test_lbfgs_fits_scan_the_loaded_libraries_once(monkeypatch):
     assert len(made) <= 1, made
 
 
+def test_lbfgs_blas_limit_keeps_a_count_set_back_meanwhile():
+    """A user's threadpool_limits block, open in another thread when the
+    lbfgs limit began and closed before it ended, sets its own count back;
+    the limit's end then restored the count it had seen at its start (the
+    block's), for good. It now restores only a count still at its own 1."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dnnfast._estimators import _solvers
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+
+    start = blas_threads()
+    if len(start) != 1 or start == {1}:
+        pytest.skip(f"BLAS thread counts {start}: nothing to tell apart")
+    opened, go = threading.Event(), threading.Event()
+
+    def block():
+        with threadpoolctl.threadpool_limits(limits=max(start) + 2, user_api="blas"):
+            opened.set()
+            go.wait(10)
+
+    t = threading.Thread(target=block)
+    t.start()
+    opened.wait(10)
+    limit = _solvers._one_blas_thread()
+    limit.__enter__()
+    try:
+        assert blas_threads() == {1}
+    finally:
+        go.set()
+        t.join()  # the block sets its count back
+        limit.__exit__(None, None, None)
+    assert blas_threads() == start
+
+
 def test_lbfgs_fit_gives_the_users_blas_control_back():
     """Inside a user's `with threadpool_limits(limits=1)`, threadpoolctl 3.8
     lets no other thread change OpenBLAS's count; an lbfgs fit released that

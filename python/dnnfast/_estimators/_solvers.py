@@ -181,7 +181,7 @@ def _one_blas_thread():
         if _blas_users == 0:
             with _released_blas_control(threadpoolctl):
                 controller = _blas_controller(threadpoolctl)
-                _blas_limit = (controller.limit(limits=1, user_api="blas") if controller is not None
+                _blas_limit = (_OneThread(controller) if controller is not None
                                else threadpool_limits(limits=1, user_api="blas"))
         _blas_users += 1
     try:
@@ -193,6 +193,26 @@ def _one_blas_thread():
                 limit, _blas_limit = _blas_limit, None
                 with _released_blas_control(threadpoolctl):
                     limit.restore_original_limits()
+
+
+class _OneThread:
+    """The BLAS libraries of ``controller`` (a ThreadpoolController) set to
+    one thread; ``restore_original_limits`` gives each back the count it
+    had, unless another limit changed it meanwhile: a user's threadpool_limits
+    block open in another thread when the first fit began and closed before
+    the last ended had set its own count back, and restoring the count seen
+    at the start (that block's) left it for good."""
+
+    def __init__(self, controller):
+        self.libs = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
+        self.original = [lib.num_threads for lib in self.libs]
+        for lib in self.libs:
+            lib.set_num_threads(1)
+
+    def restore_original_limits(self):
+        for lib, n in zip(self.libs, self.original):
+            if lib.num_threads == 1:
+                lib.set_num_threads(n)
 
 
 _blas_scan = None  # (len(sys.modules) when made, threadpoolctl.ThreadpoolController)
