@@ -42,7 +42,9 @@ def _csr_or_contiguous(X):
     X = X.tocsr()
     if X.dtype not in (np.float32, np.float64):  # (a DataFrame of sparse bools comes through check_array as bool)
         X = X.astype(np.float64)
-    if not np.isfinite(sparse_values(X)).all():
+    # Only the sums are new: a canonical X's stored values are its dense
+    # values, which check_array has checked (no second pass over them).
+    if not X.has_canonical_format and not np.isfinite(sparse_values(X)).all():
         raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}: entries stored at one "
                          "position sum to it.")
     return X
