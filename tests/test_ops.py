@@ -329,6 +329,149 @@ def test_bce_loss_term_by_term_to_round_off():
     assert worst <= 1e-15, worst
 
 
+# Widths about the vector log's 256-entry buffer and 64-column narrow rows
+# (cpp/nn/losses.cpp: vlog_rows_loss), and output layers of 1000+ units.
+VLOG_WIDTHS = [1, 63, 64, 65, 255, 256, 257, 511, 513, 1000, 3000]
+VLOG_TABLES = [k for k in ("generic", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+
+
+def on_each_table(f):
+    """{table: f()} with each vector-maths table this CPU runs forced in turn."""
+    previous = _core.gemm_kernel_name()
+    try:
+        out = {}
+        for t in VLOG_TABLES:
+            assert _core.gemm_set_kernel(t) == t
+            out[t] = f()
+        return out
+    finally:
+        _core.gemm_set_kernel(previous)
+
+
+def wide_loss_case(loss, rng, shape, dtype):
+    """valid_targets with the extremes sprinkled in: bce predictions at 0, 1,
+    eps and 1 - eps (clipped to [eps, 1 - eps]) and soft labels."""
+    Y, P = valid_targets(loss, rng, shape, dtype)
+    eps = np.finfo(dtype).eps
+    flat_p, flat_y = P.reshape(-1), Y.reshape(-1)
+    for k, v in enumerate([0.0, 1.0, eps, 1 - eps]):
+        flat_p[k::7] = v
+    flat_y[3::5] = 0.25
+    return Y, P
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("loss", ["bce"])
+def test_bce_loss_of_wide_rows_matches_reference(loss, weighted, dtype, rng):
+    """Rows about the vector log's buffer and wider than it, which go through
+    it a column chunk at a time, at the clip extremes: as close to the
+    reference as narrow rows are."""
+    rtol = 1e-6 if dtype == np.float32 else 1e-12  # as test_loss_forward_matches_reference
+    for m, n in [(5, n) for n in VLOG_WIDTHS] + [(300, 1000)]:
+        Y, P = wide_loss_case(loss, rng, (m, n), dtype)
+        w = rng.uniform(0.1, 2.0, size=m).astype(dtype) if weighted else None
+        J = _core.loss_forward(LOSS_ID[loss], Y, P, w)
+        np.testing.assert_allclose(J, ref.loss_forward(loss, Y, P, w), rtol=rtol, err_msg=f"{m} x {n}")
+
+
+def entry_by_entry(loss, Y, P, w):
+    """sum over rows of w_i J_i as loss_forward adds it (rows in order, one
+    block: m <= 256), with J_i the row's entries, each from a 1 x 1 call,
+    added in column order."""
+    s = 0.0
+    for i in range(Y.shape[0]):
+        r = 0.0
+        for j in range(Y.shape[1]):
+            r += _core.loss_forward(LOSS_ID[loss], Y[i:i + 1, j:j + 1], P[i:i + 1, j:j + 1])
+        s += (1.0 if w is None else float(w[i])) * r
+    return s
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["bce"])
+def test_bce_rows_sum_the_terms_of_narrow_rows_at_any_width(loss, dtype, rng):
+    """A row's value, however wide, is its entries' terms, each the bits a
+    1 x 1 call gives, added in column order: the same bits as a buffer as
+    large as the row would give, on every table."""
+    for n in VLOG_WIDTHS:
+        Y, P = wide_loss_case(loss, rng, (3, n), dtype)
+        w = rng.uniform(0.1, 2.0, size=3).astype(dtype)
+        got = on_each_table(lambda: (_core.loss_forward(LOSS_ID[loss], Y, P, w), entry_by_entry(loss, Y, P, w)))
+        for t, (J, want) in got.items():
+            assert J == want, f"{loss} width {n} on {t}: {J!r} != {want!r}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["bce"])
+def test_each_entry_of_a_wide_row_costs_what_it_costs_alone(loss, dtype):
+    """One entry from a sweep of predictions, at columns in every chunk, in a
+    row whose other entries cost next to nothing (bce: y = 1, Yhat = 1,
+    clipped): the row's value shows every bit of that entry's term, which
+    must be the bits of a 1 x 1 call."""
+    eps = float(np.finfo(dtype).eps)
+    xs = np.geomspace(eps, 1 - eps, 60).astype(dtype)
+    fill_y, fill_p = 1.0, 1.0
+    alone = lambda y, p: _core.loss_forward(LOSS_ID[loss], np.array([[y]], dtype), np.array([[p]], dtype))
+
+    def run():
+        bad = []
+        v_fill = alone(fill_y, fill_p)
+        for n in VLOG_WIDTHS:
+            for k, x in enumerate(xs):
+                y = float(k % 2)
+                c = (k * 37) % n
+                Y, P = np.full((1, n), fill_y, dtype), np.full((1, n), fill_p, dtype)
+                Y[0, c], P[0, c] = y, x
+                v = alone(y, x)
+                want = 0.0
+                for j in range(n):
+                    want += v if j == c else v_fill
+                if _core.loss_forward(LOSS_ID[loss], Y, P) != want:
+                    bad.append((n, c, float(x)))
+        return bad
+
+    for t, bad in on_each_table(run).items():
+        assert not bad, f"{loss} on {t}: {len(bad)} entries, first (width, column, Yhat) {bad[0]}"
+
+
+def narrow_bce_case(n, dtype):
+    """300 x n fixed values (no random stream): soft labels 0, 1/4 .. 1 and
+    predictions in (0, 1) with 0 and 1 among them, row weights."""
+    i, j = np.arange(300)[:, None], np.arange(n)[None, :]
+    P = ((i * 131 + j * 71) % 1009 + 0.5) / 1009
+    P[(i + j) % 11 == 0] = 0.0
+    P[(i + 2 * j) % 13 == 0] = 1.0
+    Y = ((i * 7 + j * 3) % 5) / 4
+    w = 0.5 + (np.arange(300) % 13) / 8
+    return Y.astype(dtype), P.astype(dtype), w.astype(dtype)
+
+
+# bce of narrow_bce_case as the narrow rows' vector log gave it before rows
+# of any width took that path (the same on every table for these values).
+NARROW_BCE_BITS = {
+    ("float32", 1): "0x1.6135671d49fe1p+9",
+    ("float32", 3): "0x1.36fe1d3a3a756p+11",
+    ("float32", 10): "0x1.f86b3ffcaf5bbp+12",
+    ("float32", 64): "0x1.8cf04dcf9e0eap+15",
+    ("float64", 1): "0x1.2af07a27ffa87p+10",
+    ("float64", 3): "0x1.16da262eef28ap+12",
+    ("float64", 10): "0x1.bfd7ef387b114p+13",
+    ("float64", 64): "0x1.5e089fea1d4a3p+16",
+}
+
+
+@pytest.mark.parametrize("case", sorted(NARROW_BCE_BITS), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_narrow_bce_rows_keep_their_bits(case):
+    """Rows up to 64 wide keep the bits they had (recorded values): a fit's
+    cost history on a narrow bce model does not move."""
+    dtype, n = case
+    Y, P, w = narrow_bce_case(n, np.dtype(dtype))
+    got = on_each_table(lambda: _core.loss_forward(LOSS_ID["bce"], Y, P, w))
+    for t, J in got.items():
+        assert J.hex() == NARROW_BCE_BITS[case], f"{dtype} width {n} on {t}: {J.hex()}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])

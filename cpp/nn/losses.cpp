@@ -21,7 +21,7 @@ inline T clip01(T p) {
 template <class T>
 inline T clip_positive(T p) { return std::max(p, std::numeric_limits<T>::epsilon()); }
 
-// J_i for one row.
+// J_i for one row of sse, mse, cce or poisson.
 template <class T>
 inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
     double s = 0;
@@ -32,12 +32,6 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
         case Loss::mse:
             for (size_t j = 0; j < n; ++j) { const double d = double(p[j]) - double(y[j]); s += d * d; }
             return s / double(n);
-        case Loss::bce:
-            for (size_t j = 0; j < n; ++j) {
-                const double q = clip01(p[j]);
-                s -= double(y[j]) * std::log(q) + (1.0 - double(y[j])) * std::log1p(-q);
-            }
-            return s;
         case Loss::cce: {
             // The entries with y != 0, a chunk at a time through the vector
             // log (vmath.hpp), then summed in column order as before.
@@ -66,53 +60,85 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
                 s += ylog - yj + q;
             }
             return s;
+        case Loss::bce:
+            break;  // bce_rows_loss
     }
     return s;
 }
 
-// Rows up to kNarrow wide go through the vector log kLogBuf entries at a
-// time (rows_loss, bce_rows_loss).
+// The vector log's buffers hold kLogBuf entries; cce rows up to kNarrow wide
+// are gathered many rows a buffer (rows_loss).
 constexpr size_t kNarrow = 64, kLogBuf = 256;
 
-// bce over rows [i0, i1), n <= kNarrow wide: both logs of every entry
-// through the vector log (vmath.hpp), many rows per call, then each row's
-// terms summed in column order as row_loss sums them. log1p(-q) = log(s) +
-// e / s, s = 1 - q rounded and e = -q - (s - 1) its exact rounding error (s
-// - 1 is exact: Sterbenz for s >= 1/2; for q > 1/2, s itself is exact and e
-// = 0), the correction vmath's log1p01 makes for u >= 0; the next term,
-// e^2 / 2 s^2, is below 2^-106. Two libm calls per entry cost more than the
+// sum over rows [i0, i1) of w_i J_i, the rows added in order, with J_i's logs
+// from the vector log (vmath.hpp) kLogBuf entries at a time: as many whole
+// rows as fit in a buffer, or a row wider than it one column chunk at a time.
+// fill(i, j, c) puts entry (i, j)'s log arguments in slot c, logs(c) takes
+// the logs of slots [0, c), and add(r, i, j, k) adds entry (i, j)'s term, from
+// slot k, into its row's sum r. Each row's terms are summed in column order
+// however the row was cut, and the vector log computes each lane alike
+// wherever it sits, so a row's value has the bits it would have from a
+// buffer as large as the row. Two libm calls per entry cost more than the
 // vector log's lanes (BENCHMARKS.md, "Measurements behind the code":
-// bce_rows_loss).
-template <class T>
-double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
-    constexpr size_t kBuf = kLogBuf;
-    const auto vlog = active_vmath().get<double>().log;
-    double lq[kBuf], sv[kBuf], ls[kBuf], err[kBuf];
-    const size_t rows = kBuf / n;
+// vlog_rows_loss).
+template <class T, class Fill, class Logs, class Add>
+double vlog_rows_loss(size_t i0, size_t i1, size_t n, const T* w, Fill fill, Logs logs, Add add) {
     double s = 0;
-    for (size_t b0 = i0; b0 < i1; b0 += rows) {
-        const size_t b1 = std::min(i1, b0 + rows);
-        size_t c = 0;
-        for (size_t i = b0; i < b1; ++i)
-            for (size_t j = 0; j < n; ++j, ++c) {
-                const double q = double(clip01(Yhat[i * n + j]));
-                lq[c] = q;
-                sv[c] = 1.0 - q;
-                err[c] = -q - (sv[c] - 1.0);
+    if (n <= kLogBuf) {  // whole rows, as many as fit
+        const size_t rows = kLogBuf / std::max<size_t>(n, 1);
+        for (size_t b0 = i0; b0 < i1; b0 += rows) {
+            const size_t b1 = std::min(i1, b0 + rows);
+            size_t c = 0;
+            for (size_t i = b0; i < b1; ++i)
+                for (size_t j = 0; j < n; ++j, ++c) fill(i, j, c);
+            logs(c);
+            size_t k = 0;
+            for (size_t i = b0; i < b1; ++i) {
+                double r = 0;
+                for (size_t j = 0; j < n; ++j, ++k) add(r, i, j, k);
+                s += (w ? double(w[i]) : 1.0) * r;
             }
-        vlog(lq, lq, c);
-        vlog(sv, ls, c);
-        size_t k = 0;
-        for (size_t i = b0; i < b1; ++i) {
-            double r = 0;
-            for (size_t j = 0; j < n; ++j, ++k) {
-                const double y = double(Y[i * n + j]);
-                r -= y * lq[k] + (1.0 - y) * (ls[k] + err[k] / sv[k]);
-            }
-            s += (w ? double(w[i]) : 1.0) * r;
         }
+        return s;
+    }
+    for (size_t i = i0; i < i1; ++i) {  // one row, kLogBuf columns at a time
+        double r = 0;
+        for (size_t j0 = 0; j0 < n; j0 += kLogBuf) {
+            const size_t j1 = std::min(n, j0 + kLogBuf);
+            for (size_t j = j0; j < j1; ++j) fill(i, j, j - j0);
+            logs(j1 - j0);
+            for (size_t j = j0; j < j1; ++j) add(r, i, j, j - j0);
+        }
+        s += (w ? double(w[i]) : 1.0) * r;
     }
     return s;
+}
+
+// bce: -(y log q + (1 - y) log1p(-q)), both logs through the vector log.
+// log1p(-q) = log(s) + e / s, s = 1 - q rounded and e = -q - (s - 1) its
+// exact rounding error (s - 1 is exact: Sterbenz for s >= 1/2; for q > 1/2,
+// s itself is exact and e = 0), the correction vmath's log1p01 makes for u
+// >= 0; the next term, e^2 / 2 s^2, is below 2^-106.
+template <class T>
+double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
+    const auto vlog = active_vmath().get<double>().log;
+    double lq[kLogBuf], sv[kLogBuf], ls[kLogBuf], err[kLogBuf];
+    return vlog_rows_loss(
+        i0, i1, n, w,
+        [&](size_t i, size_t j, size_t c) {
+            const double q = double(clip01(Yhat[i * n + j]));
+            lq[c] = q;
+            sv[c] = 1.0 - q;
+            err[c] = -q - (sv[c] - 1.0);
+        },
+        [&](size_t c) {
+            vlog(lq, lq, c);
+            vlog(sv, ls, c);
+        },
+        [&](double& r, size_t i, size_t j, size_t k) {
+            const double y = double(Y[i * n + j]);
+            r -= y * lq[k] + (1.0 - y) * (ls[k] + err[k] / sv[k]);
+        });
 }
 
 // sum over rows [i0, i1) of w_i J_i, the rows added in order. A cce row
@@ -125,7 +151,7 @@ template <class T>
 double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
     constexpr size_t kBuf = kLogBuf;
     double s = 0;
-    if (loss == Loss::bce && n > 0 && n <= kNarrow) return bce_rows_loss(Y, Yhat, i0, i1, n, w);
+    if (loss == Loss::bce) return bce_rows_loss(Y, Yhat, i0, i1, n, w);
     if (loss != Loss::cce || n > kNarrow) {
         for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
         return s;

@@ -29,7 +29,8 @@ struct VMathFns {
     void (*softplus_backward)(const T* z, const T* da, T* dz, size_t n);
     // a[j] = exp(z[j] - shift) (softmax); a may alias z.
     void (*exp_shifted)(const T* z, T shift, T* a, size_t n);
-    // y[j] = log(x[j]) for positive normal x (the clipped cce probabilities);
+    // y[j] = log(x[j]) for positive normal x (the clipped cce and bce
+    // probabilities, and bce's 1 - q);
     // y may alias x. NaN gives NaN.
     void (*log)(const T* x, T* y, size_t n);
 
