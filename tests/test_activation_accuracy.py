@@ -20,7 +20,8 @@ elu, 0.77 ulp against 0.74, and arctan, 1.56 against 1.95):
   softplus 6.6e-16, elu 2.2e-16, softplus' 4.3e-16, softmax 6.4e-16 (rows
   of 10 to 3000, wider than 16 summed with compensation);
   arctan 2.2e-16 (on the AMD Zen 4)]; the cce loss's log (float64 for both
-  dtypes) 1e-15 [2.2e-16]. (*: tanh since its expm1 goes through exp's
+  dtypes) 1e-15 [2.2e-16]; the poisson loss's terms 2e-15 of their parts'
+  magnitudes. (*: tanh since its expm1 goes through exp's
   reduction, measured on an Intel Xeon, Emerald Rapids; before, 1.79 ulp
   and 3.9e-16 there.)
 
@@ -212,6 +213,38 @@ def test_cce_log_per_term_every_table(dtype, on_table):
         rel = np.abs(J - exact) / np.maximum(np.abs(exact), 1e-300)
         assert rel.max() <= REL_BOUND, f"cce log {t}: {rel.max():.3g} at p={p[np.argmax(rel)]!r}"
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_poisson_loss_per_term_every_table(dtype, on_table):
+    """One entry per call, y ln(y / Yhat) - y + Yhat against long double, y
+    and Yhat over the dtype's range: the vector log takes every quotient from
+    the smallest normal double to the largest (float64's quotients that
+    underflow, overflow or are subnormal take libm's). Within the log's
+    1e-15 and a few roundings of the three parts' magnitudes."""
+    fi = np.finfo(dtype)
+    top = 1e300 if dtype == np.float64 else float(fi.max)  # float64: y ln(y / eps) stays finite
+    ys = np.concatenate([[0.0, float(fi.smallest_subnormal), float(fi.tiny), 1.0, 3.0],
+                         np.geomspace(float(fi.tiny), top, 40)]).astype(dtype)
+    with np.errstate(over="ignore"):  # geomspace's last power, rounded back to max
+        ps = np.concatenate([[0.0, float(fi.eps) / 2, 1.0, 2.0, float(fi.max)],
+                             np.geomspace(float(fi.eps), float(fi.max), 40)]).astype(dtype)
+    Y, P = (a.ravel() for a in np.meshgrid(ys, ps))
+    y = Y.astype(np.longdouble)
+    q = np.maximum(P, fi.eps).astype(np.longdouble)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ylog = np.where(y == 0, 0, y * np.log(y / q))
+    exact = (ylog - y + q).astype(np.float64)
+    tol = (2e-15 * (np.abs(ylog) + y + q)).astype(np.float64)
+
+    def run():
+        return np.array([_core.loss_forward(LOSS_ID["poisson"], Y[k:k + 1, None], P[k:k + 1, None], None)
+                         for k in range(Y.size)])
+    for t in TABLES:
+        J = on_table(t, run)
+        err = np.abs(J - exact)
+        assert np.all(err <= tol), (f"poisson {t}: {np.max(err / tol):.3g} x the bound at y, Yhat = "
+                                    f"{Y[np.argmax(err / tol)]!r}, {P[np.argmax(err / tol)]!r}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -3,6 +3,8 @@ shapes that are not multiples of any block size; plus numerical stability of
 the activations and losses at extreme inputs."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -350,20 +352,28 @@ def on_each_table(f):
 
 def wide_loss_case(loss, rng, shape, dtype):
     """valid_targets with the extremes sprinkled in: bce predictions at 0, 1,
-    eps and 1 - eps (clipped to [eps, 1 - eps]) and soft labels."""
+    eps and 1 - eps (clipped to [eps, 1 - eps]) and soft labels; poisson
+    targets of 0 and 1e30 and predictions of 0 and 1e-30 (clipped to eps)
+    and 1e30 (all finite for the reference in both dtypes)."""
     Y, P = valid_targets(loss, rng, shape, dtype)
     eps = np.finfo(dtype).eps
     flat_p, flat_y = P.reshape(-1), Y.reshape(-1)
-    for k, v in enumerate([0.0, 1.0, eps, 1 - eps]):
-        flat_p[k::7] = v
-    flat_y[3::5] = 0.25
+    if loss == "bce":
+        for k, v in enumerate([0.0, 1.0, eps, 1 - eps]):
+            flat_p[k::7] = v
+        flat_y[3::5] = 0.25
+    else:
+        flat_y[::6] = 0
+        flat_y[1::11] = 1e30
+        for k, v in enumerate([0.0, 1e-30, 1e30]):
+            flat_p[2 * k::13] = v
     return Y, P
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("loss", ["bce"])
-def test_bce_loss_of_wide_rows_matches_reference(loss, weighted, dtype, rng):
+@pytest.mark.parametrize("loss", ["bce", "poisson"])
+def test_bce_and_poisson_loss_of_wide_rows_matches_reference(loss, weighted, dtype, rng):
     """Rows about the vector log's buffer and wider than it, which go through
     it a column chunk at a time, at the clip extremes: as close to the
     reference as narrow rows are."""
@@ -373,6 +383,32 @@ def test_bce_loss_of_wide_rows_matches_reference(loss, weighted, dtype, rng):
         w = rng.uniform(0.1, 2.0, size=m).astype(dtype) if weighted else None
         J = _core.loss_forward(LOSS_ID[loss], Y, P, w)
         np.testing.assert_allclose(J, ref.loss_forward(loss, Y, P, w), rtol=rtol, err_msg=f"{m} x {n}")
+
+
+def test_poisson_loss_where_y_over_yhat_is_no_normal_number():
+    """float64 y / Yhat underflowing (5e-324 / 2), overflowing (1e300 /
+    1e-10, 1e300 / 0 clipped to eps) or subnormal (1e-300 / 1e10) inside rows
+    the vector log takes a chunk at a time: those entries take the scalar
+    log, y (ln y - ln Yhat) where the quotient is 0 or inf, as narrow rows do
+    (the reference's own log(y / Yhat) is -inf or inf there)."""
+    pairs = [(5e-324, 2.0), (1e300, 1e-10), (1e300, 0.0), (1e-300, 1e10), (0.0, 1e-300)]
+    eps = float(np.finfo(np.float64).eps)
+
+    def term(y, p):
+        y, q = float(y), max(float(p), eps)
+        r = y / q
+        ylog = 0.0 if y == 0 else y * math.log(r) if 0 < r < math.inf else y * (math.log(y) - math.log(q))
+        return ylog - y + q
+
+    for n in [1, 64, 257, 1000]:
+        Y = np.full((2, n), 3.0)
+        P = np.full((2, n), 2.5)
+        for k, (y, p) in enumerate(pairs):
+            Y.flat[k * (2 * n) // len(pairs)] = y
+            P.flat[k * (2 * n) // len(pairs)] = p
+        want = math.fsum(term(y, p) for y, p in zip(Y.flat, P.flat))
+        J = _core.loss_forward(LOSS_ID["poisson"], Y, P)
+        assert np.isfinite(J) and abs(J - want) <= 1e-12 * abs(want), (n, J, want)
 
 
 def entry_by_entry(loss, Y, P, w):
@@ -389,13 +425,16 @@ def entry_by_entry(loss, Y, P, w):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss", ["bce"])
-def test_bce_rows_sum_the_terms_of_narrow_rows_at_any_width(loss, dtype, rng):
+@pytest.mark.parametrize("loss", ["bce", "poisson"])
+def test_bce_and_poisson_rows_sum_the_terms_of_narrow_rows_at_any_width(loss, dtype, rng):
     """A row's value, however wide, is its entries' terms, each the bits a
     1 x 1 call gives, added in column order: the same bits as a buffer as
     large as the row would give, on every table."""
     for n in VLOG_WIDTHS:
         Y, P = wide_loss_case(loss, rng, (3, n), dtype)
+        if loss == "poisson" and dtype == np.float64:  # quotients that take the scalar log
+            k = min(n, 3)
+            Y[0, -k:], P[0, -k:] = [5e-324, 1e300, 1e-300][:k], [2.0, 1e-10, 1e10][:k]
         w = rng.uniform(0.1, 2.0, size=3).astype(dtype)
         got = on_each_table(lambda: (_core.loss_forward(LOSS_ID[loss], Y, P, w), entry_by_entry(loss, Y, P, w)))
         for t, (J, want) in got.items():
@@ -403,15 +442,15 @@ def test_bce_rows_sum_the_terms_of_narrow_rows_at_any_width(loss, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss", ["bce"])
+@pytest.mark.parametrize("loss", ["bce", "poisson"])
 def test_each_entry_of_a_wide_row_costs_what_it_costs_alone(loss, dtype):
     """One entry from a sweep of predictions, at columns in every chunk, in a
-    row whose other entries cost next to nothing (bce: y = 1, Yhat = 1,
-    clipped): the row's value shows every bit of that entry's term, which
-    must be the bits of a 1 x 1 call."""
+    row whose other entries cost next to nothing (bce: y = 1, Yhat = 1;
+    poisson: y = 0, Yhat = 0, both clipped): the row's value shows every bit
+    of that entry's term, which must be the bits of a 1 x 1 call."""
     eps = float(np.finfo(dtype).eps)
     xs = np.geomspace(eps, 1 - eps, 60).astype(dtype)
-    fill_y, fill_p = 1.0, 1.0
+    fill_y, fill_p = (1.0, 1.0) if loss == "bce" else (0.0, 0.0)
     alone = lambda y, p: _core.loss_forward(LOSS_ID[loss], np.array([[y]], dtype), np.array([[p]], dtype))
 
     def run():
@@ -419,7 +458,7 @@ def test_each_entry_of_a_wide_row_costs_what_it_costs_alone(loss, dtype):
         v_fill = alone(fill_y, fill_p)
         for n in VLOG_WIDTHS:
             for k, x in enumerate(xs):
-                y = float(k % 2)
+                y = float(k % 2) if loss == "bce" else 3.0
                 c = (k * 37) % n
                 Y, P = np.full((1, n), fill_y, dtype), np.full((1, n), fill_p, dtype)
                 Y[0, c], P[0, c] = y, x
@@ -433,6 +472,28 @@ def test_each_entry_of_a_wide_row_costs_what_it_costs_alone(loss, dtype):
 
     for t, bad in on_each_table(run).items():
         assert not bad, f"{loss} on {t}: {len(bad)} entries, first (width, column, Yhat) {bad[0]}"
+
+
+def test_every_loss_takes_the_same_vector_log():
+    """bce's log q and poisson's log(y / q) are cce's log, bit for bit: one
+    entry each, y / q = x for poisson (q = 1), on every table."""
+    eps = np.finfo(np.float64).eps
+    xs = np.concatenate([np.geomspace(eps, 0.5, 400), np.linspace(0.5, 1 - eps, 101)])
+    one = np.ones((1, 1))
+
+    def run():
+        out = []
+        for x in xs:
+            X = np.array([[x]])
+            log_x = -_core.loss_forward(LOSS_ID["cce"], one, X)
+            out.append((log_x, _core.loss_forward(LOSS_ID["bce"], one, X),
+                        _core.loss_forward(LOSS_ID["poisson"], X, one)))
+        return out
+
+    for t, out in on_each_table(run).items():
+        for x, (log_x, bce, poisson) in zip(xs, out):
+            assert bce == -log_x, (t, x)
+            assert poisson == (x * log_x - x) + 1.0, (t, x)
 
 
 def narrow_bce_case(n, dtype):

@@ -21,7 +21,7 @@ inline T clip01(T p) {
 template <class T>
 inline T clip_positive(T p) { return std::max(p, std::numeric_limits<T>::epsilon()); }
 
-// J_i for one row of sse, mse, cce or poisson.
+// J_i for one row of sse, mse or cce.
 template <class T>
 inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
     double s = 0;
@@ -48,20 +48,9 @@ inline double row_loss(Loss loss, const T* y, const T* p, size_t n) {
             }
             return s;
         }
-        case Loss::poisson:
-            for (size_t j = 0; j < n; ++j) {
-                const double yj = double(y[j]), q = double(clip_positive(p[j]));
-                // y log(y / q), except where y / q under- or overflows (y = 5e-324,
-                // q = 2): there the difference of the logs stays finite.
-                const double r = yj / q;
-                const double ylog = yj == 0.0 ? 0.0
-                                    : (r > 0.0 && std::isfinite(r)) ? yj * std::log(r)
-                                                                    : yj * (std::log(yj) - std::log(q));
-                s += ylog - yj + q;
-            }
-            return s;
         case Loss::bce:
-            break;  // bce_rows_loss
+        case Loss::poisson:
+            break;  // bce_rows_loss, poisson_rows_loss
     }
     return s;
 }
@@ -141,6 +130,43 @@ double bce_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, 
         });
 }
 
+// poisson's y log(y / q) for y != 0 where y / q is no positive normal
+// number (the vector log's domain): y = 5e-324, q = 2 underflows to 0 and y =
+// 1e300, q = 1e-10 overflows, and there the difference of the logs stays
+// finite; a subnormal quotient keeps its own log; q = inf or NaN.
+inline double poisson_ylog_scalar(double y, double q) {
+    const double r = y / q;
+    return (r > 0.0 && std::isfinite(r)) ? y * std::log(r) : y * (std::log(y) - std::log(q));
+}
+
+// poisson: y log(y / q) - y + q (0 log 0 = 0), the log of y / q from the
+// vector log wherever y / q is a positive normal number, and the rare other
+// entries with y != 0 from poisson_ylog_scalar. The vector log takes y / q
+// clamped to [DBL_MIN, DBL_MAX] (NaN to DBL_MIN), so y = 0 gives y times a
+// finite log, 0, and the loop has no branch on y = 0, which is common and
+// at random places in count targets (BENCHMARKS.md, "Measurements behind the
+// code": poisson_rows_loss).
+template <class T>
+double poisson_rows_loss(const T* Y, const T* Yhat, size_t i0, size_t i1, size_t n, const T* w) {
+    const auto vlog = active_vmath().get<double>().log;
+    double lr[kLogBuf];
+    bool rare[kLogBuf];
+    return vlog_rows_loss(
+        i0, i1, n, w,
+        [&](size_t i, size_t j, size_t c) {
+            const double y = double(Y[i * n + j]);
+            const double r = y / double(clip_positive(Yhat[i * n + j]));
+            lr[c] = std::min(std::max(std::numeric_limits<double>::min(), r), std::numeric_limits<double>::max());
+            rare[c] = lr[c] != r && y != 0.0;
+        },
+        [&](size_t c) { vlog(lr, lr, c); },
+        [&](double& r, size_t i, size_t j, size_t k) {
+            const double y = double(Y[i * n + j]), q = double(clip_positive(Yhat[i * n + j]));
+            const double ylog = rare[k] ? poisson_ylog_scalar(y, q) : y * lr[k];
+            r += ylog - y + q;
+        });
+}
+
 // sum over rows [i0, i1) of w_i J_i, the rows added in order. A cce row
 // with few classes has one or two entries with y != 0; rows up to kNarrow
 // wide have theirs gathered many rows at a time for one call of the vector
@@ -152,6 +178,7 @@ double rows_loss(Loss loss, const T* Y, const T* Yhat, size_t i0, size_t i1, siz
     constexpr size_t kBuf = kLogBuf;
     double s = 0;
     if (loss == Loss::bce) return bce_rows_loss(Y, Yhat, i0, i1, n, w);
+    if (loss == Loss::poisson) return poisson_rows_loss(Y, Yhat, i0, i1, n, w);
     if (loss != Loss::cce || n > kNarrow) {
         for (size_t i = i0; i < i1; ++i) s += (w ? double(w[i]) : 1.0) * row_loss(loss, Y + i * n, Yhat + i * n, n);
         return s;

@@ -30,7 +30,7 @@ struct VMathFns {
     // a[j] = exp(z[j] - shift) (softmax); a may alias z.
     void (*exp_shifted)(const T* z, T shift, T* a, size_t n);
     // y[j] = log(x[j]) for positive normal x (the clipped cce and bce
-    // probabilities, and bce's 1 - q);
+    // probabilities, bce's 1 - q, poisson's y / q);
     // y may alias x. NaN gives NaN.
     void (*log)(const T* x, T* y, size_t n);
 
