@@ -1164,26 +1164,29 @@ def test_legacy_shuffle_binding_rejects_what_is_not_a_bit_generator_and_an_int64
     np.testing.assert_array_equal(frozen, np.arange(4))
 
 
-def test_the_memory_check_counts_a_window_of_rows_for_one_row_batches(monkeypatch):
-    """batch_size=1 may train in windows of _core.STOCHASTIC_WINDOW rows
-    (plain SGD): the size check before the fit counts that many rows of
-    workspace, more than a two-row batch's."""
+def test_the_memory_check_counts_a_window_of_rows_for_small_batches(monkeypatch):
+    """Small batches on a first W beyond 32 KiB (80 x 128 float64) may train
+    in windows of up to _core.STOCHASTIC_WINDOW rows (plain SGD): the size
+    check before the fit counts a window's rows of workspace (32 for one-row
+    and two-row batches), more than a batch's where batches do not go in
+    windows (17 rows)."""
     from dnnfast._estimators import _base
 
     asked = []
     monkeypatch.setattr(_base, "check_memory", lambda need, name, what: asked.append(need))
     rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((80, 6)), rng.standard_normal(80)
+    X, y = rng.standard_normal((80, 80)), rng.standard_normal(80)
     needs = {}
-    for batch in (1, 2):
+    for batch in (1, 2, 17):
         asked.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning
-            MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=batch,
+            MLPRegressor(hidden_layer_sizes=(128,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=batch,
                          max_iter=1, random_state=0).fit(X, y)
         needs[batch] = max(asked)
-    assert dnnfast._core.STOCHASTIC_WINDOW > 2
-    assert needs[1] > needs[2]
+    assert dnnfast._core.stochastic_window_batches(2, 80 * 128 * 8) == 16
+    assert dnnfast._core.stochastic_window_batches(17, 80 * 128 * 8) == 1
+    assert needs[1] == needs[2] > needs[17]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # ConvergenceWarning after 3 epochs

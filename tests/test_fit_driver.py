@@ -134,12 +134,14 @@ def test_chunking_changes_no_bit(data, monkeypatch, batch, optimizer):
     assert runs[0][1] == runs[1][1]
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_chunking_changes_no_bit_in_stochastic_windows(monkeypatch, dtype):
-    """One row a step on a first W beyond 32 KiB runs in windows of
-    _core.STOCHASTIC_WINDOW rows, and each chunk starts a window: the driver
-    cuts such epochs at whole windows, so chunks of one batch and one chunk
-    per epoch give the same bits (75 rows: two whole windows and a short one)."""
+def test_chunking_changes_no_bit_in_stochastic_windows(monkeypatch, dtype, batch):
+    """Plain SGD in small batches on a first W beyond 32 KiB runs in windows
+    of _core.stochastic_window_batches(batch) batches (32 rows, or 10 batches
+    of 3), and each chunk starts a window: the driver cuts such epochs at
+    whole windows, so chunks of one batch and one chunk per epoch give the
+    same bits (75 rows: two whole windows and a short one)."""
     rng = np.random.default_rng(2)
     X = rng.standard_normal((75, 80)).astype(dtype)
     Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 75)]
@@ -147,24 +149,31 @@ def test_chunking_changes_no_bit_in_stochastic_windows(monkeypatch, dtype):
     for seconds in (0.0, 1e9):
         monkeypatch.setattr(driver, "CHUNK_SECONDS", seconds)
         net = dnnfast.Network([80, 128, 3], ["relu", "softmax"], loss="cce", dtype=dtype, seed=1)
-        h = net.fit(X, Y, epochs=2, batch_size=1, learning_rate=0.05, shuffle=True, seed=3)
+        h = net.fit(X, Y, epochs=2, batch_size=batch, learning_rate=0.05, shuffle=True, seed=3)
         runs.append((net.parameters.copy(), h["cost"]))
     assert np.array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
 
 
-def test_a_one_row_fit_checks_the_memory_of_a_window(data, monkeypatch):
-    """One-row steps may go in windows of STOCHASTIC_WINDOW rows: the memory
-    check before the fit asks for that many rows' workspace, not one."""
+def test_a_small_batch_fit_checks_the_memory_of_a_window(monkeypatch):
+    """Steps of small batches on a first W beyond 32 KiB go in windows of
+    whole batches, up to STOCHASTIC_WINDOW rows: the memory check before the
+    fit asks for a window's rows of workspace, not a batch's; larger
+    batches, and any batch on a small first W, a batch's."""
     import dnnfast.network as network_module
     asked = []
     monkeypatch.setattr(network_module, "check_memory",
                         lambda need, name, what: asked.append(what() if callable(what) else what))
-    X, Y = data
-    for batch, rows in ((1, dnnfast._core.STOCHASTIC_WINDOW), (BATCH, BATCH)):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 80))
+    Y = np.eye(3)[rng.integers(0, 3, 70)]
+    assert dnnfast._core.STOCHASTIC_WINDOW == 32
+    for sizes, batch, rows in (([80, 128, 3], 1, 32), ([80, 128, 3], 3, 30), ([80, 128, 3], 4, 32),
+                               ([80, 128, 3], BATCH, BATCH), ([80, 8, 3], 1, 1), ([80, 8, 3], 3, 3)):
         asked.clear()
-        _net().fit(X, Y, epochs=1, batch_size=batch, learning_rate=0.1)
-        assert any(m.startswith(f"{rows:,} rows at a time") for m in asked), asked
+        net = dnnfast.Network(sizes, ["relu", "softmax"], loss="cce", dtype="float64", seed=1)
+        net.fit(X, Y, epochs=1, batch_size=batch, learning_rate=0.1)
+        assert any(m.startswith(f"{rows:,} rows at a time") for m in asked), (batch, asked)
 
 
 def test_validation_and_accuracy(data):

@@ -241,8 +241,9 @@ try:
     from dnnfast._train import rows
 except ImportError:  # (a fit that makes X dense whole: the largest block says so)
     rows = driver
-# Blocks of a few rows: a chunk of the steps one batch (32 rows for one-row
-# batches), long steps (auto: 200 rows) and validation in blocks of 64 rows,
+# Blocks of a few rows: a chunk of the steps one batch (a window of the
+# core's where small batches go in windows: 32 rows for one-row batches, 30
+# for three-row ones), long steps (auto: 200 rows) and validation in blocks of 64 rows,
 # lbfgs in blocks of 64 rows (one block for 60 rows).
 patched = {(rows, "DENSE_CHUNK_BYTES"): 1, (driver, "BLOCK_FLOPS"): 1.0, (_solvers, "LBFGS_BLOCK_FLOPS"): 1.0}
 kept = {k: getattr(*k, patched) for k in patched}
@@ -269,6 +270,8 @@ cases = {
     "sgd-1-momentum": dict(solver="sgd", batch_size=1, max_iter=2),
     "sgd-1-plain-shuffled": dict(solver="sgd", batch_size=1, momentum=0.0, alpha=0.0, max_iter=2),
     "sgd-1-plain-windows-in-order": dict(solver="sgd", batch_size=1, momentum=0.0, alpha=0.0, shuffle=False,
+                                         hidden_layer_sizes=(100,), max_iter=2),
+    "sgd-3-plain-windows-weighted": dict(solver="sgd", batch_size=3, momentum=0.0, alpha=0.0, sample_weight=True,
                                          hidden_layer_sizes=(100,), max_iter=2),
     "sgd-auto-in-order-early-stopping-weighted": dict(solver="sgd", shuffle=False, early_stopping=True,
                                                       validation_fraction=0.25, sample_weight=True),
@@ -325,10 +328,10 @@ print(json.dumps(same))
 
 
 def _check_sparse_fits(same):
-    assert len(same) == 36, same
+    assert len(same) == 40, same
     for case, (equal, largest, rows) in same.items():
         assert equal, f"{case}: the fit on the sparse X differs from the fit on X made dense"
-        # a chunk of the steps (one batch, 32 rows for one-row batches), a
+        # a chunk of the steps (one batch, or a window of 32 or 30 rows), a
         # block of a long step, of lbfgs or of the validation (at most 64 + 63)
         assert largest <= 127 and (largest < rows or case.endswith("lbfgs-one-block")), \
             f"{case}: {largest} rows of {rows} made dense at once"
@@ -337,13 +340,14 @@ def _check_sparse_fits(same):
 def test_sparse_fit_is_the_dense_fit_bit_for_bit():
     """fit and partial_fit make a sparse X dense a block of rows at a time
     (they made it dense whole): the chunks of the steps (whole batches, of
-    windows for one-row batches), the blocks of a long step, lbfgs's blocks
+    windows for small ones), the blocks of a long step, lbfgs's blocks
     and the validation's. The fitted model (coefs_, intercepts_,
     loss_curve_, n_iter_, validation_scores_, best_loss_) is that of the fit
-    on X made dense, bit for bit, for adam and sgd (batches of 1, 7, 13 and
-    'auto', shuffled or in order, early stopping), lbfgs (in blocks, and in
-    one block: X dense whole is its one block), sample_weight, float32 and
-    float64, classifier and regressor, CSR, CSC and csr_array input."""
+    on X made dense, bit for bit, for adam and sgd (batches of 1, 3, 7, 13
+    and 'auto', shuffled or in order, the core's windows of 1 and 3, early
+    stopping), lbfgs (in blocks, and in one block: X dense whole is its one
+    block), sample_weight, float32 and float64, classifier and regressor,
+    CSR, CSC and csr_array input."""
     pytest.importorskip("scipy.sparse")
     ns = {}
     exec(_SPARSE_FIT, ns)

@@ -303,6 +303,124 @@ def test_stochastic_sgd_in_windows_follows_the_reference(sizes, acts, loss, shuf
     assert not np.array_equal(fresh.weights[0], net.weights[0])
 
 
+# Plain SGD in batches of a few rows on the same first Ws goes in windows
+# too: a window holds _core.stochastic_window_batches(b) whole batches, each
+# batch's first-layer input corrected for the window's earlier batches.
+SMALL_BATCH_ARCHS = [
+    ([70, WIDE, 4], ["relu", "softmax"], "cce"),
+    ([70, WIDE, 9, 3], ["prelu", "tanh", "identity"], "mse"),
+    ([300, 40], ["softmax"], "cce"),
+    ([70, WIDE, 5], ["identity", "sigmoid"], "bce"),
+]
+
+
+def window_rows(batch_size, first_w_bytes):
+    """Rows of the core's windows of batch_size rows on that first W (at least two batches)."""
+    rows = _core.stochastic_window_batches(batch_size, first_w_bytes) * batch_size
+    assert rows >= 2 * batch_size
+    return rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+@pytest.mark.parametrize("batch_size", [2, 3, 4])
+@pytest.mark.parametrize("sizes,acts,loss", SMALL_BATCH_ARCHS,
+                         ids=["relu-softmax", "prelu-tanh-identity", "one-layer", "identity-sigmoid"])
+def test_small_batch_sgd_in_windows_follows_the_reference(sizes, acts, loss, batch_size, shuffle, dtype):
+    # n = 107 ends each epoch on a short window whose last batch is short
+    # (3: windows of 10 batches, 30 rows, which do not fill 32).
+    assert 107 % window_rows(batch_size, sizes[0] * sizes[1] * np.dtype(dtype).itemsize) % batch_size != 0
+    rng = np.random.default_rng(8)
+    X, Y = data(loss, rng, 107, sizes[0], sizes[-1], dtype)
+    net, rnet = pair(sizes, acts, loss, dtype, seed=9)
+    hist = net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.02, shuffle=shuffle, seed=4)
+    rhist = rnet.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.02, shuffle=shuffle, seed=4)
+    assert_follows_reference(net, rnet, hist, rhist, dtype)
+    fresh = dnnfast.Network(sizes, acts, loss=loss, dtype=np.dtype(dtype).name, seed=9)
+    assert not np.array_equal(fresh.weights[0], net.weights[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size,n", [(5, 107), (12, 65)])
+def test_larger_batches_in_windows_on_a_first_w_beyond_the_caches_follow_the_reference(batch_size, n, dtype):
+    # Batches of more than a few rows go in windows only on a first W of
+    # more than 8 MiB (here 1025 x 2050 float32, 513 x 2050 float64), not on
+    # the small ones above. 5: windows of 6 batches (30 rows), 12: of 2 (24
+    # rows); each n ends on a short window whose last batch is short.
+    itemsize = np.dtype(dtype).itemsize
+    sizes = [(8 << 20) // (2050 * itemsize) + 1, 2050, 3]
+    rows = window_rows(batch_size, sizes[0] * sizes[1] * itemsize)
+    assert _core.stochastic_window_batches(batch_size, 70 * WIDE * itemsize) == 1
+    assert n % rows > batch_size and n % rows % batch_size != 0
+    rng = np.random.default_rng(8)
+    X, Y = data("cce", rng, n, sizes[0], sizes[-1], dtype)
+    net, rnet = pair(sizes, ["tanh", "softmax"], "cce", dtype, seed=9)
+    hist = net.fit(X, Y, epochs=1, batch_size=batch_size, learning_rate=0.02, shuffle=True, seed=4)
+    rhist = rnet.fit(X, Y, epochs=1, batch_size=batch_size, learning_rate=0.02, shuffle=True, seed=4)
+    assert_follows_reference(net, rnet, hist, rhist, dtype)
+
+
+def weighted_reference_epoch(rnet, X, Y, w, order, batch_size, lr):
+    """One epoch of plain SGD with row weights, step by step from
+    dnnfast.reference's one-row gradients: each batch's step is
+    sum_i (w_i / D) grad_i (D = the batch's total weight; none when D = 0).
+    Returns the epoch's sum of n_batch * (the batch's weighted cost)."""
+    cost_sum = 0.0
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0:b0 + batch_size]
+        D = float(np.sum(w[idx], dtype=np.float64))
+        if D == 0:
+            continue
+        acc, cost = None, 0.0
+        for i in idx:
+            c, dWs, dbs, das = ref.gradients(rnet.weights, rnet.biases, rnet._activations(), rnet.loss,
+                                             X[i:i + 1], Y[i:i + 1], rnet.fused)
+            f = float(w[i]) / D
+            parts = [g.astype(np.float64) * f for g in dWs + dbs + [a for a in das if a is not None]]
+            acc = parts if acc is None else [a + p for a, p in zip(acc, parts)]
+            cost += f * c
+        params = rnet.weights + rnet.biases + [a for a in rnet.alphas if a is not None]
+        for p, g in zip(params, acc):
+            p[...] = (p - lr * g).astype(p.dtype)
+        cost_sum += cost * len(idx)
+    return cost_sum
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weights", ["some-zero", "tiny"])
+@pytest.mark.parametrize("gathered", [False, True], ids=["slices", "gathered"])
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("sizes,acts,loss", [SMALL_BATCH_ARCHS[0], SMALL_BATCH_ARCHS[1]],
+                         ids=["relu-softmax", "prelu-tanh-identity"])
+def test_sgd_in_windows_with_row_weights_follows_the_reference(sizes, acts, loss, batch_size, gathered, weights,
+                                                               dtype):
+    # Each batch's steps take its rows' w_i / D, a batch of zero total
+    # weight takes none, and weights whose sum's reciprocal is not a normal
+    # number ("tiny") are divided by D: in windows as step by step. The
+    # rows in the epoch's order (slices of X) or shuffled (gathered).
+    n = 107
+    rng = np.random.default_rng(8)
+    X, Y = data(loss, rng, n, sizes[0], sizes[-1], dtype)
+    order = (rng.permutation(n) if gathered else np.arange(n)).astype(np.int64)
+    if weights == "tiny":
+        w = rng.uniform(0.5, 2.0, n) * (1e-40 if dtype == np.float32 else 1e-310)
+        with np.errstate(over="ignore"):  # (1 / D overflows in the dtype: the division rule)
+            assert not np.isfinite(np.array(1.0, dtype) / np.array(np.sum(w[:batch_size]), dtype))
+    else:
+        w = rng.uniform(0.0, 2.0, n)
+        w[::7] = 0
+        w[order[9:12]] = 0  # a batch of 3 (and three of 1) with no weight
+    w = w.astype(dtype)
+    net, rnet = pair(sizes, acts, loss, dtype, seed=9)
+    P = net.parameters
+    opts = _core.TrainOptions(learning_rate=0.05, batch_size=batch_size)
+    costs, rcosts = [], []
+    for _ in range(2):
+        costs.append(net._net.train_epoch(P, X, Y, w, order, opts)[0])
+        rcosts.append(weighted_reference_epoch(rnet, X, Y, w, order, batch_size, 0.05))
+    assert_follows_reference(net, rnet, {"cost": costs}, {"cost": rcosts}, dtype)
+
+
 # One-row windows keep the bits they had before batches of several rows
 # went in windows: the hash of the parameters after a fit and a weighted,
 # shuffled epoch, per kernel table (the tables' products round apart).

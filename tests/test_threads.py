@@ -112,11 +112,12 @@ def test_a_team_that_starts_late_pauses_threads_for_a_while(restore_threads):
 # -- determinism: the promise is bit-identical weights for the same seed, run
 # after run and on any thread count. The layers are wide enough (512) that
 # every kind of step, batch size 1 included, goes above the kernels'
-# threading thresholds, so 2 and 3 threads really split the work; the
+# threading thresholds, so 2 and 3 threads really split the work (one-row
+# and three-row batches go in windows: 512 x 512 is more than 32 KiB); the
 # whole-batch kind also gathers its shuffled 120 x 512 rows on 3 threads
 # (gather_rows in cpp/nn/network.cpp).
 
-_KINDS = {"batch": None, "minibatch": 16, "stochastic": 1}
+_KINDS = {"batch": None, "minibatch": 16, "stochastic": 1, "small-batches": 3}
 
 
 def _fit_network(dtype, batch_size, threads):

@@ -406,9 +406,18 @@ void bind_network(py::module_& m) {
     for (const OptimizerInfo& info : kOptimizers)
         optimizers.append(py::make_tuple(info.name, int(info.id), info.state_buffers));
     m.attr("OPTIMIZERS") = optimizers;  // (name, id, state buffers)
-    // Rows per window of stochastic plain SGD (network.hpp): the training
-    // driver cuts batch-size-1 epochs into chunks of whole windows.
+    // Windows of plain-SGD batches (network.hpp): at most this many rows.
     m.attr("STOCHASTIC_WINDOW") = kStochasticWindow;
+    // Batches per window of plain-SGD batches of batch_size rows on a first
+    // W of first_w_bytes, 1 where they do not go in windows: the training
+    // driver cuts the epochs into chunks of whole windows, and the memory
+    // checks count a window's rows.
+    m.def("stochastic_window_batches", [](int64_t batch_size, int64_t first_w_bytes) {
+        if (batch_size < 1) throw std::invalid_argument("batch_size must be positive");
+        if (first_w_bytes < 0) throw std::invalid_argument("first_w_bytes must be >= 0");
+        const size_t b = size_t(batch_size);
+        return takes_window(b, size_t(first_w_bytes)) ? window_batches(b) : size_t(1);
+    }, py::arg("batch_size"), py::arg("first_w_bytes"));
 }
 
 }  // namespace dnnfast::bindings

@@ -225,9 +225,10 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
 // weight gradient is never written out and read back, which at batch size 1
 // is most of the memory traffic. G then only holds the small vectors (db,
 // prelu's dalpha) on their way into P. Each layer's dA is formed from its W
-// before that W is updated. With first_dz (one row), the first layer's
-// step is left to the caller: its dZ is copied to first_dz, and its u is the
-// row x itself.
+// before that W is updated. With first_dz, the first layer's W step is
+// left to the caller: its dZ (n x m_out, scaled as the step would take it)
+// is copied to first_dz, and the step would be W -= lr X^T dZ; its b steps
+// here.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
                                   T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld) {
@@ -332,8 +333,8 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                     s.m_out);
             continue;  // (the first layer: no dZ below it)
         }
-        if (update && l == 0 && first_dz && n == 1) {
-            std::memcpy(first_dz, dZ, s.m_out * sizeof(T));
+        if (update && l == 0 && first_dz) {
+            std::memcpy(first_dz, dZ, n * s.m_out * sizeof(T));
         } else if (dz_then_step) {
             // (W stepped above, with dA)
         } else if (update && l == 0 && ws_.w0_packed)
@@ -472,13 +473,14 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     EpochResult res;
     res.cost_sum = cost_sum;
     res.penalty_sum = penalty_sum;
-    // Stochastic plain SGD on a first W larger than L1: in windows
-    // (train_window), which sweep that W twice a window instead of once a row.
-    const bool windowed =
-        fuse_first && first.m_in * first.m_out * sizeof(T) > kStochasticWindowMinBytes;
+    // Plain SGD in small batches on a large first W (takes_window): in
+    // windows of whole batches (train_window), which sweep that W twice a
+    // window instead of twice a batch (once a row at one row a batch).
+    const bool windowed = sgd_in_place && takes_window(batch, first.m_in * first.m_out * sizeof(T));
+    const size_t win_rows = window_batches(batch) * batch;
     try {
-    for (size_t b0 = 0; windowed && b0 < n_order; b0 += kStochasticWindow)
-        train_window(P, X, Y, w, order + b0, std::min(kStochasticWindow, n_order - b0), lr, res);
+    for (size_t b0 = 0; windowed && b0 < n_order; b0 += win_rows)
+        train_window(P, X, Y, w, order + b0, std::min(win_rows, n_order - b0), batch, lr, res);
     for (size_t b0 = 0; !windowed && b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
         const int64_t* idx = order + b0;
@@ -538,18 +540,22 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     return res;
 }
 
-// One window of stochastic plain-SGD steps (train_epoch): rows idx[0..k),
-// the steps of one row at a time up to round-off. Row j's first-layer
-// pre-activation is x_j W_j + b, W_j = W - lr sum_{i<j} x_i dz_i^T the first
-// W after the window's steps before it: x_j W (one product for the window)
-// - lr sum_{i<j} (x_j . x_i) dz_i (the window's Gram matrix), plus b as
-// stepped so far. The layers above step row by row in place as before (dA
-// from each W before its step), and the first W takes the window's steps
-// as one product at its end: two sweeps of it a window instead of one a
-// row. If a step throws, the steps completed are applied before it goes on.
+// One window of plain-SGD steps (train_epoch): rows idx[0..k), in batches
+// of `batch` rows from its first (the last one possibly shorter), the steps
+// of one batch at a time up to round-off. Batch beta's first-layer
+// pre-activations are X_beta W_beta + b, W_beta = W - lr sum_i x_i dz_i^T
+// over the rows i of the window's earlier batches (dz_i: row i of the dZ
+// that batch's step takes, its row weight and 1 / D in it) the first W
+// after their steps: X_beta W (one product for the window) - lr
+// Gram[beta, earlier] dZ[earlier] (the window's Gram matrix X X^T), plus b
+// as stepped so far. The layers above step batch by batch in place as
+// before (dA from each W before its step), and the first W takes the
+// window's steps as one product at its end: two sweeps of it a window
+// instead of two a batch. If a step throws, the steps of the batches
+// completed are applied before it goes on.
 template <class T>
-void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, T lr,
-                              EpochResult& res) {
+void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, size_t batch,
+                              T lr, EpochResult& res) {
     const LayerSpec& f = layers_[0];
     const size_t mx = m_x_, m1 = f.m_out, kw = kStochasticWindow;
     const auto at_least = [](std::vector<T>& v, size_t n) {
@@ -569,27 +575,38 @@ void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const in
     T* const gram = ws_.win_gram.data();
     T* const dzw = ws_.win_dz.data();
     gemm<T>(Trans::N, Trans::N, k, m1, mx, T(1), xw, mx, W, m1, T(0), zw, m1);
-    if (k > 1) gemm<T>(Trans::N, Trans::T, k, k, mx, T(1), xw, mx, xw, mx, T(0), gram, k);
-    size_t done = 0;
+    if (k > batch) gemm<T>(Trans::N, Trans::T, k, k, mx, T(1), xw, mx, xw, mx, T(0), gram, k);
+    size_t done = 0;  // rows whose batch has stepped
     const auto step_first = [&] {
         if (done) gemm<T>(Trans::T, Trans::N, mx, m1, done, -lr, xw, mx, dzw, m1, T(1), W, m1);
     };
     try {
-        for (size_t j = 0; j < k; ++j) {
+        for (size_t j = 0; j < k; j += batch) {
+            const size_t n = std::min(batch, k - j);
+            const int64_t* ib = idx + j;
             const T* x = xw + j * mx;
-            const T* wb = w ? w + idx[j] : nullptr;
+            const T *Yb, *wb = nullptr;
+            if (is_contiguous(ib, n)) {
+                Yb = Y + size_t(ib[0]) * m_y_;
+                if (w) wb = w + ib[0];
+            } else {
+                gather_rows(Y, m_y_, ib, n, ws_.Yb.data());
+                Yb = ws_.Yb.data();
+                if (w) { gather_rows(w, 1, ib, n, ws_.wb.data()); wb = ws_.wb.data(); }
+            }
             T* z = pre_activation(ws_, 0);
-            std::memcpy(z, zw + j * m1, m1 * sizeof(T));
-            if (j) gemm<T>(Trans::N, Trans::N, 1, m1, j, -lr, gram + j * k, k, dzw, m1, T(1), z, m1);
+            std::memcpy(z, zw + j * m1, n * m1 * sizeof(T));
+            if (j) gemm<T>(Trans::N, Trans::N, n, m1, j, -lr, gram + j * k, k, dzw, m1, T(1), z, m1);
             const T* b = P + f.b_off;
-            for (size_t c = 0; c < m1; ++c) z[c] += b[c];
+            for (size_t i = 0; i < n; ++i)
+                for (size_t c = 0; c < m1; ++c) z[i * m1 + c] += b[c];
             if (f.act != Act::identity)
-                activation_forward<T>(f.act, z, ws_.A[0].data(), 1, m1, layer_alpha(P, 0), layer_alpha_stride(0));
-            forward_batch(ws_, P, x, 1, 1);
-            const double c = backward_batch(P, x, Y + size_t(idx[j]) * m_y_, wb, 1, row_weight_sum(wb, 1),
-                                            ws_.G.data(), P, lr, dzw + j * m1);
-            ++done;
-            res.cost_sum += c;
+                activation_forward<T>(f.act, z, ws_.A[0].data(), n, m1, layer_alpha(P, 0), layer_alpha_stride(0));
+            forward_batch(ws_, P, x, n, 1);
+            const double c = backward_batch(P, x, Yb, wb, n, row_weight_sum(wb, n), ws_.G.data(), P, lr,
+                                            dzw + j * m1);
+            done = j + n;
+            res.cost_sum += c * double(n);
             res.updates += 1;
         }
     } catch (...) {

@@ -34,17 +34,47 @@ struct LayerSpec {
 };
 
 
-// Stochastic plain SGD (one row a step) on a first layer whose W is larger
-// than kStochasticWindowMinBytes (L1) takes its rows in windows of this many
-// (Network::train_window): the window's products with the first W as it was
-// at the window's start, each row's first-layer input corrected for the
-// steps before it in the window, one rank-k update at its end: a W larger
-// than L1 is swept twice a window instead of once a row (BENCHMARKS.md,
-// "Measurements behind the code": kStochasticWindow). A chunk of an epoch
-// (train_epoch on part of the order) starts a window, so the training
-// driver cuts such epochs at multiples of it.
+// Plain SGD (no penalty, no momentum) in small batches on a large first W
+// (takes_window) takes its batches in windows of window_batches(batch)
+// batches, at most kStochasticWindow rows (Network::train_window): the
+// window's products with the first W as it was at the window's start, each
+// batch's first-layer input corrected for the steps before it in the
+// window, and one product of the window's rows for the first W's steps at
+// its end. Step by step, a batch's product and its step are two sweeps of
+// that W (one at one row a batch, the step fused with the next row's
+// product); in windows, two a window. A chunk of an epoch (train_epoch on
+// part of the order) starts a window, so the training driver cuts such
+// epochs at whole windows.
+//
+// What the window adds -- the window's Gram matrix X X^T, each batch's
+// correction, the per-batch work outside the GEMMs -- is paid back where a
+// sweep of W costs more than it: for one row a batch once W is larger than
+// L1; for batches of a few rows (up to kStochasticWindowSmallBatch) on the
+// same Ws; for batches of up to kStochasticWindowMaxBatch rows only on a W
+// that the caches do not hold (beyond kStochasticWindowLargeBytes), whose
+// sweeps come from memory. Elsewhere those batches' products run at the
+// GEMM's speed from cache and the window was as fast or slower
+// (BENCHMARKS.md, "Measurements behind the code": kStochasticWindow,
+// Network::train_window).
 constexpr size_t kStochasticWindow = 32;
 constexpr size_t kStochasticWindowMinBytes = 32 * 1024;
+constexpr size_t kStochasticWindowSmallBatch = 4;
+constexpr size_t kStochasticWindowLargeBytes = size_t(8) << 20;
+constexpr size_t kStochasticWindowMaxBatch = 16;
+static_assert(kStochasticWindowMaxBatch <= kStochasticWindow / 2, "a window holds at least two batches");
+
+// Whether plain-SGD batches of `batch` rows on a first W of w_bytes go in windows.
+constexpr bool takes_window(size_t batch, size_t w_bytes) {
+    return batch >= 1 && (batch <= kStochasticWindowSmallBatch ? w_bytes > kStochasticWindowMinBytes
+                                                               : batch <= kStochasticWindowMaxBatch &&
+                                                                     w_bytes > kStochasticWindowLargeBytes);
+}
+
+// Batches of `batch` rows per window where they go in windows (as many
+// whole ones as kStochasticWindow rows hold).
+constexpr size_t window_batches(size_t batch) {
+    return batch >= 1 && batch <= kStochasticWindowMaxBatch ? kStochasticWindow / batch : 1;
+}
 
 struct EpochResult {
     double cost_sum = 0;     // sum over batches of n_batch * (data cost of the batch)
@@ -117,7 +147,7 @@ private:
         std::vector<T> wf;  // the batch's row factors w_i / D (backward_batch)
         std::vector<T> step_u, step_v;
         bool step_pending = false;
-        // The stochastic window's rows, X W, X X^T and first-layer dZ.
+        // The window's rows, X W, X X^T and first-layer dZ (train_window).
         std::vector<T> win_x, win_z, win_gram, win_dz;
         // Plain SGD, batches of more than a few rows: the first layer's W
         // lives here, packed, from the first batch of train_epoch to its
@@ -134,7 +164,7 @@ private:
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
                           T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0);
     bool bias_by_product(size_t n) const;
-    void train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, T lr,
+    void train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, size_t batch, T lr,
                       EpochResult& res);
     double l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G);
     void keep_first_packed(T* P, bool keep);

@@ -18,8 +18,11 @@ ACTIVATIONS: list[tuple[str, int, bool, float, bool]]
 LOSSES: list[tuple[str, int, str]]
 #: (name, id, state buffers: 0 none, 1 velocity, 2 Adam's m, v and step count) for each optimizer
 OPTIMIZERS: list[tuple[str, int, int]]
-#: rows per window of stochastic plain SGD: a one-row-batch epoch is cut into chunks of whole windows
+#: the most rows in a window of plain-SGD batches (stochastic_window_batches)
 STOCHASTIC_WINDOW: int
+#: batches of batch_size rows per window of plain-SGD steps on a first W of first_w_bytes (1: no windows);
+#: an epoch of such batches is cut into chunks of whole windows
+def stochastic_window_batches(batch_size: int, first_w_bytes: int) -> int: ...
 
 class TrainOptions:
     """The settings of a training call; keyword-only, all with defaults."""

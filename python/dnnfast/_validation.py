@@ -292,12 +292,22 @@ def network_bytes(sizes, itemsize, per_unit_params=()):
     return n_params * itemsize, per_row * itemsize
 
 
-def workspace_rows(batch_size):
-    """Rows the core trains at a time for batches of ``batch_size`` rows: one-row
-    steps may go in windows of ``_core.STOCHASTIC_WINDOW`` rows (plain SGD on a
-    wide first layer), whose rows of X and first-layer values it allocates too.
-    What the memory checks before a fit count."""
-    return _core.STOCHASTIC_WINDOW if batch_size == 1 else batch_size
+def window_batches(batch_size, sizes, itemsize):
+    """Batches of ``batch_size`` rows per window of the core's plain-SGD steps
+    on a network of layer ``sizes`` and dtype size ``itemsize`` (1: such
+    batches do not go in windows; the core decides, from the batch size and
+    the first layer's W, ``_core.stochastic_window_batches``). Each call of
+    the core's ``train_epoch`` starts a window: an epoch's chunks are whole
+    windows, so that where they fall never changes a bit."""
+    return _core.stochastic_window_batches(batch_size, int(sizes[0]) * int(sizes[1]) * itemsize)
+
+
+def workspace_rows(batch_size, sizes, itemsize):
+    """Rows the core trains at a time for batches of ``batch_size`` rows: a
+    window's (``window_batches``; at most ``_core.STOCHASTIC_WINDOW``), whose
+    rows of X and first-layer values it allocates too, or a batch's. What the
+    memory checks before a fit count."""
+    return window_batches(batch_size, sizes, itemsize) * batch_size
 
 
 def packed_first_w_bytes(sizes, itemsize):

@@ -44,7 +44,7 @@ from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_SETTINGS, OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import (check_bool, check_normal, check_positive_float, check_positive_int, make_rng,
-                           workspace_rows)
+                           window_batches, workspace_rows)
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
                         Verbose)
@@ -123,6 +123,12 @@ _INT64_MAX = 2**63 - 1
 # Step providers
 # ---------------------------------------------------------------------------
 
+def core_window_batches(core, P, batch_size):
+    """``window_batches`` of the core network ``core`` (flat parameters ``P``)."""
+    first = core.layout()[0]
+    return window_batches(batch_size, (first["m_in"], first["m_out"]), P.itemsize)
+
+
 class LocalSteps:
     """One process: the epoch order from the fit's generator, the steps by the core."""
     is_root = True
@@ -170,7 +176,12 @@ class LocalSteps:
         a chunk of whole batches (``SparseRows.rows_per_chunk``)."""
         if self.splits_steps(batch_size):
             return self._block_rows
-        return self.X.rows_per_chunk(batch_size)
+        return self.X.rows_per_chunk(self.window_rows(batch_size))
+
+    def window_rows(self, batch_size):
+        """Rows of the core's windows of steps of ``batch_size`` rows (a
+        batch's where they go in none)."""
+        return core_window_batches(self.core, self.P, batch_size) * batch_size
 
     def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
         if self.splits_steps(options.batch_size):
@@ -182,7 +193,7 @@ class LocalSteps:
         # A sparse X: the order's rows made dense a chunk of whole batches
         # at a time (their boundaries are where the driver's chunks may fall
         # too), each chunk's steps one call on its rows in order.
-        step = self.X.rows_per_chunk(options.batch_size)
+        step = self.X.rows_per_chunk(self.window_rows(options.batch_size))
         for p0 in range(0, order.shape[0], step):
             X, Y, w, idx = take_rows(self.X, self.Y, self.w, order[p0:p0 + step])
             cost_sum, penalty_sum, _ = self.core.train_epoch(self.P, X, Y, w, idx, options, state.state1,
@@ -637,9 +648,9 @@ class _Chunker:
     """Whole batches per chunk, sized from the measured time per batch so
     that a chunk is about CHUNK_SECONDS of work (at least one batch: a longer
     one runs in blocks, ``LocalSteps.long_steps``), in multiples of ``unit``
-    batches: with one row a batch, the core's stochastic window (``_core.STOCHASTIC_WINDOW``), which
-    each chunk starts afresh, so that where the chunks fall (the machine's
-    speed) never changes a bit."""
+    batches: where small batches go in the core's windows, a window's
+    (``core_window_batches``), which each chunk starts afresh, so that where
+    the chunks fall (the machine's speed) never changes a bit."""
 
     def __init__(self, unit=1):
         self.per_batch = None
@@ -700,7 +711,7 @@ def run_epochs(run, guard, callbacks, after_epoch, interrupts):
     """The epoch loop; returns the history."""
     net, st, s, provider = run.net, run.state, run.settings, run.provider
     batch = s.batch_size
-    chunker = _Chunker(_core.STOCHASTIC_WINDOW if batch == 1 else 1)
+    chunker = _Chunker(core_window_batches(provider.core, provider.P, batch))
     history = st.history
     scheduled = callable(s.learning_rate)
     batch_hooks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -827,7 +838,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                 Xv = net._check_X(vd[0], name="validation_data[0]")
                 Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
                 val = (Xv, Yv)
-            net._check_rows(workspace_rows(settings.batch_size), 2 * n)  # + the int64 row order of an epoch
+            rows = workspace_rows(settings.batch_size, net.sizes, net.dtype.itemsize)
+            net._check_rows(rows, 2 * n)  # + the int64 row order of an epoch
             # Checked here, with the rest: over MPI a bad seed on one rank is raised on all.
             rng = net._rng if kw["seed"] is None else make_rng(kw["seed"])
             return settings, user_cbs, checkpoint, resume, val, rng

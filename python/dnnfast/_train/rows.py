@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import cast_finite, check_memory, is_sparse, sparse_values, workspace_rows
+from .._validation import cast_finite, check_memory, is_sparse, sparse_values
 
 #: The most bytes of dense rows that the training steps make of a sparse X at
-#: a time: whole batches (windows of ``_core.STOCHASTIC_WINDOW`` one-row
-#: batches, where the driver's chunks fall), at least one.
+#: a time: whole batches (for small batches, whole windows of the core's,
+#: where the driver's chunks fall), at least one.
 DENSE_CHUNK_BYTES = 32 << 20
 
 
@@ -47,11 +47,11 @@ class SparseRows:
         """The rows ``rows`` (an index array) as a SparseRows of their own (the validation set)."""
         return SparseRows(self.X[rows], self.dtype, self.name)
 
-    def rows_per_chunk(self, batch_size):
-        """Rows of the epoch's order that the steps of ``batch_size`` rows
-        make dense at a time: whole batches (for one-row batches, whole
-        windows) of at most ``DENSE_CHUNK_BYTES``, at least one."""
-        unit = workspace_rows(batch_size)
+    def rows_per_chunk(self, unit):
+        """Rows of the epoch's order that the steps make dense at a time:
+        whole units of ``unit`` rows (a batch's, or where batches go in the
+        core's windows, a window's: ``LocalSteps.window_rows``) of at most
+        ``DENSE_CHUNK_BYTES``, at least one."""
         return unit * max(1, DENSE_CHUNK_BYTES // (unit * self.shape[1] * self.dtype.itemsize))
 
     def check_memory(self, rows, what):
