@@ -29,6 +29,12 @@ batches of 200, an L2 term): ``digits`` (1797 x 64 -> 100 relu -> 10,
 ten epochs a timing), ``digits-tanh``, ``digits-logistic``, ``big100-tanh``
 and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 
+``--train`` also takes ``net:SIZES:OPTIMIZER:BATCH[:DTYPE]`` (e.g.
+``net:784-128-10:adam:8``): relu layers and a softmax output with cce,
+float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
+(8192 from batches of 64), for steps whose cost depends on the batch size
+and the optimizer (with ``--threads 2``: how the step splits over threads).
+
 ``--shapes 200x10x100,64x100x200:T`` times the given products (M x N x K,
 ``:T`` for op(A) = A^T) instead of the G cases.
 
@@ -289,12 +295,30 @@ STEP_WORKLOADS = {
 }
 
 
+def net_workload(name):
+    """--train net:SIZES:OPTIMIZER:BATCH[:DTYPE] -> a workload dict."""
+    parts = name.split(":")
+    if len(parts) not in (4, 5) or parts[0] != "net":
+        raise SystemExit(f"--train: {name!r} is not net:SIZES:OPTIMIZER:BATCH[:DTYPE]")
+    try:
+        sizes = [int(v) for v in parts[1].split("-")]
+        batch = int(parts[3])
+    except ValueError:
+        raise SystemExit(f"--train: {name!r}: SIZES and BATCH must be integers") from None
+    if len(sizes) < 2 or min(sizes) < 1 or batch < 1:
+        raise SystemExit(f"--train: {name!r}: at least two positive sizes and a positive batch")
+    return dict(sizes=sizes, activations=["relu"] * (len(sizes) - 2) + ["softmax"], loss="cce",
+                dtype=parts[4] if len(parts) == 5 else "float32", batch_size=batch,
+                rows=(8192 if batch >= 64 else 1000,), learning_rate=0.01, optimizer=parts[2])
+
+
 def train_ab(old, new, names, args):
     from peers import make_data
     from workloads import WORKLOADS
-    WORKLOADS = dict(WORKLOADS, **STEP_WORKLOADS)
+    WORKLOADS = dict(WORKLOADS, **STEP_WORKLOADS, **{n: net_workload(n) for n in names if n.startswith("net:")})
     print(f"old {core_path(args.old)}\nnew {core_path(args.new)}\n{args.threads} thread(s)")
-    print(f"{'workload':9s} {'rows':>6s} {'old ms':>9s} {'new ms':>9s} {'old/new':>8s} {'p10':>6s}  same parameters")
+    width = max([9] + [len(n) for n in names])
+    print(f"{'workload':{width}s} {'rows':>6s} {'old ms':>9s} {'new ms':>9s} {'old/new':>8s} {'p10':>6s}  same parameters")
     for name in names:
         if name not in WORKLOADS:
             raise SystemExit(f"--train: unknown workload {name!r} (one of {', '.join(WORKLOADS)})")
@@ -312,12 +336,12 @@ def train_ab(old, new, names, args):
                                     shuffle=True, optimizer="adam", weight_decay=1e-4)
                     else:
                         nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
-                                    shuffle=True)
+                                    shuffle=True, optimizer=wl.get("optimizer", "sgd"))
                     times[r, i] = time.perf_counter() - t0
         med = np.median(times, axis=0) * 1e3
         p10 = np.percentile(times, 10, axis=0)
         same = nets[0].parameters.tobytes() == nets[1].parameters.tobytes()
-        print(f"{name:9s} {rows:6d} {med[0]:9.1f} {med[1]:9.1f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
+        print(f"{name:{width}s} {rows:6d} {med[0]:9.1f} {med[1]:9.1f} {med[0] / med[1]:8.3f} {p10[0] / p10[1]:6.3f}  "
               f"{'yes' if same else 'NO'}", flush=True)
 
 

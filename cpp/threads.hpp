@@ -65,12 +65,19 @@ bool teams_paused();
 // with no OpenMP region at all: libgomp runs even a one-thread team through
 // its barrier, two futex system calls per region, which at batch size 1 cost
 // more than the product itself.
+// Teams of more than one thread the calling thread has asked for so far
+// (run_team): a caller compares two readings to learn whether the work
+// between them was split across cores (optimizer_step's `spread`).
+inline thread_local int64_t t_teams_asked = 0;
+inline int64_t teams_asked_here() { return t_teams_asked; }
+
 template <class F>
 inline void run_team(int nt, F&& task) {
     if (nt <= 1) {
         task(0);
         return;
     }
+    ++t_teams_asked;
     if (forked_after_team()) {  // no team in a forked child (threads.cpp), whatever count a caller passes
         for (int i = 0; i < nt; ++i) task(i);
         return;

@@ -141,6 +141,32 @@ def test_network_fit_is_bit_identical_across_runs_and_thread_counts(dtype, kind,
         np.testing.assert_array_equal(pred, first_pred, err_msg=f"{threads} thread(s)")
 
 
+# A stateful optimizer's step splits over the threads from fewer parameters
+# when the batch's products ran on a team (optimizer_step's `spread`): here
+# 149k parameters, below the 300k from which the step splits otherwise, and
+# wide enough products that one-row batches team too.
+@pytest.mark.parametrize("batch_size", [1, 16])
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optimizer_step_after_a_team_is_bit_identical_on_any_thread_count(dtype, optimizer, batch_size,
+                                                                       restore_threads):
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((48, 400)).astype(dtype)
+    y = np.arange(48) % 5
+
+    def fit(threads):
+        dnnfast.set_num_threads(threads)
+        net = dnnfast.Network([400, 320, 64, 5], ["relu", "tanh", "softmax"], "cce", dtype, seed=2)
+        net.fit(X, y, epochs=2, batch_size=batch_size, learning_rate=0.01, optimizer=optimizer,
+                shuffle=True, seed=4)
+        return net.parameters.copy()
+
+    first = fit(1)
+    assert np.isfinite(first).all()
+    for threads in (2, 3):
+        np.testing.assert_array_equal(fit(threads), first, err_msg=f"{threads} threads")
+
+
 @pytest.mark.parametrize("solver, extra", [("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.0}),
                                            ("adam", {})], ids=["sgd-nesterov", "sgd-plain", "adam"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -484,6 +484,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     for (size_t b0 = 0; !windowed && b0 < n_order; b0 += batch) {
         const size_t n = std::min(batch, n_order - b0);
         const int64_t* idx = order + b0;
+        const int64_t teams0 = teams_asked_here();
         const T *Xb, *Yb, *wb = nullptr;
         size_t x_ld = m_x_;
         if (is_contiguous(idx, n)) {  // a slice of X: no copy
@@ -524,7 +525,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         } else {
             c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0), nullptr, x_ld);
             pen = l2_penalty_and_grad(P, opt, denom, ws_.G.data());
-            optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t);
+            optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t, teams_asked_here() != teams0);
         }
         res.cost_sum += c * double(n);
         res.penalty_sum += pen * double(n);

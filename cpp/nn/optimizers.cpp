@@ -8,11 +8,16 @@
 namespace dnnfast {
 
 template <class T>
-void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t) {
+void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t,
+                    bool spread) {
     const T lr = opt.learning_rate, mu = opt.momentum;
-    // A second thread pays only once the step outgrows the fork and join
+    // With G and P in one core's cache, a second thread pays only once the
+    // step outgrows the fork and join. With G spread over the cores (a
+    // team's products wrote it), one thread stepping all of it pulls the
+    // other cores' part across, and P goes back to them for the next
+    // batch's products: splitting the step pays from far fewer parameters
     // (BENCHMARKS.md, "Measurements behind the code": optimizer_step).
-    const int nt = threads_for(double(n), 150000.0);
+    const int nt = threads_for(double(n), spread ? 20000.0 : 150000.0);
     // Each thread steps a contiguous range with the vector kernel (vmath.hpp).
     const VMathFns<T>& v = active_vmath().template get<T>();
     switch (opt.kind) {
@@ -42,8 +47,8 @@ void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T
 }
 
 template void optimizer_step<float>(float*, const float*, size_t, const OptimizerConfig<float>&, float*, float*,
-                                    int64_t*);
+                                    int64_t*, bool);
 template void optimizer_step<double>(double*, const double*, size_t, const OptimizerConfig<double>&, double*,
-                                     double*, int64_t*);
+                                     double*, int64_t*, bool);
 
 }  // namespace dnnfast

@@ -43,8 +43,12 @@ struct OptimizerConfig {
 };
 
 // s1: velocity (momentum, nesterov) or Adam's m; s2: Adam's v; t: Adam's step
-// count. Each buffer is n long; unused ones may be null.
+// count. Each buffer is n long; unused ones may be null. spread: G was just
+// written by a team of threads (the batch's products), so it lies in more
+// than one core's cache; the step then splits from fewer parameters.
+// Every element's arithmetic is the same on any split.
 template <class T>
-void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t);
+void optimizer_step(T* P, const T* G, size_t n, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t,
+                    bool spread = false);
 
 }  // namespace dnnfast
