@@ -582,6 +582,9 @@ def test_network_fit_arguments(kw, exc, match):
 EST_PARAM_CASES = [
     (dict(hidden_layer_sizes=(10 ** 12,)), ValueError, r"hidden_layer_sizes.*memory"),
     (dict(hidden_layer_sizes=(10 ** 6, 10 ** 6)), ValueError, r"hidden_layer_sizes.*memory"),
+    # a first W past int64's bytes: the memory refusal, not the core's type error on the size
+    (dict(hidden_layer_sizes=(2 ** 61,), solver="sgd"), ValueError, r"hidden_layer_sizes.*memory"),
+    (dict(hidden_layer_sizes=(2 ** 61,), solver="adam"), ValueError, r"hidden_layer_sizes.*memory"),
     (dict(hidden_layer_sizes=(2.5,)), TypeError, "hidden_layer_sizes"),
     (dict(hidden_layer_sizes=(-3,)), ValueError, "hidden_layer_sizes"),
     (dict(hidden_layer_sizes=(True,)), TypeError, "hidden_layer_sizes"),

@@ -299,7 +299,10 @@ def window_batches(batch_size, sizes, itemsize):
     the first layer's W, ``_core.stochastic_window_batches``). Each call of
     the core's ``train_epoch`` starts a window: an epoch's chunks are whole
     windows, so that where they fall never changes a bit."""
-    return _core.stochastic_window_batches(batch_size, int(sizes[0]) * int(sizes[1]) * itemsize)
+    # The core compares the size with cache sizes only; one past int64 (a
+    # network the memory checks refuse next) is as large as int64's largest.
+    first_w_bytes = min(int(sizes[0]) * int(sizes[1]) * itemsize, 2 ** 63 - 1)
+    return _core.stochastic_window_batches(batch_size, first_w_bytes)
 
 
 def workspace_rows(batch_size, sizes, itemsize):
