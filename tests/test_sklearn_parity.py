@@ -321,3 +321,59 @@ def test_lbfgs_convergence_warning_is_sklearns(max_iter, max_fun):
     if not texts[0]:
         pytest.skip("this scikit-learn words its lbfgs warning otherwise")
     assert len(texts[0]) == 1 and texts[1] == texts[0], texts
+
+
+def _score_cases():
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.1, 2.0, 40)
+    ints = rng.integers(0, 3, 40)
+    strs = np.array(["ab", "c", "d"], dtype=object)[ints]
+    ind = rng.integers(0, 2, (40, 3))
+    acc = [(ints, rng.integers(0, 3, 40), None), (ints, rng.integers(0, 3, 40), w),
+           (strs, np.roll(strs, 1), w), (ind, np.where(rng.random((40, 3)) < 0.2, 1 - ind, ind), None),
+           (ind, ind, w), (ints[:1], ints[:1], None)]
+    y1, y2 = rng.standard_normal(40), rng.standard_normal((40, 3))
+    const = np.column_stack([np.full(40, 2.5), y2[:, 1], np.full(40, -1.0)])
+    pred_const = np.column_stack([np.full(40, 2.5), y2[:, 1] + 0.1, np.full(40, -1.0 + 1e-9)])
+    r2 = [(y1, y1 + 0.3 * rng.standard_normal(40), None), (y1, y1 + 0.3 * rng.standard_normal(40), w),
+          (y2, y2 * 0.9, w), (y2.astype(np.float32), (y2 * 0.9).astype(np.float32), None),
+          (y2, (y2 * 0.9).astype(np.float32), None), (y2.astype(np.float32), y2 * 1.1, w.astype(np.float32)),
+          (const, pred_const, None), (const, pred_const, w), (y1[:, None], y1[:, None] * 2, None)]
+    return acc, r2
+
+
+def test_numpy_scores_give_scikit_learns_bits():
+    # The validation score of each epoch (early stopping) comes from these
+    # NumPy forms, not scikit-learn's metrics: the same numbers, bit for bit.
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from dnnfast._estimators._compat import numpy_accuracy_score, numpy_r2_score
+
+    acc, r2 = _score_cases()
+    for y_true, y_pred, sw in acc:
+        assert numpy_accuracy_score(y_true, y_pred, sw) == accuracy_score(y_true, y_pred, sample_weight=sw)
+    for y_true, y_pred, sw in r2:
+        mine, theirs = numpy_r2_score(y_true, y_pred, sw), r2_score(y_true, y_pred, sample_weight=sw)
+        assert mine == theirs, (y_true.dtype, y_pred.dtype, sw is None, mine, theirs)
+    with pytest.warns(Warning, match="two samples"):  # one row: scikit-learn's NaN and warning
+        assert np.isnan(numpy_r2_score(np.ones(1), np.zeros(1)))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_early_stopping_scores_match_sklearn(kind):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 6))
+    if kind == "classifier":
+        y = np.array(["x", "y", "z"], dtype=object)[(X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)]
+        ests = [E(hidden_layer_sizes=(16,), early_stopping=True, max_iter=15, random_state=1, tol=0)
+                for E in (sk.MLPClassifier, df.MLPClassifier)]
+    else:
+        y = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.standard_normal(300)
+        ests = [E(hidden_layer_sizes=(16,), early_stopping=True, max_iter=15, random_state=1, tol=0)
+                for E in (sk.MLPRegressor, df.MLPRegressor)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        for est in ests:
+            est.fit(X, y)
+    np.testing.assert_allclose(ests[1].validation_scores_, ests[0].validation_scores_, rtol=1e-9, atol=0)
+    assert ests[1].best_validation_score_ == max(ests[1].validation_scores_)

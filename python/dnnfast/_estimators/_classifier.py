@@ -13,7 +13,7 @@ from .._registry import parse_activation
 from .._train.driver import distributed_fit
 from .._validation import check_estimator_input
 from ._base import _available_if, _BaseMLP, _check_solver
-from ._compat import ClassifierMixin, accuracy_score
+from ._compat import ClassifierMixin, accuracy_score, numpy_accuracy_score
 from ._input import check_row_weights
 from ._targets import LabelBinarizer, binarize_simple, type_of_target, unique_labels
 
@@ -276,14 +276,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return w
 
     def _targets_from_outputs(self, Y):
-        return self._label_binarizer.inverse_transform(Y)
+        """Labels of outputs ``Y`` (n x outputs): what scikit-learn's
+        LabelBinarizer.inverse_transform computes for a dense output (argmax;
+        threshold 0.5), without its input checks, which cost a one-row
+        predict many times the network, and an epoch's validation score on
+        a small set more than the epoch."""
+        lb = self._label_binarizer
+        if lb.y_type_ == "multiclass":
+            return lb.classes_.take(Y.argmax(axis=1))
+        if lb.y_type_ == "binary" and len(lb.classes_) == 2:
+            return lb.classes_[(Y.ravel() > 0.5).astype(np.intp)]
+        return lb.inverse_transform(Y.ravel() if Y.shape[1] == 1 else Y)
 
     def _outputs_from_targets(self, y):
         return self._label_binarizer.transform(np.asarray(y)).astype(np.float64)
 
     def _score_outputs(self, out, y_true, sw):
-        y_pred = self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
-        return accuracy_score(y_true, y_pred, sample_weight=sw)
+        return numpy_accuracy_score(y_true, self._targets_from_outputs(out), sample_weight=sw)
 
     @fits_model
     def fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Self:
@@ -355,18 +364,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              prepare=lambda: collective(ctx, first_checks))
 
     def _predict(self, X, check_input=True):
-        out = self._forward(X, check_input=check_input)
-        lb = self._label_binarizer
-        # What scikit-learn's LabelBinarizer.inverse_transform computes for a
-        # dense output (argmax; threshold 0.5), without its input checks,
-        # which cost a one-row predict many times the network.
-        if lb.y_type_ == "multiclass":
-            return lb.classes_.take(out.argmax(axis=1))
-        if lb.y_type_ == "binary" and len(lb.classes_) == 2:
-            return lb.classes_[(out.ravel() > 0.5).astype(np.intp)]
-        if self.n_outputs_ == 1:
-            out = out.ravel()
-        return lb.inverse_transform(out)
+        return self._targets_from_outputs(self._forward(X, check_input=check_input))
 
     @reads_model
     def predict(self, X: ArrayLike | spmatrix) -> NDArray[Any]:

@@ -117,6 +117,24 @@ def accuracy_score(y_true, y_pred, sample_weight=None):
     """Fraction of rows predicted exactly (all labels of a row, for multi-label)."""
     if _sk_accuracy_score is not None:
         return _sk_accuracy_score(y_true, y_pred, sample_weight=sample_weight)
+    return numpy_accuracy_score(y_true, y_pred, sample_weight)
+
+
+def r2_score(y_true, y_pred, sample_weight=None):
+    """R², averaged uniformly over outputs (scikit-learn's ``force_finite`` rules)."""
+    if _sk_r2_score is not None:
+        return _sk_r2_score(y_true, y_pred, sample_weight=sample_weight)
+    return numpy_r2_score(y_true, y_pred, sample_weight)
+
+
+# The NumPy forms, which give scikit-learn's values bit for bit on the
+# estimators' own labels and outputs (checked against it in the tests). The
+# validation score of every epoch (early stopping) takes these: scikit-learn's
+# metrics check their inputs on each call, about 0.5 ms, which on a small
+# data set was several times the epoch itself.
+
+def numpy_accuracy_score(y_true, y_pred, sample_weight=None):
+    """accuracy_score in NumPy alone (y_true and y_pred of one kind of label)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim == 2 and y_true.shape[1] == 1:
         y_true = y_true.ravel()
@@ -126,20 +144,27 @@ def accuracy_score(y_true, y_pred, sample_weight=None):
     return float(np.average(hit, weights=sample_weight))
 
 
-def r2_score(y_true, y_pred, sample_weight=None):
-    """R², averaged uniformly over outputs (scikit-learn's ``force_finite`` rules)."""
-    if _sk_r2_score is not None:
-        return _sk_r2_score(y_true, y_pred, sample_weight=sample_weight)
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    y_true = y_true.reshape(len(y_true), -1)
-    y_pred = y_pred.reshape(len(y_pred), -1)
-    w = np.ones((len(y_true), 1)) if sample_weight is None else np.asarray(sample_weight, float).reshape(-1, 1)
-    num = np.sum(w * (y_true - y_pred) ** 2, axis=0)
-    mean = np.sum(w * y_true, axis=0) / np.sum(w)
-    den = np.sum(w * (y_true - mean) ** 2, axis=0)
-    scores = np.ones(y_true.shape[1])
-    ok = den != 0
+def numpy_r2_score(y_true, y_pred, sample_weight=None):
+    """r2_score in NumPy alone; fewer than two rows go to r2_score (scikit-learn's
+    warning and NaN where it is installed)."""
+    if len(y_true) < 2:
+        return r2_score(y_true, y_pred, sample_weight) if HAVE_SKLEARN else float("nan")
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    sw = None if sample_weight is None else np.asarray(sample_weight)
+    # scikit-learn's dtype: the widest floating one among the inputs, else float64
+    floats = [a.dtype for a in (y_true, y_pred, sw) if a is not None and a.dtype.kind == "f"]
+    dtype = np.result_type(*floats) if floats else np.float64
+    y_true = y_true.astype(dtype, copy=False).reshape(len(y_true), -1)
+    y_pred = y_pred.astype(dtype, copy=False).reshape(len(y_pred), -1)
+    if sw is None:
+        num = np.sum((y_true - y_pred) ** 2, axis=0)
+        den = np.sum((y_true - np.mean(y_true, axis=0)) ** 2, axis=0)
+    else:
+        w = sw.astype(dtype, copy=False).ravel()
+        num = np.sum(w[:, None] * (y_true - y_pred) ** 2, axis=0)
+        den = np.sum(w[:, None] * (y_true - np.average(y_true, axis=0, weights=w)) ** 2, axis=0)
+    scores = np.ones(y_true.shape[1], dtype=num.dtype)
+    ok = (den != 0) & (num != 0)
     scores[ok] = 1 - num[ok] / den[ok]
     scores[(den == 0) & (num != 0)] = 0.0
     return float(np.mean(scores))

@@ -12,7 +12,7 @@ from ..distributed import current as _distributed_context
 from .._locking import fits_model, reads_model
 from .._registry import parse_activation
 from ._base import _available_if, _BaseMLP, _check_solver
-from ._compat import RegressorMixin, r2_score
+from ._compat import RegressorMixin, numpy_r2_score, r2_score
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -173,7 +173,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _score_outputs(self, out, y_true, sw):
         y_pred = out.ravel() if out.shape[1] == 1 else out
-        return r2_score(y_true, y_pred, sample_weight=sw)
+        return numpy_r2_score(y_true, y_pred, sample_weight=sw)
 
     @fits_model
     def fit(self: _Self, X: ArrayLike | spmatrix, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Self:
