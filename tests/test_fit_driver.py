@@ -439,9 +439,9 @@ def test_a_step_of_many_rows_in_blocks_is_the_one_call_step_to_round_off(monkeyp
     default = driver.BLOCK_FLOPS
     for blocked in (False, True, "2 threads"):
         monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0 if blocked else default)
-        steps = driver.LocalSteps(None, np.zeros(59), X, Y, None)
-        assert steps.splits_steps(300) == steps.splits_steps(150) == bool(blocked)
         net = _net()
+        steps = driver.LocalSteps(net._net, net.parameters, X, Y, None)
+        assert steps.splits_steps(300) == steps.splits_steps(150) == bool(blocked)
         before = dnnfast.get_num_threads()
         dnnfast.set_num_threads(2 if blocked == "2 threads" else 1)
         try:
@@ -453,6 +453,32 @@ def test_a_step_of_many_rows_in_blocks_is_the_one_call_step_to_round_off(monkeyp
     np.testing.assert_allclose(fits[True][0], fits[False][0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fits[True][1], fits[False][1], rtol=1e-12)
     assert fits[True][0].tobytes() == fits["2 threads"][0].tobytes()
+
+
+def test_a_full_batch_that_outgrows_the_caches_goes_in_blocks_of_them():
+    """A step's blocks hold at most STEP_BLOCK_BYTES of the core's workspace
+    (at least MIN_STEP_BLOCK_ROWS rows), however little work each row is: a
+    100000-row full batch of a narrow network in one call computed every
+    layer from memory. Blocked, it is the one-call step to round-off."""
+    from dnnfast._validation import network_bytes
+
+    sizes = [20, 64, 10]
+    row_bytes = network_bytes(sizes, 8)[1]
+    rows = driver.step_block_rows(20 * 64 + 64 + 64 * 10 + 10, row_bytes)
+    assert rows == max(driver.MIN_STEP_BLOCK_ROWS, driver.STEP_BLOCK_BYTES // row_bytes) < driver.block_rows(2000)
+    rng = np.random.default_rng(8)
+    n = 2 * rows + 300
+    X = rng.normal(size=(n, 20))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 0.8)
+    net = dnnfast.Network(sizes, ["relu", "softmax"], loss="cce", dtype="float64", seed=1)
+    steps = driver.LocalSteps(net._net, net.parameters, X, np.eye(10)[y], None)
+    assert steps.splits_steps(n) and not steps.splits_steps(2 * rows)
+    ref = reference.Network(sizes, ["relu", "softmax"], "cce", "float64")
+    ref.weights, ref.biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    net.fit(X, y, epochs=3, learning_rate=0.1)
+    ref.fit(X, y, epochs=3, learning_rate=0.1)
+    for mine, theirs in zip(net.weights + net.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-11, atol=1e-13)
 
 
 @pytest.mark.parametrize("kw", [dict(optimizer="sgd", beta2=1 - 1e-8), dict(optimizer="sgd", momentum=1 - 1e-8),

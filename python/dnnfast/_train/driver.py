@@ -44,7 +44,7 @@ from .._guards import check_on_nonfinite
 from .._locking import step_boundary
 from .._registry import OPTIMIZER_SETTINGS, OPTIMIZER_TABLE, resolve_optimizer
 from .._validation import (check_bool, check_normal, check_positive_float, check_positive_int, make_rng,
-                           window_batches, workspace_rows)
+                           network_bytes, window_batches, workspace_rows)
 from ..batching import check_batch_size, epoch_order
 from .callbacks import (Callback, Checkpoint, EarlyStopping, NonFiniteGuard, Progress, UserCallbacks, Validation,
                         Verbose)
@@ -74,6 +74,26 @@ def block_rows(n_params, flops=None):
     products stay efficient."""
     flops = BLOCK_FLOPS if flops is None else flops
     return max(MIN_BLOCK_ROWS, int(flops // (6 * max(int(n_params), 1))))
+
+
+#: The core's workspace (``network_bytes``' bytes per row) that a step's block
+#: of rows may fill, and the fewest rows such a block has. A step of many
+#: rows in one call computes each layer for all of its rows before the next,
+#: and once those outgrew the caches every layer went through memory: a
+#: 100000-row full batch of a 20-64-10 network took 3.4x the time of its
+#: 4096-row blocks (BENCHMARKS.md, "Measurements behind the code":
+#: step_block_rows). The floor keeps the sum of the blocks' gradients, one
+#: pass over the parameters a block, small beside a block's products.
+STEP_BLOCK_BYTES = 4 << 20
+MIN_STEP_BLOCK_ROWS = 1024
+
+
+def step_block_rows(n_params, row_bytes):
+    """Rows per block of a long step (``LocalSteps.long_steps``): ``block_rows``
+    (Ctrl-C), at most ``STEP_BLOCK_BYTES`` of workspace unless that is fewer
+    than ``MIN_STEP_BLOCK_ROWS``. Fixed by the shape alone, as ``block_rows``."""
+    cache_rows = max(MIN_STEP_BLOCK_ROWS, STEP_BLOCK_BYTES // max(int(row_bytes), 1))
+    return min(block_rows(n_params), cache_rows)
 
 
 def splits_evaluation(n, rows):
@@ -167,7 +187,9 @@ class LocalSteps:
         """Whether a step of ``batch_size`` rows runs in blocks (``long_steps``)."""
         # Asked twice an epoch: computed once (BENCHMARKS.md, "Measurements behind the code": splits_steps).
         if self._block_rows is None:
-            self._block_rows = block_rows(self.P.size)
+            layout = self.core.layout()
+            sizes = [layer["m_in"] for layer in layout] + [layout[-1]["m_out"]]
+            self._block_rows = step_block_rows(self.P.size, network_bytes(sizes, self.P.itemsize)[1])
         return batch_size > 2 * self._block_rows
 
     def dense_rows(self, batch_size):
