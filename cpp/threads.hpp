@@ -59,18 +59,18 @@ void note_team_start(int64_t delay_ns);
 int64_t late_team_count();
 bool teams_paused();
 
-// task(i) for every i in [0, nt), one per member of a team of nt threads
-// (a smaller team from OpenMP runs several each), timing how late the
-// members join. The one way the kernels start threads. nt <= 1 runs task(0)
-// with no OpenMP region at all: libgomp runs even a one-thread team through
-// its barrier, two futex system calls per region, which at batch size 1 cost
-// more than the product itself.
 // Teams of more than one thread the calling thread has asked for so far
 // (run_team): a caller compares two readings to learn whether the work
 // between them was split across cores (optimizer_step's `spread`).
 inline thread_local int64_t t_teams_asked = 0;
 inline int64_t teams_asked_here() { return t_teams_asked; }
 
+// task(i) for every i in [0, nt), one per member of a team of nt threads
+// (a smaller team from OpenMP runs several each), timing how late the
+// members join. The one way the kernels start threads. nt <= 1 runs task(0)
+// with no OpenMP region at all: libgomp runs even a one-thread team through
+// its barrier, two futex system calls per region, which at batch size 1 cost
+// more than the product itself.
 template <class F>
 inline void run_team(int nt, F&& task) {
     if (nt <= 1) {
