@@ -623,7 +623,7 @@ def test_a_sparse_X_trains_one_batch_of_rows_dense_at_a_time_as_its_dense_form(m
 
     rng = np.random.default_rng(0)
     n, m = 300, 45
-    D = np.where(rng.random((n, m)) < 0.1, rng.standard_normal((n, m)), 0.0)
+    D = np.where(rng.random((n, m)) < 0.3, rng.standard_normal((n, m)), 0.0)  # (made dense: above CORE_CSR_MAX_DENSITY)
     y, w = rng.integers(0, 3, n), rng.random(n)
     largest = [0]
     toarray = sparse.csr_matrix.toarray

@@ -260,7 +260,8 @@ def recording(cls):
 
 rng = np.random.default_rng(0)
 n, m = 600, 90  # 90 x 100 float32 weights: more than the core's stochastic-window threshold (32 KB)
-D = np.where(rng.random((n, m)) < 0.1, rng.standard_normal((n, m)), 0.0)
+# 30% of the entries stored: more than the core reads as CSR (rows.CORE_CSR_MAX_DENSITY), made dense in blocks
+D = np.where(rng.random((n, m)) < 0.3, rng.standard_normal((n, m)), 0.0)
 targets = {"MLPClassifier": rng.integers(0, 3, n), "MLPRegressor": rng.standard_normal((n, 2))}
 weights = rng.random(n)
 attrs = ("coefs_", "intercepts_", "loss_curve_", "n_iter_", "validation_scores_", "best_loss_", "loss_")
@@ -589,7 +590,10 @@ def test_a_sparse_fits_dense_block_is_checked_before_it_is_made(monkeypatch):
     sparse = pytest.importorskip("scipy.sparse")
     from dnnfast import _validation
 
+    from dnnfast._train import rows
+
     X = sparse.random(1_000_000, 20, density=1e-4, format="csr", random_state=0)  # dense: 160 MB
+    monkeypatch.setattr(rows, "CORE_CSR_MAX_DENSITY", 0.0)  # (an X of few values is read as CSR, never made dense)
     monkeypatch.setattr(_validation, "available_memory", lambda: 100 << 20)
     est = dnnfast.MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, early_stopping=True, validation_fraction=0.9)
     with _PeakAllocation() as alloc:

@@ -55,6 +55,43 @@ size_t checked_batch_size(size_t n) {
     return n;
 }
 
+// A sparse X (scipy's CSR arrays) for the Network's calls on one: the
+// arrays kept alive with it, and checked here, once, before any Network sees
+// a pointer: indptr from 0, non-decreasing, to the number of values; every
+// column index in [0, n_cols); every value finite. (dnnfast's Python checks
+// the matrix first and names the user's argument; this refuses whatever
+// would read out of bounds.)
+template <class T>
+struct CsrPy {
+    carray<int64_t> indptr, indices;
+    carray<T> data;
+    size_t n_rows, n_cols;
+
+    CsrPy(carray<int64_t> indptr_, carray<int64_t> indices_, carray<T> data_, size_t n_cols_)
+        : indptr(std::move(indptr_)), indices(std::move(indices_)), data(std::move(data_)), n_cols(n_cols_) {
+        if (indptr.ndim() != 1 || indptr.shape(0) < 1) throw std::invalid_argument("indptr: expected a 1-D array of n_rows + 1");
+        if (indices.ndim() != 1 || data.ndim() != 1 || indices.shape(0) != data.shape(0))
+            throw std::invalid_argument("indices, data: expected 1-D arrays of one length");
+        n_rows = size_t(indptr.shape(0)) - 1;
+        const int64_t* p = indptr.data();
+        const int64_t* j = indices.data();
+        const int64_t nnz = indices.shape(0), cols = int64_t(n_cols);
+        bool ok_ptr = p[0] == 0 && p[n_rows] == nnz, ok_idx = true, finite = true;
+        {
+            ReleaseGil g;
+            for (size_t r = 0; ok_ptr && r < n_rows; ++r) ok_ptr = p[r] <= p[r + 1];
+            int64_t bad = 0;
+            for (int64_t k = 0; k < nnz; ++k) bad |= int64_t(uint64_t(j[k]) >= uint64_t(cols));
+            ok_idx = bad == 0;
+            finite = all_finite<T>(data.data(), size_t(nnz));
+        }
+        if (!ok_ptr) throw std::invalid_argument("indptr: must rise from 0 to the number of values");
+        if (!ok_idx) throw std::invalid_argument("indices: a column index out of range");
+        if (!finite) throw py::value_error("X contains NaN or infinity");
+    }
+    CsrRows<T> rows() const { return CsrRows<T>{indptr.data(), indices.data(), data.data(), n_rows}; }
+};
+
 template <class T>
 struct NetworkPy {
     Network<T> net;
@@ -119,6 +156,18 @@ struct NetworkPy {
         return out;
     }
 
+    size_t check_X(const CsrPy<T>& X) const {
+        if (X.n_cols != m_x()) throw std::invalid_argument("X: wrong number of columns");
+        return X.n_rows;
+    }
+    static const int64_t* check_rows(const py::array_t<int64_t, py::array::c_style>& rows, size_t n_rows) {
+        if (rows.ndim() != 1) throw std::invalid_argument("rows must be 1-D");
+        const int64_t* rp = rows.data();
+        for (size_t i = 0, n = rows.shape(0); i < n; ++i)
+            if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
+        return rp;
+    }
+
     py::tuple forward(const carray<T>& P, const carray<T>& X) {
         check_params(P);
         const size_t n = check_X(X);
@@ -166,6 +215,25 @@ struct NetworkPy {
         return Y;
     }
 
+    // The same on a sparse X (its values checked finite when it was made).
+    py::array_t<T> predict_csr(const carray<T>& P, const CsrPy<T>& X, bool check_output) {
+        check_params(P);
+        const size_t n = check_X(X);
+        py::array_t<T> Y({n, m_y()});
+        T* y = Y.mutable_data();
+        bool out_finite = true;
+        {
+            ReleaseGil g;
+            net.predict(P.data(), X.rows(), y);
+            if (check_output) out_finite = all_finite<T>(y, n * m_y());
+        }
+        if (!out_finite)
+            throw py::value_error(std::string("predict: the output overflowed to NaN or infinity in ") +
+                                  (sizeof(T) == 4 ? "float32" : "float64") +
+                                  " (X or the parameters are too large for this dtype; scale X, or use float64)");
+        return Y;
+    }
+
     // Network.predict's fast path: predict(P, X) when X is exactly an
     // ndarray (no subclass) of T, C-contiguous, 2-D with m_x columns and 1 to
     // max_rows rows (below the memory check's floor), else None, and Python
@@ -190,28 +258,36 @@ struct NetworkPy {
         ReleaseGil g;
         return net.cost(P.data(), X.data(), Y.data(), wp, n);
     }
+    double cost_csr(const carray<T>& P, const CsrPy<T>& X, const carray<T>& Y, std::optional<carray<T>> w) {
+        check_params(P);
+        const size_t n = check_X(X);
+        check_Y(Y, n);
+        const T* wp = check_w(w, n);
+        const CsrRows<T> x = X.rows();
+        ReleaseGil g;
+        return net.cost(P.data(), x, Y.data(), wp);
+    }
 
-    py::tuple loss_and_gradient(const carray<T>& P, const carray<T>& X, const carray<T>& Y,
-                                std::optional<carray<T>> w, std::optional<py::array_t<int64_t, py::array::c_style>> rows,
-                                double l2, py::array_t<T, py::array::c_style> G) {
+    // X: a dense carray<T> or a CsrPy<T>.
+    static const T* x_data(const carray<T>& X) { return X.data(); }
+    static CsrRows<T> x_data(const CsrPy<T>& X) { return X.rows(); }
+
+    template <class XA>
+    py::tuple loss_and_gradient(const carray<T>& P, const XA& X, const carray<T>& Y, std::optional<carray<T>> w,
+                                std::optional<py::array_t<int64_t, py::array::c_style>> rows, double l2,
+                                py::array_t<T, py::array::c_style> G) {
         check_params(P);
         const size_t n_rows = check_X(X);
         check_Y(Y, n_rows);
         const T* wp = check_w(w, n_rows);
         check_grad(G);
-        const int64_t* rp = nullptr;
-        size_t n = n_rows;
-        if (rows) {
-            if (rows->ndim() != 1) throw std::invalid_argument("rows must be 1-D");
-            rp = rows->data();
-            n = rows->shape(0);
-            for (size_t i = 0; i < n; ++i)
-                if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
-        }
+        const int64_t* rp = rows ? check_rows(*rows, n_rows) : nullptr;
+        const size_t n = rows ? size_t(rows->shape(0)) : n_rows;
         if (n == 0) throw std::invalid_argument("no rows");
         T* g = G.mutable_data();
         double pen = 0, c = 0;
-        { ReleaseGil rel; c = net.loss_and_gradient(P.data(), X.data(), Y.data(), wp, rp, n, T(l2), g, &pen); }
+        const auto x = x_data(X);
+        { ReleaseGil rel; c = net.loss_and_gradient(P.data(), x, Y.data(), wp, rp, n, T(l2), g, &pen); }
         return py::make_tuple(c, pen);
     }
 
@@ -256,9 +332,33 @@ struct NetworkPy {
         }
         return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
     }
+    py::tuple train_epoch_csr(py::array_t<T, py::array::c_style> P, const CsrPy<T>& X, const carray<T>& Y,
+                              std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
+                              const TrainOptions& options, OptState s1, OptState s2, StepCount t, double cost_sum,
+                              double penalty_sum) {
+        check_params(P);
+        const size_t n_rows = check_X(X);
+        check_Y(Y, n_rows);
+        const T* wp = check_w(w, n_rows);
+        if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
+        const OptimizerConfig<T> opt = options.config<T>();
+        T* sp1 = state(s1);
+        T* sp2 = state(s2);
+        int64_t* tp = step_count(t);
+        T* p = P.mutable_data();
+        const CsrRows<T> x = X.rows();
+        EpochResult r;
+        {
+            ReleaseGil g;
+            r = net.train_epoch(p, x, Y.data(), wp, order.data(), order.shape(0), options.batch_size, opt, sp1, sp2,
+                                tp, cost_sum, penalty_sum);
+        }
+        return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
+    }
 
     // Data-parallel training's two halves of a step (see network.hpp).
-    py::tuple gradient_sum(const carray<T>& P, const carray<T>& X, const carray<T>& Y, std::optional<carray<T>> w,
+    template <class XA>
+    py::tuple gradient_sum(const carray<T>& P, const XA& X, const carray<T>& Y, std::optional<carray<T>> w,
                            const py::array_t<int64_t, py::array::c_style>& rows,
                            py::array_t<T, py::array::c_style> G) {
         check_params(P);
@@ -266,14 +366,12 @@ struct NetworkPy {
         check_Y(Y, n_rows);
         const T* wp = check_w(w, n_rows);
         check_grad(G);
-        if (rows.ndim() != 1) throw std::invalid_argument("rows must be 1-D");
-        const int64_t* rp = rows.data();
+        const int64_t* rp = check_rows(rows, n_rows);
         const size_t n = rows.shape(0);
-        for (size_t i = 0; i < n; ++i)
-            if (rp[i] < 0 || size_t(rp[i]) >= n_rows) throw std::invalid_argument("rows: index out of range");
         T* g = G.mutable_data();
         double J = 0, wsum = 0;
-        { ReleaseGil rel; J = net.gradient_sum(P.data(), X.data(), Y.data(), wp, rp, n, g, &wsum); }
+        const auto x = x_data(X);
+        { ReleaseGil rel; J = net.gradient_sum(P.data(), x, Y.data(), wp, rp, n, g, &wsum); }
         return py::make_tuple(J, wsum);
     }
 
@@ -320,8 +418,14 @@ int64_t optimizer_update(const TrainOptions& options, py::array_t<T, py::array::
 }
 
 template <class T>
-void bind_network_dtype(py::module_& m, const char* name) {
+void bind_network_dtype(py::module_& m, const char* name, const char* csr_name) {
     using N = NetworkPy<T>;
+    using X = CsrPy<T>;
+    py::class_<X>(m, csr_name, "A sparse X's CSR arrays (int64 indptr and indices, values of the network's dtype), "
+                               "checked once, for a Network's calls on a sparse X.")
+        .def(py::init<carray<int64_t>, carray<int64_t>, carray<T>, size_t>(), py::arg("indptr"), py::arg("indices"),
+             py::arg("data"), py::arg("n_cols"))
+        .def_property_readonly("shape", [](const X& x) { return py::make_tuple(x.n_rows, x.n_cols); });
     py::class_<N>(m, name)
         .def(py::init<const std::vector<size_t>&, const std::vector<int>&, const std::vector<double>&, int, bool>(),
              py::arg("sizes"), py::arg("activations"), py::arg("params"), py::arg("loss"), py::arg("fused") = true)
@@ -331,21 +435,33 @@ void bind_network_dtype(py::module_& m, const char* name) {
         .def("forward", self_checked(&N::forward, name), py::arg("params"), py::arg("X"))
         .def("predict", self_checked(&N::predict, name), py::arg("params"), py::arg("X"),
              py::arg("check_output") = true)
+        .def("predict", self_checked(&N::predict_csr, name), py::arg("params"), py::arg("X"),
+             py::arg("check_output") = true)
         .def("predict_as_is", self_checked(&N::predict_as_is, name), py::arg("params"), py::arg("X"),
              py::arg("max_rows"))
         .def("cost", self_checked(&N::cost, name), py::arg("params"), py::arg("X"), py::arg("Y"),
              py::arg("w") = py::none())
-        .def("loss_and_gradient", self_checked(&N::loss_and_gradient, name), py::arg("params"), py::arg("X"),
-             py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
+        .def("cost", self_checked(&N::cost_csr, name), py::arg("params"), py::arg("X"), py::arg("Y"),
+             py::arg("w") = py::none())
+        .def("loss_and_gradient", self_checked(&N::template loss_and_gradient<carray<T>>, name), py::arg("params"),
+             py::arg("X"), py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
+        .def("loss_and_gradient", self_checked(&N::template loss_and_gradient<X>, name), py::arg("params"),
+             py::arg("X"), py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
         .def("train_epoch", self_checked(&N::train_epoch, name), py::arg("params").noconvert(), py::arg("X"),
+             py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
+             py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
+             py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
+        .def("train_epoch", self_checked(&N::train_epoch_csr, name), py::arg("params").noconvert(), py::arg("X"),
              py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
              py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
         .def("release_workspace", self_checked(&N::release_workspace, name), py::arg("min_bytes") = 0,
              "Free a workspace sized for more rows than a predict chunk, holding at least min_bytes; returns the "
              "bytes freed.")
-        .def("gradient_sum", self_checked(&N::gradient_sum, name), py::arg("params"), py::arg("X"), py::arg("Y"),
-             py::arg("w"), py::arg("rows"), py::arg("grad").noconvert())
+        .def("gradient_sum", self_checked(&N::template gradient_sum<carray<T>>, name), py::arg("params"),
+             py::arg("X"), py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("grad").noconvert())
+        .def("gradient_sum", self_checked(&N::template gradient_sum<X>, name), py::arg("params"), py::arg("X"),
+             py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("grad").noconvert())
         .def("apply_gradient_sum", self_checked(&N::apply_gradient_sum, name), py::arg("params").noconvert(),
              py::arg("grad").noconvert(), py::arg("denom"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
@@ -400,8 +516,8 @@ void bind_network(py::module_& m) {
     m.def("optimizer_update", &optimizer_update<double>, py::arg("options"), py::arg("params").noconvert(),
           py::arg("grads"), py::arg("state1").noconvert(), py::arg("state2").noconvert(), py::arg("t"),
           "In place: one step of options' optimizer; returns Adam's new step count.");
-    bind_network_dtype<float>(m, "Network32");
-    bind_network_dtype<double>(m, "Network64");
+    bind_network_dtype<float>(m, "Network32", "Csr32");
+    bind_network_dtype<double>(m, "Network64", "Csr64");
     py::list optimizers;
     for (const OptimizerInfo& info : kOptimizers)
         optimizers.append(py::make_tuple(info.name, int(info.id), info.state_buffers));

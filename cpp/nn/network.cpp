@@ -86,6 +86,17 @@ double row_weight_sum(const T* w, size_t n) {
     return s;
 }
 
+// Stored values of a sparse batch's rows (idx, or r0 + i where null).
+template <class T>
+double batch_values(const CsrRows<T>& X, const int64_t* idx, size_t r0, size_t n) {
+    double k = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const size_t r = idx ? size_t(idx[i]) : r0 + i;
+        k += double(X.indptr[r + 1] - X.indptr[r]);
+    }
+    return k;
+}
+
 inline bool is_contiguous(const int64_t* idx, size_t n) {
     for (size_t i = 1; i < n; ++i)
         if (idx[i] != idx[0] + int64_t(i)) return false;
@@ -231,7 +242,7 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
 // here.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
-                                  T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld) {
+                                  T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld, const Batch* sparse) {
     const size_t L = layers_.size();
     const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
@@ -333,7 +344,9 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                     s.m_out);
             continue;  // (the first layer: no dZ below it)
         }
-        if (update && l == 0 && first_dz) {
+        if (l == 0 && sparse) {
+            sparse_first_gradient(*sparse, n, dZ, update ? -sgd_lr : T(1), (update ? P_sgd : G) + s.w_off);
+        } else if (update && l == 0 && first_dz) {
             std::memcpy(first_dz, dZ, n * s.m_out * sizeof(T));
         } else if (dz_then_step) {
             // (W stepped above, with dA)
@@ -391,6 +404,16 @@ void Network<T>::forward(const T* P, const T* X, size_t n, T* const* Zs, T* cons
 
 template <class T>
 void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
+    chunked_predict(P, X, nullptr, n, Yhat);
+}
+
+template <class T>
+void Network<T>::predict(const T* P, const CsrRows<T>& X, T* Yhat) {
+    chunked_predict(P, nullptr, &X, X.n_rows, Yhat);
+}
+
+template <class T>
+void Network<T>::chunked_predict(const T* P, const T* X, const CsrRows<T>* Xs, size_t n, T* Yhat) {
     // The shared workspace when it is free, else one of this call's own.
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     Workspace own;
@@ -398,13 +421,64 @@ void Network<T>::predict(const T* P, const T* X, size_t n, T* Yhat) {
     ensure_workspace(ws, std::min(n, kChunkRows), false);
     for (size_t i0 = 0, m; i0 < n; i0 += m) {
         m = chunk_at(i0, n);
-        forward_batch(ws, P, X + i0 * m_x_, m);
+        forward_chunk(ws, P, X, Xs, i0, m);
         std::memcpy(Yhat + i0 * m_y_, output(ws), m * m_y_ * sizeof(T));
     }
 }
 
 template <class T>
+void Network<T>::sparse_first_layer(Workspace& ws, const T* P, const Batch& b, size_t n) const {
+    const LayerSpec& f = layers_[0];
+    const size_t m = f.m_out;
+    T* z = pre_activation(ws, 0);
+    const CsrRows<T>& X = *b.csr;
+    const auto times = active_vmath().template get<T>().csr_times;
+    // Rows split over the threads; each row's sums are the same however split.
+    const int nt = threads_for(batch_values(X, b.idx, b.r0, n) * double(m), 20000.0);
+    parallel_ranges(n, nt, [&](size_t i0, size_t i1) {
+        times(X.indptr, X.indices, X.data, b.idx ? b.idx + i0 : nullptr, b.r0 + i0, i1 - i0, P + f.w_off, m,
+              z + i0 * m);
+    });
+    // + b after the product, as the GEMM's epilogue adds it; then f.
+    const T* bias = P + f.b_off;
+    for (size_t i = 0; i < n; ++i)
+        for (size_t c = 0; c < m; ++c) z[i * m + c] += bias[c];
+    if (f.act != Act::identity)
+        activation_forward<T>(f.act, z, ws.A[0].data(), n, m, layer_alpha(P, 0), layer_alpha_stride(0));
+}
+
+template <class T>
+void Network<T>::sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW) const {
+    const LayerSpec& f = layers_[0];
+    const size_t m = f.m_out;
+    const CsrRows<T>& X = *b.csr;
+    if (s == T(1))  // the gradient: X_b^T dZ from 0 (rows of W no value touches stay 0)
+        parallel_ranges(f.m_in, threads_for(double(f.m_in) * double(m), 150000.0), [&](size_t j0, size_t j1) {
+            std::memset(GW + j0 * m, 0, (j1 - j0) * m * sizeof(T));
+        });
+    // Columns split over the threads, in whole 64-byte lines: each element
+    // takes its products in the rows' order on any split.
+    constexpr size_t kUnit = 64 / sizeof(T);
+    const size_t units = (m + kUnit - 1) / kUnit;
+    const int nt = std::min<int>(threads_for(batch_values(X, b.idx, b.r0, n) * double(m), 20000.0), int(units));
+    const auto scatter = active_vmath().template get<T>().csr_scatter;
+    parallel_ranges(units, nt, [&](size_t u0, size_t u1) {
+        scatter(X.indptr, X.indices, X.data, b.idx, b.r0, n, dZ, m, u0 * kUnit, std::min(m, u1 * kUnit), s, GW);
+    });
+}
+
+template <class T>
 double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n) {
+    return chunked_cost(P, X, nullptr, Y, w, n);
+}
+
+template <class T>
+double Network<T>::cost(const T* P, const CsrRows<T>& X, const T* Y, const T* w) {
+    return chunked_cost(P, nullptr, &X, Y, w, X.n_rows);
+}
+
+template <class T>
+double Network<T>::chunked_cost(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n) {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     Workspace own;
     Workspace& ws = lock.owns_lock() ? ws_ : own;
@@ -412,29 +486,33 @@ double Network<T>::cost(const T* P, const T* X, const T* Y, const T* w, size_t n
     double J = 0;
     for (size_t i0 = 0, m; i0 < n; i0 += m) {
         m = chunk_at(i0, n);
-        forward_batch(ws, P, X + i0 * m_x_, m);
+        forward_chunk(ws, P, X, Xs, i0, m);
         J += loss_forward<T>(loss_, Y + i0 * m_y_, output(ws), m, m_y_, w ? w + i0 : nullptr);
     }
     return J / row_weight_sum(w, n);
+}
+
+// The forward pass of rows i0 .. i0 + m of X (dense) or Xs (sparse) into ws.
+template <class T>
+void Network<T>::forward_chunk(Workspace& ws, const T* P, const T* X, const CsrRows<T>* Xs, size_t i0,
+                               size_t m) const {
+    if (!Xs) {
+        forward_batch(ws, P, X + i0 * m_x_, m);
+        return;
+    }
+    Batch b;
+    b.csr = Xs;
+    b.r0 = i0;
+    sparse_first_layer(ws, P, b, m);
+    forward_batch(ws, P, nullptr, m, 1);
 }
 
 template <class T>
 double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows,
                                      size_t n, T l2, T* G, double* penalty) {
     std::lock_guard<std::mutex> lock(mutex_);
-    ensure_workspace(ws_, n, true);
-    const T *Xb = X, *Yb = Y, *wb = w;
-    if (rows && !(n > 0 && is_contiguous(rows, n))) {
-        gather_rows(X, m_x_, rows, n, ws_.Xb.data());
-        gather_rows(Y, m_y_, rows, n, ws_.Yb.data());
-        if (w) gather_rows(w, 1, rows, n, ws_.wb.data());
-        Xb = ws_.Xb.data(); Yb = ws_.Yb.data(); wb = w ? ws_.wb.data() : nullptr;
-    } else if (rows) {
-        Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
-    }
-    forward_batch(ws_, P, Xb, n);
-    const double denom = row_weight_sum(wb, n);
-    const double c = backward_batch(P, Xb, Yb, wb, n, denom, G, nullptr, T(0));
+    double denom = 0;
+    const double c = batch_gradient(P, X, nullptr, Y, w, rows, n, G, &denom, true);
     OptimizerConfig<T> pen_only;
     pen_only.l2 = l2;
     const double pen = l2_penalty_and_grad(P, pen_only, denom, G);
@@ -443,11 +521,82 @@ double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T
 }
 
 template <class T>
+double Network<T>::loss_and_gradient(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows,
+                                     size_t n, T l2, T* G, double* penalty) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    double denom = 0;
+    const double c = batch_gradient(P, nullptr, &X, Y, w, rows, n, G, &denom, true);
+    OptimizerConfig<T> pen_only;
+    pen_only.l2 = l2;
+    const double pen = l2_penalty_and_grad(P, pen_only, denom, G);
+    if (penalty) *penalty = pen;
+    return c;
+}
+
+// The forward and backward passes of rows `rows` (0..n-1 where null) of X
+// (dense) or Xs (sparse), n >= 1: a dense X's rows gathered into the
+// workspace unless consecutive, a sparse X's read where they are. Writes
+// the gradient into G, the rows' weight sum D into *weight_sum, and returns
+// the data cost, both divided by D (divide: loss_and_gradient) or not
+// (gradient_sum, whose sum over processes is divided later).
+template <class T>
+double Network<T>::batch_gradient(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
+                                  const int64_t* rows, size_t n, T* G, double* weight_sum, bool divide) {
+    ensure_workspace(ws_, n, true);
+    const bool in_place = !rows || is_contiguous(rows, n);
+    const size_t r0 = rows ? size_t(rows[0]) : 0;
+    const T *Yb = Y + r0 * m_y_, *wb = w ? w + r0 : nullptr;
+    if (!in_place) {
+        gather_rows(Y, m_y_, rows, n, ws_.Yb.data());
+        if (w) gather_rows(w, 1, rows, n, ws_.wb.data());
+        Yb = ws_.Yb.data();
+        wb = w ? ws_.wb.data() : nullptr;
+    }
+    Batch b;
+    if (Xs) {
+        b.csr = Xs;
+        b.idx = in_place ? nullptr : rows;
+        b.r0 = in_place ? r0 : 0;
+        sparse_first_layer(ws_, P, b, n);
+        forward_batch(ws_, P, nullptr, n, 1);
+    } else {
+        b.x = X + r0 * m_x_;
+        if (!in_place) {
+            gather_rows(X, m_x_, rows, n, ws_.Xb.data());
+            b.x = ws_.Xb.data();
+        }
+        forward_batch(ws_, P, b.x, n);
+    }
+    *weight_sum = row_weight_sum(wb, n);
+    // D = 1 (gradient_sum): the output gradient is not scaled, so G is the plain sum over rows.
+    return backward_batch(P, b.x, Yb, wb, n, divide ? *weight_sum : 1.0, G, nullptr, T(0), nullptr, 0,
+                          Xs ? &b : nullptr);
+}
+
+template <class T>
 EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows,
                                     const int64_t* order, size_t n_order, size_t batch,
                                     const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t, double cost_sum,
                                     double penalty_sum) {
     std::lock_guard<std::mutex> lock(mutex_);
+    return train_steps(P, X, nullptr, Y, w, n_rows, order, n_order, batch, opt, s1, s2, t, cost_sum, penalty_sum);
+}
+
+template <class T>
+EpochResult Network<T>::train_epoch(T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* order,
+                                    size_t n_order, size_t batch, const OptimizerConfig<T>& opt, T* s1, T* s2,
+                                    int64_t* t, double cost_sum, double penalty_sum) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return train_steps(P, nullptr, &X, Y, w, X.n_rows, order, n_order, batch, opt, s1, s2, t, cost_sum,
+                       penalty_sum);
+}
+
+// train_epoch's steps, on a dense X or a sparse Xs (the one not null).
+template <class T>
+EpochResult Network<T>::train_steps(T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n_rows,
+                                    const int64_t* order, size_t n_order, size_t batch,
+                                    const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t, double cost_sum,
+                                    double penalty_sum) {
     if (batch == 0) throw std::invalid_argument("batch_size must be positive");
     for (size_t i = 0; i < n_order; ++i)
         if (order[i] < 0 || size_t(order[i]) >= n_rows) throw std::out_of_range("order: row index out of range");
@@ -460,7 +609,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     // forward pass (one sweep over its W instead of two).
     const bool sgd_in_place =
         opt.kind == Optim::sgd && opt.l2 == T(0) && opt.weight_decay == T(0) && opt.learning_rate > T(0);
-    const bool fuse_first = sgd_in_place && batch == 1;
+    const bool fuse_first = sgd_in_place && batch == 1 && !Xs;
     const LayerSpec& first = layers_[0];
     const T lr = opt.learning_rate;
     auto make_pending_step = [&]() {
@@ -476,7 +625,7 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
     // Plain SGD in small batches on a large first W (takes_window): in
     // windows of whole batches (train_window), which sweep that W twice a
     // window instead of twice a batch (once a row at one row a batch).
-    const bool windowed = sgd_in_place && takes_window(batch, first.m_in * first.m_out * sizeof(T));
+    const bool windowed = sgd_in_place && !Xs && takes_window(batch, first.m_in * first.m_out * sizeof(T));
     const size_t win_rows = window_batches(batch) * batch;
     try {
     for (size_t b0 = 0; windowed && b0 < n_order; b0 += win_rows)
@@ -485,22 +634,35 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         const size_t n = std::min(batch, n_order - b0);
         const int64_t* idx = order + b0;
         const int64_t teams0 = teams_asked_here();
-        const T *Xb, *Yb, *wb = nullptr;
+        const T *Xb = nullptr, *Yb, *wb = nullptr;
         size_t x_ld = m_x_;
-        if (is_contiguous(idx, n)) {  // a slice of X: no copy
-            Xb = X + size_t(idx[0]) * m_x_;
+        Batch sb;  // a sparse X's rows, read where they are
+        const bool in_place = is_contiguous(idx, n);
+        if (Xs) {
+            sb.csr = Xs;
+            sb.idx = in_place ? nullptr : idx;
+            sb.r0 = in_place ? size_t(idx[0]) : 0;
+        }
+        if (in_place) {  // a slice of X: no copy
+            if (!Xs) Xb = X + size_t(idx[0]) * m_x_;
             Yb = Y + size_t(idx[0]) * m_y_;
             if (w) wb = w + idx[0];
         } else {
-            const bool ones = !sgd_in_place && bias_by_product(n);
-            if (ones) x_ld = m_x_ + 1;
-            gather_rows(X, m_x_, idx, n, ws_.Xb.data(), ones);
+            if (!Xs) {
+                const bool ones = !sgd_in_place && bias_by_product(n);
+                if (ones) x_ld = m_x_ + 1;
+                gather_rows(X, m_x_, idx, n, ws_.Xb.data(), ones);
+                Xb = ws_.Xb.data();
+            }
             gather_rows(Y, m_y_, idx, n, ws_.Yb.data());
             if (w) { gather_rows(w, 1, idx, n, ws_.wb.data()); wb = ws_.wb.data(); }
-            Xb = ws_.Xb.data();
             Yb = ws_.Yb.data();
         }
-        if (ws_.step_pending && n == 1) {
+        const Batch* sparse = Xs ? &sb : nullptr;
+        if (Xs) {
+            sparse_first_layer(ws_, P, sb, n);
+            forward_batch(ws_, P, nullptr, n, 1);
+        } else if (ws_.step_pending && n == 1) {
             T* Z = pre_activation(ws_, 0);
             dense_forward_row_after_step<T>(Z, first.act == Act::identity ? Z : ws_.A[0].data(), Xb, P + first.w_off,
                                             P + first.b_off, first.m_in, first.m_out, first.act,
@@ -517,13 +679,14 @@ EpochResult Network<T>::train_epoch(T* P, const T* X, const T* Y, const T* w, si
         double c, pen = 0;
         if (sgd_in_place) {
             const bool defer = fuse_first && n == 1;  // the step made with the next row's forward pass
-            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, defer ? ws_.step_v.data() : nullptr);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, defer ? ws_.step_v.data() : nullptr, 0,
+                               sparse);
             if (defer) {
                 std::memcpy(ws_.step_u.data(), Xb, first.m_in * sizeof(T));
                 ws_.step_pending = true;
             }
         } else {
-            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0), nullptr, x_ld);
+            c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), nullptr, T(0), nullptr, x_ld, sparse);
             pen = l2_penalty_and_grad(P, opt, denom, ws_.G.data());
             optimizer_step<T>(P, ws_.G.data(), n_params_, opt, s1, s2, t, teams_asked_here() != teams0);
         }
@@ -653,20 +816,19 @@ double Network<T>::gradient_sum(const T* P, const T* X, const T* Y, const T* w, 
         std::fill(G, G + n_params_, T(0));
         return 0.0;
     }
-    ensure_workspace(ws_, n, true);
-    const T *Xb = X, *Yb = Y, *wb = w;
-    if (!is_contiguous(rows, n)) {
-        gather_rows(X, m_x_, rows, n, ws_.Xb.data());
-        gather_rows(Y, m_y_, rows, n, ws_.Yb.data());
-        if (w) gather_rows(w, 1, rows, n, ws_.wb.data());
-        Xb = ws_.Xb.data(); Yb = ws_.Yb.data(); wb = w ? ws_.wb.data() : nullptr;
-    } else {
-        Xb = X + size_t(rows[0]) * m_x_; Yb = Y + size_t(rows[0]) * m_y_; wb = w ? w + rows[0] : nullptr;
+    return batch_gradient(P, X, nullptr, Y, w, rows, n, G, weight_sum, false);
+}
+
+template <class T>
+double Network<T>::gradient_sum(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows,
+                                size_t n, T* G, double* weight_sum) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    *weight_sum = 0;
+    if (n == 0) {
+        std::fill(G, G + n_params_, T(0));
+        return 0.0;
     }
-    forward_batch(ws_, P, Xb, n);
-    *weight_sum = row_weight_sum(wb, n);
-    // D = 1: the output gradient is not scaled, so G is the plain sum over rows.
-    return backward_batch(P, Xb, Yb, wb, n, 1.0, G, nullptr, T(0));
+    return batch_gradient(P, nullptr, &X, Y, w, rows, n, G, weight_sum, false);
 }
 
 template <class T>

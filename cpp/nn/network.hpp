@@ -76,6 +76,23 @@ constexpr size_t window_batches(size_t batch) {
     return batch >= 1 && batch <= kStochasticWindowMaxBatch ? kStochasticWindow / batch : 1;
 }
 
+// A sparse X in scipy's CSR form: row r's stored values are data[indptr[r]
+// .. indptr[r + 1]), in columns indices[...] (each in [0, m_x), indptr
+// non-decreasing from 0: the binding checks both before a Network sees
+// them). The first layer's product, and its weight gradient, then go over
+// the stored values only (VMathFns::csr_times, csr_scatter) instead of
+// the rows made dense: a row of 20 values among 20000 columns costs 20
+// rows of W, not all 20000. The results are the dense X's to round-off,
+// not bit for bit: the GEMM adds each output's products in its own
+// blocks, these in the row's order.
+template <class T>
+struct CsrRows {
+    const int64_t* indptr = nullptr;
+    const int64_t* indices = nullptr;
+    const T* data = nullptr;
+    size_t n_rows = 0;
+};
+
 struct EpochResult {
     double cost_sum = 0;     // sum over batches of n_batch * (data cost of the batch)
     double penalty_sum = 0;  // sum over batches of n_batch * (L2 penalty of the batch)
@@ -99,12 +116,16 @@ public:
     void forward(const T* P, const T* X, size_t n, T* const* Zs, T* const* As);
     // Yhat (n x m_y), rows processed in chunks with a bounded workspace.
     void predict(const T* P, const T* X, size_t n, T* Yhat);
+    void predict(const T* P, const CsrRows<T>& X, T* Yhat);
     // C = sum_i w_i J_i / D over rows (D = sum of w, or n), chunked like predict.
     double cost(const T* P, const T* X, const T* Y, const T* w, size_t n);
+    double cost(const T* P, const CsrRows<T>& X, const T* Y, const T* w);
     // Cost and flat gradient over the rows `rows` (or 0..n-1 when null); the
     // L2 penalty is added to both when l2 > 0. Returns the data cost; the
     // penalty goes to *penalty.
     double loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n,
+                             T l2, T* G, double* penalty);
+    double loss_and_gradient(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows, size_t n,
                              T l2, T* G, double* penalty);
     // One epoch: batches of `batch` rows taken from `order` (row indices of X),
     // one optimizer step per batch. state1/state2 are the optimizer's buffers
@@ -114,6 +135,11 @@ public:
     EpochResult train_epoch(T* P, const T* X, const T* Y, const T* w, size_t n_rows, const int64_t* order,
                             size_t n_order, size_t batch, const OptimizerConfig<T>& opt, T* state1, T* state2,
                             int64_t* t, double cost_sum = 0, double penalty_sum = 0);
+    // The same on a sparse X (no windows, no packed first W: its steps
+    // touch only the first W's rows of the batch's columns).
+    EpochResult train_epoch(T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* order, size_t n_order,
+                            size_t batch, const OptimizerConfig<T>& opt, T* state1, T* state2, int64_t* t,
+                            double cost_sum = 0, double penalty_sum = 0);
 
     // Data-parallel training (python/dnnfast/distributed.py) splits one step
     // of train_epoch in two, with the sum over processes in between:
@@ -121,6 +147,8 @@ public:
     // 0: G = 0), NOT divided by the batch's D, and returns sum_i w_i J_i, with
     // sum_i w_i (or n) in *weight_sum;
     double gradient_sum(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n, T* G,
+                        double* weight_sum);
+    double gradient_sum(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows, size_t n, T* G,
                         double* weight_sum);
     // apply_gradient_sum takes the summed G of a batch of total weight D,
     // divides it by D, adds the L2 term and takes the optimizer step, as
@@ -156,13 +184,36 @@ private:
         bool w0_packed = false;
     };
     void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
+    // A batch's rows: of a dense X (x, x_ld apart) or of a sparse one (csr:
+    // rows idx[0..n), or r0 + i where idx is null).
+    struct Batch {
+        const T* x = nullptr;
+        size_t x_ld = 0;
+        const CsrRows<T>* csr = nullptr;
+        const int64_t* idx = nullptr;
+        size_t r0 = 0;
+    };
+    // The first layer's Z and A of a sparse batch (its rows' product with
+    // W, + b, the activation); forward_batch from layer 1 takes it on.
+    void sparse_first_layer(Workspace& ws, const T* P, const Batch& b, size_t n) const;
+    void forward_chunk(Workspace& ws, const T* P, const T* X, const CsrRows<T>* Xs, size_t i0, size_t m) const;
+    void chunked_predict(const T* P, const T* X, const CsrRows<T>* Xs, size_t n, T* Yhat);
+    double chunked_cost(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n);
+    // The first layer's weight gradient from a sparse batch: G's W block =
+    // X_b^T dZ, or with s = -lr, W += s X_b^T dZ in place (plain SGD).
+    void sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW) const;
+    EpochResult train_steps(T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n_rows,
+                            const int64_t* order, size_t n_order, size_t batch, const OptimizerConfig<T>& opt,
+                            T* state1, T* state2, int64_t* t, double cost_sum, double penalty_sum);
+    double batch_gradient(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, const int64_t* rows,
+                          size_t n, T* G, double* weight_sum, bool divide);
     // X's rows are x_ld apart (0: m_x, the input's width).
     void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0,
                        size_t x_ld = 0) const;
     const T* output(const Workspace& ws) const;
     T* pre_activation(Workspace& ws, size_t l) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
-                          T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0);
+                          T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0, const Batch* sparse = nullptr);
     bool bias_by_product(size_t n) const;
     void train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, size_t batch, T lr,
                       EpochResult& res);

@@ -14,6 +14,7 @@
 // algorithms and the error bounds.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace dnnfast {
 
@@ -74,6 +75,20 @@ struct VMathFns {
     // check of X, in the table's vectors rather than the portable build's
     // (measured in BENCHMARKS.md, `51f997c`).
     bool (*all_finite)(const T* x, size_t n);
+    // A sparse X's first-layer product over its stored values (Network's
+    // CSR input; CsrRows in network.hpp): for i < n, the row r = rows[i]
+    // (r0 + i where rows is null), z[i m + c] = the sum over the row's stored
+    // values v, in column j, in their order, of v W[j m + c], each added by
+    // the table's fma (as the GEMM's chains) from 0. W is n_cols x m.
+    void (*csr_times)(const int64_t* indptr, const int64_t* indices, const T* data, const int64_t* rows, size_t r0,
+                      size_t n, const T* W, size_t m, T* z);
+    // Its transpose, into G (n_cols x m), on the columns [c0, c1) only (a
+    // thread's share): for the rows i < n in order and their stored values v
+    // in column j in order, G[j m + c] = fma(s v, dz[i m + c], G[j m + c]),
+    // s v rounded first (s = 1: the weight gradient X^T dZ; s = -lr: plain
+    // SGD's step made in place).
+    void (*csr_scatter)(const int64_t* indptr, const int64_t* indices, const T* data, const int64_t* rows, size_t r0,
+                        size_t n, const T* dz, size_t m, size_t c0, size_t c1, T s, T* G);
 };
 
 struct VMathSet {

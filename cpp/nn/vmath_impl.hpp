@@ -674,6 +674,77 @@ struct VMath {
         return s == T(0);
     }
 
+    // The first `r` (< L) values at p as a vector (the rest 0), and back:
+    // a row's ragged edge, computed with the same vector operations as the
+    // whole vectors before it, so each column's bits do not depend on
+    // where the edge falls.
+    static V load_part(const T* p, size_t r) {
+        T buf[L] = {};
+        std::memcpy(buf, p, r * sizeof(T));
+        return load(buf);
+    }
+    static void store_part(T* p, V v, size_t r) {
+        T buf[L];
+        store(buf, v);
+        std::memcpy(p, buf, r * sizeof(T));
+    }
+
+    // VMathFns::csr_times: each row's columns in strips of up to four
+    // vectors held in registers over the row's stored values, so each value
+    // costs a load of its W row's strip and an fma per vector; z is written
+    // once.
+    template <size_t NV>
+    static DNNFAST_VINLINE void csr_strip(const int64_t* indices, const T* data, int64_t p0, int64_t p1,
+                                          const T* __restrict W, size_t m, size_t c, size_t r, T* __restrict z) {
+        V acc[NV];
+        for (size_t v = 0; v < NV; ++v) acc[v] = sp(T(0));
+        for (int64_t p = p0; p < p1; ++p) {
+            const V x = sp(data[p]);
+            const T* w = W + size_t(indices[p]) * m + c;
+            for (size_t v = 0; v < NV; ++v)
+                acc[v] = fma(x, r && v + 1 == NV ? load_part(w + v * L, r) : load(w + v * L), acc[v]);
+        }
+        for (size_t v = 0; v < NV; ++v) {
+            if (r && v + 1 == NV)
+                store_part(z + c + v * L, acc[v], r);
+            else
+                store(z + c + v * L, acc[v]);
+        }
+    }
+    static void csr_times(const int64_t* indptr, const int64_t* indices, const T* data, const int64_t* rows,
+                          size_t r0, size_t n, const T* W, size_t m, T* z) {
+        for (size_t i = 0; i < n; ++i) {
+            const size_t row = rows ? size_t(rows[i]) : r0 + i;
+            const int64_t p0 = indptr[row], p1 = indptr[row + 1];
+            T* zi = z + i * m;
+            size_t c = 0;
+            for (; c + 4 * L <= m; c += 4 * L) csr_strip<4>(indices, data, p0, p1, W, m, c, 0, zi);
+            const size_t whole = (m - c) / L, r = (m - c) % L;  // what is left: whole vectors, then r columns
+            switch (whole + (r ? 1 : 0)) {
+                case 1: csr_strip<1>(indices, data, p0, p1, W, m, c, r, zi); break;
+                case 2: csr_strip<2>(indices, data, p0, p1, W, m, c, r, zi); break;
+                case 3: csr_strip<3>(indices, data, p0, p1, W, m, c, r, zi); break;
+                case 4: csr_strip<4>(indices, data, p0, p1, W, m, c, r, zi); break;
+                default: break;
+            }
+        }
+    }
+    // VMathFns::csr_scatter.
+    static void csr_scatter(const int64_t* indptr, const int64_t* indices, const T* data, const int64_t* rows,
+                            size_t r0, size_t n, const T* dz, size_t m, size_t c0, size_t c1, T s, T* G) {
+        for (size_t i = 0; i < n; ++i) {
+            const size_t row = rows ? size_t(rows[i]) : r0 + i;
+            const T* d = dz + i * m;
+            for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                const V x = sp(s * data[p]);
+                T* g = G + size_t(indices[p]) * m;
+                size_t c = c0;
+                for (; c + L <= c1; c += L) store(g + c, fma(x, load(d + c), load(g + c)));
+                if (c < c1) store_part(g + c, fma(x, load_part(d + c, c1 - c), load_part(g + c, c1 - c)), c1 - c);
+            }
+        }
+    }
+
     static constexpr VMathFns<T> table() {
         return VMathFns<T>{&elu_block,   &sigmoid_block, &tanh_block,
                            &atan_block, &softplus_block, &softplus_backward_rows,
@@ -682,7 +753,7 @@ struct VMath {
                            &unit_backward_block<1>, &unit_backward_block<2>,
                            &output_backward_block<0>, &output_backward_block<1>,
                            &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad,
-                           &all_finite};
+                           &all_finite, &csr_times, &csr_scatter};
     }
 };
 

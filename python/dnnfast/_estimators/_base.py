@@ -32,7 +32,7 @@ from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFi
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
-from .._train.rows import SparseRows, rows_in_dtype
+from .._train.rows import SparseRows, core_csr, rows_in_dtype, takes_core_csr
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, is_sparse, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
@@ -865,17 +865,18 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
             X = self._validate_X(X, reset=False, keep_sparse=True)
         dtype = self._model_dtype()
         n, itemsize = X.shape[0], np.dtype(dtype).itemsize
-        sparse = not isinstance(X, np.ndarray)  # CSR: made dense a chunk of rows at a time
+        # CSR: the core's (core_csr, its copies checked there), or made dense a chunk of rows at a time
+        sparse = not isinstance(X, np.ndarray) and not takes_core_csr(X)
         # The output and one chunk's workspace, as Network.predict checks them,
         # and X's conversion: whole, or one chunk of a sparse X (as it is, then in dtype).
         units = self._architecture()[0]  # from the parameters: assigned coefs_ are checked later, by _params
         converted = (min(n, _PREDICT_CHUNK_ROWS) * X.shape[1] * (X.dtype.itemsize + itemsize) if sparse
-                     else X.size * itemsize if X.dtype != dtype else 0)
+                     else X.size * itemsize if isinstance(X, np.ndarray) and X.dtype != dtype else 0)
         check_memory(converted + n * units[-1] * itemsize
                      + min(n, _PREDICT_CHUNK_ROWS) * network_bytes(units, itemsize)[1], "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
         if not sparse:
-            X = cast_finite(X, dtype, "X")
+            X = cast_finite(X, dtype, "X") if isinstance(X, np.ndarray) else core_csr(X, dtype)
         macs = sum(np.size(c) for c in self.coefs_)
 
         def predict(net, P):

@@ -544,7 +544,7 @@ class _Solvers:
         Ctrl-C read between them)."""
         outs, parts = [], []
         for r0, r1 in blocks(X_val.shape[0]):
-            Xb = X_val[r0:r1]  # a sparse X's block made dense once
+            Xb = X_val.core_rows(r0, r1) if isinstance(X_val, SparseRows) else X_val[r0:r1]  # (made dense once)
             out = net.predict(P, Xb, False)  # a diverged model scores NaN, as in scikit-learn
             if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
                 return float("nan"), float("nan")
@@ -581,14 +581,15 @@ class _Solvers:
         n = X.shape[0]
         block = lbfgs_block_rows(P.size)
         interrupts = Interrupts()
-        sparse = isinstance(X, SparseRows)
-        if sparse:
-            # Made dense a block at a time, the blocks the dense X's
-            # evaluation takes (one call over all rows when they are one
-            # block: X dense whole, which is one block's rows).
+        # A sparse X: the core's CSR of it, or made dense a block at a time,
+        # the blocks the dense X's evaluation takes (one call over all rows
+        # when they are one block: X dense whole, which is one block's rows).
+        # (Xc: X as the core's calls take it; X stays for _nonfinite's search.)
+        Xc, dense_blocks = X, isinstance(X, SparseRows) and X.core_x is None
+        if isinstance(X, SparseRows):
             X.check_memory(min(n, block), "lbfgs's loss and gradient")
-            if n <= block:
-                X = X[0:n]
+            if n <= block or not dense_blocks:
+                Xc = X.core_rows(0, n)
         if n > block:
             # The weights' entries of the core buffer, for the L2 term added
             # once to the blocks' sum (as loss_and_gradient adds it).
@@ -600,7 +601,7 @@ class _Solvers:
             if n <= block:  # one block: the core's one call (bits as before)
                 if interrupts.pending:
                     raise _Interrupted
-                return net.loss_and_gradient(P, X, Y, sw, None, alpha, G)
+                return net.loss_and_gradient(P, Xc, Y, sw, None, alpha, G)
             # Blocks in row order, summed in float64 in that order: a fixed
             # order given the shape, whatever the thread count or timing.
             J = D = 0.0
@@ -609,11 +610,11 @@ class _Solvers:
                 if interrupts.pending:
                     raise _Interrupted
                 r1 = min(r0 + block, n)
-                if sparse:  # the block's rows dense, the same contiguous rows of the core's call
+                if dense_blocks:  # the block's rows dense, the same contiguous rows of the core's call
                     Jb, Db = net.gradient_sum(P, X[r0:r1], Y[r0:r1], None if sw is None else sw[r0:r1],
                                               np.arange(r1 - r0, dtype=np.int64), G)
                 else:
-                    Jb, Db = net.gradient_sum(P, X, Y, sw, np.arange(r0, r1, dtype=np.int64), G)
+                    Jb, Db = net.gradient_sum(P, Xc, Y, sw, np.arange(r0, r1, dtype=np.int64), G)
                 J += Jb
                 D += Db
                 np.add(G64, G, out=G64)

@@ -114,7 +114,8 @@ def block_cost(core, P, X, Y, w, r0, r1):
     """(the core's mean loss of rows ``r0:r1``, weighted by ``w``, and their
     total weight): a block of a cost evaluated in blocks (``blocks_mean``)."""
     d = float(r1 - r0) if w is None else float(np.sum(w[r0:r1], dtype=np.float64))
-    return core.cost(P, X[r0:r1], Y[r0:r1], None if w is None else w[r0:r1]), d
+    Xb = X if (r0, r1) == (0, X.shape[0]) else X[r0:r1]  # (X may be the core's CSR of the block's rows)
+    return core.cost(P, Xb, Y[r0:r1], None if w is None else w[r0:r1]), d
 
 
 def blocks_mean(parts):

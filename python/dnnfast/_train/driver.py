@@ -208,8 +208,11 @@ class LocalSteps:
     def run_steps(self, order, options, state, cost_sum, penalty_sum, interrupts=None):
         if self.splits_steps(options.batch_size):
             return self.long_steps(order, options, state, cost_sum, penalty_sum, interrupts)
-        if not isinstance(self.X, SparseRows):
-            c, p, _ = self.core.train_epoch(self.P, self.X, self.Y, self.w, order, options, state.state1,
+        X = self.X
+        if isinstance(X, SparseRows) and X.core_x is not None:
+            X = X.core_x  # a sparse X that the core reads as CSR: one call, as a dense X
+        if not isinstance(X, SparseRows):
+            c, p, _ = self.core.train_epoch(self.P, X, self.Y, self.w, order, options, state.state1,
                                             state.state2, state.t, cost_sum, penalty_sum)
             return c, p
         # A sparse X: the order's rows made dense a chunk of whole batches
@@ -242,7 +245,7 @@ class LocalSteps:
             for k0 in range(0, idx.shape[0], rows):
                 if k0 and interrupts is not None and interrupts.pending:
                     interrupts.check(state.history)
-                Xk, Yk, wk, ik = take_rows(X, Y, w, idx[k0:k0 + rows])  # a sparse X: the block's rows dense
+                Xk, Yk, wk, ik = take_rows(X, Y, w, idx[k0:k0 + rows])  # a sparse X: its CSR, or the block's rows dense
                 j, ws = core.gradient_sum(P, Xk, Yk, wk, ik, Gb if k0 else G)
                 if k0:
                     G += Gb

@@ -1,19 +1,60 @@
-"""A sparse X (CSR) as the dense rows the core trains on, a bounded block of
-rows at a time: the one place where an estimator's fit makes a sparse X
-dense (the training steps, lbfgs's blocks, the validation set's blocks).
+"""A sparse X (CSR) as the core reads it: the one place that decides how an
+estimator's fit and predict take a sparse X.
 
-Each block is the rows of X made dense in the order the core takes them, so
-the core computes on them what it computes on the rows of X made dense
-whole: the steps of a chunk of the epoch's order run on the chunk's rows as
-a contiguous block (local order 0..k-1), which gives the bits of the same
-batches gathered from the whole dense X (the core's gather and its slice of
-X give the same products; ``bias_by_product`` keeps every bit).
+A sparse X of few stored values (at most ``CORE_CSR_MAX_DENSITY`` of its
+entries) goes to the core as it is (``core_csr``: its CSR arrays), whose
+first layer then multiplies over the stored values only: a text-like X of
+20 values a row among 20000 columns costs 20 rows of the first W a row, not
+20000 (``Network::sparse_first_layer``). Its results are those of X made
+dense to round-off, not bit for bit (the GEMM adds in its own order).
+
+A denser one is made dense a bounded block of rows at a time, where the
+GEMM beats the sparse products (BENCHMARKS.md, "Measurements behind the
+code": CORE_CSR_MAX_DENSITY): each block is the rows of X made dense in the
+order the core takes them, so the core computes on them what it computes on
+the rows of X made dense whole, bit for bit: the steps of a chunk of the
+epoch's order run on the chunk's rows as a contiguous block (local order
+0..k-1), which gives the bits of the same batches gathered from the whole
+dense X (the core's gather and its slice of X give the same products;
+``bias_by_product`` keeps every bit).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .._validation import cast_finite, check_memory, is_sparse, sparse_values
+
+#: The largest share of stored values (nnz / (rows x columns)) of a sparse X
+#: that the core reads as CSR; a denser X is made dense in blocks.
+CORE_CSR_MAX_DENSITY = 0.125
+
+_CORE_CSR = {np.dtype(np.float32): _core.Csr32, np.dtype(np.float64): _core.Csr64}
+
+
+def takes_core_csr(X):
+    """Whether the sparse ``X`` goes to the core as CSR (``CORE_CSR_MAX_DENSITY``)."""
+    n, m = X.shape
+    return n * m > 0 and X.nnz <= CORE_CSR_MAX_DENSITY * (n * m)
+
+
+def core_csr(X, dtype, name="X"):
+    """The sparse ``X`` (checked finite) as the core's CSR (``_core.Csr32`` /
+    ``Csr64``) of the model's ``dtype``: its duplicates summed (as X made
+    dense sums them; X itself is left as it is), int64 column indices, its
+    values cast (a value too large for ``dtype`` refused, naming ``name``).
+    The copies' memory is checked first."""
+    X = X.tocsr()
+    dt = np.dtype(dtype)
+    copies = X.indptr.size * 8 + X.nnz * ((8 if X.indices.dtype != np.int64 else 0)
+                                          + (dt.itemsize if X.dtype != dt else 0))
+    check_memory(copies, name, lambda: f"its {X.nnz:,} stored values in the core's sparse form")
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return _CORE_CSR[dt](np.ascontiguousarray(X.indptr, dtype=np.int64),
+                         np.ascontiguousarray(X.indices, dtype=np.int64),
+                         cast_finite(X.data, dt, name), X.shape[1])
 
 #: The most bytes of dense rows that the training steps make of a sparse X at
 #: a time: whole batches (for small batches, whole windows of the core's,
@@ -42,6 +83,17 @@ class SparseRows:
         self._buf = np.empty((0, X.shape[1]), dtype=self.dtype)
         #: rows made dense at a time that check_memory has let through (locate_nonfinite's chunks)
         self.rows = 1
+        #: X as the core's CSR (``core_csr``) where it takes one, else None
+        self.core_x = core_csr(self.X, self.dtype, name) if takes_core_csr(self.X) else None
+
+    def core_rows(self, r0, r1):
+        """Rows ``r0:r1`` as the core takes them: its CSR of those rows, or
+        them made dense (``X[r0:r1]``)."""
+        if self.core_x is None:
+            return self[r0:r1]
+        if (r0, r1) == (0, self.shape[0]):
+            return self.core_x
+        return core_csr(self.X[r0:r1], self.dtype, self.name)
 
     def select(self, rows):
         """The rows ``rows`` (an index array) as a SparseRows of their own (the validation set)."""
@@ -57,8 +109,13 @@ class SparseRows:
     def check_memory(self, rows, what):
         """The memory check of ``rows`` rows made dense at a time (and, when X
         is of another dtype than the model's, their values in X's dtype
-        first), naming X; ``what``: the block's use."""
+        first), naming X; ``what``: the block's use. Where the core reads X's
+        CSR, no use makes rows dense but the search for where a fit went
+        non-finite (``locate_nonfinite``, in chunks of ``rows``): at most
+        one chunk of ``DENSE_CHUNK_BYTES`` is checked and recorded."""
         rows = min(int(rows), self.shape[0])
+        if self.core_x is not None:
+            rows = min(rows, self.rows_per_chunk(1))
         m = self.shape[1]
         itemsize = self.dtype.itemsize + (self.X.dtype.itemsize if self._cast else 0)
         check_memory(rows * m * itemsize, self.name,
@@ -93,22 +150,26 @@ class SparseRows:
 
 def take_rows(X, Y, w, idx):
     """``(X, Y, w, idx)`` for the core's steps on rows ``idx``: as they are
-    for a dense X; for a SparseRows those rows made dense in order, with
-    their targets and weights, and the local indices 0..k-1."""
+    for a dense X, and with the core's CSR for a SparseRows it reads as
+    one; for another SparseRows those rows made dense in order, with their
+    targets and weights, and the local indices 0..k-1."""
     if not isinstance(X, SparseRows):
         return X, Y, w, idx
+    if X.core_x is not None:
+        return X.core_x, Y, w, idx
     return X.take(idx), Y[idx], None if w is None else w[idx], np.arange(idx.shape[0], dtype=np.int64)
 
 
 def rows_in_dtype(X, dtype, name="X"):
     """X as the fit's rows of ``dtype``: a dense X cast (``cast_finite``), a
-    sparse one a SparseRows (made dense a block at a time), or, when all of
-    it made dense is no larger than one chunk, dense at once: a block's
-    indexing into the CSR cost more than a small partial_fit's steps (the
-    dense rows, and so the fit's bits, are the same)."""
+    sparse one a SparseRows (read by the core as CSR, or made dense a block
+    at a time), or, when it is not read as CSR and all of it made dense is
+    no larger than one chunk, dense at once: a block's indexing into the
+    CSR cost more than a small partial_fit's steps (the dense rows, and so
+    the fit's bits, are the same)."""
     if is_sparse(X):
         itemsize = max(X.dtype.itemsize, np.dtype(dtype).itemsize)
-        if X.shape[0] * X.shape[1] * itemsize > DENSE_CHUNK_BYTES:
+        if takes_core_csr(X) or X.shape[0] * X.shape[1] * itemsize > DENSE_CHUNK_BYTES:
             return SparseRows(X, dtype, name)
         X = X.toarray()
     return cast_finite(X, dtype, name)

@@ -1,0 +1,423 @@
+"""A sparse X that the core reads as CSR (``_core.Csr32`` / ``Csr64``, made by
+``dnnfast._train.rows.core_csr``): the first layer's product and weight
+gradient over the stored values only (``VMathFns::csr_times``,
+``csr_scatter``). Every call that takes one (predict, cost,
+loss_and_gradient, gradient_sum, train_epoch) is held to the NumPy
+reference on X made dense, on every kernel table, bit-identical over thread
+counts; the CSR arrays are checked before the core reads them; the
+estimators take a sparse X of few values this way, never making it dense.
+
+Tolerances, relative to the largest magnitude compared: float64 1e-12,
+float32 1e-5 (the reference runs in float64 on the float32 parameters)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import dnnfast
+from dnnfast import _core, reference
+
+sparse = pytest.importorskip("scipy.sparse")
+from dnnfast._train import rows as _rows  # noqa: E402  (imports SciPy lazily itself)
+
+KERNELS = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+DTYPES = (np.float64, np.float32)
+
+# First layers of several widths (whole vectors, strips of four, ragged
+# edges on each table's lanes), each activation kind the first layer can
+# have, and a network of one layer (the output layer reads X).
+SPECS = {
+    "relu-softmax": ([300, 23, 4], ["relu", "softmax"], "cce"),
+    "tanh-sigmoid": ([300, 70, 9, 2], ["tanh", "sigmoid", "sigmoid"], "bce"),
+    "identity": ([300, 3], ["identity"], "mse"),
+    "prelu": ([300, 40, 1], ["prelu", "identity"], "mse"),
+    "elu-wide": ([300, 129, 5], ["elu", "softmax"], "cce"),
+}
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    previous = _core.gemm_kernel_name()
+    assert _core.gemm_set_kernel(request.param) == request.param
+    yield request.param
+    _core.gemm_set_kernel(previous)
+
+
+@pytest.fixture
+def threads():
+    previous = _core.get_num_threads()
+    yield lambda n: _core.set_num_threads(n)
+    _core.set_num_threads(previous)
+
+
+def _sparse_x(n, m, dtype, seed=0, density=0.04):
+    """A CSR of n rows, a few of them empty, with one row of many values."""
+    rng = np.random.default_rng(seed)
+    X = sparse.random(n, m, density=density, format="lil", random_state=seed, dtype=np.float64)
+    X[3, :] = 0
+    X[n - 1, :] = 0
+    X[5, ::3] = rng.standard_normal(len(range(0, m, 3)))
+    X = X.tocsr()
+    X.data = (X.data * 3).astype(dtype)
+    return X
+
+
+def _network(spec, dtype, seed=1):
+    sizes, acts, loss = SPECS[spec]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = dnnfast.Network(sizes, acts, loss=loss, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    net.parameters[:] = rng.standard_normal(net.parameters.size).astype(dtype) * 0.1
+    return net
+
+
+def _targets(net, n, seed=2):
+    rng = np.random.default_rng(seed)
+    k = net.sizes[-1]
+    if net.loss == "cce":
+        return np.eye(k, dtype=net.dtype)[rng.integers(0, k, n)]
+    if net.loss == "bce":
+        return (rng.random((n, k)) < 0.5).astype(net.dtype)
+    return rng.standard_normal((n, k)).astype(net.dtype)
+
+
+def _ref64(net):
+    """The network's weights, biases and activations in float64, for the reference."""
+    return ([np.asarray(W, np.float64) for W in net.weights], [np.asarray(b, np.float64) for b in net.biases],
+            [(s.name, np.asarray(al, np.float64) if al is not None else (s.param if s.has_param else None))
+             for s, al in zip(net._acts, net.alphas)])
+
+
+def _close(got, want, dtype, what):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(np.abs(want).max(), 1e-300)
+    err = np.abs(got - want).max() / scale
+    assert err <= TOL[dtype], f"{what}: relative error {err:.3g} > {TOL[dtype]:g}"
+
+
+def _flat_grad(net, dWs, dbs, dalphas):
+    """The reference's gradients in the core's flat layout."""
+    G = np.zeros(net.parameters.size)
+    for l, layer in enumerate(net._layout):
+        G[layer["w_offset"]:layer["w_offset"] + dWs[l].size] = dWs[l].ravel()
+        G[layer["b_offset"]:layer["b_offset"] + dbs[l].size] = dbs[l].ravel()
+        if layer["alpha_offset"] is not None:
+            G[layer["alpha_offset"]:layer["alpha_offset"] + dalphas[l].size] = dalphas[l].ravel()
+    return G
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("spec", sorted(SPECS))
+def test_predict_cost_and_gradients_on_a_csr_are_the_references(kernel, spec, dtype):
+    net = _network(spec, dtype)
+    n = 61
+    X = _sparse_x(n, net.sizes[0], dtype)
+    D = X.toarray().astype(np.float64)
+    C = _rows.core_csr(X, dtype)
+    Y = _targets(net, n)
+    core, P = net._net, net.parameters
+    Ws, bs, acts = _ref64(net)
+    Yhat = reference.forward(Ws, bs, acts, D)[1][-1]
+    _close(core.predict(P, C), Yhat, dtype, "predict")
+    # (the loss's clipping of probabilities is the dtype's: the reference's on Yhat in it)
+    _close(core.cost(P, C, Y), reference.loss_forward(net.loss, Y, Yhat.astype(dtype)) / n, dtype, "cost")
+
+    rows = np.random.default_rng(3).permutation(n)[:29].astype(np.int64)
+    rows[4] = rows[7]  # a row twice in one batch
+    c, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, D[rows], Y[rows].astype(np.float64))
+    G = np.empty_like(P)
+    cost, penalty = core.loss_and_gradient(P, C, Y, None, rows, 0.0, G)
+    _close(G, _flat_grad(net, dWs, dbs, dal), dtype, "loss_and_gradient")
+    _close(cost, c, dtype, "loss_and_gradient's cost")
+    assert penalty == 0.0
+    J, wsum = core.gradient_sum(P, C, Y, None, rows, G)
+    assert wsum == rows.size
+    _close(G, _flat_grad(net, dWs, dbs, dal) * rows.size, dtype, "gradient_sum")
+    _close(J, c * rows.size, dtype, "gradient_sum's cost")
+    # consecutive rows: read in place
+    c, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, D[10:40], Y[10:40].astype(np.float64))
+    core.loss_and_gradient(P, C, Y, None, np.arange(10, 40, dtype=np.int64), 0.0, G)
+    _close(G, _flat_grad(net, dWs, dbs, dal), dtype, "loss_and_gradient, consecutive rows")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("spec", ["relu-softmax", "tanh-sigmoid", "prelu"])
+def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel, spec, dtype):
+    """Plain SGD steps the first W in place over the batch's values only
+    (csr_scatter with -lr): each batch's step is the reference's, in turn."""
+    net = _network(spec, dtype)
+    n, batch, lr = 40, 6, 0.05
+    X = _sparse_x(n, net.sizes[0], dtype)
+    D = X.toarray().astype(np.float64)
+    Y = _targets(net, n)
+    order = np.random.default_rng(4).permutation(n).astype(np.int64)
+    P64 = net.parameters.astype(np.float64)
+    ref = _network(spec, np.float64)
+    for b0 in range(0, n, batch):
+        ref.parameters[:] = P64
+        Ws, bs, acts = _ref64(ref)
+        idx = order[b0:b0 + batch]
+        _, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, D[idx], Y[idx].astype(np.float64))
+        P64 -= lr * _flat_grad(ref, dWs, dbs, dal)
+    options = _core.TrainOptions(optimizer="sgd", learning_rate=lr, batch_size=batch)
+    cost_sum, _, updates = net._net.train_epoch(net.parameters, _rows.core_csr(X, dtype), Y, None, order, options)
+    assert updates == -(-n // batch) and np.isfinite(cost_sum)
+    _close(net.parameters, P64, dtype, "the epoch's parameters")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd-l2"])
+def test_an_epoch_on_a_csr_is_the_epoch_on_x_made_dense(kernel, optimizer, dtype):
+    """Adam, momentum and SGD with an L2 term, weighted rows, shuffled and
+    consecutive batches: the epoch on the CSR is the epoch on the dense rows
+    (itself held to the reference elsewhere) to round-off."""
+    net = _network("elu-wide", dtype)
+    n = 50
+    X = _sparse_x(n, net.sizes[0], dtype)
+    Y = _targets(net, n)
+    w = np.random.default_rng(5).random(n).astype(dtype)
+    opt = {"adam": dict(optimizer="adam", learning_rate=1e-3), "momentum": dict(optimizer="momentum"),
+           "sgd-l2": dict(optimizer="sgd", l2=0.3)}[optimizer]
+    results = []
+    for x in (X.toarray(), _rows.core_csr(X, dtype)):
+        P = net.parameters.copy()
+        s1, s2, t = np.zeros_like(P), np.zeros_like(P), np.zeros(1, np.int64)
+        options = _core.TrainOptions(batch_size=8, **opt)
+        sums = []
+        for order in (np.random.default_rng(6).permutation(n), np.arange(n)):
+            sums.append(net._net.train_epoch(P, x, Y, w, order.astype(np.int64), options, s1, s2, t)[:2])
+        results.append((P, sums))
+    (Pd, sd), (Ps, ss) = results
+    # Adam divides by the square root of the gradients' squares: where one is
+    # a few roundings from 0 its step's direction is round-off itself; the
+    # rest of the parameters agree as the others do.
+    tol = TOL[dtype] * (1e4 if optimizer == "adam" else 10)
+    err = np.abs(Pd.astype(np.float64) - Ps).max() / np.abs(Pd).max()
+    assert err <= tol, f"{optimizer}: relative error {err:.3g}"
+    for a, b in zip(sd, ss):
+        np.testing.assert_allclose(a, b, rtol=TOL[dtype] * 100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_csr_calls_give_the_same_bits_on_any_thread_count(threads, dtype):
+    """Rows split over threads (csr_times), columns split in 64-byte lines
+    (csr_scatter): each output's sums in one order on any split."""
+    net = _network("elu-wide", dtype)
+    n = 900
+    X = _sparse_x(n, net.sizes[0], dtype, density=0.3)
+    C = _rows.core_csr(X, dtype)
+    Y = _targets(net, n)
+    out = []
+    for nt in (1, 2, 3):
+        threads(nt)
+        P = net.parameters.copy()
+        G = np.empty_like(P)
+        pred = net._net.predict(P, C)
+        net._net.loss_and_gradient(P, C, Y, None, None, 0.1, G)
+        s1, s2, t = np.zeros_like(P), np.zeros_like(P), np.zeros(1, np.int64)
+        for opt in ("adam", "sgd"):
+            options = _core.TrainOptions(optimizer=opt, learning_rate=1e-3, batch_size=300)
+            net._net.train_epoch(P, C, Y, None, np.arange(n, dtype=np.int64), options, s1, s2, t)
+        out.append((pred, G, P))
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            assert np.array_equal(a, b)
+
+
+def _csr(dtype=np.float64, n_cols=300):
+    X = _sparse_x(7, n_cols, dtype)
+    return X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data.astype(dtype)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda p, j, d: (p + 1, j, d), ValueError, "indptr"),
+    (lambda p, j, d: (p[::-1].copy(), j, d), ValueError, "indptr"),
+    (lambda p, j, d: (np.r_[p[:-1], p[-1] - 1], j, d), ValueError, "indptr"),
+    (lambda p, j, d: (p[:0], j, d), ValueError, "indptr"),
+    (lambda p, j, d: (p, np.r_[j[:-1], 300], d), ValueError, "indices"),
+    (lambda p, j, d: (p, np.r_[-1, j[1:]], d), ValueError, "indices"),
+    (lambda p, j, d: (p, j[:-1], d), ValueError, "indices, data"),
+    (lambda p, j, d: (p, j, np.r_[d[:-1], np.nan]), ValueError, "NaN or infinity"),
+    (lambda p, j, d: (p, j, np.r_[np.inf, d[1:]]), ValueError, "NaN or infinity"),
+    # exactly C-contiguous int64 and the dtype's values, never converted in silence
+    (lambda p, j, d: (p, j.astype(np.int32), d), TypeError, "incompatible"),
+    (lambda p, j, d: (p, j, d.astype(np.float32)), TypeError, "incompatible"),
+    (lambda p, j, d: (p, j[::2], d[::2]), TypeError, "incompatible"),
+])
+def test_a_csr_that_would_read_out_of_bounds_is_refused(change, error, message):
+    p, j, d = change(*_csr())
+    with pytest.raises(error, match=message):
+        _core.Csr64(p, j, d, 300)
+
+
+def test_csr_calls_check_their_other_arguments():
+    net = _network("relu-softmax", np.float64)
+    core, P = net._net, net.parameters
+    p, j, d = _csr()
+    with pytest.raises(ValueError, match="X: wrong number of columns"):
+        core.predict(P, _core.Csr64(p, j, d, 301))
+    C = _core.Csr64(p, j, d, 300)
+    assert C.shape == (7, 300)
+    Y = _targets(net, 7)
+    G = np.empty_like(P)
+    with pytest.raises(ValueError, match="rows: index out of range"):
+        core.loss_and_gradient(P, C, Y, None, np.array([0, 7], np.int64), 0.0, G)
+    with pytest.raises(ValueError, match="rows: index out of range"):
+        core.gradient_sum(P, C, Y, None, np.array([-1], np.int64), G)
+    with pytest.raises(IndexError, match="order: row index out of range"):  # (as for a dense X)
+        core.train_epoch(P, C, Y, None, np.array([0, 8], np.int64), _core.TrainOptions())
+    with pytest.raises(ValueError, match="Y"):
+        core.cost(P, C, Y[:6])
+    with pytest.raises(TypeError):  # a float32 network takes a Csr32
+        _network("relu-softmax", np.float32)._net.predict(np.zeros(net.parameters.size, np.float32), C)
+
+
+# -- the estimators -----------------------------------------------------------
+
+def _no_dense_copies(monkeypatch, columns):
+    """Every sparse class's toarray and todense raise on a matrix of X's
+    ``columns`` (scikit-learn's label binarizer makes its own sparse
+    targets dense): nothing makes X dense."""
+    def refusing(made):
+        def refuse(self, *args, **kwargs):
+            if self.shape[1] == columns:
+                raise AssertionError("a sparse X was made dense")
+            return made(self, *args, **kwargs)
+        return refuse
+
+    for cls in (sparse.csr_matrix, sparse.csc_matrix, sparse.csr_array, sparse.csc_array, sparse.coo_matrix):
+        for name in ("toarray", "todense"):
+            monkeypatch.setattr(cls, name, refusing(getattr(cls, name)))
+
+
+ESTIMATOR_CASES = {
+    "adam": dict(solver="adam", batch_size=16),
+    "sgd-1-plain": dict(solver="sgd", batch_size=1, momentum=0.0, alpha=0.0, max_iter=2),
+    "sgd-nesterov-weighted": dict(solver="sgd", batch_size=10, sample_weight=True),
+    "adam-long-steps-early-stopping": dict(solver="adam", batch_size=120, early_stopping=True,
+                                           validation_fraction=0.2, long_steps=True),
+    "lbfgs": dict(solver="lbfgs", max_iter=15),
+    "lbfgs-blocks-weighted": dict(solver="lbfgs", max_iter=15, sample_weight=True, lbfgs_blocks=True),
+    "adam-partial_fit": dict(solver="adam", batch_size=32, partial_fit=3),
+}
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("case", sorted(ESTIMATOR_CASES))
+def test_estimators_fit_and_predict_a_sparse_x_of_few_values_without_making_it_dense(monkeypatch, kind, case):
+    """fit, partial_fit and predict on a sparse X of 3% values: the model
+    and the outputs of X made dense, to round-off in float64, and no row of
+    X made dense (a text-like X of 20000 columns made dense a block at a
+    time had cost 42x scikit-learn's predict)."""
+    from dnnfast._estimators import _solvers
+    from dnnfast._train import driver
+
+    kw = dict(ESTIMATOR_CASES[case])
+    rng = np.random.default_rng(7)
+    n, m = 150, 400
+    X = sparse.random(n, m, density=0.03, format="csr", random_state=7)
+    X.data *= 4
+    D = X.toarray()
+    y = rng.integers(0, 3, n) if kind == "MLPClassifier" else rng.standard_normal((n, 2))
+    w = rng.random(n) if kw.pop("sample_weight", False) else None
+    calls = kw.pop("partial_fit", 0)
+    if kw.pop("long_steps", False):
+        monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)  # steps in blocks of few rows (gradient_sum)
+    if kw.pop("lbfgs_blocks", False):
+        monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)
+    kw = dict(dict(hidden_layer_sizes=(13,), max_iter=4, random_state=0), **kw)
+    models, outputs = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in (D, X, X.tocsc()):
+            with monkeypatch.context() as patch:
+                if data is not D:
+                    _no_dense_copies(patch, m)
+                est = getattr(dnnfast, kind)(**kw)
+                if calls:
+                    extra = {"classes": [0, 1, 2]} if kind == "MLPClassifier" else {}
+                    for _ in range(calls):
+                        est.partial_fit(data, y, sample_weight=w, **extra)
+                else:
+                    est.fit(data, y, sample_weight=w)
+                outputs.append(est.predict_proba(data) if kind == "MLPClassifier" else est.predict(data))
+            models.append(est)
+    dense = models[0]
+    for est, out in zip(models[1:], outputs[1:]):
+        assert est.n_iter_ == dense.n_iter_
+        for a, b in zip(dense.coefs_ + dense.intercepts_, est.coefs_ + est.intercepts_):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(est.loss_curve_ if hasattr(est, "loss_curve_") else est.loss_,
+                                   dense.loss_curve_ if hasattr(dense, "loss_curve_") else dense.loss_, rtol=1e-10)
+        np.testing.assert_allclose(out, outputs[0], rtol=1e-9, atol=1e-12)
+        if kw.get("early_stopping"):
+            np.testing.assert_allclose(est.validation_scores_, dense.validation_scores_, rtol=1e-9)
+
+
+def test_a_non_canonical_sparse_x_is_read_as_its_dense_form_and_left_as_it_is():
+    """Duplicates at one position are summed (as X made dense sums them),
+    unsorted columns taken as they are; the user's matrix is not changed."""
+    rng = np.random.default_rng(8)
+    n, m = 80, 200
+    rows = np.repeat(np.arange(n), 6)
+    cols = rng.integers(0, m, rows.size)
+    cols[::6] = cols[1::6]  # a duplicate in each row
+    vals = rng.standard_normal(rows.size)
+    X = sparse.csr_matrix((vals, (rows, cols)), shape=(n, m))  # (sums duplicates)
+    perm = np.concatenate([rng.permutation(6) + 6 * i for i in range(n)])
+    U = sparse.csr_matrix((vals[perm], cols[perm], np.arange(0, rows.size + 1, 6)), shape=(n, m))
+    assert not U.has_canonical_format
+    before = (U.data.copy(), U.indices.copy(), U.indptr.copy())
+    y = rng.integers(0, 2, n)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = dnnfast.MLPClassifier(**kw).fit(X, y)
+        b = dnnfast.MLPClassifier(**kw).fit(U, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(b.predict_proba(U), a.predict_proba(X.toarray()), rtol=1e-12, atol=1e-14)
+    for x, z in zip(before, (U.data, U.indices, U.indptr)):
+        assert np.array_equal(x, z)
+
+
+def test_which_sparse_x_the_core_reads_as_csr():
+    """At most CORE_CSR_MAX_DENSITY of the entries stored: read as CSR;
+    denser, made dense in blocks (the dense X's bits; test_memory.py)."""
+    limit = _rows.CORE_CSR_MAX_DENSITY
+    n, m = 100, 100
+    assert _rows.takes_core_csr(sparse.random(n, m, density=limit, format="csr", random_state=0))
+    assert not _rows.takes_core_csr(sparse.random(n, m, density=limit + 0.01, format="csr", random_state=0))
+    assert not _rows.takes_core_csr(sparse.csr_matrix((0, 5)))
+    S = _rows.SparseRows(sparse.random(n, m, density=limit, format="csr", random_state=0), np.float32)
+    assert isinstance(S.core_x, _core.Csr32) and S.core_x.shape == (n, m)
+    assert _rows.SparseRows(sparse.random(n, m, density=0.5, format="csr", random_state=0),
+                            np.float64).core_x is None
+
+
+def test_data_parallel_steps_read_the_csr(monkeypatch):
+    """Data-parallel sgd / adam (over MPI.COMM_SELF, this process alone):
+    each batch's gradient from the CSR (gradient_sum), never its rows made
+    dense; the model of the dense X to round-off."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI
+
+    from dnnfast import distributed
+
+    rng = np.random.default_rng(9)
+    n, m = 200, 300
+    X = sparse.random(n, m, density=0.05, format="csr", random_state=9)
+    y, w = rng.integers(0, 3, n), rng.random(n)
+    for solver, batch in (("adam", 7), ("sgd", 1), ("adam", "auto")):
+        kw = dict(hidden_layer_sizes=(9,), solver=solver, batch_size=batch, max_iter=2, random_state=0)
+        with warnings.catch_warnings(), distributed.Context(MPI.COMM_SELF):
+            warnings.simplefilter("ignore")
+            dense = dnnfast.MLPClassifier(**kw).fit(X.toarray(), y, sample_weight=w)
+            with monkeypatch.context() as patch:
+                _no_dense_copies(patch, m)
+                fit = dnnfast.MLPClassifier(**kw).fit(X, y, sample_weight=w)
+        for a, b in zip(dense.coefs_ + dense.intercepts_, fit.coefs_ + fit.intercepts_):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=f"{solver} {batch}")
+        np.testing.assert_allclose(fit.loss_curve_, dense.loss_curve_, rtol=1e-10)
