@@ -84,12 +84,14 @@ MIN_RUNS = 2  # one run shows no spread, so it cannot be judged
 MAX_CORES_OVER = 1.1
 
 
-def flops_per_sample(sizes):
+def flops_per_sample(sizes, inputs=None):
     """Floating-point operations of one training sample, counting the work
     done: forward Z = A W (2 m_in m_out per layer), dW = A^T dZ (2 m_in m_out
     per layer) and dA = dZ W^T for layers 2..L only -- no implementation forms
-    dA[0], the input needs no gradient. Element-wise work is not counted."""
-    prods = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    dA[0], the input needs no gradient. Element-wise work is not counted.
+    ``inputs``: a sparse X's stored values per row, which the first layer's
+    products take in place of its m_in (dnnfast's work on such an X)."""
+    prods = [a * b for a, b in zip([sizes[0] if inputs is None else inputs] + list(sizes[1:-1]), sizes[1:])]
     return 2 * sum(prods) + 2 * sum(prods) + 2 * sum(prods[1:])
 
 
