@@ -345,7 +345,10 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
             continue;  // (the first layer: no dZ below it)
         }
         if (l == 0 && sparse) {
-            sparse_first_gradient(*sparse, n, dZ, update ? -sgd_lr : T(1), (update ? P_sgd : G) + s.w_off);
+            if (update)
+                sparse_first_gradient(*sparse, n, dZ, -sgd_lr, P_sgd + s.w_off, false);
+            else
+                sparse_first_gradient(*sparse, n, dZ, T(1), G + s.w_off, true);
         } else if (update && l == 0 && first_dz) {
             std::memcpy(first_dz, dZ, n * s.m_out * sizeof(T));
         } else if (dz_then_step) {
@@ -448,11 +451,11 @@ void Network<T>::sparse_first_layer(Workspace& ws, const T* P, const Batch& b, s
 }
 
 template <class T>
-void Network<T>::sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW) const {
+void Network<T>::sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW, bool from_zero) const {
     const LayerSpec& f = layers_[0];
     const size_t m = f.m_out;
     const CsrRows<T>& X = *b.csr;
-    if (s == T(1))  // the gradient: X_b^T dZ from 0 (rows of W no value touches stay 0)
+    if (from_zero)  // the gradient: X_b^T dZ from 0 (rows of W no value touches stay 0)
         parallel_ranges(f.m_in, threads_for(double(f.m_in) * double(m), 150000.0), [&](size_t j0, size_t j1) {
             std::memset(GW + j0 * m, 0, (j1 - j0) * m * sizeof(T));
         });

@@ -199,9 +199,10 @@ private:
     void forward_chunk(Workspace& ws, const T* P, const T* X, const CsrRows<T>* Xs, size_t i0, size_t m) const;
     void chunked_predict(const T* P, const T* X, const CsrRows<T>* Xs, size_t n, T* Yhat);
     double chunked_cost(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n);
-    // The first layer's weight gradient from a sparse batch: G's W block =
-    // X_b^T dZ, or with s = -lr, W += s X_b^T dZ in place (plain SGD).
-    void sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW) const;
+    // The first layer's weight gradient from a sparse batch: GW = s X_b^T dZ
+    // (from_zero: G's W block, s = 1), or GW += s X_b^T dZ (W itself, s =
+    // -lr: plain SGD's step in place, on the rows of the batch's columns).
+    void sparse_first_gradient(const Batch& b, size_t n, const T* dZ, T s, T* GW, bool from_zero) const;
     EpochResult train_steps(T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n_rows,
                             const int64_t* order, size_t n_order, size_t batch, const OptimizerConfig<T>& opt,
                             T* state1, T* state2, int64_t* t, double cost_sum, double penalty_sum);
