@@ -310,7 +310,9 @@ struct NetworkPy {
     // the driver passes an epoch's order in chunks). cost_sum / penalty_sum:
     // the running totals of the epoch so far, continued here batch by batch,
     // so the epoch's sums have the same bits however the order was chunked.
-    py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const carray<T>& X, const carray<T>& Y,
+    // X: a dense carray<T> or a CsrPy<T>.
+    template <class XA>
+    py::tuple train_epoch(py::array_t<T, py::array::c_style> P, const XA& X, const carray<T>& Y,
                           std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
                           const TrainOptions& options, OptState s1, OptState s2, StepCount t, double cost_sum,
                           double penalty_sum) {
@@ -324,36 +326,24 @@ struct NetworkPy {
         T* sp2 = state(s2);
         int64_t* tp = step_count(t);
         T* p = P.mutable_data();
+        const auto x = x_data(X);
         EpochResult r;
         {
             ReleaseGil g;
-            r = net.train_epoch(p, X.data(), Y.data(), wp, n_rows, order.data(), order.shape(0),
-                                options.batch_size, opt, sp1, sp2, tp, cost_sum, penalty_sum);
+            r = epoch(p, x, n_rows, Y.data(), wp, order.data(), order.shape(0), options.batch_size, opt, sp1, sp2,
+                      tp, cost_sum, penalty_sum);
         }
         return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
     }
-    py::tuple train_epoch_csr(py::array_t<T, py::array::c_style> P, const CsrPy<T>& X, const carray<T>& Y,
-                              std::optional<carray<T>> w, const py::array_t<int64_t, py::array::c_style>& order,
-                              const TrainOptions& options, OptState s1, OptState s2, StepCount t, double cost_sum,
-                              double penalty_sum) {
-        check_params(P);
-        const size_t n_rows = check_X(X);
-        check_Y(Y, n_rows);
-        const T* wp = check_w(w, n_rows);
-        if (order.ndim() != 1) throw std::invalid_argument("order must be 1-D");
-        const OptimizerConfig<T> opt = options.config<T>();
-        T* sp1 = state(s1);
-        T* sp2 = state(s2);
-        int64_t* tp = step_count(t);
-        T* p = P.mutable_data();
-        const CsrRows<T> x = X.rows();
-        EpochResult r;
-        {
-            ReleaseGil g;
-            r = net.train_epoch(p, x, Y.data(), wp, order.data(), order.shape(0), options.batch_size, opt, sp1, sp2,
-                                tp, cost_sum, penalty_sum);
-        }
-        return py::make_tuple(r.cost_sum, r.penalty_sum, r.updates);
+    EpochResult epoch(T* p, const T* x, size_t n_rows, const T* y, const T* w, const int64_t* order, size_t n_order,
+                      size_t batch, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t, double cost_sum,
+                      double penalty_sum) {
+        return net.train_epoch(p, x, y, w, n_rows, order, n_order, batch, opt, s1, s2, t, cost_sum, penalty_sum);
+    }
+    EpochResult epoch(T* p, const CsrRows<T>& x, size_t, const T* y, const T* w, const int64_t* order, size_t n_order,
+                      size_t batch, const OptimizerConfig<T>& opt, T* s1, T* s2, int64_t* t, double cost_sum,
+                      double penalty_sum) {
+        return net.train_epoch(p, x, y, w, order, n_order, batch, opt, s1, s2, t, cost_sum, penalty_sum);
     }
 
     // Data-parallel training's two halves of a step (see network.hpp).
@@ -447,11 +437,13 @@ void bind_network_dtype(py::module_& m, const char* name, const char* csr_name) 
              py::arg("X"), py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
         .def("loss_and_gradient", self_checked(&N::template loss_and_gradient<X>, name), py::arg("params"),
              py::arg("X"), py::arg("Y"), py::arg("w"), py::arg("rows"), py::arg("l2"), py::arg("grad").noconvert())
-        .def("train_epoch", self_checked(&N::train_epoch, name), py::arg("params").noconvert(), py::arg("X"),
+        .def("train_epoch", self_checked(&N::template train_epoch<carray<T>>, name), py::arg("params").noconvert(),
+             py::arg("X"),
              py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
              py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)
-        .def("train_epoch", self_checked(&N::train_epoch_csr, name), py::arg("params").noconvert(), py::arg("X"),
+        .def("train_epoch", self_checked(&N::template train_epoch<X>, name), py::arg("params").noconvert(),
+             py::arg("X"),
              py::arg("Y"), py::arg("w"), py::arg("order"), py::arg("options"),
              py::arg("state1").noconvert() = py::none(), py::arg("state2").noconvert() = py::none(),
              py::arg("t").noconvert() = py::none(), py::arg("cost_sum") = 0.0, py::arg("penalty_sum") = 0.0)

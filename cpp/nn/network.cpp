@@ -513,22 +513,21 @@ void Network<T>::forward_chunk(Workspace& ws, const T* P, const T* X, const CsrR
 template <class T>
 double Network<T>::loss_and_gradient(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows,
                                      size_t n, T l2, T* G, double* penalty) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    double denom = 0;
-    const double c = batch_gradient(P, X, nullptr, Y, w, rows, n, G, &denom, true);
-    OptimizerConfig<T> pen_only;
-    pen_only.l2 = l2;
-    const double pen = l2_penalty_and_grad(P, pen_only, denom, G);
-    if (penalty) *penalty = pen;
-    return c;
+    return loss_and_gradient_of(P, X, nullptr, Y, w, rows, n, l2, G, penalty);
 }
 
 template <class T>
 double Network<T>::loss_and_gradient(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows,
                                      size_t n, T l2, T* G, double* penalty) {
+    return loss_and_gradient_of(P, nullptr, &X, Y, w, rows, n, l2, G, penalty);
+}
+
+template <class T>
+double Network<T>::loss_and_gradient_of(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
+                                        const int64_t* rows, size_t n, T l2, T* G, double* penalty) {
     std::lock_guard<std::mutex> lock(mutex_);
     double denom = 0;
-    const double c = batch_gradient(P, nullptr, &X, Y, w, rows, n, G, &denom, true);
+    const double c = batch_gradient(P, X, Xs, Y, w, rows, n, G, &denom, true);
     OptimizerConfig<T> pen_only;
     pen_only.l2 = l2;
     const double pen = l2_penalty_and_grad(P, pen_only, denom, G);
@@ -813,25 +812,25 @@ void Network<T>::keep_first_packed(T* P, bool keep) {
 template <class T>
 double Network<T>::gradient_sum(const T* P, const T* X, const T* Y, const T* w, const int64_t* rows, size_t n,
                                 T* G, double* weight_sum) {
+    return gradient_sum_of(P, X, nullptr, Y, w, rows, n, G, weight_sum);
+}
+
+template <class T>
+double Network<T>::gradient_sum(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows,
+                                size_t n, T* G, double* weight_sum) {
+    return gradient_sum_of(P, nullptr, &X, Y, w, rows, n, G, weight_sum);
+}
+
+template <class T>
+double Network<T>::gradient_sum_of(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
+                                   const int64_t* rows, size_t n, T* G, double* weight_sum) {
     std::lock_guard<std::mutex> lock(mutex_);
     *weight_sum = 0;
     if (n == 0) {  // this process holds no row of the batch: it adds nothing
         std::fill(G, G + n_params_, T(0));
         return 0.0;
     }
-    return batch_gradient(P, X, nullptr, Y, w, rows, n, G, weight_sum, false);
-}
-
-template <class T>
-double Network<T>::gradient_sum(const T* P, const CsrRows<T>& X, const T* Y, const T* w, const int64_t* rows,
-                                size_t n, T* G, double* weight_sum) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    *weight_sum = 0;
-    if (n == 0) {
-        std::fill(G, G + n_params_, T(0));
-        return 0.0;
-    }
-    return batch_gradient(P, nullptr, &X, Y, w, rows, n, G, weight_sum, false);
+    return batch_gradient(P, X, Xs, Y, w, rows, n, G, weight_sum, false);
 }
 
 template <class T>

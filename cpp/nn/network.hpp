@@ -208,6 +208,11 @@ private:
                             T* state1, T* state2, int64_t* t, double cost_sum, double penalty_sum);
     double batch_gradient(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, const int64_t* rows,
                           size_t n, T* G, double* weight_sum, bool divide);
+    // loss_and_gradient and gradient_sum on a dense X or a sparse Xs (the one not null).
+    double loss_and_gradient_of(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
+                                const int64_t* rows, size_t n, T l2, T* G, double* penalty);
+    double gradient_sum_of(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
+                           const int64_t* rows, size_t n, T* G, double* weight_sum);
     // X's rows are x_ld apart (0: m_x, the input's width).
     void forward_batch(Workspace& ws, const T* P, const T* X, size_t n, size_t first_layer = 0,
                        size_t x_ld = 0) const;
