@@ -230,7 +230,7 @@ def test_tiny_sample_weights_fit_as_unit_weights(dtype, tiny, solver, monkeypatc
     if solver == "lbfgs in blocks":  # the loss and gradient summed over blocks of rows in Python
         from dnnfast._estimators import _solvers
         monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)
-        assert _solvers.lbfgs_block_rows(100) < 130
+        assert _solvers.lbfgs_block_rows(130, 100, 1) < 130
     elif solver == "adam in blocks":  # one step of all rows: blocks' gradient sums, then one update
         from dnnfast._train import driver
         monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)
@@ -526,7 +526,7 @@ def test_lbfgs_in_blocks_of_rows_matches_one_evaluation(monkeypatch, weighted):
 
     whole = fit()
     monkeypatch.setattr(_solvers, "LBFGS_BLOCK_FLOPS", 1.0)  # blocks of 64 rows: 5 blocks
-    assert _solvers.lbfgs_block_rows(whole.coefs_[0].size) == 64
+    assert _solvers.lbfgs_block_rows(301, whole.coefs_[0].size, 1) == 64
     blocks, again = fit(), fit()
     assert blocks.n_iter_ == whole.n_iter_
     assert blocks.loss_ == pytest.approx(whole.loss_, rel=1e-9)
@@ -534,6 +534,42 @@ def test_lbfgs_in_blocks_of_rows_matches_one_evaluation(monkeypatch, weighted):
                        again.coefs_ + again.intercepts_):
         np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
         np.testing.assert_array_equal(c, b)
+
+
+def test_lbfgs_takes_many_rows_in_blocks_of_a_few_mb_and_small_sets_in_one_call(monkeypatch):
+    """One evaluation over 20000 rows computed each layer for all of them
+    from memory (2.1x the time a row of 1024-row blocks on a 20-64-10
+    network): over twice a long step's block of rows (4 MiB of workspace),
+    lbfgs sums blocks; scikit-learn's small data sets stay one call, with
+    its bits. The blocked fit is the one-call fit to rounding."""
+    pytest.importorskip("scipy")
+    from dnnfast._estimators import _solvers
+    from dnnfast._train import driver
+    from dnnfast._validation import network_bytes
+
+    for sizes, n in (([64, 100, 10], 1797), ([30, 100, 1], 569), ([13, 100, 3], 178), ([10, 100, 1], 442)):
+        p, row = network_bytes(sizes, 8)
+        assert _solvers.lbfgs_block_rows(n, p // 8, row) == n, sizes
+    p, row = network_bytes([20, 64, 10], 8)
+    rows = _solvers.lbfgs_block_rows(20000, p // 8, row)
+    assert 1024 <= rows and rows * row <= driver.STEP_BLOCK_BYTES
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((9000, 20))
+    y = rng.integers(0, 10, 9000)
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=8, random_state=0).fit(X, y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (max_iter reached)
+        blocks = fit()
+        monkeypatch.setattr(driver, "STEP_BLOCK_BYTES", 1 << 40)  # one call
+        whole = fit()
+    assert blocks.n_iter_ == whole.n_iter_
+    assert blocks.loss_ == pytest.approx(whole.loss_, rel=1e-9)
+    for a, b in zip(whole.coefs_ + whole.intercepts_, blocks.coefs_ + blocks.intercepts_):
+        np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
 
 
 def test_history_for_lbfgs():

@@ -205,3 +205,32 @@ def test_exp_poisson_gradient_matches_finite_differences_in_both_dtypes(dtype):
         _, g = net.loss_and_gradient(X32, Y.astype(np.float32))
         num = numeric_gradient(net64, X32.astype(np.float64), Y)
         np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-5 * max(np.abs(num).max(), 1e-3))
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_a_gradient_over_many_rows_in_blocks_is_the_references(monkeypatch, dtype, tol):
+    """Network.loss_and_gradient over more rows than two blocks of a few MB
+    of workspace sums blocks (gradient_block_rows; one call computed each
+    layer for all rows from memory, 2x the time a row): the reference's
+    cost and gradient over all rows, the float32 one computed in float64."""
+    from dnnfast import reference
+    from dnnfast._train import driver
+
+    calls = []
+    real = driver.gradient_in_blocks
+    monkeypatch.setattr(dnnfast.network, "gradient_in_blocks",
+                        lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    net = dnnfast.Network([20, 64, 10], ["tanh", "softmax"], dtype=dtype, seed=0)
+    n = 9000
+    X = rng.standard_normal((n, 20)).astype(dtype)
+    y = rng.integers(0, 10, n)
+    c, grad = net.loss_and_gradient(X, y)
+    assert calls and calls[0] < n // 2  # (blocks of 1823 float64 rows, 3647 float32: 4 MiB)
+    Ws = [W.astype(np.float64) for W in net.weights]
+    bs = [b.astype(np.float64) for b in net.biases]
+    rc, dWs, dbs, _ = reference.gradients(Ws, bs, [("tanh", None), ("softmax", None)], "cce",
+                                          X.astype(np.float64), np.eye(10)[y])
+    ref = np.concatenate([dWs[0].ravel(), dbs[0].ravel(), dWs[1].ravel(), dbs[1].ravel()])
+    assert abs(c - rc) <= tol * abs(rc)
+    assert np.abs(grad - ref).max() <= tol * np.abs(ref).max()

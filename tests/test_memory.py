@@ -118,13 +118,18 @@ def test_a_fitted_model_gives_back_a_workspace_sized_by_its_data():
         warnings.simplefilter("ignore")
         est = dnnfast.MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
     assert est.__dict__["_core"][1].release_workspace() == 0
-    # One call over many rows keeps a workspace below _KEEP_WORKSPACE_BYTES (a loop of such
-    # calls reuses it) and gives back a larger one.
+    # A gradient over many rows goes in blocks of a few MB of workspace
+    # (gradient_block_rows), which the model keeps (a loop of such calls
+    # reuses it); one call of a wide network's rows that needs more than
+    # _KEEP_WORKSPACE_BYTES gives it back.
     net.loss_and_gradient(X, y)
     assert 0 < net._net.release_workspace() < dnnfast.network._KEEP_WORKSPACE_BYTES
-    big = np.repeat(X, 20, axis=0)  # 400000 rows: a workspace of several hundred MB
+    big = np.repeat(X, 20, axis=0)  # 400000 rows: one call's workspace was several hundred MB
     net.loss_and_gradient(big, np.tile(y, 20))
-    assert net._net.release_workspace() == 0
+    assert 0 < net._net.release_workspace() < 8 << 20
+    wide = dnnfast.Network([64, 4096, 10], ["relu", "softmax"], seed=0)
+    wide.loss_and_gradient(X[:2048], y[:2048])  # one call (2 x 1024 rows): 135 MB of workspace
+    assert wide._net.release_workspace() == 0
 
 
 @pytest.mark.parametrize("case", ["broadcast X", "int8 X", "labels as one-hot", "estimator targets",

@@ -392,7 +392,7 @@ def test_lbfgs_in_blocks_of_rows_is_bit_identical_on_any_thread_count(monkeypatc
             warnings.simplefilter("ignore")  # ConvergenceWarning: few iterations on purpose
             clf.fit(X, y)
         fits.append(clf.coefs_ + clf.intercepts_)
-    assert _solvers.lbfgs_block_rows(sum(p.size for p in fits[0])) < X.shape[0]
+    assert _solvers.lbfgs_block_rows(X.shape[0], sum(p.size for p in fits[0]), 1) < X.shape[0]
     for threads, params in zip((1, 2, 3), fits[1:]):
         for p, q in zip(params, fits[0]):
             np.testing.assert_array_equal(p, q, err_msg=f"{threads} thread(s)")

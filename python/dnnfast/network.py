@@ -15,7 +15,7 @@ from ._buffers import aligned, aligned_zeros
 from ._guards import CORE_OUTPUT_OVERFLOW, parameter_cause
 from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, check_params_fit_dtype, check_targets, parse_activation, resolve_loss
-from ._train.driver import fit_network
+from ._train.driver import fit_network, gradient_block_rows, gradient_in_blocks
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
 from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, check_bool,
                           check_memory, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
@@ -552,9 +552,16 @@ class Network:
         """
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
-        self._check_rows(X.shape[0], self.parameters.size)
-        grad = np.empty_like(self.parameters)
-        c, _ = self._net.loss_and_gradient(self.parameters, X, Y, None, None, 0.0, grad)
+        n, P = X.shape[0], self.parameters
+        # Many rows: in blocks (gradient_block_rows), their sums in float64
+        rows = gradient_block_rows(n, P.size, self._ws_per_row)
+        self._check_rows(rows, P.size * (1 if rows >= n else 1 + 8 // P.itemsize))
+        grad = np.empty_like(P)
+        if rows >= n:
+            c, _ = self._net.loss_and_gradient(P, X, Y, None, None, 0.0, grad)
+        else:
+            c, _ = gradient_in_blocks(self._net, P, grad, n, rows,
+                                      lambda r0, r1: (X, Y, None, np.arange(r0, r1, dtype=np.int64)))
         self._net.release_workspace(_KEEP_WORKSPACE_BYTES)
         if not (math.isfinite(c) and _core.all_finite(grad)):
             raise self._nonfinite("loss_and_gradient")

@@ -758,7 +758,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         n = X.shape[0]
         batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
         # lbfgs evaluates all rows in blocks (one block when they are few)
-        rows = min(lbfgs_block_rows(p_bytes // itemsize) if self.solver == "lbfgs"
+        rows = min(lbfgs_block_rows(n, p_bytes // itemsize, per_row) if self.solver == "lbfgs"
                    else workspace_rows(batch, layer_units, itemsize), n)
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w

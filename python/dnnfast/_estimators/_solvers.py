@@ -20,9 +20,10 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, block_rows, check_optimizer_in_dtype, drive,
-                              largest_evaluation_block)
+from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, drive,
+                              gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
 from .._train.rows import SparseRows
+from .._validation import network_bytes
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -35,9 +36,11 @@ STOCHASTIC_SOLVERS = ("sgd", "adam")
 LBFGS_BLOCK_FLOPS = BLOCK_FLOPS
 
 
-def lbfgs_block_rows(n_params):
-    """Rows per block of an lbfgs evaluation (the driver's ``block_rows``)."""
-    return block_rows(n_params, LBFGS_BLOCK_FLOPS)
+def lbfgs_block_rows(n, n_params, row_bytes):
+    """Rows per block of an lbfgs evaluation of ``n`` rows on a network of
+    ``n_params`` parameters and ``row_bytes`` of the core's workspace a row
+    (``gradient_block_rows``; ``n``: one call)."""
+    return gradient_block_rows(n, n_params, row_bytes, LBFGS_BLOCK_FLOPS)
 
 
 class _Interrupted(Exception):
@@ -579,7 +582,9 @@ class _Solvers:
         # solver ends on a non-finite one (on_nonfinite='raise').
         good = P.copy() if self.on_nonfinite == "raise" else None
         n = X.shape[0]
-        block = lbfgs_block_rows(P.size)
+        layout = net.layout()
+        row_bytes = network_bytes([layer["m_in"] for layer in layout] + [layout[-1]["m_out"]], P.itemsize)[1]
+        block = lbfgs_block_rows(n, P.size, row_bytes)
         interrupts = Interrupts()
         # A sparse X: the core's CSR of it, or made dense a block at a time,
         # the blocks the dense X's evaluation takes (one call over all rows
@@ -590,50 +595,24 @@ class _Solvers:
             X.check_memory(min(n, block), "lbfgs's loss and gradient")
             if n <= block or not dense_blocks:
                 Xc = X.core_rows(0, n)
-        if n > block:
-            # The weights' entries of the core buffer, for the L2 term added
-            # once to the blocks' sum (as loss_and_gradient adds it).
-            w_slices = [slice(l["w_offset"], l["w_offset"] + l["m_in"] * l["m_out"]) for l in net.layout()]
-            G64 = np.empty(P.size, dtype=np.float64)
+        G64 = np.empty(P.size, dtype=np.float64) if n > block else None
+
+        def take(r0, r1):
+            """The block's rows as gradient_sum takes them."""
+            if dense_blocks:  # the block's rows dense, the same contiguous rows of the core's call
+                return X[r0:r1], Y[r0:r1], None if sw is None else sw[r0:r1], np.arange(r1 - r0, dtype=np.int64)
+            return Xc, Y, sw, np.arange(r0, r1, dtype=np.int64)
+
+        def before_block():
+            if interrupts.pending:
+                raise _Interrupted
 
         def evaluate():
             """(data loss, penalty) at P, gradient in G."""
             if n <= block:  # one block: the core's one call (bits as before)
-                if interrupts.pending:
-                    raise _Interrupted
+                before_block()
                 return net.loss_and_gradient(P, Xc, Y, sw, None, alpha, G)
-            # Blocks in row order, summed in float64 in that order: a fixed
-            # order given the shape, whatever the thread count or timing.
-            J = D = 0.0
-            G64[:] = 0.0
-            for r0 in range(0, n, block):
-                if interrupts.pending:
-                    raise _Interrupted
-                r1 = min(r0 + block, n)
-                if dense_blocks:  # the block's rows dense, the same contiguous rows of the core's call
-                    Jb, Db = net.gradient_sum(P, X[r0:r1], Y[r0:r1], None if sw is None else sw[r0:r1],
-                                              np.arange(r1 - r0, dtype=np.int64), G)
-                else:
-                    Jb, Db = net.gradient_sum(P, Xc, Y, sw, np.arange(r0, r1, dtype=np.int64), G)
-                J += Jb
-                D += Db
-                np.add(G64, G, out=G64)
-            # 1 / D, or where it is no normal number (row weights summing
-            # below 1 / max or above 1 / min) a division by D, as the core.
-            inv = 1.0 / D if D > 0 else 0.0
-            divide = D > 0 and not (math.isfinite(inv) and inv >= sys.float_info.min)
-            if divide:
-                np.divide(G64, D, out=G64)
-            else:
-                np.multiply(G64, inv, out=G64)
-            sq = 0.0
-            if alpha != 0 and D > 0:
-                for sl in w_slices:
-                    W = P[sl].astype(np.float64)
-                    sq += float(W @ W)
-                    G64[sl] += (alpha / D) * W
-            G[:] = G64
-            return (J / D if divide else J * inv), (0.5 * alpha * sq / D if alpha != 0 and D > 0 else 0.0)
+            return gradient_in_blocks(net, P, G, n, block, take, alpha, G64, before_block)
 
         # The last completed iteration (the start before the first): what an
         # interrupted fit keeps.

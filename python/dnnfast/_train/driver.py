@@ -88,12 +88,72 @@ STEP_BLOCK_BYTES = 4 << 20
 MIN_STEP_BLOCK_ROWS = 1024
 
 
-def step_block_rows(n_params, row_bytes):
+def step_block_rows(n_params, row_bytes, flops=None):
     """Rows per block of a long step (``LocalSteps.long_steps``): ``block_rows``
-    (Ctrl-C), at most ``STEP_BLOCK_BYTES`` of workspace unless that is fewer
-    than ``MIN_STEP_BLOCK_ROWS``. Fixed by the shape alone, as ``block_rows``."""
-    cache_rows = max(MIN_STEP_BLOCK_ROWS, STEP_BLOCK_BYTES // max(int(row_bytes), 1))
-    return min(block_rows(n_params), cache_rows)
+    of ``flops`` (Ctrl-C), at most ``STEP_BLOCK_BYTES`` of workspace unless
+    that is fewer than ``MIN_STEP_BLOCK_ROWS``. Fixed by the shape alone, as
+    ``block_rows``."""
+    return min(block_rows(n_params, flops), _cache_rows(row_bytes))
+
+
+def _cache_rows(row_bytes):
+    return max(MIN_STEP_BLOCK_ROWS, STEP_BLOCK_BYTES // max(int(row_bytes), 1))
+
+
+def gradient_block_rows(n, n_params, row_bytes, flops=None):
+    """Rows per block of a cost and gradient over all ``n`` rows (lbfgs's
+    evaluations, ``Network.loss_and_gradient``; ``gradient_in_blocks``), or
+    ``n`` for one core call: more than one ``block_rows`` of ``flops``
+    (Ctrl-C between blocks), or more rows than two blocks of a long step
+    (``step_block_rows``), go in such blocks. One call over 20000 rows
+    computed each layer for all of them from memory: lbfgs on a 20-64-10
+    network took 2.1x the time a row of 1024-row blocks took
+    (BENCHMARKS.md, "Measurements behind the code": gradient_block_rows).
+    Sets of up to 2 x ``MIN_STEP_BLOCK_ROWS`` rows (the estimators' small
+    data sets) stay one call, with its bits."""
+    flop_rows = block_rows(n_params, flops)
+    if n <= flop_rows and n <= 2 * _cache_rows(row_bytes):
+        return n
+    return step_block_rows(n_params, row_bytes, flops)
+
+
+def gradient_in_blocks(core, P, G, n, rows, take, l2=0.0, G64=None, before_block=None):
+    """``(data cost, penalty)`` over rows ``0..n``, the gradient in ``G``, a
+    block of ``rows`` rows at a time: each block's ``core.gradient_sum`` over
+    ``take(r0, r1)`` (the core's X, Y and row weights, and the block's row
+    indices into them), summed in float64 in row order (a fixed order given
+    the shape, whatever the thread count or timing), then divided by the
+    rows' total weight D (by 1 / D, or where that is no normal number, by
+    D, as the core does) and the L2 term ``l2`` / D W of the weights added
+    once (as ``loss_and_gradient`` adds it). ``G64``: a float64 buffer of
+    P's size to reuse; ``before_block()`` runs before each block (Ctrl-C)."""
+    if G64 is None:
+        G64 = np.empty(P.size, dtype=np.float64)
+    J = D = 0.0
+    G64[:] = 0.0
+    for r0 in range(0, n, rows):
+        if before_block is not None:
+            before_block()
+        r1 = min(r0 + rows, n)
+        Jb, Db = core.gradient_sum(P, *take(r0, r1), G)  # (G: the block's sum on its way into G64)
+        J += Jb
+        D += Db
+        np.add(G64, G, out=G64)
+    inv = 1.0 / D if D > 0 else 0.0
+    divide = D > 0 and not (math.isfinite(inv) and inv >= sys.float_info.min)
+    if divide:
+        np.divide(G64, D, out=G64)
+    else:
+        np.multiply(G64, inv, out=G64)
+    sq = 0.0
+    if l2 != 0 and D > 0:
+        for layer in core.layout():
+            sl = slice(layer["w_offset"], layer["w_offset"] + layer["m_in"] * layer["m_out"])
+            W = P[sl].astype(np.float64)
+            sq += float(W @ W)
+            G64[sl] += (l2 / D) * W
+    G[:] = G64
+    return (J / D if divide else J * inv), (0.5 * l2 * sq / D if l2 != 0 and D > 0 else 0.0)
 
 
 def splits_evaluation(n, rows):
