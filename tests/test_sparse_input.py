@@ -421,3 +421,33 @@ def test_data_parallel_steps_read_the_csr(monkeypatch):
         for a, b in zip(dense.coefs_ + dense.intercepts_, fit.coefs_ + fit.intercepts_):
             np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=f"{solver} {batch}")
         np.testing.assert_allclose(fit.loss_curve_, dense.loss_curve_, rtol=1e-10)
+
+
+def test_a_sparse_fit_allocates_no_rows_of_x(monkeypatch):
+    """A sparse X's rows are read where they are: the core's workspace holds
+    no gathered rows of X (rows x m_x) and its delta buffers are as wide as
+    the widest layer output, not X (2 x rows x m_x: 3.4 GB for 2^20 hashed
+    columns in batches of 200); the memory check before the fit counts
+    neither."""
+    from dnnfast import _validation
+
+    rng = np.random.default_rng(10)
+    n, m = 1100, 4096
+    X = sparse.csr_matrix((rng.random(n * 5), rng.integers(0, m, n * 5), np.arange(0, n * 5 + 1, 5)),
+                          shape=(n, m))
+    net = dnnfast.Network([m, 4, 3], ["relu", "softmax"], dtype=np.float64, seed=0)
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    options = _core.TrainOptions(optimizer="sgd", learning_rate=0.01, batch_size=n)  # one batch of 1100 rows
+    net._net.train_epoch(net.parameters, _rows.core_csr(X, np.float64), Y, None, np.arange(n, dtype=np.int64),
+                         options)
+    held = net._net.release_workspace()  # (a workspace of more rows than a predict chunk)
+    assert 0 < held < n * 64 * 8, held  # Z, A, deltas, Y of 4 + 3 columns; not n x 4096 values thrice
+
+    n, m = 2000, 1 << 20  # hashed features: the parameters are 32 MiB, a dense batch 1.6 GB
+    X = sparse.csr_matrix((rng.random(n * 20), rng.integers(0, m, n * 20), np.arange(0, n * 20 + 1, 20)),
+                          shape=(n, m))
+    monkeypatch.setattr(_validation, "available_memory", lambda: 400 << 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, np.arange(n) % 3)
+    assert clf.n_iter_ == 1

@@ -126,7 +126,11 @@ Network<T>::Network(const std::vector<size_t>& sizes, const std::vector<Act>& ac
         }
         layers_.push_back(s);
         act_params_.push_back(T(params[l]));
-        max_width_ = std::max(max_width_, std::max(s.m_in, s.m_out));
+        // The delta buffers' width: every layer's output (a layer's input
+        // above the first is the output below it); X's width never, since
+        // dA[0] is not formed (a sparse X of 2^20 columns had made two
+        // buffers of 2^20 values a row).
+        max_width_ = std::max(max_width_, s.m_out);
     }
     checked_mul(off, sizeof(T), "parameters");  // their size in bytes must be representable too
     n_params_ = off;
@@ -146,8 +150,11 @@ size_t Network<T>::layer_alpha_stride(size_t l) const {
 }
 
 template <class T>
-void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) const {
-    if (rows <= ws.rows && (!training || rows <= ws.train_rows)) return;
+void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training, bool dense_x) const {
+    // The gathered rows of a dense X ([X_b | 1]), only where a dense X trains:
+    // a sparse one's rows are read where they are.
+    const bool x_rows = training && dense_x && ws.Xb.size() < checked_mul(rows, m_x_ + 1, "workspace");
+    if (rows <= ws.rows && (!training || rows <= ws.train_rows) && !x_rows) return;
     // Every size below, in bytes, without wrapping (Python checks the total
     // against the free memory before calling; this guards any other caller).
     const char* what = "workspace";
@@ -172,16 +179,16 @@ void Network<T>::ensure_workspace(Workspace& ws, size_t rows, bool training) con
         const size_t dsz = checked_mul(rows, max_width_, what);
         ws.D0.assign(dsz, T(0));
         ws.D1.assign(dsz, T(0));
-        ws.Xb.assign(checked_mul(rows, checked_add(m_x_, 1, what), what), T(0));
         ws.Yb.assign(checked_mul(rows, m_y_, what), T(0));
         ws.wb.assign(rows, T(0));
         ws.wf.assign(rows, T(0));
         ws.G.assign(n_params_, T(0));
         ws.step_u.assign(m_x_, T(0));
         ws.step_v.assign(layers_[0].m_out, T(0));
-        ws.W0.reserve(m_x_, layers_[0].m_out);
+        if (dense_x) ws.W0.reserve(m_x_, layers_[0].m_out);  // (a sparse X's steps never pack W)
         ws.train_rows = rows;
     }
+    if (x_rows) ws.Xb.assign(rows * (m_x_ + 1), T(0));
 }
 
 // The output layer's A (its Z for identity) in the workspace.
@@ -544,7 +551,7 @@ double Network<T>::loss_and_gradient_of(const T* P, const T* X, const CsrRows<T>
 template <class T>
 double Network<T>::batch_gradient(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w,
                                   const int64_t* rows, size_t n, T* G, double* weight_sum, bool divide) {
-    ensure_workspace(ws_, n, true);
+    ensure_workspace(ws_, n, true, !Xs);
     const bool in_place = !rows || is_contiguous(rows, n);
     const size_t r0 = rows ? size_t(rows[0]) : 0;
     const T *Yb = Y + r0 * m_y_, *wb = w ? w + r0 : nullptr;
@@ -605,7 +612,7 @@ EpochResult Network<T>::train_steps(T* P, const T* X, const CsrRows<T>* Xs, cons
     if ((opt.kind == Optim::momentum || opt.kind == Optim::nesterov || opt.kind == Optim::adam) && !s1)
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
-    ensure_workspace(ws_, std::min(batch, n_order), true);
+    ensure_workspace(ws_, std::min(batch, n_order), true, !Xs);
     // Plain SGD without a penalty is applied inside the backward pass; with one
     // row per batch, the first layer's step is fused with the next row's
     // forward pass (one sweep over its W instead of two).

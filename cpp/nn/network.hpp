@@ -183,7 +183,7 @@ private:
         PackedB<T> W0;
         bool w0_packed = false;
     };
-    void ensure_workspace(Workspace& ws, size_t rows, bool training) const;
+    void ensure_workspace(Workspace& ws, size_t rows, bool training, bool dense_x = true) const;
     // A batch's rows: of a dense X (x, x_ld apart) or of a sparse one (csr:
     // rows idx[0..n), or r0 + i where idx is null).
     struct Batch {

@@ -281,14 +281,15 @@ def network_bytes(sizes, itemsize, per_unit_params=()):
     parameters: the flat buffer P (weights, biases, and prelu alphas for the
     layers listed in ``per_unit_params``); the core's gradient is as big
     again. Workspace per row: what the C++ core allocates for each row of a
-    batch (Z and A per layer, two delta buffers of the widest layer, the
-    gathered X, Y and row weight); see Network<T>::ensure_workspace.
+    batch (Z and A per layer, two delta buffers of the widest layer output,
+    the gathered X, Y and row weight); see Network<T>::ensure_workspace. (A
+    sparse X that the core reads as CSR gathers no X: ``sizes[0]`` fewer.)
     """
     sizes = [int(s) for s in sizes]
     widths = sizes[1:]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], widths))
     n_params += sum(widths[l] for l in per_unit_params)
-    per_row = 2 * sum(widths) + 2 * max(sizes) + sizes[0] + sizes[-1] + 1
+    per_row = 2 * sum(widths) + 2 * max(widths) + sizes[0] + sizes[-1] + 1
     return n_params * itemsize, per_row * itemsize
 
 

@@ -754,6 +754,10 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         itemsize = X.dtype.itemsize
         prelu = [l for l, s in enumerate(hidden_specs) if s.per_unit]
         p_bytes, per_row = network_bytes(layer_units, itemsize, per_unit_params=prelu)
+        packed_w = packed_first_w_bytes(layer_units, itemsize)
+        if is_sparse(X) and takes_core_csr(X):  # read as CSR: no gathered rows of X, no packed first W
+            per_row -= layer_units[0] * itemsize
+            packed_w = 0
         copies = {"adam": 5, "sgd": 4, "lbfgs": 2 + 24 * 8 // itemsize}[self.solver]
         n = X.shape[0]
         batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
@@ -761,7 +765,7 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         rows = min(lbfgs_block_rows(n, p_bytes // itemsize, per_row) if self.solver == "lbfgs"
                    else workspace_rows(batch, layer_units, itemsize), n)
         largest_w = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-        need = copies * p_bytes + packed_first_w_bytes(layer_units, itemsize) + rows * per_row + 16 * largest_w
+        need = copies * p_bytes + packed_w + rows * per_row + 16 * largest_w
         check_memory(need, "hidden_layer_sizes", f"a network of {p_bytes // itemsize:,} parameters "
                      f"(layers {layer_units})")
 
