@@ -430,6 +430,32 @@ def main(path):
             dnnfast.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(
                 Xs, ys.astype(float), sample_weight=None if last else np.full(len(ys), 3.0))
 
+    def sparse_csr_refused_on_one_rank():  # the core's CSR copies refused by one rank's memory: the others hung
+        import scipy.sparse as sp
+
+        from dnnfast import _validation
+        from dnnfast._train import rows
+
+        Xsp = sp.csr_matrix(np.where(Xs > 1.5, Xs, 0.0))  # (a few values: read by the core as CSR)
+        assert rows.takes_core_csr(Xsp)
+        kept = rows.check_memory
+
+        def no_memory_for_rows(need, name, what):  # this rank's memory too small for the sparse rows' copies
+            available, floor = _validation.available_memory, _validation._MEMORY_CHECK_FLOOR
+            _validation.available_memory, _validation._MEMORY_CHECK_FLOOR = (lambda: 0), 0
+            try:
+                kept(need, name, what)
+            finally:
+                _validation.available_memory, _validation._MEMORY_CHECK_FLOOR = available, floor
+
+        if last:
+            rows.check_memory = no_memory_for_rows
+        try:
+            with Context():
+                dnnfast.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(Xsp, ys)
+        finally:
+            rows.check_memory = kept
+
     class Log:  # a logger on rank 0 alone: a meaningless TypeError on rank 0, a hang on the others
         def on_epoch_end(self, net, epoch, logs):
             pass
@@ -445,6 +471,7 @@ def main(path):
                      ("y_dimensions_differ", y_dimensions_differ),
                      ("labels_mix", labels_mix_strings_and_numbers),
                      ("sample_weight_on_some_ranks", sample_weight_on_some_ranks),
+                     ("sparse_csr_refused_on_one_rank", sparse_csr_refused_on_one_rank),
                      ("callback_on_rank_0_only", callback_on_rank_0_only),
                      ("shard_bad_count", shard_bad_count), ("draw_gives_floats", draw_gives_floats),
                      ("callback_raises", lambda: fit_callback_raises("on_epoch_end")),

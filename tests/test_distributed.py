@@ -191,6 +191,7 @@ def test_block_splits_rows_evenly(run):
     ("y_dimensions_differ", "ValueError", "y's dimensions", None),
     ("labels_mix", "ValueError", "class labels mix strings and numbers", None),
     ("sample_weight_on_some_ranks", "ValueError", "row weights (sample_weight or class_weight) must be the same", None),
+    ("sparse_csr_refused_on_one_rank", "ValueError", "in the core's sparse form would need", "last"),
 ])
 def test_an_error_on_one_rank_is_raised_on_all(run, case, kind, text, only_rank):
     errors = run["errors"][case]

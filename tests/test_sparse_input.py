@@ -451,3 +451,23 @@ def test_a_sparse_fit_allocates_no_rows_of_x(monkeypatch):
         warnings.simplefilter("ignore")
         clf = dnnfast.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, np.arange(n) % 3)
     assert clf.n_iter_ == 1
+    # predict reads X where it is too: its check counted 1024 rows of 2^20 values (8 GiB) a chunk
+    assert clf.predict_proba(X).shape == (n, 3)
+
+
+def test_the_core_reads_its_own_checked_copy_of_the_index_arrays():
+    """The CSR's index arrays are checked once: the core reads its own copy
+    of them, so a caller's array changed afterwards (a user's matrix
+    edited in another thread during a fit) cannot move a read or a write
+    outside W and its gradient (it did: a segmentation fault)."""
+    net = _network("relu-softmax", np.float64)
+    p, j, d = _csr()
+    C = _core.Csr64(p, j, d, 300)
+    before = net._net.predict(net.parameters, C)
+    j[:] = 10 ** 12
+    p[1:] = p[-1]
+    after = net._net.predict(net.parameters, C)
+    assert np.array_equal(before, after)
+    G = np.empty_like(net.parameters)
+    net._net.loss_and_gradient(net.parameters, C, _targets(net, 7), None, None, 0.0, G)
+    assert np.isfinite(G).all()

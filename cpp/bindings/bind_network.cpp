@@ -55,27 +55,35 @@ size_t checked_batch_size(size_t n) {
     return n;
 }
 
-// A sparse X (scipy's CSR arrays) for the Network's calls on one: the
-// arrays kept alive with it, and checked here, once, before any Network sees
-// a pointer: indptr from 0, non-decreasing, to the number of values; every
-// column index in [0, n_cols); every value finite. (dnnfast's Python checks
-// the matrix first and names the user's argument; this refuses whatever
-// would read out of bounds.)
+// A sparse X (scipy's CSR arrays) for the Network's calls on one, checked
+// here, once, before any Network sees a pointer: indptr from 0,
+// non-decreasing, to the number of values; every column index in [0,
+// n_cols); every value finite. (dnnfast's Python checks the matrix first and
+// names the user's argument; this refuses whatever would read out of
+// bounds.) The index arrays are copied first and checked in the copy, which
+// the Network then reads: the caller's arrays (a user's scipy matrix) may
+// change after the check, and a column index changed mid-fit would have
+// read and written outside W and its gradient. The values are kept by
+// reference: a value changed later is a wrong result, never an access out
+// of bounds.
 template <class T>
 struct CsrPy {
-    carray<int64_t> indptr, indices;
+    std::vector<int64_t> indptr, indices;
     carray<T> data;
     size_t n_rows, n_cols;
 
-    CsrPy(carray<int64_t> indptr_, carray<int64_t> indices_, carray<T> data_, size_t n_cols_)
-        : indptr(std::move(indptr_)), indices(std::move(indices_)), data(std::move(data_)), n_cols(n_cols_) {
-        if (indptr.ndim() != 1 || indptr.shape(0) < 1) throw std::invalid_argument("indptr: expected a 1-D array of n_rows + 1");
-        if (indices.ndim() != 1 || data.ndim() != 1 || indices.shape(0) != data.shape(0))
+    CsrPy(const carray<int64_t>& indptr_, const carray<int64_t>& indices_, carray<T> data_, size_t n_cols_)
+        : data(std::move(data_)), n_cols(n_cols_) {
+        if (indptr_.ndim() != 1 || indptr_.shape(0) < 1)
+            throw std::invalid_argument("indptr: expected a 1-D array of n_rows + 1");
+        if (indices_.ndim() != 1 || data.ndim() != 1 || indices_.shape(0) != data.shape(0))
             throw std::invalid_argument("indices, data: expected 1-D arrays of one length");
-        n_rows = size_t(indptr.shape(0)) - 1;
+        indptr.assign(indptr_.data(), indptr_.data() + indptr_.shape(0));
+        indices.assign(indices_.data(), indices_.data() + indices_.shape(0));
+        n_rows = indptr.size() - 1;
         const int64_t* p = indptr.data();
         const int64_t* j = indices.data();
-        const int64_t nnz = indices.shape(0), cols = int64_t(n_cols);
+        const int64_t nnz = int64_t(indices.size()), cols = int64_t(n_cols);
         bool ok_ptr = p[0] == 0 && p[n_rows] == nnz, ok_idx = true, finite = true;
         {
             ReleaseGil g;

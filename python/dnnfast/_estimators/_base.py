@@ -652,8 +652,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         if X.dtype != dtype:
             X, Y, sw = collective(ctx, lambda: (rows_in_dtype(X, dtype), cast_finite(Y, dtype, "y"),
                                                 None if sw is None else cast_finite(sw, dtype, "sample_weight")))
-        elif is_sparse(X):
-            X = rows_in_dtype(X, dtype)  # (nothing to cast: nothing to check, no collective)
+        elif is_sparse(X):  # (its CSR copies' memory checked on every rank: one refusing stops all)
+            X = collective(ctx, lambda: rows_in_dtype(X, dtype))
         collective(ctx, lambda: self._check_settings_in_dtype(dtype))
         macs = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
         step_rows = X.shape[0] if self.solver == "lbfgs" else (
@@ -876,8 +876,9 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         units = self._architecture()[0]  # from the parameters: assigned coefs_ are checked later, by _params
         converted = (min(n, _PREDICT_CHUNK_ROWS) * X.shape[1] * (X.dtype.itemsize + itemsize) if sparse
                      else X.size * itemsize if isinstance(X, np.ndarray) and X.dtype != dtype else 0)
-        check_memory(converted + n * units[-1] * itemsize
-                     + min(n, _PREDICT_CHUNK_ROWS) * network_bytes(units, itemsize)[1], "X",
+        # (predict reads X where it is: a chunk's workspace holds no row of X)
+        chunk_row = network_bytes(units, itemsize)[1] - units[0] * itemsize
+        check_memory(converted + n * units[-1] * itemsize + min(n, _PREDICT_CHUNK_ROWS) * chunk_row, "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
         if not sparse:
             X = cast_finite(X, dtype, "X") if isinstance(X, np.ndarray) else core_csr(X, dtype)

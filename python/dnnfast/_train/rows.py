@@ -41,13 +41,14 @@ def takes_core_csr(X):
 def core_csr(X, dtype, name="X"):
     """The sparse ``X`` (checked finite) as the core's CSR (``_core.Csr32`` /
     ``Csr64``) of the model's ``dtype``: its duplicates summed (as X made
-    dense sums them; X itself is left as it is), int64 column indices, its
-    values cast (a value too large for ``dtype`` refused, naming ``name``).
-    The copies' memory is checked first."""
+    dense sums them; X itself is left as it is), int64 column indices (the
+    core keeps its own copy of them, checked), its values cast (a value too
+    large for ``dtype`` refused, naming ``name``). The copies' memory is
+    checked first."""
     X = X.tocsr()
     dt = np.dtype(dtype)
-    copies = X.indptr.size * 8 + X.nnz * ((8 if X.indices.dtype != np.int64 else 0)
-                                          + (dt.itemsize if X.dtype != dt else 0))
+    int64 = X.indptr.dtype == np.int64 and X.indices.dtype == np.int64
+    copies = (X.indptr.size + X.nnz) * (8 if int64 else 16) + (X.nnz * dt.itemsize if X.dtype != dt else 0)
     check_memory(copies, name, lambda: f"its {X.nnz:,} stored values in the core's sparse form")
     if not X.has_canonical_format:
         X = X.copy()
