@@ -105,6 +105,19 @@ def no_thread_count_left_behind():
     assert left == 0, f"this test left a thread count of {left} on the test thread"
 
 
+#: The kernel tables this CPU runs (each also picks its vector-maths table).
+KERNEL_TABLES = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+
+
+@pytest.fixture(params=KERNEL_TABLES)
+def kernel_table(request):
+    """Each kernel table in turn (gemm_set_kernel), the previous one put back after."""
+    previous = _core.gemm_kernel_name()
+    assert _core.gemm_set_kernel(request.param) == request.param
+    yield request.param
+    _core.gemm_set_kernel(previous)
+
+
 @pytest.fixture
 def restore_threads():
     """Put the thread count back to 'follow OpenMP' after a test that sets it."""

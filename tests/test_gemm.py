@@ -10,7 +10,7 @@ import pytest
 
 from dnnfast import _core
 
-from conftest import ACT_ID
+from conftest import ACT_ID, KERNEL_TABLES
 
 # Error allowed, relative to max(|op(A)| |op(B)|): both GEMMs round each
 # product and sum, in different orders (FMA or not, blocked K), so they differ
@@ -20,7 +20,7 @@ DTYPES = [np.float32, np.float64]
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 
 # Kernel tables this CPU can run; each test runs under each of them.
-KERNELS = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
+KERNELS = KERNEL_TABLES
 
 # M, N, K: degenerate sizes, edge tiles of every kernel (MR in 4/6/14, NR in
 # 4..32), the small-M and K == 1 paths, K beyond KC (several pc slices, of
@@ -39,12 +39,9 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    previous = _core.gemm_kernel_name()
-    assert _core.gemm_set_kernel(request.param) == request.param
-    yield request.param
-    _core.gemm_set_kernel(previous)
+@pytest.fixture
+def kernel(kernel_table):  # (conftest.py: each table in turn)
+    return kernel_table
 
 
 def operands(M, N, K, ta, tb, dtype, seed=0):

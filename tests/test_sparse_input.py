@@ -20,7 +20,6 @@ from dnnfast import _core, reference
 sparse = pytest.importorskip("scipy.sparse")
 from dnnfast._train import rows as _rows  # noqa: E402  (imports SciPy lazily itself)
 
-KERNELS = [k for k in ("generic", "generic512", "avx2", "avx512") if _core.gemm_kernel_supported(k)]
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = (np.float64, np.float32)
 
@@ -34,21 +33,6 @@ SPECS = {
     "prelu": ([300, 40, 1], ["prelu", "identity"], "mse"),
     "elu-wide": ([300, 129, 5], ["elu", "softmax"], "cce"),
 }
-
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    previous = _core.gemm_kernel_name()
-    assert _core.gemm_set_kernel(request.param) == request.param
-    yield request.param
-    _core.gemm_set_kernel(previous)
-
-
-@pytest.fixture
-def threads():
-    previous = _core.get_num_threads()
-    yield lambda n: _core.set_num_threads(n)
-    _core.set_num_threads(previous)
 
 
 def _sparse_x(n, m, dtype, seed=0, density=0.04):
@@ -110,7 +94,7 @@ def _flat_grad(net, dWs, dbs, dalphas):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("spec", sorted(SPECS))
-def test_predict_cost_and_gradients_on_a_csr_are_the_references(kernel, spec, dtype):
+def test_predict_cost_and_gradients_on_a_csr_are_the_references(kernel_table, spec, dtype):
     net = _network(spec, dtype)
     n = 61
     X = _sparse_x(n, net.sizes[0], dtype)
@@ -144,7 +128,7 @@ def test_predict_cost_and_gradients_on_a_csr_are_the_references(kernel, spec, dt
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("spec", ["relu-softmax", "tanh-sigmoid", "prelu"])
-def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel, spec, dtype):
+def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel_table, spec, dtype):
     """Plain SGD steps the first W in place over the batch's values only
     (csr_scatter with -lr): each batch's step is the reference's, in turn."""
     net = _network(spec, dtype)
@@ -169,7 +153,7 @@ def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel, spec, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd-l2"])
-def test_an_epoch_on_a_csr_is_the_epoch_on_x_made_dense(kernel, optimizer, dtype):
+def test_an_epoch_on_a_csr_is_the_epoch_on_x_made_dense(kernel_table, optimizer, dtype):
     """Adam, momentum and SGD with an L2 term, weighted rows, shuffled and
     consecutive batches: the epoch on the CSR is the epoch on the dense rows
     (itself held to the reference elsewhere) to round-off."""
@@ -201,7 +185,7 @@ def test_an_epoch_on_a_csr_is_the_epoch_on_x_made_dense(kernel, optimizer, dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_csr_calls_give_the_same_bits_on_any_thread_count(threads, dtype):
+def test_csr_calls_give_the_same_bits_on_any_thread_count(restore_threads, dtype):
     """Rows split over threads (csr_times), columns split in 64-byte lines
     (csr_scatter): each output's sums in one order on any split."""
     net = _network("elu-wide", dtype)
@@ -211,7 +195,7 @@ def test_csr_calls_give_the_same_bits_on_any_thread_count(threads, dtype):
     Y = _targets(net, n)
     out = []
     for nt in (1, 2, 3):
-        threads(nt)
+        _core.set_num_threads(nt)
         P = net.parameters.copy()
         G = np.empty_like(P)
         pred = net._net.predict(P, C)
