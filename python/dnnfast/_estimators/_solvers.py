@@ -23,8 +23,8 @@ from .._train.callbacks import Callback, block_cost, blocks_mean
 from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, drive,
                               gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
 from .._train.rows import SparseRows
-from .._validation import network_bytes
 from .._train.state import History
+from .._validation import network_bytes
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split

@@ -105,10 +105,11 @@ def gradient_block_rows(n, n_params, row_bytes, flops=None):
     evaluations, ``Network.loss_and_gradient``; ``gradient_in_blocks``), or
     ``n`` for one core call: more than one ``block_rows`` of ``flops``
     (Ctrl-C between blocks), or more rows than two blocks of a long step
-    (``step_block_rows``), go in such blocks. One call over 20000 rows
+    (``step_block_rows``), go in such blocks. One call over 100000 rows
     computed each layer for all of them from memory: lbfgs on a 20-64-10
-    network took 2.1x the time a row of 1024-row blocks took
-    (BENCHMARKS.md, "Measurements behind the code": gradient_block_rows).
+    network took 2.3x the time a row that the blocks take, the gradient
+    alone 4.8x (BENCHMARKS.md, "Measurements behind the code":
+    gradient_block_rows).
     Sets of up to 2 x ``MIN_STEP_BLOCK_ROWS`` rows (the estimators' small
     data sets) stay one call, with its bits."""
     flop_rows = block_rows(n_params, flops)
