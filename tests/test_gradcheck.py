@@ -234,3 +234,20 @@ def test_a_gradient_over_many_rows_in_blocks_is_the_references(monkeypatch, dtyp
     ref = np.concatenate([dWs[0].ravel(), dbs[0].ravel(), dWs[1].ravel(), dbs[1].ravel()])
     assert abs(c - rc) <= tol * abs(rc)
     assert np.abs(grad - ref).max() <= tol * np.abs(ref).max()
+
+
+def test_a_float32_gradient_in_blocks_is_finite_where_the_mean_is():
+    """The blocks are summed as their means times their weights: their
+    float32 sums over a block's rows overflowed (1e18 inputs, 150000 rows
+    a block) where the mean gradient, as one call gives it, is finite."""
+    net = dnnfast.Network([1, 1], ["identity"], loss="mse", dtype="float32", seed=0)
+    net.parameters[:] = [1.0, 0.0]
+    n_one = 2 * (4 << 20) // 28  # the most rows one call takes (28 bytes of workspace a row)
+    results = []
+    for n in (n_one, n_one + 1):  # one call; blocks
+        X = np.full((n, 1), 1e18, dtype=np.float32)
+        results.append(net.loss_and_gradient(X, np.zeros((n, 1), dtype=np.float32)))
+    (c1, g1), (c2, g2) = results
+    assert np.isfinite(c2) and np.isfinite(g2).all()
+    np.testing.assert_allclose(g2, g1, rtol=1e-5)
+    assert c2 == pytest.approx(c1, rel=1e-5)

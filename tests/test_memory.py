@@ -608,3 +608,17 @@ def test_a_sparse_fits_dense_block_is_checked_before_it_is_made(monkeypatch):
     peak = alloc.bytes
     assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
     assert not hasattr(est, "coefs_")  # refused before its first step: left unfitted
+
+
+def test_network_predict_and_cost_count_no_rows_of_x(monkeypatch):
+    """Network.predict and cost read X where it is and form no deltas: their
+    memory checks counted a training workspace's row (a row of X and two
+    deltas) per chunk row and refused 1024 rows of 20000 columns with 70 MiB
+    free, for a workspace of a few KB."""
+    from dnnfast import _validation
+
+    net = dnnfast.Network([20000, 4, 3], ["relu", "softmax"], dtype="float32", seed=0)
+    X = np.ones((1024, 20000), dtype=np.float32)
+    monkeypatch.setattr(_validation, "available_memory", lambda: 70 << 20)
+    assert net.predict(X).shape == (1024, 3)
+    assert np.isfinite(net.cost(X, np.zeros(1024, dtype=np.int64)))

@@ -293,6 +293,14 @@ def network_bytes(sizes, itemsize, per_unit_params=()):
     return n_params * itemsize, per_row * itemsize
 
 
+def forward_row_bytes(sizes, itemsize):
+    """Bytes per row of the core's workspace for predict and cost (Z and A of
+    each layer; the core reads X where it is and forms no delta): what their
+    memory checks count, not ``network_bytes``' training workspace, whose
+    rows hold a gathered row of X and two deltas besides."""
+    return 2 * sum(int(s) for s in sizes[1:]) * itemsize
+
+
 def window_batches(batch_size, sizes, itemsize):
     """Batches of ``batch_size`` rows per window of the core's plain-SGD steps
     on a network of layer ``sizes`` and dtype size ``itemsize`` (1: such

@@ -18,7 +18,8 @@ from ._registry import LOSS_TABLE, check_params_fit_dtype, check_targets, parse_
 from ._train.driver import fit_network, gradient_block_rows, gradient_in_blocks
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
 from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, check_bool,
-                          check_memory, make_rng, network_bytes, packed_first_w_bytes, rows_below_memory_floor)
+                          check_memory, forward_row_bytes, make_rng, network_bytes, packed_first_w_bytes,
+                          rows_below_memory_floor)
 from .distributed import current as _distributed_context
 
 if TYPE_CHECKING:
@@ -411,9 +412,10 @@ class Network:
         itemsize = self.dtype.itemsize
         prelu = [l for l, s in enumerate(self._acts) if s.per_unit]
         p_bytes, self._ws_per_row = network_bytes(self.sizes, itemsize, per_unit_params=prelu)
+        self._fwd_per_row = forward_row_bytes(self.sizes, itemsize)
         # Up to this many rows, predict's workspace and output are too small
         # for a memory check (_check_rows would return at once).
-        rows_unchecked = rows_below_memory_floor(self._ws_per_row + self.sizes[-1] * itemsize, _PREDICT_CHUNK_ROWS)
+        rows_unchecked = rows_below_memory_floor(self._fwd_per_row + self.sizes[-1] * itemsize, _PREDICT_CHUNK_ROWS)
         # Predict sends an X of up to this many rows, already as _check_X
         # would return it, straight to the core (predict_as_is).
         self._predict_rows = rows_unchecked
@@ -421,10 +423,11 @@ class Network:
         need = 2 * p_bytes + packed_first_w_bytes(self.sizes, itemsize) + self._ws_per_row + 16 * largest_w
         check_memory(need, "sizes", f"a network of {p_bytes // itemsize:,} parameters")
 
-    def _check_rows(self, rows, out_elems=0, name="X"):
-        """Refuse a call whose workspace for ``rows`` rows at a time, plus
+    def _check_rows(self, rows, out_elems=0, name="X", forward=False):
+        """Refuse a call whose workspace for ``rows`` rows at a time (a
+        training workspace's, or with ``forward`` predict's and cost's), plus
         ``out_elems`` output elements, cannot be allocated."""
-        need = rows * self._ws_per_row + out_elems * self.dtype.itemsize
+        need = rows * (self._fwd_per_row if forward else self._ws_per_row) + out_elems * self.dtype.itemsize
         check_memory(need, name, lambda: f"{rows:,} rows at a time" + (  # formatted only on refusal
             f" and an output of {out_elems:,} values" if out_elems else ""))
 
@@ -514,7 +517,7 @@ class Network:
             if Y is not None:
                 return Y
             X = self._check_X(X, check_finite=False)
-            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1])
+            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1], forward=True)
             return self._net.predict(self.parameters, X)
         except ValueError as exc:  # the core's "output overflowed": said more exactly when P is the cause
             if not str(exc).startswith(CORE_OUTPUT_OVERFLOW):
@@ -533,7 +536,7 @@ class Network:
             The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
         """
         X = self._check_X(X)
-        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS))
+        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), forward=True)
         c = self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
         if not math.isfinite(c):
             raise self._nonfinite("cost")

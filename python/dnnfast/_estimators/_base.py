@@ -33,7 +33,7 @@ from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
 from .._train.rows import SparseRows, core_csr, rows_in_dtype, takes_core_csr
-from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, is_sparse, network_bytes, packed_first_w_bytes,
+from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, forward_row_bytes, is_sparse, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
@@ -876,9 +876,8 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         units = self._architecture()[0]  # from the parameters: assigned coefs_ are checked later, by _params
         converted = (min(n, _PREDICT_CHUNK_ROWS) * X.shape[1] * (X.dtype.itemsize + itemsize) if sparse
                      else X.size * itemsize if isinstance(X, np.ndarray) and X.dtype != dtype else 0)
-        # (predict reads X where it is: a chunk's workspace holds no row of X)
-        chunk_row = network_bytes(units, itemsize)[1] - units[0] * itemsize
-        check_memory(converted + n * units[-1] * itemsize + min(n, _PREDICT_CHUNK_ROWS) * chunk_row, "X",
+        check_memory(converted + n * units[-1] * itemsize
+                     + min(n, _PREDICT_CHUNK_ROWS) * forward_row_bytes(units, itemsize), "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
         if not sparse:
             X = cast_finite(X, dtype, "X") if isinstance(X, np.ndarray) else core_csr(X, dtype)

@@ -120,14 +120,18 @@ def gradient_block_rows(n, n_params, row_bytes, flops=None):
 
 def gradient_in_blocks(core, P, G, n, rows, take, l2=0.0, G64=None, before_block=None):
     """``(data cost, penalty)`` over rows ``0..n``, the gradient in ``G``, a
-    block of ``rows`` rows at a time: each block's ``core.gradient_sum`` over
-    ``take(r0, r1)`` (the core's X, Y and row weights, and the block's row
-    indices into them), summed in float64 in row order (a fixed order given
-    the shape, whatever the thread count or timing), then divided by the
-    rows' total weight D (by 1 / D, or where that is no normal number, by
-    D, as the core does) and the L2 term ``l2`` / D W of the weights added
-    once (as ``loss_and_gradient`` adds it). ``G64``: a float64 buffer of
-    P's size to reuse; ``before_block()`` runs before each block (Ctrl-C)."""
+    block of ``rows`` rows at a time: each block's mean cost and gradient
+    (``core.loss_and_gradient`` over ``take(r0, r1)``: the core's X, Y and
+    row weights, and the block's row indices into them) times the block's
+    weight D_b, summed in float64 in row order (a fixed order given the
+    shape, whatever the thread count or timing), then divided by the rows'
+    total weight D (by 1 / D, or where that is no normal number, by D, as
+    the core does) and the L2 term ``l2`` / D W of the weights added once
+    (as ``loss_and_gradient`` adds it). The blocks' means, not their sums:
+    a float32 sum over a block's rows overflowed where the mean gradient
+    of all rows, which one call gives, is finite. ``G64``: a float64 buffer
+    of P's size to reuse; ``before_block()`` runs before each block
+    (Ctrl-C)."""
     if G64 is None:
         G64 = np.empty(P.size, dtype=np.float64)
     J = D = 0.0
@@ -136,10 +140,12 @@ def gradient_in_blocks(core, P, G, n, rows, take, l2=0.0, G64=None, before_block
         if before_block is not None:
             before_block()
         r1 = min(r0 + rows, n)
-        Jb, Db = core.gradient_sum(P, *take(r0, r1), G)  # (G: the block's sum on its way into G64)
-        J += Jb
+        X, Y, w, idx = take(r0, r1)
+        Jb, _ = core.loss_and_gradient(P, X, Y, w, idx, 0.0, G)  # (G: the block's mean on its way into G64)
+        Db = float(idx.shape[0]) if w is None else float(np.sum(w[idx], dtype=np.float64))
+        J += Jb * Db
         D += Db
-        np.add(G64, G, out=G64)
+        G64 += Db * G.astype(np.float64)
     inv = 1.0 / D if D > 0 else 0.0
     divide = D > 0 and not (math.isfinite(inv) and inv >= sys.float_info.min)
     if divide:
