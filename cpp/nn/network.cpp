@@ -449,7 +449,17 @@ void Network<T>::sparse_first_layer(Workspace& ws, const T* P, const Batch& b, s
         times(X.indptr, X.indices, X.data, b.idx ? b.idx + i0 : nullptr, b.r0 + i0, i1 - i0, P + f.w_off, m,
               z + i0 * m);
     });
-    // + b after the product, as the GEMM's epilogue adds it; then f.
+    first_layer_output(ws, P, n);
+}
+
+// The first layer's z + b and f(z + b) for n rows whose product z (X W) is
+// already in its pre-activation buffer: b added after the product, as the
+// GEMM's epilogue adds it (a sparse X's rows, a window's corrected rows).
+template <class T>
+void Network<T>::first_layer_output(Workspace& ws, const T* P, size_t n) const {
+    const LayerSpec& f = layers_[0];
+    const size_t m = f.m_out;
+    T* z = pre_activation(ws, 0);
     const T* bias = P + f.b_off;
     for (size_t i = 0; i < n; ++i)
         for (size_t c = 0; c < m; ++c) z[i * m + c] += bias[c];
@@ -770,11 +780,7 @@ void Network<T>::train_window(T* P, const T* X, const T* Y, const T* w, const in
             T* z = pre_activation(ws_, 0);
             std::memcpy(z, zw + j * m1, n * m1 * sizeof(T));
             if (j) gemm<T>(Trans::N, Trans::N, n, m1, j, -lr, gram + j * k, k, dzw, m1, T(1), z, m1);
-            const T* b = P + f.b_off;
-            for (size_t i = 0; i < n; ++i)
-                for (size_t c = 0; c < m1; ++c) z[i * m1 + c] += b[c];
-            if (f.act != Act::identity)
-                activation_forward<T>(f.act, z, ws_.A[0].data(), n, m1, layer_alpha(P, 0), layer_alpha_stride(0));
+            first_layer_output(ws_, P, n);
             forward_batch(ws_, P, x, n, 1);
             const double c = backward_batch(P, x, Yb, wb, n, row_weight_sum(wb, n), ws_.G.data(), P, lr,
                                             dzw + j * m1);

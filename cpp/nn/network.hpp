@@ -196,6 +196,7 @@ private:
     // The first layer's Z and A of a sparse batch (its rows' product with
     // W, + b, the activation); forward_batch from layer 1 takes it on.
     void sparse_first_layer(Workspace& ws, const T* P, const Batch& b, size_t n) const;
+    void first_layer_output(Workspace& ws, const T* P, size_t n) const;
     void forward_chunk(Workspace& ws, const T* P, const T* X, const CsrRows<T>* Xs, size_t i0, size_t m) const;
     void chunked_predict(const T* P, const T* X, const CsrRows<T>* Xs, size_t n, T* Yhat);
     double chunked_cost(const T* P, const T* X, const CsrRows<T>* Xs, const T* Y, const T* w, size_t n);

@@ -556,7 +556,7 @@ class Network:
         X = self._check_X(X)
         Y = self._check_Y(Y, X.shape[0])
         n, P = X.shape[0], self.parameters
-        # Many rows: in blocks (gradient_block_rows), their sums in float64
+        # Many rows: in blocks (gradient_block_rows), their means weighted and summed in float64
         rows = gradient_block_rows(n, P.size, self._ws_per_row)
         self._check_rows(rows, P.size * (1 if rows >= n else 1 + 8 // P.itemsize))
         grad = np.empty_like(P)

@@ -20,11 +20,10 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, drive,
-                              gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
+from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, core_row_bytes,
+                              drive, gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
 from .._train.rows import SparseRows
 from .._train.state import History
-from .._validation import network_bytes
 from ._compat import ConvergenceWarning
 from ._progress import Progress
 from ._sampling import shuffled, train_validation_split
@@ -582,9 +581,7 @@ class _Solvers:
         # solver ends on a non-finite one (on_nonfinite='raise').
         good = P.copy() if self.on_nonfinite == "raise" else None
         n = X.shape[0]
-        layout = net.layout()
-        row_bytes = network_bytes([layer["m_in"] for layer in layout] + [layout[-1]["m_out"]], P.itemsize)[1]
-        block = lbfgs_block_rows(n, P.size, row_bytes)
+        block = lbfgs_block_rows(n, P.size, core_row_bytes(net, P.itemsize))
         interrupts = Interrupts()
         # A sparse X: the core's CSR of it, or made dense a block at a time,
         # the blocks the dense X's evaluation takes (one call over all rows

@@ -210,6 +210,12 @@ _INT64_MAX = 2**63 - 1
 # Step providers
 # ---------------------------------------------------------------------------
 
+def core_row_bytes(core, itemsize):
+    """``network_bytes``' workspace bytes a row of the core network ``core``."""
+    layout = core.layout()
+    return network_bytes([layer["m_in"] for layer in layout] + [layout[-1]["m_out"]], itemsize)[1]
+
+
 def core_window_batches(core, P, batch_size):
     """``window_batches`` of the core network ``core`` (flat parameters ``P``)."""
     first = core.layout()[0]
@@ -254,9 +260,7 @@ class LocalSteps:
         """Whether a step of ``batch_size`` rows runs in blocks (``long_steps``)."""
         # Asked twice an epoch: computed once (BENCHMARKS.md, "Measurements behind the code": splits_steps).
         if self._block_rows is None:
-            layout = self.core.layout()
-            sizes = [layer["m_in"] for layer in layout] + [layout[-1]["m_out"]]
-            self._block_rows = step_block_rows(self.P.size, network_bytes(sizes, self.P.itemsize)[1])
+            self._block_rows = step_block_rows(self.P.size, core_row_bytes(self.core, self.P.itemsize))
         return batch_size > 2 * self._block_rows
 
     def dense_rows(self, batch_size):
