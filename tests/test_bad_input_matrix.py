@@ -14,8 +14,8 @@ Decisions this file pins down:
   checks require it); strings inside them are refused by both;
 - complex input: TypeError from ``Network``, ValueError ("Complex data not
   supported", scikit-learn's convention) from the estimators;
-- sparse matrices: refused by ``Network`` (pass ``.toarray()``), accepted by
-  the estimators;
+- sparse matrices (SciPy's, in any format) are accepted by both, with the
+  checks of a dense X (finite values, a real numeric dtype, rows, columns);
 - a float64 value too large for a float32 model is refused, never turned into
   infinity.
 """
@@ -80,9 +80,9 @@ def _with(a, value, dtype=None):
     return a
 
 
-def _sparse(a):
+def _sparse(a, fmt="csr_matrix"):
     sparse = pytest.importorskip("scipy.sparse")
-    return sparse.csr_matrix(a)
+    return getattr(sparse, fmt)(a)
 
 
 def _masked(a, masked):
@@ -144,7 +144,14 @@ X_CASES = [
      lambda X: X.astype(np.float32).astype(np.float64)),
     ("masked-nothing-masked", lambda X: _masked(X, False), OK, OK, None),
     ("masked-with-masked-entry", lambda X: _masked(X, True), ERR, ERR, None),
-    ("sparse", _sparse, ERR, OK, None),
+    ("sparse", _sparse, OK, OK, None),
+    ("sparse-csc-array-int64", lambda X: _sparse((10 * X).astype(np.int64), "csc_array"), OK, OK,
+     lambda X: (10 * X).astype(np.int64).astype(float)),
+    ("sparse-NaN", lambda X: _sparse(_with(X, np.nan)), ERR, ERR, None),
+    ("sparse-inf", lambda X: _sparse(_with(X, -np.inf), "coo_matrix"), ERR, ERR, None),
+    ("sparse-complex", lambda X: _sparse(X.astype(np.complex128)), ERR, ERR, None),
+    ("sparse-0-rows", lambda X: _sparse(X[:0]), ERR, ERR, None),
+    ("sparse-overflows-float32", lambda X: _sparse(_with(X, 1e39)), ERR, ERR, None),
 ]
 X_IDS = [c[0] for c in X_CASES]
 
@@ -310,7 +317,7 @@ def test_estimator_entry_points_on_bad_X(entry, case):
     elif name in ("fewer-columns", "more-columns") and method == "fit":
         got, est = est_call(entry, bad, y)  # a fresh model takes any number of features
         assert est.n_features_in_ == bad.shape[1] and all(np.all(np.isfinite(g)) for g in got)
-    elif name == "overflows-float32" and method == "fit":
+    elif name in ("overflows-float32", "sparse-overflows-float32") and method == "fit":
         # A fresh fit on float64 data trains in float64, where 1e39 is an
         # ordinary number: it works (result checked against a C-contiguous
         # copy of itself) or stops with NonFiniteError, never with NaN weights.

@@ -455,3 +455,201 @@ def test_the_core_reads_its_own_checked_copy_of_the_index_arrays():
     G = np.empty_like(net.parameters)
     net._net.loss_and_gradient(net.parameters, C, _targets(net, 7), None, None, 0.0, G)
     assert np.isfinite(G).all()
+
+
+# -- Network ------------------------------------------------------------------
+
+# How a Network's call takes a sparse X (``rows_in_dtype``): "csr", read by the
+# core as CSR (few values stored); "dense-blocks", denser and larger than a
+# chunk, made dense a block of rows at a time (here every block: the chunk's
+# bytes set to 1); "dense", denser and small, made dense whole.
+NETWORK_PATHS = {"csr": 0.04, "dense-blocks": 0.4, "dense": 0.4}
+
+
+def _network_x(path, n, m, monkeypatch, seed=0):
+    if path == "dense-blocks":
+        monkeypatch.setattr(_rows, "DENSE_CHUNK_BYTES", 1)
+    X = _sparse_x(n, m, np.float64, seed=seed, density=NETWORK_PATHS[path])
+    taken = _rows.rows_in_dtype(X, np.float64)
+    assert {"csr": isinstance(taken, _rows.SparseRows) and taken.core_x is not None,
+            "dense-blocks": isinstance(taken, _rows.SparseRows) and taken.core_x is None,
+            "dense": isinstance(taken, np.ndarray)}[path]
+    return X
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("path", sorted(NETWORK_PATHS))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_network_calls_on_a_sparse_x_are_the_references(monkeypatch, dtype, path, fmt):
+    """predict, cost, loss_and_gradient, gradients and forward take a SciPy
+    sparse X of any format: the reference's results on X made dense (to
+    round-off), predict bit for bit those of X made dense where its rows
+    are made dense (the core's own chunks), and the sparse X left as it is."""
+    monkeypatch.setattr(_rows, "PREDICT_CHUNK_ROWS", 16)  # predict's dense chunks: several
+    net = _network("tanh-sigmoid", dtype)
+    n = 61
+    X = _network_x(path, n, net.sizes[0], monkeypatch).asformat(fmt)
+    kept = X.copy()
+    D = X.toarray()
+    Y = _targets(net, n)
+    Ws, bs, acts = _ref64(net)
+    Zs_ref, As_ref = reference.forward(Ws, bs, acts, D)
+    Yhat = net.predict(X)
+    _close(Yhat, As_ref[-1], dtype, "predict")
+    if path != "csr":
+        np.testing.assert_array_equal(Yhat, net.predict(D.astype(dtype)))
+    _close(net.cost(X, Y), reference.loss_forward(net.loss, Y, As_ref[-1].astype(dtype)) / n, dtype, "cost")
+    c, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, D, Y.astype(np.float64))
+    cost, G = net.loss_and_gradient(X, Y)
+    _close(G, _flat_grad(net, dWs, dbs, dal), dtype, "loss_and_gradient")
+    _close(cost, c, dtype, "loss_and_gradient's cost")
+    got_dWs, got_dbs = net.gradients(X, Y)
+    for got, want in zip(got_dWs + got_dbs, dWs + dbs):
+        _close(got, want, dtype, "gradients")
+    Zs, As = net.forward(X)
+    np.testing.assert_array_equal(As[0], D.astype(dtype))
+    for got, want in zip(Zs + As[1:], Zs_ref + As_ref[1:]):
+        _close(got, want, dtype, "forward")
+    assert (X != kept).nnz == 0 and X.format == fmt
+
+
+def test_network_loss_and_gradient_of_a_sparse_x_in_blocks_is_the_reference(monkeypatch):
+    """Over more rows than a block (gradient_block_rows): the blocks' CSR
+    rows, or their rows made dense, summed as a dense X's blocks are."""
+    from dnnfast._train import driver
+
+    monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)  # blocks of 64 rows
+    net = _network("relu-softmax", np.float64)
+    n = 300
+    Y = _targets(net, n)
+    Ws, bs, acts = _ref64(net)
+    for path in ("csr", "dense-blocks"):
+        with monkeypatch.context() as patch:
+            X = _network_x(path, n, net.sizes[0], patch, seed=4)
+            c, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, X.toarray(), Y)
+            cost, G = net.loss_and_gradient(X, Y)
+        _close(G, _flat_grad(net, dWs, dbs, dal), np.float64, f"loss_and_gradient ({path})")
+        _close(cost, c, np.float64, f"loss_and_gradient's cost ({path})")
+
+
+NETWORK_FITS = {
+    "sgd-1": dict(optimizer="sgd", batch_size=1, epochs=2, learning_rate=0.05),
+    "adam-16-shuffled": dict(optimizer="adam", batch_size=16, epochs=3, shuffle=True, seed=3, learning_rate=0.01),
+    "momentum-l2": dict(optimizer="momentum", batch_size=10, epochs=2, weight_decay=1e-3, learning_rate=0.05),
+    "full-batch-long-steps": dict(optimizer="sgd", batch_size=None, epochs=3, learning_rate=0.5, long_steps=True),
+}
+
+
+@pytest.mark.parametrize("path", sorted(NETWORK_PATHS))
+@pytest.mark.parametrize("case", sorted(NETWORK_FITS))
+def test_network_fit_on_a_sparse_x_is_the_fit_on_x_made_dense(monkeypatch, case, path):
+    """Network.fit of a sparse X (and sparse validation rows, with the
+    accuracy on both): the parameters and history of the fit of X made
+    dense, to round-off (bit for bit where the rows are made dense); where
+    the core reads the CSR, no row of X is made dense."""
+    from dnnfast._train import driver
+
+    kw = dict(NETWORK_FITS[case])
+    if kw.pop("long_steps", False):
+        monkeypatch.setattr(driver, "BLOCK_FLOPS", 1.0)  # the full batch in blocks of 64 rows (gradient_sum)
+    n, m = 150, 300
+    X = _network_x(path, n, m, monkeypatch, seed=5)
+    D = X.toarray()
+    labels = np.random.default_rng(5).integers(0, 3, n)
+    fits = []
+    for data in (D, X):
+        net = dnnfast.Network([m, 9, 3], ["relu", "softmax"], loss="cce", dtype=np.float64, seed=0)
+        with monkeypatch.context() as patch:
+            if data is X and path == "csr":
+                _no_dense_copies(patch, m)
+            h = net.fit(data, labels, validation_data=(data[100:], labels[100:]), metrics=["accuracy"], **kw)
+        fits.append((net, h))
+    (dense, hd), (net, h) = fits
+    if path == "csr":
+        np.testing.assert_allclose(net.parameters, dense.parameters, rtol=1e-9, atol=1e-12)
+        for key in ("cost", "val_cost"):
+            np.testing.assert_allclose(h[key], hd[key], rtol=1e-10)
+    else:
+        np.testing.assert_array_equal(net.parameters, dense.parameters)
+        for key in ("cost", "val_cost"):
+            assert h[key] == hd[key]
+    assert h["accuracy"] == hd["accuracy"] and h["val_accuracy"] == hd["val_accuracy"]
+
+
+def test_network_fit_on_a_sparse_x_names_where_it_went_non_finite():
+    """on_nonfinite="raise" with a sparse X: the NonFiniteError of the
+    dense X (the forward pass over X searched in chunks of its rows)."""
+    X = sparse.random(40, 300, density=0.03, format="csr", random_state=2) * 1e150
+    labels = np.arange(40) % 3
+    errors = []
+    for data in (X.toarray(), X):
+        net = dnnfast.Network([300, 9, 3], ["relu", "softmax"], loss="cce", dtype=np.float64, seed=0)
+        net.parameters[:] = 1e150  # Z of the first layer overflows
+        with pytest.raises(dnnfast.NonFiniteError) as info:
+            net.fit(data, labels, epochs=1, batch_size=8)
+        errors.append((str(info.value), info.value.layer, info.value.where))
+    assert errors[0] == errors[1]
+
+
+def test_network_fit_on_a_sparse_x_over_mpi_is_the_local_fit():
+    """Network.fit of a sparse X inside a distributed Context (COMM_SELF):
+    the steps from the CSR (gradient_sum), the model of the fit in one process."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI
+
+    from dnnfast import distributed
+
+    X = sparse.random(120, 300, density=0.04, format="csr", random_state=6)
+    labels = np.arange(120) % 3
+    nets = [dnnfast.Network([300, 9, 3], ["relu", "softmax"], loss="cce", dtype=np.float64, seed=0)
+            for _ in range(2)]
+    kw = dict(optimizer="adam", batch_size=16, epochs=2, learning_rate=0.01)
+    h0 = nets[0].fit(X.toarray(), labels, **kw)
+    with distributed.Context(MPI.COMM_SELF):
+        h1 = nets[1].fit(X, labels, validation_data=(X[:30], labels[:30]), **kw)
+    np.testing.assert_allclose(nets[1].parameters, nets[0].parameters, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h1["cost"], h0["cost"], rtol=1e-10)
+    assert len(h1["val_cost"]) == 2
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda X: X.astype(np.complex128), TypeError, "X must have a real numeric dtype"),
+    (lambda X: X[:0], ValueError, r"X is empty \(0 rows\)"),
+    (lambda X: X[:, :299], ValueError, "X has 299 columns but the network takes 300 inputs"),
+    (lambda X: _with_value(X, np.nan), ValueError, "X contains NaN or infinity"),
+    (lambda X: _with_value(X.tocoo(), np.inf), ValueError, "X contains NaN or infinity"),
+    (lambda X: _duplicate(X, 1e308), ValueError, "X contains NaN or infinity"),
+    (lambda X: _with_value(X, 1e39), ValueError, "X has values too large for float32"),
+])
+def test_network_refuses_a_bad_sparse_x_naming_it(make, error, message):
+    """Every Network call refuses a bad sparse X (or validation_data[0])
+    before the core sees it, with the dense X's messages, and leaves the
+    model as it was."""
+    net = _network("relu-softmax", np.float32)
+    X = _sparse_x(20, 300, np.float64)
+    labels = np.arange(20) % 4
+    bad = make(X)
+    before = net.parameters.copy()
+    calls = [lambda: net.predict(bad), lambda: net.cost(bad, labels), lambda: net.loss_and_gradient(bad, labels),
+             lambda: net.gradients(bad, labels), lambda: net.forward(bad),
+             lambda: net.fit(bad, labels, epochs=1, batch_size=4)]
+    for call in calls:
+        with pytest.raises(error, match=message):
+            call()
+    with pytest.raises(error, match=message.replace("X", r"validation_data\[0\]", 1)):
+        net.fit(X, labels, epochs=1, validation_data=(bad, labels[:bad.shape[0]]))
+    np.testing.assert_array_equal(net.parameters, before)
+
+
+def _with_value(X, value):
+    X = X.copy()
+    X.data[0] = value
+    return X
+
+
+def _duplicate(X, value):
+    """A COO X whose first position is stored twice, each ``value``: finite
+    apart, their sum (X made dense) infinite."""
+    X = X.tocoo()
+    r, c = X.row[0], X.col[0]
+    return sparse.coo_matrix((np.r_[X.data, value, value], (np.r_[X.row, r, r], np.r_[X.col, c, c])), shape=X.shape)

@@ -379,6 +379,30 @@ def sparse_values(X):
     return summed.data
 
 
+def check_sparse_matrix(X, name):
+    """A SciPy sparse ``X`` for Network's calls, checked as ``as_float_array``
+    checks a dense one: 2-D, a bool, integer or float dtype (complex and
+    object refused), at least one row, every value X made dense would hold
+    finite (duplicates summed: two stored 1e308 are an infinity). Returns
+    X in CSR form (the memory of another format's conversion checked
+    first); X itself is left as it is."""
+    if getattr(X, "ndim", 2) != 2:
+        raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got {X.dtype}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    if X.format != "csr":
+        check_memory(X.nnz * (X.dtype.itemsize + 8) + (X.shape[0] + 1) * 8, name,
+                     lambda: f"its {X.nnz:,} stored values in CSR form")
+        X = X.tocsr()
+    values = sparse_values(X)
+    if values.dtype.kind == "f" and not all_finite(values):
+        raise ValueError(f"{name} contains NaN or infinity (or duplicate entries whose sum is too large for "
+                         f"{values.dtype})")
+    return X
+
+
 def check_estimator_input(a, name, kinds="biufcO", densify=False):
     """Refuse, with a TypeError naming ``name``, input that scikit-learn's
     check_array would silently turn into numbers: str, bytes, datetime64,

@@ -16,16 +16,17 @@ from ._guards import CORE_OUTPUT_OVERFLOW, parameter_cause
 from ._locking import copies_model, fits_model, reads_model
 from ._registry import LOSS_TABLE, check_params_fit_dtype, check_targets, parse_activation, resolve_loss
 from ._train.driver import fit_network, gradient_block_rows, gradient_in_blocks
+from ._train.rows import SparseRows, cost_rows, predict_rows, rows_in_dtype, take_rows
 from ._train.state import History  # noqa: F401 - dnnfast.network.History, as before
-from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, check_bool,
-                          check_memory, forward_row_bytes, make_rng, network_bytes, packed_first_w_bytes,
-                          rows_below_memory_floor)
+from ._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, as_float_array, cast_finite,
+                          check_bool, check_memory, check_sparse_matrix, forward_row_bytes, is_sparse, make_rng,
+                          network_bytes, packed_first_w_bytes, rows_below_memory_floor)
 from .distributed import current as _distributed_context
 
 if TYPE_CHECKING:
     import onnx
 
-    from ._types import Activation, ArrayLike, DTypeLike, FloatArray, LearningRate, PathLike
+    from ._types import Activation, ArrayLike, DTypeLike, FloatArray, LearningRate, PathLike, SparseMatrix
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _core.Network64}
@@ -431,11 +432,27 @@ class Network:
         check_memory(need, name, lambda: f"{rows:,} rows at a time" + (  # formatted only on refusal
             f" and an output of {out_elems:,} values" if out_elems else ""))
 
-    def _check_X(self, X, name="X", check_finite=True):
-        X = as_float_array(X, name, self.dtype, check_finite=check_finite)
+    def _check_X(self, X, name="X", check_finite=True, sparse=False):
+        """X as the network's calls take it: a C-contiguous finite array of
+        the network's dtype (``as_float_array``), or for a SciPy sparse X
+        (``check_sparse_matrix``), with ``sparse``, what ``rows_in_dtype``
+        makes of it (a ``SparseRows``: the core's CSR, or rows made dense a
+        block at a time; or, when small, X made dense), without, X made
+        dense (its memory checked first)."""
+        if is_sparse(X):
+            X = check_sparse_matrix(X, name)
+        else:
+            X = as_float_array(X, name, self.dtype, check_finite=check_finite)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
-        return X
+        if not is_sparse(X):
+            return X
+        if sparse:
+            return rows_in_dtype(X, self.dtype, name)
+        n, m = X.shape
+        check_memory(n * m * (X.dtype.itemsize + self.dtype.itemsize), name,
+                     lambda: f"its {n * m:,} values made dense")
+        return cast_finite(X.toarray(), self.dtype, name)
 
     def _check_Y(self, Y, n, name="Y", x_name="X"):
         m_y = self.sizes[-1]
@@ -479,14 +496,15 @@ class Network:
             f"this dtype; scale X{wider})")
 
     @reads_model
-    def forward(self, X: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
+    def forward(self, X: ArrayLike | SparseMatrix) -> tuple[list[FloatArray], list[FloatArray]]:
         """Per-layer ``(Zs, As)``: ``Zs[l-1] = Z[l]`` for l = 1..L, and
         ``As[0] = X``, ``As[l] = A[l]``.
 
         Parameters
         ----------
-        X : array-like, shape (n, m_x)
-            The input rows (finite numbers; converted to the network's dtype).
+        X : array-like or SciPy sparse matrix, shape (n, m_x)
+            The input rows (finite numbers; converted to the network's dtype;
+            a sparse X made dense, which ``As[0]`` is).
         """
         X = self._check_X(X)
         self._check_rows(0, 2 * X.shape[0] * sum(self.sizes[1:]))
@@ -499,13 +517,15 @@ class Network:
         return list(Zs), [X] + list(As)
 
     @reads_model
-    def predict(self, X: ArrayLike) -> FloatArray:
+    def predict(self, X: ArrayLike | SparseMatrix) -> FloatArray:
         """Yhat = A[L], shape (n, m_y).
 
         Parameters
         ----------
-        X : array-like, shape (n, m_x)
+        X : array-like or SciPy sparse matrix, shape (n, m_x)
             The input rows (finite numbers; converted to the network's dtype).
+            A sparse X of few values (``_train.rows.CORE_CSR_MAX_DENSITY``)
+            is read as CSR, never made dense.
         """
         # A one-row predict takes a few microseconds, and each Python call or
         # test in it a tenth of one or more: an X already as _check_X would
@@ -516,68 +536,80 @@ class Network:
             Y = self._net.predict_as_is(self.parameters, X, self._predict_rows)
             if Y is not None:
                 return Y
-            X = self._check_X(X, check_finite=False)
-            self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), X.shape[0] * self.sizes[-1], forward=True)
-            return self._net.predict(self.parameters, X)
+            X = self._check_X(X, check_finite=False, sparse=True)
+            rows = min(X.shape[0], _PREDICT_CHUNK_ROWS)
+            self._check_rows(rows, X.shape[0] * self.sizes[-1], forward=True)
+            if isinstance(X, SparseRows):
+                X.check_memory(rows, "predict")
+            return predict_rows(self._net, self.parameters, X)
         except ValueError as exc:  # the core's "output overflowed": said more exactly when P is the cause
             if not str(exc).startswith(CORE_OUTPUT_OVERFLOW):
                 raise
             raise self._nonfinite("predict") from None
 
     @reads_model
-    def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
+    def cost(self, X: ArrayLike | SparseMatrix, Y: ArrayLike) -> float:
         """C = J(Y, Yhat) / n.
 
         Parameters
         ----------
-        X : array-like, shape (n, m_x)
-            The input rows.
+        X : array-like or SciPy sparse matrix, shape (n, m_x)
+            The input rows (as ``predict`` takes them).
         Y : array-like, shape (n, m_y)
             The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
         """
-        X = self._check_X(X)
-        self._check_rows(min(X.shape[0], _PREDICT_CHUNK_ROWS), forward=True)
-        c = self._net.cost(self.parameters, X, self._check_Y(Y, X.shape[0]))
+        X = self._check_X(X, sparse=True)
+        Y = self._check_Y(Y, X.shape[0])
+        rows = min(X.shape[0], _PREDICT_CHUNK_ROWS)
+        self._check_rows(rows, forward=True)
+        if isinstance(X, SparseRows):
+            X.check_memory(rows, "cost")
+        c = cost_rows(self._net, self.parameters, X, Y)
         if not math.isfinite(c):
             raise self._nonfinite("cost")
         return c
 
     @reads_model
-    def loss_and_gradient(self, X: ArrayLike, Y: ArrayLike) -> tuple[float, FloatArray]:
+    def loss_and_gradient(self, X: ArrayLike | SparseMatrix, Y: ArrayLike) -> tuple[float, FloatArray]:
         """``(C, grad)``: the cost and its gradient with respect to ``parameters`` (same layout).
 
         Parameters
         ----------
-        X : array-like, shape (n, m_x)
-            The input rows.
+        X : array-like or SciPy sparse matrix, shape (n, m_x)
+            The input rows (as ``predict`` takes them).
         Y : array-like, shape (n, m_y)
             The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
         """
-        X = self._check_X(X)
+        X = self._check_X(X, sparse=True)
         Y = self._check_Y(Y, X.shape[0])
         n, P = X.shape[0], self.parameters
         # Many rows: in blocks (gradient_block_rows), their means weighted and summed in float64
         rows = gradient_block_rows(n, P.size, self._ws_per_row)
+        if isinstance(X, SparseRows):  # made dense a block at a time, or the core's CSR
+            if X.core_x is None:
+                rows = min(rows, X.rows_per_chunk(1))
+            X.check_memory(rows, "loss_and_gradient")
         self._check_rows(rows, P.size * (1 if rows >= n else 1 + 8 // P.itemsize))
         grad = np.empty_like(P)
         if rows >= n:
-            c, _ = self._net.loss_and_gradient(P, X, Y, None, None, 0.0, grad)
+            Xc = X.core_rows(0, n) if isinstance(X, SparseRows) else X
+            c, _ = self._net.loss_and_gradient(P, Xc, Y, None, None, 0.0, grad)
         else:
             c, _ = gradient_in_blocks(self._net, P, grad, n, rows,
-                                      lambda r0, r1: (X, Y, None, np.arange(r0, r1, dtype=np.int64)))
+                                      lambda r0, r1: take_rows(X, Y, None, np.arange(r0, r1, dtype=np.int64)))
         self._net.release_workspace(_KEEP_WORKSPACE_BYTES)
         if not (math.isfinite(c) and _core.all_finite(grad)):
             raise self._nonfinite("loss_and_gradient")
         return c, grad
 
     @reads_model
-    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
+    def gradients(self, X: ArrayLike | SparseMatrix, Y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """``(dWs, dbs)`` for one batch of all rows of X, without an update.
 
         Parameters
         ----------
-        X : array-like, shape (n, m_x)
-            The input rows.
+        X : array-like or SciPy sparse matrix, shape (n, m_x)
+            The input rows (as ``predict`` takes them).
         Y : array-like, shape (n, m_y)
             The targets (for ``cce``, one-hot rows or integer labels of shape (n,)).
         """
@@ -588,7 +620,7 @@ class Network:
         return dWs, dbs
 
     @fits_model
-    def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
+    def fit(self, X: ArrayLike | SparseMatrix, Y: ArrayLike, epochs: int = 1, batch_size: int | None = None,
             learning_rate: LearningRate = 0.01, shuffle: bool = False, seed: int | np.random.Generator | None = None,
             verbose: bool = False, on_nonfinite: str = "raise", *, optimizer: str = "sgd", momentum: float = 0.9,
             beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, weight_decay: float = 0.0,
@@ -600,8 +632,11 @@ class Network:
 
         Parameters
         ----------
-        X, Y : arrays
+        X, Y : arrays (X may be a SciPy sparse matrix)
             Training rows and targets (for ``cce``, one-hot rows or integer labels).
+            A sparse X of few values is read by the core as CSR, never made
+            dense; a denser one is made dense whole, or above 32 MiB a chunk
+            of whole batches at a time (the fit of X made dense, bit for bit).
         epochs : int
             Epochs to run (with ``resume``: the total, counting the checkpoint's).
         batch_size : int or None
@@ -643,7 +678,8 @@ class Network:
             ``weight_decay = alpha / batch_size`` for full batches.)
             ``history["cost"]`` includes the penalty.
         validation_data : (X_val, Y_val) or None
-            ``history["val_cost"]``: the cost on it after each epoch.
+            ``history["val_cost"]``: the cost on it after each epoch (X_val
+            may be sparse, as X).
         metrics : list of str or None
             ``["accuracy"]``: ``history["accuracy"]`` on the training rows after
             each epoch (and ``history["val_accuracy"]``); softmax outputs count

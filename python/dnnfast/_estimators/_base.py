@@ -32,7 +32,7 @@ from .._guards import (CORE_OUTPUT_OVERFLOW, ON_NONFINITE, NonFiniteError, NonFi
 from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
-from .._train.rows import SparseRows, core_csr, rows_in_dtype, takes_core_csr
+from .._train.rows import SparseRows, predict_rows, rows_in_dtype, takes_core_csr
 from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, forward_row_bytes, is_sparse, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
@@ -879,20 +879,12 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
         check_memory(converted + n * units[-1] * itemsize
                      + min(n, _PREDICT_CHUNK_ROWS) * forward_row_bytes(units, itemsize), "X",
                      lambda: f"predicting {n:,} rows (an output of {n * units[-1]:,} values)")
-        if not sparse:
-            X = cast_finite(X, dtype, "X") if isinstance(X, np.ndarray) else core_csr(X, dtype)
+        X = cast_finite(X, dtype, "X") if isinstance(X, np.ndarray) else SparseRows(X, dtype)
         macs = sum(np.size(c) for c in self.coefs_)
 
         def predict(net, P):
-            if not sparse:
-                return net.predict(P, X, check_input)  # unchecked: a fit's validation score (NaN when diverged)
-            # The chunks the core's own (kChunkRows): each row's output that of
-            # X made dense, bit for bit, without X's dense copy.
-            out = np.empty((n, units[-1]), dtype=dtype)
-            for i0 in range(0, n, _PREDICT_CHUNK_ROWS):
-                rows = slice(i0, min(i0 + _PREDICT_CHUNK_ROWS, n))
-                out[rows] = net.predict(P, cast_finite(X[rows].toarray(), dtype, "X"), check_input)
-            return out
+            # check_input False: unchecked, a fit's validation score (NaN when diverged)
+            return predict_rows(net, P, X, check_input)
 
         def forward():
             net = self._core_net(dtype)

@@ -22,7 +22,7 @@ from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
 from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, core_row_bytes,
                               drive, gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
-from .._train.rows import SparseRows
+from .._train.rows import SparseRows, row_block
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -546,7 +546,7 @@ class _Solvers:
         Ctrl-C read between them)."""
         outs, parts = [], []
         for r0, r1 in blocks(X_val.shape[0]):
-            Xb = X_val.core_rows(r0, r1) if isinstance(X_val, SparseRows) else X_val[r0:r1]  # (made dense once)
+            Xb = row_block(X_val, r0, r1)  # (made dense once)
             out = net.predict(P, Xb, False)  # a diverged model scores NaN, as in scikit-learn
             if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
                 return float("nan"), float("nan")

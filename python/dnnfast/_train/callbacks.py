@@ -17,6 +17,8 @@ import numpy as np
 
 from .. import _core
 from .._guards import CORE_OUTPUT_OVERFLOW, NonFiniteError, NonFiniteWarning, describe, epoch_is_finite, locate_nonfinite
+from .._validation import PREDICT_CHUNK_ROWS
+from .rows import SparseRows, row_block
 
 
 class Callback:
@@ -77,7 +79,9 @@ class NonFiniteGuard(Callback):
     def fail(self, net, epoch, restore, stacklevel, after_callbacks=False):
         """stacklevel: the frames up to the user's call of fit (fail, check_*, the driver,
         Network.fit and its lock's wrapper)."""
-        layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, self.run.X)
+        X = self.run.X  # a sparse X: its rows made dense in chunks of at most those checked (SparseRows.rows)
+        layer, where = locate_nonfinite(net._layout, net.parameters, net._net.forward, X,
+                                        X.rows if isinstance(X, SparseRows) else PREDICT_CHUNK_ROWS)
         # Training's advice only where training made them: NaN written into
         # the parameters before the fit, or between epochs (by a callback),
         # needs finite values instead.
@@ -114,8 +118,7 @@ def block_cost(core, P, X, Y, w, r0, r1):
     """(the core's mean loss of rows ``r0:r1``, weighted by ``w``, and their
     total weight): a block of a cost evaluated in blocks (``blocks_mean``)."""
     d = float(r1 - r0) if w is None else float(np.sum(w[r0:r1], dtype=np.float64))
-    Xb = X if (r0, r1) == (0, X.shape[0]) else X[r0:r1]  # (X may be the core's CSR of the block's rows)
-    return core.cost(P, Xb, Y[r0:r1], None if w is None else w[r0:r1]), d
+    return core.cost(P, row_block(X, r0, r1), Y[r0:r1], None if w is None else w[r0:r1]), d
 
 
 def blocks_mean(parts):
@@ -136,7 +139,7 @@ def _accuracy_counts(net, X, Y, run):
     softmax = net.activations[-1] == "softmax"
     for r0, r1 in run.evaluation_blocks(X.shape[0]):
         try:
-            P = net._net.predict(net.parameters, X[r0:r1])
+            P = net._net.predict(net.parameters, row_block(X, r0, r1))
         except ValueError as exc:
             # Non-finite parameters or outputs are the guard's, which ran
             # first: under on_nonfinite="warn" / "ignore" training goes on,

@@ -913,7 +913,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         provider = None
 
         def prepare():
-            Xc = net._check_X(X)
+            Xc = net._check_X(X, sparse=True)
             Yc = net._check_Y(Y, Xc.shape[0])
             return Xc, Yc
 
@@ -931,7 +931,7 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                 vd = kw["validation_data"]
                 if not isinstance(vd, (tuple, list)) or len(vd) != 2:
                     raise TypeError("validation_data must be a pair (X_val, Y_val)")
-                Xv = net._check_X(vd[0], name="validation_data[0]")
+                Xv = net._check_X(vd[0], name="validation_data[0]", sparse=True)
                 Yv = net._check_Y(vd[1], Xv.shape[0], name="validation_data[1]", x_name="validation_data[0]")
                 val = (Xv, Yv)
             rows = workspace_rows(settings.batch_size, net.sizes, net.dtype.itemsize)
@@ -972,6 +972,18 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
                 _restore(net, settings, state, *saved)
         provider.start()  # MPI: rank 0's parameters on every rank
         run = Run(net, Xc, Yc, n, settings, state, provider)
+
+        def dense_blocks():
+            """The memory of a sparse X's rows made dense a block at a time
+            (``SparseRows``): the steps' and the callbacks' evaluations'."""
+            if isinstance(Xc, SparseRows):
+                Xc.check_memory(provider.dense_rows(settings.batch_size), "training")
+                if settings.metrics:
+                    Xc.check_memory(largest_evaluation_block(Xc.shape[0], run.eval_rows), "the accuracy")
+            if val is not None and isinstance(val[0], SparseRows):
+                val[0].check_memory(largest_evaluation_block(val[0].shape[0], run.eval_rows),
+                                    "the validation cost")
+        provider.collective(dense_blocks)  # over MPI: one rank refusing stops all
 
         guard = None if settings.on_nonfinite == "ignore" else NonFiniteGuard(settings.on_nonfinite).bind(run)
         callbacks = [] if guard is None else [guard]

@@ -1,5 +1,5 @@
-"""A sparse X (CSR) as the core reads it: the one place that decides how an
-estimator's fit and predict take a sparse X.
+"""A sparse X (CSR) as the core reads it: the one place that decides how
+the estimators' and Network's calls take a sparse X.
 
 A sparse X of few stored values (at most ``CORE_CSR_MAX_DENSITY`` of its
 entries) goes to the core as it is (``core_csr``: its CSR arrays), whose
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._validation import cast_finite, check_memory, is_sparse, sparse_values
+from .._validation import PREDICT_CHUNK_ROWS, cast_finite, check_memory, is_sparse, sparse_values
 
 #: The largest share of stored values (nnz / (rows x columns)) of a sparse X
 #: that the core reads as CSR; a denser X is made dense in blocks.
@@ -174,3 +174,47 @@ def rows_in_dtype(X, dtype, name="X"):
             return SparseRows(X, dtype, name)
         X = X.toarray()
     return cast_finite(X, dtype, name)
+
+
+def row_block(X, r0, r1):
+    """Rows ``r0:r1`` of ``X`` as the core's calls take them: of a dense X,
+    its slice (X itself when they are all of it); of a SparseRows, its
+    ``core_rows``."""
+    if isinstance(X, SparseRows):
+        return X.core_rows(r0, r1)
+    return X if (r0, r1) == (0, X.shape[0]) else X[r0:r1]
+
+
+def predict_rows(core, P, X, check_output=True):
+    """``core.predict`` of every row of ``X``: a dense X or the core's CSR
+    in one call, a SparseRows that the core reads as CSR as its CSR, any
+    other SparseRows made dense a chunk of ``PREDICT_CHUNK_ROWS`` rows at a
+    time, the core's own chunks, so each row's output is that of X made
+    dense, bit for bit."""
+    if not isinstance(X, SparseRows):
+        return core.predict(P, X, check_output)
+    if X.core_x is not None:
+        return core.predict(P, X.core_x, check_output)
+    n = X.shape[0]
+    out = None
+    for i0 in range(0, n, PREDICT_CHUNK_ROWS):
+        i1 = min(i0 + PREDICT_CHUNK_ROWS, n)
+        part = core.predict(P, X[i0:i1], check_output)
+        if out is None:
+            out = np.empty((n, part.shape[1]), dtype=part.dtype)
+        out[i0:i1] = part
+    return out
+
+
+def cost_rows(core, P, X, Y):
+    """``core.cost`` of every row of ``X`` (as ``predict_rows`` takes X) with
+    targets ``Y``: a SparseRows made dense a chunk at a time gives the
+    chunks' mean costs weighted by their rows (the cost of X made dense to
+    round-off; the core sums its chunks' costs before it divides)."""
+    if not isinstance(X, SparseRows):
+        return core.cost(P, X, Y)
+    if X.core_x is not None:
+        return core.cost(P, X.core_x, Y)
+    n = X.shape[0]
+    return sum(core.cost(P, X[i0:i0 + PREDICT_CHUNK_ROWS], Y[i0:i0 + PREDICT_CHUNK_ROWS])
+               * min(PREDICT_CHUNK_ROWS, n - i0) for i0 in range(0, n, PREDICT_CHUNK_ROWS)) / n
