@@ -29,9 +29,10 @@ batches of 200, an L2 term): ``digits`` (1797 x 64 -> 100 relu -> 10,
 ten epochs a timing), ``digits-tanh``, ``digits-logistic``, ``big100-tanh``
 and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 
-``--train`` also takes ``net:SIZES:OPTIMIZER:BATCH[:DTYPE]`` (e.g.
-``net:784-128-10:adam:8``): relu layers and a softmax output with cce,
-float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
+``--train`` also takes ``net:SIZES:OPTIMIZER:BATCH[:DTYPE[:ACTIVATION]]``
+(e.g. ``net:784-128-10:adam:8``, ``net:64-256-2:sgd:64:float32:prelu``):
+hidden layers of the activation (relu unless given) and a softmax output
+with cce, float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
 (8192 from batches of 64), for steps whose cost depends on the batch size
 and the optimizer (with ``--threads 2``: how the step splits over threads).
 
@@ -296,10 +297,10 @@ STEP_WORKLOADS = {
 
 
 def net_workload(name):
-    """--train net:SIZES:OPTIMIZER:BATCH[:DTYPE] -> a workload dict."""
+    """--train net:SIZES:OPTIMIZER:BATCH[:DTYPE[:ACTIVATION]] -> a workload dict."""
     parts = name.split(":")
-    if len(parts) not in (4, 5) or parts[0] != "net":
-        raise SystemExit(f"--train: {name!r} is not net:SIZES:OPTIMIZER:BATCH[:DTYPE]")
+    if len(parts) not in (4, 5, 6) or parts[0] != "net":
+        raise SystemExit(f"--train: {name!r} is not net:SIZES:OPTIMIZER:BATCH[:DTYPE[:ACTIVATION]]")
     try:
         sizes = [int(v) for v in parts[1].split("-")]
         batch = int(parts[3])
@@ -307,8 +308,9 @@ def net_workload(name):
         raise SystemExit(f"--train: {name!r}: SIZES and BATCH must be integers") from None
     if len(sizes) < 2 or min(sizes) < 1 or batch < 1:
         raise SystemExit(f"--train: {name!r}: at least two positive sizes and a positive batch")
-    return dict(sizes=sizes, activations=["relu"] * (len(sizes) - 2) + ["softmax"], loss="cce",
-                dtype=parts[4] if len(parts) == 5 else "float32", batch_size=batch,
+    hidden = parts[5] if len(parts) == 6 else "relu"
+    return dict(sizes=sizes, activations=[hidden] * (len(sizes) - 2) + ["softmax"], loss="cce",
+                dtype=parts[4] if len(parts) >= 5 else "float32", batch_size=batch,
                 rows=(8192 if batch >= 64 else 1000,), learning_rate=0.01, optimizer=parts[2])
 
 
