@@ -33,7 +33,7 @@ from .._locking import copies_model, reads_model
 from .._registry import LOSS_TABLE, activation_names, parse_activation
 from .._train.driver import distributed_fit
 from .._train.rows import SparseRows, predict_rows, rows_in_dtype, takes_core_csr
-from .._validation import (PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, forward_row_bytes, is_sparse, network_bytes, packed_first_w_bytes,
+from .._validation import (_MEMORY_CHECK_FLOOR, PREDICT_CHUNK_ROWS as _PREDICT_CHUNK_ROWS, as_array, cast_finite, check_memory, check_thread_count, forward_row_bytes, is_sparse, network_bytes, packed_first_w_bytes,
                            workspace_rows)
 from ._compat import SEED_RULE, BaseEstimator, InvalidParameterError, check_random_state, is_seed
 from ._diagnostics import _Diagnostics
@@ -55,6 +55,9 @@ _CORE_CLASS = {np.dtype(np.float32): _core.Network32, np.dtype(np.float64): _cor
 # __dict__: predict must leave their attributes as they are (scikit-learn's
 # check_dict_unchanged), and a copy or pickle must not carry it.
 _AS_IS = weakref.WeakKeyDictionary()
+#: The dtypes of an X that _forward_as_is converts itself (those whose
+#: conversion is the full path's exactly).
+_FAST_CONVERTED = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 # Where a non-finite parameter the core met came from (said by predict, save, to_onnx).
 _EDITED = ": coefs_, intercepts_ or prelu_alphas_ edited in place"
@@ -913,19 +916,31 @@ class _BaseMLP(_InputChecks, _Solvers, _Diagnostics, BaseEstimator):
                 getattr(self, "output_activation", None))
 
     def _forward_as_is(self, X):
-        """The outputs for an X that needs no checks or conversion (a 2-D
-        C-contiguous array of the model's dtype and width), straight from the
-        core network and flat buffer of the last prediction; None otherwise,
-        and the full path runs. A one-row call is then mostly the core's
-        predict: no scikit-learn check_array, no packing, no parsing."""
+        """The outputs for an X that needs no checks but finiteness (a 2-D
+        array of the model's width), straight from the core network and flat
+        buffer of the last prediction; None otherwise, and the full path
+        runs. A one-row call is then mostly the core's predict: no
+        scikit-learn check_array, no packing, no parsing. An X of float16,
+        float32 or float64 that is of another of them than the model's, or
+        not C-contiguous (a row of pandas' to_numpy(), which is
+        Fortran-ordered), is converted here as the full path converts it
+        (check_array keeps float32 and float64, makes float16 float64, and
+        cast_finite casts), whose checks had taken 20 times the call's time
+        (BENCHMARKS.md, "Measurements behind the code": _forward_as_is)."""
         fast = _AS_IS.get(self)
         if fast is None or type(X) is not np.ndarray:
             return None
         P, net, key, macs, m_x = fast
         # More rows than a predict chunk: the full path checks the output's memory.
-        if not (X.dtype == P.dtype and X.ndim == 2 and 0 < X.shape[0] <= _PREDICT_CHUNK_ROWS and X.shape[1] == m_x
-                and X.flags.c_contiguous) or self._bound_params() is not P or key != self._architecture_key():
+        if not (X.ndim == 2 and 0 < X.shape[0] <= _PREDICT_CHUNK_ROWS and X.shape[1] == m_x) \
+                or self._bound_params() is not P or key != self._architecture_key():
             return None
+        if X.dtype != P.dtype or not X.flags.c_contiguous:
+            # (a copy too large to skip the memory check goes the full path, which makes it)
+            if X.dtype not in _FAST_CONVERTED or X.size * P.itemsize >= _MEMORY_CHECK_FLOOR:
+                return None
+            with np.errstate(over="ignore"):  # a value too large for the model's dtype: the core refuses it below
+                X = np.ascontiguousarray(X, dtype=P.dtype)
         n_threads = self._thread_count()  # (raised here, not taken for the core's ValueError below)
         try:
             return _with_thread_count(n_threads, 2.0 * X.shape[0] * macs, net.predict, P, X)
