@@ -484,10 +484,11 @@ def test_network_calls_on_a_sparse_x_are_the_references(monkeypatch, dtype, path
     """predict, cost, loss_and_gradient, gradients and forward take a SciPy
     sparse X of any format: the reference's results on X made dense (to
     round-off), predict bit for bit those of X made dense where its rows
-    are made dense (the core's own chunks), and the sparse X left as it is."""
-    monkeypatch.setattr(_rows, "PREDICT_CHUNK_ROWS", 16)  # predict's dense chunks: several
+    are made dense (the core's own chunks: 1025 rows are 1020 and 5, not
+    1024 and a last one on the GEMM's few-row path, whose bits differ), and
+    the sparse X left as it is."""
     net = _network("tanh-sigmoid", dtype)
-    n = 61
+    n = 1025
     X = _network_x(path, n, net.sizes[0], monkeypatch).asformat(fmt)
     kept = X.copy()
     D = X.toarray()
@@ -653,3 +654,86 @@ def _duplicate(X, value):
     X = X.tocoo()
     r, c = X.row[0], X.col[0]
     return sparse.coo_matrix((np.r_[X.data, value, value], (np.r_[X.row, r, r], np.r_[X.col, c, c])), shape=X.shape)
+
+
+def _malformed(kind):
+    """A SciPy sparse X of 6 rows and 8 columns, 4 values a row (half its
+    entries: made dense by SciPy), whose index arrays were edited in place
+    past what SciPy's constructors check."""
+    X = sparse.random(6, 8, density=0.5, format="csr", random_state=3)
+    if kind.startswith("csc"):
+        X = X.tocsc()
+    if kind.startswith("coo"):
+        X = X.tocoo()
+    if kind == "csr-column-out-of-range":
+        X.indices[5] = 10 ** 6
+    elif kind == "csr-negative-column":
+        X.indices[0] = -1
+    elif kind == "csr-indptr-decreasing":
+        X.indptr[2], X.indptr[3] = X.indptr[3], X.indptr[2]
+    elif kind == "csr-indptr-past-the-values":
+        X.indptr[-1] += 7
+    elif kind == "csc-row-out-of-range":
+        X.indices[2] = 6
+    elif kind == "coo-row-out-of-range":
+        X.row[1] = 99
+    elif kind == "coo-column-out-of-range":
+        X.col[0] = 8
+    return X
+
+
+MALFORMED = ["csr-column-out-of-range", "csr-negative-column", "csr-indptr-decreasing",
+             "csr-indptr-past-the-values", "csc-row-out-of-range", "coo-row-out-of-range",
+             "coo-column-out-of-range"]
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_a_sparse_x_whose_index_arrays_are_malformed_is_refused_naming_it(kind):
+    """SciPy's toarray and tocsr trust the index arrays and read and write
+    out of bounds: Network's calls and the estimators' fit and predict
+    check them first (toarray of a column index of 10**6 was a
+    segmentation fault; the estimators' predict returned an answer)."""
+    bad = _malformed(kind)
+    labels = np.arange(6) % 3
+    net = dnnfast.Network([8, 5, 3], ["relu", "softmax"], dtype=np.float64, seed=0)
+    clf = dnnfast.MLPClassifier((5,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = dnnfast.MLPClassifier((5,), max_iter=2, random_state=0).fit(np.eye(6, 8), labels)
+    calls = {"Network.predict": lambda: net.predict(bad), "Network.fit": lambda: net.fit(bad, labels),
+             "Network validation_data": lambda: net.fit(np.eye(6, 8), labels, validation_data=(bad, labels)),
+             "MLPClassifier.fit": lambda: clf.fit(bad, labels), "MLPClassifier.predict": lambda: fitted.predict(bad)}
+    for what, call in calls.items():
+        name = r"validation_data\[0\]" if "validation" in what else "X"
+        with pytest.raises(ValueError, match=rf"^{name} is not a valid sparse matrix"):
+            call()
+
+
+def test_a_sparse_x_of_longdouble_values_is_taken_as_a_dense_one():
+    """A longdouble sparse X (SciPy has them) is checked and taken as the
+    dense longdouble X is, not refused by a raw TypeError of the core."""
+    D = np.random.default_rng(4).standard_normal((7, 6)).astype(np.longdouble)
+    D[D < 0.3] = 0
+    labels = np.arange(7) % 3
+    net = dnnfast.Network([6, 5, 3], ["relu", "softmax"], dtype=np.float64, seed=0)
+    assert net.predict(sparse.csr_matrix(D)).tobytes() == net.predict(D).tobytes()
+    assert net.cost(sparse.csr_matrix(D), labels) == net.cost(D, labels)
+    D[2, 3] = np.inf
+    with pytest.raises(ValueError, match="^X contains NaN or infinity"):
+        net.predict(sparse.csr_matrix(D))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_predict_of_a_sparse_x_made_dense_in_chunks_has_the_dense_bits(monkeypatch, dtype):
+    """The chunks a sparse X is made dense in are the core's own
+    (``_core.chunk_rows``): 1025 rows in plain chunks of 1024 left a last
+    row on the GEMM's few-row path, whose long sums round otherwise."""
+    monkeypatch.setattr(_rows, "DENSE_CHUNK_BYTES", 1)
+    X = sparse.random(1025, 2000, density=0.2, format="csr", random_state=1, dtype=dtype)
+    net = dnnfast.Network([2000, 16, 3], ["relu", "softmax"], dtype=dtype, seed=0)
+    assert net.predict(X).tobytes() == net.predict(X.toarray()).tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = dnnfast.MLPClassifier((16,), max_iter=1, random_state=0).fit(X[:50], np.arange(50) % 3)
+    assert clf.predict_proba(X).tobytes() == clf.predict_proba(X.toarray()).tobytes()
+    assert [(i0, i1) for i0, i1 in _rows.chunks(1025)] == [(0, 1020), (1020, 1025)]

@@ -528,6 +528,13 @@ void bind_network(py::module_& m) {
     // W of first_w_bytes, 1 where they do not go in windows: the training
     // driver cuts the epochs into chunks of whole windows, and the memory
     // checks count a window's rows.
+    // Rows of the chunk of predict / cost that starts at row i0 of n
+    // (chunk_at): Python makes a sparse X dense in the same chunks, so each
+    // row's output has the bits of X made dense.
+    m.def("chunk_rows", [](int64_t i0, int64_t n) {
+        if (i0 < 0 || n <= i0) throw std::invalid_argument("chunk_rows: need 0 <= i0 < n");
+        return chunk_at(size_t(i0), size_t(n));
+    }, py::arg("i0"), py::arg("n"));
     m.def("stochastic_window_batches", [](int64_t batch_size, int64_t first_w_bytes) {
         if (batch_size < 1) throw std::invalid_argument("batch_size must be positive");
         if (first_w_bytes < 0) throw std::invalid_argument("first_w_bytes must be >= 0");

@@ -17,21 +17,6 @@ namespace dnnfast {
 
 namespace {
 
-// Rows per chunk for predict / cost on large inputs: bounds the workspace
-// while keeping the GEMMs big enough to run at full speed.
-constexpr size_t kChunkRows = 1024;
-
-// Rows of the chunk of predict / cost that starts at row i0 of n: kChunkRows,
-// or the rest, but never leaving a last chunk of 1..kGemmSmallRows rows,
-// whose products would take the GEMM's small-M path and round otherwise
-// than the same rows in one call (predict(X[:1025]) differed from
-// predict(X)[:1025] in its last row): the chunk before it gives it rows.
-size_t chunk_at(size_t i0, size_t n) {
-    const size_t m = std::min(kChunkRows, n - i0);
-    const size_t rest = n - i0 - m;
-    return rest > 0 && rest <= kGemmSmallRows ? m - (kGemmSmallRows + 1 - rest) : m;
-}
-
 // Whether 1 / D (inv, and as the dtype's r) is a normal number: it overflows
 // where a batch's row weights sum below 1 / max (float32 weights of 1e-40;
 // float64 ones of 1e-310 overflow in double too), then inf and NaN, and is

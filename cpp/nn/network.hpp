@@ -14,11 +14,13 @@
 // by side. The caller must not write P while another call reads it (the
 // Python layer's per-model lock sees to that).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <vector>
 
+#include "gemm/gemm.hpp"
 #include "gemm/packed_b.hpp"
 #include "nn/activations.hpp"
 #include "nn/losses.hpp"
@@ -74,6 +76,22 @@ constexpr bool takes_window(size_t batch, size_t w_bytes) {
 // whole ones as kStochasticWindow rows hold).
 constexpr size_t window_batches(size_t batch) {
     return batch >= 1 && batch <= kStochasticWindowMaxBatch ? kStochasticWindow / batch : 1;
+}
+
+// Rows per chunk for predict / cost on large inputs: bounds the workspace
+// while keeping the GEMMs big enough to run at full speed.
+constexpr size_t kChunkRows = 1024;
+
+// Rows of the chunk of predict / cost that starts at row i0 of n: kChunkRows,
+// or the rest, but never leaving a last chunk of 1..kGemmSmallRows rows,
+// whose products would take the GEMM's small-M path and round otherwise
+// than the same rows in one call (predict(X[:1025]) differed from
+// predict(X)[:1025] in its last row): the chunk before it gives it rows.
+// (Python's chunks of a sparse X made dense are these too: chunk_rows.)
+inline size_t chunk_at(size_t i0, size_t n) {
+    const size_t m = std::min(kChunkRows, n - i0);
+    const size_t rest = n - i0 - m;
+    return rest > 0 && rest <= kGemmSmallRows ? m - (kGemmSmallRows + 1 - rest) : m;
 }
 
 // A sparse X in scipy's CSR form: row r's stored values are data[indptr[r]

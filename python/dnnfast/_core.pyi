@@ -20,6 +20,8 @@ LOSSES: list[tuple[str, int, str]]
 OPTIMIZERS: list[tuple[str, int, int]]
 #: the most rows in a window of plain-SGD batches (stochastic_window_batches)
 STOCHASTIC_WINDOW: int
+#: rows of the chunk of predict / cost that starts at row i0 of n (never a last chunk of 1-4 rows)
+def chunk_rows(i0: int, n: int) -> int: ...
 #: batches of batch_size rows per window of plain-SGD steps on a first W of first_w_bytes (1: no windows);
 #: an epoch of such batches is cut into chunks of whole windows
 def stochastic_window_batches(batch_size: int, first_w_bytes: int) -> int: ...

@@ -379,6 +379,38 @@ def sparse_values(X):
     return summed.data
 
 
+def check_sparse_structure(X, name):
+    """Refuse, naming ``name``, a SciPy sparse X whose index arrays do not
+    describe a matrix of its shape: CSR / CSC with indptr not from 0,
+    decreasing, or past the stored values, or an index out of range; COO
+    with a row or column out of range or arrays of unequal lengths. SciPy's
+    conversions (toarray, tocsr) trust them, and read and write out of
+    bounds (a segmentation fault, or silently wrong rows). X is only read.
+    Other formats (lil, dok, dia, bsr) are built by SciPy's own code."""
+    fmt = getattr(X, "format", None)
+    if fmt in ("csr", "csc"):
+        major, minor = X.shape if fmt == "csr" else X.shape[::-1]
+        p, j = np.asarray(X.indptr), np.asarray(X.indices)
+        what = ("row" if fmt == "csr" else "column", "column" if fmt == "csr" else "row")
+        if p.ndim != 1 or p.shape[0] != major + 1 or j.ndim != 1:
+            raise ValueError(f"{name} is not a valid sparse matrix: indptr has {p.size} entries for "
+                             f"{major} {what[0]}s (it needs {major + 1})")
+        nnz = int(p[-1])
+        if int(p[0]) != 0 or nnz > j.shape[0] or nnz > np.shape(X.data)[0] or bool(np.any(p[1:] < p[:-1])):
+            raise ValueError(f"{name} is not a valid sparse matrix: indptr must rise from 0 to at most the "
+                             f"{min(j.shape[0], np.shape(X.data)[0])} stored values, without decreasing")
+        if nnz and (int(j[:nnz].min()) < 0 or int(j[:nnz].max()) >= minor):
+            raise ValueError(f"{name} is not a valid sparse matrix: a {what[1]} index out of range [0, {minor})")
+    elif fmt == "coo":
+        r, c = np.asarray(X.row), np.asarray(X.col)
+        if r.shape != c.shape or r.shape != np.shape(X.data):
+            raise ValueError(f"{name} is not a valid sparse matrix: its row, column and value arrays differ "
+                             "in length")
+        for idx, size, axis in ((r, X.shape[0], "row"), (c, X.shape[1], "column")):
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
+                raise ValueError(f"{name} is not a valid sparse matrix: a {axis} index out of range [0, {size})")
+
+
 def check_sparse_matrix(X, name):
     """A SciPy sparse ``X`` for Network's calls, checked as ``as_float_array``
     checks a dense one: 2-D, a bool, integer or float dtype (complex and
@@ -388,6 +420,7 @@ def check_sparse_matrix(X, name):
     first); X itself is left as it is."""
     if getattr(X, "ndim", 2) != 2:
         raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
+    check_sparse_structure(X, name)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric dtype, got {X.dtype}")
     if X.shape[0] == 0:
@@ -397,7 +430,8 @@ def check_sparse_matrix(X, name):
                      lambda: f"its {X.nnz:,} stored values in CSR form")
         X = X.tocsr()
     values = sparse_values(X)
-    if values.dtype.kind == "f" and not all_finite(values):
+    finite = all_finite if values.dtype in (np.float32, np.float64) else lambda v: np.isfinite(v).all()
+    if values.dtype.kind == "f" and not finite(values):
         raise ValueError(f"{name} contains NaN or infinity (or duplicate entries whose sum is too large for "
                          f"{values.dtype})")
     return X
@@ -420,7 +454,9 @@ def check_estimator_input(a, name, kinds="biufcO", densify=False):
     bytes or a sparse matrix whose copy cannot fit was a raw MemoryError,
     after check_array's finiteness pass over every element (minutes for
     10**12 rows)."""
-    if is_sparse(a) or is_sparse_frame(a):  # scikit-learn checks it
+    if is_sparse(a) or is_sparse_frame(a):  # scikit-learn checks it (and SciPy's conversions trust its indices)
+        if is_sparse(a) and getattr(a, "ndim", 2) == 2:
+            check_sparse_structure(a, name)
         if densify:
             dtype = a.dtype if is_sparse(a) else np.result_type(*(dt.subtype for dt in a.dtypes))
             _check_float_copy(a.shape, dtype, name, "as a dense")

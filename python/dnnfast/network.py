@@ -585,8 +585,8 @@ class Network:
         n, P = X.shape[0], self.parameters
         # Many rows: in blocks (gradient_block_rows), their means weighted and summed in float64
         rows = gradient_block_rows(n, P.size, self._ws_per_row)
-        if isinstance(X, SparseRows):  # made dense a block at a time, or the core's CSR
-            if X.core_x is None:
+        if isinstance(X, SparseRows):  # the core's CSR, or made dense a block at a time
+            if X.core_x is None and rows >= n:  # (X dense whole in one call: in blocks, to round-off)
                 rows = min(rows, X.rows_per_chunk(1))
             X.check_memory(rows, "loss_and_gradient")
         self._check_rows(rows, P.size * (1 if rows >= n else 1 + 8 // P.itemsize))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._validation import PREDICT_CHUNK_ROWS, cast_finite, check_memory, is_sparse, sparse_values
+from .._validation import cast_finite, check_memory, is_sparse, sparse_values
 
 #: The largest share of stored values (nnz / (rows x columns)) of a sparse X
 #: that the core reads as CSR; a denser X is made dense in blocks.
@@ -53,9 +53,14 @@ def core_csr(X, dtype, name="X"):
     if not X.has_canonical_format:
         X = X.copy()
         X.sum_duplicates()
-    return _CORE_CSR[dt](np.ascontiguousarray(X.indptr, dtype=np.int64),
-                         np.ascontiguousarray(X.indices, dtype=np.int64),
-                         cast_finite(X.data, dt, name), X.shape[1])
+    try:
+        return _CORE_CSR[dt](np.ascontiguousarray(X.indptr, dtype=np.int64),
+                             np.ascontiguousarray(X.indices, dtype=np.int64),
+                             cast_finite(X.data, dt, name), X.shape[1])
+    except ValueError as exc:  # the binding's checks of the index arrays: named
+        if str(exc).startswith(name):
+            raise
+        raise ValueError(f"{name} is not a valid CSR matrix: {exc}") from None
 
 #: The most bytes of dense rows that the training steps make of a sparse X at
 #: a time: whole batches (for small batches, whole windows of the core's,
@@ -185,20 +190,30 @@ def row_block(X, r0, r1):
     return X if (r0, r1) == (0, X.shape[0]) else X[r0:r1]
 
 
+def chunks(n):
+    """``(i0, i1)`` of the core's chunks of predict and cost over ``n`` rows
+    (``_core.chunk_rows``: at most ``PREDICT_CHUNK_ROWS``, never a last
+    chunk of the GEMM's few-row path, which rounds otherwise)."""
+    i0 = 0
+    while i0 < n:
+        i1 = i0 + _core.chunk_rows(i0, n)
+        yield i0, i1
+        i0 = i1
+
+
 def predict_rows(core, P, X, check_output=True):
     """``core.predict`` of every row of ``X``: a dense X or the core's CSR
     in one call, a SparseRows that the core reads as CSR as its CSR, any
-    other SparseRows made dense a chunk of ``PREDICT_CHUNK_ROWS`` rows at a
-    time, the core's own chunks, so each row's output is that of X made
-    dense, bit for bit."""
+    other SparseRows made dense a chunk at a time, the core's own chunks
+    (``chunks``), so each row's output is that of X made dense, bit for
+    bit."""
     if not isinstance(X, SparseRows):
         return core.predict(P, X, check_output)
     if X.core_x is not None:
         return core.predict(P, X.core_x, check_output)
     n = X.shape[0]
     out = None
-    for i0 in range(0, n, PREDICT_CHUNK_ROWS):
-        i1 = min(i0 + PREDICT_CHUNK_ROWS, n)
+    for i0, i1 in chunks(n):
         part = core.predict(P, X[i0:i1], check_output)
         if out is None:
             out = np.empty((n, part.shape[1]), dtype=part.dtype)
@@ -215,6 +230,4 @@ def cost_rows(core, P, X, Y):
         return core.cost(P, X, Y)
     if X.core_x is not None:
         return core.cost(P, X.core_x, Y)
-    n = X.shape[0]
-    return sum(core.cost(P, X[i0:i0 + PREDICT_CHUNK_ROWS], Y[i0:i0 + PREDICT_CHUNK_ROWS])
-               * min(PREDICT_CHUNK_ROWS, n - i0) for i0 in range(0, n, PREDICT_CHUNK_ROWS)) / n
+    return sum(core.cost(P, X[i0:i1], Y[i0:i1]) * (i1 - i0) for i0, i1 in chunks(X.shape[0])) / X.shape[0]
