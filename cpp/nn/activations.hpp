@@ -172,6 +172,7 @@ inline typename VMathFns<T>::BlockFwd vector_block_forward(Act act) {
         case Act::tanh: return v.tanh;
         case Act::arctan: return v.arctan;
         case Act::softplus: return v.softplus;
+        case Act::exp: return v.exp;
         default: return nullptr;
     }
 }

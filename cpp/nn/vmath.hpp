@@ -24,8 +24,9 @@ struct VMathFns {
     // non-null, then A[i, j] = f(Z[i, j]); A may alias Z. alpha is elu's
     // parameter (ignored by the others). A null entry would mean "no vector
     // kernel": the caller then uses the scalar struct (activations.hpp).
+    // exp: e^min(z, 88) in float32, e^min(z, 709) in float64 (ExpAct).
     using BlockFwd = void (*)(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha);
-    BlockFwd elu, sigmoid, tanh, arctan, softplus;
+    BlockFwd elu, sigmoid, tanh, arctan, softplus, exp;
     // dz[j] = da[j] * sigmoid(z[j]) (softplus'); dz may alias da.
     void (*softplus_backward)(const T* z, const T* da, T* dz, size_t n);
     // a[j] = exp(z[j] - shift) (softmax); a may alias z.

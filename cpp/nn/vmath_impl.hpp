@@ -11,7 +11,7 @@
 //    n*hi is exact), expm1(r) = r + r^2 P(r) on |r| <= 0.35,
 //    expm1(x) = 2^n expm1(r) + (2^n - 1) (exact scaling, one rounding).
 //    float32: P minimax degree 5; float64: Taylor to r^13.
-//  exp (sigmoid, softplus, softmax): the same reduction by ln2/16, x =
+//  exp (sigmoid, softplus, softmax, the exp activation): the same reduction by ln2/16, x =
 //    (16 m + j) ln2/16 + r, |r| <= ln2/32, so P needs half the terms
 //    (float32 Taylor to r^3, float64 to r^7); exp = (T_j + (T_j expm1(r) +
 //    t_j)) 2^m1 2^m2, where 2^(j/16) = T_j + t_j (hi and lo tables, looked up
@@ -436,6 +436,11 @@ struct VMath {
     static void softplus_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
         map_block(z, ldz, a, lda, m, n, bias, [](V v) DNNFAST_VINLINE_LAMBDA { return softplus(v); });
     }
+    static void exp_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T) {
+        // clipped first (NaN kept), as ExpAct: e^z finite for every z
+        map_block(z, ldz, a, lda, m, n, bias,
+                  [](V v) DNNFAST_VINLINE_LAMBDA { return exp(clamp_hi(v, T(sizeof(T) == 4 ? 88 : 709))); });
+    }
     static void softplus_backward_rows(const T* z, const T* da, T* dz, size_t n) {
         map2(z, da, dz, n, [](V v, V d) DNNFAST_VINLINE_LAMBDA { return d * sigmoid(v); });
     }
@@ -747,7 +752,7 @@ struct VMath {
 
     static constexpr VMathFns<T> table() {
         return VMathFns<T>{&elu_block,   &sigmoid_block, &tanh_block,
-                           &atan_block, &softplus_block, &softplus_backward_rows,
+                           &atan_block, &softplus_block, &exp_block, &softplus_backward_rows,
                            &exp_shifted_rows, &log_rows,
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
