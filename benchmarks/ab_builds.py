@@ -30,7 +30,8 @@ ten epochs a timing), ``digits-tanh``, ``digits-logistic``, ``big100-tanh``
 and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 
 ``--train`` also takes ``net:SIZES:OPTIMIZER:BATCH[:DTYPE[:ACTIVATION]]``
-(e.g. ``net:784-128-10:adam:8``, ``net:64-256-2:sgd:64:float32:prelu``):
+(e.g. ``net:784-128-10:adam:8``, ``net:64-256-2:sgd:64:float32:prelu``;
+an optimizer written ``sgd+wd`` takes ``weight_decay=1e-4``):
 hidden layers of the activation (relu unless given) and a softmax output
 with cce, float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
 (8192 from batches of 64), for steps whose cost depends on the batch size
@@ -309,9 +310,10 @@ def net_workload(name):
     if len(sizes) < 2 or min(sizes) < 1 or batch < 1:
         raise SystemExit(f"--train: {name!r}: at least two positive sizes and a positive batch")
     hidden = parts[5] if len(parts) == 6 else "relu"
+    optimizer, wd = (parts[2][:-3], 1e-4) if parts[2].endswith("+wd") else (parts[2], 0.0)
     return dict(sizes=sizes, activations=[hidden] * (len(sizes) - 2) + ["softmax"], loss="cce",
                 dtype=parts[4] if len(parts) >= 5 else "float32", batch_size=batch,
-                rows=(8192 if batch >= 64 else 1000,), learning_rate=0.01, optimizer=parts[2])
+                rows=(8192 if batch >= 64 else 1000,), learning_rate=0.01, optimizer=optimizer, weight_decay=wd)
 
 
 def train_ab(old, new, names, args):
@@ -338,7 +340,8 @@ def train_ab(old, new, names, args):
                                     shuffle=True, optimizer="adam", weight_decay=1e-4)
                     else:
                         nets[i].fit(X, Y, epochs=1, batch_size=wl["batch_size"], learning_rate=wl["learning_rate"],
-                                    shuffle=True, optimizer=wl.get("optimizer", "sgd"))
+                                    shuffle=True, optimizer=wl.get("optimizer", "sgd"),
+                                    weight_decay=wl.get("weight_decay", 0.0))
                     times[r, i] = time.perf_counter() - t0
         med = np.median(times, axis=0) * 1e3
         p10 = np.percentile(times, 10, axis=0)

@@ -84,6 +84,9 @@ def _close(a, b, rtol=1e-12):
     ("adam", {}),
     ("adam", {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6}),
     ("sgd", {"weight_decay": 1e-2}),
+    # plain SGD's L2 step made in place, one row and three rows a step
+    ("sgd", {"weight_decay": 1e-2, "batch": 1}),
+    ("sgd", {"weight_decay": 3e-2, "batch": 3}),
     ("momentum", {"weight_decay": 3e-3}),
     ("adam", {"weight_decay": 1e-3}),
 ])
@@ -92,7 +95,9 @@ def test_optimizers_match_numpy(data, optimizer, kw):
     lr = 0.01 if optimizer == "adam" else 0.1
     net = _net()
     Ws, bs, costs = _numpy_fit(net, X, Y, 4, lr, optimizer, **kw)
-    hist = net.fit(X, Y, epochs=4, batch_size=BATCH, learning_rate=lr, optimizer=optimizer, **kw)
+    kw = dict(kw)
+    batch = kw.pop("batch", BATCH)
+    hist = net.fit(X, Y, epochs=4, batch_size=batch, learning_rate=lr, optimizer=optimizer, **kw)
     for got, want in zip(net.weights + net.biases, Ws + bs):
         _close(got, want)
     _close(hist["cost"], costs)

@@ -126,11 +126,14 @@ def test_predict_cost_and_gradients_on_a_csr_are_the_references(kernel_table, sp
     _close(G, _flat_grad(net, dWs, dbs, dal), dtype, "loss_and_gradient, consecutive rows")
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.03])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("spec", ["relu-softmax", "tanh-sigmoid", "prelu"])
-def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel_table, spec, dtype):
+def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel_table, spec, dtype, weight_decay):
     """Plain SGD steps the first W in place over the batch's values only
-    (csr_scatter with -lr): each batch's step is the reference's, in turn."""
+    (csr_scatter with -lr), its L2 term a step of its own on every W
+    (l2_decay): each batch's step, and its penalty, is the reference's, in
+    turn."""
     net = _network(spec, dtype)
     n, batch, lr = 40, 6, 0.05
     X = _sparse_x(n, net.sizes[0], dtype)
@@ -139,16 +142,23 @@ def test_plain_sgd_on_a_csr_takes_the_references_steps(kernel_table, spec, dtype
     order = np.random.default_rng(4).permutation(n).astype(np.int64)
     P64 = net.parameters.astype(np.float64)
     ref = _network(spec, np.float64)
+    penalty_sum = 0.0
     for b0 in range(0, n, batch):
         ref.parameters[:] = P64
         Ws, bs, acts = _ref64(ref)
         idx = order[b0:b0 + batch]
         _, dWs, dbs, dal = reference.gradients(Ws, bs, acts, net.loss, D[idx], Y[idx].astype(np.float64))
-        P64 -= lr * _flat_grad(ref, dWs, dbs, dal)
-    options = _core.TrainOptions(optimizer="sgd", learning_rate=lr, batch_size=batch)
-    cost_sum, _, updates = net._net.train_epoch(net.parameters, _rows.core_csr(X, dtype), Y, None, order, options)
+        penalty_sum += 0.5 * weight_decay * sum(float((W * W).sum()) for W in Ws) * idx.size
+        P64 -= lr * _flat_grad(ref, [dW + weight_decay * W for dW, W in zip(dWs, Ws)], dbs, dal)
+    options = _core.TrainOptions(optimizer="sgd", learning_rate=lr, batch_size=batch, weight_decay=weight_decay)
+    cost_sum, penalty, updates = net._net.train_epoch(net.parameters, _rows.core_csr(X, dtype), Y, None, order,
+                                                      options)
     assert updates == -(-n // batch) and np.isfinite(cost_sum)
     _close(net.parameters, P64, dtype, "the epoch's parameters")
+    if weight_decay:
+        _close(penalty, penalty_sum, dtype, "the epoch's penalty")
+    else:
+        assert penalty == 0.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)

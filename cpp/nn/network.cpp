@@ -234,7 +234,8 @@ void Network<T>::forward_batch(Workspace& ws, const T* P, const T* X, size_t n, 
 // here.
 template <class T>
 double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G,
-                                  T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld, const Batch* sparse) {
+                                  T* P_sgd, T sgd_lr, T* first_dz, size_t x_ld, const Batch* sparse, T sgd_decay,
+                                  double* sgd_squares) {
     const size_t L = layers_.size();
     const bool update = P_sgd && sgd_lr > T(0);
     const LayerSpec& out = layers_[L - 1];
@@ -297,7 +298,7 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
         // (gemm_dot_rank1: dA's bits, the step one FMA an element;
         // BENCHMARKS.md, "Measurements behind the code":
         // Network::backward_batch).
-        const bool dz_then_step = update && n == 1 && l > 0 && P_sgd == P && s.m_out > 1 &&
+        const bool dz_then_step = update && !sgd_squares && n == 1 && l > 0 && P_sgd == P && s.m_out > 1 &&
                                   layers_[l - 1].act != Act::softmax && layers_[l - 1].act != Act::prelu;
         // dZ[l-1] = (dZ W^T) (.) sigma'(Z[l-1]), fused in the GEMM's epilogue;
         // prelu keeps dA to form its alpha gradient first. Above a first
@@ -326,6 +327,12 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
                                         layer_alpha(P, l - 1), layer_alpha_stride(l - 1));
             }
         }
+        // Plain SGD's L2 term, W += d W (d = -lr c), after W gave dA (above)
+        // and before its gradient's step (below): W -= lr (G + c W) as two
+        // steps, each in place, two sweeps over W instead of six (G, G +=
+        // c W, W -= lr G); W's sum of squares, before, for the penalty.
+        if (update && sgd_squares) sgd_squares[l] = active_vmath().template get<T>().l2_decay(
+                                                      P_sgd + s.w_off, s.m_in * s.m_out, sgd_decay);
         // dW = A[l-1]^T dZ (or W -= lr A[l-1]^T dZ), db = column sums of dZ.
         if (l == 0 && first_by_product) {
             // X = [X_b | 1] (bias_by_product): [dW; db] = [X_b | 1]^T dZ in
@@ -375,15 +382,27 @@ double Network<T>::backward_batch(const T* P, const T* X, const T* Y, const T* w
 // 0.5 (l2 / D + weight_decay) sum(W^2) (see OptimizerConfig).
 template <class T>
 double Network<T>::l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G) {
-    const double coef = (opt.l2 != T(0) && denom > 0 ? double(opt.l2) / denom : 0.0) + double(opt.weight_decay);
+    const double coef = l2_coefficient(opt, denom);
     if (coef == 0.0) return 0.0;
     double sq = 0;
     const T c = T(coef);
     const auto l2_grad = active_vmath().template get<T>().l2_grad;
     for (const LayerSpec& s : layers_) sq += l2_grad(P + s.w_off, G + s.w_off, s.m_in * s.m_out, c);
+    return l2_penalty(opt, denom, sq);
+}
+
+// c of the L2 term c W of the weights' gradient: l2 / D + weight_decay.
+template <class T>
+double Network<T>::l2_coefficient(const OptimizerConfig<T>& opt, double denom) {
+    return (opt.l2 != T(0) && denom > 0 ? double(opt.l2) / denom : 0.0) + double(opt.weight_decay);
+}
+
+// The penalty 0.5 c sum(W^2) from the weights' sum of squares.
+template <class T>
+double Network<T>::l2_penalty(const OptimizerConfig<T>& opt, double denom, double squares) {
     // The scikit-learn form's rounding as before weight_decay existed.
-    const double l2_part = opt.l2 != T(0) && denom > 0 ? 0.5 * double(opt.l2) * sq / denom : 0.0;
-    return l2_part + 0.5 * double(opt.weight_decay) * sq;
+    const double l2_part = opt.l2 != T(0) && denom > 0 ? 0.5 * double(opt.l2) * squares / denom : 0.0;
+    return l2_part + 0.5 * double(opt.weight_decay) * squares;
 }
 
 template <class T>
@@ -608,12 +627,17 @@ EpochResult Network<T>::train_steps(T* P, const T* X, const CsrRows<T>* Xs, cons
         throw std::invalid_argument("optimizer state buffer missing");
     if (opt.kind == Optim::adam && (!s2 || !t)) throw std::invalid_argument("adam state buffers missing");
     ensure_workspace(ws_, std::min(batch, n_order), true, !Xs);
-    // Plain SGD without a penalty is applied inside the backward pass; with one
-    // row per batch, the first layer's step is fused with the next row's
-    // forward pass (one sweep over its W instead of two).
-    const bool sgd_in_place =
-        opt.kind == Optim::sgd && opt.l2 == T(0) && opt.weight_decay == T(0) && opt.learning_rate > T(0);
-    const bool fuse_first = sgd_in_place && batch == 1 && !Xs;
+    // Plain SGD is applied inside the backward pass, its L2 term (with a
+    // penalty) as a step of its own on each W there (backward_batch's
+    // sgd_squares); without one, with one row per batch, the first layer's
+    // step is fused with the next row's forward pass (one sweep over its W
+    // instead of two). (The L2 term made apart, through G, cost a step of
+    // one row a quarter more: BENCHMARKS.md, "Measurements behind the code":
+    // Network::train_steps.)
+    const bool sgd_in_place = opt.kind == Optim::sgd && opt.learning_rate > T(0);
+    const bool has_l2 = opt.l2 != T(0) || opt.weight_decay != T(0);
+    std::vector<double> squares(sgd_in_place && has_l2 ? layers_.size() : 0);
+    const bool fuse_first = sgd_in_place && !has_l2 && batch == 1 && !Xs;
     const LayerSpec& first = layers_[0];
     const T lr = opt.learning_rate;
     auto make_pending_step = [&]() {
@@ -629,7 +653,7 @@ EpochResult Network<T>::train_steps(T* P, const T* X, const CsrRows<T>* Xs, cons
     // Plain SGD in small batches on a large first W (takes_window): in
     // windows of whole batches (train_window), which sweep that W twice a
     // window instead of twice a batch (once a row at one row a batch).
-    const bool windowed = sgd_in_place && !Xs && takes_window(batch, first.m_in * first.m_out * sizeof(T));
+    const bool windowed = sgd_in_place && !has_l2 && !Xs && takes_window(batch, first.m_in * first.m_out * sizeof(T));
     const size_t win_rows = window_batches(batch) * batch;
     try {
     for (size_t b0 = 0; windowed && b0 < n_order; b0 += win_rows)
@@ -676,15 +700,25 @@ EpochResult Network<T>::train_steps(T* P, const T* X, const CsrRows<T>* Xs, cons
             forward_batch(ws_, P, Xb, n, 1);
         } else {
             make_pending_step();
-            keep_first_packed(P, sgd_in_place && !fuse_first && packed_b_matches_gemm<T>(n, first.m_in, first.m_out));
+            // (kept packed, the first W could not take its L2 step and sum of squares in place)
+            keep_first_packed(P, sgd_in_place && !has_l2 && !fuse_first &&
+                                     packed_b_matches_gemm<T>(n, first.m_in, first.m_out));
             forward_batch(ws_, P, Xb, n, 0, x_ld);
         }
         const double denom = row_weight_sum(wb, n);
         double c, pen = 0;
         if (sgd_in_place) {
             const bool defer = fuse_first && n == 1;  // the step made with the next row's forward pass
+            // The L2 step W += d W, d = -lr c: that of W -= lr (G + c W), c rounded as l2_penalty_and_grad's.
+            const double coef = has_l2 ? l2_coefficient(opt, denom) : 0.0;
+            const T decay = T(-double(lr) * double(T(coef)));
             c = backward_batch(P, Xb, Yb, wb, n, denom, ws_.G.data(), P, lr, defer ? ws_.step_v.data() : nullptr, 0,
-                               sparse);
+                               sparse, decay, coef != 0.0 ? squares.data() : nullptr);
+            if (coef != 0.0) {  // the penalty of W before the step, its layers summed in order (as l2_penalty_and_grad)
+                double sq = 0;
+                for (const double v : squares) sq += v;
+                pen = l2_penalty(opt, denom, sq);
+            }
             if (defer) {
                 std::memcpy(ws_.step_u.data(), Xb, first.m_in * sizeof(T));
                 ws_.step_pending = true;

@@ -238,11 +238,14 @@ private:
     const T* output(const Workspace& ws) const;
     T* pre_activation(Workspace& ws, size_t l) const;
     double backward_batch(const T* P, const T* X, const T* Y, const T* w, size_t n, double denom, T* G, T* P_sgd,
-                          T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0, const Batch* sparse = nullptr);
+                          T sgd_lr, T* first_dz = nullptr, size_t x_ld = 0, const Batch* sparse = nullptr,
+                          T sgd_decay = T(0), double* sgd_squares = nullptr);
     bool bias_by_product(size_t n) const;
     void train_window(T* P, const T* X, const T* Y, const T* w, const int64_t* idx, size_t k, size_t batch, T lr,
                       EpochResult& res);
     double l2_penalty_and_grad(const T* P, const OptimizerConfig<T>& opt, double denom, T* G);
+    static double l2_coefficient(const OptimizerConfig<T>& opt, double denom);
+    static double l2_penalty(const OptimizerConfig<T>& opt, double denom, double squares);
     void keep_first_packed(T* P, bool keep);
     const T* layer_alpha(const T* P, size_t l) const;
     size_t layer_alpha_stride(size_t l) const;

@@ -72,6 +72,10 @@ struct VMathFns {
     // wait on each other (with four, their chains bounded the pass at a
     // cycle an element).
     double (*l2_grad)(const T* w, T* g, size_t n, T c);
+    // Plain SGD's L2 step made in place (Network::backward_batch): the same
+    // sum of squares of w, and w[k] += d w[k] (d w rounded, then the add;
+    // d = -lr c), each block squared before it is written.
+    double (*l2_decay)(T* w, size_t n, T d);
     // True when none of x[0..n) is NaN or infinite: fit's and predict's
     // check of X, in the table's vectors rather than the portable build's
     // (measured in BENCHMARKS.md, `51f997c`).

@@ -631,7 +631,9 @@ struct VMath {
     // VMathFns::l2_grad: whole blocks of kParts weights, each square added
     // into its own partial sum, which the compiler keeps in vector registers
     // (float widened lane by lane); the tail in the same order, one at a time.
-    static double l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c) {
+    // (out: g for l2_grad, w itself for l2_decay, each block of w squared
+    // before it is written.)
+    static DNNFAST_VINLINE double squares_and_l2(const T* w, T* out, size_t n, T c) {
         constexpr size_t kParts = 32;
         double acc[kParts] = {};
         size_t k = 0;
@@ -640,17 +642,22 @@ struct VMath {
                 const double x = double(w[k + u]);
                 acc[u] = acc[u] + x * x;
             }
-            for (size_t u = 0; u < kParts; ++u) g[k + u] += c * w[k + u];
+            for (size_t u = 0; u < kParts; ++u) out[k + u] += c * w[k + u];
         }
         for (; k < n; ++k) {
             const double x = double(w[k]);
             acc[k % kParts] = acc[k % kParts] + x * x;
-            g[k] += c * w[k];
+            out[k] += c * w[k];
         }
         for (size_t h = kParts / 2; h > 0; h /= 2)
             for (size_t u = 0; u < h; ++u) acc[u] = acc[u] + acc[u + h];
         return acc[0];
     }
+    static double l2_grad(const T* __restrict w, T* __restrict g, size_t n, T c) {
+        return squares_and_l2(w, g, n, c);
+    }
+    // VMathFns::l2_decay: the same sum of squares, and w[k] += d w[k].
+    static double l2_decay(T* w, size_t n, T d) { return squares_and_l2(w, w, n, d); }
 
     // VMathFns::all_finite: x * 0 is 0 for every finite x and NaN
     // otherwise, and a NaN survives the sums; four vector sums so the adds
@@ -757,7 +764,7 @@ struct VMath {
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
                            &unit_backward_block<1>, &unit_backward_block<2>,
                            &output_backward_block<0>, &output_backward_block<1>,
-                           &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad,
+                           &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad, &l2_decay,
                            &all_finite, &csr_times, &csr_scatter};
     }
 };
