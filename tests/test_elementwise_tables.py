@@ -94,6 +94,23 @@ def test_derivatives_from_the_output(table, dtype, name, shape, rng):
 
 @pytest.mark.parametrize("table", TABLES, indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_arctan_derivative_from_z(table, dtype, shape, rng):
+    """arctan' = 1 / (1 + z z), and for |z| > 1 r r / (1 + r r) with r = 1 / z
+    (ArctanAct::df), on values of every magnitude: 1e19 in float32 makes r r
+    subnormal, 1e20 makes it 0."""
+    Z = values(dtype, shape, rng)
+    dA = values(dtype, shape, rng)
+    one = dtype(1)
+    with np.errstate(all="ignore"):
+        Z.reshape(-1)[::3] *= dtype(10) ** rng.integers(-30, 30, Z.size).astype(dtype)[::3]
+        r = one / Z
+        want = dA * np.where(np.abs(Z) > one, (r * r) / (one + r * r), one / (one + Z * Z))
+        same_bits(_core.activation_backward(ACT_ID["arctan"], Z, Z, dA, np.zeros(0, dtype)), want)
+
+
+@pytest.mark.parametrize("table", TABLES, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu"])
 @pytest.mark.parametrize("shape", [(3, 5), (50, 100), (37, 130)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_bias_then_activation_in_the_gemm_epilogue(table, dtype, name, shape, rng):
@@ -295,6 +312,11 @@ def test_l2_term_in_its_defined_order(table, dtype, rng):
         sq += l2_sum_def(W)
     same_bits(G1, want)
     assert pen1 == 0.5 * l2_t * sq / 11
+    # Plain SGD's L2 term made in place (l2_decay): the same penalty, its sum
+    # of squares taken before the step
+    options = _core.TrainOptions(optimizer="sgd", learning_rate=0.01, batch_size=11, weight_decay=l2)
+    _, pen_sum, _ = net._net.train_epoch(P, X, Y, None, np.arange(11, dtype=np.int64), options)
+    assert pen_sum == (0.0 + 0.5 * l2_t * sq) * 11
 
 
 @pytest.mark.parametrize("table", TABLES, indirect=True)

@@ -224,6 +224,10 @@ void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size
                                                                             alpha ? alpha[0] : T(0));
         return;
     }
+    if (act == Act::arctan) {
+        active_vmath().template get<T>().atan_backward_block(Z, ldz, dA, ldda, dZ, lddz, m, n, T(0));
+        return;
+    }
     if (act == Act::tanh || act == Act::sigmoid) {
         const VMathFns<T>& v = active_vmath().template get<T>();
         (act == Act::tanh ? v.tanh_backward_block : v.sigmoid_backward_block)(A, lda, dA, ldda, dZ, lddz, m, n);

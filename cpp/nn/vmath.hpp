@@ -52,7 +52,9 @@ struct VMathFns {
     // 0; leaky': z > 0 ? 1 : alpha.
     using BlockBwd = void (*)(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
                               size_t n, T alpha);
-    BlockBwd relu_backward_block, leaky_backward_block;
+    // arctan': 1 / (1 + z^2), for |z| > 1 as r^2 / (1 + r^2), r = 1 / z
+    // (ArctanAct::df); alpha ignored.
+    BlockBwd relu_backward_block, leaky_backward_block, atan_backward_block;
     // The same from the saved output A: tanh' = 1 - a a, sigmoid' = a (1 - a).
     using BlockBwdA = void (*)(const T* a, size_t lda, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
                                size_t n);

@@ -509,6 +509,20 @@ struct VMath {
             for (; j < n; ++j) dzi[j] = dai[j] * (zi[j] > T(0) ? T(1) : low);
         }
     }
+    // arctan' (ArctanAct::df, operation for operation): 1 / (1 + z^2), and
+    // for |z| > 1 r^2 / (1 + r^2) with r = 1 / z; the lane's other form,
+    // computed too, is dropped by the select. Rows through map2 (its tail
+    // and short rows in whole vectors).
+    static void atan_backward_block(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz, size_t m,
+                                    size_t n, T) {
+        for (size_t i = 0; i < m; ++i)
+            map2(z + i * ldz, da + i * ldda, dz + i * lddz, n, [](V v, V d) DNNFAST_VINLINE_LAMBDA {
+                const V one = sp(T(1));
+                const V r = one / v;
+                const V rr = r * r;
+                return d * (vabs(v) > one ? rr / (one + rr) : one / (one + v * v));
+            });
+    }
     template <int Kind>  // 0 tanh, 1 sigmoid
     static void output_backward_block(const T* a, size_t lda, const T* da, size_t ldda, T* dz, size_t lddz,
                                       size_t m, size_t n) {
@@ -762,7 +776,7 @@ struct VMath {
                            &atan_block, &softplus_block, &exp_block, &softplus_backward_rows,
                            &exp_shifted_rows, &log_rows,
                            &unit_block<0>, &unit_block<1>, &unit_block<2>,
-                           &unit_backward_block<1>, &unit_backward_block<2>,
+                           &unit_backward_block<1>, &unit_backward_block<2>, &atan_backward_block,
                            &output_backward_block<0>, &output_backward_block<1>,
                            &column_sums_block, &sgd_step, &momentum_step, &adam_step, &l2_grad, &l2_decay,
                            &all_finite, &csr_times, &csr_scatter};
