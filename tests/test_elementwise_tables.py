@@ -1,5 +1,5 @@
 """The element-wise kernels around the GEMM (cpp/nn/vmath.hpp: bias + relu /
-leaky_relu / identity, their derivatives and tanh's and sigmoid's, the bias gradient's column sums,
+leaky_relu / identity, their derivatives and tanh's, sigmoid's and arctan's, the bias gradient's column sums,
 the sgd / momentum / nesterov / adam steps and the L2 term) on every kernel table this
 CPU can run: each must give, bit for bit, the scalar definition written out
 in NumPy operation by operation (the same IEEE operations in the same order),
