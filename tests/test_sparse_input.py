@@ -675,6 +675,10 @@ def _malformed(kind):
         X = X.tocsc()
     if kind.startswith("coo"):
         X = X.tocoo()
+    if kind.startswith("bsr"):
+        X = X.tobsr(blocksize=(2, 2))  # 3 x 4 blocks
+    if kind.startswith("lil"):
+        X = X.tolil()
     if kind == "csr-column-out-of-range":
         X.indices[5] = 10 ** 6
     elif kind == "csr-negative-column":
@@ -689,12 +693,21 @@ def _malformed(kind):
         X.row[1] = 99
     elif kind == "coo-column-out-of-range":
         X.col[0] = 8
+    elif kind == "bsr-block-column-out-of-range":
+        X.indices[0] = 4
+    elif kind == "lil-column-out-of-range":
+        row = next(i for i, r in enumerate(X.rows) if r)
+        X.rows[row][-1] = 10 ** 8
+    elif kind == "csr-2-d-indices":
+        X = sparse.csr_matrix((6, 8))
+        X.indices = np.zeros((2, 2), dtype=np.int32)
     return X
 
 
 MALFORMED = ["csr-column-out-of-range", "csr-negative-column", "csr-indptr-decreasing",
              "csr-indptr-past-the-values", "csc-row-out-of-range", "coo-row-out-of-range",
-             "coo-column-out-of-range"]
+             "coo-column-out-of-range", "bsr-block-column-out-of-range", "lil-column-out-of-range",
+             "csr-2-d-indices"]
 
 
 @pytest.mark.parametrize("kind", MALFORMED)

@@ -7,6 +7,7 @@ stand-in) and ``naming`` around it; both refuse sizes that cannot fit in
 memory with ``check_memory`` before anything is allocated."""
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -381,34 +382,50 @@ def sparse_values(X):
 
 def check_sparse_structure(X, name):
     """Refuse, naming ``name``, a SciPy sparse X whose index arrays do not
-    describe a matrix of its shape: CSR / CSC with indptr not from 0,
-    decreasing, or past the stored values, or an index out of range; COO
-    with a row or column out of range or arrays of unequal lengths. SciPy's
-    conversions (toarray, tocsr) trust them, and read and write out of
+    describe a matrix of its shape: CSR, CSC and BSR with indptr not from
+    0, decreasing, or past the stored values, or an index out of range;
+    COO with a row or column out of range or arrays of unequal lengths; LIL
+    with a column out of range. SciPy's constructors check none of it, and
+    its conversions (toarray, tocsr) trust them: they read and write out of
     bounds (a segmentation fault, or silently wrong rows). X is only read.
-    Other formats (lil, dok, dia, bsr) are built by SciPy's own code."""
+    DOK and DIA hold no such arrays (SciPy checks a DOK's keys as they are
+    set; a DIA's conversions keep only the entries inside its shape)."""
     fmt = getattr(X, "format", None)
-    if fmt in ("csr", "csc"):
-        major, minor = X.shape if fmt == "csr" else X.shape[::-1]
+    bad = f"{name} is not a valid sparse matrix: "
+    if fmt in ("csr", "csc", "bsr"):
+        rows, cols = X.shape
+        if fmt == "bsr":  # over the blocks: block rows, block columns
+            R, C = X.blocksize
+            rows, cols = rows // R, cols // C
+        major, minor = (rows, cols) if fmt != "csc" else (cols, rows)
         p, j = np.asarray(X.indptr), np.asarray(X.indices)
-        what = ("row" if fmt == "csr" else "column", "column" if fmt == "csr" else "row")
-        if p.ndim != 1 or p.shape[0] != major + 1 or j.ndim != 1:
-            raise ValueError(f"{name} is not a valid sparse matrix: indptr has {p.size} entries for "
-                             f"{major} {what[0]}s (it needs {major + 1})")
+        what = ("column", "row") if fmt == "csc" else ("row", "column")
+        if p.ndim != 1 or p.shape[0] != major + 1:
+            raise ValueError(bad + f"indptr has {p.size} entries for {major} {what[0]}s{' of blocks' * (fmt == 'bsr')} "
+                             f"(it needs {major + 1})")
+        if j.ndim != 1:
+            raise ValueError(bad + f"indices must be 1-D, got an array of shape {j.shape}")
         nnz = int(p[-1])
-        if int(p[0]) != 0 or nnz > j.shape[0] or nnz > np.shape(X.data)[0] or bool(np.any(p[1:] < p[:-1])):
-            raise ValueError(f"{name} is not a valid sparse matrix: indptr must rise from 0 to at most the "
-                             f"{min(j.shape[0], np.shape(X.data)[0])} stored values, without decreasing")
+        stored = min(j.shape[0], np.shape(X.data)[0])
+        if int(p[0]) != 0 or nnz > stored or bool(np.any(p[1:] < p[:-1])):
+            raise ValueError(bad + f"indptr must rise from 0 to at most the {stored} stored values, without "
+                             "decreasing")
         if nnz and (int(j[:nnz].min()) < 0 or int(j[:nnz].max()) >= minor):
-            raise ValueError(f"{name} is not a valid sparse matrix: a {what[1]} index out of range [0, {minor})")
+            raise ValueError(bad + f"a {what[1]} index out of range [0, {minor})" + " (of blocks)" * (fmt == "bsr"))
     elif fmt == "coo":
         r, c = np.asarray(X.row), np.asarray(X.col)
         if r.shape != c.shape or r.shape != np.shape(X.data):
-            raise ValueError(f"{name} is not a valid sparse matrix: its row, column and value arrays differ "
-                             "in length")
+            raise ValueError(bad + "its row, column and value arrays differ in length")
         for idx, size, axis in ((r, X.shape[0], "row"), (c, X.shape[1], "column")):
             if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
-                raise ValueError(f"{name} is not a valid sparse matrix: a {axis} index out of range [0, {size})")
+                raise ValueError(bad + f"a {axis} index out of range [0, {size})")
+    elif fmt == "lil":
+        if len(X.rows) != X.shape[0] or len(X.data) != X.shape[0] or any(
+                len(r) != len(d) for r, d in zip(X.rows, X.data)):
+            raise ValueError(bad + "its rows and data lists differ in length")
+        cols = np.fromiter(itertools.chain.from_iterable(X.rows), dtype=np.int64)
+        if cols.size and (int(cols.min()) < 0 or int(cols.max()) >= X.shape[1]):
+            raise ValueError(bad + f"a column index out of range [0, {X.shape[1]})")
 
 
 def check_sparse_matrix(X, name):
