@@ -36,6 +36,9 @@ SHAPES = [
     (15, 33, 65), (29, 65, 193), (64, 10, 1024), (97, 130, 300), (300, 520, 700),
     (5, 2100, 40), (250, 2070, 20), (64, 10, 128), (256, 10, 1024), (128, 10, 64), (300, 3, 50), (1, 784, 256), (1, 256, 784), (784, 256, 1),
     (37, 45, 1100), (20, 50, 1537), (1, 5000, 1000), (101, 100, 200),
+    # 2 or 3 columns with short dots (takes_small_n): the five loops for
+    # op(A) = A with K from 7 to under 256 bytes, the small path around them
+    (200, 2, 15), (70, 3, 7), (500, 3, 31), (90, 2, 6), (60, 3, 64), (130, 2, 33),
 ]
 
 
@@ -160,7 +163,7 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
 # micro-panel (B read in place), few columns (A read in place), the small
 # paths (M <= 4, N <= 3 call the epilogue function; K <= 6 and K = 1, the
 # rank-1 update by rows and by columns, apply the mask themselves).
-RELU_SHAPES = [(178, 100, 13), (13, 100, 178), (64, 256, 784), (200, 10, 300), (37, 45, 600), (97, 130, 1100),
+RELU_SHAPES = [(178, 100, 13), (150, 3, 20), (13, 100, 178), (64, 256, 784), (200, 10, 300), (37, 45, 600), (97, 130, 1100),
                (5, 33, 17), (300, 520, 70), (3, 50, 30), (200, 2, 40), (150, 64, 5), (150, 37, 3), (1, 37, 20),
                (200, 100, 1), (3000, 700, 1)]
 

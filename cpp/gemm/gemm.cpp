@@ -1,7 +1,7 @@
 // Fast GEMM front end: handles the degenerate cases, then picks a path --
 // outer product (K == 1), matrix-vector style (M <= kSmallM, or N <= kSmallN
-// on the transposed problem), rows from a copied op(B) (K <= kSmallK), or the packed
-// five-loop algorithm -- with the micro-kernels of the instruction set chosen
+// on the transposed problem but for short dots: takes_small_n), rows from a
+// copied op(B) (K <= kSmallK), or the packed five-loop algorithm -- with the micro-kernels of the instruction set chosen
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
 //
@@ -33,10 +33,12 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
         gemm_rank1(kr, ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (M <= kSmallM)
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else if (N <= kSmallN)
+    else if (N <= kSmallN && takes_small_n(ta, N, K, sizeof(T)))
         gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else
+    else if (K <= kSmallK)
         gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else  // (N <= kSmallN: takes_small_n's short dots)
+        gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 
 template void gemm<float>(Trans, Trans, size_t, size_t, size_t, float, const float*, size_t,
