@@ -39,6 +39,9 @@ SHAPES = [
     # 2 or 3 columns with short dots (takes_small_n): the five loops for
     # op(A) = A with K from 7 to under 256 bytes, the small path around them
     (200, 2, 15), (70, 3, 7), (500, 3, 31), (90, 2, 6), (60, 3, 64), (130, 2, 33),
+    # K up to kSmallK on rows of C narrower than kSmallKMinRowBytes: the
+    # five loops; wider ones the short-K kernel
+    (200, 5, 6), (64, 10, 4), (300, 4, 2), (90, 7, 3), (150, 16, 5), (40, 8, 2),
 ]
 
 

@@ -35,9 +35,9 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (N <= kSmallN && takes_small_n(ta, N, K, sizeof(T)))
         gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else if (K <= kSmallK)
+    else if (K <= kSmallK && N * sizeof(T) >= kSmallKMinRowBytes)
         gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else  // (N <= kSmallN: takes_small_n's short dots)
+    else  // (N <= kSmallN: takes_small_n's short dots; K <= kSmallK: rows narrower than kSmallKMinRowBytes)
         gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 

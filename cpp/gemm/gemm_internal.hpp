@@ -19,10 +19,10 @@ inline bool takes_five_loops(size_t M, size_t N, size_t K) {
 // gemm_small_k and a longer K the five loops. With op(A) = A those kernels
 // take dot products along A's rows, K long, whose tails of less than a
 // vector run element by element: for 2 or 3 columns and dots of more than
-// kSmallK and fewer than kSmallNMinDotBytes bytes the five loops were up to
-// 8x faster (float32 4096 x 3 x 15), and beyond it the small path as fast
-// or faster. One column, op(A) = A^T (rows of A streamed, M long) and K up
-// to kSmallK keep the small path (BENCHMARKS.md, "Measurements behind the
+// kSmallK and fewer than kSmallNMinDotBytes bytes the five loops are
+// faster, up to several times, and beyond it the small path as fast or
+// faster. One column, op(A) = A^T (rows of A streamed, M long) and K up to
+// kSmallK keep the small path (BENCHMARKS.md, "Measurements behind the
 // code": takes_small_n).
 constexpr size_t kSmallNMinDotBytes = 256;
 inline bool takes_small_n(Trans ta, size_t N, size_t K, size_t elem_bytes) {

@@ -78,6 +78,11 @@ using Rank1Kernel = void (*)(size_t M, size_t n, T alpha, const T* a, size_t a_s
 // chain of a few FMAs; from about 8 it does not (BENCHMARKS.md,
 // "Measurements behind the code": kSmallK).
 constexpr size_t kSmallK = 6;
+// ... for rows of C of at least this many bytes: narrower ones (float32 N
+// up to 15, float64 up to 7) go through the kernel's scratch tail row by
+// row, where the five loops are faster, up to several times (BENCHMARKS.md,
+// "Measurements behind the code": kSmallKMinRowBytes).
+constexpr size_t kSmallKMinRowBytes = 64;
 template <class T>
 using SmallKKernel = void (*)(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks,
                               const T* bp, size_t ldbp, T beta, T* C, size_t ldc, const T* relu_mask);
