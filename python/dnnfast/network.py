@@ -439,13 +439,12 @@ class Network:
         makes of it (a ``SparseRows``: the core's CSR, or rows made dense a
         block at a time; or, when small, X made dense), without, X made
         dense (its memory checked first)."""
-        if is_sparse(X):
-            X = check_sparse_matrix(X, name)
-        else:
-            X = as_float_array(X, name, self.dtype, check_finite=check_finite)
+        sparse_x = is_sparse(X)
+        X = check_sparse_matrix(X, name) if sparse_x else as_float_array(X, name, self.dtype,
+                                                                         check_finite=check_finite)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"{name} has {X.shape[1]} columns but the network takes {self.sizes[0]} inputs")
-        if not is_sparse(X):
+        if not sparse_x:
             return X
         if sparse:
             return rows_in_dtype(X, self.dtype, name)

@@ -20,9 +20,9 @@ from .._buffers import aligned_zeros
 from .._guards import NonFiniteWarning, epoch_is_finite
 from .._registry import OPTIMIZER_TABLE
 from .._train.callbacks import Callback, block_cost, blocks_mean
-from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_optimizer_in_dtype, core_row_bytes,
-                              drive, gradient_block_rows, gradient_in_blocks, largest_evaluation_block)
-from .._train.rows import SparseRows, row_block
+from .._train.driver import (BLOCK_FLOPS, Interrupts, LocalSteps, Run, check_dense_blocks, check_optimizer_in_dtype,
+                              core_row_bytes, drive, gradient_block_rows, gradient_in_blocks)
+from .._train.rows import SparseRows, row_block, take_rows
 from .._train.state import History
 from ._compat import ConvergenceWarning
 from ._progress import Progress
@@ -491,14 +491,7 @@ class _Solvers:
             return options
 
         run = Run(self, X, Y, n_train, settings, state, provider, options=make_options, boundary=False)
-        # A sparse X is made dense a block of rows at a time: the steps'
-        # (the provider's), and the validation set's evaluation blocks.
-        # Checked on every rank, whether its X is sparse or not.
-        provider.collective(lambda: X.check_memory(provider.dense_rows(batch_size), "training")
-                            if sparse else None)
-        if sparse and validation is not None:
-            X_val = validation[0]
-            X_val.check_memory(largest_evaluation_block(X_val.shape[0], run.eval_rows), "the validation score")
+        check_dense_blocks(run, batch_size, [] if validation is None else [(validation[0], "the validation score")])
         verbose = self.verbose if ctx is None or ctx.rank == 0 else False
         # Over MPI rank 0's output alone: its failure (tqdm's first write here, a line later) raised on every rank.
         progress = provider.collective(lambda: Progress(1 if incremental else self.max_iter, verbose,
@@ -586,19 +579,15 @@ class _Solvers:
         # A sparse X: the core's CSR of it, or made dense a block at a time,
         # the blocks the dense X's evaluation takes (one call over all rows
         # when they are one block: X dense whole, which is one block's rows).
-        # (Xc: X as the core's calls take it; X stays for _nonfinite's search.)
-        Xc, dense_blocks = X, isinstance(X, SparseRows) and X.core_x is None
+        # (Xc: X as the core's one call takes it; X stays for _nonfinite's search.)
         if isinstance(X, SparseRows):
             X.check_memory(min(n, block), "lbfgs's loss and gradient")
-            if n <= block or not dense_blocks:
-                Xc = X.core_rows(0, n)
+        Xc = X.core_rows(0, n) if isinstance(X, SparseRows) and n <= block else X
         G64 = np.empty(P.size, dtype=np.float64) if n > block else None
 
         def take(r0, r1):
-            """The block's rows as gradient_sum takes them."""
-            if dense_blocks:  # the block's rows dense, the same contiguous rows of the core's call
-                return X[r0:r1], Y[r0:r1], None if sw is None else sw[r0:r1], np.arange(r1 - r0, dtype=np.int64)
-            return Xc, Y, sw, np.arange(r0, r1, dtype=np.int64)
+            """The block's rows as the core takes them (take_rows)."""
+            return take_rows(X, Y, sw, np.arange(r0, r1, dtype=np.int64))
 
         def before_block():
             if interrupts.pending:

@@ -771,6 +771,21 @@ class _Chunker:
 # The loop
 # ---------------------------------------------------------------------------
 
+def check_dense_blocks(run, batch_size, evaluated=()):
+    """The memory of a sparse X's rows made dense a block at a time
+    (``rows.SparseRows``; a dense X needs none), on every rank (one refusing
+    stops all): the training steps' of ``run.X`` in batches of
+    ``batch_size`` (``dense_rows``), and the callbacks' evaluation blocks of
+    each ``(X, what)`` in ``evaluated``."""
+    def check():
+        if isinstance(run.X, SparseRows):
+            run.X.check_memory(run.provider.dense_rows(batch_size), "training")
+        for X, what in evaluated:
+            if isinstance(X, SparseRows):
+                X.check_memory(largest_evaluation_block(X.shape[0], run.eval_rows), what)
+    run.provider.collective(check)
+
+
 class Run:
     """One fit: model, data, settings, state and step provider.
 
@@ -973,17 +988,8 @@ def fit_network(net, X, Y, context=None, checkpoint_io=None, **kw):
         provider.start()  # MPI: rank 0's parameters on every rank
         run = Run(net, Xc, Yc, n, settings, state, provider)
 
-        def dense_blocks():
-            """The memory of a sparse X's rows made dense a block at a time
-            (``SparseRows``): the steps' and the callbacks' evaluations'."""
-            if isinstance(Xc, SparseRows):
-                Xc.check_memory(provider.dense_rows(settings.batch_size), "training")
-                if settings.metrics:
-                    Xc.check_memory(largest_evaluation_block(Xc.shape[0], run.eval_rows), "the accuracy")
-            if val is not None and isinstance(val[0], SparseRows):
-                val[0].check_memory(largest_evaluation_block(val[0].shape[0], run.eval_rows),
-                                    "the validation cost")
-        provider.collective(dense_blocks)  # over MPI: one rank refusing stops all
+        check_dense_blocks(run, settings.batch_size, ([(Xc, "the accuracy")] if settings.metrics else [])
+                           + ([(val[0], "the validation cost")] if val is not None else []))
 
         guard = None if settings.on_nonfinite == "ignore" else NonFiniteGuard(settings.on_nonfinite).bind(run)
         callbacks = [] if guard is None else [guard]
