@@ -42,6 +42,9 @@ SHAPES = [
     # K up to kSmallK on rows of C narrower than kSmallKMinRowBytes: the
     # five loops; wider ones the short-K kernel
     (200, 5, 6), (64, 10, 4), (300, 4, 2), (90, 7, 3), (150, 16, 5), (40, 8, 2),
+    # one to three columns with K up to kSmallK: op(A) = A in scalar chains
+    # (small_k_narrow), op(A) = A^T as C^T
+    (500, 1, 2), (300, 2, 3), (257, 3, 6), (100, 1, 5), (9, 2, 4), (40, 3, 2),
 ]
 
 
@@ -114,6 +117,31 @@ def test_a_column_does_not_depend_on_the_product_width(kernel, M, ta, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", range(2, 7))
+def test_few_columns_of_short_dots_have_the_wide_products_bits(kernel, K, dtype):
+    """One to three columns with K up to kSmallK (6) and op(A) = A run as
+    scalar FMA chains (small_k_narrow), a wide product's rows as the
+    short-K kernel's vectors: every element is the same chain of FMAs from
+    zero, so the same bits, with beta's C added as the vectors add it."""
+    M, ta = 300, False
+    rng = np.random.default_rng(K)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((K, 48)).astype(dtype)
+    C0 = rng.standard_normal((M, 48)).astype(dtype)
+    wide = _core.gemm(A, B, ta, False)
+    wide_beta = C0.copy()
+    _core.gemm_update(A, B, wide_beta, -0.5, 0.75, ta, False)
+    for N in (1, 2, 3):
+        Bn = np.ascontiguousarray(B[:, :N])
+        np.testing.assert_array_equal(_core.gemm(A, Bn, ta, False), wide[:, :N], err_msg=f"N = {N}")
+        np.testing.assert_array_equal(_core.gemm(A, np.ascontiguousarray(Bn.T), ta, True), wide[:, :N],
+                                      err_msg=f"N = {N}, op(B) = B^T")
+        C = np.ascontiguousarray(C0[:, :N])
+        _core.gemm_update(A, Bn, C, -0.5, 0.75, ta, False)
+        np.testing.assert_array_equal(C, wide_beta[:, :N], err_msg=f"N = {N}, beta")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_numpy_large(dtype):
     A, B = operands(300, 520, 700, False, False, dtype)
     assert_close(_core.gemm(A, B), (A.astype(np.float64) @ B).astype(dtype), bound(A, B, False, False), dtype)
@@ -128,10 +156,12 @@ def test_matches_numpy_large(dtype):
 # and (9, 1, 40): N <= kSmallN, C^T through the small-M kernels and a scratch
 # (gemm_small_n), where beta's C has to go in and out transposed. (300, 70,
 # 4), (200, 37, 6) and (9, 21, 2): K <= kSmallK (6), rows from a copied
-# op(B) (gemm_small_k), its last columns through a scratch.
+# op(B) (gemm_small_k), its last columns through a scratch; (100, 2, 3)
+# its scalar chains for one to three columns. (300, 1, 1): the rank-1
+# update of one column, a vector of rows at a time.
 @pytest.mark.parametrize("M,N,K", [(1, 40, 30), (3, 70, 1), (37, 45, 300), (130, 70, 520), (1, 300, 700),
                                    (700, 300, 1), (128, 10, 64), (300, 3, 50), (9, 1, 40), (300, 70, 4),
-                                   (200, 37, 6), (9, 21, 2)])
+                                   (200, 37, 6), (9, 21, 2), (300, 1, 1), (100, 2, 3)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.75), (0.0, 3.0), (1.5, 0.0)])
 def test_alpha_beta(kernel, M, N, K, ta, tb, dtype, alpha, beta):
     A, B = operands(M, N, K, ta, tb, dtype)
@@ -165,10 +195,12 @@ def test_epilogue_once_on_final_block_with_global_coordinates(kernel, M, N, K, t
 # wider ones, row edges, K split into slices (600, 1100), one row
 # micro-panel (B read in place), few columns (A read in place), the small
 # paths (M <= 4, N <= 3 call the epilogue function; K <= 6 and K = 1, the
-# rank-1 update by rows and by columns, apply the mask themselves).
+# rank-1 update by rows and by columns, apply the mask themselves, K <= 6
+# on one to three columns in scalars).
 RELU_SHAPES = [(178, 100, 13), (150, 3, 20), (13, 100, 178), (64, 256, 784), (200, 10, 300), (37, 45, 600), (97, 130, 1100),
                (5, 33, 17), (300, 520, 70), (3, 50, 30), (200, 2, 40), (150, 64, 5), (150, 37, 3), (1, 37, 20),
-               (200, 100, 1), (3000, 700, 1)]
+               (200, 100, 1), (3000, 700, 1), (150, 3, 4), (150, 2, 2), (150, 2, 6),
+               (130, 1, 2), (300, 1, 1)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -193,7 +225,8 @@ def test_relu_epilogue_in_the_kernel_stores_is_the_epilogue_function(kernel, dir
     rng = np.random.default_rng(M + N)
     if direction == "forward":
         data = rng.standard_normal(N).astype(dtype)
-        data[::3] -= 4.0  # columns mostly cut to zero
+        if N > 1:
+            data[::3] -= 4.0  # columns mostly cut to zero
         product = _core.gemm_bias_relu
     else:
         data = rng.standard_normal((M, N)).astype(dtype)  # a relu layer's z: relu' is z > 0

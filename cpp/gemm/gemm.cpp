@@ -1,7 +1,8 @@
 // Fast GEMM front end: handles the degenerate cases, then picks a path --
 // outer product (K == 1), matrix-vector style (M <= kSmallM, or N <= kSmallN
 // on the transposed problem but for short dots: takes_small_n), rows from a
-// copied op(B) (K <= kSmallK), or the packed five-loop algorithm -- with the micro-kernels of the instruction set chosen
+// copied op(B) (K <= kSmallK: vectors of a row, or scalar chains for up to
+// kSmallN columns), or the packed five-loop algorithm -- with the micro-kernels of the instruction set chosen
 // at run time (cpu_features.cpp). The choice depends on the shape only, never
 // on the thread count, so results stay bit-identical across thread counts.
 //
@@ -35,9 +36,9 @@ void gemm(Trans ta, Trans tb, size_t M, size_t N, size_t K, T alpha, const T* A,
         gemm_small_m(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     else if (N <= kSmallN && takes_small_n(ta, N, K, sizeof(T)))
         gemm_small_n(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else if (K <= kSmallK && N * sizeof(T) >= kSmallKMinRowBytes)
+    else if (K <= kSmallK && (N <= kSmallN || N * sizeof(T) >= kSmallKMinRowBytes))
         gemm_small_k(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-    else  // (N <= kSmallN: takes_small_n's short dots; K <= kSmallK: rows narrower than kSmallKMinRowBytes)
+    else  // (N <= kSmallN: takes_small_n's short dots; K <= kSmallK: 4 columns to rows narrower than kSmallKMinRowBytes)
         gemm_blocked(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 

@@ -16,17 +16,19 @@ inline bool takes_five_loops(size_t M, size_t N, size_t K) {
 
 // Whether a product with N <= kSmallN columns (and M > kSmallM, K > 1) takes
 // gemm_small_n, C^T through the small-M kernels; else K <= kSmallK takes
-// gemm_small_k and a longer K the five loops. With op(A) = A those kernels
-// take dot products along A's rows, K long, whose tails of less than a
-// vector run element by element: for 2 or 3 columns and dots of more than
-// kSmallK and fewer than kSmallNMinDotBytes bytes the five loops are
-// faster, up to several times, and beyond it the small path as fast or
-// faster. One column, op(A) = A^T (rows of A streamed, M long) and K up to
-// kSmallK keep the small path (BENCHMARKS.md, "Measurements behind the
-// code": takes_small_n).
+// gemm_small_k (its scalar chains, small_k_narrow) and a longer K the five
+// loops. With op(A) = A those kernels take dot products along A's rows, K
+// long, whose tails of less than a vector run element by element: for 2 or
+// 3 columns and dots of more than kSmallK and fewer than kSmallNMinDotBytes
+// bytes the five loops are faster, up to several times, and beyond it the
+// small path as fast or faster. One column with K > kSmallK and op(A) = A^T
+// (rows of A streamed, M long) keep the small path; K up to kSmallK with
+// op(A) = A, where every dot is a tail, went 2-12x faster as scalar chains
+// (BENCHMARKS.md, "Measurements behind the code": takes_small_n,
+// small_k_narrow).
 constexpr size_t kSmallNMinDotBytes = 256;
 inline bool takes_small_n(Trans ta, size_t N, size_t K, size_t elem_bytes) {
-    return N == 1 || ta == Trans::T || K <= kSmallK || K * elem_bytes >= kSmallNMinDotBytes;
+    return ta == Trans::T || (K > kSmallK && (N == 1 || K * elem_bytes >= kSmallNMinDotBytes));
 }
 
 // The packed five-loop algorithm (gemm_blocked.cpp), any shape.

@@ -81,7 +81,9 @@ constexpr size_t kSmallK = 6;
 // ... for rows of C of at least this many bytes: narrower ones (float32 N
 // up to 15, float64 up to 7) go through the kernel's scratch tail row by
 // row, where the five loops are faster, up to several times (BENCHMARKS.md,
-// "Measurements behind the code": kSmallKMinRowBytes).
+// "Measurements behind the code": kSmallKMinRowBytes); but up to kSmallN
+// columns (n <= 3) run as scalar FMA chains, the same bits, faster than
+// either (small_k_narrow).
 constexpr size_t kSmallKMinRowBytes = 64;
 template <class T>
 using SmallKKernel = void (*)(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks,

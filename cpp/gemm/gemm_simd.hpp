@@ -80,8 +80,18 @@ struct Simd {
     // a * b + c for one scalar with the vector FMA's rounding: scalar tails
     // that must round like their vector lanes (or like another kernel's
     // tail) use this, never a plain a * b + c, which the compiler may or may
-    // not contract.
-    static T fma1(T a, T b, T c) { return Ops::fma(Ops::splat(a), Ops::splat(b), Ops::splat(c))[0]; }
+    // not contract. Where the table has FMA, the scalar instruction: the
+    // vector one on broadcasts costs a broadcast between the terms of a
+    // chain and, at 512 bits on the Zen 4, both FMA pipes (BENCHMARKS.md,
+    // "Measurements behind the code": small_k_narrow).
+    static T fma1(T a, T b, T c) {
+#if defined(__FMA__)
+        if constexpr (std::is_same<T, float>::value) return __builtin_fmaf(a, b, c);
+        else return __builtin_fma(a, b, c);
+#else
+        return Ops::fma(Ops::splat(a), Ops::splat(b), Ops::splat(c))[0];
+#endif
+    }
 };
 
 // relu(x + b): the forward epilogue's relu layer (Epilogue::relu_bias), as
@@ -103,7 +113,7 @@ DNNFAST_KERNEL_INLINE typename Ops::V relu_masked(typename Ops::V x, const T* z)
 }
 template <class T>
 inline T relu_masked(T x, T z) {
-    return x * (z > T(0) ? T(1) : T(0));
+    return x * static_cast<T>(z > T(0));  // a select: relu layers' signs are mixed, a branch mispredicts
 }
 
 template <class T, class Ops>
@@ -929,6 +939,23 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
                 size_t ldc, const T* rm) {
     using S = Simd<T, Ops>;
     const auto valpha = Ops::splat(alpha), vbeta = Ops::splat(beta);
+    if (n == 1 && a_stride == 1 && ldc == 1) {
+        // One column (a one-output layer's dZ W^T): C is a vector like a,
+        // taken a vector of rows at a time, each through the formula below.
+        const auto vb = Ops::splat(b[0]);
+        size_t i = 0;
+        for (; i + S::W <= M; i += S::W) {
+            auto r = valpha * (S::load(a + i) * vb);
+            if (beta != T(0)) r = Ops::fma(vbeta, S::load(C + i), r);
+            S::store(C + i, rm ? relu_masked<T, Ops>(r, rm + i) : r);
+        }
+        for (; i < M; ++i) {
+            T r = alpha * (a[i] * b[0]);
+            if (beta != T(0)) r = S::fma1(beta, C[i], r);
+            C[i] = rm ? relu_masked(r, rm[i]) : r;
+        }
+        return;
+    }
     for (size_t i = 0; i < M; ++i) {
         const T ai = a[i * a_stride];
         const auto va = Ops::splat(ai);
@@ -942,7 +969,7 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
             }
             for (; j < n; ++j) {
                 const T r = alpha * (ai * b[j]);
-                c[j] = relu_masked(beta == T(0) ? r : Ops::fma(vbeta, Ops::splat(c[j]), Ops::splat(r))[0], mi[j]);
+                c[j] = relu_masked(beta == T(0) ? r : S::fma1(beta, c[j], r), mi[j]);
             }
             continue;
         }
@@ -954,9 +981,65 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
                 S::store(c + j, Ops::fma(vbeta, S::load(c + j), valpha * (va * S::load(b + j))));
             for (; j < n; ++j) {
                 const T r = alpha * (ai * b[j]);
-                c[j] = Ops::fma(vbeta, Ops::splat(c[j]), Ops::splat(r))[0];
+                c[j] = S::fma1(beta, c[j], r);
             }
         }
+    }
+}
+
+// small_k_rows for rows of NC <= kSmallN columns and K terms known here:
+// each element's FMA chain in scalars, stored as update_row stores a lane
+// (alpha s, or beta c + alpha s in one FMA, then relu_mask), so the bits of
+// the vector path. A vector for one to three columns does 1/16 to 3/16 of
+// useful work through the scratch tail; the C^T of gemm_small_n sums a
+// vector's lanes for each element (BENCHMARKS.md, "Measurements behind the
+// code": small_k_narrow).
+template <class T, class Ops, int NC, int KK, bool BetaZero, bool Masked>
+void small_k_narrow_rows(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks, const T (&b)[KK][NC], T beta,
+                         T* C, size_t ldc, const T* rm) {
+    using S = Simd<T, Ops>;
+    for (size_t i = 0; i < m; ++i) {
+        T av[KK];
+        for (int k = 0; k < KK; ++k) av[k] = a[i * a_rs + size_t(k) * a_ks];
+        T r[NC];
+        for (int j = 0; j < NC; ++j) {
+            T s = T(0);
+            for (int k = 0; k < KK; ++k) s = S::fma1(av[k], b[k][j], s);
+            r[j] = alpha * s;
+        }
+        T* c = C + i * ldc;
+        for (int j = 0; j < NC; ++j) {
+            T v = BetaZero ? r[j] : S::fma1(beta, c[j], r[j]);
+            c[j] = Masked ? relu_masked(v, rm[i * ldc + size_t(j)]) : v;
+        }
+    }
+}
+
+template <class T, class Ops, int NC, int KK>
+void small_k_narrow(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp, T beta,
+                    T* C, size_t ldc, const T* rm) {
+    T b[KK][NC];
+    for (int k = 0; k < KK; ++k)
+        for (int j = 0; j < NC; ++j) b[k][j] = bp[size_t(k) * ldbp + size_t(j)];
+    if (beta == T(0)) {
+        if (rm) small_k_narrow_rows<T, Ops, NC, KK, true, true>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
+        else small_k_narrow_rows<T, Ops, NC, KK, true, false>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
+    } else {
+        if (rm) small_k_narrow_rows<T, Ops, NC, KK, false, true>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
+        else small_k_narrow_rows<T, Ops, NC, KK, false, false>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
+    }
+}
+
+template <class T, class Ops, int NC>
+void small_k_narrow_k(size_t m, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp,
+                      T beta, T* C, size_t ldc, const T* rm) {
+    static_assert(kSmallK == 6, "one case a K");
+    switch (K) {
+        case 2: small_k_narrow<T, Ops, NC, 2>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 3: small_k_narrow<T, Ops, NC, 3>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 4: small_k_narrow<T, Ops, NC, 4>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 5: small_k_narrow<T, Ops, NC, 5>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        default: small_k_narrow<T, Ops, NC, 6>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
     }
 }
 
@@ -964,13 +1047,20 @@ void rank1_rows(size_t M, size_t n, T alpha, const T* a, size_t a_stride, const 
 // at a time, each an FMA chain over the K rows of bp from zero, then stored
 // by update_row, as micro_tile stores a tile (relu_mask included); the last
 // columns through a vector-wide scratch (bp is zero-padded), so every column
-// gets the same arithmetic.
+// gets the same arithmetic. Up to kSmallN columns: small_k_narrow.
 template <class T, class Ops>
 void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp,
                   size_t ldbp, T beta, T* C, size_t ldc, const T* rm) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
     constexpr size_t kMaxK = kSmallK;
+    static_assert(kSmallN == 3, "one case a column count");
+    if (n <= kSmallN && K >= 2) {
+        if (n == 1) small_k_narrow_k<T, Ops, 1>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        else if (n == 2) small_k_narrow_k<T, Ops, 2>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        else small_k_narrow_k<T, Ops, 3>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        return;
+    }
     for (size_t i = 0; i < m; ++i) {
         V av[kMaxK];
         for (size_t k = 0; k < K; ++k) av[k] = Ops::splat(a[i * a_rs + k * a_ks]);
@@ -1027,7 +1117,7 @@ void rank1_gemv_rows(size_t K, size_t n, T alpha, const T* u, const T* v, T* W, 
         }
         for (; j < n; ++j) {
             const T r = alpha * (u[k] * v[j]);
-            w[j] = Ops::fma(vone, Ops::splat(w[j]), Ops::splat(r))[0];
+            w[j] = S::fma1(T(1), w[j], r);
             y[j] = S::fma1(x[k], w[j], y[j]);
         }
     }
