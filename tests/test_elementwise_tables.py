@@ -56,7 +56,7 @@ def forward_def(name, z, alpha):
     return np.where(z > 0, z, alpha * z)
 
 
-SHAPES = [(1, 1), (3, 5), (2, 16), (7, 33), (64, 100), (5, 257)]
+SHAPES = [(1, 1), (3, 5), (2, 16), (7, 33), (64, 100), (5, 257), (300, 1), (45, 3)]
 
 
 @pytest.mark.parametrize("table", TABLES, indirect=True)
@@ -112,7 +112,7 @@ def test_arctan_derivative_from_z(table, dtype, shape, rng):
 @pytest.mark.parametrize("table", TABLES, indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu"])
-@pytest.mark.parametrize("shape", [(3, 5), (50, 100), (37, 130)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("shape", [(3, 5), (50, 100), (37, 130), (300, 1), (70, 2)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_bias_then_activation_in_the_gemm_epilogue(table, dtype, name, shape, rng):
     """dense_forward through the identity matrix: the GEMM gives X exactly,
     and the epilogue adds the bias and applies sigma on blocks of C."""

@@ -259,6 +259,22 @@ def test_fused_exp_poisson_equals_generic_chain(weighted, shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(300, 1), (50, 3), (7, 33)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_unweighted_output_gradients_have_the_row_by_row_bits(shape, dtype, rng):
+    """Without row weights the loss gradient and the fused output gradient
+    take all rows as one run; with row weights of one they go row by row
+    through the same formula (scale * 1 is scale): the same bits, for every
+    loss, on one output, a few and many."""
+    Y = rng.uniform(0.0, 1.0, size=shape).astype(dtype)
+    P = rng.uniform(0.05, 0.95, size=shape).astype(dtype)
+    ones = np.ones(shape[0], dtype)
+    for loss in LOSS_NAMES:
+        np.testing.assert_array_equal(_core.loss_backward(LOSS_ID[loss], Y, P, 0.3),
+                                      _core.loss_backward(LOSS_ID[loss], Y, P, 0.3, ones), err_msg=loss)
+    np.testing.assert_array_equal(_core.output_backward_fused(Y, P, 0.3), _core.output_backward_fused(Y, P, 0.3, ones))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_at_huge_inputs_is_finite_and_correct(dtype):
     for v in huge_values(dtype):
         Z = np.array([[v, -v, 0.0], [v, v, -v], [-v, -v, -v], [v, v - 1, -v]], dtype=dtype)

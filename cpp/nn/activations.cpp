@@ -1,5 +1,7 @@
 #include "nn/activations.hpp"
 
+#include <algorithm>
+
 #include "threads.hpp"
 
 namespace dnnfast {
@@ -14,14 +16,15 @@ void activation_forward(Act act, const T* Z, T* A, size_t m, size_t n, const T* 
         });
         return;
     }
-    parallel_for(m, nt, [&](size_t i) {
-        const T* z = Z + i * n;
-        T* a = A + i * n;
-        {
-            // Copy first so the block kernel can work in place on A.
-            if (a != z) for (size_t j = 0; j < n; ++j) a[j] = z[j];
-            activation_forward_block<T>(act, a, n, a, n, 1, n, 0, nullptr, alpha, alpha_stride);
-        }
+    // Each thread's rows in one block call, not a call per row: rows of one
+    // to a few units cost a call (and a padded vector) each (BENCHMARKS.md,
+    // "Measurements behind the code": activation_forward).
+    parallel_ranges(m, nt, [&](size_t i0, size_t i1) {
+        const T* z = Z + i0 * n;
+        T* a = A + i0 * n;
+        // Copy first so the block kernel can work in place on A.
+        if (a != z) std::copy(z, z + (i1 - i0) * n, a);
+        activation_forward_block<T>(act, a, n, a, n, i1 - i0, n, 0, nullptr, alpha, alpha_stride);
     });
 }
 
@@ -29,12 +32,12 @@ template <class T>
 void activation_backward(Act act, const T* Z, const T* A, const T* dA, T* dZ, size_t m, size_t n,
                          const T* alpha, size_t alpha_stride) {
     const int nt = threads_for(double(m) * double(n) * activation_cost(act), kElementwiseMinWork);
-    parallel_for(m, nt, [&](size_t i) {
-        const size_t o = i * n;
+    parallel_ranges(m, nt, [&](size_t i0, size_t i1) {  // as activation_forward
+        const size_t o = i0 * n;
         if (act == Act::softmax)
-            softmax_backward_rows(A + o, n, dA + o, n, dZ + o, n, 1, n);
+            softmax_backward_rows(A + o, n, dA + o, n, dZ + o, n, i1 - i0, n);
         else
-            activation_backward_block<T>(act, Z + o, n, A + o, n, dA + o, n, dZ + o, n, 1, n, 0, alpha,
+            activation_backward_block<T>(act, Z + o, n, A + o, n, dA + o, n, dZ + o, n, i1 - i0, n, 0, alpha,
                                          alpha_stride);
     });
 }

@@ -213,6 +213,13 @@ template <class T>
 void activation_backward_block(Act act, const T* Z, size_t ldz, const T* A, size_t lda,
                                const T* dA, size_t ldda, T* dZ, size_t lddz, size_t m, size_t n,
                                size_t j0, const T* alpha, size_t alpha_stride) {
+    if (m > 1 && alpha_stride == 0 && ldz == n && lda == n && ldda == n && lddz == n) {
+        // Contiguous rows, nothing per column: one long row, so narrow
+        // layers' rows (one to a few units) are not each a vector tail.
+        // Every element's arithmetic is the same wherever it sits.
+        n *= m;
+        m = 1;
+    }
     if (act == Act::softplus) {  // the one sigma' that needs a transcendental
         const auto fn = active_vmath().template get<T>().softplus_backward;
         for (size_t i = 0; i < m; ++i) fn(Z + i * ldz, dA + i * ldda, dZ + i * lddz, n);

@@ -239,32 +239,40 @@ double loss_forward(Loss loss, const T* Y, const T* Yhat, size_t m, size_t n, co
 template <class T>
 void loss_backward(Loss loss, const T* Y, const T* Yhat, T* dYhat, size_t m, size_t n, T scale, const T* w) {
     const int nt = threads_for(double(m) * double(n) * 2.0, kElementwiseMinWork);
-    parallel_for(m, nt, [&](size_t i) {
-        const T s = w ? scale * w[i] : scale;
-        const T* y = Y + i * n;
-        const T* p = Yhat + i * n;
-        T* d = dYhat + i * n;
-        switch (loss) {
-            case Loss::sse:
-                for (size_t j = 0; j < n; ++j) d[j] = s * (p[j] - y[j]);
-                break;
-            case Loss::mse: {
-                const T c = s * T(2) / T(n);
-                for (size_t j = 0; j < n; ++j) d[j] = c * (p[j] - y[j]);
-                break;
-            }
-            case Loss::bce:
-                for (size_t j = 0; j < n; ++j) {
-                    const T q = clip01(p[j]);
-                    d[j] = s * (q - y[j]) / (q * (T(1) - q));
+    parallel_ranges(m, nt, [&](size_t i0, size_t i1) {
+        // Without row weights every entry has the same formula: the rows
+        // as one run, where a call per row of one or a few outputs cost more
+        // than the entries (BENCHMARKS.md, "Measurements behind the code":
+        // activation_forward).
+        const size_t runs = w ? i1 - i0 : 1, len = w ? n : (i1 - i0) * n;
+        for (size_t r = 0; r < runs; ++r) {
+            const size_t i = i0 + r;
+            const T s = w ? scale * w[i] : scale;
+            const T* y = Y + i * n;
+            const T* p = Yhat + i * n;
+            T* d = dYhat + i * n;
+            switch (loss) {
+                case Loss::sse:
+                    for (size_t j = 0; j < len; ++j) d[j] = s * (p[j] - y[j]);
+                    break;
+                case Loss::mse: {
+                    const T c = s * T(2) / T(n);
+                    for (size_t j = 0; j < len; ++j) d[j] = c * (p[j] - y[j]);
+                    break;
                 }
-                break;
-            case Loss::cce:
-                for (size_t j = 0; j < n; ++j) d[j] = -s * y[j] / clip01(p[j]);
-                break;
-            case Loss::poisson:
-                for (size_t j = 0; j < n; ++j) d[j] = s * (T(1) - y[j] / clip_positive(p[j]));
-                break;
+                case Loss::bce:
+                    for (size_t j = 0; j < len; ++j) {
+                        const T q = clip01(p[j]);
+                        d[j] = s * (q - y[j]) / (q * (T(1) - q));
+                    }
+                    break;
+                case Loss::cce:
+                    for (size_t j = 0; j < len; ++j) d[j] = -s * y[j] / clip01(p[j]);
+                    break;
+                case Loss::poisson:
+                    for (size_t j = 0; j < len; ++j) d[j] = s * (T(1) - y[j] / clip_positive(p[j]));
+                    break;
+            }
         }
     });
 }
@@ -273,6 +281,12 @@ template <class T>
 void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w,
                            bool row_sum) {
     const int nt = threads_for(double(m) * double(n), kElementwiseMinWork);
+    if (!row_sum && !w) {  // every entry's formula the same: the rows as one run, as loss_backward
+        parallel_ranges(m * n, nt, [&](size_t k0, size_t k1) {
+            for (size_t k = k0; k < k1; ++k) dZ[k] = scale * (Yhat[k] - Y[k]);
+        });
+        return;
+    }
     parallel_for(m, nt, [&](size_t i) {
         const T s = w ? scale * w[i] : scale;
         const T* y = Y + i * n;

@@ -475,6 +475,30 @@ struct VMath {
     template <int Kind>
     static void unit_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
         const V al = sp(alpha);
+        if (m > 1 && ldz == n && lda == n && (n == 1 || !bias)) {
+            // Contiguous rows with nothing per column (or one unit, its
+            // bias the same for every row: a regression network's output):
+            // one long row of vectors, where rows narrower than a vector
+            // would each be a scalar tail. The same arithmetic an element.
+            const V bv = sp(bias ? bias[0] : T(0));
+            const bool keep_z = bias && a != z;
+            const bool write_a = Kind != 0 || a != z || bias;
+            const size_t len = m * n;
+            size_t j = 0;
+            for (; j + L <= len; j += L) {
+                V v = load(z + j);
+                if (bias) v = v + bv;
+                if (keep_z) store(z + j, v);
+                if (write_a) store(a + j, unit<Kind>(v, al));
+            }
+            for (; j < len; ++j) {
+                T v = z[j];
+                if (bias) v = v + bias[0];
+                if (keep_z) z[j] = v;
+                a[j] = unit<Kind>(v, alpha);
+            }
+            return;
+        }
         for (size_t i = 0; i < m; ++i) {
             T* zi = z + i * ldz;
             T* ai = a + i * lda;
