@@ -33,7 +33,7 @@ and ``big100-logistic`` (20000 x 100 -> 100 -> 10, one epoch).
 (e.g. ``net:784-128-10:adam:8``, ``net:64-256-2:sgd:64:float32:prelu``;
 an optimizer written ``sgd+wd`` takes ``weight_decay=1e-4``):
 hidden layers of the activation (relu unless given) and a softmax output
-with cce, float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
+with cce (one output: identity with mse, a regression network), float32 unless a dtype is given, learning rate 0.01, one epoch of 1000 rows
 (8192 from batches of 64), for steps whose cost depends on the batch size
 and the optimizer (with ``--threads 2``: how the step splits over threads).
 
@@ -311,7 +311,9 @@ def net_workload(name):
         raise SystemExit(f"--train: {name!r}: at least two positive sizes and a positive batch")
     hidden = parts[5] if len(parts) == 6 else "relu"
     optimizer, wd = (parts[2][:-3], 1e-4) if parts[2].endswith("+wd") else (parts[2], 0.0)
-    return dict(sizes=sizes, activations=[hidden] * (len(sizes) - 2) + ["softmax"], loss="cce",
+    regression = sizes[-1] == 1
+    return dict(sizes=sizes, activations=[hidden] * (len(sizes) - 2) + ["identity" if regression else "softmax"],
+                loss="mse" if regression else "cce",
                 dtype=parts[4] if len(parts) >= 5 else "float32", batch_size=batch,
                 rows=(8192 if batch >= 64 else 1000,), learning_rate=0.01, optimizer=optimizer, weight_decay=wd)
 
@@ -329,6 +331,8 @@ def train_ab(old, new, names, args):
         wl = WORKLOADS[name]
         rows = wl["rows"][0]
         X, Y = make_data(rows, wl["sizes"][0], wl["sizes"][-1], wl["dtype"])
+        if wl["loss"] == "mse":  # a regression target: the sum of X's columns
+            Y = X.sum(axis=1, keepdims=True, dtype=X.dtype)
         nets = networks(old, new, wl)
         times = np.empty((args.repeats, 2))
         for r in range(args.repeats):
