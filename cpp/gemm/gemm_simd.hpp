@@ -174,6 +174,16 @@ struct HalfOps<Ops, std::void_t<typename Ops::Half>> {
     using type = typename Ops::Half;
 };
 
+// Whether the instruction set has masked loads and stores of a vector's
+// first lanes (Ops::load_head, Ops::store_head: AVX2, AVX-512).
+template <class T, class Ops, class = void>
+struct HasHeads : std::false_type {};
+template <class T, class Ops>
+struct HasHeads<T, Ops,
+                std::void_t<decltype(Ops::store_head(static_cast<T*>(nullptr),
+                                                     Ops::load_head(static_cast<const T*>(nullptr), size_t(0)),
+                                                     size_t(0)))>> : std::true_type {};
+
 // How the micro-kernel reads its A operand, one k at a time: a packed
 // micro-panel (the MR values of one k adjacent, zero-padded), or A where it
 // lies, element (i, k) at p[i * rs + k * ks]. In place, rows past m are never
@@ -1043,50 +1053,85 @@ void small_k_narrow_k(size_t m, size_t K, T alpha, const T* a, size_t a_rs, size
     }
 }
 
-// The short-K kernel (contract in gemm_kernels.hpp): four vectors of a row
-// at a time, each an FMA chain over the K rows of bp from zero, then stored
-// by update_row, as micro_tile stores a tile (relu_mask included); the last
-// columns through a vector-wide scratch (bp is zero-padded), so every column
-// gets the same arithmetic. Up to kSmallN columns: small_k_narrow.
+// The short-K kernel (contract in gemm_kernels.hpp) for K = KK: four
+// vectors of a row at a time, each an FMA chain over the K rows of bp from
+// zero, then stored by update_row, as micro_tile stores a tile (relu_mask
+// included); the last columns under a mask (or through a vector-wide
+// scratch, bp being zero-padded), so every column gets the same
+// arithmetic. K is known here, so the broadcasts of a row stay in
+// registers, and the vectors after the last four are independent chains in
+// one pass: with K a loop bound they went through the stack, and one chain
+// at a time bounded rows of one to three vectors by its K dependent FMAs
+// (BENCHMARKS.md, "Measurements behind the code": small_k_rows).
+template <class T, class Ops>
+DNNFAST_KERNEL_INLINE void small_k_store(T* c, typename Ops::V acc, size_t r, T alpha, T beta, const T* mi) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    if (r == S::W) {
+        update_row<T, Ops, 1>(c, &acc, alpha, beta, nullptr, mi);
+    } else if constexpr (HasHeads<T, Ops>::value) {
+        // The last r columns as update_row computes lanes, masked.
+        V v = Ops::splat(alpha) * acc;
+        if (beta != T(0)) v = Ops::fma(Ops::splat(beta), Ops::load_head(c, r), v);
+        if (mi) v = v * (Ops::load_head(mi, r) > V{} ? Ops::splat(T(1)) : V{});
+        Ops::store_head(c, v, r);
+    } else {
+        alignas(64) T ct[S::W] = {};
+        if (beta != T(0))
+            for (size_t l = 0; l < r; ++l) ct[l] = c[l];
+        update_row<T, Ops, 1>(ct, &acc, alpha, beta);
+        for (size_t l = 0; l < r; ++l) c[l] = mi ? relu_masked(ct[l], mi[l]) : ct[l];
+    }
+}
+
+template <class T, class Ops, int KK>
+void small_k_rows_k(size_t m, size_t n, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp,
+                    T beta, T* C, size_t ldc, const T* rm) {
+    using S = Simd<T, Ops>;
+    using V = typename Ops::V;
+    const size_t n4 = n / (4 * S::W) * (4 * S::W);
+    const size_t nv = (n - n4 + S::W - 1) / S::W;  // vectors after the last four, the last maybe part of one
+    for (size_t i = 0; i < m; ++i) {
+        V av[KK];
+        for (int k = 0; k < KK; ++k) av[k] = Ops::splat(a[i * a_rs + size_t(k) * a_ks]);
+        T* c = C + i * ldc;
+        const T* mi = rm ? rm + i * ldc : nullptr;
+        for (size_t j = 0; j < n4; j += 4 * S::W) {
+            V acc[4] = {};
+            for (int k = 0; k < KK; ++k)
+                for (int v = 0; v < 4; ++v) acc[v] = Ops::fma(av[k], S::load(bp + k * ldbp + j + v * S::W), acc[v]);
+            update_row<T, Ops, 4>(c + j, acc, alpha, beta, nullptr, mi ? mi + j : nullptr);
+        }
+        // The rest, up to three whole vectors and a part of one, in one
+        // pass of independent chains (bp's padding makes every load whole).
+        if (nv == 0) continue;
+        V acc[4] = {};
+        for (int k = 0; k < KK; ++k)
+            for (size_t v = 0; v < 4; ++v)
+                if (v < nv) acc[v] = Ops::fma(av[k], S::load(bp + k * ldbp + n4 + v * S::W), acc[v]);
+        for (size_t v = 0; v < nv; ++v) {
+            const size_t j = n4 + v * S::W, r = n - j < S::W ? n - j : S::W;
+            small_k_store<T, Ops>(c + j, acc[v], r, alpha, beta, mi ? mi + j : nullptr);
+        }
+    }
+}
+
 template <class T, class Ops>
 void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp,
                   size_t ldbp, T beta, T* C, size_t ldc, const T* rm) {
-    using S = Simd<T, Ops>;
-    using V = typename Ops::V;
-    constexpr size_t kMaxK = kSmallK;
-    static_assert(kSmallN == 3, "one case a column count");
+    static_assert(kSmallN == 3 && kSmallK == 6, "one case a column count and a K");
     if (n <= kSmallN && K >= 2) {
         if (n == 1) small_k_narrow_k<T, Ops, 1>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
         else if (n == 2) small_k_narrow_k<T, Ops, 2>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
         else small_k_narrow_k<T, Ops, 3>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
         return;
     }
-    for (size_t i = 0; i < m; ++i) {
-        V av[kMaxK];
-        for (size_t k = 0; k < K; ++k) av[k] = Ops::splat(a[i * a_rs + k * a_ks]);
-        T* c = C + i * ldc;
-        const T* mi = rm ? rm + i * ldc : nullptr;
-        size_t j = 0;
-        for (; j + 4 * S::W <= n; j += 4 * S::W) {
-            V acc[4] = {};
-            for (size_t k = 0; k < K; ++k)
-                for (int v = 0; v < 4; ++v) acc[v] = Ops::fma(av[k], S::load(bp + k * ldbp + j + v * S::W), acc[v]);
-            update_row<T, Ops, 4>(c + j, acc, alpha, beta, nullptr, mi ? mi + j : nullptr);
-        }
-        for (; j < n; j += S::W) {
-            V acc = V{};
-            for (size_t k = 0; k < K; ++k) acc = Ops::fma(av[k], S::load(bp + k * ldbp + j), acc);
-            if (j + S::W <= n) {
-                update_row<T, Ops, 1>(c + j, &acc, alpha, beta, nullptr, mi ? mi + j : nullptr);
-            } else {
-                alignas(64) T ct[S::W] = {};
-                const size_t r = n - j;
-                if (beta != T(0))
-                    for (size_t l = 0; l < r; ++l) ct[l] = c[j + l];
-                update_row<T, Ops, 1>(ct, &acc, alpha, beta);
-                for (size_t l = 0; l < r; ++l) c[j + l] = mi ? relu_masked(ct[l], mi[j + l]) : ct[l];
-            }
-        }
+    switch (K) {
+        case 2: small_k_rows_k<T, Ops, 2>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 3: small_k_rows_k<T, Ops, 3>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 4: small_k_rows_k<T, Ops, 4>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        case 5: small_k_rows_k<T, Ops, 5>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
+        default: small_k_rows_k<T, Ops, 6>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
     }
 }
 
