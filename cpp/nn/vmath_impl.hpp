@@ -472,52 +472,39 @@ struct VMath {
     // loops' alias checks and remainder handling cost more than the work.
     // With A on Z (a == z, a relu layer that keeps no Z) each element is
     // stored once, as f(z + b).
+    // One run of len elements: z + b (b = bias[j], or bias[0] for all with
+    // Broadcast), then unit<Kind>.
+    template <int Kind, bool Broadcast>
+    static DNNFAST_VINLINE void unit_run(T* z, T* a, size_t len, const T* bias, T alpha) {
+        const V al = sp(alpha);
+        const V b0 = Broadcast && bias ? sp(bias[0]) : V{};
+        const bool keep_z = bias && a != z;  // Z holds z + b apart from A
+        const bool write_a = Kind != 0 || a != z || bias;
+        size_t j = 0;
+        for (; j + L <= len; j += L) {
+            V v = load(z + j);
+            if (bias) v = v + (Broadcast ? b0 : load(bias + j));
+            if (keep_z) store(z + j, v);
+            if (write_a) store(a + j, unit<Kind>(v, al));
+        }
+        for (; j < len; ++j) {
+            T v = z[j];
+            if (bias) v = v + bias[Broadcast ? 0 : j];
+            if (keep_z) z[j] = v;
+            a[j] = unit<Kind>(v, alpha);
+        }
+    }
     template <int Kind>
     static void unit_block(T* z, size_t ldz, T* a, size_t lda, size_t m, size_t n, const T* bias, T alpha) {
-        const V al = sp(alpha);
         if (m > 1 && ldz == n && lda == n && (n == 1 || !bias)) {
             // Contiguous rows with nothing per column (or one unit, its
             // bias the same for every row: a regression network's output):
-            // one long row of vectors, where rows narrower than a vector
+            // one long run of vectors, where rows narrower than a vector
             // would each be a scalar tail. The same arithmetic an element.
-            const V bv = sp(bias ? bias[0] : T(0));
-            const bool keep_z = bias && a != z;
-            const bool write_a = Kind != 0 || a != z || bias;
-            const size_t len = m * n;
-            size_t j = 0;
-            for (; j + L <= len; j += L) {
-                V v = load(z + j);
-                if (bias) v = v + bv;
-                if (keep_z) store(z + j, v);
-                if (write_a) store(a + j, unit<Kind>(v, al));
-            }
-            for (; j < len; ++j) {
-                T v = z[j];
-                if (bias) v = v + bias[0];
-                if (keep_z) z[j] = v;
-                a[j] = unit<Kind>(v, alpha);
-            }
+            unit_run<Kind, true>(z, a, m * n, bias, alpha);
             return;
         }
-        for (size_t i = 0; i < m; ++i) {
-            T* zi = z + i * ldz;
-            T* ai = a + i * lda;
-            const bool keep_z = bias && ai != zi;  // Z holds z + b apart from A
-            const bool write_a = Kind != 0 || ai != zi || bias;
-            size_t j = 0;
-            for (; j + L <= n; j += L) {
-                V v = load(zi + j);
-                if (bias) v = v + load(bias + j);
-                if (keep_z) store(zi + j, v);
-                if (write_a) store(ai + j, unit<Kind>(v, al));
-            }
-            for (; j < n; ++j) {
-                T v = zi[j];
-                if (bias) v = v + bias[j];
-                if (keep_z) zi[j] = v;
-                ai[j] = unit<Kind>(v, alpha);
-            }
-        }
+        for (size_t i = 0; i < m; ++i) unit_run<Kind, false>(z + i * ldz, a + i * lda, n, bias, alpha);
     }
     template <int Kind>  // 1 relu, 2 leaky
     static void unit_backward_block(const T* z, size_t ldz, const T* da, size_t ldda, T* dz, size_t lddz,
