@@ -1026,7 +1026,7 @@ void small_k_narrow_rows(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks
 }
 
 template <class T, class Ops, int NC, int KK>
-void small_k_narrow(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp, T beta,
+__attribute__((noinline)) void small_k_narrow(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp, T beta,
                     T* C, size_t ldc, const T* rm) {
     T b[KK][NC];
     for (int k = 0; k < KK; ++k)
@@ -1037,19 +1037,6 @@ void small_k_narrow(size_t m, T alpha, const T* a, size_t a_rs, size_t a_ks, con
     } else {
         if (rm) small_k_narrow_rows<T, Ops, NC, KK, false, true>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
         else small_k_narrow_rows<T, Ops, NC, KK, false, false>(m, alpha, a, a_rs, a_ks, b, beta, C, ldc, rm);
-    }
-}
-
-template <class T, class Ops, int NC>
-void small_k_narrow_k(size_t m, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp,
-                      T beta, T* C, size_t ldc, const T* rm) {
-    static_assert(kSmallK == 6, "one case a K");
-    switch (K) {
-        case 2: small_k_narrow<T, Ops, NC, 2>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 3: small_k_narrow<T, Ops, NC, 3>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 4: small_k_narrow<T, Ops, NC, 4>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 5: small_k_narrow<T, Ops, NC, 5>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        default: small_k_narrow<T, Ops, NC, 6>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
     }
 }
 
@@ -1085,7 +1072,7 @@ DNNFAST_KERNEL_INLINE void small_k_store(T* c, typename Ops::V acc, size_t r, T 
 }
 
 template <class T, class Ops, int KK>
-void small_k_rows_k(size_t m, size_t n, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp,
+__attribute__((noinline)) void small_k_rows_k(size_t m, size_t n, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp, size_t ldbp,
                     T beta, T* C, size_t ldc, const T* rm) {
     using S = Simd<T, Ops>;
     using V = typename Ops::V;
@@ -1120,18 +1107,23 @@ template <class T, class Ops>
 void small_k_rows(size_t m, size_t n, size_t K, T alpha, const T* a, size_t a_rs, size_t a_ks, const T* bp,
                   size_t ldbp, T beta, T* C, size_t ldc, const T* rm) {
     static_assert(kSmallN == 3 && kSmallK == 6, "one case a column count and a K");
-    if (n <= kSmallN && K >= 2) {
-        if (n == 1) small_k_narrow_k<T, Ops, 1>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
-        else if (n == 2) small_k_narrow_k<T, Ops, 2>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
-        else small_k_narrow_k<T, Ops, 3>(m, K, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
-        return;
-    }
+    // K (2 to kSmallK: K = 1 is gemm_rank1's) as a constant of the kernels,
+    // each out of line: inlined into this dispatch, their loops ran up to
+    // 1.3x slower (BENCHMARKS.md, "Measurements behind the code":
+    // small_k_narrow).
+    const auto run = [&](auto kk) {
+        constexpr int KK = decltype(kk)::value;
+        if (n == 1) small_k_narrow<T, Ops, 1, KK>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        else if (n == 2) small_k_narrow<T, Ops, 2, KK>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        else if (n == 3) small_k_narrow<T, Ops, 3, KK>(m, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        else small_k_rows_k<T, Ops, KK>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+    };
     switch (K) {
-        case 2: small_k_rows_k<T, Ops, 2>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 3: small_k_rows_k<T, Ops, 3>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 4: small_k_rows_k<T, Ops, 4>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        case 5: small_k_rows_k<T, Ops, 5>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm); break;
-        default: small_k_rows_k<T, Ops, 6>(m, n, alpha, a, a_rs, a_ks, bp, ldbp, beta, C, ldc, rm);
+        case 2: run(std::integral_constant<int, 2>{}); break;
+        case 3: run(std::integral_constant<int, 3>{}); break;
+        case 4: run(std::integral_constant<int, 4>{}); break;
+        case 5: run(std::integral_constant<int, 5>{}); break;
+        default: run(std::integral_constant<int, 6>{});
     }
 }
 

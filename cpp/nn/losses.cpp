@@ -281,28 +281,30 @@ template <class T>
 void output_backward_fused(const T* Y, const T* Yhat, T* dZ, size_t m, size_t n, T scale, const T* w,
                            bool row_sum) {
     const int nt = threads_for(double(m) * double(n), kElementwiseMinWork);
-    if (!row_sum && !w) {  // every entry's formula the same: the rows as one run, as loss_backward
-        parallel_ranges(m * n, nt, [&](size_t k0, size_t k1) {
-            for (size_t k = k0; k < k1; ++k) dZ[k] = scale * (Yhat[k] - Y[k]);
-        });
-        return;
-    }
-    parallel_for(m, nt, [&](size_t i) {
-        const T s = w ? scale * w[i] : scale;
-        const T* y = Y + i * n;
-        T sum = T(1);
-        if (row_sum) {  // four chains: one add's latency a step bounded the 200 x 10 batches' pass
-            T s4[4] = {T(0), T(0), T(0), T(0)};
-            size_t j = 0;
-            for (; j + 4 <= n; j += 4)
-                for (int q = 0; q < 4; ++q) s4[q] += y[j + q];
-            for (; j < n; ++j) s4[0] += y[j];
-            sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-        }
-        if (sum == T(1)) {
-            for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] - y[j]);
-        } else {
-            for (size_t j = 0; j < n; ++j) dZ[i * n + j] = s * (Yhat[i * n + j] * sum - y[j]);
+    parallel_ranges(m, nt, [&](size_t i0, size_t i1) {
+        // Nothing per row (no weights, no row sums): the rows as one run, as loss_backward.
+        const bool per_row = w || row_sum;
+        const size_t runs = per_row ? i1 - i0 : 1, len = per_row ? n : (i1 - i0) * n;
+        for (size_t r = 0; r < runs; ++r) {
+            const size_t i = i0 + r;
+            const T s = w ? scale * w[i] : scale;
+            const T* y = Y + i * n;
+            const T* p = Yhat + i * n;
+            T* d = dZ + i * n;
+            T sum = T(1);
+            if (row_sum) {  // four chains: one add's latency a step bounded the 200 x 10 batches' pass
+                T s4[4] = {T(0), T(0), T(0), T(0)};
+                size_t j = 0;
+                for (; j + 4 <= n; j += 4)
+                    for (int q = 0; q < 4; ++q) s4[q] += y[j + q];
+                for (; j < n; ++j) s4[0] += y[j];
+                sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+            }
+            if (sum == T(1)) {
+                for (size_t j = 0; j < len; ++j) d[j] = s * (p[j] - y[j]);
+            } else {
+                for (size_t j = 0; j < len; ++j) d[j] = s * (p[j] * sum - y[j]);
+            }
         }
     });
 }
